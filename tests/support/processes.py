@@ -1,0 +1,210 @@
+"""Real processes for tests: a nats-server on a free port and `torua` roles.
+
+Every process started here is tracked and killed (SIGKILL after a grace period)
+when the owning fixture ends, also when the test failed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import psutil
+
+from torua.cli.up import nats_config, nats_server_binary, torua_command, wait_for_port
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
+    """Poll `predicate` until it returns something truthy; fail with `what` at the deadline."""
+    deadline = time.monotonic() + timeout
+    last_exc: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = predicate()
+            if result:
+                return result
+        except Exception as exc:  # the thing polled is not there yet
+            last_exc = exc
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}" + (f" (last error: {last_exc})" if last_exc else ""))
+
+
+@dataclass
+class Proc:
+    name: str
+    argv: list[str]
+    popen: subprocess.Popen
+    log_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def kill(self) -> None:
+        if self.alive():
+            self.popen.kill()
+            self.popen.wait(10)
+
+    def pause(self) -> None:
+        psutil.Process(self.pid).suspend()
+
+    def resume(self) -> None:
+        psutil.Process(self.pid).resume()
+
+    def terminate(self, timeout: float = 10) -> int:
+        if self.alive():
+            try:
+                psutil.Process(self.pid).resume()
+            except psutil.Error:
+                pass
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                return self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(10)
+        return self.popen.returncode
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+
+@dataclass
+class ProcessGroup:
+    """Owns every process a test starts."""
+
+    workdir: Path
+    procs: list[Proc] = field(default_factory=list)
+
+    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Proc:
+        log_path = self.workdir / "logs" / f"{name}-{len(self.procs)}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "wb") as out:
+            popen = subprocess.Popen(
+                argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})}
+            )
+        proc = Proc(name, argv, popen, log_path)
+        self.procs.append(proc)
+        return proc
+
+    def stop_all(self) -> None:
+        for proc in reversed(self.procs):
+            try:
+                proc.terminate(timeout=5)
+            except Exception:
+                proc.kill()
+
+
+def start_nats(group: ProcessGroup, port: int | None = None) -> tuple[Proc, str]:
+    port = port or free_port()
+    conf = nats_config(group.workdir / f"nats-{port}", port)
+    proc = group.start("nats-server", [nats_server_binary(), "-c", str(conf)])
+    if not wait_for_port(port, time.monotonic() + 15, proc.popen):
+        raise AssertionError(f"nats-server did not start:\n{proc.log()}")
+    return proc, f"nats://127.0.0.1:{port}"
+
+
+class Cluster:
+    """A cluster of real `torua` processes on a test's own nats-server."""
+
+    def __init__(self, group: ProcessGroup, nats_url: str, shards: int = 8, heartbeat: float = 0.25) -> None:
+        self.group = group
+        self.nats_url = nats_url
+        self.shards = shards
+        self.heartbeat = heartbeat
+        self.nodes: dict[str, Proc] = {}
+        self.coordinator: Proc | None = None
+        self.gateway: Proc | None = None
+        self.http_port = 0
+
+    def _common(self) -> list[str]:
+        return ["--nats-url", self.nats_url, "--log-level", "info"]
+
+    def start_coordinator(self, expect_nodes: int) -> Proc:
+        argv = torua_command() + [
+            "coordinator", "--id", "c1", "--shards", str(self.shards), "--expect-nodes", str(expect_nodes),
+            "--heartbeat-interval", str(self.heartbeat), "--formation-timeout", "20",
+        ] + self._common()
+        self.coordinator = self.group.start("coordinator", argv)
+        return self.coordinator
+
+    def start_node(self, node_id: str, extra: list[str] | None = None) -> Proc:
+        argv = torua_command() + [
+            "node", "--id", node_id, "--data-dir", str(self.group.workdir / node_id),
+            "--heartbeat-interval", str(self.heartbeat), "--commit", "relaxed",
+        ] + self._common() + (extra or [])
+        proc = self.group.start(f"node-{node_id}", argv)
+        self.nodes[node_id] = proc
+        return proc
+
+    def start_gateway(self) -> Proc:
+        self.http_port = free_port()
+        argv = torua_command() + ["gateway", "--port", str(self.http_port), "--request-timeout", "5"] + self._common()
+        self.gateway = self.group.start("gateway", argv)
+        return self.gateway
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def start(self, nodes: int = 3) -> "Cluster":
+        self.start_coordinator(expect_nodes=nodes)
+        for i in range(1, nodes + 1):
+            self.start_node(f"n{i}")
+        self.start_gateway()
+        self.wait_formed()
+        return self
+
+    def wait_formed(self, timeout: float = 30) -> dict:
+        return wait_until(
+            lambda: (h := self.json("GET", "/cluster/health")[1])["shards_unassigned"] == 0 and h["status"] == "green" and h,
+            timeout,
+            "the cluster to form",
+        )
+
+    def request(self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None, timeout: float = 15):
+        req = urllib.request.Request(self.url + path, data=body, method=method, headers=headers or {})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                return resp.status, resp.read(), dict(resp.headers)
+        except urllib.error.HTTPError as err:
+            return err.code, err.read(), dict(err.headers)
+
+    def json(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        data = None if body is None else json.dumps(body).encode()
+        status, raw, _ = self.request(method, path, data, {"Content-Type": "application/json"} if data else None)
+        return status, json.loads(raw) if raw else None
+
+    def shards_per_node(self) -> dict[str, int]:
+        counts = {n: 0 for n in self.nodes}
+        for shard in self.json("GET", "/shards")[1]["shards"]:
+            if shard["primary"]:
+                counts[shard["primary"]] = counts.get(shard["primary"], 0) + 1
+        return counts
+
+    def location(self, key: str) -> dict:
+        from urllib.parse import quote
+
+        return self.json("GET", "/keys/" + quote(key, safe="") + "/location")[1]

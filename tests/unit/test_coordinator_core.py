@@ -1,0 +1,87 @@
+"""Tables for the coordinator's pure decisions: health, shard states, moves, assignments."""
+
+import pytest
+
+from torua.coordinator import shardmap
+from torua.coordinator.health import missed_heartbeats, node_health
+from torua.coordinator.moves import IllegalMoveStep, Move, next_phase
+from torua.protocol.messages import ShardEntry
+
+
+@pytest.mark.parametrize(
+    "last_seen,now,expected,missed",
+    [
+        (None, 100.0, "unknown", 0),
+        (100.0, 100.0, "healthy", 0),
+        (100.0, 102.9, "healthy", 2),
+        (100.0, 103.0, "unhealthy", 3),
+        (100.0, 160.0, "unhealthy", 60),
+    ],
+)
+def test_node_health(last_seen, now, expected, missed):
+    assert node_health(last_seen, now, interval=1.0, threshold=3) == expected
+    assert missed_heartbeats(last_seen, now, 1.0) == missed
+
+
+@pytest.mark.parametrize(
+    "entry,health,state",
+    [
+        (ShardEntry(0), {}, "unassigned"),
+        (ShardEntry(0, "n1"), {"n1": "healthy"}, "active"),
+        (ShardEntry(0, "n1"), {"n1": "unhealthy"}, "unavailable"),
+        (ShardEntry(0, "n1"), {"n1": "unknown"}, "unavailable"),
+        (ShardEntry(0, "n1", target="n2"), {"n1": "healthy"}, "moving"),
+        (ShardEntry(0, "n1", target="n2"), {"n1": "unhealthy"}, "unavailable"),
+    ],
+)
+def test_shard_state(entry, health, state):
+    assert shardmap.shard_state(entry, health) == state
+
+
+def test_formation_assigns_every_shard_and_marks_none_created():
+    empty = shardmap.empty_map(4, 1, "c")
+    formed = shardmap.assign_unplaced(empty, {0: ("n1",), 1: ("n2",), 2: ("n1",), 3: ("n2",)}, {"n1": "healthy", "n2": "healthy"})
+    assert [e.primary for e in formed.shards] == ["n1", "n2", "n1", "n2"]
+    assert all(e.state == "active" and not e.created for e in formed.shards)
+    a = shardmap.assignment_for(formed, "n1")
+    assert [(s.shard_id, s.create) for s in a.shards] == [(0, True), (2, True)]
+    created = shardmap.set_entry(formed, 0, created=True)
+    assert [(s.shard_id, s.create) for s in shardmap.assignment_for(created, "n1").shards] == [(0, False), (2, True)]
+
+
+def test_with_states_returns_the_same_map_when_nothing_changed():
+    m = shardmap.assign_unplaced(shardmap.empty_map(2, 1, "c"), {0: ("n1",), 1: ("n1",)}, {"n1": "healthy"})
+    assert shardmap.with_states(m, {"n1": "healthy"}) is m
+    assert [e.state for e in shardmap.with_states(m, {"n1": "unhealthy"}).shards] == ["unavailable"] * 2
+
+
+def test_assign_unplaced_never_moves_a_placed_shard():
+    m = shardmap.assign_unplaced(shardmap.empty_map(2, 1, "c"), {0: ("n1",)}, {"n1": "healthy"})
+    again = shardmap.assign_unplaced(m, {0: ("n2",), 1: ("n2",)}, {"n1": "healthy", "n2": "healthy"})
+    assert [e.primary for e in again.shards] == ["n1", "n2"]
+
+
+@pytest.mark.parametrize(
+    "phase,outcome,expected",
+    [
+        ("copying", "ok", "freezing"),
+        ("freezing", "ok", "catching_up"),
+        ("catching_up", "ok", "switching"),
+        ("switching", "ok", "dropping"),
+        ("dropping", "ok", "done"),
+        ("dropping", "failed", "done"),
+        ("copying", "failed", "aborting"),
+        ("catching_up", "failed", "aborting"),
+        ("aborting", "failed", "aborted"),
+    ],
+)
+def test_move_phases(phase, outcome, expected):
+    assert next_phase(phase, outcome) == expected
+
+
+@pytest.mark.parametrize("phase,outcome", [("done", "ok"), ("aborted", "ok"), ("copying", "maybe")])
+def test_illegal_move_step_changes_nothing(phase, outcome):
+    move = Move(1, "a", "b", 0.0, phase=phase)
+    with pytest.raises(IllegalMoveStep):
+        move.advance(outcome)
+    assert move.phase == phase

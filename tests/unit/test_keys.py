@@ -1,0 +1,33 @@
+import pytest
+
+from torua.keys import MAX_KEY_BYTES, shard_for_key, validate_key
+from torua.protocol.errors import TouraError
+
+GOOD = ["simple", "user@example.com", "path/to/resource", "key-with-spaces here", "数字",
+        "very:long:key:with:many:colons:and:segments", "k" * MAX_KEY_BYTES, "é" * 512]
+BAD = ["", "nul\x00inside", "k" * (MAX_KEY_BYTES + 1), "é" * 513, None, 5, b"bytes", "\ud800"]
+
+
+@pytest.mark.parametrize("key", GOOD)
+def test_valid_keys(key):
+    assert validate_key(key) == key
+
+
+@pytest.mark.parametrize("key", BAD, ids=repr)
+def test_invalid_keys(key):
+    with pytest.raises(TouraError) as err:
+        validate_key(key)
+    assert err.value.code == "bad_request"
+
+
+@pytest.mark.parametrize(
+    "key,shards,expected",
+    # mmh3 x86_32, seed 0, unsigned, of the UTF-8 bytes: fixed by the brief, so pinned here.
+    [("simple", 16, __import__("mmh3").hash(b"simple", 0, signed=False) % 16), ("数字", 7, __import__("mmh3").hash("数字".encode(), 0, signed=False) % 7)],
+)
+def test_shard_for_key_is_murmur3_of_utf8(key, shards, expected):
+    assert shard_for_key(key, shards) == expected
+
+
+def test_keys_spread_over_all_shards():
+    assert {shard_for_key(f"key-{i}", 16) for i in range(500)} == set(range(16))

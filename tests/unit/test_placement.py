@@ -1,0 +1,379 @@
+"""Table and property tests for the pure placement planner."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from torua.coordinator.placement import (
+    CopyMove,
+    NodeView,
+    Placement,
+    copies_per_node,
+    moves_between,
+    plan_placement,
+    primaries_per_node,
+)
+
+IDS = "abcdefgh"
+
+
+def healthy(n: int, **overrides: dict) -> list[NodeView]:
+    """n healthy nodes a, b, c...; overrides maps a node id to NodeView fields."""
+    return [NodeView(i, "healthy", **overrides.get(i, {})) for i in IDS[:n]]
+
+
+def active(nodes: list[NodeView]) -> list[str]:
+    return [n.id for n in nodes if n.status == "healthy" and not n.draining and not n.gone]
+
+
+def spread(counts: dict[str, int], ids: list[str]) -> int:
+    values = [counts.get(i, 0) for i in ids]
+    return max(values) - min(values) if values else 0
+
+
+def min_moves(loads: dict[str, int], ids: list[str]) -> int:
+    """Fewest copies that must move for balance when the total stays fixed."""
+    ordered = sorted((loads.get(i, 0) for i in ids), reverse=True)
+    q, r = divmod(sum(ordered), len(ids))
+    return sum(max(0, load - (q + 1 if k < r else q)) for k, load in enumerate(ordered))
+
+
+def check_invariants(current: Placement, nodes: list[NodeView], num_shards: int, rf: int, target: Placement) -> None:
+    view = {n.id: n for n in nodes}
+    act = active(nodes)
+    load = copies_per_node(target)
+
+    def roomy(i: str) -> bool:
+        cap = view[i].max_shards
+        return i in act and (cap is None or load.get(i, 0) < cap)
+
+    assert sorted(target) == list(range(num_shards))
+    for s, copies in target.items():
+        assert len(set(copies)) == len(copies), f"shard {s} repeats a node: {copies}"
+        assert set(copies) <= set(view), f"shard {s} on unknown node"
+        before = [i for i in current.get(s, ()) if i in view]
+        pinned = [i for i in before if view[i].status != "healthy" and not view[i].gone]
+        assert set(pinned) <= set(copies), f"shard {s} lost a copy on a down node"
+        if before and all(view[i].gone for i in before):
+            assert set(copies) == set(before), f"shard {s}: only copies are gone, they must stay alone"
+        for i in set(copies) - set(before):
+            assert i in act, f"new copy of {s} on ineligible {i}"
+            cap = view[i].max_shards
+            assert cap is None or load[i] <= cap, f"new copy of {s} pushes {i} over its cap"
+        stuck = [i for i in copies if view[i].status == "healthy" and not view[i].gone
+                 and (view[i].draining or (view[i].max_shards is not None and load[i] > view[i].max_shards))]
+        for i in stuck:
+            assert not any(roomy(j) and j not in copies for j in act), f"{s} on {i} could have moved"
+        gone_only = bool(copies) and all(view[i].gone for i in copies)
+        kept_down = sum(view[i].status != "healthy" or view[i].gone for i in copies)
+        assert len(copies) <= max(rf, kept_down)
+        if len(copies) < rf and not gone_only:
+            assert not any(roomy(j) and j not in copies for j in act), f"{s} under-replicated with room"
+        if any(i in act for i in copies):
+            assert copies[0] in act, f"shard {s} primary {copies[0]} not on an active node"
+    for a in act:
+        for b in act:
+            if roomy(b):
+                assert load.get(a, 0) - load.get(b, 0) <= 1, f"unbalanced {a}={load.get(a, 0)} {b}={load.get(b, 0)}"
+    prim = primaries_per_node(target)
+    for s, copies in target.items():
+        for b in copies[1:]:
+            if copies and copies[0] in act and b in act:
+                assert prim[copies[0]] - prim.get(b, 0) <= 1, f"shard {s}: swapping its primary to {b} would balance"
+    if all(n.max_shards is None for n in nodes):
+        assert spread(prim, [i for i in act if load.get(i)]) <= 1, f"primaries unbalanced: {prim}"
+
+
+# ---------------------------------------------------------------- formation
+
+
+@pytest.mark.parametrize("rf", [1, 2, 3], ids=lambda rf: f"rf{rf}")
+@pytest.mark.parametrize("n", [1, 2, 3, 5], ids=lambda n: f"{n}nodes")
+def test_formation_spreads_copies_and_primaries(n: int, rf: int) -> None:
+    nodes = healthy(n)
+    target = plan_placement({}, nodes, 16, rf)
+    check_invariants({}, nodes, 16, rf, target)
+    ids = active(nodes)
+    assert all(len(c) == min(rf, n) for c in target.values())
+    assert spread(copies_per_node(target), ids) <= 1
+    assert spread(primaries_per_node(target), ids) <= 1
+    assert sum(copies_per_node(target).values()) == 16 * min(rf, n)
+
+
+def test_formation_three_nodes_is_six_five_five() -> None:
+    target = plan_placement({}, healthy(3), 16, 1)
+    assert sorted(copies_per_node(target).values(), reverse=True) == [6, 5, 5]
+
+
+# ---------------------------------------------------------------- join
+
+
+@pytest.mark.parametrize(
+    "before, after, rf, expected_moves",
+    [
+        (3, 4, 1, 4),
+        (3, 4, 2, 8),
+        (3, 4, 3, 12),
+        (1, 2, 1, 8),
+        (4, 5, 2, None),
+        (2, 5, 3, None),
+    ],
+    ids=["3to4-rf1", "3to4-rf2", "3to4-rf3", "1to2-rf1", "4to5-rf2", "2to5-rf3"],
+)
+def test_join_moves_only_what_balance_needs(before: int, after: int, rf: int, expected_moves: int | None) -> None:
+    current = plan_placement({}, healthy(before), 16, rf)
+    nodes = healthy(after)
+    target = plan_placement(current, nodes, 16, rf)
+    check_invariants(current, nodes, 16, rf, target)
+    ids = active(nodes)
+    assert spread(copies_per_node(target), ids) <= 1
+    assert spread(primaries_per_node(target), ids) <= 1
+    moves = moves_between(current, target)
+    wanted = min_moves(copies_per_node(current), ids) if rf <= before else None
+    if expected_moves is not None:
+        assert len(moves) == expected_moves
+    if wanted is not None:
+        assert len(moves) == wanted
+    assert all(m.target in IDS[before:after] or rf > before for m in moves)
+
+
+# ---------------------------------------------------------------- failures
+
+
+@pytest.mark.parametrize("status", ["unhealthy", "unknown"])
+def test_down_node_keeps_its_only_copies(status: str) -> None:
+    current = plan_placement({}, healthy(3), 16, 1)
+    nodes = healthy(2) + [NodeView("c", status)]
+    target = plan_placement(current, nodes, 16, 1)
+    assert target == current
+    assert moves_between(current, target) == []
+
+
+def test_down_node_with_replicas_keeps_copies_and_fails_over_primaries() -> None:
+    current = plan_placement({}, healthy(3), 16, 2)
+    nodes = healthy(2) + [NodeView("c", "unhealthy")]
+    target = plan_placement(current, nodes, 16, 2)
+    check_invariants(current, nodes, 16, 2, target)
+    assert {s: set(c) for s, c in target.items()} == {s: set(c) for s, c in current.items()}
+    assert "c" not in primaries_per_node(target)
+    assert moves_between(current, target) == []
+
+
+@pytest.mark.parametrize("rf", [1, 2], ids=lambda rf: f"rf{rf}")
+def test_lone_copy_on_down_node_is_not_reopened_empty(rf: int) -> None:
+    nodes = [NodeView("a", "healthy"), NodeView("b", "unhealthy")]
+    target = plan_placement({0: ("b",)}, nodes, 1, rf)
+    assert target == {0: ("b",)} if rf == 1 else target == {0: ("a", "b")}
+
+
+def test_gone_node_with_rf1_keeps_its_only_copies() -> None:
+    current = plan_placement({}, healthy(3), 16, 1)
+    nodes = healthy(2) + [NodeView("c", "unhealthy", gone=True)]
+    target = plan_placement(current, nodes, 16, 1)
+    assert target == current
+
+
+def test_gone_node_with_rf2_has_its_copies_rebuilt_elsewhere() -> None:
+    current = plan_placement({}, healthy(4), 16, 2)
+    nodes = healthy(3) + [NodeView("d", "unhealthy", gone=True)]
+    target = plan_placement(current, nodes, 16, 2)
+    check_invariants(current, nodes, 16, 2, target)
+    assert "d" not in copies_per_node(target)
+    assert all(len(c) == 2 for c in target.values())
+    assert spread(copies_per_node(target), ["a", "b", "c"]) <= 1
+    lost = sum("d" in c for c in current.values())
+    assert len(moves_between(current, target)) == lost
+
+
+def test_replicas_of_one_node_spread_over_all_others() -> None:
+    target = plan_placement({}, healthy(4), 16, 2)
+    partners = {i for c in target.values() if "d" in c for i in c if i != "d"}
+    assert partners == {"a", "b", "c"}  # so losing d spreads the rebuild over every survivor
+
+
+def test_all_copies_gone_waits_without_new_copies() -> None:
+    nodes = [NodeView("a", "healthy"), NodeView("g", "unhealthy", gone=True), NodeView("h", "unhealthy", gone=True)]
+    current = {0: ("g", "h"), 1: ("g",)}
+    assert plan_placement(current, nodes, 2, 3) == current
+
+
+# ---------------------------------------------------------------- draining and caps
+
+
+@pytest.mark.parametrize("rf", [1, 2], ids=lambda rf: f"rf{rf}")
+def test_draining_node_is_emptied(rf: int) -> None:
+    current = plan_placement({}, healthy(3), 16, rf)
+    nodes = healthy(3, c={"draining": True})
+    target = plan_placement(current, nodes, 16, rf)
+    check_invariants(current, nodes, 16, rf, target)
+    assert "c" not in copies_per_node(target)
+    assert len(moves_between(current, target)) == copies_per_node(current)["c"]
+
+
+@pytest.mark.parametrize(
+    "caps, expected_on_c",
+    [({"a": 6, "b": 5}, 5), ({"a": 7, "b": 6}, 3), ({"a": 0, "b": 0}, 5)],
+    ids=["no-room", "partial-room", "zero-caps"],
+)
+def test_draining_without_room_keeps_copies(caps: dict[str, int], expected_on_c: int) -> None:
+    current = plan_placement({}, healthy(3), 16, 1)
+    overrides = {i: {"max_shards": cap} for i, cap in caps.items()} | {"c": {"draining": True}}
+    nodes = healthy(3, **overrides)
+    target = plan_placement(current, nodes, 16, 1)
+    check_invariants(current, nodes, 16, 1, target)
+    assert copies_per_node(target).get("c", 0) == expected_on_c
+
+
+@pytest.mark.parametrize(
+    "caps, rf, placed_copies",
+    [
+        ({"a": 4, "b": 4, "c": 4}, 1, 12),
+        ({"a": 2, "b": 10, "c": 10}, 1, 16),
+        ({"a": 8, "b": 8, "c": 8}, 2, 24),
+        ({"a": 3}, 1, 16),
+        ({"a": 0, "b": 0, "c": 0}, 1, 0),
+    ],
+    ids=["short-capacity", "one-small-node", "rf2-short", "one-capped", "no-capacity"],
+)
+def test_max_shards_is_never_exceeded(caps: dict[str, int], rf: int, placed_copies: int) -> None:
+    nodes = healthy(3, **{i: {"max_shards": cap} for i, cap in caps.items()})
+    target = plan_placement({}, nodes, 16, rf)
+    check_invariants({}, nodes, 16, rf, target)
+    load = copies_per_node(target)
+    assert all(load.get(i, 0) <= cap for i, cap in caps.items())
+    assert sum(load.values()) == placed_copies
+    assert sum(1 for c in target.values() if c) == min(16, placed_copies)  # first copies before second ones
+
+
+def test_copies_over_a_lowered_cap_move_off() -> None:
+    current = plan_placement({}, healthy(3), 16, 1)
+    nodes = healthy(3, a={"max_shards": 2})
+    target = plan_placement(current, nodes, 16, 1)
+    check_invariants(current, nodes, 16, 1, target)
+    assert copies_per_node(target) == {"a": 2, "b": 7, "c": 7}
+
+
+# ---------------------------------------------------------------- shapes and edge cases
+
+
+@pytest.mark.parametrize("n, rf", [(1, 3), (2, 3), (3, 3)], ids=["1node-rf3", "2nodes-rf3", "3nodes-rf3"])
+def test_copies_are_on_distinct_nodes(n: int, rf: int) -> None:
+    target = plan_placement({}, healthy(n), 16, rf)
+    assert all(len(c) == len(set(c)) == min(n, rf) for c in target.values())
+
+
+@pytest.mark.parametrize(
+    "current",
+    [{}, {0: ("a",), 1: ("a", "b")}],
+    ids=["empty", "stale-copies"],
+)
+def test_no_nodes_leaves_everything_unassigned(current: Placement) -> None:
+    assert plan_placement(current, [], 4, 2) == {0: (), 1: (), 2: (), 3: ()}
+
+
+def test_unknown_node_ids_are_dropped_and_replaced() -> None:
+    current = {0: ("x", "a"), 1: ("x",), 2: ("y", "z"), 7: ("a",)}
+    target = plan_placement(current, healthy(2), 3, 2)
+    check_invariants(current, healthy(2), 3, 2, target)
+    assert set(copies_per_node(target)) == {"a", "b"}
+    assert target[0][0] == "a"  # the surviving copy becomes the primary
+    assert 7 not in target
+
+
+def test_lowered_rf_trims_extra_copies() -> None:
+    current = plan_placement({}, healthy(3), 6, 3)
+    target = plan_placement(current, healthy(3), 6, 1)
+    check_invariants(current, healthy(3), 6, 1, target)
+    assert all(len(c) == 1 for c in target.values())
+    assert spread(copies_per_node(target), ["a", "b", "c"]) <= 1
+
+
+def test_primaries_are_rebalanced_by_swapping_not_moving() -> None:
+    current = {s: ("a", "b") for s in range(8)}
+    target = plan_placement(current, healthy(2), 8, 2)
+    assert primaries_per_node(target) == {"a": 4, "b": 4}
+    assert moves_between(current, target) == []
+
+
+def test_fresh_shard_primary_goes_to_node_with_fewest_primaries() -> None:
+    current = {0: ("a", "b"), 1: ("a", "b"), 2: ()}
+    target = plan_placement(current, healthy(2), 3, 2)
+    assert target[2][0] == "b"
+    assert primaries_per_node(target) == {"a": 1, "b": 2} or primaries_per_node(target) == {"a": 2, "b": 1}
+
+
+def test_invalid_arguments_raise() -> None:
+    with pytest.raises(ValueError):
+        plan_placement({}, healthy(1), 4, 0)
+
+
+# ---------------------------------------------------------------- moves_between
+
+
+@pytest.mark.parametrize(
+    "current, target, expected",
+    [
+        ({0: ("a",)}, {0: ("a",)}, []),
+        ({0: ("a",)}, {0: ("b",)}, [CopyMove(0, "a", "b")]),
+        ({0: ()}, {0: ("b", "a")}, [CopyMove(0, None, "a"), CopyMove(0, None, "b")]),
+        ({}, {1: ("c",), 0: ("b",)}, [CopyMove(0, None, "b"), CopyMove(1, None, "c")]),
+        ({0: ("a", "b")}, {0: ("b", "c")}, [CopyMove(0, "a", "c")]),
+        ({0: ("a", "b")}, {0: ("b", "a")}, []),
+        ({0: ("a",), 1: ("b",)}, {0: ("a", "d", "c"), 1: ("c",)},
+         [CopyMove(0, "a", "c"), CopyMove(0, "a", "d"), CopyMove(1, "b", "c")]),
+    ],
+    ids=["unchanged", "move", "fresh", "fresh-missing-shard", "replace-replica", "primary-swap", "sorted"],
+)
+def test_moves_between(current: Placement, target: Placement, expected: list[CopyMove]) -> None:
+    assert moves_between(current, target) == expected
+
+
+# ---------------------------------------------------------------- properties over random inputs
+
+
+def random_case(rng: random.Random) -> tuple[Placement, list[NodeView], int, int]:
+    nodes = []
+    for i in IDS[: rng.randint(0, 7)]:
+        status = rng.choice(["healthy"] * 4 + ["unhealthy", "unknown"])
+        nodes.append(NodeView(
+            i,
+            status,
+            draining=rng.random() < 0.15,
+            gone=status != "healthy" and rng.random() < 0.4,
+            max_shards=rng.choice([None, None, None, 0, 1, 3, 5, 8]),
+        ))
+    rng.shuffle(nodes)
+    num_shards, rf = rng.randint(0, 24), rng.randint(1, 3)
+    pool = [n.id for n in nodes] + ["x", "y"]
+    current = {
+        s: tuple(rng.sample(pool, rng.randint(0, min(len(pool), rf + 1))))
+        for s in range(num_shards + 2) if rng.random() < 0.8
+    }
+    return current, nodes, num_shards, rf
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_random_inputs_hold_invariants_and_are_stable(seed: int) -> None:
+    rng = random.Random(seed)
+    for _ in range(150):
+        current, nodes, num_shards, rf = random_case(rng)
+        target = plan_placement(current, nodes, num_shards, rf)
+        check_invariants(current, nodes, num_shards, rf, target)
+        assert plan_placement(target, nodes, num_shards, rf) == target, "plan(plan(x)) != plan(x)"
+        assert plan_placement(current, list(reversed(nodes)), num_shards, rf) == target, "depends on node order"
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_healthy_clusters_balance_primaries(seed: int) -> None:
+    rng = random.Random(1000 + seed)
+    for _ in range(100):
+        nodes = healthy(rng.randint(1, 7))
+        num_shards, rf = rng.randint(1, 32), rng.randint(1, 3)
+        pool = [n.id for n in nodes]
+        current = {s: tuple(rng.sample(pool, rng.randint(0, min(len(pool), rf)))) for s in range(num_shards)}
+        target = plan_placement(current, nodes, num_shards, rf)
+        check_invariants(current, nodes, num_shards, rf, target)
+        holders = [i for i in pool if copies_per_node(target).get(i)]
+        assert spread(primaries_per_node(target), holders) <= 1

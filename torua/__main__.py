@@ -1,0 +1,3 @@
+from torua.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,129 @@
+"""The `torua` command: run a local cluster, run one process, or talk to a cluster."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+
+from torua import __version__
+from torua.config import DEFAULT_NATS_URL, ConfigError, CoordinatorConfig, GatewayConfig, NodeConfig, add_arguments, build
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(f"TORUA_{name}", default)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="torua", description="Torua: a distributed store for GraphRAG over NATS.")
+    p.add_argument("--version", action="version", version=f"torua {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = sub.add_parser("up", help="run a whole local cluster (nats-server, coordinator, nodes, gateway)")
+    up.add_argument("--nodes", type=int, default=int(_env("NODES", "3")), help="storage nodes to start [env TORUA_NODES; default 3]")
+    up.add_argument("--shards", type=int, default=int(_env("SHARDS", "16")), help="shards when the cluster is created [env TORUA_SHARDS; default 16]")
+    up.add_argument("--data-dir", default=_env("DATA_DIR", "./torua-data"), help="where everything is stored [env TORUA_DATA_DIR; default ./torua-data]")
+    up.add_argument("--host", default=_env("HOST", "127.0.0.1"), help="HTTP listen address [env TORUA_HOST; default 127.0.0.1]")
+    up.add_argument("--port", type=int, default=int(_env("PORT", "8080")), help="HTTP port of the gateway [env TORUA_PORT; default 8080]")
+    up.add_argument("--nats-port", type=int, default=int(_env("NATS_PORT", "4222")), help="port of the embedded nats-server [env TORUA_NATS_PORT; default 4222]")
+    up.add_argument("--nats-url", default=os.environ.get("TORUA_NATS_URL"), help="use this NATS instead of starting one [env TORUA_NATS_URL]")
+    up.add_argument("--commit", default=_env("COMMIT", "durable"), choices=["durable", "relaxed"], help="node commit policy [env TORUA_COMMIT; default durable]")
+    up.add_argument("--heartbeat-interval", type=float, default=float(_env("HEARTBEAT_INTERVAL", "1.0")), help="seconds between heartbeats [env TORUA_HEARTBEAT_INTERVAL; default 1.0]")
+    up.add_argument("--log-level", default=_env("LOG_LEVEL", "info"), help="log level of the processes [env TORUA_LOG_LEVEL; default info]")
+    up.add_argument("--ready-timeout", type=float, default=60.0, help="seconds to wait for the cluster to be ready [default 60]")
+
+    for name, cls, text in (
+        ("coordinator", CoordinatorConfig, "run a coordinator"),
+        ("node", NodeConfig, "run a storage node"),
+        ("gateway", GatewayConfig, "run a gateway (REST API and NATS API)"),
+    ):
+        add_arguments(sub.add_parser(name, help=text, description=text), cls)
+
+    kv = sub.add_parser("kv", help="get, put, delete or list keys")
+    kv.add_argument("--nats-url", default=_env("NATS_URL", DEFAULT_NATS_URL), help="NATS URL [env TORUA_NATS_URL]")
+    kv.add_argument("--timeout", type=float, default=5.0, help="seconds per operation [default 5]")
+    kvs = kv.add_subparsers(dest="kv_command", required=True, metavar="OP")
+    g = kvs.add_parser("get", help="print a value to stdout")
+    g.add_argument("key")
+    pt = kvs.add_parser("put", help="store a value (from the argument, or stdin with -)")
+    pt.add_argument("key")
+    pt.add_argument("value")
+    pt.add_argument("--content-type", default="application/octet-stream")
+    d = kvs.add_parser("delete", help="delete a key (no error if absent)")
+    d.add_argument("key")
+    ls = kvs.add_parser("ls", help="list keys")
+    ls.add_argument("--prefix", default="")
+    ls.add_argument("--limit", type=int, default=1000)
+
+    st = sub.add_parser("status", help="the cluster at a glance")
+    st.add_argument("--nats-url", default=_env("NATS_URL", DEFAULT_NATS_URL), help="NATS URL [env TORUA_NATS_URL]")
+
+    bench = sub.add_parser("bench", help="benchmark Torua beside bare NATS, JetStream KV and aiohttp anchors")
+    from torua.cli.bench import add_bench_arguments
+
+    add_bench_arguments(bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except ConfigError as exc:
+        print(f"torua {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    from torua.bus import NatsUnreachable, setup_logging
+
+    if args.command == "up":
+        from torua.cli.up import run_up
+
+        return run_up(args)
+    if args.command in ("coordinator", "node", "gateway"):
+        cls = {"coordinator": CoordinatorConfig, "node": NodeConfig, "gateway": GatewayConfig}[args.command]
+        config = build(cls, args)
+        label = f"{args.command}[{getattr(config, 'id', '')}]" if getattr(config, "id", "") else args.command
+        setup_logging(config.log_level, label)
+        try:
+            asyncio.run(_run_role(args.command, config))
+        except NatsUnreachable as exc:
+            print(f"torua {args.command}: {exc}", file=sys.stderr)
+            return 1
+        return 0
+    if args.command == "kv":
+        from torua.cli.kv import run_kv
+
+        return asyncio.run(run_kv(args))
+    if args.command == "status":
+        from torua.cli.status import run_status
+
+        return asyncio.run(run_status(args))
+    if args.command == "bench":
+        from torua.cli.bench import run_bench
+
+        return run_bench(args)
+    raise AssertionError(args.command)
+
+
+async def _run_role(role: str, config) -> None:
+    if role == "coordinator":
+        from torua.coordinator.service import run_coordinator
+
+        await run_coordinator(config)
+    elif role == "node":
+        from torua.node.service import run_node
+
+        await run_node(config)
+    else:
+        from torua.gateway.service import run_gateway
+
+        await run_gateway(config)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,146 @@
+"""Configuration: one validated object per process, built once from flags and
+`TORUA_*` environment variables (a flag wins over the environment, the environment
+over the default). `torua <command> --help` prints every setting with its
+variable and default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torua.protocol.subjects import valid_node_id
+
+DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
+DEFAULT_MAX_VALUE_BYTES = 8 << 20
+
+
+class ConfigError(ValueError):
+    """A setting has a value Torua cannot run with."""
+
+
+@dataclass(frozen=True)
+class Common:
+    nats_url: str = field(default=DEFAULT_NATS_URL, metadata={"help": "NATS server URL(s), comma separated"})
+    log_level: str = field(default="info", metadata={"help": "debug | info | warning | error"})
+    connect_timeout: float = field(default=10.0, metadata={"help": "seconds to keep retrying the first NATS connection"})
+
+    def validate(self) -> None:
+        if self.log_level not in ("debug", "info", "warning", "error"):
+            raise ConfigError(f"log_level must be debug, info, warning or error, not {self.log_level!r}")
+        if self.connect_timeout <= 0:
+            raise ConfigError("connect_timeout must be > 0")
+
+
+@dataclass(frozen=True)
+class NodeConfig(Common):
+    id: str = field(default="", metadata={"help": "node id (letters, digits, - and _), required"})
+    data_dir: Path = field(default=Path(""), metadata={"help": "directory for this node's shards (empty = ./torua-data/<id>)"})
+    heartbeat_interval: float = field(default=1.0, metadata={"help": "seconds between heartbeats"})
+    commit: str = field(default="durable", metadata={"help": "durable (fsync every commit) | relaxed (WAL without fsync)"})
+    max_shards: int = field(default=0, metadata={"help": "most shard copies this node takes (0 = unlimited)"})
+
+    def __post_init__(self) -> None:
+        if self.data_dir == Path(""):
+            object.__setattr__(self, "data_dir", Path("torua-data") / (self.id or "node"))
+
+    def validate(self) -> None:
+        super().validate()
+        if not valid_node_id(self.id):
+            raise ConfigError(f"--id must be 1-64 letters, digits, '-' or '_', not {self.id!r}")
+        if self.heartbeat_interval <= 0:
+            raise ConfigError("heartbeat_interval must be > 0")
+        if self.commit not in ("durable", "relaxed"):
+            raise ConfigError(f"commit must be durable or relaxed, not {self.commit!r}")
+        if self.max_shards < 0:
+            raise ConfigError("max_shards must be >= 0")
+
+
+@dataclass(frozen=True)
+class CoordinatorConfig(Common):
+    id: str = field(default="c1", metadata={"help": "coordinator id"})
+    shards: int = field(default=16, metadata={"help": "number of shards when the cluster is created (fixed afterwards)"})
+    replicas: int = field(default=1, metadata={"help": "copies of each shard (replication factor)"})
+    heartbeat_interval: float = field(default=1.0, metadata={"help": "seconds between node heartbeats"})
+    unhealthy_after: int = field(default=3, metadata={"help": "missed heartbeats before a node is unhealthy"})
+    expect_nodes: int = field(default=1, metadata={"help": "nodes to wait for before the first shard map is made"})
+    formation_timeout: float = field(default=10.0, metadata={"help": "seconds to wait for expect_nodes before forming with fewer"})
+    max_moves: int = field(default=2, metadata={"help": "shard moves running at once"})
+    move_timeout: float = field(default=120.0, metadata={"help": "seconds a single move step may take before the move is aborted"})
+
+    def validate(self) -> None:
+        super().validate()
+        if not valid_node_id(self.id):
+            raise ConfigError(f"--id must be letters, digits, '-' or '_', not {self.id!r}")
+        if not 1 <= self.shards <= 4096:
+            raise ConfigError("shards must be between 1 and 4096")
+        if self.replicas != 1:
+            raise ConfigError("replicas: only 1 copy per shard is supported in this version")
+        if self.heartbeat_interval <= 0 or self.unhealthy_after < 1:
+            raise ConfigError("heartbeat_interval must be > 0 and unhealthy_after >= 1")
+        if self.expect_nodes < 1 or self.max_moves < 1 or self.formation_timeout < 0 or self.move_timeout <= 0:
+            raise ConfigError("expect_nodes and max_moves must be >= 1, timeouts positive")
+
+
+@dataclass(frozen=True)
+class GatewayConfig(Common):
+    host: str = field(default="127.0.0.1", metadata={"help": "HTTP listen address"})
+    port: int = field(default=8080, metadata={"help": "HTTP port (0 = none, NATS API only)"})
+    request_timeout: float = field(default=5.0, metadata={"help": "seconds a request may take, retries included, before 504"})
+    max_value_bytes: int = field(default=DEFAULT_MAX_VALUE_BYTES, metadata={"help": "largest value accepted"})
+
+    def validate(self) -> None:
+        super().validate()
+        if not 0 <= self.port <= 65535:
+            raise ConfigError("port must be 0..65535")
+        if self.request_timeout <= 0:
+            raise ConfigError("request_timeout must be > 0")
+        if self.max_value_bytes < 1:
+            raise ConfigError("max_value_bytes must be >= 1")
+
+
+def env_name(name: str) -> str:
+    return f"TORUA_{name.upper()}"
+
+
+def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
+    """One flag per field of `cls`, with its environment variable and default in the help."""
+    for f in dataclasses.fields(cls):
+        default = f.default
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f"{f.metadata.get('help', '')} [env {env_name(f.name)}; default {default}]"
+        parser.add_argument(flag, dest=f.name, default=None, help=help_text, metavar=f.name.upper())
+
+
+def build(cls: type, args: argparse.Namespace, environ: dict[str, str] | None = None) -> Any:
+    """Flags, then `TORUA_*` variables, then defaults; converted to the field's type and validated."""
+    environ = dict(os.environ) if environ is None else environ
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        raw = getattr(args, f.name, None)
+        if raw is None:
+            raw = environ.get(env_name(f.name))
+        if raw is None:
+            continue
+        values[f.name] = _convert(f, raw)
+    config = cls(**values)
+    config.validate()
+    return config
+
+
+def _convert(f: dataclasses.Field, raw: Any) -> Any:
+    kind = type(f.default)
+    try:
+        if kind is bool:
+            return str(raw).lower() in ("1", "true", "yes", "on")
+        if kind in (int, float, str):
+            return kind(raw)
+        if isinstance(f.default, Path):
+            return Path(raw)
+    except ValueError:
+        raise ConfigError(f"{f.name}: {raw!r} is not a valid {kind.__name__}") from None
+    return raw

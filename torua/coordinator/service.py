@@ -1,0 +1,512 @@
+"""The coordinator: membership, health, placement, the shard map and moves.
+
+A thin asyncio driver around pure decisions (`health`, `placement`, `shardmap`,
+`moves`). Every `tick` it: updates node health from heartbeats; forms the map
+once enough nodes are there; brings shard states up to date; plans moves after a
+membership change; and re-sends each node its assignment when the node's
+heartbeat shows it serves something else. Effects happen in this order:
+persist the map (JetStream KV), tell the nodes, announce the map.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+import uuid
+from dataclasses import dataclass, replace
+from typing import Any, Callable
+
+from nats.aio.client import Client as NATS
+
+from torua import __version__
+from torua.bus import connect
+from torua.config import CoordinatorConfig
+from torua.coordinator import shardmap
+from torua.coordinator.health import missed_heartbeats, node_health
+from torua.coordinator.moves import Move
+from torua.coordinator.placement import NodeView, moves_between, plan_placement
+from torua.coordinator.state_store import ClusterState
+from torua.protocol import subjects
+from torua.protocol.codec import decode, encode
+from torua.protocol.errors import TouraError
+from torua.protocol.messages import (
+    Ack,
+    AssignmentAck,
+    AssignRequest,
+    CoordinatorInfo,
+    Heartbeat,
+    MoveStatus,
+    NodesReply,
+    NodeStatus,
+    ShardCommand,
+    ShardCommandReply,
+    ShardMap,
+)
+
+log = logging.getLogger("torua.coordinator")
+
+
+@dataclass
+class NodeRecord:
+    id: str
+    first_seen: float
+    draining: bool = False
+    last_seen: float | None = None  # monotonic clock of the last heartbeat
+    last_wall: float | None = None
+    heartbeat: Heartbeat | None = None
+    status: str = "unknown"
+    assigning: bool = False
+    last_assign: float = 0.0
+
+    def persisted(self) -> dict[str, Any]:
+        return {"id": self.id, "first_seen": self.first_seen, "draining": self.draining}
+
+
+class Coordinator:
+    def __init__(self, config: CoordinatorConfig) -> None:
+        self.config = config
+        self.nc: NATS | None = None
+        self.state: ClusterState | None = None
+        self.map: ShardMap | None = None
+        self.nodes: dict[str, NodeRecord] = {}
+        self.moves: dict[int, Move] = {}
+        self.pending: list[tuple[int, str, str]] = []
+        self.needs_rebalance = False
+        self.started_at = time.time()
+        self._first_node_at: float | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._stopping = asyncio.Event()
+        self._map_lock = asyncio.Lock()
+
+    # ----------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        self.nc = await connect(self.config.nats_url, f"torua-coordinator-{self.config.id}", self.config.connect_timeout)
+        self.state = await ClusterState.open(self.nc)
+        self.map = await self.state.load_map()
+        for record in (await self.state.load_nodes()).values():
+            self.nodes[record["id"]] = NodeRecord(record["id"], record.get("first_seen", time.time()), bool(record.get("draining")))
+        if self.map is not None:
+            log.info("resuming shard map at epoch %d (%d shards, %d known nodes)", self.map.epoch, self.map.num_shards, len(self.nodes))
+            await self._abort_unfinished_moves()
+        await self.nc.subscribe(subjects.HEARTBEAT, cb=self._on_heartbeat)
+        calls = {"nodes": self._api_nodes, "info": self._api_info, "assign": self._api_assign, "map": self._api_map}
+        for call, handler in calls.items():
+            await self.nc.subscribe(subjects.coordinator(call), cb=self._api(handler))
+        self._spawn(self._tick_loop())
+        log.info("coordinator %s up on %s", self.config.id, self.config.nats_url)
+
+    async def run(self) -> None:
+        await self.start()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._stopping.set)
+        await self._stopping.wait()
+        await self.stop()
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.nc is not None and not self.nc.is_closed:
+            try:
+                await asyncio.wait_for(self.nc.drain(), 5)
+            except Exception:
+                await self.nc.close()
+
+    def _spawn(self, coro) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # ---------------------------------------------------------- membership
+
+    async def _on_heartbeat(self, msg) -> None:
+        try:
+            beat = decode(Heartbeat, msg.data)
+        except TouraError as exc:
+            log.warning("ignoring malformed heartbeat: %s", exc.message)
+            return
+        if not subjects.valid_node_id(beat.node_id):
+            log.warning("ignoring heartbeat from invalid node id %r", beat.node_id)
+            return
+        record = self.nodes.get(beat.node_id)
+        if record is None:
+            record = NodeRecord(beat.node_id, time.time())
+            self.nodes[beat.node_id] = record
+            log.info("node %s registered (%s pid %d)", beat.node_id, beat.host, beat.pid)
+            self.needs_rebalance = True
+            self._spawn(self._save_node(record))
+        if self._first_node_at is None:
+            self._first_node_at = time.monotonic()
+        record.last_seen = time.monotonic()
+        record.last_wall = time.time()
+        record.heartbeat = beat
+        if record.status != "healthy":
+            self._update_health()
+
+    async def _save_node(self, record: NodeRecord) -> None:
+        try:
+            assert self.state is not None
+            await self.state.save_node(record.persisted())
+        except Exception as exc:
+            log.warning("could not persist node %s: %s", record.id, exc)
+
+    def health(self) -> dict[str, str]:
+        return {n.id: n.status for n in self.nodes.values()}
+
+    def _update_health(self) -> bool:
+        now = time.monotonic()
+        changed = False
+        for record in self.nodes.values():
+            status = node_health(record.last_seen, now, self.config.heartbeat_interval, self.config.unhealthy_after)
+            if status != record.status:
+                log.info("node %s: %s -> %s", record.id, record.status, status)
+                if status == "healthy":
+                    self.needs_rebalance = True
+                record.status = status
+                changed = True
+        return changed
+
+    # ------------------------------------------------------------- the loop
+
+    async def _tick_loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                await self.tick()
+            except Exception:
+                log.exception("coordinator tick failed; trying again")
+            await asyncio.sleep(min(0.25, self.config.heartbeat_interval / 2))
+
+    async def tick(self) -> None:
+        self._update_health()
+        if self.map is None:
+            await self._maybe_form()
+            return
+        health = self.health()
+        await self._update_map(lambda m: shardmap.with_states(m, health))
+        if self.needs_rebalance and not self.moves and not self.pending:
+            self.needs_rebalance = False
+            self._plan_moves()
+        self._start_moves()
+        self._send_assignments()
+
+    async def _maybe_form(self) -> None:
+        healthy = [n for n in self.nodes.values() if n.status == "healthy"]
+        if not healthy:
+            return
+        waited = time.monotonic() - (self._first_node_at or time.monotonic())
+        if len(healthy) < self.config.expect_nodes and waited < self.config.formation_timeout:
+            return
+        cluster_id = uuid.uuid4().hex[:12]
+        empty = shardmap.empty_map(self.config.shards, self.config.replicas, cluster_id)
+        target = plan_placement({}, self._node_views(), self.config.shards, self.config.replicas)
+        formed = shardmap.assign_unplaced(empty, target, self.health())
+        log.info("forming cluster %s: %d shards over %s", cluster_id, self.config.shards, sorted(n.id for n in healthy))
+        self.needs_rebalance = False
+        await self._update_map(lambda m: formed if m is None else m)
+
+    def _node_views(self) -> list[NodeView]:
+        return [
+            NodeView(
+                id=n.id,
+                status=n.status,
+                draining=n.draining,
+                max_shards=(n.heartbeat.max_shards if n.heartbeat else None) or None,
+            )
+            for n in self.nodes.values()
+        ]
+
+    async def _update_map(self, change: Callable[[ShardMap | None], ShardMap | None], announce: bool = True) -> bool:
+        """Apply `change` to the current map at a new epoch: persist, then announce.
+
+        Read, change and write happen under one lock so concurrent moves never
+        overwrite each other; a failed write leaves the old map in force.
+        """
+        assert self.state is not None and self.nc is not None
+        async with self._map_lock:
+            changed = change(self.map)
+            if changed is None or changed is self.map:
+                return False
+            new_map = replace(changed, epoch=(self.map.epoch if self.map else 0) + 1)
+            await self.state.save_map(new_map)
+            self.map = new_map
+        log.info("shard map epoch %d", new_map.epoch)
+        if announce:
+            await self.announce()
+        return True
+
+    async def announce(self) -> None:
+        assert self.nc is not None
+        if self.map is not None:
+            await self.nc.publish(subjects.MAP_ANNOUNCE, encode(self.map))
+
+    # ---------------------------------------------------------------- moves
+
+    def _plan_moves(self) -> None:
+        assert self.map is not None
+        current = shardmap.placement_of(self.map)
+        target = plan_placement(current, self._node_views(), self.map.num_shards, self.map.replication_factor)
+        for move in moves_between(current, target):
+            if move.source is None:
+                continue  # a shard with no copy anywhere is born by assign_unplaced, not moved
+            self.pending.append((move.shard_id, move.source, move.target))
+        if self.pending:
+            log.info("rebalance planned %d moves", len(self.pending))
+        unplaced = [s for s, copies in target.items() if copies and current.get(s) == ()]
+        if unplaced:
+            health = self.health()
+            self._spawn(self._update_map(lambda m: shardmap.assign_unplaced(m, target, health)))
+
+    def _start_moves(self) -> None:
+        while self.pending and len(self.moves) < self.config.max_moves:
+            shard_id, source, target = self.pending.pop(0)
+            health = self.health()
+            if shard_id in self.moves or health.get(source) != "healthy" or health.get(target) != "healthy":
+                self.needs_rebalance = shard_id not in self.moves  # plan again once the state settles
+                continue  # data can only come from a live copy
+            self.start_move(shard_id, source, target, reason="rebalance")
+
+    def start_move(self, shard_id: int, source: str, target: str, reason: str) -> Move:
+        move = Move(shard_id, source, target, time.time(), reason=reason)
+        self.moves[shard_id] = move
+        self._spawn(self._run_move(move))
+        return move
+
+    async def _command(self, node_id: str, call: str, command: ShardCommand) -> ShardCommandReply:
+        assert self.nc is not None
+        msg = await self.nc.request(subjects.node(node_id, call), encode(command), timeout=self.config.move_timeout)
+        reply = decode(ShardCommandReply, msg.data)
+        if not reply.ok:
+            raise TouraError(reply.error_code or "internal", f"{call} on {node_id}: {reply.error_message}")
+        return reply
+
+    async def _run_move(self, move: Move) -> None:
+        shard = move.shard_id
+        log.info("move shard %d %s -> %s (%s)", shard, move.source, move.target, move.reason)
+        try:
+            await self._update_map(lambda m: shardmap.set_entry(m, shard, target=move.target, state="moving"))
+            assert self.map is not None
+            epoch = self.map.epoch
+            await self._command(move.target, "shard.copy", ShardCommand(shard, epoch, source=move.source))
+            move.advance("ok")
+            frozen = await self._command(move.source, "shard.freeze", ShardCommand(shard, epoch))
+            move.until_seq = frozen.last_seq
+            move.advance("ok")
+            await self._command(move.target, "shard.catch_up", ShardCommand(shard, epoch, source=move.source, until_seq=move.until_seq))
+            move.advance("ok")
+            health = self.health()
+            await self._update_map(
+                lambda m: shardmap.with_states(
+                    shardmap.set_entry(m, shard, primary=move.target, in_sync=[move.target], target=None, created=True), health
+                ),
+                announce=False,
+            )
+            move.advance("ok")
+        except Exception as exc:
+            log.warning("move of shard %d to %s failed in %s: %s; aborting", shard, move.target, move.phase, exc)
+            move.phase = "aborting"
+            await self._abort(move)
+            return
+        finally:
+            if move.phase not in ("dropping",):
+                self.moves.pop(shard, None)
+        # The target serves first, then everyone learns the map, then the source lets go.
+        await self._assign(move.target)
+        await self.announce()
+        await self._assign(move.source)
+        try:
+            await self._command(move.source, "shard.drop", ShardCommand(shard, self.map.epoch))
+            move.advance("ok")
+        except Exception as exc:
+            move.advance("failed")
+            log.warning("source %s kept a retired copy of shard %d: %s", move.source, shard, exc)
+        self.moves.pop(shard, None)
+        log.info("moved shard %d to %s at epoch %d", shard, move.target, self.map.epoch)
+
+    async def _abort(self, move: Move) -> None:
+        for node_id, call in ((move.source, "shard.unfreeze"), (move.target, "shard.drop")):
+            try:
+                await self._command(node_id, call, ShardCommand(move.shard_id, self.map.epoch if self.map else 0))
+            except Exception as exc:
+                log.warning("abort: %s on %s failed: %s", call, node_id, exc)
+        try:
+            health = self.health()
+            await self._update_map(lambda m: shardmap.with_states(shardmap.set_entry(m, move.shard_id, target=None), health))
+        except Exception as exc:
+            log.warning("abort: could not publish map: %s", exc)
+        self.moves.pop(move.shard_id, None)
+
+    async def _abort_unfinished_moves(self) -> None:
+        """A previous coordinator died mid-move: undo each one (the source still has the data)."""
+        assert self.map is not None
+        for entry in self.map.shards:
+            if entry.target and entry.primary:
+                move = Move(entry.shard_id, entry.primary, entry.target, time.time(), phase="aborting", reason="resume")
+                log.info("aborting unfinished move of shard %d to %s", entry.shard_id, entry.target)
+                self._spawn(self._abort(move))
+
+    # ---------------------------------------------------------- assignments
+
+    def _send_assignments(self) -> None:
+        assert self.map is not None
+        now = time.monotonic()
+        for record in self.nodes.values():
+            if record.status != "healthy" or record.heartbeat is None or record.assigning:
+                continue
+            serving = {r.shard_id for r in record.heartbeat.shards if r.role in ("primary", "frozen")}
+            expected = shardmap.primaries_of(self.map, record.id)
+            stale = record.heartbeat.epoch < self.map.epoch
+            if (serving != expected or stale) and now - record.last_assign >= self.config.heartbeat_interval:
+                record.last_assign = now
+                self._spawn(self._assign(record.id))
+            self._collect_garbage(record)
+
+    def _collect_garbage(self, record: NodeRecord) -> None:
+        """Drop retired or abandoned copies on a node once the shard is safely served elsewhere."""
+        assert self.map is not None and record.heartbeat is not None
+        for report in record.heartbeat.shards:
+            if report.role not in ("retired", "copying") or report.shard_id in self.moves:
+                continue
+            entry = self.map.shards[report.shard_id] if report.shard_id < len(self.map.shards) else None
+            if entry is None or entry.primary in (None, record.id) or entry.state != "active":
+                continue
+            if report.role == "retired" and self.health().get(entry.primary) != "healthy":
+                continue
+            self._spawn(self._drop_quietly(record.id, report.shard_id))
+
+    async def _drop_quietly(self, node_id: str, shard_id: int) -> None:
+        try:
+            await self._command(node_id, "shard.drop", ShardCommand(shard_id, self.map.epoch if self.map else 0))
+            log.info("dropped stale copy of shard %d on %s", shard_id, node_id)
+        except Exception as exc:
+            log.debug("drop of shard %d on %s: %s", shard_id, node_id, exc)
+
+    async def _assign(self, node_id: str) -> None:
+        assert self.map is not None and self.nc is not None
+        record = self.nodes.get(node_id)
+        if record is None:
+            return
+        record.assigning = True
+        assignment = shardmap.assignment_for(self.map, node_id)
+        try:
+            msg = await self.nc.request(subjects.node(node_id, "assign"), encode(assignment), timeout=max(2.0, self.config.heartbeat_interval * 2))
+            data = msg.data
+            try:
+                ack = decode(AssignmentAck, data)
+            except TouraError:
+                reply = decode(ShardCommandReply, data)
+                log.warning("node %s refused assignment: %s %s", node_id, reply.error_code, reply.error_message)
+                return
+            await self._record_ack(ack)
+        except Exception as exc:
+            log.debug("assignment to %s not acknowledged: %s", node_id, exc)
+        finally:
+            record.assigning = False
+
+    async def _record_ack(self, ack: AssignmentAck) -> None:
+        assert self.map is not None
+        if ack.missing:
+            log.error("node %s has no data for assigned shards %s: they stay unavailable until it does", ack.node_id, ack.missing)
+        fresh = [s for s in ack.serving if not self.map.shards[s].created and self.map.shards[s].primary == ack.node_id]
+        if fresh:
+
+            def mark_created(m: ShardMap | None) -> ShardMap | None:
+                for shard_id in fresh:
+                    m = shardmap.set_entry(m, shard_id, created=True)
+                return m
+
+            await self._update_map(mark_created)
+
+    # ------------------------------------------------------------------ API
+
+    def _api(self, handler):
+        async def run(msg) -> None:
+            try:
+                reply = await handler(msg.data)
+            except TouraError as exc:
+                reply = Ack(False, exc.code, exc.message)
+            except Exception as exc:
+                log.exception("coordinator API %s failed", msg.subject)
+                reply = Ack(False, "internal", str(exc))
+            if msg.reply:
+                await msg.respond(encode(reply))
+
+        return run
+
+    def node_statuses(self) -> list[NodeStatus]:
+        now = time.monotonic()
+        out = []
+        for n in sorted(self.nodes.values(), key=lambda n: n.id):
+            shards = sorted(shardmap.primaries_of(self.map, n.id)) if self.map else []
+            beat = n.heartbeat
+            out.append(
+                NodeStatus(
+                    id=n.id,
+                    status=n.status,
+                    draining=n.draining,
+                    last_heartbeat=n.last_wall,
+                    shards=shards,
+                    primaries=shards,
+                    version=beat.version if beat else "",
+                    host=beat.host if beat else "",
+                    pid=beat.pid if beat else 0,
+                    max_shards=beat.max_shards if beat else None,
+                    started_at=beat.started_at if beat else None,
+                    keys=sum(r.keys for r in beat.shards) if beat else 0,
+                    bytes=sum(r.bytes for r in beat.shards) if beat else 0,
+                    missed_heartbeats=missed_heartbeats(n.last_seen, now, self.config.heartbeat_interval),
+                )
+            )
+        return out
+
+    async def _api_nodes(self, data: bytes) -> NodesReply:
+        return NodesReply(nodes=self.node_statuses(), epoch=self.map.epoch if self.map else 0)
+
+    async def _api_map(self, data: bytes) -> Any:
+        if self.map is None:
+            raise TouraError("unavailable", "the cluster has not formed yet")
+        return self.map
+
+    async def _api_info(self, data: bytes) -> CoordinatorInfo:
+        return CoordinatorInfo(
+            coordinator_id=self.config.id,
+            version=__version__,
+            epoch=self.map.epoch if self.map else 0,
+            num_shards=self.map.num_shards if self.map else self.config.shards,
+            replication_factor=self.map.replication_factor if self.map else self.config.replicas,
+            started_at=self.started_at,
+            cluster_id=self.map.cluster_id if self.map else "",
+            moves=[MoveStatus(m.shard_id, m.source, m.target, m.phase, m.started_at) for m in self.moves.values()],
+            formed=self.map is not None,
+        )
+
+    async def _api_assign(self, data: bytes) -> Ack:
+        request = decode(AssignRequest, data)
+        if self.map is None:
+            raise TouraError("unavailable", "the cluster has not formed yet")
+        if not 0 <= request.shard_id < self.map.num_shards:
+            raise TouraError("unknown_shard", f"shard {request.shard_id} does not exist (0..{self.map.num_shards - 1})")
+        node = self.nodes.get(request.node_id)
+        if node is None:
+            raise TouraError("unknown_node", f"node {request.node_id!r} is not part of the cluster")
+        if node.status != "healthy":
+            raise TouraError("conflict", f"node {request.node_id} is {node.status}; it cannot take shards now")
+        entry = self.map.shards[request.shard_id]
+        if entry.primary == request.node_id:
+            return Ack(True, detail={"status": "already_there"})
+        if request.shard_id in self.moves:
+            raise TouraError("conflict", f"shard {request.shard_id} is already moving to {self.moves[request.shard_id].target}")
+        if entry.primary is None or self.health().get(entry.primary) != "healthy":
+            raise TouraError("conflict", f"shard {request.shard_id} has no healthy holder to copy from")
+        self.pending = [p for p in self.pending if p[0] != request.shard_id]
+        self.start_move(request.shard_id, entry.primary, request.node_id, reason="manual")
+        return Ack(True, detail={"status": "moving"})
+
+
+async def run_coordinator(config: CoordinatorConfig) -> None:
+    await Coordinator(config).run()

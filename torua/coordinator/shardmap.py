@@ -1,0 +1,81 @@
+"""Turning placements into shard maps and back: pure functions over plain data.
+
+The coordinator's decisions (what the map says after formation, after a node
+changes health, after a move step) live here so they can be tested by tables.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from torua.coordinator.placement import Placement
+from torua.protocol.messages import Assignment, AssignedShard, ShardEntry, ShardMap
+
+
+def placement_of(shard_map: ShardMap) -> Placement:
+    return {e.shard_id: e.copies for e in shard_map.shards}
+
+
+def empty_map(num_shards: int, replication_factor: int, cluster_id: str) -> ShardMap:
+    return ShardMap(
+        epoch=0,
+        num_shards=num_shards,
+        replication_factor=replication_factor,
+        shards=[ShardEntry(shard_id=i) for i in range(num_shards)],
+        cluster_id=cluster_id,
+    )
+
+
+def shard_state(entry: ShardEntry, health: dict[str, str]) -> str:
+    """active, moving, unassigned, or unavailable (its primary is not healthy)."""
+    if entry.primary is None:
+        return "unassigned"
+    if health.get(entry.primary) != "healthy":
+        return "unavailable"
+    return "moving" if entry.target else "active"
+
+
+def with_states(shard_map: ShardMap, health: dict[str, str]) -> ShardMap:
+    """The map with every shard's state brought up to date; same object if nothing changed."""
+    shards = [replace(e, state=shard_state(e, health)) for e in shard_map.shards]
+    if shards == shard_map.shards:
+        return shard_map
+    return replace(shard_map, shards=shards)
+
+
+def assign_unplaced(shard_map: ShardMap, target: Placement, health: dict[str, str]) -> ShardMap:
+    """Give every shard that has no holder yet the primary `target` names (formation)."""
+    shards = []
+    for e in shard_map.shards:
+        copies = target.get(e.shard_id, ())
+        if e.primary is None and copies:
+            e = replace(e, primary=copies[0], replicas=list(copies[1:]), in_sync=list(copies))
+        shards.append(replace(e, state=shard_state(e, health)))
+    return replace(shard_map, shards=shards)
+
+
+def set_entry(shard_map: ShardMap, shard_id: int, **changes) -> ShardMap:
+    shards = list(shard_map.shards)
+    shards[shard_id] = replace(shards[shard_id], **changes)
+    return replace(shard_map, shards=shards)
+
+
+def bump(shard_map: ShardMap) -> ShardMap:
+    return replace(shard_map, epoch=shard_map.epoch + 1)
+
+
+def assignment_for(shard_map: ShardMap, node_id: str) -> Assignment:
+    """What `node_id` must serve at this epoch; `create` only for shards never created."""
+    return Assignment(
+        epoch=shard_map.epoch,
+        node_id=node_id,
+        shards=[
+            AssignedShard(shard_id=e.shard_id, role="primary", create=not e.created)
+            for e in shard_map.shards
+            if e.primary == node_id
+        ],
+    )
+
+
+def primaries_of(shard_map: ShardMap, node_id: str) -> set[int]:
+    return {e.shard_id for e in shard_map.shards if e.primary == node_id}

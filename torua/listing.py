@@ -1,0 +1,57 @@
+"""Listing keys across shards, one page at a time.
+
+Shards are walked in order and each holder returns its keys sorted, so a page is
+sorted within a shard, not globally. The cursor is opaque to users: urlsafe
+base64 of msgpack ``[shard_id, last_key]``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+import msgpack
+
+from torua.protocol.errors import TouraError
+from torua.protocol.messages import KvRequest
+from torua.routing import ShardRouter
+
+MAX_LIMIT = 1000
+
+
+def encode_cursor(shard_id: int, last_key: str | None) -> str:
+    return base64.urlsafe_b64encode(msgpack.packb([shard_id, last_key])).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, num_shards: int) -> tuple[int, str | None]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        shard_id, last_key = msgpack.unpackb(base64.urlsafe_b64decode(padded.encode()), raw=False)
+    except (binascii.Error, ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):
+        raise TouraError("bad_request", "cursor is not one this API returned") from None
+    if not isinstance(shard_id, int) or not 0 <= shard_id < num_shards or not (last_key is None or isinstance(last_key, str)):
+        raise TouraError("bad_request", "cursor is not one this API returned")
+    return shard_id, last_key
+
+
+async def list_keys(router: ShardRouter, prefix: str, limit: int, cursor: str | None, timeout: float) -> tuple[list[str], str | None]:
+    """Up to `limit` keys starting with `prefix`, after `cursor`; returns (keys, next cursor or None)."""
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_LIMIT:
+        raise TouraError("bad_request", f"limit must be an integer from 1 to {MAX_LIMIT}")
+    if not isinstance(prefix, str):
+        raise TouraError("bad_request", "prefix must be a string")
+    num_shards = router.shard_map().num_shards
+    shard_id, after = decode_cursor(cursor, num_shards) if cursor else (0, None)
+    keys: list[str] = []
+    while shard_id < num_shards:
+        want = limit - len(keys)
+        reply = await router.call(
+            shard_id, lambda epoch, s=shard_id, a=after, w=want: KvRequest("list", s, epoch, prefix=prefix, after=a, limit=w), timeout
+        )
+        if not reply.ok:
+            raise TouraError(reply.error_code or "internal", reply.error_message)
+        keys.extend(reply.keys)
+        if len(reply.keys) >= want:
+            return keys, encode_cursor(shard_id, reply.keys[-1])
+        shard_id, after = shard_id + 1, None
+    return keys, None

@@ -1,0 +1,448 @@
+"""The storage node: holds shard copies on local disk and serves them over NATS.
+
+A node opens only what the coordinator assigns it (`torua.node.<id>.assign`),
+creates a shard empty only when the assignment says the shard is being born,
+and answers `moved` for any shard it does not serve. Moves are driven by the
+coordinator through `shard.copy`, `shard.freeze`, `shard.catch_up`,
+`shard.unfreeze` and `shard.drop`; the copy itself is pulled from the source
+node's `shard.snapshot` and `shard.log` (see `torua.node.copy`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+from nats.aio.client import Client as NATS
+
+from torua import __version__
+from torua.bus import connect
+from torua.config import DEFAULT_MAX_VALUE_BYTES, NodeConfig
+from torua.keys import validate_key
+from torua.node import copy as shard_copy
+from torua.node.roles import IllegalTransition, next_role, serves, serves_copy_source
+from torua.protocol import subjects
+from torua.protocol.codec import decode, encode
+from torua.protocol.errors import TouraError
+from torua.protocol.messages import (
+    Assignment,
+    AssignmentAck,
+    Heartbeat,
+    KvReply,
+    KvRequest,
+    LogChunk,
+    LogRequest,
+    ShardCommand,
+    ShardCommandReply,
+    ShardReport,
+    SnapshotChunk,
+    SnapshotRequest,
+)
+from torua.storage.operations import KvDelete, KvPut, encode_operation
+from torua.storage.shard_store import LogTruncated, ShardStore
+
+log = logging.getLogger("torua.node")
+
+FROZEN_MARKER = "FROZEN"
+
+
+@dataclass
+class Holding:
+    """One shard copy on this node."""
+
+    shard_id: int
+    role: str
+    store: ShardStore | None
+    inflight: int = 0
+    idle: asyncio.Event = field(default_factory=asyncio.Event)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def __post_init__(self) -> None:
+        self.idle.set()
+
+
+class Node:
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self.nc: NATS | None = None
+        self.holdings: dict[int, Holding] = {}
+        self.epoch = 0
+        self.started_at = time.time()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._stopping = asyncio.Event()
+        self._heartbeat_now = asyncio.Event()
+
+    # ----------------------------------------------------------- lifecycle
+
+    @property
+    def shards_dir(self) -> Path:
+        return self.config.data_dir / "shards"
+
+    def shard_dir(self, shard_id: int) -> Path:
+        return self.shards_dir / str(shard_id)
+
+    def _claim_data_dir(self) -> None:
+        """A data dir belongs to one node id; refuse to serve another node's shards."""
+        self.shards_dir.mkdir(parents=True, exist_ok=True)
+        marker = self.config.data_dir / "node.json"
+        if marker.exists():
+            owner = json.loads(marker.read_text()).get("node_id")
+            if owner != self.config.id:
+                raise SystemExit(f"torua node: {self.config.data_dir} belongs to node {owner!r}, not {self.config.id!r}")
+        else:
+            marker.write_text(json.dumps({"node_id": self.config.id}))
+
+    async def start(self) -> None:
+        self._claim_data_dir()
+        self.nc = await connect(self.config.nats_url, f"torua-node-{self.config.id}", self.config.connect_timeout)
+        node = self.config.id
+        handlers: dict[str, Callable[[Any], Awaitable[None]]] = {
+            "kv": self._on_kv,
+            "assign": self._control(Assignment, self._assign),
+            "shard.copy": self._control(ShardCommand, self._copy),
+            "shard.catch_up": self._control(ShardCommand, self._catch_up),
+            "shard.freeze": self._control(ShardCommand, self._freeze),
+            "shard.unfreeze": self._control(ShardCommand, self._unfreeze),
+            "shard.drop": self._control(ShardCommand, self._drop),
+            "shard.snapshot": self._guarded(self._on_snapshot),
+            "shard.log": self._guarded(self._on_log),
+        }
+        for call, handler in handlers.items():
+            await self.nc.subscribe(subjects.node(node, call), cb=handler)
+        await self.nc.subscribe(subjects.BROADCAST, cb=self._guarded(self._on_broadcast))
+        self._spawn(self._heartbeat_loop())
+        log.info("node %s serving on %s, data in %s", node, self.config.nats_url, self.config.data_dir)
+
+    async def run(self) -> None:
+        await self.start()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._stopping.set)
+        await self._stopping.wait()
+        await self.stop()
+
+    async def stop(self) -> None:
+        log.info("node %s stopping", self.config.id)
+        self._stopping.set()
+        if self.nc is not None and self.nc.is_connected:
+            try:
+                await asyncio.wait_for(self.nc.drain(), 5)
+            except Exception as exc:
+                log.warning("draining NATS: %s", exc)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for holding in self.holdings.values():
+            if holding.store is not None:
+                await holding.store.close()
+        if self.nc is not None and not self.nc.is_closed:
+            await self.nc.close()
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ----------------------------------------------------------- heartbeat
+
+    def heartbeat(self) -> Heartbeat:
+        reports = []
+        for h in sorted(self.holdings.values(), key=lambda h: h.shard_id):
+            if h.store is None:
+                continue
+            stats = h.store.stats()
+            reports.append(ShardReport(h.shard_id, h.role, stats.last_seq, stats.keys, stats.bytes))
+        return Heartbeat(
+            node_id=self.config.id,
+            version=__version__,
+            epoch=self.epoch,
+            started_at=self.started_at,
+            sent_at=time.time(),
+            max_shards=self.config.max_shards or None,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            shards=reports,
+        )
+
+    async def _heartbeat_loop(self) -> None:
+        assert self.nc is not None
+        while not self._stopping.is_set():
+            try:
+                await self.nc.publish(subjects.HEARTBEAT, encode(self.heartbeat()))
+            except Exception as exc:  # disconnected: the next beat tries again
+                log.warning("heartbeat not sent: %s", exc)
+            self._heartbeat_now.clear()
+            try:
+                await asyncio.wait_for(self._heartbeat_now.wait(), self.config.heartbeat_interval)
+            except asyncio.TimeoutError:
+                pass
+
+    # ------------------------------------------------------------ KV serving
+
+    async def _on_kv(self, msg) -> None:
+        """Reads answer inline (one SQLite point read); writes run as tasks so they group-commit."""
+        try:
+            request = decode(KvRequest, msg.data)
+        except TouraError as exc:
+            log.warning("bad KV request on %s: %s", msg.subject, exc.message)
+            await self._reply(msg, KvReply(ok=False, epoch=self.epoch, error_code=exc.code, error_message=exc.message))
+            return
+        except Exception:
+            log.exception("unreadable KV request on %s", msg.subject)
+            return
+        if request.op in ("put", "delete"):
+            self._spawn(self._answer_kv(msg, request))
+        else:
+            await self._answer_kv(msg, request)
+
+    async def _answer_kv(self, msg, request: KvRequest) -> None:
+        try:
+            reply = await self.kv(request)
+        except TouraError as exc:
+            reply = KvReply(ok=False, epoch=self.epoch, error_code=exc.code, error_message=exc.message)
+        except Exception as exc:
+            log.exception("KV %s on shard %s failed", request.op, request.shard_id)
+            reply = KvReply(ok=False, epoch=self.epoch, error_code="internal", error_message=str(exc))
+        await self._reply(msg, reply)
+
+    async def kv(self, request: KvRequest) -> KvReply:
+        holding = self.holdings.get(request.shard_id)
+        if holding is None or holding.store is None or not serves(holding.role, request.op):
+            state = holding.role if holding else "absent"
+            raise TouraError("moved", f"node {self.config.id} does not serve {request.op} on shard {request.shard_id} ({state})")
+        store = holding.store
+        if request.op == "get":
+            found = store.get(validate_key(request.key))
+            if found is None:
+                return KvReply(ok=True, epoch=self.epoch, found=False)
+            return KvReply(ok=True, epoch=self.epoch, found=True, value=found[0], content_type=found[1])
+        if request.op == "list":
+            if request.limit < 1:
+                raise TouraError("bad_request", "limit must be >= 1")
+            keys = store.list_keys(request.prefix, request.after, min(request.limit, 10000))
+            return KvReply(ok=True, epoch=self.epoch, keys=keys)
+        if request.op == "put":
+            if request.value is None:
+                raise TouraError("bad_request", "put needs a value")
+            if len(request.value) > DEFAULT_MAX_VALUE_BYTES:
+                raise TouraError("value_too_large", f"value is {len(request.value)} bytes; the limit is {DEFAULT_MAX_VALUE_BYTES}")
+            op: KvPut | KvDelete = KvPut(validate_key(request.key), request.value, request.content_type or "application/octet-stream")
+        elif request.op == "delete":
+            op = KvDelete(validate_key(request.key))
+        else:
+            raise TouraError("bad_request", f"unknown operation {request.op!r}")
+        holding.inflight += 1
+        holding.idle.clear()
+        try:
+            seq = await store.apply(op)
+        finally:
+            holding.inflight -= 1
+            if holding.inflight == 0:
+                holding.idle.set()
+        return KvReply(ok=True, epoch=self.epoch, seq=seq)
+
+    # ------------------------------------------------------- control plane
+
+    def _guarded(self, handler: Callable[[Any], Awaitable[None]]) -> Callable[[Any], Awaitable[None]]:
+        """Garbage on any subject is logged; the node keeps serving."""
+
+        async def run(msg) -> None:
+            try:
+                await handler(msg)
+            except TouraError as exc:
+                log.warning("bad message on %s: %s", msg.subject, exc.message)
+            except Exception:
+                log.exception("failed to handle message on %s", msg.subject)
+
+        return run
+
+    def _control(self, kind: type, handler: Callable[[Any], Awaitable[Any]]) -> Callable[[Any], Awaitable[None]]:
+        """Decode a control message, run the handler as its own task, reply with its result."""
+
+        async def run(msg) -> None:
+            try:
+                command = decode(kind, msg.data)
+            except TouraError as exc:
+                log.warning("bad control message on %s: %s", msg.subject, exc.message)
+                shard_id = -1
+                await self._reply(msg, ShardCommandReply(False, shard_id, error_code=exc.code, error_message=exc.message))
+                return
+
+            async def answer() -> None:
+                try:
+                    reply = await handler(command)
+                except TouraError as exc:
+                    reply = ShardCommandReply(False, getattr(command, "shard_id", -1), error_code=exc.code, error_message=exc.message)
+                except IllegalTransition as exc:
+                    reply = ShardCommandReply(False, getattr(command, "shard_id", -1), error_code="conflict", error_message=str(exc))
+                except Exception as exc:
+                    log.exception("control %s failed", msg.subject)
+                    reply = ShardCommandReply(False, getattr(command, "shard_id", -1), error_code="internal", error_message=str(exc))
+                await self._reply(msg, reply)
+
+            self._spawn(answer())
+
+        return run
+
+    async def _reply(self, msg, reply: Any) -> None:
+        if not msg.reply:
+            return
+        try:
+            await msg.respond(encode(reply))
+        except Exception as exc:
+            log.warning("could not reply on %s: %s", msg.subject, exc)
+
+    def _holding(self, shard_id: int) -> Holding:
+        holding = self.holdings.get(shard_id)
+        if holding is None:
+            holding = Holding(shard_id, "absent", None)
+            self.holdings[shard_id] = holding
+        return holding
+
+    def _open_store(self, shard_id: int, create: bool) -> ShardStore:
+        return ShardStore.open(self.shard_dir(shard_id), shard_id, durable=self.config.commit == "durable", create=create)
+
+    def _set_frozen_marker(self, shard_id: int, frozen: bool) -> None:
+        marker = self.shard_dir(shard_id) / FROZEN_MARKER
+        if frozen:
+            marker.touch()
+        else:
+            marker.unlink(missing_ok=True)
+
+    async def _assign(self, assignment: Assignment) -> AssignmentAck:
+        if assignment.node_id != self.config.id:
+            raise TouraError("bad_request", f"assignment for {assignment.node_id} sent to {self.config.id}")
+        if assignment.epoch < self.epoch:
+            raise TouraError("stale_epoch", f"assignment at epoch {assignment.epoch} is older than {self.epoch}")
+        self.epoch = assignment.epoch
+        wanted = {a.shard_id: a for a in assignment.shards}
+        serving: list[int] = []
+        missing: list[int] = []
+        for shard_id, item in sorted(wanted.items()):
+            holding = self._holding(shard_id)
+            async with holding.lock:
+                if holding.role == "absent":
+                    on_disk = ShardStore.exists(self.shard_dir(shard_id))
+                    if not on_disk and not item.create:
+                        missing.append(shard_id)
+                        continue
+                    holding.store = self._open_store(shard_id, create=not on_disk)
+                    frozen = (self.shard_dir(shard_id) / FROZEN_MARKER).exists()
+                    holding.role = "frozen" if frozen else next_role("absent", "open")
+                elif holding.role in ("copying", "retired"):
+                    holding.role = next_role(holding.role, "assign")
+                serving.append(shard_id)
+        for shard_id, holding in self.holdings.items():
+            if shard_id not in wanted and holding.role in ("primary", "frozen"):
+                holding.role = next_role(holding.role, "unassign")
+        log.info("epoch %d: serving %s%s", self.epoch, serving, f", missing {missing}" if missing else "")
+        self._heartbeat_now.set()
+        return AssignmentAck(node_id=self.config.id, epoch=self.epoch, serving=serving, missing=missing)
+
+    async def _copy(self, command: ShardCommand) -> ShardCommandReply:
+        if not command.source:
+            raise TouraError("bad_request", "copy needs a source node")
+        holding = self._holding(command.shard_id)
+        async with holding.lock:
+            holding.role = next_role(holding.role, "copy")
+            if holding.store is not None:
+                await holding.store.close()
+            ShardStore.destroy(self.shard_dir(command.shard_id))
+            holding.store = self._open_store(command.shard_id, create=True)
+            deadline = time.monotonic() + self._command_budget()
+            await shard_copy.copy_snapshot(self.nc, command.source, holding.store, deadline)
+            last = await shard_copy.catch_up(self.nc, command.source, holding.store, deadline)
+        log.info("shard %d copied from %s up to seq %d", command.shard_id, command.source, last)
+        return ShardCommandReply(True, command.shard_id, last_seq=last)
+
+    async def _catch_up(self, command: ShardCommand) -> ShardCommandReply:
+        holding = self.holdings.get(command.shard_id)
+        if holding is None or holding.role != "copying" or holding.store is None or not command.source:
+            raise TouraError("conflict", f"shard {command.shard_id} is not being copied here")
+        async with holding.lock:
+            deadline = time.monotonic() + self._command_budget()
+            last = await shard_copy.catch_up(self.nc, command.source, holding.store, deadline, command.until_seq)
+        return ShardCommandReply(True, command.shard_id, last_seq=last)
+
+    async def _freeze(self, command: ShardCommand) -> ShardCommandReply:
+        """Stop taking writes, wait for the ones in flight, report the last seq."""
+        holding = self.holdings.get(command.shard_id)
+        if holding is None or holding.store is None:
+            raise TouraError("moved", f"shard {command.shard_id} is not here")
+        holding.role = next_role(holding.role, "freeze")
+        self._set_frozen_marker(command.shard_id, True)
+        await holding.idle.wait()
+        return ShardCommandReply(True, command.shard_id, last_seq=holding.store.last_seq())
+
+    async def _unfreeze(self, command: ShardCommand) -> ShardCommandReply:
+        holding = self.holdings.get(command.shard_id)
+        if holding is None or holding.store is None:
+            raise TouraError("moved", f"shard {command.shard_id} is not here")
+        if holding.role == "frozen":
+            holding.role = next_role(holding.role, "unfreeze")
+        self._set_frozen_marker(command.shard_id, False)
+        return ShardCommandReply(True, command.shard_id, last_seq=holding.store.last_seq())
+
+    async def _drop(self, command: ShardCommand) -> ShardCommandReply:
+        holding = self._holding(command.shard_id)
+        async with holding.lock:
+            holding.role = next_role(holding.role, "drop")
+            if holding.store is not None:
+                await holding.store.close()
+                holding.store = None
+            ShardStore.destroy(self.shard_dir(command.shard_id))
+            del self.holdings[command.shard_id]
+        log.info("shard %d dropped", command.shard_id)
+        return ShardCommandReply(True, command.shard_id)
+
+    def _command_budget(self) -> float:
+        return 600.0
+
+    # ------------------------------------------------- serving copies to others
+
+    def _source_store(self, shard_id: int) -> ShardStore:
+        holding = self.holdings.get(shard_id)
+        if holding is None or holding.store is None or not serves_copy_source(holding.role):
+            raise TouraError("moved", f"shard {shard_id} has no readable copy on {self.config.id}")
+        return holding.store
+
+    async def _on_snapshot(self, msg) -> None:
+        request = decode(SnapshotRequest, msg.data)
+        try:
+            store = self._source_store(request.shard_id)
+            last_seq = store.last_seq()
+            rows, nxt = store.snapshot_chunk(request.after, max(1, request.max_bytes))
+            reply = SnapshotChunk(request.shard_id, last_seq, rows, nxt)
+        except TouraError as exc:
+            reply = SnapshotChunk(request.shard_id, 0, error_code=exc.code, error_message=exc.message)
+        await self._reply(msg, reply)
+
+    async def _on_log(self, msg) -> None:
+        request = decode(LogRequest, msg.data)
+        try:
+            store = self._source_store(request.shard_id)
+            last_seq = store.last_seq()
+            ops = store.read_log(request.after_seq, max(1, request.max_ops), max(1, request.max_bytes))
+            reply = LogChunk(request.shard_id, last_seq, [(seq, encode_operation(op)) for seq, op in ops])
+        except LogTruncated as exc:
+            reply = LogChunk(request.shard_id, 0, error_code="conflict", error_message=str(exc))
+        except TouraError as exc:
+            reply = LogChunk(request.shard_id, 0, error_code=exc.code, error_message=exc.message)
+        await self._reply(msg, reply)
+
+    async def _on_broadcast(self, msg) -> None:
+        log.info("broadcast: %r", msg.data[:200])
+        if msg.reply:
+            await msg.respond(json.dumps({"node_id": self.config.id, "ok": True}).encode())
+
+
+async def run_node(config: NodeConfig) -> None:
+    await Node(config).run()

@@ -1,0 +1,44 @@
+"""Error codes shared by every process, and the HTTP status each one maps to.
+
+A `TouraError` travels on the wire as `{"code", "message"}` and reaches users as
+`{"error": {"code": ..., "message": ...}}` with the status below.
+"""
+
+from __future__ import annotations
+
+HTTP_STATUS: dict[str, int] = {
+    "bad_request": 400,
+    "unsupported_version": 400,
+    "not_found": 404,
+    "unknown_node": 404,
+    "unknown_shard": 404,
+    "method_not_allowed": 405,
+    "conflict": 409,
+    "value_too_large": 413,
+    "unavailable": 503,
+    "moved": 503,
+    "stale_epoch": 503,
+    "no_coordinator": 503,
+    "timeout": 504,
+    "internal": 500,
+}
+
+# Codes after which a router refreshes its shard map and tries again.
+RETRYABLE = frozenset({"moved", "stale_epoch", "unavailable"})
+
+
+class TouraError(Exception):
+    """An error with a stable code; `message` is for people."""
+
+    def __init__(self, code: str, message: str, retry_after: float | None = None) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.retry_after = retry_after
+
+    @property
+    def http_status(self) -> int:
+        return HTTP_STATUS.get(self.code, 500)
+
+    def to_dict(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message}

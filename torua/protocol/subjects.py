@@ -1,0 +1,32 @@
+"""Every NATS subject Torua uses, in one place (see docs/protocol.md)."""
+
+from __future__ import annotations
+
+PREFIX = "torua"
+
+HEARTBEAT = "torua.cluster.heartbeat"          # node -> coordinator, publish
+MAP_ANNOUNCE = "torua.cluster.map"             # coordinator -> everyone, publish
+BROADCAST = "torua.cluster.broadcast"          # operator -> every node, publish/request
+
+COORDINATOR_API = "torua.coordinator"          # torua.coordinator.<call>, request/reply
+API = "torua.api"                              # public gateway API, queue group
+API_QUEUE = "torua-gateway"
+
+# JetStream KV bucket holding the cluster's own state.
+CLUSTER_BUCKET = "torua_cluster"
+MAP_KEY = "shard_map"
+NODE_KEY_PREFIX = "nodes."
+
+
+def node(node_id: str, call: str) -> str:
+    """A node's own subject, e.g. ``torua.node.n1.kv``."""
+    return f"torua.node.{node_id}.{call}"
+
+
+def coordinator(call: str) -> str:
+    return f"{COORDINATOR_API}.{call}"
+
+
+def valid_node_id(node_id: str) -> bool:
+    """Node ids become subject tokens: letters, digits, '-' and '_' only."""
+    return 0 < len(node_id) <= 64 and all(c.isascii() and (c.isalnum() or c in "-_") for c in node_id)

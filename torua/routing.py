@@ -1,0 +1,168 @@
+"""Routing a KV operation to the node that holds its shard.
+
+`MapCache` keeps the newest shard map this process has seen: it reads the map
+from the JetStream KV bucket at start and whenever a node says `moved`, and takes
+every newer map announced on `torua.cluster.map`. A map with a lower epoch than
+the one held is ignored, so a late announcement can never roll routing back.
+
+`ShardRouter.call` sends one request to the shard's primary and, on `moved`,
+`stale_epoch` or no responder, refreshes the map and tries again until the
+request's deadline; past it the caller gets `timeout` (504) or `unavailable` (503).
+The gateway and `torua.Client` share it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Callable
+
+from nats.aio.client import Client as NATS
+from nats.errors import NoRespondersError, TimeoutError as NatsTimeout
+
+from torua.protocol import subjects
+from torua.protocol.codec import decode, encode
+from torua.protocol.errors import RETRYABLE, TouraError
+from torua.protocol.messages import KvReply, KvRequest, ShardEntry, ShardMap
+
+log = logging.getLogger("torua.routing")
+
+RETRY_AFTER_SECONDS = 1.0
+
+
+class MapCache:
+    def __init__(self, nc: NATS) -> None:
+        self._nc = nc
+        self.current: ShardMap | None = None
+        self._refreshing: asyncio.Task[None] | None = None
+        self._sub = None
+        self._kv = None
+        self._changed = asyncio.Event()
+
+    async def start(self) -> None:
+        self._sub = await self._nc.subscribe(subjects.MAP_ANNOUNCE, cb=self._on_announce)
+        await self.refresh()
+
+    async def stop(self) -> None:
+        if self._sub is not None:
+            try:
+                await self._sub.unsubscribe()
+            except Exception:  # connection already closed
+                pass
+
+    def offer(self, shard_map: ShardMap) -> bool:
+        """Take `shard_map` if it is newer than the one held."""
+        if self.current is None or shard_map.epoch > self.current.epoch:
+            self.current = shard_map
+            self._changed.set()
+            self._changed = asyncio.Event()
+            return True
+        return False
+
+    async def _on_announce(self, msg) -> None:
+        try:
+            self.offer(decode(ShardMap, msg.data))
+        except TouraError as exc:
+            log.warning("ignoring malformed shard map on %s: %s", msg.subject, exc.message)
+
+    async def refresh(self) -> None:
+        """Read the map from JetStream; concurrent callers share one read."""
+        if self._refreshing is None or self._refreshing.done():
+            self._refreshing = asyncio.ensure_future(self._fetch())
+        await asyncio.shield(self._refreshing)
+
+    async def _fetch(self) -> None:
+        try:
+            if self._kv is None:
+                self._kv = await self._nc.jetstream().key_value(subjects.CLUSTER_BUCKET)
+            entry = await self._kv.get(subjects.MAP_KEY)
+        except Exception as exc:  # bucket or key not there yet, or JetStream busy
+            log.debug("no shard map in JetStream yet: %s", exc)
+            return
+        if entry.value:
+            try:
+                self.offer(decode(ShardMap, entry.value))
+            except TouraError as exc:
+                log.warning("stored shard map is malformed: %s", exc.message)
+
+    async def wait_newer(self, epoch: int, timeout: float) -> None:
+        """Wait (at most `timeout`) for a map with an epoch above `epoch`."""
+        if self.current is not None and self.current.epoch > epoch:
+            return
+        try:
+            await asyncio.wait_for(self._changed.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+
+
+class ShardRouter:
+    def __init__(self, nc: NATS, maps: MapCache) -> None:
+        self._nc = nc
+        self.maps = maps
+
+    def shard_map(self) -> ShardMap:
+        if self.maps.current is None:
+            raise TouraError("unavailable", "the cluster has no shard map yet", retry_after=RETRY_AFTER_SECONDS)
+        return self.maps.current
+
+    async def call(self, shard_id: int, build: Callable[[int], KvRequest], timeout: float) -> KvReply:
+        """Send `build(epoch)` to the primary of `shard_id`, retrying within `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        backoff = 0.005
+        last_error: TouraError | None = None
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise last_error or TouraError("timeout", f"no answer for shard {shard_id} within {timeout:g}s")
+            if self.maps.current is None:
+                await self.maps.refresh()
+            try:
+                entry = self._holder(shard_id)
+            except TouraError as exc:
+                if exc.code == "unknown_shard":
+                    raise
+                # The map may change soon (formation, node back); wait for it within the deadline.
+                last_error = exc
+                epoch = self.maps.current.epoch if self.maps.current else -1
+                await self.maps.wait_newer(epoch, min(remaining, 0.25))
+                if self.maps.current is not None and self.maps.current.epoch == epoch:
+                    raise exc
+                continue
+            epoch = self.maps.current.epoch  # type: ignore[union-attr]
+            request = build(epoch)
+            try:
+                msg = await self._nc.request(subjects.node(entry.primary, "kv"), encode(request), timeout=remaining)  # type: ignore[arg-type]
+            except NoRespondersError:
+                last_error = TouraError(
+                    "unavailable", f"node {entry.primary} holding shard {shard_id} is not answering", retry_after=RETRY_AFTER_SECONDS
+                )
+            except NatsTimeout:
+                raise TouraError("timeout", f"node {entry.primary} did not answer for shard {shard_id} within {timeout:g}s") from None
+            else:
+                reply = decode(KvReply, msg.data)
+                if reply.error_code not in RETRYABLE:
+                    return reply
+                last_error = TouraError(
+                    "unavailable", f"shard {shard_id}: {reply.error_message or reply.error_code}", retry_after=RETRY_AFTER_SECONDS
+                )
+                if reply.epoch > epoch:
+                    await self.maps.wait_newer(epoch, min(0.05, max(0.0, deadline - time.monotonic())))
+            await asyncio.sleep(min(backoff, max(0.0, deadline - time.monotonic())))
+            backoff = min(backoff * 2, 0.2)
+            await self.maps.refresh()
+
+    def _holder(self, shard_id: int) -> ShardEntry:
+        shard_map = self.shard_map()
+        if not 0 <= shard_id < shard_map.num_shards:
+            raise TouraError("unknown_shard", f"shard {shard_id} does not exist (0..{shard_map.num_shards - 1})")
+        entry = shard_map.entry(shard_id)
+        if entry.primary is None:
+            raise TouraError("unavailable", f"shard {shard_id} has no holder yet", retry_after=RETRY_AFTER_SECONDS)
+        if entry.state == "unavailable":
+            raise TouraError(
+                "unavailable",
+                f"shard {shard_id} lives only on node {entry.primary}, which is down; it answers again when that node returns",
+                retry_after=RETRY_AFTER_SECONDS,
+            )
+        return entry

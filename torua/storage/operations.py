@@ -1,0 +1,171 @@
+"""Typed operations recorded in a shard's operation log.
+
+Every mutation of a shard is expressed as an operation.  Operations are
+encoded with msgpack as a map ``{"t": TYPE, <field>: <value>, ...}`` and
+stored verbatim in the shard's oplog, shipped between replicas, and replayed
+on catch-up.  Replication and shard movement only ever handle encoded bytes
+or opaque ``Operation`` objects, so adding a new operation type (e.g. graph
+edges) means:
+
+1. define a frozen dataclass with a ``TYPE: ClassVar[str]`` and typed fields,
+2. add one line to ``OPERATION_TYPES``,
+3. add one handler in the shard store that applies it to the data tables.
+
+Field values are validated against the dataclass annotations on encode and
+decode.  Supported annotations: ``str``, ``bytes``, ``int``, ``float``,
+``bool``, ``None``, unions of those (``X | None``), ``list[X]`` and
+``dict[str, X]``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import msgpack
+
+__all__ = [
+    "InvalidOperation",
+    "KvPut",
+    "KvDelete",
+    "Operation",
+    "OPERATION_TYPES",
+    "encode_operation",
+    "decode_operation",
+]
+
+
+class InvalidOperation(ValueError):
+    """Raised for bytes that do not decode to a known, well-formed operation,
+    or for an operation object whose fields have the wrong types."""
+
+
+@dataclass(frozen=True)
+class KvPut:
+    TYPE: ClassVar[str] = "kv.put"
+    key: str
+    value: bytes
+    content_type: str = "application/octet-stream"
+
+
+@dataclass(frozen=True)
+class KvDelete:
+    TYPE: ClassVar[str] = "kv.delete"
+    key: str
+
+
+Operation = KvPut | KvDelete
+
+# TYPE -> class.  A new operation type is one dataclass + one line here.
+OPERATION_TYPES: dict[str, type[Any]] = {
+    KvPut.TYPE: KvPut,
+    KvDelete.TYPE: KvDelete,
+}
+
+_TYPE_KEY = "t"
+
+# Per-class cache of (field name, annotation, has default) resolved once.
+_FieldSpec = tuple[str, Any, bool]
+_field_cache: dict[type[Any], tuple[_FieldSpec, ...]] = {}
+
+
+def _field_specs(cls: type[Any]) -> tuple[_FieldSpec, ...]:
+    specs = _field_cache.get(cls)
+    if specs is None:
+        hints = typing.get_type_hints(cls)
+        specs = tuple(
+            (
+                f.name,
+                hints[f.name],
+                f.default is not dataclasses.MISSING
+                or f.default_factory is not dataclasses.MISSING,
+            )
+            for f in dataclasses.fields(cls)
+        )
+        _field_cache[cls] = specs
+    return specs
+
+
+def _matches(value: Any, tp: Any) -> bool:
+    if tp is Any:
+        return True
+    if tp is None or tp is type(None):
+        return value is None
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, arg) for arg in typing.get_args(tp))
+    if origin is list:
+        (item_tp,) = typing.get_args(tp) or (Any,)
+        return isinstance(value, list) and all(_matches(v, item_tp) for v in value)
+    if origin is dict:
+        key_tp, val_tp = typing.get_args(tp) or (Any, Any)
+        return isinstance(value, dict) and all(
+            _matches(k, key_tp) and _matches(v, val_tp) for k, v in value.items()
+        )
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, float)
+    if tp in (str, bytes):
+        return type(value) is tp
+    raise TypeError(f"unsupported operation field annotation: {tp!r}")
+
+
+def _check_fields(cls: type[Any], values: dict[str, Any]) -> None:
+    for name, tp, _ in _field_specs(cls):
+        if name in values and not _matches(values[name], tp):
+            raise InvalidOperation(
+                f"{cls.TYPE}: field {name!r} must be {tp}, got {type(values[name]).__name__}"
+            )
+
+
+def encode_operation(op: Operation) -> bytes:
+    """Encode an operation as msgpack ``{"t": TYPE, ...fields}``."""
+    cls = type(op)
+    type_name = getattr(cls, "TYPE", None)
+    if not isinstance(type_name, str) or OPERATION_TYPES.get(type_name) is not cls:
+        raise InvalidOperation(f"not a registered operation: {op!r}")
+    payload: dict[str, Any] = {_TYPE_KEY: type_name}
+    for name, _, _ in _field_specs(cls):
+        payload[name] = getattr(op, name)
+    _check_fields(cls, payload)
+    return msgpack.packb(payload, use_bin_type=True)
+
+
+def decode_operation(data: bytes) -> Operation:
+    """Decode bytes produced by :func:`encode_operation`.
+
+    Raises :class:`InvalidOperation` on malformed msgpack, a non-map payload,
+    a missing/unknown type tag, missing or unexpected fields, or fields of
+    the wrong type.
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise InvalidOperation(f"operation must be bytes, got {type(data).__name__}")
+    try:
+        obj = msgpack.unpackb(bytes(data), raw=False, use_list=True, strict_map_key=True)
+    except Exception as exc:  # msgpack raises a zoo of exception types
+        raise InvalidOperation(f"undecodable operation: {exc}") from exc
+    if not isinstance(obj, dict):
+        raise InvalidOperation(f"operation must be a map, got {type(obj).__name__}")
+    type_name = obj.pop(_TYPE_KEY, None)
+    if not isinstance(type_name, str):
+        raise InvalidOperation("operation has no type tag")
+    cls = OPERATION_TYPES.get(type_name)
+    if cls is None:
+        raise InvalidOperation(f"unknown operation type {type_name!r}")
+    specs = _field_specs(cls)
+    known = {name for name, _, _ in specs}
+    unexpected = set(obj) - known
+    if unexpected:
+        raise InvalidOperation(f"{type_name}: unexpected fields {sorted(map(str, unexpected))}")
+    missing = [name for name, _, has_default in specs if not has_default and name not in obj]
+    if missing:
+        raise InvalidOperation(f"{type_name}: missing fields {missing}")
+    _check_fields(cls, obj)
+    op: Operation = cls(**obj)
+    return op
