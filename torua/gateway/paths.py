@@ -1,0 +1,40 @@
+"""Reading a key out of a request path, strictly.
+
+The key is everything after ``/data/`` in the raw (still percent-encoded) path, so
+``/data/a%2Fb`` and ``/data/a/b`` both mean the key ``a/b``; a ``%`` not followed by
+two hex digits, bytes that are not UTF-8, or an invalid key are `bad_request`.
+
+>>> key_from_raw_path("/data/key-with-spaces%20here")
+'key-with-spaces here'
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import unquote_to_bytes
+
+from torua.keys import validate_key
+from torua.protocol.errors import TouraError
+
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
+def percent_decode(raw: str) -> str:
+    if _BAD_ESCAPE.search(raw):
+        raise TouraError("bad_request", "malformed percent-encoding in the key")
+    try:
+        return unquote_to_bytes(raw).decode("utf-8")
+    except UnicodeDecodeError:
+        raise TouraError("bad_request", "the key is not valid UTF-8") from None
+
+
+def key_from_raw_path(raw_path: str, prefix: str = "/data/", suffix: str = "") -> str:
+    path = raw_path.split("?", 1)[0]
+    if not path.startswith(prefix):
+        raise TouraError("bad_request", f"expected a path under {prefix}")
+    raw = path[len(prefix) :]
+    if suffix:
+        if not raw.endswith(suffix):
+            raise TouraError("bad_request", f"expected a path ending in {suffix}")
+        raw = raw[: -len(suffix)]
+    return validate_key(percent_decode(raw))
