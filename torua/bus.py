@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 
-import nats
 from nats.aio.client import Client as NATS
 
 log = logging.getLogger("torua.bus")
@@ -19,34 +17,48 @@ class NatsUnreachable(RuntimeError):
 
 
 async def connect(url: str, name: str, timeout: float = 10.0) -> NATS:
-    """Connect to `url` (comma-separated servers), retrying until `timeout` seconds pass."""
+    """Connect to `url` (comma-separated servers), retrying until `timeout` seconds pass.
+
+    Each failed attempt is logged with its number; past the deadline the caller
+    gets `NatsUnreachable`. Once connected, the client reconnects forever.
+    """
     servers = [u.strip() for u in url.split(",") if u.strip()]
-    deadline = time.monotonic() + timeout
-    attempt = 0
-    last: Exception | None = None
-    while True:
-        attempt += 1
-        try:
-            return await nats.connect(
+    attempts = 0
+    last: list[str] = [""]
+
+    async def on_error(exc: Exception) -> None:
+        nonlocal attempts
+        if nc.is_connected:
+            await _log_error(exc)
+            return
+        attempts += 1
+        last[0] = str(exc) or type(exc).__name__
+        log.warning("NATS at %s not reachable (attempt %d): %s; retrying", url, attempts, last[0])
+
+    nc = NATS()
+    try:
+        await asyncio.wait_for(
+            nc.connect(
                 servers=servers,
                 name=name,
-                connect_timeout=min(2.0, max(0.2, deadline - time.monotonic())),
+                connect_timeout=min(2.0, timeout),
                 allow_reconnect=True,
                 max_reconnect_attempts=-1,
                 reconnect_time_wait=0.5,
-                error_cb=_log_error,
+                error_cb=on_error,
                 disconnected_cb=_disconnected,
                 reconnected_cb=_reconnected,
-            )
-        except Exception as exc:  # nats-py raises several types for "no server"
-            last = exc
-            if time.monotonic() >= deadline:
-                raise NatsUnreachable(
-                    f"cannot reach NATS at {url} after {attempt} attempts in {timeout:.0f}s: {exc or type(exc).__name__}"
-                ) from None
-            log.warning("NATS at %s not reachable (attempt %d): %s; retrying", url, attempt, exc or type(exc).__name__)
-            await asyncio.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
-    raise AssertionError(last)  # pragma: no cover
+            ),
+            timeout,
+        )
+    except (asyncio.TimeoutError, Exception) as exc:
+        try:
+            await nc.close()
+        except Exception:
+            pass
+        reason = last[0] or str(exc) or type(exc).__name__
+        raise NatsUnreachable(f"cannot reach NATS at {url} after {max(attempts, 1)} attempts in {timeout:g}s: {reason}") from None
+    return nc
 
 
 async def _log_error(exc: Exception) -> None:

@@ -124,9 +124,12 @@ class ShardRouter:
                     raise
                 # The map may change soon (formation, node back); wait for it within the deadline.
                 last_error = exc
-                epoch = self.maps.current.epoch if self.maps.current else -1
+                if self.maps.current is None:  # the cluster is forming: wait for its first map
+                    await self.maps.wait_newer(-1, min(remaining, 0.25))
+                    continue
+                epoch = self.maps.current.epoch
                 await self.maps.wait_newer(epoch, min(remaining, 0.25))
-                if self.maps.current is not None and self.maps.current.epoch == epoch:
+                if self.maps.current.epoch == epoch:
                     raise exc
                 continue
             epoch = self.maps.current.epoch  # type: ignore[union-attr]

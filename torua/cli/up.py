@@ -10,6 +10,7 @@ the kernel if this process dies (PR_SET_PDEATHSIG), so nothing is orphaned.
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import shutil
 import signal
@@ -87,6 +88,8 @@ def wait_for_port(port: int, deadline: float, proc: subprocess.Popen | None = No
 
 def port_free(port: int) -> bool:
     with socket.socket() as s:
+        # Servers bind with SO_REUSEADDR, so a port held only by TIME_WAIT is free to them.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
             return True
@@ -152,7 +155,8 @@ class LocalCluster:
         while time.monotonic() < deadline and not self.stopping:
             try:
                 with urllib.request.urlopen(url, timeout=1) as resp:
-                    if b'"shards_unassigned": 0' in resp.read():
+                    health = json.loads(resp.read())
+                    if health["shards_total"] > 0 and health["shards_unassigned"] == 0 and health["status"] == "green":
                         return True
             except Exception:
                 pass

@@ -1,0 +1,143 @@
+"""`torua bench` as a user runs it: every figure and ratio in the JSON, and not one
+process it started left behind (after a normal run and after Ctrl-C). No timing thresholds."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+
+from torua.cli.up import torua_command
+
+ANCHORS = ["nats-echo", "aiohttp-echo-get", "aiohttp-echo-put", "jskv-get", "jskv-put"]
+TORUA = ["http-get", "http-put", "nats-api-get", "nats-api-put", "client-get", "client-put"]
+PAIRS = [
+    ("http-get", "aiohttp-echo-get"), ("client-get", "nats-echo"), ("nats-api-get", "nats-echo"),
+    ("http-get", "jskv-get"), ("nats-api-get", "jskv-get"), ("client-get", "jskv-get"),
+    ("http-put", "jskv-put"), ("nats-api-put", "jskv-put"), ("client-put", "jskv-put"), ("http-put", "aiohttp-echo-put"),
+]
+DEADLINE = 240
+
+
+def run_bench(tmp_path: Path, args: list[str], interrupt_after: str | None = None) -> tuple[int, str, dict[psutil.Process, str]]:
+    """Run `torua bench`, remembering every descendant seen while it ran (with its command line);
+    SIGINT it once `interrupt_after` is printed."""
+    out_path = tmp_path / "bench.out"
+    seen: dict[tuple[int, float], tuple[psutil.Process, str]] = {}
+    with open(out_path, "wb") as out:
+        proc = subprocess.Popen(torua_command() + ["bench"] + args, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, cwd=tmp_path)
+    interrupted = False
+    try:
+        deadline = time.monotonic() + DEADLINE
+        while proc.poll() is None and time.monotonic() < deadline:
+            try:
+                for child in psutil.Process(proc.pid).children(recursive=True):
+                    try:
+                        if (child.pid, child.create_time()) not in seen:
+                            seen[(child.pid, child.create_time())] = (child, " ".join(child.cmdline()))
+                    except psutil.Error:
+                        pass  # gone already
+            except psutil.Error:
+                pass
+            if interrupt_after and not interrupted and interrupt_after in out_path.read_text(errors="replace"):
+                proc.send_signal(signal.SIGINT)
+                interrupted = True
+            time.sleep(0.2)
+        assert proc.poll() is not None, f"torua bench still running after {DEADLINE}s:\n{out_path.read_text(errors='replace')[-5000:]}"
+    finally:
+        if proc.poll() is None:
+            for child in psutil.Process(proc.pid).children(recursive=True):
+                child.kill()
+            proc.kill()
+            proc.wait(10)
+    return proc.returncode, out_path.read_text(errors="replace"), dict(seen.values())
+
+
+def alive(p: psutil.Process) -> bool:
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def assert_nothing_left(seen: dict[psutil.Process, str], marks: list[str]) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(alive(p) for p in seen):
+        time.sleep(0.1)
+    assert not [line for p, line in seen.items() if alive(p)], "processes started by the bench are still running"
+    left = []
+    for p in psutil.process_iter(["pid", "cmdline"]):
+        line = " ".join(p.info["cmdline"] or [])
+        if p.pid != os.getpid() and any(m in line for m in marks):
+            left.append(line)
+    assert not left, f"processes mentioning the bench's dir or NATS are still running: {left}"
+
+
+def check_results(doc: dict, names: list[str], concurrencies: list[int]) -> None:
+    by = {(r["name"], r["concurrency"]): r for r in doc["results"]}
+    for name in names:
+        for c in concurrencies:
+            r = by.get((name, c))
+            assert r is not None, f"no result for {name} at concurrency {c}"
+            assert r["errors"] == 0, r
+            assert r["requests"] == 50
+            assert r["throughput"] > 0, r
+            assert 0 < r["p50_ms"] <= r["p99_ms"], r
+    ratios = {(x["torua"], x["anchor"], x["concurrency"]): x for x in doc["ratios"]}
+    for torua, anchor in PAIRS:
+        if torua in names and anchor in names:
+            for c in concurrencies:
+                assert ratios[(torua, anchor, c)]["throughput_ratio"] > 0
+    assert doc["machine"]["cpu_count"] and doc["machine"]["python"]
+    assert doc["settings"]["commit"] in ("relaxed", "durable")
+
+
+def test_bench_measures_everything_and_leaves_nothing(tmp_path):
+    out_json = tmp_path / "out.json"
+    code, output, seen = run_bench(tmp_path, ["--requests", "50", "--concurrency", "1,4", "--json", str(out_json)])
+    assert code == 0, output[-5000:]
+    doc = json.loads(out_json.read_text())
+    check_results(doc, ANCHORS + TORUA, [1, 4])
+    assert len(doc["ratios"]) == len(PAIRS) * 2
+    for line in ("HTTP GET", "torua.Client GET", "NATS API PUT [commit=relaxed]", "JetStream KV put [no fsync]"):
+        assert line in output
+    lines = list(seen.values())
+    for started in ("nats-server", "torua up", "torua coordinator", "torua node", "torua gateway", doc["workdir"]):
+        assert any(started in line for line in lines), (started, lines)
+    assert not Path(doc["workdir"]).exists()
+    assert_nothing_left(seen, [doc["workdir"], doc["nats_url"]])
+
+
+def test_anchors_alone_with_durable_jetstream(tmp_path):
+    """Without Torua in the selection no cluster is started; durable runs JetStream with sync_interval: always."""
+    out_json = tmp_path / "out.json"
+    code, output, seen = run_bench(tmp_path, ["--requests", "50", "--concurrency", "1,4", "--commit", "durable",
+                                              "--only", "echo,jskv", "--json", str(out_json)])
+    assert code == 0, output[-5000:]
+    doc = json.loads(out_json.read_text())
+    check_results(doc, ANCHORS, [1, 4])
+    assert {r["name"] for r in doc["results"]} == set(ANCHORS)
+    assert doc["js_nats_url"] != doc["nats_url"]
+    assert "sync_interval: always" in doc["durability"]["jetstream"]
+    assert not any("torua up" in line for line in seen.values()), list(seen.values())
+    assert sum("nats-server" in line for line in seen.values()) == 2
+    assert_nothing_left(seen, [doc["workdir"], doc["nats_url"], doc["js_nats_url"]])
+
+
+def test_ctrl_c_stops_everything(tmp_path):
+    code, output, seen = run_bench(tmp_path, ["--requests", "50000", "--concurrency", "1", "--json", str(tmp_path / "x.json")],
+                                   interrupt_after="Torua ready at")
+    assert code == 130, output[-5000:]
+    assert "Torua ready at" in output
+    assert any("torua gateway" in line for line in seen.values()), list(seen.values())
+    workdir = output.split("work dir ", 1)[1].split()[0]
+    nats_url = output.split("nats-server at ", 1)[1].split()[0]
+    assert not Path(workdir).exists()
+    assert not (tmp_path / "x.json").exists()
+    assert_nothing_left(seen, [workdir, nats_url])

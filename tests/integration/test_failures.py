@@ -1,0 +1,96 @@
+"""Node and coordinator failures on real processes: kill -9, SIGSTOP, restarts."""
+
+from __future__ import annotations
+
+import json
+
+from tests.support.processes import wait_until
+
+
+def write_keys(c, n: int, prefix: str = "k") -> dict[str, bytes]:
+    written = {}
+    for i in range(n):
+        key, value = f"{prefix}-{i}", f"value-{i}".encode()
+        assert c.request("PUT", f"/data/{key}", value)[0] == 204
+        written[key] = value
+    return written
+
+
+def node_status(c, node_id: str) -> str:
+    return c.json("GET", f"/nodes/{node_id}")[1]["status"]
+
+
+def test_killed_node_keeps_its_shards_which_answer_503_until_it_returns(cluster):
+    c = cluster
+    written = write_keys(c, 120)
+    before = c.json("GET", "/shards")[1]["shards"]
+    victim_shards = {s["shard_id"] for s in before if s["primary"] == "n2"}
+    assert victim_shards
+    argv = c.nodes["n2"].argv
+    c.nodes["n2"].kill()
+    wait_until(lambda: node_status(c, "n2") == "unhealthy", 10, "n2 to turn unhealthy")
+    wait_until(
+        lambda: all(s["state"] == "unavailable" for s in c.json("GET", "/shards")[1]["shards"] if s["shard_id"] in victim_shards),
+        10,
+        "n2's shards to be marked unavailable",
+    )
+    health = c.json("GET", "/cluster/health")[1]
+    assert health["status"] == "red"
+    for key, value in written.items():
+        loc = c.location(key)
+        status, body, headers = c.request("GET", f"/data/{key}")
+        if loc["shard_id"] in victim_shards:
+            assert status == 503, (key, status)
+            assert json.loads(body)["error"]["code"] == "unavailable"
+            assert "Retry-After" in headers
+        else:
+            assert (status, body) == (200, value)
+    # Never opened empty elsewhere: the dead node still holds them.
+    after = c.json("GET", "/shards")[1]["shards"]
+    assert {s["shard_id"] for s in after if s["primary"] == "n2"} == victim_shards
+
+    c.nodes["n2"] = c.group.start("node-n2", argv)
+    wait_until(lambda: c.json("GET", "/cluster/health")[1]["status"] == "green", 20, "the cluster to be green again")
+    for key, value in written.items():
+        assert c.request("GET", f"/data/{key}")[:2] == (200, value)
+
+
+def test_sigstopped_node_turns_unhealthy_and_healthy_again(cluster):
+    c = cluster
+    c.nodes["n3"].pause()
+    try:
+        wait_until(lambda: node_status(c, "n3") == "unhealthy", 10, "n3 to turn unhealthy")
+        assert c.json("GET", "/nodes/n3")[1]["missed_heartbeats"] >= 3
+    finally:
+        c.nodes["n3"].resume()
+    wait_until(lambda: node_status(c, "n3") == "healthy", 10, "n3 to be healthy again")
+    wait_until(lambda: c.json("GET", "/cluster/health")[1]["status"] == "green", 10, "green")
+
+
+def test_kill_dash_nine_and_restart_keeps_every_key(cluster):
+    c = cluster
+    written = write_keys(c, 150, "durable")
+    for node_id in list(c.nodes):
+        argv = c.nodes[node_id].argv
+        c.nodes[node_id].kill()
+        c.nodes[node_id] = c.group.start(f"node-{node_id}", argv)
+    wait_until(lambda: c.json("GET", "/cluster/health")[1]["status"] == "green", 20, "green after restarts")
+    for key, value in written.items():
+        assert c.request("GET", f"/data/{key}")[:2] == (200, value), key
+
+
+def test_restarted_coordinator_resumes_the_map_without_reshuffling(cluster):
+    c = cluster
+    written = write_keys(c, 40, "coord")
+    before = {s["shard_id"]: s["primary"] for s in c.json("GET", "/shards")[1]["shards"]}
+    epoch = c.json("GET", "/shards")[1]["epoch"]
+    c.coordinator.kill()
+    # Data keeps flowing without a coordinator.
+    for key, value in written.items():
+        assert c.request("GET", f"/data/{key}")[:2] == (200, value)
+    c.start_coordinator(expect_nodes=3)
+    wait_until(lambda: c.json("GET", "/nodes")[0] == 200 and all(n["status"] == "healthy" for n in c.json("GET", "/nodes")[1]["nodes"]), 15, "nodes healthy")
+    shards = c.json("GET", "/shards")[1]
+    assert {s["shard_id"]: s["primary"] for s in shards["shards"]} == before
+    assert shards["epoch"] >= epoch
+    assert c.request("PUT", "/data/after-restart", b"yes")[0] == 204

@@ -1,0 +1,114 @@
+"""The gateway's NATS API with JSON and msgpack, as any NATS client would use it,
+and garbage on every subject."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import msgpack
+import nats
+import pytest
+
+from torua.protocol.codec import decode, encode
+from torua.protocol.messages import KvReply, KvRequest
+
+JSON = {"Content-Type": "application/json"}
+
+
+async def jreq(nc, subject: str, body) -> tuple[dict, dict]:
+    msg = await nc.request(subject, json.dumps(body).encode() if not isinstance(body, bytes) else body, timeout=5, headers=JSON)
+    return json.loads(msg.data), msg.headers or {}
+
+
+async def mreq(nc, subject: str, body: dict) -> tuple[dict, dict]:
+    msg = await nc.request(subject, msgpack.packb(body, use_bin_type=True), timeout=5)
+    return msgpack.unpackb(msg.data, raw=False), msg.headers or {}
+
+
+async def test_json_and_msgpack_match_http(shared_cluster):
+    c = shared_cluster
+    nc = await nats.connect(c.nats_url)
+    try:
+        assert (await jreq(nc, "torua.api.kv.put", {"key": "nats/json", "value": "héllo"}))[0] == {"ok": True}
+        assert c.request("GET", "/data/nats/json")[1] == "héllo".encode()
+        got, _ = await jreq(nc, "torua.api.kv.get", {"key": "nats/json"})
+        assert got["value"] == "héllo"
+        raw = bytes(range(256))
+        await jreq(nc, "torua.api.kv.put", {"key": "nats/b64", "value_b64": base64.b64encode(raw).decode()})
+        got, _ = await jreq(nc, "torua.api.kv.get", {"key": "nats/b64"})
+        assert base64.b64decode(got["value_b64"]) == raw
+        got, _ = await mreq(nc, "torua.api.kv.get", {"key": "nats/b64"})
+        assert got["value"] == raw
+        assert c.request("PUT", "/data/nats/http", b"from-http")[0] == 204
+        assert (await mreq(nc, "torua.api.kv.get", {"key": "nats/http"}))[0]["value"] == b"from-http"
+        await mreq(nc, "torua.api.kv.delete", {"key": "nats/http"})
+        assert c.request("GET", "/data/nats/http")[0] == 404
+        listed, _ = await jreq(nc, "torua.api.kv.list", {"prefix": "nats/", "limit": 100})
+        assert sorted(listed["keys"]) == ["nats/b64", "nats/json"]
+    finally:
+        await nc.close()
+
+
+@pytest.mark.parametrize(
+    "subject,payload,code,status",
+    [
+        ("torua.api.kv.get", b"{not json", "bad_request", "400"),
+        ("torua.api.kv.get", {"nokey": 1}, "bad_request", "400"),
+        ("torua.api.kv.get", {"key": ""}, "bad_request", "400"),
+        ("torua.api.kv.get", {"key": "nats/absent"}, "not_found", "404"),
+        ("torua.api.kv.put", {"key": "x", "value": "a", "value_b64": "YQ=="}, "bad_request", "400"),
+        ("torua.api.kv.put", {"key": "x", "value_b64": "***"}, "bad_request", "400"),
+    ],
+)
+async def test_errors_carry_json_and_service_headers(shared_cluster, subject, payload, code, status):
+    nc = await nats.connect(shared_cluster.nats_url)
+    try:
+        body, headers = await jreq(nc, subject, payload)
+        assert body["error"]["code"] == code
+        assert headers.get("Nats-Service-Error-Code") == status
+        assert headers.get("Nats-Service-Error")
+    finally:
+        await nc.close()
+    assert shared_cluster.request("GET", "/data/x")[0] == 404
+
+
+async def test_malformed_msgpack_is_400(shared_cluster):
+    nc = await nats.connect(shared_cluster.nats_url)
+    try:
+        msg = await nc.request("torua.api.kv.get", b"\xc1\xc1\xc1", timeout=5)
+        assert msgpack.unpackb(msg.data)["error"]["code"] == "bad_request"
+    finally:
+        await nc.close()
+
+
+async def test_garbage_on_every_subject_is_survived(shared_cluster):
+    c = shared_cluster
+    nc = await nats.connect(c.nats_url)
+    try:
+        garbage = [b"", b"\xff\xfe\x00garbage", msgpack.packb([1, 2, 3]), msgpack.packb({"v": 99}), json.dumps({"v": 1}).encode()]
+        subjects = [
+            "torua.cluster.heartbeat",
+            "torua.cluster.map",
+            "torua.cluster.broadcast",
+            "torua.coordinator.assign",
+            "torua.coordinator.nodes",
+        ] + [f"torua.node.n1.{call}" for call in ("kv", "assign", "shard.copy", "shard.freeze", "shard.drop", "shard.snapshot", "shard.log", "shard.catch_up", "shard.unfreeze")]
+        for subject in subjects:
+            for payload in garbage:
+                await nc.publish(subject, payload)
+        await nc.flush()
+        # A node answers a bad KV request with a clear error instead of going silent.
+        reply = decode(KvReply, (await nc.request("torua.node.n1.kv", b"\xc1", timeout=5)).data)
+        assert not reply.ok and reply.error_code == "bad_request"
+        versioned = encode(KvRequest("get", 0, 0, key="a")).replace(b"\xa1v\x01", b"\xa1v\x09")
+        reply = decode(KvReply, (await nc.request("torua.node.n1.kv", versioned, timeout=5)).data)
+        assert reply.error_code == "unsupported_version"
+        # Still serving everything.
+        assert c.request("PUT", "/data/after-garbage", b"fine")[0] == 204
+        assert c.request("GET", "/data/after-garbage")[1] == b"fine"
+        assert all(p.alive() for p in c.group.procs)
+        shards = c.json("GET", "/shards")[1]["shards"]
+        assert all(s["state"] == "active" for s in shards)
+    finally:
+        await nc.close()
