@@ -17,7 +17,7 @@ import json
 import types
 import typing
 from functools import cache
-from typing import Any, TypeVar
+from typing import Any, Callable, TypeVar
 
 import msgpack
 
@@ -80,13 +80,21 @@ def from_dict(cls: type[T], obj: Any) -> T:
     return _build(cls, obj, cls.__name__)
 
 
+Checker = Callable[[Any, str], Any]
+
+
+def _fail(where: str, what: str) -> TouraError:
+    return TouraError("bad_request", f"{where}: {what}")
+
+
 @cache
-def _hints(cls: type) -> tuple[tuple[str, Any, bool], ...]:
+def _fields(cls: type) -> tuple[tuple[str, Checker, bool], ...]:
+    """Per dataclass, once: each field's name, compiled checker and whether it is required."""
     hints = typing.get_type_hints(cls)
     return tuple(
         (
             f.name,
-            hints[f.name],
+            _checker(hints[f.name]),
             f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING,
         )
         for f in dataclasses.fields(cls)
@@ -95,62 +103,117 @@ def _hints(cls: type) -> tuple[tuple[str, Any, bool], ...]:
 
 def _build(cls: type[T], obj: dict[str, Any], where: str) -> T:
     kwargs: dict[str, Any] = {}
-    for name, hint, required in _hints(cls):
+    for name, check, required in _fields(cls):
         if name in obj:
-            kwargs[name] = _check(hint, obj[name], f"{where}.{name}")
+            kwargs[name] = check(obj[name], f"{where}.{name}")
         elif required:
-            raise TouraError("bad_request", f"{where}: missing field {name!r}")
+            raise _fail(where, f"missing field {name!r}")
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
-        raise TouraError("bad_request", f"{where}: {exc}") from None
+        raise _fail(where, str(exc)) from None
 
 
-def _check(hint: Any, value: Any, where: str) -> Any:
+@cache
+def _checker(hint: Any) -> Checker:
+    """Compile a type hint into a function that checks (and converts) one value.
+
+    Compiled once per hint, so decoding a message costs a few dict lookups and
+    isinstance calls per field instead of walking `typing` each time.
+    """
     origin = typing.get_origin(hint)
     if hint is Any:
-        return value
+        return lambda value, where: value
     if origin in (typing.Union, types.UnionType):
-        for option in typing.get_args(hint):
-            try:
-                return _check(option, value, where)
-            except TouraError:
-                continue
-        raise TouraError("bad_request", f"{where}: unexpected {type(value).__name__}")
+        options = typing.get_args(hint)
+        simple = all(isinstance(o, type) and not dataclasses.is_dataclass(o) and o not in (int, float) for o in options)
+        if simple:  # e.g. `str | None`: one isinstance over a tuple of types
+            kinds = tuple(options)
+
+            def check_simple_union(value: Any, where: str) -> Any:
+                if isinstance(value, kinds):
+                    return value
+                raise _fail(where, f"unexpected {type(value).__name__}")
+
+            return check_simple_union
+        checks = [_checker(o) for o in options]
+
+        def check_union(value: Any, where: str) -> Any:
+            for check in checks:
+                try:
+                    return check(value, where)
+                except TouraError:
+                    continue
+            raise _fail(where, f"unexpected {type(value).__name__}")
+
+        return check_union
     if hint is type(None):
-        if value is None:
-            return None
-        raise TouraError("bad_request", f"{where}: expected null")
+
+        def check_none(value: Any, where: str) -> Any:
+            if value is None:
+                return None
+            raise _fail(where, "expected null")
+
+        return check_none
     if origin in (list, tuple):
-        if not isinstance(value, (list, tuple)):
-            raise TouraError("bad_request", f"{where}: expected a list")
         args = typing.get_args(hint)
         if origin is tuple and args and args[-1] is not Ellipsis:
-            if len(args) != len(value):
-                raise TouraError("bad_request", f"{where}: expected {len(args)} items")
-            return tuple(_check(a, v, where) for a, v in zip(args, value))
-        item = args[0] if args else Any
-        checked = [_check(item, v, where) for v in value]
-        return tuple(checked) if origin is tuple else checked
+            item_checks = [_checker(a) for a in args]
+
+            def check_fixed(value: Any, where: str) -> Any:
+                if not isinstance(value, (list, tuple)) or len(value) != len(item_checks):
+                    raise _fail(where, f"expected a list of {len(item_checks)} items")
+                return tuple(c(v, where) for c, v in zip(item_checks, value))
+
+            return check_fixed
+        item = _checker(args[0] if args else Any)
+        make = tuple if origin is tuple else list
+
+        def check_list(value: Any, where: str) -> Any:
+            if not isinstance(value, (list, tuple)):
+                raise _fail(where, "expected a list")
+            return make(item(v, where) for v in value)
+
+        return check_list
     if origin is dict:
-        if not isinstance(value, dict):
-            raise TouraError("bad_request", f"{where}: expected a map")
-        kt, vt = typing.get_args(hint) or (Any, Any)
-        return {_check(kt, k, where): _check(vt, v, where) for k, v in value.items()}
+        kt, vt = (_checker(a) for a in (typing.get_args(hint) or (Any, Any)))
+
+        def check_dict(value: Any, where: str) -> Any:
+            if not isinstance(value, dict):
+                raise _fail(where, "expected a map")
+            return {kt(k, where): vt(v, where) for k, v in value.items()}
+
+        return check_dict
     if dataclasses.is_dataclass(hint):
-        if not isinstance(value, dict):
-            raise TouraError("bad_request", f"{where}: expected a map")
-        return _build(hint, value, where)
+
+        def check_nested(value: Any, where: str) -> Any:
+            if not isinstance(value, dict):
+                raise _fail(where, "expected a map")
+            return _build(hint, value, where)
+
+        return check_nested
     if hint is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        raise TouraError("bad_request", f"{where}: expected a number")
+
+        def check_float(value: Any, where: str) -> Any:
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return float(value)
+            raise _fail(where, "expected a number")
+
+        return check_float
     if hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise TouraError("bad_request", f"{where}: expected an integer")
+
+        def check_int(value: Any, where: str) -> Any:
+            if isinstance(value, int) and not isinstance(value, bool):
+                return value
+            raise _fail(where, "expected an integer")
+
+        return check_int
     if isinstance(hint, type):
-        if isinstance(value, hint):
-            return value
-        raise TouraError("bad_request", f"{where}: expected {hint.__name__}, got {type(value).__name__}")
+
+        def check_type(value: Any, where: str) -> Any:
+            if isinstance(value, hint):
+                return value
+            raise _fail(where, f"expected {hint.__name__}, got {type(value).__name__}")
+
+        return check_type
     raise TypeError(f"codec cannot check {hint!r}")

@@ -1,0 +1,439 @@
+"""What the behave scenarios need to drive a real Torua cluster.
+
+One `LocalCluster` runs `torua up` (nats-server, coordinator, 3 nodes, gateway,
+each its own OS process) for the whole run. Steps talk to it only as a user
+would: HTTP to the gateway, psutil to find, pause and kill a node process by its
+command line, and (for the routing check) NATS straight to a node.
+
+Every wait polls with a deadline through `wait_until`; nothing sleeps to
+synchronise. Every process started here is tracked and stopped at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import os
+import queue
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from email.message import Message
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import quote, urlsplit
+
+import psutil
+
+from torua.cli.up import torua_command
+
+NUM_NODES = 3
+NUM_SHARDS = 16
+HEARTBEAT = 0.25
+READY_TIMEOUT = 90.0
+SETTLE_TIMEOUT = 60.0
+
+
+# ------------------------------------------------------------------ waiting
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
+    """Poll `predicate` until it returns something truthy; fail naming `what` at the deadline.
+
+    The failure message carries the predicate's last result or exception, so a
+    wait that times out says what it saw instead.
+    """
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        try:
+            result = predicate()
+            if result:
+                return result
+            last = result
+        except Exception as exc:  # the thing polled is not there yet
+            last = exc
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}; last seen: {last!r}")
+        time.sleep(interval)
+
+
+class Seen:
+    """A falsy value that still says what was observed, for wait_until's failure message."""
+
+    def __init__(self, detail: Any) -> None:
+        self.detail = detail
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return repr(self.detail)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# --------------------------------------------------------------------- HTTP
+
+
+def generated_value(key: str) -> bytes:
+    """The value every generated key holds: "value of <key>"."""
+    return f"value of {key}".encode()
+
+
+
+@dataclass
+class Response:
+    status: int
+    body: bytes
+    headers: Message
+
+    def json(self) -> Any:
+        return json.loads(self.body) if self.body else None
+
+    def error_code(self) -> str | None:
+        try:
+            return self.json()["error"]["code"]
+        except Exception:
+            return None
+
+    def __repr__(self) -> str:
+        body = self.body[:300]
+        return f"<HTTP {self.status} {body!r}{'...' if len(self.body) > 300 else ''}>"
+
+
+def data_path(key: str) -> str:
+    """`/data/{key}`: the key percent-encoded, slashes left as they are."""
+    return "/data/" + quote(key, safe="/")
+
+
+def location_path(key: str) -> str:
+    return "/keys/" + quote(key, safe="") + "/location"
+
+
+class Gateway:
+    """The only address a client of Torua needs: the gateway's base URL."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+        parts = urlsplit(base_url)
+        self._host, self._port = parts.hostname, parts.port
+
+    def request(self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None, timeout: float = 30) -> Response:
+        """One HTTP request on a fresh connection (stdlib http.client).
+
+        A server may answer before reading the whole body (a 413 for a value that
+        is too large) and close the connection; the answer is read all the same.
+        """
+        conn = http.client.HTTPConnection(self._host, self._port, timeout=timeout)
+        try:
+            try:
+                conn.request(method, path, body=body, headers=headers or {})
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the response, if the server sent one, is still there to read
+            resp = conn.getresponse()
+            return Response(resp.status, resp.read(), resp.headers)
+        finally:
+            conn.close()
+
+    def get_json(self, path: str) -> Any:
+        resp = self.request("GET", path)
+        assert resp.status == 200, f"GET {path}: {resp!r}"
+        return resp.json()
+
+    # Shorthands for the API the scenarios use.
+    def put(self, key: str, value: bytes, content_type: str | None = None) -> Response:
+        return self.request("PUT", data_path(key), value, {"Content-Type": content_type} if content_type else None)
+
+    def get(self, key: str) -> Response:
+        return self.request("GET", data_path(key))
+
+    def delete(self, key: str) -> Response:
+        return self.request("DELETE", data_path(key))
+
+    def location(self, key: str) -> dict:
+        return self.get_json(location_path(key))
+
+    def shards(self) -> dict:
+        return self.get_json("/shards")
+
+    def nodes(self) -> list[dict]:
+        return self.get_json("/nodes")["nodes"]
+
+    def health(self) -> dict:
+        return self.get_json("/cluster/health")
+
+    def info(self) -> dict:
+        return self.get_json("/cluster/info")
+
+
+# ------------------------------------------------------------------- NATS
+
+
+def node_kv_get(nats_url: str, asks: list[tuple[str, int, int, str]], timeout: float = 5.0) -> list[Any]:
+    """Send a KvRequest get to each (node_id, shard_id, epoch, key) straight to the
+    node's own subject `torua.node.<id>.kv`; return the decoded KvReply of each."""
+    import nats
+
+    from torua.protocol import subjects
+    from torua.protocol.codec import decode, encode
+    from torua.protocol.messages import KvReply, KvRequest
+
+    async def run() -> list[Any]:
+        nc = await nats.connect(servers=[nats_url], name="torua-bdd", connect_timeout=timeout)
+        try:
+            replies = []
+            for node_id, shard_id, epoch, key in asks:
+                request = KvRequest(op="get", shard_id=shard_id, epoch=epoch, key=key)
+                msg = await nc.request(subjects.node(node_id, "kv"), encode(request), timeout=timeout)
+                replies.append(decode(KvReply, msg.data))
+            return replies
+        finally:
+            await nc.close()
+
+    return asyncio.run(run())
+
+
+# ---------------------------------------------------------------- processes
+
+
+def _alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def is_node_cmdline(cmdline: list[str], node_id: str) -> bool:
+    """`torua node --id <node_id> ...`: argv items "node", then "--id", "<node_id>"."""
+    if "node" not in cmdline:
+        return False
+    for i, arg in enumerate(cmdline[:-1]):
+        if arg == "--id" and cmdline[i + 1] == node_id:
+            return True
+    return f"--id={node_id}" in cmdline
+
+
+class LocalCluster:
+    """`torua up` on free ports and a temp dir, plus the processes scenarios start by hand."""
+
+    def __init__(self) -> None:
+        self.tmp = Path(tempfile.mkdtemp(prefix="torua-bdd-"))
+        self.http_port = free_port()
+        self.nats_port = free_port()
+        self.nats_url = f"nats://127.0.0.1:{self.nats_port}"
+        self.gateway = Gateway(f"http://127.0.0.1:{self.http_port}")
+        self.up: subprocess.Popen | None = None
+        self.up_output: list[str] = []
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        # Everything started here besides `torua up` itself (restarted nodes, n4).
+        self.extra: list[subprocess.Popen] = []
+        # Every process seen under `torua up`, so none is left behind.
+        self.known: dict[int, psutil.Process] = {}
+        self.paused: list[psutil.Process] = []
+        # Nodes killed by a scenario and not started again yet: id -> argv.
+        self.killed: dict[str, list[str]] = {}
+
+    @property
+    def logs(self) -> Path:
+        return self.tmp / "data" / "logs"
+
+    # ---------------------------------------------------------- up / down
+
+    def start(self) -> None:
+        argv = torua_command() + [
+            "up",
+            "--nodes", str(NUM_NODES),
+            "--shards", str(NUM_SHARDS),
+            "--data-dir", str(self.tmp / "data"),
+            "--port", str(self.http_port),
+            "--nats-port", str(self.nats_port),
+            "--heartbeat-interval", str(HEARTBEAT),
+        ]
+        self.up = subprocess.Popen(
+            argv, cwd=self.tmp, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True
+        )
+        threading.Thread(target=self._read_output, daemon=True).start()
+        deadline = time.monotonic() + READY_TIMEOUT
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"`torua up` did not print 'ready' within {READY_TIMEOUT:g}s:\n" + "".join(self.up_output))
+            try:
+                line = self._lines.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            if line is None:
+                raise AssertionError(f"`torua up` exited with {self.up.wait()} before it was ready:\n" + "".join(self.up_output))
+            if "ready" in line and "not ready" not in line:
+                break
+        self._remember_children()
+
+    def _read_output(self) -> None:
+        assert self.up is not None and self.up.stdout is not None
+        for line in self.up.stdout:
+            self.up_output.append(line)
+            self._lines.put(line)
+        self._lines.put(None)
+
+    def _remember_children(self) -> None:
+        if self.up is None:
+            return
+        try:
+            for child in psutil.Process(self.up.pid).children(recursive=True):
+                self.known.setdefault(child.pid, child)
+        except psutil.Error:
+            pass
+        for popen in self.extra:
+            try:
+                self.known.setdefault(popen.pid, psutil.Process(popen.pid))
+            except psutil.Error:
+                pass
+
+    def stop(self) -> None:
+        """Stop our own processes, SIGINT `torua up`, then kill whatever is left."""
+        self.resume_paused()
+        self._remember_children()
+        for popen in self.extra:
+            if popen.poll() is None:
+                popen.send_signal(signal.SIGTERM)
+        for popen in self.extra:
+            try:
+                popen.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                popen.kill()
+                popen.wait(timeout=10)
+        if self.up is not None and self.up.poll() is None:
+            self.up.send_signal(signal.SIGINT)
+            try:
+                self.up.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.up.kill()
+                self.up.wait(timeout=10)
+        for proc in self.known.values():
+            if _alive(proc):
+                try:
+                    proc.kill()
+                except psutil.Error:
+                    pass
+        wait_until(lambda: not any(_alive(p) for p in self.known.values()), 15, "every Torua process to be gone")
+
+    def remove(self) -> None:
+        if os.environ.get("TORUA_BDD_KEEP"):
+            print(f"torua-bdd: keeping {self.tmp} (TORUA_BDD_KEEP is set)")
+            return
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def log_tails(self, lines: int = 25) -> str:
+        out = []
+        for path in sorted(self.logs.glob("*.log")):
+            text = path.read_text(errors="replace").splitlines()
+            out.append(f"---- {path.name} (last {lines} lines)\n" + "\n".join(text[-lines:]))
+        return "\n".join(out)
+
+    # ---------------------------------------------------------- node processes
+
+    def node_process(self, node_id: str) -> psutil.Process | None:
+        """The running `torua node --id <node_id>` process, under `torua up` or started here."""
+        candidates: list[psutil.Process] = []
+        if self.up is not None:
+            try:
+                candidates += psutil.Process(self.up.pid).children(recursive=True)
+            except psutil.Error:
+                pass
+        for popen in self.extra:
+            try:
+                candidates.append(psutil.Process(popen.pid))
+            except psutil.Error:
+                pass
+        found = []
+        for proc in candidates:
+            try:
+                if _alive(proc) and is_node_cmdline(proc.cmdline(), node_id):
+                    found.append(proc)
+            except psutil.Error:
+                continue
+        assert len(found) <= 1, f"more than one process runs node {node_id}: {[p.pid for p in found]}"
+        return found[0] if found else None
+
+    def require_node_process(self, node_id: str) -> psutil.Process:
+        proc = self.node_process(node_id)
+        assert proc is not None, f"no running process for node {node_id}"
+        return proc
+
+    def kill_node(self, node_id: str) -> list[str]:
+        """SIGKILL a node's process; remember its command line to start it again."""
+        proc = self.require_node_process(node_id)
+        argv = proc.cmdline()
+        self.known.setdefault(proc.pid, proc)
+        self.killed[node_id] = argv
+        proc.send_signal(signal.SIGKILL)
+        wait_until(lambda: not _alive(proc), 10, f"node {node_id} (pid {proc.pid}) to die")
+        return argv
+
+    def restart_node(self, node_id: str) -> subprocess.Popen:
+        """Start a killed node again with exactly the command line it had."""
+        argv = self.killed.pop(node_id)
+        return self.spawn(f"node-{node_id}-restart", argv)
+
+    def start_node(self, node_id: str) -> subprocess.Popen:
+        """A node started by hand against the cluster's NATS, as an operator would."""
+        argv = torua_command() + [
+            "node",
+            "--id", node_id,
+            "--nats-url", self.nats_url,
+            "--data-dir", str(self.tmp / "data" / node_id),
+            "--heartbeat-interval", str(HEARTBEAT),
+        ]
+        return self.spawn(f"node-{node_id}", argv)
+
+    def spawn(self, name: str, argv: list[str]) -> subprocess.Popen:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        with open(self.logs / f"{name}.log", "ab") as out:
+            popen = subprocess.Popen(argv, cwd=self.tmp, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.extra.append(popen)
+        self.known[popen.pid] = psutil.Process(popen.pid)
+        return popen
+
+    def pause_node(self, node_id: str) -> psutil.Process:
+        proc = self.require_node_process(node_id)
+        proc.suspend()
+        self.paused.append(proc)
+        return proc
+
+    def resume_paused(self) -> None:
+        while self.paused:
+            proc = self.paused.pop()
+            try:
+                proc.resume()
+            except psutil.Error:
+                pass
+
+    # ------------------------------------------------------------ clean state
+
+    def restore(self) -> None:
+        """After a scenario: resume, start again what was killed, wait until all is well."""
+        self.resume_paused()
+        for node_id in list(self.killed):
+            self.restart_node(node_id)
+        self._remember_children()
+        wait_until(self.settled, SETTLE_TIMEOUT, "the cluster to be green with every node healthy and no move running")
+
+    def settled(self) -> Any:
+        health = self.gateway.health()
+        nodes = self.gateway.nodes()
+        info = self.gateway.info()
+        unhealthy = [n["id"] for n in nodes if n["status"] != "healthy"]
+        if health.get("status") != "green" or unhealthy or info.get("moves"):
+            return Seen({"health": health, "unhealthy": unhealthy, "moves": info.get("moves")})
+        return True
