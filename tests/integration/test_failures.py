@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import threading
 
 from tests.support.processes import wait_until
+from tests.support.writer import Writer
 
 
 def write_keys(c, n: int, prefix: str = "k") -> dict[str, bytes]:
@@ -84,12 +86,34 @@ def test_restarted_coordinator_resumes_the_map_without_reshuffling(cluster):
     written = write_keys(c, 40, "coord")
     before = {s["shard_id"]: s["primary"] for s in c.json("GET", "/shards")[1]["shards"]}
     epoch = c.json("GET", "/shards")[1]["epoch"]
-    c.coordinator.kill()
-    # Data keeps flowing without a coordinator.
-    for key, value in written.items():
+    writer = Writer(c, "through-coordinator-restart")
+    writer.start()
+    states_seen: set[str] = set()
+    watching = threading.Event()
+
+    def watch_states() -> None:
+        while not watching.is_set():
+            states_seen.update(s["state"] for s in c.json("GET", "/shards")[1]["shards"])
+
+    watcher = threading.Thread(target=watch_states, daemon=True)
+    watcher.start()
+    try:
+        c.coordinator.kill()
+        # Data keeps flowing without a coordinator.
+        for key, value in written.items():
+            assert c.request("GET", f"/data/{key}")[:2] == (200, value)
+        c.start_coordinator(expect_nodes=3)
+        wait_until(lambda: c.json("GET", "/nodes")[0] == 200 and all(n["status"] == "healthy" for n in c.json("GET", "/nodes")[1]["nodes"]), 15, "nodes healthy")
+        wait_until(lambda: len(writer.acked) > 50, 15, "writes after the restart")
+    finally:
+        writer.stop()
+        watching.set()
+        watcher.join(10)
+    # The restart never made a shard unavailable: every write went through.
+    assert not writer.failures, writer.failures[:5]
+    assert states_seen == {"active"}, states_seen
+    for key, value in writer.acked.items():
         assert c.request("GET", f"/data/{key}")[:2] == (200, value)
-    c.start_coordinator(expect_nodes=3)
-    wait_until(lambda: c.json("GET", "/nodes")[0] == 200 and all(n["status"] == "healthy" for n in c.json("GET", "/nodes")[1]["nodes"]), 15, "nodes healthy")
     shards = c.json("GET", "/shards")[1]
     assert {s["shard_id"]: s["primary"] for s in shards["shards"]} == before
     assert shards["epoch"] >= epoch

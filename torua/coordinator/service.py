@@ -15,7 +15,7 @@ import logging
 import signal
 import time
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from nats.aio.client import Client as NATS
@@ -59,6 +59,7 @@ class NodeRecord:
     status: str = "unknown"
     assigning: bool = False
     last_assign: float = 0.0
+    dropping: set[int] = field(default_factory=set)
 
     def persisted(self) -> dict[str, Any]:
         return {"id": self.id, "first_seen": self.first_seen, "draining": self.draining}
@@ -76,6 +77,9 @@ class Coordinator:
         self.needs_rebalance = False
         self.started_at = time.time()
         self._first_node_at: float | None = None
+        # After a restart, nodes are `unknown` until they beat again; judging shards
+        # before then would mark every one of them unavailable for a moment.
+        self._settle_until = 0.0
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = asyncio.Event()
         self._map_lock = asyncio.Lock()
@@ -91,6 +95,7 @@ class Coordinator:
         if self.map is not None:
             log.info("resuming shard map at epoch %d (%d shards, %d known nodes)", self.map.epoch, self.map.num_shards, len(self.nodes))
             await self._abort_unfinished_moves()
+            self._settle_until = time.monotonic() + self.config.heartbeat_interval * self.config.unhealthy_after
         await self.nc.subscribe(subjects.HEARTBEAT, cb=self._on_heartbeat)
         calls = {"nodes": self._api_nodes, "info": self._api_info, "assign": self._api_assign, "map": self._api_map}
         for call, handler in calls.items():
@@ -186,6 +191,8 @@ class Coordinator:
         self._update_health()
         if self.map is None:
             await self._maybe_form()
+            return
+        if time.monotonic() < self._settle_until:
             return
         health = self.health()
         await self._update_map(lambda m: shardmap.with_states(m, health))
@@ -377,14 +384,18 @@ class Coordinator:
                 continue
             if report.role == "retired" and self.health().get(entry.primary) != "healthy":
                 continue
-            self._spawn(self._drop_quietly(record.id, report.shard_id))
+            if report.shard_id not in record.dropping:
+                record.dropping.add(report.shard_id)
+                self._spawn(self._drop_quietly(record, report.shard_id))
 
-    async def _drop_quietly(self, node_id: str, shard_id: int) -> None:
+    async def _drop_quietly(self, record: NodeRecord, shard_id: int) -> None:
         try:
-            await self._command(node_id, "shard.drop", ShardCommand(shard_id, self.map.epoch if self.map else 0))
-            log.info("dropped stale copy of shard %d on %s", shard_id, node_id)
+            await self._command(record.id, "shard.drop", ShardCommand(shard_id, self.map.epoch if self.map else 0))
+            log.info("dropped stale copy of shard %d on %s", shard_id, record.id)
         except Exception as exc:
-            log.debug("drop of shard %d on %s: %s", shard_id, node_id, exc)
+            log.debug("drop of shard %d on %s: %s", shard_id, record.id, exc)
+        finally:
+            record.dropping.discard(shard_id)
 
     async def _assign(self, node_id: str) -> None:
         assert self.map is not None and self.nc is not None
