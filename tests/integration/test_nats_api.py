@@ -104,6 +104,13 @@ async def test_garbage_on_every_subject_is_survived(shared_cluster):
         versioned = encode(KvRequest("get", 0, 0, key="a")).replace(b"\xa1v\x01", b"\xa1v\x09")
         reply = decode(KvReply, (await nc.request("torua.node.n1.kv", versioned, timeout=5)).data)
         assert reply.error_code == "unsupported_version"
+        shards = c.json("GET", "/shards")[1]
+        shard, epoch = next(s["shard_id"] for s in shards["shards"] if s["primary"] == "n1"), shards["epoch"]
+        for bad in (KvRequest("frobnicate", shard, epoch, key="a"), KvRequest("put", shard, epoch, key="", value=b"x"), KvRequest("put", shard, epoch, key="a")):
+            reply = decode(KvReply, (await nc.request("torua.node.n1.kv", encode(bad), timeout=5)).data)
+            assert not reply.ok and reply.error_code == "bad_request", (bad, reply)
+        reply = decode(KvReply, (await nc.request("torua.node.n1.kv", encode(KvRequest("get", 999, epoch, key="a")), timeout=5)).data)
+        assert reply.error_code == "moved"
         # Still serving everything.
         assert c.request("PUT", "/data/after-garbage", b"fine")[0] == 204
         assert c.request("GET", "/data/after-garbage")[1] == b"fine"
