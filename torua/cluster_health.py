@@ -1,24 +1,33 @@
 """Cluster health from the shard map and the nodes: a pure function.
 
-green: every shard has its primary on a healthy node and all its copies in sync;
-yellow: every primary is fine but some replica copies are missing or behind;
-red: some shard has no primary, or its primary's node is not healthy.
+- green: every shard has its primary on a healthy node and all its
+  `replication_factor` copies, each on a healthy node and in sync;
+- yellow: every primary is fine but some replica copies are missing or behind;
+- red: there is no map yet, or some shard has no primary, or its primary's node is
+  not healthy (or the map itself marks the shard unavailable).
+
+>>> from torua.protocol.messages import NodeStatus, ShardEntry, ShardMap
+>>> m = ShardMap(epoch=4, num_shards=1, shards=[ShardEntry(0, "n1", in_sync=["n1"])])
+>>> cluster_health(m, [NodeStatus("n1", "healthy", False, None, [0], [0])])["status"]
+'green'
 """
 
 from __future__ import annotations
 
-from torua.protocol.messages import NodeStatus, ShardMap
+from typing import Any
+
+from torua.protocol.messages import NodeStatus, ShardEntry, ShardMap
 
 
-def cluster_health(shard_map: ShardMap | None, nodes: list[NodeStatus]) -> dict:
+def cluster_health(shard_map: ShardMap | None, nodes: list[NodeStatus]) -> dict[str, Any]:
     healthy = {n.id for n in nodes if n.status == "healthy"}
-    report = {
+    report: dict[str, Any] = {
         "status": "red",
         "epoch": shard_map.epoch if shard_map else 0,
         "shards_total": shard_map.num_shards if shard_map else 0,
         "shards_active": 0,
         "shards_moving": 0,
-        "shards_unassigned": shard_map.num_shards if shard_map else 0,
+        "shards_unassigned": 0,
         "shards_unavailable": 0,
         "shards_under_replicated": 0,
         "nodes_total": len(nodes),
@@ -26,22 +35,25 @@ def cluster_health(shard_map: ShardMap | None, nodes: list[NodeStatus]) -> dict:
     }
     if shard_map is None:
         return report
-    report["shards_unassigned"] = 0
     red = yellow = False
     for entry in shard_map.shards:
         if entry.primary is None:
             report["shards_unassigned"] += 1
             red = True
-            continue
-        if entry.primary not in healthy:
+        elif entry.primary not in healthy or entry.state == "unavailable":
+            # The map's own verdict counts too: routing refuses an unavailable shard
+            # even if a heartbeat arrived since.
             report["shards_unavailable"] += 1
             red = True
-            continue
-        report["shards_moving" if entry.target else "shards_active"] += 1
-        wanted = shard_map.replication_factor
-        in_sync = [n for n in entry.in_sync if n in healthy] if entry.in_sync else [entry.primary]
-        if len(entry.copies) < wanted or len(in_sync) < min(wanted, len(entry.copies)):
-            report["shards_under_replicated"] += 1
-            yellow = True
+        else:
+            report["shards_moving" if entry.target or entry.state == "moving" else "shards_active"] += 1
+            if _good_replicas(entry, healthy) < shard_map.replication_factor - 1:
+                report["shards_under_replicated"] += 1
+                yellow = True
     report["status"] = "red" if red else "yellow" if yellow else "green"
     return report
+
+
+def _good_replicas(entry: ShardEntry, healthy: set[str]) -> int:
+    """Replica copies that could take over now: on a healthy node and in sync."""
+    return len({r for r in entry.replicas if r != entry.primary and r in healthy and r in entry.in_sync})

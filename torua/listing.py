@@ -8,7 +8,6 @@ base64 of msgpack ``[shard_id, last_key]``.
 from __future__ import annotations
 
 import base64
-import binascii
 
 import msgpack
 
@@ -24,13 +23,23 @@ def encode_cursor(shard_id: int, last_key: str | None) -> str:
 
 
 def decode_cursor(cursor: str, num_shards: int) -> tuple[int, str | None]:
+    """(shard_id, last_key) from a cursor `encode_cursor` made; `bad_request` for anything else."""
+    bad = TouraError("bad_request", "cursor is not one this API returned")
+    if not isinstance(cursor, str) or not cursor or len(cursor) > 4096:
+        raise bad
     try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        shard_id, last_key = msgpack.unpackb(base64.urlsafe_b64decode(padded.encode()), raw=False)
-    except (binascii.Error, ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):
-        raise TouraError("bad_request", "cursor is not one this API returned") from None
-    if not isinstance(shard_id, int) or not 0 <= shard_id < num_shards or not (last_key is None or isinstance(last_key, str)):
-        raise TouraError("bad_request", "cursor is not one this API returned")
+        # validate=True: a character outside the urlsafe alphabet is an error, not skipped.
+        raw = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True)
+        decoded = msgpack.unpackb(raw, raw=False)
+    except Exception:  # binascii, msgpack and unicode errors alike: all mean "not our cursor"
+        raise bad from None
+    if not isinstance(decoded, list) or len(decoded) != 2:
+        raise bad
+    shard_id, last_key = decoded
+    if not isinstance(shard_id, int) or isinstance(shard_id, bool) or not 0 <= shard_id < num_shards:
+        raise bad
+    if not (last_key is None or isinstance(last_key, str)):
+        raise bad
     return shard_id, last_key
 
 

@@ -1,8 +1,12 @@
 """The REST API (BRIEF section 4) on aiohttp: thin handlers over `Gateway`.
 
-Every error, including aiohttp's own (404, 405, 413) and unexpected exceptions,
-leaves as JSON ``{"error": {"code", "message"}}`` with its status; 503 always
-carries Retry-After; a traceback only ever reaches the log.
+Every error, aiohttp's own included (404, 405, 413) and unexpected exceptions,
+leaves as JSON ``{"error": {"code", "message"}}`` with the status from
+`torua.protocol.errors.HTTP_STATUS`; a 503 always carries Retry-After; a
+traceback only ever reaches the log.
+
+Keys are read from the raw path (see `torua.gateway.paths`), never from aiohttp's
+decoded one, so ``%2F`` and ``/`` mean the same and a bad escape is a 400.
 """
 
 from __future__ import annotations
@@ -10,152 +14,218 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
+from typing import Any, Awaitable, Callable
+from urllib.parse import urlsplit
 
-from aiohttp import web
+from aiohttp import hdrs, web
+from aiohttp.http import HttpVersion11
 
+from torua.config import GatewayConfig
 from torua.gateway.openapi import openapi_document
-from torua.gateway.paths import key_from_raw_path, percent_decode
+from torua.gateway.paths import key_from_raw_path
 from torua.gateway.service import Gateway
-from torua.listing import MAX_LIMIT
 from torua.protocol.errors import HTTP_STATUS, TouraError
 
 log = logging.getLogger("torua.gateway.http")
 
 GATEWAY = web.AppKey("gateway", Gateway)
+CONFIG = web.AppKey("config", GatewayConfig)
 
-_AIOHTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "value_too_large"}
+# Small JSON bodies (POST /shards/assign) never need more than this.
+MAX_JSON_BODY = 64 << 10
+
+_AIOHTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "value_too_large"}
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def error_response(code: str, message: str, status: int | None = None, retry_after: float | None = None) -> web.Response:
+def error_response(code: str, message: str, status: int | None = None, retry_after: float | None = None, headers: dict[str, str] | None = None) -> web.Response:
     status = status or HTTP_STATUS.get(code, 500)
-    headers = {}
+    out = dict(headers or {})
     if status == 503:
-        headers["Retry-After"] = str(max(1, math.ceil(retry_after or 1)))
-    return web.json_response({"error": {"code": code, "message": message}}, status=status, headers=headers)
+        out["Retry-After"] = str(max(1, math.ceil(retry_after or 1)))
+    return web.json_response({"error": {"code": code, "message": message}}, status=status, headers=out)
+
+
+def _too_large(size: int | None, limit: int) -> TouraError:
+    if size is None:  # a chunked body, cut off once it passed the limit
+        return TouraError("value_too_large", f"the body is larger than the limit of {limit} bytes")
+    return TouraError("value_too_large", f"the body is {size} bytes; the limit is {limit} bytes")
 
 
 @web.middleware
-async def errors_as_json(request: web.Request, handler) -> web.StreamResponse:
+async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except TouraError as exc:
         return error_response(exc.code, exc.message, retry_after=exc.retry_after)
     except web.HTTPException as exc:
         if exc.status < 400:
-            raise
+            raise  # redirects and the like are not errors
         code = _AIOHTTP_CODES.get(exc.status, "bad_request" if exc.status < 500 else "internal")
-        message = {404: f"no route for {request.method} {request.path}", 405: f"{request.method} is not allowed on {request.path}"}.get(
-            exc.status, exc.reason
-        )
-        if exc.status == 413:
-            limit = request.app[GATEWAY].config.max_value_bytes
-            message = f"the body is larger than the {limit}-byte limit"
-        return error_response(code, message, status=exc.status)
+        message = exc.reason
+        headers = {}
+        if exc.status == 404:
+            message = f"no route for {request.method} {request.path}"
+        elif exc.status == 405:
+            message = f"{request.method} is not allowed on {request.path}"
+            if "Allow" in exc.headers:
+                headers["Allow"] = exc.headers["Allow"]
+        elif exc.status == 413:
+            message = _too_large(request.content_length, request.app[CONFIG].max_value_bytes).message
+        return error_response(code, message, status=exc.status, headers=headers)
     except Exception:
         log.exception("unexpected error on %s %s", request.method, request.path)
         return error_response("internal", "internal error; see the gateway log")
+
+
+def _raw_path(request: web.Request) -> str:
+    raw = request.raw_path
+    # An absolute-form request target ("PUT http://host/data/k HTTP/1.1") is legal HTTP.
+    return raw if raw.startswith("/") else urlsplit(raw).path
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The whole body, refusing more than `limit` bytes: up front from Content-Length,
+    and again while reading (a chunked body has no length to check)."""
+    if request.content_length is not None and request.content_length > limit:
+        raise _too_large(request.content_length, limit)
+    body = bytearray()
+    async for chunk in request.content.iter_any():
+        body += chunk
+        if len(body) > limit:
+            raise _too_large(None, limit)
+    return bytes(body)
+
+
+async def expect_value(request: web.Request) -> web.StreamResponse | None:
+    """`Expect: 100-continue`: refuse an oversized value before the client sends it."""
+    limit = request.app[CONFIG].max_value_bytes
+    if request.content_length is not None and request.content_length > limit:
+        return error_response("value_too_large", _too_large(request.content_length, limit).message)
+    expect = request.headers.get(hdrs.EXPECT, "")
+    if request.version == HttpVersion11:
+        if expect.lower() != "100-continue":
+            return error_response("bad_request", f"unknown Expect: {expect}", status=417)
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # as aiohttp's own handler: the real response has not started
+    return None
 
 
 def _gw(request: web.Request) -> Gateway:
     return request.app[GATEWAY]
 
 
-async def get_data(request: web.Request) -> web.Response:
-    value, content_type = await _gw(request).kv_get(key_from_raw_path(request.raw_path))
-    return web.Response(body=value, headers={"Content-Type": content_type})
+async def get_data(request: web.Request) -> web.StreamResponse:
+    value, content_type = await _gw(request).kv_get(key_from_raw_path(_raw_path(request)))
+    return web.Response(body=value, headers={hdrs.CONTENT_TYPE: content_type})
 
 
-async def put_data(request: web.Request) -> web.Response:
+async def put_data(request: web.Request) -> web.StreamResponse:
     gw = _gw(request)
-    key = key_from_raw_path(request.raw_path)
-    limit = gw.config.max_value_bytes
-    if request.content_length is not None and request.content_length > limit:
-        raise TouraError("value_too_large", f"value is {request.content_length} bytes; the limit is {limit}")
-    body = await request.read()
-    await gw.kv_put(key, body, request.headers.get("Content-Type", "application/octet-stream"))
+    key = key_from_raw_path(_raw_path(request))  # a bad key is refused before the body is read
+    value = await read_body(request, request.app[CONFIG].max_value_bytes)
+    await gw.kv_put(key, value, request.headers.get(hdrs.CONTENT_TYPE) or None)
     return web.Response(status=204)
 
 
-async def delete_data(request: web.Request) -> web.Response:
-    await _gw(request).kv_delete(key_from_raw_path(request.raw_path))
+async def delete_data(request: web.Request) -> web.StreamResponse:
+    await _gw(request).kv_delete(key_from_raw_path(_raw_path(request)))
     return web.Response(status=204)
 
 
-def _int_param(request: web.Request, name: str, default: int) -> int:
-    raw = request.query.get(name)
-    if raw is None or raw == "":
+_DIGITS = re.compile(r"[0-9]{1,7}")
+
+
+def query_int(request: web.Request, name: str, default: int) -> int:
+    """A non-negative integer query parameter; absent or empty means `default`."""
+    raw = request.query.get(name, "")
+    if raw == "":
         return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise TouraError("bad_request", f"{name} must be an integer") from None
+    if not _DIGITS.fullmatch(raw):
+        raise TouraError("bad_request", f"{name} must be a whole number, not {raw[:40]!r}")
+    return int(raw)
 
 
-async def list_data(request: web.Request) -> web.Response:
-    limit = _int_param(request, "limit", 100)
-    if not 1 <= limit <= MAX_LIMIT:
-        raise TouraError("bad_request", f"limit must be from 1 to {MAX_LIMIT}")
+async def list_data(request: web.Request) -> web.StreamResponse:
+    """Keys come sorted within a shard, shards in order (0..n-1); `next_cursor` is null at the end."""
+    limit = query_int(request, "limit", 100)
     result = await _gw(request).kv_list(request.query.get("prefix", ""), limit, request.query.get("cursor") or None)
     return web.json_response(result)
 
 
-async def key_location(request: web.Request) -> web.Response:
-    return web.json_response(await _gw(request).location(key_from_raw_path(request.raw_path, "/keys/", "/location")))
+async def key_location(request: web.Request) -> web.StreamResponse:
+    key = key_from_raw_path(_raw_path(request), "/keys/", "/location")
+    return web.json_response(await _gw(request).location(key))
 
 
-async def shards(request: web.Request) -> web.Response:
-    return web.json_response(_gw(request).shards())
+async def shards(request: web.Request) -> web.StreamResponse:
+    return web.json_response(await _gw(request).shards())
 
 
-async def assign(request: web.Request) -> web.Response:
+async def read_json_object(request: web.Request) -> dict[str, Any]:
+    body = await read_body(request, MAX_JSON_BODY)
     try:
-        body = json.loads(await request.read())
+        data = json.loads(body)
     except (ValueError, UnicodeDecodeError):
-        raise TouraError("bad_request", "body must be JSON") from None
-    if not isinstance(body, dict):
-        raise TouraError("bad_request", 'body must be {"shard_id": <integer>, "node_id": <string>}')
+        raise TouraError("bad_request", "the body must be JSON") from None
+    if not isinstance(data, dict):
+        raise TouraError("bad_request", "the body must be a JSON object")
+    return data
+
+
+async def assign(request: web.Request) -> web.StreamResponse:
+    body = await read_json_object(request)
+    unknown = sorted(set(body) - {"shard_id", "node_id"})
+    if unknown:
+        raise TouraError("bad_request", f"unknown field(s) {', '.join(unknown)}; expected shard_id and node_id")
     result = await _gw(request).assign(body.get("shard_id"), body.get("node_id"))
     return web.json_response(result, status=202)
 
 
-async def nodes(request: web.Request) -> web.Response:
+async def nodes(request: web.Request) -> web.StreamResponse:
     return web.json_response(await _gw(request).nodes())
 
 
-async def node(request: web.Request) -> web.Response:
-    return web.json_response(await _gw(request).node(percent_decode(request.match_info["node_id"])))
+async def node(request: web.Request) -> web.StreamResponse:
+    # match_info is already percent-decoded by aiohttp; node ids are plain tokens anyway.
+    return web.json_response(await _gw(request).node(request.match_info["node_id"]))
 
 
-async def cluster_info(request: web.Request) -> web.Response:
+async def cluster_info(request: web.Request) -> web.StreamResponse:
     return web.json_response(await _gw(request).cluster_info())
 
 
-async def cluster_health(request: web.Request) -> web.Response:
-    return web.json_response(await _gw(request).health())
+async def cluster_health(request: web.Request) -> web.StreamResponse:
+    return web.json_response(await _gw(request).cluster_health())
 
 
-async def health(request: web.Request) -> web.Response:
+async def health(request: web.Request) -> web.StreamResponse:
     return web.json_response(_gw(request).gateway_health())
 
 
-async def openapi(request: web.Request) -> web.Response:
+async def openapi(request: web.Request) -> web.StreamResponse:
     return web.json_response(openapi_document())
 
 
-def make_app(gateway: Gateway) -> web.Application:
-    app = web.Application(middlewares=[errors_as_json], client_max_size=gateway.config.max_value_bytes + 1)
+def make_app(config: GatewayConfig, gateway: Gateway) -> web.Application:
+    # client_max_size guards request.read() anywhere; PUT bodies are also counted in read_body.
+    app = web.Application(middlewares=[errors_as_json], client_max_size=config.max_value_bytes + 1)
     app[GATEWAY] = gateway
-    app.router.add_get("/data", list_data)
-    app.router.add_get("/data/{key:.*}", get_data)
-    app.router.add_put("/data/{key:.*}", put_data)
-    app.router.add_delete("/data/{key:.*}", delete_data)
-    app.router.add_get("/keys/{key:.*}", key_location)
-    app.router.add_get("/shards", shards)
-    app.router.add_post("/shards/assign", assign)
-    app.router.add_get("/nodes", nodes)
-    app.router.add_get("/nodes/{node_id}", node)
-    app.router.add_get("/cluster/info", cluster_info)
-    app.router.add_get("/cluster/health", cluster_health)
-    app.router.add_get("/health", health)
-    app.router.add_get("/openapi.json", openapi)
+    app[CONFIG] = config
+    r = app.router
+    r.add_get("/data", list_data)
+    r.add_get("/data/{key:.*}", get_data)
+    r.add_put("/data/{key:.*}", put_data, expect_handler=expect_value)
+    r.add_delete("/data/{key:.*}", delete_data)
+    r.add_get("/keys/{key:.+}/location", key_location)
+    r.add_get("/shards", shards)
+    r.add_post("/shards/assign", assign)
+    r.add_get("/nodes", nodes)
+    r.add_get("/nodes/{node_id}", node)
+    r.add_get("/cluster/info", cluster_info)
+    r.add_get("/cluster/health", cluster_health)
+    r.add_get("/health", health)
+    r.add_get("/openapi.json", openapi)
     return app

@@ -1,14 +1,19 @@
 """The public NATS API (BRIEF section 5) as the `nats.micro` service ``torua``.
 
 Endpoints live under ``torua.api`` in queue group ``torua-gateway``, so every
-gateway shares the load and `nats micro ls` / ``$SRV.PING`` find them. Payloads
-are msgpack maps, or JSON when the request has ``Content-Type: application/json``
-(the reply then is JSON too). Errors are ``{"error": {"code", "message"}}`` with
-the ``Nats-Service-Error`` and ``Nats-Service-Error-Code`` headers.
+gateway shares the load and ``nats micro ls`` / ``$SRV.PING`` find them:
+``kv.get|put|delete|list`` and ``cluster.info|health|shards|nodes``.
 
-nats.micro awaits each handler before taking the next message of an endpoint, so
-handlers only parse and hand the work to a task; a slow shard never queues the
-requests of every other shard behind it.
+Payloads are msgpack maps, or JSON when the request has the header
+``Content-Type: application/json`` (the reply is JSON too)::
+
+    nats req torua.api.kv.put '{"key":"a","value":"hello"}' -H Content-Type:application/json
+
+In JSON a value is ``value`` (UTF-8 text) or ``value_b64`` (any bytes); in msgpack
+``value`` is bytes. Errors are ``{"error": {"code", "message"}}`` with the
+``Nats-Service-Error`` (message) and ``Nats-Service-Error-Code`` (HTTP-like status,
+e.g. ``"404"``) headers. A request that is malformed in any way is refused before
+anything changes.
 """
 
 from __future__ import annotations
@@ -27,113 +32,146 @@ from nats.micro.service import Service
 
 from torua import __version__
 from torua.gateway.service import Gateway
-from torua.listing import MAX_LIMIT
 from torua.protocol import subjects
 from torua.protocol.errors import TouraError
 
 log = logging.getLogger("torua.gateway.nats")
 
-Handler = Callable[[Gateway, dict[str, Any], bool], Awaitable[dict[str, Any]]]
+Body = dict[str, Any]
+Handler = Callable[[Gateway, Body, bool], Awaitable[Body]]
+
+
+# ------------------------------------------------------------ payloads (pure)
 
 
 def wants_json(headers: dict[str, str] | None) -> bool:
-    return bool(headers) and headers.get("Content-Type", "").split(";")[0].strip().lower() == "application/json"  # type: ignore[union-attr]
+    """True when the request says ``Content-Type: application/json`` (any case, any parameters)."""
+    for name, value in (headers or {}).items():
+        if name.lower() == "content-type":
+            return value.split(";")[0].strip().lower() == "application/json"
+    return False
 
 
-def parse_payload(data: bytes, as_json: bool) -> dict[str, Any]:
-    """The request body as a map; `bad_request` for anything else."""
+def parse_payload(data: bytes, as_json: bool) -> Body:
+    """The request body as a map; an empty payload is an empty map; `bad_request` otherwise."""
     if not data:
         return {}
-    try:
-        body = json.loads(data) if as_json else msgpack.unpackb(data, raw=False)
-    except (ValueError, UnicodeDecodeError):
-        raise TouraError("bad_request", "payload is not valid JSON") from None
-    except Exception:
-        raise TouraError("bad_request", "payload is not valid msgpack (send JSON with header Content-Type: application/json)") from None
+    if as_json:
+        try:
+            body = json.loads(data)
+        except (ValueError, UnicodeDecodeError):
+            raise TouraError("bad_request", "payload is not valid JSON") from None
+    else:
+        try:
+            body = msgpack.unpackb(data, raw=False)
+        except Exception:  # msgpack raises several unrelated types
+            raise TouraError("bad_request", "payload is not valid msgpack (for JSON, send header Content-Type: application/json)") from None
     if not isinstance(body, dict):
         raise TouraError("bad_request", "payload must be a map")
     return body
 
 
-def encode_payload(body: dict[str, Any], as_json: bool) -> bytes:
+def encode_payload(body: Body, as_json: bool) -> bytes:
     return json.dumps(body).encode() if as_json else msgpack.packb(body, use_bin_type=True)
 
 
-def field(body: dict[str, Any], name: str, kind: type, default: Any = None, required: bool = False) -> Any:
-    if name not in body or body[name] is None:
+def check_fields(body: Body, allowed: frozenset[str]) -> None:
+    """Refuse unknown fields, so a typo (``"vaule"``) is an error rather than silently ignored."""
+    unknown = sorted(str(k) for k in body if k not in allowed)
+    if unknown:
+        raise TouraError("bad_request", f"unknown field(s) {', '.join(unknown)}; expected {', '.join(sorted(allowed)) or 'none'}")
+
+
+def field(body: Body, name: str, kind: type, default: Any = None, required: bool = False) -> Any:
+    """`body[name]` checked to be a `kind`; absent or null gives `default`."""
+    value = body.get(name)
+    if value is None:
         if required:
             raise TouraError("bad_request", f"missing field {name!r}")
         return default
-    value = body[name]
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is int:
-        raise TouraError("bad_request", f"field {name!r} must be {kind.__name__}")
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise TouraError("bad_request", f"field {name!r} must be {_KIND_NAMES.get(kind, kind.__name__)}, not {type(value).__name__}")
     return value
 
 
-def value_of(body: dict[str, Any], as_json: bool) -> bytes:
-    """`value` (bytes in msgpack, text in JSON) or `value_b64`, exactly one of them."""
+_KIND_NAMES = {str: "a string", int: "an integer", bytes: "bytes"}
+
+
+def value_of(body: Body, as_json: bool) -> bytes:
+    """`value` (bytes in msgpack, text in either) or `value_b64`: exactly one of them."""
     has_value, has_b64 = body.get("value") is not None, body.get("value_b64") is not None
     if has_value == has_b64:
         raise TouraError("bad_request", "give exactly one of value and value_b64")
     if has_b64:
+        encoded = field(body, "value_b64", str)
         try:
-            return base64.b64decode(field(body, "value_b64", str), validate=True)
+            return base64.b64decode(encoded, validate=True)
         except (binascii.Error, ValueError):
             raise TouraError("bad_request", "value_b64 is not valid base64") from None
     value = body["value"]
     if isinstance(value, str):
-        return value.encode("utf-8")
+        try:
+            return value.encode("utf-8")
+        except UnicodeEncodeError:  # JSON allows lone surrogates ("\ud800"); UTF-8 does not
+            raise TouraError("bad_request", "value is not valid UTF-8 text; use value_b64") from None
     if isinstance(value, bytes) and not as_json:
         return value
-    raise TouraError("bad_request", "value must be bytes (msgpack) or text (JSON)")
+    raise TouraError("bad_request", "value must be text (or bytes in msgpack); use value_b64 for bytes in JSON")
 
 
-async def kv_get(gw: Gateway, body: dict[str, Any], as_json: bool) -> dict[str, Any]:
-    key = field(body, "key", str, required=True)
-    value, content_type = await gw.kv_get(key)
-    out: dict[str, Any] = {"key": key, "content_type": content_type}
+def value_reply(key: str, value: bytes, content_type: str, as_json: bool) -> Body:
+    """msgpack carries bytes as they are; JSON gets text when it is UTF-8, base64 otherwise."""
+    out: Body = {"key": key, "content_type": content_type}
     if not as_json:
         out["value"] = value
-    else:
-        try:
-            out["value"] = value.decode("utf-8")
-        except UnicodeDecodeError:
-            out["value_b64"] = base64.b64encode(value).decode()
+        return out
+    try:
+        out["value"] = value.decode("utf-8")
+    except UnicodeDecodeError:
+        out["value_b64"] = base64.b64encode(value).decode()
     return out
 
 
-async def kv_put(gw: Gateway, body: dict[str, Any], as_json: bool) -> dict[str, Any]:
+# ------------------------------------------------------------------ handlers
+
+KEY = frozenset({"key"})
+PUT = frozenset({"key", "value", "value_b64", "content_type"})
+LIST = frozenset({"prefix", "limit", "cursor"})
+NONE: frozenset[str] = frozenset()
+
+
+async def kv_get(gw: Gateway, body: Body, as_json: bool) -> Body:
+    check_fields(body, KEY)
     key = field(body, "key", str, required=True)
-    await gw.kv_put(key, value_of(body, as_json), field(body, "content_type", str, "application/octet-stream"))
+    value, content_type = await gw.kv_get(key)
+    return value_reply(key, value, content_type, as_json)
+
+
+async def kv_put(gw: Gateway, body: Body, as_json: bool) -> Body:
+    check_fields(body, PUT)
+    key = field(body, "key", str, required=True)
+    value = value_of(body, as_json)
+    await gw.kv_put(key, value, field(body, "content_type", str))
     return {"ok": True}
 
 
-async def kv_delete(gw: Gateway, body: dict[str, Any], as_json: bool) -> dict[str, Any]:
+async def kv_delete(gw: Gateway, body: Body, as_json: bool) -> Body:
+    check_fields(body, KEY)
     await gw.kv_delete(field(body, "key", str, required=True))
     return {"ok": True}
 
 
-async def kv_list(gw: Gateway, body: dict[str, Any], as_json: bool) -> dict[str, Any]:
-    limit = field(body, "limit", int, 100)
-    if not 1 <= limit <= MAX_LIMIT:
-        raise TouraError("bad_request", f"limit must be from 1 to {MAX_LIMIT}")
-    return await gw.kv_list(field(body, "prefix", str, ""), limit, field(body, "cursor", str))
+async def kv_list(gw: Gateway, body: Body, as_json: bool) -> Body:
+    check_fields(body, LIST)
+    return await gw.kv_list(field(body, "prefix", str, ""), field(body, "limit", int, 100), field(body, "cursor", str))
 
 
-async def cluster_info(gw: Gateway, body: dict[str, Any], as_json: bool) -> dict[str, Any]:
-    return await gw.cluster_info()
+def _cluster(call: Callable[[Gateway], Awaitable[Body]]) -> Handler:
+    async def handle(gw: Gateway, body: Body, as_json: bool) -> Body:
+        check_fields(body, NONE)
+        return await call(gw)
 
-
-async def cluster_health(gw: Gateway, body: dict[str, Any], as_json: bool) -> dict[str, Any]:
-    return await gw.health()
-
-
-async def cluster_shards(gw: Gateway, body: dict[str, Any], as_json: bool) -> dict[str, Any]:
-    return gw.shards()
-
-
-async def cluster_nodes(gw: Gateway, body: dict[str, Any], as_json: bool) -> dict[str, Any]:
-    return await gw.nodes()
+    return handle
 
 
 ENDPOINTS: dict[str, Handler] = {
@@ -141,14 +179,39 @@ ENDPOINTS: dict[str, Handler] = {
     "kv.put": kv_put,
     "kv.delete": kv_delete,
     "kv.list": kv_list,
-    "cluster.info": cluster_info,
-    "cluster.health": cluster_health,
-    "cluster.shards": cluster_shards,
-    "cluster.nodes": cluster_nodes,
+    "cluster.info": _cluster(Gateway.cluster_info),
+    "cluster.health": _cluster(Gateway.cluster_health),
+    "cluster.shards": _cluster(Gateway.shards),
+    "cluster.nodes": _cluster(Gateway.nodes),
 }
 
 
+async def answer(gw: Gateway, handler: Handler, data: bytes, headers: dict[str, str] | None) -> tuple[bytes, TouraError | None]:
+    """Run one request: (reply payload, the error it carries or None). Never raises."""
+    as_json = wants_json(headers)
+    try:
+        return encode_payload(await handler(gw, parse_payload(data, as_json), as_json), as_json), None
+    except TouraError as exc:
+        error = exc
+    except Exception:
+        log.exception("NATS API request failed")
+        error = TouraError("internal", "internal error; see the gateway log")
+    return encode_payload({"error": error.to_dict()}, as_json), error
+
+
+def reply_headers(request_headers: dict[str, str] | None) -> dict[str, str]:
+    return {"Content-Type": "application/json" if wants_json(request_headers) else "application/msgpack"}
+
+
+# ------------------------------------------------------------------ service
+
+
 class NatsApi:
+    """The micro service. nats.micro awaits a handler before it takes the next message
+    of that endpoint, so each request runs in its own task: one slow shard must not
+    queue every other request behind it. (So the service's own per-endpoint stats
+    count requests but not our error replies or their latency.)"""
+
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
         self.service: Service | None = None
@@ -156,7 +219,10 @@ class NatsApi:
 
     async def start(self) -> None:
         self.service = await add_service(
-            self.gateway.nc, name="torua", version=__version__, description="Torua key-value and cluster API"
+            self.gateway.nc,
+            name="torua",
+            version=__version__,
+            description="Torua key-value and cluster API (msgpack, or JSON with Content-Type: application/json)",
         )
         group = self.service.add_group(name=subjects.API, queue_group=subjects.API_QUEUE)
         for subject, handler in ENDPOINTS.items():
@@ -164,38 +230,30 @@ class NatsApi:
 
     def _spawner(self, handler: Handler) -> Callable[[Request], Awaitable[None]]:
         async def spawn(request: Request) -> None:
-            task = asyncio.ensure_future(self._answer(handler, request))
+            task = asyncio.ensure_future(self._serve(handler, request))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
         return spawn
 
-    async def _answer(self, handler: Handler, request: Request) -> None:
-        as_json = wants_json(request.headers)
+    async def _serve(self, handler: Handler, request: Request) -> None:
+        payload, error = await answer(self.gateway, handler, request.data, request.headers)
+        headers = reply_headers(request.headers)
         try:
-            result = await handler(self.gateway, parse_payload(request.data, as_json), as_json)
-            await request.respond(encode_payload(result, as_json))
-            return
-        except TouraError as exc:
-            error = exc
-        except Exception:
-            log.exception("NATS API %s failed", request.subject)
-            error = TouraError("internal", "internal error; see the gateway log")
-        try:
-            await request.respond_error(
-                str(error.http_status), error.message, data=encode_payload({"error": error.to_dict()}, as_json)
-            )
-        except Exception as exc:  # the requester is gone; nothing more to do
+            if error is None:
+                await request.respond(payload, headers=headers)
+            else:
+                # A header value must be one line.
+                description = " ".join(error.message.split()) or error.code
+                await request.respond_error(str(error.http_status), description, data=payload, headers=headers)
+        except Exception as exc:  # no reply subject (a plain publish) or the connection is gone
             log.debug("could not answer %s: %s", request.subject, exc)
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop taking requests, give those in flight `grace` seconds, cancel the rest."""
         if self.service is not None:
             await self.service.stop()
-        for task in list(self._tasks):
-            task.cancel()
-
-
-async def start_nats_api(gateway: Gateway) -> NatsApi:
-    api = NatsApi(gateway)
-    await api.start()
-    return api
+        if self._tasks:
+            _, pending = await asyncio.wait(list(self._tasks), timeout=grace)
+            for task in pending:
+                task.cancel()

@@ -1,4 +1,8 @@
-"""The OpenAPI 3.1 description of the REST API, served at /openapi.json."""
+"""The OpenAPI 3.1 description of the REST API, served at ``/openapi.json``.
+
+Built from small helpers so every route shares the same error responses; the
+schemas mirror what `torua.gateway.service` returns.
+"""
 
 from __future__ import annotations
 
@@ -7,154 +11,227 @@ from typing import Any
 
 from torua import __version__
 
-ERROR = {"$ref": "#/components/schemas/Error"}
+Schema = dict[str, Any]
+
+STR: Schema = {"type": "string"}
+INT: Schema = {"type": "integer"}
+BOOL: Schema = {"type": "boolean"}
+NUM: Schema = {"type": "number"}
+STR_OR_NULL: Schema = {"type": ["string", "null"]}
+INT_OR_NULL: Schema = {"type": ["integer", "null"]}
+STRS: Schema = {"type": "array", "items": STR}
+INTS: Schema = {"type": "array", "items": INT}
+TIME_OR_NULL: Schema = {"type": ["string", "null"], "format": "date-time"}
 
 
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+def obj(properties: dict[str, Schema], required: list[str] | None = None, description: str = "") -> Schema:
+    out: Schema = {"type": "object", "properties": properties, "required": required if required is not None else list(properties)}
+    if description:
+        out["description"] = description
+    return out
+
+
+def ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def json_body(schema: Schema, description: str) -> Schema:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def _errors(*statuses: int) -> dict[str, Any]:
-    text = {
-        400: "bad input; nothing changed",
-        404: "not found",
-        405: "method not allowed",
-        409: "conflicts with the cluster's state",
-        413: "value too large",
-        503: "no node can take it now (Retry-After set)",
-        504: "deadline passed",
-    }
-    return {str(s): _json(ERROR, text[s]) for s in statuses}
+def errors(*statuses: int) -> dict[str, Schema]:
+    """Error responses by status; 500 is possible everywhere, so it is always listed."""
+    return {str(s): {"$ref": f"#/components/responses/E{s}"} for s in (*statuses, 500)}
+
+
+ERROR_TEXT = {
+    400: "bad input (key, JSON, parameter, cursor); nothing changed",
+    404: "no such key, node, shard or route",
+    405: "method not allowed on this path (Allow lists the ones that are)",
+    409: "conflicts with the cluster's state (e.g. the shard is already moving)",
+    413: "value larger than max_value_bytes",
+    500: "internal error (details only in the gateway log)",
+    503: "no node can serve it now, or no coordinator answers; retry after Retry-After seconds",
+    504: "the request's deadline passed",
+}
+
+
+def _error_response(status: int) -> Schema:
+    response = json_body(ref("Error"), ERROR_TEXT[status])
+    if status == 503:
+        response["headers"] = {"Retry-After": {"description": "seconds to wait before retrying", "schema": INT}}
+    return response
 
 
 KEY_PARAM = {
     "name": "key",
     "in": "path",
     "required": True,
-    "description": "everything after /data/, percent-decoded: 1-1024 bytes of UTF-8, no NUL; slashes allowed",
-    "schema": {"type": "string"},
+    "description": "everything after /data/ (or /keys/), percent-decoded strictly: 1-1024 bytes of UTF-8, no NUL; "
+    "slashes allowed, raw or as %2F; the query string is not part of it",
+    "schema": {"type": "string", "minLength": 1},
 }
+
+SCHEMAS: dict[str, Schema] = {
+    "Error": obj(
+        {"error": obj({"code": {"type": "string", "examples": ["not_found"]}, "message": STR})},
+        description="every error, with the HTTP status of its code",
+    ),
+    "KeyPage": obj(
+        {"keys": STRS, "next_cursor": {**STR_OR_NULL, "description": "pass as ?cursor= for the next page; null at the end"}},
+        description="keys sorted within a shard, shards in order 0..n-1 (not globally sorted)",
+    ),
+    "Location": obj({"key": STR, "shard_id": INT, "primary": STR_OR_NULL, "epoch": INT, "state": ref("ShardState")}),
+    "ShardState": {"enum": ["active", "moving", "unassigned", "unavailable"]},
+    "Shard": obj(
+        {
+            "shard_id": INT,
+            "primary": STR_OR_NULL,
+            "replicas": STRS,
+            "in_sync": STRS,
+            "state": ref("ShardState"),
+            "target": {**STR_OR_NULL, "description": "while moving: the node the shard is going to"},
+        }
+    ),
+    "Shards": obj({"num_shards": INT, "epoch": INT, "replication_factor": INT, "shards": {"type": "array", "items": ref("Shard")}}),
+    "AssignRequest": obj({"shard_id": INT, "node_id": STR}),
+    "AssignResult": obj({"shard_id": INT, "node_id": STR, "status": {"enum": ["moving", "already_there"]}}),
+    "Node": obj(
+        {
+            "id": STR,
+            "status": {"enum": ["unknown", "healthy", "unhealthy"]},
+            "shards": {**INT, "description": "how many shards it holds"},
+            "shard_ids": INTS,
+            "primaries": INTS,
+            "last_heartbeat": TIME_OR_NULL,
+            "missed_heartbeats": INT,
+            "draining": BOOL,
+            "version": STR,
+            "host": STR,
+            "pid": INT,
+            "max_shards": INT_OR_NULL,
+            "uptime_seconds": {"type": ["number", "null"]},
+            "keys": INT,
+            "bytes": INT,
+        }
+    ),
+    "Nodes": obj({"nodes": {"type": "array", "items": ref("Node")}}),
+    "Move": obj({"shard_id": INT, "source": STR_OR_NULL, "target": STR, "phase": STR, "started_at": TIME_OR_NULL}),
+    "ClusterInfo": obj(
+        {
+            "cluster_id": STR,
+            "formed": BOOL,
+            "coordinator": STR,
+            "version": STR,
+            "versions": STRS,
+            "epoch": INT,
+            "num_shards": INT,
+            "replication_factor": INT,
+            "nodes_total": INT,
+            "nodes_healthy": INT,
+            "shards_total": INT,
+            "shards_assigned": INT,
+            "health": {"enum": ["green", "yellow", "red"]},
+            "moves": {"type": "array", "items": ref("Move")},
+            "uptime_seconds": NUM,
+        }
+    ),
+    "ClusterHealth": obj(
+        {
+            "status": {"enum": ["green", "yellow", "red"]},
+            "epoch": INT,
+            "shards_total": INT,
+            "shards_active": INT,
+            "shards_moving": INT,
+            "shards_unassigned": INT,
+            "shards_unavailable": INT,
+            "shards_under_replicated": INT,
+            "nodes_total": INT,
+            "nodes_healthy": INT,
+        },
+        description="green: all copies assigned and in sync; yellow: all primaries, some replicas missing; red: some shard has no primary",
+    ),
+    "GatewayHealth": obj(
+        {
+            "status": {"enum": ["ok", "degraded"]},
+            "nats": {"enum": ["connected", "reconnecting", "disconnected", "closed"]},
+            "map_epoch": INT_OR_NULL,
+            "version": STR,
+            "uptime_seconds": NUM,
+        }
+    ),
+}
+
+
+def _get(summary: str, ok: Schema, *statuses: int, **extra: Any) -> Schema:
+    return {"summary": summary, "responses": {"200": ok, **errors(*statuses)}, **extra}
 
 
 @cache
 def openapi_document() -> dict[str, Any]:
-    obj = {"type": "object"}
-    shard = {
-        "type": "object",
-        "properties": {
-            "shard_id": {"type": "integer"},
-            "primary": {"type": ["string", "null"]},
-            "replicas": {"type": "array", "items": {"type": "string"}},
-            "in_sync": {"type": "array", "items": {"type": "string"}},
-            "state": {"enum": ["active", "moving", "unassigned", "unavailable"]},
-            "target": {"type": ["string", "null"]},
-        },
-    }
-    node = {
-        "type": "object",
-        "properties": {
-            "id": {"type": "string"},
-            "status": {"enum": ["unknown", "healthy", "unhealthy"]},
-            "shards": {"type": "integer"},
-            "shard_ids": {"type": "array", "items": {"type": "integer"}},
-            "last_heartbeat": {"type": ["string", "null"], "format": "date-time"},
-            "missed_heartbeats": {"type": "integer"},
-            "pid": {"type": "integer"},
-            "keys": {"type": "integer"},
-            "bytes": {"type": "integer"},
-        },
-    }
-    return {
-        "openapi": "3.1.0",
-        "info": {"title": "Torua REST API", "version": __version__},
-        "paths": {
-            "/data/{key}": {
-                "parameters": [KEY_PARAM],
-                "get": {
-                    "summary": "Read a value",
-                    "responses": {"200": {"description": "the stored bytes, with their Content-Type"}, **_errors(400, 404, 503, 504)},
+    paths: dict[str, Any] = {
+        "/data/{key}": {
+            "parameters": [KEY_PARAM],
+            "get": {
+                "summary": "Read a value",
+                "responses": {
+                    "200": {"description": "the stored bytes, with the Content-Type they were stored with", "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}},
+                    **errors(400, 404, 503, 504),
                 },
-                "put": {
-                    "summary": "Store the raw body (up to max_value_bytes) with its Content-Type",
-                    "requestBody": {"content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}},
-                    "responses": {"204": {"description": "stored"}, **_errors(400, 413, 503, 504)},
-                },
-                "delete": {"summary": "Delete (idempotent)", "responses": {"204": {"description": "gone"}, **_errors(400, 503, 504)}},
             },
-            "/data": {
-                "get": {
-                    "summary": "List keys across shards, paged (sorted within a shard, shards in order)",
-                    "parameters": [
-                        {"name": "prefix", "in": "query", "schema": {"type": "string"}},
-                        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}},
-                        {"name": "cursor", "in": "query", "schema": {"type": "string"}},
-                    ],
-                    "responses": {
-                        "200": _json(
-                            {"type": "object", "properties": {"keys": {"type": "array", "items": {"type": "string"}}, "next_cursor": {"type": ["string", "null"]}}},
-                            "a page of keys",
-                        ),
-                        **_errors(400, 503, 504),
-                    },
-                }
+            "put": {
+                "summary": "Store the raw body (at most max_value_bytes) with its Content-Type (default application/octet-stream)",
+                "requestBody": {"required": True, "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}},
+                "responses": {"204": {"description": "stored"}, **errors(400, 413, 503, 504)},
             },
-            "/keys/{key}/location": {
-                "parameters": [KEY_PARAM],
-                "get": {"summary": "Which shard and node hold a key", "responses": {"200": _json(obj, "shard_id, primary, epoch, state"), **_errors(400, 503)}},
-            },
-            "/shards": {
-                "get": {
-                    "summary": "The shard map",
-                    "responses": {
-                        "200": _json(
-                            {"type": "object", "properties": {"num_shards": {"type": "integer"}, "epoch": {"type": "integer"}, "shards": {"type": "array", "items": shard}}},
-                            "every shard and its node",
-                        )
-                    },
-                }
-            },
-            "/shards/assign": {
-                "post": {
-                    "summary": "Move a shard to a node, with its data",
-                    "requestBody": {
-                        "required": True,
-                        "content": {
-                            "application/json": {
-                                "schema": {
-                                    "type": "object",
-                                    "required": ["shard_id", "node_id"],
-                                    "properties": {"shard_id": {"type": "integer"}, "node_id": {"type": "string"}},
-                                }
-                            }
-                        },
-                    },
-                    "responses": {"202": _json(obj, "status: moving or already_there"), **_errors(400, 404, 409, 503)},
-                }
-            },
-            "/nodes": {"get": {"summary": "Every node", "responses": {"200": _json({"type": "object", "properties": {"nodes": {"type": "array", "items": node}}}, "nodes"), **_errors(503)}}},
-            "/nodes/{node_id}": {
-                "parameters": [{"name": "node_id", "in": "path", "required": True, "schema": {"type": "string"}}],
-                "get": {"summary": "One node", "responses": {"200": _json(node, "the node"), **_errors(404, 503)}},
-            },
-            "/cluster/info": {"get": {"summary": "Cluster id, coordinator, counts, moves", "responses": {"200": _json(obj, "info"), **_errors(503)}}},
-            "/cluster/health": {
-                "get": {
-                    "summary": "green / yellow / red",
-                    "responses": {"200": _json({"type": "object", "properties": {"status": {"enum": ["green", "yellow", "red"]}}}, "health"), **_errors(503)},
-                }
-            },
-            "/health": {"get": {"summary": "This gateway", "responses": {"200": _json(obj, "gateway status")}}},
-            "/openapi.json": {"get": {"summary": "This document", "responses": {"200": _json(obj, "OpenAPI 3.1")}}},
+            "delete": {"summary": "Delete a key (idempotent: a missing key is fine)", "responses": {"204": {"description": "gone"}, **errors(400, 503, 504)}},
         },
-        "components": {
-            "schemas": {
-                "Error": {
-                    "type": "object",
-                    "required": ["error"],
-                    "properties": {
-                        "error": {"type": "object", "required": ["code", "message"], "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}
-                    },
-                }
+        "/data": {
+            "get": _get(
+                "List keys across shards, one page at a time",
+                json_body(ref("KeyPage"), "a page of keys; sorted within a shard, shards in order"),
+                400, 503, 504,
+                parameters=[
+                    {"name": "prefix", "in": "query", "schema": {"type": "string", "default": ""}},
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}},
+                    {"name": "cursor", "in": "query", "description": "next_cursor of the previous page (opaque)", "schema": STR},
+                ],
+            )
+        },
+        "/keys/{key}/location": {
+            "parameters": [KEY_PARAM],
+            "get": _get("Which shard and node hold a key", json_body(ref("Location"), "the key's shard and its primary"), 400, 503),
+        },
+        "/shards": {"get": _get("The shard map", json_body(ref("Shards"), "every shard and its node"), 503)},
+        "/shards/assign": {
+            "post": {
+                "summary": "Move a shard, with its data, to a node",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": ref("AssignRequest")}}},
+                "responses": {"202": json_body(ref("AssignResult"), "the move started, or the node already holds it"), **errors(400, 404, 409, 413, 503)},
             }
         },
+        "/nodes": {"get": _get("Every node the coordinator knows", json_body(ref("Nodes"), "nodes"), 503)},
+        "/nodes/{node_id}": {
+            "parameters": [{"name": "node_id", "in": "path", "required": True, "schema": STR}],
+            "get": _get("One node", json_body(ref("Node"), "the node"), 404, 503),
+        },
+        "/cluster/info": {"get": _get("Cluster id, coordinator, versions, counts, moves in flight", json_body(ref("ClusterInfo"), "info"), 503)},
+        "/cluster/health": {"get": _get("green / yellow / red, with counts", json_body(ref("ClusterHealth"), "health"), 503)},
+        "/health": {"get": _get("This gateway (answers without asking the cluster)", json_body(ref("GatewayHealth"), "gateway status"))},
+        "/openapi.json": {"get": _get("This document", json_body({"type": "object"}, "OpenAPI 3.1"))},
+    }
+    for item in paths.values():  # a wrong method on any path is a JSON 405
+        for op in item.values():
+            if isinstance(op, dict) and "responses" in op:
+                op["responses"].setdefault("405", {"$ref": "#/components/responses/E405"})
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Torua REST API",
+            "version": __version__,
+            "description": "Sharded key-value store over NATS. Errors are JSON {error: {code, message}}; "
+            "the same operations are on NATS under torua.api.* (msgpack, or JSON with Content-Type: application/json).",
+        },
+        "paths": paths,
+        "components": {"schemas": SCHEMAS, "responses": {f"E{s}": _error_response(s) for s in ERROR_TEXT}},
     }

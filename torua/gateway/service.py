@@ -1,5 +1,9 @@
-"""The gateway: one set of operations behind two front-ends (REST in `http.py`,
-NATS in `nats_api.py`). It keeps no state of its own but a cached shard map.
+"""The gateway: one set of operations behind two thin front-ends, REST in
+`torua.gateway.http` and NATS in `torua.gateway.nats_api`, so both validate and
+answer alike. It keeps no state of its own but a cached shard map.
+
+Every operation raises `TouraError` for anything a caller did wrong or the cluster
+cannot do now; the front-ends turn it into their error shape.
 """
 
 from __future__ import annotations
@@ -9,39 +13,47 @@ import datetime
 import logging
 import signal
 import time
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 from aiohttp import web
 from nats.aio.client import Client as NATS
-from nats.errors import NoRespondersError, TimeoutError as NatsTimeout
+from nats.errors import Error as NatsError, MaxPayloadError, NoRespondersError, TimeoutError as NatsTimeout
 
 from torua import __version__
 from torua.bus import connect
 from torua.cluster_health import cluster_health
 from torua.config import GatewayConfig
-from torua.keys import shard_for_key, validate_key
-from torua.listing import list_keys
+from torua.keys import MAX_KEY_BYTES, shard_for_key, validate_key
+from torua.listing import MAX_LIMIT, list_keys
 from torua.protocol import subjects
-from torua.protocol.codec import decode, encode
+from torua.protocol.codec import encode, from_dict, unpack
 from torua.protocol.errors import TouraError
-from torua.protocol.messages import Ack, AssignRequest, CoordinatorInfo, KvReply, KvRequest, NodesReply, NodeStatus
+from torua.protocol.messages import Ack, AssignRequest, CoordinatorInfo, KvReply, KvRequest, NodesReply, NodeStatus, ShardMap
 from torua.routing import RETRY_AFTER_SECONDS, MapCache, ShardRouter
 
 log = logging.getLogger("torua.gateway")
 
+T = TypeVar("T")
 
-def _iso(ts: float | None) -> str | None:
+DEFAULT_CONTENT_TYPE = "application/octet-stream"
+# The coordinator answers from memory; longer than this means it is gone or stuck.
+COORDINATOR_TIMEOUT = 3.0
+
+
+def iso_time(ts: float | None) -> str | None:
+    """Unix seconds as ISO-8601 UTC, e.g. ``2026-11-25T23:10:00+00:00``; None stays None."""
     return None if ts is None else datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).isoformat()
 
 
-def node_json(n: NodeStatus) -> dict[str, Any]:
+def node_view(n: NodeStatus) -> dict[str, Any]:
+    """A node as `/nodes` shows it: `shards` is a count, `shard_ids` the list."""
     return {
         "id": n.id,
         "status": n.status,
         "shards": len(n.shards),
         "shard_ids": n.shards,
         "primaries": n.primaries,
-        "last_heartbeat": _iso(n.last_heartbeat),
+        "last_heartbeat": iso_time(n.last_heartbeat),
         "missed_heartbeats": n.missed_heartbeats,
         "draining": n.draining,
         "version": n.version,
@@ -54,6 +66,27 @@ def node_json(n: NodeStatus) -> dict[str, Any]:
     }
 
 
+def shards_view(m: ShardMap) -> dict[str, Any]:
+    return {
+        "num_shards": m.num_shards,
+        "epoch": m.epoch,
+        "replication_factor": m.replication_factor,
+        "shards": [
+            {"shard_id": e.shard_id, "primary": e.primary, "replicas": e.replicas, "in_sync": e.in_sync, "state": e.state, "target": e.target}
+            for e in m.shards
+        ],
+    }
+
+
+def check_content_type(content_type: object) -> str:
+    """A content type we can hand back in an HTTP header: printable ASCII, at most 255 chars."""
+    if content_type is None or content_type == "":
+        return DEFAULT_CONTENT_TYPE
+    if not isinstance(content_type, str) or len(content_type) > 255 or not all(" " <= c <= "~" for c in content_type):
+        raise TouraError("bad_request", "content_type must be printable ASCII, at most 255 characters")
+    return content_type
+
+
 class Gateway:
     def __init__(self, nc: NATS, config: GatewayConfig) -> None:
         self.nc = nc
@@ -62,95 +95,121 @@ class Gateway:
         self.router = ShardRouter(nc, self.maps)
         self.started_at = time.time()
 
+    async def start(self) -> None:
+        await self.maps.start()
+
+    async def stop(self) -> None:
+        await self.maps.stop()
+
     # ------------------------------------------------------------------ KV
 
-    def _shard(self, key: str) -> int:
-        return shard_for_key(key, self.router.shard_map().num_shards)
-
-    async def _kv(self, key: str, build) -> KvReply:
-        validate_key(key)
+    async def _map(self) -> ShardMap:
         if self.maps.current is None:
             await self.maps.refresh()
-        shard = self._shard(key)
-        reply = await self.router.call(shard, lambda epoch: build(shard, epoch), self.config.request_timeout)
+        return self.router.shard_map()  # `unavailable` (503) while the cluster has none
+
+    async def _kv(self, key: str, build: Callable[[int, int], KvRequest]) -> KvReply:
+        validate_key(key)
+        shard = shard_for_key(key, (await self._map()).num_shards)
+        try:
+            reply = await self.router.call(shard, lambda epoch: build(shard, epoch), self.config.request_timeout)
+        except MaxPayloadError:
+            raise TouraError("value_too_large", "the request is larger than the NATS server's max_payload") from None
+        except NatsError as exc:  # connection closed or reconnecting: the router could not even ask
+            raise TouraError("unavailable", f"NATS: {exc or type(exc).__name__}", retry_after=RETRY_AFTER_SECONDS) from None
         if not reply.ok:
-            raise TouraError(reply.error_code or "internal", reply.error_message)
+            # Non-retryable node errors (bad_request, ...) reach the user as they are.
+            raise TouraError(reply.error_code or "internal", reply.error_message or "the node refused the request")
         return reply
 
     async def kv_get(self, key: str) -> tuple[bytes, str]:
+        """(value, content type); `not_found` when the key does not exist."""
         reply = await self._kv(key, lambda shard, epoch: KvRequest("get", shard, epoch, key=key))
         if not reply.found:
             raise TouraError("not_found", f"key {key!r} does not exist")
-        return reply.value or b"", reply.content_type or "application/octet-stream"
+        return reply.value or b"", reply.content_type or DEFAULT_CONTENT_TYPE
 
-    async def kv_put(self, key: str, value: bytes, content_type: str) -> None:
+    async def kv_put(self, key: str, value: bytes, content_type: str | None = None) -> None:
         if len(value) > self.config.max_value_bytes:
             raise TouraError("value_too_large", f"value is {len(value)} bytes; the limit is {self.config.max_value_bytes}")
-        await self._kv(key, lambda shard, epoch: KvRequest("put", shard, epoch, key=key, value=value, content_type=content_type))
+        ct = check_content_type(content_type)
+        await self._kv(key, lambda shard, epoch: KvRequest("put", shard, epoch, key=key, value=value, content_type=ct))
 
     async def kv_delete(self, key: str) -> None:
+        """Idempotent: deleting a key that is not there succeeds."""
         await self._kv(key, lambda shard, epoch: KvRequest("delete", shard, epoch, key=key))
 
-    async def kv_list(self, prefix: str, limit: int, cursor: str | None) -> dict[str, Any]:
-        if self.maps.current is None:
-            await self.maps.refresh()
-        keys, next_cursor = await list_keys(self.router, prefix, limit, cursor, self.config.request_timeout)
+    async def kv_list(self, prefix: str = "", limit: int = 100, cursor: str | None = None) -> dict[str, Any]:
+        """One page: ``{"keys", "next_cursor"}``. Keys are sorted within a shard, shards in order."""
+        try:
+            prefix_bytes = len(prefix.encode("utf-8")) if isinstance(prefix, str) else -1
+        except UnicodeEncodeError:
+            prefix_bytes = -1
+        if not 0 <= prefix_bytes <= MAX_KEY_BYTES:
+            raise TouraError("bad_request", f"prefix must be UTF-8 text of at most {MAX_KEY_BYTES} bytes")
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_LIMIT:
+            raise TouraError("bad_request", f"limit must be an integer from 1 to {MAX_LIMIT}")
+        if cursor is not None and not isinstance(cursor, str):
+            raise TouraError("bad_request", "cursor must be a string")
+        await self._map()
+        try:
+            keys, next_cursor = await list_keys(self.router, prefix, limit, cursor or None, self.config.request_timeout)
+        except NatsError as exc:
+            raise TouraError("unavailable", f"NATS: {exc or type(exc).__name__}", retry_after=RETRY_AFTER_SECONDS) from None
         return {"keys": keys, "next_cursor": next_cursor}
 
     async def location(self, key: str) -> dict[str, Any]:
+        """Which shard and node hold `key` at the current epoch."""
         validate_key(key)
-        shard_map = self.router.shard_map()
-        entry = shard_map.entry(shard_for_key(key, shard_map.num_shards))
-        return {"key": key, "shard_id": entry.shard_id, "primary": entry.primary, "epoch": shard_map.epoch, "state": entry.state}
+        m = await self._map()
+        entry = m.entry(shard_for_key(key, m.num_shards))
+        return {"key": key, "shard_id": entry.shard_id, "primary": entry.primary, "epoch": m.epoch, "state": entry.state}
+
+    async def shards(self) -> dict[str, Any]:
+        return shards_view(await self._map())
 
     # ------------------------------------------------------------- cluster
 
-    async def _coordinator(self, call: str, payload: bytes = b"") -> bytes:
+    async def _ask(self, call: str, reply_type: type[T], payload: bytes = b"") -> T:
+        """One coordinator call; its refusals (an `Ack` with ok=False) come back as `TouraError`."""
         try:
-            msg = await self.nc.request(subjects.coordinator(call), payload, timeout=min(3.0, self.config.request_timeout))
+            msg = await self.nc.request(subjects.coordinator(call), payload, timeout=min(COORDINATOR_TIMEOUT, self.config.request_timeout))
         except (NoRespondersError, NatsTimeout):
             raise TouraError("no_coordinator", "the coordinator is not answering", retry_after=RETRY_AFTER_SECONDS) from None
-        return msg.data
+        except NatsError as exc:
+            raise TouraError("no_coordinator", f"cannot reach the coordinator: {exc or type(exc).__name__}", retry_after=RETRY_AFTER_SECONDS) from None
+        try:
+            data = unpack(msg.data)
+            refused = isinstance(data, dict) and data.get("ok") is False
+            reply: Any = from_dict(Ack if refused else reply_type, data)
+        except TouraError as exc:
+            # Our decoding failed: the coordinator's fault (or version skew), not the user's.
+            log.warning("coordinator sent a malformed %s reply: %s", call, exc.message)
+            raise TouraError("internal", f"the coordinator sent a malformed {call} reply") from None
+        if refused:
+            raise _refusal(reply)
+        return reply
 
     async def node_statuses(self) -> list[NodeStatus]:
-        return decode(NodesReply, await self._coordinator("nodes")).nodes
+        return (await self._ask("nodes", NodesReply)).nodes
 
     async def nodes(self) -> dict[str, Any]:
-        return {"nodes": [node_json(n) for n in await self.node_statuses()]}
+        return {"nodes": [node_view(n) for n in await self.node_statuses()]}
 
     async def node(self, node_id: str) -> dict[str, Any]:
         for n in await self.node_statuses():
             if n.id == node_id:
-                return node_json(n)
+                return node_view(n)
         raise TouraError("unknown_node", f"node {node_id!r} is not part of the cluster")
 
-    def shards(self) -> dict[str, Any]:
-        m = self.router.shard_map()
-        return {
-            "num_shards": m.num_shards,
-            "epoch": m.epoch,
-            "replication_factor": m.replication_factor,
-            "shards": [
-                {
-                    "shard_id": e.shard_id,
-                    "primary": e.primary,
-                    "replicas": e.replicas,
-                    "in_sync": e.in_sync,
-                    "state": e.state,
-                    "target": e.target,
-                }
-                for e in m.shards
-            ],
-        }
-
-    async def health(self) -> dict[str, Any]:
+    async def cluster_health(self) -> dict[str, Any]:
         nodes = await self.node_statuses()
         if self.maps.current is None:
             await self.maps.refresh()
         return cluster_health(self.maps.current, nodes)
 
     async def cluster_info(self) -> dict[str, Any]:
-        info = decode(CoordinatorInfo, await self._coordinator("info"))
+        info = await self._ask("info", CoordinatorInfo)
         nodes = await self.node_statuses()
         health = cluster_health(self.maps.current, nodes)
         return {
@@ -158,6 +217,7 @@ class Gateway:
             "formed": info.formed,
             "coordinator": info.coordinator_id,
             "version": __version__,
+            # every version running, so a rolling upgrade shows where it is
             "versions": sorted({n.version for n in nodes if n.version} | {info.version, __version__}),
             "epoch": max(info.epoch, self.maps.current.epoch if self.maps.current else 0),
             "num_shards": info.num_shards,
@@ -168,56 +228,76 @@ class Gateway:
             "shards_assigned": health["shards_total"] - health["shards_unassigned"],
             "health": health["status"],
             "moves": [
-                {"shard_id": m.shard_id, "source": m.source, "target": m.target, "phase": m.phase, "started_at": _iso(m.started_at)}
+                {"shard_id": m.shard_id, "source": m.source, "target": m.target, "phase": m.phase, "started_at": iso_time(m.started_at)}
                 for m in info.moves
             ],
             "uptime_seconds": round(time.time() - info.started_at, 3),
         }
 
-    async def assign(self, shard_id: Any, node_id: Any) -> dict[str, Any]:
-        if not isinstance(shard_id, int) or isinstance(shard_id, bool) or not isinstance(node_id, str):
-            raise TouraError("bad_request", 'body must be {"shard_id": <integer>, "node_id": <string>}')
-        ack = decode(Ack, await self._coordinator("assign", encode(AssignRequest(shard_id, node_id))))
-        if not ack.ok:
-            raise TouraError(ack.error_code or "internal", ack.error_message)
+    async def assign(self, shard_id: object, node_id: object) -> dict[str, Any]:
+        """Ask the coordinator to move `shard_id` to `node_id`; status ``moving`` or ``already_there``."""
+        if not isinstance(shard_id, int) or isinstance(shard_id, bool):
+            raise TouraError("bad_request", "shard_id must be an integer")
+        if not isinstance(node_id, str) or not node_id:
+            raise TouraError("bad_request", "node_id must be a non-empty string")
+        ack = await self._ask("assign", Ack, encode(AssignRequest(shard_id, node_id)))
+        # The new map is also announced; reading it now lets a /shards right after see it.
         await self.maps.refresh()
         return {"shard_id": shard_id, "node_id": node_id, "status": ack.detail.get("status", "moving")}
 
     def gateway_health(self) -> dict[str, Any]:
+        """This gateway only (no cluster calls), so it answers even when the cluster does not."""
+        nats = "connected" if self.nc.is_connected else "reconnecting" if self.nc.is_reconnecting else "closed" if self.nc.is_closed else "disconnected"
         return {
-            "status": "ok" if self.nc.is_connected else "degraded",
-            "nats": "connected" if self.nc.is_connected else "disconnected",
+            "status": "ok" if nats == "connected" else "degraded",
+            "nats": nats,
             "map_epoch": self.maps.current.epoch if self.maps.current else None,
             "version": __version__,
             "uptime_seconds": round(time.time() - self.started_at, 3),
         }
 
 
-async def run_gateway(config: GatewayConfig) -> None:
-    from torua.gateway.http import make_app
-    from torua.gateway.nats_api import start_nats_api
+def _refusal(ack: Ack) -> TouraError:
+    code = ack.error_code or "internal"
+    retry = RETRY_AFTER_SECONDS if code in ("unavailable", "no_coordinator") else None
+    return TouraError(code, ack.error_message or f"the coordinator refused: {code}", retry_after=retry)
 
-    nc = await connect(config.nats_url, "torua-gateway", config.connect_timeout)
-    gateway = Gateway(nc, config)
-    await gateway.maps.start()
-    service = await start_nats_api(gateway)
-    runner = None
-    if config.port:
-        runner = web.AppRunner(make_app(gateway), access_log=None, handle_signals=False)
-        await runner.setup()
-        await web.TCPSite(runner, config.host, config.port).start()
-        log.info("gateway: HTTP on http://%s:%d, NATS API on %s", config.host, config.port, subjects.API + ".>")
+
+async def run_gateway(config: GatewayConfig) -> None:
+    """Serve the REST and NATS APIs until SIGINT or SIGTERM, then stop cleanly."""
+    # Imported here: both front-ends import this module for `Gateway`.
+    from torua.gateway.http import make_app
+    from torua.gateway.nats_api import NatsApi
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    log.info("gateway stopping")
-    if runner is not None:
-        await runner.cleanup()
-    await service.stop()
-    await gateway.maps.stop()
+    nc = await connect(config.nats_url, "torua-gateway", config.connect_timeout)
+    gateway = Gateway(nc, config)
+    api = NatsApi(gateway)
+    runner: web.AppRunner | None = None
     try:
-        await asyncio.wait_for(nc.drain(), 5)
-    except Exception:
-        await nc.close()
+        await gateway.start()
+        await api.start()
+        log.info("NATS API on %s.> (service torua %s, queue group %s) via %s", subjects.API, __version__, subjects.API_QUEUE, config.nats_url)
+        if config.port:
+            runner = web.AppRunner(make_app(config, gateway), access_log=None, handle_signals=False)
+            await runner.setup()
+            await web.TCPSite(runner, config.host, config.port).start()
+            log.info("REST API on http://%s:%d (OpenAPI at http://%s:%d/openapi.json)", config.host, config.port, config.host, config.port)
+        await stop.wait()
+        log.info("gateway stopping")
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        if runner is not None:
+            await runner.cleanup()  # stops taking HTTP requests, lets those in flight finish
+        await api.stop()
+        await gateway.stop()
+        try:
+            await asyncio.wait_for(nc.drain(), 5)
+        except Exception:  # drain timed out or the connection is already gone
+            if not nc.is_closed:
+                await nc.close()
+        log.info("gateway stopped")
