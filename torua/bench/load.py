@@ -1,0 +1,90 @@
+"""Closed-loop load: `requests` requests from `concurrency` asyncio workers, each
+timed with perf_counter; throughput over the wall time of the whole batch."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from dataclasses import dataclass
+from typing import Awaitable, Callable
+
+Op = Callable[[int], Awaitable[object]]  # one request; the argument is the request's index
+
+
+@dataclass
+class Result:
+    name: str
+    concurrency: int
+    requests: int
+    errors: int
+    seconds: float
+    throughput: float  # successful requests per second
+    p50_ms: float
+    p99_ms: float
+    mean_ms: float
+    max_ms: float
+    first_error: str | None = None
+
+
+def percentile(ordered: list[float], q: float) -> float:
+    """Nearest-rank percentile of an ascending list."""
+    if not ordered:
+        return 0.0
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+async def drive(op: Op, requests: int, concurrency: int, start: int = 0, deadline: float = 300.0):
+    """Run requests start..start+requests-1; return (latencies in s, errors, first error, seconds)."""
+    latencies: list[float] = []
+    errors = 0
+    first_error: str | None = None
+    next_index = start
+    end = start + requests
+
+    async def worker() -> None:
+        nonlocal next_index, errors, first_error
+        while next_index < end:
+            i = next_index
+            next_index += 1
+            t0 = time.perf_counter()
+            try:
+                await op(i)
+            except Exception as exc:  # counted and reported, never hidden
+                errors += 1
+                first_error = first_error or f"{type(exc).__name__}: {exc}"
+                continue
+            latencies.append(time.perf_counter() - t0)
+
+    t0 = time.perf_counter()
+    tasks = [asyncio.create_task(worker()) for _ in range(max(1, min(concurrency, requests)))]
+    _, pending = await asyncio.wait(tasks, timeout=deadline)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    seconds = time.perf_counter() - t0
+    if pending:
+        errors = requests - len(latencies)
+        first_error = first_error or f"measurement did not finish within {deadline:g}s"
+    return latencies, errors, first_error, seconds
+
+
+async def measure(name: str, op: Op, requests: int, concurrency: int, warmup: int) -> Result:
+    if warmup:
+        await drive(op, warmup, concurrency, start=requests)
+    latencies, errors, first_error, seconds = await drive(op, requests, concurrency)
+    ordered = sorted(latencies)
+    ms = 1000.0
+    return Result(
+        name=name,
+        concurrency=concurrency,
+        requests=requests,
+        errors=errors,
+        seconds=round(seconds, 4),
+        throughput=round(len(ordered) / seconds, 1) if seconds > 0 else 0.0,
+        p50_ms=round(percentile(ordered, 0.50) * ms, 3),
+        p99_ms=round(percentile(ordered, 0.99) * ms, 3),
+        mean_ms=round(sum(ordered) / len(ordered) * ms, 3) if ordered else 0.0,
+        max_ms=round(ordered[-1] * ms, 3) if ordered else 0.0,
+        first_error=first_error,
+    )

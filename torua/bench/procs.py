@@ -1,0 +1,173 @@
+"""Every process a bench run starts, in one temp dir, and how they all stop.
+
+Children get SIGTERM from the kernel if the bench dies (PR_SET_PDEATHSIG), and
+`Stack.stop` ends them front to back (Torua, the HTTP echo, the echo responder,
+NATS last) with a grace period, then SIGKILL.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from torua.cli.up import nats_config, nats_server_binary, torua_command, wait_for_port
+
+ECHO_SUBJECT = "bench.echo"
+
+# A bare nats-py responder: the floor for any request over NATS from Python.
+ECHO_SCRIPT = """
+import asyncio, signal, sys, nats
+async def main():
+    nc = await nats.connect(sys.argv[1])
+    async def echo(msg):
+        await nc.publish(msg.reply, msg.data)
+    await nc.subscribe(sys.argv[2], cb=echo)
+    await nc.flush()
+    print("echo ready", flush=True)
+    stop = asyncio.Event()
+    for s in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(s, stop.set)
+    await stop.wait()
+    await nc.close()
+asyncio.run(main())
+"""
+
+# A bare aiohttp handler doing one NATS echo per HTTP request: the floor for a gateway of this shape.
+HTTP_ECHO_SCRIPT = """
+import asyncio, signal, sys, nats
+from aiohttp import web
+async def main():
+    nc = await nats.connect(sys.argv[1])
+    subject, port, value = sys.argv[2], int(sys.argv[3]), b"v" * int(sys.argv[4])
+    async def get(request):
+        msg = await nc.request(subject, value, timeout=5)
+        return web.Response(body=msg.data, content_type="application/octet-stream")
+    async def put(request):
+        await nc.request(subject, await request.read(), timeout=5)
+        return web.Response(status=204)
+    app = web.Application(client_max_size=16 << 20)
+    app.router.add_get("/data/{key:.+}", get)
+    app.router.add_put("/data/{key:.+}", put)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    print("http echo ready", flush=True)
+    stop = asyncio.Event()
+    for s in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(s, stop.set)
+    await stop.wait()
+    await runner.cleanup()
+    await nc.close()
+asyncio.run(main())
+"""
+
+
+class BenchError(RuntimeError):
+    """Something the bench needs did not start or did not work."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: SIGTERM from the kernel if the bench dies."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+class Stack:
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.procs: list[tuple[str, subprocess.Popen]] = []
+
+    def log_path(self, name: str) -> Path:
+        return self.workdir / "logs" / f"{name}.log"
+
+    def log_tail(self, name: str, chars: int = 3000) -> str:
+        try:
+            return self.log_path(name).read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    def spawn(self, name: str, argv: list[str]) -> subprocess.Popen:
+        path = self.log_path(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as out:
+            proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+        self.procs.append((name, proc))
+        return proc
+
+    def wait_for_text(self, name: str, proc: subprocess.Popen, text: str, timeout: float, fail_texts: tuple[str, ...] = ()) -> None:
+        deadline = time.monotonic() + timeout
+        state = f"not ready after {timeout:g}s"
+        while time.monotonic() < deadline:
+            log = self.log_tail(name, 1 << 20)
+            if text in log:
+                return
+            if proc.poll() is not None:
+                state = f"exited with code {proc.returncode}"
+                break
+            if any(t in log for t in fail_texts):
+                state = "failed"
+                break
+            time.sleep(0.1)
+        raise BenchError(f"{name} {state}; its log ends with:\n{self.log_tail(name)}")
+
+    def start_nats(self, name: str, sync_always: bool = False) -> str:
+        port = free_port()
+        conf = nats_config(self.workdir / name, port)
+        if sync_always:  # fsync every JetStream write, like Torua's durable commit
+            text = conf.read_text()
+            synced = text.replace("jetstream {", "jetstream {\n  sync_interval: always", 1)
+            if synced == text:
+                raise BenchError(f"cannot set sync_interval in {conf}")
+            conf.write_text(synced)
+        proc = self.spawn(name, [nats_server_binary(), "-c", str(conf)])
+        if not wait_for_port(port, time.monotonic() + 15, proc):
+            raise BenchError(f"{name} did not start; its log ends with:\n{self.log_tail(name)}")
+        return f"nats://127.0.0.1:{port}"
+
+    def start_echo(self, nats_url: str) -> None:
+        # The work dir on the command line marks the process as ours.
+        proc = self.spawn("nats-echo", [sys.executable, "-c", ECHO_SCRIPT, nats_url, ECHO_SUBJECT, str(self.workdir)])
+        self.wait_for_text("nats-echo", proc, "echo ready", 20)
+
+    def start_http_echo(self, nats_url: str, value_size: int) -> str:
+        port = free_port()
+        argv = [sys.executable, "-c", HTTP_ECHO_SCRIPT, nats_url, ECHO_SUBJECT, str(port), str(value_size), str(self.workdir)]
+        proc = self.spawn("aiohttp-echo", argv)
+        self.wait_for_text("aiohttp-echo", proc, "http echo ready", 20)
+        return f"http://127.0.0.1:{port}"
+
+    def start_torua(self, nats_url: str, commit: str, nodes: int = 3, shards: int = 16, timeout: float = 60) -> str:
+        port = free_port()
+        argv = torua_command() + [
+            "up", "--nats-url", nats_url, "--nodes", str(nodes), "--shards", str(shards), "--port", str(port),
+            "--commit", commit, "--data-dir", str(self.workdir / "torua"), "--ready-timeout", str(timeout),
+        ]
+        proc = self.spawn("torua-up", argv)
+        self.wait_for_text("torua-up", proc, "is ready", timeout + 15, fail_texts=("not ready after", "exited with code"))
+        return f"http://127.0.0.1:{port}"
+
+    def stop(self) -> None:
+        """Front to back; `torua up` gets SIGINT (it stops its own children), the rest SIGTERM."""
+        for name, proc in reversed(self.procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT if name == "torua-up" else signal.SIGTERM)
+                try:
+                    proc.wait(timeout=45 if name == "torua-up" else 10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+            else:
+                proc.wait()
