@@ -32,9 +32,23 @@ T = TypeVar("T")
 def to_dict(msg: Any) -> dict[str, Any]:
     """The message as plain data (nested dataclasses become dicts), with `v`."""
     out: dict[str, Any] = {"v": PROTOCOL_VERSION}
-    for f in dataclasses.fields(msg):
-        out[f.name] = _plain(getattr(msg, f.name))
+    for name, nested in _layout(type(msg)):
+        value = getattr(msg, name)
+        out[name] = _plain(value) if nested else value
     return out
+
+
+@cache
+def _layout(cls: type) -> tuple[tuple[str, bool], ...]:
+    """Per class, once: each field and whether it may hold a dataclass (needs `_plain`)."""
+    hints = typing.get_type_hints(cls)
+    return tuple((f.name, _may_nest(hints[f.name])) for f in dataclasses.fields(cls))
+
+
+def _may_nest(hint: Any) -> bool:
+    if dataclasses.is_dataclass(hint):
+        return True
+    return any(_may_nest(arg) for arg in typing.get_args(hint) if arg is not Ellipsis)
 
 
 def _plain(value: Any) -> Any:
