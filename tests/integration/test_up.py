@@ -43,9 +43,9 @@ def http(method: str, url: str, body: bytes | None = None) -> tuple[int, bytes]:
         return resp.status, resp.read()
 
 
-def stop(proc: subprocess.Popen) -> list[psutil.Process]:
+def stop(proc: subprocess.Popen, sig: int = signal.SIGINT) -> list[psutil.Process]:
     children = psutil.Process(proc.pid).children(recursive=True)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     assert proc.wait(60) == 0
     return children
 
@@ -71,7 +71,13 @@ def test_up_runs_a_cluster_and_ctrl_c_stops_every_process(tmp_path):
         proc = start_up(tmp_path / "data", http_port, nats_port)
         read_until(proc, b"ready", 60)
         assert http("GET", base + "/data/survives/restart") == (200, b"still here")
-        children = stop(proc)
+        # A child that dies is reported; the rest of the cluster keeps serving.
+        n3 = next(c for c in psutil.Process(proc.pid).children() if "node" in c.cmdline() and "n3" in c.cmdline())
+        n3.kill()
+        read_until(proc, f"node-n3 (pid {n3.pid}) exited".encode(), 30)
+        assert proc.poll() is None
+        wait_until(lambda: http("GET", base + "/health")[0] == 200, 10, "the gateway to answer")
+        children = stop(proc, signal.SIGTERM)
         wait_until(lambda: not any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in children), 10, "every child gone")
     finally:
         if proc.poll() is None:

@@ -79,6 +79,7 @@ class Node:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = asyncio.Event()
         self._heartbeat_now = asyncio.Event()
+        self._subs: list[Any] = []
 
     # ----------------------------------------------------------- lifecycle
 
@@ -116,8 +117,8 @@ class Node:
             "shard.log": self._guarded(self._on_log),
         }
         for call, handler in handlers.items():
-            await self.nc.subscribe(subjects.node(node, call), cb=handler)
-        await self.nc.subscribe(subjects.BROADCAST, cb=self._guarded(self._on_broadcast))
+            self._subs.append(await self.nc.subscribe(subjects.node(node, call), cb=handler))
+        self._subs.append(await self.nc.subscribe(subjects.BROADCAST, cb=self._guarded(self._on_broadcast)))
         self._spawn(self._heartbeat_loop())
         log.info("node %s serving on %s, data in %s", node, self.config.nats_url, self.config.data_dir)
 
@@ -130,16 +131,26 @@ class Node:
         await self.stop()
 
     async def stop(self) -> None:
+        """Take no new requests, let the ones in flight finish (bounded), then close."""
         log.info("node %s stopping", self.config.id)
         self._stopping.set()
+        self._heartbeat_now.set()  # wake the heartbeat loop so it ends now
+        for sub in self._subs:
+            try:
+                await sub.unsubscribe()
+            except Exception:  # connection already gone
+                pass
+        in_flight = [t for t in self._tasks if not t.done()]
+        if in_flight:
+            await asyncio.wait(in_flight, timeout=5)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.nc is not None and self.nc.is_connected:
             try:
                 await asyncio.wait_for(self.nc.drain(), 5)
             except Exception as exc:
                 log.warning("draining NATS: %s", exc)
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
         for holding in self.holdings.values():
             if holding.store is not None:
                 await holding.store.close()
