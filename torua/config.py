@@ -43,6 +43,7 @@ class NodeConfig(Common):
     heartbeat_interval: float = field(default=1.0, metadata={"help": "seconds between heartbeats"})
     commit: str = field(default="durable", metadata={"help": "durable (fsync every commit) | relaxed (WAL without fsync)"})
     max_shards: int = field(default=0, metadata={"help": "most shard copies this node takes (0 = unlimited)"})
+    log_retain_ops: int = field(default=10000, metadata={"help": "operations kept in each shard's log for catch-up; older ones are dropped"})
 
     def __post_init__(self) -> None:
         if self.data_dir == Path(""):
@@ -58,6 +59,8 @@ class NodeConfig(Common):
             raise ConfigError(f"commit must be durable or relaxed, not {self.commit!r}")
         if self.max_shards < 0:
             raise ConfigError("max_shards must be >= 0")
+        if self.log_retain_ops < 1:
+            raise ConfigError("log_retain_ops must be >= 1")
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,8 @@ class Holding:
     role: str
     store: ShardStore | None
     inflight: int = 0
+    # another node is copying from this one until then (monotonic): keep its log whole
+    copy_source_until: float = 0.0
     idle: asyncio.Event = field(default_factory=asyncio.Event)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -120,6 +122,7 @@ class Node:
             self._subs.append(await self.nc.subscribe(subjects.node(node, call), cb=handler))
         self._subs.append(await self.nc.subscribe(subjects.BROADCAST, cb=self._guarded(self._on_broadcast)))
         self._spawn(self._heartbeat_loop())
+        self._spawn(self._log_retention_loop())
         log.info("node %s serving on %s, data in %s", node, self.config.nats_url, self.config.data_dir)
 
     async def run(self) -> None:
@@ -195,6 +198,31 @@ class Node:
                 await asyncio.wait_for(self._heartbeat_now.wait(), self.config.heartbeat_interval)
             except asyncio.TimeoutError:
                 pass
+
+    # ------------------------------------------------------- log retention
+
+    async def _log_retention_loop(self) -> None:
+        """Keep each shard's log to about `log_retain_ops` so the disk stays bounded."""
+        while not self._stopping.is_set():
+            try:
+                await self.trim_logs()
+            except Exception:
+                log.exception("log retention failed; trying again later")
+            try:
+                await asyncio.wait_for(self._stopping.wait(), max(1.0, self.config.heartbeat_interval * 10))
+            except asyncio.TimeoutError:
+                pass
+
+    async def trim_logs(self) -> None:
+        retain = self.config.log_retain_ops
+        now = time.monotonic()
+        for holding in list(self.holdings.values()):
+            store = holding.store
+            if store is None or holding.role not in ("primary", "frozen") or now < holding.copy_source_until:
+                continue
+            # Trim only once the log is twice the limit, so each trim removes a batch.
+            if store.last_seq() - store.base_seq() > 2 * retain:
+                await store.truncate_log(store.last_seq() - retain)
 
     # ------------------------------------------------------------ KV serving
 
@@ -423,6 +451,7 @@ class Node:
         holding = self.holdings.get(shard_id)
         if holding is None or holding.store is None or not serves_copy_source(holding.role):
             raise TouraError("moved", f"shard {shard_id} has no readable copy on {self.config.id}")
+        holding.copy_source_until = time.monotonic() + 120.0
         return holding.store
 
     async def _on_snapshot(self, msg) -> None:

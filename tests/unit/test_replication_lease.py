@@ -1,0 +1,141 @@
+"""Leases as tables, and the safety property: a lease always ends before the coordinator fails the node over."""
+
+import pytest
+
+from torua.coordinator.health import node_health
+from torua.replication.lease import LeaseSettings, holds, lease_time, lease_until, renewed
+
+S = LeaseSettings(heartbeat_interval=1.0, unhealthy_after=3)
+
+
+@pytest.mark.parametrize(
+    "interval,threshold,expected",
+    [(1.0, 3, 2.0), (1.0, 2, 1.0), (0.5, 4, 1.5), (0.2, 10, 1.8), (5.0, 3, 10.0)],
+    ids=["1s-x3", "1s-x2-shortest", "0.5s-x4", "0.2s-x10", "5s-x3"],
+)
+def test_lease_time(interval, threshold, expected):
+    assert lease_time(LeaseSettings(interval, threshold)) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    "interval,threshold",
+    [(1.0, 1), (1.0, 0), (1.0, -3), (0.0, 3), (-1.0, 3)],
+    ids=["threshold-1-no-lease", "threshold-0", "threshold-negative", "interval-0", "interval-negative"],
+)
+def test_settings_without_a_positive_lease_are_refused(interval, threshold):
+    with pytest.raises(ValueError):
+        lease_time(LeaseSettings(interval, threshold))
+
+
+@pytest.mark.parametrize(
+    "until,now,ok",
+    [(105.0, 104.0, True), (105.0, 104.999, True), (105.0, 105.0, False), (105.0, 106.0, False), (None, 0.0, False)],
+    ids=["before", "just-before", "exactly-at-expiry", "after", "never-granted"],
+)
+def test_holds(until, now, ok):
+    assert holds(until, now) is ok
+
+
+# (id, sent_at, granted, own, expected)
+GRANTS = [
+    ("matching-epochs", 100.0, {0: 7, 1: 9}, {0: 7, 1: 9}, {0: 102.0, 1: 102.0}),
+    ("coordinator-ahead-not-renewed", 100.0, {0: 8}, {0: 7}, {}),
+    ("node-ahead-old-grant-not-renewed", 100.0, {0: 6}, {0: 7}, {}),
+    ("granted-shard-not-held", 100.0, {3: 1}, {0: 7}, {}),
+    ("held-shard-not-granted", 100.0, {}, {0: 7}, {}),
+    ("mixed", 100.0, {0: 7, 1: 10, 2: 4}, {0: 7, 1: 9, 2: 4}, {0: 102.0, 2: 102.0}),
+]
+
+
+@pytest.mark.parametrize("sent_at,granted,own,expected", [c[1:] for c in GRANTS], ids=[c[0] for c in GRANTS])
+def test_lease_until(sent_at, granted, own, expected):
+    assert lease_until(sent_at, granted, own, S) == expected
+
+
+# (id, current, sent_at, granted, own, expected)
+RENEWALS = [
+    ("first-grant", {}, 100.0, {0: 7}, {0: 7}, {0: 102.0}),
+    ("extends", {0: 101.0}, 100.5, {0: 7}, {0: 7}, {0: 102.5}),
+    ("late-reply-of-older-heartbeat-never-shortens", {0: 103.0}, 100.0, {0: 7}, {0: 7}, {0: 103.0}),
+    ("same-heartbeat-twice", {0: 102.0}, 100.0, {0: 7}, {0: 7}, {0: 102.0}),
+    ("epoch-mismatch-keeps-old-expiry", {0: 101.0}, 100.5, {0: 8}, {0: 7}, {0: 101.0}),
+    ("left-out-of-grant-keeps-old-expiry", {0: 101.0, 1: 101.0}, 100.5, {1: 3}, {0: 7, 1: 3}, {0: 101.0, 1: 102.5}),
+    ("expired-lease-revived-by-fresh-grant", {0: 90.0}, 100.0, {0: 7}, {0: 7}, {0: 102.0}),
+    ("nothing-granted", {0: 101.0}, 100.5, {}, {0: 7}, {0: 101.0}),
+]
+
+
+@pytest.mark.parametrize("current,sent_at,granted,own,expected", [c[1:] for c in RENEWALS], ids=[c[0] for c in RENEWALS])
+def test_renewed(current, sent_at, granted, own, expected):
+    before = dict(current)
+    after = renewed(current, sent_at, granted, own, S)
+    assert after == pytest.approx(expected)
+    assert current == before  # the input is not changed
+    assert all(after[s] >= until for s, until in current.items())  # never shorter
+    assert all(after[s] <= max(current.get(s, 0.0), sent_at + lease_time(S)) for s in after)  # never past this grant
+
+
+def test_replies_in_any_order_end_at_the_newest_heartbeat():
+    heartbeats = [100.0, 101.0, 102.0, 103.0]
+    for order in ([0, 1, 2, 3], [3, 2, 1, 0], [1, 3, 0, 2]):
+        leases: dict[int, float] = {}
+        for i in order:
+            leases = renewed(leases, heartbeats[i], {0: 7}, {0: 7}, S)
+        assert leases == {0: 105.0}, order
+
+
+# ------------------------------------------------------------------ safety
+#
+# A heartbeat leaves the node at t_s and reaches the coordinator at t_r >= t_s.
+# The node's lease from its reply ends at t_s + lease_time. The coordinator fails
+# the node over once `node_health` says unhealthy, at t_r + unhealthy_after * interval
+# at the earliest (later heartbeats only move that further out). The lease must end
+# strictly before then, and the coordinator must still call the node healthy at the
+# last instant the lease is valid.
+
+INTERVALS = [0.05, 0.2, 1.0, 2.5]
+THRESHOLDS = [2, 3, 5, 10]
+DELAYS = [0.0, 0.001, 0.5, 1.0, 7.3]  # seconds from t_s to t_r
+SENT = [0.0, 1234.567]
+
+
+@pytest.mark.parametrize("sent_at", SENT, ids=lambda t: f"sent{t}")
+@pytest.mark.parametrize("delay", DELAYS, ids=lambda d: f"delay{d}")
+@pytest.mark.parametrize("threshold", THRESHOLDS, ids=lambda n: f"x{n}")
+@pytest.mark.parametrize("interval", INTERVALS, ids=lambda i: f"every{i}s")
+def test_lease_ends_before_failover(interval, threshold, delay, sent_at):
+    settings = LeaseSettings(interval, threshold)
+    received_at = sent_at + delay
+    until = renewed({}, sent_at, {0: 1}, {0: 1}, settings)[0]
+    failover_at = received_at + threshold * interval
+    assert until < failover_at
+    assert failover_at - until >= interval - 1e-9  # at least one interval of margin
+    assert node_health(received_at, until, interval, threshold) == "healthy"
+    assert node_health(received_at, failover_at + 1e-9, interval, threshold) == "unhealthy"
+
+
+# Clocks run at different rates: the node measures its lease on its own monotonic
+# clock (real seconds * node_rate), the coordinator its failover delay on its own
+# (real seconds * coordinator_rate). One interval of margin covers rates that differ
+# by less than a factor (unhealthy_after - 1) / unhealthy_after: with rates within
+# 10% of each other every threshold >= 2 is safe.
+RATES = [(1.0, 1.0), (0.9, 1.1), (1.1, 0.9), (0.95, 1.0), (1.0, 1.05)]
+
+
+@pytest.mark.parametrize("node_rate,coordinator_rate", RATES, ids=[f"node{n}-coord{c}" for n, c in RATES])
+@pytest.mark.parametrize("delay", [0.0, 0.5, 3.0], ids=lambda d: f"delay{d}")
+@pytest.mark.parametrize("threshold", THRESHOLDS, ids=lambda n: f"x{n}")
+@pytest.mark.parametrize("interval", [0.2, 1.0], ids=lambda i: f"every{i}s")
+def test_lease_ends_before_failover_despite_clock_rates(interval, threshold, delay, node_rate, coordinator_rate):
+    settings = LeaseSettings(interval, threshold)
+    real_sent = 50.0
+    real_lease_end = real_sent + lease_time(settings) / node_rate
+    real_failover = real_sent + delay + threshold * interval / coordinator_rate
+    assert real_lease_end < real_failover
+
+
+def test_margin_has_a_limit():
+    # a node clock running at half the coordinator's rate outlives a 2-interval failover:
+    # this is why unhealthy_after must not be set to 2 on hosts with unreliable clocks
+    settings = LeaseSettings(1.0, 2)
+    assert 0.0 + lease_time(settings) / 0.5 >= 0.0 + 2 * 1.0

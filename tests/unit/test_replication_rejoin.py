@@ -1,0 +1,50 @@
+"""Rejoin as a table: local last seq, promoted_at_seq and the primary's log base in; catch_up / recopy out."""
+
+import pytest
+
+from torua.replication.rejoin import agreed_seq, rejoin_plan
+
+# (id, local_last_seq, promoted_at_seq, primary_log_base, expected)
+CASES = [
+    ("no-local-copy", None, 100, 0, "recopy"),
+    ("no-local-copy-no-promotion", None, None, 0, "recopy"),
+    ("behind-promotion", 90, 100, 50, "catch_up"),
+    ("exactly-at-promotion", 100, 100, 50, "catch_up"),
+    ("one-past-promotion-divergent", 101, 100, 50, "recopy"),
+    ("far-past-promotion-divergent", 500, 100, 0, "recopy"),
+    ("exactly-at-log-base", 50, 100, 50, "catch_up"),
+    ("one-below-log-base-truncated", 49, 100, 50, "recopy"),
+    ("empty-copy-full-log", 0, 100, 0, "catch_up"),
+    ("empty-copy-truncated-log", 0, 100, 1, "recopy"),
+    ("divergent-and-truncated", 120, 100, 110, "recopy"),
+    ("no-promotion-since-cannot-diverge", 500, None, 50, "catch_up"),
+    ("no-promotion-since-truncated", 10, None, 50, "recopy"),
+]
+
+
+@pytest.mark.parametrize("local,promoted_at,log_base,expected", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_rejoin_plan(local, promoted_at, log_base, expected):
+    assert rejoin_plan(local, promoted_at, log_base) == expected
+
+
+# (id, copy's shard epoch, promotions shard epoch -> promoted_at_seq, expected)
+AGREED = [
+    ("no-promotions", 5, {}, None),
+    ("only-earlier-promotions", 5, {3: 40, 5: 60}, None),
+    ("one-later", 5, {3: 40, 6: 118}, 118),
+    # old primary A at seq 10 (acked 8); B promoted at 8 writes 9', 10', 11'; C promoted at 11.
+    # A's 9 and 10 are not C's: the first promotion after A's epoch decides.
+    ("two-later-lowest-wins", 5, {6: 8, 9: 11}, 8),
+    ("lower-seq-later", 5, {6: 20, 9: 12}, 12),
+]
+
+
+@pytest.mark.parametrize("epoch,promotions,expected", [c[1:] for c in AGREED], ids=[c[0] for c in AGREED])
+def test_agreed_seq(epoch, promotions, expected):
+    assert agreed_seq(epoch, promotions) == expected
+
+
+def test_two_promotions_make_the_old_tail_divergent():
+    # the example above: comparing with the latest promotion alone would wrongly catch up
+    assert rejoin_plan(10, 11, 0) == "catch_up"
+    assert rejoin_plan(10, agreed_seq(5, {6: 8, 9: 11}), 0) == "recopy"

@@ -1,0 +1,50 @@
+"""What a copy must do to follow a (new) primary: catch up from its log, or copy again.
+
+A copy's log is a prefix of its primary's while it is in sync. After a promotion
+the new primary's log equals the old history only up to ``promoted_at_seq`` (the
+seq the promoted replica had); anything a copy holds beyond it is an unacknowledged
+tail of the old primary, and KV ops cannot be undone in place. So:
+
+- no local copy: recopy (snapshot, then log).
+- local last seq above ``promoted_at_seq``: recopy (divergent tail).
+- local last seq below the primary's log base: recopy (the ops it needs are gone;
+  the primary's log holds exactly the ops with ``base_seq < seq <= last_seq``).
+- otherwise: catch_up, pulling the ops after its last seq from the primary's log.
+
+``promoted_at_seq`` must be the *lowest* ``promoted_at_seq`` of every promotion since
+the shard epoch at which this copy was last in step (`agreed_seq`): after two
+promotions the current history may differ from the copy's from the first one on.
+None means no promotion since, so the copy cannot have diverged.
+
+>>> rejoin_plan(local_last_seq=120, promoted_at_seq=118, primary_log_base=50)
+'recopy'
+>>> rejoin_plan(local_last_seq=118, promoted_at_seq=118, primary_log_base=50)
+'catch_up'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+
+def agreed_seq(copy_shard_epoch: int, promotions: Mapping[int, int]) -> int | None:
+    """Up to which seq the current primary's log surely equals a copy that was last
+    in step at `copy_shard_epoch`: the lowest ``promoted_at_seq`` of the promotions
+    (shard epoch -> promoted_at_seq) after it; None if there was none.
+
+    >>> agreed_seq(5, {4: 90, 6: 118, 9: 130})
+    118
+    """
+    later = [seq for epoch, seq in promotions.items() if epoch > copy_shard_epoch]
+    return min(later) if later else None
+
+
+def rejoin_plan(local_last_seq: int | None, promoted_at_seq: int | None, primary_log_base: int) -> str:
+    """catch_up | recopy."""
+    if local_last_seq is None:
+        return "recopy"
+    if promoted_at_seq is not None and local_last_seq > promoted_at_seq:
+        return "recopy"
+    if local_last_seq < primary_log_base:
+        return "recopy"
+    return "catch_up"
