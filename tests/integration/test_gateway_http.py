@@ -79,19 +79,6 @@ async def error_of(resp: aiohttp.ClientResponse, status: int, code: str) -> dict
     return body
 
 
-def all_keys(c: Cluster) -> list[str]:
-    """Every key in the cluster, through the public listing."""
-    keys: list[str] = []
-    cursor = ""
-    while True:
-        status, page = c.json("GET", "/data?limit=1000" + (f"&cursor={quote(cursor)}" if cursor else ""))
-        assert status == 200, page
-        keys += page["keys"]
-        cursor = page["next_cursor"]
-        if not cursor:
-            return sorted(keys)
-
-
 # ------------------------------------------------------------------- keys
 
 
@@ -129,12 +116,12 @@ async def test_default_content_type(shared_cluster, http):
     ids=["empty", "bad-percent", "bad-utf8", "nul", "too-long", "cut-utf8"],
 )
 async def test_bad_keys_are_400_on_every_method_and_change_nothing(shared_cluster, http, path):
-    before = all_keys(shared_cluster)
+    before = shared_cluster.all_keys()
     # encoded=True: send the path exactly as written (yarl would turn %ZZ into %25ZZ)
     url = URL(shared_cluster.url + path, encoded=True)
     for method in ("GET", "PUT", "DELETE"):
         await error_of(await http.request(method, url, data=b"x"), 400, "bad_request")
-    assert all_keys(shared_cluster) == before
+    assert shared_cluster.all_keys() == before
 
 
 # ----------------------------------------------------------- value limits
@@ -191,7 +178,7 @@ async def test_unknown_route_and_wrong_method_are_json(shared_cluster, http):
 async def test_empty_listing_parameters_mean_the_defaults(shared_cluster, http):
     for i in range(3):
         assert (await http.put(shared_cluster.url + f"/data/empty-params/{i}", data=b"v")).status == 204
-    everything = all_keys(shared_cluster)
+    everything = shared_cluster.all_keys()
     resp = await http.get(shared_cluster.url + "/data?prefix=&limit=&cursor=")
     page = await resp.json()
     assert resp.status == 200

@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import base64
 import json
-from urllib.parse import quote
 
 import msgpack
 import nats
 import pytest
 
-from tests.support.processes import Cluster
 from torua.config import DEFAULT_MAX_VALUE_BYTES
 
 JSON = {"Content-Type": "application/json"}
@@ -47,19 +45,6 @@ async def call(nc, endpoint: str, body, as_json: bool = True) -> tuple[dict, tup
     code, message = reply["error"]["code"], reply["error"]["message"]
     assert message and headers["Nats-Service-Error"] == " ".join(message.split())
     return reply, (code, int(headers["Nats-Service-Error-Code"]))
-
-
-def all_keys(c: Cluster) -> list[str]:
-    """Every key in the cluster, through the public listing."""
-    keys: list[str] = []
-    cursor = ""
-    while True:
-        status, page = c.json("GET", "/data?limit=1000" + (f"&cursor={quote(cursor)}" if cursor else ""))
-        assert status == 200, page
-        keys += page["keys"]
-        cursor = page["next_cursor"]
-        if not cursor:
-            return sorted(keys)
 
 
 async def test_json_and_msgpack_round_trips(nc):
@@ -106,11 +91,11 @@ async def test_json_and_msgpack_round_trips(nc):
     ids=lambda v: v if isinstance(v, str) and len(v) < 40 else None,
 )
 async def test_errors_change_nothing(shared_cluster, nc, endpoint, body, code):
-    before = all_keys(shared_cluster)
+    before = shared_cluster.all_keys()
     reply, error = await call(nc, endpoint, body)
     assert error is not None and error[0] == code, reply
     assert error[1] == {"bad_request": 400, "value_too_large": 413}[code]
-    assert all_keys(shared_cluster) == before
+    assert shared_cluster.all_keys() == before
 
 
 async def test_msgpack_errors_come_back_as_msgpack(nc):

@@ -11,7 +11,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -203,6 +202,20 @@ class Cluster:
             if shard["primary"]:
                 counts[shard["primary"]] = counts.get(shard["primary"], 0) + 1
         return counts
+
+    def all_keys(self) -> list[str]:
+        """Every key in the cluster, through the public listing."""
+        from urllib.parse import quote
+
+        keys: list[str] = []
+        cursor = ""
+        while True:
+            status, page = self.json("GET", "/data?limit=1000" + (f"&cursor={quote(cursor)}" if cursor else ""))
+            assert status == 200, page
+            keys += page["keys"]
+            cursor = page["next_cursor"]
+            if not cursor:
+                return sorted(keys)
 
     def location(self, key: str) -> dict:
         from urllib.parse import quote
