@@ -85,3 +85,38 @@ def test_illegal_move_step_changes_nothing(phase, outcome):
     with pytest.raises(IllegalMoveStep):
         move.advance(outcome)
     assert move.phase == phase
+
+
+def _two_shards():
+    return shardmap.assign_unplaced(shardmap.empty_map(2, 1, "c"), {0: ("n1",), 1: ("n2",)}, {"n1": "healthy", "n2": "healthy"})
+
+
+@pytest.mark.parametrize(
+    "shard_id,node_id,health,moving,expected",
+    [
+        (0, "n2", {"n1": "healthy", "n2": "healthy"}, set(), "moving"),
+        (0, "n1", {"n1": "healthy", "n2": "healthy"}, set(), "already_there"),
+        (5, "n2", {"n1": "healthy", "n2": "healthy"}, set(), "unknown_shard"),
+        (-1, "n2", {"n1": "healthy", "n2": "healthy"}, set(), "unknown_shard"),
+        (0, "ghost", {"n1": "healthy", "n2": "healthy"}, set(), "unknown_node"),
+        (0, "n2", {"n1": "healthy", "n2": "unhealthy"}, set(), "conflict"),
+        (0, "n2", {"n1": "unhealthy", "n2": "healthy"}, set(), "conflict"),
+        (0, "n2", {"n1": "healthy", "n2": "healthy"}, {0}, "conflict"),
+    ],
+)
+def test_check_manual_move(shard_id, node_id, health, moving, expected):
+    from torua.protocol.errors import TouraError
+
+    try:
+        verdict = shardmap.check_manual_move(_two_shards(), health, moving, shard_id, node_id)
+    except TouraError as exc:
+        verdict = exc.code
+    assert verdict == expected
+
+
+def test_check_manual_move_before_formation():
+    from torua.protocol.errors import TouraError
+
+    with pytest.raises(TouraError) as err:
+        shardmap.check_manual_move(None, {"n1": "healthy"}, set(), 0, "n1")
+    assert err.value.code == "unavailable"

@@ -116,26 +116,41 @@ def test_lease_ends_before_failover(interval, threshold, delay, sent_at):
 
 # Clocks run at different rates: the node measures its lease on its own monotonic
 # clock (real seconds * node_rate), the coordinator its failover delay on its own
-# (real seconds * coordinator_rate). One interval of margin covers rates that differ
-# by less than a factor (unhealthy_after - 1) / unhealthy_after: with rates within
-# 10% of each other every threshold >= 2 is safe.
-RATES = [(1.0, 1.0), (0.9, 1.1), (1.1, 0.9), (0.95, 1.0), (1.0, 1.05)]
+# (real seconds * coordinator_rate). One interval of margin covers a rate ratio
+# node_rate / coordinator_rate above (unhealthy_after - 1) / unhealthy_after: the
+# larger the threshold, the smaller the share of the delay that margin is.
+
+
+def lease_outlives_failover(interval, threshold, delay, node_rate, coordinator_rate) -> bool:
+    settings = LeaseSettings(interval, threshold)
+    real_sent = 50.0
+    real_lease_end = real_sent + lease_time(settings) / node_rate
+    real_failover = real_sent + delay + threshold * interval / coordinator_rate
+    return real_lease_end >= real_failover
+
+
+RATES = [(1.0, 1.0), (0.98, 1.02), (1.02, 0.98), (0.99, 1.0), (1.0, 1.01)]
 
 
 @pytest.mark.parametrize("node_rate,coordinator_rate", RATES, ids=[f"node{n}-coord{c}" for n, c in RATES])
 @pytest.mark.parametrize("delay", [0.0, 0.5, 3.0], ids=lambda d: f"delay{d}")
 @pytest.mark.parametrize("threshold", THRESHOLDS, ids=lambda n: f"x{n}")
 @pytest.mark.parametrize("interval", [0.2, 1.0], ids=lambda i: f"every{i}s")
-def test_lease_ends_before_failover_despite_clock_rates(interval, threshold, delay, node_rate, coordinator_rate):
-    settings = LeaseSettings(interval, threshold)
-    real_sent = 50.0
-    real_lease_end = real_sent + lease_time(settings) / node_rate
-    real_failover = real_sent + delay + threshold * interval / coordinator_rate
-    assert real_lease_end < real_failover
+def test_rates_within_2_percent_are_safe_up_to_10_intervals(interval, threshold, delay, node_rate, coordinator_rate):
+    assert not lease_outlives_failover(interval, threshold, delay, node_rate, coordinator_rate)
 
 
-def test_margin_has_a_limit():
-    # a node clock running at half the coordinator's rate outlives a 2-interval failover:
-    # this is why unhealthy_after must not be set to 2 on hosts with unreliable clocks
-    settings = LeaseSettings(1.0, 2)
-    assert 0.0 + lease_time(settings) / 0.5 >= 0.0 + 2 * 1.0
+# (id, threshold, node_rate, coordinator_rate, outlives): where the margin stops covering the rates
+LIMITS = [
+    ("x3-10pct-apart-safe", 3, 0.9, 1.1, False),
+    ("x5-10pct-apart-safe", 5, 0.9, 1.1, False),
+    ("x10-10pct-apart-unsafe", 10, 0.9, 1.1, True),
+    ("x10-fast-node-clock-safe", 10, 1.1, 0.9, False),
+    ("x2-node-clock-at-half-rate-unsafe", 2, 0.5, 1.0, True),
+]
+
+
+@pytest.mark.parametrize("threshold,node_rate,coordinator_rate,outlives", [c[1:] for c in LIMITS], ids=[c[0] for c in LIMITS])
+def test_where_the_margin_ends(threshold, node_rate, coordinator_rate, outlives):
+    assert lease_outlives_failover(1.0, threshold, 0.0, node_rate, coordinator_rate) is outlives
+    assert outlives is (node_rate / coordinator_rate <= (threshold - 1) / threshold)

@@ -20,11 +20,11 @@ from typing import Any, Callable
 
 from nats.aio.client import Client as NATS
 
-from torua import __version__
 from torua.bus import connect
 from torua.config import CoordinatorConfig
 from torua.coordinator import shardmap
-from torua.coordinator.health import missed_heartbeats, node_health
+from torua.coordinator.api import CoordinatorApi
+from torua.coordinator.health import node_health
 from torua.coordinator.moves import Move
 from torua.coordinator.placement import NodeView, moves_between, plan_placement
 from torua.coordinator.state_store import ClusterState
@@ -32,14 +32,8 @@ from torua.protocol import subjects
 from torua.protocol.codec import decode, encode
 from torua.protocol.errors import TouraError
 from torua.protocol.messages import (
-    Ack,
     AssignmentAck,
-    AssignRequest,
-    CoordinatorInfo,
     Heartbeat,
-    MoveStatus,
-    NodesReply,
-    NodeStatus,
     ShardCommand,
     ShardCommandReply,
     ShardMap,
@@ -97,9 +91,7 @@ class Coordinator:
             await self._abort_unfinished_moves()
             self._settle_until = time.monotonic() + self.config.heartbeat_interval * self.config.unhealthy_after
         await self.nc.subscribe(subjects.HEARTBEAT, cb=self._on_heartbeat)
-        calls = {"nodes": self._api_nodes, "info": self._api_info, "assign": self._api_assign, "map": self._api_map}
-        for call, handler in calls.items():
-            await self.nc.subscribe(subjects.coordinator(call), cb=self._api(handler))
+        await CoordinatorApi(self).subscribe(self.nc)
         self._spawn(self._tick_loop())
         log.info("coordinator %s up on %s", self.config.id, self.config.nats_url)
 
@@ -432,91 +424,6 @@ class Coordinator:
                 return m
 
             await self._update_map(mark_created)
-
-    # ------------------------------------------------------------------ API
-
-    def _api(self, handler):
-        async def run(msg) -> None:
-            try:
-                reply = await handler(msg.data)
-            except TouraError as exc:
-                reply = Ack(False, exc.code, exc.message)
-            except Exception as exc:
-                log.exception("coordinator API %s failed", msg.subject)
-                reply = Ack(False, "internal", str(exc))
-            if msg.reply:
-                await msg.respond(encode(reply))
-
-        return run
-
-    def node_statuses(self) -> list[NodeStatus]:
-        now = time.monotonic()
-        out = []
-        for n in sorted(self.nodes.values(), key=lambda n: n.id):
-            shards = sorted(shardmap.primaries_of(self.map, n.id)) if self.map else []
-            beat = n.heartbeat
-            out.append(
-                NodeStatus(
-                    id=n.id,
-                    status=n.status,
-                    draining=n.draining,
-                    last_heartbeat=n.last_wall,
-                    shards=shards,
-                    primaries=shards,
-                    version=beat.version if beat else "",
-                    host=beat.host if beat else "",
-                    pid=beat.pid if beat else 0,
-                    max_shards=beat.max_shards if beat else None,
-                    started_at=beat.started_at if beat else None,
-                    keys=sum(r.keys for r in beat.shards) if beat else 0,
-                    bytes=sum(r.bytes for r in beat.shards) if beat else 0,
-                    missed_heartbeats=missed_heartbeats(n.last_seen, now, self.config.heartbeat_interval),
-                )
-            )
-        return out
-
-    async def _api_nodes(self, data: bytes) -> NodesReply:
-        return NodesReply(nodes=self.node_statuses(), epoch=self.map.epoch if self.map else 0)
-
-    async def _api_map(self, data: bytes) -> Any:
-        if self.map is None:
-            raise TouraError("unavailable", "the cluster has not formed yet")
-        return self.map
-
-    async def _api_info(self, data: bytes) -> CoordinatorInfo:
-        return CoordinatorInfo(
-            coordinator_id=self.config.id,
-            version=__version__,
-            epoch=self.map.epoch if self.map else 0,
-            num_shards=self.map.num_shards if self.map else self.config.shards,
-            replication_factor=self.map.replication_factor if self.map else self.config.replicas,
-            started_at=self.started_at,
-            cluster_id=self.map.cluster_id if self.map else "",
-            moves=[MoveStatus(m.shard_id, m.source, m.target, m.phase, m.started_at) for m in self.moves.values()],
-            formed=self.map is not None,
-        )
-
-    async def _api_assign(self, data: bytes) -> Ack:
-        request = decode(AssignRequest, data)
-        if self.map is None:
-            raise TouraError("unavailable", "the cluster has not formed yet")
-        if not 0 <= request.shard_id < self.map.num_shards:
-            raise TouraError("unknown_shard", f"shard {request.shard_id} does not exist (0..{self.map.num_shards - 1})")
-        node = self.nodes.get(request.node_id)
-        if node is None:
-            raise TouraError("unknown_node", f"node {request.node_id!r} is not part of the cluster")
-        if node.status != "healthy":
-            raise TouraError("conflict", f"node {request.node_id} is {node.status}; it cannot take shards now")
-        entry = self.map.shards[request.shard_id]
-        if entry.primary == request.node_id:
-            return Ack(True, detail={"status": "already_there"})
-        if request.shard_id in self.moves:
-            raise TouraError("conflict", f"shard {request.shard_id} is already moving to {self.moves[request.shard_id].target}")
-        if entry.primary is None or self.health().get(entry.primary) != "healthy":
-            raise TouraError("conflict", f"shard {request.shard_id} has no healthy holder to copy from")
-        self.pending = [p for p in self.pending if p[0] != request.shard_id]
-        self.start_move(request.shard_id, entry.primary, request.node_id, reason="manual")
-        return Ack(True, detail={"status": "moving"})
 
 
 async def run_coordinator(config: CoordinatorConfig) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from torua.coordinator.placement import Placement
+from torua.protocol.errors import TouraError
 from torua.protocol.messages import Assignment, AssignedShard, ShardEntry, ShardMap
 
 
@@ -79,3 +80,23 @@ def assignment_for(shard_map: ShardMap, node_id: str) -> Assignment:
 
 def primaries_of(shard_map: ShardMap, node_id: str) -> set[int]:
     return {e.shard_id for e in shard_map.shards if e.primary == node_id}
+
+
+def check_manual_move(shard_map: ShardMap | None, health: dict[str, str], moving: set[int], shard_id: int, node_id: str) -> str:
+    """May an operator move `shard_id` to `node_id` now? "moving" or "already_there", else a TouraError."""
+    if shard_map is None:
+        raise TouraError("unavailable", "the cluster has not formed yet")
+    if not 0 <= shard_id < shard_map.num_shards:
+        raise TouraError("unknown_shard", f"shard {shard_id} does not exist (0..{shard_map.num_shards - 1})")
+    if node_id not in health:
+        raise TouraError("unknown_node", f"node {node_id!r} is not part of the cluster")
+    if health[node_id] != "healthy":
+        raise TouraError("conflict", f"node {node_id} is {health[node_id]}; it cannot take shards now")
+    entry = shard_map.shards[shard_id]
+    if entry.primary == node_id:
+        return "already_there"
+    if shard_id in moving:
+        raise TouraError("conflict", f"shard {shard_id} is already moving to {entry.target}")
+    if entry.primary is None or health.get(entry.primary) != "healthy":
+        raise TouraError("conflict", f"shard {shard_id} has no healthy holder to copy from")
+    return "moving"

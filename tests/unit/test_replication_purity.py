@@ -1,0 +1,24 @@
+"""The replication decisions stay pure: no NATS, no event loop, no clock, no files."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import torua.replication
+
+PACKAGE = Path(torua.replication.__file__).parent
+FORBIDDEN = {"nats", "asyncio", "time", "datetime", "os", "socket", "sqlite3", "pathlib", "random"}
+
+
+@pytest.mark.parametrize("path", sorted(PACKAGE.glob("*.py")), ids=lambda p: p.name)
+def test_module_imports_nothing_with_effects(path):
+    tree = ast.parse(path.read_text())
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module.split(".")[0])
+    assert not imported & FORBIDDEN
+    assert "open(" not in path.read_text()

@@ -1,0 +1,116 @@
+"""The coordinator's request/reply API (`torua.coordinator.<call>`), used by
+gateways and the CLI. Handlers read the coordinator's state and hand decisions
+to pure functions; every refusal is an `Ack` with an error code.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
+
+from nats.aio.client import Client as NATS
+
+from torua import __version__
+from torua.coordinator import shardmap
+from torua.coordinator.health import missed_heartbeats
+from torua.protocol import subjects
+from torua.protocol.codec import decode, encode
+from torua.protocol.errors import TouraError
+from torua.protocol.messages import Ack, AssignRequest, CoordinatorInfo, MoveStatus, NodesReply, NodeStatus
+
+if TYPE_CHECKING:
+    from torua.coordinator.service import Coordinator
+
+log = logging.getLogger("torua.coordinator.api")
+
+
+class CoordinatorApi:
+    def __init__(self, coordinator: "Coordinator") -> None:
+        self.c = coordinator
+
+    async def subscribe(self, nc: NATS) -> None:
+        calls: dict[str, Callable[[bytes], Awaitable[Any]]] = {
+            "nodes": self.nodes,
+            "info": self.info,
+            "assign": self.assign,
+            "map": self.shard_map,
+        }
+        for call, handler in calls.items():
+            await nc.subscribe(subjects.coordinator(call), cb=self._serve(handler))
+
+    def _serve(self, handler: Callable[[bytes], Awaitable[Any]]):
+        async def run(msg) -> None:
+            try:
+                reply = await handler(msg.data)
+            except TouraError as exc:
+                reply = Ack(False, exc.code, exc.message)
+            except Exception as exc:
+                log.exception("coordinator API %s failed", msg.subject)
+                reply = Ack(False, "internal", str(exc))
+            if msg.reply:
+                await msg.respond(encode(reply))
+
+        return run
+
+    def node_statuses(self) -> list[NodeStatus]:
+        c = self.c
+        now = time.monotonic()
+        out = []
+        for n in sorted(c.nodes.values(), key=lambda n: n.id):
+            shards = sorted(shardmap.primaries_of(c.map, n.id)) if c.map else []
+            beat = n.heartbeat
+            out.append(
+                NodeStatus(
+                    id=n.id,
+                    status=n.status,
+                    draining=n.draining,
+                    last_heartbeat=n.last_wall,
+                    shards=shards,
+                    primaries=shards,
+                    version=beat.version if beat else "",
+                    host=beat.host if beat else "",
+                    pid=beat.pid if beat else 0,
+                    max_shards=beat.max_shards if beat else None,
+                    started_at=beat.started_at if beat else None,
+                    keys=sum(r.keys for r in beat.shards) if beat else 0,
+                    bytes=sum(r.bytes for r in beat.shards) if beat else 0,
+                    missed_heartbeats=missed_heartbeats(n.last_seen, now, c.config.heartbeat_interval),
+                )
+            )
+        return out
+
+    async def nodes(self, data: bytes) -> NodesReply:
+        return NodesReply(nodes=self.node_statuses(), epoch=self.c.map.epoch if self.c.map else 0)
+
+    async def shard_map(self, data: bytes) -> Any:
+        if self.c.map is None:
+            raise TouraError("unavailable", "the cluster has not formed yet")
+        return self.c.map
+
+    async def info(self, data: bytes) -> CoordinatorInfo:
+        c = self.c
+        return CoordinatorInfo(
+            coordinator_id=c.config.id,
+            version=__version__,
+            epoch=c.map.epoch if c.map else 0,
+            num_shards=c.map.num_shards if c.map else c.config.shards,
+            replication_factor=c.map.replication_factor if c.map else c.config.replicas,
+            started_at=c.started_at,
+            cluster_id=c.map.cluster_id if c.map else "",
+            moves=[MoveStatus(m.shard_id, m.source, m.target, m.phase, m.started_at) for m in c.moves.values()],
+            formed=c.map is not None,
+        )
+
+    async def assign(self, data: bytes) -> Ack:
+        c = self.c
+        request = decode(AssignRequest, data)
+        verdict = shardmap.check_manual_move(c.map, c.health(), set(c.moves), request.shard_id, request.node_id)
+        if verdict == "already_there":
+            return Ack(True, detail={"status": "already_there"})
+        assert c.map is not None
+        source = c.map.shards[request.shard_id].primary
+        assert source is not None
+        c.pending = [p for p in c.pending if p[0] != request.shard_id]
+        c.start_move(request.shard_id, source, request.node_id, reason="manual")
+        return Ack(True, detail={"status": "moving"})
