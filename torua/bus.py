@@ -35,6 +35,10 @@ async def connect(url: str, name: str, timeout: float = 10.0) -> NATS:
         last[0] = str(exc) or type(exc).__name__
         log.warning("NATS at %s not reachable (attempt %d): %s; retrying", url, attempts, last[0])
 
+    async def on_disconnect() -> None:
+        if not (nc.is_closed or nc.is_draining):  # a close we asked for is not news
+            log.warning("disconnected from NATS")
+
     nc = NATS()
     try:
         await asyncio.wait_for(
@@ -46,7 +50,7 @@ async def connect(url: str, name: str, timeout: float = 10.0) -> NATS:
                 max_reconnect_attempts=-1,
                 reconnect_time_wait=0.5,
                 error_cb=on_error,
-                disconnected_cb=_disconnected,
+                disconnected_cb=on_disconnect,
                 reconnected_cb=_reconnected,
             ),
             timeout,
@@ -63,10 +67,6 @@ async def connect(url: str, name: str, timeout: float = 10.0) -> NATS:
 
 async def _log_error(exc: Exception) -> None:
     log.warning("NATS error: %s", exc)
-
-
-async def _disconnected() -> None:
-    log.warning("disconnected from NATS")
 
 
 async def _reconnected() -> None:
