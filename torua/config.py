@@ -43,6 +43,7 @@ class NodeConfig(Common):
     heartbeat_interval: float = field(default=1.0, metadata={"help": "seconds between heartbeats"})
     commit: str = field(default="durable", metadata={"help": "durable (fsync every commit) | relaxed (WAL without fsync)"})
     max_shards: int = field(default=0, metadata={"help": "most shard copies this node takes (0 = unlimited)"})
+    replica_timeout: float = field(default=1.0, metadata={"help": "seconds a primary waits for an in-sync replica before asking to drop it from the in-sync set"})
     log_retain_ops: int = field(default=10000, metadata={"help": "operations kept in each shard's log for catch-up; older ones are dropped"})
 
     def __post_init__(self) -> None:
@@ -59,6 +60,8 @@ class NodeConfig(Common):
             raise ConfigError(f"commit must be durable or relaxed, not {self.commit!r}")
         if self.max_shards < 0:
             raise ConfigError("max_shards must be >= 0")
+        if self.replica_timeout <= 0:
+            raise ConfigError("replica_timeout must be > 0")
         if self.log_retain_ops < 1:
             raise ConfigError("log_retain_ops must be >= 1")
 
@@ -81,10 +84,12 @@ class CoordinatorConfig(Common):
             raise ConfigError(f"--id must be letters, digits, '-' or '_', not {self.id!r}")
         if not 1 <= self.shards <= 4096:
             raise ConfigError("shards must be between 1 and 4096")
-        if self.replicas != 1:
-            raise ConfigError("replicas: only 1 copy per shard is supported in this version")
+        if not 1 <= self.replicas <= 5:
+            raise ConfigError("replicas (copies of each shard) must be from 1 to 5")
         if self.heartbeat_interval <= 0 or self.unhealthy_after < 1:
             raise ConfigError("heartbeat_interval must be > 0 and unhealthy_after >= 1")
+        if self.replicas > 1 and self.unhealthy_after < 2:
+            raise ConfigError("with replicas > 1, unhealthy_after must be >= 2 (a primary's lease is unhealthy_after - 1 heartbeats)")
         if self.expect_nodes < 1 or self.max_moves < 1 or self.formation_timeout < 0 or self.move_timeout <= 0:
             raise ConfigError("expect_nodes and max_moves must be >= 1, timeouts positive")
 

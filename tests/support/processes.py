@@ -128,8 +128,9 @@ def start_nats(group: ProcessGroup, port: int | None = None) -> tuple[Proc, str]
 class Cluster:
     """A cluster of real `torua` processes on a test's own nats-server."""
 
-    def __init__(self, group: ProcessGroup, nats_url: str, shards: int = 8, heartbeat: float = 0.25) -> None:
+    def __init__(self, group: ProcessGroup, nats_url: str, shards: int = 8, heartbeat: float = 0.25, replicas: int = 1) -> None:
         self.group = group
+        self.replicas = replicas
         self.nats_url = nats_url
         self.shards = shards
         self.heartbeat = heartbeat
@@ -143,7 +144,7 @@ class Cluster:
 
     def start_coordinator(self, expect_nodes: int) -> Proc:
         argv = torua_command() + [
-            "coordinator", "--id", "c1", "--shards", str(self.shards), "--expect-nodes", str(expect_nodes),
+            "coordinator", "--id", "c1", "--shards", str(self.shards), "--replicas", str(self.replicas), "--expect-nodes", str(expect_nodes),
             "--heartbeat-interval", str(self.heartbeat), "--formation-timeout", "20",
         ] + self._common()
         self.coordinator = self.group.start("coordinator", argv)

@@ -135,7 +135,7 @@ class LocalCluster:
         beat = ["--heartbeat-interval", str(a.heartbeat_interval)]
         self.spawn(
             "coordinator",
-            torua + ["coordinator", "--id", "c1", "--shards", str(a.shards), "--expect-nodes", str(a.nodes)] + beat + common,
+            torua + ["coordinator", "--id", "c1", "--shards", str(a.shards), "--replicas", str(a.replicas), "--expect-nodes", str(a.nodes)] + beat + common,
             essential=False,
         )
         for i in range(1, a.nodes + 1):

@@ -17,7 +17,7 @@ from torua.coordinator.health import missed_heartbeats
 from torua.protocol import subjects
 from torua.protocol.codec import decode, encode
 from torua.protocol.errors import TouraError
-from torua.protocol.messages import Ack, AssignRequest, CoordinatorInfo, MoveStatus, NodesReply, NodeStatus
+from torua.protocol.messages import Ack, AssignRequest, CoordinatorInfo, InSyncChange, MoveStatus, NodesReply, NodeStatus
 
 if TYPE_CHECKING:
     from torua.coordinator.service import Coordinator
@@ -35,6 +35,7 @@ class CoordinatorApi:
             "info": self.info,
             "assign": self.assign,
             "map": self.shard_map,
+            "in_sync": self.in_sync,
         }
         for call, handler in calls.items():
             await nc.subscribe(subjects.coordinator(call), cb=self._serve(handler))
@@ -114,3 +115,17 @@ class CoordinatorApi:
         c.pending = [p for p in c.pending if p[0] != request.shard_id]
         c.start_move(request.shard_id, source, request.node_id, reason="manual")
         return Ack(True, detail={"status": "moving"})
+
+    async def in_sync(self, data: bytes) -> Ack:
+        """A primary takes a silent replica out of the in-sync set (or a caught-up one back in).
+
+        The write that asked waits for this answer: only once the stored map no
+        longer counts the replica may the primary acknowledge without it.
+        """
+        change = decode(InSyncChange, data)
+        if self.c.map is None:
+            raise TouraError("unavailable", "the cluster has not formed yet")
+        shardmap.change_in_sync(self.c.map, change.shard_id, change.shard_epoch, change.node_id, change.action)  # validate first
+        await self.c.update_map(lambda m: shardmap.change_in_sync(m, change.shard_id, change.shard_epoch, change.node_id, change.action))
+        log.info("shard %d: %s %s the in-sync set", change.shard_id, change.node_id, "left" if change.action == "remove" else "joined")
+        return Ack(True)

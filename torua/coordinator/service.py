@@ -187,7 +187,7 @@ class Coordinator:
         if time.monotonic() < self._settle_until:
             return
         health = self.health()
-        await self._update_map(lambda m: shardmap.with_states(m, health))
+        await self.update_map(lambda m: shardmap.with_states(m, health))
         if self.needs_rebalance and not self.moves and not self.pending:
             self.needs_rebalance = False
             self._plan_moves()
@@ -207,7 +207,7 @@ class Coordinator:
         formed = shardmap.assign_unplaced(empty, target, self.health())
         log.info("forming cluster %s: %d shards over %s", cluster_id, self.config.shards, sorted(n.id for n in healthy))
         self.needs_rebalance = False
-        await self._update_map(lambda m: formed if m is None else m)
+        await self.update_map(lambda m: formed if m is None else m)
 
     def _node_views(self) -> list[NodeView]:
         return [
@@ -220,7 +220,7 @@ class Coordinator:
             for n in self.nodes.values()
         ]
 
-    async def _update_map(self, change: Callable[[ShardMap | None], ShardMap | None], announce: bool = True) -> bool:
+    async def update_map(self, change: Callable[[ShardMap | None], ShardMap | None], announce: bool = True) -> bool:
         """Apply `change` to the current map at a new epoch: persist, then announce.
 
         Read, change and write happen under one lock so concurrent moves never
@@ -231,7 +231,7 @@ class Coordinator:
             changed = change(self.map)
             if changed is None or changed is self.map:
                 return False
-            new_map = replace(changed, epoch=(self.map.epoch if self.map else 0) + 1)
+            new_map = shardmap.with_shard_epochs(self.map, replace(changed, epoch=(self.map.epoch if self.map else 0) + 1))
             await self.state.save_map(new_map)
             self.map = new_map
         log.info("shard map epoch %d", new_map.epoch)
@@ -250,6 +250,11 @@ class Coordinator:
         assert self.map is not None
         current = shardmap.placement_of(self.map)
         target = plan_placement(current, self._node_views(), self.map.num_shards, self.map.replication_factor)
+        if self.map.replication_factor > 1:
+            # Moving replicas (copy, join the in-sync set, drop) is not built yet:
+            # with replicas, shards stay where formation put them.
+            log.info("replication factor %d: rebalancing moves are not available yet", self.map.replication_factor)
+            return
         for move in moves_between(current, target):
             if move.source is None:
                 continue  # a shard with no copy anywhere is born by assign_unplaced, not moved
@@ -259,7 +264,7 @@ class Coordinator:
         unplaced = [s for s, copies in target.items() if copies and current.get(s) == ()]
         if unplaced:
             health = self.health()
-            self._spawn(self._update_map(lambda m: shardmap.assign_unplaced(m, target, health)))
+            self._spawn(self.update_map(lambda m: shardmap.assign_unplaced(m, target, health)))
 
     def _start_moves(self) -> None:
         while self.pending and len(self.moves) < self.config.max_moves:
@@ -288,7 +293,7 @@ class Coordinator:
         shard = move.shard_id
         log.info("move shard %d %s -> %s (%s)", shard, move.source, move.target, move.reason)
         try:
-            await self._update_map(lambda m: shardmap.set_entry(m, shard, target=move.target, state="moving"))
+            await self.update_map(lambda m: shardmap.set_entry(m, shard, target=move.target, state="moving"))
             assert self.map is not None
             epoch = self.map.epoch
             await self._command(move.target, "shard.copy", ShardCommand(shard, epoch, source=move.source))
@@ -299,7 +304,7 @@ class Coordinator:
             await self._command(move.target, "shard.catch_up", ShardCommand(shard, epoch, source=move.source, until_seq=move.until_seq))
             move.advance("ok")
             health = self.health()
-            await self._update_map(
+            await self.update_map(
                 lambda m: shardmap.with_states(
                     shardmap.set_entry(m, shard, primary=move.target, in_sync=[move.target], target=None, created=True), health
                 ),
@@ -335,7 +340,7 @@ class Coordinator:
                 log.warning("abort: %s on %s failed: %s", call, node_id, exc)
         try:
             health = self.health()
-            await self._update_map(lambda m: shardmap.with_states(shardmap.set_entry(m, move.shard_id, target=None), health))
+            await self.update_map(lambda m: shardmap.with_states(shardmap.set_entry(m, move.shard_id, target=None), health))
         except Exception as exc:
             log.warning("abort: could not publish map: %s", exc)
         self.moves.pop(move.shard_id, None)
@@ -357,8 +362,8 @@ class Coordinator:
         for record in self.nodes.values():
             if record.status != "healthy" or record.heartbeat is None or record.assigning:
                 continue
-            serving = {r.shard_id for r in record.heartbeat.shards if r.role in ("primary", "frozen")}
-            expected = shardmap.primaries_of(self.map, record.id)
+            serving = {r.shard_id: "primary" if r.role == "frozen" else r.role for r in record.heartbeat.shards if r.role in ("primary", "frozen", "replica")}
+            expected = shardmap.roles_of(self.map, record.id)
             stale = record.heartbeat.epoch < self.map.epoch
             if (serving != expected or stale) and now - record.last_assign >= self.config.heartbeat_interval:
                 record.last_assign = now
@@ -423,7 +428,7 @@ class Coordinator:
                     m = shardmap.set_entry(m, shard_id, created=True)
                 return m
 
-            await self._update_map(mark_created)
+            await self.update_map(mark_created)
 
 
 async def run_coordinator(config: CoordinatorConfig) -> None:

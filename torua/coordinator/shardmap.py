@@ -66,20 +66,70 @@ def bump(shard_map: ShardMap) -> ShardMap:
 
 
 def assignment_for(shard_map: ShardMap, node_id: str) -> Assignment:
-    """What `node_id` must serve at this epoch; `create` only for shards never created."""
+    """What `node_id` must hold at this epoch; `create` only for shards never created."""
     return Assignment(
         epoch=shard_map.epoch,
         node_id=node_id,
         shards=[
-            AssignedShard(shard_id=e.shard_id, role="primary", create=not e.created)
+            AssignedShard(
+                shard_id=e.shard_id,
+                role="primary" if e.primary == node_id else "replica",
+                create=not e.created,
+                shard_epoch=e.shard_epoch,
+                primary=e.primary,
+                replicas=list(e.replicas),
+                in_sync=list(e.in_sync),
+                promotions=list(e.promotions),
+            )
             for e in shard_map.shards
-            if e.primary == node_id
+            if node_id in e.copies
         ],
     )
 
 
 def primaries_of(shard_map: ShardMap, node_id: str) -> set[int]:
     return {e.shard_id for e in shard_map.shards if e.primary == node_id}
+
+
+def roles_of(shard_map: ShardMap, node_id: str) -> dict[int, str]:
+    """shard -> primary | replica for every copy the map gives `node_id`."""
+    return {e.shard_id: "primary" if e.primary == node_id else "replica" for e in shard_map.shards if node_id in e.copies}
+
+
+def with_shard_epochs(old: ShardMap | None, new: ShardMap) -> ShardMap:
+    """Give every shard whose primary changed between `old` and `new` the new map epoch
+    as its shard epoch: the primary's incarnation, used to fence the old one."""
+    shards = []
+    for e in new.shards:
+        before = old.shards[e.shard_id].primary if old is not None and e.shard_id < len(old.shards) else None
+        if e.primary is not None and e.primary != before:
+            e = replace(e, shard_epoch=new.epoch)
+        shards.append(e)
+    return replace(new, shards=shards)
+
+
+def change_in_sync(shard_map: ShardMap, shard_id: int, shard_epoch: int, node_id: str, action: str) -> ShardMap:
+    """The map with `node_id` taken out of / put into shard's in-sync set, as its primary asks.
+
+    Refused (TouraError conflict) when the request comes from an older primary
+    incarnation, names the primary itself, or a node that holds no copy.
+    """
+    if not 0 <= shard_id < shard_map.num_shards:
+        raise TouraError("unknown_shard", f"shard {shard_id} does not exist")
+    entry = shard_map.shards[shard_id]
+    if shard_epoch != entry.shard_epoch:
+        raise TouraError("stale_epoch", f"shard {shard_id} is at shard epoch {entry.shard_epoch}, not {shard_epoch}")
+    if node_id == entry.primary or node_id not in entry.replicas:
+        raise TouraError("conflict", f"{node_id} is not a replica of shard {shard_id}")
+    if action == "remove":
+        in_sync = [n for n in entry.in_sync if n != node_id]
+    elif action == "add":
+        in_sync = entry.in_sync + ([node_id] if node_id not in entry.in_sync else [])
+    else:
+        raise TouraError("bad_request", f"unknown in-sync action {action!r}")
+    if in_sync == entry.in_sync:
+        return shard_map
+    return set_entry(shard_map, shard_id, in_sync=in_sync)
 
 
 def check_manual_move(shard_map: ShardMap | None, health: dict[str, str], moving: set[int], shard_id: int, node_id: str) -> str:

@@ -4,7 +4,8 @@ States of one shard copy on one node:
 
 - ``absent``   no data here.
 - ``copying``  a move is filling this copy from the shard's primary; serves nothing.
-- ``primary``  serves reads and writes.
+- ``primary``  serves reads and writes, and the log its replicas follow.
+- ``replica``  follows the primary's log; serves nothing to clients.
 - ``frozen``   a move is about to switch the shard away: reads yes, writes answer `moved`.
 - ``retired``  data kept on disk but the shard is assigned elsewhere; serves nothing
                until the coordinator says ``drop`` (or assigns it back).
@@ -46,6 +47,16 @@ TRANSITIONS: dict[tuple[str, str], str] = {
     ("retired", "drop"): "absent",
     ("retired", "copy"): "copying",
     ("absent", "drop"): "absent",
+    # replication: a replica follows its primary, and may be promoted
+    ("absent", "open_replica"): "replica",
+    ("replica", "assign_replica"): "replica",
+    ("replica", "assign"): "primary",
+    ("primary", "assign_replica"): "replica",
+    ("frozen", "assign_replica"): "replica",
+    ("copying", "assign_replica"): "replica",
+    ("retired", "assign_replica"): "replica",
+    ("replica", "unassign"): "retired",
+    ("replica", "drop"): "absent",
 }
 
 READS = frozenset({"get", "list"})

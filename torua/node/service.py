@@ -28,6 +28,7 @@ from torua.bus import connect
 from torua.config import DEFAULT_MAX_VALUE_BYTES, NodeConfig
 from torua.keys import validate_key
 from torua.node import copy as shard_copy
+from torua.node.replication import Replication, notify
 from torua.node.roles import IllegalTransition, next_role, serves, serves_copy_source
 from torua.protocol import subjects
 from torua.protocol.codec import decode, encode
@@ -66,6 +67,18 @@ class Holding:
     copy_source_until: float = 0.0
     idle: asyncio.Event = field(default_factory=asyncio.Event)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # replication (see torua.node.replication)
+    shard_epoch: int = 0
+    primary: str | None = None
+    replicas: list[str] = field(default_factory=list)
+    in_sync: list[str] = field(default_factory=list)
+    promotions: list[tuple[int, int]] = field(default_factory=list)
+    acked: dict[str, int] = field(default_factory=dict)
+    new_data: asyncio.Event = field(default_factory=asyncio.Event)
+    acks_changed: asyncio.Event = field(default_factory=asyncio.Event)
+    shrinking: dict[str, Any] = field(default_factory=dict)
+    joining: set[str] = field(default_factory=set)
+    follower: Any = None
 
     def __post_init__(self) -> None:
         self.idle.set()
@@ -82,6 +95,7 @@ class Node:
         self._stopping = asyncio.Event()
         self._heartbeat_now = asyncio.Event()
         self._subs: list[Any] = []
+        self.replication = Replication(self)
 
     # ----------------------------------------------------------- lifecycle
 
@@ -282,6 +296,9 @@ class Node:
         holding.idle.clear()
         try:
             seq = await store.apply(op)
+            notify(holding, "new_data")
+            if len(holding.in_sync) > 1:
+                await self.replication.wait_for_replicas(holding, seq)
         finally:
             holding.inflight -= 1
             if holding.inflight == 0:
@@ -368,16 +385,31 @@ class Node:
         for shard_id, item in sorted(wanted.items()):
             holding = self._holding(shard_id)
             async with holding.lock:
+                replica = item.role == "replica"
                 if holding.role == "absent":
                     on_disk = ShardStore.exists(self.shard_dir(shard_id))
-                    if not on_disk and not item.create:
+                    # A replica can always be refilled from its primary; a primary's data exists only where it is.
+                    if not on_disk and not item.create and not replica:
                         missing.append(shard_id)
                         continue
                     holding.store = self._open_store(shard_id, create=not on_disk)
                     frozen = (self.shard_dir(shard_id) / FROZEN_MARKER).exists()
-                    holding.role = "frozen" if frozen else next_role("absent", "open")
-                elif holding.role in ("copying", "retired"):
+                    if replica:
+                        holding.role = next_role("absent", "open_replica")
+                    else:
+                        holding.role = "frozen" if frozen else next_role("absent", "open")
+                elif replica:
+                    holding.role = next_role(holding.role, "assign_replica")
+                elif holding.role in ("copying", "retired", "replica"):
                     holding.role = next_role(holding.role, "assign")
+                holding.shard_epoch = item.shard_epoch
+                holding.primary = item.primary
+                holding.in_sync = list(item.in_sync) or [self.config.id]
+                holding.replicas = list(item.replicas)
+                holding.promotions = list(item.promotions)
+                notify(holding, "acks_changed")
+                if replica:
+                    self.replication.ensure_follower(holding)
                 serving.append(shard_id)
         for shard_id, holding in self.holdings.items():
             if shard_id not in wanted and holding.role in ("primary", "frozen"):
@@ -467,6 +499,9 @@ class Node:
 
     async def _on_log(self, msg) -> None:
         request = decode(LogRequest, msg.data)
+        if request.replica:  # a replica's long-poll: may wait, so it must not hold up this subscription
+            self._spawn(self.replication.serve_fetch(msg, request))
+            return
         try:
             store = self._source_store(request.shard_id)
             last_seq = store.last_seq()

@@ -22,6 +22,10 @@ class ShardEntry:
     target: str | None = None
     # set once a node has created the shard; before that, an assignment may create it empty
     created: bool = False
+    # the primary's incarnation: grows whenever another node becomes primary
+    shard_epoch: int = 0
+    # (shard_epoch, last seq of the new primary when it took over), oldest first
+    promotions: list[tuple[int, int]] = field(default_factory=list)
 
     @property
     def copies(self) -> tuple[str, ...]:
@@ -68,9 +72,14 @@ class Heartbeat:
 @dataclass(frozen=True)
 class AssignedShard:
     shard_id: int
-    role: str = "primary"
+    role: str = "primary"  # primary | replica
     # True only for a shard that is being born: the node may create it empty.
     create: bool = False
+    shard_epoch: int = 0
+    primary: str | None = None
+    replicas: list[str] = field(default_factory=list)
+    in_sync: list[str] = field(default_factory=list)
+    promotions: list[tuple[int, int]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -164,6 +173,11 @@ class LogRequest:
     after_seq: int
     max_ops: int = 1000
     max_bytes: int = 4 << 20
+    # replication: who fetches (its fetch after `after_seq` acknowledges every op up
+    # to it), the shard epoch its copy last followed, and how long to wait for news
+    replica: str = ""
+    shard_epoch: int = 0
+    wait: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -200,6 +214,16 @@ class NodeStatus:
 class NodesReply:
     nodes: list[NodeStatus]
     epoch: int
+
+
+@dataclass(frozen=True)
+class InSyncChange:
+    """Primary -> coordinator: take `node_id` out of (or put it back into) the in-sync set."""
+
+    shard_id: int
+    shard_epoch: int
+    node_id: str
+    action: str  # remove | add
 
 
 @dataclass(frozen=True)

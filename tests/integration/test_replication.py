@@ -1,0 +1,74 @@
+"""Replication on real processes: every write reaches each in-sync copy before it is
+acknowledged; a silent replica leaves the in-sync set instead of blocking writes,
+and catches up and rejoins when it returns."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from tests.support.processes import Cluster, wait_until
+from tests.support.writer import Writer
+
+
+def copy_value(group, node_id: str, shard_id: int, key: str) -> bytes | None:
+    """Read a key straight from a node's SQLite file for that shard."""
+    db = group.workdir / node_id / "shards" / str(shard_id) / "shard.db"
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        row = conn.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
+        return None if row is None else bytes(row[0])
+    finally:
+        conn.close()
+
+
+def test_every_acknowledged_write_is_on_every_in_sync_copy(group, nats_url):
+    c = Cluster(group, nats_url, replicas=2).start(nodes=3)
+    shards = c.json("GET", "/shards")[1]
+    assert shards["replication_factor"] == 2
+    for s in shards["shards"]:
+        assert len(s["replicas"]) == 1 and s["primary"] not in s["replicas"]
+        assert sorted(s["in_sync"]) == sorted([s["primary"], *s["replicas"]])
+    for i in range(60):
+        assert c.request("PUT", f"/data/r-{i}", f"v{i}".encode())[0] == 204
+    # Acknowledged means on the replica's disk already: read its SQLite file now, no waiting.
+    shard_map = {s["shard_id"]: s for s in c.json("GET", "/shards")[1]["shards"]}
+    for i in range(60):
+        loc = c.location(f"r-{i}")
+        replica = shard_map[loc["shard_id"]]["replicas"][0]
+        assert copy_value(group, replica, loc["shard_id"], f"r-{i}") == f"v{i}".encode()
+    counts = {n: 0 for n in c.nodes}
+    for s in shard_map.values():
+        for n in [s["primary"], *s["replicas"]]:
+            counts[n] += 1
+    assert max(counts.values()) - min(counts.values()) <= 1
+
+
+def test_a_dead_replica_leaves_the_in_sync_set_and_catches_up_when_back(group, nats_url):
+    c = Cluster(group, nats_url, replicas=2).start(nodes=3)
+    argv = c.nodes["n3"].argv
+    c.nodes["n3"].kill()
+    writer = Writer(c, "while-n3-dead")
+    writer.start()
+    try:
+        wait_until(lambda: len(writer.acked) > 100, 30, "writes to go on without n3")
+        wait_until(
+            lambda: all("n3" not in s["in_sync"] for s in c.json("GET", "/shards")[1]["shards"] if "n3" in s["replicas"]),
+            20,
+            "n3 out of every in-sync set",
+        )
+        health = c.json("GET", "/cluster/health")[1]
+        # n3's primaries are unavailable (no failover yet); its replica copies only make shards yellow
+        assert health["status"] in ("yellow", "red")
+    finally:
+        writer.stop()
+    failures_on_n3_primaries = {k for k, _ in writer.failures}
+    n3_primary_shards = {s["shard_id"] for s in c.json("GET", "/shards")[1]["shards"] if s["primary"] == "n3"}
+    assert all(c.location(k)["shard_id"] in n3_primary_shards for k in failures_on_n3_primaries)
+
+    c.nodes["n3"] = c.group.start("node-n3", argv)
+    wait_until(lambda: c.json("GET", "/cluster/health")[1]["status"] == "green", 30, "n3 back in every in-sync set")
+    shard_map = {s["shard_id"]: s for s in c.json("GET", "/shards")[1]["shards"]}
+    for key, value in writer.acked.items():
+        loc = c.location(key)
+        for node_id in [shard_map[loc["shard_id"]]["primary"], *shard_map[loc["shard_id"]]["replicas"]]:
+            assert copy_value(group, node_id, loc["shard_id"], key) == value, (key, node_id)

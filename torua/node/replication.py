@@ -1,0 +1,233 @@
+"""Replication on a node: replicas follow their primary's log; the primary
+acknowledges a write only when every in-sync replica has it.
+
+A replica runs one *follower* task per shard: it long-polls the primary's
+`shard.log` with the seq it has applied (which acknowledges everything up to
+it), applies what comes back, and asks again. The primary answers at once when
+there are new ops, or after `wait` seconds. A replica whose log does not fit
+the primary's (it holds ops of an older primary that the cluster did not keep,
+or it is behind the primary's trimmed log) copies the shard again: snapshot,
+then the log, as a move does (`torua.node.copy`).
+
+A primary's write waits (`wait_for_replicas`) until every in-sync replica has
+fetched past its seq; a replica silent for `replica_timeout` is taken out of the
+in-sync set by the coordinator first, and only then is the write acknowledged
+without it. If the coordinator cannot be reached, the write fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from nats.errors import NoRespondersError, TimeoutError as NatsTimeout
+
+from torua.node import copy as shard_copy
+from torua.protocol import subjects
+from torua.protocol.codec import decode, encode
+from torua.protocol.errors import TouraError
+from torua.protocol.messages import Ack, InSyncChange, LogChunk, LogRequest
+from torua.replication.rejoin import agreed_seq
+from torua.storage.operations import decode_operation, encode_operation
+from torua.storage.shard_store import LogTruncated, ShardStore
+
+if TYPE_CHECKING:
+    from torua.node.service import Holding, Node
+
+log = logging.getLogger("torua.node.replication")
+
+EPOCH_FILE = "SHARD_EPOCH"
+FETCH_WAIT = 1.0
+
+
+def read_synced_epoch(directory) -> int:
+    try:
+        return int((directory / EPOCH_FILE).read_text())
+    except (OSError, ValueError):
+        return 0
+
+
+def write_synced_epoch(directory, epoch: int) -> None:
+    path = directory / EPOCH_FILE
+    tmp = directory / (EPOCH_FILE + ".tmp")
+    tmp.write_text(str(epoch))
+    tmp.replace(path)
+
+
+def notify(holding: "Holding", name: str) -> None:
+    """Wake everyone waiting on `holding.<name>` (a fresh Event per generation)."""
+    event = getattr(holding, name)
+    event.set()
+    setattr(holding, name, asyncio.Event())
+
+
+class Replication:
+    def __init__(self, node: "Node") -> None:
+        self.node = node
+
+    # ------------------------------------------------------------ primary side
+
+    async def wait_for_replicas(self, holding: "Holding", seq: int) -> None:
+        """Return once every in-sync replica has `seq`, shrinking the set past silent ones."""
+        me = self.node.config.id
+        deadline = time.monotonic() + self.node.config.replica_timeout
+        while True:
+            missing = [r for r in holding.in_sync if r != me and holding.acked.get(r, -1) < seq]
+            if not missing:
+                return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                for replica in missing:
+                    await self.shrink(holding, replica)
+                continue
+            waiter = holding.acks_changed
+            try:
+                await asyncio.wait_for(waiter.wait(), remaining)
+            except asyncio.TimeoutError:
+                pass
+
+    async def shrink(self, holding: "Holding", replica: str) -> None:
+        """Ask the coordinator to drop `replica` from the in-sync set; one request per replica at a time."""
+        pending = holding.shrinking.get(replica)
+        if pending is None:
+            pending = asyncio.ensure_future(self._change_in_sync(holding, replica, "remove"))
+            holding.shrinking[replica] = pending
+            pending.add_done_callback(lambda _: holding.shrinking.pop(replica, None))
+        await asyncio.shield(pending)
+
+    async def _change_in_sync(self, holding: "Holding", replica: str, action: str) -> None:
+        nc = self.node.nc
+        assert nc is not None
+        change = InSyncChange(holding.shard_id, holding.shard_epoch, replica, action)
+        try:
+            msg = await nc.request(subjects.coordinator("in_sync"), encode(change), timeout=2.0)
+            ack = decode(Ack, msg.data)
+        except (NoRespondersError, NatsTimeout):
+            raise TouraError("unavailable", f"replica {replica} of shard {holding.shard_id} is silent and the coordinator is unreachable") from None
+        if not ack.ok:
+            raise TouraError("unavailable", f"in-sync change for {replica} refused: {ack.error_code} {ack.error_message}")
+        if action == "remove":
+            holding.in_sync = [n for n in holding.in_sync if n != replica]
+        elif replica not in holding.in_sync:
+            holding.in_sync = holding.in_sync + [replica]
+        log.info("shard %d: %s %s the in-sync set", holding.shard_id, replica, "left" if action == "remove" else "joined")
+        notify(holding, "acks_changed")
+
+    async def serve_fetch(self, msg, request: LogRequest) -> None:
+        """A replica's long-poll: record its ack, wait for news, send the ops after it."""
+        node = self.node
+        holding = node.holdings.get(request.shard_id)
+        if holding is None or holding.store is None or holding.role not in ("primary", "frozen"):
+            await node._reply(msg, LogChunk(request.shard_id, 0, error_code="moved", error_message=f"{node.config.id} is not the primary"))
+            return
+        store = holding.store
+        if self._diverged(holding, request):
+            await node._reply(msg, LogChunk(request.shard_id, store.last_seq(), error_code="diverged", error_message="copy holds ops the primary does not"))
+            return
+        if holding.acked.get(request.replica, -1) < request.after_seq:
+            holding.acked[request.replica] = request.after_seq
+            notify(holding, "acks_changed")
+        if request.replica not in holding.in_sync and request.replica in holding.replicas and request.after_seq >= store.last_seq():
+            node._spawn(self._rejoin_in_sync(holding, request.replica))
+        if request.wait > 0 and store.last_seq() <= request.after_seq:
+            news = holding.new_data
+            try:
+                await asyncio.wait_for(news.wait(), min(request.wait, 5.0))
+            except asyncio.TimeoutError:
+                pass
+        try:
+            ops = store.read_log(request.after_seq, max(1, request.max_ops), max(1, request.max_bytes))
+            reply = LogChunk(request.shard_id, store.last_seq(), [(seq, encode_operation(op)) for seq, op in ops])
+        except LogTruncated as exc:
+            reply = LogChunk(request.shard_id, store.last_seq(), error_code="truncated", error_message=str(exc))
+        await node._reply(msg, reply)
+
+    def _diverged(self, holding: "Holding", request: LogRequest) -> bool:
+        assert holding.store is not None
+        if request.after_seq > holding.store.last_seq():
+            return True
+        if request.shard_epoch < holding.shard_epoch:
+            agreed = agreed_seq(request.shard_epoch, dict(holding.promotions))
+            return agreed is not None and request.after_seq > agreed
+        return False
+
+    async def _rejoin_in_sync(self, holding: "Holding", replica: str) -> None:
+        if replica in holding.joining:
+            return
+        holding.joining.add(replica)
+        try:
+            await self._change_in_sync(holding, replica, "add")
+        except TouraError as exc:
+            log.debug("shard %d: %s could not rejoin the in-sync set yet: %s", holding.shard_id, replica, exc.message)
+        finally:
+            holding.joining.discard(replica)
+
+    # ------------------------------------------------------------ replica side
+
+    def ensure_follower(self, holding: "Holding") -> None:
+        if holding.follower is None or holding.follower.done():
+            holding.follower = asyncio.ensure_future(self._follow(holding))
+            self.node._tasks.add(holding.follower)
+            holding.follower.add_done_callback(self.node._tasks.discard)
+
+    async def _follow(self, holding: "Holding") -> None:
+        node = self.node
+        nc = node.nc
+        assert nc is not None
+        directory = node.shard_dir(holding.shard_id)
+        while holding.role == "replica" and not node._stopping.is_set():
+            store, primary = holding.store, holding.primary
+            if store is None or primary is None or primary == node.config.id:
+                return
+            request = LogRequest(
+                holding.shard_id,
+                store.last_seq(),
+                max_bytes=shard_copy.chunk_bytes(nc),
+                replica=node.config.id,
+                shard_epoch=read_synced_epoch(directory),
+                wait=FETCH_WAIT,
+            )
+            try:
+                msg = await nc.request(subjects.node(primary, "shard.log"), encode(request), timeout=FETCH_WAIT + 2.0)
+                chunk = decode(LogChunk, msg.data)
+            except (NoRespondersError, NatsTimeout, TouraError):
+                await asyncio.sleep(0.2)
+                continue
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("shard %d: fetch from %s failed: %s", holding.shard_id, primary, exc)
+                await asyncio.sleep(0.2)
+                continue
+            if chunk.error_code in ("diverged", "truncated"):
+                log.info("shard %d: copy %s; copying it again from %s", holding.shard_id, chunk.error_code, primary)
+                await self._recopy(holding, primary)
+                continue
+            if chunk.error_code:
+                await asyncio.sleep(0.1)  # the primary has not taken its assignment yet
+                continue
+            if holding.store is not store or holding.role != "replica":
+                continue
+            if chunk.ops:
+                await asyncio.gather(*(store.apply_at(seq, decode_operation(op)) for seq, op in chunk.ops))
+            if read_synced_epoch(directory) != holding.shard_epoch:
+                write_synced_epoch(directory, holding.shard_epoch)
+
+    async def _recopy(self, holding: "Holding", primary: str) -> None:
+        node = self.node
+        async with holding.lock:
+            if holding.store is not None:
+                await holding.store.close()
+            directory = node.shard_dir(holding.shard_id)
+            ShardStore.destroy(directory)
+            holding.store = node._open_store(holding.shard_id, create=True)
+            deadline = time.monotonic() + 600
+            try:
+                await shard_copy.copy_snapshot(node.nc, primary, holding.store, deadline)
+                await shard_copy.catch_up(node.nc, primary, holding.store, deadline)
+                write_synced_epoch(directory, holding.shard_epoch)
+            except Exception as exc:
+                log.warning("shard %d: copy from %s failed: %s; trying again", holding.shard_id, primary, exc)
+                await asyncio.sleep(0.5)
