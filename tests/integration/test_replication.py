@@ -72,3 +72,80 @@ def test_a_dead_replica_leaves_the_in_sync_set_and_catches_up_when_back(group, n
         loc = c.location(key)
         for node_id in [shard_map[loc["shard_id"]]["primary"], *shard_map[loc["shard_id"]]["replicas"]]:
             assert copy_value(group, node_id, loc["shard_id"], key) == value, (key, node_id)
+
+
+def primaries_of(c, node_id: str) -> set[int]:
+    return {s["shard_id"] for s in c.json("GET", "/shards")[1]["shards"] if s["primary"] == node_id}
+
+
+def test_kill_dash_nine_of_a_primary_fails_over_and_loses_no_acknowledged_write(group, nats_url):
+    c = Cluster(group, nats_url, replicas=2).start(nodes=3)
+    victim_shards = primaries_of(c, "n1")
+    assert victim_shards
+    argv = c.nodes["n1"].argv
+    writer = Writer(c, "through-failover")
+    writer.start()
+    try:
+        wait_until(lambda: len(writer.acked) > 50, 20, "writes before the kill")
+        c.nodes["n1"].kill()
+        wait_until(lambda: not primaries_of(c, "n1"), 20, "every shard of n1 failed over")
+        before = len(writer.acked)
+        wait_until(lambda: len(writer.acked) > before + 100, 30, "writes after the failover")
+    finally:
+        writer.stop()
+    print(f"writes acknowledged: {len(writer.acked)}, refused during failover: {len(writer.failures)}")
+    for key, value in writer.acked.items():
+        assert c.request("GET", f"/data/{key}")[:2] == (200, value), key
+    shards = c.json("GET", "/shards")[1]["shards"]
+    for s in shards:
+        assert s["primary"] != "n1" and s["state"] == "active"
+    # n1 returns as a replica of its old shards and catches up; nothing moves back.
+    c.nodes["n1"] = c.group.start("node-n1", argv)
+    wait_until(lambda: c.json("GET", "/cluster/health")[1]["status"] == "green", 30, "n1 back in sync")
+    assert not primaries_of(c, "n1") & victim_shards
+    for key, value in writer.acked.items():
+        assert c.request("GET", f"/data/{key}")[:2] == (200, value), key
+
+
+def test_a_paused_primary_that_wakes_never_acknowledges_or_shows_a_write(group, nats_url):
+    import asyncio
+
+    import nats
+
+    from torua.protocol.codec import decode, encode
+    from torua.protocol.messages import KvReply, KvRequest
+
+    c = Cluster(group, nats_url, replicas=2).start(nodes=3)
+    old_shards = primaries_of(c, "n2")
+    shard = min(old_shards)
+    old_epoch = c.json("GET", "/shards")[1]["epoch"]
+    c.nodes["n2"].pause()
+    try:
+        wait_until(lambda: not primaries_of(c, "n2"), 20, "n2's shards failed over")
+        key = next(k for k in (f"paused-{i}" for i in range(10000)) if c.location(k)["shard_id"] == shard)
+        assert c.request("PUT", f"/data/{key}", b"new-primary")[0] == 204
+    finally:
+        c.nodes["n2"].resume()
+
+    async def ask_old_primary() -> list[KvReply]:
+        nc = await nats.connect(c.nats_url)
+        try:
+            replies = []
+            for request in (
+                KvRequest("put", shard, old_epoch, key=key, value=b"from-a-stale-client"),
+                KvRequest("get", shard, old_epoch, key=key),
+            ):
+                msg = await nc.request(f"torua.node.n2.kv", encode(request), timeout=10)
+                replies.append(decode(KvReply, msg.data))
+            return replies
+        finally:
+            await nc.close()
+
+    # Straight after waking, before anyone tells it: it refuses both (no lease), never 'ok'.
+    put_reply, get_reply = asyncio.run(ask_old_primary())
+    assert not put_reply.ok and put_reply.error_code in ("stale_epoch", "moved"), put_reply
+    assert not get_reply.ok and get_reply.error_code in ("stale_epoch", "moved"), get_reply
+    assert c.request("GET", f"/data/{key}")[:2] == (200, b"new-primary")
+    wait_until(lambda: c.json("GET", "/cluster/health")[1]["status"] == "green", 30, "n2 back in sync as a replica")
+    assert c.request("GET", f"/data/{key}")[:2] == (200, b"new-primary")
+    assert not primaries_of(c, "n2") & old_shards

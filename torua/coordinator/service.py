@@ -28,12 +28,14 @@ from torua.coordinator.health import node_health
 from torua.coordinator.moves import Move
 from torua.coordinator.placement import NodeView, moves_between, plan_placement
 from torua.coordinator.state_store import ClusterState
+from torua.replication.promotion import choose_primary
 from torua.protocol import subjects
 from torua.protocol.codec import decode, encode
 from torua.protocol.errors import TouraError
 from torua.protocol.messages import (
     AssignmentAck,
     Heartbeat,
+    LeaseGrant,
     ShardCommand,
     ShardCommandReply,
     ShardMap,
@@ -74,6 +76,7 @@ class Coordinator:
         # After a restart, nodes are `unknown` until they beat again; judging shards
         # before then would mark every one of them unavailable for a moment.
         self._settle_until = 0.0
+        self.failing_over: set[int] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = asyncio.Event()
         self._map_lock = asyncio.Lock()
@@ -145,6 +148,26 @@ class Coordinator:
         record.heartbeat = beat
         if record.status != "healthy":
             self._update_health()
+        if msg.reply:
+            try:
+                await msg.respond(encode(self.lease_grant(beat.node_id)))
+            except Exception as exc:
+                log.debug("could not answer %s's heartbeat: %s", beat.node_id, exc)
+
+    def lease_seconds(self) -> float:
+        """How long a grant lasts from when the node sent its heartbeat: it runs out
+        at least one interval before this coordinator could fail the node over."""
+        return max(0.0, (self.config.unhealthy_after - 1) * self.config.heartbeat_interval)
+
+    def lease_grant(self, node_id: str) -> LeaseGrant:
+        if self.map is None:
+            return LeaseGrant(0, self.lease_seconds())
+        shards = [
+            (e.shard_id, e.shard_epoch)
+            for e in self.map.shards
+            if e.primary == node_id and e.shard_id not in self.failing_over
+        ]
+        return LeaseGrant(self.map.epoch, self.lease_seconds(), shards)
 
     async def _save_node(self, record: NodeRecord) -> None:
         try:
@@ -159,8 +182,11 @@ class Coordinator:
     def _update_health(self) -> bool:
         now = time.monotonic()
         changed = False
+        settled = self.map is not None and 0 < self._settle_until <= now
         for record in self.nodes.values():
             status = node_health(record.last_seen, now, self.config.heartbeat_interval, self.config.unhealthy_after)
+            if status == "unknown" and settled:
+                status = "unhealthy"  # silent since this coordinator started, longer than any lease it may hold
             if status != record.status:
                 log.info("node %s: %s -> %s", record.id, record.status, status)
                 if status == "healthy":
@@ -186,6 +212,7 @@ class Coordinator:
             return
         if time.monotonic() < self._settle_until:
             return
+        self._fail_over()
         health = self.health()
         await self.update_map(lambda m: shardmap.with_states(m, health))
         if self.needs_rebalance and not self.moves and not self.pending:
@@ -244,6 +271,53 @@ class Coordinator:
         if self.map is not None:
             await self.nc.publish(subjects.MAP_ANNOUNCE, encode(self.map))
 
+    # ------------------------------------------------------------- failover
+
+    def _fail_over(self) -> None:
+        """Promote an in-sync replica for every shard whose primary is unhealthy."""
+        assert self.map is not None
+        health = self.health()
+        for e in self.map.shards:
+            if e.primary is None or health.get(e.primary) != "unhealthy":
+                continue
+            if e.shard_id in self.failing_over or e.shard_id in self.moves:
+                continue
+            candidates = [n for n in e.in_sync if n != e.primary and health.get(n) == "healthy"]
+            if candidates:
+                # From here on this node gets no lease for the shard, even if it beats again.
+                self.failing_over.add(e.shard_id)
+                self._spawn(self._promote(e.shard_id, candidates))
+
+    async def _promote(self, shard_id: int, candidates: list[str]) -> None:
+        try:
+            last_seqs: dict[str, int] = {}
+            for node_id in candidates:
+                try:
+                    reply = await self._command(node_id, "shard.position", ShardCommand(shard_id, 0), timeout=1.0)
+                    last_seqs[node_id] = reply.last_seq
+                except Exception as exc:
+                    log.warning("failover of shard %d: %s did not say its position: %s", shard_id, node_id, exc)
+            if not last_seqs:
+                return
+            health = self.health()
+
+            def promote(m: ShardMap | None) -> ShardMap | None:
+                assert m is not None
+                e = m.shards[shard_id]
+                new = choose_primary(e.primary, e.in_sync, health, last_seqs)
+                if new is None or new == e.primary or new not in last_seqs:
+                    return m
+                old = e.primary
+                replicas = ([old] if old else []) + [r for r in e.replicas if r not in (new, old)]
+                in_sync = [new] + [n for n in e.in_sync if n not in (new, old)]
+                promotions = (list(e.promotions) + [(m.epoch + 1, last_seqs[new])])[-8:]
+                log.info("failover: shard %d primary %s -> %s at seq %d", shard_id, old, new, last_seqs[new])
+                return shardmap.set_entry(m, shard_id, primary=new, replicas=replicas, in_sync=in_sync, promotions=promotions)
+
+            await self.update_map(promote)
+        finally:
+            self.failing_over.discard(shard_id)
+
     # ---------------------------------------------------------------- moves
 
     def _plan_moves(self) -> None:
@@ -281,9 +355,9 @@ class Coordinator:
         self._spawn(self._run_move(move))
         return move
 
-    async def _command(self, node_id: str, call: str, command: ShardCommand) -> ShardCommandReply:
+    async def _command(self, node_id: str, call: str, command: ShardCommand, timeout: float | None = None) -> ShardCommandReply:
         assert self.nc is not None
-        msg = await self.nc.request(subjects.node(node_id, call), encode(command), timeout=self.config.move_timeout)
+        msg = await self.nc.request(subjects.node(node_id, call), encode(command), timeout=timeout or self.config.move_timeout)
         reply = decode(ShardCommandReply, msg.data)
         if not reply.ok:
             raise TouraError(reply.error_code or "internal", f"{call} on {node_id}: {reply.error_message}")

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from nats.aio.client import Client as NATS
+from nats.errors import NoRespondersError
 
 from torua import __version__
 from torua.bus import connect
@@ -38,6 +39,7 @@ from torua.protocol.messages import (
     AssignmentAck,
     Heartbeat,
     KvReply,
+    LeaseGrant,
     KvRequest,
     LogChunk,
     LogRequest,
@@ -79,6 +81,8 @@ class Holding:
     shrinking: dict[str, Any] = field(default_factory=dict)
     joining: set[str] = field(default_factory=set)
     follower: Any = None
+    # a primary of a replicated shard serves only until then (monotonic); see LeaseGrant
+    lease_until: float = 0.0
 
     def __post_init__(self) -> None:
         self.idle.set()
@@ -96,6 +100,7 @@ class Node:
         self._heartbeat_now = asyncio.Event()
         self._subs: list[Any] = []
         self.replication = Replication(self)
+        self._lease_seconds = 0.0
 
     # ----------------------------------------------------------- lifecycle
 
@@ -129,6 +134,7 @@ class Node:
             "shard.freeze": self._control(ShardCommand, self._freeze),
             "shard.unfreeze": self._control(ShardCommand, self._unfreeze),
             "shard.drop": self._control(ShardCommand, self._drop),
+            "shard.position": self._control(ShardCommand, self._position),
             "shard.snapshot": self._guarded(self._on_snapshot),
             "shard.log": self._guarded(self._on_log),
         }
@@ -203,15 +209,36 @@ class Node:
     async def _heartbeat_loop(self) -> None:
         assert self.nc is not None
         while not self._stopping.is_set():
-            try:
-                await self.nc.publish(subjects.HEARTBEAT, encode(self.heartbeat()))
-            except Exception as exc:  # disconnected: the next beat tries again
-                log.warning("heartbeat not sent: %s", exc)
+            self._spawn(self._beat())
             self._heartbeat_now.clear()
             try:
                 await asyncio.wait_for(self._heartbeat_now.wait(), self.config.heartbeat_interval)
             except asyncio.TimeoutError:
                 pass
+
+    async def _beat(self) -> None:
+        """One heartbeat; its reply renews the leases of this node's primaries."""
+        assert self.nc is not None
+        sent_at = time.monotonic()
+        try:
+            msg = await self.nc.request(subjects.HEARTBEAT, encode(self.heartbeat()), timeout=max(0.5, 2 * self.config.heartbeat_interval))
+            grant = decode(LeaseGrant, msg.data)
+        except NoRespondersError:
+            # No coordinator runs at all, so nobody can fail this node over: keep serving.
+            self._renew(sent_at, self._lease_seconds, None)
+            return
+        except Exception as exc:  # timeout, disconnected, garbage: no renewal this time
+            log.debug("heartbeat not answered: %s", exc)
+            return
+        self._lease_seconds = grant.lease_seconds
+        self._renew(sent_at, grant.lease_seconds, dict(grant.shards))
+
+    def _renew(self, sent_at: float, seconds: float, granted: dict[int, int] | None) -> None:
+        for holding in self.holdings.values():
+            if holding.role not in ("primary", "frozen"):
+                continue
+            if granted is None or granted.get(holding.shard_id) == holding.shard_epoch:
+                holding.lease_until = max(holding.lease_until, sent_at + seconds)
 
     # ------------------------------------------------------- log retention
 
@@ -271,6 +298,9 @@ class Node:
         if holding is None or holding.store is None or not serves(holding.role, request.op):
             state = holding.role if holding else "absent"
             raise TouraError("moved", f"node {self.config.id} does not serve {request.op} on shard {request.shard_id} ({state})")
+        if holding.replicas and time.monotonic() >= holding.lease_until:
+            # A replicated shard's primary without a lease may have been replaced: stay silent.
+            raise TouraError("stale_epoch", f"node {self.config.id} holds no lease for shard {request.shard_id} right now")
         store = holding.store
         if request.op == "get":
             found = store.get(validate_key(request.key))
@@ -402,6 +432,8 @@ class Node:
                     holding.role = next_role(holding.role, "assign_replica")
                 elif holding.role in ("copying", "retired", "replica"):
                     holding.role = next_role(holding.role, "assign")
+                if holding.shard_epoch != item.shard_epoch:
+                    holding.lease_until = 0.0  # a lease belongs to one primary incarnation
                 holding.shard_epoch = item.shard_epoch
                 holding.primary = item.primary
                 holding.in_sync = list(item.in_sync) or [self.config.id]
@@ -473,6 +505,12 @@ class Node:
             del self.holdings[command.shard_id]
         log.info("shard %d dropped", command.shard_id)
         return ShardCommandReply(True, command.shard_id)
+
+    async def _position(self, command: ShardCommand) -> ShardCommandReply:
+        holding = self.holdings.get(command.shard_id)
+        if holding is None or holding.store is None:
+            raise TouraError("moved", f"shard {command.shard_id} is not here")
+        return ShardCommandReply(True, command.shard_id, last_seq=holding.store.last_seq())
 
     def _command_budget(self) -> float:
         return 600.0

@@ -70,6 +70,17 @@ class Heartbeat:
 
 
 @dataclass(frozen=True)
+class LeaseGrant:
+    """Coordinator -> node, the reply to a heartbeat: the primaries it still assigns
+    to the node, as (shard_id, shard_epoch), good for `lease_seconds` from when the
+    node *sent* that heartbeat (see docs/design/replication.md, Leases)."""
+
+    epoch: int
+    lease_seconds: float
+    shards: list[tuple[int, int]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class AssignedShard:
     shard_id: int
     role: str = "primary"  # primary | replica
