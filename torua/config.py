@@ -75,6 +75,7 @@ class CoordinatorConfig(Common):
     unhealthy_after: int = field(default=3, metadata={"help": "missed heartbeats before a node is unhealthy"})
     expect_nodes: int = field(default=1, metadata={"help": "nodes to wait for before the first shard map is made"})
     formation_timeout: float = field(default=10.0, metadata={"help": "seconds to wait for expect_nodes before forming with fewer"})
+    node_left_delay: float = field(default=60.0, metadata={"help": "seconds a node may stay unhealthy before its copies are rebuilt elsewhere (replicas > 1)"})
     max_moves: int = field(default=2, metadata={"help": "shard moves running at once"})
     move_timeout: float = field(default=120.0, metadata={"help": "seconds a single move step may take before the move is aborted"})
 
@@ -90,6 +91,8 @@ class CoordinatorConfig(Common):
             raise ConfigError("heartbeat_interval must be > 0 and unhealthy_after >= 1")
         if self.replicas > 1 and self.unhealthy_after < 2:
             raise ConfigError("with replicas > 1, unhealthy_after must be >= 2 (a primary's lease is unhealthy_after - 1 heartbeats)")
+        if self.node_left_delay < 0:
+            raise ConfigError("node_left_delay must be >= 0")
         if self.expect_nodes < 1 or self.max_moves < 1 or self.formation_timeout < 0 or self.move_timeout <= 0:
             raise ConfigError("expect_nodes and max_moves must be >= 1, timeouts positive")
 

@@ -135,7 +135,7 @@ def test_a_paused_primary_that_wakes_never_acknowledges_or_shows_a_write(group, 
                 KvRequest("put", shard, old_epoch, key=key, value=b"from-a-stale-client"),
                 KvRequest("get", shard, old_epoch, key=key),
             ):
-                msg = await nc.request(f"torua.node.n2.kv", encode(request), timeout=10)
+                msg = await nc.request("torua.node.n2.kv", encode(request), timeout=10)
                 replies.append(decode(KvReply, msg.data))
             return replies
         finally:
@@ -149,3 +149,56 @@ def test_a_paused_primary_that_wakes_never_acknowledges_or_shows_a_write(group, 
     wait_until(lambda: c.json("GET", "/cluster/health")[1]["status"] == "green", 30, "n2 back in sync as a replica")
     assert c.request("GET", f"/data/{key}")[:2] == (200, b"new-primary")
     assert not primaries_of(c, "n2") & old_shards
+
+
+def test_a_fourth_node_takes_copies_while_writes_go_on(group, nats_url):
+    c = Cluster(group, nats_url, replicas=2).start(nodes=3)
+    writer = Writer(c, "join-rf2")
+    writer.start()
+    try:
+        c.start_node("n4")
+
+        def copies_per_node() -> dict[str, int]:
+            counts = {n: 0 for n in ("n1", "n2", "n3", "n4")}
+            for s in c.json("GET", "/shards")[1]["shards"]:
+                for n in [s["primary"], *s["replicas"]]:
+                    counts[n] += 1
+            return counts
+
+        def settled() -> bool:
+            shards = c.json("GET", "/shards")[1]["shards"]
+            if any(len([s["primary"], *s["replicas"]]) != 2 for s in shards):
+                return False  # a copy is still being added or removed
+            counts = copies_per_node()
+            return c.json("GET", "/cluster/health")[1]["status"] == "green" and counts["n4"] > 0 and max(counts.values()) - min(counts.values()) <= 1
+
+        wait_until(settled, 60, "copies balanced over 4 nodes, two per shard, all in sync")
+    finally:
+        writer.stop()
+    assert not writer.failures, writer.failures[:5]
+    for s in c.json("GET", "/shards")[1]["shards"]:
+        assert len([s["primary"], *s["replicas"]]) == 2 and sorted(s["in_sync"]) == sorted([s["primary"], *s["replicas"]])
+    for key, value in writer.acked.items():
+        assert c.request("GET", f"/data/{key}")[:2] == (200, value), key
+
+
+def test_a_node_gone_longer_than_node_left_delay_has_its_copies_rebuilt(group, nats_url):
+    c = Cluster(group, nats_url, replicas=2)
+    c.start_coordinator(expect_nodes=3, extra=["--node-left-delay", "2"])
+    for node_id in ("n1", "n2", "n3"):
+        c.start_node(node_id)
+    c.start_gateway()
+    c.wait_formed()
+    for i in range(80):
+        assert c.request("PUT", f"/data/gone-{i}", f"v{i}".encode())[0] == 204
+    c.nodes["n3"].kill()
+    wait_until(
+        lambda: all("n3" not in [s["primary"], *s["replicas"]] for s in c.json("GET", "/shards")[1]["shards"])
+        and c.json("GET", "/cluster/health")[1]["shards_under_replicated"] == 0,
+        60,
+        "every copy n3 held rebuilt on n1 and n2, in sync",
+    )
+    for s in c.json("GET", "/shards")[1]["shards"]:
+        assert sorted([s["primary"], *s["replicas"]]) == ["n1", "n2"]
+    for i in range(80):
+        assert c.request("GET", f"/data/gone-{i}")[:2] == (200, f"v{i}".encode())

@@ -142,11 +142,11 @@ class Cluster:
     def _common(self) -> list[str]:
         return ["--nats-url", self.nats_url, "--log-level", "info"]
 
-    def start_coordinator(self, expect_nodes: int) -> Proc:
+    def start_coordinator(self, expect_nodes: int, extra: list[str] | None = None) -> Proc:
         argv = torua_command() + [
             "coordinator", "--id", "c1", "--shards", str(self.shards), "--replicas", str(self.replicas), "--expect-nodes", str(expect_nodes),
             "--heartbeat-interval", str(self.heartbeat), "--formation-timeout", "20",
-        ] + self._common()
+        ] + self._common() + (extra or [])
         self.coordinator = self.group.start("coordinator", argv)
         return self.coordinator
 

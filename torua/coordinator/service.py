@@ -27,6 +27,7 @@ from torua.coordinator.api import CoordinatorApi
 from torua.coordinator.health import node_health
 from torua.coordinator.moves import Move
 from torua.coordinator.placement import NodeView, moves_between, plan_placement
+from torua.coordinator.replica_plan import plan_replica_changes
 from torua.coordinator.state_store import ClusterState
 from torua.replication.promotion import choose_primary
 from torua.protocol import subjects
@@ -53,6 +54,7 @@ class NodeRecord:
     last_wall: float | None = None
     heartbeat: Heartbeat | None = None
     status: str = "unknown"
+    unhealthy_since: float | None = None  # monotonic
     assigning: bool = False
     last_assign: float = 0.0
     dropping: set[int] = field(default_factory=set)
@@ -77,6 +79,7 @@ class Coordinator:
         # before then would mark every one of them unavailable for a moment.
         self._settle_until = 0.0
         self.failing_over: set[int] = set()
+        self._next_reconcile = 0.0
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = asyncio.Event()
         self._map_lock = asyncio.Lock()
@@ -92,6 +95,10 @@ class Coordinator:
         if self.map is not None:
             log.info("resuming shard map at epoch %d (%d shards, %d known nodes)", self.map.epoch, self.map.num_shards, len(self.nodes))
             await self._abort_unfinished_moves()
+            if self.map.replication_factor != self.config.replicas:
+                log.info("replication factor %d -> %d: adding or removing copies", self.map.replication_factor, self.config.replicas)
+                rf = self.config.replicas
+                await self.update_map(lambda m: replace(m, replication_factor=rf) if m is not None else m)
             self._settle_until = time.monotonic() + self.config.heartbeat_interval * self.config.unhealthy_after
         await self.nc.subscribe(subjects.HEARTBEAT, cb=self._on_heartbeat)
         await CoordinatorApi(self).subscribe(self.nc)
@@ -189,6 +196,7 @@ class Coordinator:
                 status = "unhealthy"  # silent since this coordinator started, longer than any lease it may hold
             if status != record.status:
                 log.info("node %s: %s -> %s", record.id, record.status, status)
+                record.unhealthy_since = now if status == "unhealthy" else None
                 if status == "healthy":
                     self.needs_rebalance = True
                 record.status = status
@@ -215,7 +223,9 @@ class Coordinator:
         self._fail_over()
         health = self.health()
         await self.update_map(lambda m: shardmap.with_states(m, health))
-        if self.needs_rebalance and not self.moves and not self.pending:
+        if self._replicated():
+            await self._reconcile_replicas()
+        elif self.needs_rebalance and not self.moves and not self.pending:
             self.needs_rebalance = False
             self._plan_moves()
         self._start_moves()
@@ -237,11 +247,13 @@ class Coordinator:
         await self.update_map(lambda m: formed if m is None else m)
 
     def _node_views(self) -> list[NodeView]:
+        now = time.monotonic()
         return [
             NodeView(
                 id=n.id,
                 status=n.status,
                 draining=n.draining,
+                gone=n.unhealthy_since is not None and now - n.unhealthy_since >= self.config.node_left_delay,
                 max_shards=(n.heartbeat.max_shards if n.heartbeat else None) or None,
             )
             for n in self.nodes.values()
@@ -288,7 +300,7 @@ class Coordinator:
                 self.failing_over.add(e.shard_id)
                 self._spawn(self._promote(e.shard_id, candidates))
 
-    async def _promote(self, shard_id: int, candidates: list[str]) -> None:
+    async def _promote(self, shard_id: int, candidates: list[str], leaving: str | None = None) -> None:
         try:
             last_seqs: dict[str, int] = {}
             for node_id in candidates:
@@ -300,6 +312,8 @@ class Coordinator:
             if not last_seqs:
                 return
             health = self.health()
+            if leaving is not None:
+                health[leaving] = "leaving"  # a planned hand-off: the old primary may be healthy
 
             def promote(m: ShardMap | None) -> ShardMap | None:
                 assert m is not None
@@ -318,17 +332,64 @@ class Coordinator:
         finally:
             self.failing_over.discard(shard_id)
 
+    async def _handoff(self, shard_id: int, new_primary: str) -> None:
+        """Planned primary change (the old node is leaving): stop renewing the old
+        primary's lease, wait until any lease it holds has run out, then promote."""
+        try:
+            await asyncio.sleep(self.lease_seconds() + self.config.heartbeat_interval)
+            assert self.map is not None
+            old = self.map.shards[shard_id].primary
+            await self._promote(shard_id, [new_primary], leaving=old)
+        finally:
+            self.failing_over.discard(shard_id)
+
+    # ------------------------------------------------------ replicated shards
+
+    def _replicated(self) -> bool:
+        assert self.map is not None
+        return self.map.replication_factor > 1 or any(e.replicas for e in self.map.shards)
+
+    async def _reconcile_replicas(self) -> None:
+        """Step every replicated shard toward the placement target (see replica_plan)."""
+        now = time.monotonic()
+        if now < self._next_reconcile or self.failing_over:
+            return
+        self._next_reconcile = now + self.config.heartbeat_interval
+        assert self.map is not None
+        health = self.health()
+        target = plan_placement(shardmap.placement_of(self.map), self._node_views(), self.map.num_shards, self.map.replication_factor)
+        changes = plan_replica_changes(self.map, target, health, self.config.max_moves)
+        log.debug("reconcile: target %s -> %s", target, changes)
+        if changes.empty():
+            return
+
+        def apply(m: ShardMap | None) -> ShardMap | None:
+            assert m is not None
+            for shard_id, nodes in changes.adds.items():
+                e = m.shards[shard_id]
+                m = shardmap.set_entry(m, shard_id, replicas=e.replicas + [n for n in nodes if n not in e.replicas])
+            for shard_id, nodes in changes.removes.items():
+                e = m.shards[shard_id]
+                m = shardmap.set_entry(
+                    m, shard_id, replicas=[r for r in e.replicas if r not in nodes], in_sync=[n for n in e.in_sync if n not in nodes]
+                )
+            return m
+
+        if changes.adds or changes.removes:
+            log.info("replicas: adding %s, removing %s", changes.adds, changes.removes)
+            await self.update_map(apply)
+        for shard_id, new_primary in changes.handoffs.items():
+            if shard_id not in self.failing_over:
+                log.info("hand-off: shard %d primary -> %s", shard_id, new_primary)
+                self.failing_over.add(shard_id)
+                self._spawn(self._handoff(shard_id, new_primary))
+
     # ---------------------------------------------------------------- moves
 
     def _plan_moves(self) -> None:
         assert self.map is not None
         current = shardmap.placement_of(self.map)
         target = plan_placement(current, self._node_views(), self.map.num_shards, self.map.replication_factor)
-        if self.map.replication_factor > 1:
-            # Moving replicas (copy, join the in-sync set, drop) is not built yet:
-            # with replicas, shards stay where formation put them.
-            log.info("replication factor %d: rebalancing moves are not available yet", self.map.replication_factor)
-            return
         for move in moves_between(current, target):
             if move.source is None:
                 continue  # a shard with no copy anywhere is born by assign_unplaced, not moved

@@ -1,0 +1,72 @@
+"""How a replicated shard gets from its current copies to the target placement,
+one safe step at a time: a pure function over plain data.
+
+With replicas, moving a copy needs no copy protocol of its own:
+
+1. **add** the target node as a replica (not in sync): it creates an empty copy
+   and its follower fills it from the primary (log, or snapshot when the log no
+   longer reaches back), then the primary puts it in the in-sync set;
+2. **remove** a copy the target does not want, but only once every copy the
+   target wants is in sync on a healthy node, so the shard never has fewer good
+   copies than before;
+3. **hand off** the primary when the target does not keep the primary's node
+   (draining, gone): to an in-sync copy the target keeps.
+
+Primaries are never moved just for balance, so a node that comes back after a
+failover gets nothing moved back.
+
+>>> from torua.protocol.messages import ShardEntry, ShardMap
+>>> m = ShardMap(3, 1, 2, [ShardEntry(0, "a", ["b"], ["a", "b"], "active")])
+>>> plan_replica_changes(m, {0: ("a", "c")}, {"a": "healthy", "b": "healthy", "c": "healthy"}, 2).adds
+{0: ['c']}
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from torua.coordinator.placement import Placement
+from torua.protocol.messages import ShardMap
+
+
+@dataclass
+class ReplicaChanges:
+    adds: dict[int, list[str]] = field(default_factory=dict)
+    removes: dict[int, list[str]] = field(default_factory=dict)
+    handoffs: dict[int, str] = field(default_factory=dict)
+
+    def empty(self) -> bool:
+        return not (self.adds or self.removes or self.handoffs)
+
+
+def catching_up(shard_map: ShardMap, health: dict[str, str]) -> int:
+    """Copies being filled right now: replicas on healthy nodes not (yet) in the in-sync set.
+    (A copy on a dead node is out of sync too, but nothing is filling it.)"""
+    return sum(1 for e in shard_map.shards for r in e.replicas if r not in e.in_sync and health.get(r) == "healthy")
+
+
+def plan_replica_changes(shard_map: ShardMap, target: Placement, health: dict[str, str], max_in_flight: int) -> ReplicaChanges:
+    changes = ReplicaChanges()
+    budget = max(0, max_in_flight - catching_up(shard_map, health))
+    for e in shard_map.shards:
+        if e.primary is None:
+            continue
+        want = list(target.get(e.shard_id, ()))
+        have = list(e.copies)
+        new = [n for n in want if n not in have]
+        extra = [n for n in have if n not in want]
+        if new:
+            if budget > 0:
+                changes.adds[e.shard_id] = new[:budget]
+                budget -= len(changes.adds[e.shard_id])
+            continue
+        if not extra:
+            continue
+        good = [n for n in e.in_sync if n in want and health.get(n) == "healthy"]
+        if len(good) < len(want):
+            continue  # wait until every wanted copy is in sync
+        if e.primary in extra:
+            changes.handoffs[e.shard_id] = good[0]
+        else:
+            changes.removes[e.shard_id] = extra
+    return changes
