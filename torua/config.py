@@ -43,6 +43,7 @@ class NodeConfig(Common):
     heartbeat_interval: float = field(default=1.0, metadata={"help": "seconds between heartbeats"})
     commit: str = field(default="durable", metadata={"help": "durable (fsync every commit) | relaxed (WAL without fsync)"})
     max_shards: int = field(default=0, metadata={"help": "most shard copies this node takes (0 = unlimited)"})
+    shutdown_timeout: float = field(default=10.0, metadata={"help": "seconds a stopping node waits for its primaries to be handed over"})
     replica_timeout: float = field(default=1.0, metadata={"help": "seconds a primary waits for an in-sync replica before asking to drop it from the in-sync set"})
     log_retain_ops: int = field(default=10000, metadata={"help": "operations kept in each shard's log for catch-up; older ones are dropped"})
 

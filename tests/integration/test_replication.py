@@ -202,3 +202,47 @@ def test_a_node_gone_longer_than_node_left_delay_has_its_copies_rebuilt(group, n
         assert sorted([s["primary"], *s["replicas"]]) == ["n1", "n2"]
     for i in range(80):
         assert c.request("GET", f"/data/gone-{i}")[:2] == (200, f"v{i}".encode())
+
+
+def test_sigterm_hands_primaries_over_first_so_no_request_fails(group, nats_url):
+    c = Cluster(group, nats_url, replicas=2).start(nodes=3)
+    assert primaries_of(c, "n2")
+    writer = Writer(c, "through-sigterm")
+    writer.start()
+    try:
+        wait_until(lambda: len(writer.acked) > 30, 20, "writes before the stop")
+        code = c.nodes["n2"].terminate(timeout=20)
+        assert code == 0
+        before = len(writer.acked)
+        wait_until(lambda: len(writer.acked) > before + 50, 20, "writes after the stop")
+    finally:
+        writer.stop()
+    assert not writer.failures, writer.failures[:5]
+    assert not primaries_of(c, "n2")
+    assert "hand-off done" in c.nodes["n2"].log()
+    for key, value in writer.acked.items():
+        assert c.request("GET", f"/data/{key}")[:2] == (200, value)
+
+
+def test_drain_moves_every_copy_off_and_undo_lets_copies_come_back(group, nats_url):
+    c = Cluster(group, nats_url, replicas=2).start(nodes=3)
+    c.start_node("n4")
+    wait_until(lambda: c.json("GET", "/nodes/n4")[1]["shards"] > 0 and c.json("GET", "/cluster/health")[1]["status"] == "green", 60, "n4 holding copies")
+    for i in range(50):
+        assert c.request("PUT", f"/data/drain-{i}", f"v{i}".encode())[0] == 204
+    writer = Writer(c, "through-drain")
+    writer.start()
+    try:
+        status, body = c.json("POST", "/nodes/n4/drain")
+        assert status == 202 and body["status"] in ("draining", "drained")
+        wait_until(lambda: c.json("GET", "/nodes/n4")[1]["status"] == "drained", 60, "n4 drained")
+    finally:
+        writer.stop()
+    assert not writer.failures, writer.failures[:5]
+    assert all("n4" not in [s["primary"], *s["replicas"]] for s in c.json("GET", "/shards")[1]["shards"])
+    for i in range(50):
+        assert c.request("GET", f"/data/drain-{i}")[:2] == (200, f"v{i}".encode())
+    status, body = c.json("DELETE", "/nodes/n4/drain")
+    assert status == 200 and body["status"] == "healthy"
+    wait_until(lambda: c.json("GET", "/nodes/n4")[1]["shards"] > 0, 60, "copies back on n4 after the undo")
+    assert c.json("POST", "/nodes/ghost/drain")[0] == 404

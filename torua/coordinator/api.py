@@ -17,7 +17,7 @@ from torua.coordinator.health import missed_heartbeats
 from torua.protocol import subjects
 from torua.protocol.codec import decode, encode
 from torua.protocol.errors import TouraError
-from torua.protocol.messages import Ack, AssignRequest, CoordinatorInfo, InSyncChange, MoveStatus, NodesReply, NodeStatus
+from torua.protocol.messages import Ack, AssignRequest, CoordinatorInfo, InSyncChange, MoveStatus, NodeRequest, NodesReply, NodeStatus
 
 if TYPE_CHECKING:
     from torua.coordinator.service import Coordinator
@@ -36,6 +36,7 @@ class CoordinatorApi:
             "assign": self.assign,
             "map": self.shard_map,
             "in_sync": self.in_sync,
+            "node": self.node,
         }
         for call, handler in calls.items():
             await nc.subscribe(subjects.coordinator(call), cb=self._serve(handler))
@@ -59,7 +60,8 @@ class CoordinatorApi:
         now = time.monotonic()
         out = []
         for n in sorted(c.nodes.values(), key=lambda n: n.id):
-            shards = sorted(shardmap.primaries_of(c.map, n.id)) if c.map else []
+            shards = sorted(shardmap.roles_of(c.map, n.id)) if c.map else []
+            primaries = sorted(shardmap.primaries_of(c.map, n.id)) if c.map else []
             beat = n.heartbeat
             out.append(
                 NodeStatus(
@@ -68,7 +70,7 @@ class CoordinatorApi:
                     draining=n.draining,
                     last_heartbeat=n.last_wall,
                     shards=shards,
-                    primaries=shards,
+                    primaries=primaries,
                     version=beat.version if beat else "",
                     host=beat.host if beat else "",
                     pid=beat.pid if beat else 0,
@@ -129,3 +131,19 @@ class CoordinatorApi:
         await self.c.update_map(lambda m: shardmap.change_in_sync(m, change.shard_id, change.shard_epoch, change.node_id, change.action))
         log.info("shard %d: %s %s the in-sync set", change.shard_id, change.node_id, "left" if change.action == "remove" else "joined")
         return Ack(True)
+
+    async def node(self, data: bytes) -> Ack:
+        """drain / undrain a node (its copies move away / may come back), or hand off
+        its primaries now (a node about to stop on SIGTERM asks for this)."""
+        request = decode(NodeRequest, data)
+        c = self.c
+        record = c.nodes.get(request.node_id)
+        if record is None:
+            raise TouraError("unknown_node", f"node {request.node_id!r} is not part of the cluster")
+        if request.action in ("drain", "undrain"):
+            await c.set_draining(record, request.action == "drain")
+            return Ack(True, detail={"status": "draining" if record.draining else record.status})
+        if request.action == "handoff":
+            moved = c.hand_off_primaries(request.node_id)
+            return Ack(True, detail={"handing_off": str(moved)})
+        raise TouraError("bad_request", f"unknown node action {request.action!r}")

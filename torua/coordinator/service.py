@@ -332,16 +332,39 @@ class Coordinator:
         finally:
             self.failing_over.discard(shard_id)
 
-    async def _handoff(self, shard_id: int, new_primary: str) -> None:
+    async def _handoff(self, shard_id: int, candidates: list[str]) -> None:
         """Planned primary change (the old node is leaving): stop renewing the old
         primary's lease, wait until any lease it holds has run out, then promote."""
         try:
             await asyncio.sleep(self.lease_seconds() + self.config.heartbeat_interval)
             assert self.map is not None
             old = self.map.shards[shard_id].primary
-            await self._promote(shard_id, [new_primary], leaving=old)
+            await self._promote(shard_id, candidates, leaving=old)
         finally:
             self.failing_over.discard(shard_id)
+
+    async def set_draining(self, record: NodeRecord, draining: bool) -> None:
+        if record.draining != draining:
+            record.draining = draining
+            log.info("node %s %s", record.id, "draining: its copies move away" if draining else "no longer draining")
+            await self._save_node(record)
+            self.needs_rebalance = True
+            self._next_reconcile = 0.0
+
+    def hand_off_primaries(self, node_id: str) -> int:
+        """Start handing every primary of `node_id` to an in-sync replica on a healthy node."""
+        assert self.map is not None
+        health = self.health()
+        started = 0
+        for e in self.map.shards:
+            if e.primary != node_id or e.shard_id in self.failing_over:
+                continue
+            candidates = [n for n in e.in_sync if n != node_id and health.get(n) == "healthy"]
+            if candidates:
+                self.failing_over.add(e.shard_id)
+                self._spawn(self._handoff(e.shard_id, candidates))
+                started += 1
+        return started
 
     # ------------------------------------------------------ replicated shards
 
@@ -382,7 +405,7 @@ class Coordinator:
             if shard_id not in self.failing_over:
                 log.info("hand-off: shard %d primary -> %s", shard_id, new_primary)
                 self.failing_over.add(shard_id)
-                self._spawn(self._handoff(shard_id, new_primary))
+                self._spawn(self._handoff(shard_id, [new_primary]))
 
     # ---------------------------------------------------------------- moves
 

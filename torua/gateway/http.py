@@ -184,6 +184,12 @@ async def assign(request: web.Request) -> web.StreamResponse:
     return web.json_response(result, status=202)
 
 
+async def drain(request: web.Request) -> web.StreamResponse:
+    """POST starts moving every copy off the node; DELETE undoes it."""
+    on = request.method == "POST"
+    return web.json_response(await _gw(request).drain(request.match_info["node_id"], on), status=202 if on else 200)
+
+
 async def nodes(request: web.Request) -> web.StreamResponse:
     return web.json_response(await _gw(request).nodes())
 
@@ -224,6 +230,8 @@ def make_app(config: GatewayConfig, gateway: Gateway) -> web.Application:
     r.add_post("/shards/assign", assign)
     r.add_get("/nodes", nodes)
     r.add_get("/nodes/{node_id}", node)
+    r.add_post("/nodes/{node_id}/drain", drain)
+    r.add_delete("/nodes/{node_id}/drain", drain)
     r.add_get("/cluster/info", cluster_info)
     r.add_get("/cluster/health", cluster_health)
     r.add_get("/health", health)

@@ -215,6 +215,17 @@ def openapi_document() -> dict[str, Any]:
             "parameters": [{"name": "node_id", "in": "path", "required": True, "schema": STR}],
             "get": _get("One node", json_body(ref("Node"), "the node"), 404, 503),
         },
+        "/nodes/{node_id}/drain": {
+            "parameters": [{"name": "node_id", "in": "path", "required": True, "schema": STR}],
+            "post": {
+                "summary": "Move every copy off the node (status draining, then drained)",
+                "responses": {"202": json_body(ref("Node"), "the node, now draining"), **errors(404, 503)},
+            },
+            "delete": {
+                "summary": "Undo a drain: the node may take copies again",
+                "responses": {"200": json_body(ref("Node"), "the node"), **errors(404, 503)},
+            },
+        },
         "/cluster/info": {"get": _get("Cluster id, coordinator, versions, counts, moves in flight", json_body(ref("ClusterInfo"), "info"), 503)},
         "/cluster/health": {"get": _get("green / yellow / red, with counts", json_body(ref("ClusterHealth"), "health"), 503)},
         "/health": {"get": _get("This gateway (answers without asking the cluster)", json_body(ref("GatewayHealth"), "gateway status"))},

@@ -28,7 +28,7 @@ from torua.listing import MAX_LIMIT, list_keys
 from torua.protocol import subjects
 from torua.protocol.codec import encode, from_dict, unpack
 from torua.protocol.errors import TouraError
-from torua.protocol.messages import Ack, AssignRequest, CoordinatorInfo, KvReply, KvRequest, NodesReply, NodeStatus, ShardMap
+from torua.protocol.messages import Ack, AssignRequest, CoordinatorInfo, KvReply, KvRequest, NodeRequest, NodesReply, NodeStatus, ShardMap
 from torua.routing import RETRY_AFTER_SECONDS, MapCache, ShardRouter
 
 log = logging.getLogger("torua.gateway")
@@ -46,10 +46,18 @@ def iso_time(ts: float | None) -> str | None:
 
 
 def node_view(n: NodeStatus) -> dict[str, Any]:
-    """A node as `/nodes` shows it: `shards` is a count, `shard_ids` the list."""
+    """A node as `/nodes` shows it: `shards` is a count, `shard_ids` the list.
+
+    `status` is the node's health, except that a healthy node being drained is
+    ``draining`` until it holds no copy, then ``drained``; `health` is always the health.
+    """
+    status = n.status
+    if n.draining and n.status == "healthy":
+        status = "drained" if not n.shards else "draining"
     return {
         "id": n.id,
-        "status": n.status,
+        "status": status,
+        "health": n.status,
         "shards": len(n.shards),
         "shard_ids": n.shards,
         "primaries": n.primaries,
@@ -244,6 +252,11 @@ class Gateway:
         # The new map is also announced; reading it now lets a /shards right after see it.
         await self.maps.refresh()
         return {"shard_id": shard_id, "node_id": node_id, "status": ack.detail.get("status", "moving")}
+
+    async def drain(self, node_id: str, on: bool) -> dict[str, Any]:
+        """Start (or undo) moving every copy off `node_id`."""
+        await self._ask("node", Ack, encode(NodeRequest(node_id, "drain" if on else "undrain")))
+        return await self.node(node_id)
 
     def gateway_health(self) -> dict[str, Any]:
         """This gateway only (no cluster calls), so it answers even when the cluster does not."""

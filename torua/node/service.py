@@ -40,6 +40,8 @@ from torua.protocol.messages import (
     Heartbeat,
     KvReply,
     LeaseGrant,
+    NodeRequest,
+    Ack,
     KvRequest,
     LogChunk,
     LogRequest,
@@ -101,6 +103,7 @@ class Node:
         self._subs: list[Any] = []
         self.replication = Replication(self)
         self._lease_seconds = 0.0
+        self._assigned = asyncio.Event()
 
     # ----------------------------------------------------------- lifecycle
 
@@ -148,14 +151,44 @@ class Node:
     async def run(self) -> None:
         await self.start()
         loop = asyncio.get_running_loop()
+        stop_requested = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, self._stopping.set)
-        await self._stopping.wait()
+            loop.add_signal_handler(sig, stop_requested.set)
+        await stop_requested.wait()
         await self.stop()
 
+    async def hand_off(self) -> None:
+        """Before a planned stop: have the coordinator promote in-sync replicas for this
+        node's replicated primaries, and wait (bounded) until none is left here, so
+        the stop fails no request."""
+        if not self._replicated_primaries() or self.nc is None or not self.nc.is_connected:
+            return
+        try:
+            msg = await self.nc.request(subjects.coordinator("node"), encode(NodeRequest(self.config.id, "handoff")), timeout=2.0)
+            ack = decode(Ack, msg.data)
+        except Exception as exc:
+            log.warning("hand-off not possible (%s); stopping anyway", exc)
+            return
+        if not ack.ok:
+            log.warning("hand-off refused: %s %s", ack.error_code, ack.error_message)
+            return
+        deadline = time.monotonic() + self.config.shutdown_timeout
+        while self._replicated_primaries() and time.monotonic() < deadline:
+            changed = self._assigned
+            try:
+                await asyncio.wait_for(changed.wait(), max(0.0, deadline - time.monotonic()))
+            except asyncio.TimeoutError:
+                break
+        left = self._replicated_primaries()
+        log.info("hand-off %s", f"incomplete: still primary of {left}" if left else "done")
+
+    def _replicated_primaries(self) -> list[int]:
+        return [h.shard_id for h in self.holdings.values() if h.role in ("primary", "frozen") and h.replicas]
+
     async def stop(self) -> None:
-        """Take no new requests, let the ones in flight finish (bounded), then close."""
+        """Hand primaries over, take no new requests, let the ones in flight finish (bounded), then close."""
         log.info("node %s stopping", self.config.id)
+        await self.hand_off()
         self._stopping.set()
         self._heartbeat_now.set()  # wake the heartbeat loop so it ends now
         for sub in self._subs:
@@ -447,6 +480,7 @@ class Node:
             if shard_id not in wanted and holding.role in ("primary", "frozen"):
                 holding.role = next_role(holding.role, "unassign")
         log.info("epoch %d: serving %s%s", self.epoch, serving, f", missing {missing}" if missing else "")
+        notify(self, "_assigned")
         self._heartbeat_now.set()
         return AssignmentAck(node_id=self.config.id, epoch=self.epoch, serving=serving, missing=missing)
 

@@ -238,6 +238,14 @@ class InSyncChange:
 
 
 @dataclass(frozen=True)
+class NodeRequest:
+    """Operator or node -> coordinator about one node: drain | undrain | handoff."""
+
+    node_id: str
+    action: str
+
+
+@dataclass(frozen=True)
 class AssignRequest:
     shard_id: int
     node_id: str
