@@ -60,18 +60,22 @@ class Client:
 
     # ------------------------------------------------------------------ KV
 
-    async def get(self, key: str) -> bytes | None:
-        item = await self.get_item(key)
+    async def get(self, key: str, consistency: str = "strong") -> bytes | None:
+        item = await self.get_item(key, consistency)
         return None if item is None else item[0]
 
-    async def get_item(self, key: str) -> tuple[bytes, str] | None:
-        """(value, content_type), or None when the key does not exist."""
+    async def get_item(self, key: str, consistency: str = "strong") -> tuple[bytes, str] | None:
+        """(value, content_type), or None when the key does not exist. consistency
+        "eventual" may read an in-sync replica (spreads load; may lag a little)."""
         validate_key(key)
+        if consistency not in ("strong", "eventual"):
+            raise TouraError("bad_request", "consistency must be strong or eventual")
+        eventual = consistency == "eventual"
         if self._direct():
-            reply = await self._call(key, lambda epoch, shard: KvRequest("get", shard, epoch, key=key))
+            reply = await self._call(key, lambda epoch, shard: KvRequest("get", shard, epoch, key=key, eventual=eventual), eventual)
             return (reply.value or b"", reply.content_type) if reply.found else None
         try:
-            data = await self._api("kv.get", {"key": key})
+            data = await self._api("kv.get", {"key": key, "consistency": consistency})
         except TouraError as exc:
             if exc.code == "not_found":
                 return None
@@ -107,10 +111,10 @@ class Client:
     def _direct(self) -> bool:
         return self._maps is not None and self._maps.current is not None
 
-    async def _call(self, key: str, build) -> KvReply:
+    async def _call(self, key: str, build, eventual: bool = False) -> KvReply:
         assert self._router is not None and self._maps is not None and self._maps.current is not None
         shard = shard_for_key(key, self._maps.current.num_shards)
-        reply = await self._router.call(shard, lambda epoch: build(epoch, shard), self.timeout)
+        reply = await self._router.call(shard, lambda epoch: build(epoch, shard), self.timeout, eventual)
         if not reply.ok:
             raise TouraError(reply.error_code or "internal", reply.error_message)
         return reply

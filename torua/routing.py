@@ -14,6 +14,7 @@ The gateway and `torua.Client` share it.
 from __future__ import annotations
 
 import asyncio
+import random
 import logging
 import time
 from typing import Callable
@@ -106,8 +107,11 @@ class ShardRouter:
             raise TouraError("unavailable", "the cluster has no shard map yet", retry_after=RETRY_AFTER_SECONDS)
         return self.maps.current
 
-    async def call(self, shard_id: int, build: Callable[[int], KvRequest], timeout: float) -> KvReply:
-        """Send `build(epoch)` to the primary of `shard_id`, retrying within `timeout` seconds."""
+    async def call(self, shard_id: int, build: Callable[[int], KvRequest], timeout: float, eventual: bool = False) -> KvReply:
+        """Send `build(epoch)` to the primary of `shard_id`, retrying within `timeout` seconds.
+
+        With `eventual`, the first try goes to a random in-sync copy (spreading reads
+        over replicas); any retry goes to the primary."""
         deadline = time.monotonic() + timeout
         backoff = 0.005
         last_error: TouraError | None = None
@@ -134,8 +138,11 @@ class ShardRouter:
                 continue
             epoch = self.maps.current.epoch  # type: ignore[union-attr]
             request = build(epoch)
+            target = entry.primary
+            if eventual and last_error is None and entry.in_sync:
+                target = random.choice(entry.in_sync)
             try:
-                msg = await self._nc.request(subjects.node(entry.primary, "kv"), encode(request), timeout=remaining)  # type: ignore[arg-type]
+                msg = await self._nc.request(subjects.node(target, "kv"), encode(request), timeout=remaining)  # type: ignore[arg-type]
             except NoRespondersError:
                 last_error = TouraError(
                     "unavailable", f"node {entry.primary} holding shard {shard_id} is not answering", retry_after=RETRY_AFTER_SECONDS

@@ -246,3 +246,32 @@ def test_drain_moves_every_copy_off_and_undo_lets_copies_come_back(group, nats_u
     assert status == 200 and body["status"] == "healthy"
     wait_until(lambda: c.json("GET", "/nodes/n4")[1]["shards"] > 0, 60, "copies back on n4 after the undo")
     assert c.json("POST", "/nodes/ghost/drain")[0] == 404
+
+
+def test_eventual_reads_may_come_from_a_replica(group, nats_url):
+    import asyncio
+
+    import nats
+
+    from torua.protocol.codec import decode, encode
+    from torua.protocol.messages import KvReply, KvRequest
+
+    c = Cluster(group, nats_url, replicas=2).start(nodes=3)
+    assert c.request("PUT", "/data/eventual", b"v1")[0] == 204
+    assert c.request("GET", "/data/eventual?consistency=eventual")[:2] == (200, b"v1")
+    assert c.request("GET", "/data/eventual?consistency=strong")[:2] == (200, b"v1")
+    assert c.request("GET", "/data/eventual?consistency=sometimes")[0] == 400
+    loc = c.location("eventual")
+    replica = next(s for s in c.json("GET", "/shards")[1]["shards"] if s["shard_id"] == loc["shard_id"])["replicas"][0]
+
+    async def ask(eventual: bool) -> KvReply:
+        nc = await nats.connect(c.nats_url)
+        try:
+            request = KvRequest("get", loc["shard_id"], loc["epoch"], key="eventual", eventual=eventual)
+            return decode(KvReply, (await nc.request(f"torua.node.{replica}.kv", encode(request), timeout=5)).data)
+        finally:
+            await nc.close()
+
+    # The replica answers an eventual read itself, and refuses a strong one (only the primary may).
+    assert (lambda r: r.ok and r.found and r.value == b"v1")(asyncio.run(ask(True)))
+    assert asyncio.run(ask(False)).error_code == "moved"

@@ -118,7 +118,7 @@ def _gw(request: web.Request) -> Gateway:
 
 
 async def get_data(request: web.Request) -> web.StreamResponse:
-    value, content_type = await _gw(request).kv_get(key_from_raw_path(_raw_path(request)))
+    value, content_type = await _gw(request).kv_get(key_from_raw_path(_raw_path(request)), request.query.get("consistency", "strong"))
     return web.Response(body=value, headers={hdrs.CONTENT_TYPE: content_type})
 
 

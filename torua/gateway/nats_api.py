@@ -135,15 +135,16 @@ def value_reply(key: str, value: bytes, content_type: str, as_json: bool) -> Bod
 # ------------------------------------------------------------------ handlers
 
 KEY = frozenset({"key"})
+GET = frozenset({"key", "consistency"})
 PUT = frozenset({"key", "value", "value_b64", "content_type"})
 LIST = frozenset({"prefix", "limit", "cursor"})
 NONE: frozenset[str] = frozenset()
 
 
 async def kv_get(gw: Gateway, body: Body, as_json: bool) -> Body:
-    check_fields(body, KEY)
+    check_fields(body, GET)
     key = field(body, "key", str, required=True)
-    value, content_type = await gw.kv_get(key)
+    value, content_type = await gw.kv_get(key, field(body, "consistency", str) or "strong")
     return value_reply(key, value, content_type, as_json)
 
 

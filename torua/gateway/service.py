@@ -116,11 +116,11 @@ class Gateway:
             await self.maps.refresh()
         return self.router.shard_map()  # `unavailable` (503) while the cluster has none
 
-    async def _kv(self, key: str, build: Callable[[int, int], KvRequest]) -> KvReply:
+    async def _kv(self, key: str, build: Callable[[int, int], KvRequest], eventual: bool = False) -> KvReply:
         validate_key(key)
         shard = shard_for_key(key, (await self._map()).num_shards)
         try:
-            reply = await self.router.call(shard, lambda epoch: build(shard, epoch), self.config.request_timeout)
+            reply = await self.router.call(shard, lambda epoch: build(shard, epoch), self.config.request_timeout, eventual)
         except MaxPayloadError:
             raise TouraError("value_too_large", "the request is larger than the NATS server's max_payload") from None
         except NatsError as exc:  # connection closed or reconnecting: the router could not even ask
@@ -130,9 +130,15 @@ class Gateway:
             raise TouraError(reply.error_code or "internal", reply.error_message or "the node refused the request")
         return reply
 
-    async def kv_get(self, key: str) -> tuple[bytes, str]:
-        """(value, content type); `not_found` when the key does not exist."""
-        reply = await self._kv(key, lambda shard, epoch: KvRequest("get", shard, epoch, key=key))
+    async def kv_get(self, key: str, consistency: str = "strong") -> tuple[bytes, str]:
+        """(value, content type); `not_found` when the key does not exist.
+
+        consistency "strong" (default) reads the primary and sees every acknowledged
+        write; "eventual" may read an in-sync replica, which can lag a little."""
+        if consistency not in ("strong", "eventual"):
+            raise TouraError("bad_request", "consistency must be strong or eventual")
+        eventual = consistency == "eventual"
+        reply = await self._kv(key, lambda shard, epoch: KvRequest("get", shard, epoch, key=key, eventual=eventual), eventual)
         if not reply.found:
             raise TouraError("not_found", f"key {key!r} does not exist")
         return reply.value or b"", reply.content_type or DEFAULT_CONTENT_TYPE

@@ -328,6 +328,11 @@ class Node:
 
     async def kv(self, request: KvRequest) -> KvReply:
         holding = self.holdings.get(request.shard_id)
+        if request.eventual and request.op == "get" and holding is not None and holding.role == "replica" and holding.store is not None:
+            found = holding.store.get(validate_key(request.key))  # a replica answers an eventual read as it stands
+            if found is None:
+                return KvReply(ok=True, epoch=self.epoch, found=False)
+            return KvReply(ok=True, epoch=self.epoch, found=True, value=found[0], content_type=found[1])
         if holding is None or holding.store is None or not serves(holding.role, request.op):
             state = holding.role if holding else "absent"
             raise TouraError("moved", f"node {self.config.id} does not serve {request.op} on shard {request.shard_id} ({state})")

@@ -123,6 +123,8 @@ class KvRequest:
     prefix: str = ""
     after: str | None = None
     limit: int = 1000
+    # a get that any in-sync copy may answer (it may miss the newest writes)
+    eventual: bool = False
 
 
 @dataclass(frozen=True)
