@@ -1,25 +1,37 @@
-"""One real Torua cluster, started with `torua up`, for the whole behave run.
+"""Real Torua clusters, started with `torua up`, for the behave run.
 
-before_all starts it on free ports in a temp dir and waits for "ready";
-after_scenario puts back anything a scenario broke (resumes paused processes,
-starts killed nodes again) and waits until the cluster is green, so each
-scenario starts from a healthy cluster; after_all stops every process that was
-started (SIGINT to `torua up`, then SIGKILL to anything left) and removes the
-temp dir (kept when TORUA_BDD_KEEP is set).
+before_all starts the shared cluster (one copy per shard) on free ports in a temp
+dir and waits for "ready"; every feature uses it, except a feature tagged
+`@replicas<N>` (e.g. `@replicas2`): before_feature starts a cluster of its own
+with N copies of each shard (own temp dir, own free ports) and after_feature
+stops it, while the shared one keeps running for the other features.
+
+after_scenario puts back anything a scenario broke in the cluster it used
+(resumes paused processes, starts killed nodes again) and waits until that
+cluster is green, so each scenario starts from a healthy cluster; after_feature
+and after_all stop every process that was started (SIGINT to `torua up`, then
+SIGKILL to anything left) and remove the temp dirs (kept when TORUA_BDD_KEEP is
+set).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "support"))
 
 from torua_bdd import LocalCluster  # noqa: E402
 
+REPLICAS_TAG = re.compile(r"replicas(\d+)")
+# Shards of a feature's own replicated cluster: 3 nodes, 8 shards, N copies each.
+FEATURE_CLUSTER_SHARDS = 8
 
-def before_all(context):
-    cluster = LocalCluster()
+
+def start_cluster(**settings) -> LocalCluster:
+    """`torua up` with these settings, ready; on failure its logs are printed and it is stopped."""
+    cluster = LocalCluster(**settings)
     try:
         cluster.start()
     except BaseException:
@@ -29,8 +41,52 @@ def before_all(context):
         finally:
             cluster.remove()
         raise
+    return cluster
+
+
+def stop_cluster(cluster: LocalCluster) -> None:
+    try:
+        cluster.stop()
+    finally:
+        cluster.remove()
+
+
+def replicas_of(feature) -> int | None:
+    for tag in feature.tags:
+        match = REPLICAS_TAG.fullmatch(tag)
+        if match:
+            return int(match.group(1))
+    return None
+
+
+def before_all(context):
+    # Clusters still to stop at the end, whatever happens to a feature's hooks.
+    context.clusters = []
+    context.shared_cluster = start_cluster()
+    context.clusters.append(context.shared_cluster)
+    context.cluster = context.shared_cluster
+    context.gateway = context.shared_cluster.gateway
+
+
+def before_feature(context, feature):
+    replicas = replicas_of(feature)
+    if replicas is None:
+        return
+    cluster = start_cluster(shards=FEATURE_CLUSTER_SHARDS, replicas=replicas)
+    context.clusters.append(cluster)
+    # Set at the feature's context layer: behave drops these after the feature,
+    # and the shared cluster is context.cluster again.
+    context.feature_cluster = cluster
     context.cluster = cluster
     context.gateway = cluster.gateway
+
+
+def after_feature(context, feature):
+    cluster = getattr(context, "feature_cluster", None)
+    if cluster is None or cluster not in context.clusters:
+        return
+    context.clusters.remove(cluster)
+    stop_cluster(cluster)
 
 
 def before_scenario(context, scenario):
@@ -47,10 +103,11 @@ def after_scenario(context, scenario):
 
 
 def after_all(context):
-    cluster = getattr(context, "cluster", None)
-    if cluster is None:
-        return
-    try:
-        cluster.stop()
-    finally:
-        cluster.remove()
+    errors = []
+    for cluster in reversed(getattr(context, "clusters", [])):
+        try:
+            stop_cluster(cluster)
+        except BaseException as exc:  # stop the others all the same
+            errors.append(exc)
+    if errors:
+        raise errors[0]

@@ -1,8 +1,9 @@
 """What the behave scenarios need to drive a real Torua cluster.
 
-One `LocalCluster` runs `torua up` (nats-server, coordinator, 3 nodes, gateway,
-each its own OS process) for the whole run. Steps talk to it only as a user
-would: HTTP to the gateway, psutil to find, pause and kill a node process by its
+A `LocalCluster` runs `torua up` (nats-server, coordinator, 3 nodes, gateway,
+each its own OS process): one with one copy per shard for the whole run, and one
+with more copies for each feature tagged `@replicas<N>`. Steps talk to it only
+as a user would: HTTP to the gateway, psutil to find, pause and kill a node process by its
 command line, and (for the routing check) NATS straight to a node.
 
 Every wait polls with a deadline through `wait_until`; nothing sleeps to
@@ -225,10 +226,16 @@ def is_node_cmdline(cmdline: list[str], node_id: str) -> bool:
 
 
 class LocalCluster:
-    """`torua up` on free ports and a temp dir, plus the processes scenarios start by hand."""
+    """`torua up` on free ports and a temp dir, plus the processes scenarios start by hand.
 
-    def __init__(self) -> None:
-        self.tmp = Path(tempfile.mkdtemp(prefix="torua-bdd-"))
+    `replicas` is the number of copies of each shard (`torua up --replicas`).
+    """
+
+    def __init__(self, nodes: int = NUM_NODES, shards: int = NUM_SHARDS, replicas: int = 1) -> None:
+        self.num_nodes = nodes
+        self.num_shards = shards
+        self.replicas = replicas
+        self.tmp = Path(tempfile.mkdtemp(prefix=f"torua-bdd-r{replicas}-"))
         self.http_port = free_port()
         self.nats_port = free_port()
         self.nats_url = f"nats://127.0.0.1:{self.nats_port}"
@@ -253,8 +260,9 @@ class LocalCluster:
     def start(self) -> None:
         argv = torua_command() + [
             "up",
-            "--nodes", str(NUM_NODES),
-            "--shards", str(NUM_SHARDS),
+            "--nodes", str(self.num_nodes),
+            "--shards", str(self.num_shards),
+            "--replicas", str(self.replicas),
             "--data-dir", str(self.tmp / "data"),
             "--port", str(self.http_port),
             "--nats-port", str(self.nats_port),
@@ -409,6 +417,15 @@ class LocalCluster:
         proc = self.require_node_process(node_id)
         proc.suspend()
         self.paused.append(proc)
+        return proc
+
+    def resume_node(self, node_id: str) -> psutil.Process:
+        """SIGCONT the paused process of one node."""
+        found = [p for p in self.paused if is_node_cmdline(p.cmdline(), node_id)]
+        assert len(found) == 1, f"node {node_id} is not paused (paused: {[p.pid for p in self.paused]})"
+        proc = found[0]
+        proc.resume()
+        self.paused.remove(proc)
         return proc
 
     def resume_paused(self) -> None:

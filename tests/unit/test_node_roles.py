@@ -1,6 +1,6 @@
 import pytest
 
-from torua.node.roles import IllegalTransition, next_role, serves, serves_copy_source
+from torua.node.roles import IllegalTransition, next_role, serves_copy_source
 
 LEGAL = [
     ("absent", "create", "primary"),
@@ -27,15 +27,6 @@ def test_legal(state, event, after):
 def test_illegal_raises(state, event):
     with pytest.raises(IllegalTransition):
         next_role(state, event)
-
-
-@pytest.mark.parametrize(
-    "state,op,ok",
-    [("primary", "put", True), ("primary", "get", True), ("frozen", "get", True), ("frozen", "list", True),
-     ("frozen", "put", False), ("frozen", "delete", False), ("copying", "get", False), ("retired", "get", False), ("absent", "get", False)],
-)
-def test_serves(state, op, ok):
-    assert serves(state, op) is ok
 
 
 @pytest.mark.parametrize("state,ok", [("primary", True), ("frozen", True), ("retired", True), ("copying", False), ("absent", False)])

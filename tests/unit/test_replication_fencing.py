@@ -2,7 +2,7 @@
 
 import pytest
 
-from torua.replication.fencing import CopyState, accept_replication, may_serve
+from torua.replication.fencing import CopyState, may_serve
 
 P = CopyState("primary", shard_epoch=7, lease_until=105.0)
 F = CopyState("frozen", shard_epoch=7, lease_until=105.0)
@@ -72,23 +72,3 @@ def test_unknown_role_is_refused_when_built():
 
 
 # (id, state, sender, expected primary, message shard epoch, expected)
-REPLICATE = [
-    ("no-copy", None, "n1", "n1", 7, "moved"),
-    ("on-primary", CopyState("primary", 7, 105.0), "n1", "n1", 7, "moved"),
-    ("on-frozen", CopyState("frozen", 7, 105.0), "n1", "n1", 7, "moved"),
-    ("on-copying", CopyState("copying", 7), "n1", "n1", 7, "moved"),
-    ("on-retired", CopyState("retired", 7), "n1", "n1", 7, "moved"),
-    ("from-primary-same-epoch", R, "n1", "n1", 7, "ok"),
-    ("from-primary-newer-epoch-isr-change", R, "n1", "n1", 9, "ok"),
-    ("from-primary-older-epoch-fenced", R, "n1", "n1", 6, "stale_epoch"),
-    ("old-primary-fenced", R, "n0", "n1", 6, "stale_epoch"),
-    ("stranger-same-epoch", R, "n9", "n1", 7, "moved"),
-    ("new-primary-not-heard-of-yet", R, "n2", "n1", 8, "stale_epoch"),
-    ("no-expected-primary-same-epoch", R, "n1", None, 7, "moved"),
-    ("no-expected-primary-newer-epoch", R, "n1", None, 8, "stale_epoch"),
-]
-
-
-@pytest.mark.parametrize("state,sender,expected_primary,epoch,expected", [c[1:] for c in REPLICATE], ids=[c[0] for c in REPLICATE])
-def test_accept_replication(state, sender, expected_primary, epoch, expected):
-    assert accept_replication(state, sender, expected_primary, epoch) == expected

@@ -49,7 +49,7 @@ GRANTS = [
 
 @pytest.mark.parametrize("sent_at,granted,own,expected", [c[1:] for c in GRANTS], ids=[c[0] for c in GRANTS])
 def test_lease_until(sent_at, granted, own, expected):
-    assert lease_until(sent_at, granted, own, S) == expected
+    assert lease_until(sent_at, granted, own, lease_time(S)) == expected
 
 
 # (id, current, sent_at, granted, own, expected)
@@ -68,7 +68,7 @@ RENEWALS = [
 @pytest.mark.parametrize("current,sent_at,granted,own,expected", [c[1:] for c in RENEWALS], ids=[c[0] for c in RENEWALS])
 def test_renewed(current, sent_at, granted, own, expected):
     before = dict(current)
-    after = renewed(current, sent_at, granted, own, S)
+    after = renewed(current, sent_at, granted, own, lease_time(S))
     assert after == pytest.approx(expected)
     assert current == before  # the input is not changed
     assert all(after[s] >= until for s, until in current.items())  # never shorter
@@ -80,7 +80,7 @@ def test_replies_in_any_order_end_at_the_newest_heartbeat():
     for order in ([0, 1, 2, 3], [3, 2, 1, 0], [1, 3, 0, 2]):
         leases: dict[int, float] = {}
         for i in order:
-            leases = renewed(leases, heartbeats[i], {0: 7}, {0: 7}, S)
+            leases = renewed(leases, heartbeats[i], {0: 7}, {0: 7}, lease_time(S))
         assert leases == {0: 105.0}, order
 
 
@@ -106,7 +106,7 @@ SENT = [0.0, 1234.567]
 def test_lease_ends_before_failover(interval, threshold, delay, sent_at):
     settings = LeaseSettings(interval, threshold)
     received_at = sent_at + delay
-    until = renewed({}, sent_at, {0: 1}, {0: 1}, settings)[0]
+    until = renewed({}, sent_at, {0: 1}, {0: 1}, lease_time(settings))[0]
     failover_at = received_at + threshold * interval
     assert until < failover_at
     assert failover_at - until >= interval - 1e-9  # at least one interval of margin

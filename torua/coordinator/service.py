@@ -29,6 +29,7 @@ from torua.coordinator.moves import Move
 from torua.coordinator.placement import NodeView, moves_between, plan_placement
 from torua.coordinator.replica_plan import plan_replica_changes
 from torua.coordinator.state_store import ClusterState
+from torua.replication.lease import LeaseSettings, lease_time
 from torua.replication.promotion import choose_primary
 from torua.protocol import subjects
 from torua.protocol.codec import decode, encode
@@ -164,7 +165,9 @@ class Coordinator:
     def lease_seconds(self) -> float:
         """How long a grant lasts from when the node sent its heartbeat: it runs out
         at least one interval before this coordinator could fail the node over."""
-        return max(0.0, (self.config.unhealthy_after - 1) * self.config.heartbeat_interval)
+        if self.config.unhealthy_after < 2:
+            return 0.0  # only allowed with one copy per shard, where no lease is needed
+        return lease_time(LeaseSettings(self.config.heartbeat_interval, self.config.unhealthy_after))
 
     def lease_grant(self, node_id: str) -> LeaseGrant:
         if self.map is None:

@@ -29,7 +29,7 @@ from torua.protocol import subjects
 from torua.protocol.codec import decode, encode
 from torua.protocol.errors import TouraError
 from torua.protocol.messages import Ack, InSyncChange, LogChunk, LogRequest
-from torua.replication.rejoin import agreed_seq
+from torua.replication.rejoin import agreed_seq, rejoin_plan
 from torua.storage.operations import decode_operation, encode_operation
 from torua.storage.shard_store import LogTruncated, ShardStore
 
@@ -145,13 +145,13 @@ class Replication:
         await node._reply(msg, reply)
 
     def _diverged(self, holding: "Holding", request: LogRequest) -> bool:
-        assert holding.store is not None
-        if request.after_seq > holding.store.last_seq():
+        """Must this replica copy the shard again rather than catch up from the log?"""
+        store = holding.store
+        assert store is not None
+        if request.after_seq > store.last_seq():
             return True
-        if request.shard_epoch < holding.shard_epoch:
-            agreed = agreed_seq(request.shard_epoch, dict(holding.promotions))
-            return agreed is not None and request.after_seq > agreed
-        return False
+        agreed = agreed_seq(request.shard_epoch, dict(holding.promotions)) if request.shard_epoch < holding.shard_epoch else None
+        return rejoin_plan(request.after_seq, agreed, store.base_seq()) == "recopy"
 
     async def _rejoin_in_sync(self, holding: "Holding", replica: str) -> None:
         if replica in holding.joining:

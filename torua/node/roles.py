@@ -59,21 +59,11 @@ TRANSITIONS: dict[tuple[str, str], str] = {
     ("replica", "drop"): "absent",
 }
 
-READS = frozenset({"get", "list"})
-
-
 def next_role(state: str, event: str) -> str:
     try:
         return TRANSITIONS[(state, event)]
     except KeyError:
         raise IllegalTransition(state, event) from None
-
-
-def serves(state: str, op: str) -> bool:
-    """May a copy in `state` answer `op` (get | put | delete | list)?"""
-    if state == "primary":
-        return True
-    return state == "frozen" and op in READS
 
 
 def serves_copy_source(state: str) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import logging
 import os
 import signal
@@ -30,7 +31,9 @@ from torua.config import DEFAULT_MAX_VALUE_BYTES, NodeConfig
 from torua.keys import validate_key
 from torua.node import copy as shard_copy
 from torua.node.replication import Replication, notify
-from torua.node.roles import IllegalTransition, next_role, serves, serves_copy_source
+from torua.node.roles import IllegalTransition, next_role, serves_copy_source
+from torua.replication.fencing import CopyState, may_serve
+from torua.replication.lease import renewed
 from torua.protocol import subjects
 from torua.protocol.codec import decode, encode
 from torua.protocol.errors import TouraError
@@ -267,11 +270,12 @@ class Node:
         self._renew(sent_at, grant.lease_seconds, dict(grant.shards))
 
     def _renew(self, sent_at: float, seconds: float, granted: dict[int, int] | None) -> None:
-        for holding in self.holdings.values():
-            if holding.role not in ("primary", "frozen"):
-                continue
-            if granted is None or granted.get(holding.shard_id) == holding.shard_epoch:
-                holding.lease_until = max(holding.lease_until, sent_at + seconds)
+        """Extend the leases `granted` names (all of them when no coordinator exists)."""
+        primaries = {h.shard_id: h for h in self.holdings.values() if h.role in ("primary", "frozen")}
+        own = {s: h.shard_epoch for s, h in primaries.items()}
+        current = {s: h.lease_until for s, h in primaries.items()}
+        for shard_id, until in renewed(current, sent_at, own if granted is None else granted, own, seconds).items():
+            primaries[shard_id].lease_until = until
 
     # ------------------------------------------------------- log retention
 
@@ -327,18 +331,22 @@ class Node:
         await self._reply(msg, reply)
 
     async def kv(self, request: KvRequest) -> KvReply:
+        if request.op not in ("get", "put", "delete", "list"):
+            raise TouraError("bad_request", f"unknown operation {request.op!r}")
         holding = self.holdings.get(request.shard_id)
-        if request.eventual and request.op == "get" and holding is not None and holding.role == "replica" and holding.store is not None:
-            found = holding.store.get(validate_key(request.key))  # a replica answers an eventual read as it stands
-            if found is None:
-                return KvReply(ok=True, epoch=self.epoch, found=False)
-            return KvReply(ok=True, epoch=self.epoch, found=True, value=found[0], content_type=found[1])
-        if holding is None or holding.store is None or not serves(holding.role, request.op):
-            state = holding.role if holding else "absent"
-            raise TouraError("moved", f"node {self.config.id} does not serve {request.op} on shard {request.shard_id} ({state})")
-        if holding.replicas and time.monotonic() >= holding.lease_until:
+        state = None
+        if holding is not None and holding.store is not None and holding.role != "absent":
+            # A shard without replicas cannot fail over, so its primary needs no lease.
+            lease = holding.lease_until if holding.replicas else math.inf
+            state = CopyState(holding.role, holding.shard_epoch, lease)
+        verdict = may_serve(state, request.op, 0, time.monotonic(), allow_replica_reads=request.eventual)
+        if verdict == "moved":
+            role = holding.role if holding else "absent"
+            raise TouraError("moved", f"node {self.config.id} does not serve {request.op} on shard {request.shard_id} ({role})")
+        if verdict == "stale_epoch":
             # A replicated shard's primary without a lease may have been replaced: stay silent.
             raise TouraError("stale_epoch", f"node {self.config.id} holds no lease for shard {request.shard_id} right now")
+        assert holding is not None and holding.store is not None
         store = holding.store
         if request.op == "get":
             found = store.get(validate_key(request.key))

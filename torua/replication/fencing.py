@@ -65,30 +65,3 @@ def may_serve(state: CopyState | None, op: str, request_shard_epoch: int, now: f
     if request_shard_epoch > state.shard_epoch or not holds(state.lease_until, now):
         return "stale_epoch"
     return "ok"
-
-
-def accept_replication(state: CopyState | None, sender: str, expected_primary: str | None, msg_shard_epoch: int) -> str:
-    """ok | moved | stale_epoch for a `Replicate` from `sender` on a replica whose
-    assignment names `expected_primary`.
-
-    - no replica copy here (absent, or any other role): moved.
-    - the message's shard epoch is older than the copy's: stale_epoch; the sender
-      is an old primary that has been fenced off.
-    - from another node than the expected primary: stale_epoch if the message is
-      newer (a promotion this replica has not heard of; it must first check its tail
-      against ``promoted_at_seq``, see `rejoin`), else moved.
-    - from the expected primary at the same or a newer shard epoch: ok (a newer one
-      is an in-sync change whose assignment has not arrived yet).
-
-    >>> accept_replication(CopyState("replica", 7), "n1", "n1", 8)
-    'ok'
-    >>> accept_replication(CopyState("replica", 7), "n1", "n1", 6)
-    'stale_epoch'
-    """
-    if state is None or state.role != "replica":
-        return "moved"
-    if msg_shard_epoch < state.shard_epoch:
-        return "stale_epoch"
-    if sender != expected_primary:
-        return "stale_epoch" if msg_shard_epoch > state.shard_epoch else "moved"
-    return "ok"

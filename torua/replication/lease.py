@@ -45,22 +45,21 @@ def holds(lease_until: float | None, now: float) -> bool:
     return lease_until is not None and now < lease_until
 
 
-def lease_until(sent_at: float, granted: Mapping[int, int], own: Mapping[int, int], settings: LeaseSettings) -> dict[int, float]:
+def lease_until(sent_at: float, granted: Mapping[int, int], own: Mapping[int, int], seconds: float) -> dict[int, float]:
     """The expiry one grant gives, per shard: only shards granted at the shard epoch
     this node has. A grant at another epoch means the map changed and this node has
-    not caught up (or the grant is older than its copy), so it renews nothing."""
-    until = sent_at + lease_time(settings)
+    not caught up (or the grant is older than its copy), so it renews nothing.
+    `seconds` is the grant's length, `lease_time(settings)` on the coordinator."""
+    until = sent_at + seconds
     return {shard: until for shard, epoch in granted.items() if own.get(shard) == epoch}
 
 
-def renewed(
-    current: Mapping[int, float], sent_at: float, granted: Mapping[int, int], own: Mapping[int, int], settings: LeaseSettings
-) -> dict[int, float]:
+def renewed(current: Mapping[int, float], sent_at: float, granted: Mapping[int, int], own: Mapping[int, int], seconds: float) -> dict[int, float]:
     """Every lease after one heartbeat reply. Never shorter than before: the reply to
     an older heartbeat may arrive after a newer one and must not cut the lease back.
     Shards the grant leaves out keep their expiry and simply run out; taking a copy
     away is an assignment's job, not the lease's."""
     result = dict(current)
-    for shard, until in lease_until(sent_at, granted, own, settings).items():
+    for shard, until in lease_until(sent_at, granted, own, seconds).items():
         result[shard] = max(until, result.get(shard, until))
     return result

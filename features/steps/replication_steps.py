@@ -1,0 +1,139 @@
+"""Steps about shards kept in several copies: placement of primaries and replicas,
+failover when a node dies or is paused, and a node's return without its shards
+moving back."""
+
+from __future__ import annotations
+
+from behave import given, then, when
+
+from torua_bdd import Seen, wait_until
+from cluster_steps import healthy_nodes, shards_of
+from kv_steps import assert_reads
+
+FAILOVER_TIMEOUT = 30
+
+
+def copies_of(entry: dict) -> list[str]:
+    """Every node holding a copy of a shard: its primary, then its replicas."""
+    return [entry["primary"]] + list(entry["replicas"])
+
+
+# ------------------------------------------------------------------ the cluster
+
+
+@given("the cluster keeps {copies:d} copies of each shard")
+def step_keeps_copies(context, copies):
+    info = context.gateway.info()
+    view = context.gateway.shards()
+    assert info["replication_factor"] == copies, f"/cluster/info says replication_factor {info['replication_factor']}: {info}"
+    assert view["replication_factor"] == copies, f"/shards says replication_factor {view['replication_factor']}"
+
+
+@then("every shard has a primary and {replicas:d} replica on distinct healthy nodes, every copy in sync")
+def step_primary_and_replicas(context, replicas):
+    view = context.shards_view
+    nodes = healthy_nodes(context.gateway)
+    for s in view["shards"]:
+        copies = copies_of(s)
+        assert s["primary"] is not None, f"shard {s['shard_id']} has no primary: {s}"
+        assert len(s["replicas"]) == replicas, f"shard {s['shard_id']}: expected {replicas} replica, got {s['replicas']}: {s}"
+        assert len(set(copies)) == len(copies), f"shard {s['shard_id']}: two copies on one node: {s}"
+        assert set(copies) <= nodes, f"shard {s['shard_id']}: copies on {copies}, healthy nodes {sorted(nodes)}: {s}"
+        assert sorted(s["in_sync"]) == sorted(copies), f"shard {s['shard_id']}: in sync {s['in_sync']}, copies {copies}: {s}"
+
+
+@then("each node's shard ids in /nodes are the shards it holds a copy of, and its primaries the shards it is primary of")
+def step_node_copies_match(context):
+    view = context.shards_view
+    for n in context.gateway.nodes():
+        held = sorted(s["shard_id"] for s in view["shards"] if n["id"] in copies_of(s))
+        assert sorted(n["shard_ids"]) == held and n["shards"] == len(held), f"{n['id']}: /nodes says {n['shard_ids']}, /shards gives it copies of {held}"
+        assert sorted(n["primaries"]) == shards_of(view, n["id"]), f"{n['id']}: /nodes says primaries {n['primaries']}, /shards {shards_of(view, n['id'])}"
+
+
+@when("I ask for /cluster/health")
+def step_ask_health(context):
+    context.health = context.gateway.health()
+
+
+@then("it is green with all {total:d} shards active and {under:d} shards under-replicated")
+def step_health_green(context, total, under):
+    health = context.health
+    assert health["status"] == "green", health
+    assert health["shards_total"] == total and health["shards_active"] == total, health
+    assert health["shards_under_replicated"] == under, health
+    assert health["shards_unavailable"] == 0 and health["shards_unassigned"] == 0, health
+    assert health["nodes_healthy"] == health["nodes_total"], health
+
+
+# ---------------------------------------------------------------- failover
+
+
+@when("the process of node {node} is paused with SIGSTOP")
+def step_pause_node(context, node):
+    context.cluster.pause_node(node)
+
+
+@when("the process of node {node} is resumed with SIGCONT")
+def step_resume_node(context, node):
+    context.cluster.resume_node(node)
+
+
+@then("every shard has an active primary on a healthy node again")
+def step_every_primary_healthy(context):
+    def failed_over():
+        view = context.gateway.shards()
+        nodes = healthy_nodes(context.gateway)
+        waiting = [s for s in view["shards"] if s["state"] != "active" or s["primary"] not in nodes]
+        return view if not waiting else Seen({"healthy nodes": sorted(nodes), "not served": waiting})
+
+    context.shards_view = wait_until(failed_over, FAILOVER_TIMEOUT, "every shard to be active with its primary on a healthy node")
+
+
+@then('every shard {node} was primary for names another node as its primary, in state "{state}"')
+def step_others_primary(context, node, state):
+    assert context.node_shards, f"{node} was primary of no shard"
+
+    def failed_over():
+        view = context.gateway.shards()
+        nodes = healthy_nodes(context.gateway)
+        former = [s for s in view["shards"] if s["shard_id"] in context.node_shards]
+        waiting = [s for s in former if s["primary"] == node or s["primary"] not in nodes or s["state"] != state]
+        return former if not waiting else Seen({"healthy nodes": sorted(nodes), "not failed over": waiting})
+
+    former = wait_until(failed_over, FAILOVER_TIMEOUT, f"{node}'s shards {context.node_shards} to have another primary in state {state!r}")
+    context.new_primaries = {s["shard_id"]: s["primary"] for s in former}
+
+
+@then("every one of those keys on {node} reads back its value from its new primary")
+def step_failed_over_keys_read(context, node):
+    assert context.on_node, f"no key lived on {node}"
+    for key in context.on_node:
+        location = context.gateway.location(key)
+        assert location["primary"] == context.new_primaries[location["shard_id"]], f"{key!r}: located at {location}, /shards said {context.new_primaries}"
+        assert_reads(context.gateway, key, context.written[key])
+
+
+@then("every key written in this scenario reads back its value")
+def step_every_written_key_reads(context):
+    assert context.written, "no key was written in this scenario"
+    for key, value in context.written.items():
+        assert_reads(context.gateway, key, value)
+
+
+# -------------------------------------------------------------- node returns
+
+
+@then("node {node} is an in-sync replica of every shard it was primary for")
+def step_back_as_replica(context, node):
+    by_id = {s["shard_id"]: s for s in context.gateway.shards()["shards"]}
+    for shard_id in context.node_shards:
+        s = by_id[shard_id]
+        assert node in s["replicas"] and node in s["in_sync"], f"shard {shard_id}: {node} is not an in-sync replica: {s}"
+
+
+@then("node {node} is the primary of none of the shards it was primary for before the failure")
+def step_no_move_back(context, node):
+    view = context.gateway.shards()
+    back = sorted(set(shards_of(view, node)) & set(context.node_shards))
+    assert not back, f"{node} is primary again of shards {back} (it held {context.node_shards} before the failure): {view}"
