@@ -141,14 +141,19 @@ class ShardRouter:
             target = entry.primary
             if eventual and last_error is None and entry.in_sync:
                 target = random.choice(entry.in_sync)
+            # One attempt gets a part of the deadline: a node that died (or was paused)
+            # with our request in hand never answers, and the map may name another
+            # holder before the deadline. Retrying a put or delete is harmless: both are
+            # whole-value and idempotent.
+            attempt = min(remaining, max(0.5, timeout / 3))
             try:
-                msg = await self._nc.request(subjects.node(target, "kv"), encode(request), timeout=remaining)  # type: ignore[arg-type]
+                msg = await self._nc.request(subjects.node(target, "kv"), encode(request), timeout=attempt)  # type: ignore[arg-type]
             except NoRespondersError:
                 last_error = TouraError(
                     "unavailable", f"node {entry.primary} holding shard {shard_id} is not answering", retry_after=RETRY_AFTER_SECONDS
                 )
             except NatsTimeout:
-                raise TouraError("timeout", f"node {entry.primary} did not answer for shard {shard_id} within {timeout:g}s") from None
+                last_error = TouraError("timeout", f"node {target} did not answer for shard {shard_id} within {timeout:g}s")
             else:
                 reply = decode(KvReply, msg.data)
                 if reply.error_code not in RETRYABLE:

@@ -141,3 +141,21 @@ def test_ctrl_c_stops_everything(tmp_path):
     assert not Path(workdir).exists()
     assert not (tmp_path / "x.json").exists()
     assert_nothing_left(seen, [workdir, nats_url])
+
+
+def test_failover_bench_reports_every_round(tmp_path):
+    """`torua bench --failover` kills each node once; every shard it led must accept writes again."""
+    import json as _json
+    import subprocess as _subprocess
+
+    from torua.cli.up import torua_command
+
+    out = tmp_path / "failover.json"
+    done = _subprocess.run(torua_command() + ["bench", "--failover", "--json", str(out)], capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = _json.loads(out.read_text())
+    assert [r["victim"] for r in report["rounds"]] == ["n1", "n2", "n3"]
+    for r in report["rounds"]:
+        assert r["shards"] > 0 and r["recovered"] == r["shards"], r
+        assert r["max_s"] is not None and r["max_s"] > 0
+    assert "worst" in done.stdout

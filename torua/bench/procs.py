@@ -149,10 +149,10 @@ class Stack:
         self.wait_for_text("aiohttp-echo", proc, "http echo ready", 20)
         return f"http://127.0.0.1:{port}"
 
-    def start_torua(self, nats_url: str, commit: str, nodes: int = 3, shards: int = 16, timeout: float = 60) -> str:
+    def start_torua(self, nats_url: str, commit: str, nodes: int = 3, shards: int = 16, timeout: float = 60, replicas: int = 1) -> str:
         port = free_port()
         argv = torua_command() + [
-            "up", "--nats-url", nats_url, "--nodes", str(nodes), "--shards", str(shards), "--port", str(port),
+            "up", "--nats-url", nats_url, "--nodes", str(nodes), "--shards", str(shards), "--port", str(port), "--replicas", str(replicas),
             "--commit", commit, "--data-dir", str(self.workdir / "torua"), "--ready-timeout", str(timeout),
         ]
         proc = self.spawn("torua-up", argv)

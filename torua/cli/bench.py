@@ -37,6 +37,9 @@ def add_bench_arguments(p) -> None:
     p.add_argument("--json", default="bench-results.json", help="where to write the results [default bench-results.json]")
     p.add_argument("--nats-url", default=None, help="measure an existing cluster on this NATS (needs --http) instead of starting one")
     p.add_argument("--http", default=None, help="the existing cluster's gateway, e.g. http://127.0.0.1:8080")
+    p.add_argument("--replicas", type=int, default=1, help="copies of each shard in the cluster the bench starts [default 1]")
+    p.add_argument("--failover", action="store_true",
+                   help="instead: start a --replicas 2 cluster, kill -9 a primary while writing, and print how long its shards were unavailable")
     p.add_argument("--only", default=None, metavar="SUBSTRING",
                    help=f"only measurements whose name contains this (comma-separated: any of them) among {', '.join(ORDER)}")
 
@@ -74,7 +77,7 @@ def _start(args, stack: Stack, names: list[str]) -> dict:
         urls["echo_http_url"] = stack.start_http_echo(urls["nats_url"], args.value_size)
     if urls["http_url"] is None and any(n in TORUA for n in names):
         print(f"torua bench: starting torua up (3 nodes, 16 shards, commit={args.commit})", flush=True)
-        urls["http_url"] = stack.start_torua(urls["nats_url"], args.commit)
+        urls["http_url"] = stack.start_torua(urls["nats_url"], args.commit, replicas=args.replicas)
         print(f"torua bench: Torua ready at {urls['http_url']}", flush=True)
     return urls
 
@@ -97,6 +100,10 @@ async def _measure(args, urls: dict, names: list[str], concurrencies: list[int])
 
 
 def run_bench(args) -> int:
+    if args.failover:
+        from torua.bench.failover import run_failover
+
+        return run_failover(args)
     try:
         concurrencies = sorted({int(c) for c in str(args.concurrency).split(",") if c.strip()})
     except ValueError:
