@@ -7,14 +7,16 @@ Feature: Replication and failover
   fail over, within about a second, to an in-sync replica on a healthy node; a
   paused old primary that wakes is fenced and comes back as a replica; a node that
   returns catches up and rejoins the in-sync set, and the cluster is green again.
-  Shards do not move back to it automatically.
+  Shards do not move back to it automatically. A node stopped with SIGTERM first
+  hands its primaries over to in-sync replicas, so a writer sees no failure.
 
   These scenarios run on a cluster of their own, started with `torua up
   --replicas 2` (a nats-server, a coordinator, nodes n1, n2 and n3 and a
   gateway, each its own OS process). Since shards never move back, each scenario
   that fails a node fails a different one, so that the node still is the primary
-  of the shards placement gave it. After each scenario paused nodes are resumed,
-  killed nodes started again, and the cluster is brought back to green.
+  of the shards placement gave it; the graceful stop takes whichever node is
+  primary of the most shards then. After each scenario paused nodes are resumed,
+  killed or stopped nodes started again, and the cluster is brought back to green.
 
   Background:
     Given a running Torua cluster
@@ -64,4 +66,17 @@ Feature: Replication and failover
     And the cluster health becomes green
     And node n1 is an in-sync replica of every shard it was primary for
     And node n1 is the primary of none of the shards it was primary for before the failure
+    And every key written in this scenario reads back its value
+
+  Scenario: Graceful shutdown: a node stopped with SIGTERM hands its shards over first
+    Given a node that is the primary of some shards
+    And a writer that keeps storing new keys on that node's shards through the gateway, recording every answer
+    When the writer has had 20 writes acknowledged
+    And the process of that node is sent SIGTERM
+    Then that node's process exits with code 0
+    And its log says "hand-off done"
+    When the writer has had 50 more writes acknowledged since the exit
+    And the writer is stopped
+    Then no write failed: every answer was 204
+    And /shards names that node as the primary of no shard
     And every key written in this scenario reads back its value

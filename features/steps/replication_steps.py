@@ -1,16 +1,23 @@
 """Steps about shards kept in several copies: placement of primaries and replicas,
-failover when a node dies or is paused, and a node's return without its shards
-moving back."""
+failover when a node dies or is paused, a node's return without its shards
+moving back, and a graceful stop (SIGTERM) that hands a node's shards over first."""
 
 from __future__ import annotations
 
+from itertools import count
+
 from behave import given, then, when
 
-from torua_bdd import Seen, wait_until
+from torua.keys import shard_for_key
+from torua_bdd import BackgroundWriter, Seen, generated_value, wait_until
 from cluster_steps import healthy_nodes, shards_of
 from kv_steps import assert_reads
 
 FAILOVER_TIMEOUT = 30
+# Deadlines (not expectations) for the graceful stop: the node's own hand-off
+# deadline is 10 s, and the writer's requests each take well under a second.
+EXIT_TIMEOUT = 60
+WRITES_TIMEOUT = 60
 
 
 def copies_of(entry: dict) -> list[str]:
@@ -137,3 +144,105 @@ def step_no_move_back(context, node):
     view = context.gateway.shards()
     back = sorted(set(shards_of(view, node)) & set(context.node_shards))
     assert not back, f"{node} is primary again of shards {back} (it held {context.node_shards} before the failure): {view}"
+
+
+# ------------------------------------------------------------ graceful stop
+
+
+@given("a node that is the primary of some shards")
+def step_pick_primary(context):
+    view = context.gateway.shards()
+    nodes = healthy_nodes(context.gateway)
+    primaries = {n: shards_of(view, n) for n in sorted(nodes)}
+    node = max(primaries, key=lambda n: len(primaries[n]))
+    assert primaries[node], f"no healthy node is primary of any shard: {view}"
+    for s in view["shards"]:
+        if s["shard_id"] in primaries[node]:
+            others = [n for n in s["in_sync"] if n != node and n in nodes]
+            assert others, f"shard {s['shard_id']} of {node} has no in-sync replica on a healthy node to hand over to: {s}"
+    context.node = node
+    context.node_shards = primaries[node]
+    context.num_shards = view["num_shards"]
+
+
+@given("a writer that keeps storing new keys on that node's shards through the gateway, recording every answer")
+def step_start_writer(context):
+    shards = set(context.node_shards)
+    keys = (
+        key
+        for key in (f"graceful-stop-{context.node}-{n}" for n in count())
+        if shard_for_key(key, context.num_shards) in shards
+    )
+    context.writer = BackgroundWriter(context.gateway, keys).start()
+    context.add_cleanup(context.writer.stop)
+
+
+def wait_for_acknowledged(context, least: int, what: str) -> None:
+    writer = context.writer
+
+    def enough():
+        if not writer.running:
+            raise AssertionError(f"the writer stopped: {writer.failed()[-3:]}")
+        done = len(writer.acknowledged())
+        return done >= least or Seen({"acknowledged": done, "failed": writer.failed()[-3:]})
+
+    wait_until(enough, WRITES_TIMEOUT, what)
+
+
+@when("the writer has had {least:d} writes acknowledged")
+def step_writer_going(context, least):
+    wait_for_acknowledged(context, least, f"{least} writes to be acknowledged")
+
+
+@when("the process of that node is sent SIGTERM")
+def step_sigterm_node(context):
+    context.log_sizes = context.cluster.log_sizes()
+    context.stopped_process = context.cluster.terminate_node(context.node)
+
+
+@then("that node's process exits with code 0")
+def step_exits_zero(context):
+    proc = context.stopped_process
+
+    def exited():
+        code = context.cluster.exit_code(proc)
+        return (code is not None and (code,)) or Seen(f"pid {proc.pid} still running")
+
+    (code,) = wait_until(exited, EXIT_TIMEOUT, f"node {context.node} (pid {proc.pid}) to exit")
+    # Acknowledged once the exit was seen: the writes after this mark found the shards elsewhere.
+    context.acknowledged_at_exit = len(context.writer.acknowledged())
+    assert code == 0, f"node {context.node} (pid {proc.pid}) exited with code {code}"
+
+
+@then('its log says "{text}"')
+def step_log_says(context, text):
+    logged = context.cluster.node_log_since(context.node, context.log_sizes)
+    assert text in logged, f"node {context.node} did not log {text!r} after SIGTERM; it logged:\n{logged[-3000:]}"
+
+
+@when("the writer has had {more:d} more writes acknowledged since the exit")
+def step_writer_more(context, more):
+    least = context.acknowledged_at_exit + more
+    wait_for_acknowledged(context, least, f"{more} more writes to be acknowledged after node {context.node} exited")
+
+
+@when("the writer is stopped")
+def step_stop_writer(context):
+    context.writer.stop()
+    for key in context.writer.acknowledged():
+        context.written[key] = generated_value(key)
+
+
+@then("no write failed: every answer was 204")
+def step_no_write_failed(context):
+    results = context.writer.results()
+    failed = context.writer.failed()
+    assert results, "the writer made no request"
+    assert not failed, f"{len(failed)} of {len(results)} writes failed, first ones: {failed[:5]}"
+
+
+@then("/shards names that node as the primary of no shard")
+def step_primary_of_none(context):
+    view = context.gateway.shards()
+    left = shards_of(view, context.node)
+    assert not left, f"{context.node} is still named primary of shards {left} after it stopped: {view}"

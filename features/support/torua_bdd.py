@@ -3,8 +3,8 @@
 A `LocalCluster` runs `torua up` (nats-server, coordinator, 3 nodes, gateway,
 each its own OS process): one with one copy per shard for the whole run, and one
 with more copies for each feature tagged `@replicas<N>`. Steps talk to it only
-as a user would: HTTP to the gateway, psutil to find, pause and kill a node process by its
-command line, and (for the routing check) NATS straight to a node.
+as a user would: HTTP to the gateway, psutil to find, pause, stop (SIGTERM) and kill a node
+process by its command line, and (for the routing check) NATS straight to a node.
 
 Every wait polls with a deadline through `wait_until`; nothing sleeps to
 synchronise. Every process started here is tracked and stopped at the end.
@@ -17,6 +17,7 @@ import http.client
 import json
 import os
 import queue
+import re
 import shutil
 import signal
 import socket
@@ -27,7 +28,7 @@ import time
 from dataclasses import dataclass
 from email.message import Message
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 from urllib.parse import quote, urlsplit
 
 import psutil
@@ -39,6 +40,10 @@ NUM_SHARDS = 16
 HEARTBEAT = 0.25
 READY_TIMEOUT = 90.0
 SETTLE_TIMEOUT = 60.0
+# How long restore() lets a node stopped with SIGTERM finish before it kills it.
+STOP_TIMEOUT = 30.0
+# What `torua up` prints when one of its children exits.
+CHILD_EXITED = re.compile(r"\(pid (\d+)\) exited with code (-?\d+)")
 
 
 # ------------------------------------------------------------------ waiting
@@ -178,6 +183,59 @@ class Gateway:
         return self.get_json("/cluster/info")
 
 
+class BackgroundWriter:
+    """A client storing new keys through the gateway from a thread of its own, one
+    PUT at a time, each key once, with generated_value(key) as its value; it
+    records the answer to every request (an exception counts as a failed one)."""
+
+    def __init__(self, gateway: Gateway, keys: Iterable[str]) -> None:
+        self.gateway = gateway
+        self._keys = iter(keys)
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        # (key, HTTP status or None, what came back)
+        self._results: list[tuple[str, int | None, str]] = []
+        self._thread = threading.Thread(target=self._run, name="torua-bdd-writer", daemon=True)
+
+    def start(self) -> "BackgroundWriter":
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        for key in self._keys:
+            if self._stop.is_set():
+                return
+            try:
+                resp = self.gateway.put(key, generated_value(key))
+                result = (key, resp.status, repr(resp))
+            except Exception as exc:
+                result = (key, None, f"{type(exc).__name__}: {exc}")
+            with self._lock:
+                self._results.append(result)
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def results(self) -> list[tuple[str, int | None, str]]:
+        with self._lock:
+            return list(self._results)
+
+    def acknowledged(self) -> list[str]:
+        """The keys whose PUT was answered 204, in the order they were written."""
+        return [key for key, status, _ in self.results() if status == 204]
+
+    def failed(self) -> list[tuple[str, int | None, str]]:
+        return [r for r in self.results() if r[1] != 204]
+
+    def stop(self, timeout: float = 60) -> None:
+        """Let the request in flight finish, then end the thread."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        assert not self._thread.is_alive(), f"the writer did not stop within {timeout:g}s"
+
+
 # ------------------------------------------------------------------- NATS
 
 
@@ -248,8 +306,10 @@ class LocalCluster:
         # Every process seen under `torua up`, so none is left behind.
         self.known: dict[int, psutil.Process] = {}
         self.paused: list[psutil.Process] = []
-        # Nodes killed by a scenario and not started again yet: id -> argv.
+        # Nodes killed or stopped (SIGTERM) by a scenario and not started again yet: id -> argv.
         self.killed: dict[str, list[str]] = {}
+        # The processes of nodes sent SIGTERM, which may still be handing off when restore() runs.
+        self.stopped: dict[str, psutil.Process] = {}
 
     @property
     def logs(self) -> Path:
@@ -389,10 +449,67 @@ class LocalCluster:
         wait_until(lambda: not _alive(proc), 10, f"node {node_id} (pid {proc.pid}) to die")
         return argv
 
+    def terminate_node(self, node_id: str) -> psutil.Process:
+        """SIGTERM a node's process (a planned stop); remember its command line to start it again.
+
+        Returns at once: the node hands its primaries over before it exits (see exit_code).
+        """
+        proc = self.require_node_process(node_id)
+        argv = proc.cmdline()
+        self.known.setdefault(proc.pid, proc)
+        self.killed[node_id] = argv
+        self.stopped[node_id] = proc
+        proc.send_signal(signal.SIGTERM)
+        return proc
+
+    def exit_code(self, proc: psutil.Process) -> int | None:
+        """The exit code of a node process once it has exited, else None.
+
+        A process started here is our child (Popen); one under `torua up` is not, and
+        its code is the one `torua up` prints when it reaps it.
+        """
+        for popen in self.extra:
+            if popen.pid == proc.pid:
+                return popen.poll()
+        for line in reversed(list(self.up_output)):
+            match = CHILD_EXITED.search(line)
+            if match and int(match.group(1)) == proc.pid:
+                return int(match.group(2))
+        return None
+
     def restart_node(self, node_id: str) -> subprocess.Popen:
-        """Start a killed node again with exactly the command line it had."""
+        """Start a killed or stopped node again with exactly the command line it had."""
+        self._wait_stopped(node_id)
         argv = self.killed.pop(node_id)
         return self.spawn(f"node-{node_id}-restart", argv)
+
+    def _wait_stopped(self, node_id: str) -> None:
+        """A node sent SIGTERM may still be handing off: let it exit (SIGKILL at the deadline)."""
+        proc = self.stopped.pop(node_id, None)
+        if proc is None:
+            return
+        try:
+            wait_until(lambda: not _alive(proc), STOP_TIMEOUT, f"node {node_id} (pid {proc.pid}) to exit after SIGTERM")
+        except AssertionError:
+            try:
+                proc.kill()
+            except psutil.Error:
+                pass
+            wait_until(lambda: not _alive(proc), 10, f"node {node_id} (pid {proc.pid}) to die")
+
+    def log_sizes(self) -> dict[Path, int]:
+        """How long each log is now, to read later only what was written after."""
+        return {path: path.stat().st_size for path in self.logs.glob("*.log")}
+
+    def node_log_since(self, node_id: str, sizes: dict[Path, int]) -> str:
+        """What node `node_id` logged (under `torua up` or started here) since `sizes`."""
+        text = []
+        for path in sorted(self.logs.glob("*.log")):
+            if path.stem == f"node-{node_id}" or path.stem.startswith(f"node-{node_id}-"):
+                with open(path, "rb") as f:
+                    f.seek(sizes.get(path, 0))
+                    text.append(f.read().decode(errors="replace"))
+        return "".join(text)
 
     def start_node(self, node_id: str) -> subprocess.Popen:
         """A node started by hand against the cluster's NATS, as an operator would."""
@@ -439,7 +556,7 @@ class LocalCluster:
     # ------------------------------------------------------------ clean state
 
     def restore(self) -> None:
-        """After a scenario: resume, start again what was killed, wait until all is well."""
+        """After a scenario: resume, start again what was killed or stopped, wait until all is well."""
         self.resume_paused()
         for node_id in list(self.killed):
             self.restart_node(node_id)

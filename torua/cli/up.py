@@ -179,8 +179,10 @@ class LocalCluster:
 
     def stop(self) -> None:
         self.stopping = True
-        # Front to back: gateway, nodes, coordinator, then NATS last so the others can say goodbye.
-        for group in ("gateway", "node-", "coordinator", "nats-server"):
+        # Front to back, NATS last so the others can say goodbye. The coordinator goes
+        # before the nodes: when the whole cluster stops, a node has nobody to hand
+        # its primaries to, and without a coordinator it does not wait to try.
+        for group in ("gateway", "coordinator", "node-", "nats-server"):
             members = [c for c in self.children if c.name.startswith(group)]
             for c in members:
                 if c.proc.poll() is None:
