@@ -275,3 +275,58 @@ def test_eventual_reads_may_come_from_a_replica(group, nats_url):
     # The replica answers an eventual read itself, and refuses a strong one (only the primary may).
     assert (lambda r: r.ok and r.found and r.value == b"v1")(asyncio.run(ask(True)))
     assert asyncio.run(ask(False)).error_code == "moved"
+
+
+def test_changing_the_replication_factor_adds_copies(group, nats_url):
+    c = Cluster(group, nats_url, replicas=1).start(nodes=3)
+    for i in range(40):
+        assert c.request("PUT", f"/data/rf-{i}", f"v{i}".encode())[0] == 204
+    c.coordinator.terminate()
+    c.replicas = 2
+    c.start_coordinator(expect_nodes=3)
+
+    def two_copies_in_sync() -> bool:
+        shards = c.json("GET", "/shards")[1]
+        return shards["replication_factor"] == 2 and all(
+            len(s["replicas"]) == 1 and sorted(s["in_sync"]) == sorted([s["primary"], *s["replicas"]]) for s in shards["shards"]
+        )
+
+    wait_until(two_copies_in_sync, 60, "a second, in-sync copy of every shard")
+    shard_map = {s["shard_id"]: s for s in c.json("GET", "/shards")[1]["shards"]}
+    for i in range(40):
+        loc = c.location(f"rf-{i}")
+        assert copy_value(group, shard_map[loc["shard_id"]]["replicas"][0], loc["shard_id"], f"rf-{i}") == f"v{i}".encode()
+
+
+def test_a_replica_behind_the_trimmed_log_copies_the_shard_again(group, nats_url):
+    c = Cluster(group, nats_url, replicas=2)
+    c.start_coordinator(expect_nodes=3)
+    for node_id in ("n1", "n2", "n3"):
+        c.start_node(node_id, extra=["--log-retain-ops", "10"])
+    c.start_gateway()
+    c.wait_formed()
+    argv = c.nodes["n3"].argv
+    c.nodes["n3"].kill()
+    for i in range(400):  # far past the 10-op log the primaries keep
+        assert c.request("PUT", f"/data/trim-{i}", f"v{i}".encode())[0] == 204
+
+    def logs_trimmed() -> bool:
+        for s in c.json("GET", "/shards")[1]["shards"]:
+            db = group.workdir / s["primary"] / "shards" / str(s["shard_id"]) / "shard.db"
+            conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+            try:
+                if conn.execute("SELECT count(*) FROM oplog").fetchone()[0] > 20:
+                    return False
+            finally:
+                conn.close()
+        return True
+
+    wait_until(logs_trimmed, 30, "every primary's log trimmed past what n3 has")
+    c.nodes["n3"] = c.group.start("node-n3", argv)
+    wait_until(lambda: c.json("GET", "/cluster/health")[1]["status"] == "green", 60, "n3 back in every in-sync set")
+    assert "copying it again" in c.nodes["n3"].log() or "truncated" in c.nodes["n3"].log()
+    shard_map = {s["shard_id"]: s for s in c.json("GET", "/shards")[1]["shards"]}
+    for i in range(400):
+        loc = c.location(f"trim-{i}")
+        if "n3" in [shard_map[loc["shard_id"]]["primary"], *shard_map[loc["shard_id"]]["replicas"]]:
+            assert copy_value(group, "n3", loc["shard_id"], f"trim-{i}") == f"v{i}".encode()
