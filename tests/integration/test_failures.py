@@ -118,3 +118,37 @@ def test_restarted_coordinator_resumes_the_map_without_reshuffling(cluster):
     assert {s["shard_id"]: s["primary"] for s in shards["shards"]} == before
     assert shards["epoch"] >= epoch
     assert c.request("PUT", "/data/after-restart", b"yes")[0] == 204
+
+
+def test_a_holder_that_does_not_answer_within_the_deadline_is_504(cluster):
+    """A gateway with a short deadline, a paused node: 504 with a JSON error, before the
+    node is even noticed as unhealthy; then 503 once it is."""
+    import urllib.error
+    import urllib.request
+
+    from tests.support.processes import free_port, wait_until as _wait
+    from torua.cli.up import torua_command
+
+    c = cluster
+    port = free_port()
+    c.group.start("gateway-short", torua_command() + ["gateway", "--port", str(port), "--request-timeout", "0.5", "--nats-url", c.nats_url])
+    base = f"http://127.0.0.1:{port}"
+
+    def get(path: str):
+        try:
+            with urllib.request.urlopen(base + path, timeout=10) as resp:
+                return resp.status, resp.read()
+        except urllib.error.HTTPError as err:
+            return err.code, err.read()
+
+    _wait(lambda: get("/health")[0] == 200 and get("/shards")[0] == 200, 15, "the second gateway")
+    key = next(k for k in (f"deadline-{i}" for i in range(1000)) if c.location(k)["primary"] == "n2")
+    assert c.request("PUT", f"/data/{key}", b"v")[0] == 204
+    c.nodes["n2"].pause()
+    try:
+        status, body = get(f"/data/{key}")
+        assert status == 504, (status, body)
+        assert json.loads(body)["error"]["code"] == "timeout"
+        _wait(lambda: get(f"/data/{key}")[0] == 503, 10, "503 once n2 is known to be down")
+    finally:
+        c.nodes["n2"].resume()
