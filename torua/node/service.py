@@ -29,9 +29,9 @@ from torua import __version__
 from torua.bus import connect
 from torua.config import DEFAULT_MAX_VALUE_BYTES, NodeConfig
 from torua.keys import validate_key
-from torua.node import copy as shard_copy
+from torua.node.control import ShardControl
 from torua.node.replication import Replication, notify
-from torua.node.roles import IllegalTransition, next_role, serves_copy_source
+from torua.node.roles import IllegalTransition
 from torua.replication.fencing import CopyState, may_serve
 from torua.replication.lease import renewed
 from torua.protocol import subjects
@@ -39,27 +39,21 @@ from torua.protocol.codec import decode, encode
 from torua.protocol.errors import TouraError
 from torua.protocol.messages import (
     Assignment,
-    AssignmentAck,
     Heartbeat,
     KvReply,
     LeaseGrant,
     NodeRequest,
     Ack,
     KvRequest,
-    LogChunk,
-    LogRequest,
     ShardCommand,
     ShardCommandReply,
     ShardReport,
-    SnapshotChunk,
-    SnapshotRequest,
 )
-from torua.storage.operations import KvDelete, KvPut, encode_operation
-from torua.storage.shard_store import LogTruncated, ShardStore
+from torua.storage.operations import KvDelete, KvPut
+from torua.storage.shard_store import ShardStore
 
 log = logging.getLogger("torua.node")
 
-FROZEN_MARKER = "FROZEN"
 
 
 @dataclass
@@ -105,6 +99,7 @@ class Node:
         self._heartbeat_now = asyncio.Event()
         self._subs: list[Any] = []
         self.replication = Replication(self)
+        self.control = ShardControl(self)
         self._lease_seconds = 0.0
         self._assigned = asyncio.Event()
 
@@ -134,15 +129,15 @@ class Node:
         node = self.config.id
         handlers: dict[str, Callable[[Any], Awaitable[None]]] = {
             "kv": self._on_kv,
-            "assign": self._control(Assignment, self._assign),
-            "shard.copy": self._control(ShardCommand, self._copy),
-            "shard.catch_up": self._control(ShardCommand, self._catch_up),
-            "shard.freeze": self._control(ShardCommand, self._freeze),
-            "shard.unfreeze": self._control(ShardCommand, self._unfreeze),
-            "shard.drop": self._control(ShardCommand, self._drop),
-            "shard.position": self._control(ShardCommand, self._position),
-            "shard.snapshot": self._guarded(self._on_snapshot),
-            "shard.log": self._guarded(self._on_log),
+            "assign": self._control(Assignment, self.control.assign),
+            "shard.copy": self._control(ShardCommand, self.control.copy),
+            "shard.catch_up": self._control(ShardCommand, self.control.catch_up),
+            "shard.freeze": self._control(ShardCommand, self.control.freeze),
+            "shard.unfreeze": self._control(ShardCommand, self.control.unfreeze),
+            "shard.drop": self._control(ShardCommand, self.control.drop),
+            "shard.position": self._control(ShardCommand, self.control.position),
+            "shard.snapshot": self._guarded(self.control.on_snapshot),
+            "shard.log": self._guarded(self.control.on_log),
         }
         for call, handler in handlers.items():
             self._subs.append(await self.nc.subscribe(subjects.node(node, call), cb=handler))
@@ -441,162 +436,6 @@ class Node:
 
     def _open_store(self, shard_id: int, create: bool) -> ShardStore:
         return ShardStore.open(self.shard_dir(shard_id), shard_id, durable=self.config.commit == "durable", create=create)
-
-    def _set_frozen_marker(self, shard_id: int, frozen: bool) -> None:
-        marker = self.shard_dir(shard_id) / FROZEN_MARKER
-        if frozen:
-            marker.touch()
-        else:
-            marker.unlink(missing_ok=True)
-
-    async def _assign(self, assignment: Assignment) -> AssignmentAck:
-        if assignment.node_id != self.config.id:
-            raise TouraError("bad_request", f"assignment for {assignment.node_id} sent to {self.config.id}")
-        if assignment.epoch < self.epoch:
-            raise TouraError("stale_epoch", f"assignment at epoch {assignment.epoch} is older than {self.epoch}")
-        self.epoch = assignment.epoch
-        wanted = {a.shard_id: a for a in assignment.shards}
-        serving: list[int] = []
-        missing: list[int] = []
-        for shard_id, item in sorted(wanted.items()):
-            holding = self._holding(shard_id)
-            async with holding.lock:
-                replica = item.role == "replica"
-                if holding.role == "absent":
-                    on_disk = ShardStore.exists(self.shard_dir(shard_id))
-                    # A replica can always be refilled from its primary; a primary's data exists only where it is.
-                    if not on_disk and not item.create and not replica:
-                        missing.append(shard_id)
-                        continue
-                    holding.store = self._open_store(shard_id, create=not on_disk)
-                    frozen = (self.shard_dir(shard_id) / FROZEN_MARKER).exists()
-                    if replica:
-                        holding.role = next_role("absent", "open_replica")
-                    else:
-                        holding.role = "frozen" if frozen else next_role("absent", "open")
-                elif replica:
-                    holding.role = next_role(holding.role, "assign_replica")
-                elif holding.role in ("copying", "retired", "replica"):
-                    holding.role = next_role(holding.role, "assign")
-                if holding.shard_epoch != item.shard_epoch:
-                    holding.lease_until = 0.0  # a lease belongs to one primary incarnation
-                holding.shard_epoch = item.shard_epoch
-                holding.primary = item.primary
-                holding.in_sync = list(item.in_sync) or [self.config.id]
-                holding.replicas = list(item.replicas)
-                holding.promotions = list(item.promotions)
-                notify(holding, "acks_changed")
-                if replica:
-                    self.replication.ensure_follower(holding)
-                serving.append(shard_id)
-        for shard_id, holding in self.holdings.items():
-            if shard_id not in wanted and holding.role in ("primary", "frozen"):
-                holding.role = next_role(holding.role, "unassign")
-        log.info("epoch %d: serving %s%s", self.epoch, serving, f", missing {missing}" if missing else "")
-        notify(self, "_assigned")
-        self._heartbeat_now.set()
-        return AssignmentAck(node_id=self.config.id, epoch=self.epoch, serving=serving, missing=missing)
-
-    async def _copy(self, command: ShardCommand) -> ShardCommandReply:
-        if not command.source:
-            raise TouraError("bad_request", "copy needs a source node")
-        holding = self._holding(command.shard_id)
-        async with holding.lock:
-            holding.role = next_role(holding.role, "copy")
-            if holding.store is not None:
-                await holding.store.close()
-            ShardStore.destroy(self.shard_dir(command.shard_id))
-            holding.store = self._open_store(command.shard_id, create=True)
-            deadline = time.monotonic() + self._command_budget()
-            await shard_copy.copy_snapshot(self.nc, command.source, holding.store, deadline)
-            last = await shard_copy.catch_up(self.nc, command.source, holding.store, deadline)
-        log.info("shard %d copied from %s up to seq %d", command.shard_id, command.source, last)
-        return ShardCommandReply(True, command.shard_id, last_seq=last)
-
-    async def _catch_up(self, command: ShardCommand) -> ShardCommandReply:
-        holding = self.holdings.get(command.shard_id)
-        if holding is None or holding.role != "copying" or holding.store is None or not command.source:
-            raise TouraError("conflict", f"shard {command.shard_id} is not being copied here")
-        async with holding.lock:
-            deadline = time.monotonic() + self._command_budget()
-            last = await shard_copy.catch_up(self.nc, command.source, holding.store, deadline, command.until_seq)
-        return ShardCommandReply(True, command.shard_id, last_seq=last)
-
-    async def _freeze(self, command: ShardCommand) -> ShardCommandReply:
-        """Stop taking writes, wait for the ones in flight, report the last seq."""
-        holding = self.holdings.get(command.shard_id)
-        if holding is None or holding.store is None:
-            raise TouraError("moved", f"shard {command.shard_id} is not here")
-        holding.role = next_role(holding.role, "freeze")
-        self._set_frozen_marker(command.shard_id, True)
-        await holding.idle.wait()
-        return ShardCommandReply(True, command.shard_id, last_seq=holding.store.last_seq())
-
-    async def _unfreeze(self, command: ShardCommand) -> ShardCommandReply:
-        holding = self.holdings.get(command.shard_id)
-        if holding is None or holding.store is None:
-            raise TouraError("moved", f"shard {command.shard_id} is not here")
-        if holding.role == "frozen":
-            holding.role = next_role(holding.role, "unfreeze")
-        self._set_frozen_marker(command.shard_id, False)
-        return ShardCommandReply(True, command.shard_id, last_seq=holding.store.last_seq())
-
-    async def _drop(self, command: ShardCommand) -> ShardCommandReply:
-        holding = self._holding(command.shard_id)
-        async with holding.lock:
-            holding.role = next_role(holding.role, "drop")
-            if holding.store is not None:
-                await holding.store.close()
-                holding.store = None
-            ShardStore.destroy(self.shard_dir(command.shard_id))
-            del self.holdings[command.shard_id]
-        log.info("shard %d dropped", command.shard_id)
-        return ShardCommandReply(True, command.shard_id)
-
-    async def _position(self, command: ShardCommand) -> ShardCommandReply:
-        holding = self.holdings.get(command.shard_id)
-        if holding is None or holding.store is None:
-            raise TouraError("moved", f"shard {command.shard_id} is not here")
-        return ShardCommandReply(True, command.shard_id, last_seq=holding.store.last_seq())
-
-    def _command_budget(self) -> float:
-        return 600.0
-
-    # ------------------------------------------------- serving copies to others
-
-    def _source_store(self, shard_id: int) -> ShardStore:
-        holding = self.holdings.get(shard_id)
-        if holding is None or holding.store is None or not serves_copy_source(holding.role):
-            raise TouraError("moved", f"shard {shard_id} has no readable copy on {self.config.id}")
-        holding.copy_source_until = time.monotonic() + 120.0
-        return holding.store
-
-    async def _on_snapshot(self, msg) -> None:
-        request = decode(SnapshotRequest, msg.data)
-        try:
-            store = self._source_store(request.shard_id)
-            last_seq = store.last_seq()
-            rows, nxt = store.snapshot_chunk(request.after, max(1, request.max_bytes))
-            reply = SnapshotChunk(request.shard_id, last_seq, rows, nxt)
-        except TouraError as exc:
-            reply = SnapshotChunk(request.shard_id, 0, error_code=exc.code, error_message=exc.message)
-        await self._reply(msg, reply)
-
-    async def _on_log(self, msg) -> None:
-        request = decode(LogRequest, msg.data)
-        if request.replica:  # a replica's long-poll: may wait, so it must not hold up this subscription
-            self._spawn(self.replication.serve_fetch(msg, request))
-            return
-        try:
-            store = self._source_store(request.shard_id)
-            last_seq = store.last_seq()
-            ops = store.read_log(request.after_seq, max(1, request.max_ops), max(1, request.max_bytes))
-            reply = LogChunk(request.shard_id, last_seq, [(seq, encode_operation(op)) for seq, op in ops])
-        except LogTruncated as exc:
-            reply = LogChunk(request.shard_id, 0, error_code="conflict", error_message=str(exc))
-        except TouraError as exc:
-            reply = LogChunk(request.shard_id, 0, error_code=exc.code, error_message=exc.message)
-        await self._reply(msg, reply)
 
     async def _on_broadcast(self, msg) -> None:
         log.info("broadcast: %r", msg.data[:200])

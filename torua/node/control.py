@@ -1,0 +1,199 @@
+"""The node's control plane: what the coordinator tells it (assignments, move
+steps) and what other nodes pull from it (snapshots and logs of its copies).
+
+Every handler changes a copy's role only through `torua.node.roles.next_role`,
+so an illegal step (say, dropping a serving primary) is refused and changes
+nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from torua.node import copy as shard_copy
+from torua.node.replication import notify
+from torua.node.roles import next_role, serves_copy_source
+from torua.protocol.codec import decode
+from torua.protocol.errors import TouraError
+from torua.protocol.messages import (
+    Assignment,
+    AssignmentAck,
+    LogChunk,
+    LogRequest,
+    ShardCommand,
+    ShardCommandReply,
+    SnapshotChunk,
+    SnapshotRequest,
+)
+from torua.storage.operations import encode_operation
+from torua.storage.shard_store import LogTruncated, ShardStore
+
+if TYPE_CHECKING:
+    from torua.node.service import Node
+
+log = logging.getLogger("torua.node")
+
+FROZEN_MARKER = "FROZEN"
+
+
+class ShardControl:
+    def __init__(self, node: "Node") -> None:
+        self.node = node
+
+    def set_frozen_marker(self, shard_id: int, frozen: bool) -> None:
+        marker = self.node.shard_dir(shard_id) / FROZEN_MARKER
+        if frozen:
+            marker.touch()
+        else:
+            marker.unlink(missing_ok=True)
+
+    async def assign(self, assignment: Assignment) -> AssignmentAck:
+        if assignment.node_id != self.node.config.id:
+            raise TouraError("bad_request", f"assignment for {assignment.node_id} sent to {self.node.config.id}")
+        if assignment.epoch < self.node.epoch:
+            raise TouraError("stale_epoch", f"assignment at epoch {assignment.epoch} is older than {self.node.epoch}")
+        self.node.epoch = assignment.epoch
+        wanted = {a.shard_id: a for a in assignment.shards}
+        serving: list[int] = []
+        missing: list[int] = []
+        for shard_id, item in sorted(wanted.items()):
+            holding = self.node._holding(shard_id)
+            async with holding.lock:
+                replica = item.role == "replica"
+                if holding.role == "absent":
+                    on_disk = ShardStore.exists(self.node.shard_dir(shard_id))
+                    # A replica can always be refilled from its primary; a primary's data exists only where it is.
+                    if not on_disk and not item.create and not replica:
+                        missing.append(shard_id)
+                        continue
+                    holding.store = self.node._open_store(shard_id, create=not on_disk)
+                    frozen = (self.node.shard_dir(shard_id) / FROZEN_MARKER).exists()
+                    if replica:
+                        holding.role = next_role("absent", "open_replica")
+                    else:
+                        holding.role = "frozen" if frozen else next_role("absent", "open")
+                elif replica:
+                    holding.role = next_role(holding.role, "assign_replica")
+                elif holding.role in ("copying", "retired", "replica"):
+                    holding.role = next_role(holding.role, "assign")
+                if holding.shard_epoch != item.shard_epoch:
+                    holding.lease_until = 0.0  # a lease belongs to one primary incarnation
+                holding.shard_epoch = item.shard_epoch
+                holding.primary = item.primary
+                holding.in_sync = list(item.in_sync) or [self.node.config.id]
+                holding.replicas = list(item.replicas)
+                holding.promotions = list(item.promotions)
+                notify(holding, "acks_changed")
+                if replica:
+                    self.node.replication.ensure_follower(holding)
+                serving.append(shard_id)
+        for shard_id, holding in self.node.holdings.items():
+            if shard_id not in wanted and holding.role in ("primary", "frozen"):
+                holding.role = next_role(holding.role, "unassign")
+        log.info("epoch %d: serving %s%s", self.node.epoch, serving, f", missing {missing}" if missing else "")
+        notify(self.node, "_assigned")
+        self.node._heartbeat_now.set()
+        return AssignmentAck(node_id=self.node.config.id, epoch=self.node.epoch, serving=serving, missing=missing)
+
+    async def copy(self, command: ShardCommand) -> ShardCommandReply:
+        if not command.source:
+            raise TouraError("bad_request", "copy needs a source node")
+        holding = self.node._holding(command.shard_id)
+        async with holding.lock:
+            holding.role = next_role(holding.role, "copy")
+            if holding.store is not None:
+                await holding.store.close()
+            ShardStore.destroy(self.node.shard_dir(command.shard_id))
+            holding.store = self.node._open_store(command.shard_id, create=True)
+            deadline = time.monotonic() + self.command_budget()
+            await shard_copy.copy_snapshot(self.node.nc, command.source, holding.store, deadline)
+            last = await shard_copy.catch_up(self.node.nc, command.source, holding.store, deadline)
+        log.info("shard %d copied from %s up to seq %d", command.shard_id, command.source, last)
+        return ShardCommandReply(True, command.shard_id, last_seq=last)
+
+    async def catch_up(self, command: ShardCommand) -> ShardCommandReply:
+        holding = self.node.holdings.get(command.shard_id)
+        if holding is None or holding.role != "copying" or holding.store is None or not command.source:
+            raise TouraError("conflict", f"shard {command.shard_id} is not being copied here")
+        async with holding.lock:
+            deadline = time.monotonic() + self.command_budget()
+            last = await shard_copy.catch_up(self.node.nc, command.source, holding.store, deadline, command.until_seq)
+        return ShardCommandReply(True, command.shard_id, last_seq=last)
+
+    async def freeze(self, command: ShardCommand) -> ShardCommandReply:
+        """Stop taking writes, wait for the ones in flight, report the last seq."""
+        holding = self.node.holdings.get(command.shard_id)
+        if holding is None or holding.store is None:
+            raise TouraError("moved", f"shard {command.shard_id} is not here")
+        holding.role = next_role(holding.role, "freeze")
+        self.set_frozen_marker(command.shard_id, True)
+        await holding.idle.wait()
+        return ShardCommandReply(True, command.shard_id, last_seq=holding.store.last_seq())
+
+    async def unfreeze(self, command: ShardCommand) -> ShardCommandReply:
+        holding = self.node.holdings.get(command.shard_id)
+        if holding is None or holding.store is None:
+            raise TouraError("moved", f"shard {command.shard_id} is not here")
+        if holding.role == "frozen":
+            holding.role = next_role(holding.role, "unfreeze")
+        self.set_frozen_marker(command.shard_id, False)
+        return ShardCommandReply(True, command.shard_id, last_seq=holding.store.last_seq())
+
+    async def drop(self, command: ShardCommand) -> ShardCommandReply:
+        holding = self.node._holding(command.shard_id)
+        async with holding.lock:
+            holding.role = next_role(holding.role, "drop")
+            if holding.store is not None:
+                await holding.store.close()
+                holding.store = None
+            ShardStore.destroy(self.node.shard_dir(command.shard_id))
+            del self.node.holdings[command.shard_id]
+        log.info("shard %d dropped", command.shard_id)
+        return ShardCommandReply(True, command.shard_id)
+
+    async def position(self, command: ShardCommand) -> ShardCommandReply:
+        holding = self.node.holdings.get(command.shard_id)
+        if holding is None or holding.store is None:
+            raise TouraError("moved", f"shard {command.shard_id} is not here")
+        return ShardCommandReply(True, command.shard_id, last_seq=holding.store.last_seq())
+
+    def command_budget(self) -> float:
+        return 600.0
+
+    # ------------------------------------------------- serving copies to others
+
+    def source_store(self, shard_id: int) -> ShardStore:
+        holding = self.node.holdings.get(shard_id)
+        if holding is None or holding.store is None or not serves_copy_source(holding.role):
+            raise TouraError("moved", f"shard {shard_id} has no readable copy on {self.node.config.id}")
+        holding.copy_source_until = time.monotonic() + 120.0
+        return holding.store
+
+    async def on_snapshot(self, msg) -> None:
+        request = decode(SnapshotRequest, msg.data)
+        try:
+            store = self.source_store(request.shard_id)
+            last_seq = store.last_seq()
+            rows, nxt = store.snapshot_chunk(request.after, max(1, request.max_bytes))
+            reply = SnapshotChunk(request.shard_id, last_seq, rows, nxt)
+        except TouraError as exc:
+            reply = SnapshotChunk(request.shard_id, 0, error_code=exc.code, error_message=exc.message)
+        await self.node._reply(msg, reply)
+
+    async def on_log(self, msg) -> None:
+        request = decode(LogRequest, msg.data)
+        if request.replica:  # a replica's long-poll: may wait, so it must not hold up this subscription
+            self.node._spawn(self.node.replication.serve_fetch(msg, request))
+            return
+        try:
+            store = self.source_store(request.shard_id)
+            last_seq = store.last_seq()
+            ops = store.read_log(request.after_seq, max(1, request.max_ops), max(1, request.max_bytes))
+            reply = LogChunk(request.shard_id, last_seq, [(seq, encode_operation(op)) for seq, op in ops])
+        except LogTruncated as exc:
+            reply = LogChunk(request.shard_id, 0, error_code="conflict", error_message=str(exc))
+        except TouraError as exc:
+            reply = LogChunk(request.shard_id, 0, error_code=exc.code, error_message=exc.message)
+        await self.node._reply(msg, reply)
