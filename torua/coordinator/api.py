@@ -144,6 +144,6 @@ class CoordinatorApi:
             await c.set_draining(record, request.action == "drain")
             return Ack(True, detail={"status": "draining" if record.draining else record.status})
         if request.action == "handoff":
-            moved = c.hand_off_primaries(request.node_id)
+            moved = c.replicas.hand_off_primaries(request.node_id)
             return Ack(True, detail={"handing_off": str(moved)})
         raise TouraError("bad_request", f"unknown node action {request.action!r}")

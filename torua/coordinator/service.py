@@ -27,10 +27,9 @@ from torua.coordinator.api import CoordinatorApi
 from torua.coordinator.health import node_health
 from torua.coordinator.moves import Move
 from torua.coordinator.placement import NodeView, moves_between, plan_placement
-from torua.coordinator.replica_plan import plan_replica_changes
+from torua.coordinator.replicas import ReplicaKeeper
 from torua.coordinator.state_store import ClusterState
 from torua.replication.lease import LeaseSettings, lease_time
-from torua.replication.promotion import choose_primary
 from torua.protocol import subjects
 from torua.protocol.codec import decode, encode
 from torua.protocol.errors import TouraError
@@ -81,6 +80,7 @@ class Coordinator:
         self._settle_until = 0.0
         self.failing_over: set[int] = set()
         self._next_reconcile = 0.0
+        self.replicas = ReplicaKeeper(self)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = asyncio.Event()
         self._map_lock = asyncio.Lock()
@@ -223,11 +223,11 @@ class Coordinator:
             return
         if time.monotonic() < self._settle_until:
             return
-        self._fail_over()
+        self.replicas.fail_over()
         health = self.health()
         await self.update_map(lambda m: shardmap.with_states(m, health))
-        if self._replicated():
-            await self._reconcile_replicas()
+        if self.replicas.replicated():
+            await self.replicas.reconcile()
         elif self.needs_rebalance and not self.moves and not self.pending:
             self.needs_rebalance = False
             self._plan_moves()
@@ -286,66 +286,6 @@ class Coordinator:
         if self.map is not None:
             await self.nc.publish(subjects.MAP_ANNOUNCE, encode(self.map))
 
-    # ------------------------------------------------------------- failover
-
-    def _fail_over(self) -> None:
-        """Promote an in-sync replica for every shard whose primary is unhealthy."""
-        assert self.map is not None
-        health = self.health()
-        for e in self.map.shards:
-            if e.primary is None or health.get(e.primary) != "unhealthy":
-                continue
-            if e.shard_id in self.failing_over or e.shard_id in self.moves:
-                continue
-            candidates = [n for n in e.in_sync if n != e.primary and health.get(n) == "healthy"]
-            if candidates:
-                # From here on this node gets no lease for the shard, even if it beats again.
-                self.failing_over.add(e.shard_id)
-                self._spawn(self._promote(e.shard_id, candidates))
-
-    async def _promote(self, shard_id: int, candidates: list[str], leaving: str | None = None) -> None:
-        try:
-            last_seqs: dict[str, int] = {}
-            for node_id in candidates:
-                try:
-                    reply = await self._command(node_id, "shard.position", ShardCommand(shard_id, 0), timeout=1.0)
-                    last_seqs[node_id] = reply.last_seq
-                except Exception as exc:
-                    log.warning("failover of shard %d: %s did not say its position: %s", shard_id, node_id, exc)
-            if not last_seqs:
-                return
-            health = self.health()
-            if leaving is not None:
-                health[leaving] = "leaving"  # a planned hand-off: the old primary may be healthy
-
-            def promote(m: ShardMap | None) -> ShardMap | None:
-                assert m is not None
-                e = m.shards[shard_id]
-                new = choose_primary(e.primary, e.in_sync, health, last_seqs)
-                if new is None or new == e.primary or new not in last_seqs:
-                    return m
-                old = e.primary
-                replicas = ([old] if old else []) + [r for r in e.replicas if r not in (new, old)]
-                in_sync = [new] + [n for n in e.in_sync if n not in (new, old)]
-                promotions = (list(e.promotions) + [(m.epoch + 1, last_seqs[new])])[-8:]
-                log.info("failover: shard %d primary %s -> %s at seq %d", shard_id, old, new, last_seqs[new])
-                return shardmap.set_entry(m, shard_id, primary=new, replicas=replicas, in_sync=in_sync, promotions=promotions)
-
-            await self.update_map(promote)
-        finally:
-            self.failing_over.discard(shard_id)
-
-    async def _handoff(self, shard_id: int, candidates: list[str]) -> None:
-        """Planned primary change (the old node is leaving): stop renewing the old
-        primary's lease, wait until any lease it holds has run out, then promote."""
-        try:
-            await asyncio.sleep(self.lease_seconds() + self.config.heartbeat_interval)
-            assert self.map is not None
-            old = self.map.shards[shard_id].primary
-            await self._promote(shard_id, candidates, leaving=old)
-        finally:
-            self.failing_over.discard(shard_id)
-
     async def set_draining(self, record: NodeRecord, draining: bool) -> None:
         if record.draining != draining:
             record.draining = draining
@@ -353,62 +293,6 @@ class Coordinator:
             await self._save_node(record)
             self.needs_rebalance = True
             self._next_reconcile = 0.0
-
-    def hand_off_primaries(self, node_id: str) -> int:
-        """Start handing every primary of `node_id` to an in-sync replica on a healthy node."""
-        assert self.map is not None
-        health = self.health()
-        started = 0
-        for e in self.map.shards:
-            if e.primary != node_id or e.shard_id in self.failing_over:
-                continue
-            candidates = [n for n in e.in_sync if n != node_id and health.get(n) == "healthy"]
-            if candidates:
-                self.failing_over.add(e.shard_id)
-                self._spawn(self._handoff(e.shard_id, candidates))
-                started += 1
-        return started
-
-    # ------------------------------------------------------ replicated shards
-
-    def _replicated(self) -> bool:
-        assert self.map is not None
-        return self.map.replication_factor > 1 or any(e.replicas for e in self.map.shards)
-
-    async def _reconcile_replicas(self) -> None:
-        """Step every replicated shard toward the placement target (see replica_plan)."""
-        now = time.monotonic()
-        if now < self._next_reconcile or self.failing_over:
-            return
-        self._next_reconcile = now + self.config.heartbeat_interval
-        assert self.map is not None
-        health = self.health()
-        target = plan_placement(shardmap.placement_of(self.map), self._node_views(), self.map.num_shards, self.map.replication_factor)
-        changes = plan_replica_changes(self.map, target, health, self.config.max_moves)
-        log.debug("reconcile: target %s -> %s", target, changes)
-        if changes.empty():
-            return
-
-        def apply(m: ShardMap | None) -> ShardMap | None:
-            assert m is not None
-            for shard_id, nodes in changes.adds.items():
-                e = m.shards[shard_id]
-                m = shardmap.set_entry(m, shard_id, replicas=e.replicas + [n for n in nodes if n not in e.replicas])
-            for shard_id, nodes in changes.removes.items():
-                e = m.shards[shard_id]
-                m = shardmap.set_entry(
-                    m, shard_id, replicas=[r for r in e.replicas if r not in nodes], in_sync=[n for n in e.in_sync if n not in nodes]
-                )
-            return m
-
-        if changes.adds or changes.removes:
-            log.info("replicas: adding %s, removing %s", changes.adds, changes.removes)
-            await self.update_map(apply)
-        for shard_id, new_primary in changes.handoffs.items():
-            if shard_id not in self.failing_over:
-                log.info("hand-off: shard %d primary -> %s", shard_id, new_primary)
-                self.failing_over.add(shard_id)
-                self._spawn(self._handoff(shard_id, [new_primary]))
 
     # ---------------------------------------------------------------- moves
 

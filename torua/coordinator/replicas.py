@@ -1,0 +1,142 @@
+"""Keeping replicated shards whole: failover when a primary's node turns
+unhealthy, planned hand-offs, and stepping every shard toward its placement
+target (`replica_plan`). Decisions are pure (`replication.promotion`,
+`coordinator.replica_plan`); this module performs them through the coordinator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from torua.coordinator import shardmap
+from torua.coordinator.placement import plan_placement
+from torua.coordinator.replica_plan import plan_replica_changes
+from torua.protocol.messages import ShardCommand, ShardMap
+from torua.replication.promotion import choose_primary
+
+if TYPE_CHECKING:
+    from torua.coordinator.service import Coordinator
+
+log = logging.getLogger("torua.coordinator")
+
+
+class ReplicaKeeper:
+    def __init__(self, coordinator: "Coordinator") -> None:
+        self.c = coordinator
+
+
+    def fail_over(self) -> None:
+        """Promote an in-sync replica for every shard whose primary is unhealthy."""
+        assert self.c.map is not None
+        health = self.c.health()
+        for e in self.c.map.shards:
+            if e.primary is None or health.get(e.primary) != "unhealthy":
+                continue
+            if e.shard_id in self.c.failing_over or e.shard_id in self.c.moves:
+                continue
+            candidates = [n for n in e.in_sync if n != e.primary and health.get(n) == "healthy"]
+            if candidates:
+                # From here on this node gets no lease for the shard, even if it beats again.
+                self.c.failing_over.add(e.shard_id)
+                self.c._spawn(self.promote(e.shard_id, candidates))
+
+    async def promote(self, shard_id: int, candidates: list[str], leaving: str | None = None) -> None:
+        try:
+            last_seqs: dict[str, int] = {}
+            for node_id in candidates:
+                try:
+                    reply = await self.c._command(node_id, "shard.position", ShardCommand(shard_id, 0), timeout=1.0)
+                    last_seqs[node_id] = reply.last_seq
+                except Exception as exc:
+                    log.warning("failover of shard %d: %s did not say its position: %s", shard_id, node_id, exc)
+            if not last_seqs:
+                return
+            health = self.c.health()
+            if leaving is not None:
+                health[leaving] = "leaving"  # a planned hand-off: the old primary may be healthy
+
+            def promote(m: ShardMap | None) -> ShardMap | None:
+                assert m is not None
+                e = m.shards[shard_id]
+                new = choose_primary(e.primary, e.in_sync, health, last_seqs)
+                if new is None or new == e.primary or new not in last_seqs:
+                    return m
+                old = e.primary
+                replicas = ([old] if old else []) + [r for r in e.replicas if r not in (new, old)]
+                in_sync = [new] + [n for n in e.in_sync if n not in (new, old)]
+                promotions = (list(e.promotions) + [(m.epoch + 1, last_seqs[new])])[-8:]
+                log.info("failover: shard %d primary %s -> %s at seq %d", shard_id, old, new, last_seqs[new])
+                return shardmap.set_entry(m, shard_id, primary=new, replicas=replicas, in_sync=in_sync, promotions=promotions)
+
+            await self.c.update_map(promote)
+        finally:
+            self.c.failing_over.discard(shard_id)
+
+    async def handoff(self, shard_id: int, candidates: list[str]) -> None:
+        """Planned primary change (the old node is leaving): stop renewing the old
+        primary's lease, wait until any lease it holds has run out, then promote."""
+        try:
+            await asyncio.sleep(self.c.lease_seconds() + self.c.config.heartbeat_interval)
+            assert self.c.map is not None
+            old = self.c.map.shards[shard_id].primary
+            await self.promote(shard_id, candidates, leaving=old)
+        finally:
+            self.c.failing_over.discard(shard_id)
+
+    def hand_off_primaries(self, node_id: str) -> int:
+        """Start handing every primary of `node_id` to an in-sync replica on a healthy node."""
+        assert self.c.map is not None
+        health = self.c.health()
+        started = 0
+        for e in self.c.map.shards:
+            if e.primary != node_id or e.shard_id in self.c.failing_over:
+                continue
+            candidates = [n for n in e.in_sync if n != node_id and health.get(n) == "healthy"]
+            if candidates:
+                self.c.failing_over.add(e.shard_id)
+                self.c._spawn(self.handoff(e.shard_id, candidates))
+                started += 1
+        return started
+
+
+    def replicated(self) -> bool:
+        assert self.c.map is not None
+        return self.c.map.replication_factor > 1 or any(e.replicas for e in self.c.map.shards)
+
+    async def reconcile(self) -> None:
+        """Step every replicated shard toward the placement target (see replica_plan)."""
+        now = time.monotonic()
+        if now < self.c._next_reconcile or self.c.failing_over:
+            return
+        self.c._next_reconcile = now + self.c.config.heartbeat_interval
+        assert self.c.map is not None
+        health = self.c.health()
+        target = plan_placement(shardmap.placement_of(self.c.map), self.c._node_views(), self.c.map.num_shards, self.c.map.replication_factor)
+        changes = plan_replica_changes(self.c.map, target, health, self.c.config.max_moves)
+        log.debug("reconcile: target %s -> %s", target, changes)
+        if changes.empty():
+            return
+
+        def apply(m: ShardMap | None) -> ShardMap | None:
+            assert m is not None
+            for shard_id, nodes in changes.adds.items():
+                e = m.shards[shard_id]
+                m = shardmap.set_entry(m, shard_id, replicas=e.replicas + [n for n in nodes if n not in e.replicas])
+            for shard_id, nodes in changes.removes.items():
+                e = m.shards[shard_id]
+                m = shardmap.set_entry(
+                    m, shard_id, replicas=[r for r in e.replicas if r not in nodes], in_sync=[n for n in e.in_sync if n not in nodes]
+                )
+            return m
+
+        if changes.adds or changes.removes:
+            log.info("replicas: adding %s, removing %s", changes.adds, changes.removes)
+            await self.c.update_map(apply)
+        for shard_id, new_primary in changes.handoffs.items():
+            if shard_id not in self.c.failing_over:
+                log.info("hand-off: shard %d primary -> %s", shard_id, new_primary)
+                self.c.failing_over.add(shard_id)
+                self.c._spawn(self.handoff(shard_id, [new_primary]))
