@@ -208,7 +208,7 @@ def run_up(args) -> int:
     try:
         nats_url = cluster.start()
         print(
-            f"Torua {args.nodes} nodes, {args.shards} shards\n"
+            f"Torua {args.nodes} nodes, {args.shards} shards, {args.replicas} cop{'y' if args.replicas == 1 else 'ies'} of each\n"
             f"  HTTP API  http://{args.host}:{args.port}\n"
             f"  NATS      {nats_url}   (NATS API: torua.api.kv.get|put|delete|list)\n"
             f"  data      {cluster.data_dir}\n"
