@@ -583,3 +583,16 @@ async def test_stats_counts(store: ShardStore) -> None:
     assert st.keys == len(contents) == 102
     assert st.bytes == sum(len(v) for v, _ in contents.values())
     assert st.last_seq == store.last_seq() == 105
+
+
+async def test_apply_many_at_is_all_or_nothing(store: ShardStore) -> None:
+    await store.apply_many_at([(1, KvPut("a", b"1")), (2, KvPut("b", b"2"))])
+    assert store.last_seq() == 2
+    before = (dump(store), store.stats(), store.read_log(0))
+    # 2 is already there (skipped), 5 leaves a gap after 3: nothing of the run is applied
+    with pytest.raises(SeqGap):
+        await store.apply_many_at([(2, KvDelete("b")), (3, KvPut("c", b"3")), (5, KvPut("d", b"4"))])
+    assert (dump(store), store.stats(), store.read_log(0)) == before
+    await store.apply_many_at([(2, KvDelete("b")), (3, KvPut("c", b"3"))])
+    assert store.last_seq() == 3
+    assert store.get("b") == (b"2", "application/octet-stream") and store.get("c") is not None

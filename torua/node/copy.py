@@ -9,7 +9,6 @@ fuzzy rows gives exactly the source's state.
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 from nats.aio.client import Client as NATS
@@ -64,7 +63,7 @@ async def catch_up(nc: NATS, source: str, store: ShardStore, deadline: float, un
         if chunk.error_code:
             raise TouraError(chunk.error_code, f"log from {source}: {chunk.error_message}")
         if chunk.ops:
-            await asyncio.gather(*(store.apply_at(seq, decode_operation(op)) for seq, op in chunk.ops))
+            await store.apply_many_at([(seq, decode_operation(op)) for seq, op in chunk.ops])
         last = store.last_seq()
         if until_seq is not None:
             if last >= until_seq:

@@ -84,8 +84,9 @@ class Replication:
                 continue
             waiter = holding.acks_changed
             try:
-                await asyncio.wait_for(waiter.wait(), remaining)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(remaining):  # no task per wait, unlike wait_for
+                    await waiter.wait()
+            except TimeoutError:
                 pass
 
     async def shrink(self, holding: "Holding", replica: str) -> None:
@@ -134,8 +135,9 @@ class Replication:
         if request.wait > 0 and store.last_seq() <= request.after_seq:
             news = holding.new_data
             try:
-                await asyncio.wait_for(news.wait(), min(request.wait, 5.0))
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(min(request.wait, 5.0)):
+                    await news.wait()
+            except TimeoutError:
                 pass
         try:
             ops = store.read_log(request.after_seq, max(1, request.max_ops), max(1, request.max_bytes))
@@ -177,6 +179,7 @@ class Replication:
         nc = node.nc
         assert nc is not None
         directory = node.shard_dir(holding.shard_id)
+        synced = read_synced_epoch(directory)  # the shard epoch this copy last caught up at
         while holding.role == "replica" and not node._stopping.is_set():
             store, primary = holding.store, holding.primary
             if store is None or primary is None or primary == node.config.id:
@@ -186,7 +189,7 @@ class Replication:
                 store.last_seq(),
                 max_bytes=shard_copy.chunk_bytes(nc),
                 replica=node.config.id,
-                shard_epoch=read_synced_epoch(directory),
+                shard_epoch=synced,
                 wait=FETCH_WAIT,
             )
             try:
@@ -204,6 +207,7 @@ class Replication:
             if chunk.error_code in ("diverged", "truncated"):
                 log.info("shard %d: copy %s; copying it again from %s", holding.shard_id, chunk.error_code, primary)
                 await self._recopy(holding, primary)
+                synced = read_synced_epoch(directory)
                 continue
             if chunk.error_code:
                 await asyncio.sleep(0.1)  # the primary has not taken its assignment yet
@@ -211,9 +215,10 @@ class Replication:
             if holding.store is not store or holding.role != "replica":
                 continue
             if chunk.ops:
-                await asyncio.gather(*(store.apply_at(seq, decode_operation(op)) for seq, op in chunk.ops))
-            if read_synced_epoch(directory) != holding.shard_epoch:
+                await store.apply_many_at([(seq, decode_operation(op)) for seq, op in chunk.ops])
+            if synced != holding.shard_epoch:
                 write_synced_epoch(directory, holding.shard_epoch)
+                synced = holding.shard_epoch
 
     async def _recopy(self, holding: "Holding", primary: str) -> None:
         node = self.node

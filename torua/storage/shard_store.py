@@ -450,16 +450,21 @@ class ShardStore:
     async def apply_at(self, seq: int, op: Operation) -> None:
         """Apply an op copied from another replica under its original seq.
         seq <= last_seq() is ignored; seq > last_seq() + 1 raises SeqGap."""
-        _check_seq(seq, "seq")
+        await self.apply_many_at([(seq, op)])
+
+    async def apply_many_at(self, ops: Sequence[tuple[int, Operation]]) -> None:
+        """apply_at() for a run of (seq, op) copied from another replica, in one
+        transaction: all of them are applied, or (on a gap) none."""
+        for seq, _ in ops:
+            _check_seq(seq, "seq")
 
         def fn(conn: sqlite3.Connection, state: _State) -> None:
-            if seq <= state.last_seq:
-                return
-            if seq != state.last_seq + 1:
-                raise SeqGap(
-                    f"shard {self.shard_id}: got op {seq}, expected {state.last_seq + 1}"
-                )
-            _log_and_apply(conn, state, seq, op)
+            for seq, op in ops:
+                if seq <= state.last_seq:
+                    continue
+                if seq != state.last_seq + 1:
+                    raise SeqGap(f"shard {self.shard_id}: got op {seq}, expected {state.last_seq + 1}")
+                _log_and_apply(conn, state, seq, op)
 
         await self._submit(fn)
 
