@@ -16,7 +16,7 @@ import signal
 import time
 import uuid
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from nats.aio.client import Client as NATS
 
@@ -64,8 +64,9 @@ class NodeRecord:
 
 
 class Coordinator:
-    def __init__(self, config: CoordinatorConfig) -> None:
+    def __init__(self, config: CoordinatorConfig, connect: Callable[..., Awaitable[Any]] = connect) -> None:
         self.config = config
+        self._connect = connect  # torua.bus.connect; the in-memory harness passes its own
         self.nc: NATS | None = None
         self.state: ClusterState | None = None
         self.map: ShardMap | None = None
@@ -88,7 +89,7 @@ class Coordinator:
     # ----------------------------------------------------------- lifecycle
 
     async def start(self) -> None:
-        self.nc = await connect(self.config.nats_url, f"torua-coordinator-{self.config.id}", self.config.connect_timeout)
+        self.nc = await self._connect(self.config.nats_url, f"torua-coordinator-{self.config.id}", self.config.connect_timeout)
         self.state = await ClusterState.open(self.nc)
         self.map = await self.state.load_map()
         for record in (await self.state.load_nodes()).values():

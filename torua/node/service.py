@@ -88,8 +88,9 @@ class Holding:
 
 
 class Node:
-    def __init__(self, config: NodeConfig) -> None:
+    def __init__(self, config: NodeConfig, connect: Callable[..., Awaitable[Any]] = connect) -> None:
         self.config = config
+        self._connect = connect  # torua.bus.connect; the in-memory harness passes its own
         self.nc: NATS | None = None
         self.holdings: dict[int, Holding] = {}
         self.epoch = 0
@@ -125,7 +126,7 @@ class Node:
 
     async def start(self) -> None:
         self._claim_data_dir()
-        self.nc = await connect(self.config.nats_url, f"torua-node-{self.config.id}", self.config.connect_timeout)
+        self.nc = await self._connect(self.config.nats_url, f"torua-node-{self.config.id}", self.config.connect_timeout)
         node = self.config.id
         handlers: dict[str, Callable[[Any], Awaitable[None]]] = {
             "kv": self._on_kv,
