@@ -2,7 +2,7 @@
 
 import pytest
 
-from torua.replication.rejoin import agreed_seq, rejoin_plan
+from torua.replication.rejoin import agreed_seq, record_promotion, rejoin_plan
 
 # (id, local_last_seq, promoted_at_seq, primary_log_base, expected)
 CASES = [
@@ -48,3 +48,35 @@ def test_two_promotions_make_the_old_tail_divergent():
     # the example above: comparing with the latest promotion alone would wrongly catch up
     assert rejoin_plan(10, 11, 0) == "catch_up"
     assert rejoin_plan(10, agreed_seq(5, {6: 8, 9: 11}), 0) == "recopy"
+
+
+def test_record_promotion_keeps_the_newest_and_merges_the_oldest():
+    history: list[tuple[int, int]] = []
+    for epoch, seq in [(2, 50), (4, 30), (6, 90), (8, 120)]:
+        history = record_promotion(history, epoch, seq, keep=2)
+    assert history == [(6, 30), (8, 120)]
+
+
+def test_capped_history_never_answers_above_the_full_one():
+    """A copy away for more promotions than are kept must not catch up over a divergent tail:
+    for every copy epoch, the capped history's agreed seq is at most the full history's."""
+    import random
+
+    rng = random.Random(7)
+    for _ in range(200):
+        full: dict[int, int] = {}
+        capped: list[tuple[int, int]] = []
+        epoch = 0
+        for _ in range(rng.randint(1, 20)):
+            epoch += rng.randint(1, 3)
+            seq = rng.randint(0, 500)
+            full[epoch] = seq
+            capped = record_promotion(capped, epoch, seq, keep=3)
+            assert len(capped) <= 3
+        for copy_epoch in range(0, epoch + 2):
+            exact, kept = agreed_seq(copy_epoch, full), agreed_seq(copy_epoch, dict(capped))
+            assert (exact is None) == (kept is None)
+            if exact is not None:
+                assert kept <= exact
+        # the newest promotions are kept exactly
+        assert capped[-1] == max(full.items())

@@ -16,6 +16,7 @@ from torua.coordinator.placement import plan_placement
 from torua.coordinator.replica_plan import plan_replica_changes
 from torua.protocol.messages import ShardCommand, ShardMap
 from torua.replication.promotion import choose_primary
+from torua.replication.rejoin import record_promotion
 
 if TYPE_CHECKING:
     from torua.coordinator.service import Coordinator
@@ -67,7 +68,7 @@ class ReplicaKeeper:
                 old = e.primary
                 replicas = ([old] if old else []) + [r for r in e.replicas if r not in (new, old)]
                 in_sync = [new] + [n for n in e.in_sync if n not in (new, old)]
-                promotions = (list(e.promotions) + [(m.epoch + 1, last_seqs[new])])[-8:]
+                promotions = record_promotion(list(e.promotions), m.epoch + 1, last_seqs[new])
                 log.info("failover: shard %d primary %s -> %s at seq %d", shard_id, old, new, last_seqs[new])
                 return shardmap.set_entry(m, shard_id, primary=new, replicas=replicas, in_sync=in_sync, promotions=promotions)
 

@@ -39,6 +39,25 @@ def agreed_seq(copy_shard_epoch: int, promotions: Mapping[int, int]) -> int | No
     return min(later) if later else None
 
 
+def record_promotion(promotions: list[tuple[int, int]], shard_epoch: int, seq: int, keep: int = 8) -> list[tuple[int, int]]:
+    """Add a promotion (at `shard_epoch`, new primary's last `seq`) to a shard's
+    history, keeping at most `keep` entries.
+
+    Older entries are merged rather than dropped: the oldest two become one at the
+    later of their epochs with the lower of their seqs. `agreed_seq` then never
+    answers higher than the full history would, so a copy away for longer than the
+    kept history re-copies when unsure, and never catches up over a divergent tail.
+
+    >>> record_promotion([(3, 40), (6, 118)], 9, 130, keep=2)
+    [(6, 40), (9, 130)]
+    """
+    history = sorted(list(promotions) + [(shard_epoch, seq)])
+    while len(history) > max(1, keep):
+        (_, first_seq), (second_epoch, second_seq) = history[0], history[1]
+        history[:2] = [(second_epoch, min(first_seq, second_seq))]
+    return history
+
+
 def rejoin_plan(local_last_seq: int | None, promoted_at_seq: int | None, primary_log_base: int) -> str:
     """catch_up | recopy."""
     if local_last_seq is None:
