@@ -79,6 +79,8 @@ class CoordinatorConfig(Common):
     node_left_delay: float = field(default=60.0, metadata={"help": "seconds a node may stay unhealthy before its copies are rebuilt elsewhere (replicas > 1)"})
     max_moves: int = field(default=2, metadata={"help": "shard moves running at once"})
     move_timeout: float = field(default=120.0, metadata={"help": "seconds a single move step may take before the move is aborted"})
+    leader_lease: float = field(default=3.0, metadata={"help": "seconds the leading coordinator's lease lasts unrenewed; a standby takes over after it"})
+    kv_replicas: int = field(default=1, metadata={"help": "copies of Torua's JetStream buckets across the NATS cluster (1, 3 or 5), when they are first made"})
 
     def validate(self) -> None:
         super().validate()
@@ -96,6 +98,10 @@ class CoordinatorConfig(Common):
             raise ConfigError("node_left_delay must be >= 0")
         if self.expect_nodes < 1 or self.max_moves < 1 or self.formation_timeout < 0 or self.move_timeout <= 0:
             raise ConfigError("expect_nodes and max_moves must be >= 1, timeouts positive")
+        if not 0.5 <= self.leader_lease <= 600:
+            raise ConfigError("leader_lease must be from 0.5 to 600 seconds")
+        if self.kv_replicas not in (1, 3, 5):
+            raise ConfigError("kv_replicas must be 1, 3 or 5")
 
 
 @dataclass(frozen=True)

@@ -128,27 +128,34 @@ def start_nats(group: ProcessGroup, port: int | None = None) -> tuple[Proc, str]
 class Cluster:
     """A cluster of real `torua` processes on a test's own nats-server."""
 
-    def __init__(self, group: ProcessGroup, nats_url: str, shards: int = 8, heartbeat: float = 0.25, replicas: int = 1) -> None:
+    def __init__(
+        self, group: ProcessGroup, nats_url: str, shards: int = 8, heartbeat: float = 0.25, replicas: int = 1, leader_lease: float = 1.5
+    ) -> None:
         self.group = group
         self.replicas = replicas
         self.nats_url = nats_url
         self.shards = shards
         self.heartbeat = heartbeat
         self.nodes: dict[str, Proc] = {}
-        self.coordinator: Proc | None = None
+        self.coordinator: Proc | None = None  # the first one started
+        self.coordinators: dict[str, Proc] = {}
+        self.leader_lease = leader_lease
         self.gateway: Proc | None = None
         self.http_port = 0
 
     def _common(self) -> list[str]:
         return ["--nats-url", self.nats_url, "--log-level", "info"]
 
-    def start_coordinator(self, expect_nodes: int, extra: list[str] | None = None) -> Proc:
+    def start_coordinator(self, expect_nodes: int, extra: list[str] | None = None, coordinator_id: str = "c1") -> Proc:
         argv = torua_command() + [
-            "coordinator", "--id", "c1", "--shards", str(self.shards), "--replicas", str(self.replicas), "--expect-nodes", str(expect_nodes),
-            "--heartbeat-interval", str(self.heartbeat), "--formation-timeout", "20",
+            "coordinator", "--id", coordinator_id, "--shards", str(self.shards), "--replicas", str(self.replicas),
+            "--expect-nodes", str(expect_nodes), "--heartbeat-interval", str(self.heartbeat), "--formation-timeout", "20",
+            "--leader-lease", str(self.leader_lease),
         ] + self._common() + (extra or [])
-        self.coordinator = self.group.start("coordinator", argv)
-        return self.coordinator
+        proc = self.group.start(f"coordinator-{coordinator_id}", argv)
+        self.coordinators[coordinator_id] = proc
+        self.coordinator = self.coordinator or proc
+        return proc
 
     def start_node(self, node_id: str, extra: list[str] | None = None) -> Proc:
         argv = torua_command() + [
@@ -169,8 +176,9 @@ class Cluster:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
 
-    def start(self, nodes: int = 3) -> "Cluster":
-        self.start_coordinator(expect_nodes=nodes)
+    def start(self, nodes: int = 3, coordinators: int = 1) -> "Cluster":
+        for i in range(1, coordinators + 1):
+            self.start_coordinator(expect_nodes=nodes, coordinator_id=f"c{i}")
         for i in range(1, nodes + 1):
             self.start_node(f"n{i}")
         self.start_gateway()

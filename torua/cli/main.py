@@ -24,6 +24,7 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--nodes", type=int, default=int(_env("NODES", "3")), help="storage nodes to start [env TORUA_NODES; default 3]")
     up.add_argument("--shards", type=int, default=int(_env("SHARDS", "16")), help="shards when the cluster is created [env TORUA_SHARDS; default 16]")
     up.add_argument("--replicas", type=int, default=int(_env("REPLICAS", "1")), help="copies of each shard [env TORUA_REPLICAS; default 1]")
+    up.add_argument("--coordinators", type=int, default=int(_env("COORDINATORS", "1")), help="coordinators to start: one leads, the others stand by [env TORUA_COORDINATORS; default 1]")
     up.add_argument("--data-dir", default=_env("DATA_DIR", "./torua-data"), help="where everything is stored [env TORUA_DATA_DIR; default ./torua-data]")
     up.add_argument("--host", default=_env("HOST", "127.0.0.1"), help="HTTP listen address [env TORUA_HOST; default 127.0.0.1]")
     up.add_argument("--port", type=int, default=int(_env("PORT", "8080")), help="HTTP port of the gateway [env TORUA_PORT; default 8080]")
@@ -113,7 +114,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 async def _run_role(role: str, config) -> None:
     if role == "coordinator":
-        from torua.coordinator.service import run_coordinator
+        from torua.coordinator.election import run_coordinator
 
         await run_coordinator(config)
     elif role == "node":

@@ -133,11 +133,12 @@ class LocalCluster:
         torua = torua_command()
         common = ["--nats-url", nats_url, "--log-level", a.log_level]
         beat = ["--heartbeat-interval", str(a.heartbeat_interval)]
-        self.spawn(
-            "coordinator",
-            torua + ["coordinator", "--id", "c1", "--shards", str(a.shards), "--replicas", str(a.replicas), "--expect-nodes", str(a.nodes)] + beat + common,
-            essential=False,
-        )
+        for i in range(1, max(1, a.coordinators) + 1):
+            self.spawn(
+                f"coordinator-c{i}",
+                torua + ["coordinator", "--id", f"c{i}", "--shards", str(a.shards), "--replicas", str(a.replicas), "--expect-nodes", str(a.nodes)] + beat + common,
+                essential=False,
+            )
         for i in range(1, a.nodes + 1):
             node_id = f"n{i}"
             self.spawn(
@@ -208,7 +209,8 @@ def run_up(args) -> int:
     try:
         nats_url = cluster.start()
         print(
-            f"Torua {args.nodes} nodes, {args.shards} shards, {args.replicas} cop{'y' if args.replicas == 1 else 'ies'} of each\n"
+            f"Torua {args.nodes} nodes, {args.shards} shards, {args.replicas} cop{'y' if args.replicas == 1 else 'ies'} of each, "
+            f"{args.coordinators} coordinator{'s' if args.coordinators != 1 else ''}\n"
             f"  HTTP API  http://{args.host}:{args.port}\n"
             f"  NATS      {nats_url}   (NATS API: torua.api.kv.get|put|delete|list)\n"
             f"  data      {cluster.data_dir}\n"

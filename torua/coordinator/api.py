@@ -29,7 +29,7 @@ class CoordinatorApi:
     def __init__(self, coordinator: "Coordinator") -> None:
         self.c = coordinator
 
-    async def subscribe(self, nc: NATS) -> None:
+    async def subscribe(self, nc: NATS) -> list[Any]:
         calls: dict[str, Callable[[bytes], Awaitable[Any]]] = {
             "nodes": self.nodes,
             "info": self.info,
@@ -38,8 +38,7 @@ class CoordinatorApi:
             "in_sync": self.in_sync,
             "node": self.node,
         }
-        for call, handler in calls.items():
-            await nc.subscribe(subjects.coordinator(call), cb=self._serve(handler))
+        return [await nc.subscribe(subjects.coordinator(call), cb=self._serve(handler)) for call, handler in calls.items()]
 
     def _serve(self, handler: Callable[[bytes], Awaitable[Any]]):
         async def run(msg) -> None:
@@ -103,6 +102,8 @@ class CoordinatorApi:
             cluster_id=c.map.cluster_id if c.map else "",
             moves=[MoveStatus(m.shard_id, m.source, m.target, m.phase, m.started_at) for m in c.moves.values()],
             formed=c.map is not None,
+            term=c.term,
+            standbys=await c.standbys(),
         )
 
     async def assign(self, data: bytes) -> Ack:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import time
 import uuid
 from dataclasses import dataclass, field, replace
@@ -68,10 +67,18 @@ class Coordinator:
         self.config = config
         self._connect = connect  # torua.bus.connect; the in-memory harness passes its own
         self.nc: NATS | None = None
+        self._own_connection = True
+        self._subs: list[Any] = []
+        # Set by the election (torua.coordinator.election) when this coordinator leads:
+        # its term, whether its lease still holds, and who stands by.
+        self.term = 0
+        self.may_act: Callable[[], bool] = lambda: True
+        self.standbys: Callable[[], Awaitable[list[str]]] = _no_standbys
         self.state: ClusterState | None = None
         self.map: ShardMap | None = None
         self.nodes: dict[str, NodeRecord] = {}
         self.moves: dict[int, Move] = {}
+        self.resuming: dict[int, tuple[str, str, float]] = {}  # shard -> (source, target, give up at); _resume_moves
         self.pending: list[tuple[int, str, str]] = []
         self.needs_rebalance = False
         self.started_at = time.time()
@@ -88,39 +95,46 @@ class Coordinator:
 
     # ----------------------------------------------------------- lifecycle
 
-    async def start(self) -> None:
-        self.nc = await self._connect(self.config.nats_url, f"torua-coordinator-{self.config.id}", self.config.connect_timeout)
-        self.state = await ClusterState.open(self.nc)
+    async def start(self, nc: NATS | None = None) -> None:
+        """Take charge: load the cluster's state from JetStream and start serving.
+        Given `nc` (the election's connection), it is shared and left open on stop."""
+        if nc is None:
+            self.nc = await self._connect(self.config.nats_url, f"torua-coordinator-{self.config.id}", self.config.connect_timeout)
+        else:
+            self.nc, self._own_connection = nc, False
+        self.state = await ClusterState.open(self.nc, self.config.kv_replicas)
         self.map = await self.state.load_map()
         for record in (await self.state.load_nodes()).values():
             self.nodes[record["id"]] = NodeRecord(record["id"], record.get("first_seen", time.time()), bool(record.get("draining")))
         if self.map is not None:
             log.info("resuming shard map at epoch %d (%d shards, %d known nodes)", self.map.epoch, self.map.num_shards, len(self.nodes))
-            await self._abort_unfinished_moves()
+            if self.term:
+                # A new epoch stamped with this leader's term: a deposed leader's next
+                # map write fails its compare-and-set from now on.
+                await self.update_map(lambda m: replace(m, leader=self.config.id, term=self.term) if m is not None else m)
+            self.resuming = self._moves_in_the_map()
             if self.map.replication_factor != self.config.replicas:
                 log.info("replication factor %d -> %d: adding or removing copies", self.map.replication_factor, self.config.replicas)
                 rf = self.config.replicas
                 await self.update_map(lambda m: replace(m, replication_factor=rf) if m is not None else m)
             self._settle_until = time.monotonic() + self.config.heartbeat_interval * self.config.unhealthy_after
-        await self.nc.subscribe(subjects.HEARTBEAT, cb=self._on_heartbeat)
-        await CoordinatorApi(self).subscribe(self.nc)
+        self._subs.append(await self.nc.subscribe(subjects.HEARTBEAT, cb=self._on_heartbeat))
+        self._subs.extend(await CoordinatorApi(self).subscribe(self.nc))
         self._spawn(self._tick_loop())
-        log.info("coordinator %s up on %s", self.config.id, self.config.nats_url)
-
-    async def run(self) -> None:
-        await self.start()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, self._stopping.set)
-        await self._stopping.wait()
-        await self.stop()
+        log.info("coordinator %s leading%s on %s", self.config.id, f" at term {self.term}" if self.term else "", self.config.nats_url)
 
     async def stop(self) -> None:
         self._stopping.set()
+        for sub in self._subs:
+            try:
+                await sub.unsubscribe()
+            except Exception:  # the connection is gone already
+                pass
+        self._subs.clear()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self.nc is not None and not self.nc.is_closed:
+        if self._own_connection and self.nc is not None and not self.nc.is_closed:
             try:
                 await asyncio.wait_for(self.nc.drain(), 5)
             except Exception:
@@ -157,7 +171,7 @@ class Coordinator:
         record.heartbeat = beat
         if record.status != "healthy":
             self._update_health()
-        if msg.reply:
+        if msg.reply and self.may_act():
             try:
                 await msg.respond(encode(self.lease_grant(beat.node_id)))
             except Exception as exc:
@@ -172,13 +186,13 @@ class Coordinator:
 
     def lease_grant(self, node_id: str) -> LeaseGrant:
         if self.map is None:
-            return LeaseGrant(0, self.lease_seconds())
+            return LeaseGrant(0, self.lease_seconds(), term=self.term)
         shards = [
             (e.shard_id, e.shard_epoch)
             for e in self.map.shards
             if e.primary == node_id and e.shard_id not in self.failing_over
         ]
-        return LeaseGrant(self.map.epoch, self.lease_seconds(), shards)
+        return LeaseGrant(self.map.epoch, self.lease_seconds(), shards, term=self.term)
 
     async def _save_node(self, record: NodeRecord) -> None:
         try:
@@ -213,8 +227,11 @@ class Coordinator:
         while not self._stopping.is_set():
             try:
                 await self.tick()
-            except Exception:
-                log.exception("coordinator tick failed; trying again")
+            except Exception as exc:
+                if not self.may_act():
+                    log.info("tick stopped: %s", exc)  # the lead is lost; the election stops this brain
+                else:
+                    log.exception("coordinator tick failed; trying again")
             await asyncio.sleep(min(0.25, self.config.heartbeat_interval / 2))
 
     async def tick(self) -> None:
@@ -227,9 +244,10 @@ class Coordinator:
         self.replicas.fail_over()
         health = self.health()
         await self.update_map(lambda m: shardmap.with_states(m, health))
+        self._resume_moves()
         if self.replicas.replicated():
             await self.replicas.reconcile()
-        elif self.needs_rebalance and not self.moves and not self.pending:
+        elif self.needs_rebalance and not self.moves and not self.pending and not self.resuming:
             self.needs_rebalance = False
             self._plan_moves()
         self._start_moves()
@@ -271,10 +289,12 @@ class Coordinator:
         """
         assert self.state is not None and self.nc is not None
         async with self._map_lock:
+            self._check_leading()
             changed = change(self.map)
             if changed is None or changed is self.map:
                 return False
-            new_map = shardmap.with_shard_epochs(self.map, replace(changed, epoch=(self.map.epoch if self.map else 0) + 1))
+            stamped = replace(changed, epoch=(self.map.epoch if self.map else 0) + 1, leader=self.config.id, term=self.term)
+            new_map = shardmap.with_shard_epochs(self.map, stamped)
             await self.state.save_map(new_map)
             self.map = new_map
         log.info("shard map epoch %d", new_map.epoch)
@@ -284,7 +304,7 @@ class Coordinator:
 
     async def announce(self) -> None:
         assert self.nc is not None
-        if self.map is not None:
+        if self.map is not None and self.may_act():
             await self.nc.publish(subjects.MAP_ANNOUNCE, encode(self.map))
 
     async def set_draining(self, record: NodeRecord, draining: bool) -> None:
@@ -327,8 +347,15 @@ class Coordinator:
         self._spawn(self._run_move(move))
         return move
 
+    def _check_leading(self) -> None:
+        """Every effect (map write, node command) first checks that the lead still holds."""
+        if not self.may_act():
+            raise TouraError("unavailable", f"coordinator {self.config.id} no longer leads")
+
     async def _command(self, node_id: str, call: str, command: ShardCommand, timeout: float | None = None) -> ShardCommandReply:
         assert self.nc is not None
+        self._check_leading()
+        command = replace(command, term=self.term)
         msg = await self.nc.request(subjects.node(node_id, call), encode(command), timeout=timeout or self.config.move_timeout)
         reply = decode(ShardCommandReply, msg.data)
         if not reply.ok:
@@ -391,14 +418,47 @@ class Coordinator:
             log.warning("abort: could not publish map: %s", exc)
         self.moves.pop(move.shard_id, None)
 
-    async def _abort_unfinished_moves(self) -> None:
-        """A previous coordinator died mid-move: undo each one (the source still has the data)."""
+    def _moves_in_the_map(self) -> dict[int, tuple[str, str, float]]:
+        """Moves a previous leader left in flight: the map names their source (the
+        primary) and target, which is all a move needs to run again."""
         assert self.map is not None
-        for entry in self.map.shards:
-            if entry.target and entry.primary:
-                move = Move(entry.shard_id, entry.primary, entry.target, time.time(), phase="aborting", reason="resume")
-                log.info("aborting unfinished move of shard %d to %s", entry.shard_id, entry.target)
+        give_up = time.monotonic() + self.config.move_timeout
+        return {e.shard_id: (e.primary, e.target, give_up) for e in self.map.shards if e.target and e.primary}
+
+    def _resume_moves(self) -> None:
+        """Run each move a previous leader left in flight again, from the start, once
+        both its nodes are healthy; abort it (the source still has the data) if they
+        are not within `move_timeout`."""
+        health = self.health()
+        now = time.monotonic()
+        for shard_id, (source, target, give_up) in list(self.resuming.items()):
+            if shard_id in self.moves:
+                continue
+            if health.get(source) == "healthy" and health.get(target) == "healthy":
+                if len(self.moves) >= self.config.max_moves:
+                    return
+                move = Move(shard_id, source, target, time.time(), reason="resumed")
+                log.info("resuming the move of shard %d %s -> %s", shard_id, source, target)
+                self.moves[shard_id] = move
+                self._spawn(self._resume(move))
+            elif now >= give_up:
+                move = Move(shard_id, source, target, time.time(), phase="aborting", reason="resumed")
+                log.info("aborting the move of shard %d to %s: %s is not healthy", shard_id, target, source if health.get(source) != "healthy" else target)
+                self.moves[shard_id] = move
                 self._spawn(self._abort(move))
+            else:
+                continue
+            del self.resuming[shard_id]
+
+    async def _resume(self, move: Move) -> None:
+        # Where the previous leader stopped is not known for sure: let the source take
+        # writes again and clear the target's partial copy, then run every phase.
+        for node_id, call in ((move.source, "shard.unfreeze"), (move.target, "shard.drop")):
+            try:
+                await self._command(node_id, call, ShardCommand(move.shard_id, self.map.epoch if self.map else 0))
+            except Exception as exc:
+                log.info("resume: %s on %s: %s", call, node_id, exc)
+        await self._run_move(move)
 
     # ---------------------------------------------------------- assignments
 
@@ -446,8 +506,9 @@ class Coordinator:
         if record is None:
             return
         record.assigning = True
-        assignment = shardmap.assignment_for(self.map, node_id)
+        assignment = replace(shardmap.assignment_for(self.map, node_id), term=self.term)
         try:
+            self._check_leading()
             msg = await self.nc.request(subjects.node(node_id, "assign"), encode(assignment), timeout=max(2.0, self.config.heartbeat_interval * 2))
             data = msg.data
             try:
@@ -477,5 +538,6 @@ class Coordinator:
             await self.update_map(mark_created)
 
 
-async def run_coordinator(config: CoordinatorConfig) -> None:
-    await Coordinator(config).run()
+async def _no_standbys() -> list[str]:
+    return []
+

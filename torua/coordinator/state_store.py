@@ -11,7 +11,7 @@ import json
 import logging
 
 from nats.aio.client import Client as NATS
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NoKeysError
 from nats.js.kv import KeyValue
 
 from torua.protocol import subjects
@@ -27,12 +27,13 @@ class ClusterState:
         self._map_revision: int | None = None
 
     @classmethod
-    async def open(cls, nc: NATS) -> "ClusterState":
+    async def open(cls, nc: NATS, replicas: int = 1) -> "ClusterState":
+        """The bucket, made on first use with `replicas` copies across the NATS cluster."""
         js = nc.jetstream()
         try:
             kv = await js.key_value(subjects.CLUSTER_BUCKET)
         except BucketNotFoundError:
-            kv = await js.create_key_value(bucket=subjects.CLUSTER_BUCKET, history=5, description="Torua cluster state")
+            kv = await js.create_key_value(bucket=subjects.CLUSTER_BUCKET, history=5, replicas=replicas, description="Torua cluster state")
         return cls(kv)
 
     async def load_map(self) -> ShardMap | None:
@@ -55,10 +56,10 @@ class ClusterState:
     async def load_nodes(self) -> dict[str, dict]:
         nodes: dict[str, dict] = {}
         try:
-            keys = await self._kv.keys(filters=[subjects.NODE_KEY_PREFIX + "*"])
-        except Exception:  # nats-py raises NoKeysError on an empty bucket
+            keys = await self._kv.keys()  # a wildcard filter finds nothing on nats-server 2.15
+        except NoKeysError:  # an empty bucket
             return nodes
-        for key in keys:
+        for key in (k for k in keys if k.startswith(subjects.NODE_KEY_PREFIX)):
             try:
                 entry = await self._kv.get(key)
                 if entry.value:

@@ -230,6 +230,10 @@ class Gateway:
             "cluster_id": info.cluster_id,
             "formed": info.formed,
             "coordinator": info.coordinator_id,
+            # the leading coordinator (it answered this) and its term; the others stand by
+            "leader": info.coordinator_id,
+            "term": info.term,
+            "standbys": list(info.standbys),
             "version": __version__,
             # every version running, so a rolling upgrade shows where it is
             "versions": sorted({n.version for n in nodes if n.version} | {info.version, __version__}),

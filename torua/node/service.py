@@ -29,6 +29,7 @@ from torua import __version__
 from torua.bus import connect
 from torua.config import DEFAULT_MAX_VALUE_BYTES, NodeConfig
 from torua.keys import validate_key
+from torua.leadership import accept_term
 from torua.node.control import ShardControl
 from torua.node.replication import Replication, notify
 from torua.node.roles import IllegalTransition
@@ -94,6 +95,7 @@ class Node:
         self.nc: NATS | None = None
         self.holdings: dict[int, Holding] = {}
         self.epoch = 0
+        self.term = 0  # the highest coordinator term seen; lower ones are refused
         self.started_at = time.time()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = asyncio.Event()
@@ -262,6 +264,9 @@ class Node:
         except Exception as exc:  # timeout, disconnected, garbage: no renewal this time
             log.debug("heartbeat not answered: %s", exc)
             return
+        if not self._follow_term(grant.term):
+            log.warning("ignoring a lease grant of coordinator term %d (newest seen %d)", grant.term, self.term)
+            return
         self._lease_seconds = grant.lease_seconds
         self._renew(sent_at, grant.lease_seconds, dict(grant.shards))
 
@@ -403,6 +408,11 @@ class Node:
                 shard_id = -1
                 await self._reply(msg, ShardCommandReply(False, shard_id, error_code=exc.code, error_message=exc.message))
                 return
+            if not self._follow_term(command.term):
+                message = f"coordinator term {command.term} is older than {self.term}: a newer leader speaks for the cluster"
+                log.warning("refused %s: %s", msg.subject, message)
+                await self._reply(msg, ShardCommandReply(False, getattr(command, "shard_id", -1), error_code="stale_epoch", error_message=message))
+                return
 
             async def answer() -> None:
                 try:
@@ -419,6 +429,13 @@ class Node:
             self._spawn(answer())
 
         return run
+
+    def _follow_term(self, term: int) -> bool:
+        """Take a coordinator message of `term` into account? (torua.leadership.accept_term)"""
+        if not accept_term(self.term, term):
+            return False
+        self.term = term
+        return True
 
     async def _reply(self, msg, reply: Any) -> None:
         if not msg.reply:

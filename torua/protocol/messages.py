@@ -39,6 +39,9 @@ class ShardMap:
     replication_factor: int = 1
     shards: list[ShardEntry] = field(default_factory=list)
     cluster_id: str = ""
+    # the coordinator that wrote this map and its term (torua.leadership)
+    leader: str = ""
+    term: int = 0
 
     def entry(self, shard_id: int) -> ShardEntry:
         return self.shards[shard_id]
@@ -78,6 +81,7 @@ class LeaseGrant:
     epoch: int
     lease_seconds: float
     shards: list[tuple[int, int]] = field(default_factory=list)
+    term: int = 0  # the granting leader's term; a node ignores grants below the highest it has seen
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,7 @@ class Assignment:
     epoch: int
     node_id: str
     shards: list[AssignedShard] = field(default_factory=list)
+    term: int = 0  # the sending leader's term (torua.leadership.accept_term)
 
 
 @dataclass(frozen=True)
@@ -151,6 +156,7 @@ class ShardCommand:
     epoch: int
     source: str | None = None
     until_seq: int = 0
+    term: int = 0  # the sending leader's term (torua.leadership.accept_term)
 
 
 @dataclass(frozen=True)
@@ -273,6 +279,8 @@ class CoordinatorInfo:
     cluster_id: str
     moves: list[MoveStatus] = field(default_factory=list)
     formed: bool = False
+    term: int = 0  # this (leading) coordinator's term
+    standbys: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,10 @@ API_QUEUE = "torua-gateway"
 CLUSTER_BUCKET = "torua_cluster"
 MAP_KEY = "shard_map"
 NODE_KEY_PREFIX = "nodes."
+# the coordinators' election (torua.coordinator.election): entries expire after the lease
+LEADER_BUCKET = "torua_leader"
+LEADER_KEY = "leader"
+STANDBY_KEY_PREFIX = "standby."
 
 
 def node(node_id: str, call: str) -> str:
