@@ -6,6 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import ssl
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Mapping
 
 from nats.aio.client import Client as NATS
 
@@ -16,12 +21,76 @@ class NatsUnreachable(RuntimeError):
     """NATS did not answer within the connect deadline."""
 
 
-async def connect(url: str, name: str, timeout: float = 10.0) -> NATS:
+class NatsAuthError(ValueError):
+    """The NATS credentials or TLS settings cannot be used as given."""
+
+
+@dataclass(frozen=True)
+class NatsAuth:
+    """How a process proves who it is to NATS, and how it checks the server (TLS).
+
+    At most one of user+password, token, nkey seed file and creds file. Each
+    field is also read from `TORUA_NATS_<FIELD>` (see `from_env`), so the
+    `torua kv` and `torua status` tools and `torua.Client` use the same variables
+    as the processes' flags.
+    """
+
+    user: str = ""
+    password: str = ""
+    token: str = ""
+    nkey_seed: str = ""  # file holding an nkey seed (SU...)
+    creds: str = ""  # a .creds file (user JWT and nkey seed), for operator-mode servers
+    tls_ca: str = ""  # CA bundle that signed the server's certificate
+    tls_cert: str = ""  # this client's certificate, for servers that verify clients
+    tls_key: str = ""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "NatsAuth":
+        environ = os.environ if environ is None else environ
+        return cls(**{f.name: environ.get(f"TORUA_NATS_{f.name.upper()}", "") for f in fields(cls)})
+
+    def validate(self) -> None:
+        kinds = [k for k, on in (("user", self.user), ("token", self.token), ("nkey_seed", self.nkey_seed), ("creds", self.creds)) if on]
+        if len(kinds) > 1:
+            raise NatsAuthError(f"give one way to authenticate to NATS, not {' and '.join(kinds)}")
+        if self.password and not self.user:
+            raise NatsAuthError("nats_password needs nats_user")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise NatsAuthError("nats_tls_cert and nats_tls_key go together")
+        for name in ("nkey_seed", "creds", "tls_ca", "tls_cert", "tls_key"):
+            path = getattr(self, name)
+            if path and not Path(path).is_file():
+                raise NatsAuthError(f"nats_{name}: {path} is not a readable file")
+
+    def options(self) -> dict[str, Any]:
+        """Keyword arguments for nats-py's `connect`."""
+        self.validate()
+        opts: dict[str, Any] = {}
+        if self.user:
+            opts.update(user=self.user, password=self.password)
+        if self.token:
+            opts["token"] = self.token
+        if self.nkey_seed:
+            opts["nkeys_seed"] = self.nkey_seed
+        if self.creds:
+            opts["user_credentials"] = self.creds
+        if self.tls_ca or self.tls_cert:
+            context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=self.tls_ca or None)
+            if self.tls_cert:
+                context.load_cert_chain(self.tls_cert, self.tls_key)
+            opts["tls"] = context
+        return opts
+
+
+async def connect(url: str, name: str, timeout: float = 10.0, auth: NatsAuth | None = None) -> NATS:
     """Connect to `url` (comma-separated servers), retrying until `timeout` seconds pass.
 
     Each failed attempt is logged with its number; past the deadline the caller
     gets `NatsUnreachable`. Once connected, the client reconnects forever.
+    Replies come to inboxes under ``_INBOX.<name>``, so NATS permissions can
+    give each role its own (deploy/nats/auth.conf).
     """
+    options = (auth or NatsAuth()).options()
     servers = [u.strip() for u in url.split(",") if u.strip()]
     attempts = 0
     last: list[str] = [""]
@@ -52,6 +121,8 @@ async def connect(url: str, name: str, timeout: float = 10.0) -> NATS:
                 error_cb=on_error,
                 disconnected_cb=on_disconnect,
                 reconnected_cb=_reconnected,
+                inbox_prefix=f"_INBOX.{name}",
+                **options,
             ),
             timeout,
         )

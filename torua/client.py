@@ -19,7 +19,7 @@ import msgpack
 from nats.aio.client import Client as NATS
 from nats.errors import NoRespondersError, TimeoutError as NatsTimeout
 
-from torua.bus import connect
+from torua.bus import NatsAuth, connect
 from torua.config import DEFAULT_NATS_URL
 from torua.keys import shard_for_key, validate_key
 from torua.listing import list_keys
@@ -30,9 +30,10 @@ from torua.routing import MapCache, ShardRouter
 
 
 class Client:
-    def __init__(self, nats_url: str = DEFAULT_NATS_URL, timeout: float = 5.0, nc: NATS | None = None) -> None:
+    def __init__(self, nats_url: str = DEFAULT_NATS_URL, timeout: float = 5.0, nc: NATS | None = None, auth: NatsAuth | None = None) -> None:
         self.nats_url = nats_url
         self.timeout = timeout
+        self.auth = auth if auth is not None else NatsAuth.from_env()  # TORUA_NATS_USER, ... when not given
         self._nc = nc
         self._own_connection = nc is None
         self._maps: MapCache | None = None
@@ -40,7 +41,7 @@ class Client:
 
     async def connect(self) -> "Client":
         if self._nc is None:
-            self._nc = await connect(self.nats_url, "torua-client", timeout=self.timeout)
+            self._nc = await connect(self.nats_url, "torua-client", timeout=self.timeout, auth=self.auth)
         self._maps = MapCache(self._nc)
         await self._maps.start()
         self._router = ShardRouter(self._nc, self._maps)

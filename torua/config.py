@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from torua.bus import NatsAuth, NatsAuthError
 from torua.protocol.subjects import valid_node_id
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
@@ -28,12 +29,31 @@ class Common:
     nats_url: str = field(default=DEFAULT_NATS_URL, metadata={"help": "NATS server URL(s), comma separated"})
     log_level: str = field(default="info", metadata={"help": "debug | info | warning | error"})
     connect_timeout: float = field(default=10.0, metadata={"help": "seconds to keep retrying the first NATS connection"})
+    # NATS credentials and TLS (torua.bus.NatsAuth); see deploy/nats/auth.conf
+    nats_user: str = field(default="", metadata={"help": "NATS user name (with --nats-password)"})
+    nats_password: str = field(default="", metadata={"help": "NATS password"})
+    nats_token: str = field(default="", metadata={"help": "NATS token"})
+    nats_nkey_seed: str = field(default="", metadata={"help": "file holding this process's NATS nkey seed"})
+    nats_creds: str = field(default="", metadata={"help": "NATS .creds file (JWT and nkey), for operator-mode servers"})
+    nats_tls_ca: str = field(default="", metadata={"help": "CA file to verify the NATS server's TLS certificate"})
+    nats_tls_cert: str = field(default="", metadata={"help": "client TLS certificate, for NATS servers that verify clients"})
+    nats_tls_key: str = field(default="", metadata={"help": "key of the client TLS certificate"})
 
     def validate(self) -> None:
         if self.log_level not in ("debug", "info", "warning", "error"):
             raise ConfigError(f"log_level must be debug, info, warning or error, not {self.log_level!r}")
         if self.connect_timeout <= 0:
             raise ConfigError("connect_timeout must be > 0")
+        try:
+            self.nats_auth().validate()
+        except NatsAuthError as exc:
+            raise ConfigError(str(exc)) from None
+
+    def nats_auth(self) -> NatsAuth:
+        return NatsAuth(
+            user=self.nats_user, password=self.nats_password, token=self.nats_token, nkey_seed=self.nats_nkey_seed,
+            creds=self.nats_creds, tls_ca=self.nats_tls_ca, tls_cert=self.nats_tls_cert, tls_key=self.nats_tls_key,
+        )
 
 
 @dataclass(frozen=True)

@@ -116,13 +116,18 @@ class ProcessGroup:
                 proc.kill()
 
 
-def start_nats(group: ProcessGroup, port: int | None = None) -> tuple[Proc, str]:
+def start_nats(
+    group: ProcessGroup, port: int | None = None, extra_conf: str = "", env: dict[str, str] | None = None, scheme: str = "nats"
+) -> tuple[Proc, str]:
+    """A nats-server like `torua up`'s, plus `extra_conf` (auth, TLS, ...) appended to its config."""
     port = port or free_port()
     conf = nats_config(group.workdir / f"nats-{port}", port)
-    proc = group.start("nats-server", [nats_server_binary(), "-c", str(conf)])
+    if extra_conf:
+        conf.write_text(conf.read_text() + extra_conf)
+    proc = group.start("nats-server", [nats_server_binary(), "-c", str(conf)], env=env)
     if not wait_for_port(port, time.monotonic() + 15, proc.popen):
         raise AssertionError(f"nats-server did not start:\n{proc.log()}")
-    return proc, f"nats://127.0.0.1:{port}"
+    return proc, f"{scheme}://127.0.0.1:{port}"
 
 
 class Cluster:
@@ -140,6 +145,8 @@ class Cluster:
         self.coordinator: Proc | None = None  # the first one started
         self.coordinators: dict[str, Proc] = {}
         self.leader_lease = leader_lease
+        # extra arguments per process id ("c1", "n1", "gateway"): credentials, TLS
+        self.extra_args: Callable[[str], list[str]] = lambda who: []
         self.gateway: Proc | None = None
         self.http_port = 0
 
@@ -151,7 +158,7 @@ class Cluster:
             "coordinator", "--id", coordinator_id, "--shards", str(self.shards), "--replicas", str(self.replicas),
             "--expect-nodes", str(expect_nodes), "--heartbeat-interval", str(self.heartbeat), "--formation-timeout", "20",
             "--leader-lease", str(self.leader_lease),
-        ] + self._common() + (extra or [])
+        ] + self._common() + self.extra_args(coordinator_id) + (extra or [])
         proc = self.group.start(f"coordinator-{coordinator_id}", argv)
         self.coordinators[coordinator_id] = proc
         self.coordinator = self.coordinator or proc
@@ -161,14 +168,14 @@ class Cluster:
         argv = torua_command() + [
             "node", "--id", node_id, "--data-dir", str(self.group.workdir / node_id),
             "--heartbeat-interval", str(self.heartbeat), "--commit", "relaxed",
-        ] + self._common() + (extra or [])
+        ] + self._common() + self.extra_args(node_id) + (extra or [])
         proc = self.group.start(f"node-{node_id}", argv)
         self.nodes[node_id] = proc
         return proc
 
     def start_gateway(self) -> Proc:
         self.http_port = free_port()
-        argv = torua_command() + ["gateway", "--port", str(self.http_port), "--request-timeout", "5"] + self._common()
+        argv = torua_command() + ["gateway", "--port", str(self.http_port), "--request-timeout", "5"] + self._common() + self.extra_args("gateway")
         self.gateway = self.group.start("gateway", argv)
         return self.gateway
 

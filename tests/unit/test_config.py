@@ -46,3 +46,29 @@ def test_help_names_every_variable():
     text = p.format_help()
     for var in ("TORUA_NATS_URL", "TORUA_PORT", "TORUA_REQUEST_TIMEOUT", "TORUA_MAX_VALUE_BYTES"):
         assert var in text
+
+
+# (id, flags beside --id n1, what the error names)
+BAD_NATS_AUTH = [
+    ("password-without-user", ["--nats-password", "p"], "needs nats_user"),
+    ("two-ways-at-once", ["--nats-user", "u", "--nats-token", "t"], "not user and token"),
+    ("missing-seed-file", ["--nats-nkey-seed", "/nonexistent/seed.nk"], "not a readable file"),
+    ("missing-creds-file", ["--nats-creds", "/nonexistent/x.creds"], "not a readable file"),
+    ("cert-without-key", ["--nats-tls-cert", "/nonexistent/c.pem"], "go together"),
+]
+
+
+@pytest.mark.parametrize("argv,message", [c[1:] for c in BAD_NATS_AUTH], ids=[c[0] for c in BAD_NATS_AUTH])
+def test_bad_nats_credentials_are_refused_at_start(argv, message):
+    with pytest.raises(ConfigError, match=message):
+        parse(NodeConfig, ["--id", "n1", *argv])
+
+
+def test_nats_credentials_come_from_flags_or_environment(tmp_path):
+    seed = tmp_path / "seed.nk"
+    seed.write_text("SU...")
+    config = parse(NodeConfig, ["--id", "n1", "--nats-user", "n1"], {"TORUA_NATS_PASSWORD": "secret"})
+    assert config.nats_auth().options() == {"user": "n1", "password": "secret"}
+    assert parse(GatewayConfig, ["--nats-nkey-seed", str(seed)]).nats_auth().options() == {"nkeys_seed": str(seed)}
+    assert parse(CoordinatorConfig, [], {"TORUA_NATS_TOKEN": "t"}).nats_auth().options() == {"token": "t"}
+    assert parse(CoordinatorConfig, []).nats_auth().options() == {}

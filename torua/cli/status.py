@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 
-from torua.bus import NatsUnreachable, connect
+from torua.bus import NatsAuth, NatsUnreachable, connect
 from torua.protocol import subjects
 from torua.protocol.codec import decode
 from torua.protocol.messages import CoordinatorInfo, NodesReply
@@ -14,7 +14,7 @@ from torua.routing import MapCache
 
 async def run_status(args) -> int:
     try:
-        nc = await connect(args.nats_url, "torua-status", timeout=5)
+        nc = await connect(args.nats_url, "torua-status", timeout=5, auth=NatsAuth.from_env())
     except NatsUnreachable as exc:
         print(f"torua status: {exc}", file=sys.stderr)
         return 1

@@ -161,7 +161,7 @@ class CoordinatorProcess:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._stopping.set)
-        self.nc = await self._connect(self.config.nats_url, f"torua-coordinator-{self.config.id}", self.config.connect_timeout)
+        self.nc = await self._connect(self.config.nats_url, f"torua-coordinator-{self.config.id}", self.config.connect_timeout, auth=self.config.nats_auth())
         try:
             self.lease = await LeaderLease.open(self.nc, self.config)
             log.info("coordinator %s standing by (lease %gs)", self.config.id, self.timing.lease)

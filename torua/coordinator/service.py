@@ -99,7 +99,7 @@ class Coordinator:
         """Take charge: load the cluster's state from JetStream and start serving.
         Given `nc` (the election's connection), it is shared and left open on stop."""
         if nc is None:
-            self.nc = await self._connect(self.config.nats_url, f"torua-coordinator-{self.config.id}", self.config.connect_timeout)
+            self.nc = await self._connect(self.config.nats_url, f"torua-coordinator-{self.config.id}", self.config.connect_timeout, auth=self.config.nats_auth())
         else:
             self.nc, self._own_connection = nc, False
         self.state = await ClusterState.open(self.nc, self.config.kv_replicas)

@@ -296,7 +296,7 @@ async def run_gateway(config: GatewayConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    nc = await connect(config.nats_url, "torua-gateway", config.connect_timeout)
+    nc = await connect(config.nats_url, "torua-gateway", config.connect_timeout, auth=config.nats_auth())
     gateway = Gateway(nc, config)
     api = NatsApi(gateway)
     runner: web.AppRunner | None = None

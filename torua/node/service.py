@@ -128,7 +128,7 @@ class Node:
 
     async def start(self) -> None:
         self._claim_data_dir()
-        self.nc = await self._connect(self.config.nats_url, f"torua-node-{self.config.id}", self.config.connect_timeout)
+        self.nc = await self._connect(self.config.nats_url, f"torua-node-{self.config.id}", self.config.connect_timeout, auth=self.config.nats_auth())
         node = self.config.id
         handlers: dict[str, Callable[[Any], Awaitable[None]]] = {
             "kv": self._on_kv,

@@ -1,0 +1,182 @@
+"""NATS credentials, per-role permissions and TLS, against real nats-servers.
+
+The permission test runs a whole cluster on a nats-server that includes
+`deploy/nats/auth.conf` unchanged, each process with its own user, then checks
+that what a role must not do is refused by the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+
+import nats
+import nkeys
+import pytest
+import trustme
+
+from torua.bus import NatsAuth, NatsUnreachable, connect
+from torua.protocol import subjects
+from tests.support.processes import Cluster, start_nats, wait_until
+
+AUTH_CONF = Path(__file__).resolve().parents[2] / "deploy" / "nats" / "auth.conf"
+# start_nats writes its config to <workdir>/nats-<port>/nats/; nats-server includes relative to it
+INCLUDE_AUTH = 'include "../../auth.conf"\n'
+PASSWORDS = {
+    "TORUA_COORDINATOR_PASSWORD": "coordinator-secret",
+    "TORUA_NODE_PASSWORD": "node-secret",
+    "TORUA_GATEWAY_PASSWORD": "gateway-secret",
+    "TORUA_CLIENT_PASSWORD": "client-secret",
+}
+
+
+def credentials(who: str) -> list[str]:
+    if who.startswith("c"):
+        user, password = "coordinator", PASSWORDS["TORUA_COORDINATOR_PASSWORD"]
+    elif who.startswith("n"):
+        user, password = who, PASSWORDS["TORUA_NODE_PASSWORD"]
+    else:
+        user, password = "gateway", PASSWORDS["TORUA_GATEWAY_PASSWORD"]
+    return ["--nats-user", user, "--nats-password", password]
+
+
+class Probe:
+    """A connection as one user that records the server's permission errors."""
+
+    def __init__(self, url: str, user: str, password: str, name: str) -> None:
+        self.url, self.user, self.password, self.name = url, user, password, name
+        self.errors: list[str] = []
+        self.nc = None
+
+    async def __aenter__(self) -> "Probe":
+        async def on_error(exc: Exception) -> None:
+            self.errors.append(str(exc))
+
+        self.nc = await nats.connect(
+            self.url, user=self.user, password=self.password, name=self.name,
+            inbox_prefix=f"_INBOX.{self.name}", error_cb=on_error, allow_reconnect=False, connect_timeout=5,
+        )
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.nc.close()
+
+    async def refused(self, what: str) -> bool:
+        """Has the server refused `what` (e.g. 'Publish to "torua.cluster.map"')?"""
+        deadline = asyncio.get_running_loop().time() + 5
+        while asyncio.get_running_loop().time() < deadline:
+            if any("permissions violation" in e.lower() and what.lower() in e.lower() for e in self.errors):
+                return True
+            await self.nc.flush(timeout=2)
+            await asyncio.sleep(0.05)
+        return False
+
+
+@pytest.mark.timeout(180)
+def test_each_role_runs_with_its_own_credentials_and_cannot_do_what_it_must_not(group):
+    shutil.copy(AUTH_CONF, group.workdir / "auth.conf")
+    _, url = start_nats(group, extra_conf=INCLUDE_AUTH, env=PASSWORDS)
+    c = Cluster(group, url, replicas=2)
+    c.extra_args = credentials
+    c.start(nodes=3)
+    assert c.request("PUT", "/data/secured", b"yes")[0] == 204
+    assert c.request("GET", "/data/secured")[:2] == (200, b"yes")
+    node_pw, gateway_pw = PASSWORDS["TORUA_NODE_PASSWORD"], PASSWORDS["TORUA_GATEWAY_PASSWORD"]
+
+    async def checks() -> list[str]:
+        done = []
+        async with Probe(url, "gateway", gateway_pw, "torua-gateway") as watcher, Probe(url, "n1", node_pw, "torua-node-n1") as n1:
+            seen: list[bytes] = []
+
+            async def collect(msg) -> None:
+                seen.append(msg.data)
+
+            async def ignore(msg) -> None:
+                pass
+
+            await watcher.nc.subscribe(subjects.MAP_ANNOUNCE, cb=collect)
+            await watcher.nc.flush()
+            # A node cannot publish a shard map ...
+            await n1.nc.publish(subjects.MAP_ANNOUNCE, b"forged map")
+            assert await n1.refused(f'Publish to "{subjects.MAP_ANNOUNCE}"'), n1.errors
+            await watcher.nc.flush()
+            assert b"forged map" not in seen
+            done.append("node publishes a map: refused")
+            # ... nor answer on another node's subjects ...
+            await n1.nc.subscribe(subjects.node("n2", "kv"), cb=ignore)
+            assert await n1.refused(f'Subscription to "{subjects.node("n2", "kv")}"'), n1.errors
+            done.append("node subscribes to n2's subjects: refused")
+            # ... nor take the leader lease (no JetStream at all).
+            with pytest.raises(Exception):
+                kv = await n1.nc.jetstream(timeout=2).key_value(subjects.LEADER_BUCKET)
+                await kv.put(subjects.LEADER_KEY, b'{"id": "n1"}')
+            assert await n1.refused('Publish to "$JS.API'), n1.errors
+            done.append("node takes the leader lease: refused")
+            # The gateway cannot reach the replication subjects ...
+            with pytest.raises(Exception):
+                await watcher.nc.request(subjects.node("n1", "shard.log"), b"", timeout=1)
+            assert await watcher.refused(f'Publish to "{subjects.node("n1", "shard.log")}"'), watcher.errors
+            done.append("gateway fetches a replication log: refused")
+            # ... nor command a node.
+            await watcher.nc.publish(subjects.node("n1", "shard.drop"), b"")
+            assert await watcher.refused(f'Publish to "{subjects.node("n1", "shard.drop")}"'), watcher.errors
+            done.append("gateway sends a node command: refused")
+        return done
+
+    done = asyncio.run(checks())
+    # Nothing the probes tried changed the cluster.
+    assert c.request("GET", "/data/secured")[:2] == (200, b"yes")
+    assert c.json("GET", "/cluster/health")[1]["status"] == "green"
+    print("\n" + "\n".join(done))
+
+
+def test_a_wrong_password_is_a_clear_error(group):
+    shutil.copy(AUTH_CONF, group.workdir / "auth.conf")
+    _, url = start_nats(group, extra_conf=INCLUDE_AUTH, env=PASSWORDS)
+    with pytest.raises(NatsUnreachable, match="(?i)authorization"):
+        asyncio.run(connect(url, "torua-node-n1", timeout=2, auth=NatsAuth(user="n1", password="wrong")))
+
+
+def test_token_and_nkey_credentials(group, tmp_path):
+    seed = nkeys.encode_seed(bytes(range(32)), nkeys.PREFIX_BYTE_USER)
+    public = nkeys.from_seed(bytearray(seed)).public_key.decode()
+    seed_file = tmp_path / "user.nk"
+    seed_file.write_bytes(seed)
+    _, token_url = start_nats(group, extra_conf='authorization { token: "t0ken" }\n')
+    _, nkey_url = start_nats(group, extra_conf=f'authorization {{ users = [ {{ nkey: {public} }} ] }}\n')
+
+    async def round_trip(url: str, auth: NatsAuth) -> bytes:
+        nc = await connect(url, "torua-test", timeout=5, auth=auth)
+        try:
+            sub = await nc.subscribe("torua.test")
+            await nc.publish("torua.test", b"hello")
+            return (await sub.next_msg(timeout=5)).data
+        finally:
+            await nc.close()
+
+    assert asyncio.run(round_trip(token_url, NatsAuth(token="t0ken"))) == b"hello"
+    assert asyncio.run(round_trip(nkey_url, NatsAuth(nkey_seed=str(seed_file)))) == b"hello"
+    with pytest.raises(NatsUnreachable):
+        asyncio.run(round_trip(token_url, NatsAuth(token="nope")))
+
+
+@pytest.mark.timeout(120)
+def test_a_cluster_runs_over_tls(group, tmp_path):
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    ca_file, cert_file, key_file = tmp_path / "ca.pem", tmp_path / "server.pem", tmp_path / "server.key"
+    ca.cert_pem.write_to_path(str(ca_file))
+    cert.cert_chain_pems[0].write_to_path(str(cert_file))
+    cert.private_key_pem.write_to_path(str(key_file))
+    tls = f'tls {{ cert_file: "{cert_file}"\n key_file: "{key_file}" }}\n'
+    _, url = start_nats(group, extra_conf=tls, scheme="tls")
+    c = Cluster(group, url)
+    c.extra_args = lambda who: ["--nats-tls-ca", str(ca_file)]
+    c.start(nodes=2)
+    assert c.request("PUT", "/data/over-tls", b"sealed")[0] == 204
+    assert c.request("GET", "/data/over-tls")[:2] == (200, b"sealed")
+    # Without the CA the server's certificate is not trusted: a clear error, no connection.
+    with pytest.raises(NatsUnreachable, match="(?i)certificate"):
+        asyncio.run(connect(url, "torua-test", timeout=2))
+    wait_until(lambda: all(n["status"] == "healthy" for n in c.json("GET", "/nodes")[1]["nodes"]), 10, "nodes healthy over TLS")
