@@ -17,6 +17,10 @@ from nats.aio.client import Client as NATS
 log = logging.getLogger("torua.bus")
 
 
+PING_INTERVAL = 2
+MAX_OUTSTANDING_PINGS = 2
+
+
 class NatsUnreachable(RuntimeError):
     """NATS did not answer within the connect deadline."""
 
@@ -118,6 +122,10 @@ async def connect(url: str, name: str, timeout: float = 10.0, auth: NatsAuth | N
                 allow_reconnect=True,
                 max_reconnect_attempts=-1,
                 reconnect_time_wait=0.5,
+                # A server that stops answering (paused, cut off) is left for another
+                # within about PING_INTERVAL * MAX_OUTSTANDING_PINGS seconds.
+                ping_interval=PING_INTERVAL,
+                max_outstanding_pings=MAX_OUTSTANDING_PINGS,
                 error_cb=on_error,
                 disconnected_cb=on_disconnect,
                 reconnected_cb=_reconnected,
