@@ -42,9 +42,10 @@ class Leader:
 class LeaderLease:
     """The KV side of the election, for one coordinator."""
 
-    def __init__(self, kv: KeyValue, coordinator_id: str) -> None:
+    def __init__(self, kv: KeyValue, coordinator_id: str, ttl: float) -> None:
         self._kv = kv
         self.id = coordinator_id
+        self.ttl = ttl  # how long the bucket keeps an entry: the lease every coordinator must time itself by
         self.term = 0  # the revision at which this coordinator created the key; 0 = not leading
         self._revision = 0
         self._since = time.time()
@@ -55,11 +56,16 @@ class LeaderLease:
         try:
             kv = await js.key_value(subjects.LEADER_BUCKET)
             ttl = (await kv.status()).ttl
-            if ttl is not None and abs(ttl - config.leader_lease) > 1e-3:
+            if not ttl:
+                raise RuntimeError(f"bucket {subjects.LEADER_BUCKET} does not expire its entries; delete it so a coordinator makes it anew")
+            if abs(ttl - config.leader_lease) > 1e-3:
+                # The bucket decides when a lease is gone; timing ourselves by another
+                # figure could let two coordinators lead at once.
                 log.warning(
                     "bucket %s expires entries after %gs, not the configured leader_lease %gs; using %gs",
                     subjects.LEADER_BUCKET, ttl, config.leader_lease, ttl,
                 )
+            return cls(kv, config.id, ttl)
         except BucketNotFoundError:
             kv = await js.create_key_value(
                 bucket=subjects.LEADER_BUCKET,
@@ -68,7 +74,7 @@ class LeaderLease:
                 replicas=config.kv_replicas,
                 description="Torua coordinator leader lease",
             )
-        return cls(kv, config.id)
+        return cls(kv, config.id, config.leader_lease)
 
     def _record(self) -> bytes:
         # The create carries term 0 (its revision is not known before it is written);
@@ -164,6 +170,7 @@ class CoordinatorProcess:
         self.nc = await self._connect(self.config.nats_url, f"torua-coordinator-{self.config.id}", self.config.connect_timeout, auth=self.config.nats_auth())
         try:
             self.lease = await LeaderLease.open(self.nc, self.config)
+            self.timing = LeaderTiming.for_lease(self.lease.ttl)
             log.info("coordinator %s standing by (lease %gs)", self.config.id, self.timing.lease)
             while not self._stopping.is_set():
                 if await self._campaign():
