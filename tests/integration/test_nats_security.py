@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import time
 from pathlib import Path
 
 import nats
@@ -17,8 +18,10 @@ import pytest
 import trustme
 
 from torua.bus import NatsAuth, NatsUnreachable, connect
+from torua.cli.up import nats_server_binary, wait_for_port
 from torua.protocol import subjects
-from tests.support.processes import Cluster, start_nats, wait_until
+from tests.support.nats_jwt import operator_setup
+from tests.support.processes import Cluster, free_port, start_nats, wait_until
 
 AUTH_CONF = Path(__file__).resolve().parents[2] / "deploy" / "nats" / "auth.conf"
 # start_nats writes its config to <workdir>/nats-<port>/nats/; nats-server includes relative to it
@@ -138,13 +141,20 @@ def test_a_wrong_password_is_a_clear_error(group):
         asyncio.run(connect(url, "torua-node-n1", timeout=2, auth=NatsAuth(user="n1", password="wrong")))
 
 
-def test_token_and_nkey_credentials(group, tmp_path):
+def test_token_nkey_and_creds_credentials(group, tmp_path):
     seed = nkeys.encode_seed(bytes(range(32)), nkeys.PREFIX_BYTE_USER)
     public = nkeys.from_seed(bytearray(seed)).public_key.decode()
     seed_file = tmp_path / "user.nk"
     seed_file.write_bytes(seed)
     _, token_url = start_nats(group, extra_conf='authorization { token: "t0ken" }\n')
     _, nkey_url = start_nats(group, extra_conf=f'authorization {{ users = [ {{ nkey: {public} }} ] }}\n')
+    # Operator mode (JWTs); JetStream there would need a system account, and this needs none.
+    operator_conf, creds = operator_setup(tmp_path)
+    port = free_port()
+    (tmp_path / "operator.conf").write_text(f'listen: "127.0.0.1:{port}"\n' + operator_conf)
+    server = group.start("nats-operator-mode", [nats_server_binary(), "-c", str(tmp_path / "operator.conf")])
+    assert wait_for_port(port, time.monotonic() + 15, server.popen), server.log()
+    creds_url = f"nats://127.0.0.1:{port}"
 
     async def round_trip(url: str, auth: NatsAuth) -> bytes:
         nc = await connect(url, "torua-test", timeout=5, auth=auth)
@@ -157,8 +167,11 @@ def test_token_and_nkey_credentials(group, tmp_path):
 
     assert asyncio.run(round_trip(token_url, NatsAuth(token="t0ken"))) == b"hello"
     assert asyncio.run(round_trip(nkey_url, NatsAuth(nkey_seed=str(seed_file)))) == b"hello"
+    assert asyncio.run(round_trip(creds_url, NatsAuth(creds=str(creds)))) == b"hello"
     with pytest.raises(NatsUnreachable):
         asyncio.run(round_trip(token_url, NatsAuth(token="nope")))
+    with pytest.raises(NatsUnreachable):  # operator mode: no creds, no entry
+        asyncio.run(round_trip(creds_url, NatsAuth()))
 
 
 @pytest.mark.timeout(120)
