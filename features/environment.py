@@ -1,14 +1,17 @@
 """Real Torua clusters, started with `torua up`, for the behave run.
 
-before_all starts the shared cluster (one copy per shard) on free ports in a temp
-dir and waits for "ready"; every feature uses it, except a feature tagged
-`@replicas<N>` (e.g. `@replicas2`): before_feature starts a cluster of its own
-with N copies of each shard (own temp dir, own free ports) and after_feature
+before_all starts the shared cluster (one coordinator, one copy per shard) on free
+ports in a temp dir and waits for "ready"; every feature uses it, except a
+feature tagged `@replicas<N>` (N copies of each shard) and/or `@coordinators<N>`
+(N coordinator processes, one leading, the others standing by), e.g.
+`@replicas2 @coordinators2`: before_feature starts a cluster of its own with
+those settings and 8 shards (own temp dir, own free ports) and after_feature
 stops it, while the shared one keeps running for the other features.
 
 after_scenario puts back anything a scenario broke in the cluster it used
-(resumes paused processes, starts killed nodes again) and waits until that
-cluster is green, so each scenario starts from a healthy cluster; after_feature
+(resumes paused processes, starts killed coordinators and nodes again) and
+waits until that cluster is green, with one coordinator leading and every other
+one standing by, so each scenario starts from a healthy cluster; after_feature
 and after_all stop every process that was started (SIGINT to `torua up`, then
 SIGKILL to anything left) and remove the temp dirs (kept when TORUA_BDD_KEEP is
 set).
@@ -24,8 +27,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "sup
 
 from torua_bdd import LocalCluster  # noqa: E402
 
-REPLICAS_TAG = re.compile(r"replicas(\d+)")
-# Shards of a feature's own replicated cluster: 3 nodes, 8 shards, N copies each.
+# Tags that give a feature a cluster of its own, and the LocalCluster setting each sets.
+CLUSTER_TAGS = {"replicas": re.compile(r"replicas(\d+)"), "coordinators": re.compile(r"coordinators(\d+)")}
+# Shards of a feature's own cluster: 3 nodes, 8 shards.
 FEATURE_CLUSTER_SHARDS = 8
 
 
@@ -51,12 +55,15 @@ def stop_cluster(cluster: LocalCluster) -> None:
         cluster.remove()
 
 
-def replicas_of(feature) -> int | None:
+def cluster_settings_of(feature) -> dict[str, int]:
+    """`@replicas2 @coordinators2` -> {"replicas": 2, "coordinators": 2}; {} for the shared cluster."""
+    settings = {}
     for tag in feature.tags:
-        match = REPLICAS_TAG.fullmatch(tag)
-        if match:
-            return int(match.group(1))
-    return None
+        for setting, pattern in CLUSTER_TAGS.items():
+            match = pattern.fullmatch(tag)
+            if match:
+                settings[setting] = int(match.group(1))
+    return settings
 
 
 def before_all(context):
@@ -69,10 +76,10 @@ def before_all(context):
 
 
 def before_feature(context, feature):
-    replicas = replicas_of(feature)
-    if replicas is None:
+    settings = cluster_settings_of(feature)
+    if not settings:
         return
-    cluster = start_cluster(shards=FEATURE_CLUSTER_SHARDS, replicas=replicas)
+    cluster = start_cluster(shards=FEATURE_CLUSTER_SHARDS, **settings)
     context.clusters.append(cluster)
     # Set at the feature's context layer: behave drops these after the feature,
     # and the shared cluster is context.cluster again.

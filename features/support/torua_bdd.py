@@ -1,10 +1,12 @@
 """What the behave scenarios need to drive a real Torua cluster.
 
-A `LocalCluster` runs `torua up` (nats-server, coordinator, 3 nodes, gateway,
+A `LocalCluster` runs `torua up` (nats-server, coordinator(s), 3 nodes, gateway,
 each its own OS process): one with one copy per shard for the whole run, and one
-with more copies for each feature tagged `@replicas<N>`. Steps talk to it only
-as a user would: HTTP to the gateway, psutil to find, pause, stop (SIGTERM) and kill a node
-process by its command line, and (for the routing check) NATS straight to a node.
+of its own for each feature tagged `@replicas<N>` or `@coordinators<N>`. Steps
+talk to it only as a user or an operator would: HTTP to the gateway, psutil to
+find, pause, stop (SIGTERM) and kill a node or coordinator process by its command
+line, and NATS to look at what the cluster keeps in JetStream or to send a node a
+message straight on its own subject.
 
 Every wait polls with a deadline through `wait_until`; nothing sleeps to
 synchronise. Every process started here is tracked and stopped at the end.
@@ -42,6 +44,11 @@ READY_TIMEOUT = 90.0
 SETTLE_TIMEOUT = 60.0
 # How long restore() lets a node stopped with SIGTERM finish before it kills it.
 STOP_TIMEOUT = 30.0
+# Seconds between two looks at /cluster/info while waiting on the coordinators.
+# Each answer makes the leader list the `torua_leader` bucket's keys, which leaves
+# a JetStream consumer behind for 5 minutes; at 1000 of them /cluster/info answers
+# 500 "maximum consumers limit reached" (a Torua bug), so waits on it poll gently.
+LEADER_POLL = 0.2
 # What `torua up` prints when one of its children exits.
 CHILD_EXITED = re.compile(r"\(pid (\d+)\) exited with code (-?\d+)")
 
@@ -239,28 +246,104 @@ class BackgroundWriter:
 # ------------------------------------------------------------------- NATS
 
 
-def node_kv_get(nats_url: str, asks: list[tuple[str, int, int, str]], timeout: float = 5.0) -> list[Any]:
-    """Send a KvRequest get to each (node_id, shard_id, epoch, key) straight to the
-    node's own subject `torua.node.<id>.kv`; return the decoded KvReply of each."""
+def with_nats(nats_url: str, work: Callable[[Any], Any], timeout: float = 5.0) -> Any:
+    """Connect to the cluster's NATS, run `await work(nc)`, close; return what it returned."""
     import nats
 
-    from torua.protocol import subjects
-    from torua.protocol.codec import decode, encode
-    from torua.protocol.messages import KvReply, KvRequest
-
-    async def run() -> list[Any]:
+    async def run() -> Any:
         nc = await nats.connect(servers=[nats_url], name="torua-bdd", connect_timeout=timeout)
         try:
-            replies = []
-            for node_id, shard_id, epoch, key in asks:
-                request = KvRequest(op="get", shard_id=shard_id, epoch=epoch, key=key)
-                msg = await nc.request(subjects.node(node_id, "kv"), encode(request), timeout=timeout)
-                replies.append(decode(KvReply, msg.data))
-            return replies
+            return await work(nc)
         finally:
             await nc.close()
 
     return asyncio.run(run())
+
+
+def node_kv_get(nats_url: str, asks: list[tuple[str, int, int, str]], timeout: float = 5.0) -> list[Any]:
+    """Send a KvRequest get to each (node_id, shard_id, epoch, key) straight to the
+    node's own subject `torua.node.<id>.kv`; return the decoded KvReply of each."""
+    from torua.protocol import subjects
+    from torua.protocol.codec import decode, encode
+    from torua.protocol.messages import KvReply, KvRequest
+
+    async def ask(nc) -> list[Any]:
+        replies = []
+        for node_id, shard_id, epoch, key in asks:
+            request = KvRequest(op="get", shard_id=shard_id, epoch=epoch, key=key)
+            msg = await nc.request(subjects.node(node_id, "kv"), encode(request), timeout=timeout)
+            replies.append(decode(KvReply, msg.data))
+        return replies
+
+    return with_nats(nats_url, ask, timeout)
+
+
+def node_command(nats_url: str, node_id: str, call: str, command: Any, timeout: float = 5.0) -> Any:
+    """Send a coordinator's ShardCommand straight to `torua.node.<id>.<call>`, as a
+    coordinator would; return the node's ShardCommandReply."""
+    from torua.protocol import subjects
+    from torua.protocol.codec import decode, encode
+    from torua.protocol.messages import ShardCommandReply
+
+    async def ask(nc) -> Any:
+        msg = await nc.request(subjects.node(node_id, call), encode(command), timeout=timeout)
+        return decode(ShardCommandReply, msg.data)
+
+    return with_nats(nats_url, ask, timeout)
+
+
+@dataclass
+class KvRecord:
+    """One revision of a key in a JetStream KV bucket."""
+
+    value: bytes
+    revision: int
+
+
+def kv_history(nats_url: str, bucket: str, key: str, timeout: float = 5.0) -> list[KvRecord]:
+    """Every revision the bucket still keeps of `key`, oldest first ([] if none);
+    deletes and expired entries are left out."""
+    from nats.js.errors import NoKeysError, NotFoundError
+
+    async def read(nc) -> list[KvRecord]:
+        kv = await nc.jetstream().key_value(bucket)
+        try:
+            entries = await kv.history(key)
+        except (NoKeysError, NotFoundError):  # no revision kept (or only expired ones)
+            return []
+        return [KvRecord(e.value, e.revision or 0) for e in entries if e.value and e.operation in (None, "PUT")]
+
+    return with_nats(nats_url, read, timeout)
+
+
+def kv_get(nats_url: str, bucket: str, key: str, timeout: float = 5.0) -> KvRecord | None:
+    """The current value of `key` in a JetStream KV bucket, None if it has none."""
+    from nats.js.errors import NotFoundError
+
+    async def read(nc) -> KvRecord | None:
+        kv = await nc.jetstream().key_value(bucket)
+        try:
+            entry = await kv.get(key)
+        except NotFoundError:  # also KeyDeletedError
+            return None
+        return KvRecord(entry.value, entry.revision or 0) if entry.value else None
+
+    return with_nats(nats_url, read, timeout)
+
+
+def kv_keys(nats_url: str, bucket: str, timeout: float = 5.0) -> list[str]:
+    """Every key the bucket holds now, sorted. (Listing keys, like kv_history,
+    leaves a JetStream consumer behind for 5 minutes: see LEADER_POLL.)"""
+    from nats.js.errors import NoKeysError
+
+    async def read(nc) -> list[str]:
+        kv = await nc.jetstream().key_value(bucket)
+        try:
+            return sorted(await kv.keys())
+        except NoKeysError:
+            return []
+
+    return with_nats(nats_url, read, timeout)
 
 
 # ---------------------------------------------------------------- processes
@@ -273,27 +356,40 @@ def _alive(proc: psutil.Process) -> bool:
         return False
 
 
-def is_node_cmdline(cmdline: list[str], node_id: str) -> bool:
-    """`torua node --id <node_id> ...`: argv items "node", then "--id", "<node_id>"."""
-    if "node" not in cmdline:
+def is_role_cmdline(cmdline: list[str], role: str, process_id: str) -> bool:
+    """`torua <role> --id <process_id> ...`: argv items "<role>", then "--id", "<process_id>"."""
+    if role not in cmdline:
         return False
     for i, arg in enumerate(cmdline[:-1]):
-        if arg == "--id" and cmdline[i + 1] == node_id:
+        if arg == "--id" and cmdline[i + 1] == process_id:
             return True
-    return f"--id={node_id}" in cmdline
+    return f"--id={process_id}" in cmdline
+
+
+def is_node_cmdline(cmdline: list[str], node_id: str) -> bool:
+    """`torua node --id <node_id> ...`."""
+    return is_role_cmdline(cmdline, "node", node_id)
+
+
+def is_coordinator_cmdline(cmdline: list[str], coordinator_id: str) -> bool:
+    """`torua coordinator --id <coordinator_id> ...`."""
+    return is_role_cmdline(cmdline, "coordinator", coordinator_id)
 
 
 class LocalCluster:
     """`torua up` on free ports and a temp dir, plus the processes scenarios start by hand.
 
-    `replicas` is the number of copies of each shard (`torua up --replicas`).
+    `replicas` is the number of copies of each shard (`torua up --replicas`),
+    `coordinators` the number of coordinator processes, c1 to cN, one of which
+    leads while the others stand by (`torua up --coordinators`).
     """
 
-    def __init__(self, nodes: int = NUM_NODES, shards: int = NUM_SHARDS, replicas: int = 1) -> None:
+    def __init__(self, nodes: int = NUM_NODES, shards: int = NUM_SHARDS, replicas: int = 1, coordinators: int = 1) -> None:
         self.num_nodes = nodes
         self.num_shards = shards
         self.replicas = replicas
-        self.tmp = Path(tempfile.mkdtemp(prefix=f"torua-bdd-r{replicas}-"))
+        self.coordinator_ids = [f"c{i}" for i in range(1, coordinators + 1)]
+        self.tmp = Path(tempfile.mkdtemp(prefix=f"torua-bdd-r{replicas}-c{coordinators}-"))
         self.http_port = free_port()
         self.nats_port = free_port()
         self.nats_url = f"nats://127.0.0.1:{self.nats_port}"
@@ -308,6 +404,8 @@ class LocalCluster:
         self.paused: list[psutil.Process] = []
         # Nodes killed or stopped (SIGTERM) by a scenario and not started again yet: id -> argv.
         self.killed: dict[str, list[str]] = {}
+        # Coordinators killed by a scenario and not started again yet: id -> argv.
+        self.killed_coordinators: dict[str, list[str]] = {}
         # The processes of nodes sent SIGTERM, which may still be handing off when restore() runs.
         self.stopped: dict[str, psutil.Process] = {}
 
@@ -323,6 +421,7 @@ class LocalCluster:
             "--nodes", str(self.num_nodes),
             "--shards", str(self.num_shards),
             "--replicas", str(self.replicas),
+            "--coordinators", str(len(self.coordinator_ids)),
             "--data-dir", str(self.tmp / "data"),
             "--port", str(self.http_port),
             "--nats-port", str(self.nats_port),
@@ -346,6 +445,8 @@ class LocalCluster:
             if "ready" in line and "not ready" not in line:
                 break
         self._remember_children()
+        # "ready" says the shards are served; the standbys may not have announced themselves yet.
+        self._wait_settled()
 
     def _read_output(self) -> None:
         assert self.up is not None and self.up.stdout is not None
@@ -413,6 +514,10 @@ class LocalCluster:
 
     def node_process(self, node_id: str) -> psutil.Process | None:
         """The running `torua node --id <node_id>` process, under `torua up` or started here."""
+        return self._process("node", node_id)
+
+    def _process(self, role: str, process_id: str) -> psutil.Process | None:
+        """The running `torua <role> --id <process_id>` process, under `torua up` or started here."""
         candidates: list[psutil.Process] = []
         if self.up is not None:
             try:
@@ -427,11 +532,11 @@ class LocalCluster:
         found = []
         for proc in candidates:
             try:
-                if _alive(proc) and is_node_cmdline(proc.cmdline(), node_id):
+                if _alive(proc) and is_role_cmdline(proc.cmdline(), role, process_id):
                     found.append(proc)
             except psutil.Error:
                 continue
-        assert len(found) <= 1, f"more than one process runs node {node_id}: {[p.pid for p in found]}"
+        assert len(found) <= 1, f"more than one process runs {role} {process_id}: {[p.pid for p in found]}"
         return found[0] if found else None
 
     def require_node_process(self, node_id: str) -> psutil.Process:
@@ -503,9 +608,14 @@ class LocalCluster:
 
     def node_log_since(self, node_id: str, sizes: dict[Path, int]) -> str:
         """What node `node_id` logged (under `torua up` or started here) since `sizes`."""
+        return self.log_since(f"node-{node_id}", sizes)
+
+    def log_since(self, name: str, sizes: dict[Path, int]) -> str:
+        """What the process logging to `<name>.log` or `<name>-*.log` (started again
+        here) wrote since `sizes`."""
         text = []
         for path in sorted(self.logs.glob("*.log")):
-            if path.stem == f"node-{node_id}" or path.stem.startswith(f"node-{node_id}-"):
+            if path.stem == name or path.stem.startswith(f"{name}-"):
                 with open(path, "rb") as f:
                     f.seek(sizes.get(path, 0))
                     text.append(f.read().decode(errors="replace"))
@@ -553,21 +663,86 @@ class LocalCluster:
             except psutil.Error:
                 pass
 
+    # ---------------------------------------------------- coordinator processes
+
+    def coordinator_process(self, coordinator_id: str) -> psutil.Process | None:
+        """The running `torua coordinator --id <coordinator_id>` process, under `torua up` or started here."""
+        return self._process("coordinator", coordinator_id)
+
+    def require_coordinator_process(self, coordinator_id: str) -> psutil.Process:
+        proc = self.coordinator_process(coordinator_id)
+        assert proc is not None, f"no running process for coordinator {coordinator_id}"
+        return proc
+
+    def kill_coordinator(self, coordinator_id: str) -> list[str]:
+        """SIGKILL a coordinator's process; remember its command line to start it again."""
+        proc = self.require_coordinator_process(coordinator_id)
+        argv = proc.cmdline()
+        self.known.setdefault(proc.pid, proc)
+        self.killed_coordinators[coordinator_id] = argv
+        proc.send_signal(signal.SIGKILL)
+        wait_until(lambda: not _alive(proc), 10, f"coordinator {coordinator_id} (pid {proc.pid}) to die")
+        return argv
+
+    def restart_coordinator(self, coordinator_id: str) -> subprocess.Popen:
+        """Start a killed coordinator again with exactly the command line it had."""
+        argv = self.killed_coordinators.pop(coordinator_id)
+        return self.spawn(f"coordinator-{coordinator_id}-restart", argv)
+
+    def pause_coordinator(self, coordinator_id: str) -> psutil.Process:
+        proc = self.require_coordinator_process(coordinator_id)
+        proc.suspend()
+        self.paused.append(proc)
+        return proc
+
+    def resume_coordinator(self, coordinator_id: str) -> psutil.Process:
+        """SIGCONT the paused process of one coordinator."""
+        found = [p for p in self.paused if is_coordinator_cmdline(p.cmdline(), coordinator_id)]
+        assert len(found) == 1, f"coordinator {coordinator_id} is not paused (paused: {[p.pid for p in self.paused]})"
+        proc = found[0]
+        proc.resume()
+        self.paused.remove(proc)
+        return proc
+
+    def coordinator_log_since(self, coordinator_id: str, sizes: dict[Path, int]) -> str:
+        """What coordinator `coordinator_id` logged (under `torua up` or started here) since `sizes`."""
+        return self.log_since(f"coordinator-{coordinator_id}", sizes)
+
     # ------------------------------------------------------------ clean state
 
     def restore(self) -> None:
         """After a scenario: resume, start again what was killed or stopped, wait until all is well."""
         self.resume_paused()
+        # Coordinators first: a leader takes the returning nodes back in.
+        for coordinator_id in list(self.killed_coordinators):
+            self.restart_coordinator(coordinator_id)
         for node_id in list(self.killed):
             self.restart_node(node_id)
         self._remember_children()
-        wait_until(self.settled, SETTLE_TIMEOUT, "the cluster to be green with every node healthy and no move running")
+        self._wait_settled()
+
+    def _wait_settled(self) -> None:
+        wait_until(
+            self.settled, SETTLE_TIMEOUT,
+            "the cluster to be green with every node healthy, no move running, one coordinator leading and the others standing by",
+        )
 
     def settled(self) -> Any:
+        """Green, every node healthy, no move running, one leader and every other coordinator standing by."""
         health = self.gateway.health()
-        nodes = self.gateway.nodes()
+        unhealthy = [n["id"] for n in self.gateway.nodes() if n["status"] != "healthy"]
+        if health.get("status") != "green" or unhealthy:
+            return Seen({"health": health, "unhealthy": unhealthy})
+        # /cluster/info last, and only once the rest is well (see LEADER_POLL).
         info = self.gateway.info()
-        unhealthy = [n["id"] for n in nodes if n["status"] != "healthy"]
-        if health.get("status") != "green" or unhealthy or info.get("moves"):
-            return Seen({"health": health, "unhealthy": unhealthy, "moves": info.get("moves")})
+        if info.get("moves"):
+            return Seen({"moves": info["moves"]})
+        return self.leadership(info)
+
+    def leadership(self, info: dict) -> Any:
+        """Does /cluster/info name one of our coordinators as the leader and every other as a standby?"""
+        leader = info.get("leader")
+        standbys = sorted(info.get("standbys") or [])
+        if leader not in self.coordinator_ids or standbys != [c for c in self.coordinator_ids if c != leader]:
+            return Seen({"leader": leader, "term": info.get("term"), "standbys": standbys, "coordinators": self.coordinator_ids})
         return True

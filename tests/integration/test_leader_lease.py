@@ -81,3 +81,22 @@ def test_the_bucket_expiry_wins_over_a_different_configured_lease(nats_url):
             await nc.close()
 
     assert asyncio.run(run()) == (2.0, 2.0)
+
+
+def test_listing_standbys_leaves_no_consumer_behind(nats_url):
+    """/cluster/info lists standbys on every call; a consumer per call would exhaust the server."""
+
+    async def run() -> tuple[list[str], int]:
+        nc, (a, b, c) = await leases(nats_url, 5.0, "c1", "c2", "c3")
+        try:
+            assert await a.campaign()
+            await b.announce_standby()
+            await c.announce_standby()
+            for _ in range(50):
+                listed = await a.standbys()
+            info = await nc.jetstream().stream_info("KV_torua_leader")
+            return listed, info.state.consumer_count
+        finally:
+            await nc.close()
+
+    assert asyncio.run(run()) == (["c2", "c3"], 0)

@@ -3,7 +3,7 @@
 import pytest
 
 from torua.coordinator import shardmap
-from torua.coordinator.health import missed_heartbeats, node_health
+from torua.coordinator.health import cut_off, missed_heartbeats, node_health
 from torua.coordinator.moves import IllegalMoveStep, Move, next_phase
 from torua.protocol.messages import ShardEntry
 
@@ -21,6 +21,23 @@ from torua.protocol.messages import ShardEntry
 def test_node_health(last_seen, now, expected, missed):
     assert node_health(last_seen, now, interval=1.0, threshold=3) == expected
     assert missed_heartbeats(last_seen, now, 1.0) == missed
+
+
+# (id, last heartbeat of each node heard from, now, cut off?) with interval 1, threshold 3
+CUT_OFF = [
+    ("all-silent", [100.0, 100.5, 100.2], 104.0, True),
+    ("one-still-beats", [100.0, 100.5, 103.5], 104.0, False),
+    ("all-beating", [103.0, 103.5, 103.9], 104.0, False),
+    ("a-single-node-may-really-be-down", [100.0], 104.0, False),
+    ("never-heard-ones-do-not-count", [None, None, 100.0], 104.0, False),
+    ("two-heard-both-silent", [None, 100.0, 100.1], 104.0, True),
+    ("no-nodes", [], 104.0, False),
+]
+
+
+@pytest.mark.parametrize("last_seen,now,expected", [c[1:] for c in CUT_OFF], ids=[c[0] for c in CUT_OFF])
+def test_cut_off(last_seen, now, expected):
+    assert cut_off(last_seen, now, interval=1.0, threshold=3) is expected
 
 
 @pytest.mark.parametrize(

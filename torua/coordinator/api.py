@@ -42,6 +42,11 @@ class CoordinatorApi:
 
     def _serve(self, handler: Callable[[bytes], Awaitable[Any]]):
         async def run(msg) -> None:
+            if not self.c.may_act():
+                # A deposed leader that woke up: the leader answers this request too
+                # (these subjects have no queue group), so say nothing and change nothing.
+                log.debug("not leading: ignoring %s", msg.subject)
+                return
             try:
                 reply = await handler(msg.data)
             except TouraError as exc:

@@ -20,12 +20,14 @@ from typing import Any, Awaitable, Callable
 
 from nats.aio.client import Client as NATS
 from nats.errors import TimeoutError as NatsTimeout
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
+from nats.js.client import JetStreamContext
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from torua.bus import connect
 from torua.config import CoordinatorConfig
 from torua.coordinator.service import Coordinator
+from torua.coordinator.state_store import keys_with_prefix
 from torua.leadership import LeaderTiming, leader_step, leads_until
 from torua.protocol import subjects
 
@@ -42,8 +44,9 @@ class Leader:
 class LeaderLease:
     """The KV side of the election, for one coordinator."""
 
-    def __init__(self, kv: KeyValue, coordinator_id: str, ttl: float) -> None:
+    def __init__(self, kv: KeyValue, js: JetStreamContext, coordinator_id: str, ttl: float) -> None:
         self._kv = kv
+        self._js = js
         self.id = coordinator_id
         self.ttl = ttl  # how long the bucket keeps an entry: the lease every coordinator must time itself by
         self.term = 0  # the revision at which this coordinator created the key; 0 = not leading
@@ -65,7 +68,7 @@ class LeaderLease:
                     "bucket %s expires entries after %gs, not the configured leader_lease %gs; using %gs",
                     subjects.LEADER_BUCKET, ttl, config.leader_lease, ttl,
                 )
-            return cls(kv, config.id, ttl)
+            return cls(kv, js, config.id, ttl)
         except BucketNotFoundError:
             kv = await js.create_key_value(
                 bucket=subjects.LEADER_BUCKET,
@@ -74,7 +77,7 @@ class LeaderLease:
                 replicas=config.kv_replicas,
                 description="Torua coordinator leader lease",
             )
-        return cls(kv, config.id, config.leader_lease)
+        return cls(kv, js, config.id, config.leader_lease)
 
     def _record(self) -> bytes:
         # The create carries term 0 (its revision is not known before it is written);
@@ -139,11 +142,8 @@ class LeaderLease:
 
     async def standbys(self) -> list[str]:
         prefix = subjects.STANDBY_KEY_PREFIX
-        try:
-            keys = await self._kv.keys()  # a wildcard filter finds nothing on nats-server 2.15
-        except NoKeysError:
-            return []
-        return sorted(k[len(prefix):] for k in keys if k.startswith(prefix) and k[len(prefix):] != self.id)
+        keys = await keys_with_prefix(self._js, subjects.LEADER_BUCKET, prefix)
+        return [k[len(prefix):] for k in keys if k[len(prefix):] != self.id]
 
 
 class CoordinatorProcess:
@@ -169,14 +169,17 @@ class CoordinatorProcess:
             loop.add_signal_handler(sig, self._stopping.set)
         self.nc = await self._connect(self.config.nats_url, f"torua-coordinator-{self.config.id}", self.config.connect_timeout, auth=self.config.nats_auth())
         try:
-            self.lease = await LeaderLease.open(self.nc, self.config)
+            self.lease = await self._open_lease()
+            if self.lease is None:
+                return
             self.timing = LeaderTiming.for_lease(self.lease.ttl)
             log.info("coordinator %s standing by (lease %gs)", self.config.id, self.timing.lease)
             while not self._stopping.is_set():
                 if await self._campaign():
                     await self._lead()
-                else:
-                    await self._pause(self.timing.campaign_every)
+                # after losing the lead too: a leader that could not take charge
+                # (JetStream busy) must not spin through terms
+                await self._pause(self.timing.campaign_every)
         finally:
             if self.nc is not None and not self.nc.is_closed:
                 try:
@@ -186,6 +189,20 @@ class CoordinatorProcess:
 
     async def stop(self) -> None:
         self._stopping.set()
+
+    async def _open_lease(self) -> LeaderLease | None:
+        """The lease bucket, retried while JetStream is not ready (a NATS cluster still
+        forming answers "no suitable peers" or "temporarily unavailable" for a while)."""
+        assert self.nc is not None
+        attempt = 0
+        while not self._stopping.is_set():
+            attempt += 1
+            try:
+                return await asyncio.wait_for(LeaderLease.open(self.nc, self.config), 10)
+            except Exception as exc:
+                log.warning("JetStream not ready for the leader lease (attempt %d): %s; retrying", attempt, exc)
+                await self._pause(1.0)
+        return None
 
     async def _pause(self, seconds: float) -> None:
         try:

@@ -23,7 +23,7 @@ from torua.bus import connect
 from torua.config import CoordinatorConfig
 from torua.coordinator import shardmap
 from torua.coordinator.api import CoordinatorApi
-from torua.coordinator.health import node_health
+from torua.coordinator.health import cut_off, node_health
 from torua.coordinator.moves import Move
 from torua.coordinator.placement import NodeView, moves_between, plan_placement
 from torua.coordinator.replicas import ReplicaKeeper
@@ -87,6 +87,7 @@ class Coordinator:
         # before then would mark every one of them unavailable for a moment.
         self._settle_until = 0.0
         self.failing_over: set[int] = set()
+        self._cut_off = False  # every node silent at once: judge none (health.cut_off)
         self._next_reconcile = 0.0
         self.replicas = ReplicaKeeper(self)
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -149,6 +150,8 @@ class Coordinator:
     # ---------------------------------------------------------- membership
 
     async def _on_heartbeat(self, msg) -> None:
+        if not self.may_act():
+            return  # a deposed leader: the leader answers this heartbeat
         try:
             beat = decode(Heartbeat, msg.data)
         except TouraError as exc:
@@ -171,7 +174,7 @@ class Coordinator:
         record.heartbeat = beat
         if record.status != "healthy":
             self._update_health()
-        if msg.reply and self.may_act():
+        if msg.reply:
             try:
                 await msg.respond(encode(self.lease_grant(beat.node_id)))
             except Exception as exc:
@@ -207,6 +210,12 @@ class Coordinator:
     def _update_health(self) -> bool:
         now = time.monotonic()
         changed = False
+        if cut_off((r.last_seen for r in self.nodes.values()), now, self.config.heartbeat_interval, self.config.unhealthy_after):
+            if not self._cut_off:
+                log.warning("no heartbeat from any node for %d intervals: this coordinator is likely cut off; not judging nodes until one arrives", self.config.unhealthy_after)
+            self._cut_off = True
+            return False
+        self._cut_off = False
         settled = self.map is not None and 0 < self._settle_until <= now
         for record in self.nodes.values():
             status = node_health(record.last_seen, now, self.config.heartbeat_interval, self.config.unhealthy_after)
@@ -235,6 +244,8 @@ class Coordinator:
             await asyncio.sleep(min(0.25, self.config.heartbeat_interval / 2))
 
     async def tick(self) -> None:
+        if not self.may_act():
+            return  # the lead is lost; the election stops this brain
         self._update_health()
         if self.map is None:
             await self._maybe_form()
@@ -406,11 +417,7 @@ class Coordinator:
         log.info("moved shard %d to %s at epoch %d", shard, move.target, self.map.epoch)
 
     async def _abort(self, move: Move) -> None:
-        for node_id, call in ((move.source, "shard.unfreeze"), (move.target, "shard.drop")):
-            try:
-                await self._command(node_id, call, ShardCommand(move.shard_id, self.map.epoch if self.map else 0))
-            except Exception as exc:
-                log.warning("abort: %s on %s failed: %s", call, node_id, exc)
+        await self._undo_steps(move, "abort")
         try:
             health = self.health()
             await self.update_map(lambda m: shardmap.with_states(shardmap.set_entry(m, move.shard_id, target=None), health))
@@ -451,14 +458,17 @@ class Coordinator:
             del self.resuming[shard_id]
 
     async def _resume(self, move: Move) -> None:
-        # Where the previous leader stopped is not known for sure: let the source take
-        # writes again and clear the target's partial copy, then run every phase.
+        # Where the previous leader stopped is not known for sure: start clean, then run every phase.
+        await self._undo_steps(move, "resume")
+        await self._run_move(move)
+
+    async def _undo_steps(self, move: Move, why: str) -> None:
+        """Let the source take writes again and drop the target's partial copy (each may already be so)."""
         for node_id, call in ((move.source, "shard.unfreeze"), (move.target, "shard.drop")):
             try:
                 await self._command(node_id, call, ShardCommand(move.shard_id, self.map.epoch if self.map else 0))
             except Exception as exc:
-                log.info("resume: %s on %s: %s", call, node_id, exc)
-        await self._run_move(move)
+                log.warning("%s: %s on %s failed: %s", why, call, node_id, exc)
 
     # ---------------------------------------------------------- assignments
 

@@ -11,7 +11,8 @@ import json
 import logging
 
 from nats.aio.client import Client as NATS
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NoKeysError
+from nats.js.client import JetStreamContext
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from torua.protocol import subjects
@@ -21,10 +22,23 @@ from torua.protocol.messages import ShardMap
 log = logging.getLogger("torua.coordinator.state")
 
 
+async def keys_with_prefix(js: JetStreamContext, bucket: str, prefix: str) -> list[str]:
+    """The keys of KV `bucket` that start with `prefix`, read from the stream's
+    per-subject counts. (`KeyValue.keys()` leaves a consumer behind on every call,
+    and a wildcard filter there finds nothing on nats-server 2.15.)"""
+    base = f"$KV.{bucket}."
+    info = await js.stream_info(f"KV_{bucket}", subjects_filter=f"{base}{prefix}>")
+    return sorted(subject[len(base):] for subject in (info.state.subjects or {}))
+
+
 class ClusterState:
-    def __init__(self, kv: KeyValue) -> None:
+    def __init__(self, kv: KeyValue, js: JetStreamContext) -> None:
         self._kv = kv
+        self._js = js
         self._map_revision: int | None = None
+        # The revision of each node record this coordinator read or wrote: its writes
+        # are compare-and-set too, so a deposed leader cannot overwrite a newer one.
+        self._node_revisions: dict[str, int] = {}
 
     @classmethod
     async def open(cls, nc: NATS, replicas: int = 1) -> "ClusterState":
@@ -34,7 +48,7 @@ class ClusterState:
             kv = await js.key_value(subjects.CLUSTER_BUCKET)
         except BucketNotFoundError:
             kv = await js.create_key_value(bucket=subjects.CLUSTER_BUCKET, history=5, replicas=replicas, description="Torua cluster state")
-        return cls(kv)
+        return cls(kv, js)
 
     async def load_map(self) -> ShardMap | None:
         try:
@@ -55,19 +69,23 @@ class ClusterState:
 
     async def load_nodes(self) -> dict[str, dict]:
         nodes: dict[str, dict] = {}
-        try:
-            keys = await self._kv.keys()  # a wildcard filter finds nothing on nats-server 2.15
-        except NoKeysError:  # an empty bucket
-            return nodes
-        for key in (k for k in keys if k.startswith(subjects.NODE_KEY_PREFIX)):
+        for key in await keys_with_prefix(self._js, subjects.CLUSTER_BUCKET, subjects.NODE_KEY_PREFIX):
             try:
                 entry = await self._kv.get(key)
                 if entry.value:
                     record = json.loads(entry.value)
                     nodes[record["id"]] = record
+                    self._node_revisions[record["id"]] = entry.revision
             except (KeyNotFoundError, ValueError, KeyError):
                 log.warning("skipping unreadable node record %s", key)
         return nodes
 
     async def save_node(self, record: dict) -> None:
-        await self._kv.put(subjects.NODE_KEY_PREFIX + record["id"], json.dumps(record).encode())
+        """Create or compare-and-set a node's record; `KeyWrongLastSequenceError` if
+        another coordinator wrote it since this one last read or wrote it."""
+        key, data = subjects.NODE_KEY_PREFIX + record["id"], json.dumps(record).encode()
+        revision = self._node_revisions.get(record["id"])
+        if revision is None:
+            self._node_revisions[record["id"]] = await self._kv.create(key, data)
+        else:
+            self._node_revisions[record["id"]] = await self._kv.update(key, data, last=revision)
