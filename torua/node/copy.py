@@ -9,9 +9,11 @@ fuzzy rows gives exactly the source's state.
 
 from __future__ import annotations
 
+import logging
 import time
 
 from nats.aio.client import Client as NATS
+from nats.errors import TimeoutError as NatsTimeout
 
 from torua.protocol import subjects
 from torua.protocol.codec import decode, encode
@@ -20,18 +22,32 @@ from torua.protocol.messages import LogChunk, LogRequest, SnapshotChunk, Snapsho
 from torua.storage.operations import decode_operation
 from torua.storage.shard_store import ShardStore
 
+log = logging.getLogger("torua.node.copy")
+
 
 def chunk_bytes(nc: NATS) -> int:
     """Rows per snapshot chunk, by size: a quarter of what NATS carries, at most 4 MiB."""
     return max(64 << 10, min(4 << 20, (nc.max_payload or (1 << 20)) // 4))
 
 
+# One snapshot chunk or log chunk is read and sent well within this; a request not
+# answered by then was lost (or its answer was), and is sent again.
+ATTEMPT_TIMEOUT = 5.0
+
+
 async def _request(nc: NATS, subject: str, payload: bytes, deadline: float) -> bytes:
-    remaining = deadline - time.monotonic()
-    if remaining <= 0:
-        raise TouraError("timeout", f"copy deadline passed before {subject}")
-    msg = await nc.request(subject, payload, timeout=remaining)
-    return msg.data
+    """Request until answered or `deadline`; every request here is safe to repeat."""
+    attempt = 0
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TouraError("timeout", f"copy deadline passed before {subject} was answered ({attempt} attempts)")
+        attempt += 1
+        try:
+            msg = await nc.request(subject, payload, timeout=min(remaining, ATTEMPT_TIMEOUT))
+            return msg.data
+        except NatsTimeout:
+            log.info("no answer on %s (attempt %d); asking again", subject, attempt)
 
 
 async def copy_snapshot(nc: NATS, source: str, store: ShardStore, deadline: float) -> int:

@@ -74,7 +74,10 @@ class Replication:
         me = self.node.config.id
         deadline = time.monotonic() + self.node.config.replica_timeout
         while True:
-            missing = [r for r in holding.in_sync if r != me and holding.acked.get(r, -1) < seq]
+            # A replica being put back in sync counts already: the coordinator may have
+            # recorded it (and could promote it) before its answer reaches us.
+            waiting_for = set(holding.in_sync) | set(holding.joining)
+            missing = [r for r in waiting_for if r != me and holding.acked.get(r, -1) < seq]
             if not missing:
                 return
             remaining = deadline - time.monotonic()
@@ -91,6 +94,10 @@ class Replication:
 
     async def shrink(self, holding: "Holding", replica: str) -> None:
         """Ask the coordinator to drop `replica` from the in-sync set; one request per replica at a time."""
+        adding = holding.joining.get(replica)
+        if adding is not None:
+            # Let the "add" settle first, so the "remove" is the coordinator's last word.
+            await asyncio.wait({adding}, timeout=5.0)
         pending = holding.shrinking.get(replica)
         if pending is None:
             pending = asyncio.ensure_future(self._change_in_sync(holding, replica, "remove"))
@@ -158,13 +165,13 @@ class Replication:
     async def _rejoin_in_sync(self, holding: "Holding", replica: str) -> None:
         if replica in holding.joining:
             return
-        holding.joining.add(replica)
+        holding.joining[replica] = asyncio.current_task()
         try:
             await self._change_in_sync(holding, replica, "add")
         except TouraError as exc:
             log.debug("shard %d: %s could not rejoin the in-sync set yet: %s", holding.shard_id, replica, exc.message)
         finally:
-            holding.joining.discard(replica)
+            holding.joining.pop(replica, None)
 
     # ------------------------------------------------------------ replica side
 

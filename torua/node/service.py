@@ -79,7 +79,9 @@ class Holding:
     new_data: asyncio.Event = field(default_factory=asyncio.Event)
     acks_changed: asyncio.Event = field(default_factory=asyncio.Event)
     shrinking: dict[str, Any] = field(default_factory=dict)
-    joining: set[str] = field(default_factory=set)
+    # replicas this primary is asking the coordinator to put back in sync: their
+    # acks count (a write waits for them) from before the request goes out
+    joining: dict[str, Any] = field(default_factory=dict)
     follower: Any = None
     # a primary of a replicated shard serves only until then (monotonic); see LeaseGrant
     lease_until: float = 0.0
@@ -374,7 +376,7 @@ class Node:
         try:
             seq = await store.apply(op)
             notify(holding, "new_data")
-            if len(holding.in_sync) > 1:
+            if len(holding.in_sync) > 1 or holding.joining:
                 await self.replication.wait_for_replicas(holding, seq)
         finally:
             holding.inflight -= 1
