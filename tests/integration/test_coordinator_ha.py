@@ -122,8 +122,8 @@ def test_a_paused_leader_that_wakes_changes_nothing(group, nats_url):
     reply = ask_node(nats_url, "n1", first["term"])
     assert (reply.ok, reply.error_code) == (False, "stale_epoch"), reply
     assert ask_node(nats_url, "n1", second["term"]).ok
-    info = led_by(c, new)
-    assert old in info["standbys"]
+    # It stands by again (it announces itself at its next campaign round).
+    wait_until(lambda: (i := led_by(c, new))["term"] == second["term"] and old in i["standbys"], 15, f"{old} to stand by")
     # Leading again after the new leader dies, the old one reads everything from JetStream,
     # the drain of n3 included: no copy moves back to n3.
     c.coordinators[new].kill()
