@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import os
 import random
-import re
 import sqlite3
 import threading
 import time
@@ -32,6 +31,7 @@ from urllib.parse import quote
 
 import pytest
 
+from tests.support.history import Op, check_key, value_of
 from tests.support.processes import Cluster, Proc, wait_until
 
 NODES = ("n1", "n2", "n3")
@@ -44,19 +44,6 @@ FAULT_WINDOW = 90.0  # seconds: no new fault starts after this
 HEAL_TIMEOUT = 45.0  # one node back in every in-sync set
 HTTP_TIMEOUT = 20.0  # urllib; the gateway itself gives up after 5 s
 
-VALUE = re.compile(r"^w(\d+):(\d+)$")
-
-
-@dataclass
-class Op:
-    seq: int
-    kind: str  # put | delete
-    key: str
-    value: bytes | None
-    outcome: str = "pending"  # acked | failed (unknown: may or may not have happened)
-    detail: str = ""
-    started: float = 0.0
-    finished: float = 0.0
 
 
 @dataclass
@@ -94,7 +81,7 @@ class KeyWriter(threading.Thread):
                 if self.deletes and self.rng.random() < DELETE_PROBABILITY:
                     op = Op(seq, "delete", key, None)
                 else:
-                    op = Op(seq, "put", key, f"w{self.index}:{seq}".encode())
+                    op = Op(seq, "put", key, value_of(self.index, seq))
                 op.started = time.monotonic() - self.t0
                 self.ops[seq] = op  # recorded as attempted before it is sent
                 try:
@@ -152,17 +139,6 @@ def copy_value(c: Cluster, node_id: str, shard_id: int, key: str) -> bytes | Non
         return None if row is None else bytes(row[0])
     finally:
         conn.close()
-
-
-def allowed_outcomes(ops: list[Op]) -> tuple[Op | None, list[Op]]:
-    """For one key's operations in seq order: the last acknowledged op and the ops
-    attempted after it (all unknown). A read may show the effect of any of them."""
-    last_acked = None
-    for op in ops:
-        if op.outcome == "acked":
-            last_acked = op
-    later = [op for op in ops if last_acked is None or op.seq > last_acked.seq]
-    return last_acked, later
 
 
 @pytest.mark.timeout(300)
@@ -240,40 +216,12 @@ def test_acknowledged_writes_survive_kills_and_pauses(group, nats_url):
         for op in sorted(w.ops.values(), key=lambda o: o.seq):
             by_key.setdefault(op.key, []).append(op)
         for key in sorted(by_key):
-            ops = by_key[key]
-            last_acked, later = allowed_outcomes(ops)
             status, body = read(key)
             checks += 1
             served[key] = body if status == 200 else None
-
-            def describe(op: Op | None) -> str:
-                if op is None:
-                    return "none"
-                what = f"{op.kind} seq {op.seq}" + (f" value {op.value.decode()}" if op.value else "")
-                return f"{what} ({op.outcome}{': ' + op.detail if op.detail else ''}, sent {op.started:.2f}s, done {op.finished:.2f}s)"
-
-            context = (
-                f"last acknowledged: {describe(last_acked)}; attempted after it: "
-                + (", ".join(describe(op) for op in later) or "none")
-            )
-            if status == 404:
-                # absent: fine if the last acked op is a delete, or nothing was acked and
-                # the key may never have been written, or a later (unknown) delete happened
-                if (last_acked is None or last_acked.kind == "delete") or any(op.kind == "delete" for op in later):
-                    continue
-                problems.append(f"LOST: {key} is 404 but an acknowledged put was not superseded; {context}")
-                continue
-            m = VALUE.match(body.decode(errors="replace"))
-            attempted = w.ops.get(int(m.group(2))) if m and int(m.group(1)) == w.index else None
-            if attempted is None or attempted.kind != "put" or attempted.key != key or attempted.value != body:
-                problems.append(f"PHANTOM: {key} = {body!r}, never attempted for this key; {context}")
-                continue
-            if last_acked is None or attempted.seq >= last_acked.seq:
-                continue  # the acknowledged put itself, or a put attempted after the last acknowledged op
-            if last_acked is not None and last_acked.kind == "delete":
-                problems.append(f"RESURRECTED: {key} = {body!r} ({describe(attempted)}) after an acknowledged delete; {context}")
-            else:
-                problems.append(f"STALE: {key} = {body!r} ({describe(attempted)}) older than the acknowledged op; {context}")
+            problem = check_key(w.index, w.ops, key, by_key[key], served[key])
+            if problem:
+                problems.append(problem)
 
     # Green means every copy is in sync: each copy holds what the primary serves, so
     # the loss of any one node now would lose nothing either.

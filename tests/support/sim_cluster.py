@@ -28,9 +28,7 @@ import inspect
 import logging
 import os
 import random
-import re
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
@@ -42,11 +40,11 @@ from torua.node.service import Node
 from torua.protocol.errors import TouraError
 from torua.protocol.messages import ShardMap
 
+from tests.support.history import Op, check_key, value_of
 from tests.support.memory_bus import MemoryBus
 
 log = logging.getLogger("tests.sim")
 
-VALUE = re.compile(r"^w(\d+):(\d+)$")
 
 
 def sim_seed() -> int:
@@ -342,19 +340,6 @@ class SimCluster:
 # ------------------------------------------------------------------ workload
 
 
-@dataclass
-class Op:
-    writer: int
-    seq: int
-    kind: str  # put | delete
-    key: str
-    value: bytes | None
-    outcome: str = "pending"  # acked | failed (unknown: may or may not have happened)
-    detail: str = ""
-    started: float = 0.0
-    finished: float = 0.0
-
-
 class KeyWriter:
     """Writes (and, if `deletes`, sometimes deletes) its own keys, one operation at a
     time, recording every attempt before it is sent and its outcome after.
@@ -398,11 +383,11 @@ class KeyWriter:
             key = self.keys[seq % len(self.keys)]
             if self.rng.random() < self.fresh_share:
                 key = f"w{self.index}-u{seq}"
-                op = Op(self.index, seq, "put", key, f"w{self.index}:{seq}".encode())
+                op = Op(seq, "put", key, value_of(self.index, seq))
             elif self.deletes and self.rng.random() < self.delete_probability:
-                op = Op(self.index, seq, "delete", key, None)
+                op = Op(seq, "delete", key, None)
             else:
-                op = Op(self.index, seq, "put", key, f"w{self.index}:{seq}".encode())
+                op = Op(seq, "put", key, value_of(self.index, seq))
             op.started = c.now()
             self.ops[seq] = op  # recorded as attempted before it is sent
             try:
@@ -422,41 +407,6 @@ class KeyWriter:
             await asyncio.sleep(0.02 if op.outcome == "failed" else 0.002)
 
 
-def allowed_outcomes(ops: list[Op]) -> tuple[Op | None, list[Op]]:
-    """For one key's operations in seq order: the last acknowledged op and the ops
-    attempted after it (all unknown). A read may show the effect of any of them."""
-    last_acked = None
-    for op in ops:
-        if op.outcome == "acked":
-            last_acked = op
-    return last_acked, [op for op in ops if last_acked is None or op.seq > last_acked.seq]
-
-
-def describe(op: Op | None) -> str:
-    if op is None:
-        return "none"
-    what = f"{op.kind} seq {op.seq}" + (f" value {op.value.decode()}" if op.value else "")
-    return f"{what} ({op.outcome}{': ' + op.detail if op.detail else ''}, sent {op.started:.2f}s, done {op.finished:.2f}s)"
-
-
-def check_key(writer: KeyWriter, key: str, ops: list[Op], served: bytes | None) -> str | None:
-    """What is wrong with `served` as the value of `key`, whose operations are `ops` (in seq order), or None."""
-    last_acked, later = allowed_outcomes(ops)
-    context = f"last acknowledged: {describe(last_acked)}; attempted after it: " + (", ".join(describe(op) for op in later) or "none")
-    if served is None:
-        if last_acked is None or last_acked.kind == "delete" or any(op.kind == "delete" for op in later):
-            return None
-        return f"LOST: {key} is absent but an acknowledged put was not superseded; {context}"
-    m = VALUE.match(served.decode(errors="replace"))
-    attempted = writer.ops.get(int(m.group(2))) if m and int(m.group(1)) == writer.index else None
-    if attempted is None or attempted.kind != "put" or attempted.key != key or attempted.value != served:
-        return f"PHANTOM: {key} = {served!r}, never attempted for this key; {context}"
-    if last_acked is None or attempted.seq >= last_acked.seq:
-        return None  # the acknowledged put itself, or a put attempted after it
-    kind = "RESURRECTED" if last_acked.kind == "delete" else "STALE"
-    return f"{kind}: {key} = {served!r} ({describe(attempted)}) older than the acknowledged op; {context}"
-
-
 async def check_history(cluster: SimCluster, writers: list[KeyWriter]) -> tuple[int, list[str]]:
     """(keys read back, problems): every key of every writer against its history."""
     problems: list[str] = []
@@ -468,7 +418,7 @@ async def check_history(cluster: SimCluster, writers: list[KeyWriter]) -> tuple[
         for key, ops in sorted(by_key.items()):
             served = await cluster.read_definitely(key)
             checked += 1
-            problem = check_key(w, key, ops, served)
+            problem = check_key(w.index, w.ops, key, ops, served)
             if problem:
                 problems.append(problem)
     return checked, problems
