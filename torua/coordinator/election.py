@@ -187,9 +187,6 @@ class CoordinatorProcess:
                 except Exception:
                     await self.nc.close()
 
-    async def stop(self) -> None:
-        self._stopping.set()
-
     async def _open_lease(self) -> LeaderLease | None:
         """The lease bucket, retried while JetStream is not ready (a NATS cluster still
         forming answers "no suitable peers" or "temporarily unavailable" for a while)."""
