@@ -49,6 +49,16 @@ def leader_view(info: dict) -> dict:
     return {k: info.get(k) for k in ("leader", "term", "standbys", "epoch")}
 
 
+def wait_leading(context, coordinator_id: str, above_term: int) -> dict:
+    """/cluster/info once `coordinator_id` leads at a term above `above_term`."""
+
+    def leads():
+        info = context.gateway.info()
+        return (info["leader"] == coordinator_id and info["term"] > above_term and info) or Seen(leader_view(info))
+
+    return wait_until(leads, TAKEOVER_TIMEOUT, f"{coordinator_id} to lead at a term above {above_term}", interval=LEADER_POLL)
+
+
 def the_other(context, coordinator_id: str) -> str:
     others = [c for c in context.cluster.coordinator_ids if c != coordinator_id]
     assert len(others) == 1, f"expected two coordinators, the cluster has {context.cluster.coordinator_ids}"
@@ -159,11 +169,7 @@ def step_pause_leader(context):
 
 @then("the standby becomes the leader at a higher term")
 def step_standby_leads(context):
-    def takes_over():
-        info = context.gateway.info()
-        return (info["leader"] == context.standby and info["term"] > context.old_term and info) or Seen(leader_view(info))
-
-    info = wait_until(takes_over, TAKEOVER_TIMEOUT, f"{context.standby} to lead at a term above {context.old_term}", interval=LEADER_POLL)
+    info = wait_leading(context, context.standby, context.old_term)
     context.new_leader, context.new_term = info["leader"], info["term"]
     record = lease_record(context.cluster)
     assert record is not None and record["id"] == context.new_leader, f"/cluster/info says {context.new_leader} leads, the lease in JetStream says {record}"
@@ -349,8 +355,4 @@ def step_kill_new_leader(context):
 
 @then("the coordinator that woke leads again, at a higher term")
 def step_woken_leads(context):
-    def leads():
-        info = context.gateway.info()
-        return (info["leader"] == context.old_leader and info["term"] > context.new_term and info) or Seen(leader_view(info))
-
-    wait_until(leads, TAKEOVER_TIMEOUT, f"{context.old_leader} to lead at a term above {context.new_term}", interval=LEADER_POLL)
+    wait_leading(context, context.old_leader, context.new_term)
