@@ -152,8 +152,13 @@ async def _reconnected() -> None:
     log.info("reconnected to NATS")
 
 
+def set_log_level(level: str) -> None:
+    """Change this process's log level at run time (a cluster settings change)."""
+    logging.getLogger().setLevel(getattr(logging, level.upper(), logging.INFO))
+
+
 def setup_logging(level: str, process: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format=f"%(asctime)s %(levelname)s {process} %(name)s: %(message)s",
-    )
+    """Text logs labelled `process`; kept for older callers, see `torua.logs.setup_logging`."""
+    from torua.logs import setup_logging as setup
+
+    setup(level, "text", process)

@@ -28,6 +28,9 @@ class ConfigError(ValueError):
 class Common:
     nats_url: str = field(default=DEFAULT_NATS_URL, metadata={"help": "NATS server URL(s), comma separated"})
     log_level: str = field(default="info", metadata={"help": "debug | info | warning | error"})
+    log_format: str = field(default="text", metadata={"help": "text | json (one JSON object per line; torua.logs)"})
+    metrics_port: int = field(default=0, metadata={"help": "serve Prometheus /metrics on this port (0 = off)"})
+    metrics_host: str = field(default="0.0.0.0", metadata={"help": "listen address of the metrics port"})
     connect_timeout: float = field(default=10.0, metadata={"help": "seconds to keep retrying the first NATS connection"})
     # NATS credentials and TLS (torua.bus.NatsAuth); see deploy/nats/auth.conf
     nats_user: str = field(default="", metadata={"help": "NATS user name (with --nats-password)"})
@@ -42,6 +45,10 @@ class Common:
     def validate(self) -> None:
         if self.log_level not in ("debug", "info", "warning", "error"):
             raise ConfigError(f"log_level must be debug, info, warning or error, not {self.log_level!r}")
+        if self.log_format not in ("text", "json"):
+            raise ConfigError(f"log_format must be text or json, not {self.log_format!r}")
+        if not 0 <= self.metrics_port <= 65535:
+            raise ConfigError("metrics_port must be 0..65535")
         if self.connect_timeout <= 0:
             raise ConfigError("connect_timeout must be > 0")
         try:
@@ -101,6 +108,8 @@ class CoordinatorConfig(Common):
     move_timeout: float = field(default=120.0, metadata={"help": "seconds a single move step may take before the move is aborted"})
     leader_lease: float = field(default=3.0, metadata={"help": "seconds the leading coordinator's lease lasts unrenewed; a standby takes over after it"})
     kv_replicas: int = field(default=1, metadata={"help": "copies of Torua's JetStream buckets across the NATS cluster (1, 3 or 5), when they are first made"})
+    disk_low_watermark: float = field(default=85.0, metadata={"help": "disk use (%) above which a node takes no new copies"})
+    disk_high_watermark: float = field(default=90.0, metadata={"help": "disk use (%) above which copies move off a node"})
 
     def validate(self) -> None:
         super().validate()
@@ -122,6 +131,8 @@ class CoordinatorConfig(Common):
             raise ConfigError("leader_lease must be from 0.5 to 600 seconds")
         if self.kv_replicas not in (1, 3, 5):
             raise ConfigError("kv_replicas must be 1, 3 or 5")
+        if not 1 <= self.disk_low_watermark <= self.disk_high_watermark <= 100:
+            raise ConfigError("disk watermarks must satisfy 1 <= disk_low_watermark <= disk_high_watermark <= 100")
 
 
 @dataclass(frozen=True)
@@ -135,6 +146,8 @@ class GatewayConfig(Common):
         super().validate()
         if not 0 <= self.port <= 65535:
             raise ConfigError("port must be 0..65535")
+        if self.metrics_port and self.metrics_port == self.port:
+            raise ConfigError("metrics_port must differ from port (the REST port serves /metrics already)")
         if self.request_timeout <= 0:
             raise ConfigError("request_timeout must be > 0")
         if self.max_value_bytes < 1:

@@ -85,6 +85,11 @@ def test_each_role_runs_with_its_own_credentials_and_cannot_do_what_it_must_not(
     c.start(nodes=3)
     assert c.request("PUT", "/data/secured", b"yes")[0] == 204
     assert c.request("GET", "/data/secured")[:2] == (200, b"yes")
+    # The coordinator and the gateway may broadcast; every node hears it and answers.
+    status, changed = c.json("PUT", "/cluster/config", {"max_moves": 3})
+    assert status == 200 and changed["applied_by"] == ["n1", "n2", "n3"], changed
+    status, pinged = c.json("POST", "/broadcast", {"kind": "ping"})
+    assert status == 200 and [r["node_id"] for r in pinged["replies"] if r["ok"]] == ["n1", "n2", "n3"], pinged
     node_pw, gateway_pw = PASSWORDS["TORUA_NODE_PASSWORD"], PASSWORDS["TORUA_GATEWAY_PASSWORD"]
 
     async def checks() -> list[str]:
@@ -110,6 +115,10 @@ def test_each_role_runs_with_its_own_credentials_and_cannot_do_what_it_must_not(
             await n1.nc.subscribe(subjects.node("n2", "kv"), cb=ignore)
             assert await n1.refused(f'Subscription to "{subjects.node("n2", "kv")}"'), n1.errors
             done.append("node subscribes to n2's subjects: refused")
+            # ... nor broadcast to the other nodes ...
+            await n1.nc.publish(subjects.BROADCAST, b"forged broadcast")
+            assert await n1.refused(f'Publish to "{subjects.BROADCAST}"'), n1.errors
+            done.append("node broadcasts: refused")
             # ... nor take the leader lease (no JetStream at all).
             with pytest.raises(Exception):
                 kv = await n1.nc.jetstream(timeout=2).key_value(subjects.LEADER_BUCKET)

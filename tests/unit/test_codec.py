@@ -3,7 +3,7 @@ import json
 import msgpack
 import pytest
 
-from torua.protocol.codec import decode, encode, encode_json, from_dict
+from torua.protocol.codec import PROTOCOL_VERSION, decode, encode, encode_json, from_dict
 from torua.protocol.errors import TouraError
 from torua.protocol.messages import (
     Assignment,
@@ -47,7 +47,9 @@ BAD = [
     (b"\xc1", "bad_request"),
     (msgpack.packb([1, 2]), "bad_request"),
     (msgpack.packb({"op": "get", "shard_id": 1, "epoch": 1}), "unsupported_version"),
-    (msgpack.packb({"v": 2, "op": "get", "shard_id": 1, "epoch": 1}), "unsupported_version"),
+    (msgpack.packb({"v": PROTOCOL_VERSION + 2, "op": "get", "shard_id": 1, "epoch": 1}), "unsupported_version"),  # two versions newer
+    (msgpack.packb({"v": 0, "op": "get", "shard_id": 1, "epoch": 1}), "unsupported_version"),
+    (msgpack.packb({"v": True, "op": "get", "shard_id": 1, "epoch": 1}), "unsupported_version"),
     (msgpack.packb({"v": 1, "op": "get", "epoch": 1}), "bad_request"),
     (msgpack.packb({"v": 1, "op": "get", "shard_id": "1", "epoch": 1}), "bad_request"),
     (msgpack.packb({"v": 1, "op": "get", "shard_id": True, "epoch": 1}), "bad_request"),

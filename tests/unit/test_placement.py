@@ -25,7 +25,12 @@ def healthy(n: int, **overrides: dict) -> list[NodeView]:
 
 
 def active(nodes: list[NodeView]) -> list[str]:
-    return [n.id for n in nodes if n.status == "healthy" and not n.draining and not n.gone]
+    return [n.id for n in nodes if n.status == "healthy" and not n.draining and not n.gone and n.disk != "above_high"]
+
+
+def accepting(nodes: list[NodeView]) -> list[str]:
+    """Active nodes that take new copies: not in maintenance, disk below the low watermark."""
+    return [n.id for n in nodes if n.id in active(nodes) and not n.maintenance and n.disk == "ok"]
 
 
 def spread(counts: dict[str, int], ids: list[str]) -> int:
@@ -43,11 +48,12 @@ def min_moves(loads: dict[str, int], ids: list[str]) -> int:
 def check_invariants(current: Placement, nodes: list[NodeView], num_shards: int, rf: int, target: Placement) -> None:
     view = {n.id: n for n in nodes}
     act = active(nodes)
+    acc = accepting(nodes)
     load = copies_per_node(target)
 
     def roomy(i: str) -> bool:
         cap = view[i].max_shards
-        return i in act and (cap is None or load.get(i, 0) < cap)
+        return i in acc and (cap is None or load.get(i, 0) < cap)
 
     assert sorted(target) == list(range(num_shards))
     for s, copies in target.items():
@@ -59,11 +65,12 @@ def check_invariants(current: Placement, nodes: list[NodeView], num_shards: int,
         if before and all(view[i].gone for i in before):
             assert set(copies) == set(before), f"shard {s}: only copies are gone, they must stay alone"
         for i in set(copies) - set(before):
-            assert i in act, f"new copy of {s} on ineligible {i}"
+            assert i in acc, f"new copy of {s} on ineligible {i}"
             cap = view[i].max_shards
             assert cap is None or load[i] <= cap, f"new copy of {s} pushes {i} over its cap"
         stuck = [i for i in copies if view[i].status == "healthy" and not view[i].gone
-                 and (view[i].draining or (view[i].max_shards is not None and load[i] > view[i].max_shards))]
+                 and (view[i].draining or view[i].disk == "above_high"
+                      or (view[i].max_shards is not None and load[i] > view[i].max_shards))]
         for i in stuck:
             assert not any(roomy(j) and j not in copies for j in act), f"{s} on {i} could have moved"
         gone_only = bool(copies) and all(view[i].gone for i in copies)
@@ -73,8 +80,8 @@ def check_invariants(current: Placement, nodes: list[NodeView], num_shards: int,
             assert not any(roomy(j) and j not in copies for j in act), f"{s} under-replicated with room"
         if any(i in act for i in copies):
             assert copies[0] in act, f"shard {s} primary {copies[0]} not on an active node"
-    for a in act:
-        for b in act:
+    for a in acc:
+        for b in acc:
             if roomy(b):
                 assert load.get(a, 0) - load.get(b, 0) <= 1, f"unbalanced {a}={load.get(a, 0)} {b}={load.get(b, 0)}"
     prim = primaries_per_node(target)
@@ -82,7 +89,7 @@ def check_invariants(current: Placement, nodes: list[NodeView], num_shards: int,
         for b in copies[1:]:
             if copies and copies[0] in act and b in act:
                 assert prim[copies[0]] - prim.get(b, 0) <= 1, f"shard {s}: swapping its primary to {b} would balance"
-    if all(n.max_shards is None for n in nodes):
+    if all(n.max_shards is None for n in nodes) and acc == act:  # frozen copies may pin primaries
         assert spread(prim, [i for i in act if load.get(i)]) <= 1, f"primaries unbalanced: {prim}"
 
 
@@ -253,6 +260,124 @@ def test_copies_over_a_lowered_cap_move_off() -> None:
     target = plan_placement(current, nodes, 16, 1)
     check_invariants(current, nodes, 16, 1, target)
     assert copies_per_node(target) == {"a": 2, "b": 7, "c": 7}
+
+
+# ---------------------------------------------------------------- disk watermarks and maintenance
+
+LOW, HIGH = {"disk": "above_low"}, {"disk": "above_high"}
+MAINT = {"maintenance": True}
+
+
+@pytest.mark.parametrize("rf", [1, 2], ids=lambda rf: f"rf{rf}")
+@pytest.mark.parametrize("flags", [LOW, MAINT, LOW | MAINT], ids=["above-low", "maintenance", "both"])
+def test_node_that_takes_nothing_new_gets_no_copy_when_joining(flags: dict, rf: int) -> None:
+    current = plan_placement({}, healthy(2), 16, rf)
+    nodes = healthy(3, c=flags)
+    target = plan_placement(current, nodes, 16, rf)
+    check_invariants(current, nodes, 16, rf, target)
+    assert "c" not in copies_per_node(target)
+    assert target == current
+
+
+@pytest.mark.parametrize("flags", [LOW, MAINT], ids=["above-low", "maintenance"])
+def test_node_that_takes_nothing_new_keeps_and_serves_its_copies(flags: dict) -> None:
+    current = {s: ("a",) for s in range(10)} | {s: ("b",) for s in range(10, 12)}
+    nodes = [NodeView("a", "healthy", **flags), NodeView("b", "healthy"), NodeView("c", "healthy")]
+    target = plan_placement(current, nodes, 12, 1)
+    check_invariants(current, nodes, 12, 1, target)
+    assert copies_per_node(target) == {"a": 10, "b": 1, "c": 1}  # a keeps all 10, not moved for balance
+    assert primaries_per_node(target)["a"] == 10
+
+
+def test_formation_skips_nodes_above_low_watermark_or_in_maintenance() -> None:
+    nodes = healthy(4, a=LOW, b=MAINT)
+    target = plan_placement({}, nodes, 16, 1)
+    check_invariants({}, nodes, 16, 1, target)
+    assert copies_per_node(target) == {"c": 8, "d": 8}
+
+
+@pytest.mark.parametrize("rf", [1, 2], ids=lambda rf: f"rf{rf}")
+def test_node_above_high_watermark_is_emptied_when_there_is_room(rf: int) -> None:
+    current = plan_placement({}, healthy(3), 16, rf)
+    nodes = healthy(3, c=HIGH)
+    target = plan_placement(current, nodes, 16, rf)
+    check_invariants(current, nodes, 16, rf, target)
+    assert "c" not in copies_per_node(target)
+    assert len(moves_between(current, target)) == copies_per_node(current)["c"]
+    assert all(len(c) == min(rf, 2) for c in target.values())
+
+
+@pytest.mark.parametrize(
+    "others, rf",
+    [
+        ({"a": HIGH, "b": HIGH}, 1),
+        ({"a": LOW, "b": MAINT}, 1),
+        ({"a": {"max_shards": 6}, "b": {"max_shards": 5}}, 1),
+        ({}, 3),
+    ],
+    ids=["all-above-high", "others-take-nothing", "others-full", "rf3-needs-every-node"],
+)
+def test_nothing_moves_off_a_node_above_high_watermark_without_room(others: dict, rf: int) -> None:
+    current = plan_placement({}, healthy(3), 16, rf)
+    nodes = healthy(3, c=HIGH, **others)
+    target = plan_placement(current, nodes, 16, rf)
+    check_invariants(current, nodes, 16, rf, target)
+    assert {s: set(c) for s, c in target.items()} == {s: set(c) for s, c in current.items()}
+    assert moves_between(current, target) == []
+
+
+def test_node_above_high_watermark_moves_only_what_fits() -> None:
+    current = plan_placement({}, healthy(3), 16, 1)  # a 6, b 5, c 5
+    nodes = healthy(3, a={"max_shards": 7}, b={"max_shards": 6}, c=HIGH)
+    target = plan_placement(current, nodes, 16, 1)
+    check_invariants(current, nodes, 16, 1, target)
+    assert copies_per_node(target) == {"a": 7, "b": 6, "c": 3}
+
+
+def test_replicated_shard_primary_leaves_a_node_above_high_watermark_even_without_room() -> None:
+    current = {s: ("c", "a") for s in range(4)}
+    nodes = [NodeView("a", "healthy"), NodeView("c", "healthy", disk="above_high")]
+    target = plan_placement(current, nodes, 4, 2)
+    assert target == {s: ("a", "c") for s in range(4)}  # the copy stays, the primary moves by hand-off
+
+
+@pytest.mark.parametrize(
+    "overrides, rf",
+    [
+        ({"a": {"max_shards": 2}}, 1),
+        ({"a": {"max_shards": 2, "maintenance": True}, "b": {"max_shards": 3}}, 2),
+        ({"a": {"max_shards": 1}, "b": {"max_shards": 4, "disk": "above_low"}, "c": {"max_shards": 9}}, 2),
+        ({"a": {"max_shards": 3}, "b": {"max_shards": 3}, "c": {"max_shards": 3, "disk": "above_high"}}, 1),
+    ],
+    ids=["one-capped", "capped-maintenance", "caps-and-low", "caps-and-high"],
+)
+def test_max_shards_is_never_exceeded_with_watermarks_and_maintenance(overrides: dict, rf: int) -> None:
+    nodes = healthy(4, **overrides)
+    for current in ({}, plan_placement({}, healthy(4), 16, rf)):
+        target = plan_placement(current, nodes, 16, rf)
+        check_invariants(current, nodes, 16, rf, target)
+        load = copies_per_node(target)
+        for node in nodes:
+            if node.max_shards is not None and load.get(node.id, 0) > node.max_shards:
+                # only copies it already held may stay above the cap, when they cannot move
+                assert load[node.id] <= copies_per_node(current).get(node.id, 0)
+        assert plan_placement(target, nodes, 16, rf) == target
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_inputs_with_watermarks_and_maintenance_hold_invariants(seed: int) -> None:
+    rng = random.Random(2000 + seed)
+    for _ in range(150):
+        current, nodes, num_shards, rf = random_case(rng)
+        nodes = [
+            NodeView(n.id, n.status, n.draining, n.gone, n.max_shards,
+                     maintenance=rng.random() < 0.2, disk=rng.choice(["ok"] * 4 + ["above_low", "above_high"]))
+            for n in nodes
+        ]
+        target = plan_placement(current, nodes, num_shards, rf)
+        check_invariants(current, nodes, num_shards, rf, target)
+        assert plan_placement(target, nodes, num_shards, rf) == target, "plan(plan(x)) != plan(x)"
+        assert plan_placement(current, list(reversed(nodes)), num_shards, rf) == target, "depends on node order"
 
 
 # ---------------------------------------------------------------- shapes and edge cases

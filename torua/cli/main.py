@@ -33,6 +33,8 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--commit", default=_env("COMMIT", "durable"), choices=["durable", "relaxed"], help="node commit policy [env TORUA_COMMIT; default durable]")
     up.add_argument("--heartbeat-interval", type=float, default=float(_env("HEARTBEAT_INTERVAL", "1.0")), help="seconds between heartbeats [env TORUA_HEARTBEAT_INTERVAL; default 1.0]")
     up.add_argument("--log-level", default=_env("LOG_LEVEL", "info"), help="log level of the processes [env TORUA_LOG_LEVEL; default info]")
+    up.add_argument("--log-format", default=_env("LOG_FORMAT", "text"), choices=["text", "json"], help="log format of the processes [env TORUA_LOG_FORMAT; default text]")
+    up.add_argument("--metrics-port", type=int, default=int(_env("METRICS_PORT", "0")), metavar="BASE", help="serve /metrics from each process on BASE, BASE+1, ... (coordinators, nodes, gateway) [env TORUA_METRICS_PORT; default 0 = off]")
     up.add_argument("--ready-timeout", type=float, default=60.0, help="seconds to wait for the cluster to be ready [default 60]")
 
     for name, cls, text in (
@@ -80,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    from torua.bus import NatsUnreachable, setup_logging
+    from torua.bus import NatsUnreachable
+    from torua.logs import setup_logging
 
     if args.command == "up":
         from torua.cli.up import run_up
@@ -89,8 +92,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command in ("coordinator", "node", "gateway"):
         cls = {"coordinator": CoordinatorConfig, "node": NodeConfig, "gateway": GatewayConfig}[args.command]
         config = build(cls, args)
-        label = f"{args.command}[{getattr(config, 'id', '')}]" if getattr(config, "id", "") else args.command
-        setup_logging(config.log_level, label)
+        setup_logging(config.log_level, config.log_format, args.command, getattr(config, "id", ""))
         try:
             asyncio.run(_run_role(args.command, config))
         except NatsUnreachable as exc:

@@ -30,6 +30,7 @@ class Child:
     name: str
     proc: subprocess.Popen
     essential: bool
+    metrics_port: int = 0  # its Prometheus /metrics port (--metrics-port BASE), 0 = none
 
 
 def nats_server_binary() -> str:
@@ -108,17 +109,30 @@ class LocalCluster:
         log_dir = self.data_dir / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
         out = open(log_dir / f"{name}.log", "ab")
+        metrics_port = self._next_metrics_port() if name != "nats-server" else 0
+        if metrics_port:
+            argv = argv + ["--metrics-port", str(metrics_port), "--metrics-host", self.args.host]
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
         out.close()
-        child = Child(name, proc, essential)
+        child = Child(name, proc, essential, metrics_port)
         self.children.append(child)
         return child
+
+    def _next_metrics_port(self) -> int:
+        """BASE, BASE+1, ... in the order the torua processes start; 0 without --metrics-port."""
+        base = getattr(self.args, "metrics_port", 0)
+        return base + sum(1 for c in self.children if c.metrics_port) if base else 0
 
     def start(self) -> str:
         a = self.args
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if not port_free(a.port):
             raise SystemExit(f"torua up: port {a.port} is in use; pick another with --port")
+        if getattr(a, "metrics_port", 0):
+            wanted = range(a.metrics_port, a.metrics_port + max(1, a.coordinators) + a.nodes + 1)
+            busy = [p for p in wanted if p == a.port or not port_free(p)]
+            if busy:
+                raise SystemExit(f"torua up: metrics port(s) {busy} in use; pick another base with --metrics-port")
         if a.nats_url:
             nats_url = a.nats_url
         else:
@@ -131,7 +145,7 @@ class LocalCluster:
                 raise SystemExit(f"torua up: nats-server did not start; see {self.data_dir / 'logs' / 'nats-server.log'}")
             nats_url = f"nats://127.0.0.1:{a.nats_port}"
         torua = torua_command()
-        common = ["--nats-url", nats_url, "--log-level", a.log_level]
+        common = ["--nats-url", nats_url, "--log-level", a.log_level, "--log-format", getattr(a, "log_format", "text")]
         beat = ["--heartbeat-interval", str(a.heartbeat_interval)]
         for i in range(1, max(1, a.coordinators) + 1):
             self.spawn(
@@ -215,7 +229,10 @@ def run_up(args) -> int:
             f"  NATS      {nats_url}   (NATS API: torua.api.kv.get|put|delete|list)\n"
             f"  data      {cluster.data_dir}\n"
             f"  logs      {cluster.data_dir / 'logs'}\n"
-            + "".join(f"  {c.name:<12} pid {c.proc.pid}\n" for c in cluster.children),
+            + "".join(
+                f"  {c.name:<12} pid {c.proc.pid}" + (f"   metrics http://{args.host}:{c.metrics_port}/metrics" if c.metrics_port else "") + "\n"
+                for c in cluster.children
+            ),
             flush=True,
         )
         if cluster.wait_ready(args.ready_timeout):

@@ -17,7 +17,23 @@ from torua.coordinator.health import missed_heartbeats
 from torua.protocol import subjects
 from torua.protocol.codec import decode, encode
 from torua.protocol.errors import TouraError
-from torua.protocol.messages import Ack, AssignRequest, CoordinatorInfo, InSyncChange, MoveStatus, NodeRequest, NodesReply, NodeStatus
+from torua.coordinator.capacity import disk_percent, evacuation_room
+from torua.coordinator.explain import explain_shard
+from torua.protocol.messages import (
+    Ack,
+    AllocationExplanation,
+    AssignRequest,
+    CoordinatorInfo,
+    ExplainRequest,
+    InSyncChange,
+    MaintenanceRequest,
+    MoveStatus,
+    NodeRequest,
+    NodesReply,
+    NodeStatus,
+    RebalanceReply,
+    RebalanceRequest,
+)
 
 if TYPE_CHECKING:
     from torua.coordinator.service import Coordinator
@@ -37,6 +53,11 @@ class CoordinatorApi:
             "map": self.shard_map,
             "in_sync": self.in_sync,
             "node": self.node,
+            "maintenance": self.maintenance,
+            "explain": self.explain,
+            "config": self.c.settings_keeper.current,
+            "config.set": self.c.settings_keeper.change,
+            "rebalance": self.rebalance,
         }
         return [await nc.subscribe(subjects.coordinator(call), cb=self._serve(handler)) for call, handler in calls.items()]
 
@@ -50,7 +71,7 @@ class CoordinatorApi:
             try:
                 reply = await handler(msg.data)
             except TouraError as exc:
-                reply = Ack(False, exc.code, exc.message)
+                reply = Ack(False, exc.code, exc.message, detail=exc.fields)
             except Exception as exc:
                 log.exception("coordinator API %s failed", msg.subject)
                 reply = Ack(False, "internal", str(exc))
@@ -82,7 +103,17 @@ class CoordinatorApi:
                     started_at=beat.started_at if beat else None,
                     keys=sum(r.keys for r in beat.shards) if beat else 0,
                     bytes=sum(r.bytes for r in beat.shards) if beat else 0,
+                    ops_rate=round(sum(r.ops_rate for r in beat.shards), 3) if beat else 0.0,
+                    write_rate=round(sum(r.write_rate for r in beat.shards), 3) if beat else 0.0,
                     missed_heartbeats=missed_heartbeats(n.last_seen, now, c.config.heartbeat_interval),
+                    protocol=n.protocol,
+                    maintenance=n.maintenance,
+                    evacuating=n.evacuating,
+                    disk_total=beat.disk_total if beat else 0,
+                    disk_used=beat.disk_used if beat else 0,
+                    disk_free=beat.disk_free if beat else 0,
+                    disk_percent=disk_percent(beat.disk_used, beat.disk_free) if beat else None,
+                    disk_level=c.node_disk_level(n),
                 )
             )
         return out
@@ -138,6 +169,11 @@ class CoordinatorApi:
         log.info("shard %d: %s %s the in-sync set", change.shard_id, change.node_id, "left" if change.action == "remove" else "joined")
         return Ack(True)
 
+    async def rebalance(self, data: bytes) -> RebalanceReply:
+        """Spread hot shards now (torua.coordinator.load_moves); an empty request is a real run."""
+        request = decode(RebalanceRequest, data) if data else RebalanceRequest()
+        return await self.c.load.rebalance(request)
+
     async def node(self, data: bytes) -> Ack:
         """drain / undrain a node (its copies move away / may come back), or hand off
         its primaries now (a node about to stop on SIGTERM asks for this)."""
@@ -152,4 +188,49 @@ class CoordinatorApi:
         if request.action == "handoff":
             moved = c.replicas.hand_off_primaries(request.node_id)
             return Ack(True, detail={"handing_off": str(moved)})
+        if request.action == "evacuate":
+            if c.map is None:
+                raise TouraError("unavailable", "the cluster has not formed yet")
+            if not record.evacuating:
+                room = evacuation_room(record.id, shardmap.placement_of(c.map), c._node_views(), c.map.num_shards, c.map.replication_factor)
+                if not room.ok:
+                    raise TouraError("conflict", f"cannot evacuate {record.id}: {room.message}; nothing changed")
+                await c.set_capacity_flags([record], evacuating=True)
+            return Ack(True, detail={"status": "evacuating"})
+        if request.action == "unevacuate":
+            await c.set_capacity_flags([record], evacuating=False)
+            return Ack(True, detail={"status": record.status})
         raise TouraError("bad_request", f"unknown node action {request.action!r}")
+
+    async def maintenance(self, data: bytes) -> Ack:
+        """Bulk maintenance, all or nothing: afterwards every named node has maintenance
+        set as asked; `drain` also drains them; ending maintenance ends their drain too."""
+        request = decode(MaintenanceRequest, data)
+        c = self.c
+        if not request.nodes:
+            raise TouraError("bad_request", "nodes must name at least one node")
+        if request.drain and not request.maintenance:
+            raise TouraError("bad_request", "drain: true needs maintenance: true")
+        unknown = sorted({n for n in request.nodes if n not in c.nodes})
+        if unknown:
+            raise TouraError("unknown_node", f"not part of the cluster: {', '.join(unknown)}; nothing changed")
+        records = [c.nodes[n] for n in dict.fromkeys(request.nodes)]
+        flags = {"maintenance": request.maintenance}
+        if request.drain or not request.maintenance:
+            flags["draining"] = request.maintenance
+        await c.set_capacity_flags(records, **flags)
+        return Ack(True)
+
+    async def explain(self, data: bytes) -> AllocationExplanation:
+        """Why a shard's copies are where they are (torua.coordinator.explain)."""
+        request = decode(ExplainRequest, data)
+        c = self.c
+        if c.map is None:
+            raise TouraError("unavailable", "the cluster has not formed yet")
+        if not 0 <= request.shard_id < c.map.num_shards:
+            raise TouraError("bad_request", f"shard must be from 0 to {c.map.num_shards - 1}, not {request.shard_id}")
+        m = c.moves.get(request.shard_id)
+        move = MoveStatus(m.shard_id, m.source, m.target, m.phase, m.started_at) if m else None
+        disk = {n.id: disk_percent(n.heartbeat.disk_used, n.heartbeat.disk_free) for n in c.nodes.values() if n.heartbeat}
+        watermarks = (c.settings.disk_low_watermark, c.settings.disk_high_watermark)
+        return explain_shard(c.map, request.shard_id, c._node_views(), move, disk, watermarks)

@@ -29,6 +29,7 @@ from torua.config import CoordinatorConfig
 from torua.coordinator.service import Coordinator
 from torua.coordinator.state_store import keys_with_prefix
 from torua.leadership import LeaderTiming, leader_step, leads_until
+from torua.metrics import LiveCollector, coordinator_families, metrics_server, registry_of
 from torua.protocol import subjects
 
 log = logging.getLogger("torua.coordinator.election")
@@ -274,4 +275,8 @@ class CoordinatorProcess:
 
 
 async def run_coordinator(config: CoordinatorConfig) -> None:
-    await CoordinatorProcess(config).run()
+    process = CoordinatorProcess(config)
+    # With the process, not the brain: a standby answers too (torua_coordinator_leader 0).
+    registry = registry_of(LiveCollector(lambda: coordinator_families(process)))
+    async with metrics_server(registry, config.metrics_host, config.metrics_port):
+        await process.run()

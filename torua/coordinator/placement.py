@@ -5,10 +5,14 @@ change and tests can check it exhaustively; the executor turns the difference
 into copy moves (`moves_between`) and promotes a new primary only once it is
 in sync.
 
-A node is *active* when healthy, not draining and not gone; it is *eligible*
-for new copies when active and below its ``max_shards``. Rules:
+A node is *active* when healthy, not draining, not gone and its disk is not
+above the high watermark; it *takes new copies* when active, not in
+maintenance and its disk is below the low watermark; it is *eligible* when it
+takes new copies and is below its ``max_shards``. Rules:
 
-1. New copies go only to eligible nodes.
+1. New copies go only to eligible nodes. A node in maintenance or above the
+   low disk watermark keeps (and serves) what it holds, takes nothing new and
+   gives nothing away for balance.
 2. Every shard 0..num_shards-1 gets min(rf, nodes that may hold it) copies on
    distinct nodes. Copies on nodes not listed in ``nodes`` are dropped.
 3. A copy on an unhealthy/unknown (not gone) node stays and counts: data cannot
@@ -18,8 +22,12 @@ for new copies when active and below its ``max_shards``. Rules:
    node (never lose the only copy); dropped copies are replaced when rf needs.
    A shard whose copies are all on gone nodes gets no new copies: they could
    not be filled, and the next plan would drop the gone copy for an empty one.
-5. Copies on draining healthy nodes move to eligible nodes if there is room.
-6. Copies per active node differ by at most 1 unless max_shards prevents it;
+5. Copies on draining healthy nodes move to eligible nodes if there is room;
+   so do copies on a node above the high disk watermark: the planner cannot
+   predict disk use after a move, so it empties such a node like a drained
+   one, as far as there is room elsewhere.
+6. Copies per node that takes new copies differ by at most 1 unless
+   max_shards prevents it;
    primaries per active node holding copies likewise, balanced by choosing
    another copy of a shard as primary, not by moving data. A shard's primary is
    on an active copy whenever it has one.
@@ -40,6 +48,8 @@ from dataclasses import dataclass
 from typing import Sequence
 
 HEALTHY = "healthy"
+# A node's disk level against the cluster's watermarks (torua.coordinator.capacity.disk_level).
+DISK_OK, DISK_ABOVE_LOW, DISK_ABOVE_HIGH = "ok", "above_low", "above_high"
 
 Placement = dict[int, tuple[str, ...]]  # shard_id -> (primary, *replicas); () = unassigned
 
@@ -53,6 +63,18 @@ class NodeView:
     draining: bool = False  # operator asked to move everything off
     gone: bool = False  # unhealthy longer than node_left_delay: its copies count as lost
     max_shards: int | None = None  # None = unlimited
+    maintenance: bool = False  # operator asked for no new copies here; it keeps what it holds
+    disk: str = DISK_OK  # ok | above_low (no new copies) | above_high (copies move off)
+
+
+def is_active(v: NodeView) -> bool:
+    """May hold primaries and keep its copies: healthy, not leaving, disk not over the high mark."""
+    return v.status == HEALTHY and not v.draining and not v.gone and v.disk != DISK_ABOVE_HIGH
+
+
+def takes_new_copies(v: NodeView) -> bool:
+    """Active, not in maintenance and below the low disk watermark (max_shards aside)."""
+    return is_active(v) and not v.maintenance and v.disk == DISK_OK
 
 
 @dataclass(frozen=True)
@@ -111,6 +133,8 @@ class _Planner:
             for n in copies:
                 self.held[n].add(s)
         self.active = sorted(n for n in self.view if self._is_active(n))
+        # Nodes that give and take copies for balance; maintenance and above-low nodes keep theirs.
+        self.balanced = [n for n in self.active if takes_new_copies(self.view[n])]
 
     # ---------------------------------------------------------------- node predicates
 
@@ -118,19 +142,23 @@ class _Planner:
         return self.view[n].gone or self.view[n].status != HEALTHY
 
     def _is_active(self, n: str) -> bool:
-        v = self.view[n]
-        return v.status == HEALTHY and not v.draining and not v.gone
+        return is_active(self.view[n])
 
     def _room(self, n: str) -> bool:
         cap = self.view[n].max_shards
-        return self._is_active(n) and (cap is None or len(self.held[n]) < cap)
+        return takes_new_copies(self.view[n]) and (cap is None or len(self.held[n]) < cap)
+
+    def _leaving(self, n: str) -> bool:
+        """Everything here should move off: draining, or the disk is over the high mark."""
+        v = self.view[n]
+        return v.draining or v.disk == DISK_ABOVE_HIGH
 
     def _must_leave(self, n: str) -> bool:
-        """Copies here should move if they can: draining, or above the cap."""
+        """Copies here should move if they can: leaving, or above the cap."""
         v = self.view[n]
         if self._pinned(n):
             return False
-        return v.draining or (v.max_shards is not None and len(self.held[n]) > v.max_shards)
+        return self._leaving(n) or (v.max_shards is not None and len(self.held[n]) > v.max_shards)
 
     # ---------------------------------------------------------------- phases
 
@@ -142,7 +170,7 @@ class _Planner:
             removable = [n for n in copies if not self._pinned(n)]
             if not removable:
                 break  # pinned copies are never dropped, even above rf
-            copies.remove(max(removable, key=lambda n: (self.view[n].draining, copies.index(n))))
+            copies.remove(max(removable, key=lambda n: (self._leaving(n), copies.index(n))))
         return copies
 
     def _target_for(self, s: int) -> str | None:
@@ -203,11 +231,11 @@ class _Planner:
         return changed
 
     def _balance(self) -> bool:
-        """Move copies from the most to the least loaded active node until within 1."""
+        """Move copies from the most to the least loaded node taking new copies until within 1."""
         changed = False
-        while self.active:
-            src = min(self.active, key=lambda n: (-len(self.held[n]), n))
-            roomy = [n for n in self.active if self._room(n)]
+        while self.balanced:
+            src = min(self.balanced, key=lambda n: (-len(self.held[n]), n))
+            roomy = [n for n in self.balanced if self._room(n)]
             dst = min(roomy, key=lambda n: (len(self.held[n]), n), default=None)
             if dst is None or len(self.held[src]) - len(self.held[dst]) <= 1:
                 return changed

@@ -32,6 +32,8 @@ class ReplicaKeeper:
     def fail_over(self) -> None:
         """Promote an in-sync replica for every shard whose primary is unhealthy."""
         assert self.c.map is not None
+        if self.c.settings_keeper.old_leases_left():
+            return  # a settings change shortened the timing: leases granted before may still hold
         health = self.c.health()
         for e in self.c.map.shards:
             if e.primary is None or health.get(e.primary) != "unhealthy":
@@ -52,7 +54,7 @@ class ReplicaKeeper:
                     reply = await self.c._command(node_id, "shard.position", ShardCommand(shard_id, 0), timeout=1.0)
                     last_seqs[node_id] = reply.last_seq
                 except Exception as exc:
-                    log.warning("failover of shard %d: %s did not say its position: %s", shard_id, node_id, exc)
+                    log.warning("failover of shard %d: %s did not say its position: %s", shard_id, node_id, exc, extra={"shard": shard_id})
             if not last_seqs:
                 return
             health = self.c.health()
@@ -69,7 +71,7 @@ class ReplicaKeeper:
                 replicas = ([old] if old else []) + [r for r in e.replicas if r not in (new, old)]
                 in_sync = [new] + [n for n in e.in_sync if n not in (new, old)]
                 promotions = record_promotion(list(e.promotions), m.epoch + 1, last_seqs[new])
-                log.info("failover: shard %d primary %s -> %s at seq %d", shard_id, old, new, last_seqs[new])
+                log.info("failover: shard %d primary %s -> %s at seq %d", shard_id, old, new, last_seqs[new], extra={"shard": shard_id, "epoch": m.epoch + 1})
                 return shardmap.set_entry(m, shard_id, primary=new, replicas=replicas, in_sync=in_sync, promotions=promotions)
 
             await self.c.update_map(promote)
@@ -80,7 +82,7 @@ class ReplicaKeeper:
         """Planned primary change (the old node is leaving): stop renewing the old
         primary's lease, wait until any lease it holds has run out, then promote."""
         try:
-            await asyncio.sleep(self.c.lease_seconds() + self.c.config.heartbeat_interval)
+            await asyncio.sleep(max(self.c.lease_seconds() + self.c.config.heartbeat_interval, self.c.settings_keeper.old_leases_left()))
             assert self.c.map is not None
             old = self.c.map.shards[shard_id].primary
             await self.promote(shard_id, candidates, leaving=old)
@@ -138,6 +140,6 @@ class ReplicaKeeper:
             await self.c.update_map(apply)
         for shard_id, new_primary in changes.handoffs.items():
             if shard_id not in self.c.failing_over:
-                log.info("hand-off: shard %d primary -> %s", shard_id, new_primary)
+                log.info("hand-off: shard %d primary -> %s", shard_id, new_primary, extra={"shard": shard_id})
                 self.c.failing_over.add(shard_id)
                 self.c._spawn(self.handoff(shard_id, [new_primary]))

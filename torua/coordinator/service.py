@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 import uuid
 from dataclasses import dataclass, field, replace
@@ -20,18 +21,23 @@ from typing import Any, Awaitable, Callable
 from nats.aio.client import Client as NATS
 
 from torua.bus import connect
+from torua.cluster_settings import ClusterSettings
 from torua.config import CoordinatorConfig
 from torua.coordinator import shardmap
 from torua.coordinator.api import CoordinatorApi
 from torua.coordinator.health import cut_off, node_health
 from torua.coordinator.moves import Move
-from torua.coordinator.placement import NodeView, moves_between, plan_placement
+from torua.coordinator.capacity import disk_level
+from torua.coordinator.placement import DISK_OK, NodeView, moves_between, plan_placement
+from torua.coordinator.load_moves import LoadMoves
 from torua.coordinator.replicas import ReplicaKeeper
+from torua.coordinator.settings import SettingsKeeper
 from torua.coordinator.state_store import ClusterState
 from torua.replication.lease import LeaseSettings, lease_time
 from torua.protocol import subjects
-from torua.protocol.codec import decode, encode
+from torua.protocol.codec import Refused, decode, encode, encode_refusal, from_dict, unpack
 from torua.protocol.errors import TouraError
+from torua.protocol.versions import refusal_reason
 from torua.protocol.messages import (
     AssignmentAck,
     Heartbeat,
@@ -52,19 +58,29 @@ class NodeRecord:
     last_seen: float | None = None  # monotonic clock of the last heartbeat
     last_wall: float | None = None
     heartbeat: Heartbeat | None = None
+    protocol: int = 0  # `v` of the last heartbeat
     status: str = "unknown"
     unhealthy_since: float | None = None  # monotonic
     assigning: bool = False
     last_assign: float = 0.0
     dropping: set[int] = field(default_factory=set)
+    maintenance: bool = False  # no new copies here (POST /nodes/maintenance)
+    evacuating: bool = False  # every copy moves off (POST /nodes/{id}/evacuate)
+    disk_level: str = DISK_OK  # as last judged, to notice a change
 
     def persisted(self) -> dict[str, Any]:
-        return {"id": self.id, "first_seen": self.first_seen, "draining": self.draining}
+        return {
+            "id": self.id, "first_seen": self.first_seen, "draining": self.draining,
+            "maintenance": self.maintenance, "evacuating": self.evacuating,
+        }
 
 
 class Coordinator:
     def __init__(self, config: CoordinatorConfig, connect: Callable[..., Awaitable[Any]] = connect) -> None:
         self.config = config
+        # The run-time settings (GET|PUT /cluster/config); the ones CoordinatorConfig
+        # also has are copied into self.config whenever they change.
+        self.settings = settings_from_config(config)
         self._connect = connect  # torua.bus.connect; the in-memory harness passes its own
         self.nc: NATS | None = None
         self._own_connection = True
@@ -88,8 +104,11 @@ class Coordinator:
         self._settle_until = 0.0
         self.failing_over: set[int] = set()
         self._cut_off = False  # every node silent at once: judge none (health.cut_off)
+        self._refusals_logged: dict[tuple[str, str], float] = {}  # (node, reason) -> when last logged
         self._next_reconcile = 0.0
         self.replicas = ReplicaKeeper(self)
+        self.load = LoadMoves(self)  # hot shards: POST /cluster/rebalance and auto_rebalance
+        self.settings_keeper = SettingsKeeper(self)  # loads, changes and spreads self.settings
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = asyncio.Event()
         self._map_lock = asyncio.Lock()
@@ -104,9 +123,13 @@ class Coordinator:
         else:
             self.nc, self._own_connection = nc, False
         self.state = await ClusterState.open(self.nc, self.config.kv_replicas)
+        await self.settings_keeper.load()  # stored settings win over the flags
         self.map = await self.state.load_map()
         for record in (await self.state.load_nodes()).values():
-            self.nodes[record["id"]] = NodeRecord(record["id"], record.get("first_seen", time.time()), bool(record.get("draining")))
+            self.nodes[record["id"]] = NodeRecord(
+                record["id"], record.get("first_seen", time.time()), bool(record.get("draining")),
+                maintenance=bool(record.get("maintenance")), evacuating=bool(record.get("evacuating")),
+            )
         if self.map is not None:
             log.info("resuming shard map at epoch %d (%d shards, %d known nodes)", self.map.epoch, self.map.num_shards, len(self.nodes))
             if self.term:
@@ -152,10 +175,12 @@ class Coordinator:
     async def _on_heartbeat(self, msg) -> None:
         if not self.may_act():
             return  # a deposed leader: the leader answers this heartbeat
+        raw: Any = None
         try:
-            beat = decode(Heartbeat, msg.data)
+            raw = unpack(msg.data)
+            beat = from_dict(Heartbeat, raw)
         except TouraError as exc:
-            log.warning("ignoring malformed heartbeat: %s", exc.message)
+            await self._refuse_heartbeat(msg, raw, exc)
             return
         if not subjects.valid_node_id(beat.node_id):
             log.warning("ignoring heartbeat from invalid node id %r", beat.node_id)
@@ -172,13 +197,40 @@ class Coordinator:
         record.last_seen = time.monotonic()
         record.last_wall = time.time()
         record.heartbeat = beat
+        self._note_disk_level(record)
+        record.protocol = raw["v"]
         if record.status != "healthy":
             self._update_health()
         if msg.reply:
             try:
-                await msg.respond(encode(self.lease_grant(beat.node_id)))
+                await msg.respond(encode(self.settings_keeper.with_settings(self.lease_grant(beat.node_id), beat)))
             except Exception as exc:
                 log.debug("could not answer %s's heartbeat: %s", beat.node_id, exc)
+
+    async def _refuse_heartbeat(self, msg, raw: Any, exc: TouraError) -> None:
+        """Answer a heartbeat this coordinator cannot take with a refusal every
+        protocol version reads, so the node logs why; the node is not registered,
+        stays out of placement and is judged unhealthy if it was known."""
+        fields = raw if isinstance(raw, dict) else {}
+        node_id = fields.get("node_id") if isinstance(fields.get("node_id"), str) else ""
+        me = f"coordinator {self.config.id}"
+        if exc.code == "unsupported_version":
+            reason = refusal_reason(fields.get("v"), me, f"node {node_id}" if node_id else "the node")
+            software = fields.get("version") if isinstance(fields.get("version"), str) else "?"
+            what = f"refusing heartbeat of node {node_id or '?'} (torua {software}): {reason}"
+        else:
+            reason = exc.message
+            what = f"refusing malformed heartbeat{' of node ' + node_id if node_id else ''}: {reason}"
+        # The node retries every interval: say it once per node and reason every 30 s.
+        key, now = (node_id, reason), time.monotonic()
+        if now - self._refusals_logged.get(key, -math.inf) >= 30:
+            self._refusals_logged[key] = now
+            log.warning("%s", what)
+        if msg.reply:
+            try:
+                await msg.respond(encode_refusal(exc.code, reason, by=me))
+            except Exception as err:
+                log.debug("could not answer a refused heartbeat: %s", err)
 
     def lease_seconds(self) -> float:
         """How long a grant lasts from when the node sent its heartbeat: it runs out
@@ -262,6 +314,7 @@ class Coordinator:
             self.needs_rebalance = False
             self._plan_moves()
         self._start_moves()
+        self.load.tick()
         self._send_assignments()
 
     async def _maybe_form(self) -> None:
@@ -285,12 +338,29 @@ class Coordinator:
             NodeView(
                 id=n.id,
                 status=n.status,
-                draining=n.draining,
+                draining=n.draining or n.evacuating,
                 gone=n.unhealthy_since is not None and now - n.unhealthy_since >= self.config.node_left_delay,
                 max_shards=(n.heartbeat.max_shards if n.heartbeat else None) or None,
+                maintenance=n.maintenance,
+                disk=self.node_disk_level(n),
             )
             for n in self.nodes.values()
         ]
+
+    def node_disk_level(self, record: NodeRecord) -> str:
+        """The node's disk against the watermarks in force now (they change at run time)."""
+        beat = record.heartbeat
+        if beat is None:
+            return DISK_OK
+        return disk_level(beat.disk_used, beat.disk_free, self.settings.disk_low_watermark, self.settings.disk_high_watermark)
+
+    def _note_disk_level(self, record: NodeRecord) -> None:
+        level = self.node_disk_level(record)
+        if level != record.disk_level:
+            log.info("node %s disk: %s -> %s", record.id, record.disk_level, level)
+            record.disk_level = level
+            self.needs_rebalance = True
+            self._next_reconcile = 0.0
 
     async def update_map(self, change: Callable[[ShardMap | None], ShardMap | None], announce: bool = True) -> bool:
         """Apply `change` to the current map at a new epoch: persist, then announce.
@@ -308,7 +378,7 @@ class Coordinator:
             new_map = shardmap.with_shard_epochs(self.map, stamped)
             await self.state.save_map(new_map)
             self.map = new_map
-        log.info("shard map epoch %d", new_map.epoch)
+        log.info("shard map epoch %d", new_map.epoch, extra={"epoch": new_map.epoch})
         if announce:
             await self.announce()
         return True
@@ -323,6 +393,18 @@ class Coordinator:
             record.draining = draining
             log.info("node %s %s", record.id, "draining: its copies move away" if draining else "no longer draining")
             await self._save_node(record)
+            self.needs_rebalance = True
+            self._next_reconcile = 0.0
+
+    async def set_capacity_flags(self, records: list[NodeRecord], **flags: bool) -> None:
+        """Set maintenance / evacuating / draining on every record at once, persist, re-plan."""
+        changed = [r for r in records if any(getattr(r, k) != v for k, v in flags.items())]
+        for record in changed:
+            for k, v in flags.items():
+                setattr(record, k, v)
+            log.info("node %s: %s", record.id, ", ".join(f"{k}={v}" for k, v in flags.items()))
+        await asyncio.gather(*(self._save_node(r) for r in changed))
+        if changed:
             self.needs_rebalance = True
             self._next_reconcile = 0.0
 
@@ -375,7 +457,7 @@ class Coordinator:
 
     async def _run_move(self, move: Move) -> None:
         shard = move.shard_id
-        log.info("move shard %d %s -> %s (%s)", shard, move.source, move.target, move.reason)
+        log.info("move shard %d %s -> %s (%s)", shard, move.source, move.target, move.reason, extra={"shard": shard, "epoch": self.map.epoch if self.map else None})
         try:
             await self.update_map(lambda m: shardmap.set_entry(m, shard, target=move.target, state="moving"))
             assert self.map is not None
@@ -396,7 +478,7 @@ class Coordinator:
             )
             move.advance("ok")
         except Exception as exc:
-            log.warning("move of shard %d to %s failed in %s: %s; aborting", shard, move.target, move.phase, exc)
+            log.warning("move of shard %d to %s failed in %s: %s; aborting", shard, move.target, move.phase, exc, extra={"shard": shard})
             move.phase = "aborting"
             await self._abort(move)
             return
@@ -414,7 +496,7 @@ class Coordinator:
             move.advance("failed")
             log.warning("source %s kept a retired copy of shard %d: %s", move.source, shard, exc)
         self.moves.pop(shard, None)
-        log.info("moved shard %d to %s at epoch %d", shard, move.target, self.map.epoch)
+        log.info("moved shard %d to %s at epoch %d", shard, move.target, self.map.epoch, extra={"shard": shard, "epoch": self.map.epoch})
 
     async def _abort(self, move: Move) -> None:
         await self._undo_steps(move, "abort")
@@ -445,7 +527,7 @@ class Coordinator:
                 if len(self.moves) >= self.config.max_moves:
                     return
                 move = Move(shard_id, source, target, time.time(), reason="resumed")
-                log.info("resuming the move of shard %d %s -> %s", shard_id, source, target)
+                log.info("resuming the move of shard %d %s -> %s", shard_id, source, target, extra={"shard": shard_id})
                 self.moves[shard_id] = move
                 self._spawn(self._resume(move))
             elif now >= give_up:
@@ -523,6 +605,9 @@ class Coordinator:
             data = msg.data
             try:
                 ack = decode(AssignmentAck, data)
+            except Refused as exc:  # e.g. the node speaks an incompatible protocol version
+                log.warning("%s refuses the assignment: %s", exc.by or f"node {node_id}", exc.message)
+                return
             except TouraError:
                 reply = decode(ShardCommandReply, data)
                 log.warning("node %s refused assignment: %s %s", node_id, reply.error_code, reply.error_message)
@@ -546,6 +631,19 @@ class Coordinator:
                 return m
 
             await self.update_map(mark_created)
+
+
+def settings_from_config(config: CoordinatorConfig) -> ClusterSettings:
+    return ClusterSettings(
+        heartbeat_interval=config.heartbeat_interval,
+        unhealthy_after=config.unhealthy_after,
+        node_left_delay=config.node_left_delay,
+        max_moves=config.max_moves,
+        replication_factor=config.replicas,
+        log_level=config.log_level,
+        disk_low_watermark=config.disk_low_watermark,
+        disk_high_watermark=config.disk_high_watermark,
+    )
 
 
 async def _no_standbys() -> list[str]:

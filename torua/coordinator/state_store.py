@@ -39,6 +39,7 @@ class ClusterState:
         # The revision of each node record this coordinator read or wrote: its writes
         # are compare-and-set too, so a deposed leader cannot overwrite a newer one.
         self._node_revisions: dict[str, int] = {}
+        self._settings_revision: int | None = None
 
     @classmethod
     async def open(cls, nc: NATS, replicas: int = 1) -> "ClusterState":
@@ -89,3 +90,24 @@ class ClusterState:
             self._node_revisions[record["id"]] = await self._kv.create(key, data)
         else:
             self._node_revisions[record["id"]] = await self._kv.update(key, data, last=revision)
+
+    async def load_settings(self) -> tuple[dict, int] | None:
+        """(the stored cluster settings as plain data, their revision), or None if never set."""
+        try:
+            entry = await self._kv.get(subjects.CONFIG_KEY)
+        except KeyNotFoundError:
+            return None
+        if not entry.value:
+            return None
+        self._settings_revision = entry.revision
+        return json.loads(entry.value), entry.revision
+
+    async def save_settings(self, settings: dict) -> int:
+        """Create or compare-and-set the settings on the revision last read or written;
+        `KeyWrongLastSequenceError` if another coordinator wrote them since. Returns the new revision."""
+        data = json.dumps(settings, sort_keys=True).encode()
+        if self._settings_revision is None:
+            self._settings_revision = await self._kv.create(subjects.CONFIG_KEY, data)
+        else:
+            self._settings_revision = await self._kv.update(subjects.CONFIG_KEY, data, last=self._settings_revision)
+        return self._settings_revision

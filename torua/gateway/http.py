@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import json
 import logging
+import asyncio
 import math
 import re
+import time
 from typing import Any, Awaitable, Callable
 from urllib.parse import urlsplit
 
@@ -25,6 +27,7 @@ from torua.config import GatewayConfig
 from torua.gateway.openapi import openapi_document
 from torua.gateway.paths import key_from_raw_path
 from torua.gateway.service import Gateway
+from torua.metrics import CONTENT_TYPE_LATEST, http_op
 from torua.protocol.errors import HTTP_STATUS, TouraError
 
 log = logging.getLogger("torua.gateway.http")
@@ -40,12 +43,18 @@ _AIOHTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "value_too_l
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def error_response(code: str, message: str, status: int | None = None, retry_after: float | None = None, headers: dict[str, str] | None = None) -> web.Response:
+def error_response(
+    code: str, message: str, status: int | None = None, retry_after: float | None = None, headers: dict[str, str] | None = None,
+    fields: dict[str, str] | None = None,
+) -> web.Response:
     status = status or HTTP_STATUS.get(code, 500)
     out = dict(headers or {})
     if status == 503:
         out["Retry-After"] = str(max(1, math.ceil(retry_after or 1)))
-    return web.json_response({"error": {"code": code, "message": message}}, status=status, headers=out)
+    error: dict[str, Any] = {"code": code, "message": message}
+    if fields:
+        error["fields"] = fields  # what is wrong with each named field (e.g. a setting)
+    return web.json_response({"error": error}, status=status, headers=out)
 
 
 def _too_large(size: int | None, limit: int) -> TouraError:
@@ -55,11 +64,33 @@ def _too_large(size: int | None, limit: int) -> TouraError:
 
 
 @web.middleware
+async def counted(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count and time every request by operation and the status it leaves with
+    (outermost, so errors_as_json's answers are counted as sent)."""
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    except asyncio.CancelledError:
+        status = 499  # the client went away first
+        raise
+    finally:
+        resource = request.match_info.route.resource
+        op = http_op(request.method, resource.canonical if resource is not None else None)
+        request.app[GATEWAY].metrics.observe_http(op, status, time.perf_counter() - started)
+
+
+@web.middleware
 async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except TouraError as exc:
-        return error_response(exc.code, exc.message, retry_after=exc.retry_after)
+        return error_response(exc.code, exc.message, retry_after=exc.retry_after, fields=exc.fields)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise  # redirects and the like are not errors
@@ -190,6 +221,32 @@ async def drain(request: web.Request) -> web.StreamResponse:
     return web.json_response(await _gw(request).drain(request.match_info["node_id"], on), status=202 if on else 200)
 
 
+async def evacuate(request: web.Request) -> web.StreamResponse:
+    """POST moves every copy off the node now (409 if the others have no room); DELETE undoes it."""
+    on = request.method == "POST"
+    return web.json_response(await _gw(request).evacuate(request.match_info["node_id"], on), status=202 if on else 200)
+
+
+async def maintenance(request: web.Request) -> web.StreamResponse:
+    """{"nodes": [...], "maintenance": true|false, "drain": false}: all named nodes or none."""
+    body = await read_json_object(request)
+    unknown = sorted(set(body) - {"nodes", "maintenance", "drain"})
+    if unknown:
+        raise TouraError("bad_request", f"unknown field(s) {', '.join(unknown)}; expected nodes, maintenance and drain")
+    if "nodes" not in body or "maintenance" not in body:
+        raise TouraError("bad_request", "the body needs nodes (a list of node ids) and maintenance (true or false)")
+    return web.json_response(await _gw(request).maintenance(body["nodes"], body["maintenance"], body.get("drain", False)))
+
+
+async def allocation_explain(request: web.Request) -> web.StreamResponse:
+    raw = request.query.get("shard", "")
+    if raw == "":
+        raise TouraError("bad_request", "the query parameter shard is required: /cluster/allocation/explain?shard=N")
+    if not _DIGITS.fullmatch(raw):
+        raise TouraError("bad_request", f"shard must be a shard number (0, 1, ...), not {raw[:40]!r}")
+    return web.json_response(await _gw(request).explain(int(raw)))
+
+
 async def nodes(request: web.Request) -> web.StreamResponse:
     return web.json_response(await _gw(request).nodes())
 
@@ -207,6 +264,32 @@ async def cluster_health(request: web.Request) -> web.StreamResponse:
     return web.json_response(await _gw(request).cluster_health())
 
 
+async def rebalance(request: web.Request) -> web.StreamResponse:
+    """Spread hot shards now; ?dry_run=true only says what it would do. 202 when moves started."""
+    raw = request.query.get("dry_run", "false").lower()
+    if raw not in ("true", "false", "1", "0", ""):
+        raise TouraError("bad_request", f"dry_run must be true or false, not {raw[:40]!r}")
+    result = await _gw(request).rebalance(dry_run=raw in ("true", "1"))
+    return web.json_response(result, status=202 if result["started"] else 200)
+
+
+async def get_cluster_config(request: web.Request) -> web.StreamResponse:
+    return web.json_response(await _gw(request).cluster_config())
+
+
+async def put_cluster_config(request: web.Request) -> web.StreamResponse:
+    """The body names the settings to change: all of them change, or (400) none."""
+    return web.json_response(await _gw(request).set_cluster_config(await read_json_object(request)))
+
+
+async def broadcast(request: web.Request) -> web.StreamResponse:
+    body = await read_json_object(request)
+    unknown = sorted(set(body) - {"kind", "body"})
+    if unknown:
+        raise TouraError("bad_request", f"unknown field(s) {', '.join(unknown)}; expected kind and optionally body")
+    return web.json_response(await _gw(request).broadcast(body.get("kind"), body.get("body")))
+
+
 async def health(request: web.Request) -> web.StreamResponse:
     return web.json_response(_gw(request).gateway_health())
 
@@ -215,9 +298,14 @@ async def openapi(request: web.Request) -> web.StreamResponse:
     return web.json_response(openapi_document())
 
 
+async def metrics(request: web.Request) -> web.StreamResponse:
+    """Prometheus text format (torua.metrics)."""
+    return web.Response(body=_gw(request).metrics.exposition(), headers={hdrs.CONTENT_TYPE: CONTENT_TYPE_LATEST})
+
+
 def make_app(config: GatewayConfig, gateway: Gateway) -> web.Application:
     # client_max_size guards request.read() anywhere; PUT bodies are also counted in read_body.
-    app = web.Application(middlewares=[errors_as_json], client_max_size=config.max_value_bytes + 1)
+    app = web.Application(middlewares=[counted, errors_as_json], client_max_size=config.max_value_bytes + 1)
     app[GATEWAY] = gateway
     app[CONFIG] = config
     r = app.router
@@ -232,8 +320,17 @@ def make_app(config: GatewayConfig, gateway: Gateway) -> web.Application:
     r.add_get("/nodes/{node_id}", node)
     r.add_post("/nodes/{node_id}/drain", drain)
     r.add_delete("/nodes/{node_id}/drain", drain)
+    r.add_post("/nodes/maintenance", maintenance)
+    r.add_post("/nodes/{node_id}/evacuate", evacuate)
+    r.add_delete("/nodes/{node_id}/evacuate", evacuate)
+    r.add_get("/cluster/allocation/explain", allocation_explain)
     r.add_get("/cluster/info", cluster_info)
     r.add_get("/cluster/health", cluster_health)
+    r.add_get("/cluster/config", get_cluster_config)
+    r.add_post("/cluster/rebalance", rebalance)
+    r.add_put("/cluster/config", put_cluster_config)
+    r.add_post("/broadcast", broadcast)
     r.add_get("/health", health)
     r.add_get("/openapi.json", openapi)
+    r.add_get("/metrics", metrics)
     return app

@@ -2,7 +2,8 @@
 
 Endpoints live under ``torua.api`` in queue group ``torua-gateway``, so every
 gateway shares the load and ``nats micro ls`` / ``$SRV.PING`` find them:
-``kv.get|put|delete|list`` and ``cluster.info|health|shards|nodes``.
+``kv.get|put|delete|list``, ``cluster.info|health|shards|nodes|explain``,
+``cluster.config`` / ``cluster.config.set``, ``cluster.broadcast`` and ``cluster.rebalance``.
 
 Payloads are msgpack maps, or JSON when the request has the header
 ``Content-Type: application/json`` (the reply is JSON too)::
@@ -23,6 +24,7 @@ import base64
 import binascii
 import json
 import logging
+import time
 from typing import Any, Awaitable, Callable
 
 import msgpack
@@ -167,6 +169,33 @@ async def kv_list(gw: Gateway, body: Body, as_json: bool) -> Body:
     return await gw.kv_list(field(body, "prefix", str, ""), field(body, "limit", int, 100), field(body, "cursor", str))
 
 
+async def cluster_explain(gw: Gateway, body: Body, as_json: bool) -> Body:
+    check_fields(body, frozenset({"shard"}))
+    shard = field(body, "shard", int, required=True)
+    if shard < 0:
+        raise TouraError("bad_request", f"shard must be a shard number (0, 1, ...), not {shard}")
+    return await gw.explain(shard)
+
+
+async def cluster_config_set(gw: Gateway, body: Body, as_json: bool) -> Body:
+    """The body names the settings to change (as PUT /cluster/config)."""
+    return await gw.set_cluster_config(body)
+
+
+async def cluster_rebalance(gw: Gateway, body: Body, as_json: bool) -> Body:
+    """As POST /cluster/rebalance; ``{"dry_run": true}`` only says what it would do."""
+    check_fields(body, frozenset({"dry_run"}))
+    dry_run = body.get("dry_run", False)
+    if not isinstance(dry_run, bool):
+        raise TouraError("bad_request", "field 'dry_run' must be true or false")
+    return await gw.rebalance(dry_run)
+
+
+async def cluster_broadcast(gw: Gateway, body: Body, as_json: bool) -> Body:
+    check_fields(body, frozenset({"kind", "body"}))
+    return await gw.broadcast(body.get("kind"), body.get("body"))
+
+
 def _cluster(call: Callable[[Gateway], Awaitable[Body]]) -> Handler:
     async def handle(gw: Gateway, body: Body, as_json: bool) -> Body:
         check_fields(body, NONE)
@@ -184,6 +213,11 @@ ENDPOINTS: dict[str, Handler] = {
     "cluster.health": _cluster(Gateway.cluster_health),
     "cluster.shards": _cluster(Gateway.shards),
     "cluster.nodes": _cluster(Gateway.nodes),
+    "cluster.explain": cluster_explain,
+    "cluster.config": _cluster(Gateway.cluster_config),
+    "cluster.config.set": cluster_config_set,
+    "cluster.broadcast": cluster_broadcast,
+    "cluster.rebalance": cluster_rebalance,
 }
 
 
@@ -238,7 +272,11 @@ class NatsApi:
         return spawn
 
     async def _serve(self, handler: Handler, request: Request) -> None:
+        started = time.perf_counter()
         payload, error = await answer(self.gateway, handler, request.data, request.headers)
+        # The endpoint's own subject (no wildcards), e.g. "kv.get": a bounded label.
+        op = request.subject.removeprefix(subjects.API + ".")
+        self.gateway.metrics.observe_nats(op, "ok" if error is None else error.code, time.perf_counter() - started)
         headers = reply_headers(request.headers)
         try:
             if error is None:

@@ -10,6 +10,7 @@ from functools import cache
 from typing import Any
 
 from torua import __version__
+from torua.cluster_settings import describe as describe_settings
 
 Schema = dict[str, Any]
 
@@ -72,9 +73,30 @@ KEY_PARAM = {
     "schema": {"type": "string", "minLength": 1},
 }
 
+def _settings_properties() -> dict[str, Schema]:
+    out: dict[str, Schema] = {}
+    for name, d in describe_settings().items():
+        schema: Schema = {"type": {"float": "number", "int": "integer", "str": "string", "bool": "boolean"}[d["type"]], "description": d["help"]}
+        if "min" in d:
+            schema["minimum"], schema["maximum"] = d["min"], d["max"]
+        if "choices" in d:
+            schema["enum"] = d["choices"]
+        out[name] = schema
+    return out
+
+
 SCHEMAS: dict[str, Schema] = {
     "Error": obj(
-        {"error": obj({"code": {"type": "string", "examples": ["not_found"]}, "message": STR})},
+        {
+            "error": obj(
+                {
+                    "code": {"type": "string", "examples": ["not_found"]},
+                    "message": STR,
+                    "fields": {"type": "object", "additionalProperties": STR, "description": "what is wrong with each named field (e.g. a setting)"},
+                },
+                required=["code", "message"],
+            )
+        },
         description="every error, with the HTTP status of its code",
     ),
     "KeyPage": obj(
@@ -99,7 +121,11 @@ SCHEMAS: dict[str, Schema] = {
     "Node": obj(
         {
             "id": STR,
-            "status": {"enum": ["unknown", "healthy", "unhealthy"]},
+            "status": {
+                "enum": ["unknown", "healthy", "unhealthy", "draining", "drained", "evacuating", "evacuated"],
+                "description": "the health, except for a healthy node being drained or evacuated",
+            },
+            "health": {"enum": ["unknown", "healthy", "unhealthy"]},
             "shards": {**INT, "description": "how many shards it holds"},
             "shard_ids": INTS,
             "primaries": INTS,
@@ -107,15 +133,66 @@ SCHEMAS: dict[str, Schema] = {
             "missed_heartbeats": INT,
             "draining": BOOL,
             "version": STR,
+            "protocol": {**INT, "description": "protocol version of the node's last heartbeat (0: none yet)"},
             "host": STR,
             "pid": INT,
             "max_shards": INT_OR_NULL,
             "uptime_seconds": {"type": ["number", "null"]},
             "keys": INT,
             "bytes": INT,
+            "ops_rate": {**NUM, "description": "KV operations per second its copies served lately (reads and writes)"},
+            "write_rate": {**NUM, "description": "of which writes"},
+            "maintenance": {**BOOL, "description": "takes no new copies; keeps serving what it holds"},
+            "evacuating": BOOL,
+            "capacity": ref("Capacity"),
+        },
+        required=["id", "status", "shards", "shard_ids", "last_heartbeat", "draining", "max_shards", "maintenance", "evacuating", "capacity"],
+    ),
+    "Capacity": obj(
+        {
+            "max_shards": INT_OR_NULL,
+            "shards": INT,
+            "free_slots": {**INT_OR_NULL, "description": "max_shards - shards; null = no limit"},
+            "disk_total_bytes": INT,
+            "disk_used_bytes": INT,
+            "disk_free_bytes": INT,
+            "disk_percent": {"type": ["number", "null"], "description": "used / (used + free), as df shows it; null = not reported"},
+            "disk_level": {"enum": ["ok", "above_low", "above_high"], "description": "against disk_low_watermark / disk_high_watermark"},
         }
     ),
     "Nodes": obj({"nodes": {"type": "array", "items": ref("Node")}}),
+    "MaintenanceRequest": obj(
+        {"nodes": STRS, "maintenance": BOOL, "drain": {**BOOL, "default": False, "description": "also move their copies off (needs maintenance: true)"}},
+        required=["nodes", "maintenance"],
+    ),
+    "MaintenanceResult": obj({"maintenance": BOOL, "drain": BOOL, "nodes": {"type": "array", "items": ref("Node")}}),
+    "AllocationExplanation": obj(
+        {
+            "shard_id": INT,
+            "status": {"enum": ["assigned", "out_of_sync", "under_replicated", "moving", "unavailable", "unassigned"]},
+            "summary": {**STR, "description": "why the shard is (not) where it should be, in one sentence"},
+            "state": ref("ShardState"),
+            "primary": STR_OR_NULL,
+            "replication_factor": INT,
+            "copies": {
+                "type": "array",
+                "items": obj({"node": STR, "role": {"enum": ["primary", "replica"]}, "in_sync": BOOL, "node_status": STR, "stays": BOOL, "reason": STR}),
+            },
+            "nodes": {
+                "type": "array",
+                "items": obj(
+                    {
+                        "node": STR,
+                        "decision": {"enum": ["holds_copy", "will_take", "could_take", "cannot_take"]},
+                        "reason": STR,
+                        "codes": {**STRS, "description": "unhealthy, gone, draining, maintenance, disk_low_watermark, disk_high_watermark, max_shards"},
+                    }
+                ),
+            },
+            "planned": {**STRS, "description": "where the placement plan wants the copies, primary first"},
+            "move": {"oneOf": [ref("Move"), {"type": "null"}]},
+        }
+    ),
     "Move": obj({"shard_id": INT, "source": STR_OR_NULL, "target": STR, "phase": STR, "started_at": TIME_OR_NULL}),
     "ClusterInfo": obj(
         {
@@ -161,6 +238,56 @@ SCHEMAS: dict[str, Schema] = {
             "map_epoch": INT_OR_NULL,
             "version": STR,
             "uptime_seconds": NUM,
+        }
+    ),
+    "Settings": obj(_settings_properties(), description="the cluster settings (torua.cluster_settings)"),
+    "SettingsChange": obj(_settings_properties(), required=[], description="the settings to change, by name; at least one"),
+    "ClusterConfig": obj(
+        {"settings": ref("Settings"), "revision": {**INT, "description": "of the stored settings; 0 = never changed"}, "describe": {"type": "object"}}
+    ),
+    "ClusterConfigChanged": obj(
+        {
+            "settings": ref("Settings"),
+            "revision": INT,
+            "applied_by": {**STRS, "description": "healthy nodes that applied the change"},
+            "missing": {**STRS, "description": "healthy nodes that did not acknowledge in time (they get it with their next heartbeat reply)"},
+        }
+    ),
+    "LoadAction": obj(
+        {
+            "kind": {"enum": ["move", "swap"]},
+            "how": {"enum": ["copy", "primary"], "description": "copy: the copy moves with its data; primary: an in-sync replica becomes primary"},
+            "shard_id": {**INT, "description": "the hot shard, leaving source for target"},
+            "source": STR,
+            "target": STR,
+            "swap_with": {**INT_OR_NULL, "description": "in a swap: the colder shard going from target to source"},
+        }
+    ),
+    "Rebalance": obj(
+        {
+            "actions": {"type": "array", "items": ref("LoadAction")},
+            "reason": {**STR, "description": "why these actions, or why none (balanced, idle, nothing to do, busy, settling)"},
+            "started": BOOL,
+            "dry_run": BOOL,
+            "loads": {"type": "object", "additionalProperties": NUM, "description": "ops/s per node that may take part, as seen"},
+            "mean": NUM,
+            "threshold": {**NUM, "description": "mean * (1 + rebalance_tolerance): the busiest node must exceed it"},
+            "expected_loads": {"type": "object", "additionalProperties": NUM},
+            "shard_rates": {"type": "object", "additionalProperties": NUM, "description": "ops/s per shard id"},
+        },
+        description="load-based rebalancing of hot shards (ARCHITECTURE.md, Load rebalancing)",
+    ),
+    "BroadcastRequest": obj({"kind": {**STR, "examples": ["ping"]}, "body": {"type": "object"}}, required=["kind"]),
+    "BroadcastReply": obj(
+        {"node_id": STR, "ok": BOOL, "kind": STR, "detail": {"type": "object"}, "error": obj({"code": STR, "message": STR})},
+        required=["node_id", "ok", "kind", "detail"],
+    ),
+    "BroadcastResult": obj(
+        {
+            "kind": STR,
+            "replies": {"type": "array", "items": ref("BroadcastReply")},
+            "missing": {**STRS, "description": "healthy nodes that did not answer within the deadline (2 s)"},
+            "expected": {"type": ["array", "null"], "items": STR, "description": "the healthy nodes waited for; null if no coordinator answered"},
         }
     ),
 }
@@ -229,10 +356,71 @@ def openapi_document() -> dict[str, Any]:
                 "responses": {"200": json_body(ref("Node"), "the node"), **errors(404, 503)},
             },
         },
+        "/nodes/{node_id}/evacuate": {
+            "parameters": [{"name": "node_id", "in": "path", "required": True, "schema": STR}],
+            "post": {
+                "summary": "Move every copy off the node now (status evacuating, then evacuated); 409 if the other nodes have no room",
+                "responses": {"202": json_body(ref("Node"), "the node, now evacuating"), **errors(404, 409, 503)},
+            },
+            "delete": {
+                "summary": "Undo an evacuation: the node may take copies again",
+                "responses": {"200": json_body(ref("Node"), "the node"), **errors(404, 503)},
+            },
+        },
+        "/nodes/maintenance": {
+            "post": {
+                "summary": "Put several nodes in maintenance (no new copies; drain: true also moves theirs off) or take them out; all or none",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": ref("MaintenanceRequest")}}},
+                "responses": {"200": json_body(ref("MaintenanceResult"), "the named nodes"), **errors(400, 404, 413, 503)},
+            }
+        },
+        "/cluster/allocation/explain": {
+            "get": _get(
+                "Why a shard's copies are where they are, and why other nodes hold none",
+                json_body(ref("AllocationExplanation"), "the explanation"),
+                400, 503,
+                parameters=[{"name": "shard", "in": "query", "required": True, "schema": {"type": "integer", "minimum": 0}}],
+            )
+        },
         "/cluster/info": {"get": _get("Cluster id, leading coordinator and standbys, versions, counts, moves in flight", json_body(ref("ClusterInfo"), "info"), 503)},
         "/cluster/health": {"get": _get("green / yellow / red, with counts", json_body(ref("ClusterHealth"), "health"), 503)},
+        "/cluster/config": {
+            "get": _get("The cluster settings, their revision, and what each one means", json_body(ref("ClusterConfig"), "settings"), 503),
+            "put": {
+                "summary": "Change cluster settings, all or nothing: persisted, applied by the coordinator, sent to every node",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": ref("SettingsChange")}}},
+                "responses": {
+                    "200": json_body(ref("ClusterConfigChanged"), "the new settings and which nodes applied them"),
+                    **errors(400, 409, 413, 503),
+                },
+            },
+        },
+        "/cluster/rebalance": {
+            "post": {
+                "summary": "Spread hot shards now: move or swap shards off the busiest node, keeping shard counts balanced",
+                "parameters": [{"name": "dry_run", "in": "query", "description": "only say what it would do", "schema": {"type": "boolean", "default": False}}],
+                "responses": {
+                    "202": json_body(ref("Rebalance"), "moves started"),
+                    "200": json_body(ref("Rebalance"), "nothing started (balanced, busy, settling or a dry run), and why"),
+                    **errors(400, 503),
+                },
+            }
+        },
+        "/broadcast": {
+            "post": {
+                "summary": "Send a message (kind ping, ...) to every node and gather their answers",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": ref("BroadcastRequest")}}},
+                "responses": {"200": json_body(ref("BroadcastResult"), "every answer, and the healthy nodes that did not answer"), **errors(400, 413, 503)},
+            }
+        },
         "/health": {"get": _get("This gateway (answers without asking the cluster)", json_body(ref("GatewayHealth"), "gateway status"))},
         "/openapi.json": {"get": _get("This document", json_body({"type": "object"}, "OpenAPI 3.1"))},
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics of this gateway (text exposition format)",
+                "responses": {"200": {"description": "metrics", "content": {"text/plain": {"schema": {"type": "string"}}}}},
+            }
+        },
     }
     for item in paths.values():  # a wrong method on any path is a JSON 405
         for op in item.values():

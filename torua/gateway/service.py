@@ -9,6 +9,7 @@ cannot do now; the front-ends turn it into their error shape.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import logging
 import signal
@@ -20,15 +21,36 @@ from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError, MaxPayloadError, NoRespondersError, TimeoutError as NatsTimeout
 
 from torua import __version__
+from torua.broadcast import BROADCAST_TIMEOUT, check_kind, gather
 from torua.bus import connect
 from torua.cluster_health import cluster_health
+from torua.cluster_settings import describe as describe_settings
 from torua.config import GatewayConfig
 from torua.keys import MAX_KEY_BYTES, shard_for_key, validate_key
 from torua.listing import MAX_LIMIT, list_keys
+from torua.metrics import GatewayMetrics, metrics_server
 from torua.protocol import subjects
 from torua.protocol.codec import encode, from_dict, unpack
 from torua.protocol.errors import TouraError
-from torua.protocol.messages import Ack, AssignRequest, CoordinatorInfo, KvReply, KvRequest, NodeRequest, NodesReply, NodeStatus, ShardMap
+from torua.protocol.messages import (
+    Ack,
+    AllocationExplanation,
+    AssignRequest,
+    BroadcastReply,
+    ClusterConfig,
+    CoordinatorInfo,
+    ExplainRequest,
+    KvReply,
+    KvRequest,
+    MaintenanceRequest,
+    NodeRequest,
+    NodesReply,
+    NodeStatus,
+    RebalanceReply,
+    RebalanceRequest,
+    SettingsChange,
+    ShardMap,
+)
 from torua.routing import RETRY_AFTER_SECONDS, MapCache, ShardRouter
 
 log = logging.getLogger("torua.gateway")
@@ -48,11 +70,14 @@ def iso_time(ts: float | None) -> str | None:
 def node_view(n: NodeStatus) -> dict[str, Any]:
     """A node as `/nodes` shows it: `shards` is a count, `shard_ids` the list.
 
-    `status` is the node's health, except that a healthy node being drained is
-    ``draining`` until it holds no copy, then ``drained``; `health` is always the health.
+    `status` is the node's health, except that a healthy node being evacuated is
+    ``evacuating`` until it holds no copy, then ``evacuated`` (likewise ``draining``,
+    ``drained``); `health` is always the health.
     """
     status = n.status
-    if n.draining and n.status == "healthy":
+    if n.evacuating and n.status == "healthy":
+        status = "evacuated" if not n.shards else "evacuating"
+    elif n.draining and n.status == "healthy":
         status = "drained" if not n.shards else "draining"
     return {
         "id": n.id,
@@ -65,13 +90,36 @@ def node_view(n: NodeStatus) -> dict[str, Any]:
         "missed_heartbeats": n.missed_heartbeats,
         "draining": n.draining,
         "version": n.version,
+        "protocol": n.protocol,
         "host": n.host,
         "pid": n.pid,
         "max_shards": n.max_shards,
         "uptime_seconds": round(time.time() - n.started_at, 3) if n.started_at else None,
         "keys": n.keys,
         "bytes": n.bytes,
+        "ops_rate": n.ops_rate,
+        "write_rate": n.write_rate,
+        "maintenance": n.maintenance,
+        "evacuating": n.evacuating,
+        "capacity": {
+            "max_shards": n.max_shards,
+            "shards": len(n.shards),
+            "free_slots": None if n.max_shards is None else max(0, n.max_shards - len(n.shards)),
+            "disk_total_bytes": n.disk_total,
+            "disk_used_bytes": n.disk_used,
+            "disk_free_bytes": n.disk_free,
+            "disk_percent": n.disk_percent,
+            "disk_level": n.disk_level,
+        },
     }
+
+
+def explanation_view(e: AllocationExplanation) -> dict[str, Any]:
+    """`GET /cluster/allocation/explain` as JSON: the message, with the move's start as ISO time."""
+    out = dataclasses.asdict(e)
+    if out["move"] is not None:
+        out["move"]["started_at"] = iso_time(out["move"]["started_at"])
+    return out
 
 
 def shards_view(m: ShardMap) -> dict[str, Any]:
@@ -102,6 +150,7 @@ class Gateway:
         self.maps = MapCache(nc)
         self.router = ShardRouter(nc, self.maps)
         self.started_at = time.time()
+        self.metrics = GatewayMetrics(self)
 
     async def start(self) -> None:
         await self.maps.start()
@@ -184,10 +233,10 @@ class Gateway:
 
     # ------------------------------------------------------------- cluster
 
-    async def _ask(self, call: str, reply_type: type[T], payload: bytes = b"") -> T:
+    async def _ask(self, call: str, reply_type: type[T], payload: bytes = b"", timeout: float | None = None) -> T:
         """One coordinator call; its refusals (an `Ack` with ok=False) come back as `TouraError`."""
         try:
-            msg = await self.nc.request(subjects.coordinator(call), payload, timeout=min(COORDINATOR_TIMEOUT, self.config.request_timeout))
+            msg = await self.nc.request(subjects.coordinator(call), payload, timeout=timeout or min(COORDINATOR_TIMEOUT, self.config.request_timeout))
         except (NoRespondersError, NatsTimeout):
             raise TouraError("no_coordinator", "the coordinator is not answering", retry_after=RETRY_AFTER_SECONDS) from None
         except NatsError as exc:
@@ -268,6 +317,79 @@ class Gateway:
         await self._ask("node", Ack, encode(NodeRequest(node_id, "drain" if on else "undrain")))
         return await self.node(node_id)
 
+    async def evacuate(self, node_id: str, on: bool) -> dict[str, Any]:
+        """Move every copy off `node_id` now, if the other nodes have room (else `conflict`); or undo."""
+        await self._ask("node", Ack, encode(NodeRequest(node_id, "evacuate" if on else "unevacuate")))
+        return await self.node(node_id)
+
+    async def maintenance(self, nodes: object, maintenance: object, drain: object = False) -> dict[str, Any]:
+        """Put several nodes in maintenance (no new copies; `drain` also moves theirs off), or
+        take them out; all or nothing. Returns the named nodes as `/nodes` shows them."""
+        if not isinstance(nodes, list) or not nodes or not all(isinstance(n, str) and n for n in nodes):
+            raise TouraError("bad_request", "nodes must be a non-empty list of node ids")
+        if not isinstance(maintenance, bool):
+            raise TouraError("bad_request", "maintenance must be true or false")
+        if not isinstance(drain, bool):
+            raise TouraError("bad_request", "drain must be true or false")
+        await self._ask("maintenance", Ack, encode(MaintenanceRequest(list(nodes), maintenance, drain)))
+        named = set(nodes)
+        return {"maintenance": maintenance, "drain": drain, "nodes": [node_view(n) for n in await self.node_statuses() if n.id in named]}
+
+    async def explain(self, shard_id: int) -> dict[str, Any]:
+        """Why shard `shard_id`'s copies are where they are (torua.coordinator.explain)."""
+        return explanation_view(await self._ask("explain", AllocationExplanation, encode(ExplainRequest(shard_id))))
+
+    async def rebalance(self, dry_run: bool = False) -> dict[str, Any]:
+        """Spread hot shards now (the coordinator decides, torua.coordinator.load_balance):
+        the actions it started, or none and why, with the per-node load it saw."""
+        reply = await self._ask("rebalance", RebalanceReply, encode(RebalanceRequest(dry_run)))
+        return rebalance_view(reply, dry_run)
+
+    async def cluster_config(self) -> dict[str, Any]:
+        """The cluster settings in force, their revision, and what each one means."""
+        config = await self._ask("config", ClusterConfig)
+        return {"settings": config.settings, "revision": config.revision, "describe": describe_settings()}
+
+    async def set_cluster_config(self, changes: object) -> dict[str, Any]:
+        """Change some settings, all or nothing (the coordinator validates, persists,
+        applies, then tells the nodes); which healthy nodes applied them, which did not answer."""
+        if not isinstance(changes, dict) or not all(isinstance(k, str) for k in changes):
+            raise TouraError("bad_request", "the body must be an object of setting names to values")
+        try:
+            payload = encode(SettingsChange(changes))
+        except (OverflowError, ValueError, TypeError):  # e.g. an integer msgpack cannot carry
+            raise TouraError("bad_request", "a setting's value is out of range or of an unsupported type; nothing changed") from None
+        # The coordinator waits up to BROADCAST_TIMEOUT for the nodes' acks.
+        config = await self._ask("config.set", ClusterConfig, payload, timeout=COORDINATOR_TIMEOUT + BROADCAST_TIMEOUT)
+        return {"settings": config.settings, "revision": config.revision, "applied_by": config.applied_by, "missing": config.missing}
+
+    async def broadcast(self, kind: object, body: object = None) -> dict[str, Any]:
+        """Send `kind` to every node and gather the answers, until every node the
+        coordinator knows as healthy answered (or it cannot say: the whole deadline)."""
+        kind = check_kind(kind)
+        if kind == "config":
+            raise TouraError("bad_request", "settings reach the nodes through PUT /cluster/config, which persists them first")
+        body = {} if body is None else body
+        if not isinstance(body, dict) or not all(isinstance(k, str) for k in body):
+            raise TouraError("bad_request", "body must be an object")
+        try:
+            expected: set[str] | None = {n.id for n in await self.node_statuses() if n.status == "healthy"}
+        except TouraError as exc:
+            if exc.code != "no_coordinator":
+                raise
+            expected = None
+        try:
+            gathered = await gather(self.nc, kind, body, expected, min(BROADCAST_TIMEOUT, self.config.request_timeout))
+        except NatsError as exc:
+            raise TouraError("unavailable", f"NATS: {exc or type(exc).__name__}", retry_after=RETRY_AFTER_SECONDS) from None
+        return {
+            "kind": kind,
+            "replies": [broadcast_reply_view(r) for r in gathered.replies],
+            "missing": gathered.missing,
+            # the healthy nodes waited for; null when no coordinator said which they are
+            "expected": sorted(expected) if expected is not None else None,
+        }
+
     def gateway_health(self) -> dict[str, Any]:
         """This gateway only (no cluster calls), so it answers even when the cluster does not."""
         nats = "connected" if self.nc.is_connected else "reconnecting" if self.nc.is_reconnecting else "closed" if self.nc.is_closed else "disconnected"
@@ -280,10 +402,34 @@ class Gateway:
         }
 
 
+def rebalance_view(r: RebalanceReply, dry_run: bool) -> dict[str, Any]:
+    return {
+        "actions": [
+            {"kind": "move" if a.swap_with is None else "swap", "how": a.how, "shard_id": a.shard_id, "source": a.source, "target": a.target, "swap_with": a.swap_with}
+            for a in r.actions
+        ],
+        "reason": r.reason,
+        "started": r.started,
+        "dry_run": dry_run,
+        "loads": r.loads,
+        "mean": r.mean,
+        "threshold": r.threshold,
+        "expected_loads": r.expected,
+        "shard_rates": {str(s): rate for s, rate in sorted(r.shard_rates.items())},
+    }
+
+
+def broadcast_reply_view(r: BroadcastReply) -> dict[str, Any]:
+    out: dict[str, Any] = {"node_id": r.node_id, "ok": r.ok, "kind": r.kind, "detail": r.detail}
+    if not r.ok:
+        out["error"] = {"code": r.error_code or "internal", "message": r.error_message}
+    return out
+
+
 def _refusal(ack: Ack) -> TouraError:
     code = ack.error_code or "internal"
     retry = RETRY_AFTER_SECONDS if code in ("unavailable", "no_coordinator") else None
-    return TouraError(code, ack.error_message or f"the coordinator refused: {code}", retry_after=retry)
+    return TouraError(code, ack.error_message or f"the coordinator refused: {code}", retry_after=retry, fields=ack.detail)
 
 
 async def run_gateway(config: GatewayConfig) -> None:
@@ -309,7 +455,8 @@ async def run_gateway(config: GatewayConfig) -> None:
             await runner.setup()
             await web.TCPSite(runner, config.host, config.port).start()
             log.info("REST API on http://%s:%d (OpenAPI at http://%s:%d/openapi.json)", config.host, config.port, config.host, config.port)
-        await stop.wait()
+        async with metrics_server(gateway.metrics.registry, config.metrics_host, config.metrics_port):
+            await stop.wait()
         log.info("gateway stopping")
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):

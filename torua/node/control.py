@@ -92,7 +92,7 @@ class ShardControl:
         for shard_id, holding in self.node.holdings.items():
             if shard_id not in wanted and holding.role in ("primary", "frozen"):
                 holding.role = next_role(holding.role, "unassign")
-        log.info("epoch %d: serving %s%s", self.node.epoch, serving, f", missing {missing}" if missing else "")
+        log.info("epoch %d: serving %s%s", self.node.epoch, serving, f", missing {missing}" if missing else "", extra={"epoch": self.node.epoch})
         notify(self.node, "_assigned")
         self.node._heartbeat_now.set()
         return AssignmentAck(node_id=self.node.config.id, epoch=self.node.epoch, serving=serving, missing=missing)
@@ -110,7 +110,7 @@ class ShardControl:
             deadline = time.monotonic() + self.command_budget()
             await shard_copy.copy_snapshot(self.node.nc, command.source, holding.store, deadline)
             last = await shard_copy.catch_up(self.node.nc, command.source, holding.store, deadline)
-        log.info("shard %d copied from %s up to seq %d", command.shard_id, command.source, last)
+        log.info("shard %d copied from %s up to seq %d", command.shard_id, command.source, last, extra={"shard": command.shard_id, "epoch": command.epoch})
         return ShardCommandReply(True, command.shard_id, last_seq=last)
 
     async def catch_up(self, command: ShardCommand) -> ShardCommandReply:
@@ -150,7 +150,7 @@ class ShardControl:
                 holding.store = None
             ShardStore.destroy(self.node.shard_dir(command.shard_id))
             del self.node.holdings[command.shard_id]
-        log.info("shard %d dropped", command.shard_id)
+        log.info("shard %d dropped", command.shard_id, extra={"shard": command.shard_id, "epoch": command.epoch})
         return ShardCommandReply(True, command.shard_id)
 
     async def position(self, command: ShardCommand) -> ShardCommandReply:

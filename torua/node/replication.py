@@ -31,7 +31,7 @@ from torua.protocol.errors import TouraError
 from torua.protocol.messages import Ack, InSyncChange, LogChunk, LogRequest
 from torua.replication.rejoin import agreed_seq, rejoin_plan
 from torua.storage.operations import decode_operation, encode_operation
-from torua.storage.shard_store import LogTruncated, ShardStore
+from torua.storage.shard_store import LogTruncated, ShardClosed, ShardStore
 
 if TYPE_CHECKING:
     from torua.node.service import Holding, Node
@@ -120,7 +120,7 @@ class Replication:
             holding.in_sync = [n for n in holding.in_sync if n != replica]
         elif replica not in holding.in_sync:
             holding.in_sync = holding.in_sync + [replica]
-        log.info("shard %d: %s %s the in-sync set", holding.shard_id, replica, "left" if action == "remove" else "joined")
+        log.info("shard %d: %s %s the in-sync set", holding.shard_id, replica, "left" if action == "remove" else "joined", extra={"shard": holding.shard_id})
         notify(holding, "acks_changed")
 
     async def serve_fetch(self, msg, request: LogRequest) -> None:
@@ -151,6 +151,9 @@ class Replication:
             reply = LogChunk(request.shard_id, store.last_seq(), [(seq, encode_operation(op)) for seq, op in ops])
         except LogTruncated as exc:
             reply = LogChunk(request.shard_id, store.last_seq(), error_code="truncated", error_message=str(exc))
+        except ShardClosed:
+            # dropped or handed off while this fetch waited: the replica asks the map again
+            reply = LogChunk(request.shard_id, 0, error_code="moved", error_message=f"{node.config.id} no longer holds shard {request.shard_id}")
         await node._reply(msg, reply)
 
     def _diverged(self, holding: "Holding", request: LogRequest) -> bool:
@@ -212,7 +215,7 @@ class Replication:
                 await asyncio.sleep(0.2)
                 continue
             if chunk.error_code in ("diverged", "truncated"):
-                log.info("shard %d: copy %s; copying it again from %s", holding.shard_id, chunk.error_code, primary)
+                log.info("shard %d: copy %s; copying it again from %s", holding.shard_id, chunk.error_code, primary, extra={"shard": holding.shard_id})
                 await self._recopy(holding, primary)
                 synced = read_synced_epoch(directory)
                 continue

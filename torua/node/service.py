@@ -11,6 +11,7 @@ node's `shard.snapshot` and `shard.log` (see `torua.node.copy`).
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import math
 import logging
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
+import psutil
 from nats.aio.client import Client as NATS
 from nats.errors import NoRespondersError
 
@@ -30,13 +32,17 @@ from torua.bus import connect
 from torua.config import DEFAULT_MAX_VALUE_BYTES, NodeConfig
 from torua.keys import validate_key
 from torua.leadership import accept_term
+from torua.metrics import LiveCollector, metrics_server, node_families, registry_of
+from torua.node.broadcast import apply_settings, on_broadcast
 from torua.node.control import ShardControl
+from torua.node.rates import RateMeter
 from torua.node.replication import Replication, notify
 from torua.node.roles import IllegalTransition
 from torua.replication.fencing import CopyState, may_serve
 from torua.replication.lease import renewed
 from torua.protocol import subjects
-from torua.protocol.codec import decode, encode
+from torua.protocol.codec import Refused, decode, encode, encode_refusal, from_dict, unpack
+from torua.protocol.versions import refusal_reason
 from torua.protocol.errors import TouraError
 from torua.protocol.messages import (
     Assignment,
@@ -85,9 +91,23 @@ class Holding:
     follower: Any = None
     # a primary of a replicated shard serves only until then (monotonic); see LeaseGrant
     lease_until: float = 0.0
+    # KV operations this copy served lately, all and writes (heartbeat ops_rate / write_rate)
+    ops: RateMeter = field(default_factory=RateMeter)
+    writes: RateMeter = field(default_factory=RateMeter)
+    metered_leading: bool = False
 
     def __post_init__(self) -> None:
         self.idle.set()
+
+    def meters(self) -> tuple[RateMeter, RateMeter]:
+        """The rate meters (all ops, writes), started over whenever this copy starts or
+        stops leading: after a hand-off the old primary's past traffic must not be
+        counted on top of the new primary's (torua.coordinator.load_moves sums copies)."""
+        leading = self.role in ("primary", "frozen")
+        if leading != self.metered_leading:
+            self.metered_leading = leading
+            self.ops, self.writes = RateMeter(), RateMeter()
+        return self.ops, self.writes
 
 
 class Node:
@@ -102,11 +122,14 @@ class Node:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = asyncio.Event()
         self._heartbeat_now = asyncio.Event()
+        self._refused: tuple[str, float] = ("", -math.inf)  # last refusal of a heartbeat logged, and when
         self._subs: list[Any] = []
         self.replication = Replication(self)
         self.control = ShardControl(self)
         self._lease_seconds = 0.0
         self._assigned = asyncio.Event()
+        self.settings_revision = 0  # of the cluster settings in force here; 0 = the flags (torua.node.broadcast)
+        self.kv_served: collections.Counter[tuple[str, str]] = collections.Counter()  # (op, ok | error code), for /metrics
 
     # ----------------------------------------------------------- lifecycle
 
@@ -225,11 +248,13 @@ class Node:
 
     def heartbeat(self) -> Heartbeat:
         reports = []
+        now = time.monotonic()
         for h in sorted(self.holdings.values(), key=lambda h: h.shard_id):
             if h.store is None:
                 continue
             stats = h.store.stats()
-            reports.append(ShardReport(h.shard_id, h.role, stats.last_seq, stats.keys, stats.bytes))
+            ops, writes = h.meters()
+            reports.append(ShardReport(h.shard_id, h.role, stats.last_seq, stats.keys, stats.bytes, round(ops.rate(now), 3), round(writes.rate(now), 3)))
         return Heartbeat(
             node_id=self.config.id,
             version=__version__,
@@ -240,7 +265,17 @@ class Node:
             host=socket.gethostname(),
             pid=os.getpid(),
             shards=reports,
+            settings_revision=self.settings_revision,
+            **self._disk_usage(),
         )
+
+    def _disk_usage(self) -> dict[str, int]:
+        """The data dir's filesystem, for the coordinator's disk watermarks (0s if unknown)."""
+        try:
+            usage = psutil.disk_usage(str(self.config.data_dir))
+        except OSError:
+            return {}
+        return {"disk_total": usage.total, "disk_used": usage.used, "disk_free": usage.free}
 
     async def _heartbeat_loop(self) -> None:
         assert self.nc is not None
@@ -259,6 +294,16 @@ class Node:
         try:
             msg = await self.nc.request(subjects.HEARTBEAT, encode(self.heartbeat()), timeout=max(0.5, 2 * self.config.heartbeat_interval))
             grant = decode(LeaseGrant, msg.data)
+        except Refused as exc:
+            # e.g. an incompatible protocol version: say so (not every beat), renew
+            # no lease, and keep asking: once the coordinators are upgraded they
+            # take this node without a restart.
+            now = time.monotonic()
+            last_message, last_logged = self._refused
+            if exc.message != last_message or now - last_logged >= 30:
+                log.warning("%s refuses this node: %s", exc.by or "the coordinator", exc.message)
+                self._refused = (exc.message, now)
+            return
         except NoRespondersError:
             # No coordinator runs at all, so nobody can fail this node over: keep serving.
             self._renew(sent_at, self._lease_seconds, None)
@@ -271,6 +316,11 @@ class Node:
             return
         self._lease_seconds = grant.lease_seconds
         self._renew(sent_at, grant.lease_seconds, dict(grant.shards))
+        if grant.settings is not None:  # this node missed a settings change, or started after it
+            try:
+                apply_settings(self, grant.settings)
+            except TouraError as exc:
+                log.warning("settings in the lease grant refused: %s", exc.message)
 
     def _renew(self, sent_at: float, seconds: float, granted: dict[int, int] | None) -> None:
         """Extend the leases `granted` names (all of them when no coordinator exists)."""
@@ -331,6 +381,8 @@ class Node:
         except Exception as exc:
             log.exception("KV %s on shard %s failed", request.op, request.shard_id)
             reply = KvReply(ok=False, epoch=self.epoch, error_code="internal", error_message=str(exc))
+        op = request.op if request.op in ("get", "put", "delete", "list") else "other"
+        self.kv_served[(op, "ok" if reply.ok else reply.error_code or "internal")] += 1
         await self._reply(msg, reply)
 
     async def kv(self, request: KvRequest) -> KvReply:
@@ -350,6 +402,11 @@ class Node:
             # A replicated shard's primary without a lease may have been replaced: stay silent.
             raise TouraError("stale_epoch", f"node {self.config.id} holds no lease for shard {request.shard_id} right now")
         assert holding is not None and holding.store is not None
+        now = time.monotonic()
+        ops, writes = holding.meters()
+        ops.record(now)
+        if request.op in ("put", "delete"):
+            writes.record(now)
         store = holding.store
         if request.op == "get":
             found = store.get(validate_key(request.key))
@@ -403,9 +460,20 @@ class Node:
         """Decode a control message, run the handler as its own task, reply with its result."""
 
         async def run(msg) -> None:
+            raw: Any = None
             try:
-                command = decode(kind, msg.data)
+                raw = unpack(msg.data)
+                command = from_dict(kind, raw)
             except TouraError as exc:
+                if exc.code == "unsupported_version":
+                    # Refused in a shape every protocol version reads, so an
+                    # incompatible coordinator learns why.
+                    version = raw.get("v") if isinstance(raw, dict) else None
+                    reason = refusal_reason(version, f"node {self.config.id}", "the coordinator")
+                    log.warning("refused %s: %s", msg.subject, reason)
+                    if msg.reply:
+                        await msg.respond(encode_refusal(exc.code, reason, by=f"node {self.config.id}"))
+                    return
                 log.warning("bad control message on %s: %s", msg.subject, exc.message)
                 shard_id = -1
                 await self._reply(msg, ShardCommandReply(False, shard_id, error_code=exc.code, error_message=exc.message))
@@ -458,10 +526,10 @@ class Node:
         return ShardStore.open(self.shard_dir(shard_id), shard_id, durable=self.config.commit == "durable", create=create)
 
     async def _on_broadcast(self, msg) -> None:
-        log.info("broadcast: %r", msg.data[:200])
-        if msg.reply:
-            await msg.respond(json.dumps({"node_id": self.config.id, "ok": True}).encode())
+        await on_broadcast(self, msg)  # ping, config; anything else gets a clear error
 
 
 async def run_node(config: NodeConfig) -> None:
-    await Node(config).run()
+    node = Node(config)
+    async with metrics_server(registry_of(LiveCollector(lambda: node_families(node))), config.metrics_host, config.metrics_port):
+        await node.run()

@@ -3,7 +3,13 @@
 Messages are frozen dataclasses. `encode` turns one into msgpack (or JSON) with the
 protocol version in field `v`; `decode` checks the version and the type of every
 field and raises `TouraError("bad_request"|"unsupported_version")` on anything else,
-so a garbage message never reaches a handler.
+so a garbage message never reaches a handler. Which versions are accepted is
+`torua.protocol.versions`; fields a message does not know are ignored and fields
+it lacks take their defaults, which is what a rolling upgrade needs.
+
+A refusal (`encode_refusal`) has a shape every protocol version reads, so a peer
+speaking an incompatible version still learns why it was refused: `decode` of
+one raises `Refused`.
 
 >>> from torua.protocol.messages import KvRequest
 >>> decode(KvRequest, encode(KvRequest(op="get", shard_id=3, epoch=7, key="a")))
@@ -22,9 +28,9 @@ from typing import Any, Callable, TypeVar
 import msgpack
 
 from torua.protocol.errors import TouraError
+from torua.protocol.versions import PROTOCOL_VERSION, accepts, refusal_reason
 
-PROTOCOL_VERSION = 1
-SUPPORTED_VERSIONS = frozenset({1})
+__all__ = ["PROTOCOL_VERSION", "Refused", "decode", "encode", "encode_json", "encode_refusal", "from_dict", "to_dict", "unpack"]
 
 T = TypeVar("T")
 
@@ -85,13 +91,27 @@ def from_dict(cls: type[T], obj: Any) -> T:
     """Build `cls` from plain data, checking the protocol version and every field."""
     if not isinstance(obj, dict):
         raise TouraError("bad_request", f"{cls.__name__}: expected a map, got {type(obj).__name__}")
+    refused = obj.get("refused")
+    if isinstance(refused, dict):
+        raise Refused(str(refused.get("code", "bad_request")), str(refused.get("message", "")), str(refused.get("by", "")))
     version = obj.get("v", None)
-    if version not in SUPPORTED_VERSIONS:
-        raise TouraError(
-            "unsupported_version",
-            f"{cls.__name__}: protocol version {version!r} is not supported (this process speaks {sorted(SUPPORTED_VERSIONS)})",
-        )
+    if not accepts(version):
+        raise TouraError("unsupported_version", f"{cls.__name__}: {refusal_reason(version)}")
     return _build(cls, obj, cls.__name__)
+
+
+class Refused(TouraError):
+    """The peer refused our message (`encode_refusal`); `by` names the peer."""
+
+    def __init__(self, code: str, message: str, by: str = "") -> None:
+        super().__init__(code, message)
+        self.by = by
+
+
+def encode_refusal(code: str, message: str, by: str = "") -> bytes:
+    """A reply that says no in a shape every protocol version decodes, past and
+    future: `{"v", "refused": {"code", "message", "by"}}`. Never change it."""
+    return msgpack.packb({"v": PROTOCOL_VERSION, "refused": {"code": code, "message": message, "by": by}}, use_bin_type=True)
 
 
 Checker = Callable[[Any, str], Any]

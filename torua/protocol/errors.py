@@ -30,15 +30,20 @@ RETRYABLE = frozenset({"moved", "stale_epoch", "unavailable"})
 class TouraError(Exception):
     """An error with a stable code; `message` is for people."""
 
-    def __init__(self, code: str, message: str, retry_after: float | None = None) -> None:
+    def __init__(self, code: str, message: str, retry_after: float | None = None, fields: dict[str, str] | None = None) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
         self.retry_after = retry_after
+        # what is wrong with each named input field (e.g. a setting), when there are several
+        self.fields = fields or {}
 
     @property
     def http_status(self) -> int:
         return HTTP_STATUS.get(self.code, 500)
 
-    def to_dict(self) -> dict[str, str]:
-        return {"code": self.code, "message": self.message}
+    def to_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {"code": self.code, "message": self.message}
+        if self.fields:
+            out["fields"] = dict(self.fields)
+        return out

@@ -6,6 +6,7 @@ carries which message.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 # ---------------------------------------------------------------- shard map
 
@@ -57,6 +58,10 @@ class ShardReport:
     last_seq: int = 0
     keys: int = 0
     bytes: int = 0
+    # KV operations per second this copy served lately (torua.node.rates), and the
+    # writes among them; load rebalancing (torua.coordinator.load_balance) reads them
+    ops_rate: float = 0.0
+    write_rate: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,25 @@ class Heartbeat:
     host: str = ""
     pid: int = 0
     shards: list[ShardReport] = field(default_factory=list)
+    # the revision of the cluster settings this node runs with (SettingsUpdate); 0 = its flags
+    settings_revision: int = 0
+    # the filesystem of the node's data dir, in bytes (0 = not known); against the disk watermarks.
+    # Use is used / (used + free), as `df` shows it (free excludes blocks reserved for root).
+    disk_total: int = 0
+    disk_used: int = 0
+    disk_free: int = 0
+
+
+@dataclass(frozen=True)
+class SettingsUpdate:
+    """Coordinator -> node: the cluster settings (torua.cluster_settings, as a map) at
+    `revision` (of key `cluster_config` in the `torua_cluster` bucket). Sent as the
+    body of a `config` broadcast, and in the LeaseGrant of a node whose heartbeat
+    shows another revision."""
+
+    revision: int
+    settings: dict[str, Any] = field(default_factory=dict)
+    term: int = 0  # the sending leader's term (torua.leadership.accept_term)
 
 
 @dataclass(frozen=True)
@@ -82,6 +106,8 @@ class LeaseGrant:
     lease_seconds: float
     shards: list[tuple[int, int]] = field(default_factory=list)
     term: int = 0  # the granting leader's term; a node ignores grants below the highest it has seen
+    # the cluster settings, only when the heartbeat showed another settings_revision
+    settings: SettingsUpdate | None = None
 
 
 @dataclass(frozen=True)
@@ -227,6 +253,16 @@ class NodeStatus:
     keys: int = 0
     bytes: int = 0
     missed_heartbeats: int = 0
+    protocol: int = 0  # the protocol version (`v`) of the node's last heartbeat; 0: none yet
+    maintenance: bool = False  # takes no new copies, keeps serving what it holds
+    evacuating: bool = False  # every copy moves off (POST /nodes/{id}/evacuate)
+    disk_total: int = 0
+    disk_used: int = 0
+    disk_free: int = 0
+    disk_percent: float | None = None
+    disk_level: str = "ok"  # ok | above_low | above_high (against the disk watermarks)
+    ops_rate: float = 0.0  # KV ops/s its copies served lately (sum of its ShardReports)
+    write_rate: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -247,10 +283,64 @@ class InSyncChange:
 
 @dataclass(frozen=True)
 class NodeRequest:
-    """Operator or node -> coordinator about one node: drain | undrain | handoff."""
+    """Operator or node -> coordinator about one node: drain | undrain | handoff | evacuate | unevacuate."""
 
     node_id: str
     action: str
+
+
+@dataclass(frozen=True)
+class MaintenanceRequest:
+    """Operator -> coordinator: put `nodes` in maintenance (or take them out), all or none.
+    Afterwards each named node has maintenance = `maintenance` and draining = `maintenance and drain`."""
+
+    nodes: list[str]
+    maintenance: bool
+    drain: bool = False
+
+
+@dataclass(frozen=True)
+class ExplainRequest:
+    """Operator -> coordinator: why is this shard where it is (`AllocationExplanation`)?"""
+
+    shard_id: int
+
+
+@dataclass(frozen=True)
+class CopyExplanation:
+    node: str
+    role: str  # primary | replica
+    in_sync: bool
+    node_status: str  # the node's health
+    stays: bool  # the placement plan keeps this copy where it is
+    reason: str
+
+
+@dataclass(frozen=True)
+class NodeDecision:
+    """One node seen from one shard: `decision` is holds_copy | will_take | could_take | cannot_take;
+    `codes` say why it cannot (unhealthy, gone, draining, maintenance, disk_low_watermark,
+    disk_high_watermark, max_shards)."""
+
+    node: str
+    decision: str
+    reason: str
+    codes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class AllocationExplanation:
+    shard_id: int
+    # assigned | out_of_sync | under_replicated | moving | unavailable | unassigned
+    status: str
+    summary: str
+    state: str  # the shard map's state of the shard
+    primary: str | None
+    replication_factor: int
+    copies: list[CopyExplanation] = field(default_factory=list)
+    nodes: list[NodeDecision] = field(default_factory=list)
+    planned: list[str] = field(default_factory=list)  # where the placement plan wants its copies, primary first
+    move: MoveStatus | None = None
 
 
 @dataclass(frozen=True)
@@ -284,8 +374,83 @@ class CoordinatorInfo:
 
 
 @dataclass(frozen=True)
+class RebalanceRequest:
+    """Operator -> coordinator: spread hot shards now (torua.coordinator.load_balance);
+    a dry run only says what it would do."""
+
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class LoadAction:
+    """Hot `shard_id` leaves `source` for `target`; in a swap, `swap_with` goes the other way.
+    how: copy (the copy moves with its data) | primary (an in-sync replica takes over)."""
+
+    how: str
+    shard_id: int
+    source: str
+    target: str
+    swap_with: int | None = None
+
+
+@dataclass(frozen=True)
+class RebalanceReply:
+    actions: list[LoadAction]
+    reason: str  # why these actions, or why none ("balanced: ...", "busy: ...", "settling: ...")
+    started: bool = False  # the actions' moves were started (not a dry run)
+    loads: dict[str, float] = field(default_factory=dict)  # ops/s per node that may take part, as seen
+    mean: float = 0.0
+    threshold: float = 0.0  # the busiest node's load must exceed this for anything to happen
+    expected: dict[str, float] = field(default_factory=dict)  # per node once the actions are done
+    shard_rates: dict[int, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Ack:
     ok: bool
     error_code: str = ""
     error_message: str = ""
     detail: dict[str, str] = field(default_factory=dict)
+
+
+# ------------------------------------------------- settings and broadcast
+
+
+@dataclass(frozen=True)
+class SettingsChange:
+    """Operator -> coordinator (`torua.coordinator.config.set`): settings to change, by name."""
+
+    changes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """Coordinator -> operator: the settings in force (`config`); after a change
+    (`config.set`) also which healthy nodes applied it and which did not answer."""
+
+    settings: dict[str, Any]
+    revision: int = 0  # of key cluster_config; 0 = never changed, the coordinator's flags
+    applied_by: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class BroadcastMessage:
+    """Anyone allowed -> every node on `torua.cluster.broadcast`. Kinds: `ping`
+    (body empty) and `config` (body: a SettingsUpdate, from the coordinator only)."""
+
+    kind: str
+    body: dict[str, Any] = field(default_factory=dict)
+    sent_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class BroadcastReply:
+    """Node -> the broadcast's reply inbox: ok, or why not (an unknown kind is `bad_request`)."""
+
+    node_id: str
+    ok: bool
+    kind: str = ""
+    detail: dict[str, Any] = field(default_factory=dict)
+    error_code: str = ""
+    error_message: str = ""

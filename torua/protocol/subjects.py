@@ -16,6 +16,7 @@ API_QUEUE = "torua-gateway"
 CLUSTER_BUCKET = "torua_cluster"
 MAP_KEY = "shard_map"
 NODE_KEY_PREFIX = "nodes."
+CONFIG_KEY = "cluster_config"  # the cluster settings (torua.cluster_settings), JSON
 # the coordinators' election (torua.coordinator.election): entries expire after the lease
 LEADER_BUCKET = "torua_leader"
 LEADER_KEY = "leader"

@@ -1,0 +1,127 @@
+"""A rolling upgrade on real processes, by the README's procedure: with two copies
+per shard and writes going on, every node in turn is drained, stopped (SIGTERM),
+started again on the same data dir and undrained, then both coordinators are
+restarted, standby first. Nothing acknowledged is lost and no write fails."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+
+from tests.support.history import Op, check_key, value_of
+from tests.support.processes import Cluster, wait_until
+
+
+class OverwritingWriter(threading.Thread):
+    """Puts over a fixed set of keys again and again, remembering every attempt and its outcome."""
+
+    def __init__(self, c: Cluster, writer: int, keys: int = 200) -> None:
+        super().__init__(daemon=True)
+        self.c, self.writer, self.keys = c, writer, keys
+        self.ops: dict[int, Op] = {}
+        self.stop_flag = threading.Event()
+
+    def run(self) -> None:
+        seq = 0
+        while not self.stop_flag.is_set():
+            seq += 1
+            key, value = f"roll/{self.writer}/{seq % self.keys}", value_of(self.writer, seq)
+            op = self.ops[seq] = Op(seq, "put", key, value, started=time.monotonic())
+            try:
+                status, body, _ = self.c.request("PUT", f"/data/{key}", value)
+                op.outcome, op.detail = ("acked", "") if status == 204 else ("failed", f"{status} {body[:200]!r}")
+            except Exception as exc:  # timeout: unknown
+                op.outcome, op.detail = "failed", repr(exc)
+            op.finished = time.monotonic()
+
+    def stop(self) -> None:
+        self.stop_flag.set()
+        self.join(30)
+        assert not self.is_alive()
+
+    def acked(self) -> int:
+        return sum(op.outcome == "acked" for op in list(self.ops.values()))
+
+    def failed(self) -> list[Op]:
+        return [op for op in list(self.ops.values()) if op.outcome == "failed"]
+
+    def problems(self) -> list[str]:
+        by_key: dict[str, list[Op]] = {}
+        for seq in sorted(self.ops):
+            by_key.setdefault(self.ops[seq].key, []).append(self.ops[seq])
+        out = []
+        for key, ops in by_key.items():
+            status, body, _ = self.c.request("GET", f"/data/{key}")
+            problem = check_key(self.writer, self.ops, key, ops, body if status == 200 else None)
+            if status not in (200, 404):
+                problem = f"GET {key}: {status} {body[:200]!r}"
+            if problem:
+                out.append(problem)
+        return out
+
+
+def node(c: Cluster, node_id: str) -> dict:
+    return c.json("GET", f"/nodes/{node_id}")[1]
+
+
+def settled(c: Cluster) -> bool:
+    info = c.json("GET", "/cluster/info")[1]
+    return info["health"] == "green" and not info["moves"] and info["nodes_healthy"] == len(c.nodes)
+
+
+def upgrade_node(c: Cluster, node_id: str) -> None:
+    """The README's procedure for one node."""
+    status, body = c.json("POST", f"/nodes/{node_id}/drain")
+    assert status == 202, body
+    wait_until(lambda: node(c, node_id)["status"] == "drained", 60, f"{node_id} to hold no copy")
+    assert all(node_id not in [s["primary"], *s["replicas"]] for s in c.json("GET", "/shards")[1]["shards"])
+    assert c.nodes[node_id].terminate(timeout=20) == 0
+    proc = c.start_node(node_id)  # the "upgraded" build: same id, same data dir
+    wait_until(lambda: (n := node(c, node_id))["pid"] == proc.pid and n["health"] == "healthy", 30, f"{node_id} back")
+    status, body = c.json("DELETE", f"/nodes/{node_id}/drain")
+    assert status == 200, body
+    wait_until(lambda: node(c, node_id)["shards"] > 0 and settled(c), 60, f"copies back on {node_id} and the cluster green")
+
+
+def upgrade_coordinators(c: Cluster) -> None:
+    """Standbys first, then the leader. The stopped leader gives up its lease, so
+    either coordinator may lead afterwards, at a new term."""
+    before = c.json("GET", "/cluster/info")[1]
+    for coordinator_id in sorted(c.coordinators, key=lambda i: i == before["leader"]):
+        assert c.coordinators[coordinator_id].terminate(timeout=20) == 0
+        proc = c.start_coordinator(expect_nodes=len(c.nodes), coordinator_id=coordinator_id)
+        # its own log first: the old process's standby entry may still be listed for a moment
+        wait_until(lambda: re.search(rf"coordinator {coordinator_id} (standing by|leading)", proc.log()), 30, f"{coordinator_id} campaigning")
+        wait_until(lambda: all_coordinators_there(c) and settled(c), 30, f"{coordinator_id} back")
+    assert c.json("GET", "/cluster/info")[1]["term"] > before["term"]
+
+
+def all_coordinators_there(c: Cluster) -> bool:
+    info = c.json("GET", "/cluster/info")[1]
+    return sorted([info["leader"], *info["standbys"]]) == sorted(c.coordinators)
+
+
+def test_a_rolling_upgrade_under_writes_loses_nothing(group, nats_url):
+    c = Cluster(group, nats_url, replicas=2).start(nodes=3, coordinators=2)
+    writers = [OverwritingWriter(c, w) for w in (1, 2)]
+    for w in writers:
+        w.start()
+    try:
+        wait_until(lambda: all(w.acked() > 20 for w in writers), 20, "writes before the upgrade")
+        for node_id in sorted(c.nodes):
+            before = sum(w.acked() for w in writers)
+            upgrade_node(c, node_id)
+            wait_until(lambda: sum(w.acked() for w in writers) > before + 20, 20, f"writes after {node_id}")
+        upgrade_coordinators(c)
+        before = sum(w.acked() for w in writers)
+        wait_until(lambda: sum(w.acked() for w in writers) > before + 20, 20, "writes after the coordinators")
+    finally:
+        for w in writers:
+            w.stop()
+    acked, failed = sum(w.acked() for w in writers), [op for w in writers for op in w.failed()]
+    print(f"\nrolling upgrade: {acked} writes acknowledged, {len(failed)} failed")
+    assert not failed, [f"{op.key}: {op.detail}" for op in failed[:5]]
+    problems = [p for w in writers for p in w.problems()]
+    assert not problems, problems[:5]
+    assert {n["id"]: n["health"] for n in c.json("GET", "/nodes")[1]["nodes"]} == {"n1": "healthy", "n2": "healthy", "n3": "healthy"}

@@ -1,0 +1,145 @@
+"""docker-compose.yml, checked for real: by `docker compose config` where Docker
+Compose is installed, and always against Torua's own argument parser and config
+validation, the NATS cluster config it feeds, and the layout it promises."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+import yaml
+
+from torua.cli.main import parser
+from torua.config import ConfigError, CoordinatorConfig, GatewayConfig, NodeConfig, build
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "docker-compose.yml"
+ROLES = {"coordinator": CoordinatorConfig, "node": NodeConfig, "gateway": GatewayConfig}
+NATS_CONF_IN_IMAGE = "/etc/torua/nats/cluster.conf"
+
+
+def _compose_available() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    return subprocess.run(["docker", "compose", "version"], capture_output=True, timeout=30).returncode == 0
+
+
+@pytest.mark.skipif(not _compose_available(), reason="docker compose is not installed here")
+def test_docker_compose_accepts_the_file():
+    done = subprocess.run(["docker", "compose", "-f", str(COMPOSE), "config", "-q"], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.fixture(scope="module")
+def services() -> dict[str, dict]:
+    return yaml.safe_load(COMPOSE.read_text())["services"]
+
+
+def _argv(value) -> list[str]:
+    return shlex.split(value) if isinstance(value, str) else [str(v) for v in value or []]
+
+
+def _env(service: dict) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) for item in env)
+    return {k: str(v) for k, v in env.items()}
+
+
+def nats_servers(services) -> dict[str, dict]:
+    return {name: s for name, s in services.items() if _argv(s.get("entrypoint"))[:1] == ["nats-server"]}
+
+
+def torua_configs(services) -> dict[str, tuple[str, object]]:
+    """Every Torua service: its role and its validated config, as `torua` would build them."""
+    out = {}
+    for name, s in services.items():
+        if name in nats_servers(services):
+            continue
+        assert not s.get("entrypoint"), f"{name}: runs the image's entrypoint, `torua`"
+        argv = _argv(s.get("command"))
+        try:
+            args = parser().parse_args(argv)
+        except SystemExit:
+            pytest.fail(f"{name}: `torua {shlex.join(argv)}` does not parse (see the usage message above)")
+        assert args.command in ROLES, f"{name}: {args.command!r} is not a long-running role"
+        try:
+            config = build(ROLES[args.command], args, environ=_env(s))
+        except ConfigError as exc:
+            pytest.fail(f"{name}: {exc}")
+        out[name] = (args.command, config)
+    return out
+
+
+def of_role(services, role: str) -> dict[str, object]:
+    return {name: config for name, (r, config) in torua_configs(services).items() if r == role}
+
+
+def test_the_services_are_all_there(services):
+    assert sorted(nats_servers(services)) == ["nats1", "nats2", "nats3"]
+    roles = [role for role, _ in torua_configs(services).values()]
+    assert (roles.count("coordinator"), roles.count("node"), roles.count("gateway")) == (2, 3, 1)
+    assert set(services) == set(nats_servers(services)) | set(torua_configs(services))
+
+
+def test_ids_are_unique_and_each_node_has_its_own_volume(services):
+    coordinators, nodes = of_role(services, "coordinator"), of_role(services, "node")
+    assert len({c.id for c in coordinators.values()}) == 2
+    assert len({n.id for n in nodes.values()}) == 3
+    declared = set(yaml.safe_load(COMPOSE.read_text()).get("volumes") or {})
+    volumes = {}
+    for name, config in nodes.items():
+        mounts = [v.split(":") for v in services[name].get("volumes", [])]
+        holding = [(source, target) for source, target, *_ in mounts if Path(config.data_dir).is_relative_to(target)]
+        assert len(holding) == 1, f"{name}: its --data-dir {config.data_dir} is on no volume"
+        source = holding[0][0]
+        assert source in declared, f"{name}: {source} is not a named volume"
+        volumes[name] = source
+    assert len(set(volumes.values())) == 3, volumes
+
+
+def test_the_nats_servers_route_to_each_other(services):
+    servers = nats_servers(services)
+    conf = (ROOT / "deploy/nats/cluster.conf").read_text()
+    needed = set(re.findall(r"\$(TORUA_[A-Z0-9_]+)", conf))
+    assert "COPY deploy/nats /etc/torua/nats" in (ROOT / "Dockerfile").read_text()
+    for name, s in servers.items():
+        argv = _argv(s.get("command"))
+        assert argv[argv.index("-c") + 1] == NATS_CONF_IN_IMAGE, name
+        env = _env(s)
+        assert needed <= set(env), f"{name} leaves {sorted(needed - set(env))} of cluster.conf unset"
+        assert env["TORUA_NATS_NAME"] == name and env["TORUA_NATS_CLUSTER_ADVERTISE"] == f"{name}:6222"
+        routes = {urlparse(env[k]).hostname for k in ("TORUA_NATS_ROUTE_1", "TORUA_NATS_ROUTE_2")}
+        assert routes == set(servers) - {name}, f"{name} routes to {routes}"
+        assert all(urlparse(env[k]).port == 6222 for k in ("TORUA_NATS_ROUTE_1", "TORUA_NATS_ROUTE_2"))
+        assert s.get("volumes"), f"{name}: JetStream data on no volume"
+
+
+def test_every_torua_process_knows_all_three_nats_servers(services):
+    for name, (role, config) in torua_configs(services).items():
+        urls = [urlparse(u) for u in config.nats_url.split(",")]
+        assert sorted(u.hostname for u in urls) == ["nats1", "nats2", "nats3"], name
+        assert {u.port for u in urls} == {4222}, name
+        assert set(services[name].get("depends_on", {})) >= {"nats1", "nats2", "nats3"}, name
+    for config in of_role(services, "coordinator").values():
+        assert config.kv_replicas == 3  # the buckets survive the loss of a NATS server
+        assert config.replicas == 2
+
+
+def _published(service: dict) -> set[int]:
+    return {int(str(p).split(":")[-1].split("/")[0]) for p in service.get("ports", [])}
+
+
+def test_ports(services):
+    coordinators, nodes, gateways = (of_role(services, r) for r in ("coordinator", "node", "gateway"))
+    assert sorted(getattr(c, "metrics_port", None) for c in coordinators.values()) == [9101, 9102]
+    assert sorted(getattr(n, "metrics_port", None) for n in nodes.values()) == [9111, 9112, 9113]
+    for name, config in {**coordinators, **nodes}.items():
+        assert config.metrics_port in _published(services[name]), name
+    (name, gateway), = gateways.items()
+    assert gateway.host == "0.0.0.0" and gateway.port == 8080 and 8080 in _published(services[name])

@@ -1,0 +1,148 @@
+"""The cluster settings on the leading coordinator (`GET|PUT /cluster/config`).
+
+At start the settings stored in key `cluster_config` of the `torua_cluster` bucket
+win over the coordinator's flags. A change (`torua.coordinator.config.set`) goes
+in a written order: validate (`torua.cluster_settings.apply_change`: a bad change
+raises and nothing happens), persist (compare-and-set on the revision last read
+or written), apply here, then broadcast a `config` message to the nodes and
+gather their acks. A node that misses the broadcast, or starts later, gets the
+settings in the LeaseGrant answering its next heartbeat, which shows an older
+`settings_revision`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from nats.js.errors import KeyWrongLastSequenceError
+
+from torua.broadcast import gather
+from torua.bus import set_log_level
+from torua.cluster_settings import ClusterSettings, SettingsError, apply_change, failover_hold, from_dict
+from torua.protocol.codec import decode, to_dict
+from torua.protocol.errors import TouraError
+from torua.protocol.messages import ClusterConfig, Heartbeat, LeaseGrant, SettingsChange, SettingsUpdate
+
+if TYPE_CHECKING:
+    from torua.coordinator.service import Coordinator
+
+log = logging.getLogger("torua.coordinator.settings")
+
+
+class SettingsKeeper:
+    def __init__(self, coordinator: "Coordinator") -> None:
+        self.c = coordinator
+        self.revision = 0  # of the stored settings; 0 = never stored, the flags are in force
+        # Until then (monotonic) leases granted under slower settings may still hold: no promotion.
+        self.old_leases_until = 0.0
+        self._changing = asyncio.Lock()
+
+    async def load(self) -> None:
+        """Take the stored settings, if any, over the flags (before the map is loaded,
+        so a stored replication factor is the one the map is brought to)."""
+        stored = await self._read()
+        if stored is not None:
+            settings, self.revision = stored
+            overridden = {k: v for k, v in settings.to_dict().items() if getattr(self.c.settings, k) != v}
+            log.info("cluster settings at revision %d%s", self.revision, f"; they override the flags: {overridden}" if overridden else "")
+            self._apply_here(settings)
+
+    async def _read(self) -> tuple[ClusterSettings, int] | None:
+        assert self.c.state is not None
+        try:
+            stored = await self.c.state.load_settings()
+        except ValueError as exc:
+            log.error("the stored cluster settings are not readable JSON (%s); keeping the settings in force", exc)
+            return None
+        if stored is None:
+            return None
+        data, revision = stored
+        try:
+            return from_dict(data), revision
+        except SettingsError as exc:
+            log.error("the stored cluster settings (revision %d) are refused: %s; keeping the settings in force", revision, exc)
+            return None
+
+    # ---------------------------------------------------------------- API
+
+    async def current(self, data: bytes) -> ClusterConfig:
+        return ClusterConfig(settings=self.c.settings.to_dict(), revision=self.revision)
+
+    async def change(self, data: bytes) -> ClusterConfig:
+        request = decode(SettingsChange, data)
+        async with self._changing:  # one change at a time, broadcast included, so nodes see them in order
+            try:
+                new = apply_change(self.c.settings, request.changes)
+            except SettingsError as exc:
+                raise TouraError("bad_request", f"settings refused, nothing changed: {exc}", fields=exc.problems) from None
+            assert self.c.state is not None
+            self.c._check_leading()
+            try:
+                revision = await self.c.state.save_settings(new.to_dict())
+            except KeyWrongLastSequenceError:
+                stored = await self._read()  # another coordinator wrote them: take those
+                if stored is not None:
+                    self.revision = stored[1]
+                    await self.apply(stored[0])
+                raise TouraError("conflict", "the settings were changed elsewhere meanwhile; nothing changed, try again") from None
+            except Exception as exc:  # JetStream without a majority, NATS reconnecting, ...
+                raise TouraError("unavailable", f"could not store the settings ({exc or type(exc).__name__}); nothing changed") from None
+            log.info("cluster settings revision %d: %s", revision, {k: v for k, v in new.to_dict().items() if getattr(self.c.settings, k) != v})
+            self.revision = revision
+            await self.apply(new)
+            expected = {n.id for n in self.c.nodes.values() if n.status == "healthy"}
+            gathered = await gather(self.c.nc, "config", to_dict(self.update()), expected)
+        for reply in gathered.replies:
+            if not reply.ok:
+                log.warning("node %s did not take settings revision %d: %s %s", reply.node_id, revision, reply.error_code, reply.error_message)
+        acked = gathered.acked()
+        return ClusterConfig(new.to_dict(), revision, applied_by=acked, missing=sorted(expected - set(acked)))
+
+    # ------------------------------------------------------------- effects
+
+    def update(self) -> SettingsUpdate:
+        return SettingsUpdate(self.revision, self.c.settings.to_dict(), term=self.c.term)
+
+    def old_leases_left(self) -> float:
+        """Seconds until no lease granted under slower settings can still hold."""
+        return max(0.0, self.old_leases_until - time.monotonic())
+
+    def with_settings(self, grant: LeaseGrant, beat: Heartbeat) -> LeaseGrant:
+        """The grant, carrying the settings when the node runs with another revision."""
+        if self.revision and beat.settings_revision != self.revision:
+            return replace(grant, settings=self.update())
+        return grant
+
+    async def apply(self, new: ClusterSettings) -> None:
+        """Put `new` in force on this coordinator; a new replication factor goes into
+        the map, and the next tick adds or removes copies (ReplicaKeeper.reconcile)."""
+        old = self.c.settings
+        self._apply_here(new)
+        hold = failover_hold(old, new)
+        if hold:
+            self.old_leases_until = max(self.old_leases_until, time.monotonic() + hold)
+            log.info("failovers wait %gs: leases granted under the old heartbeat timing may hold until then", hold)
+        m = self.c.map
+        if m is not None and m.replication_factor != new.replication_factor:
+            rf = new.replication_factor
+            log.info("replication factor %d -> %d: adding or removing copies", m.replication_factor, rf)
+            await self.c.update_map(lambda m: replace(m, replication_factor=rf) if m is not None else m)
+            self.c.needs_rebalance = True
+            self.c._next_reconcile = 0.0
+
+    def _apply_here(self, s: ClusterSettings) -> None:
+        self.c.settings = s
+        self.c.config = replace(
+            self.c.config,
+            heartbeat_interval=s.heartbeat_interval,
+            unhealthy_after=s.unhealthy_after,
+            node_left_delay=s.node_left_delay,
+            max_moves=s.max_moves,
+            replicas=s.replication_factor,
+            log_level=s.log_level,
+        )
+        set_log_level(s.log_level)
