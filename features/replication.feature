@@ -12,11 +12,10 @@ Feature: Replication and failover
 
   These scenarios run on a cluster of their own, started with `torua up
   --replicas 2` (a nats-server, a coordinator, nodes n1, n2 and n3 and a
-  gateway, each its own OS process). Since shards never move back, each scenario
-  that fails a node fails a different one, so that the node still is the primary
-  of the shards placement gave it; the graceful stop takes whichever node is
-  primary of the most shards then. After each scenario paused nodes are resumed,
-  killed or stopped nodes started again, and the cluster is brought back to green.
+  gateway, each its own OS process). The cluster scenarios of replication
+  (health monitoring with a paused node, automatic recovery, graceful shutdown)
+  are in cluster-management.feature. After each scenario killed nodes are
+  started again and the cluster is brought back to green.
 
   Background:
     Given a running Torua cluster
@@ -41,42 +40,3 @@ Feature: Replication and failover
     And every one of those keys reads back its value
     When I store 120 keys named "written-while-n2-is-down-{n}"
     Then every key written in this scenario reads back its value
-
-  Scenario: Health monitoring: a paused node turns unhealthy, other nodes serve its shards, and it comes back healthy
-    Given 120 keys named "paused-{n}" are stored
-    And some of those keys live on node n3 and some on other nodes
-    When the process of node n3 is paused with SIGSTOP
-    Then node n3 turns unhealthy in /nodes
-    And every shard n3 was primary for names another node as its primary, in state "active"
-    And every one of those keys on n3 reads back its value from its new primary
-    When the process of node n3 is resumed with SIGCONT
-    Then node n3 appears in /nodes as healthy
-    And the cluster health becomes green
-    And every one of those keys reads back its value
-
-  Scenario: Automatic recovery: a restarted node catches up and rejoins, and its shards do not move back
-    Given 120 keys named "recovery-{n}" are stored
-    And some of those keys live on node n1 and some on other nodes
-    When the process of node n1 is killed with SIGKILL
-    Then node n1 turns unhealthy in /nodes
-    And every shard n1 was primary for names another node as its primary, in state "active"
-    When I store 60 keys named "written-while-n1-is-down-{n}"
-    And node n1 is started again with the same command line
-    Then node n1 appears in /nodes as healthy
-    And the cluster health becomes green
-    And node n1 is an in-sync replica of every shard it was primary for
-    And node n1 is the primary of none of the shards it was primary for before the failure
-    And every key written in this scenario reads back its value
-
-  Scenario: Graceful shutdown: a node stopped with SIGTERM hands its shards over first
-    Given a node that is the primary of some shards
-    And a writer that keeps storing new keys on that node's shards through the gateway, recording every answer
-    When the writer has had 20 writes acknowledged
-    And the process of that node is sent SIGTERM
-    Then that node's process exits with code 0
-    And its log says "hand-off done"
-    When the writer has had 50 more writes acknowledged since the exit
-    And the writer is stopped
-    Then no write failed: every answer was 204
-    And /shards names that node as the primary of no shard
-    And every key written in this scenario reads back its value

@@ -15,10 +15,12 @@ synchronise. Every process started here is tracked and stopped at the end.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
 import json
 import os
 import queue
+import random
 import re
 import shutil
 import signal
@@ -94,6 +96,29 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def free_port_range(count: int) -> int:
+    """The first of `count` consecutive ports that are free now. Taken below Linux's
+    ephemeral range (32768 and up), where busy client connections leave none free."""
+    rng = random.Random()
+    for _ in range(100):
+        base = rng.randrange(20000, 32768 - count)
+        try:
+            with contextlib.ExitStack() as stack:
+                for port in range(base, base + count):
+                    sock = stack.enter_context(socket.socket())
+                    # as servers bind: a port held only by TIME_WAIT connections is free to them
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    sock.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+    raise AssertionError(f"found no {count} consecutive free ports")
+
+
+# `torua up` prints "  node-n1      pid 123   metrics http://127.0.0.1:9111/metrics"
+METRICS_LINE = re.compile(r"^\s+(\S+)\s+pid \d+\s+metrics http://[^/]+:(\d+)/metrics")
 
 
 # --------------------------------------------------------------------- HTTP
@@ -408,6 +433,8 @@ class LocalCluster:
         self.killed_coordinators: dict[str, list[str]] = {}
         # The processes of nodes sent SIGTERM, which may still be handing off when restore() runs.
         self.stopped: dict[str, psutil.Process] = {}
+        # Process name ("node-n4", "coordinator-c1") -> its /metrics port.
+        self.metrics_ports: dict[str, int] = {}
 
     @property
     def logs(self) -> Path:
@@ -426,6 +453,7 @@ class LocalCluster:
             "--port", str(self.http_port),
             "--nats-port", str(self.nats_port),
             "--heartbeat-interval", str(HEARTBEAT),
+            "--metrics-port", str(free_port_range(len(self.coordinator_ids) + self.num_nodes + 1)),
         ]
         self.up = subprocess.Popen(
             argv, cwd=self.tmp, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True
@@ -448,9 +476,17 @@ class LocalCluster:
         # "ready" says the shards are served; the standbys may not have announced themselves yet.
         self._wait_settled()
 
+    def metrics_port_of(self, name: str) -> int:
+        """The /metrics port of a process, e.g. ``node-n1`` or ``coordinator-c2``."""
+        assert name in self.metrics_ports, f"no metrics port known for {name}: {self.metrics_ports}"
+        return self.metrics_ports[name]
+
     def _read_output(self) -> None:
         assert self.up is not None and self.up.stdout is not None
         for line in self.up.stdout:
+            match = METRICS_LINE.match(line)
+            if match:
+                self.metrics_ports[match.group(1)] = int(match.group(2))
             self.up_output.append(line)
             self._lines.put(line)
         self._lines.put(None)
@@ -621,14 +657,17 @@ class LocalCluster:
                     text.append(f.read().decode(errors="replace"))
         return "".join(text)
 
-    def start_node(self, node_id: str) -> subprocess.Popen:
-        """A node started by hand against the cluster's NATS, as an operator would."""
+    def start_node(self, node_id: str, extra: list[str] = ()) -> subprocess.Popen:
+        """A node started by hand against the cluster's NATS, as an operator would
+        (`extra`: more flags, e.g. ``["--max-shards", "1"]``)."""
         argv = torua_command() + [
             "node",
             "--id", node_id,
             "--nats-url", self.nats_url,
             "--data-dir", str(self.tmp / "data" / node_id),
             "--heartbeat-interval", str(HEARTBEAT),
+            "--metrics-port", str(self.metrics_ports.setdefault(f"node-{node_id}", free_port())),
+            *extra,
         ]
         return self.spawn(f"node-{node_id}", argv)
 
@@ -719,7 +758,25 @@ class LocalCluster:
         for node_id in list(self.killed):
             self.restart_node(node_id)
         self._remember_children()
+        wait_until(self.undo_operator_flags, SETTLE_TIMEOUT, "every node out of maintenance, evacuation and drain")
         self._wait_settled()
+
+    def undo_operator_flags(self) -> Any:
+        """Take every node out of maintenance, evacuation and drain (a failed scenario may leave one in)."""
+        try:
+            nodes = self.gateway.nodes()
+        except AssertionError as exc:  # no leader answering yet
+            return Seen(str(exc))
+        for n in nodes:
+            if n.get("maintenance"):
+                body = json.dumps({"nodes": [n["id"]], "maintenance": False}).encode()
+                self.gateway.request("POST", "/nodes/maintenance", body, {"Content-Type": "application/json"})
+            if n.get("evacuating"):
+                self.gateway.request("DELETE", f"/nodes/{n['id']}/evacuate")
+            if n.get("draining"):
+                self.gateway.request("DELETE", f"/nodes/{n['id']}/drain")
+        left = [n["id"] for n in self.gateway.nodes() if n.get("maintenance") or n.get("evacuating") or n.get("draining")]
+        return not left or Seen(left)
 
     def _wait_settled(self) -> None:
         wait_until(
