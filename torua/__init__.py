@@ -1,6 +1,6 @@
 """Torua: a distributed store for GraphRAG over NATS."""
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 from torua.client import Client  # noqa: E402
 

@@ -57,3 +57,15 @@ def cluster_health(shard_map: ShardMap | None, nodes: list[NodeStatus]) -> dict[
 def _good_replicas(entry: ShardEntry, healthy: set[str]) -> int:
     """Replica copies that could take over now: on a healthy node and in sync."""
     return len({r for r in entry.replicas if r != entry.primary and r in healthy and r in entry.in_sync})
+
+
+def node_state(n: NodeStatus) -> str:
+    """Health, or what the operator asked of a healthy node, as `/nodes` says it:
+    evacuating / draining until it holds nothing, then evacuated / drained."""
+    if n.status != "healthy":
+        return n.status
+    if n.evacuating:
+        return "evacuated" if not n.shards else "evacuating"
+    if n.draining:
+        return "drained" if not n.shards else "draining"
+    return "maintenance" if n.maintenance else n.status

@@ -37,7 +37,7 @@ class ClusterSettings:
     node_left_delay: float = field(default=60.0, metadata={"range": (0.0, 7 * 86400.0), "help": "seconds a node may stay unhealthy before its copies are rebuilt elsewhere"})
     max_moves: int = field(default=2, metadata={"range": (1, 64), "help": "shard moves running at once"})
     replication_factor: int = field(default=1, metadata={"range": (1, 5), "help": "copies of each shard"})
-    log_level: str = field(default="info", metadata={"choices": LOG_LEVELS, "help": "log level of every process"})
+    log_level: str = field(default="info", metadata={"choices": LOG_LEVELS, "help": "log level of the coordinators and nodes (a gateway keeps its --log-level)"})
     disk_low_watermark: float = field(default=85.0, metadata={"range": (1.0, 100.0), "help": "disk use (%) above which a node takes no new copies"})
     disk_high_watermark: float = field(default=90.0, metadata={"range": (1.0, 100.0), "help": "disk use (%) above which copies move off a node"})
     auto_rebalance: bool = field(default=False, metadata={"help": "move hot shards to spread load without being asked"})
@@ -48,6 +48,24 @@ class ClusterSettings:
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(ClusterSettings)}
+
+# Settings a coordinator also takes as flags (CoordinatorConfig): setting -> config field.
+# The flags give the settings a cluster starts with, until a PUT /cluster/config stores some.
+CONFIG_FLAGS = {
+    "heartbeat_interval": "heartbeat_interval",
+    "unhealthy_after": "unhealthy_after",
+    "node_left_delay": "node_left_delay",
+    "max_moves": "max_moves",
+    "replication_factor": "replicas",
+    "log_level": "log_level",
+    "disk_low_watermark": "disk_low_watermark",
+    "disk_high_watermark": "disk_high_watermark",
+}
+
+
+def from_config(config: Any) -> ClusterSettings:
+    """The settings a coordinator's flags give, checked like a change (SettingsError)."""
+    return apply_change(ClusterSettings(), {name: getattr(config, flag) for name, flag in CONFIG_FLAGS.items()})
 
 
 def describe() -> dict[str, dict[str, Any]]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from torua import cluster_settings
 from torua.bus import NatsAuth, NatsAuthError
 from torua.protocol.subjects import valid_node_id
 
@@ -131,6 +132,11 @@ class CoordinatorConfig(Common):
             raise ConfigError("leader_lease must be from 0.5 to 600 seconds")
         if self.kv_replicas not in (1, 3, 5):
             raise ConfigError("kv_replicas must be 1, 3 or 5")
+        try:  # the flags seed the cluster settings: the same ranges apply
+            cluster_settings.from_config(self)
+        except cluster_settings.SettingsError as exc:
+            flag = {name: "--" + field.replace("_", "-") for name, field in cluster_settings.CONFIG_FLAGS.items()}
+            raise ConfigError("; ".join(f"{flag.get(k, k)} {problem}" for k, problem in sorted(exc.problems.items()))) from None
         if not 1 <= self.disk_low_watermark <= self.disk_high_watermark <= 100:
             raise ConfigError("disk watermarks must satisfy 1 <= disk_low_watermark <= disk_high_watermark <= 100")
 

@@ -59,6 +59,14 @@ async def test_json_and_msgpack_match_http(shared_cluster):
         ("torua.api.kv.get", {"key": "nats/absent"}, "not_found", "404"),
         ("torua.api.kv.put", {"key": "x", "value": "a", "value_b64": "YQ=="}, "bad_request", "400"),
         ("torua.api.kv.put", {"key": "x", "value_b64": "***"}, "bad_request", "400"),
+        ("torua.api.kv.put", b"[" * 100000, "bad_request", "400"),  # nested too deep for the JSON parser
+        ("torua.api.cluster.explain", {"shard": 10**24}, "bad_request", "400"),
+        ("torua.api.cluster.explain", {"shard": 99}, "bad_request", "400"),
+        ("torua.api.cluster.node", {"node": "no-such-node"}, "unknown_node", "404"),
+        ("torua.api.cluster.drain", {"node": "n1", "drain": "yes"}, "bad_request", "400"),
+        ("torua.api.cluster.evacuate", {"node": "no-such-node"}, "unknown_node", "404"),
+        ("torua.api.cluster.maintenance", {"nodes": ["n1", "no-such-node"], "maintenance": True}, "unknown_node", "404"),
+        ("torua.api.cluster.assign", {"shard_id": "one", "node_id": "n1"}, "bad_request", "400"),
     ],
 )
 async def test_errors_carry_json_and_service_headers(shared_cluster, subject, payload, code, status):
@@ -71,6 +79,30 @@ async def test_errors_carry_json_and_service_headers(shared_cluster, subject, pa
     finally:
         await nc.close()
     assert shared_cluster.request("GET", "/data/x")[0] == 404
+
+
+async def test_the_operator_calls_answer_as_the_rest_api_does(shared_cluster):
+    c = shared_cluster
+    nc = await nats.connect(c.nats_url)
+    try:
+        node, _ = await jreq(nc, "torua.api.cluster.node", {"node": "n2"})
+        same = ("id", "status", "shard_ids", "primaries", "pid", "version", "protocol", "max_shards")
+        assert {k: node[k] for k in same} == {k: v for k, v in c.json("GET", "/nodes/n2")[1].items() if k in same}
+        changed, _ = await jreq(nc, "torua.api.cluster.maintenance", {"nodes": ["n2", "n3"], "maintenance": True})
+        assert [(n["id"], n["maintenance"], n["status"]) for n in changed["nodes"]] == [("n2", True, "maintenance"), ("n3", True, "maintenance")]
+        assert c.json("GET", "/nodes/n3")[1]["maintenance"] is True
+        changed, _ = await mreq(nc, "torua.api.cluster.maintenance", {"nodes": ["n2", "n3"], "maintenance": False})
+        assert [(n["id"], n["maintenance"]) for n in changed["nodes"]] == [("n2", False), ("n3", False)]
+        undrained, _ = await jreq(nc, "torua.api.cluster.drain", {"node": "n1", "drain": False})
+        assert undrained["id"] == "n1" and undrained["draining"] is False
+        kept, _ = await jreq(nc, "torua.api.cluster.evacuate", {"node": "n1", "evacuate": False})
+        assert kept["id"] == "n1" and kept["evacuating"] is False
+        shard = c.json("GET", "/shards")[1]["shards"][0]
+        placed, _ = await jreq(nc, "torua.api.cluster.assign", {"shard_id": 0, "node_id": shard["primary"]})
+        assert placed["status"] == "already_there"
+    finally:
+        await nc.close()
+    assert all(not n["maintenance"] and n["status"] == "healthy" for n in c.json("GET", "/nodes")[1]["nodes"])
 
 
 async def test_malformed_msgpack_is_400(shared_cluster):

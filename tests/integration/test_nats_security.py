@@ -90,6 +90,15 @@ def test_each_role_runs_with_its_own_credentials_and_cannot_do_what_it_must_not(
     assert status == 200 and changed["applied_by"] == ["n1", "n2", "n3"], changed
     status, pinged = c.json("POST", "/broadcast", {"kind": "ping"})
     assert status == 200 and [r["node_id"] for r in pinged["replies"] if r["ok"]] == ["n1", "n2", "n3"], pinged
+    # Every operator call the gateway makes is allowed to it.
+    status, explained = c.json("GET", "/cluster/allocation/explain?shard=0")
+    assert status == 200 and explained["shard_id"] == 0, explained
+    status, rebalanced = c.json("POST", "/cluster/rebalance?dry_run=true")
+    assert status == 200 and rebalanced["dry_run"] is True, rebalanced
+    status, maintained = c.json("POST", "/nodes/maintenance", {"nodes": ["n3"], "maintenance": True})
+    assert status == 200, maintained
+    status, maintained = c.json("POST", "/nodes/maintenance", {"nodes": ["n3"], "maintenance": False})
+    assert status == 200, maintained
     node_pw, gateway_pw = PASSWORDS["TORUA_NODE_PASSWORD"], PASSWORDS["TORUA_GATEWAY_PASSWORD"]
 
     async def checks() -> list[str]:

@@ -1,13 +1,26 @@
 """A rolling upgrade on real processes, by the README's procedure: with two copies
 per shard and writes going on, every node in turn is drained, stopped (SIGTERM),
 started again on the same data dir and undrained, then both coordinators are
-restarted, standby first. Nothing acknowledged is lost and no write fails."""
+restarted, standby first, then the gateway. Nothing acknowledged is lost and no
+write fails. Run twice: restarting on this build, and upgrading for real from the
+previous release (its source taken from this checkout's git history) to this build."""
 
 from __future__ import annotations
 
+import io
 import re
+import subprocess
+import sys
+import tarfile
 import threading
 import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from torua import __version__
+from torua.cli.up import torua_command
 
 from tests.support.history import Op, check_key, value_of
 from tests.support.processes import Cluster, wait_until
@@ -102,25 +115,90 @@ def all_coordinators_there(c: Cluster) -> bool:
     return sorted([info["leader"], *info["standbys"]]) == sorted(c.coordinators)
 
 
-def test_a_rolling_upgrade_under_writes_loses_nothing(group, nats_url):
-    c = Cluster(group, nats_url, replicas=2).start(nodes=3, coordinators=2)
+def upgrade_gateway(c: Cluster) -> None:
+    """Start the new gateway, move the clients to it (c.url), then stop the old one:
+    as a load balancer would with two gateways."""
+    old, old_port = c.gateway, c.http_port
+    assert old is not None
+    c.start_gateway()
+    new_port, c.http_port = c.http_port, old_port  # clients stay on the old one until the new one answers
+
+    def answers() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{new_port}/health", timeout=2) as resp:
+                return resp.status == 200
+        except OSError:
+            return False
+
+    wait_until(answers, 30, "the new gateway to answer")
+    c.http_port = new_port
+    assert old.terminate(timeout=20) == 0
+
+
+# The previous release, 0.2.0: the last commit of the coordinator HA work.
+PREVIOUS_RELEASE = ("0.2.0", "5d56e1dcb8baeada6b5cd1c68c2cd9d97b8d3d62")
+
+
+def previous_release(workdir: Path) -> tuple[list[str], dict[str, str]]:
+    """How to run the previous release: its `torua` package from git, on this venv's
+    dependencies (it needs no other). Skips when the checkout has no such history."""
+    version, commit = PREVIOUS_RELEASE
+    root = Path(__file__).resolve().parents[2]
+    try:
+        archive = subprocess.run(["git", "-C", str(root), "archive", commit, "torua"], capture_output=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        pytest.skip(f"cannot run git to get release {version}: {exc}")
+    if archive.returncode != 0:
+        pytest.skip(f"release {version} ({commit[:7]}) is not in this checkout's history: {archive.stderr.decode()[:200]}")
+    src = workdir / f"torua-{version}"
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(src, filter="data")
+    # -P: no current directory first on sys.path, where this build's package would be found
+    return [sys.executable, "-P", "-m", "torua"], {"PYTHONPATH": str(src)}
+
+
+def versions_in_use(c: Cluster) -> list[str]:
+    return sorted({n["version"] for n in c.json("GET", "/nodes")[1]["nodes"]})
+
+
+@pytest.mark.parametrize("start_from", ["this build", "previous release"])
+def test_a_rolling_upgrade_under_writes_loses_nothing(group, nats_url, start_from):
+    this_build = (torua_command(), {})
+    if start_from == "previous release":
+        assert PREVIOUS_RELEASE[0] != __version__, "bump PREVIOUS_RELEASE to the release before this one"
+        old_build = previous_release(group.workdir)
+    else:
+        old_build = this_build
+    c = Cluster(group, nats_url, replicas=2)
+    c.command, c.env = old_build
+    c.start(nodes=3, coordinators=2)
+    old_version = PREVIOUS_RELEASE[0] if start_from == "previous release" else __version__
+    assert versions_in_use(c) == [old_version]
+    c.command, c.env = this_build  # every process started from now on runs this build
     writers = [OverwritingWriter(c, w) for w in (1, 2)]
     for w in writers:
         w.start()
+    seen_versions: set[tuple[str, ...]] = set()
     try:
         wait_until(lambda: all(w.acked() > 20 for w in writers), 20, "writes before the upgrade")
         for node_id in sorted(c.nodes):
             before = sum(w.acked() for w in writers)
             upgrade_node(c, node_id)
+            seen_versions.add(tuple(versions_in_use(c)))
             wait_until(lambda: sum(w.acked() for w in writers) > before + 20, 20, f"writes after {node_id}")
         upgrade_coordinators(c)
+        upgrade_gateway(c)
         before = sum(w.acked() for w in writers)
-        wait_until(lambda: sum(w.acked() for w in writers) > before + 20, 20, "writes after the coordinators")
+        wait_until(lambda: sum(w.acked() for w in writers) > before + 20, 20, "writes after the coordinators and the gateway")
     finally:
         for w in writers:
             w.stop()
     acked, failed = sum(w.acked() for w in writers), [op for w in writers for op in w.failed()]
-    print(f"\nrolling upgrade: {acked} writes acknowledged, {len(failed)} failed")
+    print(f"\nrolling upgrade from {start_from} ({old_version} -> {__version__}): {acked} writes acknowledged, {len(failed)} failed; versions seen {sorted(seen_versions)}")
+    if start_from == "previous release":
+        assert (old_version, __version__) in seen_versions, f"the two builds never ran side by side: {seen_versions}"
+    assert versions_in_use(c) == [__version__]
+    assert c.json("GET", "/cluster/info")[1]["versions"] == [__version__]
     assert not failed, [f"{op.key}: {op.detail}" for op in failed[:5]]
     problems = [p for w in writers for p in w.problems()]
     assert not problems, problems[:5]

@@ -149,34 +149,38 @@ class Cluster:
         self.extra_args: Callable[[str], list[str]] = lambda who: []
         self.gateway: Proc | None = None
         self.http_port = 0
+        # How processes started from now on are run: this build's `torua`, or
+        # another build's (tests/integration/test_rolling_upgrade.py) with its env.
+        self.command: list[str] = torua_command()
+        self.env: dict[str, str] = {}
 
     def _common(self) -> list[str]:
         return ["--nats-url", self.nats_url, "--log-level", "info"]
 
     def start_coordinator(self, expect_nodes: int, extra: list[str] | None = None, coordinator_id: str = "c1") -> Proc:
-        argv = torua_command() + [
+        argv = self.command + [
             "coordinator", "--id", coordinator_id, "--shards", str(self.shards), "--replicas", str(self.replicas),
             "--expect-nodes", str(expect_nodes), "--heartbeat-interval", str(self.heartbeat), "--formation-timeout", "20",
             "--leader-lease", str(self.leader_lease),
         ] + self._common() + self.extra_args(coordinator_id) + (extra or [])
-        proc = self.group.start(f"coordinator-{coordinator_id}", argv)
+        proc = self.group.start(f"coordinator-{coordinator_id}", argv, env=self.env)
         self.coordinators[coordinator_id] = proc
         self.coordinator = self.coordinator or proc
         return proc
 
     def start_node(self, node_id: str, extra: list[str] | None = None) -> Proc:
-        argv = torua_command() + [
+        argv = self.command + [
             "node", "--id", node_id, "--data-dir", str(self.group.workdir / node_id),
             "--heartbeat-interval", str(self.heartbeat), "--commit", "relaxed",
         ] + self._common() + self.extra_args(node_id) + (extra or [])
-        proc = self.group.start(f"node-{node_id}", argv)
+        proc = self.group.start(f"node-{node_id}", argv, env=self.env)
         self.nodes[node_id] = proc
         return proc
 
     def start_gateway(self) -> Proc:
         self.http_port = free_port()
-        argv = torua_command() + ["gateway", "--port", str(self.http_port), "--request-timeout", "5"] + self._common() + self.extra_args("gateway")
-        self.gateway = self.group.start("gateway", argv)
+        argv = self.command + ["gateway", "--port", str(self.http_port), "--request-timeout", "5"] + self._common() + self.extra_args("gateway")
+        self.gateway = self.group.start("gateway", argv, env=self.env)
         return self.gateway
 
     @property

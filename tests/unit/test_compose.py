@@ -143,3 +143,13 @@ def test_ports(services):
         assert config.metrics_port in _published(services[name]), name
     (name, gateway), = gateways.items()
     assert gateway.host == "0.0.0.0" and gateway.port == 8080 and 8080 in _published(services[name])
+
+
+def test_the_sample_prometheus_config_scrapes_every_process_of_the_compose_file(services):
+    """deploy/prometheus/prometheus.yml names the compose services and their metrics ports."""
+    scrape = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    targets = {t for job in scrape["scrape_configs"] for group in job["static_configs"] for t in group["targets"]}
+    expected = {f"{name}:{config.metrics_port}" for name, (role, config) in torua_configs(services).items() if role != "gateway"}
+    (gateway_name, gateway), = of_role(services, "gateway").items()
+    expected.add(f"{gateway_name}:{gateway.port}")  # the gateway serves /metrics on its REST port
+    assert targets == expected

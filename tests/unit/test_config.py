@@ -40,6 +40,21 @@ def test_bad_settings_are_refused(cls, argv):
         parse(cls, argv)
 
 
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        # the coordinator's flags seed the cluster settings: PUT /cluster/config's ranges apply
+        (["--max-moves", "65"], "--max-moves must be from 1 to 64, not 65"),
+        (["--heartbeat-interval", "0.01"], "--heartbeat-interval must be from 0.05 to 60"),
+        (["--node-left-delay", "1e9"], "--node-left-delay must be from 0 to"),
+        (["--disk-low-watermark", "95", "--disk-high-watermark", "90"], "--disk-high-watermark must be >= disk_low_watermark"),
+    ],
+)
+def test_coordinator_flags_are_held_to_the_cluster_settings_ranges(argv, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        parse(CoordinatorConfig, argv)
+
+
 def test_help_names_every_variable():
     p = argparse.ArgumentParser()
     add_arguments(p, GatewayConfig)

@@ -24,6 +24,7 @@ def m(*entries: ShardEntry) -> ShardMap:
         pytest.param(ShardEntry(0, "a", ["b"], ["a", "b"]), ("a",), H, 2, {}, {0: ["b"]}, {}, id="replication-factor-down"),
         pytest.param(ShardEntry(0, "a", ["b"], ["a", "b"]), ("b", "a"), H, 2, {}, {}, {}, id="primary-balance-swaps-are-ignored"),
         pytest.param(ShardEntry(0), ("a", "b"), H, 2, {}, {}, {}, id="unplaced-shards-are-formation's-job"),
+        pytest.param(ShardEntry(0, "a", [], ["a"], "moving", target="c"), ("a", "c"), H, 2, {}, {}, {}, id="a-moving-shard's-target-is-not-added-as-a-replica"),
     ],
 )
 def test_plan_replica_changes(entry, target, health, budget, adds, removes, handoffs):

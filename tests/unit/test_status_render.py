@@ -1,6 +1,7 @@
 """What `torua status` prints, from the coordinator's answers (torua.cli.status.render)."""
 
-from torua.cli.status import node_state, render
+from torua.cli.status import render
+from torua.cluster_health import node_state
 from torua.protocol.messages import CoordinatorInfo, MoveStatus, NodeStatus, ShardEntry, ShardMap
 
 INFO = CoordinatorInfo(

@@ -21,7 +21,7 @@ import sys
 import time
 
 from torua.bus import NatsAuth, NatsUnreachable, connect
-from torua.cluster_health import cluster_health
+from torua.cluster_health import cluster_health, node_state
 from torua.protocol import subjects
 from torua.protocol.codec import decode
 from torua.protocol.messages import CoordinatorInfo, NodesReply, NodeStatus, ShardMap
@@ -48,18 +48,6 @@ async def run_status(args) -> int:
     finally:
         await maps.stop()
         await nc.close()
-
-
-def node_state(n: NodeStatus) -> str:
-    """Health, or what the operator asked of a healthy node, as `/nodes` says it:
-    evacuating / draining until it holds nothing, then evacuated / drained."""
-    if n.status != "healthy":
-        return n.status
-    if n.evacuating:
-        return "evacuated" if not n.shards else "evacuating"
-    if n.draining:
-        return "drained" if not n.shards else "draining"
-    return "maintenance" if n.maintenance else n.status
 
 
 def render(info: CoordinatorInfo, nodes: list[NodeStatus], shard_map: ShardMap | None, now: float) -> str:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from torua.coordinator import shardmap
 from torua.coordinator.load_balance import PRIMARY, Decision, LoadView, Policy, hold_reason, node_loads, plan
-from torua.coordinator.placement import plan_placement
+from torua.coordinator.placement import plan_placement, takes_new_copies
 from torua.coordinator.replica_plan import catching_up, plan_replica_changes
 from torua.protocol.messages import LoadAction, RebalanceReply, RebalanceRequest
 
@@ -53,14 +53,7 @@ class LoadMoves:
     def eligible(self) -> dict[str, int | None]:
         """Nodes that may give and take load: healthy, not leaving, not in
         maintenance, disk below the low watermark."""
-        out: dict[str, int | None] = {}
-        for v in self.c._node_views():
-            if v.status != "healthy" or v.draining or v.gone:
-                continue
-            if getattr(v, "maintenance", False) or getattr(v, "disk", "ok") != "ok":
-                continue
-            out[v.id] = v.max_shards
-        return out
+        return {v.id: v.max_shards for v in self.c._node_views() if takes_new_copies(v)}
 
     def shard_rates(self) -> dict[int, float]:
         """Ops/s per shard: what its copies in the current map last reported."""
@@ -88,7 +81,7 @@ class LoadMoves:
 
     def policy(self) -> Policy:
         hb = self.c.config.heartbeat_interval
-        tolerance = getattr(self.c.settings, "rebalance_tolerance", 0.25)
+        tolerance = self.c.settings.rebalance_tolerance
         return Policy(tolerance=tolerance, cooldown=max(MIN_COOLDOWN, COOLDOWN_HEARTBEATS * hb))
 
     def _busy(self) -> tuple[int, int, int, list[int], bool]:
@@ -159,7 +152,7 @@ class LoadMoves:
         """Every coordinator tick: note whether the placement is changing; in auto
         mode, take one action every AUTO_EVERY heartbeats at most."""
         now = time.monotonic()
-        if self.hold(now) or not getattr(self.c.settings, "auto_rebalance", False) or now < self.next_auto:
+        if self.hold(now) or not self.c.settings.auto_rebalance or now < self.next_auto:
             return
         self.next_auto = now + AUTO_EVERY * self.c.config.heartbeat_interval
         decision = plan(self.view(), self.policy(), self.moved, now, 1)

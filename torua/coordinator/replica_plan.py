@@ -49,8 +49,8 @@ def plan_replica_changes(shard_map: ShardMap, target: Placement, health: dict[st
     changes = ReplicaChanges()
     budget = max(0, max_in_flight - catching_up(shard_map, health))
     for e in shard_map.shards:
-        if e.primary is None:
-            continue
+        if e.primary is None or e.target:
+            continue  # no data to copy from, or a move runs (its target is not a replica)
         want = list(target.get(e.shard_id, ()))
         have = list(e.copies)
         new = [n for n in want if n not in have]

@@ -21,7 +21,6 @@ from typing import Any, Awaitable, Callable
 from nats.aio.client import Client as NATS
 
 from torua.bus import connect
-from torua.cluster_settings import ClusterSettings
 from torua.config import CoordinatorConfig
 from torua.coordinator import shardmap
 from torua.coordinator.api import CoordinatorApi
@@ -31,6 +30,7 @@ from torua.coordinator.capacity import disk_level
 from torua.coordinator.placement import DISK_OK, NodeView, moves_between, plan_placement
 from torua.coordinator.load_moves import LoadMoves
 from torua.coordinator.replicas import ReplicaKeeper
+from torua.cluster_settings import from_config as settings_from_config
 from torua.coordinator.settings import SettingsKeeper
 from torua.coordinator.state_store import ClusterState
 from torua.replication.lease import LeaseSettings, lease_time
@@ -48,6 +48,8 @@ from torua.protocol.messages import (
 )
 
 log = logging.getLogger("torua.coordinator")
+
+REFUSAL_LOG_EVERY = 30.0  # seconds between two log lines about one node's refused heartbeats
 
 
 @dataclass
@@ -112,6 +114,7 @@ class Coordinator:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = asyncio.Event()
         self._map_lock = asyncio.Lock()
+        self._node_write_lock = asyncio.Lock()
 
     # ----------------------------------------------------------- lifecycle
 
@@ -222,8 +225,10 @@ class Coordinator:
             reason = exc.message
             what = f"refusing malformed heartbeat{' of node ' + node_id if node_id else ''}: {reason}"
         # The node retries every interval: say it once per node and reason every 30 s.
-        key, now = (node_id, reason), time.monotonic()
-        if now - self._refusals_logged.get(key, -math.inf) >= 30:
+        # Ids and reasons come from the sender, so the memory of them is pruned.
+        key, now = (node_id if subjects.valid_node_id(node_id) else "?", reason[:200]), time.monotonic()
+        if now - self._refusals_logged.get(key, -math.inf) >= REFUSAL_LOG_EVERY:
+            self._refusals_logged = {k: t for k, t in self._refusals_logged.items() if now - t < REFUSAL_LOG_EVERY}
             self._refusals_logged[key] = now
             log.warning("%s", what)
         if msg.reply:
@@ -249,12 +254,18 @@ class Coordinator:
         ]
         return LeaseGrant(self.map.epoch, self.lease_seconds(), shards, term=self.term)
 
-    async def _save_node(self, record: NodeRecord) -> None:
-        try:
-            assert self.state is not None
-            await self.state.save_node(record.persisted())
-        except Exception as exc:
-            log.warning("could not persist node %s: %s", record.id, exc)
+    async def _save_node(self, record: NodeRecord, strict: bool = False) -> None:
+        """Store a node's record. One write at a time, each of the record as it is
+        then, so two changes to one node (drain and maintenance, say) never store
+        an older view last. `strict` (an operator's change): raise if it was not stored."""
+        async with self._node_write_lock:
+            try:
+                assert self.state is not None
+                await self.state.save_node(record.persisted())
+            except Exception as exc:
+                if strict:
+                    raise TouraError("unavailable", f"could not store node {record.id}'s record ({exc or type(exc).__name__}); try again") from None
+                log.warning("could not persist node %s: %s", record.id, exc)
 
     def health(self) -> dict[str, str]:
         return {n.id: n.status for n in self.nodes.values()}
@@ -307,6 +318,7 @@ class Coordinator:
         self.replicas.fail_over()
         health = self.health()
         await self.update_map(lambda m: shardmap.with_states(m, health))
+        await self.settings_keeper.keep_map_factor()
         self._resume_moves()
         if self.replicas.replicated():
             await self.replicas.reconcile()
@@ -314,8 +326,8 @@ class Coordinator:
             self.needs_rebalance = False
             self._plan_moves()
         self._start_moves()
-        self.load.tick()
         self._send_assignments()
+        self.load.tick()
 
     async def _maybe_form(self) -> None:
         healthy = [n for n in self.nodes.values() if n.status == "healthy"]
@@ -392,9 +404,9 @@ class Coordinator:
         if record.draining != draining:
             record.draining = draining
             log.info("node %s %s", record.id, "draining: its copies move away" if draining else "no longer draining")
-            await self._save_node(record)
-            self.needs_rebalance = True
+            self.needs_rebalance = True  # in force now; stored next (an error says so)
             self._next_reconcile = 0.0
+            await self._save_node(record, strict=True)
 
     async def set_capacity_flags(self, records: list[NodeRecord], **flags: bool) -> None:
         """Set maintenance / evacuating / draining on every record at once, persist, re-plan."""
@@ -403,10 +415,11 @@ class Coordinator:
             for k, v in flags.items():
                 setattr(record, k, v)
             log.info("node %s: %s", record.id, ", ".join(f"{k}={v}" for k, v in flags.items()))
-        await asyncio.gather(*(self._save_node(r) for r in changed))
         if changed:
-            self.needs_rebalance = True
+            self.needs_rebalance = True  # in force now; stored next (an error says so)
             self._next_reconcile = 0.0
+        for record in changed:
+            await self._save_node(record, strict=True)
 
     # ---------------------------------------------------------------- moves
 
@@ -631,19 +644,6 @@ class Coordinator:
                 return m
 
             await self.update_map(mark_created)
-
-
-def settings_from_config(config: CoordinatorConfig) -> ClusterSettings:
-    return ClusterSettings(
-        heartbeat_interval=config.heartbeat_interval,
-        unhealthy_after=config.unhealthy_after,
-        node_left_delay=config.node_left_delay,
-        max_moves=config.max_moves,
-        replication_factor=config.replicas,
-        log_level=config.log_level,
-        disk_low_watermark=config.disk_low_watermark,
-        disk_high_watermark=config.disk_high_watermark,
-    )
 
 
 async def _no_standbys() -> list[str]:

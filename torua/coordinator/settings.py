@@ -22,7 +22,7 @@ from nats.js.errors import KeyWrongLastSequenceError
 
 from torua.broadcast import gather
 from torua.bus import set_log_level
-from torua.cluster_settings import ClusterSettings, SettingsError, apply_change, failover_hold, from_dict
+from torua.cluster_settings import CONFIG_FLAGS, ClusterSettings, SettingsError, apply_change, failover_hold, from_dict
 from torua.protocol.codec import decode, to_dict
 from torua.protocol.errors import TouraError
 from torua.protocol.messages import ClusterConfig, Heartbeat, LeaseGrant, SettingsChange, SettingsUpdate
@@ -79,6 +79,14 @@ class SettingsKeeper:
                 new = apply_change(self.c.settings, request.changes)
             except SettingsError as exc:
                 raise TouraError("bad_request", f"settings refused, nothing changed: {exc}", fields=exc.problems) from None
+            running = len(self.c.moves) + len(self.c.pending) + len(self.c.resuming)
+            if new.replication_factor != self.c.settings.replication_factor and running:
+                # a copy being moved must not also be added or dropped as a replica
+                raise TouraError(
+                    "conflict",
+                    f"{running} shard move(s) running or queued: change replication_factor once they are done "
+                    "(GET /cluster/info lists them); nothing changed",
+                )
             assert self.c.state is not None
             self.c._check_leading()
             try:
@@ -126,23 +134,25 @@ class SettingsKeeper:
         if hold:
             self.old_leases_until = max(self.old_leases_until, time.monotonic() + hold)
             log.info("failovers wait %gs: leases granted under the old heartbeat timing may hold until then", hold)
-        m = self.c.map
-        if m is not None and m.replication_factor != new.replication_factor:
-            rf = new.replication_factor
-            log.info("replication factor %d -> %d: adding or removing copies", m.replication_factor, rf)
-            await self.c.update_map(lambda m: replace(m, replication_factor=rf) if m is not None else m)
-            self.c.needs_rebalance = True
-            self.c._next_reconcile = 0.0
+        if self.c.map is not None and self.c.map.replication_factor != new.replication_factor:
+            try:
+                await self.keep_map_factor()
+            except Exception as exc:  # stored and in force: the next tick writes the map
+                log.warning("the map takes replication factor %d on a later tick: %s", new.replication_factor, exc)
+
+    async def keep_map_factor(self) -> None:
+        """Bring the map's replication factor to the setting's (every tick; idempotent),
+        once no move runs; the replica keeper then adds or removes copies."""
+        c = self.c
+        rf = c.settings.replication_factor
+        if c.map is None or c.map.replication_factor == rf or c.moves or c.pending or c.resuming:
+            return
+        log.info("replication factor %d -> %d: adding or removing copies", c.map.replication_factor, rf)
+        if await c.update_map(lambda m: replace(m, replication_factor=rf) if m is not None else m):
+            c.needs_rebalance = True
+            c._next_reconcile = 0.0
 
     def _apply_here(self, s: ClusterSettings) -> None:
         self.c.settings = s
-        self.c.config = replace(
-            self.c.config,
-            heartbeat_interval=s.heartbeat_interval,
-            unhealthy_after=s.unhealthy_after,
-            node_left_delay=s.node_left_delay,
-            max_moves=s.max_moves,
-            replicas=s.replication_factor,
-            log_level=s.log_level,
-        )
+        self.c.config = replace(self.c.config, **{flag: getattr(s, name) for name, flag in CONFIG_FLAGS.items()})
         set_log_level(s.log_level)

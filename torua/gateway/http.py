@@ -199,7 +199,7 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
     body = await read_body(request, MAX_JSON_BODY)
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise TouraError("bad_request", "the body must be JSON") from None
     if not isinstance(data, dict):
         raise TouraError("bad_request", "the body must be a JSON object")

@@ -2,8 +2,10 @@
 
 Endpoints live under ``torua.api`` in queue group ``torua-gateway``, so every
 gateway shares the load and ``nats micro ls`` / ``$SRV.PING`` find them:
-``kv.get|put|delete|list``, ``cluster.info|health|shards|nodes|explain``,
-``cluster.config`` / ``cluster.config.set``, ``cluster.broadcast`` and ``cluster.rebalance``.
+``kv.get|put|delete|list``, ``cluster.info|health|shards|nodes|node|explain``,
+``cluster.config`` / ``cluster.config.set``, ``cluster.broadcast``, ``cluster.rebalance``,
+``cluster.assign``, ``cluster.drain``, ``cluster.evacuate`` and ``cluster.maintenance``:
+the REST API's cluster calls.
 
 Payloads are msgpack maps, or JSON when the request has the header
 ``Content-Type: application/json`` (the reply is JSON too)::
@@ -37,6 +39,9 @@ from torua.gateway.service import Gateway
 from torua.protocol import subjects
 from torua.protocol.errors import TouraError
 
+# Shard numbers fit msgpack's integers with room to spare (a cluster has at most 4096).
+MAX_SHARD_NUMBER = 1 << 31
+
 log = logging.getLogger("torua.gateway.nats")
 
 Body = dict[str, Any]
@@ -61,7 +66,7 @@ def parse_payload(data: bytes, as_json: bool) -> Body:
     if as_json:
         try:
             body = json.loads(data)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise TouraError("bad_request", "payload is not valid JSON") from None
     else:
         try:
@@ -172,9 +177,40 @@ async def kv_list(gw: Gateway, body: Body, as_json: bool) -> Body:
 async def cluster_explain(gw: Gateway, body: Body, as_json: bool) -> Body:
     check_fields(body, frozenset({"shard"}))
     shard = field(body, "shard", int, required=True)
-    if shard < 0:
+    if not 0 <= shard < MAX_SHARD_NUMBER:
         raise TouraError("bad_request", f"shard must be a shard number (0, 1, ...), not {shard}")
     return await gw.explain(shard)
+
+
+async def cluster_node(gw: Gateway, body: Body, as_json: bool) -> Body:
+    """As GET /nodes/{id}: ``{"node": "n1"}``."""
+    check_fields(body, frozenset({"node"}))
+    return await gw.node(field(body, "node", str, required=True))
+
+
+def _node_switch(call: Callable[[Gateway, str, bool], Awaitable[Body]], flag: str) -> Handler:
+    """As POST (flag true, the default) or DELETE /nodes/{id}/drain|evacuate: ``{"node": "n1", "<flag>": true}``."""
+
+    async def handle(gw: Gateway, body: Body, as_json: bool) -> Body:
+        check_fields(body, frozenset({"node", flag}))
+        on = body.get(flag, True)
+        if not isinstance(on, bool):
+            raise TouraError("bad_request", f"field {flag!r} must be true or false")
+        return await call(gw, field(body, "node", str, required=True), on)
+
+    return handle
+
+
+async def cluster_maintenance(gw: Gateway, body: Body, as_json: bool) -> Body:
+    """As POST /nodes/maintenance: ``{"nodes": [...], "maintenance": true, "drain": false}``."""
+    check_fields(body, frozenset({"nodes", "maintenance", "drain"}))
+    return await gw.maintenance(body.get("nodes"), body.get("maintenance"), body.get("drain", False))
+
+
+async def cluster_assign(gw: Gateway, body: Body, as_json: bool) -> Body:
+    """As POST /shards/assign: ``{"shard_id": 3, "node_id": "n2"}``."""
+    check_fields(body, frozenset({"shard_id", "node_id"}))
+    return await gw.assign(body.get("shard_id"), body.get("node_id"))
 
 
 async def cluster_config_set(gw: Gateway, body: Body, as_json: bool) -> Body:
@@ -214,6 +250,11 @@ ENDPOINTS: dict[str, Handler] = {
     "cluster.shards": _cluster(Gateway.shards),
     "cluster.nodes": _cluster(Gateway.nodes),
     "cluster.explain": cluster_explain,
+    "cluster.node": cluster_node,
+    "cluster.drain": _node_switch(Gateway.drain, "drain"),
+    "cluster.evacuate": _node_switch(Gateway.evacuate, "evacuate"),
+    "cluster.maintenance": cluster_maintenance,
+    "cluster.assign": cluster_assign,
     "cluster.config": _cluster(Gateway.cluster_config),
     "cluster.config.set": cluster_config_set,
     "cluster.broadcast": cluster_broadcast,

@@ -23,7 +23,7 @@ from nats.errors import Error as NatsError, MaxPayloadError, NoRespondersError, 
 from torua import __version__
 from torua.broadcast import BROADCAST_TIMEOUT, check_kind, gather
 from torua.bus import connect
-from torua.cluster_health import cluster_health
+from torua.cluster_health import cluster_health, node_state
 from torua.cluster_settings import describe as describe_settings
 from torua.config import GatewayConfig
 from torua.keys import MAX_KEY_BYTES, shard_for_key, validate_key
@@ -60,6 +60,8 @@ T = TypeVar("T")
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 # The coordinator answers from memory; longer than this means it is gone or stuck.
 COORDINATOR_TIMEOUT = 3.0
+# Coordinator calls that change the cluster: without an answer their outcome is unknown.
+CHANGING_CALLS = frozenset({"assign", "node", "maintenance", "rebalance", "config.set"})
 
 
 def iso_time(ts: float | None) -> str | None:
@@ -70,18 +72,13 @@ def iso_time(ts: float | None) -> str | None:
 def node_view(n: NodeStatus) -> dict[str, Any]:
     """A node as `/nodes` shows it: `shards` is a count, `shard_ids` the list.
 
-    `status` is the node's health, except that a healthy node being evacuated is
-    ``evacuating`` until it holds no copy, then ``evacuated`` (likewise ``draining``,
-    ``drained``); `health` is always the health.
+    `status` is `cluster_health.node_state` (the health, or what the operator asked
+    of a healthy node: evacuating/evacuated, draining/drained, maintenance);
+    `health` is always the health.
     """
-    status = n.status
-    if n.evacuating and n.status == "healthy":
-        status = "evacuated" if not n.shards else "evacuating"
-    elif n.draining and n.status == "healthy":
-        status = "drained" if not n.shards else "draining"
     return {
         "id": n.id,
-        "status": status,
+        "status": node_state(n),
         "health": n.status,
         "shards": len(n.shards),
         "shard_ids": n.shards,
@@ -234,10 +231,15 @@ class Gateway:
     # ------------------------------------------------------------- cluster
 
     async def _ask(self, call: str, reply_type: type[T], payload: bytes = b"", timeout: float | None = None) -> T:
-        """One coordinator call; its refusals (an `Ack` with ok=False) come back as `TouraError`."""
+        """One coordinator call; its refusals (an `Ack` with ok=False) come back as `TouraError`.
+        A call that changes something and gets no answer in time may have been done: 504."""
         try:
             msg = await self.nc.request(subjects.coordinator(call), payload, timeout=timeout or min(COORDINATOR_TIMEOUT, self.config.request_timeout))
-        except (NoRespondersError, NatsTimeout):
+        except NatsTimeout:
+            if call in CHANGING_CALLS:
+                raise TouraError("timeout", f"the coordinator did not answer {call} in time: it may or may not be done; read it back to check") from None
+            raise TouraError("no_coordinator", "the coordinator is not answering", retry_after=RETRY_AFTER_SECONDS) from None
+        except NoRespondersError:
             raise TouraError("no_coordinator", "the coordinator is not answering", retry_after=RETRY_AFTER_SECONDS) from None
         except NatsError as exc:
             raise TouraError("no_coordinator", f"cannot reach the coordinator: {exc or type(exc).__name__}", retry_after=RETRY_AFTER_SECONDS) from None

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from torua import __version__
 from torua.bus import set_log_level
 from torua.cluster_settings import SettingsError, from_dict as settings_from_dict
+from torua.leadership import accept_term
 from torua.protocol.codec import decode, from_dict
 from torua.protocol.errors import TouraError
 from torua.protocol.messages import BroadcastMessage, BroadcastReply, SettingsUpdate
@@ -68,13 +69,20 @@ def ping(node: "Node") -> dict[str, Any]:
 
 def apply_settings(node: "Node", update: SettingsUpdate) -> None:
     """Take the settings that concern a node; `TouraError` (and no change) if they
-    come from an older coordinator term or do not validate."""
-    if not node._follow_term(update.term):
+    come from an older coordinator term or do not validate. The revision is the
+    settings key's JetStream revision, which only grows, whoever leads: an update
+    older than the one in force (a heartbeat reply overtaken by the broadcast of a
+    newer change) is ignored."""
+    if not accept_term(node.term, update.term):
         raise TouraError("stale_epoch", f"coordinator term {update.term} is older than {node.term}: a newer leader speaks for the cluster")
     try:
         settings = settings_from_dict(update.settings)
     except SettingsError as exc:
         raise TouraError("bad_request", f"settings refused: {exc}", fields=exc.problems) from None
+    node._follow_term(update.term)
+    if update.revision < node.settings_revision:
+        log.debug("ignoring settings revision %d: revision %d is in force", update.revision, node.settings_revision)
+        return
     old = node.config
     node.config = replace(old, heartbeat_interval=settings.heartbeat_interval, log_level=settings.log_level)
     node.settings_revision = update.revision

@@ -54,7 +54,7 @@ class ShardMap:
 @dataclass(frozen=True)
 class ShardReport:
     shard_id: int
-    role: str  # primary | replica | frozen | copying
+    role: str  # primary | replica | frozen | copying | retired
     last_seq: int = 0
     keys: int = 0
     bytes: int = 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 PREFIX = "torua"
 
-HEARTBEAT = "torua.cluster.heartbeat"          # node -> coordinator, publish
+HEARTBEAT = "torua.cluster.heartbeat"          # node -> coordinator, request (the reply is a LeaseGrant)
 MAP_ANNOUNCE = "torua.cluster.map"             # coordinator -> everyone, publish
 BROADCAST = "torua.cluster.broadcast"          # operator -> every node, publish/request
 
