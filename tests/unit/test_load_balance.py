@@ -273,3 +273,21 @@ def test_hold_reason(kwargs, expected):
     args = dict(moves=0, handoffs=0, catching_up=0, unsettled_shards=[], placement_due=False, quiet_for=10.0, settle=3.0) | kwargs
     reason = hold_reason(**args)
     assert reason.startswith(expected) if expected else reason == ""
+
+
+def test_replicas_primaries_left_on_few_nodes_go_one_way_to_replicas_that_lead_fewer():
+    """After failovers and joins, placement leaves primaries where they are (no move
+    back), so a and b may lead every shard while c and d lead none. A one-way hand-off
+    to a node leading fewer never widens the spread of primaries, so it is allowed."""
+    view = replicated(
+        {0: ("a", "c"), 1: ("a", "d"), 2: ("a", "b"), 3: ("a", "b"), 4: ("b", "a"), 5: ("b", "c"), 6: ("b", "d"), 7: ("b", "a")},
+        {0: 60, 1: 90, 2: 10, 3: 10, 4: 10, 5: 10, 6: 10, 7: 10},
+        ["a", "b", "c", "d"],
+    )
+    d = decide(view, POLICY, {}, now=0.0)
+    (action,) = d.actions
+    assert action.source == "a" and action.swap_with is None and action.target in ("c", "d"), d.reason
+    before, after = counts(view), counts(apply(view, action))
+    assert max(after.values()) - min(after.values()) <= max(before.values()) - min(before.values())
+    assert after[action.source] == before[action.source] - 1 and after[action.target] == before[action.target] + 1 <= before[action.source]
+    assert max(d.expected.values()) < max(d.loads.values())

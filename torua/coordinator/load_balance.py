@@ -6,12 +6,12 @@ module moves *load* without ever breaking those counts, so the two never undo
 each other's work:
 
 - one copy per shard (`how="copy"`): a hot shard's copy goes from the busiest
-  node to a cooler one, either one way when the busiest node holds exactly one
-  copy more than the cooler one (the two nodes trade counts), or as a **swap**
+  node to a cooler one, either one way when the busiest node holds at least one
+  copy more than the cooler one (the spread of counts does not widen), or as a **swap**
   with a colder shard of the cooler node (two moves, counts unchanged);
 - replicas (`how="primary"`): no data moves. An in-sync replica of the hot shard
   on a cooler node becomes its primary (a planned hand-off), one way when the
-  busiest node leads exactly one shard more, or swapped with a colder shard that
+  busiest node leads at least one shard more, or swapped with a colder shard that
   the cooler node leads and of which the busiest node holds an in-sync replica.
   Placement keeps a shard's current primary, so it does not hand it back.
 
@@ -236,7 +236,9 @@ def _candidates(view: LoadView, hot: str, recent: Mapping[int, float], now: floa
             if d == hot or not _may_take(view, s, d):
                 continue
             cap = view.nodes[d]
-            if counts[hot] == counts[d] + 1 and (view.replicated or cap is None or counts[d] + 1 <= cap):
+            # one way when it does not widen the spread of counts: the two nodes trade
+            # counts, or (primaries, which placement never moves for count alone) d has fewer
+            if counts[hot] >= counts[d] + 1 and (view.replicated or cap is None or counts[d] + 1 <= cap):
                 out.append(Action(s, hot, d, None, how))
             for t in led[d]:
                 if rate(t) < rate(s) and _may_take(view, t, hot):
