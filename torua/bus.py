@@ -105,7 +105,11 @@ async def connect(url: str, name: str, timeout: float = 10.0, auth: NatsAuth | N
             await _log_error(exc)
             return
         attempts += 1
-        last[0] = str(exc) or type(exc).__name__
+        message = str(exc) or type(exc).__name__
+        # A refused login says more than the connection reset the server sends after
+        # it: keep it as the reason, whatever comes later.
+        if "authorization" not in last[0].lower() or "authorization" in message.lower():
+            last[0] = message
         log.warning("NATS at %s not reachable (attempt %d): %s; retrying", url, attempts, last[0])
 
     async def on_disconnect() -> None:

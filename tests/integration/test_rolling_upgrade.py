@@ -23,7 +23,7 @@ from torua import __version__
 from torua.cli.up import torua_command
 
 from tests.support.history import Op, check_key, value_of
-from tests.support.processes import Cluster, wait_until
+from tests.support.processes import Cluster, free_port, wait_until
 
 
 class OverwritingWriter(threading.Thread):
@@ -118,10 +118,10 @@ def all_coordinators_there(c: Cluster) -> bool:
 def upgrade_gateway(c: Cluster) -> None:
     """Start the new gateway, move the clients to it (c.url), then stop the old one:
     as a load balancer would with two gateways."""
-    old, old_port = c.gateway, c.http_port
+    old = c.gateway
     assert old is not None
-    c.start_gateway()
-    new_port, c.http_port = c.http_port, old_port  # clients stay on the old one until the new one answers
+    new_port = free_port()
+    new = c.start_gateway(new_port, use=False)  # clients stay on the old one until the new one answers
 
     def answers() -> bool:
         try:
@@ -131,7 +131,7 @@ def upgrade_gateway(c: Cluster) -> None:
             return False
 
     wait_until(answers, 30, "the new gateway to answer")
-    c.http_port = new_port
+    c.http_port, c.gateway = new_port, new
     assert old.terminate(timeout=20) == 0
 
 

@@ -177,11 +177,14 @@ class Cluster:
         self.nodes[node_id] = proc
         return proc
 
-    def start_gateway(self) -> Proc:
-        self.http_port = free_port()
-        argv = self.command + ["gateway", "--port", str(self.http_port), "--request-timeout", "5"] + self._common() + self.extra_args("gateway")
-        self.gateway = self.group.start("gateway", argv, env=self.env)
-        return self.gateway
+    def start_gateway(self, port: int = 0, use: bool = True) -> Proc:
+        """A gateway on `port` (a free one if 0); with `use`, requests go to it from now on."""
+        port = port or free_port()
+        argv = self.command + ["gateway", "--port", str(port), "--request-timeout", "5"] + self._common() + self.extra_args("gateway")
+        proc = self.group.start("gateway", argv, env=self.env)
+        if use:
+            self.http_port, self.gateway = port, proc
+        return proc
 
     @property
     def url(self) -> str:

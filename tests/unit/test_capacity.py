@@ -27,6 +27,24 @@ def test_disk_level(used: int, free: int, low: float, high: float, level: str) -
     assert disk_level(used, free, low, high) == level
 
 
+# (id, percent used, level judged last, level now): a level is left 1 point below its watermark
+HYSTERESIS = [
+    ("stays-above-low-just-under-it", 84.5, "above_low", "above_low"),
+    ("leaves-above-low-a-point-under", 84.0, "above_low", "ok"),
+    ("ok-just-under-low-stays-ok", 84.5, "ok", "ok"),
+    ("stays-above-high-just-under-it", 89.5, "above_high", "above_high"),
+    ("from-above-high-a-point-under-is-above-low", 88.0, "above_high", "above_low"),
+    ("from-above-high-far-under-is-ok", 50.0, "above_high", "ok"),
+    ("rising-needs-no-margin", 90.5, "above_low", "above_high"),
+]
+
+
+@pytest.mark.parametrize("percent, previous, level", [c[1:] for c in HYSTERESIS], ids=[c[0] for c in HYSTERESIS])
+def test_disk_level_hysteresis(percent: float, previous: str, level: str) -> None:
+    used = round(percent * 10)
+    assert disk_level(used, 1000 - used, 85.0, 90.0, previous) == level
+
+
 def test_disk_percent_is_used_over_used_plus_free_like_df() -> None:
     assert disk_percent(used=22, free=78) == 22.0
     assert disk_percent(used=1, free=2) == 33.33

@@ -33,14 +33,21 @@ def disk_percent(used: int, free: int) -> float | None:
     return round(100.0 * used / (used + free), 2)
 
 
-def disk_level(used: int, free: int, low: float, high: float) -> str:
-    """ok, above_low (no new copies) or above_high (copies move off); ok when unknown."""
+DISK_MARGIN = 1.0  # percentage points a disk must fall below a watermark to count as under it again
+
+
+def disk_level(used: int, free: int, low: float, high: float, previous: str = DISK_OK) -> str:
+    """ok, above_low (no new copies) or above_high (copies move off); ok when unknown.
+
+    A level, once reached, is left only when use falls DISK_MARGIN below its
+    watermark (`previous` is the level judged last), so a disk hovering at a
+    watermark does not make placement plan again on every heartbeat."""
     percent = disk_percent(used, free)
     if percent is None:
         return DISK_OK
-    if percent > high:
+    if percent > high or (previous == DISK_ABOVE_HIGH and percent > high - DISK_MARGIN):
         return DISK_ABOVE_HIGH
-    if percent > low:
+    if percent > low or (previous in (DISK_ABOVE_LOW, DISK_ABOVE_HIGH) and percent > low - DISK_MARGIN):
         return DISK_ABOVE_LOW
     return DISK_OK
 

@@ -364,7 +364,7 @@ class Coordinator:
         beat = record.heartbeat
         if beat is None:
             return DISK_OK
-        return disk_level(beat.disk_used, beat.disk_free, self.settings.disk_low_watermark, self.settings.disk_high_watermark)
+        return disk_level(beat.disk_used, beat.disk_free, self.settings.disk_low_watermark, self.settings.disk_high_watermark, record.disk_level)
 
     def _note_disk_level(self, record: NodeRecord) -> None:
         level = self.node_disk_level(record)
