@@ -11,9 +11,9 @@ Feature: Cluster management
   over every node that may hold them, never above a node's --max-shards; a new
   cluster's primaries are spread the same way. With replicas, a primary is
   handed to another copy only when its node leaves or for load, never for the
-  count alone, so a node that joins or returns takes replicas first. A node missing 3 heartbeats is unhealthy and its
-  primaries fail over to in-sync replicas; one that returns catches up, and
-  shards do not move back to it. Operators see the cluster through
+  count alone, so a node that joins or returns takes replicas first. A node
+  missing 3 heartbeats is unhealthy and its primaries fail over to in-sync
+  replicas; one that returns catches up, and shards do not move back to it. Operators see the cluster through
   /cluster/info, /nodes/{id}, /cluster/allocation/explain and /metrics; they
   change its settings through /cluster/config (persisted in JetStream and
   acknowledged by every node), take nodes out of service with maintenance,

@@ -109,11 +109,28 @@ class ProcessGroup:
         return proc
 
     def stop_all(self) -> None:
-        for proc in reversed(self.procs):
-            try:
-                proc.terminate(timeout=5)
-            except Exception:
-                proc.kill()
+        """SIGTERM everything, as `torua up` stops: gateways and coordinators first (so
+        stopping nodes find no coordinator to hand their primaries to, and do not wait
+        for one), then the nodes together, then the rest (NATS); SIGKILL what is left
+        after 5 s."""
+
+        def rank(proc: Proc) -> int:
+            return 0 if proc.name.startswith(("gateway", "coordinator")) else 1 if proc.name.startswith("node") else 2
+
+        for stage in range(3):
+            procs = [p for p in reversed(self.procs) if rank(p) == stage and p.alive()]
+            for proc in procs:
+                try:
+                    psutil.Process(proc.pid).resume()
+                    proc.popen.send_signal(signal.SIGTERM)
+                except (psutil.Error, OSError):
+                    pass
+            deadline = time.monotonic() + 5
+            for proc in procs:
+                try:
+                    proc.popen.wait(max(0.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    proc.kill()
 
 
 def start_nats(
