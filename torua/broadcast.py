@@ -18,7 +18,7 @@ from typing import Any
 
 from torua.protocol import subjects
 from torua.protocol.codec import decode, encode
-from torua.protocol.errors import TouraError
+from torua.protocol.errors import ToruaError
 from torua.protocol.messages import BroadcastMessage, BroadcastReply
 
 log = logging.getLogger("torua.broadcast")
@@ -41,7 +41,7 @@ class Gathered:
 def check_kind(kind: Any) -> str:
     """A broadcast kind: a short non-empty string; `bad_request` otherwise."""
     if not isinstance(kind, str) or not 0 < len(kind) <= MAX_KIND_CHARS or not kind.isprintable():
-        raise TouraError("bad_request", f"kind must be a string of 1 to {MAX_KIND_CHARS} printable characters")
+        raise ToruaError("bad_request", f"kind must be a string of 1 to {MAX_KIND_CHARS} printable characters")
     return kind
 
 
@@ -56,7 +56,7 @@ async def gather(nc: Any, kind: str, body: dict[str, Any], expected: set[str] | 
     try:
         payload = encode(BroadcastMessage(kind=kind, body=body, sent_at=time.time()))
     except (OverflowError, ValueError, TypeError) as exc:  # e.g. an integer msgpack cannot carry
-        raise TouraError("bad_request", f"the broadcast body cannot be encoded: {exc}") from None
+        raise ToruaError("bad_request", f"the broadcast body cannot be encoded: {exc}") from None
     replies: dict[str, BroadcastReply] = {}
     done = asyncio.Event()
     if expected is not None and not expected:
@@ -65,7 +65,7 @@ async def gather(nc: Any, kind: str, body: dict[str, Any], expected: set[str] | 
     async def on_reply(msg: Any) -> None:
         try:
             reply = decode(BroadcastReply, msg.data)
-        except TouraError as exc:
+        except ToruaError as exc:
             log.warning("ignoring a malformed broadcast reply: %s", exc.message)
             return
         replies.setdefault(reply.node_id, reply)

@@ -24,7 +24,7 @@ from torua.config import DEFAULT_NATS_URL
 from torua.keys import shard_for_key, validate_key
 from torua.listing import list_keys
 from torua.protocol import subjects
-from torua.protocol.errors import TouraError
+from torua.protocol.errors import ToruaError
 from torua.protocol.messages import KvReply, KvRequest
 from torua.routing import MapCache, ShardRouter
 
@@ -70,14 +70,14 @@ class Client:
         "eventual" may read an in-sync replica (spreads load; may lag a little)."""
         validate_key(key)
         if consistency not in ("strong", "eventual"):
-            raise TouraError("bad_request", "consistency must be strong or eventual")
+            raise ToruaError("bad_request", "consistency must be strong or eventual")
         eventual = consistency == "eventual"
         if self._direct():
             reply = await self._call(key, lambda epoch, shard: KvRequest("get", shard, epoch, key=key, eventual=eventual), eventual)
             return (reply.value or b"", reply.content_type) if reply.found else None
         try:
             data = await self._api("kv.get", {"key": key, "consistency": consistency})
-        except TouraError as exc:
+        except ToruaError as exc:
             if exc.code == "not_found":
                 return None
             raise
@@ -86,7 +86,7 @@ class Client:
     async def put(self, key: str, value: bytes, content_type: str = "application/octet-stream") -> None:
         validate_key(key)
         if not isinstance(value, (bytes, bytearray)):
-            raise TouraError("bad_request", "value must be bytes")
+            raise ToruaError("bad_request", "value must be bytes")
         if self._direct():
             await self._call(key, lambda epoch, shard: KvRequest("put", shard, epoch, key=key, value=bytes(value), content_type=content_type))
         else:
@@ -117,7 +117,7 @@ class Client:
         shard = shard_for_key(key, self._maps.current.num_shards)
         reply = await self._router.call(shard, lambda epoch: build(epoch, shard), self.timeout, eventual)
         if not reply.ok:
-            raise TouraError(reply.error_code or "internal", reply.error_message)
+            raise ToruaError(reply.error_code or "internal", reply.error_message)
         return reply
 
     async def _api(self, call: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -125,11 +125,11 @@ class Client:
         try:
             msg = await self._nc.request(f"{subjects.API}.{call}", msgpack.packb(payload, use_bin_type=True), timeout=self.timeout)
         except NoRespondersError:
-            raise TouraError("unavailable", "no shard map and no gateway answering on torua.api") from None
+            raise ToruaError("unavailable", "no shard map and no gateway answering on torua.api") from None
         except NatsTimeout:
-            raise TouraError("timeout", f"{call}: no answer within {self.timeout:g}s") from None
+            raise ToruaError("timeout", f"{call}: no answer within {self.timeout:g}s") from None
         data = msgpack.unpackb(msg.data, raw=False)
         if isinstance(data, dict) and "error" in data:
             err = data["error"]
-            raise TouraError(err.get("code", "internal"), err.get("message", ""))
+            raise ToruaError(err.get("code", "internal"), err.get("message", ""))
         return data

@@ -170,6 +170,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         default = f.default
         flag = "--" + f.name.replace("_", "-")
         help_text = f"{f.metadata.get('help', '')} [env {env_name(f.name)}; default {default}]"
+        help_text = help_text.replace("%", "%%")  # argparse formats help with %: "disk use (%)" is text
         parser.add_argument(flag, dest=f.name, default=None, help=help_text, metavar=f.name.upper())
 
 

@@ -4,14 +4,14 @@ Pure functions, shared by the gateway, the client and the nodes so that every
 process routes a key the same way.
 
 >>> shard_for_key("user@example.com", 16)
-6
+12
 """
 
 from __future__ import annotations
 
 import mmh3
 
-from torua.protocol.errors import TouraError
+from torua.protocol.errors import ToruaError
 
 MAX_KEY_BYTES = 1024
 
@@ -19,17 +19,17 @@ MAX_KEY_BYTES = 1024
 def validate_key(key: object) -> str:
     """Return the key if it is 1..1024 bytes of UTF-8 without NUL; raise `bad_request` otherwise."""
     if not isinstance(key, str):
-        raise TouraError("bad_request", "key must be a string")
+        raise ToruaError("bad_request", "key must be a string")
     if not key:
-        raise TouraError("bad_request", "key must not be empty")
+        raise ToruaError("bad_request", "key must not be empty")
     if "\x00" in key:
-        raise TouraError("bad_request", "key must not contain NUL")
+        raise ToruaError("bad_request", "key must not contain NUL")
     try:
         size = len(key.encode("utf-8"))
     except UnicodeEncodeError:
-        raise TouraError("bad_request", "key must be valid UTF-8") from None
+        raise ToruaError("bad_request", "key must be valid UTF-8") from None
     if size > MAX_KEY_BYTES:
-        raise TouraError("bad_request", f"key is {size} bytes; the limit is {MAX_KEY_BYTES}")
+        raise ToruaError("bad_request", f"key is {size} bytes; the limit is {MAX_KEY_BYTES}")
     return key
 
 

@@ -11,7 +11,7 @@ import base64
 
 import msgpack
 
-from torua.protocol.errors import TouraError
+from torua.protocol.errors import ToruaError
 from torua.protocol.messages import KvRequest
 from torua.routing import ShardRouter
 
@@ -24,7 +24,7 @@ def encode_cursor(shard_id: int, last_key: str | None) -> str:
 
 def decode_cursor(cursor: str, num_shards: int) -> tuple[int, str | None]:
     """(shard_id, last_key) from a cursor `encode_cursor` made; `bad_request` for anything else."""
-    bad = TouraError("bad_request", "cursor is not one this API returned")
+    bad = ToruaError("bad_request", "cursor is not one this API returned")
     if not isinstance(cursor, str) or not cursor or len(cursor) > 4096:
         raise bad
     try:
@@ -46,9 +46,9 @@ def decode_cursor(cursor: str, num_shards: int) -> tuple[int, str | None]:
 async def list_keys(router: ShardRouter, prefix: str, limit: int, cursor: str | None, timeout: float) -> tuple[list[str], str | None]:
     """Up to `limit` keys starting with `prefix`, after `cursor`; returns (keys, next cursor or None)."""
     if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_LIMIT:
-        raise TouraError("bad_request", f"limit must be an integer from 1 to {MAX_LIMIT}")
+        raise ToruaError("bad_request", f"limit must be an integer from 1 to {MAX_LIMIT}")
     if not isinstance(prefix, str):
-        raise TouraError("bad_request", "prefix must be a string")
+        raise ToruaError("bad_request", "prefix must be a string")
     num_shards = router.shard_map().num_shards
     shard_id, after = decode_cursor(cursor, num_shards) if cursor else (0, None)
     keys: list[str] = []
@@ -58,7 +58,7 @@ async def list_keys(router: ShardRouter, prefix: str, limit: int, cursor: str | 
             shard_id, lambda epoch, s=shard_id, a=after, w=want: KvRequest("list", s, epoch, prefix=prefix, after=a, limit=w), timeout
         )
         if not reply.ok:
-            raise TouraError(reply.error_code or "internal", reply.error_message)
+            raise ToruaError(reply.error_code or "internal", reply.error_message)
         keys.extend(reply.keys)
         if len(reply.keys) >= want:
             return keys, encode_cursor(shard_id, reply.keys[-1])

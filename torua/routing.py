@@ -24,7 +24,7 @@ from nats.errors import NoRespondersError, TimeoutError as NatsTimeout
 
 from torua.protocol import subjects
 from torua.protocol.codec import decode, encode
-from torua.protocol.errors import RETRYABLE, TouraError
+from torua.protocol.errors import RETRYABLE, ToruaError
 from torua.protocol.messages import KvReply, KvRequest, ShardEntry, ShardMap
 
 log = logging.getLogger("torua.routing")
@@ -64,7 +64,7 @@ class MapCache:
     async def _on_announce(self, msg) -> None:
         try:
             self.offer(decode(ShardMap, msg.data))
-        except TouraError as exc:
+        except ToruaError as exc:
             log.warning("ignoring malformed shard map on %s: %s", msg.subject, exc.message)
 
     async def refresh(self) -> None:
@@ -84,7 +84,7 @@ class MapCache:
         if entry.value:
             try:
                 self.offer(decode(ShardMap, entry.value))
-            except TouraError as exc:
+            except ToruaError as exc:
                 log.warning("stored shard map is malformed: %s", exc.message)
 
     async def wait_newer(self, epoch: int, timeout: float) -> None:
@@ -104,7 +104,7 @@ class ShardRouter:
 
     def shard_map(self) -> ShardMap:
         if self.maps.current is None:
-            raise TouraError("unavailable", "the cluster has no shard map yet", retry_after=RETRY_AFTER_SECONDS)
+            raise ToruaError("unavailable", "the cluster has no shard map yet", retry_after=RETRY_AFTER_SECONDS)
         return self.maps.current
 
     async def call(self, shard_id: int, build: Callable[[int], KvRequest], timeout: float, eventual: bool = False) -> KvReply:
@@ -114,16 +114,16 @@ class ShardRouter:
         over replicas); any retry goes to the primary."""
         deadline = time.monotonic() + timeout
         backoff = 0.005
-        last_error: TouraError | None = None
+        last_error: ToruaError | None = None
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise last_error or TouraError("timeout", f"no answer for shard {shard_id} within {timeout:g}s")
+                raise last_error or ToruaError("timeout", f"no answer for shard {shard_id} within {timeout:g}s")
             if self.maps.current is None:
                 await self.maps.refresh()
             try:
                 entry = self._holder(shard_id)
-            except TouraError as exc:
+            except ToruaError as exc:
                 if exc.code == "unknown_shard":
                     raise
                 # The map may change soon (formation, node back); wait for it within the deadline.
@@ -149,16 +149,16 @@ class ShardRouter:
             try:
                 msg = await self._nc.request(subjects.node(target, "kv"), encode(request), timeout=attempt)  # type: ignore[arg-type]
             except NoRespondersError:
-                last_error = TouraError(
+                last_error = ToruaError(
                     "unavailable", f"node {entry.primary} holding shard {shard_id} is not answering", retry_after=RETRY_AFTER_SECONDS
                 )
             except NatsTimeout:
-                last_error = TouraError("timeout", f"node {target} did not answer for shard {shard_id} within {timeout:g}s")
+                last_error = ToruaError("timeout", f"node {target} did not answer for shard {shard_id} within {timeout:g}s")
             else:
                 reply = decode(KvReply, msg.data)
                 if reply.error_code not in RETRYABLE:
                     return reply
-                last_error = TouraError(
+                last_error = ToruaError(
                     "unavailable", f"shard {shard_id}: {reply.error_message or reply.error_code}", retry_after=RETRY_AFTER_SECONDS
                 )
                 if reply.epoch > epoch:
@@ -170,12 +170,12 @@ class ShardRouter:
     def _holder(self, shard_id: int) -> ShardEntry:
         shard_map = self.shard_map()
         if not 0 <= shard_id < shard_map.num_shards:
-            raise TouraError("unknown_shard", f"shard {shard_id} does not exist (0..{shard_map.num_shards - 1})")
+            raise ToruaError("unknown_shard", f"shard {shard_id} does not exist (0..{shard_map.num_shards - 1})")
         entry = shard_map.entry(shard_id)
         if entry.primary is None:
-            raise TouraError("unavailable", f"shard {shard_id} has no holder yet", retry_after=RETRY_AFTER_SECONDS)
+            raise ToruaError("unavailable", f"shard {shard_id} has no holder yet", retry_after=RETRY_AFTER_SECONDS)
         if entry.state == "unavailable":
-            raise TouraError(
+            raise ToruaError(
                 "unavailable",
                 f"shard {shard_id} lives only on node {entry.primary}, which is down; it answers again when that node returns",
                 retry_after=RETRY_AFTER_SECONDS,

@@ -9,7 +9,7 @@ import pytest
 
 from torua import Client
 from torua.cli.up import torua_command
-from torua.protocol.errors import TouraError
+from torua.protocol.errors import ToruaError
 from tests.support.processes import free_port
 
 
@@ -30,7 +30,7 @@ async def test_client_goes_straight_to_the_node(shared_cluster):
             page, cursor = await db.list("client/list/", limit=10, cursor=cursor)
             rest.extend(page)
         assert sorted(keys + rest) == [f"client/list/{i:02d}" for i in range(25)]
-        with pytest.raises(TouraError) as err:
+        with pytest.raises(ToruaError) as err:
             await db.put("", b"x")
         assert err.value.code == "bad_request"
 

@@ -15,7 +15,7 @@ import pytest
 from torua.cluster_settings import ClusterSettings
 from torua.protocol import subjects
 from torua.protocol.codec import decode, encode
-from torua.protocol.errors import TouraError
+from torua.protocol.errors import ToruaError
 from torua.protocol.messages import BroadcastMessage, BroadcastReply, Heartbeat
 from tests.support.processes import Cluster, wait_until
 
@@ -36,7 +36,7 @@ async def heartbeat_times(nats_url: str, node_ids: list[str], count: int, timeou
     async def on_beat(msg) -> None:
         try:
             beat = decode(Heartbeat, msg.data)
-        except TouraError:
+        except ToruaError:
             return
         if beat.node_id in seen:
             seen[beat.node_id].append(beat.sent_at)

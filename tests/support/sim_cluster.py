@@ -37,7 +37,7 @@ from torua.coordinator.service import Coordinator
 from torua.gateway.service import Gateway
 from torua.keys import shard_for_key
 from torua.node.service import Node
-from torua.protocol.errors import TouraError
+from torua.protocol.errors import ToruaError
 from torua.protocol.messages import ShardMap
 
 from tests.support.history import Op, check_key, value_of
@@ -320,7 +320,7 @@ class SimCluster:
         assert self.gateway is not None
         try:
             return (await self.gateway.kv_get(key))[0]
-        except TouraError as exc:
+        except ToruaError as exc:
             if exc.code == "not_found":
                 return None
             raise
@@ -331,7 +331,7 @@ class SimCluster:
         async def attempt() -> tuple[bytes | None] | None:
             try:
                 return (await self.get(key),)
-            except TouraError:
+            except ToruaError:
                 return None
 
         return (await wait_for(attempt, timeout, f"a definite answer for {key}"))[0]
@@ -396,7 +396,7 @@ class KeyWriter:
                     await c.put(key, op.value)
                 else:
                     await c.delete(key)
-            except TouraError as exc:
+            except ToruaError as exc:
                 op.outcome, op.detail = "failed", exc.code
             except Exception as exc:  # anything else is unknown too
                 op.outcome, op.detail = "failed", type(exc).__name__

@@ -4,7 +4,7 @@ import msgpack
 import pytest
 
 from torua.protocol.codec import PROTOCOL_VERSION, decode, encode, encode_json, from_dict
-from torua.protocol.errors import TouraError
+from torua.protocol.errors import ToruaError
 from torua.protocol.messages import (
     Assignment,
     AssignedShard,
@@ -60,12 +60,12 @@ BAD = [
 
 @pytest.mark.parametrize("data,code", BAD)
 def test_garbage_is_refused_with_a_code(data, code):
-    with pytest.raises(TouraError) as err:
+    with pytest.raises(ToruaError) as err:
         decode(KvRequest, data)
     assert err.value.code == code
 
 
 def test_nested_garbage_is_refused():
     data = msgpack.packb({"v": 1, "epoch": 1, "num_shards": 1, "shards": [{"shard_id": "x"}]})
-    with pytest.raises(TouraError):
+    with pytest.raises(ToruaError):
         decode(ShardMap, data)

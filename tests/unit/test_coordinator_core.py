@@ -122,18 +122,18 @@ def _two_shards():
     ],
 )
 def test_check_manual_move(shard_id, node_id, health, moving, expected):
-    from torua.protocol.errors import TouraError
+    from torua.protocol.errors import ToruaError
 
     try:
         verdict = shardmap.check_manual_move(_two_shards(), health, moving, shard_id, node_id)
-    except TouraError as exc:
+    except ToruaError as exc:
         verdict = exc.code
     assert verdict == expected
 
 
 def test_check_manual_move_before_formation():
-    from torua.protocol.errors import TouraError
+    from torua.protocol.errors import ToruaError
 
-    with pytest.raises(TouraError) as err:
+    with pytest.raises(ToruaError) as err:
         shardmap.check_manual_move(None, {"n1": "healthy"}, set(), 0, "n1")
     assert err.value.code == "unavailable"

@@ -6,7 +6,7 @@ import msgpack
 import pytest
 
 from torua.listing import decode_cursor, encode_cursor
-from torua.protocol.errors import TouraError
+from torua.protocol.errors import ToruaError
 
 
 def b64(obj) -> str:
@@ -47,6 +47,6 @@ def test_padding_is_optional():
     ],
 )
 def test_bad_cursors(cursor):
-    with pytest.raises(TouraError) as err:
+    with pytest.raises(ToruaError) as err:
         decode_cursor(cursor, 16)
     assert err.value.code == "bad_request"

@@ -3,7 +3,7 @@
 import pytest
 
 from torua.gateway.paths import key_from_raw_path, percent_decode
-from torua.protocol.errors import TouraError
+from torua.protocol.errors import ToruaError
 
 
 @pytest.mark.parametrize(
@@ -52,7 +52,7 @@ def test_keys_from_raw_paths(raw, key):
     ],
 )
 def test_bad_raw_paths(raw):
-    with pytest.raises(TouraError) as err:
+    with pytest.raises(ToruaError) as err:
         key_from_raw_path(raw)
     assert err.value.code == "bad_request"
     assert err.value.http_status == 400
@@ -61,13 +61,13 @@ def test_bad_raw_paths(raw):
 def test_location_paths():
     assert key_from_raw_path("/keys/a%2Fb/location", "/keys/", "/location") == "a/b"
     assert key_from_raw_path("/keys/a/b/location?x", "/keys/", "/location") == "a/b"
-    with pytest.raises(TouraError):
+    with pytest.raises(ToruaError):
         key_from_raw_path("/keys/a/elsewhere", "/keys/", "/location")
-    with pytest.raises(TouraError):
+    with pytest.raises(ToruaError):
         key_from_raw_path("/keys//location", "/keys/", "/location")
 
 
 def test_percent_decode_is_strict_but_not_form_decoding():
     assert percent_decode("a%20b+c") == "a b+c"
-    with pytest.raises(TouraError):
+    with pytest.raises(ToruaError):
         percent_decode("%G0")

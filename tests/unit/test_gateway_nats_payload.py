@@ -8,7 +8,7 @@ import msgpack
 import pytest
 
 from torua.gateway.nats_api import answer, check_fields, parse_payload, value_of, value_reply, wants_json
-from torua.protocol.errors import TouraError
+from torua.protocol.errors import ToruaError
 
 JSON = {"Content-Type": "application/json"}
 
@@ -46,7 +46,7 @@ def test_wants_json(headers, expected):
     ],
 )
 def test_bad_payloads(data, as_json):
-    with pytest.raises(TouraError) as err:
+    with pytest.raises(ToruaError) as err:
         parse_payload(data, as_json)
     assert err.value.code == "bad_request"
 
@@ -89,7 +89,7 @@ def test_values(body, as_json, value):
     ],
 )
 def test_bad_values(body, as_json):
-    with pytest.raises(TouraError) as err:
+    with pytest.raises(ToruaError) as err:
         value_of(body, as_json)
     assert err.value.code == "bad_request"
 
@@ -102,7 +102,7 @@ def test_value_reply_json_uses_text_or_base64():
 
 def test_unknown_fields_are_refused():
     check_fields({"key": "a"}, frozenset({"key"}))
-    with pytest.raises(TouraError, match="vaule"):
+    with pytest.raises(ToruaError, match="vaule"):
         check_fields({"key": "a", "vaule": "x"}, frozenset({"key", "value"}))
 
 

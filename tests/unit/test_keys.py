@@ -1,7 +1,7 @@
 import pytest
 
 from torua.keys import MAX_KEY_BYTES, shard_for_key, validate_key
-from torua.protocol.errors import TouraError
+from torua.protocol.errors import ToruaError
 
 GOOD = ["simple", "user@example.com", "path/to/resource", "key-with-spaces here", "数字",
         "very:long:key:with:many:colons:and:segments", "k" * MAX_KEY_BYTES, "é" * 512]
@@ -15,7 +15,7 @@ def test_valid_keys(key):
 
 @pytest.mark.parametrize("key", BAD, ids=repr)
 def test_invalid_keys(key):
-    with pytest.raises(TouraError) as err:
+    with pytest.raises(ToruaError) as err:
         validate_key(key)
     assert err.value.code == "bad_request"
 

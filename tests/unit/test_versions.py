@@ -4,7 +4,7 @@ import msgpack
 import pytest
 
 from torua.protocol.codec import PROTOCOL_VERSION, Refused, decode, encode, encode_refusal
-from torua.protocol.errors import TouraError
+from torua.protocol.errors import ToruaError
 from torua.protocol.messages import Heartbeat, KvRequest, LeaseGrant, NodeStatus, ShardReport
 from torua.protocol.versions import OLDEST_PROTOCOL_VERSION, accepts, compatible, refusal_reason, spoken
 
@@ -90,14 +90,14 @@ ACROSS_VERSIONS = [
 @pytest.mark.parametrize("name,data,expected", ACROSS_VERSIONS, ids=[c[0] for c in ACROSS_VERSIONS])
 def test_decode_across_versions(name, data, expected):
     if expected is None:
-        with pytest.raises(TouraError):
+        with pytest.raises(ToruaError):
             decode(type(BEAT), data)
     else:
         assert decode(type(expected), data) == expected
 
 
 def test_version_refusal_names_the_version_and_the_range():
-    with pytest.raises(TouraError) as err:
+    with pytest.raises(ToruaError) as err:
         decode(Heartbeat, _raw(BEAT, v=99))
     assert err.value.code == "unsupported_version"
     assert "protocol version 99 not supported" in err.value.message and spoken() in err.value.message

@@ -25,7 +25,7 @@ import psutil
 from torua.bench.procs import Stack
 from torua.client import Client
 from torua.keys import shard_for_key
-from torua.protocol.errors import TouraError
+from torua.protocol.errors import ToruaError
 
 HEARTBEAT = 1.0
 TARGET = 3 * HEARTBEAT + 1.0
@@ -66,7 +66,7 @@ async def _round(db: Client, nats_url: str, up_pid: int, victim: str, rounds_dir
             try:
                 await db.put(key, str(n).encode())
                 completed[shard].append(time.monotonic())
-            except TouraError:
+            except ToruaError:
                 failures += 1
 
     tasks = [asyncio.ensure_future(writer(s, k)) for s, k in keys.items()]

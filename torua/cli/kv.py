@@ -6,7 +6,7 @@ import sys
 
 from torua.bus import NatsUnreachable
 from torua.client import Client
-from torua.protocol.errors import TouraError
+from torua.protocol.errors import ToruaError
 
 
 async def run_kv(args) -> int:
@@ -34,7 +34,7 @@ async def run_kv(args) -> int:
                     remaining -= len(keys)
                     if cursor is None:
                         break
-    except TouraError as exc:
+    except ToruaError as exc:
         print(f"torua kv: {exc.code}: {exc.message}", file=sys.stderr)
         return 1
     except NatsUnreachable as exc:

@@ -16,7 +16,7 @@ from torua.coordinator import shardmap
 from torua.coordinator.health import missed_heartbeats
 from torua.protocol import subjects
 from torua.protocol.codec import decode, encode
-from torua.protocol.errors import TouraError
+from torua.protocol.errors import ToruaError
 from torua.coordinator.capacity import disk_percent, evacuation_room
 from torua.coordinator.explain import explain_shard
 from torua.protocol.messages import (
@@ -70,7 +70,7 @@ class CoordinatorApi:
                 return
             try:
                 reply = await handler(msg.data)
-            except TouraError as exc:
+            except ToruaError as exc:
                 reply = Ack(False, exc.code, exc.message, detail=exc.fields)
             except Exception as exc:
                 log.exception("coordinator API %s failed", msg.subject)
@@ -123,7 +123,7 @@ class CoordinatorApi:
 
     async def shard_map(self, data: bytes) -> Any:
         if self.c.map is None:
-            raise TouraError("unavailable", "the cluster has not formed yet")
+            raise ToruaError("unavailable", "the cluster has not formed yet")
         return self.c.map
 
     async def info(self, data: bytes) -> CoordinatorInfo:
@@ -163,7 +163,7 @@ class CoordinatorApi:
         """
         change = decode(InSyncChange, data)
         if self.c.map is None:
-            raise TouraError("unavailable", "the cluster has not formed yet")
+            raise ToruaError("unavailable", "the cluster has not formed yet")
         shardmap.change_in_sync(self.c.map, change.shard_id, change.shard_epoch, change.node_id, change.action)  # validate first
         await self.c.update_map(lambda m: shardmap.change_in_sync(m, change.shard_id, change.shard_epoch, change.node_id, change.action))
         log.info("shard %d: %s %s the in-sync set", change.shard_id, change.node_id, "left" if change.action == "remove" else "joined")
@@ -181,7 +181,7 @@ class CoordinatorApi:
         c = self.c
         record = c.nodes.get(request.node_id)
         if record is None:
-            raise TouraError("unknown_node", f"node {request.node_id!r} is not part of the cluster")
+            raise ToruaError("unknown_node", f"node {request.node_id!r} is not part of the cluster")
         if request.action in ("drain", "undrain"):
             await c.set_draining(record, request.action == "drain")
             return Ack(True, detail={"status": "draining" if record.draining else record.status})
@@ -190,17 +190,17 @@ class CoordinatorApi:
             return Ack(True, detail={"handing_off": str(moved)})
         if request.action == "evacuate":
             if c.map is None:
-                raise TouraError("unavailable", "the cluster has not formed yet")
+                raise ToruaError("unavailable", "the cluster has not formed yet")
             if not record.evacuating:
                 room = evacuation_room(record.id, shardmap.placement_of(c.map), c._node_views(), c.map.num_shards, c.map.replication_factor)
                 if not room.ok:
-                    raise TouraError("conflict", f"cannot evacuate {record.id}: {room.message}; nothing changed")
+                    raise ToruaError("conflict", f"cannot evacuate {record.id}: {room.message}; nothing changed")
                 await c.set_capacity_flags([record], evacuating=True)
             return Ack(True, detail={"status": "evacuating"})
         if request.action == "unevacuate":
             await c.set_capacity_flags([record], evacuating=False)
             return Ack(True, detail={"status": record.status})
-        raise TouraError("bad_request", f"unknown node action {request.action!r}")
+        raise ToruaError("bad_request", f"unknown node action {request.action!r}")
 
     async def maintenance(self, data: bytes) -> Ack:
         """Bulk maintenance, all or nothing: afterwards every named node has maintenance
@@ -208,12 +208,12 @@ class CoordinatorApi:
         request = decode(MaintenanceRequest, data)
         c = self.c
         if not request.nodes:
-            raise TouraError("bad_request", "nodes must name at least one node")
+            raise ToruaError("bad_request", "nodes must name at least one node")
         if request.drain and not request.maintenance:
-            raise TouraError("bad_request", "drain: true needs maintenance: true")
+            raise ToruaError("bad_request", "drain: true needs maintenance: true")
         unknown = sorted({n for n in request.nodes if n not in c.nodes})
         if unknown:
-            raise TouraError("unknown_node", f"not part of the cluster: {', '.join(unknown)}; nothing changed")
+            raise ToruaError("unknown_node", f"not part of the cluster: {', '.join(unknown)}; nothing changed")
         records = [c.nodes[n] for n in dict.fromkeys(request.nodes)]
         flags = {"maintenance": request.maintenance}
         if request.drain or not request.maintenance:
@@ -226,9 +226,9 @@ class CoordinatorApi:
         request = decode(ExplainRequest, data)
         c = self.c
         if c.map is None:
-            raise TouraError("unavailable", "the cluster has not formed yet")
+            raise ToruaError("unavailable", "the cluster has not formed yet")
         if not 0 <= request.shard_id < c.map.num_shards:
-            raise TouraError("bad_request", f"shard must be from 0 to {c.map.num_shards - 1}, not {request.shard_id}")
+            raise ToruaError("bad_request", f"shard must be from 0 to {c.map.num_shards - 1}, not {request.shard_id}")
         m = c.moves.get(request.shard_id)
         move = MoveStatus(m.shard_id, m.source, m.target, m.phase, m.started_at) if m else None
         disk = {n.id: disk_percent(n.heartbeat.disk_used, n.heartbeat.disk_free) for n in c.nodes.values() if n.heartbeat}

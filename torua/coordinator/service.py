@@ -36,7 +36,7 @@ from torua.coordinator.state_store import ClusterState
 from torua.replication.lease import LeaseSettings, lease_time
 from torua.protocol import subjects
 from torua.protocol.codec import Refused, decode, encode, encode_refusal, from_dict, unpack
-from torua.protocol.errors import TouraError
+from torua.protocol.errors import ToruaError
 from torua.protocol.versions import refusal_reason
 from torua.protocol.messages import (
     AssignmentAck,
@@ -182,7 +182,7 @@ class Coordinator:
         try:
             raw = unpack(msg.data)
             beat = from_dict(Heartbeat, raw)
-        except TouraError as exc:
+        except ToruaError as exc:
             await self._refuse_heartbeat(msg, raw, exc)
             return
         if not subjects.valid_node_id(beat.node_id):
@@ -210,7 +210,7 @@ class Coordinator:
             except Exception as exc:
                 log.debug("could not answer %s's heartbeat: %s", beat.node_id, exc)
 
-    async def _refuse_heartbeat(self, msg, raw: Any, exc: TouraError) -> None:
+    async def _refuse_heartbeat(self, msg, raw: Any, exc: ToruaError) -> None:
         """Answer a heartbeat this coordinator cannot take with a refusal every
         protocol version reads, so the node logs why; the node is not registered,
         stays out of placement and is judged unhealthy if it was known."""
@@ -264,7 +264,7 @@ class Coordinator:
                 await self.state.save_node(record.persisted())
             except Exception as exc:
                 if strict:
-                    raise TouraError("unavailable", f"could not store node {record.id}'s record ({exc or type(exc).__name__}); try again") from None
+                    raise ToruaError("unavailable", f"could not store node {record.id}'s record ({exc or type(exc).__name__}); try again") from None
                 log.warning("could not persist node %s: %s", record.id, exc)
 
     def health(self) -> dict[str, str]:
@@ -456,7 +456,7 @@ class Coordinator:
     def _check_leading(self) -> None:
         """Every effect (map write, node command) first checks that the lead still holds."""
         if not self.may_act():
-            raise TouraError("unavailable", f"coordinator {self.config.id} no longer leads")
+            raise ToruaError("unavailable", f"coordinator {self.config.id} no longer leads")
 
     async def _command(self, node_id: str, call: str, command: ShardCommand, timeout: float | None = None) -> ShardCommandReply:
         assert self.nc is not None
@@ -465,7 +465,7 @@ class Coordinator:
         msg = await self.nc.request(subjects.node(node_id, call), encode(command), timeout=timeout or self.config.move_timeout)
         reply = decode(ShardCommandReply, msg.data)
         if not reply.ok:
-            raise TouraError(reply.error_code or "internal", f"{call} on {node_id}: {reply.error_message}")
+            raise ToruaError(reply.error_code or "internal", f"{call} on {node_id}: {reply.error_message}")
         return reply
 
     async def _run_move(self, move: Move) -> None:
@@ -621,7 +621,7 @@ class Coordinator:
             except Refused as exc:  # e.g. the node speaks an incompatible protocol version
                 log.warning("%s refuses the assignment: %s", exc.by or f"node {node_id}", exc.message)
                 return
-            except TouraError:
+            except ToruaError:
                 reply = decode(ShardCommandReply, data)
                 log.warning("node %s refused assignment: %s %s", node_id, reply.error_code, reply.error_message)
                 return

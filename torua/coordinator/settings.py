@@ -24,7 +24,7 @@ from torua.broadcast import gather
 from torua.bus import set_log_level
 from torua.cluster_settings import CONFIG_FLAGS, ClusterSettings, SettingsError, apply_change, failover_hold, from_dict
 from torua.protocol.codec import decode, to_dict
-from torua.protocol.errors import TouraError
+from torua.protocol.errors import ToruaError
 from torua.protocol.messages import ClusterConfig, Heartbeat, LeaseGrant, SettingsChange, SettingsUpdate
 
 if TYPE_CHECKING:
@@ -78,11 +78,11 @@ class SettingsKeeper:
             try:
                 new = apply_change(self.c.settings, request.changes)
             except SettingsError as exc:
-                raise TouraError("bad_request", f"settings refused, nothing changed: {exc}", fields=exc.problems) from None
+                raise ToruaError("bad_request", f"settings refused, nothing changed: {exc}", fields=exc.problems) from None
             running = len(self.c.moves) + len(self.c.pending) + len(self.c.resuming)
             if new.replication_factor != self.c.settings.replication_factor and running:
                 # a copy being moved must not also be added or dropped as a replica
-                raise TouraError(
+                raise ToruaError(
                     "conflict",
                     f"{running} shard move(s) running or queued: change replication_factor once they are done "
                     "(GET /cluster/info lists them); nothing changed",
@@ -96,9 +96,9 @@ class SettingsKeeper:
                 if stored is not None:
                     self.revision = stored[1]
                     await self.apply(stored[0])
-                raise TouraError("conflict", "the settings were changed elsewhere meanwhile; nothing changed, try again") from None
+                raise ToruaError("conflict", "the settings were changed elsewhere meanwhile; nothing changed, try again") from None
             except Exception as exc:  # JetStream without a majority, NATS reconnecting, ...
-                raise TouraError("unavailable", f"could not store the settings ({exc or type(exc).__name__}); nothing changed") from None
+                raise ToruaError("unavailable", f"could not store the settings ({exc or type(exc).__name__}); nothing changed") from None
             log.info("cluster settings revision %d: %s", revision, {k: v for k, v in new.to_dict().items() if getattr(self.c.settings, k) != v})
             self.revision = revision
             await self.apply(new)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from torua.coordinator.placement import Placement
-from torua.protocol.errors import TouraError
+from torua.protocol.errors import ToruaError
 from torua.protocol.messages import Assignment, AssignedShard, ShardEntry, ShardMap
 
 
@@ -111,42 +111,42 @@ def with_shard_epochs(old: ShardMap | None, new: ShardMap) -> ShardMap:
 def change_in_sync(shard_map: ShardMap, shard_id: int, shard_epoch: int, node_id: str, action: str) -> ShardMap:
     """The map with `node_id` taken out of / put into shard's in-sync set, as its primary asks.
 
-    Refused (TouraError conflict) when the request comes from an older primary
+    Refused (ToruaError conflict) when the request comes from an older primary
     incarnation, names the primary itself, or a node that holds no copy.
     """
     if not 0 <= shard_id < shard_map.num_shards:
-        raise TouraError("unknown_shard", f"shard {shard_id} does not exist")
+        raise ToruaError("unknown_shard", f"shard {shard_id} does not exist")
     entry = shard_map.shards[shard_id]
     if shard_epoch != entry.shard_epoch:
-        raise TouraError("stale_epoch", f"shard {shard_id} is at shard epoch {entry.shard_epoch}, not {shard_epoch}")
+        raise ToruaError("stale_epoch", f"shard {shard_id} is at shard epoch {entry.shard_epoch}, not {shard_epoch}")
     if node_id == entry.primary or node_id not in entry.replicas:
-        raise TouraError("conflict", f"{node_id} is not a replica of shard {shard_id}")
+        raise ToruaError("conflict", f"{node_id} is not a replica of shard {shard_id}")
     if action == "remove":
         in_sync = [n for n in entry.in_sync if n != node_id]
     elif action == "add":
         in_sync = entry.in_sync + ([node_id] if node_id not in entry.in_sync else [])
     else:
-        raise TouraError("bad_request", f"unknown in-sync action {action!r}")
+        raise ToruaError("bad_request", f"unknown in-sync action {action!r}")
     if in_sync == entry.in_sync:
         return shard_map
     return set_entry(shard_map, shard_id, in_sync=in_sync)
 
 
 def check_manual_move(shard_map: ShardMap | None, health: dict[str, str], moving: set[int], shard_id: int, node_id: str) -> str:
-    """May an operator move `shard_id` to `node_id` now? "moving" or "already_there", else a TouraError."""
+    """May an operator move `shard_id` to `node_id` now? "moving" or "already_there", else a ToruaError."""
     if shard_map is None:
-        raise TouraError("unavailable", "the cluster has not formed yet")
+        raise ToruaError("unavailable", "the cluster has not formed yet")
     if not 0 <= shard_id < shard_map.num_shards:
-        raise TouraError("unknown_shard", f"shard {shard_id} does not exist (0..{shard_map.num_shards - 1})")
+        raise ToruaError("unknown_shard", f"shard {shard_id} does not exist (0..{shard_map.num_shards - 1})")
     if node_id not in health:
-        raise TouraError("unknown_node", f"node {node_id!r} is not part of the cluster")
+        raise ToruaError("unknown_node", f"node {node_id!r} is not part of the cluster")
     if health[node_id] != "healthy":
-        raise TouraError("conflict", f"node {node_id} is {health[node_id]}; it cannot take shards now")
+        raise ToruaError("conflict", f"node {node_id} is {health[node_id]}; it cannot take shards now")
     entry = shard_map.shards[shard_id]
     if entry.primary == node_id:
         return "already_there"
     if shard_id in moving:
-        raise TouraError("conflict", f"shard {shard_id} is already moving to {entry.target}")
+        raise ToruaError("conflict", f"shard {shard_id} is already moving to {entry.target}")
     if entry.primary is None or health.get(entry.primary) != "healthy":
-        raise TouraError("conflict", f"shard {shard_id} has no healthy holder to copy from")
+        raise ToruaError("conflict", f"shard {shard_id} has no healthy holder to copy from")
     return "moving"

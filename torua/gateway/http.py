@@ -28,7 +28,7 @@ from torua.gateway.openapi import openapi_document
 from torua.gateway.paths import key_from_raw_path
 from torua.gateway.service import Gateway
 from torua.metrics import CONTENT_TYPE_LATEST, http_op
-from torua.protocol.errors import HTTP_STATUS, TouraError
+from torua.protocol.errors import HTTP_STATUS, ToruaError
 
 log = logging.getLogger("torua.gateway.http")
 
@@ -57,10 +57,10 @@ def error_response(
     return web.json_response({"error": error}, status=status, headers=out)
 
 
-def _too_large(size: int | None, limit: int) -> TouraError:
+def _too_large(size: int | None, limit: int) -> ToruaError:
     if size is None:  # a chunked body, cut off once it passed the limit
-        return TouraError("value_too_large", f"the body is larger than the limit of {limit} bytes")
-    return TouraError("value_too_large", f"the body is {size} bytes; the limit is {limit} bytes")
+        return ToruaError("value_too_large", f"the body is larger than the limit of {limit} bytes")
+    return ToruaError("value_too_large", f"the body is {size} bytes; the limit is {limit} bytes")
 
 
 @web.middleware
@@ -89,7 +89,7 @@ async def counted(request: web.Request, handler: Handler) -> web.StreamResponse:
 async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
-    except TouraError as exc:
+    except ToruaError as exc:
         return error_response(exc.code, exc.message, retry_after=exc.retry_after, fields=exc.fields)
     except web.HTTPException as exc:
         if exc.status < 400:
@@ -175,7 +175,7 @@ def query_int(request: web.Request, name: str, default: int) -> int:
     if raw == "":
         return default
     if not _DIGITS.fullmatch(raw):
-        raise TouraError("bad_request", f"{name} must be a whole number, not {raw[:40]!r}")
+        raise ToruaError("bad_request", f"{name} must be a whole number, not {raw[:40]!r}")
     return int(raw)
 
 
@@ -200,9 +200,9 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError):
-        raise TouraError("bad_request", "the body must be JSON") from None
+        raise ToruaError("bad_request", "the body must be JSON") from None
     if not isinstance(data, dict):
-        raise TouraError("bad_request", "the body must be a JSON object")
+        raise ToruaError("bad_request", "the body must be a JSON object")
     return data
 
 
@@ -210,7 +210,7 @@ async def assign(request: web.Request) -> web.StreamResponse:
     body = await read_json_object(request)
     unknown = sorted(set(body) - {"shard_id", "node_id"})
     if unknown:
-        raise TouraError("bad_request", f"unknown field(s) {', '.join(unknown)}; expected shard_id and node_id")
+        raise ToruaError("bad_request", f"unknown field(s) {', '.join(unknown)}; expected shard_id and node_id")
     result = await _gw(request).assign(body.get("shard_id"), body.get("node_id"))
     return web.json_response(result, status=202)
 
@@ -232,18 +232,18 @@ async def maintenance(request: web.Request) -> web.StreamResponse:
     body = await read_json_object(request)
     unknown = sorted(set(body) - {"nodes", "maintenance", "drain"})
     if unknown:
-        raise TouraError("bad_request", f"unknown field(s) {', '.join(unknown)}; expected nodes, maintenance and drain")
+        raise ToruaError("bad_request", f"unknown field(s) {', '.join(unknown)}; expected nodes, maintenance and drain")
     if "nodes" not in body or "maintenance" not in body:
-        raise TouraError("bad_request", "the body needs nodes (a list of node ids) and maintenance (true or false)")
+        raise ToruaError("bad_request", "the body needs nodes (a list of node ids) and maintenance (true or false)")
     return web.json_response(await _gw(request).maintenance(body["nodes"], body["maintenance"], body.get("drain", False)))
 
 
 async def allocation_explain(request: web.Request) -> web.StreamResponse:
     raw = request.query.get("shard", "")
     if raw == "":
-        raise TouraError("bad_request", "the query parameter shard is required: /cluster/allocation/explain?shard=N")
+        raise ToruaError("bad_request", "the query parameter shard is required: /cluster/allocation/explain?shard=N")
     if not _DIGITS.fullmatch(raw):
-        raise TouraError("bad_request", f"shard must be a shard number (0, 1, ...), not {raw[:40]!r}")
+        raise ToruaError("bad_request", f"shard must be a shard number (0, 1, ...), not {raw[:40]!r}")
     return web.json_response(await _gw(request).explain(int(raw)))
 
 
@@ -268,7 +268,7 @@ async def rebalance(request: web.Request) -> web.StreamResponse:
     """Spread hot shards now; ?dry_run=true only says what it would do. 202 when moves started."""
     raw = request.query.get("dry_run", "false").lower()
     if raw not in ("true", "false", "1", "0", ""):
-        raise TouraError("bad_request", f"dry_run must be true or false, not {raw[:40]!r}")
+        raise ToruaError("bad_request", f"dry_run must be true or false, not {raw[:40]!r}")
     result = await _gw(request).rebalance(dry_run=raw in ("true", "1"))
     return web.json_response(result, status=202 if result["started"] else 200)
 
@@ -286,7 +286,7 @@ async def broadcast(request: web.Request) -> web.StreamResponse:
     body = await read_json_object(request)
     unknown = sorted(set(body) - {"kind", "body"})
     if unknown:
-        raise TouraError("bad_request", f"unknown field(s) {', '.join(unknown)}; expected kind and optionally body")
+        raise ToruaError("bad_request", f"unknown field(s) {', '.join(unknown)}; expected kind and optionally body")
     return web.json_response(await _gw(request).broadcast(body.get("kind"), body.get("body")))
 
 

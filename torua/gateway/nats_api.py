@@ -37,7 +37,7 @@ from nats.micro.service import Service
 from torua import __version__
 from torua.gateway.service import Gateway
 from torua.protocol import subjects
-from torua.protocol.errors import TouraError
+from torua.protocol.errors import ToruaError
 
 # Shard numbers fit msgpack's integers with room to spare (a cluster has at most 4096).
 MAX_SHARD_NUMBER = 1 << 31
@@ -67,14 +67,14 @@ def parse_payload(data: bytes, as_json: bool) -> Body:
         try:
             body = json.loads(data)
         except (ValueError, UnicodeDecodeError, RecursionError):
-            raise TouraError("bad_request", "payload is not valid JSON") from None
+            raise ToruaError("bad_request", "payload is not valid JSON") from None
     else:
         try:
             body = msgpack.unpackb(data, raw=False)
         except Exception:  # msgpack raises several unrelated types
-            raise TouraError("bad_request", "payload is not valid msgpack (for JSON, send header Content-Type: application/json)") from None
+            raise ToruaError("bad_request", "payload is not valid msgpack (for JSON, send header Content-Type: application/json)") from None
     if not isinstance(body, dict):
-        raise TouraError("bad_request", "payload must be a map")
+        raise ToruaError("bad_request", "payload must be a map")
     return body
 
 
@@ -86,7 +86,7 @@ def check_fields(body: Body, allowed: frozenset[str]) -> None:
     """Refuse unknown fields, so a typo (``"vaule"``) is an error rather than silently ignored."""
     unknown = sorted(str(k) for k in body if k not in allowed)
     if unknown:
-        raise TouraError("bad_request", f"unknown field(s) {', '.join(unknown)}; expected {', '.join(sorted(allowed)) or 'none'}")
+        raise ToruaError("bad_request", f"unknown field(s) {', '.join(unknown)}; expected {', '.join(sorted(allowed)) or 'none'}")
 
 
 def field(body: Body, name: str, kind: type, default: Any = None, required: bool = False) -> Any:
@@ -94,10 +94,10 @@ def field(body: Body, name: str, kind: type, default: Any = None, required: bool
     value = body.get(name)
     if value is None:
         if required:
-            raise TouraError("bad_request", f"missing field {name!r}")
+            raise ToruaError("bad_request", f"missing field {name!r}")
         return default
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise TouraError("bad_request", f"field {name!r} must be {_KIND_NAMES.get(kind, kind.__name__)}, not {type(value).__name__}")
+        raise ToruaError("bad_request", f"field {name!r} must be {_KIND_NAMES.get(kind, kind.__name__)}, not {type(value).__name__}")
     return value
 
 
@@ -108,22 +108,22 @@ def value_of(body: Body, as_json: bool) -> bytes:
     """`value` (bytes in msgpack, text in either) or `value_b64`: exactly one of them."""
     has_value, has_b64 = body.get("value") is not None, body.get("value_b64") is not None
     if has_value == has_b64:
-        raise TouraError("bad_request", "give exactly one of value and value_b64")
+        raise ToruaError("bad_request", "give exactly one of value and value_b64")
     if has_b64:
         encoded = field(body, "value_b64", str)
         try:
             return base64.b64decode(encoded, validate=True)
         except (binascii.Error, ValueError):
-            raise TouraError("bad_request", "value_b64 is not valid base64") from None
+            raise ToruaError("bad_request", "value_b64 is not valid base64") from None
     value = body["value"]
     if isinstance(value, str):
         try:
             return value.encode("utf-8")
         except UnicodeEncodeError:  # JSON allows lone surrogates ("\ud800"); UTF-8 does not
-            raise TouraError("bad_request", "value is not valid UTF-8 text; use value_b64") from None
+            raise ToruaError("bad_request", "value is not valid UTF-8 text; use value_b64") from None
     if isinstance(value, bytes) and not as_json:
         return value
-    raise TouraError("bad_request", "value must be text (or bytes in msgpack); use value_b64 for bytes in JSON")
+    raise ToruaError("bad_request", "value must be text (or bytes in msgpack); use value_b64 for bytes in JSON")
 
 
 def value_reply(key: str, value: bytes, content_type: str, as_json: bool) -> Body:
@@ -178,7 +178,7 @@ async def cluster_explain(gw: Gateway, body: Body, as_json: bool) -> Body:
     check_fields(body, frozenset({"shard"}))
     shard = field(body, "shard", int, required=True)
     if not 0 <= shard < MAX_SHARD_NUMBER:
-        raise TouraError("bad_request", f"shard must be a shard number (0, 1, ...), not {shard}")
+        raise ToruaError("bad_request", f"shard must be a shard number (0, 1, ...), not {shard}")
     return await gw.explain(shard)
 
 
@@ -195,7 +195,7 @@ def _node_switch(call: Callable[[Gateway, str, bool], Awaitable[Body]], flag: st
         check_fields(body, frozenset({"node", flag}))
         on = body.get(flag, True)
         if not isinstance(on, bool):
-            raise TouraError("bad_request", f"field {flag!r} must be true or false")
+            raise ToruaError("bad_request", f"field {flag!r} must be true or false")
         return await call(gw, field(body, "node", str, required=True), on)
 
     return handle
@@ -223,7 +223,7 @@ async def cluster_rebalance(gw: Gateway, body: Body, as_json: bool) -> Body:
     check_fields(body, frozenset({"dry_run"}))
     dry_run = body.get("dry_run", False)
     if not isinstance(dry_run, bool):
-        raise TouraError("bad_request", "field 'dry_run' must be true or false")
+        raise ToruaError("bad_request", "field 'dry_run' must be true or false")
     return await gw.rebalance(dry_run)
 
 
@@ -262,16 +262,16 @@ ENDPOINTS: dict[str, Handler] = {
 }
 
 
-async def answer(gw: Gateway, handler: Handler, data: bytes, headers: dict[str, str] | None) -> tuple[bytes, TouraError | None]:
+async def answer(gw: Gateway, handler: Handler, data: bytes, headers: dict[str, str] | None) -> tuple[bytes, ToruaError | None]:
     """Run one request: (reply payload, the error it carries or None). Never raises."""
     as_json = wants_json(headers)
     try:
         return encode_payload(await handler(gw, parse_payload(data, as_json), as_json), as_json), None
-    except TouraError as exc:
+    except ToruaError as exc:
         error = exc
     except Exception:
         log.exception("NATS API request failed")
-        error = TouraError("internal", "internal error; see the gateway log")
+        error = ToruaError("internal", "internal error; see the gateway log")
     return encode_payload({"error": error.to_dict()}, as_json), error
 
 

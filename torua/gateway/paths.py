@@ -15,7 +15,7 @@ import re
 from urllib.parse import unquote_to_bytes
 
 from torua.keys import validate_key
-from torua.protocol.errors import TouraError
+from torua.protocol.errors import ToruaError
 
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
@@ -23,22 +23,22 @@ _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 def percent_decode(raw: str) -> str:
     """Strict percent-decoding to UTF-8 text (no '+' for space: this is a path)."""
     if _BAD_ESCAPE.search(raw):
-        raise TouraError("bad_request", "malformed percent-encoding in the key: '%' must be followed by two hex digits")
+        raise ToruaError("bad_request", "malformed percent-encoding in the key: '%' must be followed by two hex digits")
     try:
         return unquote_to_bytes(raw).decode("utf-8")
     except (UnicodeDecodeError, UnicodeEncodeError):
         # Encode errors come from raw non-UTF-8 bytes the HTTP parser kept as surrogates.
-        raise TouraError("bad_request", "the key is not valid UTF-8") from None
+        raise ToruaError("bad_request", "the key is not valid UTF-8") from None
 
 
 def key_from_raw_path(raw_path: str, prefix: str = "/data/", suffix: str = "") -> str:
     """The validated key between `prefix` and `suffix` of a raw request path."""
     path = raw_path.split("?", 1)[0].split("#", 1)[0]
     if not path.startswith(prefix):
-        raise TouraError("bad_request", f"expected a path under {prefix}")
+        raise ToruaError("bad_request", f"expected a path under {prefix}")
     raw = path[len(prefix) :]
     if suffix:
         if not raw.endswith(suffix):
-            raise TouraError("bad_request", f"expected a path ending in {suffix}")
+            raise ToruaError("bad_request", f"expected a path ending in {suffix}")
         raw = raw[: -len(suffix)]
     return validate_key(percent_decode(raw))

@@ -2,7 +2,7 @@
 `torua.gateway.http` and NATS in `torua.gateway.nats_api`, so both validate and
 answer alike. It keeps no state of its own but a cached shard map.
 
-Every operation raises `TouraError` for anything a caller did wrong or the cluster
+Every operation raises `ToruaError` for anything a caller did wrong or the cluster
 cannot do now; the front-ends turn it into their error shape.
 """
 
@@ -31,7 +31,7 @@ from torua.listing import MAX_LIMIT, list_keys
 from torua.metrics import GatewayMetrics, metrics_server
 from torua.protocol import subjects
 from torua.protocol.codec import encode, from_dict, unpack
-from torua.protocol.errors import TouraError
+from torua.protocol.errors import ToruaError
 from torua.protocol.messages import (
     Ack,
     AllocationExplanation,
@@ -136,7 +136,7 @@ def check_content_type(content_type: object) -> str:
     if content_type is None or content_type == "":
         return DEFAULT_CONTENT_TYPE
     if not isinstance(content_type, str) or len(content_type) > 255 or not all(" " <= c <= "~" for c in content_type):
-        raise TouraError("bad_request", "content_type must be printable ASCII, at most 255 characters")
+        raise ToruaError("bad_request", "content_type must be printable ASCII, at most 255 characters")
     return content_type
 
 
@@ -168,12 +168,12 @@ class Gateway:
         try:
             reply = await self.router.call(shard, lambda epoch: build(shard, epoch), self.config.request_timeout, eventual)
         except MaxPayloadError:
-            raise TouraError("value_too_large", "the request is larger than the NATS server's max_payload") from None
+            raise ToruaError("value_too_large", "the request is larger than the NATS server's max_payload") from None
         except NatsError as exc:  # connection closed or reconnecting: the router could not even ask
-            raise TouraError("unavailable", f"NATS: {exc or type(exc).__name__}", retry_after=RETRY_AFTER_SECONDS) from None
+            raise ToruaError("unavailable", f"NATS: {exc or type(exc).__name__}", retry_after=RETRY_AFTER_SECONDS) from None
         if not reply.ok:
             # Non-retryable node errors (bad_request, ...) reach the user as they are.
-            raise TouraError(reply.error_code or "internal", reply.error_message or "the node refused the request")
+            raise ToruaError(reply.error_code or "internal", reply.error_message or "the node refused the request")
         return reply
 
     async def kv_get(self, key: str, consistency: str = "strong") -> tuple[bytes, str]:
@@ -182,16 +182,16 @@ class Gateway:
         consistency "strong" (default) reads the primary and sees every acknowledged
         write; "eventual" may read an in-sync replica, which can lag a little."""
         if consistency not in ("strong", "eventual"):
-            raise TouraError("bad_request", "consistency must be strong or eventual")
+            raise ToruaError("bad_request", "consistency must be strong or eventual")
         eventual = consistency == "eventual"
         reply = await self._kv(key, lambda shard, epoch: KvRequest("get", shard, epoch, key=key, eventual=eventual), eventual)
         if not reply.found:
-            raise TouraError("not_found", f"key {key!r} does not exist")
+            raise ToruaError("not_found", f"key {key!r} does not exist")
         return reply.value or b"", reply.content_type or DEFAULT_CONTENT_TYPE
 
     async def kv_put(self, key: str, value: bytes, content_type: str | None = None) -> None:
         if len(value) > self.config.max_value_bytes:
-            raise TouraError("value_too_large", f"value is {len(value)} bytes; the limit is {self.config.max_value_bytes}")
+            raise ToruaError("value_too_large", f"value is {len(value)} bytes; the limit is {self.config.max_value_bytes}")
         ct = check_content_type(content_type)
         await self._kv(key, lambda shard, epoch: KvRequest("put", shard, epoch, key=key, value=value, content_type=ct))
 
@@ -206,16 +206,16 @@ class Gateway:
         except UnicodeEncodeError:
             prefix_bytes = -1
         if not 0 <= prefix_bytes <= MAX_KEY_BYTES:
-            raise TouraError("bad_request", f"prefix must be UTF-8 text of at most {MAX_KEY_BYTES} bytes")
+            raise ToruaError("bad_request", f"prefix must be UTF-8 text of at most {MAX_KEY_BYTES} bytes")
         if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_LIMIT:
-            raise TouraError("bad_request", f"limit must be an integer from 1 to {MAX_LIMIT}")
+            raise ToruaError("bad_request", f"limit must be an integer from 1 to {MAX_LIMIT}")
         if cursor is not None and not isinstance(cursor, str):
-            raise TouraError("bad_request", "cursor must be a string")
+            raise ToruaError("bad_request", "cursor must be a string")
         await self._map()
         try:
             keys, next_cursor = await list_keys(self.router, prefix, limit, cursor or None, self.config.request_timeout)
         except NatsError as exc:
-            raise TouraError("unavailable", f"NATS: {exc or type(exc).__name__}", retry_after=RETRY_AFTER_SECONDS) from None
+            raise ToruaError("unavailable", f"NATS: {exc or type(exc).__name__}", retry_after=RETRY_AFTER_SECONDS) from None
         return {"keys": keys, "next_cursor": next_cursor}
 
     async def location(self, key: str) -> dict[str, Any]:
@@ -231,26 +231,26 @@ class Gateway:
     # ------------------------------------------------------------- cluster
 
     async def _ask(self, call: str, reply_type: type[T], payload: bytes = b"", timeout: float | None = None) -> T:
-        """One coordinator call; its refusals (an `Ack` with ok=False) come back as `TouraError`.
+        """One coordinator call; its refusals (an `Ack` with ok=False) come back as `ToruaError`.
         A call that changes something and gets no answer in time may have been done: 504."""
         try:
             msg = await self.nc.request(subjects.coordinator(call), payload, timeout=timeout or min(COORDINATOR_TIMEOUT, self.config.request_timeout))
         except NatsTimeout:
             if call in CHANGING_CALLS:
-                raise TouraError("timeout", f"the coordinator did not answer {call} in time: it may or may not be done; read it back to check") from None
-            raise TouraError("no_coordinator", "the coordinator is not answering", retry_after=RETRY_AFTER_SECONDS) from None
+                raise ToruaError("timeout", f"the coordinator did not answer {call} in time: it may or may not be done; read it back to check") from None
+            raise ToruaError("no_coordinator", "the coordinator is not answering", retry_after=RETRY_AFTER_SECONDS) from None
         except NoRespondersError:
-            raise TouraError("no_coordinator", "the coordinator is not answering", retry_after=RETRY_AFTER_SECONDS) from None
+            raise ToruaError("no_coordinator", "the coordinator is not answering", retry_after=RETRY_AFTER_SECONDS) from None
         except NatsError as exc:
-            raise TouraError("no_coordinator", f"cannot reach the coordinator: {exc or type(exc).__name__}", retry_after=RETRY_AFTER_SECONDS) from None
+            raise ToruaError("no_coordinator", f"cannot reach the coordinator: {exc or type(exc).__name__}", retry_after=RETRY_AFTER_SECONDS) from None
         try:
             data = unpack(msg.data)
             refused = isinstance(data, dict) and data.get("ok") is False
             reply: Any = from_dict(Ack if refused else reply_type, data)
-        except TouraError as exc:
+        except ToruaError as exc:
             # Our decoding failed: the coordinator's fault (or version skew), not the user's.
             log.warning("coordinator sent a malformed %s reply: %s", call, exc.message)
-            raise TouraError("internal", f"the coordinator sent a malformed {call} reply") from None
+            raise ToruaError("internal", f"the coordinator sent a malformed {call} reply") from None
         if refused:
             raise _refusal(reply)
         return reply
@@ -265,7 +265,7 @@ class Gateway:
         for n in await self.node_statuses():
             if n.id == node_id:
                 return node_view(n)
-        raise TouraError("unknown_node", f"node {node_id!r} is not part of the cluster")
+        raise ToruaError("unknown_node", f"node {node_id!r} is not part of the cluster")
 
     async def cluster_health(self) -> dict[str, Any]:
         nodes = await self.node_statuses()
@@ -306,9 +306,9 @@ class Gateway:
     async def assign(self, shard_id: object, node_id: object) -> dict[str, Any]:
         """Ask the coordinator to move `shard_id` to `node_id`; status ``moving`` or ``already_there``."""
         if not isinstance(shard_id, int) or isinstance(shard_id, bool):
-            raise TouraError("bad_request", "shard_id must be an integer")
+            raise ToruaError("bad_request", "shard_id must be an integer")
         if not isinstance(node_id, str) or not node_id:
-            raise TouraError("bad_request", "node_id must be a non-empty string")
+            raise ToruaError("bad_request", "node_id must be a non-empty string")
         ack = await self._ask("assign", Ack, encode(AssignRequest(shard_id, node_id)))
         # The new map is also announced; reading it now lets a /shards right after see it.
         await self.maps.refresh()
@@ -328,11 +328,11 @@ class Gateway:
         """Put several nodes in maintenance (no new copies; `drain` also moves theirs off), or
         take them out; all or nothing. Returns the named nodes as `/nodes` shows them."""
         if not isinstance(nodes, list) or not nodes or not all(isinstance(n, str) and n for n in nodes):
-            raise TouraError("bad_request", "nodes must be a non-empty list of node ids")
+            raise ToruaError("bad_request", "nodes must be a non-empty list of node ids")
         if not isinstance(maintenance, bool):
-            raise TouraError("bad_request", "maintenance must be true or false")
+            raise ToruaError("bad_request", "maintenance must be true or false")
         if not isinstance(drain, bool):
-            raise TouraError("bad_request", "drain must be true or false")
+            raise ToruaError("bad_request", "drain must be true or false")
         await self._ask("maintenance", Ack, encode(MaintenanceRequest(list(nodes), maintenance, drain)))
         named = set(nodes)
         return {"maintenance": maintenance, "drain": drain, "nodes": [node_view(n) for n in await self.node_statuses() if n.id in named]}
@@ -356,11 +356,11 @@ class Gateway:
         """Change some settings, all or nothing (the coordinator validates, persists,
         applies, then tells the nodes); which healthy nodes applied them, which did not answer."""
         if not isinstance(changes, dict) or not all(isinstance(k, str) for k in changes):
-            raise TouraError("bad_request", "the body must be an object of setting names to values")
+            raise ToruaError("bad_request", "the body must be an object of setting names to values")
         try:
             payload = encode(SettingsChange(changes))
         except (OverflowError, ValueError, TypeError):  # e.g. an integer msgpack cannot carry
-            raise TouraError("bad_request", "a setting's value is out of range or of an unsupported type; nothing changed") from None
+            raise ToruaError("bad_request", "a setting's value is out of range or of an unsupported type; nothing changed") from None
         # The coordinator waits up to BROADCAST_TIMEOUT for the nodes' acks.
         config = await self._ask("config.set", ClusterConfig, payload, timeout=COORDINATOR_TIMEOUT + BROADCAST_TIMEOUT)
         return {"settings": config.settings, "revision": config.revision, "applied_by": config.applied_by, "missing": config.missing}
@@ -370,20 +370,20 @@ class Gateway:
         coordinator knows as healthy answered (or it cannot say: the whole deadline)."""
         kind = check_kind(kind)
         if kind == "config":
-            raise TouraError("bad_request", "settings reach the nodes through PUT /cluster/config, which persists them first")
+            raise ToruaError("bad_request", "settings reach the nodes through PUT /cluster/config, which persists them first")
         body = {} if body is None else body
         if not isinstance(body, dict) or not all(isinstance(k, str) for k in body):
-            raise TouraError("bad_request", "body must be an object")
+            raise ToruaError("bad_request", "body must be an object")
         try:
             expected: set[str] | None = {n.id for n in await self.node_statuses() if n.status == "healthy"}
-        except TouraError as exc:
+        except ToruaError as exc:
             if exc.code != "no_coordinator":
                 raise
             expected = None
         try:
             gathered = await gather(self.nc, kind, body, expected, min(BROADCAST_TIMEOUT, self.config.request_timeout))
         except NatsError as exc:
-            raise TouraError("unavailable", f"NATS: {exc or type(exc).__name__}", retry_after=RETRY_AFTER_SECONDS) from None
+            raise ToruaError("unavailable", f"NATS: {exc or type(exc).__name__}", retry_after=RETRY_AFTER_SECONDS) from None
         return {
             "kind": kind,
             "replies": [broadcast_reply_view(r) for r in gathered.replies],
@@ -428,10 +428,10 @@ def broadcast_reply_view(r: BroadcastReply) -> dict[str, Any]:
     return out
 
 
-def _refusal(ack: Ack) -> TouraError:
+def _refusal(ack: Ack) -> ToruaError:
     code = ack.error_code or "internal"
     retry = RETRY_AFTER_SECONDS if code in ("unavailable", "no_coordinator") else None
-    return TouraError(code, ack.error_message or f"the coordinator refused: {code}", retry_after=retry, fields=ack.detail)
+    return ToruaError(code, ack.error_message or f"the coordinator refused: {code}", retry_after=retry, fields=ack.detail)
 
 
 async def run_gateway(config: GatewayConfig) -> None:

@@ -20,7 +20,7 @@ from torua.bus import set_log_level
 from torua.cluster_settings import SettingsError, from_dict as settings_from_dict
 from torua.leadership import accept_term
 from torua.protocol.codec import decode, from_dict
-from torua.protocol.errors import TouraError
+from torua.protocol.errors import ToruaError
 from torua.protocol.messages import BroadcastMessage, BroadcastReply, SettingsUpdate
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ KINDS = ("config", "ping")
 async def on_broadcast(node: "Node", msg: Any) -> None:
     try:
         message = decode(BroadcastMessage, msg.data)
-    except TouraError as exc:
+    except ToruaError as exc:
         log.warning("ignoring a malformed broadcast: %s", exc.message)
         reply = BroadcastReply(node.config.id, False, error_code=exc.code, error_message=exc.message)
     else:
@@ -50,8 +50,8 @@ def answer(node: "Node", message: BroadcastMessage) -> BroadcastReply:
         if message.kind == "config":
             apply_settings(node, from_dict(SettingsUpdate, message.body))
             return BroadcastReply(me, True, "config", detail={"settings_revision": node.settings_revision})
-        raise TouraError("bad_request", f"unknown broadcast kind {message.kind!r}; a node knows {', '.join(KINDS)}")
-    except TouraError as exc:
+        raise ToruaError("bad_request", f"unknown broadcast kind {message.kind!r}; a node knows {', '.join(KINDS)}")
+    except ToruaError as exc:
         log.warning("broadcast %r refused: %s", message.kind, exc.message)
         return BroadcastReply(me, False, message.kind, error_code=exc.code, error_message=exc.message)
 
@@ -68,17 +68,17 @@ def ping(node: "Node") -> dict[str, Any]:
 
 
 def apply_settings(node: "Node", update: SettingsUpdate) -> None:
-    """Take the settings that concern a node; `TouraError` (and no change) if they
+    """Take the settings that concern a node; `ToruaError` (and no change) if they
     come from an older coordinator term or do not validate. The revision is the
     settings key's JetStream revision, which only grows, whoever leads: an update
     older than the one in force (a heartbeat reply overtaken by the broadcast of a
     newer change) is ignored."""
     if not accept_term(node.term, update.term):
-        raise TouraError("stale_epoch", f"coordinator term {update.term} is older than {node.term}: a newer leader speaks for the cluster")
+        raise ToruaError("stale_epoch", f"coordinator term {update.term} is older than {node.term}: a newer leader speaks for the cluster")
     try:
         settings = settings_from_dict(update.settings)
     except SettingsError as exc:
-        raise TouraError("bad_request", f"settings refused: {exc}", fields=exc.problems) from None
+        raise ToruaError("bad_request", f"settings refused: {exc}", fields=exc.problems) from None
     node._follow_term(update.term)
     if update.revision < node.settings_revision:
         log.debug("ignoring settings revision %d: revision %d is in force", update.revision, node.settings_revision)

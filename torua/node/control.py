@@ -16,7 +16,7 @@ from torua.node import copy as shard_copy
 from torua.node.replication import notify
 from torua.node.roles import next_role, serves_copy_source
 from torua.protocol.codec import decode
-from torua.protocol.errors import TouraError
+from torua.protocol.errors import ToruaError
 from torua.protocol.messages import (
     Assignment,
     AssignmentAck,
@@ -51,9 +51,9 @@ class ShardControl:
 
     async def assign(self, assignment: Assignment) -> AssignmentAck:
         if assignment.node_id != self.node.config.id:
-            raise TouraError("bad_request", f"assignment for {assignment.node_id} sent to {self.node.config.id}")
+            raise ToruaError("bad_request", f"assignment for {assignment.node_id} sent to {self.node.config.id}")
         if assignment.epoch < self.node.epoch:
-            raise TouraError("stale_epoch", f"assignment at epoch {assignment.epoch} is older than {self.node.epoch}")
+            raise ToruaError("stale_epoch", f"assignment at epoch {assignment.epoch} is older than {self.node.epoch}")
         self.node.epoch = assignment.epoch
         wanted = {a.shard_id: a for a in assignment.shards}
         serving: list[int] = []
@@ -99,7 +99,7 @@ class ShardControl:
 
     async def copy(self, command: ShardCommand) -> ShardCommandReply:
         if not command.source:
-            raise TouraError("bad_request", "copy needs a source node")
+            raise ToruaError("bad_request", "copy needs a source node")
         holding = self.node._holding(command.shard_id)
         async with holding.lock:
             holding.role = next_role(holding.role, "copy")
@@ -116,7 +116,7 @@ class ShardControl:
     async def catch_up(self, command: ShardCommand) -> ShardCommandReply:
         holding = self.node.holdings.get(command.shard_id)
         if holding is None or holding.role != "copying" or holding.store is None or not command.source:
-            raise TouraError("conflict", f"shard {command.shard_id} is not being copied here")
+            raise ToruaError("conflict", f"shard {command.shard_id} is not being copied here")
         async with holding.lock:
             deadline = time.monotonic() + self.command_budget()
             last = await shard_copy.catch_up(self.node.nc, command.source, holding.store, deadline, command.until_seq)
@@ -126,7 +126,7 @@ class ShardControl:
         """Stop taking writes, wait for the ones in flight, report the last seq."""
         holding = self.node.holdings.get(command.shard_id)
         if holding is None or holding.store is None:
-            raise TouraError("moved", f"shard {command.shard_id} is not here")
+            raise ToruaError("moved", f"shard {command.shard_id} is not here")
         holding.role = next_role(holding.role, "freeze")
         self.set_frozen_marker(command.shard_id, True)
         await holding.idle.wait()
@@ -135,7 +135,7 @@ class ShardControl:
     async def unfreeze(self, command: ShardCommand) -> ShardCommandReply:
         holding = self.node.holdings.get(command.shard_id)
         if holding is None or holding.store is None:
-            raise TouraError("moved", f"shard {command.shard_id} is not here")
+            raise ToruaError("moved", f"shard {command.shard_id} is not here")
         if holding.role == "frozen":
             holding.role = next_role(holding.role, "unfreeze")
         self.set_frozen_marker(command.shard_id, False)
@@ -156,7 +156,7 @@ class ShardControl:
     async def position(self, command: ShardCommand) -> ShardCommandReply:
         holding = self.node.holdings.get(command.shard_id)
         if holding is None or holding.store is None:
-            raise TouraError("moved", f"shard {command.shard_id} is not here")
+            raise ToruaError("moved", f"shard {command.shard_id} is not here")
         return ShardCommandReply(True, command.shard_id, last_seq=holding.store.last_seq())
 
     def command_budget(self) -> float:
@@ -167,7 +167,7 @@ class ShardControl:
     def source_store(self, shard_id: int) -> ShardStore:
         holding = self.node.holdings.get(shard_id)
         if holding is None or holding.store is None or not serves_copy_source(holding.role):
-            raise TouraError("moved", f"shard {shard_id} has no readable copy on {self.node.config.id}")
+            raise ToruaError("moved", f"shard {shard_id} has no readable copy on {self.node.config.id}")
         holding.copy_source_until = time.monotonic() + 120.0
         return holding.store
 
@@ -178,7 +178,7 @@ class ShardControl:
             last_seq = store.last_seq()
             rows, nxt = store.snapshot_chunk(request.after, max(1, request.max_bytes))
             reply = SnapshotChunk(request.shard_id, last_seq, rows, nxt)
-        except TouraError as exc:
+        except ToruaError as exc:
             reply = SnapshotChunk(request.shard_id, 0, error_code=exc.code, error_message=exc.message)
         await self.node._reply(msg, reply)
 
@@ -194,6 +194,6 @@ class ShardControl:
             reply = LogChunk(request.shard_id, last_seq, [(seq, encode_operation(op)) for seq, op in ops])
         except LogTruncated as exc:
             reply = LogChunk(request.shard_id, 0, error_code="conflict", error_message=str(exc))
-        except TouraError as exc:
+        except ToruaError as exc:
             reply = LogChunk(request.shard_id, 0, error_code=exc.code, error_message=exc.message)
         await self.node._reply(msg, reply)

@@ -17,7 +17,7 @@ from nats.errors import TimeoutError as NatsTimeout
 
 from torua.protocol import subjects
 from torua.protocol.codec import decode, encode
-from torua.protocol.errors import TouraError
+from torua.protocol.errors import ToruaError
 from torua.protocol.messages import LogChunk, LogRequest, SnapshotChunk, SnapshotRequest
 from torua.storage.operations import decode_operation
 from torua.storage.shard_store import ShardStore
@@ -41,7 +41,7 @@ async def _request(nc: NATS, subject: str, payload: bytes, deadline: float) -> b
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise TouraError("timeout", f"copy deadline passed before {subject} was answered ({attempt} attempts)")
+            raise ToruaError("timeout", f"copy deadline passed before {subject} was answered ({attempt} attempts)")
         attempt += 1
         try:
             msg = await nc.request(subject, payload, timeout=min(remaining, ATTEMPT_TIMEOUT))
@@ -58,7 +58,7 @@ async def copy_snapshot(nc: NATS, source: str, store: ShardStore, deadline: floa
         request = SnapshotRequest(shard_id=store.shard_id, after=after, max_bytes=chunk_bytes(nc))
         chunk = decode(SnapshotChunk, await _request(nc, subjects.node(source, "shard.snapshot"), encode(request), deadline))
         if chunk.error_code:
-            raise TouraError(chunk.error_code, f"snapshot from {source}: {chunk.error_message}")
+            raise ToruaError(chunk.error_code, f"snapshot from {source}: {chunk.error_message}")
         if base is None:
             base = chunk.last_seq
         if chunk.rows:
@@ -77,7 +77,7 @@ async def catch_up(nc: NATS, source: str, store: ShardStore, deadline: float, un
         request = LogRequest(shard_id=store.shard_id, after_seq=store.last_seq(), max_bytes=chunk_bytes(nc))
         chunk = decode(LogChunk, await _request(nc, subjects.node(source, "shard.log"), encode(request), deadline))
         if chunk.error_code:
-            raise TouraError(chunk.error_code, f"log from {source}: {chunk.error_message}")
+            raise ToruaError(chunk.error_code, f"log from {source}: {chunk.error_message}")
         if chunk.ops:
             await store.apply_many_at([(seq, decode_operation(op)) for seq, op in chunk.ops])
         last = store.last_seq()
@@ -85,6 +85,6 @@ async def catch_up(nc: NATS, source: str, store: ShardStore, deadline: float, un
             if last >= until_seq:
                 return last
             if not chunk.ops and chunk.last_seq < until_seq:
-                raise TouraError("conflict", f"{source} has seq {chunk.last_seq}, below the {until_seq} it reported")
+                raise ToruaError("conflict", f"{source} has seq {chunk.last_seq}, below the {until_seq} it reported")
         elif last >= chunk.last_seq:
             return last

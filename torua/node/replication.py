@@ -27,7 +27,7 @@ from nats.errors import NoRespondersError, TimeoutError as NatsTimeout
 from torua.node import copy as shard_copy
 from torua.protocol import subjects
 from torua.protocol.codec import decode, encode
-from torua.protocol.errors import TouraError
+from torua.protocol.errors import ToruaError
 from torua.protocol.messages import Ack, InSyncChange, LogChunk, LogRequest
 from torua.replication.rejoin import agreed_seq, rejoin_plan
 from torua.storage.operations import decode_operation, encode_operation
@@ -113,9 +113,9 @@ class Replication:
             msg = await nc.request(subjects.coordinator("in_sync"), encode(change), timeout=2.0)
             ack = decode(Ack, msg.data)
         except (NoRespondersError, NatsTimeout):
-            raise TouraError("unavailable", f"replica {replica} of shard {holding.shard_id} is silent and the coordinator is unreachable") from None
+            raise ToruaError("unavailable", f"replica {replica} of shard {holding.shard_id} is silent and the coordinator is unreachable") from None
         if not ack.ok:
-            raise TouraError("unavailable", f"in-sync change for {replica} refused: {ack.error_code} {ack.error_message}")
+            raise ToruaError("unavailable", f"in-sync change for {replica} refused: {ack.error_code} {ack.error_message}")
         if action == "remove":
             holding.in_sync = [n for n in holding.in_sync if n != replica]
         elif replica not in holding.in_sync:
@@ -171,7 +171,7 @@ class Replication:
         holding.joining[replica] = asyncio.current_task()
         try:
             await self._change_in_sync(holding, replica, "add")
-        except TouraError as exc:
+        except ToruaError as exc:
             log.debug("shard %d: %s could not rejoin the in-sync set yet: %s", holding.shard_id, replica, exc.message)
         finally:
             holding.joining.pop(replica, None)
@@ -205,7 +205,7 @@ class Replication:
             try:
                 msg = await nc.request(subjects.node(primary, "shard.log"), encode(request), timeout=FETCH_WAIT + 2.0)
                 chunk = decode(LogChunk, msg.data)
-            except (NoRespondersError, NatsTimeout, TouraError):
+            except (NoRespondersError, NatsTimeout, ToruaError):
                 await asyncio.sleep(0.2)
                 continue
             except asyncio.CancelledError:

@@ -43,7 +43,7 @@ from torua.replication.lease import renewed
 from torua.protocol import subjects
 from torua.protocol.codec import Refused, decode, encode, encode_refusal, from_dict, unpack
 from torua.protocol.versions import refusal_reason
-from torua.protocol.errors import TouraError
+from torua.protocol.errors import ToruaError
 from torua.protocol.messages import (
     Assignment,
     Heartbeat,
@@ -319,7 +319,7 @@ class Node:
         if grant.settings is not None:  # this node missed a settings change, or started after it
             try:
                 apply_settings(self, grant.settings)
-            except TouraError as exc:
+            except ToruaError as exc:
                 log.warning("settings in the lease grant refused: %s", exc.message)
 
     def _renew(self, sent_at: float, seconds: float, granted: dict[int, int] | None) -> None:
@@ -361,7 +361,7 @@ class Node:
         """Reads answer inline (one SQLite point read); writes run as tasks so they group-commit."""
         try:
             request = decode(KvRequest, msg.data)
-        except TouraError as exc:
+        except ToruaError as exc:
             log.warning("bad KV request on %s: %s", msg.subject, exc.message)
             await self._reply(msg, KvReply(ok=False, epoch=self.epoch, error_code=exc.code, error_message=exc.message))
             return
@@ -376,7 +376,7 @@ class Node:
     async def _answer_kv(self, msg, request: KvRequest) -> None:
         try:
             reply = await self.kv(request)
-        except TouraError as exc:
+        except ToruaError as exc:
             reply = KvReply(ok=False, epoch=self.epoch, error_code=exc.code, error_message=exc.message)
         except Exception as exc:
             log.exception("KV %s on shard %s failed", request.op, request.shard_id)
@@ -387,7 +387,7 @@ class Node:
 
     async def kv(self, request: KvRequest) -> KvReply:
         if request.op not in ("get", "put", "delete", "list"):
-            raise TouraError("bad_request", f"unknown operation {request.op!r}")
+            raise ToruaError("bad_request", f"unknown operation {request.op!r}")
         holding = self.holdings.get(request.shard_id)
         state = None
         if holding is not None and holding.store is not None and holding.role != "absent":
@@ -397,10 +397,10 @@ class Node:
         verdict = may_serve(state, request.op, 0, time.monotonic(), allow_replica_reads=request.eventual)
         if verdict == "moved":
             role = holding.role if holding else "absent"
-            raise TouraError("moved", f"node {self.config.id} does not serve {request.op} on shard {request.shard_id} ({role})")
+            raise ToruaError("moved", f"node {self.config.id} does not serve {request.op} on shard {request.shard_id} ({role})")
         if verdict == "stale_epoch":
             # A replicated shard's primary without a lease may have been replaced: stay silent.
-            raise TouraError("stale_epoch", f"node {self.config.id} holds no lease for shard {request.shard_id} right now")
+            raise ToruaError("stale_epoch", f"node {self.config.id} holds no lease for shard {request.shard_id} right now")
         assert holding is not None and holding.store is not None
         now = time.monotonic()
         ops, writes = holding.meters()
@@ -415,19 +415,19 @@ class Node:
             return KvReply(ok=True, epoch=self.epoch, found=True, value=found[0], content_type=found[1])
         if request.op == "list":
             if request.limit < 1:
-                raise TouraError("bad_request", "limit must be >= 1")
+                raise ToruaError("bad_request", "limit must be >= 1")
             keys = store.list_keys(request.prefix, request.after, min(request.limit, 10000))
             return KvReply(ok=True, epoch=self.epoch, keys=keys)
         if request.op == "put":
             if request.value is None:
-                raise TouraError("bad_request", "put needs a value")
+                raise ToruaError("bad_request", "put needs a value")
             if len(request.value) > DEFAULT_MAX_VALUE_BYTES:
-                raise TouraError("value_too_large", f"value is {len(request.value)} bytes; the limit is {DEFAULT_MAX_VALUE_BYTES}")
+                raise ToruaError("value_too_large", f"value is {len(request.value)} bytes; the limit is {DEFAULT_MAX_VALUE_BYTES}")
             op: KvPut | KvDelete = KvPut(validate_key(request.key), request.value, request.content_type or "application/octet-stream")
         elif request.op == "delete":
             op = KvDelete(validate_key(request.key))
         else:
-            raise TouraError("bad_request", f"unknown operation {request.op!r}")
+            raise ToruaError("bad_request", f"unknown operation {request.op!r}")
         holding.inflight += 1
         holding.idle.clear()
         try:
@@ -449,7 +449,7 @@ class Node:
         async def run(msg) -> None:
             try:
                 await handler(msg)
-            except TouraError as exc:
+            except ToruaError as exc:
                 log.warning("bad message on %s: %s", msg.subject, exc.message)
             except Exception:
                 log.exception("failed to handle message on %s", msg.subject)
@@ -464,7 +464,7 @@ class Node:
             try:
                 raw = unpack(msg.data)
                 command = from_dict(kind, raw)
-            except TouraError as exc:
+            except ToruaError as exc:
                 if exc.code == "unsupported_version":
                     # Refused in a shape every protocol version reads, so an
                     # incompatible coordinator learns why.
@@ -487,7 +487,7 @@ class Node:
             async def answer() -> None:
                 try:
                     reply = await handler(command)
-                except TouraError as exc:
+                except ToruaError as exc:
                     reply = ShardCommandReply(False, getattr(command, "shard_id", -1), error_code=exc.code, error_message=exc.message)
                 except IllegalTransition as exc:
                     reply = ShardCommandReply(False, getattr(command, "shard_id", -1), error_code="conflict", error_message=str(exc))

@@ -2,7 +2,7 @@
 
 Messages are frozen dataclasses. `encode` turns one into msgpack (or JSON) with the
 protocol version in field `v`; `decode` checks the version and the type of every
-field and raises `TouraError("bad_request"|"unsupported_version")` on anything else,
+field and raises `ToruaError("bad_request"|"unsupported_version")` on anything else,
 so a garbage message never reaches a handler. Which versions are accepted is
 `torua.protocol.versions`; fields a message does not know are ignored and fields
 it lacks take their defaults, which is what a rolling upgrade needs.
@@ -12,8 +12,11 @@ speaking an incompatible version still learns why it was refused: `decode` of
 one raises `Refused`.
 
 >>> from torua.protocol.messages import KvRequest
->>> decode(KvRequest, encode(KvRequest(op="get", shard_id=3, epoch=7, key="a")))
-KvRequest(op='get', shard_id=3, epoch=7, key='a', ...)
+>>> request = KvRequest(op="get", shard_id=3, epoch=7, key="a")
+>>> decode(KvRequest, encode(request)) == request
+True
+>>> unpack(encode(request))["v"] == PROTOCOL_VERSION
+True
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from typing import Any, Callable, TypeVar
 
 import msgpack
 
-from torua.protocol.errors import TouraError
+from torua.protocol.errors import ToruaError
 from torua.protocol.versions import PROTOCOL_VERSION, accepts, refusal_reason
 
 __all__ = ["PROTOCOL_VERSION", "Refused", "decode", "encode", "encode_json", "encode_refusal", "from_dict", "to_dict", "unpack"]
@@ -80,7 +83,7 @@ def unpack(data: bytes) -> Any:
     try:
         return msgpack.unpackb(data, raw=False, strict_map_key=False)
     except Exception as exc:  # msgpack raises several unrelated types
-        raise TouraError("bad_request", f"malformed msgpack: {exc}") from None
+        raise ToruaError("bad_request", f"malformed msgpack: {exc}") from None
 
 
 def decode(cls: type[T], data: bytes) -> T:
@@ -90,17 +93,17 @@ def decode(cls: type[T], data: bytes) -> T:
 def from_dict(cls: type[T], obj: Any) -> T:
     """Build `cls` from plain data, checking the protocol version and every field."""
     if not isinstance(obj, dict):
-        raise TouraError("bad_request", f"{cls.__name__}: expected a map, got {type(obj).__name__}")
+        raise ToruaError("bad_request", f"{cls.__name__}: expected a map, got {type(obj).__name__}")
     refused = obj.get("refused")
     if isinstance(refused, dict):
         raise Refused(str(refused.get("code", "bad_request")), str(refused.get("message", "")), str(refused.get("by", "")))
     version = obj.get("v", None)
     if not accepts(version):
-        raise TouraError("unsupported_version", f"{cls.__name__}: {refusal_reason(version)}")
+        raise ToruaError("unsupported_version", f"{cls.__name__}: {refusal_reason(version)}")
     return _build(cls, obj, cls.__name__)
 
 
-class Refused(TouraError):
+class Refused(ToruaError):
     """The peer refused our message (`encode_refusal`); `by` names the peer."""
 
     def __init__(self, code: str, message: str, by: str = "") -> None:
@@ -117,8 +120,8 @@ def encode_refusal(code: str, message: str, by: str = "") -> bytes:
 Checker = Callable[[Any, str], Any]
 
 
-def _fail(where: str, what: str) -> TouraError:
-    return TouraError("bad_request", f"{where}: {what}")
+def _fail(where: str, what: str) -> ToruaError:
+    return ToruaError("bad_request", f"{where}: {what}")
 
 
 @cache
@@ -176,7 +179,7 @@ def _checker(hint: Any) -> Checker:
             for check in checks:
                 try:
                     return check(value, where)
-                except TouraError:
+                except ToruaError:
                     continue
             raise _fail(where, f"unexpected {type(value).__name__}")
 

@@ -1,10 +1,13 @@
 """Error codes shared by every process, and the HTTP status each one maps to.
 
-A `TouraError` travels on the wire as `{"code", "message"}` and reaches users as
+A `ToruaError` (exported as `torua.ToruaError`) travels on the wire as `{"code", "message"}` and reaches users as
 `{"error": {"code": ..., "message": ...}}` with the status below.
 """
 
 from __future__ import annotations
+
+import warnings
+from typing import Any
 
 HTTP_STATUS: dict[str, int] = {
     "bad_request": 400,
@@ -27,7 +30,7 @@ HTTP_STATUS: dict[str, int] = {
 RETRYABLE = frozenset({"moved", "stale_epoch", "unavailable"})
 
 
-class TouraError(Exception):
+class ToruaError(Exception):
     """An error with a stable code; `message` is for people."""
 
     def __init__(self, code: str, message: str, retry_after: float | None = None, fields: dict[str, str] | None = None) -> None:
@@ -47,3 +50,11 @@ class TouraError(Exception):
         if self.fields:
             out["fields"] = dict(self.fields)
         return out
+
+
+def __getattr__(name: str) -> Any:
+    """`TouraError`, the old misspelt name, still works for now, with a warning."""
+    if name == "TouraError":
+        warnings.warn("torua.protocol.errors.TouraError is deprecated; use torua.ToruaError", DeprecationWarning, stacklevel=2)
+        return ToruaError
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

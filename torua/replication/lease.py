@@ -11,7 +11,7 @@ has run out by at least one interval when failover happens.
 >>> s = LeaseSettings(heartbeat_interval=1.0, unhealthy_after=3)
 >>> lease_time(s)
 2.0
->>> renewed({0: 101.5}, sent_at=100.0, granted={0: 7, 1: 9}, own={0: 7, 1: 8}, settings=s)
+>>> renewed({0: 101.5}, sent_at=100.0, granted={0: 7, 1: 9}, own={0: 7, 1: 8}, seconds=lease_time(s))
 {0: 102.0}
 """
 

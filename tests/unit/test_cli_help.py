@@ -1,0 +1,46 @@
+"""Every `torua ... --help` prints its help: a help text argparse cannot format
+(a bare `%`, say) crashes the command instead of helping."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+
+import pytest
+
+from torua.cli.main import parser
+
+
+def _commands(p: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], argparse.ArgumentParser]]:
+    found = [(path, p)]
+    for action in p._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found += _commands(sub, path + (name,))
+    return found
+
+
+COMMANDS = _commands(parser())
+
+
+def test_every_command_is_walked():
+    names = {" ".join(path) for path, _ in COMMANDS}
+    assert {"up", "coordinator", "node", "gateway", "kv get", "kv put", "status", "bench"} <= names
+
+
+@pytest.mark.parametrize("path,sub", COMMANDS, ids=[" ".join(path) or "torua" for path, _ in COMMANDS])
+def test_help_formats(path, sub):
+    text = sub.format_help()
+    assert text.startswith("usage: torua")
+    for action in sub._actions:
+        if action.option_strings and action.help not in (None, argparse.SUPPRESS):
+            assert action.option_strings[-1] in text
+
+
+@pytest.mark.parametrize("command", ["up", "coordinator", "node", "gateway", "kv", "status", "bench"])
+def test_help_from_the_command_line(command):
+    done = subprocess.run([sys.executable, "-m", "torua", command, "--help"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"usage: torua {command}")
+    assert "Traceback" not in done.stderr
