@@ -6,6 +6,10 @@
 - red: there is no map yet, or some shard has no primary, or its primary's node is
   not healthy (or the map itself marks the shard unavailable).
 
+What nodes report wins over the map: a copy whose node says it does not have it
+(`NodeStatus.missing`: deleted on disk, recreated empty, not taken up) is not in
+sync, and a primary whose node says so serves nothing.
+
 >>> from torua.protocol.messages import NodeStatus, ShardEntry, ShardMap
 >>> m = ShardMap(epoch=4, num_shards=1, shards=[ShardEntry(0, "n1", in_sync=["n1"])])
 >>> cluster_health(m, [NodeStatus("n1", "healthy", False, None, [0], [0])])["status"]
@@ -21,6 +25,7 @@ from torua.protocol.messages import NodeStatus, ShardEntry, ShardMap
 
 def cluster_health(shard_map: ShardMap | None, nodes: list[NodeStatus]) -> dict[str, Any]:
     healthy = {n.id for n in nodes if n.status == "healthy"}
+    missing = {n.id: set(n.missing) for n in nodes}
     report: dict[str, Any] = {
         "status": "red",
         "epoch": shard_map.epoch if shard_map else 0,
@@ -40,23 +45,26 @@ def cluster_health(shard_map: ShardMap | None, nodes: list[NodeStatus]) -> dict[
         if entry.primary is None:
             report["shards_unassigned"] += 1
             red = True
-        elif entry.primary not in healthy or entry.state == "unavailable":
+        elif entry.primary not in healthy or entry.state == "unavailable" or entry.shard_id in missing.get(entry.primary, ()):
             # The map's own verdict counts too: routing refuses an unavailable shard
             # even if a heartbeat arrived since.
             report["shards_unavailable"] += 1
             red = True
         else:
             report["shards_moving" if entry.target or entry.state == "moving" else "shards_active"] += 1
-            if _good_replicas(entry, healthy) < shard_map.replication_factor - 1:
+            if _good_replicas(entry, healthy, missing) < shard_map.replication_factor - 1:
                 report["shards_under_replicated"] += 1
                 yellow = True
     report["status"] = "red" if red else "yellow" if yellow else "green"
     return report
 
 
-def _good_replicas(entry: ShardEntry, healthy: set[str]) -> int:
-    """Replica copies that could take over now: on a healthy node and in sync."""
-    return len({r for r in entry.replicas if r != entry.primary and r in healthy and r in entry.in_sync})
+def _good_replicas(entry: ShardEntry, healthy: set[str], missing: dict[str, set[int]]) -> int:
+    """Replica copies that could take over now: on a healthy node, in sync, and there."""
+    return len({
+        r for r in entry.replicas
+        if r != entry.primary and r in healthy and r in entry.in_sync and entry.shard_id not in missing.get(r, ())
+    })
 
 
 def node_state(n: NodeStatus) -> str:

@@ -118,21 +118,6 @@ def cross_check(s: ClusterSettings) -> dict[str, str]:
     return problems
 
 
-def failover_hold(old: ClusterSettings, new: ClusterSettings) -> float:
-    """Seconds after a change during which the coordinator must not fail a node over.
-
-    Leases granted under `old` last up to (unhealthy_after - 1) heartbeats; if `new`
-    judges a silent node unhealthy sooner than `old` did, a primary could still hold
-    an old lease when its replacement is promoted. So wait as long as `old` would have.
-
-    >>> failover_hold(ClusterSettings(heartbeat_interval=1.0), ClusterSettings(heartbeat_interval=0.5))
-    3.0
-    """
-    if new.unhealthy_after * new.heartbeat_interval >= old.unhealthy_after * old.heartbeat_interval:
-        return 0.0
-    return old.unhealthy_after * old.heartbeat_interval
-
-
 def from_dict(data: Any) -> ClusterSettings:
     """Settings as stored (by this or an older version): unknown keys are ignored, bad values refused."""
     if not isinstance(data, dict):

@@ -263,3 +263,37 @@ async def test_the_nats_api_has_config_and_broadcast(shared_cluster):
         assert [r["node_id"] for r in json.loads(msg.data)["replies"]] == NODES
     finally:
         await nc.close()
+
+
+@pytest.mark.timeout(240)
+def test_a_slower_timing_undone_holds_failover_only_while_nodes_hold_its_leases(group, nats_url):
+    """Two valid changes (60 s x 100, then back to 1 s x 3) once switched failover off
+    for 100 minutes: leases granted under the slow timing were assumed to hold for
+    as long as they could. Now the hold ends once every node has taken a short grant,
+    is shown in /cluster/info, and a paused primary fails over within seconds."""
+    c = Cluster(group, nats_url, replicas=2).start(nodes=3)
+    for i in range(20):
+        assert c.request("PUT", f"/data/hold/{i}", str(i).encode())[0] == 204
+    status, slow = c.json("PUT", "/cluster/config", {"heartbeat_interval": 60, "unhealthy_after": 100})
+    assert status == 200, slow
+    # each node beats at once on the change and takes a lease of 99 heartbeats of 60 s
+    wait_until(lambda: all(n["lease_held_seconds"] > 1000 for n in c.json("GET", "/nodes")[1]["nodes"]), 15, "nodes to hold the long leases")
+    status, fast = c.json("PUT", "/cluster/config", {"heartbeat_interval": 1, "unhealthy_after": 3})
+    assert status == 200, fast
+    info = wait_until(lambda: (i := c.json("GET", "/cluster/info")[1])["failover"]["hold_seconds"] == 0 and i, 15, "the failover hold to end")
+    assert info["failover"]["lease_seconds"] == 2.0
+    assert all(n["lease_held_seconds"] <= 2.0 for n in c.json("GET", "/nodes")[1]["nodes"])
+
+    leaders = {s["primary"] for s in c.json("GET", "/shards")[1]["shards"]}
+    victim = sorted(leaders)[0]
+    led = {s["shard_id"] for s in c.json("GET", "/shards")[1]["shards"] if s["primary"] == victim}
+    c.nodes[victim].pause()
+    try:
+        wait_until(
+            lambda: all(c.json("GET", "/shards")[1]["shards"][s]["primary"] != victim for s in led),
+            20, f"the shards {victim} led to fail over",
+        )
+        for i in range(20):
+            assert c.request("GET", f"/data/hold/{i}")[1] == str(i).encode()
+    finally:
+        c.nodes[victim].resume()

@@ -173,3 +173,24 @@ def test_a_node_that_could_hold_a_stranded_shard_says_why_it_does_not() -> None:
     e = explain_shard(m, 0, nodes(("n1", H), ("n2", "unhealthy")))
     n1 = next(d for d in e.nodes if d.node == "n1")
     assert n1.decision == "could_take" and "an empty copy would lose it" in n1.reason
+
+
+def test_a_copy_its_node_says_it_lacks_is_not_in_sync() -> None:
+    m = one_shard(ShardEntry(0, "n1", ["n2"], ["n1", "n2"], "active", created=True), rf=2)
+    healthy = explain_shard(m, 0, THREE)
+    assert healthy.status == "assigned" and all(c.in_sync for c in healthy.copies)
+    lacking = explain_shard(m, 0, THREE, missing={"n2": {0}})
+    assert lacking.status == "out_of_sync"
+    copy = next(c for c in lacking.copies if c.node == "n2")
+    assert not copy.in_sync and "does not have this copy whole" in copy.reason
+    other_shard = explain_shard(m, 0, THREE, missing={"n2": {3}})
+    assert other_shard.status == "assigned"
+
+
+def test_a_primary_its_node_says_it_lacks_is_unavailable() -> None:
+    m = one_shard(ShardEntry(0, "n1", ["n2"], ["n1", "n2"], "active", created=True), rf=2)
+    handed = explain_shard(m, 0, THREE, missing={"n1": {0}})
+    assert handed.status == "unavailable"
+    assert "says it does not have shard 0" in handed.summary and "handing it to in-sync replica n2" in handed.summary
+    alone = explain_shard(one_shard(ShardEntry(0, "n1", [], ["n1"], "active", created=True)), 0, THREE, missing={"n1": {0}})
+    assert alone.status == "unavailable" and "rather than open an empty copy" in alone.summary

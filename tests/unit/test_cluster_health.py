@@ -6,8 +6,8 @@ from torua.cluster_health import cluster_health
 from torua.protocol.messages import NodeStatus, ShardEntry, ShardMap
 
 
-def node(node_id: str, status: str = "healthy") -> NodeStatus:
-    return NodeStatus(node_id, status, False, 1.0, [], [])
+def node(node_id: str, status: str = "healthy", missing: list[int] | None = None) -> NodeStatus:
+    return NodeStatus(node_id, status, False, 1.0, [], [], missing=missing or [])
 
 
 def shard_map(*entries: ShardEntry, rf: int = 1) -> ShardMap:
@@ -45,6 +45,12 @@ UP = [node("n1"), node("n2"), node("n3")]
         (shard_map(ShardEntry(0, "n1", ["n2"], ["n1", "n2"]), rf=2), [node("n1"), node("n2", "unhealthy")], "yellow", {"shards_under_replicated": 1}),
         # rf=3 with one good replica of two
         (shard_map(ShardEntry(0, "n1", ["n2", "n3"], ["n1", "n2"]), rf=3), UP, "yellow", {"shards_under_replicated": 1}),
+        # what nodes report wins over the map: a primary whose node lacks the shard serves nothing
+        (shard_map(ShardEntry(0, "n1", state="active"), ShardEntry(1, "n2", state="active")), [node("n1", missing=[0]), node("n2")], "red", {"shards_unavailable": 1, "shards_active": 1}),
+        # ... and an in-sync replica whose node lacks it (deleted, recreated empty) is not in sync
+        (shard_map(ShardEntry(0, "n1", ["n2"], ["n1", "n2"]), rf=2), [node("n1"), node("n2", missing=[0]), node("n3")], "yellow", {"shards_under_replicated": 1}),
+        # a node lacking another shard says nothing about this one
+        (shard_map(ShardEntry(0, "n1", ["n2"], ["n1", "n2"]), rf=2), [node("n1", missing=[5]), node("n2", missing=[7]), node("n3")], "green", {"shards_under_replicated": 0}),
         # red wins over yellow
         (shard_map(ShardEntry(0, "n1", [], ["n1"]), ShardEntry(1), rf=2), UP, "red", {"shards_under_replicated": 1, "shards_unassigned": 1}),
     ],

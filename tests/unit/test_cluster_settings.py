@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 
-from torua.cluster_settings import ClusterSettings, SettingsError, apply_change, describe, failover_hold, from_dict
+from torua.cluster_settings import ClusterSettings, SettingsError, apply_change, describe, from_dict
 from torua.protocol.codec import decode, encode
 from torua.protocol.messages import BroadcastMessage, BroadcastReply, ClusterConfig, LeaseGrant, SettingsChange, SettingsUpdate
 
@@ -112,20 +112,6 @@ def test_describe_covers_every_setting():
     assert d["heartbeat_interval"] == {"type": "float", "help": d["heartbeat_interval"]["help"], "min": 0.05, "max": 60.0}
     assert d["log_level"]["choices"] == ["debug", "info", "warning", "error"]
     assert all(entry["help"] for entry in d.values())
-
-
-HOLDS = [
-    ("faster heartbeats", {"heartbeat_interval": 1.0}, {"heartbeat_interval": 0.5}, 3.0),
-    ("fewer missed beats", {"unhealthy_after": 4}, {"unhealthy_after": 2}, 4.0),
-    ("slower heartbeats", {"heartbeat_interval": 0.5}, {"heartbeat_interval": 1.0}, 0.0),
-    ("the same timing", {}, {"max_moves": 5}, 0.0),
-    ("same product", {"heartbeat_interval": 1.0, "unhealthy_after": 2}, {"heartbeat_interval": 0.5, "unhealthy_after": 4}, 0.0),
-]
-
-
-@pytest.mark.parametrize("what,old,new,hold", HOLDS, ids=[h[0] for h in HOLDS])
-def test_failover_waits_out_leases_granted_under_a_slower_timing(what, old, new, hold):
-    assert failover_hold(dataclasses.replace(DEFAULTS, **old), dataclasses.replace(DEFAULTS, **new)) == hold
 
 
 def test_settings_messages_round_trip():

@@ -5,7 +5,7 @@ import pytest
 from torua.coordinator import shardmap
 from torua.coordinator.health import cut_off, missed_heartbeats, node_health
 from torua.coordinator.moves import IllegalMoveStep, Move, next_phase
-from torua.protocol.messages import ShardEntry
+from torua.protocol.messages import ShardEntry, ShardMap
 
 
 @pytest.mark.parametrize(
@@ -53,6 +53,12 @@ def test_cut_off(last_seen, now, expected):
 )
 def test_shard_state(entry, health, state):
     assert shardmap.shard_state(entry, health) == state
+
+
+def test_a_primary_whose_node_lacks_the_shard_makes_it_unavailable():
+    m = shardmap.with_states(ShardMap(3, 2, 1, [ShardEntry(0, "n1"), ShardEntry(1, "n1")]), {"n1": "healthy"}, {1})
+    assert [e.state for e in m.shards] == ["active", "unavailable"]
+    assert shardmap.with_states(m, {"n1": "healthy"}, {1}) is m  # nothing changed: the same map
 
 
 def test_formation_assigns_every_shard_and_marks_none_created():

@@ -56,7 +56,7 @@ def test_lease_until(sent_at, granted, own, expected):
 RENEWALS = [
     ("first-grant", {}, 100.0, {0: 7}, {0: 7}, {0: 102.0}),
     ("extends", {0: 101.0}, 100.5, {0: 7}, {0: 7}, {0: 102.5}),
-    ("late-reply-of-older-heartbeat-never-shortens", {0: 103.0}, 100.0, {0: 7}, {0: 7}, {0: 103.0}),
+    ("shorter-grant-shortens", {0: 5000.0}, 100.0, {0: 7}, {0: 7}, {0: 102.0}),
     ("same-heartbeat-twice", {0: 102.0}, 100.0, {0: 7}, {0: 7}, {0: 102.0}),
     ("epoch-mismatch-keeps-old-expiry", {0: 101.0}, 100.5, {0: 8}, {0: 7}, {0: 101.0}),
     ("left-out-of-grant-keeps-old-expiry", {0: 101.0, 1: 101.0}, 100.5, {1: 3}, {0: 7, 1: 3}, {0: 101.0, 1: 102.5}),
@@ -71,16 +71,22 @@ def test_renewed(current, sent_at, granted, own, expected):
     after = renewed(current, sent_at, granted, own, lease_time(S))
     assert after == pytest.approx(expected)
     assert current == before  # the input is not changed
-    assert all(after[s] >= until for s, until in current.items())  # never shorter
-    assert all(after[s] <= max(current.get(s, 0.0), sent_at + lease_time(S)) for s in after)  # never past this grant
+    assert set(after) >= set(current)  # shards the grant leaves out keep their lease
+    granted_here = {s for s, e in granted.items() if own.get(s) == e}
+    assert all(after[s] == sent_at + lease_time(S) for s in granted_here)  # exactly this grant
+    assert all(after[s] == current[s] for s in after if s not in granted_here)  # the rest untouched
 
 
-def test_replies_in_any_order_end_at_the_newest_heartbeat():
+def test_newest_grant_wins_whatever_the_order_replies_arrive_in():
+    """The node takes a reply only if its heartbeat is newer than the last one taken
+    (as Node._beat does with Heartbeat.seq): late replies change nothing."""
     heartbeats = [100.0, 101.0, 102.0, 103.0]
     for order in ([0, 1, 2, 3], [3, 2, 1, 0], [1, 3, 0, 2]):
         leases: dict[int, float] = {}
+        taken = -1
         for i in order:
-            leases = renewed(leases, heartbeats[i], {0: 7}, {0: 7}, lease_time(S))
+            if i > taken:
+                leases, taken = renewed(leases, heartbeats[i], {0: 7}, {0: 7}, lease_time(S)), i
         assert leases == {0: 105.0}, order
 
 

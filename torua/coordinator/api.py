@@ -114,6 +114,8 @@ class CoordinatorApi:
                     disk_free=beat.disk_free if beat else 0,
                     disk_percent=disk_percent(beat.disk_used, beat.disk_free) if beat else None,
                     disk_level=c.node_disk_level(n),
+                    missing=sorted(n.missing()),
+                    lease_held=round(max(0.0, c.leases.held_until(n.id) - now), 3),
                 )
             )
         return out
@@ -140,6 +142,8 @@ class CoordinatorApi:
             formed=c.map is not None,
             term=c.term,
             standbys=await c.standbys(),
+            lease_seconds=c.lease_seconds(),
+            failover_hold=round(c.failover_hold(), 3),
         )
 
     async def assign(self, data: bytes) -> Ack:
@@ -233,4 +237,4 @@ class CoordinatorApi:
         move = MoveStatus(m.shard_id, m.source, m.target, m.phase, m.started_at) if m else None
         disk = {n.id: disk_percent(n.heartbeat.disk_used, n.heartbeat.disk_free) for n in c.nodes.values() if n.heartbeat}
         watermarks = (c.settings.disk_low_watermark, c.settings.disk_high_watermark)
-        return explain_shard(c.map, request.shard_id, c._node_views(), move, disk, watermarks)
+        return explain_shard(c.map, request.shard_id, c._node_views(), move, disk, watermarks, c.copies_missing())

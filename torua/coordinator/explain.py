@@ -28,8 +28,11 @@ def explain_shard(
     move: MoveStatus | None = None,
     disk_percent: Mapping[str, float | None] | None = None,
     watermarks: tuple[float, float] | None = None,
+    missing: Mapping[str, set[int]] | None = None,
 ) -> AllocationExplanation:
-    """The explanation of one shard; `disk_percent` and `watermarks` (low, high) only add numbers to the text."""
+    """The explanation of one shard; `disk_percent` and `watermarks` (low, high) only add numbers to the text.
+    `missing`: node -> shards the map counts on it for that its heartbeats say it does not
+    have (torua.coordinator.copy_reports); such a copy is not in sync, whatever the map says."""
     if not 0 <= shard_id < shard_map.num_shards:
         raise ValueError(f"shard {shard_id} does not exist (0..{shard_map.num_shards - 1})")
     entry = shard_map.shards[shard_id]
@@ -39,17 +42,19 @@ def explain_shard(
     held = copies_per_node(placement)
     planned = list(plan_placement(placement, nodes, shard_map.num_shards, rf).get(shard_id, ()))
     status_of = {n: (view[n].status if n in view else "unknown") for n in entry.copies}
+    lost = {n for n in entry.copies if shard_id in (missing or {}).get(n, ())}
+    in_sync = [n for n in entry.in_sync if n not in lost]
 
     def why_not(v: NodeView) -> list[tuple[str, str]]:
         return [(code, _with_numbers(code, text, v.id, disk_percent, watermarks)) for code, text in refusals(v, held.get(v.id, 0))]
 
-    primary_up = entry.primary is not None and status_of[entry.primary] == HEALTHY
+    primary_up = entry.primary is not None and status_of[entry.primary] == HEALTHY and entry.primary not in lost
     copies = [
-        _copy(entry.primary == n, n, n in entry.in_sync, status_of[n], n in planned, view.get(n), held.get(n, 0), why_not, primary_up)
+        _copy(entry.primary == n, n, n in in_sync, status_of[n], n in planned, view.get(n), held.get(n, 0), why_not, primary_up, n in lost)
         for n in entry.copies
     ]
     # Nothing healthy has the data: a new copy could only be opened empty.
-    stranded = bool(entry.copies) and not any(status_of[n] == HEALTHY and n in entry.in_sync for n in entry.copies)
+    stranded = bool(entry.copies) and not any(status_of[n] == HEALTHY and n in in_sync for n in entry.copies)
     decisions = []
     for v in sorted(nodes, key=lambda v: v.id):
         if v.id in entry.copies:
@@ -66,7 +71,7 @@ def explain_shard(
             decisions.append(NodeDecision(v.id, "could_take", f"{v.id} could take a copy, but the shard has its {rf} cop{'y' if rf == 1 else 'ies'} and balance does not ask for one here"))
         else:
             decisions.append(NodeDecision(v.id, "could_take", f"{v.id} could take a copy; it waits for a move slot"))
-    status, summary = _summary(entry.shard_id, entry.primary, list(entry.copies), list(entry.in_sync), entry.target, status_of, rf, planned, decisions, move)
+    status, summary = _summary(entry.shard_id, entry.primary, list(entry.copies), in_sync, entry.target, status_of, rf, planned, decisions, move, lost)
     return AllocationExplanation(
         shard_id=shard_id,
         status=status,
@@ -90,9 +95,15 @@ def _with_numbers(code: str, text: str, node: str, disk_percent: Mapping[str, fl
     return f"{node}'s disk is {percent:g}% used, above the {mark[0]} watermark ({mark[1]:g}%)"
 
 
-def _copy(primary: bool, n: str, in_sync: bool, status: str, stays: bool, v: NodeView | None, held: int, why_not, primary_up: bool) -> CopyExplanation:
+def _copy(primary: bool, n: str, in_sync: bool, status: str, stays: bool, v: NodeView | None, held: int, why_not, primary_up: bool, lost: bool = False) -> CopyExplanation:
     role = "primary" if primary else "replica"
-    if v is None:
+    if lost:
+        reason = (
+            f"{n} says it does not have this copy whole (its data is gone from disk, it was recreated empty, "
+            "or the node did not take it up): it is not in sync and is never promoted"
+            + ("; the shard fails over to an in-sync replica if there is one" if primary else "; it refills from the primary")
+        )
+    elif v is None:
         reason = f"{n} is not a known node; the copy is dropped"
     elif not stays:
         leaving = [t for c, t in why_not(v) if c in ("draining", "disk_high_watermark", "gone")]
@@ -127,6 +138,7 @@ def _summary(
     planned: list[str],
     decisions: list[NodeDecision],
     move: MoveStatus | None,
+    lost: set[str] | frozenset[str] = frozenset(),
 ) -> tuple[str, str]:
     refused = [d for d in decisions if d.decision == "cannot_take"]
     why_others = "; ".join(d.reason for d in refused)
@@ -134,6 +146,12 @@ def _summary(
         if planned:
             return "unassigned", f"not placed yet: the plan puts it on {names(planned)}"
         return "unassigned", "no node may hold a copy: " + (why_others or "no node has joined")
+    if primary in lost:
+        takers = [n for n in in_sync if n != primary and status_of.get(n) == HEALTHY]
+        gone = f"its primary {primary} says it does not have shard {shard_id} (its data is gone from disk, or it did not take it up)"
+        if takers:
+            return "unavailable", f"{gone}; handing it to in-sync replica {names(takers)}"
+        return "unavailable", f"{gone}, and no in-sync replica is on a healthy node: it stays unavailable rather than open an empty copy"
     if status_of[primary] != HEALTHY:
         takers = [n for n in in_sync if n != primary and status_of.get(n) == HEALTHY]
         if takers:

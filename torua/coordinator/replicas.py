@@ -30,21 +30,57 @@ class ReplicaKeeper:
 
 
     def fail_over(self) -> None:
-        """Promote an in-sync replica for every shard whose primary is unhealthy."""
+        """Promote an in-sync replica for every shard whose primary is unhealthy, once
+        any lease its node may hold has run out (`Coordinator.leases`); hand off every
+        shard whose primary's healthy node says it does not have it (copy_reports)."""
         assert self.c.map is not None
-        if self.c.settings_keeper.old_leases_left():
-            return  # a settings change shortened the timing: leases granted before may still hold
         health = self.c.health()
+        missing = self.c.copies_missing()
+        now = time.monotonic()
         for e in self.c.map.shards:
-            if e.primary is None or health.get(e.primary) != "unhealthy":
+            if e.primary is None or e.shard_id in self.c.failing_over or e.shard_id in self.c.moves:
                 continue
-            if e.shard_id in self.c.failing_over or e.shard_id in self.c.moves:
+            not_served = e.shard_id in missing.get(e.primary, ())
+            if health.get(e.primary) != "unhealthy" and not not_served:
                 continue
-            candidates = [n for n in e.in_sync if n != e.primary and health.get(n) == "healthy"]
-            if candidates:
+            candidates = [n for n in e.in_sync if n != e.primary and health.get(n) == "healthy" and e.shard_id not in missing.get(n, ())]
+            if not candidates:
+                continue
+            if not_served:
+                log.warning("shard %d: its primary %s says it does not have it; handing it to %s", e.shard_id, e.primary, candidates, extra={"shard": e.shard_id})
+                self.c.failing_over.add(e.shard_id)
+                self.c._spawn(self.handoff(e.shard_id, candidates))
+            elif self.c.leases.held_until(e.primary, e.shard_id) <= now:
                 # From here on this node gets no lease for the shard, even if it beats again.
                 self.c.failing_over.add(e.shard_id)
                 self.c._spawn(self.promote(e.shard_id, candidates))
+
+    async def drop_missing_from_in_sync(self) -> None:
+        """Take out of the in-sync set every replica whose node says it does not have
+        it whole (recreated empty, copied again, or gone): it may miss writes, so it
+        must neither count for them nor be promoted. Its primary puts it back once it
+        has caught up (Replication.serve_fetch)."""
+        assert self.c.map is not None
+        missing = self.c.copies_missing()
+        drops = [
+            (e.shard_id, n)
+            for e in self.c.map.shards
+            for n in e.in_sync
+            if n != e.primary and e.shard_id in missing.get(n, ()) and e.shard_id not in self.c.failing_over
+        ]
+        if not drops:
+            return
+
+        def drop(m: ShardMap | None) -> ShardMap | None:
+            assert m is not None
+            for shard_id, node_id in drops:
+                e = m.shards[shard_id]
+                if node_id != e.primary and node_id in e.in_sync:
+                    m = shardmap.set_entry(m, shard_id, in_sync=[n for n in e.in_sync if n != node_id])
+            return m
+
+        log.warning("taking copies their nodes do not have whole out of the in-sync sets: %s", ", ".join(f"shard {s} on {n}" for s, n in drops))
+        await self.c.update_map(drop)
 
     async def promote(self, shard_id: int, candidates: list[str], leaving: str | None = None) -> None:
         try:
@@ -80,14 +116,26 @@ class ReplicaKeeper:
 
     async def handoff(self, shard_id: int, candidates: list[str]) -> None:
         """Planned primary change (the old node is leaving): stop renewing the old
-        primary's lease, wait until any lease it holds has run out, then promote."""
+        primary's lease (the caller put the shard in `failing_over`), wait until any
+        lease it may hold has run out (`Coordinator.leases`), then promote."""
         try:
-            await asyncio.sleep(max(self.c.lease_seconds() + self.c.config.heartbeat_interval, self.c.settings_keeper.old_leases_left()))
             assert self.c.map is not None
             old = self.c.map.shards[shard_id].primary
+            if old is not None:
+                await self.lease_ended(old, shard_id)
             await self.promote(shard_id, candidates, leaving=old)
         finally:
             self.c.failing_over.discard(shard_id)
+
+    async def lease_ended(self, node_id: str, shard_id: int) -> None:
+        """Return once `node_id` can no longer hold a lease for `shard_id`. The bound
+        only falls while the shard is in `failing_over` (no new grant includes it),
+        and each heartbeat can bring it closer, so wait in short steps."""
+        while True:
+            left = self.c.leases.held_until(node_id, shard_id) - time.monotonic()
+            if left <= 0:
+                return
+            await asyncio.sleep(min(left, max(0.05, self.c.config.heartbeat_interval / 4)))
 
     def hand_off_primaries(self, node_id: str) -> int:
         """Start handing every primary of `node_id` to an in-sync replica on a healthy node."""

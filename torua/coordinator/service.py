@@ -22,7 +22,7 @@ from nats.aio.client import Client as NATS
 
 from torua.bus import connect
 from torua.config import CoordinatorConfig
-from torua.coordinator import shardmap
+from torua.coordinator import copy_reports, shardmap
 from torua.coordinator.api import CoordinatorApi
 from torua.coordinator.health import cut_off, node_health
 from torua.coordinator.moves import Move
@@ -34,6 +34,7 @@ from torua.cluster_settings import from_config as settings_from_config
 from torua.coordinator.settings import SettingsKeeper
 from torua.coordinator.state_store import ClusterState
 from torua.replication.lease import LeaseSettings, lease_time
+from torua.replication.lease_ledger import LeaseLedger
 from torua.protocol import subjects
 from torua.protocol.codec import Refused, decode, encode, encode_refusal, from_dict, unpack
 from torua.protocol.errors import ToruaError
@@ -69,6 +70,12 @@ class NodeRecord:
     maintenance: bool = False  # no new copies here (POST /nodes/maintenance)
     evacuating: bool = False  # every copy moves off (POST /nodes/{id}/evacuate)
     disk_level: str = DISK_OK  # as last judged, to notice a change
+    # shard -> heartbeats in a row that lacked a copy the map counts on here (copy_reports)
+    missing_streaks: dict[int, int] = field(default_factory=dict)
+
+    def missing(self) -> set[int]:
+        """Shards the map counts on this node for that its heartbeats say it does not have."""
+        return copy_reports.confirmed(self.missing_streaks) if self.status == "healthy" else set()
 
     def persisted(self) -> dict[str, Any]:
         return {
@@ -105,6 +112,9 @@ class Coordinator:
         # before then would mark every one of them unavailable for a moment.
         self._settle_until = 0.0
         self.failing_over: set[int] = set()
+        # every lease grant sent and what heartbeats say nodes hold: how long a failover
+        # or hand-off must wait for an old primary's lease to run out
+        self.leases = LeaseLedger()
         self._cut_off = False  # every node silent at once: judge none (health.cut_off)
         self._refusals_logged: dict[tuple[str, str], float] = {}  # (node, reason) -> when last logged
         self._next_reconcile = 0.0
@@ -140,11 +150,13 @@ class Coordinator:
                 # map write fails its compare-and-set from now on.
                 await self.update_map(lambda m: replace(m, leader=self.config.id, term=self.term) if m is not None else m)
             self.resuming = self._moves_in_the_map()
-            if self.map.replication_factor != self.config.replicas:
-                log.info("replication factor %d -> %d: adding or removing copies", self.map.replication_factor, self.config.replicas)
-                rf = self.config.replicas
-                await self.update_map(lambda m: replace(m, replication_factor=rf) if m is not None else m)
-            self._settle_until = time.monotonic() + self.config.heartbeat_interval * self.config.unhealthy_after
+            # A replication factor other than the map's is brought in by the tick
+            # (SettingsKeeper.keep_map_factor), once the resumed moves are done.
+            now = time.monotonic()
+            self._settle_until = now + self.config.heartbeat_interval * self.config.unhealthy_after
+            # Leases an earlier leader granted: at most one lease as timed now, or longer
+            # if a change shortened the timing lately (SettingsKeeper.leases_held_until).
+            self.leases = LeaseLedger(floor=max(now + self.lease_seconds(), self.settings_keeper.leases_held_until()))
         self._subs.append(await self.nc.subscribe(subjects.HEARTBEAT, cb=self._on_heartbeat))
         self._subs.extend(await CoordinatorApi(self).subscribe(self.nc))
         self._spawn(self._tick_loop())
@@ -197,18 +209,51 @@ class Coordinator:
             self._spawn(self._save_node(record))
         if self._first_node_at is None:
             self._first_node_at = time.monotonic()
-        record.last_seen = time.monotonic()
+        now = time.monotonic()
+        record.last_seen = now
         record.last_wall = time.time()
         record.heartbeat = beat
         self._note_disk_level(record)
         record.protocol = raw["v"]
+        self._note_copies(record, beat)
+        self.leases.reported(beat.node_id, beat.started_at, beat.seq, beat.grant_seq, {r.shard_id: r.lease_left for r in beat.shards}, now)
         if record.status != "healthy":
             self._update_health()
         if msg.reply:
+            grant = self.lease_grant(beat.node_id)
+            # recorded before it is sent: from now on the node may hold it
+            self.leases.granted(beat.node_id, beat.started_at, beat.seq, (s for s, _ in grant.shards), now + grant.lease_seconds)
             try:
-                await msg.respond(encode(self.settings_keeper.with_settings(self.lease_grant(beat.node_id), beat)))
+                await msg.respond(encode(self.settings_keeper.with_settings(grant, beat)))
             except Exception as exc:
                 log.debug("could not answer %s's heartbeat: %s", beat.node_id, exc)
+
+    def _note_copies(self, record: NodeRecord, beat: Heartbeat) -> None:
+        """Compare what the node says it serves with what the map counts on it for."""
+        if self.map is None:
+            return
+        before = record.missing()
+        expected = copy_reports.expected_copies(self.map, record.id)
+        reported = {r.shard_id: (r.role, r.complete) for r in beat.shards}
+        record.missing_streaks = copy_reports.missing_streaks(expected, reported, record.missing_streaks)
+        newly = record.missing() - before
+        if newly:
+            log.warning(
+                "node %s does not have shard(s) %s the map counts on it for (%s); they are not in sync",
+                record.id, sorted(newly), ", ".join(f"{s}: {expected.get(s)}" for s in sorted(newly)),
+            )
+            self._next_reconcile = 0.0
+
+    def copies_missing(self) -> dict[str, set[int]]:
+        """node -> shards the map counts on it for that it says it does not have."""
+        return {n.id: n.missing() for n in self.nodes.values() if n.missing()}
+
+    def failover_hold(self) -> float:
+        """How much longer than noticing a silent node a failover would wait now,
+        because of leases nodes may still hold (0 in a steady cluster)."""
+        now = time.monotonic()
+        noticed = self.config.heartbeat_interval * self.config.unhealthy_after
+        return max([0.0] + [left - noticed for left in self.leases.left(now).values()])
 
     async def _refuse_heartbeat(self, msg, raw: Any, exc: ToruaError) -> None:
         """Answer a heartbeat this coordinator cannot take with a refusal every
@@ -315,9 +360,12 @@ class Coordinator:
             return
         if time.monotonic() < self._settle_until:
             return
+        self.leases.expire(time.monotonic())
         self.replicas.fail_over()
+        await self.replicas.drop_missing_from_in_sync()
         health = self.health()
-        await self.update_map(lambda m: shardmap.with_states(m, health))
+        not_served = {s for n in self.nodes.values() for s in n.missing() if self.map.shards[s].primary == n.id}
+        await self.update_map(lambda m: shardmap.with_states(m, health, not_served))
         await self.settings_keeper.keep_map_factor()
         self._resume_moves()
         if self.replicas.replicated():

@@ -22,7 +22,7 @@ from nats.js.errors import KeyWrongLastSequenceError
 
 from torua.broadcast import gather
 from torua.bus import set_log_level
-from torua.cluster_settings import CONFIG_FLAGS, ClusterSettings, SettingsError, apply_change, failover_hold, from_dict
+from torua.cluster_settings import CONFIG_FLAGS, ClusterSettings, SettingsError, apply_change, from_dict
 from torua.protocol.codec import decode, to_dict
 from torua.protocol.errors import ToruaError
 from torua.protocol.messages import ClusterConfig, Heartbeat, LeaseGrant, SettingsChange, SettingsUpdate
@@ -32,13 +32,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("torua.coordinator.settings")
 
+# Beside the settings in the stored record (ignored by cluster_settings.from_dict).
+LEASES_HELD_UNTIL = "leases_held_until"
+
 
 class SettingsKeeper:
     def __init__(self, coordinator: "Coordinator") -> None:
         self.c = coordinator
         self.revision = 0  # of the stored settings; 0 = never stored, the flags are in force
-        # Until then (monotonic) leases granted under slower settings may still hold: no promotion.
-        self.old_leases_until = 0.0
+        # Stored with the settings (wall clock): until then a lease granted before the last
+        # change may hold. Only a new leader needs it (it has no record of those grants).
+        self.leases_held_wall = 0.0
         self._changing = asyncio.Lock()
 
     async def load(self) -> None:
@@ -61,6 +65,8 @@ class SettingsKeeper:
         if stored is None:
             return None
         data, revision = stored
+        if isinstance(data, dict) and isinstance(data.get(LEASES_HELD_UNTIL), (int, float)):
+            self.leases_held_wall = float(data[LEASES_HELD_UNTIL])
         try:
             return from_dict(data), revision
         except SettingsError as exc:
@@ -89,8 +95,11 @@ class SettingsKeeper:
                 )
             assert self.c.state is not None
             self.c._check_leading()
+            # A leader elected soon after a change that shortens the timing has no record
+            # of the longer grants sent before it: store how long they may hold.
+            held = time.time() + max(self.c.lease_seconds(), max(self.c.leases.left(time.monotonic()).values(), default=0.0))
             try:
-                revision = await self.c.state.save_settings(new.to_dict())
+                revision = await self.c.state.save_settings(new.to_dict() | {LEASES_HELD_UNTIL: held})
             except KeyWrongLastSequenceError:
                 stored = await self._read()  # another coordinator wrote them: take those
                 if stored is not None:
@@ -115,9 +124,9 @@ class SettingsKeeper:
     def update(self) -> SettingsUpdate:
         return SettingsUpdate(self.revision, self.c.settings.to_dict(), term=self.c.term)
 
-    def old_leases_left(self) -> float:
-        """Seconds until no lease granted under slower settings can still hold."""
-        return max(0.0, self.old_leases_until - time.monotonic())
+    def leases_held_until(self) -> float:
+        """Monotonic: until then a lease granted before the last settings change may hold."""
+        return time.monotonic() + (self.leases_held_wall - time.time())
 
     def with_settings(self, grant: LeaseGrant, beat: Heartbeat) -> LeaseGrant:
         """The grant, carrying the settings when the node runs with another revision."""
@@ -128,12 +137,9 @@ class SettingsKeeper:
     async def apply(self, new: ClusterSettings) -> None:
         """Put `new` in force on this coordinator; a new replication factor goes into
         the map, and the next tick adds or removes copies (ReplicaKeeper.reconcile)."""
-        old = self.c.settings
         self._apply_here(new)
-        hold = failover_hold(old, new)
-        if hold:
-            self.old_leases_until = max(self.old_leases_until, time.monotonic() + hold)
-            log.info("failovers wait %gs: leases granted under the old heartbeat timing may hold until then", hold)
+        # Leases granted under the old timing hold back failovers only as long as the
+        # nodes really hold them: Coordinator.leases follows each node's next grant.
         if self.c.map is not None and self.c.map.replication_factor != new.replication_factor:
             try:
                 await self.keep_map_factor()

@@ -27,18 +27,20 @@ def empty_map(num_shards: int, replication_factor: int, cluster_id: str) -> Shar
     )
 
 
-def shard_state(entry: ShardEntry, health: dict[str, str]) -> str:
-    """active, moving, unassigned, or unavailable (its primary is not healthy)."""
+def shard_state(entry: ShardEntry, health: dict[str, str], not_served: bool = False) -> str:
+    """active, moving, unassigned, or unavailable (its primary is not healthy, or
+    says it does not have the shard: `not_served`, see torua.coordinator.copy_reports)."""
     if entry.primary is None:
         return "unassigned"
-    if health.get(entry.primary) != "healthy":
+    if health.get(entry.primary) != "healthy" or not_served:
         return "unavailable"
     return "moving" if entry.target else "active"
 
 
-def with_states(shard_map: ShardMap, health: dict[str, str]) -> ShardMap:
-    """The map with every shard's state brought up to date; same object if nothing changed."""
-    shards = [replace(e, state=shard_state(e, health)) for e in shard_map.shards]
+def with_states(shard_map: ShardMap, health: dict[str, str], not_served: set[int] | frozenset[int] = frozenset()) -> ShardMap:
+    """The map with every shard's state brought up to date; same object if nothing changed.
+    `not_served`: shards whose primary's node says it does not have them."""
+    shards = [replace(e, state=shard_state(e, health, e.shard_id in not_served)) for e in shard_map.shards]
     if shards == shard_map.shards:
         return shard_map
     return replace(shard_map, shards=shards)

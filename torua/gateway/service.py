@@ -98,6 +98,10 @@ def node_view(n: NodeStatus) -> dict[str, Any]:
         "write_rate": n.write_rate,
         "maintenance": n.maintenance,
         "evacuating": n.evacuating,
+        # copies the map counts on here that the node's heartbeats say it does not have
+        "missing_shards": n.missing,
+        # seconds until every primary lease this node may hold has run out
+        "lease_held_seconds": n.lease_held,
         "capacity": {
             "max_shards": n.max_shards,
             "shards": len(n.shards),
@@ -301,6 +305,10 @@ class Gateway:
                 for m in info.moves
             ],
             "uptime_seconds": round(time.time() - info.started_at, 3),
+            # how long a heartbeat reply lets a primary serve, and how much longer than
+            # noticing a silent node (unhealthy_after heartbeats) a failover would wait now
+            # for leases nodes may still hold (per node: GET /nodes lease_held_seconds)
+            "failover": {"lease_seconds": info.lease_seconds, "hold_seconds": info.failover_hold},
         }
 
     async def assign(self, shard_id: object, node_id: object) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import time
 from typing import TYPE_CHECKING
 
 from torua.node import copy as shard_copy
-from torua.node.replication import notify
+from torua.node.replication import is_incomplete, notify, set_incomplete
 from torua.node.roles import next_role, serves_copy_source
 from torua.protocol.codec import decode
 from torua.protocol.errors import ToruaError
@@ -63,11 +63,18 @@ class ShardControl:
             async with holding.lock:
                 replica = item.role == "replica"
                 if holding.role == "absent":
-                    on_disk = ShardStore.exists(self.node.shard_dir(shard_id))
+                    directory = self.node.shard_dir(shard_id)
+                    on_disk = ShardStore.exists(directory)
                     # A replica can always be refilled from its primary; a primary's data exists only where it is.
                     if not on_disk and not item.create and not replica:
                         missing.append(shard_id)
                         continue
+                    if not on_disk and not item.create:
+                        # its data is gone: an empty copy, not in sync until it has caught up
+                        log.warning("shard %d: replica copy not on disk; recreating it empty to refill from %s", shard_id, item.primary, extra={"shard": shard_id})
+                        set_incomplete(holding, directory)
+                    else:
+                        holding.complete = not is_incomplete(directory)
                     holding.store = self.node._open_store(shard_id, create=not on_disk)
                     frozen = (self.node.shard_dir(shard_id) / FROZEN_MARKER).exists()
                     if replica:
@@ -154,9 +161,13 @@ class ShardControl:
         return ShardCommandReply(True, command.shard_id)
 
     async def position(self, command: ShardCommand) -> ShardCommandReply:
+        """How far this copy is (a failover asks the in-sync replicas). A replica
+        still refilling after it was recreated empty refuses: it must never be promoted."""
         holding = self.node.holdings.get(command.shard_id)
         if holding is None or holding.store is None:
             raise ToruaError("moved", f"shard {command.shard_id} is not here")
+        if not holding.complete:
+            raise ToruaError("conflict", f"the copy of shard {command.shard_id} on {self.node.config.id} is refilling from its primary and may miss writes")
         return ShardCommandReply(True, command.shard_id, last_seq=holding.store.last_seq())
 
     def command_budget(self) -> float:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from typing import TYPE_CHECKING
 
@@ -39,6 +40,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("torua.node.replication")
 
 EPOCH_FILE = "SHARD_EPOCH"
+# In a shard dir: this replica copy was recreated empty (or is being copied again) and
+# has not caught up with its primary since. Written before the new store, so a crash
+# never leaves an empty copy that looks whole.
+INCOMPLETE_FILE = "INCOMPLETE"
 FETCH_WAIT = 1.0
 
 
@@ -54,6 +59,31 @@ def write_synced_epoch(directory, epoch: int) -> None:
     tmp = directory / (EPOCH_FILE + ".tmp")
     tmp.write_text(str(epoch))
     tmp.replace(path)
+
+
+def is_incomplete(directory) -> bool:
+    return (directory / INCOMPLETE_FILE).exists()
+
+
+def set_incomplete(holding: "Holding", directory) -> None:
+    """Mark a replica copy as not whole, durably, before its new store is created."""
+    holding.complete = False
+    directory.mkdir(parents=True, exist_ok=True)
+    fd = os.open(directory / INCOMPLETE_FILE, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def set_complete(holding: "Holding", directory) -> None:
+    (directory / INCOMPLETE_FILE).unlink(missing_ok=True)
+    holding.complete = True
 
 
 def notify(holding: "Holding", name: str) -> None:
@@ -226,6 +256,9 @@ class Replication:
                 continue
             if chunk.ops:
                 await store.apply_many_at([(seq, decode_operation(op)) for seq, op in chunk.ops])
+            if not holding.complete and store.last_seq() >= chunk.last_seq:
+                set_complete(holding, directory)  # caught up with the primary: whole again
+                log.info("shard %d: replica caught up with %s at seq %d", holding.shard_id, primary, chunk.last_seq, extra={"shard": holding.shard_id})
             if synced != holding.shard_epoch:
                 write_synced_epoch(directory, holding.shard_epoch)
                 synced = holding.shard_epoch
@@ -237,6 +270,7 @@ class Replication:
                 await holding.store.close()
             directory = node.shard_dir(holding.shard_id)
             ShardStore.destroy(directory)
+            set_incomplete(holding, directory)
             holding.store = node._open_store(holding.shard_id, create=True)
             deadline = time.monotonic() + 600
             try:

@@ -91,6 +91,9 @@ class Holding:
     follower: Any = None
     # a primary of a replicated shard serves only until then (monotonic); see LeaseGrant
     lease_until: float = 0.0
+    # False while a replica recreated empty (or copied again) has not caught up with its
+    # primary: not in sync, never promoted (an INCOMPLETE file in the shard dir says so)
+    complete: bool = True
     # KV operations this copy served lately, all and writes (heartbeat ops_rate / write_rate)
     ops: RateMeter = field(default_factory=RateMeter)
     writes: RateMeter = field(default_factory=RateMeter)
@@ -127,6 +130,8 @@ class Node:
         self.replication = Replication(self)
         self.control = ShardControl(self)
         self._lease_seconds = 0.0
+        self._beat_seq = 0  # heartbeats sent by this process (Heartbeat.seq)
+        self._grant_seq = 0  # the newest heartbeat whose LeaseGrant was taken: older ones are dropped
         self._assigned = asyncio.Event()
         self.settings_revision = 0  # of the cluster settings in force here; 0 = the flags (torua.node.broadcast)
         self.kv_served: collections.Counter[tuple[str, str]] = collections.Counter()  # (op, ok | error code), for /metrics
@@ -247,6 +252,7 @@ class Node:
     # ----------------------------------------------------------- heartbeat
 
     def heartbeat(self) -> Heartbeat:
+        """The next heartbeat (numbered), with what each copy is and the lease it has left."""
         reports = []
         now = time.monotonic()
         for h in sorted(self.holdings.values(), key=lambda h: h.shard_id):
@@ -254,7 +260,14 @@ class Node:
                 continue
             stats = h.store.stats()
             ops, writes = h.meters()
-            reports.append(ShardReport(h.shard_id, h.role, stats.last_seq, stats.keys, stats.bytes, round(ops.rate(now), 3), round(writes.rate(now), 3)))
+            lease_left = max(0.0, h.lease_until - now) if h.role in ("primary", "frozen") else 0.0
+            reports.append(
+                ShardReport(
+                    h.shard_id, h.role, stats.last_seq, stats.keys, stats.bytes, round(ops.rate(now), 3), round(writes.rate(now), 3),
+                    lease_left=lease_left, complete=h.complete,
+                )
+            )
+        self._beat_seq += 1
         return Heartbeat(
             node_id=self.config.id,
             version=__version__,
@@ -266,6 +279,8 @@ class Node:
             pid=os.getpid(),
             shards=reports,
             settings_revision=self.settings_revision,
+            seq=self._beat_seq,
+            grant_seq=self._grant_seq,
             **self._disk_usage(),
         )
 
@@ -291,8 +306,9 @@ class Node:
         """One heartbeat; its reply renews the leases of this node's primaries."""
         assert self.nc is not None
         sent_at = time.monotonic()
+        beat = self.heartbeat()
         try:
-            msg = await self.nc.request(subjects.HEARTBEAT, encode(self.heartbeat()), timeout=max(0.5, 2 * self.config.heartbeat_interval))
+            msg = await self.nc.request(subjects.HEARTBEAT, encode(beat), timeout=max(0.5, 2 * self.config.heartbeat_interval))
             grant = decode(LeaseGrant, msg.data)
         except Refused as exc:
             # e.g. an incompatible protocol version: say so (not every beat), renew
@@ -306,7 +322,9 @@ class Node:
             return
         except NoRespondersError:
             # No coordinator runs at all, so nobody can fail this node over: keep serving.
-            self._renew(sent_at, self._lease_seconds, None)
+            if beat.seq > self._grant_seq:
+                self._grant_seq = beat.seq
+                self._renew(sent_at, self._lease_seconds, None)
             return
         except Exception as exc:  # timeout, disconnected, garbage: no renewal this time
             log.debug("heartbeat not answered: %s", exc)
@@ -314,6 +332,9 @@ class Node:
         if not self._follow_term(grant.term):
             log.warning("ignoring a lease grant of coordinator term %d (newest seen %d)", grant.term, self.term)
             return
+        if beat.seq <= self._grant_seq:
+            return  # the reply to an older heartbeat, overtaken: the newest grant wins
+        self._grant_seq = beat.seq
         self._lease_seconds = grant.lease_seconds
         self._renew(sent_at, grant.lease_seconds, dict(grant.shards))
         if grant.settings is not None:  # this node missed a settings change, or started after it
@@ -323,7 +344,8 @@ class Node:
                 log.warning("settings in the lease grant refused: %s", exc.message)
 
     def _renew(self, sent_at: float, seconds: float, granted: dict[int, int] | None) -> None:
-        """Extend the leases `granted` names (all of them when no coordinator exists)."""
+        """Set the leases `granted` names (all of them when no coordinator exists) from the
+        newest grant taken; a shorter grant shortens them (torua.replication.lease)."""
         primaries = {h.shard_id: h for h in self.holdings.values() if h.role in ("primary", "frozen")}
         own = {s: h.shard_epoch for s, h in primaries.items()}
         current = {s: h.lease_until for s, h in primaries.items()}

@@ -62,6 +62,12 @@ class ShardReport:
     # writes among them; load rebalancing (torua.coordinator.load_balance) reads them
     ops_rate: float = 0.0
     write_rate: float = 0.0
+    # seconds this copy's primary lease had left when the heartbeat was sent (0: none);
+    # the coordinator's bound on the leases a node holds (torua.replication.lease_ledger)
+    lease_left: float = 0.0
+    # False for a replica recreated empty (its data was gone) or being copied again,
+    # until it has caught up with its primary: it is not in sync and is never promoted
+    complete: bool = True
 
 
 @dataclass(frozen=True)
@@ -82,6 +88,10 @@ class Heartbeat:
     disk_total: int = 0
     disk_used: int = 0
     disk_free: int = 0
+    # this heartbeat's number (1, 2, ... per node process; 0 = an older release), and the
+    # number of the newest heartbeat whose LeaseGrant the node has taken (it takes no older)
+    seq: int = 0
+    grant_seq: int = 0
 
 
 @dataclass(frozen=True)
@@ -263,6 +273,11 @@ class NodeStatus:
     disk_level: str = "ok"  # ok | above_low | above_high (against the disk watermarks)
     ops_rate: float = 0.0  # KV ops/s its copies served lately (sum of its ShardReports)
     write_rate: float = 0.0
+    # shards the map counts on this node for (primary or in-sync replica) that its
+    # heartbeats say it does not have (torua.coordinator.copy_reports)
+    missing: list[int] = field(default_factory=list)
+    # seconds until every lease this node may hold has run out (torua.replication.lease_ledger)
+    lease_held: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -371,6 +386,11 @@ class CoordinatorInfo:
     formed: bool = False
     term: int = 0  # this (leading) coordinator's term
     standbys: list[str] = field(default_factory=list)
+    # how long a heartbeat reply lets a primary serve now, and how much longer than
+    # noticing a silent node (unhealthy_after heartbeats) a failover would wait now
+    # because of leases nodes may still hold (e.g. granted under a slower timing)
+    lease_seconds: float = 0.0
+    failover_hold: float = 0.0
 
 
 @dataclass(frozen=True)
