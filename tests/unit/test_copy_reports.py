@@ -43,7 +43,7 @@ def test_has_copy(expected, reported, ok):
 
 def test_one_report_lacking_a_copy_proves_nothing():
     expected = {0: "primary"}
-    streaks = missing_streaks(expected, {}, {})
+    streaks = missing_streaks(expected, {}, {}, current=True)
     assert streaks == {0: 1} and confirmed(streaks) == set()
 
 
@@ -51,12 +51,19 @@ def test_missing_after_consecutive_reports_and_forgiven_at_once():
     expected = {0: "primary", 1: "in_sync"}
     streaks: dict[int, int] = {}
     for _ in range(MISSING_AFTER):
-        streaks = missing_streaks(expected, {0: ("primary", True)}, streaks)
+        streaks = missing_streaks(expected, {0: ("primary", True)}, streaks, current=True)
     assert confirmed(streaks) == {1}
-    streaks = missing_streaks(expected, {0: ("primary", True), 1: ("replica", True)}, streaks)
+    streaks = missing_streaks(expected, {0: ("primary", True), 1: ("replica", True)}, streaks, current=True)
     assert streaks == {} and confirmed(streaks) == set()
 
 
 def test_a_copy_no_longer_expected_is_forgotten():
     streaks = {0: MISSING_AFTER + 4}
-    assert missing_streaks({}, {}, streaks) == {}
+    assert missing_streaks({}, {}, streaks, current=True) == {}
+
+
+def test_a_report_from_before_the_map_in_force_starts_over():
+    """A restarted node beats before its assignment arrives: that says nothing."""
+    streaks = {0: MISSING_AFTER - 1}
+    assert missing_streaks({0: "primary"}, {}, streaks, current=False) == {}
+    assert missing_streaks({0: "primary"}, {}, streaks, current=True) == {0: MISSING_AFTER}

@@ -8,15 +8,18 @@ reports, not the map alone: a copy whose data was deleted on disk, a replica
 recreated empty, or a node that stopped serving after an assignment it could
 not carry out is not in sync, whatever the map says.
 
-A node's report lags the map by up to a heartbeat or two after every change (it
-takes its assignment, then beats), so one report that lacks a copy proves
-nothing: a copy is *missing* only after `MISSING_AFTER` consecutive heartbeats
-of a healthy node lacked it.
+A node's report lags the map after every change (it takes its assignment, then
+beats), and a restarted node knows nothing until its assignment comes. So only a
+heartbeat sent after the node took the map in force (its `epoch` at least the
+map's) says anything, and one such report lacking a copy still proves nothing (it
+may have been taken while the assignment was being carried out): a copy is
+*missing* only after `MISSING_AFTER` such heartbeats in a row lacked it. A report
+from an older epoch starts the count over.
 
 >>> expected = {3: "primary", 5: "in_sync"}
 >>> streaks = {}
 >>> for _ in range(MISSING_AFTER):
-...     streaks = missing_streaks(expected, {3: ("primary", True), 5: ("replica", False)}, streaks)
+...     streaks = missing_streaks(expected, {3: ("primary", True), 5: ("replica", False)}, streaks, current=True)
 >>> sorted(confirmed(streaks))
 [5]
 """
@@ -56,9 +59,12 @@ def has_copy(expected: str, reported: tuple[str, bool] | None) -> bool:
     return role in SERVES_PRIMARY or (role == "replica" and complete)
 
 
-def missing_streaks(expected: Mapping[int, str], reported: Mapping[int, tuple[str, bool]], streaks: Mapping[int, int]) -> dict[int, int]:
+def missing_streaks(expected: Mapping[int, str], reported: Mapping[int, tuple[str, bool]], streaks: Mapping[int, int], current: bool) -> dict[int, int]:
     """After one more heartbeat: for each expected copy the report lacks, how many
-    heartbeats in a row have lacked it. Copies no longer expected are forgotten."""
+    heartbeats in a row have lacked it. Copies no longer expected are forgotten;
+    a report not `current` (the node has not taken the map in force) starts over."""
+    if not current:
+        return {}
     return {shard: streaks.get(shard, 0) + 1 for shard, role in expected.items() if not has_copy(role, reported.get(shard))}
 
 

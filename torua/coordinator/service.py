@@ -235,7 +235,8 @@ class Coordinator:
         before = record.missing()
         expected = copy_reports.expected_copies(self.map, record.id)
         reported = {r.shard_id: (r.role, r.complete) for r in beat.shards}
-        record.missing_streaks = copy_reports.missing_streaks(expected, reported, record.missing_streaks)
+        current = beat.epoch >= self.map.epoch  # it has taken the map in force: its report says what it could do
+        record.missing_streaks = copy_reports.missing_streaks(expected, reported, record.missing_streaks, current)
         newly = record.missing() - before
         if newly:
             log.warning(
