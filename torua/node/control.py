@@ -27,7 +27,6 @@ from torua.protocol.messages import (
     SnapshotChunk,
     SnapshotRequest,
 )
-from torua.storage.operations import encode_operation
 from torua.storage.shard_store import LogTruncated, ShardStore
 
 if TYPE_CHECKING:
@@ -190,8 +189,8 @@ class ShardControl:
         try:
             store = self.source_store(request.shard_id)
             last_seq = store.last_seq()
-            ops = store.read_log(request.after_seq, max(1, request.max_ops), max(1, request.max_bytes))
-            reply = LogChunk(request.shard_id, last_seq, [(seq, encode_operation(op)) for seq, op in ops])
+            ops = store.read_log_encoded(request.after_seq, max(1, request.max_ops), max(1, request.max_bytes))
+            reply = LogChunk(request.shard_id, last_seq, ops)
         except LogTruncated as exc:
             reply = LogChunk(request.shard_id, 0, error_code="conflict", error_message=str(exc))
         except ToruaError as exc:
