@@ -253,7 +253,7 @@ class Replication:
             directory = node.shard_dir(holding.shard_id)
             ShardStore.destroy(directory)
             holding.store = node._open_store(holding.shard_id, create=True)
-            deadline = time.monotonic() + 600
+            deadline = time.monotonic() + node.config.copy_timeout
             try:
                 await shard_copy.copy_snapshot(node.nc, primary, holding.store, deadline)
                 await shard_copy.catch_up(node.nc, primary, holding.store, deadline)
