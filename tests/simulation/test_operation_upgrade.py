@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import msgpack
 import pytest
 
 from torua.node.replication import notify
+from torua.storage import shard_store
+from torua.storage.operations import OPERATION_TYPES
 from torua.storage.shard_store import DB_FILENAME
 from tests.support.sim_cluster import SimCluster, sim_seed, wait_for
 
@@ -67,5 +71,51 @@ async def test_a_replica_applies_an_operation_with_a_field_of_a_newer_release(tm
             await cluster.wait_green(caught_up=True)
             assert cluster.compare_copies()[1] == []
             assert await cluster.get(key) == b"new"
+    finally:
+        await cluster.stop()
+
+
+@dataclass(frozen=True)
+class KvTouch:
+    """An operation type of a "newer release": this one does not know it."""
+
+    TYPE: ClassVar[str] = "kv.touch"
+    key: str
+
+
+@pytest.mark.timeout(60)
+async def test_a_replica_that_meets_an_unknown_operation_type_waits_for_its_upgrade(tmp_path, monkeypatch):
+    """It applies nothing of that op, the primary drops it from the in-sync set and
+    writes go on; once it knows the type (upgraded) it catches up and is in sync again."""
+    cluster = SimCluster(tmp_path, sim_seed(), nodes=2, shards=2, replicas=2)
+    try:
+        await cluster.start()
+        async with asyncio.timeout(45):
+            key = next(k for k in (f"unknown/{i}" for i in range(100)) if cluster.shard_of(k) == 0)
+            entry = cluster.map.shards[0]
+            assert entry.primary is not None
+            primary, replica_id = cluster.nodes[entry.primary], entry.replicas[0]
+            holding = primary.holdings[0]
+            async with holding.lock:
+                assert holding.store is not None
+                await holding.store.close()
+                with sqlite3.connect(primary.shard_dir(0) / DB_FILENAME) as conn:
+                    seq = conn.execute("SELECT coalesce(max(seq), 0) FROM oplog").fetchone()[0] + 1
+                    conn.execute("INSERT INTO oplog(seq, op) VALUES (?, ?)", (seq, msgpack.packb({"t": "kv.touch", "key": key})))
+                holding.store = primary._open_store(0, create=False)
+            notify(holding, "new_data")
+
+            await cluster.put(key, b"written meanwhile")  # acknowledged once the replica is out of the in-sync set
+            assert replica_id not in cluster.map.shards[0].in_sync
+            copy = cluster.nodes[replica_id].holdings[0]
+            assert copy.store is not None and copy.store.last_seq() == seq - 1
+            assert copy.follower is not None and not copy.follower.done()  # still asking
+
+            # "upgrade" the replica: it now knows the type
+            monkeypatch.setitem(OPERATION_TYPES, KvTouch.TYPE, KvTouch)
+            monkeypatch.setitem(shard_store._OP_HANDLERS, KvTouch, lambda conn, state, op: None)
+            await cluster.wait_green(caught_up=True)
+            assert copy.store.get(key) == (b"written meanwhile", "application/octet-stream")
+            assert copy.store.read_log_encoded(seq - 1)[0] == (seq, msgpack.packb({"t": "kv.touch", "key": key}))
     finally:
         await cluster.stop()

@@ -239,8 +239,13 @@ class Replication:
                         refused_at = now
                     await asyncio.sleep(1.0)
                     continue
-                except ShardClosed:
-                    continue  # dropped or re-copied meanwhile: the loop looks at the holding again
+                except ShardClosed:  # dropped or closed meanwhile: the loop looks at the holding again
+                    await asyncio.sleep(0.05)
+                    continue
+                except Exception as exc:  # the follower must outlive any one bad chunk
+                    log.warning("shard %d: applying ops from %s failed: %s", holding.shard_id, primary, exc, extra={"shard": holding.shard_id})
+                    await asyncio.sleep(0.2)
+                    continue
             if synced != holding.shard_epoch:
                 write_synced_epoch(directory, holding.shard_epoch)
                 synced = holding.shard_epoch
