@@ -13,8 +13,9 @@ it falls back to the gateway's NATS API (`torua.api.kv.*`).
 Every call checks its input with the rules the gateway and the nodes apply
 (`torua.kv_rules`) before anything is sent, and raises `ToruaError` for anything
 refused: `bad_request`, `value_too_large` (over `max_value_bytes`, or over the
-NATS server's max_payload), `unknown_shard`, `unavailable` (no node or gateway
-answers, NATS connection lost), `timeout`, and whatever a node refuses with.
+NATS server's max_payload), `unavailable` (no node or gateway answers, the NATS
+connection is lost, the client is not connected), `timeout`, and whatever a
+node refuses with.
 """
 
 from __future__ import annotations
