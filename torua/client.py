@@ -28,7 +28,7 @@ from nats.errors import Error as NatsError, MaxPayloadError, NoRespondersError, 
 
 from torua.bus import NatsAuth, connect
 from torua.config import DEFAULT_NATS_URL
-from torua.kv_rules import DEFAULT_CONTENT_TYPE, DEFAULT_MAX_VALUE_BYTES, shard_for_key, validate_key, validate_prefix, validate_put
+from torua.kv_rules import DEFAULT_CONTENT_TYPE, DEFAULT_MAX_VALUE_BYTES, servable_content_type, shard_for_key, validate_key, validate_prefix, validate_put
 from torua.listing import MAX_LIMIT, list_keys
 from torua.protocol import subjects
 from torua.protocol.errors import ToruaError
@@ -102,14 +102,14 @@ class Client:
         eventual = consistency == "eventual"
         if self._direct():
             reply = await self._call(key, lambda epoch, shard: KvRequest("get", shard, epoch, key=key, eventual=eventual), eventual)
-            return (reply.value or b"", reply.content_type or DEFAULT_CONTENT_TYPE) if reply.found else None
+            return (reply.value or b"", servable_content_type(reply.content_type)) if reply.found else None
         try:
             data = await self._api("kv.get", {"key": key, "consistency": consistency})
         except ToruaError as exc:
             if exc.code == "not_found":
                 return None
             raise
-        return data.get("value") or b"", data.get("content_type") or DEFAULT_CONTENT_TYPE
+        return data.get("value") or b"", servable_content_type(data.get("content_type") or "")
 
     async def put(self, key: str, value: bytes, content_type: str = DEFAULT_CONTENT_TYPE) -> None:
         key, value, content_type = validate_put(key, value, content_type, self.max_value_bytes)

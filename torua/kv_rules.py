@@ -89,7 +89,7 @@ def validate_content_type(content_type: object) -> str:
     return content_type
 
 
-def servable_content_type(content_type: str) -> str:
+def servable_content_type(content_type: object) -> str:
     """A stored content type as it may be served: itself, or `application/octet-stream`
     for one stored before these rules held (say, with CR/LF) that no HTTP header can carry."""
     try:

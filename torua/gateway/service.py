@@ -26,7 +26,8 @@ from torua.bus import connect
 from torua.cluster_health import cluster_health, node_state
 from torua.cluster_settings import describe as describe_settings
 from torua.config import GatewayConfig
-from torua.kv_rules import DEFAULT_CONTENT_TYPE, shard_for_key, validate_content_type, validate_key, validate_prefix, validate_put
+from torua.kv_rules import DEFAULT_CONTENT_TYPE  # noqa: F401 (imported from here)
+from torua.kv_rules import servable_content_type, shard_for_key, validate_content_type, validate_key, validate_prefix, validate_put
 from torua.listing import MAX_LIMIT, list_keys
 from torua.metrics import GatewayMetrics, metrics_server
 from torua.protocol import subjects
@@ -130,7 +131,7 @@ def shards_view(m: ShardMap) -> dict[str, Any]:
     }
 
 
-# One rule for the gateway, the client and the nodes (torua.kv_rules).
+# One rule for the gateway, the client and the nodes (torua.kv_rules); these names stay for existing imports.
 check_content_type = validate_content_type
 
 
@@ -181,7 +182,7 @@ class Gateway:
         reply = await self._kv(key, lambda shard, epoch: KvRequest("get", shard, epoch, key=key, eventual=eventual), eventual)
         if not reply.found:
             raise ToruaError("not_found", f"key {key!r} does not exist")
-        return reply.value or b"", reply.content_type or DEFAULT_CONTENT_TYPE
+        return reply.value or b"", servable_content_type(reply.content_type)  # also from a node of an older release
 
     async def kv_put(self, key: str, value: bytes, content_type: str | None = None) -> None:
         key, value, ct = validate_put(key, value, content_type, self.config.max_value_bytes)

@@ -1,6 +1,7 @@
-"""A node refuses any request naming a shard the cluster does not have, once its
-assignment told it how many there are (the real coordinator and nodes over the
-in-memory bus)."""
+"""What a node refuses and how it answers, whoever asks (the real coordinator, nodes
+and gateway over the in-memory bus): requests naming a shard the cluster does not
+have, once its assignment told it how many there are; content types stored before
+nodes checked them."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from torua.protocol.messages import (
     SnapshotChunk,
     SnapshotRequest,
 )
+from torua.storage.operations import KvPut
 from tests.support.sim_cluster import SimCluster, sim_seed
 
 
@@ -51,5 +53,24 @@ async def test_requests_naming_a_shard_the_cluster_does_not_have_are_refused(tmp
             assert (refusal.ok, refusal.error_code) == (False, "unknown_shard")
             assert (dict(node.holdings), node.epoch, sorted(p.name for p in node.shards_dir.iterdir())) == before
             assert await cluster.get("still/served") is None and cluster.green()
+    finally:
+        await cluster.stop()
+
+
+@pytest.mark.timeout(60)
+async def test_a_content_type_stored_before_the_rule_is_served_as_octet_stream(tmp_path):
+    """A value stored with a CR/LF content type (before nodes checked it) is still
+    served, as application/octet-stream: no HTTP header could carry the stored one."""
+    cluster = SimCluster(tmp_path, sim_seed(), nodes=1, shards=1, replicas=1)
+    try:
+        await cluster.start()
+        async with asyncio.timeout(30):
+            store = cluster.nodes["n1"].holdings[0].store
+            assert store is not None
+            await store.apply(KvPut("legacy", b"old", "text/plain\r\nX-Injected: 1"))  # as an older node stored it
+            assert cluster.gateway is not None
+            assert await cluster.gateway.kv_get("legacy") == (b"old", "application/octet-stream")
+            await cluster.put("legacy", b"new")
+            assert await cluster.gateway.kv_get("legacy") == (b"new", "application/octet-stream")
     finally:
         await cluster.stop()
