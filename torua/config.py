@@ -76,9 +76,9 @@ class NodeConfig(Common):
     shutdown_timeout: float = field(default=10.0, metadata={"help": "seconds a stopping node waits for its primaries to be handed over"})
     replica_timeout: float = field(default=1.0, metadata={"help": "seconds a primary waits for an in-sync replica before asking to drop it from the in-sync set"})
     log_retain_ops: int = field(default=10000, metadata={"help": "operations kept in each shard's log for catch-up; older ones are dropped"})
-    max_value_bytes: int = field(default=DEFAULT_MAX_VALUE_BYTES, metadata={"help": "largest value this node stores (value_too_large above it); must fit the NATS server's max_payload"})
-    copy_timeout: float = field(default=600.0, metadata={"help": "seconds this node may take to fill a shard copy from another node (a move's copy or catch-up step, a replica's re-copy) before giving up"})
-    copy_source_hold: float = field(default=120.0, metadata={"help": "seconds this node keeps a shard's whole log (no trimming) after serving a snapshot or log chunk to a node copying it"})
+    max_value_bytes: int = field(default=DEFAULT_MAX_VALUE_BYTES, metadata={"help": f"largest value this node stores, 1 to {MAX_VALUE_BYTES_CEILING} (value_too_large above it); must fit the NATS server's max_payload"})
+    copy_timeout: float = field(default=600.0, metadata={"help": "seconds (up to 86400) this node may take to fill a shard copy from another node (a move's copy or catch-up step, a replica's re-copy) before giving up"})
+    copy_source_hold: float = field(default=120.0, metadata={"help": "seconds (up to 86400) this node keeps a shard's whole log (no trimming) after serving a snapshot or log chunk to a node copying it"})
 
     def __post_init__(self) -> None:
         if self.data_dir == Path(""):
@@ -156,7 +156,7 @@ class GatewayConfig(Common):
     host: str = field(default="127.0.0.1", metadata={"help": "HTTP listen address"})
     port: int = field(default=8080, metadata={"help": "HTTP port (0 = none, NATS API only)"})
     request_timeout: float = field(default=5.0, metadata={"help": "seconds a request may take, retries included, before 504"})
-    max_value_bytes: int = field(default=DEFAULT_MAX_VALUE_BYTES, metadata={"help": "largest value accepted (413 above it, before any node is asked); must fit the NATS server's max_payload"})
+    max_value_bytes: int = field(default=DEFAULT_MAX_VALUE_BYTES, metadata={"help": f"largest value accepted, 1 to {MAX_VALUE_BYTES_CEILING} (413 above it, before any node is asked); must fit the NATS server's max_payload"})
 
     def validate(self) -> None:
         super().validate()
