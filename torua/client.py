@@ -9,6 +9,13 @@ it falls back to the gateway's NATS API (`torua.api.kv.*`).
     async with Client("nats://127.0.0.1:4222") as db:
         await db.put("user@example.com", b"{...}", content_type="application/json")
         value = await db.get("user@example.com")
+
+Every call checks its input with the rules the gateway and the nodes apply
+(`torua.kv_rules`) before anything is sent, and raises `ToruaError` for anything
+refused: `bad_request`, `value_too_large` (over `max_value_bytes`, or over the
+NATS server's max_payload), `unavailable` (no node or gateway answers, the NATS
+connection is lost, the client is not connected), `timeout`, and whatever a
+node refuses with.
 """
 
 from __future__ import annotations
@@ -17,22 +24,43 @@ from typing import Any
 
 import msgpack
 from nats.aio.client import Client as NATS
-from nats.errors import NoRespondersError, TimeoutError as NatsTimeout
+from nats.errors import Error as NatsError, MaxPayloadError, NoRespondersError, TimeoutError as NatsTimeout
 
 from torua.bus import NatsAuth, connect
 from torua.config import DEFAULT_NATS_URL
-from torua.keys import shard_for_key, validate_key
-from torua.listing import list_keys
+from torua.kv_rules import DEFAULT_CONTENT_TYPE, DEFAULT_MAX_VALUE_BYTES, servable_content_type, shard_for_key, validate_key, validate_prefix, validate_put
+from torua.listing import MAX_LIMIT, list_keys
 from torua.protocol import subjects
 from torua.protocol.errors import ToruaError
 from torua.protocol.messages import KvReply, KvRequest
 from torua.routing import MapCache, ShardRouter
 
 
+def nats_error(what: str, exc: NatsError) -> ToruaError:
+    """What one of NATS's own exceptions, raised while `what` was sent, means to a caller."""
+    if isinstance(exc, MaxPayloadError):
+        return ToruaError("value_too_large", f"{what}: the request is larger than the NATS server's max_payload")
+    if isinstance(exc, NoRespondersError):
+        return ToruaError("unavailable", f"{what}: nobody answers on NATS")
+    if isinstance(exc, NatsTimeout):
+        return ToruaError("timeout", f"{what}: no answer in time")
+    return ToruaError("unavailable", f"{what}: NATS: {exc or type(exc).__name__}")  # connection closed, reconnecting, ...
+
+
 class Client:
-    def __init__(self, nats_url: str = DEFAULT_NATS_URL, timeout: float = 5.0, nc: NATS | None = None, auth: NatsAuth | None = None) -> None:
+    def __init__(
+        self,
+        nats_url: str = DEFAULT_NATS_URL,
+        timeout: float = 5.0,
+        nc: NATS | None = None,
+        auth: NatsAuth | None = None,
+        max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
+    ) -> None:
         self.nats_url = nats_url
         self.timeout = timeout
+        # values above it are refused here, before they are sent; keep it at the
+        # nodes' --max-value-bytes (a node refuses more anyway)
+        self.max_value_bytes = max_value_bytes
         self.auth = auth if auth is not None else NatsAuth.from_env()  # TORUA_NATS_USER, ... when not given
         self._nc = nc
         self._own_connection = nc is None
@@ -74,23 +102,21 @@ class Client:
         eventual = consistency == "eventual"
         if self._direct():
             reply = await self._call(key, lambda epoch, shard: KvRequest("get", shard, epoch, key=key, eventual=eventual), eventual)
-            return (reply.value or b"", reply.content_type) if reply.found else None
+            return (reply.value or b"", servable_content_type(reply.content_type)) if reply.found else None
         try:
             data = await self._api("kv.get", {"key": key, "consistency": consistency})
         except ToruaError as exc:
             if exc.code == "not_found":
                 return None
             raise
-        return data["value"], data.get("content_type", "application/octet-stream")
+        return data.get("value") or b"", servable_content_type(data.get("content_type") or "")
 
-    async def put(self, key: str, value: bytes, content_type: str = "application/octet-stream") -> None:
-        validate_key(key)
-        if not isinstance(value, (bytes, bytearray)):
-            raise ToruaError("bad_request", "value must be bytes")
+    async def put(self, key: str, value: bytes, content_type: str = DEFAULT_CONTENT_TYPE) -> None:
+        key, value, content_type = validate_put(key, value, content_type, self.max_value_bytes)
         if self._direct():
-            await self._call(key, lambda epoch, shard: KvRequest("put", shard, epoch, key=key, value=bytes(value), content_type=content_type))
+            await self._call(key, lambda epoch, shard: KvRequest("put", shard, epoch, key=key, value=value, content_type=content_type))
         else:
-            await self._api("kv.put", {"key": key, "value": bytes(value), "content_type": content_type})
+            await self._api("kv.put", {"key": key, "value": value, "content_type": content_type})
 
     async def delete(self, key: str) -> None:
         validate_key(key)
@@ -101,23 +127,36 @@ class Client:
 
     async def list(self, prefix: str = "", limit: int = 100, cursor: str | None = None) -> tuple[list[str], str | None]:
         """One page of keys (sorted within a shard, shards in order) and the cursor for the next."""
+        validate_prefix(prefix)
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_LIMIT:
+            raise ToruaError("bad_request", f"limit must be an integer from 1 to {MAX_LIMIT}")
+        if cursor is not None and not isinstance(cursor, str):
+            raise ToruaError("bad_request", "cursor must be a string (the one the previous page returned) or None")
         if self._direct():
             assert self._router is not None
-            return await list_keys(self._router, prefix, limit, cursor, self.timeout)
+            try:
+                return await list_keys(self._router, prefix, limit, cursor or None, self.timeout)
+            except NatsError as exc:
+                raise nats_error("list", exc) from None
         data = await self._api("kv.list", {"prefix": prefix, "limit": limit, "cursor": cursor})
-        return list(data["keys"]), data.get("next_cursor")
+        return list(data.get("keys") or []), data.get("next_cursor")
 
     # ------------------------------------------------------------- plumbing
 
     def _direct(self) -> bool:
-        return self._maps is not None and self._maps.current is not None
+        if self._nc is None or self._maps is None:
+            raise ToruaError("unavailable", "the client is not connected: use `async with Client(...)` or `await client.connect()`")
+        return self._maps.current is not None
 
     async def _call(self, key: str, build, eventual: bool = False) -> KvReply:
         assert self._router is not None and self._maps is not None and self._maps.current is not None
         shard = shard_for_key(key, self._maps.current.num_shards)
-        reply = await self._router.call(shard, lambda epoch: build(epoch, shard), self.timeout, eventual)
+        try:
+            reply = await self._router.call(shard, lambda epoch: build(epoch, shard), self.timeout, eventual)
+        except NatsError as exc:
+            raise nats_error(f"shard {shard}", exc) from None
         if not reply.ok:
-            raise ToruaError(reply.error_code or "internal", reply.error_message)
+            raise ToruaError(reply.error_code or "internal", reply.error_message or "the node refused the request")
         return reply
 
     async def _api(self, call: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -128,8 +167,15 @@ class Client:
             raise ToruaError("unavailable", "no shard map and no gateway answering on torua.api") from None
         except NatsTimeout:
             raise ToruaError("timeout", f"{call}: no answer within {self.timeout:g}s") from None
-        data = msgpack.unpackb(msg.data, raw=False)
-        if isinstance(data, dict) and "error" in data:
-            err = data["error"]
+        except NatsError as exc:
+            raise nats_error(call, exc) from None
+        try:
+            data = msgpack.unpackb(msg.data, raw=False)
+        except Exception:  # msgpack raises several unrelated types
+            raise ToruaError("internal", f"{call}: the gateway's answer is not msgpack") from None
+        if not isinstance(data, dict):
+            raise ToruaError("internal", f"{call}: the gateway's answer is not a map")
+        if "error" in data:
+            err = data["error"] if isinstance(data["error"], dict) else {}
             raise ToruaError(err.get("code", "internal"), err.get("message", ""))
         return data

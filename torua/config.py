@@ -15,10 +15,12 @@ from typing import Any
 
 from torua import cluster_settings
 from torua.bus import NatsAuth, NatsAuthError
+from torua.kv_rules import DEFAULT_MAX_VALUE_BYTES, MAX_VALUE_BYTES_CEILING  # noqa: F401 (DEFAULT_MAX_VALUE_BYTES is imported from here)
 from torua.protocol.subjects import valid_node_id
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
-DEFAULT_MAX_VALUE_BYTES = 8 << 20
+# Longest a node spends filling one shard copy, and keeps a log whole for a copier: a day.
+MAX_COPY_SECONDS = 86400.0
 
 
 class ConfigError(ValueError):
@@ -74,6 +76,9 @@ class NodeConfig(Common):
     shutdown_timeout: float = field(default=10.0, metadata={"help": "seconds a stopping node waits for its primaries to be handed over"})
     replica_timeout: float = field(default=1.0, metadata={"help": "seconds a primary waits for an in-sync replica before asking to drop it from the in-sync set"})
     log_retain_ops: int = field(default=10000, metadata={"help": "operations kept in each shard's log for catch-up; older ones are dropped"})
+    max_value_bytes: int = field(default=DEFAULT_MAX_VALUE_BYTES, metadata={"help": f"largest value this node stores, 1 to {MAX_VALUE_BYTES_CEILING} (value_too_large above it); must fit the NATS server's max_payload"})
+    copy_timeout: float = field(default=600.0, metadata={"help": "seconds (up to 86400) this node may take to fill a shard copy from another node (a move's copy or catch-up step, a replica's re-copy) before giving up"})
+    copy_source_hold: float = field(default=120.0, metadata={"help": "seconds (up to 86400) this node keeps a shard's whole log (no trimming) after serving a snapshot or log chunk to a node copying it"})
 
     def __post_init__(self) -> None:
         if self.data_dir == Path(""):
@@ -93,6 +98,11 @@ class NodeConfig(Common):
             raise ConfigError("replica_timeout must be > 0")
         if self.log_retain_ops < 1:
             raise ConfigError("log_retain_ops must be >= 1")
+        _check_max_value_bytes(self.max_value_bytes)
+        if not 0 < self.copy_timeout <= MAX_COPY_SECONDS:
+            raise ConfigError(f"copy_timeout must be more than 0 and at most {MAX_COPY_SECONDS:g} seconds")
+        if not 0 < self.copy_source_hold <= MAX_COPY_SECONDS:
+            raise ConfigError(f"copy_source_hold must be more than 0 and at most {MAX_COPY_SECONDS:g} seconds")
 
 
 @dataclass(frozen=True)
@@ -146,7 +156,7 @@ class GatewayConfig(Common):
     host: str = field(default="127.0.0.1", metadata={"help": "HTTP listen address"})
     port: int = field(default=8080, metadata={"help": "HTTP port (0 = none, NATS API only)"})
     request_timeout: float = field(default=5.0, metadata={"help": "seconds a request may take, retries included, before 504"})
-    max_value_bytes: int = field(default=DEFAULT_MAX_VALUE_BYTES, metadata={"help": "largest value accepted"})
+    max_value_bytes: int = field(default=DEFAULT_MAX_VALUE_BYTES, metadata={"help": f"largest value accepted, 1 to {MAX_VALUE_BYTES_CEILING} (413 above it, before any node is asked); must fit the NATS server's max_payload"})
 
     def validate(self) -> None:
         super().validate()
@@ -156,8 +166,12 @@ class GatewayConfig(Common):
             raise ConfigError("metrics_port must differ from port (the REST port serves /metrics already)")
         if self.request_timeout <= 0:
             raise ConfigError("request_timeout must be > 0")
-        if self.max_value_bytes < 1:
-            raise ConfigError("max_value_bytes must be >= 1")
+        _check_max_value_bytes(self.max_value_bytes)
+
+
+def _check_max_value_bytes(value: int) -> None:
+    if not 1 <= value <= MAX_VALUE_BYTES_CEILING:
+        raise ConfigError(f"max_value_bytes must be from 1 to {MAX_VALUE_BYTES_CEILING} (the largest NATS max_payload, 64 MiB, less 64 KiB of envelope)")
 
 
 def env_name(name: str) -> str:

@@ -1,7 +1,7 @@
 """Keys: what a valid key is, and which shard it lives in.
 
-Pure functions, shared by the gateway, the client and the nodes so that every
-process routes a key the same way.
+The rules live in `torua.kv_rules` (with those for values and content types);
+they are re-exported here, where older code imports them from.
 
 >>> shard_for_key("user@example.com", 16)
 12
@@ -9,30 +9,6 @@ process routes a key the same way.
 
 from __future__ import annotations
 
-import mmh3
+from torua.kv_rules import MAX_KEY_BYTES, shard_for_key, validate_key
 
-from torua.protocol.errors import ToruaError
-
-MAX_KEY_BYTES = 1024
-
-
-def validate_key(key: object) -> str:
-    """Return the key if it is 1..1024 bytes of UTF-8 without NUL; raise `bad_request` otherwise."""
-    if not isinstance(key, str):
-        raise ToruaError("bad_request", "key must be a string")
-    if not key:
-        raise ToruaError("bad_request", "key must not be empty")
-    if "\x00" in key:
-        raise ToruaError("bad_request", "key must not contain NUL")
-    try:
-        size = len(key.encode("utf-8"))
-    except UnicodeEncodeError:
-        raise ToruaError("bad_request", "key must be valid UTF-8") from None
-    if size > MAX_KEY_BYTES:
-        raise ToruaError("bad_request", f"key is {size} bytes; the limit is {MAX_KEY_BYTES}")
-    return key
-
-
-def shard_for_key(key: str, num_shards: int) -> int:
-    """The shard a key (or graph vertex id) belongs to: murmur3 of its UTF-8 bytes, seed 0."""
-    return mmh3.hash(key.encode("utf-8"), 0, signed=False) % num_shards
+__all__ = ["MAX_KEY_BYTES", "shard_for_key", "validate_key"]

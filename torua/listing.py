@@ -11,6 +11,7 @@ import base64
 
 import msgpack
 
+from torua.kv_rules import validate_prefix
 from torua.protocol.errors import ToruaError
 from torua.protocol.messages import KvRequest
 from torua.routing import ShardRouter
@@ -47,8 +48,7 @@ async def list_keys(router: ShardRouter, prefix: str, limit: int, cursor: str | 
     """Up to `limit` keys starting with `prefix`, after `cursor`; returns (keys, next cursor or None)."""
     if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_LIMIT:
         raise ToruaError("bad_request", f"limit must be an integer from 1 to {MAX_LIMIT}")
-    if not isinstance(prefix, str):
-        raise ToruaError("bad_request", "prefix must be a string")
+    validate_prefix(prefix)
     num_shards = router.shard_map().num_shards
     shard_id, after = decode_cursor(cursor, num_shards) if cursor else (0, None)
     keys: list[str] = []

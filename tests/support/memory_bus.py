@@ -55,7 +55,7 @@ from nats.js.kv import KeyValue
 log = logging.getLogger("tests.memory_bus")
 
 INBOX_PREFIX = "_INBOX."
-MAX_PAYLOAD = 8 << 20
+MAX_PAYLOAD = 16 << 20  # as the nats-server `torua up` runs (torua.cli.up.NATS_MAX_PAYLOAD)
 _VALID_KEY = re.compile(r"^[-/_=\.a-zA-Z0-9]+$")
 
 

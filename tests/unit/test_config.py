@@ -87,3 +87,44 @@ def test_nats_credentials_come_from_flags_or_environment(tmp_path):
     assert parse(GatewayConfig, ["--nats-nkey-seed", str(seed)]).nats_auth().options() == {"nkeys_seed": str(seed)}
     assert parse(CoordinatorConfig, [], {"TORUA_NATS_TOKEN": "t"}).nats_auth().options() == {"token": "t"}
     assert parse(CoordinatorConfig, []).nats_auth().options() == {}
+
+
+# The node's limits: (id, config class, flags, environment, expected value of the field or the error's words)
+LIMITS = [
+    ("node-default-value-limit", NodeConfig, [], {}, ("max_value_bytes", 8 << 20)),
+    ("node-value-limit-flag", NodeConfig, ["--max-value-bytes", "1024"], {}, ("max_value_bytes", 1024)),
+    ("node-value-limit-env", NodeConfig, [], {"TORUA_MAX_VALUE_BYTES": "2048"}, ("max_value_bytes", 2048)),
+    ("node-value-limit-zero", NodeConfig, ["--max-value-bytes", "0"], {}, "max_value_bytes must be from 1 to"),
+    ("node-value-limit-above-nats", NodeConfig, ["--max-value-bytes", str(64 << 20)], {}, "max_value_bytes must be from 1 to"),
+    ("node-value-limit-ceiling", NodeConfig, ["--max-value-bytes", str((64 << 20) - (64 << 10))], {}, ("max_value_bytes", (64 << 20) - (64 << 10))),
+    ("node-value-limit-text", NodeConfig, ["--max-value-bytes", "8MiB"], {}, "not a valid int"),
+    ("node-default-copy-timeout", NodeConfig, [], {}, ("copy_timeout", 600.0)),
+    ("node-copy-timeout-env", NodeConfig, [], {"TORUA_COPY_TIMEOUT": "30"}, ("copy_timeout", 30.0)),
+    ("node-copy-timeout-zero", NodeConfig, ["--copy-timeout", "0"], {}, "copy_timeout must be more than 0"),
+    ("node-copy-timeout-over-a-day", NodeConfig, ["--copy-timeout", "86401"], {}, "at most 86400 seconds"),
+    ("node-default-copy-source-hold", NodeConfig, [], {}, ("copy_source_hold", 120.0)),
+    ("node-copy-source-hold-flag", NodeConfig, ["--copy-source-hold", "5"], {}, ("copy_source_hold", 5.0)),
+    ("node-copy-source-hold-negative", NodeConfig, ["--copy-source-hold", "-1"], {}, "copy_source_hold must be more than 0"),
+    ("gateway-value-limit-zero", GatewayConfig, ["--max-value-bytes", "0"], {}, "max_value_bytes must be from 1 to"),
+    ("gateway-value-limit-above-nats", GatewayConfig, ["--max-value-bytes", str(1 << 30)], {}, "max_value_bytes must be from 1 to"),
+    ("gateway-value-limit-env", GatewayConfig, [], {"TORUA_MAX_VALUE_BYTES": "4096"}, ("max_value_bytes", 4096)),
+]
+
+
+@pytest.mark.parametrize("cls,argv,env,expected", [c[1:] for c in LIMITS], ids=[c[0] for c in LIMITS])
+def test_limits_are_settings_with_ranges(cls, argv, env, expected):
+    argv = (["--id", "n1"] if cls is NodeConfig else []) + argv
+    if isinstance(expected, str):
+        with pytest.raises(ConfigError, match=expected):
+            parse(cls, argv, env)
+    else:
+        name, value = expected
+        assert getattr(parse(cls, argv, env), name) == value
+
+
+@pytest.mark.parametrize("flag", ["--max-value-bytes", "--copy-timeout", "--copy-source-hold"])
+def test_node_help_shows_its_limits(flag):
+    p = argparse.ArgumentParser()
+    add_arguments(p, NodeConfig)
+    text = " ".join(p.format_help().split())
+    assert flag in text and "TORUA_" + flag[2:].upper().replace("-", "_") in text

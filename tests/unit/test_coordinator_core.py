@@ -68,6 +68,7 @@ def test_formation_assigns_every_shard_and_marks_none_created():
     assert all(e.state == "active" and not e.created for e in formed.shards)
     a = shardmap.assignment_for(formed, "n1")
     assert [(s.shard_id, s.create) for s in a.shards] == [(0, True), (2, True)]
+    assert a.num_shards == 4  # so the node can refuse a key sent to a shard it does not belong to
     created = shardmap.set_entry(formed, 0, created=True)
     assert [(s.shard_id, s.create) for s in shardmap.assignment_for(created, "n1").shards] == [(0, False), (2, True)]
 

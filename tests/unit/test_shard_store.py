@@ -5,6 +5,7 @@ import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import msgpack
 import pytest
 
 from torua.storage.operations import InvalidOperation, KvDelete, KvPut, Operation
@@ -596,3 +597,70 @@ async def test_apply_many_at_is_all_or_nothing(store: ShardStore) -> None:
     await store.apply_many_at([(2, KvDelete("b")), (3, KvPut("c", b"3"))])
     assert store.last_seq() == 3
     assert store.get("b") == (b"2", "application/octet-stream") and store.get("c") is not None
+
+
+# ------------------------------------------- operations of a newer release
+
+
+def newer_put(key: str, value: bytes, **added: object) -> bytes:
+    """A kv.put as a newer release logs it: with fields this release does not know."""
+    return msgpack.packb({"t": "kv.put", "key": key, "value": value, "content_type": "text/plain", **added}, use_bin_type=True)
+
+
+def log_on_disk(directory: Path, seq: int, blob: bytes) -> None:
+    """Append `blob` to a closed store's log as another release would have written it
+    (only the log: the tests here read nothing else of that store)."""
+    with sqlite3.connect(directory / DB_FILENAME) as conn:
+        conn.execute("INSERT INTO oplog(seq, op) VALUES (?, ?)", (seq, blob))
+
+
+async def test_a_log_written_by_a_newer_release_is_read_and_caught_up_from(tmp_path: Path) -> None:
+    """A node rolled back to this release finds ops with fields it does not know in its own
+    log; it still reads them, and a replica catches up from it (the decoded path)."""
+    newer = ShardStore.open(tmp_path / "newer", 3, create=True)
+    await newer.apply(KvPut("a", b"1"))
+    await newer.close()
+    log_on_disk(tmp_path / "newer", 2, newer_put("b", b"2", ttl=60))
+    source = ShardStore.open(tmp_path / "newer", 3)
+    replica = ShardStore.open(tmp_path / "replica", 3, create=True)
+    try:
+        assert source.read_log(1) == [(2, KvPut("b", b"2", "text/plain"))]
+        await replica.apply_many_at(source.read_log(0))
+        assert replica.last_seq() == 2 and replica.get("b") == (b"2", "text/plain")
+    finally:
+        await source.close()
+        await replica.close()
+
+
+async def test_a_replica_applies_a_newer_releases_ops_and_logs_them_as_they_came(tmp_path: Path) -> None:
+    """The replication path (`read_log_encoded` on the primary, `apply_encoded_at` on the
+    replica): an older replica applies what it knows of the op and keeps its bytes, so a
+    newer node that later copies from the older one still gets the added field."""
+    blob = newer_put("b", b"2", ttl=60, meta={"by": "n1"})
+    primary = ShardStore.open(tmp_path / "primary", 3, create=True)  # of the newer release
+    older = ShardStore.open(tmp_path / "older", 3, create=True)
+    later = ShardStore.open(tmp_path / "later", 3, create=True)
+    try:
+        await primary.apply(KvPut("a", b"1"))
+        await primary.apply_encoded_at([(2, blob)])
+        await primary.apply(KvDelete("a"))
+        await older.apply_encoded_at(primary.read_log_encoded(0))
+        assert dump(older) == dump(primary) == {"b": (b"2", "text/plain")}
+        assert older.read_log_encoded(0) == primary.read_log_encoded(0)
+        assert older.read_log_encoded(1)[0] == (2, blob)
+        await later.apply_encoded_at(older.read_log_encoded(0))
+        assert msgpack.unpackb(later.read_log_encoded(1)[0][1])["ttl"] == 60
+    finally:
+        for s in (primary, older, later):
+            await s.close()
+
+
+async def test_an_unknown_operation_type_is_refused_and_nothing_of_the_run_applied(store: ShardStore) -> None:
+    await store.apply(KvPut("a", b"1"))
+    before = (dump(store), store.stats(), store.read_log_encoded(0))
+    unknown = msgpack.packb({"t": "kv.expire", "key": "a", "at": 5}, use_bin_type=True)
+    with pytest.raises(InvalidOperation, match="unknown operation type"):
+        await store.apply_encoded_at([(2, newer_put("b", b"2")), (3, unknown)])
+    with pytest.raises(InvalidOperation):  # a known field of the wrong type
+        await store.apply_encoded_at([(2, newer_put("b", "not bytes"))])  # type: ignore[arg-type]
+    assert (dump(store), store.stats(), store.read_log_encoded(0)) == before

@@ -5,7 +5,7 @@ import pytest
 
 from torua.protocol.codec import PROTOCOL_VERSION, Refused, decode, encode, encode_refusal
 from torua.protocol.errors import ToruaError
-from torua.protocol.messages import Heartbeat, KvRequest, LeaseGrant, NodeStatus, ShardReport
+from torua.protocol.messages import AssignedShard, Assignment, Heartbeat, KvRequest, LeaseGrant, NodeStatus, ShardReport
 from torua.protocol.versions import OLDEST_PROTOCOL_VERSION, accepts, compatible, refusal_reason, spoken
 
 # (ours, oldest we read, theirs) -> compatible
@@ -80,6 +80,8 @@ ACROSS_VERSIONS = [
     ("older, no host/pid/shards", _raw(BEAT, host=_DROP, pid=_DROP, shards=_DROP), Heartbeat("n1", "0.2.0", 3, 1.5, 2.5, 4)),
     ("older, no term", _raw(LeaseGrant(4, 2.0, [(1, 3)], term=7), term=_DROP), LeaseGrant(4, 2.0, [(1, 3)], term=0)),
     ("older, no eventual", _raw(KvRequest("get", 1, 2, key="k", eventual=False), eventual=_DROP), KvRequest("get", 1, 2, key="k")),
+    # an older coordinator does not say how many shards the cluster has: 0, and the node cannot check a key's shard
+    ("older, no num_shards", _raw(Assignment(4, "n1", [AssignedShard(1)], term=2, num_shards=8), num_shards=_DROP), Assignment(4, "n1", [AssignedShard(1)], term=2)),
     # a field without a default is required in every version
     ("missing required field", _raw(BEAT, node_id=_DROP), None),
     ("two versions newer", _raw(BEAT, v=PROTOCOL_VERSION + 2), None),

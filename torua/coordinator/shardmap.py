@@ -72,6 +72,7 @@ def assignment_for(shard_map: ShardMap, node_id: str) -> Assignment:
     return Assignment(
         epoch=shard_map.epoch,
         node_id=node_id,
+        num_shards=shard_map.num_shards,
         shards=[
             AssignedShard(
                 shard_id=e.shard_id,

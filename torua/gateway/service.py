@@ -26,7 +26,8 @@ from torua.bus import connect
 from torua.cluster_health import cluster_health, node_state
 from torua.cluster_settings import describe as describe_settings
 from torua.config import GatewayConfig
-from torua.keys import MAX_KEY_BYTES, shard_for_key, validate_key
+from torua.kv_rules import DEFAULT_CONTENT_TYPE  # noqa: F401 (imported from here)
+from torua.kv_rules import servable_content_type, shard_for_key, validate_content_type, validate_key, validate_prefix, validate_put
 from torua.listing import MAX_LIMIT, list_keys
 from torua.metrics import GatewayMetrics, metrics_server
 from torua.protocol import subjects
@@ -57,7 +58,6 @@ log = logging.getLogger("torua.gateway")
 
 T = TypeVar("T")
 
-DEFAULT_CONTENT_TYPE = "application/octet-stream"
 # The coordinator answers from memory; longer than this means it is gone or stuck.
 COORDINATOR_TIMEOUT = 3.0
 # Coordinator calls that change the cluster: without an answer their outcome is unknown.
@@ -135,13 +135,8 @@ def shards_view(m: ShardMap) -> dict[str, Any]:
     }
 
 
-def check_content_type(content_type: object) -> str:
-    """A content type we can hand back in an HTTP header: printable ASCII, at most 255 chars."""
-    if content_type is None or content_type == "":
-        return DEFAULT_CONTENT_TYPE
-    if not isinstance(content_type, str) or len(content_type) > 255 or not all(" " <= c <= "~" for c in content_type):
-        raise ToruaError("bad_request", "content_type must be printable ASCII, at most 255 characters")
-    return content_type
+# One rule for the gateway, the client and the nodes (torua.kv_rules); these names stay for existing imports.
+check_content_type = validate_content_type
 
 
 class Gateway:
@@ -191,12 +186,10 @@ class Gateway:
         reply = await self._kv(key, lambda shard, epoch: KvRequest("get", shard, epoch, key=key, eventual=eventual), eventual)
         if not reply.found:
             raise ToruaError("not_found", f"key {key!r} does not exist")
-        return reply.value or b"", reply.content_type or DEFAULT_CONTENT_TYPE
+        return reply.value or b"", servable_content_type(reply.content_type)  # also from a node of an older release
 
     async def kv_put(self, key: str, value: bytes, content_type: str | None = None) -> None:
-        if len(value) > self.config.max_value_bytes:
-            raise ToruaError("value_too_large", f"value is {len(value)} bytes; the limit is {self.config.max_value_bytes}")
-        ct = check_content_type(content_type)
+        key, value, ct = validate_put(key, value, content_type, self.config.max_value_bytes)
         await self._kv(key, lambda shard, epoch: KvRequest("put", shard, epoch, key=key, value=value, content_type=ct))
 
     async def kv_delete(self, key: str) -> None:
@@ -205,12 +198,7 @@ class Gateway:
 
     async def kv_list(self, prefix: str = "", limit: int = 100, cursor: str | None = None) -> dict[str, Any]:
         """One page: ``{"keys", "next_cursor"}``. Keys are sorted within a shard, shards in order."""
-        try:
-            prefix_bytes = len(prefix.encode("utf-8")) if isinstance(prefix, str) else -1
-        except UnicodeEncodeError:
-            prefix_bytes = -1
-        if not 0 <= prefix_bytes <= MAX_KEY_BYTES:
-            raise ToruaError("bad_request", f"prefix must be UTF-8 text of at most {MAX_KEY_BYTES} bytes")
+        validate_prefix(prefix)
         if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_LIMIT:
             raise ToruaError("bad_request", f"limit must be an integer from 1 to {MAX_LIMIT}")
         if cursor is not None and not isinstance(cursor, str):

@@ -12,6 +12,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from torua.kv_rules import validate_shard
 from torua.node import copy as shard_copy
 from torua.node.replication import is_incomplete, notify, set_incomplete
 from torua.node.roles import next_role, serves_copy_source
@@ -27,7 +28,6 @@ from torua.protocol.messages import (
     SnapshotChunk,
     SnapshotRequest,
 )
-from torua.storage.operations import encode_operation
 from torua.storage.shard_store import LogTruncated, ShardStore
 
 if TYPE_CHECKING:
@@ -49,11 +49,19 @@ class ShardControl:
         else:
             marker.unlink(missing_ok=True)
 
+    def shard(self, shard_id: int) -> int:
+        """`unknown_shard` for a shard the cluster does not have (once this node knows how many it has)."""
+        return validate_shard(shard_id, self.node.num_shards)
+
     async def assign(self, assignment: Assignment) -> AssignmentAck:
         if assignment.node_id != self.node.config.id:
             raise ToruaError("bad_request", f"assignment for {assignment.node_id} sent to {self.node.config.id}")
         if assignment.epoch < self.node.epoch:
             raise ToruaError("stale_epoch", f"assignment at epoch {assignment.epoch} is older than {self.node.epoch}")
+        num_shards = assignment.num_shards or self.node.num_shards  # 0: an older coordinator did not say
+        for item in assignment.shards:
+            validate_shard(item.shard_id, num_shards)
+        self.node.num_shards = num_shards
         self.node.epoch = assignment.epoch
         wanted = {a.shard_id: a for a in assignment.shards}
         serving: list[int] = []
@@ -107,6 +115,7 @@ class ShardControl:
     async def copy(self, command: ShardCommand) -> ShardCommandReply:
         if not command.source:
             raise ToruaError("bad_request", "copy needs a source node")
+        self.shard(command.shard_id)
         holding = self.node._holding(command.shard_id)
         async with holding.lock:
             holding.role = next_role(holding.role, "copy")
@@ -121,6 +130,7 @@ class ShardControl:
         return ShardCommandReply(True, command.shard_id, last_seq=last)
 
     async def catch_up(self, command: ShardCommand) -> ShardCommandReply:
+        self.shard(command.shard_id)
         holding = self.node.holdings.get(command.shard_id)
         if holding is None or holding.role != "copying" or holding.store is None or not command.source:
             raise ToruaError("conflict", f"shard {command.shard_id} is not being copied here")
@@ -131,6 +141,7 @@ class ShardControl:
 
     async def freeze(self, command: ShardCommand) -> ShardCommandReply:
         """Stop taking writes, wait for the ones in flight, report the last seq."""
+        self.shard(command.shard_id)
         holding = self.node.holdings.get(command.shard_id)
         if holding is None or holding.store is None:
             raise ToruaError("moved", f"shard {command.shard_id} is not here")
@@ -140,6 +151,7 @@ class ShardControl:
         return ShardCommandReply(True, command.shard_id, last_seq=holding.store.last_seq())
 
     async def unfreeze(self, command: ShardCommand) -> ShardCommandReply:
+        self.shard(command.shard_id)
         holding = self.node.holdings.get(command.shard_id)
         if holding is None or holding.store is None:
             raise ToruaError("moved", f"shard {command.shard_id} is not here")
@@ -149,6 +161,7 @@ class ShardControl:
         return ShardCommandReply(True, command.shard_id, last_seq=holding.store.last_seq())
 
     async def drop(self, command: ShardCommand) -> ShardCommandReply:
+        self.shard(command.shard_id)
         holding = self.node._holding(command.shard_id)
         async with holding.lock:
             holding.role = next_role(holding.role, "drop")
@@ -163,6 +176,7 @@ class ShardControl:
     async def position(self, command: ShardCommand) -> ShardCommandReply:
         """How far this copy is (a failover asks the in-sync replicas). A replica
         still refilling after it was recreated empty refuses: it must never be promoted."""
+        self.shard(command.shard_id)
         holding = self.node.holdings.get(command.shard_id)
         if holding is None or holding.store is None:
             raise ToruaError("moved", f"shard {command.shard_id} is not here")
@@ -171,15 +185,17 @@ class ShardControl:
         return ShardCommandReply(True, command.shard_id, last_seq=holding.store.last_seq())
 
     def command_budget(self) -> float:
-        return 600.0
+        """Seconds one copy or catch-up step may take here (--copy-timeout)."""
+        return self.node.config.copy_timeout
 
     # ------------------------------------------------- serving copies to others
 
     def source_store(self, shard_id: int) -> ShardStore:
-        holding = self.node.holdings.get(shard_id)
+        holding = self.node.holdings.get(self.shard(shard_id))
         if holding is None or holding.store is None or not serves_copy_source(holding.role):
             raise ToruaError("moved", f"shard {shard_id} has no readable copy on {self.node.config.id}")
-        holding.copy_source_until = time.monotonic() + 120.0
+        # log retention keeps this copy's log whole meanwhile (--copy-source-hold)
+        holding.copy_source_until = time.monotonic() + self.node.config.copy_source_hold
         return holding.store
 
     async def on_snapshot(self, msg) -> None:
@@ -195,14 +211,19 @@ class ShardControl:
 
     async def on_log(self, msg) -> None:
         request = decode(LogRequest, msg.data)
+        try:
+            self.shard(request.shard_id)
+        except ToruaError as exc:
+            await self.node._reply(msg, LogChunk(request.shard_id, 0, error_code=exc.code, error_message=exc.message))
+            return
         if request.replica:  # a replica's long-poll: may wait, so it must not hold up this subscription
             self.node._spawn(self.node.replication.serve_fetch(msg, request))
             return
         try:
             store = self.source_store(request.shard_id)
             last_seq = store.last_seq()
-            ops = store.read_log(request.after_seq, max(1, request.max_ops), max(1, request.max_bytes))
-            reply = LogChunk(request.shard_id, last_seq, [(seq, encode_operation(op)) for seq, op in ops])
+            ops = store.read_log_encoded(request.after_seq, max(1, request.max_ops), max(1, request.max_bytes))
+            reply = LogChunk(request.shard_id, last_seq, ops)
         except LogTruncated as exc:
             reply = LogChunk(request.shard_id, 0, error_code="conflict", error_message=str(exc))
         except ToruaError as exc:

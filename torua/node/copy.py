@@ -19,7 +19,7 @@ from torua.protocol import subjects
 from torua.protocol.codec import decode, encode
 from torua.protocol.errors import ToruaError
 from torua.protocol.messages import LogChunk, LogRequest, SnapshotChunk, SnapshotRequest
-from torua.storage.operations import decode_operation
+from torua.storage.operations import InvalidOperation
 from torua.storage.shard_store import ShardStore
 
 log = logging.getLogger("torua.node.copy")
@@ -79,7 +79,10 @@ async def catch_up(nc: NATS, source: str, store: ShardStore, deadline: float, un
         if chunk.error_code:
             raise ToruaError(chunk.error_code, f"log from {source}: {chunk.error_message}")
         if chunk.ops:
-            await store.apply_many_at([(seq, decode_operation(op)) for seq, op in chunk.ops])
+            try:
+                await store.apply_encoded_at(chunk.ops)
+            except InvalidOperation as exc:  # an operation type of a newer release
+                raise ToruaError("unsupported_version", f"log from {source}: {exc}; upgrade this node first") from None
         last = store.last_seq()
         if until_seq is not None:
             if last >= until_seq:

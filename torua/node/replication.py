@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import time
 from typing import TYPE_CHECKING
@@ -31,7 +32,7 @@ from torua.protocol.codec import decode, encode
 from torua.protocol.errors import ToruaError
 from torua.protocol.messages import Ack, InSyncChange, LogChunk, LogRequest
 from torua.replication.rejoin import agreed_seq, rejoin_plan
-from torua.storage.operations import decode_operation, encode_operation
+from torua.storage.operations import InvalidOperation
 from torua.storage.shard_store import LogTruncated, ShardClosed, ShardStore
 
 if TYPE_CHECKING:
@@ -177,8 +178,8 @@ class Replication:
             except TimeoutError:
                 pass
         try:
-            ops = store.read_log(request.after_seq, max(1, request.max_ops), max(1, request.max_bytes))
-            reply = LogChunk(request.shard_id, store.last_seq(), [(seq, encode_operation(op)) for seq, op in ops])
+            ops = store.read_log_encoded(request.after_seq, max(1, request.max_ops), max(1, request.max_bytes))
+            reply = LogChunk(request.shard_id, store.last_seq(), ops)
         except LogTruncated as exc:
             reply = LogChunk(request.shard_id, store.last_seq(), error_code="truncated", error_message=str(exc))
         except ShardClosed:
@@ -220,6 +221,7 @@ class Replication:
         assert nc is not None
         directory = node.shard_dir(holding.shard_id)
         synced = read_synced_epoch(directory)  # the shard epoch this copy last caught up at
+        refused_at = -math.inf  # when an op this release cannot apply was last logged
         while holding.role == "replica" and not node._stopping.is_set():
             store, primary = holding.store, holding.primary
             if store is None or primary is None or primary == node.config.id:
@@ -255,7 +257,25 @@ class Replication:
             if holding.store is not store or holding.role != "replica":
                 continue
             if chunk.ops:
-                await store.apply_many_at([(seq, decode_operation(op)) for seq, op in chunk.ops])
+                try:
+                    await store.apply_encoded_at(chunk.ops)
+                except InvalidOperation as exc:
+                    # An operation type of a newer release: this copy cannot apply it and
+                    # stays behind (the primary drops it from the in-sync set) until the
+                    # node is upgraded. Keep asking, say why now and then.
+                    now = time.monotonic()
+                    if now - refused_at >= 30:
+                        log.error("shard %d: cannot apply the log of %s (%s); this replica stays behind until this node is upgraded", holding.shard_id, primary, exc, extra={"shard": holding.shard_id})
+                        refused_at = now
+                    await asyncio.sleep(1.0)
+                    continue
+                except ShardClosed:  # dropped or closed meanwhile: the loop looks at the holding again
+                    await asyncio.sleep(0.05)
+                    continue
+                except Exception as exc:  # the follower must outlive any one bad chunk
+                    log.warning("shard %d: applying ops from %s failed: %s", holding.shard_id, primary, exc, extra={"shard": holding.shard_id})
+                    await asyncio.sleep(0.2)
+                    continue
             if not holding.complete and store.last_seq() >= chunk.last_seq:
                 set_complete(holding, directory)  # caught up with the primary: whole again
                 log.info("shard %d: replica caught up with %s at seq %d", holding.shard_id, primary, chunk.last_seq, extra={"shard": holding.shard_id})
@@ -272,7 +292,7 @@ class Replication:
             ShardStore.destroy(directory)
             set_incomplete(holding, directory)
             holding.store = node._open_store(holding.shard_id, create=True)
-            deadline = time.monotonic() + 600
+            deadline = time.monotonic() + node.config.copy_timeout
             try:
                 await shard_copy.copy_snapshot(node.nc, primary, holding.store, deadline)
                 await shard_copy.catch_up(node.nc, primary, holding.store, deadline)

@@ -29,12 +29,13 @@ from nats.errors import NoRespondersError
 
 from torua import __version__
 from torua.bus import connect
-from torua.config import DEFAULT_MAX_VALUE_BYTES, NodeConfig
-from torua.keys import validate_key
+from torua.config import NodeConfig
+from torua.kv_rules import payload_room, servable_content_type
 from torua.leadership import accept_term
 from torua.metrics import LiveCollector, metrics_server, node_families, registry_of
 from torua.node.broadcast import apply_settings, on_broadcast
 from torua.node.control import ShardControl
+from torua.node.kv_checks import MAX_LIST_LIMIT, operation_for
 from torua.node.rates import RateMeter
 from torua.node.replication import Replication, notify
 from torua.node.roles import IllegalTransition
@@ -56,7 +57,6 @@ from torua.protocol.messages import (
     ShardCommandReply,
     ShardReport,
 )
-from torua.storage.operations import KvDelete, KvPut
 from torua.storage.shard_store import ShardStore
 
 log = logging.getLogger("torua.node")
@@ -120,6 +120,7 @@ class Node:
         self.nc: NATS | None = None
         self.holdings: dict[int, Holding] = {}
         self.epoch = 0
+        self.num_shards = 0  # the cluster's, from the coordinator's assignments; 0 until told
         self.term = 0  # the highest coordinator term seen; lower ones are refused
         self.started_at = time.time()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -159,6 +160,8 @@ class Node:
     async def start(self) -> None:
         self._claim_data_dir()
         self.nc = await self._connect(self.config.nats_url, f"torua-node-{self.config.id}", self.config.connect_timeout, auth=self.config.nats_auth())
+        if problem := payload_room(self.config.max_value_bytes, getattr(self.nc, "max_payload", 0)):
+            log.warning("values up to --max-value-bytes cannot reach this node: %s", problem)
         node = self.config.id
         handlers: dict[str, Callable[[Any], Awaitable[None]]] = {
             "kv": self._on_kv,
@@ -408,8 +411,9 @@ class Node:
         await self._reply(msg, reply)
 
     async def kv(self, request: KvRequest) -> KvReply:
-        if request.op not in ("get", "put", "delete", "list"):
-            raise ToruaError("bad_request", f"unknown operation {request.op!r}")
+        # The request is held to the rules the gateway and the client apply (and to the
+        # cluster's shard count) before anything else: refused wherever it lands.
+        op = operation_for(request, self.num_shards, self.config.max_value_bytes)
         holding = self.holdings.get(request.shard_id)
         state = None
         if holding is not None and holding.store is not None and holding.role != "absent":
@@ -427,29 +431,18 @@ class Node:
         now = time.monotonic()
         ops, writes = holding.meters()
         ops.record(now)
-        if request.op in ("put", "delete"):
+        if op is not None:
             writes.record(now)
         store = holding.store
         if request.op == "get":
-            found = store.get(validate_key(request.key))
+            found = store.get(request.key)
             if found is None:
                 return KvReply(ok=True, epoch=self.epoch, found=False)
-            return KvReply(ok=True, epoch=self.epoch, found=True, value=found[0], content_type=found[1])
+            return KvReply(ok=True, epoch=self.epoch, found=True, value=found[0], content_type=servable_content_type(found[1]))
         if request.op == "list":
-            if request.limit < 1:
-                raise ToruaError("bad_request", "limit must be >= 1")
-            keys = store.list_keys(request.prefix, request.after, min(request.limit, 10000))
+            keys = store.list_keys(request.prefix, request.after, min(request.limit, MAX_LIST_LIMIT))
             return KvReply(ok=True, epoch=self.epoch, keys=keys)
-        if request.op == "put":
-            if request.value is None:
-                raise ToruaError("bad_request", "put needs a value")
-            if len(request.value) > DEFAULT_MAX_VALUE_BYTES:
-                raise ToruaError("value_too_large", f"value is {len(request.value)} bytes; the limit is {DEFAULT_MAX_VALUE_BYTES}")
-            op: KvPut | KvDelete = KvPut(validate_key(request.key), request.value, request.content_type or "application/octet-stream")
-        elif request.op == "delete":
-            op = KvDelete(validate_key(request.key))
-        else:
-            raise ToruaError("bad_request", f"unknown operation {request.op!r}")
+        assert op is not None
         holding.inflight += 1
         holding.idle.clear()
         try:

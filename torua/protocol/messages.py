@@ -139,6 +139,9 @@ class Assignment:
     node_id: str
     shards: list[AssignedShard] = field(default_factory=list)
     term: int = 0  # the sending leader's term (torua.leadership.accept_term)
+    # the cluster's shard count, so the node can refuse a key sent to a shard it does
+    # not belong to; 0 from an older coordinator (the node then cannot check that)
+    num_shards: int = 0
 
 
 @dataclass(frozen=True)

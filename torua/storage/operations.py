@@ -15,6 +15,18 @@ Field values are validated against the dataclass annotations on encode and
 decode.  Supported annotations: ``str``, ``bytes``, ``int``, ``float``,
 ``bool``, ``None``, unions of those (``X | None``), ``list[X]`` and
 ``dict[str, X]``.
+
+Operations follow the protocol's rule for a rolling upgrade
+(docs/protocol.md#versions): a new release may add a field to an operation only
+with a default, and decoding ignores fields it does not know, so an older replica
+applies an operation a newer primary logged.  The log keeps the bytes as they
+came (`ShardStore.apply_encoded_at`), so the new field reaches newer nodes that
+copy from the older one.  An unknown *type* is refused (`InvalidOperation`): a
+node cannot apply what it does not understand, so a new operation type may only
+be written once every node runs a release that knows it.
+
+>>> decode_operation(msgpack.packb({"t": "kv.put", "key": "k", "value": b"v", "ttl": 60}))
+KvPut(key='k', value=b'v', content_type='application/octet-stream')
 """
 
 from __future__ import annotations
@@ -138,11 +150,12 @@ def encode_operation(op: Operation) -> bytes:
 
 
 def decode_operation(data: bytes) -> Operation:
-    """Decode bytes produced by :func:`encode_operation`.
+    """Decode bytes produced by :func:`encode_operation` (of this release or a newer one).
 
-    Raises :class:`InvalidOperation` on malformed msgpack, a non-map payload,
-    a missing/unknown type tag, missing or unexpected fields, or fields of
-    the wrong type.
+    Fields this release does not know are ignored (a newer release added them,
+    with a default).  Raises :class:`InvalidOperation` on malformed msgpack, a
+    non-map payload, a missing or unknown type tag, missing required fields, or
+    known fields of the wrong type.
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise InvalidOperation(f"operation must be bytes, got {type(data).__name__}")
@@ -159,10 +172,7 @@ def decode_operation(data: bytes) -> Operation:
     if cls is None:
         raise InvalidOperation(f"unknown operation type {type_name!r}")
     specs = _field_specs(cls)
-    known = {name for name, _, _ in specs}
-    unexpected = set(obj) - known
-    if unexpected:
-        raise InvalidOperation(f"{type_name}: unexpected fields {sorted(map(str, unexpected))}")
+    obj = {name: obj[name] for name, _, _ in specs if name in obj}  # a newer release's fields are not ours
     missing = [name for name, _, has_default in specs if not has_default and name not in obj]
     if missing:
         raise InvalidOperation(f"{type_name}: missing fields {missing}")

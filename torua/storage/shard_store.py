@@ -152,11 +152,14 @@ _OP_HANDLERS: dict[type[Any], Callable[[sqlite3.Connection, _State, Any], None]]
 }
 
 
-def _log_and_apply(conn: sqlite3.Connection, state: _State, seq: int, op: Operation) -> None:
+def _log_and_apply(conn: sqlite3.Connection, state: _State, seq: int, op: Operation, blob: bytes | None = None) -> None:
+    """Apply `op` and log it as `blob`: the bytes another replica logged, kept as they
+    are (they may hold fields of a newer release that `op` does not), or `op` encoded."""
     handler = _OP_HANDLERS.get(type(op))
     if handler is None:
         raise TypeError(f"shard store cannot apply operation type {type(op).__name__}")
-    blob = encode_operation(op)  # validates field types
+    if blob is None:
+        blob = encode_operation(op)  # validates field types
     handler(conn, state, op)
     conn.execute("INSERT INTO oplog(seq, op) VALUES (?, ?)", (seq, blob))
     state.last_seq = seq
@@ -384,8 +387,14 @@ class ShardStore:
         """Ops with seq > after_seq in order: at most ``max_ops``, and at most
         ``max_bytes`` of encoded ops (but at least one op if any exists).
         Raises LogTruncated if after_seq < base_seq."""
+        return [(seq, decode_operation(blob)) for seq, blob in self.read_log_encoded(after_seq, max_ops, max_bytes)]
+
+    def read_log_encoded(
+        self, after_seq: int, max_ops: int = 1000, max_bytes: int = 4 << 20
+    ) -> list[tuple[int, bytes]]:
+        """`read_log` as the bytes logged, for shipping to other replicas unchanged."""
         conn = self._reader()
-        out: list[tuple[int, Operation]] = []
+        out: list[tuple[int, bytes]] = []
         conn.execute("BEGIN")  # one read snapshot for the base check and the scan
         try:
             base = int(conn.execute("SELECT value FROM meta WHERE name = 'base_seq'").fetchone()[0])
@@ -405,7 +414,7 @@ class ShardStore:
                 for seq, blob in cur:
                     if out and size + len(blob) > max_bytes:
                         break
-                    out.append((int(seq), decode_operation(blob)))
+                    out.append((int(seq), bytes(blob)))
                     size += len(blob)
             finally:
                 cur.close()
@@ -455,16 +464,23 @@ class ShardStore:
     async def apply_many_at(self, ops: Sequence[tuple[int, Operation]]) -> None:
         """apply_at() for a run of (seq, op) copied from another replica, in one
         transaction: all of them are applied, or (on a gap) none."""
-        for seq, _ in ops:
-            _check_seq(seq, "seq")
+        await self._apply_run([(_check_seq(seq, "seq"), op, None) for seq, op in ops])
 
+    async def apply_encoded_at(self, ops: Sequence[tuple[int, bytes]]) -> None:
+        """`apply_many_at` for ops as another replica logged them (`read_log_encoded`):
+        each is decoded (fields of a newer release ignored) and logged as it came.
+        An op that does not decode (an unknown type: a newer release's) raises
+        `InvalidOperation` and nothing of the run is applied."""
+        await self._apply_run([(_check_seq(seq, "seq"), decode_operation(blob), bytes(blob)) for seq, blob in ops])
+
+    async def _apply_run(self, run: list[tuple[int, Operation, bytes | None]]) -> None:
         def fn(conn: sqlite3.Connection, state: _State) -> None:
-            for seq, op in ops:
+            for seq, op, blob in run:
                 if seq <= state.last_seq:
                     continue
                 if seq != state.last_seq + 1:
                     raise SeqGap(f"shard {self.shard_id}: got op {seq}, expected {state.last_seq + 1}")
-                _log_and_apply(conn, state, seq, op)
+                _log_and_apply(conn, state, seq, op, blob)
 
         await self._submit(fn)
 

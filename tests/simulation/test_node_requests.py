@@ -1,0 +1,76 @@
+"""What a node refuses and how it answers, whoever asks (the real coordinator, nodes
+and gateway over the in-memory bus): requests naming a shard the cluster does not
+have, once its assignment told it how many there are; content types stored before
+nodes checked them."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from torua.protocol import subjects
+from torua.protocol.codec import decode, encode
+from torua.protocol.messages import (
+    AssignedShard,
+    Assignment,
+    LogChunk,
+    LogRequest,
+    ShardCommand,
+    ShardCommandReply,
+    SnapshotChunk,
+    SnapshotRequest,
+)
+from torua.storage.operations import KvPut
+from tests.support.sim_cluster import SimCluster, sim_seed
+
+
+@pytest.mark.timeout(60)
+async def test_requests_naming_a_shard_the_cluster_does_not_have_are_refused(tmp_path):
+    cluster = SimCluster(tmp_path, sim_seed(), nodes=2, shards=2, replicas=1)
+    try:
+        await cluster.start()
+        async with asyncio.timeout(30):
+            node = cluster.nodes["n1"]  # told the cluster has 2 shards by the coordinator's assignment
+            assert cluster.gateway is not None
+            nc, epoch, term = cluster.gateway.nc, cluster.map.epoch, node.term
+
+            async def ask(call: str, message, reply_type):
+                return decode(reply_type, (await nc.request(subjects.node("n1", call), encode(message), timeout=2)).data)
+
+            before = (dict(node.holdings), node.epoch, sorted(p.name for p in node.shards_dir.iterdir()))
+            for call in ("shard.copy", "shard.catch_up", "shard.freeze", "shard.unfreeze", "shard.drop", "shard.position"):
+                reply = await ask(call, ShardCommand(2, epoch, source="n2", term=term), ShardCommandReply)
+                assert (reply.ok, reply.error_code) == (False, "unknown_shard"), call
+            snapshot = await ask("shard.snapshot", SnapshotRequest(7), SnapshotChunk)
+            assert snapshot.error_code == "unknown_shard"
+            for request in (LogRequest(7, 0), LogRequest(7, 0, replica="n2", wait=0.1)):
+                assert (await ask("shard.log", request, LogChunk)).error_code == "unknown_shard"
+            # an assignment naming such a shard is refused whole
+            held = [AssignedShard(s, "primary") for s, h in node.holdings.items() if h.role == "primary"]
+            bad = Assignment(epoch + 100, "n1", held + [AssignedShard(5, "primary", create=True)], term=term, num_shards=2)
+            refusal = await ask("assign", bad, ShardCommandReply)
+            assert (refusal.ok, refusal.error_code) == (False, "unknown_shard")
+            assert (dict(node.holdings), node.epoch, sorted(p.name for p in node.shards_dir.iterdir())) == before
+            assert await cluster.get("still/served") is None and cluster.green()
+    finally:
+        await cluster.stop()
+
+
+@pytest.mark.timeout(60)
+async def test_a_content_type_stored_before_the_rule_is_served_as_octet_stream(tmp_path):
+    """A value stored with a CR/LF content type (before nodes checked it) is still
+    served, as application/octet-stream: no HTTP header could carry the stored one."""
+    cluster = SimCluster(tmp_path, sim_seed(), nodes=1, shards=1, replicas=1)
+    try:
+        await cluster.start()
+        async with asyncio.timeout(30):
+            store = cluster.nodes["n1"].holdings[0].store
+            assert store is not None
+            await store.apply(KvPut("legacy", b"old", "text/plain\r\nX-Injected: 1"))  # as an older node stored it
+            assert cluster.gateway is not None
+            assert await cluster.gateway.kv_get("legacy") == (b"old", "application/octet-stream")
+            await cluster.put("legacy", b"new")
+            assert await cluster.gateway.kv_get("legacy") == (b"new", "application/octet-stream")
+    finally:
+        await cluster.stop()
