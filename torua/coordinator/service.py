@@ -69,6 +69,7 @@ class NodeRecord:
     maintenance: bool = False  # no new copies here (POST /nodes/maintenance)
     evacuating: bool = False  # every copy moves off (POST /nodes/{id}/evacuate)
     disk_level: str = DISK_OK  # as last judged, to notice a change
+    stopping_of: float | None = None  # started_at of the process that asked for a hand-off (SIGTERM)
 
     def persisted(self) -> dict[str, Any]:
         return {
@@ -355,6 +356,8 @@ class Coordinator:
                 max_shards=(n.heartbeat.max_shards if n.heartbeat else None) or None,
                 maintenance=n.maintenance,
                 disk=self.node_disk_level(n),
+                # the process that asked for a hand-off is stopping; a restarted one is not
+                stopping=n.stopping_of is not None and n.heartbeat is not None and n.heartbeat.started_at == n.stopping_of,
             )
             for n in self.nodes.values()
         ]
