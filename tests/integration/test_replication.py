@@ -223,23 +223,33 @@ def test_a_node_gone_longer_than_node_left_delay_has_its_copies_rebuilt(group, n
 
 
 def test_sigterm_hands_primaries_over_first_so_no_request_fails(group, nats_url):
+    """A node stopped with SIGTERM hands its primaries over first (no write fails) and
+    is given none back while it stops; started again, it leads its share again."""
     c = Cluster(group, nats_url, replicas=2).start(nodes=3)
     assert primaries_of(c, "n2")
+    argv = c.nodes["n2"].argv
     writer = Writer(c, "through-sigterm")
     writer.start()
     try:
         wait_until(lambda: len(writer.acked) > 30, 20, "writes before the stop")
+        logged = len(c.coordinator.log())
         code = c.nodes["n2"].terminate(timeout=20)
         assert code == 0
         before = len(writer.acked)
         wait_until(lambda: len(writer.acked) > before + 50, 20, "writes after the stop")
+        wait_until(lambda: c.json("GET", "/nodes/n2")[1]["status"] == "unhealthy", 20, "n2 silent long enough to be unhealthy")
     finally:
         writer.stop()
     assert not writer.failures, writer.failures[:5]
     assert not primaries_of(c, "n2")
     assert "hand-off done" in c.nodes["n2"].log()
+    # While it stopped, n2 led fewer than the others but was stopping: no primary was handed back to it.
+    assert "-> n2" not in c.coordinator.log()[logged:], c.coordinator.log()[logged:]
     for key, value in writer.acked.items():
         assert c.request("GET", f"/data/{key}")[:2] == (200, value)
+    # Started again (a new process, so no longer stopping), it leads its share once in sync.
+    c.nodes["n2"] = c.group.start("node-n2", argv)
+    wait_until(lambda: primaries_balanced(c) and primaries_of(c, "n2"), 30, "n2 leading its share again")
 
 
 def test_drain_moves_every_copy_off_and_undo_lets_copies_come_back(group, nats_url):
