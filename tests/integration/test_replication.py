@@ -1,6 +1,7 @@
 """Replication on real processes: every write reaches each in-sync copy before it is
 acknowledged; a silent replica leaves the in-sync set instead of blocking writes,
-and catches up and rejoins when it returns."""
+and catches up and rejoins when it returns; once in sync a returning node leads
+its share of primaries again by planned hand-off, no copy moved."""
 
 from __future__ import annotations
 
