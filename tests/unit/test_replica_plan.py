@@ -1,6 +1,14 @@
+"""Table and property tests for stepping replicated shards toward their target,
+and for balancing primaries by planned hand-off."""
+
+import random
+from collections import Counter
+from dataclasses import replace
+
 import pytest
 
-from torua.coordinator.replica_plan import catching_up, plan_replica_changes
+from torua.coordinator.placement import NodeView, plan_placement
+from torua.coordinator.replica_plan import catching_up, plan_replica_changes, target_for
 from torua.protocol.messages import ShardEntry, ShardMap
 
 H = {"a": "healthy", "b": "healthy", "c": "healthy", "d": "healthy"}
@@ -59,14 +67,6 @@ def test_copies_on_dead_nodes_do_not_use_up_the_budget():
 # take the steps `plan_replica_changes` returns, and apply each hand-off as
 # ReplicaKeeper.promote does (the new primary first; the old one stays a replica,
 # out of sync until it has caught up).
-
-from collections import Counter  # noqa: E402
-import random  # noqa: E402
-from dataclasses import replace  # noqa: E402
-
-from torua.coordinator.placement import NodeView, plan_placement  # noqa: E402
-from torua.coordinator.replica_plan import target_for  # noqa: E402
-
 
 def hand_off(shard_map: ShardMap, shard_id: int, new: str) -> ShardMap:
     e = shard_map.shards[shard_id]
