@@ -9,11 +9,13 @@ Feature: Cluster management
 
   The coordinator places shards so that copies per node differ by at most 1
   over every node that may hold them, never above a node's --max-shards; a new
-  cluster's primaries are spread the same way. With replicas, a primary is
-  handed to another copy only when its node leaves or for load, never for the
-  count alone, so a node that joins or returns takes replicas first. A node
-  missing 3 heartbeats is unhealthy and its primaries fail over to in-sync
-  replicas; one that returns catches up, and shards do not move back to it. Operators see the cluster through
+  cluster's primaries are spread the same way. With replicas, primaries per
+  node are kept within 1 by handing the role to another in-sync copy (a
+  planned hand-off: no data copied, no copy moved), at most a few at once; load
+  rebalancing hands primaries off too, within that rule. A node missing 3
+  heartbeats is unhealthy and its primaries fail over to in-sync replicas; one
+  that returns catches up, its copies are not moved back, and once in sync it
+  leads its share of primaries again by hand-off. Operators see the cluster through
   /cluster/info, /nodes/{id}, /cluster/allocation/explain and /metrics; they
   change its settings through /cluster/config (persisted in JetStream and
   acknowledged by every node), take nodes out of service with maintenance,
@@ -79,7 +81,7 @@ Feature: Cluster management
     And the cluster health becomes green
     And every one of those keys reads back its value
 
-  Scenario: Automatic recovery: a restarted node catches up and rejoins, and its shards do not move back
+  Scenario: Automatic recovery: a restarted node catches up, its copies do not move back, and it leads its share again by hand-off
     Given 120 keys named "recovery-{n}" are stored
     And some of those keys live on node n1 and some on other nodes
     When the process of node n1 is killed with SIGKILL
@@ -89,8 +91,9 @@ Feature: Cluster management
     And node n1 is started again with the same command line
     Then node n1 appears in /nodes as healthy
     And the cluster health becomes green
-    And node n1 is an in-sync replica of every shard it was primary for
-    And node n1 is the primary of none of the shards it was primary for before the failure
+    And once no move is in progress, the copies per node differ by at most 1 over every node in /nodes, and so do the primaries
+    And node n1 holds a copy of the same shards as before the failure, every one in sync: no copy moved back
+    And node n1 leads some of those shards again, by hand-off: only roles changed
     And every key written in this scenario reads back its value
 
   Scenario: Graceful shutdown: a node stopped with SIGTERM hands its shards over first
@@ -242,7 +245,7 @@ Feature: Cluster management
 
 
   Scenario: Load-based rebalancing of hot shards
-    Given the 2 shards whose primaries share the node that is primary of the most shards
+    Given once copies and primaries per node are balanced, the 2 shards whose primaries share the node that is primary of the most shards
     When a client keeps reading and writing keys of only those 2 shards until the nodes report the load
     And I ask the coordinator to rebalance by load
     Then it moves one of those shards' primaries to another node

@@ -7,7 +7,8 @@ Feature: Replication and failover
   fail over, within about a second, to an in-sync replica on a healthy node; a
   paused old primary that wakes is fenced and comes back as a replica; a node that
   returns catches up and rejoins the in-sync set, and the cluster is green again.
-  Shards do not move back to it automatically. A node stopped with SIGTERM first
+  Its copies do not move back; once in sync it leads its share of primaries
+  again, handed over by in-sync copies (no data copied). A node stopped with SIGTERM first
   hands its primaries over to in-sync replicas, so a writer sees no failure.
 
   These scenarios run on a cluster of their own, started with `torua up

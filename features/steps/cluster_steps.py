@@ -101,7 +101,9 @@ def step_split_keys(context, node):
     locations = locations_of(context)
     context.on_node = [k for k, loc in locations.items() if loc["primary"] == node]
     context.elsewhere = [k for k, loc in locations.items() if loc["primary"] != node]
-    context.node_shards = shards_of(context.gateway.shards(), node)
+    view = context.gateway.shards()
+    context.node_shards = shards_of(view, node)
+    context.node_copies = sorted(s["shard_id"] for s in view["shards"] if node in [s["primary"], *s["replicas"]])
     assert context.on_node and context.elsewhere, f"{len(context.on_node)} keys on {node}, {len(context.elsewhere)} elsewhere"
     assert {locations[k]["shard_id"] for k in context.on_node} <= set(context.node_shards)
 

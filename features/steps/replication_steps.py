@@ -1,6 +1,7 @@
 """Steps about shards kept in several copies: placement of primaries and replicas,
-failover when a node dies or is paused, a node's return without its shards
-moving back, and a graceful stop (SIGTERM) that hands a node's shards over first."""
+failover when a node dies or is paused, a node's return (its copies stay where
+they are, its share of primaries comes back by hand-off), and a graceful stop
+(SIGTERM) that hands a node's shards over first."""
 
 from __future__ import annotations
 
@@ -131,19 +132,21 @@ def step_every_written_key_reads(context):
 # -------------------------------------------------------------- node returns
 
 
-@then("node {node} is an in-sync replica of every shard it was primary for")
-def step_back_as_replica(context, node):
-    by_id = {s["shard_id"]: s for s in context.gateway.shards()["shards"]}
-    for shard_id in context.node_shards:
-        s = by_id[shard_id]
-        assert node in s["replicas"] and node in s["in_sync"], f"shard {shard_id}: {node} is not an in-sync replica: {s}"
-
-
-@then("node {node} is the primary of none of the shards it was primary for before the failure")
-def step_no_move_back(context, node):
+@then("node {node} holds a copy of the same shards as before the failure, every one in sync: no copy moved back")
+def step_same_copies(context, node):
     view = context.gateway.shards()
-    back = sorted(set(shards_of(view, node)) & set(context.node_shards))
-    assert not back, f"{node} is primary again of shards {back} (it held {context.node_shards} before the failure): {view}"
+    held = sorted(s["shard_id"] for s in view["shards"] if node in copies_of(s))
+    assert held == context.node_copies, f"{node} held copies of {context.node_copies} before the failure, now of {held}: {view}"
+    for s in view["shards"]:
+        if node in copies_of(s):
+            assert node in s["in_sync"], f"shard {s['shard_id']}: {node} is not in sync: {s}"
+
+
+@then("node {node} leads some of those shards again, by hand-off: only roles changed")
+def step_leads_again(context, node):
+    led = shards_of(context.gateway.shards(), node)
+    assert led, f"{node} leads no shard once primaries are balanced"
+    assert set(led) <= set(context.node_copies), f"{node} leads {led}, but held copies of {context.node_copies} only"
 
 
 # ------------------------------------------------------------ graceful stop

@@ -1,6 +1,7 @@
 """Replication on real processes: every write reaches each in-sync copy before it is
 acknowledged; a silent replica leaves the in-sync set instead of blocking writes,
-and catches up and rejoins when it returns."""
+and catches up and rejoins when it returns; once in sync a returning node leads
+its share of primaries again by planned hand-off, no copy moved."""
 
 from __future__ import annotations
 
@@ -78,9 +79,24 @@ def primaries_of(c, node_id: str) -> set[int]:
     return {s["shard_id"] for s in c.json("GET", "/shards")[1]["shards"] if s["primary"] == node_id}
 
 
-def test_kill_dash_nine_of_a_primary_fails_over_and_loses_no_acknowledged_write(group, nats_url):
+def copies_of(c, node_id: str) -> set[int]:
+    return {s["shard_id"] for s in c.json("GET", "/shards")[1]["shards"] if node_id in [s["primary"], *s["replicas"]]}
+
+
+def primaries_balanced(c) -> bool:
+    """Primaries per node within one, every copy in sync, no hand-off left to do."""
+    led = c.shards_per_node()
+    return max(led.values()) - min(led.values()) <= 1 and c.json("GET", "/cluster/health")[1]["status"] == "green"
+
+
+def test_kill_dash_nine_of_a_primary_fails_over_and_it_leads_again_once_back(group, nats_url):
+    """A primary's node is killed while a writer goes on: its shards fail over and no
+    acknowledged write is lost. It comes back as a replica of the same copies,
+    catches up, and then takes its share of primaries back by planned hand-off (a
+    role change: no copy moves), with no write failing from its return on."""
     c = Cluster(group, nats_url, replicas=2).start(nodes=3)
     victim_shards = primaries_of(c, "n1")
+    victim_copies = copies_of(c, "n1")
     assert victim_shards
     argv = c.nodes["n1"].argv
     writer = Writer(c, "through-failover")
@@ -91,18 +107,20 @@ def test_kill_dash_nine_of_a_primary_fails_over_and_loses_no_acknowledged_write(
         wait_until(lambda: not primaries_of(c, "n1"), 20, "every shard of n1 failed over")
         before = len(writer.acked)
         wait_until(lambda: len(writer.acked) > before + 100, 30, "writes after the failover")
+        for s in c.json("GET", "/shards")[1]["shards"]:
+            assert s["primary"] != "n1" and s["state"] == "active"
+        led = c.shards_per_node()
+        assert max(led.values()) - min(led.values()) > 1, led  # n1 leads none, the others all
+        failed_before_return = len(writer.failures)
+        c.nodes["n1"] = c.group.start("node-n1", argv)
+        wait_until(lambda: primaries_balanced(c) and primaries_of(c, "n1"), 30, "n1 back in sync, leading its share again")
+        before = len(writer.acked)
+        wait_until(lambda: len(writer.acked) > before + 20, 20, "writes after the hand-offs")
     finally:
         writer.stop()
-    print(f"writes acknowledged: {len(writer.acked)}, refused during failover: {len(writer.failures)}")
-    for key, value in writer.acked.items():
-        assert c.request("GET", f"/data/{key}")[:2] == (200, value), key
-    shards = c.json("GET", "/shards")[1]["shards"]
-    for s in shards:
-        assert s["primary"] != "n1" and s["state"] == "active"
-    # n1 returns as a replica of its old shards and catches up; nothing moves back.
-    c.nodes["n1"] = c.group.start("node-n1", argv)
-    wait_until(lambda: c.json("GET", "/cluster/health")[1]["status"] == "green", 30, "n1 back in sync")
-    assert not primaries_of(c, "n1") & victim_shards
+    print(f"writes acknowledged: {len(writer.acked)}, refused during failover: {failed_before_return}")
+    assert writer.failures[failed_before_return:] == [], "a planned hand-off failed a write"
+    assert copies_of(c, "n1") == victim_copies  # no copy moved back or away: only roles changed
     for key, value in writer.acked.items():
         assert c.request("GET", f"/data/{key}")[:2] == (200, value), key
 
@@ -117,6 +135,7 @@ def test_a_paused_primary_that_wakes_never_acknowledges_or_shows_a_write(group, 
 
     c = Cluster(group, nats_url, replicas=2).start(nodes=3)
     old_shards = primaries_of(c, "n2")
+    old_copies = copies_of(c, "n2")
     shard = min(old_shards)
     old_epoch = c.json("GET", "/shards")[1]["epoch"]
     c.nodes["n2"].pause()
@@ -148,7 +167,7 @@ def test_a_paused_primary_that_wakes_never_acknowledges_or_shows_a_write(group, 
     assert c.request("GET", f"/data/{key}")[:2] == (200, b"new-primary")
     wait_until(lambda: c.json("GET", "/cluster/health")[1]["status"] == "green", 30, "n2 back in sync as a replica")
     assert c.request("GET", f"/data/{key}")[:2] == (200, b"new-primary")
-    assert not primaries_of(c, "n2") & old_shards
+    assert copies_of(c, "n2") == old_copies  # back as a replica of what it held; no copy moved
 
 
 def test_a_fourth_node_takes_copies_while_writes_go_on(group, nats_url):
@@ -205,23 +224,33 @@ def test_a_node_gone_longer_than_node_left_delay_has_its_copies_rebuilt(group, n
 
 
 def test_sigterm_hands_primaries_over_first_so_no_request_fails(group, nats_url):
+    """A node stopped with SIGTERM hands its primaries over first (no write fails) and
+    is given none back while it stops; started again, it leads its share again."""
     c = Cluster(group, nats_url, replicas=2).start(nodes=3)
     assert primaries_of(c, "n2")
+    argv = c.nodes["n2"].argv
     writer = Writer(c, "through-sigterm")
     writer.start()
     try:
         wait_until(lambda: len(writer.acked) > 30, 20, "writes before the stop")
+        logged = len(c.coordinator.log())
         code = c.nodes["n2"].terminate(timeout=20)
         assert code == 0
         before = len(writer.acked)
         wait_until(lambda: len(writer.acked) > before + 50, 20, "writes after the stop")
+        wait_until(lambda: c.json("GET", "/nodes/n2")[1]["status"] == "unhealthy", 20, "n2 silent long enough to be unhealthy")
     finally:
         writer.stop()
     assert not writer.failures, writer.failures[:5]
     assert not primaries_of(c, "n2")
     assert "hand-off done" in c.nodes["n2"].log()
+    # While it stopped, n2 led fewer than the others but was stopping: no primary was handed back to it.
+    assert "-> n2" not in c.coordinator.log()[logged:], c.coordinator.log()[logged:]
     for key, value in writer.acked.items():
         assert c.request("GET", f"/data/{key}")[:2] == (200, value)
+    # Started again (a new process, so no longer stopping), it leads its share once in sync.
+    c.nodes["n2"] = c.group.start("node-n2", argv)
+    wait_until(lambda: primaries_balanced(c) and primaries_of(c, "n2"), 30, "n2 leading its share again")
 
 
 def test_drain_moves_every_copy_off_and_undo_lets_copies_come_back(group, nats_url):

@@ -64,6 +64,7 @@ REFUSALS = [
     ("unhealthy", NodeView("n", "unhealthy"), 0, ["unhealthy"]),
     ("gone", NodeView("n", "unhealthy", gone=True), 0, ["gone"]),
     ("draining", NodeView("n", "healthy", draining=True), 0, ["draining"]),
+    ("stopping", NodeView("n", "healthy", stopping=True), 0, ["stopping"]),
     ("maintenance", NodeView("n", "healthy", maintenance=True), 0, ["maintenance"]),
     ("disk-low", NodeView("n", "healthy", disk="above_low"), 0, ["disk_low_watermark"]),
     ("disk-high", NodeView("n", "healthy", disk="above_high"), 0, ["disk_high_watermark"]),

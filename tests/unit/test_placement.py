@@ -25,7 +25,7 @@ def healthy(n: int, **overrides: dict) -> list[NodeView]:
 
 
 def active(nodes: list[NodeView]) -> list[str]:
-    return [n.id for n in nodes if n.status == "healthy" and not n.draining and not n.gone and n.disk != "above_high"]
+    return [n.id for n in nodes if n.status == "healthy" and not n.draining and not n.stopping and not n.gone and n.disk != "above_high"]
 
 
 def accepting(nodes: list[NodeView]) -> list[str]:
@@ -45,7 +45,10 @@ def min_moves(loads: dict[str, int], ids: list[str]) -> int:
     return sum(max(0, load - (q + 1 if k < r else q)) for k, load in enumerate(ordered))
 
 
-def check_invariants(current: Placement, nodes: list[NodeView], num_shards: int, rf: int, target: Placement) -> None:
+def check_invariants(
+    current: Placement, nodes: list[NodeView], num_shards: int, rf: int, target: Placement, in_sync: dict[int, tuple[str, ...]] | None = None
+) -> None:
+    """Every rule of the planner; with `in_sync`, primaries balance only over in-sync copies."""
     view = {n.id: n for n in nodes}
     act = active(nodes)
     acc = accepting(nodes)
@@ -87,9 +90,9 @@ def check_invariants(current: Placement, nodes: list[NodeView], num_shards: int,
     prim = primaries_per_node(target)
     for s, copies in target.items():
         for b in copies[1:]:
-            if copies and copies[0] in act and b in act:
+            if copies and copies[0] in act and b in act and (in_sync is None or b in in_sync.get(s, ())):
                 assert prim[copies[0]] - prim.get(b, 0) <= 1, f"shard {s}: swapping its primary to {b} would balance"
-    if all(n.max_shards is None for n in nodes) and acc == act:  # frozen copies may pin primaries
+    if all(n.max_shards is None for n in nodes) and acc == act and in_sync is None:  # frozen copies may pin primaries
         assert spread(prim, [i for i in act if load.get(i)]) <= 1, f"primaries unbalanced: {prim}"
 
 
@@ -371,7 +374,8 @@ def test_random_inputs_with_watermarks_and_maintenance_hold_invariants(seed: int
         current, nodes, num_shards, rf = random_case(rng)
         nodes = [
             NodeView(n.id, n.status, n.draining, n.gone, n.max_shards,
-                     maintenance=rng.random() < 0.2, disk=rng.choice(["ok"] * 4 + ["above_low", "above_high"]))
+                     maintenance=rng.random() < 0.2, disk=rng.choice(["ok"] * 4 + ["above_low", "above_high"]),
+                     stopping=rng.random() < 0.1)
             for n in nodes
         ]
         target = plan_placement(current, nodes, num_shards, rf)
@@ -413,6 +417,16 @@ def test_lowered_rf_trims_extra_copies() -> None:
     check_invariants(current, healthy(3), 6, 1, target)
     assert all(len(c) == 1 for c in target.values())
     assert spread(copies_per_node(target), ["a", "b", "c"]) <= 1
+
+
+def test_a_stopping_node_keeps_its_copies_and_leads_nothing() -> None:
+    current = plan_placement({}, healthy(3), 16, 2)
+    nodes = healthy(3, c={"stopping": True})
+    target = plan_placement(current, nodes, 16, 2)
+    check_invariants(current, nodes, 16, 2, target)
+    assert {s: set(c) for s, c in target.items()} == {s: set(c) for s, c in current.items()}
+    assert "c" not in primaries_per_node(target)
+    assert spread(primaries_per_node(target), ["a", "b"]) <= 1
 
 
 def test_primaries_are_rebalanced_by_swapping_not_moving() -> None:
@@ -502,3 +516,146 @@ def test_random_healthy_clusters_balance_primaries(seed: int) -> None:
         check_invariants(current, nodes, num_shards, rf, target)
         holders = [i for i in pool if copies_per_node(target).get(i)]
         assert spread(primaries_per_node(target), holders) <= 1
+
+
+# ---------------------------------------------------------------- primaries and the in-sync set
+
+
+def after_failovers() -> tuple[Placement, dict[int, tuple[str, ...]]]:
+    """16 shards, rf 2, copies 11/11/10: a leads 11, b 5, c none; every copy in sync."""
+    current = {s: ("a", "b" if s < 6 else "c") for s in range(11)} | {s: ("b", "c") for s in range(11, 16)}
+    return current, dict(current)
+
+
+def test_after_failovers_the_target_balances_primaries_over_in_sync_copies() -> None:
+    current, in_sync = after_failovers()
+    target = plan_placement(current, healthy(3), 16, 2, in_sync=in_sync)
+    assert primaries_per_node(current) == {"a": 11, "b": 5}
+    assert primaries_per_node(target) == {"a": 6, "b": 5, "c": 5}
+    assert moves_between(current, target) == []
+    changed = [s for s in target if target[s][0] != current[s][0]]
+    assert len(changed) == 5 and all(target[s][0] == "c" for s in changed)  # a gives c 5: the fewest hand-offs
+
+
+@pytest.mark.parametrize(
+    "current, in_sync, expected",
+    [
+        ({0: ("a", "b"), 1: ("a", "b")}, {0: ("a", "b"), 1: ("a", "b")}, {"a": 1, "b": 1}),
+        ({0: ("a", "b"), 1: ("a", "b")}, {0: ("a",), 1: ("a",)}, {"a": 2}),
+        ({0: ("a", "b"), 1: ("a", "b")}, {0: ("a",), 1: ("a", "b")}, {"a": 1, "b": 1}),
+        ({0: ("a", "b"), 1: ("a", "b")}, {}, {"a": 1, "b": 1}),
+        ({s: ("a", "b") for s in range(4)}, {s: ("a",) for s in range(4)}, {"a": 4}),
+        ({s: ("a", "b") for s in range(4)}, {0: ("a", "b"), 1: ("a",), 2: ("a", "b"), 3: ("a",)}, {"a": 2, "b": 2}),
+    ],
+    ids=["all-in-sync", "replica-behind", "one-in-sync", "not-given-any-copy", "none-in-sync", "half-in-sync"],
+)
+def test_a_primary_changes_only_to_an_in_sync_copy(current: Placement, in_sync: dict, expected: dict) -> None:
+    nodes = healthy(2)
+    target = plan_placement(current, nodes, len(current), 2, in_sync=in_sync)
+    assert primaries_per_node(target) == expected
+    for s, copies in target.items():
+        if copies[0] != current[s][0] and s in in_sync:
+            assert copies[0] in in_sync[s]
+
+
+def test_a_leaving_primary_goes_to_an_in_sync_copy_when_there_is_one() -> None:
+    current = {0: ("a", "b", "c")}
+    nodes = healthy(3, a={"draining": True})
+    assert plan_placement(current, nodes, 1, 3)[0][0] == "b"
+    target = plan_placement(current, healthy(4, a={"draining": True}), 1, 3, in_sync={0: ("a", "c")})
+    assert target[0][0] == "c"  # b is behind; and a's copy goes to d, which is empty yet
+
+
+@pytest.mark.parametrize("max_handoffs", [1, 2, 3, 5, 8])
+def test_max_handoffs_bounds_the_primaries_changed_for_balance(max_handoffs: int) -> None:
+    current, in_sync = after_failovers()
+    target = plan_placement(current, healthy(3), 16, 2, in_sync=in_sync, max_handoffs=max_handoffs)
+    changed = [s for s in target if target[s][0] != current[s][0]]
+    assert len(changed) == min(max_handoffs, 5)
+
+
+def test_a_chain_longer_than_max_handoffs_still_goes() -> None:
+    """a leads 3, b 2, c 0; c's only in-sync copies are of b's shards: the only way
+    is a chain a -> b -> c (two hand-offs). With max_handoffs 1 it still goes, or the
+    balance would never progress."""
+    current = {0: ("a", "b"), 1: ("a", "b"), 2: ("a", "b"), 3: ("b", "c"), 4: ("b", "c")}
+    target = plan_placement(current, healthy(3), 5, 2, in_sync=current, max_handoffs=1)
+    assert primaries_per_node(target) == {"a": 2, "b": 2, "c": 1}
+    assert sum(target[s][0] != current[s][0] for s in current) == 2
+
+
+def test_primaries_that_must_leave_do_not_use_up_max_handoffs() -> None:
+    current = {0: ("c", "a"), 1: ("c", "b"), 2: ("a", "b"), 3: ("a", "b"), 4: ("a", "b")}
+    nodes = healthy(3, c={"stopping": True})
+    target = plan_placement(current, nodes, 5, 2, in_sync=current, max_handoffs=1)
+    assert target[0][0] == "a" and target[1][0] == "b"  # forced, not counted
+    assert primaries_per_node(target) == {"a": 3, "b": 2}  # and one hand-off a -> b for balance
+
+
+def random_replicated(rng: random.Random) -> tuple[Placement, list[NodeView], int, int, dict[int, tuple[str, ...]]]:
+    """Copies as the planner would leave them, random primaries among them (crowding the
+    first nodes), random in-sync sets (the primary always in), random node states."""
+    states = [{}] * 6 + [{"maintenance": True}, {"disk": "above_low"}, {"stopping": True}, {"draining": True}, {"disk": "above_high"}]
+    ids = IDS[: rng.randint(2, 7)]
+    nodes = [NodeView(i, "healthy" if rng.random() < 0.9 else "unhealthy", **rng.choice(states)) for i in ids]
+    num_shards, rf = rng.randint(1, 32), rng.randint(2, 3)
+    copies = plan_placement({}, healthy(len(ids)), num_shards, rf)
+    current, in_sync = {}, {}
+    for s, c in copies.items():
+        c = list(c)
+        first = min(c) if rng.random() < 0.6 else rng.choice(c)
+        current[s] = (first, *[n for n in c if n != first])
+        in_sync[s] = (first, *[n for n in c if n != first and rng.random() < 0.7])
+    return current, nodes, num_shards, rf, in_sync
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_in_sync_sets_hold_invariants(seed: int) -> None:
+    rng = random.Random(3000 + seed)
+    for _ in range(120):
+        current, nodes, num_shards, rf, in_sync = random_replicated(rng)
+        act = active(nodes)
+        target = plan_placement(current, nodes, num_shards, rf, in_sync=in_sync)
+        check_invariants(current, nodes, num_shards, rf, target, in_sync)
+        assert plan_placement(target, nodes, num_shards, rf, in_sync=in_sync) == target, "plan(plan(x)) != plan(x)"
+        prim = primaries_per_node(target)
+        for s, copies in target.items():
+            if copies[0] != current[s][0] and current[s][0] in act and set(copies) == set(current[s]):
+                assert copies[0] in in_sync[s], f"shard {s}: primary handed to {copies[0]}, not in sync"
+            if copies[0] in act:
+                for b in copies[1:]:
+                    if b in act and b in in_sync[s]:
+                        assert prim[copies[0]] - prim.get(b, 0) <= 1, f"shard {s}: handing it to {b} would balance"
+        for k in (1, 2, 3):
+            bounded = plan_placement(current, nodes, num_shards, rf, in_sync=in_sync, max_handoffs=k)
+            assert {s: set(c) for s, c in bounded.items()} == {s: set(c) for s, c in target.items()}
+            kept = [s for s in current if current[s][0] in act and current[s][0] in bounded[s]]
+            changed = sum(bounded[s][0] != current[s][0] for s in kept)
+            assert changed <= max(k, len(act) - 1), (k, changed)
+
+
+def test_primary_rounds_converge_to_the_unbounded_target_counts() -> None:
+    """Planning with max_handoffs over and over (every copy in sync, the target taken
+    at once) ends as balanced as one unbounded plan; every round that only changes
+    primaries lowers the sum of squared primaries per active node."""
+    rng = random.Random(77)
+    for _ in range(60):
+        current, nodes, num_shards, rf, _ = random_replicated(rng)
+        act = active(nodes)
+        full = plan_placement(current, nodes, num_shards, rf, in_sync=current)
+
+        def squares(p: Placement) -> int:
+            return sum(v * v for n, v in primaries_per_node(p).items() if n in act)
+
+        placement = current
+        for _ in range(40):
+            nxt = plan_placement(placement, nodes, num_shards, rf, in_sync=placement, max_handoffs=2)
+            if nxt == placement:
+                break
+            same_copies = {s: set(c) for s, c in nxt.items()} == {s: set(c) for s, c in placement.items()}
+            if same_copies and all(c[0] in act for c in placement.values()):
+                assert squares(nxt) < squares(placement)
+            placement = nxt
+        else:
+            raise AssertionError("no steady state")
+        assert sorted(primaries_per_node(placement).values()) == sorted(primaries_per_node(full).values())

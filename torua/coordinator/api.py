@@ -190,6 +190,8 @@ class CoordinatorApi:
             await c.set_draining(record, request.action == "drain")
             return Ack(True, detail={"status": "draining" if record.draining else record.status})
         if request.action == "handoff":
+            # It is about to stop: placement gives it no primary back meanwhile.
+            record.stopping_of = record.heartbeat.started_at if record.heartbeat else None
             moved = c.replicas.hand_off_primaries(request.node_id)
             return Ack(True, detail={"handing_off": str(moved)})
         if request.action == "evacuate":

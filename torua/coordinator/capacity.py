@@ -69,6 +69,8 @@ def refusals(v: NodeView, held: int) -> list[tuple[str, str]]:
         out.append(("unhealthy", f"{v.id} is {v.status}"))
     if v.draining:
         out.append(("draining", f"{v.id} is being drained or evacuated"))
+    if v.stopping:
+        out.append(("stopping", f"{v.id} is stopping: it asked for its primaries to be handed over"))
     if v.maintenance:
         out.append(("maintenance", f"{v.id} is in maintenance"))
     if v.disk == DISK_ABOVE_HIGH:

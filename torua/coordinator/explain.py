@@ -40,7 +40,8 @@ def explain_shard(
     view = {v.id: v for v in nodes}
     placement = {e.shard_id: e.copies for e in shard_map.shards}
     held = copies_per_node(placement)
-    planned = list(plan_placement(placement, nodes, shard_map.num_shards, rf).get(shard_id, ()))
+    in_sync = {e.shard_id: e.in_sync for e in shard_map.shards}
+    planned = list(plan_placement(placement, nodes, shard_map.num_shards, rf, in_sync=in_sync).get(shard_id, ()))
     status_of = {n: (view[n].status if n in view else "unknown") for n in entry.copies}
     lost = {n for n in entry.copies if shard_id in (missing or {}).get(n, ())}
     in_sync = [n for n in entry.in_sync if n not in lost]

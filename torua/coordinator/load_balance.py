@@ -13,7 +13,11 @@ each other's work:
   on a cooler node becomes its primary (a planned hand-off), one way when the
   busiest node leads at least one shard more, or swapped with a colder shard that
   the cooler node leads and of which the busiest node holds an in-sync replica.
-  Placement keeps a shard's current primary, so it does not hand it back.
+  Placement hands primaries off only while primaries per node differ by more
+  than 1, and a one-way hand-off only trades the two nodes' counts, so a node
+  leads at most one more or one fewer for load and placement hands nothing back.
+  (The coordinator decides on load only once count balancing has nothing left
+  to do: `hold_reason`.)
 
 A node's load is the sum of the rates of the shards it leads (with one copy, the
 ones it holds): reads and writes both go to the primary. The rate of a shard is
@@ -237,7 +241,8 @@ def _candidates(view: LoadView, hot: str, recent: Mapping[int, float], now: floa
                 continue
             cap = view.nodes[d]
             # one way when it does not widen the spread of counts: the two nodes trade
-            # counts, or (primaries, which placement never moves for count alone) d has fewer
+            # counts (hot leads or holds at least one more than d before, so d at most
+            # one more than hot after); max_shards caps copies, not primaries
             if counts[hot] >= counts[d] + 1 and (view.replicated or cap is None or counts[d] + 1 <= cap):
                 out.append(Action(s, hot, d, None, how))
             for t in led[d]:

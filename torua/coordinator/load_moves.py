@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING
 
 from torua.coordinator import shardmap
 from torua.coordinator.load_balance import PRIMARY, Decision, LoadView, Policy, hold_reason, node_loads, plan
-from torua.coordinator.placement import plan_placement, takes_new_copies
-from torua.coordinator.replica_plan import catching_up, plan_replica_changes
+from torua.coordinator.placement import takes_new_copies
+from torua.coordinator.replica_plan import catching_up, plan_replica_changes, target_for
 from torua.protocol.messages import LoadAction, RebalanceReply, RebalanceRequest
 
 if TYPE_CHECKING:
@@ -92,9 +92,10 @@ class LoadMoves:
         unsettled = [e.shard_id for e in c.map.shards if e.state != "active" or e.target]
         if c.replicas.replicated():
             lagging = catching_up(c.map, c.health())
-            # Due when the replica executor would change something; a target that only
-            # differs in which copy is primary is not (primaries move only for leaving or load).
-            target = plan_placement(shardmap.placement_of(c.map), c._node_views(), c.map.num_shards, c.map.replication_factor)
+            # Due when the replica executor would change something, as it plans it: a copy
+            # to add or remove, or a primary to hand off (a leaving node's, or for count
+            # balance, which load actions never upset: see load_balance).
+            target = target_for(c.map, c._node_views(), max_handoffs=c.config.max_moves)
             due = not plan_replica_changes(c.map, target, c.health(), c.config.max_moves).empty()
         else:
             lagging, due = 0, c.needs_rebalance

@@ -2,11 +2,11 @@
 
 Pure (no I/O, no clock) so the coordinator can re-plan on every membership
 change and tests can check it exhaustively; the executor turns the difference
-into copy moves (`moves_between`) and promotes a new primary only once it is
-in sync.
+into copy moves (`moves_between`), and with replicas into replica changes and
+planned primary hand-offs (`torua.coordinator.replica_plan`).
 
-A node is *active* when healthy, not draining, not gone and its disk is not
-above the high watermark; it *takes new copies* when active, not in
+A node is *active* when healthy, not draining, not stopping, not gone and its
+disk is not above the high watermark; it *takes new copies* when active, not in
 maintenance and its disk is below the low watermark; it is *eligible* when it
 takes new copies and is below its ``max_shards``. Rules:
 
@@ -25,19 +25,32 @@ takes new copies and is below its ``max_shards``. Rules:
 5. Copies on draining healthy nodes move to eligible nodes if there is room;
    so do copies on a node above the high disk watermark: the planner cannot
    predict disk use after a move, so it empties such a node like a drained
-   one, as far as there is room elsewhere.
+   one, as far as there is room elsewhere. A stopping node (it asked for a
+   hand-off before a planned stop) keeps its copies and leads nothing.
 6. Copies per node that takes new copies differ by at most 1 unless
    max_shards prevents it;
    primaries per active node holding copies likewise, balanced by choosing
-   another copy of a shard as primary, not by moving data. A shard's primary is
-   on an active copy whenever it has one.
+   another copy of a shard as primary (a planned hand-off), not by moving data.
+   A shard's primary is on an active copy whenever it has one. Given
+   ``in_sync``, a primary changes only to a copy in the shard's in-sync set
+   (one that has every acknowledged write), so balance goes as far as in-sync
+   copies allow, and a copy still catching up takes no primary until it is in
+   sync.
 7. max_shards is never exceeded by new copies; copies already above it move
    off when they can.
 8. Minimal movement: keep every copy the rules allow, move only what balance
    needs, most loaded to least loaded; ties break by node id, then shard id.
-   Planning the result again returns it unchanged.
+   A primary changes for balance only along a chain of shards that takes one
+   primary from a node to one leading at least two fewer, so every chain lowers
+   the sum of squared primaries per node and repeated planning converges
+   without handing a primary back and forth. Planning the result again returns
+   it unchanged (without ``max_handoffs``).
 9. Fresh placement spreads shards evenly (16 shards on 3 nodes: 6/5/5).
 10. A fresh shard's primary is the copy whose node has the fewest primaries.
+11. ``max_handoffs`` bounds how many primaries that could stay are changed for
+    balance in one plan (each hand-off pauses its shard's writes for about a
+    lease); the first chain is taken even when longer, so balance always
+    progresses. Primaries that must change (their node leaves) are not counted.
 Pinned copies (rule 3/4) are never trimmed, even when above rf.
 """
 
@@ -45,7 +58,7 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Collection, Mapping, Sequence
 
 HEALTHY = "healthy"
 # A node's disk level against the cluster's watermarks (torua.coordinator.capacity.disk_level).
@@ -65,11 +78,12 @@ class NodeView:
     max_shards: int | None = None  # None = unlimited
     maintenance: bool = False  # operator asked for no new copies here; it keeps what it holds
     disk: str = DISK_OK  # ok | above_low (no new copies) | above_high (copies move off)
+    stopping: bool = False  # asked for a hand-off of its primaries before a planned stop (SIGTERM)
 
 
 def is_active(v: NodeView) -> bool:
-    """May hold primaries and keep its copies: healthy, not leaving, disk not over the high mark."""
-    return v.status == HEALTHY and not v.draining and not v.gone and v.disk != DISK_ABOVE_HIGH
+    """May hold primaries and keep its copies: healthy, not leaving or stopping, disk not over the high mark."""
+    return v.status == HEALTHY and not v.draining and not v.stopping and not v.gone and v.disk != DISK_ABOVE_HIGH
 
 
 def takes_new_copies(v: NodeView) -> bool:
@@ -108,18 +122,41 @@ def moves_between(current: Placement, target: Placement) -> list[CopyMove]:
 
 
 def plan_placement(
-    current: Placement, nodes: Sequence[NodeView], num_shards: int, replication_factor: int = 1
+    current: Placement,
+    nodes: Sequence[NodeView],
+    num_shards: int,
+    replication_factor: int = 1,
+    *,
+    in_sync: Mapping[int, Collection[str]] | None = None,
+    max_handoffs: int | None = None,
 ) -> Placement:
-    """The target placement for `current` given the nodes; see the module rules."""
+    """The target placement for `current` given the nodes; see the module rules.
+
+    `in_sync` (shard -> its in-sync copies; a shard not in it: any copy may lead)
+    restricts which copies may take a primary over; `max_handoffs` bounds the
+    primaries changed for balance alone (rule 11; None: no bound).
+    """
     if replication_factor < 1 or num_shards < 0:
         raise ValueError("replication_factor must be >= 1 and num_shards >= 0")
-    return _Planner(current, nodes, num_shards, replication_factor).plan()
+    if max_handoffs is not None and max_handoffs < 1:
+        raise ValueError("max_handoffs must be >= 1 (or None)")
+    return _Planner(current, nodes, num_shards, replication_factor, in_sync, max_handoffs).plan()
 
 
 class _Planner:
     """Mutable working state for one plan; private so the API stays a pure function."""
 
-    def __init__(self, current: Placement, nodes: Sequence[NodeView], num_shards: int, rf: int) -> None:
+    def __init__(
+        self,
+        current: Placement,
+        nodes: Sequence[NodeView],
+        num_shards: int,
+        rf: int,
+        in_sync: Mapping[int, Collection[str]] | None = None,
+        max_handoffs: int | None = None,
+    ) -> None:
+        self.in_sync = {s: frozenset(copies) for s, copies in (in_sync or {}).items()}
+        self.max_handoffs = max_handoffs
         self.view: dict[str, NodeView] = {}
         for node in nodes:
             self.view.setdefault(node.id, node)
@@ -245,31 +282,50 @@ class _Planner:
             changed = True
         return changed
 
+    def _may_take_over(self, s: int, n: str, was: str | None) -> bool:
+        """May n lead shard s: it leads it now, or it has every acknowledged write (rule 6)."""
+        return n == was or s not in self.in_sync or n in self.in_sync[s]
+
     def _choose_primaries(self) -> dict[int, str]:
         """Keep primaries that may stay, give fresh/orphaned shards the least-loaded one, then balance."""
         primary: dict[int, str] = {}
         count: Counter[str] = Counter()
         candidates: dict[int, list[str]] = {}
+        kept: dict[int, str] = {}  # primaries that could stay: changing one is a hand-off for balance
         for s in self.shard_ids:
             copies = self.shards[s]
             if not copies:
                 continue
-            healthy = [n for n in copies if self.view[n].status == HEALTHY and not self.view[n].gone]
-            candidates[s] = [n for n in copies if self._is_active(n)] or healthy or [copies[0]]
             was = self.before[s][0] if self.before[s] else None
+            healthy = [n for n in copies if self.view[n].status == HEALTHY and not self.view[n].gone]
+            active = [n for n in copies if self._is_active(n)]
+            ready = [n for n in active if self._may_take_over(s, n, was)]
+            # With no ready copy the primary must still leave a leaving node: to a copy
+            # that is filling, which the executor promotes only once it is in sync.
+            candidates[s] = ready or active or healthy or [copies[0]]
             if was in candidates[s]:
-                primary[s] = was
+                primary[s] = kept[s] = was
                 count[was] += 1
         for s, cands in candidates.items():
             if s not in primary:
                 primary[s] = min(cands, key=lambda n: (count[n], n))
                 count[primary[s]] += 1
-        while self._shift_primaries(primary, count, candidates):
-            pass
+        while (chain := self._shift_chain(primary, count, candidates)) is not None:
+            if self.max_handoffs is not None:
+                used = sum(primary[s] != p for s, p in kept.items())
+                after = dict(primary) | dict(chain)
+                if used and sum(after[s] != p for s, p in kept.items()) > self.max_handoffs:
+                    break  # the rest waits for the next plan
+            count[primary[chain[0][0]]] -= 1
+            count[chain[-1][1]] += 1
+            primary.update(chain)
         return primary
 
-    def _shift_primaries(self, primary: dict[int, str], count: Counter[str], candidates: dict[int, list[str]]) -> bool:
-        """One augmenting path from a node to one with >= 2 fewer primaries; False if none."""
+    def _shift_chain(self, primary: dict[int, str], count: Counter[str], candidates: dict[int, list[str]]) -> list[tuple[int, str]] | None:
+        """A chain of (shard, new primary) steps taking one primary from the most loaded
+        node that can give one to the least loaded node it reaches, leading at least two
+        fewer (shortest chain, then node id); each step moves a shard's primary to one
+        of its candidates. None if there is no such chain."""
         by_node: dict[str, list[int]] = {}
         for s in sorted(primary):
             if self._is_active(primary[s]) and len(candidates[s]) > 1:
@@ -277,23 +333,27 @@ class _Planner:
         holders = [n for n in self.active if self.held[n]]
         for start in sorted(holders, key=lambda n: (-count[n], n)):
             parent: dict[str, tuple[str, int]] = {}
+            depth = {start: 0}
             queue = deque([start])
             while queue:
                 x = queue.popleft()
-                if count[x] <= count[start] - 2:
-                    count[start] -= 1
-                    count[x] += 1
-                    while x != start:  # walk back, shifting each shard's primary one step
-                        prev, s = parent[x]
-                        primary[s] = x
-                        x = prev
-                    return True
                 for s in by_node.get(x, []):
                     for y in sorted(candidates[s]):
-                        if y != start and y not in parent:
+                        if y not in depth:
                             parent[y] = (x, s)
+                            depth[y] = depth[x] + 1
                             queue.append(y)
-        return False
+            ends = [y for y in depth if count[y] <= count[start] - 2]
+            if not ends:
+                continue
+            x = min(ends, key=lambda y: (count[y], depth[y], y))
+            chain = []
+            while x != start:  # walk back: each shard's primary moves one step
+                prev, s = parent[x]
+                chain.append((s, x))
+                x = prev
+            return chain[::-1]
+        return None
 
     def plan(self) -> Placement:
         while self._fill() | self._relocate() | self._balance():

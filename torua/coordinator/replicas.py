@@ -12,8 +12,7 @@ import time
 from typing import TYPE_CHECKING
 
 from torua.coordinator import shardmap
-from torua.coordinator.placement import plan_placement
-from torua.coordinator.replica_plan import plan_replica_changes
+from torua.coordinator.replica_plan import plan_replica_changes, target_for
 from torua.protocol.messages import ShardCommand, ShardMap
 from torua.replication.promotion import choose_primary
 from torua.replication.rejoin import record_promotion
@@ -165,7 +164,7 @@ class ReplicaKeeper:
         self.c._next_reconcile = now + self.c.config.heartbeat_interval
         assert self.c.map is not None
         health = self.c.health()
-        target = plan_placement(shardmap.placement_of(self.c.map), self.c._node_views(), self.c.map.num_shards, self.c.map.replication_factor)
+        target = target_for(self.c.map, self.c._node_views(), max_handoffs=self.c.config.max_moves)
         changes = plan_replica_changes(self.c.map, target, health, self.c.config.max_moves)
         log.debug("reconcile: target %s -> %s", target, changes)
         if changes.empty():

@@ -70,6 +70,7 @@ class NodeRecord:
     maintenance: bool = False  # no new copies here (POST /nodes/maintenance)
     evacuating: bool = False  # every copy moves off (POST /nodes/{id}/evacuate)
     disk_level: str = DISK_OK  # as last judged, to notice a change
+    stopping_of: float | None = None  # started_at of the process that asked for a hand-off (SIGTERM)
     # shard -> heartbeats in a row that lacked a copy the map counts on here (copy_reports)
     missing_streaks: dict[int, int] = field(default_factory=dict)
 
@@ -404,6 +405,8 @@ class Coordinator:
                 max_shards=(n.heartbeat.max_shards if n.heartbeat else None) or None,
                 maintenance=n.maintenance,
                 disk=self.node_disk_level(n),
+                # the process that asked for a hand-off is stopping; a restarted one is not
+                stopping=n.stopping_of is not None and n.heartbeat is not None and n.heartbeat.started_at == n.stopping_of,
             )
             for n in self.nodes.values()
         ]
