@@ -33,6 +33,20 @@ def validate_key(key: object) -> str:
     return key
 
 
+def validate_prefix(prefix: object) -> str:
+    """A key prefix (for listing) follows the key rules except that it may be empty.
+
+    >>> validate_prefix("")
+    ''
+    """
+    if prefix == "":
+        return ""
+    try:
+        return validate_key(prefix)
+    except ToruaError as exc:
+        raise ToruaError("bad_request", exc.message.replace("key", "prefix", 1)) from None
+
+
 def shard_for_key(key: str, num_shards: int) -> int:
     """The shard a key (or graph vertex id) belongs to: murmur3 of its UTF-8 bytes, seed 0."""
     return mmh3.hash(key.encode("utf-8"), 0, signed=False) % num_shards

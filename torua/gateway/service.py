@@ -26,7 +26,7 @@ from torua.bus import connect
 from torua.cluster_health import cluster_health, node_state
 from torua.cluster_settings import describe as describe_settings
 from torua.config import GatewayConfig
-from torua.keys import MAX_KEY_BYTES, shard_for_key, validate_key
+from torua.keys import shard_for_key, validate_key, validate_prefix
 from torua.listing import MAX_LIMIT, list_keys
 from torua.metrics import GatewayMetrics, metrics_server
 from torua.protocol import subjects
@@ -201,12 +201,7 @@ class Gateway:
 
     async def kv_list(self, prefix: str = "", limit: int = 100, cursor: str | None = None) -> dict[str, Any]:
         """One page: ``{"keys", "next_cursor"}``. Keys are sorted within a shard, shards in order."""
-        try:
-            prefix_bytes = len(prefix.encode("utf-8")) if isinstance(prefix, str) else -1
-        except UnicodeEncodeError:
-            prefix_bytes = -1
-        if not 0 <= prefix_bytes <= MAX_KEY_BYTES:
-            raise ToruaError("bad_request", f"prefix must be UTF-8 text of at most {MAX_KEY_BYTES} bytes")
+        validate_prefix(prefix)  # a key's rules, but it may be empty
         if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_LIMIT:
             raise ToruaError("bad_request", f"limit must be an integer from 1 to {MAX_LIMIT}")
         if cursor is not None and not isinstance(cursor, str):
@@ -309,6 +304,9 @@ class Gateway:
             raise ToruaError("bad_request", "shard_id must be an integer")
         if not isinstance(node_id, str) or not node_id:
             raise ToruaError("bad_request", "node_id must be a non-empty string")
+        num_shards = (await self._map()).num_shards  # fixed when the cluster was created
+        if not 0 <= shard_id < num_shards:
+            raise ToruaError("unknown_shard", f"shard_id {shard_id} does not exist: shards are 0 to {num_shards - 1}")
         ack = await self._ask("assign", Ack, encode(AssignRequest(shard_id, node_id)))
         # The new map is also announced; reading it now lets a /shards right after see it.
         await self.maps.refresh()
@@ -357,10 +355,7 @@ class Gateway:
         applies, then tells the nodes); which healthy nodes applied them, which did not answer."""
         if not isinstance(changes, dict) or not all(isinstance(k, str) for k in changes):
             raise ToruaError("bad_request", "the body must be an object of setting names to values")
-        try:
-            payload = encode(SettingsChange(changes))
-        except (OverflowError, ValueError, TypeError):  # e.g. an integer msgpack cannot carry
-            raise ToruaError("bad_request", "a setting's value is out of range or of an unsupported type; nothing changed") from None
+        payload = encode(SettingsChange(changes))  # a value msgpack cannot carry is a bad_request naming it
         # The coordinator waits up to BROADCAST_TIMEOUT for the nodes' acks.
         config = await self._ask("config.set", ClusterConfig, payload, timeout=COORDINATOR_TIMEOUT + BROADCAST_TIMEOUT)
         return {"settings": config.settings, "revision": config.revision, "applied_by": config.applied_by, "missing": config.missing}
@@ -437,6 +432,7 @@ def _refusal(ack: Ack) -> ToruaError:
 async def run_gateway(config: GatewayConfig) -> None:
     """Serve the REST and NATS APIs until SIGINT or SIGTERM, then stop cleanly."""
     # Imported here: both front-ends import this module for `Gateway`.
+    from torua.gateway.connection import GatewayRunner
     from torua.gateway.http import make_app
     from torua.gateway.nats_api import NatsApi
 
@@ -453,7 +449,8 @@ async def run_gateway(config: GatewayConfig) -> None:
         await api.start()
         log.info("NATS API on %s.> (service torua %s, queue group %s) via %s", subjects.API, __version__, subjects.API_QUEUE, config.nats_url)
         if config.port:
-            runner = web.AppRunner(make_app(config, gateway), access_log=None, handle_signals=False)
+            # Each request's head must arrive within the request deadline (its body too: read_body).
+            runner = GatewayRunner(make_app(config, gateway), request_timeout=config.request_timeout, access_log=None, handle_signals=False)
             await runner.setup()
             await web.TCPSite(runner, config.host, config.port).start()
             log.info("REST API on http://%s:%d (OpenAPI at http://%s:%d/openapi.json)", config.host, config.port, config.host, config.port)

@@ -135,7 +135,7 @@ def check_plain(value: Any, where: str = "", depth: int = 0) -> None:
         raise _fail(where, f"{type(value).__name__} cannot be sent")
 
 
-def loads_json(data: bytes | str) -> Any:
+def loads_json(data: bytes | str, what: str = "the body") -> Any:
     """A JSON document a user sent, read strictly: `bad_request` unless it is valid
     JSON whose values pass `check_plain` (so no NaN, Infinity, 1e999, huge integers).
 
@@ -145,7 +145,7 @@ def loads_json(data: bytes | str) -> Any:
     try:
         value = json.loads(data)
     except (ValueError, UnicodeDecodeError, RecursionError):
-        raise ToruaError("bad_request", "the body is not valid JSON") from None
+        raise ToruaError("bad_request", f"{what} is not valid JSON") from None
     check_plain(value)
     return value
 
