@@ -101,6 +101,7 @@ def check_plain(value: Any, where: str = "", depth: int = 0) -> None:
     """Refuse (`bad_request`, naming the path, e.g. ``body.list[1]``) what msgpack or
     JSON cannot carry faithfully: integers outside `INT_MIN`..`INT_MAX`, non-finite
     numbers, text that is not UTF-8, nesting deeper than `MAX_DEPTH`, other types.
+    The error's `fields` names the path too, as the coordinator names bad settings.
 
     >>> check_plain({"shard_id": 2**64}, "body")
     Traceback (most recent call last):
@@ -112,18 +113,18 @@ def check_plain(value: Any, where: str = "", depth: int = 0) -> None:
         if not INT_MIN <= value <= INT_MAX:
             digits = str(value)
             shown = digits if len(digits) <= 40 else f"{digits[:20]}...({len(digits)} digits)"
-            raise _fail(where, f"integer {shown} is out of range (-2**63 to 2**64-1)")
+            raise _refuse(where, f"integer {shown} is out of range (-2**63 to 2**64-1)")
     elif isinstance(value, float):
         if not math.isfinite(value):
-            raise _fail(where, "numbers must be finite (NaN and Infinity are not JSON)")
+            raise _refuse(where, "numbers must be finite (NaN and Infinity are not JSON)")
     elif isinstance(value, str):
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
-            raise _fail(where, "text must be valid UTF-8 (a lone surrogate such as \\ud800 is not)") from None
+            raise _refuse(where, "text must be valid UTF-8 (a lone surrogate such as \\ud800 is not)") from None
     elif isinstance(value, (list, tuple, dict)):
         if depth >= MAX_DEPTH:
-            raise _fail(where, f"nested more than {MAX_DEPTH} levels deep")
+            raise _refuse(where, f"nested more than {MAX_DEPTH} levels deep")
         if isinstance(value, dict):
             for k, v in value.items():
                 check_plain(k, where, depth + 1)
@@ -132,7 +133,14 @@ def check_plain(value: Any, where: str = "", depth: int = 0) -> None:
             for i, v in enumerate(value):
                 check_plain(v, f"{where}[{i}]", depth + 1)
     else:
-        raise _fail(where, f"{type(value).__name__} cannot be sent")
+        raise _refuse(where, f"{type(value).__name__} cannot be sent")
+
+
+def _refuse(where: str, what: str) -> ToruaError:
+    error = _fail(where, what)
+    if where:
+        error.fields = {where: what}
+    return error
 
 
 def loads_json(data: bytes | str, what: str = "the body") -> Any:
