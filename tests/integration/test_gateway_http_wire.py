@@ -26,23 +26,30 @@ PATIENCE = DEADLINE + 10
 
 
 @pytest.fixture(scope="module")
-def gateway(module_group) -> tuple[str, int]:
+def ports(module_group) -> dict[str, int]:
+    """{"rest": port, "metrics": port} of one gateway with a 1 s request deadline."""
     _, nats_url = start_nats(module_group)
-    port = free_port()
+    ports = {"rest": free_port(), "metrics": free_port()}
     argv = torua_command() + [
-        "gateway", "--port", str(port), "--request-timeout", str(DEADLINE), "--nats-url", nats_url, "--log-level", "info",
+        "gateway", "--port", str(ports["rest"]), "--metrics-port", str(ports["metrics"]), "--request-timeout", str(DEADLINE),
+        "--nats-url", nats_url, "--log-level", "info",
     ]
     proc = module_group.start("gateway-wire", argv)
 
     def answers() -> bool:
         import urllib.request
 
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as resp:
+        with urllib.request.urlopen(f"http://127.0.0.1:{ports['rest']}/health", timeout=2) as resp:
             return resp.status == 200
 
     wait_until(lambda: not proc.alive() or answers(), 20, "the gateway to answer")
     assert proc.alive(), proc.log()
-    return "127.0.0.1", port
+    return ports
+
+
+@pytest.fixture(scope="module")
+def gateway(ports) -> tuple[str, int]:
+    return "127.0.0.1", ports["rest"]
 
 
 @dataclass
@@ -203,9 +210,11 @@ async def test_a_body_shorter_than_its_content_length_is_cut_off_with_a_408(gate
         assert await client.closed()
 
 
+@pytest.mark.parametrize("port", ["rest", "metrics"])
 @pytest.mark.parametrize("slowly", [True, False], ids=["headers-dribbled", "head-stops-half-way"])
-async def test_headers_that_do_not_arrive_in_time_are_cut_off_with_a_408(gateway, slowly):
-    async with RawClient(gateway) as client:
+async def test_headers_that_do_not_arrive_in_time_are_cut_off_with_a_408(ports, port, slowly):
+    """On the metrics port too (every process has one; its deadline is 5 s)."""
+    async with RawClient(("127.0.0.1", ports[port])) as client:
         await client.send(b"GET /health HTTP/1.1\r\n" + HOST)
         slow = asyncio.create_task(client.dribble(b"X-Slow: 1\r\n", 0.1, 1000)) if slowly else None
         try:

@@ -172,8 +172,9 @@ class Gateway:
         except NatsError as exc:  # connection closed or reconnecting: the router could not even ask
             raise ToruaError("unavailable", f"NATS: {exc or type(exc).__name__}", retry_after=RETRY_AFTER_SECONDS) from None
         if not reply.ok:
-            # Non-retryable node errors (bad_request, ...) reach the user as they are.
-            raise ToruaError(reply.error_code or "internal", reply.error_message or "the node refused the request")
+            # Non-retryable node errors (bad_request, ...) reach the user as they are; a node's bug does not.
+            code = reply.error_code or "internal"
+            raise ToruaError(code, peer_message(code, reply.error_message, f"shard {shard}'s node") or "the node refused the request")
         return reply
 
     async def kv_get(self, key: str, consistency: str = "strong") -> tuple[bytes, str]:
@@ -419,14 +420,25 @@ def rebalance_view(r: RebalanceReply, dry_run: bool) -> dict[str, Any]:
 def broadcast_reply_view(r: BroadcastReply) -> dict[str, Any]:
     out: dict[str, Any] = {"node_id": r.node_id, "ok": r.ok, "kind": r.kind, "detail": r.detail}
     if not r.ok:
-        out["error"] = {"code": r.error_code or "internal", "message": r.error_message}
+        code = r.error_code or "internal"
+        out["error"] = {"code": code, "message": peer_message(code, r.error_message, f"node {r.node_id}")}
     return out
+
+
+def peer_message(code: str, message: str | None, peer: str) -> str | None:
+    """What a user may read of a peer's refusal: all of it, except for a bug's
+    (``internal``: an exception's text, paths and all), which only the logs get."""
+    if code != "internal":
+        return message
+    log.warning("%s failed: %s", peer, message)
+    return f"internal error on {peer}; see its log"
 
 
 def _refusal(ack: Ack) -> ToruaError:
     code = ack.error_code or "internal"
     retry = RETRY_AFTER_SECONDS if code in ("unavailable", "no_coordinator") else None
-    return ToruaError(code, ack.error_message or f"the coordinator refused: {code}", retry_after=retry, fields=ack.detail)
+    message = peer_message(code, ack.error_message, "the coordinator") or f"the coordinator refused: {code}"
+    return ToruaError(code, message, retry_after=retry, fields=ack.detail if code != "internal" else None)
 
 
 async def run_gateway(config: GatewayConfig) -> None:
