@@ -28,7 +28,7 @@ async def nc(shared_cluster):
 async def call(nc, endpoint: str, body, as_json: bool = True) -> tuple[dict, tuple[str, int] | None]:
     """One request as any NATS client sends it: (decoded reply, (error code, status) or None).
 
-    An error reply is exactly ``{"error": {"code", "message"}}``, in the request's encoding,
+    An error reply is exactly ``{"error": {"code", "message", "fields"?}}``, in the request's encoding,
     with the service error headers saying the same."""
     if isinstance(body, bytes):
         data = body
@@ -41,7 +41,7 @@ async def call(nc, endpoint: str, body, as_json: bool = True) -> tuple[dict, tup
     if "Nats-Service-Error-Code" not in headers:
         assert "error" not in reply, reply
         return reply, None
-    assert set(reply) == {"error"} and set(reply["error"]) == {"code", "message"}, reply
+    assert set(reply) == {"error"} and {"code", "message"} <= set(reply["error"]) <= {"code", "message", "fields"}, reply
     code, message = reply["error"]["code"], reply["error"]["message"]
     assert message and headers["Nats-Service-Error"] == " ".join(message.split())
     return reply, (code, int(headers["Nats-Service-Error-Code"]))

@@ -152,9 +152,10 @@ def _raw_target(request: web.Request) -> str:
     raw = request.raw_path
     if raw.startswith("/") or "://" not in raw:
         return raw
-    # An absolute-form request target ("PUT http://host/data/k HTTP/1.1") is legal HTTP.
+    # An absolute-form request target ("PUT http://host/data/k HTTP/1.1") is legal HTTP;
+    # a fragment in it is kept, so that it is refused like a raw '#' in a path.
     parts = urlsplit(raw)
-    return parts.path + (f"?{parts.query}" if parts.query else "")
+    return parts.path + (f"?{parts.query}" if parts.query else "") + (f"#{parts.fragment}" if parts.fragment else "")
 
 
 def _raw_path(request: web.Request) -> str:
@@ -178,8 +179,10 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     except TimeoutError:
         got = f"{len(body)} of {request.content_length}" if request.content_length is not None else f"{len(body)}"
         raise ToruaError("request_timeout", f"the body did not arrive within {deadline:g} s ({got} bytes came)") from None
-    except web.RequestPayloadError as exc:  # e.g. a malformed chunk; the client is usually gone
+    except web.RequestPayloadError as exc:  # e.g. a malformed chunk (GatewayProtocol._refuse_body)
         raise ToruaError("bad_request", f"malformed request body: {str(exc).splitlines()[0][:200] if str(exc) else 'unreadable'}") from None
+    except ConnectionError:  # the client went away mid-body: nobody to answer, nothing to log as a bug
+        raise ToruaError("bad_request", "the connection closed before the body was complete") from None
     return bytes(body)
 
 
