@@ -9,9 +9,12 @@ values are served inert. (Below the handlers, from a raw socket: test_gateway_ht
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import json
 import os
+import socket
+from pathlib import Path
 from urllib.parse import quote
 
 import aiohttp
@@ -458,3 +461,34 @@ async def test_the_same_origin_and_clients_that_are_not_browsers_may_change_thin
     for headers in ({"Origin": base}, {"Sec-Fetch-Site": "same-origin"}, {"Sec-Fetch-Site": "none"}, {}):
         assert (await http.delete(base + "/nodes/n3/drain", headers=headers)).status == 200  # undrain: changes nothing here
         assert (await http.get(base + "/health", headers={"Origin": "http://evil.example"})).status == 200  # reading is not guarded
+
+
+async def test_a_response_the_client_does_not_read_is_dropped_after_the_deadline(shared_cluster, http):
+    """A reader that never reads cannot hold a connection, and the value, forever: after the
+    request deadline (5 s here) the gateway drops it. The kernel buffers some of the 8 MiB
+    (up to tcp_wmem's maximum on the gateway's side); the rest never leaves the gateway."""
+    kernel_max = int(Path("/proc/sys/net/ipv4/tcp_wmem").read_text().split()[2]) if Path("/proc/sys/net/ipv4/tcp_wmem").exists() else 4 << 20
+    value = os.urandom(8 << 20)
+    if kernel_max + (1 << 20) >= len(value):
+        pytest.skip(f"the kernel could buffer the whole value (tcp_wmem max {kernel_max})")
+    assert (await http.put(shared_cluster.url + "/data/slow-reader/big", data=value)).status == 204
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: no window scaling up
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", shared_cluster.http_port))
+    reader, writer = await asyncio.open_connection(sock=sock)
+    try:
+        writer.write(b"GET /data/slow-reader/big HTTP/1.1\r\nHost: slow.test\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(5 + 3)  # the slow reader: nothing read for longer than the deadline
+        received = 0
+        try:
+            async with asyncio.timeout(30):
+                while chunk := await reader.read(1 << 20):
+                    received += len(chunk)
+        except (ConnectionError, OSError):
+            pass  # dropped: a reset, as aiohttp's abort does
+        assert received < len(value), "the whole response arrived: the gateway waited for the slow reader"
+    finally:
+        writer.close()
+    assert (await http.get(shared_cluster.url + "/health")).status == 200

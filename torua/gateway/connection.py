@@ -10,7 +10,9 @@
   sends it slowly, or stops half-way, gets a 408 ``request_timeout`` and the
   connection is closed. (aiohttp itself only closes a connection on which no
   complete request arrives for ``keepalive_timeout``.) A body's deadline is the
-  handler's business (`torua.gateway.http.read_body`).
+  handler's business (`torua.gateway.http.read_body`). A response the client
+  does not read within the same deadline is dropped with its connection (aiohttp
+  would wait for it forever, holding the whole value in memory).
 
 `GatewayRunner` is `aiohttp.web.AppRunner` serving such connections.
 """
@@ -50,11 +52,11 @@ def raw_error_response(status: int, reason: str, code: str, message: str) -> byt
 
 
 class GatewayProtocol(RequestHandler):
-    """aiohttp's RequestHandler with JSON errors and a deadline on each request head."""
+    """aiohttp's RequestHandler with JSON errors and a deadline on each request head and each response."""
 
-    def __init__(self, manager: web.Server, *, head_timeout: float, **kwargs: Any) -> None:
+    def __init__(self, manager: web.Server, *, deadline: float, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
-        self._head_timeout = head_timeout
+        self._deadline = deadline
         self._head_timer: asyncio.TimerHandle | None = None
         self._last_payload: Any = None  # the body stream of the last request whose head arrived
         self._first_line = bytearray()  # the start of the head being read, to describe a refusal
@@ -78,7 +80,7 @@ class GatewayProtocol(RequestHandler):
             elif self._messages:
                 self._last_payload = self._messages[-1][1]
         elif data and between_requests and self._head_timer is None and self.transport is not None:
-            self._head_timer = self._loop.call_later(self._head_timeout, self._head_timed_out)
+            self._head_timer = self._loop.call_later(self._deadline, self._head_timed_out)
 
     def _refuse_body(self, refusal: Any) -> None:
         """The parser refused the body of the request being handled (e.g. a malformed
@@ -113,12 +115,24 @@ class GatewayProtocol(RequestHandler):
             return
         if self._request_in_progress or self._messages:
             # A pipelined head behind a request still being answered: its answer goes first.
-            self._head_timer = self._loop.call_later(self._head_timeout, self._head_timed_out)
+            self._head_timer = self._loop.call_later(self._deadline, self._head_timed_out)
             return
-        log.info("closing a connection whose request head did not arrive within %.1f s", self._head_timeout)
-        message = f"the request's headers did not arrive within {self._head_timeout:g} s"
+        log.info("closing a connection whose request head did not arrive within %.1f s", self._deadline)
+        message = f"the request's headers did not arrive within {self._deadline:g} s"
         self.transport.write(raw_error_response(408, "Request Timeout", "request_timeout", message))
         self.force_close()  # closes once the answer is written
+
+    async def finish_response(self, request: BaseRequest, resp: web.StreamResponse, start_time: float | None) -> tuple[web.StreamResponse, bool]:
+        """Send the response, within the deadline: a client that does not read it is cut off."""
+        try:
+            async with asyncio.timeout(self._deadline):
+                return await super().finish_response(request, resp, start_time)
+        except TimeoutError:
+            log.info("dropping a connection that did not read its response within %.1f s", self._deadline)
+            if self.transport is not None:
+                self.transport.abort()  # close() would wait to flush what the client does not read
+            self.force_close()
+            return resp, True  # as aiohttp reports a client gone mid-response
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._head_done()
@@ -148,12 +162,12 @@ class GatewayProtocol(RequestHandler):
 class GatewayServer(web.Server):
     """Makes a `GatewayProtocol` for each connection."""
 
-    def __init__(self, *args: Any, head_timeout: float, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, deadline: float, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.head_timeout = head_timeout
+        self.deadline = deadline
 
     def __call__(self) -> RequestHandler:
-        return GatewayProtocol(self, loop=self._loop, head_timeout=self.head_timeout, **self._kwargs)
+        return GatewayProtocol(self, loop=self._loop, deadline=self.deadline, **self._kwargs)
 
 
 class GatewayRunner(web.AppRunner):
@@ -166,7 +180,7 @@ class GatewayRunner(web.AppRunner):
         kwargs.setdefault("keepalive_timeout", IDLE_TIMEOUT)
         kwargs.setdefault("lingering_time", request_timeout)
         super().__init__(app, **kwargs)
-        self._head_timeout = request_timeout
+        self._deadline = request_timeout
 
     async def _make_server(self) -> web.Server:
         plain = await super()._make_server()  # starts the app; its Server is then rebuilt as ours
@@ -175,6 +189,6 @@ class GatewayRunner(web.AppRunner):
             request_factory=plain.request_factory,
             handler_cancellation=plain.handler_cancellation,
             loop=plain._loop,
-            head_timeout=self._head_timeout,
+            deadline=self._deadline,
             **plain._kwargs,
         )
