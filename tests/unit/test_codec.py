@@ -124,6 +124,8 @@ def test_the_64_bit_edges_still_encode():
         (b'{"a": 1e999}', "a: numbers must be finite"),
         (b'{"node": "\\ud800"}', "node: text must be valid UTF-8"),
         (b'{"\\udcff": 1}', "text must be valid UTF-8"),
+        (b'{"body": {"a\\u0000b.c": NaN}}', "body['a\\x00b.c']: numbers must be finite"),
+        (b'{"body": {"": [NaN]}}', "body[''][0]: numbers must be finite"),
         (b'{"x": ' * 101 + b"1" + b"}" * 101, "x.x.x"),
         (b"[" * 100000 + b"]" * 100000, "the body is not valid JSON"),
         (b"{not json", "the body is not valid JSON"),

@@ -323,8 +323,8 @@ class NatsApi:
             if error is None:
                 await request.respond(payload, headers=headers)
             else:
-                # A header value must be one line.
-                description = " ".join(error.message.split()) or error.code
+                # A header value must be one line of printable text.
+                description = "".join(c if c.isprintable() else "?" for c in " ".join(error.message.split())) or error.code
                 await request.respond_error(str(error.http_status), description, data=payload, headers=headers)
         except Exception as exc:  # no reply subject (a plain publish) or the connection is gone
             log.debug("could not answer %s: %s", request.subject, exc)

@@ -128,12 +128,19 @@ def check_plain(value: Any, where: str = "", depth: int = 0) -> None:
         if isinstance(value, dict):
             for k, v in value.items():
                 check_plain(k, where, depth + 1)
-                check_plain(v, f"{where}.{k}" if where else str(k), depth + 1)
+                check_plain(v, _member(where, k), depth + 1)
         else:
             for i, v in enumerate(value):
                 check_plain(v, f"{where}[{i}]", depth + 1)
     else:
         raise _refuse(where, f"{type(value).__name__} cannot be sent")
+
+
+def _member(where: str, key: Any) -> str:
+    """The path of `where`'s member `key`: ``body.n``, or ``body['a b']`` for a key that is not a plain name."""
+    if isinstance(key, str) and key and key.isprintable() and not any(c in key for c in " .[]'\""):
+        return f"{where}.{key}" if where else key
+    return f"{where}[{key!r}]"
 
 
 def _refuse(where: str, what: str) -> ToruaError:
