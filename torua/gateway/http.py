@@ -112,8 +112,7 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
         headers = {}
         if exc.status == 404 and request.method == hdrs.METH_CONNECT:
             # aiohttp reads CONNECT's target as host:port, so no route ever matches it
-            code, message, headers = "method_not_allowed", "CONNECT is not allowed: this is not a proxy", {"Allow": SERVED_METHODS}
-            return error_response(code, message, status=405, headers=headers)
+            return error_response("method_not_allowed", "CONNECT is not allowed: this is not a proxy", headers={"Allow": SERVED_METHODS})
         if exc.status == 404 and not _raw_target(request).startswith("/"):
             return error_response("bad_request", f"the request target must be a path, not {request.raw_path[:100]!r}")
         if exc.status == 404 and "#" in request.raw_path:  # aiohttp routed on the path before the '#'

@@ -26,6 +26,7 @@ from torua.bus import connect
 from torua.cluster_health import cluster_health, node_state
 from torua.cluster_settings import describe as describe_settings
 from torua.config import GatewayConfig
+from torua.gateway.connection import GatewayRunner
 from torua.keys import shard_for_key, validate_key, validate_prefix
 from torua.listing import MAX_LIMIT, list_keys
 from torua.metrics import GatewayMetrics, metrics_server
@@ -444,7 +445,6 @@ def _refusal(ack: Ack) -> ToruaError:
 async def run_gateway(config: GatewayConfig) -> None:
     """Serve the REST and NATS APIs until SIGINT or SIGTERM, then stop cleanly."""
     # Imported here: both front-ends import this module for `Gateway`.
-    from torua.gateway.connection import GatewayRunner
     from torua.gateway.http import make_app
     from torua.gateway.nats_api import NatsApi
 
