@@ -155,7 +155,7 @@ class CoordinatorConfig(Common):
 class GatewayConfig(Common):
     host: str = field(default="127.0.0.1", metadata={"help": "HTTP listen address"})
     port: int = field(default=8080, metadata={"help": "HTTP port (0 = none, NATS API only)"})
-    request_timeout: float = field(default=5.0, metadata={"help": "seconds a request may take, retries included, before 504"})
+    request_timeout: float = field(default=5.0, metadata={"help": "seconds a request may take, retries included, before 504; also how long its headers, then its body, may take to arrive (408)"})
     max_value_bytes: int = field(default=DEFAULT_MAX_VALUE_BYTES, metadata={"help": f"largest value accepted, 1 to {MAX_VALUE_BYTES_CEILING} (413 above it, before any node is asked); must fit the NATS server's max_payload"})
 
     def validate(self) -> None:

@@ -9,6 +9,6 @@ they are re-exported here, where older code imports them from.
 
 from __future__ import annotations
 
-from torua.kv_rules import MAX_KEY_BYTES, shard_for_key, validate_key
+from torua.kv_rules import MAX_KEY_BYTES, shard_for_key, validate_key, validate_prefix
 
-__all__ = ["MAX_KEY_BYTES", "shard_for_key", "validate_key"]
+__all__ = ["MAX_KEY_BYTES", "shard_for_key", "validate_key", "validate_prefix"]

@@ -55,14 +55,17 @@ def validate_key(key: object) -> str:
 
 
 def validate_prefix(prefix: object) -> str:
-    """A listing's prefix: UTF-8 text of at most 1024 bytes (empty lists everything)."""
+    """A listing's prefix follows the key rules except that it may be empty (lists everything).
+
+    >>> validate_prefix("")
+    ''
+    """
+    if prefix == "":
+        return ""
     try:
-        size = len(prefix.encode("utf-8")) if isinstance(prefix, str) else -1
-    except UnicodeEncodeError:
-        size = -1
-    if not 0 <= size <= MAX_KEY_BYTES:
-        raise ToruaError("bad_request", f"prefix must be UTF-8 text of at most {MAX_KEY_BYTES} bytes")
-    return prefix  # type: ignore[return-value]
+        return validate_key(prefix)
+    except ToruaError as exc:
+        raise ToruaError("bad_request", exc.message.replace("key", "prefix", 1)) from None
 
 
 def validate_value(value: object, max_value_bytes: int) -> bytes:

@@ -22,6 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from torua import __version__
+from torua.gateway.connection import GatewayRunner  # the gateway's HTTP hardening: JSON parser errors, head deadline
 
 if TYPE_CHECKING:
     from torua.coordinator.election import CoordinatorProcess
@@ -225,13 +226,17 @@ def metrics_app(registry: CollectorRegistry) -> web.Application:
     return app
 
 
+# A scrape's request head must arrive within this (a slow client cannot hold the port's connections).
+METRICS_REQUEST_TIMEOUT = 5.0
+
+
 @asynccontextmanager
 async def metrics_server(registry: CollectorRegistry, host: str, port: int) -> AsyncIterator[None]:
     """Serve ``http://host:port/metrics`` for the duration; nothing when `port` is 0."""
     if not port:
         yield
         return
-    runner = web.AppRunner(metrics_app(registry), access_log=None, handle_signals=False)
+    runner = GatewayRunner(metrics_app(registry), request_timeout=METRICS_REQUEST_TIMEOUT, access_log=None, handle_signals=False)
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port).start()

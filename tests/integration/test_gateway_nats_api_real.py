@@ -28,7 +28,7 @@ async def nc(shared_cluster):
 async def call(nc, endpoint: str, body, as_json: bool = True) -> tuple[dict, tuple[str, int] | None]:
     """One request as any NATS client sends it: (decoded reply, (error code, status) or None).
 
-    An error reply is exactly ``{"error": {"code", "message"}}``, in the request's encoding,
+    An error reply is exactly ``{"error": {"code", "message", "fields"?}}``, in the request's encoding,
     with the service error headers saying the same."""
     if isinstance(body, bytes):
         data = body
@@ -41,7 +41,7 @@ async def call(nc, endpoint: str, body, as_json: bool = True) -> tuple[dict, tup
     if "Nats-Service-Error-Code" not in headers:
         assert "error" not in reply, reply
         return reply, None
-    assert set(reply) == {"error"} and set(reply["error"]) == {"code", "message"}, reply
+    assert set(reply) == {"error"} and {"code", "message"} <= set(reply["error"]) <= {"code", "message", "fields"}, reply
     code, message = reply["error"]["code"], reply["error"]["message"]
     assert message and headers["Nats-Service-Error"] == " ".join(message.split())
     return reply, (code, int(headers["Nats-Service-Error-Code"]))
@@ -87,6 +87,22 @@ async def test_json_and_msgpack_round_trips(nc):
         ("kv.list", {"cursor": "garbage!"}, "bad_request"),
         ("kv.list", {"prefix": 3}, "bad_request"),
         ("cluster.info", {"verbose": True}, "bad_request"),
+        # the prefix follows the key rules (it may be empty)
+        ("kv.list", {"prefix": "a\u0000"}, "bad_request"),
+        ("kv.list", {"prefix": "p" * 1025}, "bad_request"),
+        # values the wire cannot carry (the first used to be a 500), shard ids outside 0..num_shards-1
+        ("cluster.assign", b'{"shard_id": 99999999999999999999, "node_id": "n1"}', "bad_request"),
+        ("cluster.assign", {"shard_id": -1, "node_id": "n1"}, "unknown_shard"),
+        ("cluster.assign", {"shard_id": 2**64 - 1, "node_id": "n1"}, "unknown_shard"),
+        ("cluster.assign", b'{"shard_id": 1, "node_id": "\\ud800"}', "bad_request"),
+        ("cluster.explain", {"shard": 2**64 - 1}, "bad_request"),
+        ("cluster.drain", b'{"node": "\\ud800"}', "bad_request"),
+        ("cluster.maintenance", b'{"nodes": ["\\ud800"], "maintenance": true}', "bad_request"),
+        ("cluster.broadcast", b'{"kind": "ping", "body": {"n": NaN}}', "bad_request"),
+        ("cluster.broadcast", b'{"kind": "ping", "body": {"n": 18446744073709551616}}', "bad_request"),
+        ("cluster.config.set", b'{"max_moves": 99999999999999999999}', "bad_request"),
+        ("cluster.config.set", b'{"heartbeat_interval": 1e999}', "bad_request"),
+        ("kv.list", b'{"limit": 1e999}', "bad_request"),
     ],
     ids=lambda v: v if isinstance(v, str) and len(v) < 40 else None,
 )
@@ -94,13 +110,16 @@ async def test_errors_change_nothing(shared_cluster, nc, endpoint, body, code):
     before = shared_cluster.all_keys()
     reply, error = await call(nc, endpoint, body)
     assert error is not None and error[0] == code, reply
-    assert error[1] == {"bad_request": 400, "value_too_large": 413}[code]
+    assert error[1] == {"bad_request": 400, "unknown_shard": 404, "value_too_large": 413}[code]
     assert shared_cluster.all_keys() == before
 
 
 async def test_msgpack_errors_come_back_as_msgpack(nc):
     reply, error = await call(nc, "kv.get", b"\xc1\xc1\xc1", as_json=False)
     assert reply["error"]["code"] == "bad_request" and error == ("bad_request", 400)
+    # msgpack carries NaN, JSON does not: refused alike, naming the field
+    reply, error = await call(nc, "cluster.broadcast", {"kind": "ping", "body": {"n": [0, float("nan")]}}, as_json=False)
+    assert error == ("bad_request", 400) and reply["error"]["message"].startswith("body.n[1]: numbers must be finite")
 
 
 async def test_cluster_calls(shared_cluster, nc):

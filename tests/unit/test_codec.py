@@ -3,15 +3,21 @@ import json
 import msgpack
 import pytest
 
-from torua.protocol.codec import PROTOCOL_VERSION, decode, encode, encode_json, from_dict
+from torua.protocol.codec import INT_MAX, INT_MIN, PROTOCOL_VERSION, check_plain, decode, encode, encode_json, from_dict, loads_json
 from torua.protocol.errors import ToruaError
 from torua.protocol.messages import (
+    AssignRequest,
     Assignment,
     AssignedShard,
+    BroadcastMessage,
+    ExplainRequest,
     Heartbeat,
     KvReply,
     KvRequest,
     LogChunk,
+    MaintenanceRequest,
+    NodeRequest,
+    SettingsChange,
     ShardEntry,
     ShardMap,
     ShardReport,
@@ -69,3 +75,78 @@ def test_nested_garbage_is_refused():
     data = msgpack.packb({"v": 1, "epoch": 1, "num_shards": 1, "shards": [{"shard_id": "x"}]})
     with pytest.raises(ToruaError):
         decode(ShardMap, data)
+
+
+def _nested(depth: int) -> dict:
+    out: dict = {}
+    for _ in range(depth):
+        out = {"x": out}
+    return out
+
+
+# Values msgpack cannot carry: whoever built the message from user data learns which field.
+UNCARRIABLE = [
+    (AssignRequest(99999999999999999999, "n1"), "AssignRequest.shard_id: integer 99999999999999999999 is out of range"),
+    (AssignRequest(-(1 << 63) - 1, "n1"), "AssignRequest.shard_id: integer -9223372036854775809 is out of range"),
+    (ExplainRequest(1 << 64), "ExplainRequest.shard_id: integer"),
+    (SettingsChange({"max_moves": 1 << 64}), "SettingsChange.changes.max_moves: integer"),
+    (SettingsChange({"a": {"b": [1, -(1 << 70)]}}), "SettingsChange.changes.a.b[1]: integer"),
+    (NodeRequest("\ud800", "drain"), "NodeRequest.node_id: text must be valid UTF-8"),
+    (MaintenanceRequest(["n1", "n\udcff"], True), "MaintenanceRequest.nodes[1]: text must be valid UTF-8"),
+    (BroadcastMessage("ping", _nested(2000)), "BroadcastMessage.body.x.x.x"),
+    (BroadcastMessage("ping", {"f": object()}), "BroadcastMessage.body.f: object cannot be sent"),
+]
+
+
+@pytest.mark.parametrize("msg,message", UNCARRIABLE, ids=lambda v: None if isinstance(v, str) else type(v).__name__)
+def test_values_msgpack_cannot_carry_are_bad_requests_naming_the_field(msg, message):
+    with pytest.raises(ToruaError) as err:
+        encode(msg)
+    assert err.value.code == "bad_request"
+    assert err.value.message.startswith(message), err.value.message
+
+
+def test_the_64_bit_edges_still_encode():
+    for shard in (INT_MIN, INT_MAX, 0):
+        assert decode(AssignRequest, encode(AssignRequest(shard, "n1"))).shard_id == shard
+
+
+# User data (a JSON or msgpack body) is checked once, where it comes in, with the path of what is wrong.
+@pytest.mark.parametrize(
+    "data,message",
+    [
+        (b'{"shard_id": 99999999999999999999}', "shard_id: integer 99999999999999999999 is out of range"),
+        (b'{"shard_id": -9223372036854775809}', "shard_id: integer"),
+        (b'{"body": {"list": [0, 18446744073709551616]}}', "body.list[1]: integer"),
+        (b'{"heartbeat_interval": NaN}', "heartbeat_interval: numbers must be finite"),
+        (b'{"a": Infinity}', "a: numbers must be finite"),
+        (b'{"a": -Infinity}', "a: numbers must be finite"),
+        (b'{"a": 1e999}', "a: numbers must be finite"),
+        (b'{"node": "\\ud800"}', "node: text must be valid UTF-8"),
+        (b'{"\\udcff": 1}', "text must be valid UTF-8"),
+        (b'{"body": {"a\\u0000b.c": NaN}}', "body['a\\x00b.c']: numbers must be finite"),
+        (b'{"body": {"": [NaN]}}', "body[''][0]: numbers must be finite"),
+        (b'{"x": ' * 101 + b"1" + b"}" * 101, "x.x.x"),
+        (b"[" * 100000 + b"]" * 100000, "the body is not valid JSON"),
+        (b"{not json", "the body is not valid JSON"),
+        (b"\xff\xfe{}", "the body is not valid JSON"),
+    ],
+)
+def test_user_json_is_refused_naming_what_is_wrong(data, message):
+    with pytest.raises(ToruaError) as err:
+        loads_json(data)
+    assert err.value.code == "bad_request"
+    assert err.value.message.startswith(message), err.value.message
+
+
+def test_user_json_within_the_limits_is_read_as_it_is():
+    text = b'{"a": [18446744073709551615, -9223372036854775808, 1.5e308, "\\u00e9"], "b": null, "c": true}'
+    assert loads_json(text) == {"a": [(1 << 64) - 1, -(1 << 63), 1.5e308, "é"], "b": None, "c": True}
+    assert loads_json(b'{"x": ' * 99 + b"1" + b"}" * 99) is not None
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 1 << 64, "\ud800", _nested(101), {1: object()}], ids=repr)
+def test_check_plain_refuses_what_the_wire_cannot_carry(value):
+    with pytest.raises(ToruaError) as err:
+        check_plain(value, "body")
+    assert err.value.code == "bad_request" and err.value.message.startswith("body")

@@ -43,12 +43,26 @@ def test_wants_json(headers, expected):
         (b"\xa2\xff\xfe", False),  # a msgpack str that is not UTF-8
         (msgpack.packb({1: "a"}), False),  # non-string map keys
         (b'{"key": "a"}', False),  # JSON without the header is read as msgpack
+        # values the wire cannot carry, in either encoding
+        (b'{"shard_id": 99999999999999999999}', True),
+        (b'{"body": {"a": [1, NaN]}}', True),
+        (b'{"limit": 1e999}', True),
+        (b'{"node": "\\ud800"}', True),
+        (msgpack.packb({"body": {"a": float("nan")}}), False),
+        (msgpack.packb({"body": {"a": float("-inf")}}), False),
     ],
 )
 def test_bad_payloads(data, as_json):
     with pytest.raises(ToruaError) as err:
         parse_payload(data, as_json)
     assert err.value.code == "bad_request"
+
+
+def test_a_value_the_wire_cannot_carry_is_named():
+    with pytest.raises(ToruaError, match=r"^bad_request: shard_id: integer 99999999999999999999 is out of range"):
+        parse_payload(b'{"shard_id": 99999999999999999999, "node_id": "n1"}', True)
+    with pytest.raises(ToruaError, match=r"^bad_request: body\.a\[1\]: numbers must be finite"):
+        parse_payload(msgpack.packb({"body": {"a": [0, float("inf")]}}), False)
 
 
 def test_good_payloads():

@@ -1,6 +1,6 @@
 import pytest
 
-from torua.keys import MAX_KEY_BYTES, shard_for_key, validate_key
+from torua.keys import MAX_KEY_BYTES, shard_for_key, validate_key, validate_prefix
 from torua.protocol.errors import ToruaError
 
 GOOD = ["simple", "user@example.com", "path/to/resource", "key-with-spaces here", "数字",
@@ -31,3 +31,15 @@ def test_shard_for_key_is_murmur3_of_utf8(key, shards, expected):
 
 def test_keys_spread_over_all_shards():
     assert {shard_for_key(f"key-{i}", 16) for i in range(500)} == set(range(16))
+
+
+@pytest.mark.parametrize("prefix", ["", *GOOD])
+def test_valid_prefixes_are_keys_or_empty(prefix):
+    assert validate_prefix(prefix) == prefix
+
+
+@pytest.mark.parametrize("prefix", [k for k in BAD if k != ""], ids=repr)
+def test_invalid_prefixes_are_refused_as_prefixes(prefix):
+    with pytest.raises(ToruaError) as err:
+        validate_prefix(prefix)
+    assert err.value.code == "bad_request" and "prefix" in err.value.message

@@ -1,17 +1,25 @@
 """The REST API (BRIEF section 4) on aiohttp: thin handlers over `Gateway`.
 
-Every error, aiohttp's own included (404, 405, 413) and unexpected exceptions,
-leaves as JSON ``{"error": {"code", "message"}}`` with the status from
+Every error, aiohttp's own included (404, 405, 413, and the parser's refusals in
+`torua.gateway.connection`) and unexpected exceptions, leaves as JSON
+``{"error": {"code", "message"}}`` with the status from
 `torua.protocol.errors.HTTP_STATUS`; a 503 always carries Retry-After; a
 traceback only ever reaches the log.
 
-Keys are read from the raw path (see `torua.gateway.paths`), never from aiohttp's
-decoded one, so ``%2F`` and ``/`` mean the same and a bad escape is a 400.
+Keys and query parameters are read from the raw request target (see
+`torua.gateway.paths`), never from aiohttp's leniently decoded one, so ``%2F``
+and ``/`` mean the same, ``%0A`` is a newline, and a bad escape is a 400.
+
+What a request must be to get in (`torua.gateway.http_rules`): a JSON body comes
+with ``Content-Type: application/json`` (or ``application/*+json``), else 415; a
+browser page from another origin may not change anything (403 ``cross_origin``);
+a body must arrive within the request deadline, else 408. Every response carries
+``X-Content-Type-Options: nosniff`` and a sandboxing Content-Security-Policy, so a
+stored ``text/html`` value is never run as a page of the gateway's origin.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import asyncio
 import math
@@ -24,10 +32,12 @@ from aiohttp import hdrs, web
 from aiohttp.http import HttpVersion11
 
 from torua.config import GatewayConfig
+from torua.gateway.http_rules import SECURITY_HEADERS, SERVED_METHODS, cross_origin_refusal, is_json_media_type
 from torua.gateway.openapi import openapi_document
-from torua.gateway.paths import key_from_raw_path
+from torua.gateway.paths import key_from_raw_path, query_params
 from torua.gateway.service import Gateway
 from torua.metrics import CONTENT_TYPE_LATEST, http_op
+from torua.protocol.codec import loads_json
 from torua.protocol.errors import HTTP_STATUS, ToruaError
 
 log = logging.getLogger("torua.gateway.http")
@@ -90,13 +100,23 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
     try:
         return await handler(request)
     except ToruaError as exc:
-        return error_response(exc.code, exc.message, retry_after=exc.retry_after, fields=exc.fields)
+        response = error_response(exc.code, exc.message, retry_after=exc.retry_after, fields=exc.fields)
+        if exc.code == "request_timeout":
+            response.force_close()  # the client is too slow to keep this connection for
+        return response
     except web.HTTPException as exc:
         if exc.status < 400:
             raise  # redirects and the like are not errors
         code = _AIOHTTP_CODES.get(exc.status, "bad_request" if exc.status < 500 else "internal")
         message = exc.reason
         headers = {}
+        if exc.status == 404 and request.method == hdrs.METH_CONNECT:
+            # aiohttp reads CONNECT's target as host:port, so no route ever matches it
+            return error_response("method_not_allowed", "CONNECT is not allowed: this is not a proxy", headers={"Allow": SERVED_METHODS})
+        if exc.status == 404 and not _raw_target(request).startswith("/"):
+            return error_response("bad_request", f"the request target must be a path, not {request.raw_path[:100]!r}")
+        if exc.status == 404 and "#" in request.raw_path:  # aiohttp routed on the path before the '#'
+            return error_response("bad_request", "a '#' in the path must be sent percent-encoded, as %23 (a fragment is never sent)")
         if exc.status == 404:
             message = f"no route for {request.method} {request.path}"
         elif exc.status == 405:
@@ -111,22 +131,57 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
         return error_response("internal", "internal error; see the gateway log")
 
 
-def _raw_path(request: web.Request) -> str:
+@web.middleware
+async def same_origin_only(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """No browser page from another origin changes anything here (CSRF); see `cross_origin_refusal`."""
+    refusal = cross_origin_refusal(request.method, request.headers)
+    if refusal is not None:
+        raise ToruaError("cross_origin", f"{refusal}; call the API from a client that is not a web page, or from this origin")
+    return await handler(request)
+
+
+async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """nosniff and a sandboxing CSP on every response: a stored text/html value is inert."""
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+
+
+def _raw_target(request: web.Request) -> str:
+    """The raw request target as a path with its query ("/data/k?x=1"), still percent-encoded."""
     raw = request.raw_path
-    # An absolute-form request target ("PUT http://host/data/k HTTP/1.1") is legal HTTP.
-    return raw if raw.startswith("/") else urlsplit(raw).path
+    if raw.startswith("/") or "://" not in raw:
+        return raw
+    # An absolute-form request target ("PUT http://host/data/k HTTP/1.1") is legal HTTP;
+    # a fragment in it is kept, so that it is refused like a raw '#' in a path.
+    parts = urlsplit(raw)
+    return parts.path + (f"?{parts.query}" if parts.query else "") + (f"#{parts.fragment}" if parts.fragment else "")
+
+
+def _raw_path(request: web.Request) -> str:
+    return _raw_target(request).split("?", 1)[0]
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:
-    """The whole body, refusing more than `limit` bytes: up front from Content-Length,
-    and again while reading (a chunked body has no length to check)."""
+    """The whole body, refusing more than `limit` bytes (up front from Content-Length,
+    and again while reading: a chunked body has no length to check) and a body that
+    does not arrive within the request deadline (``request_timeout``, 408)."""
     if request.content_length is not None and request.content_length > limit:
         raise _too_large(request.content_length, limit)
+    deadline = request.app[CONFIG].request_timeout
     body = bytearray()
-    async for chunk in request.content.iter_any():
-        body += chunk
-        if len(body) > limit:
-            raise _too_large(None, limit)
+    try:
+        async with asyncio.timeout(deadline):
+            async for chunk in request.content.iter_any():
+                body += chunk
+                if len(body) > limit:
+                    raise _too_large(None, limit)
+    except TimeoutError:
+        got = f"{len(body)} of {request.content_length}" if request.content_length is not None else f"{len(body)}"
+        raise ToruaError("request_timeout", f"the body did not arrive within {deadline:g} s ({got} bytes came)") from None
+    except web.RequestPayloadError as exc:  # e.g. a malformed chunk (GatewayProtocol._refuse_body)
+        raise ToruaError("bad_request", f"malformed request body: {str(exc).splitlines()[0][:200] if str(exc) else 'unreadable'}") from None
+    except ConnectionError:  # the client went away mid-body: nobody to answer, nothing to log as a bug
+        raise ToruaError("bad_request", "the connection closed before the body was complete") from None
     return bytes(body)
 
 
@@ -148,8 +203,14 @@ def _gw(request: web.Request) -> Gateway:
     return request.app[GATEWAY]
 
 
+def _query(request: web.Request) -> dict[str, str]:
+    return query_params(_raw_target(request))
+
+
 async def get_data(request: web.Request) -> web.StreamResponse:
-    value, content_type = await _gw(request).kv_get(key_from_raw_path(_raw_path(request)), request.query.get("consistency", "strong"))
+    """The stored bytes with their content type; `security_headers` keeps them inert in a browser."""
+    key = key_from_raw_path(_raw_path(request))
+    value, content_type = await _gw(request).kv_get(key, _query(request).get("consistency") or "strong")
     return web.Response(body=value, headers={hdrs.CONTENT_TYPE: content_type})
 
 
@@ -169,9 +230,9 @@ async def delete_data(request: web.Request) -> web.StreamResponse:
 _DIGITS = re.compile(r"[0-9]{1,7}")
 
 
-def query_int(request: web.Request, name: str, default: int) -> int:
+def query_int(params: dict[str, str], name: str, default: int) -> int:
     """A non-negative integer query parameter; absent or empty means `default`."""
-    raw = request.query.get(name, "")
+    raw = params.get(name, "")
     if raw == "":
         return default
     if not _DIGITS.fullmatch(raw):
@@ -181,8 +242,9 @@ def query_int(request: web.Request, name: str, default: int) -> int:
 
 async def list_data(request: web.Request) -> web.StreamResponse:
     """Keys come sorted within a shard, shards in order (0..n-1); `next_cursor` is null at the end."""
-    limit = query_int(request, "limit", 100)
-    result = await _gw(request).kv_list(request.query.get("prefix", ""), limit, request.query.get("cursor") or None)
+    params = _query(request)
+    limit = query_int(params, "limit", 100)
+    result = await _gw(request).kv_list(params.get("prefix", ""), limit, params.get("cursor") or None)
     return web.json_response(result)
 
 
@@ -196,11 +258,13 @@ async def shards(request: web.Request) -> web.StreamResponse:
 
 
 async def read_json_object(request: web.Request) -> dict[str, Any]:
-    body = await read_body(request, MAX_JSON_BODY)
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise ToruaError("bad_request", "the body must be JSON") from None
+    """The body as a JSON object. It must say it is JSON: a browser page may send
+    text/plain or a form to any origin without asking (CSRF), but not JSON."""
+    content_type = request.headers.get(hdrs.CONTENT_TYPE)
+    if not is_json_media_type(content_type):
+        said = f"Content-Type {content_type[:100]!r}" if content_type else "no Content-Type"
+        raise ToruaError("unsupported_media_type", f"the body must be JSON sent with Content-Type: application/json, not {said}")
+    data = loads_json(await read_body(request, MAX_JSON_BODY))  # bad_request naming a value the wire cannot carry
     if not isinstance(data, dict):
         raise ToruaError("bad_request", "the body must be a JSON object")
     return data
@@ -239,7 +303,7 @@ async def maintenance(request: web.Request) -> web.StreamResponse:
 
 
 async def allocation_explain(request: web.Request) -> web.StreamResponse:
-    raw = request.query.get("shard", "")
+    raw = _query(request).get("shard", "")
     if raw == "":
         raise ToruaError("bad_request", "the query parameter shard is required: /cluster/allocation/explain?shard=N")
     if not _DIGITS.fullmatch(raw):
@@ -266,7 +330,7 @@ async def cluster_health(request: web.Request) -> web.StreamResponse:
 
 async def rebalance(request: web.Request) -> web.StreamResponse:
     """Spread hot shards now; ?dry_run=true only says what it would do. 202 when moves started."""
-    raw = request.query.get("dry_run", "false").lower()
+    raw = _query(request).get("dry_run", "false").lower()
     if raw not in ("true", "false", "1", "0", ""):
         raise ToruaError("bad_request", f"dry_run must be true or false, not {raw[:40]!r}")
     result = await _gw(request).rebalance(dry_run=raw in ("true", "1"))
@@ -305,15 +369,18 @@ async def metrics(request: web.Request) -> web.StreamResponse:
 
 def make_app(config: GatewayConfig, gateway: Gateway) -> web.Application:
     # client_max_size guards request.read() anywhere; PUT bodies are also counted in read_body.
-    app = web.Application(middlewares=[counted, errors_as_json], client_max_size=config.max_value_bytes + 1)
+    app = web.Application(middlewares=[counted, errors_as_json, same_origin_only], client_max_size=config.max_value_bytes + 1)
     app[GATEWAY] = gateway
     app[CONFIG] = config
+    app.on_response_prepare.append(security_headers)
     r = app.router
+    # [\s\S]: any character, newline included (a key may hold one, sent as %0A); the
+    # handlers read the key from the raw path, the pattern only has to match it.
     r.add_get("/data", list_data)
-    r.add_get("/data/{key:.*}", get_data)
-    r.add_put("/data/{key:.*}", put_data, expect_handler=expect_value)
-    r.add_delete("/data/{key:.*}", delete_data)
-    r.add_get("/keys/{key:.+}/location", key_location)
+    r.add_get(r"/data/{key:[\s\S]*}", get_data)
+    r.add_put(r"/data/{key:[\s\S]*}", put_data, expect_handler=expect_value)
+    r.add_delete(r"/data/{key:[\s\S]*}", delete_data)
+    r.add_get(r"/keys/{key:[\s\S]+}/location", key_location)
     r.add_get("/shards", shards)
     r.add_post("/shards/assign", assign)
     r.add_get("/nodes", nodes)

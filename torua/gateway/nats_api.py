@@ -37,6 +37,7 @@ from nats.micro.service import Service
 from torua import __version__
 from torua.gateway.service import Gateway
 from torua.protocol import subjects
+from torua.protocol.codec import check_plain, loads_json
 from torua.protocol.errors import ToruaError
 
 # Shard numbers fit msgpack's integers with room to spare (a cluster has at most 4096).
@@ -60,19 +61,18 @@ def wants_json(headers: dict[str, str] | None) -> bool:
 
 
 def parse_payload(data: bytes, as_json: bool) -> Body:
-    """The request body as a map; an empty payload is an empty map; `bad_request` otherwise."""
+    """The request body as a map; an empty payload is an empty map; `bad_request` otherwise,
+    naming the field for a value the wire cannot carry (`torua.protocol.codec.check_plain`)."""
     if not data:
         return {}
     if as_json:
-        try:
-            body = json.loads(data)
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            raise ToruaError("bad_request", "payload is not valid JSON") from None
+        body = loads_json(data, "payload")  # strict: no NaN, no integer msgpack cannot carry, ...
     else:
         try:
             body = msgpack.unpackb(data, raw=False)
         except Exception:  # msgpack raises several unrelated types
             raise ToruaError("bad_request", "payload is not valid msgpack (for JSON, send header Content-Type: application/json)") from None
+        check_plain(body)  # the same rules as JSON: finite numbers, UTF-8 text, bounded nesting
     if not isinstance(body, dict):
         raise ToruaError("bad_request", "payload must be a map")
     return body
@@ -323,8 +323,8 @@ class NatsApi:
             if error is None:
                 await request.respond(payload, headers=headers)
             else:
-                # A header value must be one line.
-                description = " ".join(error.message.split()) or error.code
+                # A header value must be one line of printable text.
+                description = "".join(c if c.isprintable() else "?" for c in " ".join(error.message.split())) or error.code
                 await request.respond_error(str(error.http_status), description, data=payload, headers=headers)
         except Exception as exc:  # no reply subject (a plain publish) or the connection is gone
             log.debug("could not answer %s: %s", request.subject, exc)

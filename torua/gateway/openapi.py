@@ -46,12 +46,18 @@ def errors(*statuses: int) -> dict[str, Schema]:
 
 
 ERROR_TEXT = {
-    400: "bad input (key, JSON, parameter, cursor); nothing changed",
+    400: "bad input (key, JSON, parameter, cursor, a value out of range, a malformed HTTP request); nothing changed",
+    403: "cross_origin: a browser page from another origin may not change anything here",
     404: "no such key, node, shard or route",
     405: "method not allowed on this path (Allow lists the ones that are)",
+    408: "request_timeout: the request's headers or body did not arrive within the request deadline (--request-timeout); the connection is closed",
     409: "conflicts with the cluster's state (e.g. the shard is already moving)",
     413: "value larger than max_value_bytes",
+    414: "uri_too_long: the request line is longer than 8190 bytes",
+    415: "unsupported_media_type: a JSON body must be sent with Content-Type: application/json (or application/*+json)",
+    431: "headers_too_large: a header is longer than 8190 bytes, or there are more than 128",
     500: "internal error (details only in the gateway log)",
+    501: "not_implemented: a method this API does not use",
     503: "no node can serve it now, or no coordinator answers; retry after Retry-After seconds",
     504: "the request's deadline passed",
 }
@@ -59,9 +65,14 @@ ERROR_TEXT = {
 
 def _error_response(status: int) -> Schema:
     response = json_body(ref("Error"), ERROR_TEXT[status])
+    response["headers"] = dict(SECURITY_RESPONSE_HEADERS)
     if status == 503:
-        response["headers"] = {"Retry-After": {"description": "seconds to wait before retrying", "schema": INT}}
+        response["headers"]["Retry-After"] = {"description": "seconds to wait before retrying", "schema": INT}
     return response
+
+
+def json_request(schema: Schema) -> Schema:
+    return {"required": True, "description": JSON_BODY_NOTE, "content": {"application/json": {"schema": schema}}}
 
 
 KEY_PARAM = {
@@ -69,9 +80,18 @@ KEY_PARAM = {
     "in": "path",
     "required": True,
     "description": "everything after /data/ (or /keys/), percent-decoded strictly: 1-1024 bytes of UTF-8, no NUL; "
-    "slashes allowed, raw or as %2F; the query string is not part of it",
+    "slashes allowed, raw or as %2F; every other character a key may hold percent-encoded (%0A for a newline, "
+    "%23 for '#', %3F for '?'); the query string is not part of it",
     "schema": {"type": "string", "minLength": 1},
 }
+
+# Every response carries these, so a stored value is never sniffed or run as a page of the gateway's origin.
+SECURITY_RESPONSE_HEADERS = {
+    "X-Content-Type-Options": {"description": "always nosniff", "schema": {"const": "nosniff"}},
+    "Content-Security-Policy": {"description": "always sandbox; default-src 'none'", "schema": STR},
+}
+
+JSON_BODY_NOTE = "Content-Type must be application/json (parameters such as charset allowed) or application/*+json, else 415."
 
 def _settings_properties() -> dict[str, Schema]:
     out: dict[str, Schema] = {}
@@ -116,7 +136,7 @@ SCHEMAS: dict[str, Schema] = {
         }
     ),
     "Shards": obj({"num_shards": INT, "epoch": INT, "replication_factor": INT, "shards": {"type": "array", "items": ref("Shard")}}),
-    "AssignRequest": obj({"shard_id": INT, "node_id": STR}),
+    "AssignRequest": obj({"shard_id": {**INT, "minimum": 0, "description": "0 to num_shards - 1 (404 unknown_shard otherwise)"}, "node_id": STR}),
     "AssignResult": obj({"shard_id": INT, "node_id": STR, "status": {"enum": ["moving", "already_there"]}}),
     "Node": obj(
         {
@@ -305,7 +325,11 @@ def openapi_document() -> dict[str, Any]:
             "get": {
                 "summary": "Read a value",
                 "responses": {
-                    "200": {"description": "the stored bytes, with the Content-Type they were stored with", "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}},
+                    "200": {
+                        "description": "the stored bytes, with the Content-Type they were stored with (served inert: nosniff, a sandboxing CSP)",
+                        "headers": SECURITY_RESPONSE_HEADERS,
+                        "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+                    },
                     **errors(400, 404, 503, 504),
                 },
             },
@@ -322,7 +346,12 @@ def openapi_document() -> dict[str, Any]:
                 json_body(ref("KeyPage"), "a page of keys; sorted within a shard, shards in order"),
                 400, 503, 504,
                 parameters=[
-                    {"name": "prefix", "in": "query", "schema": {"type": "string", "default": ""}},
+                    {
+                        "name": "prefix",
+                        "in": "query",
+                        "description": "keys starting with this; it follows the key rules (UTF-8, no NUL, at most 1024 bytes) but may be empty",
+                        "schema": {"type": "string", "default": ""},
+                    },
                     {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}},
                     {"name": "cursor", "in": "query", "description": "next_cursor of the previous page (opaque)", "schema": STR},
                 ],
@@ -336,7 +365,7 @@ def openapi_document() -> dict[str, Any]:
         "/shards/assign": {
             "post": {
                 "summary": "Move a shard, with its data, to a node",
-                "requestBody": {"required": True, "content": {"application/json": {"schema": ref("AssignRequest")}}},
+                "requestBody": json_request(ref("AssignRequest")),
                 "responses": {"202": json_body(ref("AssignResult"), "the move started, or the node already holds it"), **errors(400, 404, 409, 413, 503)},
             }
         },
@@ -370,7 +399,7 @@ def openapi_document() -> dict[str, Any]:
         "/nodes/maintenance": {
             "post": {
                 "summary": "Put several nodes in maintenance (no new copies; drain: true also moves theirs off) or take them out; all or none",
-                "requestBody": {"required": True, "content": {"application/json": {"schema": ref("MaintenanceRequest")}}},
+                "requestBody": json_request(ref("MaintenanceRequest")),
                 "responses": {"200": json_body(ref("MaintenanceResult"), "the named nodes"), **errors(400, 404, 413, 503)},
             }
         },
@@ -388,7 +417,7 @@ def openapi_document() -> dict[str, Any]:
             "get": _get("The cluster settings, their revision, and what each one means", json_body(ref("ClusterConfig"), "settings"), 503),
             "put": {
                 "summary": "Change cluster settings, all or nothing: persisted, applied by the coordinator, sent to every node",
-                "requestBody": {"required": True, "content": {"application/json": {"schema": ref("SettingsChange")}}},
+                "requestBody": json_request(ref("SettingsChange")),
                 "responses": {
                     "200": json_body(ref("ClusterConfigChanged"), "the new settings and which nodes applied them"),
                     **errors(400, 409, 413, 503),
@@ -409,7 +438,7 @@ def openapi_document() -> dict[str, Any]:
         "/broadcast": {
             "post": {
                 "summary": "Send a message (kind ping, ...) to every node and gather their answers",
-                "requestBody": {"required": True, "content": {"application/json": {"schema": ref("BroadcastRequest")}}},
+                "requestBody": json_request(ref("BroadcastRequest")),
                 "responses": {"200": json_body(ref("BroadcastResult"), "every answer, and the healthy nodes that did not answer"), **errors(400, 413, 503)},
             }
         },
@@ -422,17 +451,30 @@ def openapi_document() -> dict[str, Any]:
             }
         },
     }
-    for item in paths.values():  # a wrong method on any path is a JSON 405
-        for op in item.values():
-            if isinstance(op, dict) and "responses" in op:
-                op["responses"].setdefault("405", {"$ref": "#/components/responses/E405"})
+    for item in paths.values():
+        for method, op in item.items():
+            if not (isinstance(op, dict) and "responses" in op):
+                continue
+            # Any request may be malformed, too slow, too long, or use a wrong method: all JSON errors.
+            statuses = [400, 405, 408, 414, 431, 500]
+            if method in ("post", "put", "delete"):
+                statuses.append(403)  # from a browser page of another origin
+            if "application/json" in op.get("requestBody", {}).get("content", {}):
+                statuses.append(415)
+            for status in statuses:
+                op["responses"].setdefault(str(status), {"$ref": f"#/components/responses/E{status}"})
+            for status, response in op["responses"].items():
+                if int(status) < 300 and "$ref" not in response:
+                    response.setdefault("headers", dict(SECURITY_RESPONSE_HEADERS))
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "Torua REST API",
             "version": __version__,
             "description": "Sharded key-value store over NATS. Errors are JSON {error: {code, message}}; "
-            "the same operations are on NATS under torua.api.* (msgpack, or JSON with Content-Type: application/json).",
+            "a JSON body needs Content-Type: application/json; a request's headers and body must arrive within "
+            "the request deadline (408); no browser page from another origin may change anything (403). "
+            "The same operations are on NATS under torua.api.* (msgpack, or JSON with Content-Type: application/json).",
         },
         "paths": paths,
         "components": {"schemas": SCHEMAS, "responses": {f"E{s}": _error_response(s) for s in ERROR_TEXT}},

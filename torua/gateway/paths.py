@@ -1,12 +1,19 @@
-"""Reading a key out of a request path, strictly.
+"""Reading a key and query parameters out of a request target, strictly.
 
 The key is everything after ``/data/`` in the raw (still percent-encoded) path, so
 ``/data/a%2Fb`` and ``/data/a/b`` both mean the key ``a/b``, and the query string
 is never part of it. A ``%`` not followed by two hex digits, bytes that are not
-UTF-8, or an invalid key (`torua.keys.validate_key`) are `bad_request`.
+UTF-8, a raw ``#`` (a fragment is never sent; the key's ``#`` is ``%23``), or an
+invalid key (`torua.keys.validate_key`) are `bad_request`. Every character a key
+may hold arrives percent-encoded (``%0A`` for a newline), so every key is reachable.
 
 >>> key_from_raw_path("/data/key-with-spaces%20here?x=1")
 'key-with-spaces here'
+
+Query parameters are decoded as strictly (``+`` is a space there, as in forms):
+
+>>> query_params("/data?prefix=a%2Bb+c&limit=")
+{'prefix': 'a+b c', 'limit': ''}
 """
 
 from __future__ import annotations
@@ -33,7 +40,9 @@ def percent_decode(raw: str) -> str:
 
 def key_from_raw_path(raw_path: str, prefix: str = "/data/", suffix: str = "") -> str:
     """The validated key between `prefix` and `suffix` of a raw request path."""
-    path = raw_path.split("?", 1)[0].split("#", 1)[0]
+    path = raw_path.split("?", 1)[0]
+    if "#" in path:
+        raise ToruaError("bad_request", "a '#' in the key must be sent percent-encoded, as %23")
     if not path.startswith(prefix):
         raise ToruaError("bad_request", f"expected a path under {prefix}")
     raw = path[len(prefix) :]
@@ -42,3 +51,29 @@ def key_from_raw_path(raw_path: str, prefix: str = "/data/", suffix: str = "") -
             raise ToruaError("bad_request", f"expected a path ending in {suffix}")
         raw = raw[: -len(suffix)]
     return validate_key(percent_decode(raw))
+
+
+def query_params(raw_target: str) -> dict[str, str]:
+    """The query parameters of a raw request target (``/data?prefix=a``), each
+    strictly decoded (`percent_decode`, after ``+`` -> space); a name given twice is
+    `bad_request`, as is a ``#`` (a fragment is never sent)."""
+    query = raw_target.partition("?")[2]
+    if "#" in query:
+        raise ToruaError("bad_request", "a '#' in the query must be sent percent-encoded, as %23")
+    out: dict[str, str] = {}
+    for part in query.split("&"):
+        if not part:
+            continue
+        raw_name, _, raw_value = part.partition("=")
+        name, value = (_query_decode(raw, raw_name) for raw in (raw_name, raw_value))
+        if name in out:
+            raise ToruaError("bad_request", f"query parameter {name[:40]!r} is given more than once")
+        out[name] = value
+    return out
+
+
+def _query_decode(raw: str, name: str) -> str:
+    try:
+        return percent_decode(raw.replace("+", " "))
+    except ToruaError:
+        raise ToruaError("bad_request", f"query parameter {name[:40]!r}: malformed percent-encoding or not UTF-8") from None

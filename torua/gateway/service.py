@@ -26,6 +26,7 @@ from torua.bus import connect
 from torua.cluster_health import cluster_health, node_state
 from torua.cluster_settings import describe as describe_settings
 from torua.config import GatewayConfig
+from torua.gateway.connection import GatewayRunner
 from torua.kv_rules import DEFAULT_CONTENT_TYPE  # noqa: F401 (imported from here)
 from torua.kv_rules import servable_content_type, shard_for_key, validate_content_type, validate_key, validate_prefix, validate_put
 from torua.listing import MAX_LIMIT, list_keys
@@ -171,8 +172,9 @@ class Gateway:
         except NatsError as exc:  # connection closed or reconnecting: the router could not even ask
             raise ToruaError("unavailable", f"NATS: {exc or type(exc).__name__}", retry_after=RETRY_AFTER_SECONDS) from None
         if not reply.ok:
-            # Non-retryable node errors (bad_request, ...) reach the user as they are.
-            raise ToruaError(reply.error_code or "internal", reply.error_message or "the node refused the request")
+            # Non-retryable node errors (bad_request, ...) reach the user as they are; a node's bug does not.
+            code = reply.error_code or "internal"
+            raise ToruaError(code, peer_message(code, reply.error_message, f"shard {shard}'s node") or "the node refused the request")
         return reply
 
     async def kv_get(self, key: str, consistency: str = "strong") -> tuple[bytes, str]:
@@ -198,7 +200,7 @@ class Gateway:
 
     async def kv_list(self, prefix: str = "", limit: int = 100, cursor: str | None = None) -> dict[str, Any]:
         """One page: ``{"keys", "next_cursor"}``. Keys are sorted within a shard, shards in order."""
-        validate_prefix(prefix)
+        validate_prefix(prefix)  # a key's rules, but it may be empty
         if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_LIMIT:
             raise ToruaError("bad_request", f"limit must be an integer from 1 to {MAX_LIMIT}")
         if cursor is not None and not isinstance(cursor, str):
@@ -305,6 +307,9 @@ class Gateway:
             raise ToruaError("bad_request", "shard_id must be an integer")
         if not isinstance(node_id, str) or not node_id:
             raise ToruaError("bad_request", "node_id must be a non-empty string")
+        num_shards = (await self._map()).num_shards  # fixed when the cluster was created
+        if not 0 <= shard_id < num_shards:
+            raise ToruaError("unknown_shard", f"shard_id {shard_id} does not exist: shards are 0 to {num_shards - 1}")
         ack = await self._ask("assign", Ack, encode(AssignRequest(shard_id, node_id)))
         # The new map is also announced; reading it now lets a /shards right after see it.
         await self.maps.refresh()
@@ -353,10 +358,7 @@ class Gateway:
         applies, then tells the nodes); which healthy nodes applied them, which did not answer."""
         if not isinstance(changes, dict) or not all(isinstance(k, str) for k in changes):
             raise ToruaError("bad_request", "the body must be an object of setting names to values")
-        try:
-            payload = encode(SettingsChange(changes))
-        except (OverflowError, ValueError, TypeError):  # e.g. an integer msgpack cannot carry
-            raise ToruaError("bad_request", "a setting's value is out of range or of an unsupported type; nothing changed") from None
+        payload = encode(SettingsChange(changes))  # a value msgpack cannot carry is a bad_request naming it
         # The coordinator waits up to BROADCAST_TIMEOUT for the nodes' acks.
         config = await self._ask("config.set", ClusterConfig, payload, timeout=COORDINATOR_TIMEOUT + BROADCAST_TIMEOUT)
         return {"settings": config.settings, "revision": config.revision, "applied_by": config.applied_by, "missing": config.missing}
@@ -420,14 +422,25 @@ def rebalance_view(r: RebalanceReply, dry_run: bool) -> dict[str, Any]:
 def broadcast_reply_view(r: BroadcastReply) -> dict[str, Any]:
     out: dict[str, Any] = {"node_id": r.node_id, "ok": r.ok, "kind": r.kind, "detail": r.detail}
     if not r.ok:
-        out["error"] = {"code": r.error_code or "internal", "message": r.error_message}
+        code = r.error_code or "internal"
+        out["error"] = {"code": code, "message": peer_message(code, r.error_message, f"node {r.node_id}")}
     return out
+
+
+def peer_message(code: str, message: str | None, peer: str) -> str | None:
+    """What a user may read of a peer's refusal: all of it, except for a bug's
+    (``internal``: an exception's text, paths and all), which only the logs get."""
+    if code != "internal":
+        return message
+    log.warning("%s failed: %s", peer, message)
+    return f"internal error on {peer}; see its log"
 
 
 def _refusal(ack: Ack) -> ToruaError:
     code = ack.error_code or "internal"
     retry = RETRY_AFTER_SECONDS if code in ("unavailable", "no_coordinator") else None
-    return ToruaError(code, ack.error_message or f"the coordinator refused: {code}", retry_after=retry, fields=ack.detail)
+    message = peer_message(code, ack.error_message, "the coordinator") or f"the coordinator refused: {code}"
+    return ToruaError(code, message, retry_after=retry, fields=ack.detail if code != "internal" else None)
 
 
 async def run_gateway(config: GatewayConfig) -> None:
@@ -449,7 +462,8 @@ async def run_gateway(config: GatewayConfig) -> None:
         await api.start()
         log.info("NATS API on %s.> (service torua %s, queue group %s) via %s", subjects.API, __version__, subjects.API_QUEUE, config.nats_url)
         if config.port:
-            runner = web.AppRunner(make_app(config, gateway), access_log=None, handle_signals=False)
+            # Each request's head must arrive within the request deadline (its body too: read_body).
+            runner = GatewayRunner(make_app(config, gateway), request_timeout=config.request_timeout, access_log=None, handle_signals=False)
             await runner.setup()
             await web.TCPSite(runner, config.host, config.port).start()
             log.info("REST API on http://%s:%d (OpenAPI at http://%s:%d/openapi.json)", config.host, config.port, config.host, config.port)

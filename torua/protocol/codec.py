@@ -7,6 +7,13 @@ so a garbage message never reaches a handler. Which versions are accepted is
 `torua.protocol.versions`; fields a message does not know are ignored and fields
 it lacks take their defaults, which is what a rolling upgrade needs.
 
+Values msgpack cannot carry (an integer outside -2**63..2**64-1, text that is
+not UTF-8, nesting deeper than msgpack packs) make `encode` raise `bad_request`
+naming the field, e.g. ``AssignRequest.shard_id: integer ... is out of range``:
+messages are often built from user data. User data is also checked where it
+comes in: `loads_json` reads a JSON body strictly and `check_plain` checks data
+already decoded (a msgpack body), both with the same rules and field paths.
+
 A refusal (`encode_refusal`) has a shape every protocol version reads, so a peer
 speaking an incompatible version still learns why it was refused: `decode` of
 one raises `Refused`.
@@ -23,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from functools import cache
@@ -33,9 +41,17 @@ import msgpack
 from torua.protocol.errors import ToruaError
 from torua.protocol.versions import PROTOCOL_VERSION, accepts, refusal_reason
 
-__all__ = ["PROTOCOL_VERSION", "Refused", "decode", "encode", "encode_json", "encode_refusal", "from_dict", "to_dict", "unpack"]
+__all__ = [
+    "INT_MAX", "INT_MIN", "MAX_DEPTH", "PROTOCOL_VERSION", "Refused", "check_plain", "decode", "encode", "encode_json",
+    "encode_refusal", "from_dict", "loads_json", "to_dict", "unpack",
+]
 
 T = TypeVar("T")
+
+# The integers msgpack carries (int 64 and uint 64).
+INT_MIN, INT_MAX = -(1 << 63), (1 << 64) - 1
+# How deep user data (JSON or msgpack objects and arrays) may nest; msgpack itself packs up to 511.
+MAX_DEPTH = 100
 
 
 def to_dict(msg: Any) -> dict[str, Any]:
@@ -71,7 +87,82 @@ def _plain(value: Any) -> Any:
 
 
 def encode(msg: Any) -> bytes:
-    return msgpack.packb(to_dict(msg), use_bin_type=True)
+    """msgpack of `to_dict(msg)`; `bad_request` naming the field msgpack cannot carry."""
+    data = to_dict(msg)
+    try:
+        return msgpack.packb(data, use_bin_type=True)
+    except (OverflowError, ValueError, TypeError):  # msgpack's "out of range", "recursion limit", "can not serialize"
+        for name, value in data.items():
+            check_plain(value, f"{type(msg).__name__}.{name}")
+        raise  # nothing a sender could have put there: a bug of ours
+
+
+def check_plain(value: Any, where: str = "", depth: int = 0) -> None:
+    """Refuse (`bad_request`, naming the path, e.g. ``body.list[1]``) what msgpack or
+    JSON cannot carry faithfully: integers outside `INT_MIN`..`INT_MAX`, non-finite
+    numbers, text that is not UTF-8, nesting deeper than `MAX_DEPTH`, other types.
+    The error's `fields` names the path too, as the coordinator names bad settings.
+
+    >>> check_plain({"shard_id": 2**64}, "body")
+    Traceback (most recent call last):
+    torua.protocol.errors.ToruaError: bad_request: body.shard_id: integer 18446744073709551616 is out of range (-2**63 to 2**64-1)
+    """
+    if value is None or isinstance(value, (bool, bytes, bytearray)):
+        return
+    if isinstance(value, int):
+        if not INT_MIN <= value <= INT_MAX:
+            digits = str(value)
+            shown = digits if len(digits) <= 40 else f"{digits[:20]}...({len(digits)} digits)"
+            raise _refuse(where, f"integer {shown} is out of range (-2**63 to 2**64-1)")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise _refuse(where, "numbers must be finite (NaN and Infinity are not JSON)")
+    elif isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise _refuse(where, "text must be valid UTF-8 (a lone surrogate such as \\ud800 is not)") from None
+    elif isinstance(value, (list, tuple, dict)):
+        if depth >= MAX_DEPTH:
+            raise _refuse(where, f"nested more than {MAX_DEPTH} levels deep")
+        if isinstance(value, dict):
+            for k, v in value.items():
+                check_plain(k, where, depth + 1)
+                check_plain(v, _member(where, k), depth + 1)
+        else:
+            for i, v in enumerate(value):
+                check_plain(v, f"{where}[{i}]", depth + 1)
+    else:
+        raise _refuse(where, f"{type(value).__name__} cannot be sent")
+
+
+def _member(where: str, key: Any) -> str:
+    """The path of `where`'s member `key`: ``body.n``, or ``body['a b']`` for a key that is not a plain name."""
+    if isinstance(key, str) and key and key.isprintable() and not any(c in key for c in " .[]'\""):
+        return f"{where}.{key}" if where else key
+    return f"{where}[{key!r}]"
+
+
+def _refuse(where: str, what: str) -> ToruaError:
+    error = _fail(where, what)
+    if where:
+        error.fields = {where: what}
+    return error
+
+
+def loads_json(data: bytes | str, what: str = "the body") -> Any:
+    """A JSON document a user sent, read strictly: `bad_request` unless it is valid
+    JSON whose values pass `check_plain` (so no NaN, Infinity, 1e999, huge integers).
+
+    >>> loads_json(b'{"limit": 10}')
+    {'limit': 10}
+    """
+    try:
+        value = json.loads(data)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise ToruaError("bad_request", f"{what} is not valid JSON") from None
+    check_plain(value)
+    return value
 
 
 def encode_json(msg: Any) -> bytes:
@@ -121,7 +212,7 @@ Checker = Callable[[Any, str], Any]
 
 
 def _fail(where: str, what: str) -> ToruaError:
-    return ToruaError("bad_request", f"{where}: {what}")
+    return ToruaError("bad_request", f"{where}: {what}" if where else what)
 
 
 @cache
