@@ -22,6 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from torua import __version__
+from torua.stopping import bounded
 
 if TYPE_CHECKING:
     from torua.coordinator.election import CoordinatorProcess
@@ -231,11 +232,11 @@ async def metrics_server(registry: CollectorRegistry, host: str, port: int) -> A
     if not port:
         yield
         return
-    runner = web.AppRunner(metrics_app(registry), access_log=None, handle_signals=False)
+    runner = web.AppRunner(metrics_app(registry), access_log=None, handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port).start()
         log.info("metrics on http://%s:%d/metrics", host, port)
         yield
     finally:
-        await runner.cleanup()
+        await bounded(runner.cleanup(), 3, "stopping the metrics server")

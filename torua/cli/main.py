@@ -83,19 +83,24 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     from torua.bus import NatsUnreachable
+    from torua.dir_lock import DirLockError
     from torua.logs import setup_logging
 
     if args.command == "up":
         from torua.cli.up import run_up
 
-        return run_up(args)
+        try:
+            return run_up(args)
+        except DirLockError as exc:  # its data dir is another cluster's
+            print(f"torua up: {exc}", file=sys.stderr)
+            return 1
     if args.command in ("coordinator", "node", "gateway"):
         cls = {"coordinator": CoordinatorConfig, "node": NodeConfig, "gateway": GatewayConfig}[args.command]
         config = build(cls, args)
         setup_logging(config.log_level, config.log_format, args.command, getattr(config, "id", ""))
         try:
             asyncio.run(_run_role(args.command, config))
-        except NatsUnreachable as exc:
+        except (NatsUnreachable, DirLockError) as exc:
             print(f"torua {args.command}: {exc}", file=sys.stderr)
             return 1
         return 0
@@ -114,19 +119,38 @@ def _dispatch(args: argparse.Namespace) -> int:
     raise AssertionError(args.command)
 
 
+def stop_grace(role: str, config) -> float:
+    """Seconds a process may take to stop after SIGINT/SIGTERM before it exits anyway:
+    its own waits (a node's hand-off, a gateway's requests in flight) plus a margin."""
+    from torua.stopping import STOP_MARGIN
+
+    own = {"node": getattr(config, "shutdown_timeout", 0.0), "gateway": getattr(config, "request_timeout", 0.0)}.get(role, 0.0)
+    return own + STOP_MARGIN
+
+
 async def _run_role(role: str, config) -> None:
-    if role == "coordinator":
-        from torua.coordinator.election import run_coordinator
+    from torua.stopping import STOP_MARGIN, StopRequest
 
-        await run_coordinator(config)
-    elif role == "node":
-        from torua.node.service import run_node
+    # Before anything else (the data dir, the first NATS connection): a stop asked
+    # for at any point is taken, and bounded.
+    stop = StopRequest(f"{role} {getattr(config, 'id', '')}".strip(), stop_grace(role, config)).install()
+    try:
+        if role == "coordinator":
+            from torua.coordinator.election import run_coordinator
 
-        await run_node(config)
-    else:
-        from torua.gateway.service import run_gateway
+            await run_coordinator(config, stop)
+        elif role == "node":
+            from torua.node.service import run_node
 
-        await run_gateway(config)
+            await run_node(config, stop)
+        else:
+            from torua.gateway.service import run_gateway
+
+            await run_gateway(config, stop)
+    finally:
+        # Whatever ended the process (a stop, NATS unreachable, an error), it exits in
+        # bounded time: asyncio's own shutdown waits for every task left behind.
+        stop.arm(STOP_MARGIN)
 
 
 if __name__ == "__main__":

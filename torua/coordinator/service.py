@@ -20,7 +20,7 @@ from typing import Any, Awaitable, Callable
 
 from nats.aio.client import Client as NATS
 
-from torua.bus import connect
+from torua.bus import close_connection, connect
 from torua.config import CoordinatorConfig
 from torua.coordinator import shardmap
 from torua.coordinator.api import CoordinatorApi
@@ -38,6 +38,7 @@ from torua.protocol import subjects
 from torua.protocol.codec import Refused, decode, encode, encode_refusal, from_dict, unpack
 from torua.protocol.errors import ToruaError
 from torua.protocol.versions import refusal_reason
+from torua.stopping import bounded
 from torua.protocol.messages import (
     AssignmentAck,
     Heartbeat,
@@ -160,12 +161,10 @@ class Coordinator:
         self._subs.clear()
         for task in list(self._tasks):
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._own_connection and self.nc is not None and not self.nc.is_closed:
-            try:
-                await asyncio.wait_for(self.nc.drain(), 5)
-            except Exception:
-                await self.nc.close()
+        if self._tasks:  # bounded: a task stuck on a dead connection must not hold the stop up
+            await bounded(asyncio.gather(*self._tasks, return_exceptions=True), 3, "cancelling the coordinator's tasks")
+        if self._own_connection and self.nc is not None:
+            await close_connection(self.nc)
 
     def _spawn(self, coro) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
