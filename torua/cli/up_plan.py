@@ -62,9 +62,19 @@ def nodes_to_start(count: int, data_dir: Path, found: Mapping[str, Path]) -> dic
 
     >>> nodes_to_start(2, Path("/d"), {"n1": Path("/d/n1"), "n4": Path("/d/n4")})
     {'n1': PosixPath('/d/n1'), 'n2': PosixPath('/d/n2'), 'n4': PosixPath('/d/n4')}
+
+    A directory of n1..nN that another node claimed is refused (that node would refuse it):
+
+    >>> nodes_to_start(2, Path("/d"), {"n9": Path("/d/n2")})
+    Traceback (most recent call last):
+    ...
+    torua.config.ConfigError: /d/n2 is node n9's directory, not n2's: move it out of the data dir or run fewer --nodes
     """
     wanted = {node_id: data_dir / node_id for node_id in node_ids(count)}
     for node_id, directory in found.items():
+        for own, own_dir in wanted.items():
+            if directory == own_dir and node_id != own:
+                raise ConfigError(f"{directory} is node {node_id}'s directory, not {own}'s: move it out of the data dir or run fewer --nodes")
         wanted.setdefault(node_id, directory)
     return wanted
 

@@ -97,7 +97,7 @@ class CoordinatorApi:
                     shards=shards,
                     primaries=primaries,
                     version=beat.version if beat else "",
-                    host=beat.host if beat else "",
+                    host=beat.host if beat else n.host,
                     pid=beat.pid if beat else 0,
                     max_shards=beat.max_shards if beat else None,
                     started_at=beat.started_at if beat else None,
@@ -114,6 +114,7 @@ class CoordinatorApi:
                     disk_free=beat.disk_free if beat else 0,
                     disk_percent=disk_percent(beat.disk_used, beat.disk_free) if beat else None,
                     disk_level=c.node_disk_level(n),
+                    data_dir=beat.data_dir if beat and beat.data_dir else n.data_dir,
                 )
             )
         return out

@@ -70,11 +70,16 @@ class NodeRecord:
     maintenance: bool = False  # no new copies here (POST /nodes/maintenance)
     evacuating: bool = False  # every copy moves off (POST /nodes/{id}/evacuate)
     disk_level: str = DISK_OK  # as last judged, to notice a change
+    # where it last ran (its heartbeat's host and data_dir), kept so that a node gone
+    # since can be started again (`torua up` prints the command)
+    host: str = ""
+    data_dir: str = ""
 
     def persisted(self) -> dict[str, Any]:
         return {
             "id": self.id, "first_seen": self.first_seen, "draining": self.draining,
             "maintenance": self.maintenance, "evacuating": self.evacuating,
+            "host": self.host, "data_dir": self.data_dir,
         }
 
 
@@ -133,6 +138,7 @@ class Coordinator:
             self.nodes[record["id"]] = NodeRecord(
                 record["id"], record.get("first_seen", time.time()), bool(record.get("draining")),
                 maintenance=bool(record.get("maintenance")), evacuating=bool(record.get("evacuating")),
+                host=str(record.get("host") or ""), data_dir=str(record.get("data_dir") or ""),
             )
         if self.map is not None:
             log.info("resuming shard map at epoch %d (%d shards, %d known nodes)", self.map.epoch, self.map.num_shards, len(self.nodes))
@@ -188,11 +194,16 @@ class Coordinator:
             log.warning("ignoring heartbeat from invalid node id %r", beat.node_id)
             return
         record = self.nodes.get(beat.node_id)
+        save = record is None
         if record is None:
             record = NodeRecord(beat.node_id, time.time())
             self.nodes[beat.node_id] = record
             log.info("node %s registered (%s pid %d)", beat.node_id, beat.host, beat.pid)
             self.needs_rebalance = True
+        if beat.data_dir and (beat.host, beat.data_dir) != (record.host, record.data_dir):
+            record.host, record.data_dir = beat.host, beat.data_dir  # where it runs now
+            save = True
+        if save:
             self._spawn(self._save_node(record))
         if self._first_node_at is None:
             self._first_node_at = time.monotonic()

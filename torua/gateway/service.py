@@ -89,6 +89,7 @@ def node_view(n: NodeStatus) -> dict[str, Any]:
         "version": n.version,
         "protocol": n.protocol,
         "host": n.host,
+        "data_dir": n.data_dir,
         "pid": n.pid,
         "max_shards": n.max_shards,
         "uptime_seconds": round(time.time() - n.started_at, 3) if n.started_at else None,

@@ -149,7 +149,11 @@ class Node:
             self._dir_lock = dir_lock.claim(self.config.data_dir, f"torua node --id {self.config.id}")
         marker = self.config.data_dir / "node.json"
         if marker.exists():
-            owner = json.loads(marker.read_text()).get("node_id")
+            try:
+                owner = json.loads(marker.read_text()).get("node_id")
+            except (ValueError, AttributeError) as exc:
+                self.release_data_dir()
+                raise SystemExit(f"torua node: {marker} is unreadable ({exc}); it should say which node owns {self.config.data_dir}, e.g. {{\"node_id\": \"{self.config.id}\"}}") from None
             if owner != self.config.id:
                 self.release_data_dir()
                 raise SystemExit(f"torua node: {self.config.data_dir} belongs to node {owner!r}, not {self.config.id!r}")
@@ -285,6 +289,7 @@ class Node:
             pid=os.getpid(),
             shards=reports,
             settings_revision=self.settings_revision,
+            data_dir=str(self.config.data_dir.absolute()),
             **self._disk_usage(),
         )
 

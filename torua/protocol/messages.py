@@ -82,6 +82,8 @@ class Heartbeat:
     disk_total: int = 0
     disk_used: int = 0
     disk_free: int = 0
+    # the node's --data-dir, absolute: where it keeps its shards on `host` (/nodes, torua up)
+    data_dir: str = ""
 
 
 @dataclass(frozen=True)
@@ -263,6 +265,7 @@ class NodeStatus:
     disk_level: str = "ok"  # ok | above_low | above_high (against the disk watermarks)
     ops_rate: float = 0.0  # KV ops/s its copies served lately (sum of its ShardReports)
     write_rate: float = 0.0
+    data_dir: str = ""  # where it keeps its shards on `host` (as last heard, also once it is gone)
 
 
 @dataclass(frozen=True)
