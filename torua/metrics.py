@@ -22,6 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from torua import __version__
+from torua.listen import listen
 from torua.stopping import bounded
 
 if TYPE_CHECKING:
@@ -235,7 +236,7 @@ async def metrics_server(registry: CollectorRegistry, host: str, port: int) -> A
     runner = web.AppRunner(metrics_app(registry), access_log=None, handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port).start()
+        await listen(runner, host, port, "metrics", "--metrics-port")
         log.info("metrics on http://%s:%d/metrics", host, port)
         yield
     finally:

@@ -84,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     from torua.bus import NatsUnreachable
     from torua.dir_lock import DirLockError
+    from torua.listen import CannotListen
     from torua.logs import setup_logging
 
     if args.command == "up":
@@ -100,7 +101,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         setup_logging(config.log_level, config.log_format, args.command, getattr(config, "id", ""))
         try:
             asyncio.run(_run_role(args.command, config))
-        except (NatsUnreachable, DirLockError) as exc:
+        except (NatsUnreachable, DirLockError, CannotListen) as exc:
             print(f"torua {args.command}: {exc}", file=sys.stderr)
             return 1
         return 0

@@ -306,6 +306,8 @@ class LocalCluster:
             lines.append(f"  the gateway at http://{self.args.host}:{self.args.port} does not answer" + (self._exit_detail(gateway) if gateway else ""))
         else:
             lines.append("  " + readiness.health_line(health))
+            if not health.get("shards_total"):
+                lines.append(f"  the first shard map is made once {self.args.nodes} nodes have joined, or after the coordinator's formation timeout")
             lines += ["  " + line.removeprefix("torua up: ") for line in self._waiting_lines(ours=True)]
         exited = [f"{c.name} (code {c.proc.returncode})" for c in self.children if c.proc.poll() is not None]
         if exited:

@@ -26,6 +26,7 @@ from torua.cluster_health import cluster_health, node_state
 from torua.cluster_settings import describe as describe_settings
 from torua.config import GatewayConfig
 from torua.keys import MAX_KEY_BYTES, shard_for_key, validate_key
+from torua.listen import listen
 from torua.listing import MAX_LIMIT, list_keys
 from torua.metrics import GatewayMetrics, metrics_server
 from torua.protocol import subjects
@@ -458,7 +459,7 @@ async def run_gateway(config: GatewayConfig, stop: StopRequest) -> None:
             # requests in flight get their own deadline (and a second) to finish at a stop
             runner = web.AppRunner(make_app(config, gateway), access_log=None, handle_signals=False, shutdown_timeout=config.request_timeout + 1)
             await runner.setup()
-            await web.TCPSite(runner, config.host, config.port).start()
+            await listen(runner, config.host, config.port, "REST API", "--port")
             log.info("REST API on http://%s:%d (OpenAPI at http://%s:%d/openapi.json)", config.host, config.port, config.host, config.port)
         async with metrics_server(gateway.metrics.registry, config.metrics_host, config.metrics_port):
             await stop.wait()
