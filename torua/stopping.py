@@ -157,6 +157,27 @@ async def within(aw: Awaitable[T], seconds: float, default: T) -> T:
     return task.result()
 
 
+async def end_leftover_tasks(seconds: float = 3.0) -> list[asyncio.Task[Any]]:
+    """Cancel every other task, again and again, until all have ended or `seconds`
+    pass; the tasks still running then.
+
+    Once is not enough: nats-py's reconnect loop retries inside `asyncio.wait_for`,
+    which in Python 3.11 raises the attempt's own error instead of `CancelledError`
+    when both happen at once (a refused connection fails at once), and the loop
+    goes on retrying. asyncio's own shutdown cancels once and then waits for ever:
+    that is how a stopped process with NATS gone kept running for minutes."""
+    loop = asyncio.get_running_loop()
+    me = asyncio.current_task()
+    deadline = loop.time() + seconds
+    while True:
+        left = [t for t in asyncio.all_tasks() if t is not me and not t.done()]
+        if not left or loop.time() >= deadline:
+            return left
+        for task in left:
+            task.cancel()
+        await asyncio.wait(left, timeout=0.1)
+
+
 def _consume(task: asyncio.Future) -> None:
     """Read a left-behind task's outcome, so asyncio does not report it as lost."""
     if not task.cancelled():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import sys
 
@@ -130,7 +131,7 @@ def stop_grace(role: str, config) -> float:
 
 
 async def _run_role(role: str, config) -> None:
-    from torua.stopping import STOP_MARGIN, StopRequest
+    from torua.stopping import STOP_MARGIN, StopRequest, end_leftover_tasks
 
     # Before anything else (the data dir, the first NATS connection): a stop asked
     # for at any point is taken, and bounded.
@@ -152,6 +153,9 @@ async def _run_role(role: str, config) -> None:
         # Whatever ended the process (a stop, NATS unreachable, an error), it exits in
         # bounded time: asyncio's own shutdown waits for every task left behind.
         stop.arm(STOP_MARGIN)
+        left = await end_leftover_tasks()
+        if left:
+            logging.getLogger("torua").warning("%d task(s) would not end (%s); exiting without them", len(left), ", ".join(t.get_name() for t in left[:5]))
 
 
 if __name__ == "__main__":

@@ -323,15 +323,14 @@ class LocalCluster:
         has nobody to hand its primaries to, and without a coordinator it does not
         wait to try."""
         self.stopping = True
+        for c in self.children:  # a paused process (or a paused NATS) would hold the stop up
+            if c.proc.poll() is None:
+                c.proc.send_signal(signal.SIGCONT)
         for group in (("gateway",), ("coordinator",), ("node-",), ("nats-server",)):
             members = [c for c in self.children if c.name.startswith(group)]
             for c in members:
                 if c.proc.poll() is None:
-                    try:
-                        c.proc.send_signal(signal.SIGCONT)  # a paused process could not stop
-                        c.proc.send_signal(signal.SIGTERM)
-                    except ProcessLookupError:
-                        pass
+                    c.proc.send_signal(signal.SIGTERM)
             deadline = time.monotonic() + STOP_WAIT
             for c in members:
                 try:
