@@ -349,7 +349,7 @@ def test_a_restarted_cluster_gets_its_hand_added_nodes_back(tmp_path, hand):
 
         up = Up(data_dir, up.http_port, up.nats_port)
         up.wait_line(rf"\+ node n4: its directory {re.escape(str(data_dir / 'n4'))} is in the data dir, so it is started too", 30)
-        waits = up.wait_line(r"torua up: shards? ([\d, ]+) wait for node n5, which this torua up does not start; start it with", 60)
+        waits = up.wait_line(r"torua up: shards? ([\d, ]+) waits? for node n5, which this torua up does not start; start it with", 60)
         assert sorted(int(s) for s in waits.group(1).split(", ")) == sorted(on_n5)
         command = up.wait_line(r"^  (torua node .*)$", 5).group(1).strip()
         assert command == f"torua node --id n5 --nats-url {up.nats_url} --data-dir {tmp_path / 'elsewhere' / 'n5'}"

@@ -36,7 +36,7 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--log-level", default=_env("LOG_LEVEL", "info"), help="log level of the processes [env TORUA_LOG_LEVEL; default info]")
     up.add_argument("--log-format", default=_env("LOG_FORMAT", "text"), choices=["text", "json"], help="log format of the processes [env TORUA_LOG_FORMAT; default text]")
     up.add_argument("--metrics-port", type=int, default=int(_env("METRICS_PORT", "0")), metavar="BASE", help="serve /metrics from each process on BASE, BASE+1, ... (coordinators, nodes, gateway) [env TORUA_METRICS_PORT; default 0 = off]")
-    up.add_argument("--ready-timeout", type=float, default=60.0, help="seconds to wait for the cluster to be ready [default 60]")
+    up.add_argument("--ready-timeout", type=float, default=60.0, help="seconds after which torua up says what the cluster still lacks (it keeps running, and says when it is ready) [default 60]")
 
     for name, cls, text in (
         ("coordinator", CoordinatorConfig, "run a coordinator"),

@@ -63,8 +63,8 @@ def waiting_lines(waiting: dict[str, list[int]], nodes: dict[str, Any], started:
     for node_id, shard_ids in waiting.items():
         if node_id in started:
             continue  # ours: it is starting, or its exit is reported with its log
-        noun = "shard" if len(shard_ids) == 1 else "shards"
-        lines.append(f"torua up: {noun} {', '.join(map(str, shard_ids))} wait for node {node_id}, which this torua up does not start; start it with")
+        noun, verb = ("shard", "waits") if len(shard_ids) == 1 else ("shards", "wait")
+        lines.append(f"torua up: {noun} {', '.join(map(str, shard_ids))} {verb} for node {node_id}, which this torua up does not start; start it with")
         lines.append("  " + start_command(node_id, nats_url, by_id.get(node_id), this_host))
     return lines
 

@@ -296,7 +296,8 @@ class LocalCluster:
                 child = mine.get(node_id)
                 if child is not None:
                     state = "running" if child.proc.poll() is None else f"exited with code {child.proc.returncode}"
-                    lines.append(f"torua up: shards {', '.join(map(str, shard_ids))} wait for node {node_id} ({state}, pid {child.proc.pid}); its log: {child.log_path}")
+                    noun, verb = ("shard", "waits") if len(shard_ids) == 1 else ("shards", "wait")
+                    lines.append(f"torua up: {noun} {', '.join(map(str, shard_ids))} {verb} for node {node_id} ({state}, pid {child.proc.pid}); its log: {child.log_path}")
         return lines
 
     def _not_ready_report(self, health: dict[str, Any] | None, waited: float) -> list[str]:

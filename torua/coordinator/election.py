@@ -196,7 +196,9 @@ class CoordinatorProcess:
         while not self._stopping.is_set():
             attempt += 1
             try:
-                return await asyncio.wait_for(LeaderLease.open(self.nc, self.config), 10)
+                return await unless_stopped(asyncio.wait_for(LeaderLease.open(self.nc, self.config), 10), self._stopping)
+            except Stopped:
+                return None
             except Exception as exc:
                 log.warning("JetStream not ready for the leader lease (attempt %d): %s; retrying", attempt, exc)
                 await self._pause(1.0)
