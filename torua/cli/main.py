@@ -155,7 +155,8 @@ async def _run_role(role: str, config) -> None:
         stop.arm(STOP_MARGIN)
         left = await end_leftover_tasks()
         if left:
-            logging.getLogger("torua").warning("%d task(s) would not end (%s); exiting without them", len(left), ", ".join(t.get_name() for t in left[:5]))
+            names = ", ".join(t.get_name() for t in left[:5])
+            logging.getLogger("torua").warning("%d task(s) would not end (%s); the process exits anyway within %gs", len(left), names, STOP_MARGIN)
 
 
 if __name__ == "__main__":

@@ -249,10 +249,12 @@ class Node:
             await bounded(asyncio.gather(*self._tasks, return_exceptions=True), 2, "cancelling the node's tasks")
         if self.nc is not None:
             await close_connection(self.nc)
+        closed = True
         for holding in self.holdings.values():
             if holding.store is not None:
-                await bounded(holding.store.close(), 10, f"closing shard {holding.shard_id}")
-        self.release_data_dir()
+                closed &= await bounded(holding.store.close(), 10, f"closing shard {holding.shard_id}")
+        if closed:  # else a store may still write: the directory stays held until the process ends
+            self.release_data_dir()
         log.info("node %s stopped", self.config.id)
 
     async def _unsubscribe(self) -> None:
@@ -557,9 +559,6 @@ async def run_node(config: NodeConfig, stop: StopRequest) -> None:
     """`torua node`: claim the data dir (refused with `DirTaken` if another process
     holds it, before anything is written or bound), then serve until `stop`."""
     node = Node(config)
-    node._claim_data_dir()
-    try:
-        async with metrics_server(registry_of(LiveCollector(lambda: node_families(node))), config.metrics_host, config.metrics_port):
-            await node.run(stop)
-    finally:
-        node.release_data_dir()
+    node._claim_data_dir()  # held until the process ends, whatever ends it
+    async with metrics_server(registry_of(LiveCollector(lambda: node_families(node))), config.metrics_host, config.metrics_port):
+        await node.run(stop)
