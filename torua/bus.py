@@ -14,6 +14,8 @@ from typing import Any, Mapping
 
 from nats.aio.client import Client as NATS
 
+from torua.stopping import bounded, within
+
 log = logging.getLogger("torua.bus")
 
 
@@ -138,14 +140,41 @@ async def connect(url: str, name: str, timeout: float = 10.0, auth: NatsAuth | N
             ),
             timeout,
         )
+    except asyncio.CancelledError:  # the process is stopping (torua.stopping.unless_stopped)
+        await close_connection(nc, timeout=1.0)
+        raise
     except (asyncio.TimeoutError, Exception) as exc:
-        try:
-            await nc.close()
-        except Exception:
-            pass
+        await close_connection(nc, timeout=1.0)
         reason = last[0] or str(exc) or type(exc).__name__
         raise NatsUnreachable(f"cannot reach NATS at {url} after {max(attempts, 1)} attempts in {timeout:g}s: {reason}") from None
     return nc
+
+
+async def close_connection(nc: Any, timeout: float = 5.0) -> None:
+    """Drain `nc` (when connected) and close it, in bounded time whatever the server's
+    state: nats-py's drain swallows its cancellation and its close flushes toward
+    the server, so a paused or dead server could hold either up for ever
+    (torua.stopping.bounded never waits for a step past its bound)."""
+    if nc.is_closed:
+        return
+    # Drain only a server that answers: toward a paused one a drain waits out its own
+    # 30 s timeout, and its cancellation leaves errors behind in nats-py.
+    if nc.is_connected and await within(_answers(nc), 2.0, False):
+        await bounded(_quietly(nc.drain()), timeout, "draining the NATS connection")
+    if not nc.is_closed:
+        await bounded(_quietly(nc.close()), min(timeout, 2.0), "closing the NATS connection")
+
+
+async def _answers(nc: Any) -> bool:
+    await nc.flush(timeout=1)
+    return True
+
+
+async def _quietly(aw: Any) -> None:
+    try:
+        await aw
+    except Exception as exc:  # the server is gone or going: the connection ends either way
+        log.debug("closing the NATS connection: %s", exc or type(exc).__name__)
 
 
 async def _log_error(exc: Exception) -> None:

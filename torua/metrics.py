@@ -23,6 +23,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from torua import __version__
 from torua.gateway.connection import GatewayRunner  # the gateway's HTTP hardening: JSON parser errors, head deadline
+from torua.listen import listen
+from torua.stopping import bounded
 
 if TYPE_CHECKING:
     from torua.coordinator.election import CoordinatorProcess
@@ -236,11 +238,11 @@ async def metrics_server(registry: CollectorRegistry, host: str, port: int) -> A
     if not port:
         yield
         return
-    runner = GatewayRunner(metrics_app(registry), request_timeout=METRICS_REQUEST_TIMEOUT, access_log=None, handle_signals=False)
+    runner = GatewayRunner(metrics_app(registry), request_timeout=METRICS_REQUEST_TIMEOUT, access_log=None, handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port).start()
+        await listen(runner, host, port, "metrics", "--metrics-port")
         log.info("metrics on http://%s:%d/metrics", host, port)
         yield
     finally:
-        await runner.cleanup()
+        await bounded(runner.cleanup(), 3, "stopping the metrics server")

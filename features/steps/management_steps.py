@@ -362,7 +362,7 @@ def step_coordinator_metrics(context):
 def step_node_metrics(context):
     view = context.gateway.shards()
     for n in context.gateway.nodes():
-        samples = scrape(f"http://127.0.0.1:{context.cluster.metrics_port_of(f'node-' + n['id'])}/metrics")
+        samples = scrape(f"http://127.0.0.1:{context.cluster.metrics_port_of('node-' + n['id'])}/metrics")
         held = sum(1 for s in view["shards"] if n["id"] in copies_of(s))
         assert sample_sum(samples, "torua_node_shards") == held, f"{n['id']}: metrics say {sample_sum(samples, 'torua_node_shards')} shards, /shards {held}"
 

@@ -1,108 +1,362 @@
-"""`torua up`: one command runs the whole cluster, Ctrl-C stops all of it, data survives."""
+"""`torua up`: one command runs the whole cluster, Ctrl-C stops all of it, data
+survives; bad values are refused before anything starts; a data dir serves one
+cluster; a restarted cluster gets its hand-added nodes back or says how."""
 
 from __future__ import annotations
 
+import json
+import queue
+import re
+import shlex
 import signal
 import subprocess
+import threading
 import time
+import urllib.error
 import urllib.request
+from pathlib import Path
 
 import psutil
+import pytest
 
 from torua.cli.up import torua_command
 from tests.support.processes import free_port, wait_until
 
 
-def start_up(data_dir, http_port: int, nats_port: int) -> subprocess.Popen:
-    return subprocess.Popen(
-        torua_command()
-        + ["up", "--nodes", "3", "--shards", "8", "--data-dir", str(data_dir), "--port", str(http_port), "--nats-port", str(nats_port), "--heartbeat-interval", "0.25"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-    )
+class Up:
+    """A `torua up` whose output is read line by line on a thread, so every wait has a deadline."""
+
+    def __init__(self, data_dir: Path, http_port: int, nats_port: int, *extra: str, nodes: int = 3) -> None:
+        self.http_port, self.nats_port = http_port, nats_port
+        self.proc = subprocess.Popen(
+            torua_command() + [
+                "up", "--nodes", str(nodes), "--shards", "8", "--data-dir", str(data_dir), "--port", str(http_port),
+                "--nats-port", str(nats_port), "--heartbeat-interval", "0.25", *extra,
+            ],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
+        )
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._children: dict[int, psutil.Process] = {}
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line)
+            self._queue.put(line)
+        self._queue.put(None)
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def nats_url(self) -> str:
+        return f"nats://127.0.0.1:{self.nats_port}"
+
+    def wait_line(self, pattern: str, timeout: float = 60) -> re.Match:
+        """The first line from now on that matches `pattern` (a regex)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"no line matching {pattern!r} within {timeout:g}s; output:\n{self.output}")
+            try:
+                line = self._queue.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            if line is None:
+                raise AssertionError(f"torua up exited ({self.proc.wait()}) before printing {pattern!r}; output:\n{self.output}")
+            match = re.search(pattern, line)
+            if match:
+                return match
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        self.wait_line(r"Torua is ready", timeout)
+        self.remember_children()
+
+    def remember_children(self) -> list[psutil.Process]:
+        try:
+            for c in psutil.Process(self.proc.pid).children(recursive=True):
+                self._children.setdefault(c.pid, c)
+        except psutil.Error:
+            pass
+        return list(self._children.values())
+
+    def child(self, *words: str) -> psutil.Process:
+        def has(cmdline: list[str], word: str) -> bool:
+            return any(arg == word or arg.endswith("/" + word) for arg in cmdline)
+
+        return next(c for c in psutil.Process(self.proc.pid).children() if all(has(c.cmdline(), w) for w in words))
+
+    def stop(self, sig: int = signal.SIGINT) -> int:
+        self.remember_children()
+        self.proc.send_signal(sig)
+        code = self.proc.wait(60)
+        wait_until(lambda: not any(_running(c) for c in self._children.values()), 20, "every child of torua up gone")
+        return code
+
+    def kill_all(self) -> None:
+        self.remember_children()
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        for c in self._children.values():
+            try:
+                c.kill()
+            except psutil.Error:
+                pass
 
 
-def read_until(proc: subprocess.Popen, marker: bytes, timeout: float) -> bytes:
-    seen = b""
-    deadline = time.monotonic() + timeout
-    assert proc.stdout is not None
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        seen += line
-        if marker in line:
-            return seen
-    raise AssertionError(f"{marker!r} not printed within {timeout}s; got:\n{seen.decode(errors='replace')}")
+def _running(p: psutil.Process) -> bool:
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def http(method: str, url: str, body: bytes | None = None) -> tuple[int, bytes]:
-    req = urllib.request.Request(url, data=body, method=method)
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        return resp.status, resp.read()
+    req = urllib.request.Request(url, data=body, method=method, headers={"Content-Type": "application/json"} if body and body.startswith(b"{") else {})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
 
 
-def stop(proc: subprocess.Popen, sig: int = signal.SIGINT) -> list[psutil.Process]:
-    children = psutil.Process(proc.pid).children(recursive=True)
-    proc.send_signal(sig)
-    assert proc.wait(60) == 0
-    return children
+def get_json(url: str) -> dict:
+    status, body = http("GET", url)
+    assert status == 200, (url, status, body)
+    return json.loads(body)
+
+
+class Hand:
+    """Processes a test starts by hand beside `torua up`, all stopped at the end."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.procs: list[subprocess.Popen] = []
+
+    def run(self, argv: list[str], name: str) -> subprocess.Popen:
+        log = open(self.workdir / f"{name}-{len(self.procs)}.log", "wb")
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        log.close()
+        self.procs.append(proc)
+        return proc
+
+    def node(self, node_id: str, data_dir: Path, nats_url: str) -> subprocess.Popen:
+        argv = torua_command() + ["node", "--id", node_id, "--data-dir", str(data_dir), "--nats-url", nats_url, "--heartbeat-interval", "0.25"]
+        return self.run(argv, f"node-{node_id}")
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+
+
+@pytest.fixture
+def hand(tmp_path):
+    h = Hand(tmp_path)
+    try:
+        yield h
+    finally:
+        h.stop_all()
 
 
 def test_up_runs_a_cluster_and_ctrl_c_stops_every_process(tmp_path):
-    http_port, nats_port = free_port(), free_port()
-    proc = start_up(tmp_path / "data", http_port, nats_port)
-    children: list[psutil.Process] = []
+    up = Up(tmp_path / "data", free_port(), free_port())
     try:
-        out = read_until(proc, b"ready", 60)
-        assert f"http://127.0.0.1:{http_port}".encode() in out
-        assert f"nats://127.0.0.1:{nats_port}".encode() in out
-        children = psutil.Process(proc.pid).children(recursive=True)
-        cmdlines = [" ".join(c.cmdline()) for c in children]
+        up.wait_ready()
+        assert f"http://127.0.0.1:{up.http_port}" in up.output and up.nats_url in up.output
+        cmdlines = [" ".join(c.cmdline()) for c in up.remember_children()]
         for role in ("coordinator", "node --id n1", "node --id n2", "node --id n3", "gateway"):
             assert any(f"torua {role}" in line for line in cmdlines), (role, cmdlines)
         assert any("nats-server" in line for line in cmdlines)
-        base = f"http://127.0.0.1:{http_port}"
-        assert http("PUT", base + "/data/survives/restart", b"still here")[0] == 204
-        children = stop(proc)
-        wait_until(lambda: not any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in children), 10, "every child gone")
+        assert http("PUT", up.base + "/data/survives/restart", b"still here")[0] == 204
+        assert up.stop() == 0
 
-        proc = start_up(tmp_path / "data", http_port, nats_port)
-        read_until(proc, b"ready", 60)
-        assert http("GET", base + "/data/survives/restart") == (200, b"still here")
-        # A child that dies is reported; the rest of the cluster keeps serving.
-        n3 = next(c for c in psutil.Process(proc.pid).children() if "node" in c.cmdline() and "n3" in c.cmdline())
+        up = Up(tmp_path / "data", up.http_port, up.nats_port)
+        up.wait_ready()
+        assert http("GET", up.base + "/data/survives/restart") == (200, b"still here")
+        # A child that dies is reported, with where its log is; the rest of the cluster keeps serving.
+        n3 = up.child("node", "n3")
         n3.kill()
-        read_until(proc, f"node-n3 (pid {n3.pid}) exited".encode(), 30)
-        assert proc.poll() is None
-        wait_until(lambda: http("GET", base + "/health")[0] == 200, 10, "the gateway to answer")
-        children = stop(proc, signal.SIGTERM)
-        wait_until(lambda: not any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in children), 10, "every child gone")
+        up.wait_line(rf"node-n3 \(pid {n3.pid}\) exited with code -9; its log: .*node-n3\.log", 30)
+        assert up.proc.poll() is None
+        wait_until(lambda: http("GET", up.base + "/health")[0] == 200, 10, "the gateway to answer")
+        # Paused processes (NATS, a node) do not hold the stop up: every process stops on its own.
+        up.child("nats-server").suspend()
+        up.child("node", "n1").suspend()
+        started = time.monotonic()
+        assert up.stop(signal.SIGTERM) == 0
+        assert time.monotonic() - started < 40, up.output
+        assert "did not stop" not in up.output, up.output
     finally:
-        if proc.poll() is None:
-            children = psutil.Process(proc.pid).children(recursive=True)
-            proc.kill()
-            proc.wait(10)
-        for c in children:
-            try:
-                c.kill()
-            except psutil.Error:
-                pass
+        up.kill_all()
 
 
 def test_up_children_die_with_it_when_it_is_killed(tmp_path):
-    proc = start_up(tmp_path / "data", free_port(), free_port())
-    children: list[psutil.Process] = []
+    up = Up(tmp_path / "data", free_port(), free_port())
     try:
-        read_until(proc, b"Torua 3 nodes", 60)
-        children = wait_until(lambda: (ch := psutil.Process(proc.pid).children(recursive=True)) and len(ch) >= 6 and ch, 20, "children started")
-        proc.kill()
-        proc.wait(10)
-        wait_until(lambda: not any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in children), 20, "orphans to exit")
+        up.wait_line("Torua 3 nodes")
+        children = wait_until(lambda: (ch := up.remember_children()) and len(ch) >= 6 and ch, 20, "children started")
+        up.proc.kill()
+        up.proc.wait(10)
+        wait_until(lambda: not any(_running(c) for c in children), 20, "orphans to exit")
     finally:
-        for c in children:
-            try:
-                c.kill()
-            except psutil.Error:
-                pass
+        up.kill_all()
+
+
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (["--replicas", "9"], "--replicas 9 needs at least 9 nodes (a shard's copies are on distinct nodes); this cluster has 3"),
+        (["--nodes", "0"], "--nodes must be at least 1, not 0"),
+        (["--coordinators", "0"], "--coordinators must be at least 1, not 0"),
+        (["--shards", "0"], "shards must be between 1 and 4096 (for coordinator-c1)"),
+        (["--port", "99999"], "--port must be from 1 to 65535, not 99999"),
+        (["--nats-port", "0"], "--nats-port must be from 1 to 65535, not 0"),
+        (["--heartbeat-interval", "0"], "heartbeat_interval must be > 0"),
+        (["--metrics-port", "65534"], "--metrics-port 65534 needs 5 ports from it, up to 65538; ports end at 65535"),
+        (["--log-level", "loud"], "log_level must be debug, info, warning or error, not 'loud'"),
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, list) else "",
+)
+def test_up_refuses_a_bad_value_before_starting_anything(tmp_path, flags, message):
+    data_dir = tmp_path / "data"
+    argv = torua_command() + ["up", "--data-dir", str(data_dir), "--port", str(free_port()), "--nats-port", str(free_port())] + flags
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2, done
+    assert done.stderr.startswith("torua up: ") and message in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert not data_dir.exists()  # nothing started, nothing written
+
+
+def test_a_child_that_dies_while_starting_is_shown_with_its_log(tmp_path):
+    """The node's own refusal is on the terminal, the not-ready report names real log
+    files, and the cluster still says ready once it forms without that node."""
+    data_dir = tmp_path / "data"
+    (data_dir / "n1").mkdir(parents=True)
+    (data_dir / "n1" / "node.json").write_text("{garbage")
+    up = Up(data_dir, free_port(), free_port(), "--ready-timeout", "5")
+    try:
+        up.wait_ready(60)  # formed over n2 and n3 after the formation timeout (10 s)
+        out = up.output
+        assert re.search(r"node-n1 \(pid \d+\) exited with code 1; the end of its log .*/logs/node-n1\.log:\n  \| torua node: .*node\.json is unreadable", out), out
+        assert "the cluster is not ready after 5s (still running" in out
+        logs = re.search(r"logs: (\S+)/<process>\.log, one per process: (.*)", out)
+        assert logs, out
+        for name in logs.group(2).split(", "):
+            assert (Path(logs.group(1)) / f"{name}.log").is_file(), name
+        assert "see the logs above" not in up.output
+        assert up.stop() == 0
+    finally:
+        up.kill_all()
+
+
+def test_a_data_dir_serves_one_cluster_and_a_node_dir_one_node(tmp_path, hand):
+    """A second `torua up` on the same data dir (other ports) and a second `torua n1`
+    on n1's dir are refused, naming the path and the holder, and change nothing:
+    the first cluster stays green. A node killed with SIGKILL takes its dir again."""
+    data_dir = tmp_path / "data"
+    up = Up(data_dir, free_port(), free_port())
+    try:
+        up.wait_ready()
+        assert http("PUT", up.base + "/data/mine", b"first")[0] == 204
+        epoch = get_json(up.base + "/cluster/health")["epoch"]
+
+        second = subprocess.run(
+            torua_command() + ["up", "--data-dir", str(data_dir), "--port", str(free_port()), "--nats-port", str(free_port()), "--shards", "4"],
+            capture_output=True, text=True, timeout=30,
+        )
+        assert second.returncode == 1, second
+        assert second.stderr.strip() == f"torua up: {data_dir} is in use by torua up (pid {up.proc.pid}); one directory serves one process at a time"
+        assert second.stdout == ""
+
+        n1 = up.child("node", "n1")
+        before = sorted((p.name, p.stat().st_mtime_ns) for p in (data_dir / "n1").iterdir())
+        again = subprocess.run(
+            torua_command() + ["node", "--id", "n1", "--data-dir", str(data_dir / "n1"), "--nats-url", up.nats_url],
+            capture_output=True, text=True, timeout=30,
+        )
+        assert again.returncode == 1, again
+        assert f"torua node: {data_dir / 'n1'} is in use by torua node --id n1 (pid {n1.pid})" in again.stderr, again.stderr
+        assert sorted((p.name, p.stat().st_mtime_ns) for p in (data_dir / "n1").iterdir()) == before
+
+        health = get_json(up.base + "/cluster/health")
+        assert health["status"] == "green" and health["epoch"] == epoch and health["nodes_total"] == 3, health
+        assert http("GET", up.base + "/data/mine") == (200, b"first")
+
+        # kill -9 leaves no stale lock: the node started again takes its directory
+        n4 = hand.node("n4", tmp_path / "elsewhere" / "n4", up.nats_url)
+        wait_until(lambda: _node(up, "n4")["health"] == "healthy", 30, "n4 healthy")
+        n4.kill()
+        n4.wait(10)
+        again = hand.node("n4", tmp_path / "elsewhere" / "n4", up.nats_url)
+        wait_until(lambda: again.poll() is None and _node(up, "n4")["pid"] == again.pid and _node(up, "n4")["health"] == "healthy", 30, "n4 back")
+        assert _node(up, "n4")["data_dir"] == str(tmp_path / "elsewhere" / "n4")
+        assert up.stop() == 0
+    finally:
+        up.kill_all()
+
+
+def _node(up: Up, node_id: str) -> dict:
+    return next(n for n in get_json(up.base + "/nodes")["nodes"] if n["id"] == node_id)
+
+
+def _primaries(up: Up) -> dict[str, list[int]]:
+    out: dict[str, list[int]] = {}
+    for shard in get_json(up.base + "/shards")["shards"]:
+        out.setdefault(shard["primary"], []).append(shard["shard_id"])
+    return out
+
+
+def test_a_restarted_cluster_gets_its_hand_added_nodes_back(tmp_path, hand):
+    """The README tour adds n4 in the data dir by hand; another node, n5, runs from a
+    directory elsewhere. Both get shards. After a stop, `torua up` starts n4 itself,
+    says which shards wait for n5 and the exact command that starts it; run as
+    printed, the cluster is ready and every key reads back."""
+    data_dir = tmp_path / "data"
+    up = Up(data_dir, free_port(), free_port())
+    try:
+        up.wait_ready()
+        keys = {f"key-{i}": f"value-{i}".encode() for i in range(40)}
+        for key, value in keys.items():
+            assert http("PUT", f"{up.base}/data/{key}", value)[0] == 204
+        hand.node("n4", data_dir / "n4", up.nats_url)
+        hand.node("n5", tmp_path / "elsewhere" / "n5", up.nats_url)
+        # the new nodes take shards (rebalancing after a join), with their data
+        wait_until(
+            lambda: {"n4", "n5"} <= set(p := _primaries(up)) and get_json(up.base + "/cluster/health")["status"] == "green"
+            and not get_json(up.base + "/cluster/info")["moves"] and p,
+            60, "shards on n4 and n5",
+        )
+        on_n5 = _primaries(up)["n5"]
+        hand.stop_all()
+        assert up.stop() == 0
+
+        up = Up(data_dir, up.http_port, up.nats_port)
+        up.wait_line(rf"\+ node n4: its directory {re.escape(str(data_dir / 'n4'))} is in the data dir, so it is started too", 30)
+        waits = up.wait_line(r"torua up: shards? ([\d, ]+) waits? for node n5, which this torua up does not start; start it with", 60)
+        assert sorted(int(s) for s in waits.group(1).split(", ")) == sorted(on_n5)
+        command = up.wait_line(r"^  (torua node .*)$", 5).group(1).strip()
+        assert command == f"torua node --id n5 --nats-url {up.nats_url} --data-dir {tmp_path / 'elsewhere' / 'n5'}"
+        assert "Torua is ready" not in up.output
+        hand.run(torua_command() + shlex.split(command)[1:], "n5-as-printed")
+        up.wait_ready(60)
+        for key, value in keys.items():
+            assert http("GET", f"{up.base}/data/{key}") == (200, value), key
+        assert up.stop() == 0
+    finally:
+        up.kill_all()

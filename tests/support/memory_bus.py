@@ -482,6 +482,10 @@ class MemoryClient:
     def jetstream(self, **_: Any) -> "MemoryJetStream":
         return MemoryJetStream(self)
 
+    async def flush(self, timeout: float = 10) -> None:
+        """A round trip to the server: the bus answers at once while this client is open."""
+        self._check_open()
+
     async def drain(self) -> None:
         if self.is_closed:
             raise ConnectionClosedError

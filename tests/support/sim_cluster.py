@@ -162,6 +162,7 @@ class SimCluster:
         for holding in node.holdings.values():
             if holding.store is not None:
                 await holding.store.close()
+        node.release_data_dir()  # the kernel drops a dead process's lock (torua.dir_lock)
 
     async def restart(self, node_id: str) -> Node:
         return await self.start_node(node_id)

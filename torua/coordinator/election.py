@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import signal
 import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
@@ -24,13 +23,14 @@ from nats.js.client import JetStreamContext
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-from torua.bus import connect
+from torua.bus import close_connection, connect
 from torua.config import CoordinatorConfig
 from torua.coordinator.service import Coordinator
 from torua.coordinator.state_store import keys_with_prefix
 from torua.leadership import LeaderTiming, leader_step, leads_until
 from torua.metrics import LiveCollector, coordinator_families, metrics_server, registry_of
 from torua.protocol import subjects
+from torua.stopping import StopRequest, Stopped, bounded, unless_stopped
 
 log = logging.getLogger("torua.coordinator.election")
 
@@ -150,7 +150,7 @@ class LeaderLease:
 class CoordinatorProcess:
     """One `torua coordinator`: stands by, campaigns, and leads while it may."""
 
-    def __init__(self, config: CoordinatorConfig, connect: Callable[..., Awaitable[Any]] = connect) -> None:
+    def __init__(self, config: CoordinatorConfig, connect: Callable[..., Awaitable[Any]] = connect, stop: StopRequest | None = None) -> None:
         self.config = config
         self._connect = connect
         self.timing = LeaderTiming.for_lease(config.leader_lease)
@@ -158,17 +158,20 @@ class CoordinatorProcess:
         self.lease: LeaderLease | None = None
         self.brain: Any = None  # the Coordinator while this process leads
         self._renew_sent_at = 0.0
-        self._stopping = asyncio.Event()
+        # set by SIGINT/SIGTERM (torua.stopping, installed by the caller before the first connect)
+        self._stopping = stop.event if stop is not None else asyncio.Event()
 
     def may_act(self) -> bool:
         """The brain's check before every effect: does the lease still hold?"""
         return time.monotonic() < leads_until(self._renew_sent_at, self.timing)
 
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, self._stopping.set)
-        self.nc = await self._connect(self.config.nats_url, f"torua-coordinator-{self.config.id}", self.config.connect_timeout, auth=self.config.nats_auth())
+        try:
+            connecting = self._connect(self.config.nats_url, f"torua-coordinator-{self.config.id}", self.config.connect_timeout, auth=self.config.nats_auth())
+            self.nc = await unless_stopped(connecting, self._stopping)
+        except Stopped:
+            log.info("coordinator %s stopping before it connected", self.config.id)
+            return
         try:
             self.lease = await self._open_lease()
             if self.lease is None:
@@ -182,11 +185,8 @@ class CoordinatorProcess:
                 # (JetStream busy) must not spin through terms
                 await self._pause(self.timing.campaign_every)
         finally:
-            if self.nc is not None and not self.nc.is_closed:
-                try:
-                    await asyncio.wait_for(self.nc.drain(), 5)
-                except Exception:
-                    await self.nc.close()
+            if self.nc is not None:
+                await close_connection(self.nc)
 
     async def _open_lease(self) -> LeaderLease | None:
         """The lease bucket, retried while JetStream is not ready (a NATS cluster still
@@ -196,7 +196,9 @@ class CoordinatorProcess:
         while not self._stopping.is_set():
             attempt += 1
             try:
-                return await asyncio.wait_for(LeaderLease.open(self.nc, self.config), 10)
+                return await unless_stopped(asyncio.wait_for(LeaderLease.open(self.nc, self.config), 10), self._stopping)
+            except Stopped:
+                return None
             except Exception as exc:
                 log.warning("JetStream not ready for the leader lease (attempt %d): %s; retrying", attempt, exc)
                 await self._pause(1.0)
@@ -254,10 +256,13 @@ class CoordinatorProcess:
             self._renew_sent_at = 0.0  # may_act() is False from here on
             if not brain_start.done():
                 brain_start.cancel()
-            await asyncio.gather(brain_start, return_exceptions=True)
-            await brain.stop()
+            # Each step bounded (torua.stopping.bounded): with NATS dead or paused, a
+            # JetStream call or a flush must not hold the stop (or the next campaign) up.
+            await bounded(asyncio.gather(brain_start, return_exceptions=True), 3, "cancelling the leader's start")
+            await bounded(brain.stop(), 10, "stopping the leader")
             self.brain = None
-            await lease.resign()  # let a standby in now; refused harmlessly if one has already
+            # let a standby in now; refused harmlessly if one has already
+            await bounded(lease.resign(), max(1.0, self.timing.lease), "resigning the lead")
             log.info("coordinator %s stepped down: %s", self.config.id, reason)
             lease.term = 0
 
@@ -274,8 +279,8 @@ class CoordinatorProcess:
         return ok
 
 
-async def run_coordinator(config: CoordinatorConfig) -> None:
-    process = CoordinatorProcess(config)
+async def run_coordinator(config: CoordinatorConfig, stop: StopRequest) -> None:
+    process = CoordinatorProcess(config, stop=stop)
     # With the process, not the brain: a standby answers too (torua_coordinator_leader 0).
     registry = registry_of(LiveCollector(lambda: coordinator_families(process)))
     async with metrics_server(registry, config.metrics_host, config.metrics_port):

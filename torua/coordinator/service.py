@@ -20,7 +20,7 @@ from typing import Any, Awaitable, Callable
 
 from nats.aio.client import Client as NATS
 
-from torua.bus import connect
+from torua.bus import close_connection, connect
 from torua.config import CoordinatorConfig
 from torua.coordinator import copy_reports, shardmap
 from torua.coordinator.api import CoordinatorApi
@@ -39,6 +39,7 @@ from torua.protocol import subjects
 from torua.protocol.codec import Refused, decode, encode, encode_refusal, from_dict, unpack
 from torua.protocol.errors import ToruaError
 from torua.protocol.versions import refusal_reason
+from torua.stopping import bounded
 from torua.protocol.messages import (
     AssignmentAck,
     Heartbeat,
@@ -77,11 +78,16 @@ class NodeRecord:
     def missing(self) -> set[int]:
         """Shards the map counts on this node for that its heartbeats say it does not have."""
         return copy_reports.confirmed(self.missing_streaks) if self.status == "healthy" else set()
+    # where it last ran (its heartbeat's host and data_dir), kept so that a node gone
+    # since can be started again (`torua up` prints the command)
+    host: str = ""
+    data_dir: str = ""
 
     def persisted(self) -> dict[str, Any]:
         return {
             "id": self.id, "first_seen": self.first_seen, "draining": self.draining,
             "maintenance": self.maintenance, "evacuating": self.evacuating,
+            "host": self.host, "data_dir": self.data_dir,
         }
 
 
@@ -143,6 +149,7 @@ class Coordinator:
             self.nodes[record["id"]] = NodeRecord(
                 record["id"], record.get("first_seen", time.time()), bool(record.get("draining")),
                 maintenance=bool(record.get("maintenance")), evacuating=bool(record.get("evacuating")),
+                host=str(record.get("host") or ""), data_dir=str(record.get("data_dir") or ""),
             )
         if self.map is not None:
             log.info("resuming shard map at epoch %d (%d shards, %d known nodes)", self.map.epoch, self.map.num_shards, len(self.nodes))
@@ -173,12 +180,10 @@ class Coordinator:
         self._subs.clear()
         for task in list(self._tasks):
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._own_connection and self.nc is not None and not self.nc.is_closed:
-            try:
-                await asyncio.wait_for(self.nc.drain(), 5)
-            except Exception:
-                await self.nc.close()
+        if self._tasks:  # bounded: a task stuck on a dead connection must not hold the stop up
+            await bounded(asyncio.gather(*self._tasks, return_exceptions=True), 3, "cancelling the coordinator's tasks")
+        if self._own_connection and self.nc is not None:
+            await close_connection(self.nc)
 
     def _spawn(self, coro) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
@@ -202,11 +207,16 @@ class Coordinator:
             log.warning("ignoring heartbeat from invalid node id %r", beat.node_id)
             return
         record = self.nodes.get(beat.node_id)
+        save = record is None
         if record is None:
             record = NodeRecord(beat.node_id, time.time())
             self.nodes[beat.node_id] = record
             log.info("node %s registered (%s pid %d)", beat.node_id, beat.host, beat.pid)
             self.needs_rebalance = True
+        if beat.data_dir and (beat.host, beat.data_dir) != (record.host, record.data_dir):
+            record.host, record.data_dir = beat.host, beat.data_dir  # where it runs now
+            save = True
+        if save:
             self._spawn(self._save_node(record))
         if self._first_node_at is None:
             self._first_node_at = time.monotonic()

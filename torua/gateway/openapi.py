@@ -155,6 +155,7 @@ SCHEMAS: dict[str, Schema] = {
             "version": STR,
             "protocol": {**INT, "description": "protocol version of the node's last heartbeat (0: none yet)"},
             "host": STR,
+            "data_dir": {**STR, "description": "its --data-dir on host (absolute), as last heard: also known once it is gone"},
             "pid": INT,
             "max_shards": INT_OR_NULL,
             "uptime_seconds": {"type": ["number", "null"]},

@@ -8,11 +8,9 @@ cannot do now; the front-ends turn it into their error shape.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import datetime
 import logging
-import signal
 import time
 from typing import Any, Callable, TypeVar
 
@@ -22,13 +20,14 @@ from nats.errors import Error as NatsError, MaxPayloadError, NoRespondersError, 
 
 from torua import __version__
 from torua.broadcast import BROADCAST_TIMEOUT, check_kind, gather
-from torua.bus import connect
+from torua.bus import close_connection, connect
 from torua.cluster_health import cluster_health, node_state
 from torua.cluster_settings import describe as describe_settings
 from torua.config import GatewayConfig
 from torua.gateway.connection import GatewayRunner
 from torua.kv_rules import DEFAULT_CONTENT_TYPE  # noqa: F401 (imported from here)
 from torua.kv_rules import servable_content_type, shard_for_key, validate_content_type, validate_key, validate_prefix, validate_put
+from torua.listen import listen
 from torua.listing import MAX_LIMIT, list_keys
 from torua.metrics import GatewayMetrics, metrics_server
 from torua.protocol import subjects
@@ -54,6 +53,7 @@ from torua.protocol.messages import (
     ShardMap,
 )
 from torua.routing import RETRY_AFTER_SECONDS, MapCache, ShardRouter
+from torua.stopping import StopRequest, Stopped, bounded, unless_stopped
 
 log = logging.getLogger("torua.gateway")
 
@@ -90,6 +90,7 @@ def node_view(n: NodeStatus) -> dict[str, Any]:
         "version": n.version,
         "protocol": n.protocol,
         "host": n.host,
+        "data_dir": n.data_dir,
         "pid": n.pid,
         "max_shards": n.max_shards,
         "uptime_seconds": round(time.time() - n.started_at, 3) if n.started_at else None,
@@ -443,43 +444,45 @@ def _refusal(ack: Ack) -> ToruaError:
     return ToruaError(code, message, retry_after=retry, fields=ack.detail if code != "internal" else None)
 
 
-async def run_gateway(config: GatewayConfig) -> None:
-    """Serve the REST and NATS APIs until SIGINT or SIGTERM, then stop cleanly."""
+async def run_gateway(config: GatewayConfig, stop: StopRequest) -> None:
+    """Serve the REST and NATS APIs until `stop` (SIGINT/SIGTERM, installed by the
+    caller before the first connect), then stop cleanly, each step bounded."""
     # Imported here: both front-ends import this module for `Gateway`.
     from torua.gateway.http import make_app
     from torua.gateway.nats_api import NatsApi
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    nc = await connect(config.nats_url, "torua-gateway", config.connect_timeout, auth=config.nats_auth())
+    try:
+        nc = await unless_stopped(connect(config.nats_url, "torua-gateway", config.connect_timeout, auth=config.nats_auth()), stop.event)
+    except Stopped:
+        log.info("gateway stopping before it connected")
+        return
     gateway = Gateway(nc, config)
     api = NatsApi(gateway)
     runner: web.AppRunner | None = None
     try:
-        await gateway.start()
-        await api.start()
+        await unless_stopped(gateway.start(), stop.event)
+        await unless_stopped(api.start(), stop.event)
         log.info("NATS API on %s.> (service torua %s, queue group %s) via %s", subjects.API, __version__, subjects.API_QUEUE, config.nats_url)
         if config.port:
-            # Each request's head must arrive within the request deadline (its body too: read_body).
-            runner = GatewayRunner(make_app(config, gateway), request_timeout=config.request_timeout, access_log=None, handle_signals=False)
+            # Each request's head must arrive within the request deadline (its body too: read_body);
+            # requests in flight get their own deadline (and a second) to finish at a stop.
+            runner = GatewayRunner(
+                make_app(config, gateway), request_timeout=config.request_timeout, access_log=None, handle_signals=False,
+                shutdown_timeout=config.request_timeout + 1,
+            )
             await runner.setup()
-            await web.TCPSite(runner, config.host, config.port).start()
+            await listen(runner, config.host, config.port, "REST API", "--port")
             log.info("REST API on http://%s:%d (OpenAPI at http://%s:%d/openapi.json)", config.host, config.port, config.host, config.port)
         async with metrics_server(gateway.metrics.registry, config.metrics_host, config.metrics_port):
             await stop.wait()
-        log.info("gateway stopping")
+    except Stopped:
+        pass
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
+        log.info("gateway stopping")
         if runner is not None:
-            await runner.cleanup()  # stops taking HTTP requests, lets those in flight finish
-        await api.stop()
-        await gateway.stop()
-        try:
-            await asyncio.wait_for(nc.drain(), 5)
-        except Exception:  # drain timed out or the connection is already gone
-            if not nc.is_closed:
-                await nc.close()
+            # stops taking HTTP requests, lets those in flight finish
+            await bounded(runner.cleanup(), config.request_timeout + 2, "stopping the REST API")
+        await bounded(api.stop(), config.request_timeout + 2, "stopping the NATS API")
+        await bounded(gateway.stop(), 3, "stopping the gateway")
+        await close_connection(nc)
         log.info("gateway stopped")

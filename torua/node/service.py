@@ -16,7 +16,6 @@ import json
 import math
 import logging
 import os
-import signal
 import socket
 import time
 from dataclasses import dataclass, field
@@ -27,8 +26,8 @@ import psutil
 from nats.aio.client import Client as NATS
 from nats.errors import NoRespondersError
 
-from torua import __version__
-from torua.bus import connect
+from torua import __version__, dir_lock
+from torua.bus import close_connection, connect
 from torua.config import NodeConfig
 from torua.kv_rules import payload_room, servable_content_type
 from torua.leadership import accept_term
@@ -58,6 +57,7 @@ from torua.protocol.messages import (
     ShardReport,
 )
 from torua.storage.shard_store import ShardStore
+from torua.stopping import StopRequest, Stopped, bounded, unless_stopped
 
 log = logging.getLogger("torua.node")
 
@@ -136,6 +136,7 @@ class Node:
         self._assigned = asyncio.Event()
         self.settings_revision = 0  # of the cluster settings in force here; 0 = the flags (torua.node.broadcast)
         self.kv_served: collections.Counter[tuple[str, str]] = collections.Counter()  # (op, ok | error code), for /metrics
+        self._dir_lock: dir_lock.DirLock | None = None  # this process's hold on config.data_dir
 
     # ----------------------------------------------------------- lifecycle
 
@@ -147,15 +148,31 @@ class Node:
         return self.shards_dir / str(shard_id)
 
     def _claim_data_dir(self) -> None:
-        """A data dir belongs to one node id; refuse to serve another node's shards."""
-        self.shards_dir.mkdir(parents=True, exist_ok=True)
+        """A data dir serves one process (torua.dir_lock, held until this one ends:
+        `DirTaken` if another runs on it) and belongs to one node id: refuse to
+        serve another node's shards. Checked before anything is written."""
+        if self._dir_lock is None:
+            self._dir_lock = dir_lock.claim(self.config.data_dir, f"torua node --id {self.config.id}")
         marker = self.config.data_dir / "node.json"
         if marker.exists():
-            owner = json.loads(marker.read_text()).get("node_id")
+            try:
+                owner = json.loads(marker.read_text()).get("node_id")
+            except (ValueError, AttributeError) as exc:
+                self.release_data_dir()
+                raise SystemExit(f"torua node: {marker} is unreadable ({exc}); it should say which node owns {self.config.data_dir}, e.g. {{\"node_id\": \"{self.config.id}\"}}") from None
             if owner != self.config.id:
+                self.release_data_dir()
                 raise SystemExit(f"torua node: {self.config.data_dir} belongs to node {owner!r}, not {self.config.id!r}")
         else:
             marker.write_text(json.dumps({"node_id": self.config.id}))
+        self.shards_dir.mkdir(parents=True, exist_ok=True)
+
+    def release_data_dir(self) -> None:
+        """Let another process take the data dir (stop does it; the kernel does it when
+        the process dies; the in-memory harness calls it for a simulated crash)."""
+        if self._dir_lock is not None:
+            self._dir_lock.release()
+            self._dir_lock = None
 
     async def start(self) -> None:
         self._claim_data_dir()
@@ -182,13 +199,16 @@ class Node:
         self._spawn(self._log_retention_loop())
         log.info("node %s serving on %s, data in %s", node, self.config.nats_url, self.config.data_dir)
 
-    async def run(self) -> None:
-        await self.start()
-        loop = asyncio.get_running_loop()
-        stop_requested = asyncio.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop_requested.set)
-        await stop_requested.wait()
+    async def run(self, stop: StopRequest) -> None:
+        """Serve until `stop` (SIGINT/SIGTERM, installed by the caller before anything
+        else), then stop; a stop while the first NATS connection is still retried
+        ends the wait at once."""
+        try:
+            await unless_stopped(self.start(), stop.event)
+        except Stopped:
+            log.info("node %s stopping before it served", self.config.id)
+        else:
+            await stop.wait()
         await self.stop()
 
     async def hand_off(self) -> None:
@@ -220,32 +240,37 @@ class Node:
         return [h.shard_id for h in self.holdings.values() if h.role in ("primary", "frozen") and h.replicas]
 
     async def stop(self) -> None:
-        """Hand primaries over, take no new requests, let the ones in flight finish (bounded), then close."""
+        """Hand primaries over, take no new requests, let the ones in flight finish, then
+        close. Every step is bounded (torua.stopping.bounded), so a dead or paused NATS
+        never holds the stop up."""
         log.info("node %s stopping", self.config.id)
-        await self.hand_off()
+        await bounded(self.hand_off(), self.config.shutdown_timeout + 3, "handing primaries over")
         self._stopping.set()
         self._heartbeat_now.set()  # wake the heartbeat loop so it ends now
-        for sub in self._subs:
-            try:
-                await sub.unsubscribe()
-            except Exception:  # connection already gone
-                pass
+        await bounded(self._unsubscribe(), 2, "unsubscribing")
         in_flight = [t for t in self._tasks if not t.done()]
         if in_flight:
             await asyncio.wait(in_flight, timeout=5)
         for task in list(self._tasks):
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self.nc is not None and self.nc.is_connected:
-            try:
-                await asyncio.wait_for(self.nc.drain(), 5)
-            except Exception as exc:
-                log.warning("draining NATS: %s", exc)
+        if self._tasks:
+            await bounded(asyncio.gather(*self._tasks, return_exceptions=True), 2, "cancelling the node's tasks")
+        if self.nc is not None:
+            await close_connection(self.nc)
+        closed = True
         for holding in self.holdings.values():
             if holding.store is not None:
-                await holding.store.close()
-        if self.nc is not None and not self.nc.is_closed:
-            await self.nc.close()
+                closed &= await bounded(holding.store.close(), 10, f"closing shard {holding.shard_id}")
+        if closed:  # else a store may still write: the directory stays held until the process ends
+            self.release_data_dir()
+        log.info("node %s stopped", self.config.id)
+
+    async def _unsubscribe(self) -> None:
+        for sub in self._subs:
+            try:
+                await sub.unsubscribe()
+            except Exception:  # connection already gone
+                pass
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)
@@ -284,6 +309,7 @@ class Node:
             settings_revision=self.settings_revision,
             seq=self._beat_seq,
             grant_seq=self._grant_seq,
+            data_dir=str(self.config.data_dir.absolute()),
             **self._disk_usage(),
         )
 
@@ -544,7 +570,10 @@ class Node:
         await on_broadcast(self, msg)  # ping, config; anything else gets a clear error
 
 
-async def run_node(config: NodeConfig) -> None:
+async def run_node(config: NodeConfig, stop: StopRequest) -> None:
+    """`torua node`: claim the data dir (refused with `DirTaken` if another process
+    holds it, before anything is written or bound), then serve until `stop`."""
     node = Node(config)
+    node._claim_data_dir()  # held until the process ends, whatever ends it
     async with metrics_server(registry_of(LiveCollector(lambda: node_families(node))), config.metrics_host, config.metrics_port):
-        await node.run()
+        await node.run(stop)

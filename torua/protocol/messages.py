@@ -92,6 +92,8 @@ class Heartbeat:
     # number of the newest heartbeat whose LeaseGrant the node has taken (it takes no older)
     seq: int = 0
     grant_seq: int = 0
+    # the node's --data-dir, absolute: where it keeps its shards on `host` (/nodes, torua up)
+    data_dir: str = ""
 
 
 @dataclass(frozen=True)
@@ -281,6 +283,7 @@ class NodeStatus:
     missing: list[int] = field(default_factory=list)
     # seconds until every lease this node may hold has run out (torua.replication.lease_ledger)
     lease_held: float = 0.0
+    data_dir: str = ""  # where it keeps its shards on `host` (as last heard, also once it is gone)
 
 
 @dataclass(frozen=True)
