@@ -27,6 +27,8 @@ MAX_KEY_BYTES = 1024
 DEFAULT_MAX_VALUE_BYTES = 8 << 20
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 MAX_CONTENT_TYPE_CHARS = 255
+# A page of a key listing holds at most this many keys (`limit`).
+MAX_LIMIT = 1000
 # NATS refuses a message above the server's max_payload (64 MiB at most, whatever
 # it is set to). A put travels as one message: the value, plus the key (at most
 # 1 KiB), the content type and the request's other fields, well under this.

@@ -11,12 +11,10 @@ import base64
 
 import msgpack
 
-from torua.kv_rules import validate_prefix
+from torua.kv_rules import MAX_LIMIT, validate_prefix
 from torua.protocol.errors import ToruaError
 from torua.protocol.messages import KvRequest
 from torua.routing import ShardRouter
-
-MAX_LIMIT = 1000
 
 
 def encode_cursor(shard_id: int, last_key: str | None) -> str:
