@@ -18,7 +18,9 @@ Query parameters are decoded as strictly (``+`` is a space there, as in forms):
 
 from __future__ import annotations
 
+import functools
 import re
+from typing import Collection
 from urllib.parse import unquote_to_bytes
 
 from torua.keys import validate_key
@@ -40,17 +42,37 @@ def percent_decode(raw: str) -> str:
 
 def key_from_raw_path(raw_path: str, prefix: str = "/data/", suffix: str = "") -> str:
     """The validated key between `prefix` and `suffix` of a raw request path."""
+    return keys_from_raw_path(prefix + "{key}" + suffix, raw_path, ("key",))["key"]
+
+
+_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def keys_from_raw_path(template: str, raw_path: str, names: Collection[str]) -> dict[str, str]:
+    """The keys `names` of a raw request path laid out as `template`, each decoded
+    strictly and validated (`torua.keys.validate_key`); a key may hold slashes, any
+    other ``{param}`` is one path segment (read by the router, not here).
+
+    >>> keys_from_raw_path("/keys/{key}/location", "/keys/a%2Fb/c/location?x=1", ["key"])
+    {'key': 'a/b/c'}
+    """
     path = raw_path.split("?", 1)[0]
     if "#" in path:
         raise ToruaError("bad_request", "a '#' in the key must be sent percent-encoded, as %23")
-    if not path.startswith(prefix):
-        raise ToruaError("bad_request", f"expected a path under {prefix}")
-    raw = path[len(prefix) :]
-    if suffix:
-        if not raw.endswith(suffix):
-            raise ToruaError("bad_request", f"expected a path ending in {suffix}")
-        raw = raw[: -len(suffix)]
-    return validate_key(percent_decode(raw))
+    match = _layout(template, frozenset(names)).fullmatch(path)
+    if match is None:
+        raise ToruaError("bad_request", f"expected a path of the form {template}")
+    return {name: validate_key(percent_decode(raw)) for name, raw in match.groupdict().items()}
+
+
+@functools.cache
+def _layout(template: str, names: frozenset[str]) -> re.Pattern[str]:
+    pattern, at = "", 0
+    for param in _PARAM.finditer(template):
+        pattern += re.escape(template[at : param.start()])
+        pattern += f"(?P<{param[1]}>[\\s\\S]*)" if param[1] in names else "[^/]+"
+        at = param.end()
+    return re.compile(pattern + re.escape(template[at:]))
 
 
 def query_params(raw_target: str) -> dict[str, str]:
