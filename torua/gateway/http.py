@@ -23,7 +23,6 @@ from __future__ import annotations
 import logging
 import asyncio
 import math
-import re
 import time
 from typing import Any, Awaitable, Callable
 from urllib.parse import urlsplit
@@ -32,9 +31,11 @@ from aiohttp import hdrs, web
 from aiohttp.http import HttpVersion11
 
 from torua.config import GatewayConfig
+from torua.gateway.endpoints import ENDPOINTS, Endpoint, Route, call
 from torua.gateway.http_rules import SECURITY_HEADERS, SERVED_METHODS, cross_origin_refusal, is_json_media_type
 from torua.gateway.openapi import openapi_document
-from torua.gateway.paths import key_from_raw_path, query_params
+from torua.gateway.params import In, Key, bind, check_fields
+from torua.gateway.paths import keys_from_raw_path, query_params
 from torua.gateway.service import Gateway
 from torua.metrics import CONTENT_TYPE_LATEST, http_op
 from torua.protocol.codec import loads_json
@@ -45,7 +46,7 @@ log = logging.getLogger("torua.gateway.http")
 GATEWAY = web.AppKey("gateway", Gateway)
 CONFIG = web.AppKey("config", GatewayConfig)
 
-# Small JSON bodies (POST /shards/assign) never need more than this.
+# JSON bodies (POST /shards/assign, ...) never need more than this.
 MAX_JSON_BODY = 64 << 10
 
 _AIOHTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "value_too_large"}
@@ -207,56 +208,6 @@ def _query(request: web.Request) -> dict[str, str]:
     return query_params(_raw_target(request))
 
 
-async def get_data(request: web.Request) -> web.StreamResponse:
-    """The stored bytes with their content type; `security_headers` keeps them inert in a browser."""
-    key = key_from_raw_path(_raw_path(request))
-    value, content_type = await _gw(request).kv_get(key, _query(request).get("consistency") or "strong")
-    return web.Response(body=value, headers={hdrs.CONTENT_TYPE: content_type})
-
-
-async def put_data(request: web.Request) -> web.StreamResponse:
-    gw = _gw(request)
-    key = key_from_raw_path(_raw_path(request))  # a bad key is refused before the body is read
-    value = await read_body(request, request.app[CONFIG].max_value_bytes)
-    await gw.kv_put(key, value, request.headers.get(hdrs.CONTENT_TYPE) or None)
-    return web.Response(status=204)
-
-
-async def delete_data(request: web.Request) -> web.StreamResponse:
-    await _gw(request).kv_delete(key_from_raw_path(_raw_path(request)))
-    return web.Response(status=204)
-
-
-_DIGITS = re.compile(r"[0-9]{1,7}")
-
-
-def query_int(params: dict[str, str], name: str, default: int) -> int:
-    """A non-negative integer query parameter; absent or empty means `default`."""
-    raw = params.get(name, "")
-    if raw == "":
-        return default
-    if not _DIGITS.fullmatch(raw):
-        raise ToruaError("bad_request", f"{name} must be a whole number, not {raw[:40]!r}")
-    return int(raw)
-
-
-async def list_data(request: web.Request) -> web.StreamResponse:
-    """Keys come sorted within a shard, shards in order (0..n-1); `next_cursor` is null at the end."""
-    params = _query(request)
-    limit = query_int(params, "limit", 100)
-    result = await _gw(request).kv_list(params.get("prefix", ""), limit, params.get("cursor") or None)
-    return web.json_response(result)
-
-
-async def key_location(request: web.Request) -> web.StreamResponse:
-    key = key_from_raw_path(_raw_path(request), "/keys/", "/location")
-    return web.json_response(await _gw(request).location(key))
-
-
-async def shards(request: web.Request) -> web.StreamResponse:
-    return web.json_response(await _gw(request).shards())
-
-
 async def read_json_object(request: web.Request) -> dict[str, Any]:
     """The body as a JSON object. It must say it is JSON: a browser page may send
     text/plain or a form to any origin without asking (CSRF), but not JSON."""
@@ -270,92 +221,58 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
     return data
 
 
-async def assign(request: web.Request) -> web.StreamResponse:
-    body = await read_json_object(request)
-    unknown = sorted(set(body) - {"shard_id", "node_id"})
-    if unknown:
-        raise ToruaError("bad_request", f"unknown field(s) {', '.join(unknown)}; expected shard_id and node_id")
-    result = await _gw(request).assign(body.get("shard_id"), body.get("node_id"))
-    return web.json_response(result, status=202)
+# ------------------------------------------------- handlers from the declarations
 
 
-async def drain(request: web.Request) -> web.StreamResponse:
-    """POST starts moving every copy off the node; DELETE undoes it."""
-    on = request.method == "POST"
-    return web.json_response(await _gw(request).drain(request.match_info["node_id"], on), status=202 if on else 200)
+def route_handler(endpoint: Endpoint, route: Route) -> Handler:
+    """The aiohttp handler of one route of `endpoint`: read its inputs where the
+    declaration says (a key from the raw path, other path params, the query, the
+    body), check them with `bind` as the NATS API does, call the Gateway method,
+    and answer as the reply says. Path and query come first, so a bad key is
+    refused before its body is read."""
+    params = endpoint.read_over_rest(route)
+    keys = [p.name for p in params if p.rest is In.PATH and isinstance(p.kind, Key)]
+    segments = [p.name for p in params if p.rest is In.PATH and not isinstance(p.kind, Key)]
+    query = [p.name for p in params if p.rest is In.QUERY]
+    content_type = [p.name for p in params if p.rest is In.CONTENT_TYPE]
+    from_text = frozenset(keys + segments + query + content_type)
+    body = endpoint.body(route)
+    raw = next((p.name for p in params if p.rest in (In.RAW_BODY, In.WHOLE_BODY)), "")
+    fields, expected = endpoint.body_expected(route)
+    reply, status = endpoint.reply, route.status or endpoint.reply.status
 
+    async def handle(request: web.Request) -> web.StreamResponse:
+        values: dict[str, Any] = {}
+        if keys:
+            values.update(keys_from_raw_path(route.path, _raw_path(request), keys))
+        for name in segments:
+            # match_info is already percent-decoded by aiohttp; node ids are plain tokens anyway.
+            values[name] = request.match_info[name]
+        if query:
+            given = _query(request)
+            values.update((name, given.get(name, "")) for name in query)
+        for name in content_type:
+            values[name] = request.headers.get(hdrs.CONTENT_TYPE, "")
+        if body == "raw":
+            values[raw] = await read_body(request, request.app[CONFIG].max_value_bytes)
+        elif body == "whole":
+            values[raw] = await read_json_object(request)
+        elif body == "json":
+            data = await read_json_object(request)
+            check_fields(data, fields, expected)
+            values.update(data)
+        result = await call(_gw(request), endpoint, bind(endpoint.params, values, from_text, route.fixed))
+        if reply.kind == "empty":
+            return web.Response(status=status)
+        if reply.kind == "value":
+            # The stored bytes with their content type; `security_headers` keeps them inert in a browser.
+            value, stored_type = result
+            return web.Response(body=value, status=status, headers={hdrs.CONTENT_TYPE: stored_type})
+        if reply.accepted_when and result[reply.accepted_when]:
+            return web.json_response(result, status=202)
+        return web.json_response(result, status=status)
 
-async def evacuate(request: web.Request) -> web.StreamResponse:
-    """POST moves every copy off the node now (409 if the others have no room); DELETE undoes it."""
-    on = request.method == "POST"
-    return web.json_response(await _gw(request).evacuate(request.match_info["node_id"], on), status=202 if on else 200)
-
-
-async def maintenance(request: web.Request) -> web.StreamResponse:
-    """{"nodes": [...], "maintenance": true|false, "drain": false}: all named nodes or none."""
-    body = await read_json_object(request)
-    unknown = sorted(set(body) - {"nodes", "maintenance", "drain"})
-    if unknown:
-        raise ToruaError("bad_request", f"unknown field(s) {', '.join(unknown)}; expected nodes, maintenance and drain")
-    if "nodes" not in body or "maintenance" not in body:
-        raise ToruaError("bad_request", "the body needs nodes (a list of node ids) and maintenance (true or false)")
-    return web.json_response(await _gw(request).maintenance(body["nodes"], body["maintenance"], body.get("drain", False)))
-
-
-async def allocation_explain(request: web.Request) -> web.StreamResponse:
-    raw = _query(request).get("shard", "")
-    if raw == "":
-        raise ToruaError("bad_request", "the query parameter shard is required: /cluster/allocation/explain?shard=N")
-    if not _DIGITS.fullmatch(raw):
-        raise ToruaError("bad_request", f"shard must be a shard number (0, 1, ...), not {raw[:40]!r}")
-    return web.json_response(await _gw(request).explain(int(raw)))
-
-
-async def nodes(request: web.Request) -> web.StreamResponse:
-    return web.json_response(await _gw(request).nodes())
-
-
-async def node(request: web.Request) -> web.StreamResponse:
-    # match_info is already percent-decoded by aiohttp; node ids are plain tokens anyway.
-    return web.json_response(await _gw(request).node(request.match_info["node_id"]))
-
-
-async def cluster_info(request: web.Request) -> web.StreamResponse:
-    return web.json_response(await _gw(request).cluster_info())
-
-
-async def cluster_health(request: web.Request) -> web.StreamResponse:
-    return web.json_response(await _gw(request).cluster_health())
-
-
-async def rebalance(request: web.Request) -> web.StreamResponse:
-    """Spread hot shards now; ?dry_run=true only says what it would do. 202 when moves started."""
-    raw = _query(request).get("dry_run", "false").lower()
-    if raw not in ("true", "false", "1", "0", ""):
-        raise ToruaError("bad_request", f"dry_run must be true or false, not {raw[:40]!r}")
-    result = await _gw(request).rebalance(dry_run=raw in ("true", "1"))
-    return web.json_response(result, status=202 if result["started"] else 200)
-
-
-async def get_cluster_config(request: web.Request) -> web.StreamResponse:
-    return web.json_response(await _gw(request).cluster_config())
-
-
-async def put_cluster_config(request: web.Request) -> web.StreamResponse:
-    """The body names the settings to change: all of them change, or (400) none."""
-    return web.json_response(await _gw(request).set_cluster_config(await read_json_object(request)))
-
-
-async def broadcast(request: web.Request) -> web.StreamResponse:
-    body = await read_json_object(request)
-    unknown = sorted(set(body) - {"kind", "body"})
-    if unknown:
-        raise ToruaError("bad_request", f"unknown field(s) {', '.join(unknown)}; expected kind and optionally body")
-    return web.json_response(await _gw(request).broadcast(body.get("kind"), body.get("body")))
-
-
-async def health(request: web.Request) -> web.StreamResponse:
-    return web.json_response(_gw(request).gateway_health())
+    return handle
 
 
 async def openapi(request: web.Request) -> web.StreamResponse:
@@ -367,37 +284,37 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     return web.Response(body=_gw(request).metrics.exposition(), headers={hdrs.CONTENT_TYPE: CONTENT_TYPE_LATEST})
 
 
+# The endpoints the front-end serves itself (declared with call=None).
+SERVED_HERE: dict[str, Handler] = {"openapi": openapi, "metrics": metrics}
+
+
+def aiohttp_path(endpoint: Endpoint, route: Route) -> str:
+    """The route's path as aiohttp wants it: a key's {name} with the pattern that lets any key through."""
+    path = route.path
+    for p in endpoint.read_over_rest(route):
+        if p.rest is In.PATH and isinstance(p.kind, Key):
+            path = path.replace("{" + p.name + "}", "{" + p.name + ":" + p.kind.route_pattern + "}")
+    return path
+
+
+def add_routes(app: web.Application, endpoints: tuple[Endpoint, ...] = ENDPOINTS) -> None:
+    for endpoint in endpoints:
+        for route in endpoint.rest:
+            handler = SERVED_HERE[endpoint.name] if endpoint.call is None else route_handler(endpoint, route)
+            path = aiohttp_path(endpoint, route)
+            if route.method == "GET":
+                app.router.add_get(path, handler)  # HEAD too
+            else:
+                # Expect: 100-continue on a raw value: refuse it before the client sends it.
+                expect = expect_value if endpoint.body(route) == "raw" else None
+                app.router.add_route(route.method, path, handler, expect_handler=expect)
+
+
 def make_app(config: GatewayConfig, gateway: Gateway) -> web.Application:
-    # client_max_size guards request.read() anywhere; PUT bodies are also counted in read_body.
+    # client_max_size guards request.read() anywhere; raw values are also counted in read_body.
     app = web.Application(middlewares=[counted, errors_as_json, same_origin_only], client_max_size=config.max_value_bytes + 1)
     app[GATEWAY] = gateway
     app[CONFIG] = config
     app.on_response_prepare.append(security_headers)
-    r = app.router
-    # [\s\S]: any character, newline included (a key may hold one, sent as %0A); the
-    # handlers read the key from the raw path, the pattern only has to match it.
-    r.add_get("/data", list_data)
-    r.add_get(r"/data/{key:[\s\S]*}", get_data)
-    r.add_put(r"/data/{key:[\s\S]*}", put_data, expect_handler=expect_value)
-    r.add_delete(r"/data/{key:[\s\S]*}", delete_data)
-    r.add_get(r"/keys/{key:[\s\S]+}/location", key_location)
-    r.add_get("/shards", shards)
-    r.add_post("/shards/assign", assign)
-    r.add_get("/nodes", nodes)
-    r.add_get("/nodes/{node_id}", node)
-    r.add_post("/nodes/{node_id}/drain", drain)
-    r.add_delete("/nodes/{node_id}/drain", drain)
-    r.add_post("/nodes/maintenance", maintenance)
-    r.add_post("/nodes/{node_id}/evacuate", evacuate)
-    r.add_delete("/nodes/{node_id}/evacuate", evacuate)
-    r.add_get("/cluster/allocation/explain", allocation_explain)
-    r.add_get("/cluster/info", cluster_info)
-    r.add_get("/cluster/health", cluster_health)
-    r.add_get("/cluster/config", get_cluster_config)
-    r.add_post("/cluster/rebalance", rebalance)
-    r.add_put("/cluster/config", put_cluster_config)
-    r.add_post("/broadcast", broadcast)
-    r.add_get("/health", health)
-    r.add_get("/openapi.json", openapi)
-    r.add_get("/metrics", metrics)
+    add_routes(app)
     return app

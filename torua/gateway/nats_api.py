@@ -1,11 +1,10 @@
 """The public NATS API (BRIEF section 5) as the `nats.micro` service ``torua``.
 
 Endpoints live under ``torua.api`` in queue group ``torua-gateway``, so every
-gateway shares the load and ``nats micro ls`` / ``$SRV.PING`` find them:
-``kv.get|put|delete|list``, ``cluster.info|health|shards|nodes|node|explain``,
-``cluster.config`` / ``cluster.config.set``, ``cluster.broadcast``, ``cluster.rebalance``,
-``cluster.assign``, ``cluster.drain``, ``cluster.evacuate`` and ``cluster.maintenance``:
-the REST API's cluster calls.
+gateway shares the load and ``nats micro ls`` / ``$SRV.PING`` find them: one for
+each endpoint declared with a subject in `torua.gateway.endpoints`
+(``kv.get|put|delete|list``, ``cluster.info|health|shards|nodes|node|explain|...``),
+whose inputs are checked by the same declaration as the REST API's.
 
 Payloads are msgpack maps, or JSON when the request has the header
 ``Content-Type: application/json`` (the reply is JSON too)::
@@ -35,13 +34,12 @@ from nats.micro.request import Request
 from nats.micro.service import Service
 
 from torua import __version__
+from torua.gateway.endpoints import ENDPOINTS, Endpoint, call
+from torua.gateway.params import Value, bind, check_fields
 from torua.gateway.service import Gateway
 from torua.protocol import subjects
 from torua.protocol.codec import check_plain, loads_json
 from torua.protocol.errors import ToruaError
-
-# Shard numbers fit msgpack's integers with room to spare (a cluster has at most 4096).
-MAX_SHARD_NUMBER = 1 << 31
 
 log = logging.getLogger("torua.gateway.nats")
 
@@ -82,48 +80,29 @@ def encode_payload(body: Body, as_json: bool) -> bytes:
     return json.dumps(body).encode() if as_json else msgpack.packb(body, use_bin_type=True)
 
 
-def check_fields(body: Body, allowed: frozenset[str]) -> None:
-    """Refuse unknown fields, so a typo (``"vaule"``) is an error rather than silently ignored."""
-    unknown = sorted(str(k) for k in body if k not in allowed)
-    if unknown:
-        raise ToruaError("bad_request", f"unknown field(s) {', '.join(unknown)}; expected {', '.join(sorted(allowed)) or 'none'}")
-
-
-def field(body: Body, name: str, kind: type, default: Any = None, required: bool = False) -> Any:
-    """`body[name]` checked to be a `kind`; absent or null gives `default`."""
-    value = body.get(name)
-    if value is None:
-        if required:
-            raise ToruaError("bad_request", f"missing field {name!r}")
-        return default
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ToruaError("bad_request", f"field {name!r} must be {_KIND_NAMES.get(kind, kind.__name__)}, not {type(value).__name__}")
-    return value
-
-
-_KIND_NAMES = {str: "a string", int: "an integer", bytes: "bytes"}
-
-
-def value_of(body: Body, as_json: bool) -> bytes:
+def value_of(body: Body, as_json: bool, name: str = "value") -> bytes:
     """`value` (bytes in msgpack, text in either) or `value_b64`: exactly one of them."""
-    has_value, has_b64 = body.get("value") is not None, body.get("value_b64") is not None
+    b64 = f"{name}_b64"
+    has_value, has_b64 = body.get(name) is not None, body.get(b64) is not None
     if has_value == has_b64:
-        raise ToruaError("bad_request", "give exactly one of value and value_b64")
+        raise ToruaError("bad_request", f"give exactly one of {name} and {b64}")
     if has_b64:
-        encoded = field(body, "value_b64", str)
+        encoded = body[b64]
+        if not isinstance(encoded, str):
+            raise ToruaError("bad_request", f"{b64} must be a string, not {type(encoded).__name__}")
         try:
             return base64.b64decode(encoded, validate=True)
         except (binascii.Error, ValueError):
-            raise ToruaError("bad_request", "value_b64 is not valid base64") from None
-    value = body["value"]
+            raise ToruaError("bad_request", f"{b64} is not valid base64") from None
+    value = body[name]
     if isinstance(value, str):
         try:
             return value.encode("utf-8")
         except UnicodeEncodeError:  # JSON allows lone surrogates ("\ud800"); UTF-8 does not
-            raise ToruaError("bad_request", "value is not valid UTF-8 text; use value_b64") from None
+            raise ToruaError("bad_request", f"{name} is not valid UTF-8 text; use {b64}") from None
     if isinstance(value, bytes) and not as_json:
         return value
-    raise ToruaError("bad_request", "value must be text (or bytes in msgpack); use value_b64 for bytes in JSON")
+    raise ToruaError("bad_request", f"{name} must be text (or bytes in msgpack); use {b64} for bytes in JSON")
 
 
 def value_reply(key: str, value: bytes, content_type: str, as_json: bool) -> Body:
@@ -141,125 +120,36 @@ def value_reply(key: str, value: bytes, content_type: str, as_json: bool) -> Bod
 
 # ------------------------------------------------------------------ handlers
 
-KEY = frozenset({"key"})
-GET = frozenset({"key", "consistency"})
-PUT = frozenset({"key", "value", "value_b64", "content_type"})
-LIST = frozenset({"prefix", "limit", "cursor"})
-NONE: frozenset[str] = frozenset()
 
-
-async def kv_get(gw: Gateway, body: Body, as_json: bool) -> Body:
-    check_fields(body, GET)
-    key = field(body, "key", str, required=True)
-    value, content_type = await gw.kv_get(key, field(body, "consistency", str) or "strong")
-    return value_reply(key, value, content_type, as_json)
-
-
-async def kv_put(gw: Gateway, body: Body, as_json: bool) -> Body:
-    check_fields(body, PUT)
-    key = field(body, "key", str, required=True)
-    value = value_of(body, as_json)
-    await gw.kv_put(key, value, field(body, "content_type", str))
-    return {"ok": True}
-
-
-async def kv_delete(gw: Gateway, body: Body, as_json: bool) -> Body:
-    check_fields(body, KEY)
-    await gw.kv_delete(field(body, "key", str, required=True))
-    return {"ok": True}
-
-
-async def kv_list(gw: Gateway, body: Body, as_json: bool) -> Body:
-    check_fields(body, LIST)
-    return await gw.kv_list(field(body, "prefix", str, ""), field(body, "limit", int, 100), field(body, "cursor", str))
-
-
-async def cluster_explain(gw: Gateway, body: Body, as_json: bool) -> Body:
-    check_fields(body, frozenset({"shard"}))
-    shard = field(body, "shard", int, required=True)
-    if not 0 <= shard < MAX_SHARD_NUMBER:
-        raise ToruaError("bad_request", f"shard must be a shard number (0, 1, ...), not {shard}")
-    return await gw.explain(shard)
-
-
-async def cluster_node(gw: Gateway, body: Body, as_json: bool) -> Body:
-    """As GET /nodes/{id}: ``{"node": "n1"}``."""
-    check_fields(body, frozenset({"node"}))
-    return await gw.node(field(body, "node", str, required=True))
-
-
-def _node_switch(call: Callable[[Gateway, str, bool], Awaitable[Body]], flag: str) -> Handler:
-    """As POST (flag true, the default) or DELETE /nodes/{id}/drain|evacuate: ``{"node": "n1", "<flag>": true}``."""
+def nats_handler(endpoint: Endpoint) -> Handler:
+    """The handler of `endpoint`'s subject: the payload's fields (unknown ones refused)
+    checked by the declaration with the same `bind` as REST, the Gateway method called,
+    its result as the reply (``{"ok": true}`` for a call that answers nothing)."""
+    whole = endpoint.whole
+    allowed, expected = endpoint.nats_fields(), endpoint.nats_expected()
+    values_in = [p for p in endpoint.params if isinstance(p.kind, Value)]
 
     async def handle(gw: Gateway, body: Body, as_json: bool) -> Body:
-        check_fields(body, frozenset({"node", flag}))
-        on = body.get(flag, True)
-        if not isinstance(on, bool):
-            raise ToruaError("bad_request", f"field {flag!r} must be true or false")
-        return await call(gw, field(body, "node", str, required=True), on)
+        if whole is not None:
+            values: Body = {whole.name: body}
+        else:
+            check_fields(body, allowed, expected)
+            values = {p.name: body.get(p.nats_name) for p in endpoint.params}
+            values.update((p.name, value_of(body, as_json, p.nats_name)) for p in values_in)
+        kwargs = bind(endpoint.params, values)
+        result = await call(gw, endpoint, kwargs)
+        if endpoint.reply.kind == "empty":
+            return {"ok": True}
+        if endpoint.reply.kind == "value":
+            value, content_type = result
+            return value_reply(kwargs["key"], value, content_type, as_json)
+        return result
 
     return handle
 
 
-async def cluster_maintenance(gw: Gateway, body: Body, as_json: bool) -> Body:
-    """As POST /nodes/maintenance: ``{"nodes": [...], "maintenance": true, "drain": false}``."""
-    check_fields(body, frozenset({"nodes", "maintenance", "drain"}))
-    return await gw.maintenance(body.get("nodes"), body.get("maintenance"), body.get("drain", False))
-
-
-async def cluster_assign(gw: Gateway, body: Body, as_json: bool) -> Body:
-    """As POST /shards/assign: ``{"shard_id": 3, "node_id": "n2"}``."""
-    check_fields(body, frozenset({"shard_id", "node_id"}))
-    return await gw.assign(body.get("shard_id"), body.get("node_id"))
-
-
-async def cluster_config_set(gw: Gateway, body: Body, as_json: bool) -> Body:
-    """The body names the settings to change (as PUT /cluster/config)."""
-    return await gw.set_cluster_config(body)
-
-
-async def cluster_rebalance(gw: Gateway, body: Body, as_json: bool) -> Body:
-    """As POST /cluster/rebalance; ``{"dry_run": true}`` only says what it would do."""
-    check_fields(body, frozenset({"dry_run"}))
-    dry_run = body.get("dry_run", False)
-    if not isinstance(dry_run, bool):
-        raise ToruaError("bad_request", "field 'dry_run' must be true or false")
-    return await gw.rebalance(dry_run)
-
-
-async def cluster_broadcast(gw: Gateway, body: Body, as_json: bool) -> Body:
-    check_fields(body, frozenset({"kind", "body"}))
-    return await gw.broadcast(body.get("kind"), body.get("body"))
-
-
-def _cluster(call: Callable[[Gateway], Awaitable[Body]]) -> Handler:
-    async def handle(gw: Gateway, body: Body, as_json: bool) -> Body:
-        check_fields(body, NONE)
-        return await call(gw)
-
-    return handle
-
-
-ENDPOINTS: dict[str, Handler] = {
-    "kv.get": kv_get,
-    "kv.put": kv_put,
-    "kv.delete": kv_delete,
-    "kv.list": kv_list,
-    "cluster.info": _cluster(Gateway.cluster_info),
-    "cluster.health": _cluster(Gateway.cluster_health),
-    "cluster.shards": _cluster(Gateway.shards),
-    "cluster.nodes": _cluster(Gateway.nodes),
-    "cluster.explain": cluster_explain,
-    "cluster.node": cluster_node,
-    "cluster.drain": _node_switch(Gateway.drain, "drain"),
-    "cluster.evacuate": _node_switch(Gateway.evacuate, "evacuate"),
-    "cluster.maintenance": cluster_maintenance,
-    "cluster.assign": cluster_assign,
-    "cluster.config": _cluster(Gateway.cluster_config),
-    "cluster.config.set": cluster_config_set,
-    "cluster.broadcast": cluster_broadcast,
-    "cluster.rebalance": cluster_rebalance,
-}
+# Subject (under torua.api.) -> handler, for every declared endpoint that has one.
+HANDLERS: dict[str, Handler] = {e.nats: nats_handler(e) for e in ENDPOINTS if e.nats is not None}
 
 
 async def answer(gw: Gateway, handler: Handler, data: bytes, headers: dict[str, str] | None) -> tuple[bytes, ToruaError | None]:
@@ -301,7 +191,7 @@ class NatsApi:
             description="Torua key-value and cluster API (msgpack, or JSON with Content-Type: application/json)",
         )
         group = self.service.add_group(name=subjects.API, queue_group=subjects.API_QUEUE)
-        for subject, handler in ENDPOINTS.items():
+        for subject, handler in HANDLERS.items():
             await group.add_endpoint(name=subject.replace(".", "_"), subject=subject, handler=self._spawner(handler))
 
     def _spawner(self, handler: Handler) -> Callable[[Request], Awaitable[None]]:

@@ -1,9 +1,12 @@
 """The gateway: one set of operations behind two thin front-ends, REST in
-`torua.gateway.http` and NATS in `torua.gateway.nats_api`, so both validate and
-answer alike. It keeps no state of its own but a cached shard map.
+`torua.gateway.http` and NATS in `torua.gateway.nats_api`, both generated from
+the declarations in `torua.gateway.endpoints`, which also check each operation's
+inputs (types, bounds, required fields) before it is called, alike for both. It
+keeps no state of its own but a cached shard map.
 
 Every operation raises `ToruaError` for anything a caller did wrong or the cluster
-cannot do now; the front-ends turn it into their error shape.
+cannot do now (a key that breaks the key rules, a shard the cluster does not
+have); the front-ends turn it into their error shape.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from torua.gateway.connection import GatewayRunner
 from torua.kv_rules import DEFAULT_CONTENT_TYPE  # noqa: F401 (imported from here)
 from torua.kv_rules import servable_content_type, shard_for_key, validate_content_type, validate_key, validate_prefix, validate_put
 from torua.listen import listen
-from torua.listing import MAX_LIMIT, list_keys
+from torua.listing import list_keys
 from torua.metrics import GatewayMetrics, metrics_server
 from torua.protocol import subjects
 from torua.protocol.codec import encode, from_dict, unpack
@@ -183,8 +186,6 @@ class Gateway:
 
         consistency "strong" (default) reads the primary and sees every acknowledged
         write; "eventual" may read an in-sync replica, which can lag a little."""
-        if consistency not in ("strong", "eventual"):
-            raise ToruaError("bad_request", "consistency must be strong or eventual")
         eventual = consistency == "eventual"
         reply = await self._kv(key, lambda shard, epoch: KvRequest("get", shard, epoch, key=key, eventual=eventual), eventual)
         if not reply.found:
@@ -202,10 +203,6 @@ class Gateway:
     async def kv_list(self, prefix: str = "", limit: int = 100, cursor: str | None = None) -> dict[str, Any]:
         """One page: ``{"keys", "next_cursor"}``. Keys are sorted within a shard, shards in order."""
         validate_prefix(prefix)  # a key's rules, but it may be empty
-        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_LIMIT:
-            raise ToruaError("bad_request", f"limit must be an integer from 1 to {MAX_LIMIT}")
-        if cursor is not None and not isinstance(cursor, str):
-            raise ToruaError("bad_request", "cursor must be a string")
         await self._map()
         try:
             keys, next_cursor = await list_keys(self.router, prefix, limit, cursor or None, self.config.request_timeout)
@@ -302,12 +299,8 @@ class Gateway:
             "failover": {"lease_seconds": info.lease_seconds, "hold_seconds": info.failover_hold},
         }
 
-    async def assign(self, shard_id: object, node_id: object) -> dict[str, Any]:
+    async def assign(self, shard_id: int, node_id: str) -> dict[str, Any]:
         """Ask the coordinator to move `shard_id` to `node_id`; status ``moving`` or ``already_there``."""
-        if not isinstance(shard_id, int) or isinstance(shard_id, bool):
-            raise ToruaError("bad_request", "shard_id must be an integer")
-        if not isinstance(node_id, str) or not node_id:
-            raise ToruaError("bad_request", "node_id must be a non-empty string")
         num_shards = (await self._map()).num_shards  # fixed when the cluster was created
         if not 0 <= shard_id < num_shards:
             raise ToruaError("unknown_shard", f"shard_id {shard_id} does not exist: shards are 0 to {num_shards - 1}")
@@ -326,22 +319,16 @@ class Gateway:
         await self._ask("node", Ack, encode(NodeRequest(node_id, "evacuate" if on else "unevacuate")))
         return await self.node(node_id)
 
-    async def maintenance(self, nodes: object, maintenance: object, drain: object = False) -> dict[str, Any]:
+    async def maintenance(self, nodes: list[str], maintenance: bool, drain: bool = False) -> dict[str, Any]:
         """Put several nodes in maintenance (no new copies; `drain` also moves theirs off), or
         take them out; all or nothing. Returns the named nodes as `/nodes` shows them."""
-        if not isinstance(nodes, list) or not nodes or not all(isinstance(n, str) and n for n in nodes):
-            raise ToruaError("bad_request", "nodes must be a non-empty list of node ids")
-        if not isinstance(maintenance, bool):
-            raise ToruaError("bad_request", "maintenance must be true or false")
-        if not isinstance(drain, bool):
-            raise ToruaError("bad_request", "drain must be true or false")
         await self._ask("maintenance", Ack, encode(MaintenanceRequest(list(nodes), maintenance, drain)))
         named = set(nodes)
         return {"maintenance": maintenance, "drain": drain, "nodes": [node_view(n) for n in await self.node_statuses() if n.id in named]}
 
-    async def explain(self, shard_id: int) -> dict[str, Any]:
-        """Why shard `shard_id`'s copies are where they are (torua.coordinator.explain)."""
-        return explanation_view(await self._ask("explain", AllocationExplanation, encode(ExplainRequest(shard_id))))
+    async def explain(self, shard: int) -> dict[str, Any]:
+        """Why shard `shard`'s copies are where they are (torua.coordinator.explain)."""
+        return explanation_view(await self._ask("explain", AllocationExplanation, encode(ExplainRequest(shard))))
 
     async def rebalance(self, dry_run: bool = False) -> dict[str, Any]:
         """Spread hot shards now (the coordinator decides, torua.coordinator.load_balance):
@@ -354,25 +341,21 @@ class Gateway:
         config = await self._ask("config", ClusterConfig)
         return {"settings": config.settings, "revision": config.revision, "describe": describe_settings()}
 
-    async def set_cluster_config(self, changes: object) -> dict[str, Any]:
+    async def set_cluster_config(self, changes: dict[str, Any]) -> dict[str, Any]:
         """Change some settings, all or nothing (the coordinator validates, persists,
         applies, then tells the nodes); which healthy nodes applied them, which did not answer."""
-        if not isinstance(changes, dict) or not all(isinstance(k, str) for k in changes):
-            raise ToruaError("bad_request", "the body must be an object of setting names to values")
         payload = encode(SettingsChange(changes))  # a value msgpack cannot carry is a bad_request naming it
         # The coordinator waits up to BROADCAST_TIMEOUT for the nodes' acks.
         config = await self._ask("config.set", ClusterConfig, payload, timeout=COORDINATOR_TIMEOUT + BROADCAST_TIMEOUT)
         return {"settings": config.settings, "revision": config.revision, "applied_by": config.applied_by, "missing": config.missing}
 
-    async def broadcast(self, kind: object, body: object = None) -> dict[str, Any]:
+    async def broadcast(self, kind: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         """Send `kind` to every node and gather the answers, until every node the
         coordinator knows as healthy answered (or it cannot say: the whole deadline)."""
-        kind = check_kind(kind)
+        kind = check_kind(kind)  # printable, at most MAX_KIND_CHARS
         if kind == "config":
             raise ToruaError("bad_request", "settings reach the nodes through PUT /cluster/config, which persists them first")
         body = {} if body is None else body
-        if not isinstance(body, dict) or not all(isinstance(k, str) for k in body):
-            raise ToruaError("bad_request", "body must be an object")
         try:
             expected: set[str] | None = {n.id for n in await self.node_statuses() if n.status == "healthy"}
         except ToruaError as exc:
