@@ -1,0 +1,124 @@
+"""REST and the NATS API answer a request alike, because both check it with the
+same declaration (torua.gateway.endpoints): the same refusal, code, status and
+words, for the same wrong input; the same answer for a right one.
+
+One real gateway on its own nats-server, with no coordinator and no node: a
+request that gets past the checks is answered no_coordinator or unavailable
+(503) by both, which shows it got past them on both."""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import quote
+
+import aiohttp
+import nats
+import pytest
+from yarl import URL
+
+from tests.support.processes import free_port, start_nats, wait_until
+from torua.cli.up import torua_command
+
+JSON = {"Content-Type": "application/json"}
+
+
+@pytest.fixture(scope="module")
+def gateway(module_group) -> tuple[str, str]:
+    """(REST base URL, NATS URL) of one gateway alone on its nats-server."""
+    _, nats_url = start_nats(module_group)
+    port = free_port()
+    argv = torua_command() + ["gateway", "--port", str(port), "--metrics-port", "0", "--request-timeout", "3", "--nats-url", nats_url, "--log-level", "info"]
+    proc = module_group.start("gateway-front-ends", argv)
+
+    def answers() -> bool:
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as resp:
+            return resp.status == 200
+
+    wait_until(lambda: not proc.alive() or answers(), 20, "the gateway to answer")
+    assert proc.alive(), proc.log()
+    return f"http://127.0.0.1:{port}", nats_url
+
+
+@pytest.fixture
+async def clients(gateway):
+    base, nats_url = gateway
+    nc = await nats.connect(nats_url)
+    try:
+        async with aiohttp.ClientSession() as http:
+            yield base, http, nc
+    finally:
+        await nc.close()
+
+
+async def over_rest(http: aiohttp.ClientSession, base: str, method: str, target: str, body) -> tuple[int, dict]:
+    data = None if body is None else json.dumps(body).encode()
+    resp = await http.request(method, URL(base + target, encoded=True), data=data, headers=JSON if body is not None else {})
+    return resp.status, (await resp.json())["error"]
+
+
+async def over_nats(nc, subject: str, body: dict) -> tuple[int, dict]:
+    msg = await nc.request("torua.api." + subject, json.dumps(body).encode(), timeout=10, headers=JSON)
+    assert "Nats-Service-Error-Code" in (msg.headers or {}), msg.data
+    return int(msg.headers["Nats-Service-Error-Code"]), json.loads(msg.data)["error"]
+
+
+# (REST method, target, JSON body or None; NATS subject, payload; the code both answer)
+CASES = [
+    ("POST", "/shards/assign", {"shard_id": "zero", "node_id": "n1"}, "cluster.assign", None, "bad_request"),
+    ("POST", "/shards/assign", {"shard_id": True, "node_id": "n1"}, "cluster.assign", None, "bad_request"),
+    ("POST", "/shards/assign", {"shard_id": 1}, "cluster.assign", None, "bad_request"),
+    ("POST", "/shards/assign", {"shard_id": 1, "node_id": ""}, "cluster.assign", None, "bad_request"),
+    ("POST", "/shards/assign", {"shard_id": 1, "node_id": "n1", "force": True}, "cluster.assign", None, "bad_request"),
+    ("POST", "/shards/assign", {"shard_id": 1, "node_id": "n1"}, "cluster.assign", None, "unavailable"),
+    ("POST", "/nodes/maintenance", {"nodes": [], "maintenance": True}, "cluster.maintenance", None, "bad_request"),
+    ("POST", "/nodes/maintenance", {"nodes": ["n1"]}, "cluster.maintenance", None, "bad_request"),
+    ("POST", "/nodes/maintenance", {"nodes": ["n1"], "maintenance": "yes"}, "cluster.maintenance", None, "bad_request"),
+    ("POST", "/nodes/maintenance", {"nodes": ["n1"], "maintenance": True, "drain": 1}, "cluster.maintenance", None, "bad_request"),
+    ("POST", "/nodes/maintenance", {"nodes": ["n1"], "maintenance": True, "extra": 1}, "cluster.maintenance", None, "bad_request"),
+    ("POST", "/nodes/maintenance", {"nodes": ["n1"], "maintenance": True}, "cluster.maintenance", None, "no_coordinator"),
+    ("POST", "/broadcast", {}, "cluster.broadcast", None, "bad_request"),
+    ("POST", "/broadcast", {"kind": 3}, "cluster.broadcast", None, "bad_request"),
+    ("POST", "/broadcast", {"kind": ""}, "cluster.broadcast", None, "bad_request"),
+    ("POST", "/broadcast", {"kind": "ping", "body": [1]}, "cluster.broadcast", None, "bad_request"),
+    ("POST", "/broadcast", {"kind": "config", "body": {}}, "cluster.broadcast", None, "bad_request"),
+    ("POST", "/broadcast", {"kind": "ping", "extra": 1}, "cluster.broadcast", None, "bad_request"),
+    ("PUT", "/cluster/config", {"max_moves": 3}, "cluster.config.set", {"max_moves": 3}, "no_coordinator"),
+    ("GET", "/cluster/allocation/explain", None, "cluster.explain", {}, "bad_request"),
+    ("GET", "/cluster/allocation/explain?shard=x", None, "cluster.explain", {"shard": "x"}, "bad_request"),
+    ("GET", "/cluster/allocation/explain?shard=3", None, "cluster.explain", {"shard": 3}, "no_coordinator"),
+    ("POST", "/cluster/rebalance?dry_run=maybe", None, "cluster.rebalance", {"dry_run": "maybe"}, "bad_request"),
+    ("POST", "/cluster/rebalance?dry_run=true", None, "cluster.rebalance", {"dry_run": True}, "no_coordinator"),
+    ("GET", "/nodes/n1", None, "cluster.node", {"node": "n1"}, "no_coordinator"),
+    ("GET", "/cluster/info", None, "cluster.info", {}, "no_coordinator"),
+    ("GET", "/data/k?consistency=weird", None, "kv.get", {"key": "k", "consistency": "weird"}, "bad_request"),
+    ("GET", "/data/k?consistency=eventual", None, "kv.get", {"key": "k", "consistency": "eventual"}, "unavailable"),
+    ("GET", "/data/a%00b", None, "kv.get", {"key": "a\u0000b"}, "bad_request"),
+    ("DELETE", "/data/" + quote("k" * 1025), None, "kv.delete", {"key": "k" * 1025}, "bad_request"),
+    ("GET", "/data?prefix=%00", None, "kv.list", {"prefix": "\u0000"}, "bad_request"),
+    ("GET", "/data?limit=2", None, "kv.list", {"limit": 2}, "unavailable"),
+]
+
+
+@pytest.mark.parametrize("method,target,body,subject,payload,code", CASES, ids=[f"{c[0]} {c[1]} {json.dumps(c[2])}"[:70] for c in CASES])
+async def test_rest_and_nats_answer_a_request_alike(clients, method, target, body, subject, payload, code):
+    base, http, nc = clients
+    rest = await over_rest(http, base, method, target, body)
+    via_nats = await over_nats(nc, subject, body if payload is None else payload)
+    assert rest[1]["code"] == code, rest
+    assert rest == via_nats
+
+
+@pytest.mark.parametrize(
+    "target,payload",
+    [("/data?limit=0", {"limit": 0}), ("/data?limit=1001", {"limit": 1001}), ("/cluster/allocation/explain?shard=-1", {"shard": -1})],
+)
+async def test_a_number_out_of_range_is_refused_alike(clients, target, payload):
+    """The same words, but for how the value came: text in a query ('0'), a number over NATS (0)."""
+    base, http, nc = clients
+    subject = "kv.list" if target.startswith("/data") else "cluster.explain"
+    (status, rest), (nats_status, via_nats) = await over_rest(http, base, "GET", target, None), await over_nats(nc, subject, payload)
+    assert status == nats_status == 400 and rest["code"] == via_nats["code"] == "bad_request"
+    assert rest["message"].split(", not ")[0] == via_nats["message"].split(", not ")[0], (rest, via_nats)
+    assert rest["fields"].keys() == via_nats["fields"].keys()
