@@ -1,19 +1,24 @@
 """REST and the NATS API answer a request alike, because both check it with the
 same declaration (torua.gateway.endpoints): the same refusal, code, status and
-words, for the same wrong input; the same answer for a right one.
+words, for the same wrong input; the same answer for a right one. And what a
+real cluster answers has the shape /openapi.json gives.
 
-One real gateway on its own nats-server, with no coordinator and no node: a
-request that gets past the checks is answered no_coordinator or unavailable
-(503) by both, which shows it got past them on both."""
+Refusals: one real gateway on its own nats-server, with no coordinator and no
+node: a request that gets past the checks is answered no_coordinator or
+unavailable (503) by both, which shows it got past them on both."""
 
 from __future__ import annotations
 
 import json
+import re
 from urllib.parse import quote
 
 import aiohttp
 import nats
 import pytest
+from openapi_schema_validator import OAS31Validator
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
 from yarl import URL
 
 from tests.support.processes import free_port, start_nats, wait_until
@@ -122,3 +127,71 @@ async def test_a_number_out_of_range_is_refused_alike(clients, target, payload):
     assert status == nats_status == 400 and rest["code"] == via_nats["code"] == "bad_request"
     assert rest["message"].split(", not ")[0] == via_nats["message"].split(", not ")[0], (rest, via_nats)
     assert rest["fields"].keys() == via_nats["fields"].keys()
+
+
+# ------------------------------------------- answers match the document's shapes
+
+SPEC_URI = "urn:torua:openapi"
+# (method, target, JSON body or None): one request for each JSON answer a cluster gives.
+ANSWERS = [
+    ("GET", "/shards", None),
+    ("GET", "/nodes", None),
+    ("GET", "/nodes/n1", None),
+    ("GET", "/cluster/info", None),
+    ("GET", "/cluster/health", None),
+    ("GET", "/cluster/config", None),
+    ("GET", "/cluster/allocation/explain?shard=0", None),
+    ("POST", "/cluster/rebalance?dry_run=true", None),
+    ("POST", "/broadcast", {"kind": "ping"}),
+    ("POST", "/nodes/maintenance", {"nodes": ["n3"], "maintenance": False}),
+    ("DELETE", "/nodes/n3/drain", None),
+    ("DELETE", "/nodes/n3/evacuate", None),
+    ("GET", "/data?limit=5", None),
+    ("GET", "/keys/a%2Fb/location", None),
+    ("GET", "/health", None),
+]
+
+
+@pytest.mark.parametrize("method,target,body", ANSWERS, ids=[f"{m} {t}" for m, t, _ in ANSWERS])
+def test_every_json_answer_has_the_shape_the_openapi_document_gives(shared_cluster, method, target, body):
+    """The response shapes (torua.gateway.schemas) are written by hand: checked here
+    against what a real cluster answers, as /openapi.json serves them."""
+    status, spec = shared_cluster.json("GET", "/openapi.json")
+    assert status == 200
+    path = target.split("?", 1)[0]
+    template = path if path in spec["paths"] else next(p for p in spec["paths"] if _matches(p, path))
+    status, answer = shared_cluster.json(method, target, body)
+    schema = spec["paths"][template][method.lower()]["responses"][str(status)]["content"]["application/json"]["schema"]
+    # The document as a resource of its own, so that the shapes' #/components/... refs resolve in it.
+    registry = Registry().with_resource(SPEC_URI, Resource(contents=spec, specification=DRAFT202012))
+    OAS31Validator({"$ref": SPEC_URI + schema["$ref"]}, registry=registry).validate(answer)
+    assert _undocumented(answer, schema, spec) == [], "fields the document does not describe"
+
+
+def _matches(template: str, path: str) -> bool:
+    return re.fullmatch(re.sub(r"\\\{[^}]*\\\}", r"[^/]+", re.escape(template)), path) is not None
+
+
+
+
+def _undocumented(value, schema: dict, spec: dict, where: str = "") -> list[str]:
+    """The fields of `value` that `schema` (an object's `properties`, wherever they are) does not name."""
+    while "$ref" in schema:
+        target = spec
+        for part in schema["$ref"].removeprefix("#/").split("/"):
+            target = target[part]
+        schema = target
+    for choice in schema.get("oneOf", []):
+        if value is not None and choice.get("type") != "null":
+            return _undocumented(value, choice, spec, where)
+    out: list[str] = []
+    if isinstance(value, dict) and "properties" in schema:
+        for name, member in value.items():
+            if name not in schema["properties"]:
+                out.append(f"{where}.{name}")
+            else:
+                out += _undocumented(member, schema["properties"][name], spec, f"{where}.{name}")
+    elif isinstance(value, list) and "items" in schema:
+        for i, item in enumerate(value[:3]):
+            out += _undocumented(item, schema["items"], spec, f"{where}[{i}]")
+    return out

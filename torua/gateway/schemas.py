@@ -105,6 +105,8 @@ SCHEMAS: dict[str, Schema] = {
             "write_rate": {**NUM, "description": "of which writes"},
             "maintenance": {**BOOL, "description": "takes no new copies; keeps serving what it holds"},
             "evacuating": BOOL,
+            "missing_shards": {**INTS, "description": "shards the map counts on it for (primary or in-sync replica) that its heartbeats say it does not have"},
+            "lease_held_seconds": {**NUM, "description": "until every primary lease it may hold has run out"},
             "capacity": ref("Capacity"),
         },
         required=["id", "status", "shards", "shard_ids", "last_heartbeat", "draining", "max_shards", "maintenance", "evacuating", "capacity"],
@@ -171,6 +173,12 @@ SCHEMAS: dict[str, Schema] = {
             "health": {"enum": ["green", "yellow", "red"]},
             "moves": {"type": "array", "items": ref("Move")},
             "uptime_seconds": NUM,
+            "failover": obj(
+                {
+                    "lease_seconds": {**NUM, "description": "how long a heartbeat reply lets a primary serve"},
+                    "hold_seconds": {**NUM, "description": "how much longer than noticing a silent node a failover would wait now, for leases nodes may still hold"},
+                }
+            ),
         }
     ),
     "ClusterHealth": obj(
