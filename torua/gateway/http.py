@@ -1,4 +1,9 @@
-"""The REST API (BRIEF section 4) on aiohttp: thin handlers over `Gateway`.
+"""The REST API (BRIEF section 4) on aiohttp. Its routes and handlers come from the
+endpoint declarations (`torua.gateway.endpoints`): each reads its inputs where its
+params say, checks them with `torua.gateway.params.bind` (as the NATS API does),
+calls its `Gateway` method and answers as its reply says. What is written here is
+what every route shares, and the few things only REST has: a raw value's body and
+``Expect: 100-continue``, /openapi.json and /metrics.
 
 Every error, aiohttp's own included (404, 405, 413, and the parser's refusals in
 `torua.gateway.connection`) and unexpected exceptions, leaves as JSON
