@@ -14,11 +14,11 @@ import pytest
 from aiohttp import web
 from openapi_spec_validator import validate
 
-from torua.gateway.endpoints import ENDPOINTS, EVERY_REQUEST, Endpoint
+from torua.gateway.endpoints import ENDPOINTS, EVERY_REQUEST, Endpoint, Reply, Route, json_reply
 from torua.gateway.http import SERVED_HERE, add_routes
 from torua.gateway.nats_api import HANDLERS
 from torua.gateway.openapi import openapi_document
-from torua.gateway.params import In, Key
+from torua.gateway.params import Boolean, In, Integer, Key, Param, Text, TextList, Value
 from torua.gateway.schemas import SCHEMAS
 from torua.gateway.service import Gateway
 from torua.protocol.errors import HTTP_STATUS
@@ -78,25 +78,13 @@ def test_operation_ids_are_unique_and_every_reply_shape_exists():
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS, ids=lambda e: e.name)
 def test_each_declaration_is_whole(endpoint: Endpoint):
-    names = [p.name for p in endpoint.params]
-    assert len(names) == len(set(names)) and len({p.nats_name for p in endpoint.params}) == len(names)
+    """(What a route must be is checked when an Endpoint is made: test_a_declaration_that_...)"""
     for code in endpoint.errors + tuple(c for r in endpoint.rest for c in r.errors or ()):
         assert code in HTTP_STATUS and code not in EVERY_REQUEST, (endpoint.name, code)
     assert sum(p.rest is In.WHOLE_BODY for p in endpoint.params) <= 1
-    for route in endpoint.rest:
-        assert set(route.fixed) <= set(names), route
-        read = endpoint.read_over_rest(route)
-        assert all(p.rest is not None for p in read), (route, "a param REST never reads needs a fixed value on every route")
-        in_path = set(re.findall(r"\{(\w+)\}", route.path))
-        assert in_path == {p.name for p in read if p.rest is In.PATH}, route
-        for p in read:
-            if p.rest in (In.PATH, In.QUERY, In.CONTENT_TYPE):
-                assert p.kind.from_text, (p.name, "comes as text, so its kind must parse text")
-            assert not (p.required and p.default is not None), p.name
-        places = {p.rest for p in read}
-        assert len(places & {In.BODY, In.WHOLE_BODY, In.RAW_BODY}) <= 1, (route, "one kind of body")
-        assert (In.CONTENT_TYPE in places) <= (In.RAW_BODY in places), route
-    assert all(isinstance(p.kind, Key) for p in endpoint.params if p.rest is In.PATH and p.name == "key")
+    assert not any(p.required and p.default is not None for p in endpoint.params), endpoint.name
+    assert all(isinstance(p.kind, Key) for p in endpoint.params if p.name == "key")
+    assert endpoint.rest, "every endpoint has a REST route"
 
 
 def _readme_routes() -> set[tuple[str, str]]:
@@ -146,3 +134,39 @@ def test_a_param_with_its_own_name_over_nats():
     put = next(e for e in ENDPOINTS if e.name == "kv_put")
     assert put.nats_fields() == {"key", "value", "value_b64", "content_type"}
     assert put.nats_expected() == "key and value or value_b64, and optionally content_type"
+
+
+NODE = Param("node_id", Text(min_length=1), required=True, rest=In.PATH)
+REPLY = json_reply("Node", "the node")
+
+
+@pytest.mark.parametrize(
+    "params,route",
+    [
+        ((NODE,), Route("GET", "/nodes", "the path lacks {node_id}")),
+        ((), Route("GET", "/nodes/{node_id}", "no such param")),
+        ((Param("node_id", Text(), rest=In.QUERY),), Route("GET", "/nodes/{node_id}", "not a path param")),
+        ((NODE, Param("on", Boolean(), rest=None)), Route("POST", "/nodes/{node_id}/drain", "on is neither read nor fixed")),
+        ((NODE,), Route("POST", "/nodes/{node_id}/drain", "fixes a param it does not have", fixed={"on": True})),
+        ((Param("nodes", TextList(), rest=In.QUERY),), Route("GET", "/x", "a list cannot come as text")),
+        ((Param("a", Integer()), Param("v", Value(), rest=In.RAW_BODY)), Route("POST", "/x", "a JSON field and a raw body")),
+        ((Param("t", Text(), rest=In.CONTENT_TYPE),), Route("POST", "/x", "a Content-Type without a raw body")),
+        ((Param("a", Integer()), Param("b", Integer(), nats="a")), Route("POST", "/x", "two params, one NATS name")),
+    ],
+    ids=lambda v: v.summary if isinstance(v, Route) else None,
+)
+def test_a_declaration_that_does_not_hold_together_is_refused_when_made(params, route):
+    with pytest.raises(ValueError):
+        Endpoint("bad", "node", params, REPLY, (route,))
+
+
+def test_a_declaration_that_holds_together():
+    drain = Endpoint(
+        "drain", "drain", (NODE, Param("on", Boolean(), default=True, rest=None, nats="drain")), REPLY,
+        (Route("POST", "/nodes/{node_id}/drain", "drain", fixed={"on": True}), Route("DELETE", "/nodes/{node_id}/drain", "undo", fixed={"on": False})),
+        nats="cluster.drain",
+    )
+    assert drain.nats_fields() == {"node_id", "drain"} and drain.body(drain.rest[0]) == "none"
+    put = Endpoint("put", "kv_put", (Param("key", Key(), required=True, rest=In.PATH), Param("value", Value(), required=True, rest=In.RAW_BODY)),
+                   Reply("empty", "stored", status=204), (Route("PUT", "/data/{key}", "store"),))
+    assert put.body(put.rest[0]) == "raw"

@@ -17,6 +17,7 @@ docs/protocol.md's NATS table when it has a subject). Pure: no aiohttp, no nats.
 from __future__ import annotations
 
 import inspect
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping
 
@@ -75,6 +76,14 @@ class Route:
 
 @dataclass(frozen=True)
 class Endpoint:
+    """One operation, checked when declared (a route whose path names a param that is
+    not a path param, a param REST cannot read, two kinds of body... raise ValueError).
+
+    >>> Endpoint("node", "node", (NODE_ID,), json_reply("Node", "the node"),
+    ...          (Route("GET", "/nodes/{node_id}", "One node"),), nats="cluster.node").nats_fields()
+    frozenset({'node'})
+    """
+
     name: str
     call: str | None  # the Gateway method; None: served by the front-end itself (/openapi.json, /metrics)
     params: tuple[Param, ...]
@@ -82,6 +91,22 @@ class Endpoint:
     rest: tuple[Route, ...]
     nats: str | None = None  # the subject under torua.api., e.g. "kv.get"; None: REST only
     errors: tuple[str, ...] = ()  # error codes it may answer besides EVERY_REQUEST's
+
+    def __post_init__(self) -> None:
+        names = [p.name for p in self.params]
+        if len(set(names)) != len(names) or len({p.nats_name for p in self.params}) != len(names):
+            raise ValueError(f"{self.name}: two params with one name")
+        for route in self.rest:
+            read = self.read_over_rest(route)
+            if not set(route.fixed) <= set(names) or any(p.rest is None for p in read):
+                raise ValueError(f"{self.name} {route.method} {route.path}: a param REST does not read needs a fixed value")
+            if set(re.findall(r"\{(\w+)\}", route.path)) != {p.name for p in read if p.rest is In.PATH}:
+                raise ValueError(f"{self.name} {route.method} {route.path}: the path's {{params}} are not its path params")
+            if any(p.rest in (In.PATH, In.QUERY, In.CONTENT_TYPE) and not p.kind.from_text for p in read):
+                raise ValueError(f"{self.name}: a path, query or header param must be of a kind read from text")
+            places = {p.rest for p in read}
+            if len(places & {In.BODY, In.WHOLE_BODY, In.RAW_BODY}) > 1 or (In.CONTENT_TYPE in places and In.RAW_BODY not in places):
+                raise ValueError(f"{self.name} {route.method} {route.path}: one kind of body (a Content-Type param goes with a raw one)")
 
     def read_over_rest(self, route: Route) -> tuple[Param, ...]:
         """The params a request on `route` carries (the others are fixed by the route)."""
