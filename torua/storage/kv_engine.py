@@ -24,7 +24,7 @@ import msgpack
 from torua.storage.engine import Chunk, EngineContext, EngineKind
 from torua.storage.operations import KvDelete, KvPut, Operation
 
-__all__ = ["KvCounters", "KvEngine", "ROWS_FORMAT", "check_rows", "decode_rows", "encode_rows"]
+__all__ = ["HANDLERS", "KvCounters", "KvEngine", "ROWS_FORMAT", "check_rows", "decode_rows", "encode_rows"]
 
 ROWS_FORMAT = "kv.rows.v1"
 
@@ -113,8 +113,9 @@ def _apply_delete(conn: sqlite3.Connection, state: KvCounters, op: Any) -> None:
         state.bytes -= int(length)
 
 
-# One handler per operation type this engine takes (OPERATION_ENGINES[...] == "kv").
-_HANDLERS: dict[type[Any], Callable[[sqlite3.Connection, KvCounters, Any], None]] = {
+# One handler per operation type this engine takes (OPERATION_ENGINES[type] == "kv"):
+# a new key-value operation is a class in torua.storage.operations and a line here.
+HANDLERS: dict[type[Any], Callable[[sqlite3.Connection, KvCounters, Any], None]] = {
     KvPut: _apply_put,
     KvDelete: _apply_delete,
 }
@@ -141,7 +142,7 @@ class KvEngine:
 
     def apply(self, conn: sqlite3.Connection, state: KvCounters, batch: Sequence[tuple[int, Operation]]) -> None:
         for _, op in batch:
-            handler = _HANDLERS.get(type(op))
+            handler = HANDLERS.get(type(op))
             if handler is None:
                 raise TypeError(f"the kv engine cannot apply operation type {type(op).__name__}")
             handler(conn, state, op)

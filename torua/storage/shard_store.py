@@ -155,22 +155,33 @@ class ShardStore:
         """Log and apply ``op`` under the next seq; returns that seq."""
         return await self.writer.apply(op)
 
+    async def apply_all(self, ops: Sequence[Operation]) -> list[int]:
+        """Log and apply ``ops`` under the next seqs, in one transaction; returns their seqs."""
+        return await self.writer.apply_all(ops)
+
     async def apply_at(self, seq: int, op: Operation) -> None:
+        """Apply an op copied from another replica under its original seq.
+        seq <= last_seq() is ignored; seq > last_seq() + 1 raises SeqGap."""
         await self.writer.apply_at(seq, op)
 
     async def apply_many_at(self, ops: Sequence[tuple[int, Operation]]) -> None:
+        """apply_at() for a run, in one transaction: all of it, or (on a gap) none."""
         await self.writer.apply_many_at(ops)
 
     async def apply_encoded_at(self, ops: Sequence[tuple[int, bytes]]) -> None:
+        """apply_many_at() for ops as another replica logged them, logged as they came."""
         await self.writer.apply_encoded_at(ops)
 
     async def set_base_seq(self, seq: int) -> None:
+        """Declare the data to reflect every op up to ``seq`` (after a snapshot install)."""
         await self.writer.set_base_seq(seq)
 
     async def truncate_log(self, keep_after: int) -> None:
+        """Drop ops with seq <= keep_after (within the bounds ShardWriter.truncate_log keeps)."""
         await self.writer.truncate_log(keep_after)
 
     async def close(self) -> None:
+        """Finish queued writes, stop the writer thread, close engines and connections."""
         await self.writer.close()
 
     async def __aenter__(self) -> "ShardStore":

@@ -432,6 +432,22 @@ class ShardWriter:
         result: int = await self._submit(fn)
         return result
 
+    async def apply_all(self, ops: Sequence[Operation]) -> list[int]:
+        """Log and apply `ops` under the next seqs, in order, in one transaction (all of
+        them or, if one is refused, none); returns their seqs."""
+        run = list(ops)
+
+        def fn(conn: sqlite3.Connection, state: _State) -> list[int]:
+            seqs = []
+            for op in run:
+                seq = state.last_seq + 1
+                self._log_and_apply(conn, state, seq, op)
+                seqs.append(seq)
+            return seqs
+
+        result: list[int] = await self._submit(fn)
+        return result
+
     async def apply_at(self, seq: int, op: Operation) -> None:
         """Apply an op copied from another replica under its original seq.
         seq <= last_seq() is ignored; seq > last_seq() + 1 raises SeqGap."""
