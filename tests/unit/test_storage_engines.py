@@ -22,7 +22,7 @@ from tests.support.processes import wait_until
 from torua.storage.engine import Chunk, EngineOutOfStep, UnknownChunkFormat
 from torua.storage.kv_engine import ROWS_FORMAT, encode_rows
 from torua.storage.operations import KvDelete, KvPut, Operation
-from torua.storage.shard_store import DB_FILENAME, LogTruncated, ShardStore
+from torua.storage.shard_store import DB_FILENAME, ShardStore
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -58,19 +58,12 @@ from torua.storage.engine import (
     EngineContext,
     EngineFactory,
     EngineOutOfStep,
-    FollowerEngine,
     ShardEngine,
     TransactionalEngine,
     UnknownChunkFormat,
 )
-from torua.storage.operations import (
-    OPERATION_ENGINES,
-    Operation,
-    decode_operation,
-    encode_operation,
-    engine_of,
-    operation_type,
-)
+from torua.storage.followers import Followers
+from torua.storage.operations import Operation, decode_operation, encode_operation, engine_of
 
 __all__ = [
     "DB_FILENAME",
@@ -87,7 +80,6 @@ DB_FILENAME = "shard.db"
 _FORMAT = 1
 _MAX_BATCH = 4096  # requests per group-commit transaction
 _BUSY_TIMEOUT_S = 30.0
-_REPLAY_PAGE = 1000  # log rows read at a time when a follower catches up on open
 _HELD = "engine."  # meta name prefix: a follower engine that holds data
 
 
@@ -217,10 +209,8 @@ class ShardWriter:
         self._state = _State(last_seq=0, base_seq=0, engines={}, unapplied={}, held=frozenset())
         self._engines: dict[str, ShardEngine] = {}  # by name, in the order they were given
         self._transactional: list[TransactionalEngine] = []
-        self._followers: list[FollowerEngine] = []
+        self._followers = Followers(shard_id, [])  # writer thread only
         self._by_format: dict[str, ShardEngine] = {}
-        self._applied: dict[str, int] = {}  # follower -> its applied_seq (writer thread only)
-        self._born: dict[str, int] = {}  # follower holding data -> the seq its data starts after
         self._commits = 0
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._lock = threading.Lock()
@@ -532,11 +522,9 @@ class ShardWriter:
             conn.execute("UPDATE meta SET value = ? WHERE name = 'base_seq'", (seq,))
             state.base_seq = seq
             state.last_seq = seq
-            for follower in self._followers:
-                state.unapplied[follower.name] = []
-                if follower.name in state.held:
-                    follower.apply([], through=seq)
-                    self._applied[follower.name] = seq
+            for name in state.unapplied:
+                state.unapplied[name] = []
+            self._followers.move_to([f for f in self._followers.engines if f.name in state.held], seq)
 
         await self._submit(fn)
 
@@ -546,20 +534,10 @@ class ShardWriter:
         _check_seq(keep_after, "keep_after")
 
         def fn(conn: sqlite3.Connection, state: _State) -> None:
-            cut = min(keep_after, state.last_seq)
-            holding = [f for f in self._followers if f.name in state.held]
-            for follower in holding:
-                pending = state.unapplied[follower.name]
-                if pending:
-                    cut = min(cut, pending[0][0] - 1)
-            behind = [f for f in holding if self._applied[f.name] < cut]
-            if behind:  # a follower's applied_seq moves first, and only to a committed seq
-                cut = min(cut, self._state.last_seq)
+            cut, behind = self._followers.trim_bound(min(keep_after, state.last_seq), self._state.last_seq, state.held, state.unapplied)
             if cut <= state.base_seq:
                 return
-            for follower in behind:
-                follower.apply([], through=cut)
-                self._applied[follower.name] = cut
+            self._followers.move_to(behind, cut)  # before the log goes: durable on its own
             conn.execute("DELETE FROM oplog WHERE seq <= ?", (cut,))
             conn.execute("UPDATE meta SET value = ? WHERE name = 'base_seq'", (cut,))
             state.base_seq = cut
@@ -574,13 +552,14 @@ class ShardWriter:
             try:
                 self._open_engines(create, factories)
                 conn = self._init_db(create)
-                self._catch_up_followers(conn)
             except BaseException as exc:
                 init.set_exception(exc)
                 return
             init.set_result(None)
             self._writer_loop(conn)
-            self._finish_followers()
+            state = self._state.copy()
+            self._followers.finish(state.held, state.unapplied, state.last_seq)
+            self._state = state
         finally:
             self._close_engines()
             if conn is not None:
@@ -602,7 +581,7 @@ class ShardWriter:
             if engine.kind == "transactional":
                 self._transactional.append(engine)  # type: ignore[arg-type]
             elif engine.kind == "follower":
-                self._followers.append(engine)  # type: ignore[arg-type]
+                self._followers.engines.append(engine)  # type: ignore[arg-type]
             else:
                 raise ValueError(f"engine {engine.name!r} is of no known kind ({engine.kind!r})")
         if len(self._engines) != len(factories):
@@ -645,60 +624,25 @@ class ShardWriter:
                 max_seq = conn.execute("SELECT max(seq) FROM oplog").fetchone()[0]
                 base = int(meta["base_seq"])
                 held = {name[len(_HELD):]: int(value) for name, value in meta.items() if name.startswith(_HELD)}
-                absent = sorted(set(held) - {f.name for f in self._followers})
+                absent = sorted(set(held) - {f.name for f in self._followers.engines})
                 if absent:
                     raise EngineOutOfStep(f"shard {self.shard_id} holds data of engines {absent} that were not opened with it")
                 self._state = _State(
                     last_seq=max(base, int(max_seq) if max_seq is not None else 0),
                     base_seq=base,
                     engines=engines,
-                    unapplied={f.name: [] for f in self._followers},
+                    unapplied={f.name: [] for f in self._followers.engines},
                     held=frozenset(held),
                 )
-                self._born = held
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+            self._followers.catch_up(conn, self._state.base_seq, self._state.last_seq, held)
         except BaseException:
             conn.close()
             raise
         return conn
-
-    def _catch_up_followers(self, conn: sqlite3.Connection) -> None:
-        """Give each follower that holds data the logged ops after its applied_seq."""
-        state = self._state
-        for follower in self._followers:
-            applied = follower.applied_seq()
-            if follower.name not in state.held:
-                self._applied[follower.name] = applied or 0
-                continue
-            if applied is None:  # it holds nothing yet: everything it needs is after its first op
-                applied = self._born[follower.name]
-            if not state.base_seq <= applied <= state.last_seq:
-                raise EngineOutOfStep(
-                    f"shard {self.shard_id}: the {follower.name} engine has applied up to seq {applied}, "
-                    f"but the log holds seqs {state.base_seq + 1} to {state.last_seq}"
-                )
-            after = applied
-            while True:
-                rows = conn.execute(
-                    "SELECT seq, op FROM oplog WHERE seq > ? ORDER BY seq LIMIT ?", (after, _REPLAY_PAGE)
-                ).fetchall()
-                if not rows:
-                    break
-                mine = [
-                    (int(seq), decode_operation(blob))
-                    for seq, blob in rows
-                    if OPERATION_ENGINES.get(operation_type(blob) or "") == follower.name
-                ]
-                after = int(rows[-1][0])
-                if mine:
-                    follower.apply(mine, through=after)
-                    applied = after
-            if applied > self._applied.get(follower.name, -1):
-                log.info("shard %d: %s engine caught up with the log to seq %d", self.shard_id, follower.name, applied)
-            self._applied[follower.name] = applied
 
     def _writer_loop(self, conn: sqlite3.Connection) -> None:
         stop = False
@@ -774,45 +718,13 @@ class ShardWriter:
             self._fail(batch, exc)
             return
         self._commits += 1
-        failed = self._apply_followers(state)
+        failed = self._followers.apply(state.unapplied, state.last_seq)
         self._state = state
         for req, (result, err, followers) in zip(batch, outcomes):
             for name in followers:
                 if err is None and name in failed:
                     result, err = None, failed[name]
             self._post(req, result, err)
-
-    def _apply_followers(self, state: _State) -> dict[str, Exception]:
-        """Hand each follower its committed ops; the followers that failed, and why."""
-        failed: dict[str, Exception] = {}
-        for follower in self._followers:
-            ops = state.unapplied[follower.name]
-            if not ops:
-                continue
-            try:
-                follower.apply(list(ops), through=state.last_seq)
-            except Exception as exc:
-                log.error("shard %d: the %s engine could not apply ops %d to %d: %s; they stay pending", self.shard_id, follower.name, ops[0][0], ops[-1][0], exc)
-                failed[follower.name] = exc
-                continue
-            self._applied[follower.name] = state.last_seq
-            state.unapplied[follower.name] = []
-        return failed
-
-    def _finish_followers(self) -> None:
-        """At close: apply what is pending, and move each follower to the end of the log
-        so that the next open has nothing to replay."""
-        state = self._state.copy()
-        self._apply_followers(state)
-        for follower in self._followers:
-            name = follower.name
-            if name in state.held and not state.unapplied[name] and self._applied[name] < state.last_seq:
-                try:
-                    follower.apply([], through=state.last_seq)
-                    self._applied[name] = state.last_seq
-                except Exception as exc:
-                    log.warning("shard %d: the %s engine could not record seq %d: %s", self.shard_id, name, state.last_seq, exc)
-        self._state = state
 
     def _close_engines(self) -> None:
         for engine in self._engines.values():
