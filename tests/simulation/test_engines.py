@@ -121,3 +121,32 @@ async def test_snapshot_requests_of_both_shapes_and_data_a_requester_cannot_inst
             assert formats == FORMATS
     finally:
         await cluster.stop()
+
+
+@pytest.mark.timeout(60)
+async def test_a_replica_acknowledges_only_what_every_engine_of_its_copy_applied(tmp_path):
+    """A replica whose notes engine cannot apply an op has it in its log, but does not
+    acknowledge it: the primary answers the write only once the replica is out of the
+    in-sync set. Once the engine works again the replica applies it and is back in sync."""
+    cluster = SimCluster(tmp_path, sim_seed(), nodes=2, shards=1, replicas=2, engines=[NoteEngine.factory()])
+    try:
+        await cluster.start()
+        async with asyncio.timeout(45):
+            entry = cluster.map.shards[0]
+            assert entry.primary is not None
+            primary, replica = cluster.nodes[entry.primary], entry.replicas[0]
+            copy = cluster.nodes[replica].holdings[0].store
+            assert copy is not None
+            engine = copy.engine("notes")
+            assert isinstance(engine, NoteEngine)
+            engine.refuse = {"bad"}
+            seq = await primary.write(0, [NotePut("bad", "x")], "note")
+            assert copy.last_seq() == seq and copy.applied_seq() < seq  # logged on the replica, not applied
+            assert primary.holdings[0].acked[replica] < seq
+            assert replica not in primary.holdings[0].in_sync
+            engine.refuse = set()
+            await cluster.wait_green(caught_up=True)
+            assert notes_on(cluster, replica) == {"bad": "x"}
+            assert replica in cluster.map.shards[0].in_sync
+    finally:
+        await cluster.stop()

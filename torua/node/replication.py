@@ -232,7 +232,7 @@ class Replication:
                 return
             request = LogRequest(
                 holding.shard_id,
-                store.last_seq(),
+                store.applied_seq(),  # acknowledges what every engine of this copy has applied
                 max_bytes=shard_copy.chunk_bytes(nc),
                 replica=node.config.id,
                 shard_epoch=synced,
@@ -280,7 +280,7 @@ class Replication:
                     log.warning("shard %d: applying ops from %s failed: %s", holding.shard_id, primary, exc, extra={"shard": holding.shard_id})
                     await asyncio.sleep(0.2)
                     continue
-            if not holding.complete and store.last_seq() >= chunk.last_seq:
+            if not holding.complete and store.applied_seq() >= chunk.last_seq:
                 set_complete(holding, directory)  # caught up with the primary: whole again
                 log.info("shard %d: replica caught up with %s at seq %d", holding.shard_id, primary, chunk.last_seq, extra={"shard": holding.shard_id})
             if synced != holding.shard_epoch:
