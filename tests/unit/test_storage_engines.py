@@ -124,6 +124,17 @@ async def test_follower_applies_in_seq_order_after_the_commit_and_before_the_ans
     assert store.applied_seq() == store.last_seq() == 60
 
 
+async def test_apply_all_logs_a_batch_of_several_engines_in_one_transaction_or_none(store: ShardStore) -> None:
+    commits = store.commits
+    assert await store.apply_all([KvPut("a", b"1"), NotePut("n", "x"), KvDelete("a")]) == [1, 2, 3]
+    assert store.commits == commits + 1
+    assert store.get("a") is None and notes_of(store).notes() == {"n": "x"}
+    with pytest.raises(TypeError):
+        await store.apply_all([NotePut("m", "y"), object()])  # type: ignore[list-item]
+    assert store.last_seq() == 3 and notes_of(store).notes() == {"n": "x"}
+    assert await store.apply_all([]) == []
+
+
 async def test_an_unregistered_or_unopened_engine_is_refused(tmp_path: Path) -> None:
     kv_only = ShardStore.open(tmp_path / "kv", 1, create=True)
     try:
