@@ -135,6 +135,18 @@ async def test_apply_all_logs_a_batch_of_several_engines_in_one_transaction_or_n
     assert await store.apply_all([]) == []
 
 
+def test_engines_of_one_store_have_distinct_names_and_formats(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="two engines named 'notes'"):
+        ShardStore.open(tmp_path / "a", 1, create=True, engines=[NoteEngine.factory(), NoteEngine.factory()])
+
+    class Imposter(NoteEngine):
+        name = "imposter"
+        formats = (ROWS_FORMAT,)
+
+    with pytest.raises(ValueError, match="snapshot format 'kv.rows.v1' of engine 'imposter' is already 'kv''s"):
+        ShardStore.open(tmp_path / "b", 1, create=True, engines=[Imposter])
+
+
 async def test_an_unregistered_or_unopened_engine_is_refused(tmp_path: Path) -> None:
     kv_only = ShardStore.open(tmp_path / "kv", 1, create=True)
     try:

@@ -573,6 +573,9 @@ class ShardWriter:
         context = EngineContext(self.directory, self.shard_id, self.durable, create, self.reader)
         for factory in factories:
             engine = factory(context)
+            if engine.name in self._engines:
+                engine.close()
+                raise ValueError(f"shard {self.shard_id}: two engines named {engine.name!r}")
             self._engines[engine.name] = engine  # before the checks: closed if one fails
             for fmt in engine.formats:
                 if fmt in self._by_format:
@@ -584,8 +587,6 @@ class ShardWriter:
                 self._followers.engines.append(engine)  # type: ignore[arg-type]
             else:
                 raise ValueError(f"engine {engine.name!r} is of no known kind ({engine.kind!r})")
-        if len(self._engines) != len(factories):
-            raise ValueError("engine names must be unique")
 
     def _init_db(self, create: bool) -> sqlite3.Connection:
         conn = sqlite3.connect(
