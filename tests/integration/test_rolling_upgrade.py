@@ -3,7 +3,9 @@ per shard and writes going on, every node in turn is drained, stopped (SIGTERM),
 started again on the same data dir and undrained, then both coordinators are
 restarted, standby first, then the gateway. Nothing acknowledged is lost and no
 write fails. Run twice: restarting on this build, and upgrading for real from the
-previous release (its source taken from this checkout's git history) to this build."""
+previous release (its source taken from this checkout's git history) to this build.
+And shards moved between the previous release and this build, each way (their
+snapshots in the shape the older one knows)."""
 
 from __future__ import annotations
 
@@ -203,3 +205,32 @@ def test_a_rolling_upgrade_under_writes_loses_nothing(group, nats_url, start_fro
     problems = [p for w in writers for p in w.problems()]
     assert not problems, problems[:5]
     assert {n["id"]: n["health"] for n in c.json("GET", "/nodes")[1]["nodes"]} == {"n1": "healthy", "n2": "healthy", "n3": "healthy"}
+
+
+def test_shards_move_between_the_previous_release_and_this_build_both_ways(group, nats_url):
+    """A move copies a shard as snapshot chunks, then the log. This build asks with the
+    chunk formats it installs and reads the previous release's key-value rows; the
+    previous release asks without formats and gets rows from this build."""
+    old_build, this_build = previous_release(group.workdir), (torua_command(), {})
+    c = Cluster(group, nats_url, shards=4)
+    c.command, c.env = old_build
+    c.start_coordinator(expect_nodes=2)
+    c.start_node("n1")
+    c.command, c.env = this_build
+    c.start_node("n2")
+    c.command, c.env = old_build
+    c.start_gateway()
+    c.wait_formed()
+    assert versions_in_use(c) == sorted([PREVIOUS_RELEASE[0], __version__])
+    values = {f"moving/{i}": f"value {i} ".encode() * (i % 50) for i in range(300)}
+    for key, value in values.items():
+        assert c.request("PUT", f"/data/{key}", value)[0] == 204
+    before = {s["shard_id"]: s["primary"] for s in c.json("GET", "/shards")[1]["shards"]}
+    assert set(before.values()) == {"n1", "n2"}, before  # a move each way
+    for shard_id, source in before.items():
+        target = "n2" if source == "n1" else "n1"
+        status, body = c.json("POST", "/shards/assign", {"shard_id": shard_id, "node_id": target})
+        assert status == 202, body
+        wait_until(lambda: c.json("GET", "/shards")[1]["shards"][shard_id]["primary"] == target and not c.json("GET", "/cluster/info")[1]["moves"], 30, f"shard {shard_id} on {target}")
+    for key, value in values.items():
+        assert c.request("GET", f"/data/{key}")[:2] == (200, value), key

@@ -18,8 +18,8 @@ import msgpack
 import pytest
 
 from torua.node.replication import notify
-from torua.storage import shard_store
-from torua.storage.operations import OPERATION_TYPES
+from torua.storage import kv_engine
+from torua.storage.operations import OPERATION_ENGINES, OPERATION_TYPES
 from torua.storage.shard_store import DB_FILENAME
 from tests.support.sim_cluster import SimCluster, sim_seed, wait_for
 
@@ -57,7 +57,7 @@ async def test_a_replica_applies_an_operation_with_a_field_of_a_newer_release(tm
                 assert holding.store is not None
                 await holding.store.close()
                 seq = log_as_a_newer_release(primary.shard_dir(0), key, b"new", blob)
-                holding.store = primary._open_store(0, create=False)
+                holding.store = primary.files.open(0, create=False)
             notify(holding, "new_data")
             cluster.note(f"{entry.primary} logged {key!r} at seq {seq} with a field this release does not know")
 
@@ -102,7 +102,7 @@ async def test_a_replica_that_meets_an_unknown_operation_type_waits_for_its_upgr
                 with sqlite3.connect(primary.shard_dir(0) / DB_FILENAME) as conn:
                     seq = conn.execute("SELECT coalesce(max(seq), 0) FROM oplog").fetchone()[0] + 1
                     conn.execute("INSERT INTO oplog(seq, op) VALUES (?, ?)", (seq, msgpack.packb({"t": "kv.touch", "key": key})))
-                holding.store = primary._open_store(0, create=False)
+                holding.store = primary.files.open(0, create=False)
             notify(holding, "new_data")
 
             await cluster.put(key, b"written meanwhile")  # acknowledged once the replica is out of the in-sync set
@@ -113,7 +113,8 @@ async def test_a_replica_that_meets_an_unknown_operation_type_waits_for_its_upgr
 
             # "upgrade" the replica: it now knows the type
             monkeypatch.setitem(OPERATION_TYPES, KvTouch.TYPE, KvTouch)
-            monkeypatch.setitem(shard_store._OP_HANDLERS, KvTouch, lambda conn, state, op: None)
+            monkeypatch.setitem(OPERATION_ENGINES, KvTouch.TYPE, "kv")
+            monkeypatch.setitem(kv_engine.HANDLERS, KvTouch, lambda conn, state, op: None)
             await cluster.wait_green(caught_up=True)
             assert copy.store.get(key) == (b"written meanwhile", "application/octet-stream")
             assert copy.store.read_log_encoded(seq - 1)[0] == (seq, msgpack.packb({"t": "kv.touch", "key": key}))

@@ -30,7 +30,7 @@ import os
 import random
 import time
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Sequence
 
 from torua.config import CoordinatorConfig, GatewayConfig, NodeConfig
 from torua.coordinator.service import Coordinator
@@ -39,6 +39,7 @@ from torua.keys import shard_for_key
 from torua.node.service import Node
 from torua.protocol.errors import ToruaError
 from torua.protocol.messages import ShardMap
+from torua.storage.engine import EngineFactory
 
 from tests.support.history import Op, check_key, value_of
 from tests.support.memory_bus import MemoryBus
@@ -87,6 +88,7 @@ class SimCluster:
         replica_timeout: float = 0.5,
         request_timeout: float = 3.0,
         node_left_delay: float = 600.0,
+        engines: Sequence[EngineFactory] = (),
     ) -> None:
         master = random.Random(seed)
         self.seed = seed
@@ -105,6 +107,7 @@ class SimCluster:
         )
         self._node_settings = dict(heartbeat_interval=heartbeat, commit="relaxed", replica_timeout=replica_timeout, shutdown_timeout=1.0)
         self.request_timeout = request_timeout
+        self.engines = tuple(engines)  # every node opens its copies with these besides the key-value engine
         self.coordinator: Coordinator | None = None
         self.nodes: dict[str, Node] = {}
         self.gateway: Gateway | None = None
@@ -139,19 +142,18 @@ class SimCluster:
         self.note(f"cluster formed and green: {self.describe_map()}")
         return self
 
-    async def start_node(self, node_id: str) -> Node:
-        node = Node(self.node_config(node_id), connect=self.bus.connector(node_id))
+    async def start_node(self, node_id: str, engines: Sequence[EngineFactory] | None = None) -> Node:
+        node = Node(self.node_config(node_id), connect=self.bus.connector(node_id), engines=self.engines if engines is None else engines)
         await node.start()
         self.nodes[node_id] = node
         return node
 
     async def crash(self, node_id: str) -> None:
-        """SIGKILL: the connection drops, every task stops where it is, no hand-off
-        (there is no API for that, so this reaches into the node's tasks)."""
+        """SIGKILL: the connection drops, every task stops where it is, no hand-off."""
         node = self.nodes.pop(node_id)
         await self.bus.crash(node_id)
-        node._stopping.set()
-        tasks = [t for t in node._tasks]
+        node.tasks.stopping.set()
+        tasks = list(node.tasks)
         for holding in node.holdings.values():
             if holding.follower is not None:
                 tasks.append(holding.follower)

@@ -22,6 +22,8 @@ from torua.protocol.messages import (
     ShardMap,
     ShardReport,
     SnapshotChunk,
+    SnapshotData,
+    SnapshotRequest,
 )
 
 ROUND_TRIPS = [
@@ -31,6 +33,8 @@ ROUND_TRIPS = [
     Heartbeat("n1", "0.2.0", 3, 1.5, 2.5, None, "host", 42, [ShardReport(0, "primary", 9, 1, 2)]),
     Assignment(5, "n2", [AssignedShard(1, "primary", True)]),
     SnapshotChunk(1, 10, [("k", b"v", "t")], "k"),
+    SnapshotRequest(1, None, 1024, ["kv.rows.v1", "graph.vertices.v1"], b"cursor"),
+    SnapshotChunk(1, 10, chunks=[SnapshotData("kv.rows.v1", b"\x90"), SnapshotData("graph.edges.v1", b"")], cursor=b"c"),
     LogChunk(1, 10, [(9, b"op"), (10, b"op2")]),
 ]
 
@@ -42,7 +46,14 @@ def test_round_trip(msg):
 
 
 def _has_bytes(msg) -> bool:
-    return b"\xc4" in encode(msg) or isinstance(msg, (KvRequest, KvReply, SnapshotChunk, LogChunk))
+    return b"\xc4" in encode(msg) or isinstance(msg, (KvRequest, KvReply, SnapshotChunk, SnapshotRequest, LogChunk))
+
+
+def test_snapshot_messages_of_a_release_before_chunk_formats_read_as_the_old_shape():
+    request = decode(SnapshotRequest, msgpack.packb({"v": 1, "shard_id": 3, "after": "k", "max_bytes": 10}))
+    assert (request.formats, request.cursor, request.after) == ([], None, "k")
+    chunk = decode(SnapshotChunk, msgpack.packb({"v": 1, "shard_id": 3, "last_seq": 4, "rows": [["k", b"v", "t"]], "next": "k"}))
+    assert (chunk.chunks, chunk.cursor, chunk.rows, chunk.next) == ([], None, [("k", b"v", "t")], "k")
 
 
 def test_every_message_carries_the_protocol_version():

@@ -19,6 +19,7 @@ from torua import __version__
 from torua.bus import set_log_level
 from torua.cluster_settings import SettingsError, from_dict as settings_from_dict
 from torua.leadership import accept_term
+from torua.node.replies import reply
 from torua.protocol.codec import decode, from_dict
 from torua.protocol.errors import ToruaError
 from torua.protocol.messages import BroadcastMessage, BroadcastReply, SettingsUpdate
@@ -36,10 +37,10 @@ async def on_broadcast(node: "Node", msg: Any) -> None:
         message = decode(BroadcastMessage, msg.data)
     except ToruaError as exc:
         log.warning("ignoring a malformed broadcast: %s", exc.message)
-        reply = BroadcastReply(node.config.id, False, error_code=exc.code, error_message=exc.message)
+        result = BroadcastReply(node.config.id, False, error_code=exc.code, error_message=exc.message)
     else:
-        reply = answer(node, message)
-    await node._reply(msg, reply)
+        result = answer(node, message)
+    await reply(msg, result)
 
 
 def answer(node: "Node", message: BroadcastMessage) -> BroadcastReply:
@@ -79,7 +80,7 @@ def apply_settings(node: "Node", update: SettingsUpdate) -> None:
         settings = settings_from_dict(update.settings)
     except SettingsError as exc:
         raise ToruaError("bad_request", f"settings refused: {exc}", fields=exc.problems) from None
-    node._follow_term(update.term)
+    node.follow_term(update.term)
     if update.revision < node.settings_revision:
         log.debug("ignoring settings revision %d: revision %d is in force", update.revision, node.settings_revision)
         return
@@ -90,4 +91,4 @@ def apply_settings(node: "Node", update: SettingsUpdate) -> None:
         set_log_level(settings.log_level)
     log.info("cluster settings revision %d: heartbeat every %gs, log level %s", update.revision, settings.heartbeat_interval, settings.log_level)
     if settings.heartbeat_interval != old.heartbeat_interval:
-        node._heartbeat_now.set()  # the loop waits out the old interval otherwise
+        node.heartbeat_soon()  # the loop waits out the old interval otherwise

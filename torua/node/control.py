@@ -3,7 +3,9 @@ steps) and what other nodes pull from it (snapshots and logs of its copies).
 
 Every handler changes a copy's role only through `torua.node.roles.next_role`,
 so an illegal step (say, dropping a serving primary) is refused and changes
-nothing.
+nothing. It works on the node's public state (its config, holdings, epoch and
+shard count), opens and removes copies through the node's `ShardFiles`, and runs
+long answers as the node's `Tasks`.
 """
 
 from __future__ import annotations
@@ -14,8 +16,11 @@ from typing import TYPE_CHECKING
 
 from torua.kv_rules import validate_shard
 from torua.node import copy as shard_copy
+from torua.node.replies import reply
 from torua.node.replication import is_incomplete, notify, set_incomplete
 from torua.node.roles import next_role, serves_copy_source
+from torua.node.shard_files import ShardFiles
+from torua.node.tasks import Tasks
 from torua.protocol.codec import decode
 from torua.protocol.errors import ToruaError
 from torua.protocol.messages import (
@@ -39,11 +44,13 @@ FROZEN_MARKER = "FROZEN"
 
 
 class ShardControl:
-    def __init__(self, node: "Node") -> None:
+    def __init__(self, node: "Node", files: ShardFiles, tasks: Tasks) -> None:
         self.node = node
+        self.files = files
+        self.tasks = tasks
 
     def set_frozen_marker(self, shard_id: int, frozen: bool) -> None:
-        marker = self.node.shard_dir(shard_id) / FROZEN_MARKER
+        marker = self.files.directory(shard_id) / FROZEN_MARKER
         if frozen:
             marker.touch()
         else:
@@ -67,12 +74,12 @@ class ShardControl:
         serving: list[int] = []
         missing: list[int] = []
         for shard_id, item in sorted(wanted.items()):
-            holding = self.node._holding(shard_id)
+            holding = self.node.holding(shard_id)
             async with holding.lock:
                 replica = item.role == "replica"
                 if holding.role == "absent":
-                    directory = self.node.shard_dir(shard_id)
-                    on_disk = ShardStore.exists(directory)
+                    directory = self.files.directory(shard_id)
+                    on_disk = self.files.exists(shard_id)
                     # A replica can always be refilled from its primary; a primary's data exists only where it is.
                     if not on_disk and not item.create and not replica:
                         missing.append(shard_id)
@@ -83,8 +90,8 @@ class ShardControl:
                         set_incomplete(holding, directory)
                     else:
                         holding.complete = not is_incomplete(directory)
-                    holding.store = self.node._open_store(shard_id, create=not on_disk)
-                    frozen = (self.node.shard_dir(shard_id) / FROZEN_MARKER).exists()
+                    holding.store = self.files.open(shard_id, create=not on_disk)
+                    frozen = (directory / FROZEN_MARKER).exists()
                     if replica:
                         holding.role = next_role("absent", "open_replica")
                     else:
@@ -108,21 +115,20 @@ class ShardControl:
             if shard_id not in wanted and holding.role in ("primary", "frozen"):
                 holding.role = next_role(holding.role, "unassign")
         log.info("epoch %d: serving %s%s", self.node.epoch, serving, f", missing {missing}" if missing else "", extra={"epoch": self.node.epoch})
-        notify(self.node, "_assigned")
-        self.node._heartbeat_now.set()
+        self.node.assignment_taken()
         return AssignmentAck(node_id=self.node.config.id, epoch=self.node.epoch, serving=serving, missing=missing)
 
     async def copy(self, command: ShardCommand) -> ShardCommandReply:
         if not command.source:
             raise ToruaError("bad_request", "copy needs a source node")
         self.shard(command.shard_id)
-        holding = self.node._holding(command.shard_id)
+        holding = self.node.holding(command.shard_id)
         async with holding.lock:
             holding.role = next_role(holding.role, "copy")
             if holding.store is not None:
                 await holding.store.close()
-            ShardStore.destroy(self.node.shard_dir(command.shard_id))
-            holding.store = self.node._open_store(command.shard_id, create=True)
+            self.files.destroy(command.shard_id)
+            holding.store = self.files.open(command.shard_id, create=True)
             deadline = time.monotonic() + self.command_budget()
             await shard_copy.copy_snapshot(self.node.nc, command.source, holding.store, deadline)
             last = await shard_copy.catch_up(self.node.nc, command.source, holding.store, deadline)
@@ -162,13 +168,13 @@ class ShardControl:
 
     async def drop(self, command: ShardCommand) -> ShardCommandReply:
         self.shard(command.shard_id)
-        holding = self.node._holding(command.shard_id)
+        holding = self.node.holding(command.shard_id)
         async with holding.lock:
             holding.role = next_role(holding.role, "drop")
             if holding.store is not None:
                 await holding.store.close()
                 holding.store = None
-            ShardStore.destroy(self.node.shard_dir(command.shard_id))
+            self.files.destroy(command.shard_id)
             del self.node.holdings[command.shard_id]
         log.info("shard %d dropped", command.shard_id, extra={"shard": command.shard_id, "epoch": command.epoch})
         return ShardCommandReply(True, command.shard_id)
@@ -202,30 +208,28 @@ class ShardControl:
         request = decode(SnapshotRequest, msg.data)
         try:
             store = self.source_store(request.shard_id)
-            last_seq = store.last_seq()
-            rows, nxt = store.snapshot_chunk(request.after, max(1, request.max_bytes))
-            reply = SnapshotChunk(request.shard_id, last_seq, rows, nxt)
+            answer = shard_copy.answer_snapshot(store, request, self.node.config.id)
         except ToruaError as exc:
-            reply = SnapshotChunk(request.shard_id, 0, error_code=exc.code, error_message=exc.message)
-        await self.node._reply(msg, reply)
+            answer = SnapshotChunk(request.shard_id, 0, error_code=exc.code, error_message=exc.message)
+        await reply(msg, answer)
 
     async def on_log(self, msg) -> None:
         request = decode(LogRequest, msg.data)
         try:
             self.shard(request.shard_id)
         except ToruaError as exc:
-            await self.node._reply(msg, LogChunk(request.shard_id, 0, error_code=exc.code, error_message=exc.message))
+            await reply(msg, LogChunk(request.shard_id, 0, error_code=exc.code, error_message=exc.message))
             return
         if request.replica:  # a replica's long-poll: may wait, so it must not hold up this subscription
-            self.node._spawn(self.node.replication.serve_fetch(msg, request))
+            self.tasks.spawn(self.node.replication.serve_fetch(msg, request))
             return
         try:
             store = self.source_store(request.shard_id)
             last_seq = store.last_seq()
             ops = store.read_log_encoded(request.after_seq, max(1, request.max_ops), max(1, request.max_bytes))
-            reply = LogChunk(request.shard_id, last_seq, ops)
+            answer = LogChunk(request.shard_id, last_seq, ops)
         except LogTruncated as exc:
-            reply = LogChunk(request.shard_id, 0, error_code="conflict", error_message=str(exc))
+            answer = LogChunk(request.shard_id, 0, error_code="conflict", error_message=str(exc))
         except ToruaError as exc:
-            reply = LogChunk(request.shard_id, 0, error_code=exc.code, error_message=exc.message)
-        await self.node._reply(msg, reply)
+            answer = LogChunk(request.shard_id, 0, error_code=exc.code, error_message=exc.message)
+        await reply(msg, answer)

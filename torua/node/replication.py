@@ -27,13 +27,16 @@ from typing import TYPE_CHECKING
 from nats.errors import NoRespondersError, TimeoutError as NatsTimeout
 
 from torua.node import copy as shard_copy
+from torua.node.replies import reply
+from torua.node.shard_files import ShardFiles
+from torua.node.tasks import Tasks
 from torua.protocol import subjects
 from torua.protocol.codec import decode, encode
 from torua.protocol.errors import ToruaError
 from torua.protocol.messages import Ack, InSyncChange, LogChunk, LogRequest
 from torua.replication.rejoin import agreed_seq, rejoin_plan
 from torua.storage.operations import InvalidOperation
-from torua.storage.shard_store import LogTruncated, ShardClosed, ShardStore
+from torua.storage.shard_store import LogTruncated, ShardClosed
 
 if TYPE_CHECKING:
     from torua.node.service import Holding, Node
@@ -95,8 +98,10 @@ def notify(holding: "Holding", name: str) -> None:
 
 
 class Replication:
-    def __init__(self, node: "Node") -> None:
-        self.node = node
+    def __init__(self, node: "Node", files: ShardFiles, tasks: Tasks) -> None:
+        self.node = node  # its config, connection and holdings
+        self.files = files
+        self.tasks = tasks
 
     # ------------------------------------------------------------ primary side
 
@@ -159,17 +164,17 @@ class Replication:
         node = self.node
         holding = node.holdings.get(request.shard_id)
         if holding is None or holding.store is None or holding.role not in ("primary", "frozen"):
-            await node._reply(msg, LogChunk(request.shard_id, 0, error_code="moved", error_message=f"{node.config.id} is not the primary"))
+            await reply(msg, LogChunk(request.shard_id, 0, error_code="moved", error_message=f"{node.config.id} is not the primary"))
             return
         store = holding.store
         if self._diverged(holding, request):
-            await node._reply(msg, LogChunk(request.shard_id, store.last_seq(), error_code="diverged", error_message="copy holds ops the primary does not"))
+            await reply(msg, LogChunk(request.shard_id, store.last_seq(), error_code="diverged", error_message="copy holds ops the primary does not"))
             return
         if holding.acked.get(request.replica, -1) < request.after_seq:
             holding.acked[request.replica] = request.after_seq
             notify(holding, "acks_changed")
         if request.replica not in holding.in_sync and request.replica in holding.replicas and request.after_seq >= store.last_seq():
-            node._spawn(self._rejoin_in_sync(holding, request.replica))
+            self.tasks.spawn(self._rejoin_in_sync(holding, request.replica))
         if request.wait > 0 and store.last_seq() <= request.after_seq:
             news = holding.new_data
             try:
@@ -179,13 +184,13 @@ class Replication:
                 pass
         try:
             ops = store.read_log_encoded(request.after_seq, max(1, request.max_ops), max(1, request.max_bytes))
-            reply = LogChunk(request.shard_id, store.last_seq(), ops)
+            answer = LogChunk(request.shard_id, store.last_seq(), ops)
         except LogTruncated as exc:
-            reply = LogChunk(request.shard_id, store.last_seq(), error_code="truncated", error_message=str(exc))
+            answer = LogChunk(request.shard_id, store.last_seq(), error_code="truncated", error_message=str(exc))
         except ShardClosed:
             # dropped or handed off while this fetch waited: the replica asks the map again
-            reply = LogChunk(request.shard_id, 0, error_code="moved", error_message=f"{node.config.id} no longer holds shard {request.shard_id}")
-        await node._reply(msg, reply)
+            answer = LogChunk(request.shard_id, 0, error_code="moved", error_message=f"{node.config.id} no longer holds shard {request.shard_id}")
+        await reply(msg, answer)
 
     def _diverged(self, holding: "Holding", request: LogRequest) -> bool:
         """Must this replica copy the shard again rather than catch up from the log?"""
@@ -212,23 +217,22 @@ class Replication:
     def ensure_follower(self, holding: "Holding") -> None:
         if holding.follower is None or holding.follower.done():
             holding.follower = asyncio.ensure_future(self._follow(holding))
-            self.node._tasks.add(holding.follower)
-            holding.follower.add_done_callback(self.node._tasks.discard)
+            self.tasks.track(holding.follower)
 
     async def _follow(self, holding: "Holding") -> None:
         node = self.node
         nc = node.nc
         assert nc is not None
-        directory = node.shard_dir(holding.shard_id)
+        directory = self.files.directory(holding.shard_id)
         synced = read_synced_epoch(directory)  # the shard epoch this copy last caught up at
         refused_at = -math.inf  # when an op this release cannot apply was last logged
-        while holding.role == "replica" and not node._stopping.is_set():
+        while holding.role == "replica" and not self.tasks.stopping.is_set():
             store, primary = holding.store, holding.primary
             if store is None or primary is None or primary == node.config.id:
                 return
             request = LogRequest(
                 holding.shard_id,
-                store.last_seq(),
+                store.applied_seq(),  # acknowledges what every engine of this copy has applied
                 max_bytes=shard_copy.chunk_bytes(nc),
                 replica=node.config.id,
                 shard_epoch=synced,
@@ -276,7 +280,7 @@ class Replication:
                     log.warning("shard %d: applying ops from %s failed: %s", holding.shard_id, primary, exc, extra={"shard": holding.shard_id})
                     await asyncio.sleep(0.2)
                     continue
-            if not holding.complete and store.last_seq() >= chunk.last_seq:
+            if not holding.complete and store.applied_seq() >= chunk.last_seq:
                 set_complete(holding, directory)  # caught up with the primary: whole again
                 log.info("shard %d: replica caught up with %s at seq %d", holding.shard_id, primary, chunk.last_seq, extra={"shard": holding.shard_id})
             if synced != holding.shard_epoch:
@@ -288,10 +292,10 @@ class Replication:
         async with holding.lock:
             if holding.store is not None:
                 await holding.store.close()
-            directory = node.shard_dir(holding.shard_id)
-            ShardStore.destroy(directory)
+            directory = self.files.directory(holding.shard_id)
+            self.files.destroy(holding.shard_id)
             set_incomplete(holding, directory)
-            holding.store = node._open_store(holding.shard_id, create=True)
+            holding.store = self.files.open(holding.shard_id, create=True)
             deadline = time.monotonic() + node.config.copy_timeout
             try:
                 await shard_copy.copy_snapshot(node.nc, primary, holding.store, deadline)

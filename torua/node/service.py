@@ -18,6 +18,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable
@@ -36,8 +37,11 @@ from torua.node.broadcast import apply_settings, on_broadcast
 from torua.node.control import ShardControl
 from torua.node.kv_checks import MAX_LIST_LIMIT, operation_for
 from torua.node.rates import RateMeter
+from torua.node.replies import reply
 from torua.node.replication import Replication, notify
 from torua.node.roles import IllegalTransition
+from torua.node.shard_files import ShardFiles
+from torua.node.tasks import Tasks
 from torua.replication.fencing import CopyState, may_serve
 from torua.replication.lease import renewed
 from torua.protocol import subjects
@@ -56,6 +60,8 @@ from torua.protocol.messages import (
     ShardCommandReply,
     ShardReport,
 )
+from torua.storage.engine import EngineFactory
+from torua.storage.operations import Operation
 from torua.storage.shard_store import ShardStore
 from torua.stopping import StopRequest, Stopped, bounded, unless_stopped
 
@@ -114,7 +120,9 @@ class Holding:
 
 
 class Node:
-    def __init__(self, config: NodeConfig, connect: Callable[..., Awaitable[Any]] = connect) -> None:
+    def __init__(
+        self, config: NodeConfig, connect: Callable[..., Awaitable[Any]] = connect, engines: Sequence[EngineFactory] = ()
+    ) -> None:
         self.config = config
         self._connect = connect  # torua.bus.connect; the in-memory harness passes its own
         self.nc: NATS | None = None
@@ -123,13 +131,14 @@ class Node:
         self.num_shards = 0  # the cluster's, from the coordinator's assignments; 0 until told
         self.term = 0  # the highest coordinator term seen; lower ones are refused
         self.started_at = time.time()
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._stopping = asyncio.Event()
+        # every shard copy opened with the key-value engine and `engines` (torua.storage.engine)
+        self.files = ShardFiles(config.data_dir / "shards", durable=config.commit == "durable", engines=engines)
+        self.tasks = Tasks()
         self._heartbeat_now = asyncio.Event()
         self._refused: tuple[str, float] = ("", -math.inf)  # last refusal of a heartbeat logged, and when
         self._subs: list[Any] = []
-        self.replication = Replication(self)
-        self.control = ShardControl(self)
+        self.replication = Replication(self, self.files, self.tasks)
+        self.control = ShardControl(self, self.files, self.tasks)
         self._lease_seconds = 0.0
         self._beat_seq = 0  # heartbeats sent by this process (Heartbeat.seq)
         self._grant_seq = 0  # the newest heartbeat whose LeaseGrant was taken: older ones are dropped
@@ -142,10 +151,10 @@ class Node:
 
     @property
     def shards_dir(self) -> Path:
-        return self.config.data_dir / "shards"
+        return self.files.root
 
     def shard_dir(self, shard_id: int) -> Path:
-        return self.shards_dir / str(shard_id)
+        return self.files.directory(shard_id)
 
     def _claim_data_dir(self) -> None:
         """A data dir serves one process (torua.dir_lock, held until this one ends:
@@ -195,8 +204,8 @@ class Node:
         for call, handler in handlers.items():
             self._subs.append(await self.nc.subscribe(subjects.node(node, call), cb=handler))
         self._subs.append(await self.nc.subscribe(subjects.BROADCAST, cb=self._guarded(self._on_broadcast)))
-        self._spawn(self._heartbeat_loop())
-        self._spawn(self._log_retention_loop())
+        self.tasks.spawn(self._heartbeat_loop())
+        self.tasks.spawn(self._log_retention_loop())
         log.info("node %s serving on %s, data in %s", node, self.config.nats_url, self.config.data_dir)
 
     async def run(self, stop: StopRequest) -> None:
@@ -245,16 +254,16 @@ class Node:
         never holds the stop up."""
         log.info("node %s stopping", self.config.id)
         await bounded(self.hand_off(), self.config.shutdown_timeout + 3, "handing primaries over")
-        self._stopping.set()
+        self.tasks.stopping.set()
         self._heartbeat_now.set()  # wake the heartbeat loop so it ends now
         await bounded(self._unsubscribe(), 2, "unsubscribing")
-        in_flight = [t for t in self._tasks if not t.done()]
+        in_flight = [t for t in self.tasks if not t.done()]
         if in_flight:
             await asyncio.wait(in_flight, timeout=5)
-        for task in list(self._tasks):
+        for task in self.tasks:
             task.cancel()
-        if self._tasks:
-            await bounded(asyncio.gather(*self._tasks, return_exceptions=True), 2, "cancelling the node's tasks")
+        if len(self.tasks):
+            await bounded(asyncio.gather(*self.tasks, return_exceptions=True), 2, "cancelling the node's tasks")
         if self.nc is not None:
             await close_connection(self.nc)
         closed = True
@@ -271,11 +280,6 @@ class Node:
                 await sub.unsubscribe()
             except Exception:  # connection already gone
                 pass
-
-    def _spawn(self, coro: Awaitable[Any]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     # ----------------------------------------------------------- heartbeat
 
@@ -323,8 +327,8 @@ class Node:
 
     async def _heartbeat_loop(self) -> None:
         assert self.nc is not None
-        while not self._stopping.is_set():
-            self._spawn(self._beat())
+        while not self.tasks.stopping.is_set():
+            self.tasks.spawn(self._beat())
             self._heartbeat_now.clear()
             try:
                 await asyncio.wait_for(self._heartbeat_now.wait(), self.config.heartbeat_interval)
@@ -358,7 +362,7 @@ class Node:
         except Exception as exc:  # timeout, disconnected, garbage: no renewal this time
             log.debug("heartbeat not answered: %s", exc)
             return
-        if not self._follow_term(grant.term):
+        if not self.follow_term(grant.term):
             log.warning("ignoring a lease grant of coordinator term %d (newest seen %d)", grant.term, self.term)
             return
         if beat.seq <= self._grant_seq:
@@ -385,13 +389,13 @@ class Node:
 
     async def _log_retention_loop(self) -> None:
         """Keep each shard's log to about `log_retain_ops` so the disk stays bounded."""
-        while not self._stopping.is_set():
+        while not self.tasks.stopping.is_set():
             try:
                 await self.trim_logs()
             except Exception:
                 log.exception("log retention failed; trying again later")
             try:
-                await asyncio.wait_for(self._stopping.wait(), max(1.0, self.config.heartbeat_interval * 10))
+                await asyncio.wait_for(self.tasks.stopping.wait(), max(1.0, self.config.heartbeat_interval * 10))
             except asyncio.TimeoutError:
                 pass
 
@@ -414,65 +418,88 @@ class Node:
             request = decode(KvRequest, msg.data)
         except ToruaError as exc:
             log.warning("bad KV request on %s: %s", msg.subject, exc.message)
-            await self._reply(msg, KvReply(ok=False, epoch=self.epoch, error_code=exc.code, error_message=exc.message))
+            await reply(msg, KvReply(ok=False, epoch=self.epoch, error_code=exc.code, error_message=exc.message))
             return
         except Exception:
             log.exception("unreadable KV request on %s", msg.subject)
             return
         if request.op in ("put", "delete"):
-            self._spawn(self._answer_kv(msg, request))
+            self.tasks.spawn(self._answer_kv(msg, request))
         else:
             await self._answer_kv(msg, request)
 
     async def _answer_kv(self, msg, request: KvRequest) -> None:
         try:
-            reply = await self.kv(request)
+            answer = await self.kv(request)
         except ToruaError as exc:
-            reply = KvReply(ok=False, epoch=self.epoch, error_code=exc.code, error_message=exc.message)
+            answer = KvReply(ok=False, epoch=self.epoch, error_code=exc.code, error_message=exc.message)
         except Exception as exc:
             log.exception("KV %s on shard %s failed", request.op, request.shard_id)
-            reply = KvReply(ok=False, epoch=self.epoch, error_code="internal", error_message=str(exc))
+            answer = KvReply(ok=False, epoch=self.epoch, error_code="internal", error_message=str(exc))
         op = request.op if request.op in ("get", "put", "delete", "list") else "other"
-        self.kv_served[(op, "ok" if reply.ok else reply.error_code or "internal")] += 1
-        await self._reply(msg, reply)
+        self.kv_served[(op, "ok" if answer.ok else answer.error_code or "internal")] += 1
+        await reply(msg, answer)
 
     async def kv(self, request: KvRequest) -> KvReply:
         # The request is held to the rules the gateway and the client apply (and to the
         # cluster's shard count) before anything else: refused wherever it lands.
         op = operation_for(request, self.num_shards, self.config.max_value_bytes)
-        holding = self.holdings.get(request.shard_id)
-        state = None
-        if holding is not None and holding.store is not None and holding.role != "absent":
-            # A shard without replicas cannot fail over, so its primary needs no lease.
-            lease = holding.lease_until if holding.replicas else math.inf
-            state = CopyState(holding.role, holding.shard_epoch, lease)
-        verdict = may_serve(state, request.op, 0, time.monotonic(), allow_replica_reads=request.eventual)
-        if verdict == "moved":
-            role = holding.role if holding else "absent"
-            raise ToruaError("moved", f"node {self.config.id} does not serve {request.op} on shard {request.shard_id} ({role})")
-        if verdict == "stale_epoch":
-            # A replicated shard's primary without a lease may have been replaced: stay silent.
-            raise ToruaError("stale_epoch", f"node {self.config.id} holds no lease for shard {request.shard_id} right now")
-        assert holding is not None and holding.store is not None
-        now = time.monotonic()
-        ops, writes = holding.meters()
-        ops.record(now)
         if op is not None:
-            writes.record(now)
-        store = holding.store
+            seq = await self.write(request.shard_id, [op], request.op)
+            return KvReply(ok=True, epoch=self.epoch, seq=seq)
+        store = self.admit(request.shard_id, request.op, writes=False, eventual=request.eventual)
         if request.op == "get":
             found = store.get(request.key)
             if found is None:
                 return KvReply(ok=True, epoch=self.epoch, found=False)
             return KvReply(ok=True, epoch=self.epoch, found=True, value=found[0], content_type=servable_content_type(found[1]))
-        if request.op == "list":
-            keys = store.list_keys(request.prefix, request.after, min(request.limit, MAX_LIST_LIMIT))
-            return KvReply(ok=True, epoch=self.epoch, keys=keys)
-        assert op is not None
+        keys = store.list_keys(request.prefix, request.after, min(request.limit, MAX_LIST_LIMIT))
+        return KvReply(ok=True, epoch=self.epoch, keys=keys)
+
+    # ------------------------------------------------- every kind of request
+
+    def admit(self, shard_id: int, what: str, writes: bool, eventual: bool = False) -> ShardStore:
+        """The fence every request to a shard copy passes (`torua.replication.fencing.may_serve`:
+        `moved` or `stale_epoch` as a `ToruaError`, `what` naming the request in the
+        message), counted in the copy's rate meters; the copy's store to serve it from.
+        A read with `eventual` may be served by an in-sync replica."""
+        holding = self.holdings.get(shard_id)
+        state = None
+        if holding is not None and holding.store is not None and holding.role != "absent":
+            # A shard without replicas cannot fail over, so its primary needs no lease.
+            lease = holding.lease_until if holding.replicas else math.inf
+            state = CopyState(holding.role, holding.shard_epoch, lease)
+        verdict = may_serve(state, "put" if writes else "get", 0, time.monotonic(), allow_replica_reads=eventual)
+        if verdict == "moved":
+            role = holding.role if holding else "absent"
+            raise ToruaError("moved", f"node {self.config.id} does not serve {what} on shard {shard_id} ({role})")
+        if verdict == "stale_epoch":
+            # A replicated shard's primary without a lease may have been replaced: stay silent.
+            raise ToruaError("stale_epoch", f"node {self.config.id} holds no lease for shard {shard_id} right now")
+        assert holding is not None and holding.store is not None
+        now = time.monotonic()
+        ops, writes_meter = holding.meters()
+        ops.record(now)
+        if writes:
+            writes_meter.record(now)
+        return holding.store
+
+    async def write(self, shard_id: int, operations: Sequence[Operation], what: str) -> int:
+        """The write path every kind of request shares: fence and meter (`admit`), log and
+        apply `operations` in order (one seq each, in one transaction), wake the
+        replicas' fetches, and return the last seq once every in-sync replica has it.
+        A frozen copy (a move's last step) waits for the writes in flight here."""
+        if not operations:
+            raise ValueError("a write needs at least one operation")
+        store = self.admit(shard_id, what, writes=True)
+        holding = self.holdings[shard_id]
         holding.inflight += 1
         holding.idle.clear()
         try:
-            seq = await store.apply(op)
+            if len(operations) == 1:
+                seq = await store.apply(operations[0])
+            else:
+                seq = (await store.apply_all(operations))[-1]
             notify(holding, "new_data")
             if len(holding.in_sync) > 1 or holding.joining:
                 await self.replication.wait_for_replicas(holding, seq)
@@ -480,7 +507,7 @@ class Node:
             holding.inflight -= 1
             if holding.inflight == 0:
                 holding.idle.set()
-        return KvReply(ok=True, epoch=self.epoch, seq=seq)
+        return seq
 
     # ------------------------------------------------------- control plane
 
@@ -517,54 +544,54 @@ class Node:
                     return
                 log.warning("bad control message on %s: %s", msg.subject, exc.message)
                 shard_id = -1
-                await self._reply(msg, ShardCommandReply(False, shard_id, error_code=exc.code, error_message=exc.message))
+                await reply(msg, ShardCommandReply(False, shard_id, error_code=exc.code, error_message=exc.message))
                 return
-            if not self._follow_term(command.term):
+            if not self.follow_term(command.term):
                 message = f"coordinator term {command.term} is older than {self.term}: a newer leader speaks for the cluster"
                 log.warning("refused %s: %s", msg.subject, message)
-                await self._reply(msg, ShardCommandReply(False, getattr(command, "shard_id", -1), error_code="stale_epoch", error_message=message))
+                await reply(msg, ShardCommandReply(False, getattr(command, "shard_id", -1), error_code="stale_epoch", error_message=message))
                 return
 
             async def answer() -> None:
                 try:
-                    reply = await handler(command)
+                    result = await handler(command)
                 except ToruaError as exc:
-                    reply = ShardCommandReply(False, getattr(command, "shard_id", -1), error_code=exc.code, error_message=exc.message)
+                    result = ShardCommandReply(False, getattr(command, "shard_id", -1), error_code=exc.code, error_message=exc.message)
                 except IllegalTransition as exc:
-                    reply = ShardCommandReply(False, getattr(command, "shard_id", -1), error_code="conflict", error_message=str(exc))
+                    result = ShardCommandReply(False, getattr(command, "shard_id", -1), error_code="conflict", error_message=str(exc))
                 except Exception as exc:
                     log.exception("control %s failed", msg.subject)
-                    reply = ShardCommandReply(False, getattr(command, "shard_id", -1), error_code="internal", error_message=str(exc))
-                await self._reply(msg, reply)
+                    result = ShardCommandReply(False, getattr(command, "shard_id", -1), error_code="internal", error_message=str(exc))
+                await reply(msg, result)
 
-            self._spawn(answer())
+            self.tasks.spawn(answer())
 
         return run
 
-    def _follow_term(self, term: int) -> bool:
+    def follow_term(self, term: int) -> bool:
         """Take a coordinator message of `term` into account? (torua.leadership.accept_term)"""
         if not accept_term(self.term, term):
             return False
         self.term = term
         return True
 
-    async def _reply(self, msg, reply: Any) -> None:
-        if not msg.reply:
-            return
-        try:
-            await msg.respond(encode(reply))
-        except Exception as exc:
-            log.warning("could not reply on %s: %s", msg.subject, exc)
+    def heartbeat_soon(self) -> None:
+        """Send the next heartbeat now rather than at the end of the interval."""
+        self._heartbeat_now.set()
 
-    def _holding(self, shard_id: int) -> Holding:
+    def assignment_taken(self) -> None:
+        """An assignment changed what this node serves: wake a hand-off waiting for it,
+        and tell the coordinator at once."""
+        notify(self, "_assigned")
+        self.heartbeat_soon()
+
+    def holding(self, shard_id: int) -> Holding:
+        """This node's record of its copy of `shard_id` (an `absent` one if it has none yet)."""
         holding = self.holdings.get(shard_id)
         if holding is None:
             holding = Holding(shard_id, "absent", None)
             self.holdings[shard_id] = holding
         return holding
-
-    def _open_store(self, shard_id: int, create: bool) -> ShardStore:
-        return ShardStore.open(self.shard_dir(shard_id), shard_id, durable=self.config.commit == "durable", create=create)
 
     async def _on_broadcast(self, msg) -> None:
         await on_broadcast(self, msg)  # ping, config; anything else gets a clear error

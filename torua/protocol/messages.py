@@ -212,19 +212,38 @@ class ShardCommandReply:
 @dataclass(frozen=True)
 class SnapshotRequest:
     shard_id: int
+    # where the previous answer of a release before `formats` left off (its `next`)
     after: str | None = None
     max_bytes: int = 4 << 20
+    # the snapshot chunk formats the requester installs; empty (a release before them):
+    # the answer comes in the old shape, key-value `rows` and `next`
+    formats: list[str] = field(default_factory=list)
+    # where the previous answer left off (its `cursor`); None: from the start
+    cursor: bytes | None = None
+
+
+@dataclass(frozen=True)
+class SnapshotData:
+    """A piece of a shard snapshot in one engine's format, e.g. ``kv.rows.v1`` (msgpack
+    ``[[key, value, content_type], ...]``); opaque to everything but that engine."""
+
+    format: str
+    data: bytes
 
 
 @dataclass(frozen=True)
 class SnapshotChunk:
     shard_id: int
-    # last_seq is read before the rows, so the rows contain at least every op up to it
+    # last_seq is read before the data, so the data holds at least every op up to it
     last_seq: int
+    # the old shape (to a request without `formats`): key-value rows, and the last key sent
     rows: list[tuple[str, bytes, str]] = field(default_factory=list)
     next: str | None = None
     error_code: str = ""
     error_message: str = ""
+    # the new shape: chunks in the formats asked for, and where to go on (None: done)
+    chunks: list[SnapshotData] = field(default_factory=list)
+    cursor: bytes | None = None
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,9 @@ or opaque ``Operation`` objects, so adding a new operation type (e.g. graph
 edges) means:
 
 1. define a frozen dataclass with a ``TYPE: ClassVar[str]`` and typed fields,
-2. add one line to ``OPERATION_TYPES``,
-3. add one handler in the shard store that applies it to the data tables.
+2. add one line to ``OPERATION_TYPES`` and one to ``OPERATION_ENGINES`` (the
+   engine that applies it, `torua.storage.engine`),
+3. apply it in that engine.
 
 Field values are validated against the dataclass annotations on encode and
 decode.  Supported annotations: ``str``, ``bytes``, ``int``, ``float``,
@@ -45,7 +46,10 @@ __all__ = [
     "KvDelete",
     "Operation",
     "OPERATION_TYPES",
+    "OPERATION_ENGINES",
     "encode_operation",
+    "engine_of",
+    "operation_type",
     "decode_operation",
 ]
 
@@ -77,7 +81,41 @@ OPERATION_TYPES: dict[str, type[Any]] = {
     KvDelete.TYPE: KvDelete,
 }
 
+# TYPE -> the name of the engine that applies it (`torua.storage.engine.ShardEngine.name`):
+# a shard's writer hands each operation to that engine.
+OPERATION_ENGINES: dict[str, str] = {
+    KvPut.TYPE: "kv",
+    KvDelete.TYPE: "kv",
+}
+
 _TYPE_KEY = "t"
+
+
+def engine_of(op: Operation) -> str:
+    """The name of the engine that applies `op`; `TypeError` for anything else.
+
+    >>> engine_of(KvDelete("k"))
+    'kv'
+    """
+    type_name = getattr(type(op), "TYPE", None)
+    engine = OPERATION_ENGINES.get(type_name) if isinstance(type_name, str) else None
+    if engine is None or OPERATION_TYPES.get(type_name) is not type(op):  # type: ignore[arg-type]
+        raise TypeError(f"shard store cannot apply operation type {type(op).__name__}")
+    return engine
+
+
+def operation_type(data: bytes) -> str | None:
+    """The type tag of an encoded operation, without checking the rest (None if it has none).
+
+    >>> operation_type(msgpack.packb({"t": "kv.delete", "key": "k"}))
+    'kv.delete'
+    """
+    try:
+        obj = msgpack.unpackb(bytes(data), raw=False, use_list=True, strict_map_key=True)
+    except Exception:  # msgpack raises a zoo of exception types
+        return None
+    type_name = obj.get(_TYPE_KEY) if isinstance(obj, dict) else None
+    return type_name if isinstance(type_name, str) else None
 
 # Per-class cache of (field name, annotation, has default) resolved once.
 _FieldSpec = tuple[str, Any, bool]
