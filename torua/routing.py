@@ -52,6 +52,10 @@ class MapCache:
             except Exception:  # connection already closed
                 pass
 
+    def epoch(self) -> int:
+        """The epoch of the map in hand; 0 while there is none."""
+        return self.current.epoch if self.current is not None else 0
+
     def offer(self, shard_map: ShardMap) -> bool:
         """Take `shard_map` if it is newer than the one held."""
         if self.current is None or shard_map.epoch > self.current.epoch:

@@ -30,6 +30,7 @@ from torua.coordinator.moves import Move
 from torua.coordinator.capacity import disk_level
 from torua.coordinator.placement import DISK_OK, NodeView, moves_between, plan_placement
 from torua.coordinator.load_moves import LoadMoves
+from torua.coordinator.metrics import ClusterSnapshot
 from torua.coordinator.records import NodeRecord
 from torua.coordinator.replicas import ReplicaKeeper
 from torua.cluster_settings import CONFIG_FLAGS, ClusterSettings, from_config as settings_from_config
@@ -292,6 +293,10 @@ class Coordinator:
 
     def health(self) -> dict[str, str]:
         return {n.id: n.status for n in self.nodes.values()}
+
+    def snapshot(self) -> ClusterSnapshot:
+        """The cluster as this leader sees it, as plain data (its /metrics)."""
+        return ClusterSnapshot(self.map, self.health(), len(self.moves))
 
     # ------------------------------- what the helpers ask for (coordinator.ports)
 
