@@ -26,6 +26,7 @@ from torua.protocol import subjects
 from torua.protocol.codec import decode, encode
 from torua.protocol.errors import RETRYABLE, ToruaError
 from torua.protocol.messages import KvReply, KvRequest, ShardEntry, ShardMap
+from torua.protocol.vocabulary import ShardState
 
 log = logging.getLogger("torua.routing")
 
@@ -178,7 +179,7 @@ class ShardRouter:
         entry = shard_map.entry(shard_id)
         if entry.primary is None:
             raise ToruaError("unavailable", f"shard {shard_id} has no holder yet", retry_after=RETRY_AFTER_SECONDS)
-        if entry.state == "unavailable":
+        if entry.state == ShardState.UNAVAILABLE:
             raise ToruaError(
                 "unavailable",
                 f"shard {shard_id} lives only on node {entry.primary}, which is down; it answers again when that node returns",

@@ -38,6 +38,7 @@ from torua.protocol.messages import (
     RebalanceReply,
     RebalanceRequest,
 )
+from torua.protocol.vocabulary import InSyncAction, NodeAction
 
 log = logging.getLogger("torua.coordinator.api")
 
@@ -175,7 +176,7 @@ class CoordinatorApi:
             raise ToruaError("unavailable", "the cluster has not formed yet")
         shardmap.change_in_sync(self.c.map, change.shard_id, change.shard_epoch, change.node_id, change.action)  # validate first
         await self.c.update_map(lambda m: shardmap.change_in_sync(m, change.shard_id, change.shard_epoch, change.node_id, change.action))
-        log.info("shard %d: %s %s the in-sync set", change.shard_id, change.node_id, "left" if change.action == "remove" else "joined")
+        log.info("shard %d: %s %s the in-sync set", change.shard_id, change.node_id, "left" if change.action == InSyncAction.REMOVE else "joined")
         return Ack(True)
 
     async def rebalance(self, data: bytes) -> RebalanceReply:
@@ -191,15 +192,15 @@ class CoordinatorApi:
         record = c.nodes.get(request.node_id)
         if record is None:
             raise ToruaError("unknown_node", f"node {request.node_id!r} is not part of the cluster")
-        if request.action in ("drain", "undrain"):
-            await c.set_draining(record, request.action == "drain")
+        if request.action in (NodeAction.DRAIN, NodeAction.UNDRAIN):
+            await c.set_draining(record, request.action == NodeAction.DRAIN)
             return Ack(True, detail={"status": "draining" if record.draining else record.status})
-        if request.action == "handoff":
+        if request.action == NodeAction.HANDOFF:
             # It is about to stop: placement gives it no primary back meanwhile.
             c.mark_stopping(record)
             moved = self.replicas.hand_off_primaries(request.node_id)
             return Ack(True, detail={"handing_off": str(moved)})
-        if request.action == "evacuate":
+        if request.action == NodeAction.EVACUATE:
             if c.map is None:
                 raise ToruaError("unavailable", "the cluster has not formed yet")
             if not record.evacuating:
@@ -208,7 +209,7 @@ class CoordinatorApi:
                     raise ToruaError("conflict", f"cannot evacuate {record.id}: {room.message}; nothing changed")
                 await c.set_capacity_flags([record], evacuating=True)
             return Ack(True, detail={"status": "evacuating"})
-        if request.action == "unevacuate":
+        if request.action == NodeAction.UNEVACUATE:
             await c.set_capacity_flags([record], evacuating=False)
             return Ack(True, detail={"status": record.status})
         raise ToruaError("bad_request", f"unknown node action {request.action!r}")

@@ -27,6 +27,7 @@ from torua.coordinator.placement import takes_new_copies
 from torua.coordinator.ports import Clock, Handoffs, LoadLeader
 from torua.coordinator.replica_plan import catching_up, plan_replica_changes, target_for
 from torua.protocol.messages import LoadAction, RebalanceReply, RebalanceRequest
+from torua.protocol.vocabulary import ShardState
 
 log = logging.getLogger("torua.coordinator.load")
 
@@ -88,7 +89,7 @@ class LoadMoves:
         c = self.c
         assert c.map is not None
         moves = c.moves_in_flight()
-        unsettled = [e.shard_id for e in c.map.shards if e.state != "active" or e.target]
+        unsettled = [e.shard_id for e in c.map.shards if e.state != ShardState.ACTIVE or e.target]
         if self.handoffs.replicated():
             lagging = catching_up(c.map, c.health())
             # Due when the replica executor would change something, as it plans it: a copy

@@ -18,10 +18,11 @@ from prometheus_client.core import Metric
 
 from torua.metrics import build_info, gauge
 from torua.protocol.messages import ShardMap
+from torua.protocol.vocabulary import MapRole, NodeHealth, ShardState
 
 # Every value is shown, zeros included, so a series never vanishes when it drops to 0.
-NODE_HEALTH = ("healthy", "unhealthy", "unknown")
-SHARD_STATES = ("active", "moving", "unassigned", "unavailable")
+NODE_HEALTH = (NodeHealth.HEALTHY.value, NodeHealth.UNHEALTHY.value, NodeHealth.UNKNOWN.value)
+SHARD_STATES = ShardState.values()
 
 
 @dataclass(frozen=True)
@@ -62,9 +63,9 @@ def coordinator_families(snapshot: CoordinatorSnapshot) -> Iterable[Metric]:
     out_of_sync = 0
     for e in shard_map.shards:
         if e.primary:
-            copies[(e.primary, "primary")] += 1
+            copies[(e.primary, MapRole.PRIMARY)] += 1
         for replica in e.replicas:
-            copies[(replica, "replica")] += 1
+            copies[(replica, MapRole.REPLICA)] += 1
             out_of_sync += replica not in e.in_sync
     yield gauge("torua_coordinator_map_epoch", "epoch of the current shard map", me, [({}, shard_map.epoch)])
     yield gauge("torua_coordinator_shards", "shards, by state", me, [({"state": s}, states[s]) for s in SHARD_STATES + tuple(sorted(set(states) - set(SHARD_STATES)))])
@@ -72,5 +73,5 @@ def coordinator_families(snapshot: CoordinatorSnapshot) -> Iterable[Metric]:
     nodes = sorted(set(cluster.health) | {n for n, _ in copies})
     yield gauge(
         "torua_coordinator_shard_copies", "shard copies the map gives each node, by role", me,
-        [({"node": n, "role": role}, copies[(n, role)]) for n in nodes for role in ("primary", "replica")],
+        [({"node": n, "role": role}, copies[(n, role)]) for n in nodes for role in MapRole.values()],
     )

@@ -13,6 +13,7 @@ from typing import Any
 from torua.coordinator import copy_reports
 from torua.coordinator.placement import DISK_OK
 from torua.protocol.messages import Heartbeat
+from torua.protocol.vocabulary import NodeHealth
 
 
 @dataclass
@@ -24,7 +25,7 @@ class NodeRecord:
     last_wall: float | None = None
     heartbeat: Heartbeat | None = None
     protocol: int = 0  # `v` of the last heartbeat
-    status: str = "unknown"
+    status: NodeHealth = NodeHealth.UNKNOWN
     unhealthy_since: float | None = None  # monotonic
     assigning: bool = False
     last_assign: float = 0.0
@@ -42,7 +43,7 @@ class NodeRecord:
 
     def missing(self) -> set[int]:
         """Shards the map counts on this node for that its heartbeats say it does not have."""
-        return copy_reports.confirmed(self.missing_streaks) if self.status == "healthy" else set()
+        return copy_reports.confirmed(self.missing_streaks) if self.status == NodeHealth.HEALTHY else set()
 
     def persisted(self) -> dict[str, Any]:
         return {

@@ -18,6 +18,7 @@ from torua.coordinator import shardmap
 from torua.coordinator.ports import Clock, ReplicaLeader
 from torua.coordinator.replica_plan import plan_replica_changes, target_for
 from torua.protocol.messages import ShardCommand, ShardMap
+from torua.protocol.vocabulary import NodeHealth
 from torua.replication.promotion import choose_primary
 from torua.replication.rejoin import record_promotion
 
@@ -66,9 +67,9 @@ class ReplicaKeeper:
             if e.primary is None or e.shard_id in self._failing_over or e.shard_id in self.c.moves:
                 continue
             not_served = e.shard_id in missing.get(e.primary, ())
-            if health.get(e.primary) != "unhealthy" and not not_served:
+            if health.get(e.primary) != NodeHealth.UNHEALTHY and not not_served:
                 continue
-            candidates = [n for n in e.in_sync if n != e.primary and health.get(n) == "healthy" and e.shard_id not in missing.get(n, ())]
+            candidates = [n for n in e.in_sync if n != e.primary and health.get(n) == NodeHealth.HEALTHY and e.shard_id not in missing.get(n, ())]
             if not candidates:
                 continue
             if not_served:
@@ -168,7 +169,7 @@ class ReplicaKeeper:
         for e in self.c.map.shards:
             if e.primary != node_id or e.shard_id in self._failing_over:
                 continue
-            candidates = [n for n in e.in_sync if n != node_id and health.get(n) == "healthy"]
+            candidates = [n for n in e.in_sync if n != node_id and health.get(n) == NodeHealth.HEALTHY]
             if candidates:
                 self._start(e.shard_id, self.handoff(e.shard_id, candidates))
                 started += 1

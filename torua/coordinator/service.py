@@ -42,6 +42,7 @@ from torua.protocol import subjects
 from torua.protocol.codec import Refused, decode, encode, encode_refusal, from_dict, unpack
 from torua.protocol.errors import ToruaError
 from torua.protocol.versions import refusal_reason
+from torua.protocol.vocabulary import CopyRole, MapRole, MovePhase, NodeHealth, ShardState
 from torua.stopping import bounded
 from torua.protocol.messages import (
     AssignmentAck,
@@ -194,7 +195,7 @@ class Coordinator:
         record.protocol = raw["v"]
         self._note_copies(record, beat)
         self.leases.reported(beat.node_id, beat.started_at, beat.seq, beat.grant_seq, {r.shard_id: r.lease_left for r in beat.shards}, now)
-        if record.status != "healthy":
+        if record.status != NodeHealth.HEALTHY:
             self._update_health()
         if msg.reply:
             grant = self.lease_grant(beat.node_id)
@@ -291,7 +292,7 @@ class Coordinator:
                     raise ToruaError("unavailable", f"could not store node {record.id}'s record ({exc or type(exc).__name__}); try again") from None
                 log.warning("could not persist node %s: %s", record.id, exc)
 
-    def health(self) -> dict[str, str]:
+    def health(self) -> dict[str, NodeHealth]:
         return {n.id: n.status for n in self.nodes.values()}
 
     def snapshot(self) -> ClusterSnapshot:
@@ -306,11 +307,11 @@ class Coordinator:
         return self.replicas.failing_over
 
     def healthy_nodes(self) -> set[str]:
-        return {n.id for n in self.nodes.values() if n.status == "healthy"}
+        return {n.id for n in self.nodes.values() if n.status == NodeHealth.HEALTHY}
 
     def healthy_reports(self) -> dict[str, list[ShardReport]]:
         """node -> the shard reports of its last heartbeat, for healthy nodes."""
-        return {n.id: n.heartbeat.shards for n in self.nodes.values() if n.status == "healthy" and n.heartbeat is not None}
+        return {n.id: n.heartbeat.shards for n in self.nodes.values() if n.status == NodeHealth.HEALTHY and n.heartbeat is not None}
 
     def moves_in_flight(self) -> int:
         """Moves running, queued, or left in flight by a previous leader."""
@@ -359,12 +360,12 @@ class Coordinator:
         settled = self.map is not None and 0 < self._settle_until <= now
         for record in self.nodes.values():
             status = node_health(record.last_seen, now, self.config.heartbeat_interval, self.config.unhealthy_after)
-            if status == "unknown" and settled:
-                status = "unhealthy"  # silent since this coordinator started, longer than any lease it may hold
+            if status == NodeHealth.UNKNOWN and settled:
+                status = NodeHealth.UNHEALTHY  # silent since this coordinator started, longer than any lease it may hold
             if status != record.status:
                 log.info("node %s: %s -> %s", record.id, record.status, status)
-                record.unhealthy_since = now if status == "unhealthy" else None
-                if status == "healthy":
+                record.unhealthy_since = now if status == NodeHealth.UNHEALTHY else None
+                if status == NodeHealth.HEALTHY:
                     self.needs_rebalance = True
                 record.status = status
                 changed = True
@@ -410,7 +411,7 @@ class Coordinator:
         self.load.tick()
 
     async def _maybe_form(self) -> None:
-        healthy = [n for n in self.nodes.values() if n.status == "healthy"]
+        healthy = [n for n in self.nodes.values() if n.status == NodeHealth.HEALTHY]
         if not healthy:
             return
         waited = time.monotonic() - (self._first_node_at or time.monotonic())
@@ -521,7 +522,7 @@ class Coordinator:
         while self.pending and len(self.moves) < self.config.max_moves:
             shard_id, source, target = self.pending.pop(0)
             health = self.health()
-            if shard_id in self.moves or health.get(source) != "healthy" or health.get(target) != "healthy":
+            if shard_id in self.moves or health.get(source) != NodeHealth.HEALTHY or health.get(target) != NodeHealth.HEALTHY:
                 self.needs_rebalance = shard_id not in self.moves  # plan again once the state settles
                 continue  # data can only come from a live copy
             self.start_move(shard_id, source, target, reason="rebalance")
@@ -551,7 +552,7 @@ class Coordinator:
         shard = move.shard_id
         log.info("move shard %d %s -> %s (%s)", shard, move.source, move.target, move.reason, extra={"shard": shard, "epoch": self.map.epoch if self.map else None})
         try:
-            await self.update_map(lambda m: shardmap.set_entry(m, shard, target=move.target, state="moving"))
+            await self.update_map(lambda m: shardmap.set_entry(m, shard, target=move.target, state=ShardState.MOVING))
             assert self.map is not None
             epoch = self.map.epoch
             await self.command(move.target, "shard.copy", ShardCommand(shard, epoch, source=move.source))
@@ -571,11 +572,11 @@ class Coordinator:
             move.advance("ok")
         except Exception as exc:
             log.warning("move of shard %d to %s failed in %s: %s; aborting", shard, move.target, move.phase, exc, extra={"shard": shard})
-            move.phase = "aborting"
+            move.phase = MovePhase.ABORTING
             await self._abort(move)
             return
         finally:
-            if move.phase not in ("dropping",):
+            if move.phase != MovePhase.DROPPING:
                 self.moves.pop(shard, None)
         # The target serves first, then everyone learns the map, then the source lets go.
         await self._assign(move.target)
@@ -615,7 +616,7 @@ class Coordinator:
         for shard_id, (source, target, give_up) in list(self.resuming.items()):
             if shard_id in self.moves:
                 continue
-            if health.get(source) == "healthy" and health.get(target) == "healthy":
+            if health.get(source) == NodeHealth.HEALTHY and health.get(target) == NodeHealth.HEALTHY:
                 if len(self.moves) >= self.config.max_moves:
                     return
                 move = Move(shard_id, source, target, time.time(), reason="resumed")
@@ -623,8 +624,8 @@ class Coordinator:
                 self.moves[shard_id] = move
                 self.spawn(self._resume(move))
             elif now >= give_up:
-                move = Move(shard_id, source, target, time.time(), phase="aborting", reason="resumed")
-                log.info("aborting the move of shard %d to %s: %s is not healthy", shard_id, target, source if health.get(source) != "healthy" else target)
+                move = Move(shard_id, source, target, time.time(), phase=MovePhase.ABORTING, reason="resumed")
+                log.info("aborting the move of shard %d to %s: %s is not healthy", shard_id, target, source if health.get(source) != NodeHealth.HEALTHY else target)
                 self.moves[shard_id] = move
                 self.spawn(self._abort(move))
             else:
@@ -650,9 +651,13 @@ class Coordinator:
         assert self.map is not None
         now = time.monotonic()
         for record in self.nodes.values():
-            if record.status != "healthy" or record.heartbeat is None or record.assigning:
+            if record.status != NodeHealth.HEALTHY or record.heartbeat is None or record.assigning:
                 continue
-            serving = {r.shard_id: "primary" if r.role == "frozen" else r.role for r in record.heartbeat.shards if r.role in ("primary", "frozen", "replica")}
+            serving = {
+                r.shard_id: MapRole.PRIMARY if r.role == CopyRole.FROZEN else r.role
+                for r in record.heartbeat.shards
+                if r.role in (CopyRole.PRIMARY, CopyRole.FROZEN, CopyRole.REPLICA)
+            }
             expected = shardmap.roles_of(self.map, record.id)
             stale = record.heartbeat.epoch < self.map.epoch
             if (serving != expected or stale) and now - record.last_assign >= self.config.heartbeat_interval:
@@ -664,12 +669,12 @@ class Coordinator:
         """Drop retired or abandoned copies on a node once the shard is safely served elsewhere."""
         assert self.map is not None and record.heartbeat is not None
         for report in record.heartbeat.shards:
-            if report.role not in ("retired", "copying") or report.shard_id in self.moves:
+            if report.role not in (CopyRole.RETIRED, CopyRole.COPYING) or report.shard_id in self.moves:
                 continue
             entry = self.map.shards[report.shard_id] if report.shard_id < len(self.map.shards) else None
-            if entry is None or entry.primary in (None, record.id) or entry.state != "active":
+            if entry is None or entry.primary in (None, record.id) or entry.state != ShardState.ACTIVE:
                 continue
-            if report.role == "retired" and self.health().get(entry.primary) != "healthy":
+            if report.role == CopyRole.RETIRED and self.health().get(entry.primary) != NodeHealth.HEALTHY:
                 continue
             if report.shard_id not in record.dropping:
                 record.dropping.add(report.shard_id)

@@ -26,6 +26,7 @@ from torua.coordinator.ports import SettingsLeader
 from torua.protocol.codec import decode, to_dict
 from torua.protocol.errors import ToruaError
 from torua.protocol.messages import ClusterConfig, Heartbeat, LeaseGrant, SettingsChange, SettingsUpdate
+from torua.protocol.vocabulary import BroadcastKind
 
 log = logging.getLogger("torua.coordinator.settings")
 
@@ -109,7 +110,7 @@ class SettingsKeeper:
             self.revision = revision
             await self.apply(new)
             expected = self.c.healthy_nodes()
-            gathered = await self.c.broadcast("config", to_dict(self.update()), expected)
+            gathered = await self.c.broadcast(BroadcastKind.CONFIG, to_dict(self.update()), expected)
         for reply in gathered.replies:
             if not reply.ok:
                 log.warning("node %s did not take settings revision %d: %s %s", reply.node_id, revision, reply.error_code, reply.error_message)

@@ -15,9 +15,10 @@ from typing import Iterable
 from prometheus_client.core import CounterMetricFamily, Metric
 
 from torua.metrics import build_info, gauge
+from torua.protocol.vocabulary import CopyRole
 
 # Every role a node reports is shown, zeros included, so a series never vanishes.
-NODE_ROLES = ("primary", "replica", "frozen", "copying", "retired")
+NODE_ROLES = tuple(role.value for role in CopyRole if role is not CopyRole.ABSENT)
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ def node_families(snapshot: NodeSnapshot) -> Iterable[Metric]:
             continue
         keys += copy.keys
         nbytes += copy.bytes
-        if copy.role in ("primary", "frozen"):
+        if copy.role in (CopyRole.PRIMARY, CopyRole.FROZEN):
             # A replica's ack is the seq it asked to fetch after: everything up to it is applied.
             for replica in copy.replicas:
                 if replica != node:
