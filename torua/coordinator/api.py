@@ -44,11 +44,11 @@ log = logging.getLogger("torua.coordinator.api")
 
 
 class CoordinatorApi:
-    def __init__(self, leader: ApiLeader, replicas: PrimaryHandoffs, load: Rebalancer, settings: SettingsCalls) -> None:
+    def __init__(self, leader: ApiLeader, replicas: PrimaryHandoffs, load: Rebalancer, settings_keeper: SettingsCalls) -> None:
         self.c = leader
         self.replicas = replicas
         self.load = load
-        self.settings = settings
+        self.settings_keeper = settings_keeper
 
     async def subscribe(self, nc: NATS) -> list[Any]:
         calls: dict[str, Callable[[bytes], Awaitable[Any]]] = {
@@ -60,8 +60,8 @@ class CoordinatorApi:
             "node": self.node,
             "maintenance": self.maintenance,
             "explain": self.explain,
-            "config": self.settings.current,
-            "config.set": self.settings.change,
+            "config": self.settings_keeper.current,
+            "config.set": self.settings_keeper.change,
             "rebalance": self.rebalance,
         }
         return [await nc.subscribe(subjects.coordinator(call), cb=self._serve(handler)) for call, handler in calls.items()]
