@@ -33,6 +33,7 @@ from torua.listing import MAX_LIMIT, list_keys
 from torua.protocol import subjects
 from torua.protocol.errors import ToruaError
 from torua.protocol.messages import KvReply, KvRequest
+from torua.protocol.vocabulary import KvOp
 from torua.routing import MapCache, ShardRouter
 
 
@@ -101,7 +102,7 @@ class Client:
             raise ToruaError("bad_request", "consistency must be strong or eventual")
         eventual = consistency == "eventual"
         if self._direct():
-            reply = await self._call(key, lambda epoch, shard: KvRequest("get", shard, epoch, key=key, eventual=eventual), eventual)
+            reply = await self._call(key, lambda epoch, shard: KvRequest(KvOp.GET, shard, epoch, key=key, eventual=eventual), eventual)
             return (reply.value or b"", servable_content_type(reply.content_type)) if reply.found else None
         try:
             data = await self._api("kv.get", {"key": key, "consistency": consistency})
@@ -114,14 +115,14 @@ class Client:
     async def put(self, key: str, value: bytes, content_type: str = DEFAULT_CONTENT_TYPE) -> None:
         key, value, content_type = validate_put(key, value, content_type, self.max_value_bytes)
         if self._direct():
-            await self._call(key, lambda epoch, shard: KvRequest("put", shard, epoch, key=key, value=value, content_type=content_type))
+            await self._call(key, lambda epoch, shard: KvRequest(KvOp.PUT, shard, epoch, key=key, value=value, content_type=content_type))
         else:
             await self._api("kv.put", {"key": key, "value": value, "content_type": content_type})
 
     async def delete(self, key: str) -> None:
         validate_key(key)
         if self._direct():
-            await self._call(key, lambda epoch, shard: KvRequest("delete", shard, epoch, key=key))
+            await self._call(key, lambda epoch, shard: KvRequest(KvOp.DELETE, shard, epoch, key=key))
         else:
             await self._api("kv.delete", {"key": key})
 

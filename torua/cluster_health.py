@@ -21,10 +21,11 @@ from __future__ import annotations
 from typing import Any
 
 from torua.protocol.messages import NodeStatus, ShardEntry, ShardMap
+from torua.protocol.vocabulary import NodeHealth, ShardState
 
 
 def cluster_health(shard_map: ShardMap | None, nodes: list[NodeStatus]) -> dict[str, Any]:
-    healthy = {n.id for n in nodes if n.status == "healthy"}
+    healthy = {n.id for n in nodes if n.status == NodeHealth.HEALTHY}
     missing = {n.id: set(n.missing) for n in nodes}
     report: dict[str, Any] = {
         "status": "red",
@@ -45,13 +46,13 @@ def cluster_health(shard_map: ShardMap | None, nodes: list[NodeStatus]) -> dict[
         if entry.primary is None:
             report["shards_unassigned"] += 1
             red = True
-        elif entry.primary not in healthy or entry.state == "unavailable" or entry.shard_id in missing.get(entry.primary, ()):
+        elif entry.primary not in healthy or entry.state == ShardState.UNAVAILABLE or entry.shard_id in missing.get(entry.primary, ()):
             # The map's own verdict counts too: routing refuses an unavailable shard
             # even if a heartbeat arrived since.
             report["shards_unavailable"] += 1
             red = True
         else:
-            report["shards_moving" if entry.target or entry.state == "moving" else "shards_active"] += 1
+            report["shards_moving" if entry.target or entry.state == ShardState.MOVING else "shards_active"] += 1
             if _good_replicas(entry, healthy, missing) < shard_map.replication_factor - 1:
                 report["shards_under_replicated"] += 1
                 yellow = True
@@ -70,7 +71,7 @@ def _good_replicas(entry: ShardEntry, healthy: set[str], missing: dict[str, set[
 def node_state(n: NodeStatus) -> str:
     """Health, or what the operator asked of a healthy node, as `/nodes` says it:
     evacuating / draining until it holds nothing, then evacuated / drained."""
-    if n.status != "healthy":
+    if n.status != NodeHealth.HEALTHY:
         return n.status
     if n.evacuating:
         return "evacuated" if not n.shards else "evacuating"

@@ -14,6 +14,7 @@ import msgpack
 from torua.kv_rules import MAX_LIMIT, validate_prefix
 from torua.protocol.errors import ToruaError
 from torua.protocol.messages import KvRequest
+from torua.protocol.vocabulary import KvOp
 from torua.routing import ShardRouter
 
 
@@ -53,7 +54,7 @@ async def list_keys(router: ShardRouter, prefix: str, limit: int, cursor: str | 
     while shard_id < num_shards:
         want = limit - len(keys)
         reply = await router.call(
-            shard_id, lambda epoch, s=shard_id, a=after, w=want: KvRequest("list", s, epoch, prefix=prefix, after=a, limit=w), timeout
+            shard_id, lambda epoch, s=shard_id, a=after, w=want: KvRequest(KvOp.LIST, s, epoch, prefix=prefix, after=a, limit=w), timeout
         )
         if not reply.ok:
             raise ToruaError(reply.error_code or "internal", reply.error_message)

@@ -1,10 +1,14 @@
-"""Prometheus metrics: what each process exposes on `/metrics`, and the small
-server that exposes it on ``--metrics-port``.
+"""Prometheus metrics: the machinery every process shares, and the small server
+that exposes a process's metrics on ``--metrics-port``.
 
 Each process has its own `CollectorRegistry` (never prometheus-client's global
-one), so several gateways or nodes in one test process do not clash. State that
-already exists (shards held, the map, node health) is read when Prometheus
-scrapes, by the collectors below; only what nothing else counts (requests and
+one), so several gateways or nodes in one test process do not clash, and
+registers its own collectors: a node's are `torua.node.metrics`, a coordinator's
+`torua.coordinator.metrics`, each built from a read-only snapshot its driver
+gives (`Node.snapshot()`, `CoordinatorProcess.snapshot()`) when Prometheus
+scrapes; the gateway's request counters are `GatewayMetrics` below, given a
+function for its map epoch. State that already exists (shards held, the map,
+node health) is read at scrape time; only what nothing else counts (requests and
 their latency) is counted as it happens.
 
 Every name starts with ``torua_``; the README's "Metrics and logs" section lists them.
@@ -13,30 +17,19 @@ Every name starts with ``torua_``; the README's "Metrics and logs" section lists
 from __future__ import annotations
 
 import logging
-from collections import Counter as Tally
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterable
+from typing import Any, AsyncIterator, Callable, Iterable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import GaugeMetricFamily, Metric
 
 from torua import __version__
 from torua.gateway.connection import GatewayRunner  # the gateway's HTTP hardening: JSON parser errors, head deadline
 from torua.listen import listen
 from torua.stopping import bounded
 
-if TYPE_CHECKING:
-    from torua.coordinator.election import CoordinatorProcess
-    from torua.gateway.service import Gateway
-    from torua.node.service import Node
-
 log = logging.getLogger("torua.metrics")
-
-# Every value is shown, zeros included, so a series never vanishes when it drops to 0.
-NODE_ROLES = ("primary", "replica", "frozen", "copying", "retired")
-NODE_HEALTH = ("healthy", "unhealthy", "unknown")
-SHARD_STATES = ("active", "moving", "unassigned", "unavailable")
 
 # Request latency, in seconds: a local point read is well under a millisecond,
 # a durable replicated write a few, a deadline (504) 5 s by default.
@@ -90,9 +83,10 @@ def http_op(method: str, canonical: str | None) -> str:
 
 
 class GatewayMetrics:
-    """Requests through the REST and NATS APIs, counted as they finish; the map epoch, live."""
+    """Requests through the REST and NATS APIs, counted as they finish; the map
+    epoch (`map_epoch()`, 0 = no map yet), read when scraped."""
 
-    def __init__(self, gateway: "Gateway") -> None:
+    def __init__(self, map_epoch: Callable[[], int]) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.http_requests = Counter(
             "torua_gateway_http_requests", "REST requests answered, by operation and HTTP status", ["op", "status"], registry=self.registry
@@ -111,9 +105,8 @@ class GatewayMetrics:
         )
 
         def live() -> Iterable[Metric]:
-            current = gateway.maps.current
             yield build_info("gateway")
-            yield gauge("torua_gateway_map_epoch", "epoch of the shard map this gateway routes by (0 = none yet)", values=[({}, current.epoch if current else 0)])
+            yield gauge("torua_gateway_map_epoch", "epoch of the shard map this gateway routes by (0 = none yet)", values=[({}, map_epoch())])
 
         self.registry.register(LiveCollector(live))
 
@@ -127,86 +120,6 @@ class GatewayMetrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
-
-
-# ---------------------------------------------------------------------- node
-
-
-def node_families(node: "Node") -> Iterable[Metric]:
-    """What a node holds, read from its holdings when scraped."""
-    me = {"node": node.config.id}
-    roles: Tally[str] = Tally()
-    keys = nbytes = 0
-    lag: list[tuple[dict[str, str], float]] = []
-    for h in list(node.holdings.values()):
-        if h.store is None or h.role == "absent":
-            continue
-        roles[h.role] += 1
-        try:
-            stats = h.store.stats()
-        except Exception:  # closing under a move or drop right now: counted next scrape
-            continue
-        keys += stats.keys
-        nbytes += stats.bytes
-        if h.role in ("primary", "frozen"):
-            # A replica's ack is the seq it asked to fetch after: everything up to it is applied.
-            for replica in h.replicas:
-                if replica != node.config.id:
-                    lag.append(({"shard": str(h.shard_id), "replica": replica}, max(0, stats.last_seq - max(0, h.acked.get(replica, 0)))))
-    yield build_info("node")
-    yield gauge("torua_node_map_epoch", "newest shard map epoch this node was assigned at", me, [({}, node.epoch)])
-    yield gauge("torua_node_shards", "shard copies held, by role", me, [({"role": r}, roles[r]) for r in NODE_ROLES])
-    yield gauge("torua_node_keys", "keys in every shard copy this node holds", me, [({}, keys)])
-    yield gauge("torua_node_bytes", "bytes of values in every shard copy this node holds", me, [({}, nbytes)])
-    yield gauge(
-        "torua_node_replica_lag_ops",
-        "operations a replica has yet to fetch, as its primary (this node) sees it, by shard and replica",
-        me, lag,
-    )
-    served = CounterMetricFamily("torua_node_kv_requests", "KV requests served, by operation and outcome (ok or the error code)", labels=["node", "op", "outcome"])
-    for (op, outcome), count in sorted(node.kv_served.items()):
-        served.add_metric([node.config.id, op, outcome], count)
-    yield served
-
-
-# --------------------------------------------------------------- coordinator
-
-
-def coordinator_families(process: "CoordinatorProcess") -> Iterable[Metric]:
-    """Whether this coordinator leads, and, while it does, the cluster as its brain sees it."""
-    me = {"coordinator": process.config.id}
-    brain = process.brain
-    leading = brain is not None and process.may_act()
-    term = process.lease.term if process.lease is not None else 0
-    yield build_info("coordinator")
-    yield gauge("torua_coordinator_leader", "1 while this coordinator leads, 0 while it stands by", me, [({}, 1 if leading else 0)])
-    yield gauge("torua_coordinator_term", "term of this coordinator's lead (0 while it stands by)", me, [({}, term if leading else 0)])
-    if not leading:
-        return  # only the leader knows the cluster; a standby's view would be stale
-    health = Tally(r.status for r in brain.nodes.values())
-    statuses = list(NODE_HEALTH) + sorted(set(health) - set(NODE_HEALTH))
-    yield gauge("torua_coordinator_nodes", "nodes known, by health", me, [({"status": s}, health[s]) for s in statuses])
-    yield gauge("torua_coordinator_moves_in_progress", "shard moves running now", me, [({}, len(brain.moves))])
-    shard_map = brain.map
-    if shard_map is None:
-        return  # the cluster has not formed yet
-    states = Tally(e.state for e in shard_map.shards)
-    copies: Tally[tuple[str, str]] = Tally()
-    out_of_sync = 0
-    for e in shard_map.shards:
-        if e.primary:
-            copies[(e.primary, "primary")] += 1
-        for replica in e.replicas:
-            copies[(replica, "replica")] += 1
-            out_of_sync += replica not in e.in_sync
-    yield gauge("torua_coordinator_map_epoch", "epoch of the current shard map", me, [({}, shard_map.epoch)])
-    yield gauge("torua_coordinator_shards", "shards, by state", me, [({"state": s}, states[s]) for s in SHARD_STATES + tuple(sorted(set(states) - set(SHARD_STATES)))])
-    yield gauge("torua_coordinator_replicas_out_of_sync", "replica copies the map does not count as in sync", me, [({}, out_of_sync)])
-    nodes = sorted(set(brain.nodes) | {n for n, _ in copies})
-    yield gauge(
-        "torua_coordinator_shard_copies", "shard copies the map gives each node, by role", me,
-        [({"node": n, "role": role}, copies[(n, role)]) for n in nodes for role in ("primary", "replica")],
-    )
 
 
 # -------------------------------------------------------------------- server

@@ -26,6 +26,7 @@ from torua.protocol import subjects
 from torua.protocol.codec import decode, encode
 from torua.protocol.errors import RETRYABLE, ToruaError
 from torua.protocol.messages import KvReply, KvRequest, ShardEntry, ShardMap
+from torua.protocol.vocabulary import ShardState
 
 log = logging.getLogger("torua.routing")
 
@@ -51,6 +52,10 @@ class MapCache:
                 await self._sub.unsubscribe()
             except Exception:  # connection already closed
                 pass
+
+    def epoch(self) -> int:
+        """The epoch of the map in hand; 0 while there is none."""
+        return self.current.epoch if self.current is not None else 0
 
     def offer(self, shard_map: ShardMap) -> bool:
         """Take `shard_map` if it is newer than the one held."""
@@ -174,7 +179,7 @@ class ShardRouter:
         entry = shard_map.entry(shard_id)
         if entry.primary is None:
             raise ToruaError("unavailable", f"shard {shard_id} has no holder yet", retry_after=RETRY_AFTER_SECONDS)
-        if entry.state == "unavailable":
+        if entry.state == ShardState.UNAVAILABLE:
             raise ToruaError(
                 "unavailable",
                 f"shard {shard_id} lives only on node {entry.primary}, which is down; it answers again when that node returns",

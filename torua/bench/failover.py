@@ -26,6 +26,7 @@ from torua.bench.procs import Stack
 from torua.client import Client
 from torua.keys import shard_for_key
 from torua.protocol.errors import ToruaError
+from torua.protocol.vocabulary import ShardState
 
 HEARTBEAT = 1.0
 TARGET = 3 * HEARTBEAT + 1.0
@@ -117,7 +118,7 @@ def run_failover(args) -> int:
                     # wait for the previous victim to be back in sync (green) before the next fault
                     for _ in range(600):
                         m = db._maps.current  # noqa: SLF001
-                        if m and all(sorted(e.in_sync) == sorted(e.copies) and e.state == "active" for e in m.shards):
+                        if m and all(sorted(e.in_sync) == sorted(e.copies) and e.state == ShardState.ACTIVE for e in m.shards):
                             break
                         await asyncio.sleep(0.1)
                         await db._maps.refresh()  # noqa: SLF001

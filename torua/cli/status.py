@@ -25,6 +25,7 @@ from torua.cluster_health import cluster_health, node_state
 from torua.protocol import subjects
 from torua.protocol.codec import decode
 from torua.protocol.messages import CoordinatorInfo, NodesReply, NodeStatus, ShardMap
+from torua.protocol.vocabulary import ShardState
 from torua.routing import MapCache
 
 
@@ -72,7 +73,7 @@ def render(info: CoordinatorInfo, nodes: list[NodeStatus], shard_map: ShardMap |
         for n in nodes:
             replicas = [s for s in n.shards if s not in n.primaries]
             lines.append(f"  {n.id}  primary {_ids(n.primaries)}  replica {_ids(replicas)}")
-        trouble = [e for e in shard_map.shards if e.primary is None or e.state == "unavailable"]
+        trouble = [e for e in shard_map.shards if e.primary is None or e.state == ShardState.UNAVAILABLE]
         if trouble:
             lines.append("without a serving primary: " + ", ".join(f"shard {e.shard_id} ({e.state}{', on ' + e.primary if e.primary else ''})" for e in trouble))
     if info.moves:

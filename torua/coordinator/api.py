@@ -1,19 +1,23 @@
 """The coordinator's request/reply API (`torua.coordinator.<call>`), used by
-gateways and the CLI. Handlers read the coordinator's state and hand decisions
-to pure functions; every refusal is an `Ack` with an error code.
+gateways and the CLI. Handlers read the leader's state through
+`torua.coordinator.ports.ApiLeader` and hand decisions to pure functions; every
+refusal is an `Ack` with an error code. Calls that belong to another helper go
+to it: hand-offs to the replica keeper, `rebalance` to the load mover, `config`
+and `config.set` to the settings keeper.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
 from nats.aio.client import Client as NATS
 
 from torua import __version__
 from torua.coordinator import shardmap
 from torua.coordinator.health import missed_heartbeats
+from torua.coordinator.ports import ApiLeader, PrimaryHandoffs, Rebalancer, SettingsCalls
 from torua.protocol import subjects
 from torua.protocol.codec import decode, encode
 from torua.protocol.errors import ToruaError
@@ -34,16 +38,17 @@ from torua.protocol.messages import (
     RebalanceReply,
     RebalanceRequest,
 )
-
-if TYPE_CHECKING:
-    from torua.coordinator.service import Coordinator
+from torua.protocol.vocabulary import InSyncAction, NodeAction
 
 log = logging.getLogger("torua.coordinator.api")
 
 
 class CoordinatorApi:
-    def __init__(self, coordinator: "Coordinator") -> None:
-        self.c = coordinator
+    def __init__(self, leader: ApiLeader, replicas: PrimaryHandoffs, load: Rebalancer, settings_keeper: SettingsCalls) -> None:
+        self.c = leader
+        self.replicas = replicas
+        self.load = load
+        self.settings_keeper = settings_keeper
 
     async def subscribe(self, nc: NATS) -> list[Any]:
         calls: dict[str, Callable[[bytes], Awaitable[Any]]] = {
@@ -55,8 +60,8 @@ class CoordinatorApi:
             "node": self.node,
             "maintenance": self.maintenance,
             "explain": self.explain,
-            "config": self.c.settings_keeper.current,
-            "config.set": self.c.settings_keeper.change,
+            "config": self.settings_keeper.current,
+            "config.set": self.settings_keeper.change,
             "rebalance": self.rebalance,
         }
         return [await nc.subscribe(subjects.coordinator(call), cb=self._serve(handler)) for call, handler in calls.items()]
@@ -156,7 +161,7 @@ class CoordinatorApi:
         assert c.map is not None
         source = c.map.shards[request.shard_id].primary
         assert source is not None
-        c.pending = [p for p in c.pending if p[0] != request.shard_id]
+        c.cancel_queued_moves(request.shard_id)
         c.start_move(request.shard_id, source, request.node_id, reason="manual")
         return Ack(True, detail={"status": "moving"})
 
@@ -171,13 +176,13 @@ class CoordinatorApi:
             raise ToruaError("unavailable", "the cluster has not formed yet")
         shardmap.change_in_sync(self.c.map, change.shard_id, change.shard_epoch, change.node_id, change.action)  # validate first
         await self.c.update_map(lambda m: shardmap.change_in_sync(m, change.shard_id, change.shard_epoch, change.node_id, change.action))
-        log.info("shard %d: %s %s the in-sync set", change.shard_id, change.node_id, "left" if change.action == "remove" else "joined")
+        log.info("shard %d: %s %s the in-sync set", change.shard_id, change.node_id, "left" if change.action == InSyncAction.REMOVE else "joined")
         return Ack(True)
 
     async def rebalance(self, data: bytes) -> RebalanceReply:
         """Spread hot shards now (torua.coordinator.load_moves); an empty request is a real run."""
         request = decode(RebalanceRequest, data) if data else RebalanceRequest()
-        return await self.c.load.rebalance(request)
+        return await self.load.rebalance(request)
 
     async def node(self, data: bytes) -> Ack:
         """drain / undrain a node (its copies move away / may come back), or hand off
@@ -187,24 +192,24 @@ class CoordinatorApi:
         record = c.nodes.get(request.node_id)
         if record is None:
             raise ToruaError("unknown_node", f"node {request.node_id!r} is not part of the cluster")
-        if request.action in ("drain", "undrain"):
-            await c.set_draining(record, request.action == "drain")
+        if request.action in (NodeAction.DRAIN, NodeAction.UNDRAIN):
+            await c.set_draining(record, request.action == NodeAction.DRAIN)
             return Ack(True, detail={"status": "draining" if record.draining else record.status})
-        if request.action == "handoff":
+        if request.action == NodeAction.HANDOFF:
             # It is about to stop: placement gives it no primary back meanwhile.
-            record.stopping_of = record.heartbeat.started_at if record.heartbeat else None
-            moved = c.replicas.hand_off_primaries(request.node_id)
+            c.mark_stopping(record)
+            moved = self.replicas.hand_off_primaries(request.node_id)
             return Ack(True, detail={"handing_off": str(moved)})
-        if request.action == "evacuate":
+        if request.action == NodeAction.EVACUATE:
             if c.map is None:
                 raise ToruaError("unavailable", "the cluster has not formed yet")
             if not record.evacuating:
-                room = evacuation_room(record.id, shardmap.placement_of(c.map), c._node_views(), c.map.num_shards, c.map.replication_factor)
+                room = evacuation_room(record.id, shardmap.placement_of(c.map), c.node_views(), c.map.num_shards, c.map.replication_factor)
                 if not room.ok:
                     raise ToruaError("conflict", f"cannot evacuate {record.id}: {room.message}; nothing changed")
                 await c.set_capacity_flags([record], evacuating=True)
             return Ack(True, detail={"status": "evacuating"})
-        if request.action == "unevacuate":
+        if request.action == NodeAction.UNEVACUATE:
             await c.set_capacity_flags([record], evacuating=False)
             return Ack(True, detail={"status": record.status})
         raise ToruaError("bad_request", f"unknown node action {request.action!r}")
@@ -240,4 +245,4 @@ class CoordinatorApi:
         move = MoveStatus(m.shard_id, m.source, m.target, m.phase, m.started_at) if m else None
         disk = {n.id: disk_percent(n.heartbeat.disk_used, n.heartbeat.disk_free) for n in c.nodes.values() if n.heartbeat}
         watermarks = (c.settings.disk_low_watermark, c.settings.disk_high_watermark)
-        return explain_shard(c.map, request.shard_id, c._node_views(), move, disk, watermarks, c.copies_missing())
+        return explain_shard(c.map, request.shard_id, c.node_views(), move, disk, watermarks, c.copies_missing())

@@ -29,11 +29,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from torua.protocol.messages import ShardMap
+from torua.protocol.vocabulary import CopyRole
 
 # Consecutive heartbeats that must lack a copy before it counts as missing.
 MISSING_AFTER = 3
 
-SERVES_PRIMARY = ("primary", "frozen")
+SERVES_PRIMARY = (CopyRole.PRIMARY, CopyRole.FROZEN)
 
 
 def expected_copies(shard_map: ShardMap, node_id: str) -> dict[int, str]:
@@ -56,7 +57,7 @@ def has_copy(expected: str, reported: tuple[str, bool] | None) -> bool:
     if expected == "primary":
         return role in SERVES_PRIMARY
     # an in-sync replica: a complete replica (or already the primary, mid hand-off)
-    return role in SERVES_PRIMARY or (role == "replica" and complete)
+    return role in SERVES_PRIMARY or (role == CopyRole.REPLICA and complete)
 
 
 def missing_streaks(expected: Mapping[int, str], reported: Mapping[int, tuple[str, bool]], streaks: Mapping[int, int], current: bool) -> dict[int, int]:

@@ -25,10 +25,11 @@ from nats.js.kv import KeyValue
 
 from torua.bus import close_connection, connect
 from torua.config import CoordinatorConfig
+from torua.coordinator.metrics import CoordinatorSnapshot, coordinator_families
 from torua.coordinator.service import Coordinator
 from torua.coordinator.state_store import keys_with_prefix
 from torua.leadership import LeaderTiming, leader_step, leads_until
-from torua.metrics import LiveCollector, coordinator_families, metrics_server, registry_of
+from torua.metrics import LiveCollector, metrics_server, registry_of
 from torua.protocol import subjects
 from torua.stopping import StopRequest, Stopped, bounded, unless_stopped
 
@@ -156,7 +157,7 @@ class CoordinatorProcess:
         self.timing = LeaderTiming.for_lease(config.leader_lease)
         self.nc: NATS | None = None
         self.lease: LeaderLease | None = None
-        self.brain: Any = None  # the Coordinator while this process leads
+        self.brain: Coordinator | None = None  # while this process leads
         self._renew_sent_at = 0.0
         # set by SIGINT/SIGTERM (torua.stopping, installed by the caller before the first connect)
         self._stopping = stop.event if stop is not None else asyncio.Event()
@@ -164,6 +165,14 @@ class CoordinatorProcess:
     def may_act(self) -> bool:
         """The brain's check before every effect: does the lease still hold?"""
         return time.monotonic() < leads_until(self._renew_sent_at, self.timing)
+
+    def snapshot(self) -> CoordinatorSnapshot:
+        """Whether this process leads, its term, and then the cluster as its brain
+        sees it (its /metrics: torua.coordinator.metrics)."""
+        brain = self.brain
+        leading = brain is not None and self.may_act()
+        term = self.lease.term if self.lease is not None else 0
+        return CoordinatorSnapshot(self.config.id, leading, term, brain.snapshot() if leading and brain is not None else None)
 
     async def run(self) -> None:
         try:
@@ -282,6 +291,6 @@ class CoordinatorProcess:
 async def run_coordinator(config: CoordinatorConfig, stop: StopRequest) -> None:
     process = CoordinatorProcess(config, stop=stop)
     # With the process, not the brain: a standby answers too (torua_coordinator_leader 0).
-    registry = registry_of(LiveCollector(lambda: coordinator_families(process)))
+    registry = registry_of(LiveCollector(lambda: coordinator_families(process.snapshot())))
     async with metrics_server(registry, config.metrics_host, config.metrics_port):
         await process.run()

@@ -19,6 +19,7 @@ from typing import Mapping, Sequence
 from torua.coordinator.capacity import names, refusals
 from torua.coordinator.placement import DISK_ABOVE_HIGH, HEALTHY, NodeView, copies_per_node, plan_placement
 from torua.protocol.messages import AllocationExplanation, CopyExplanation, MoveStatus, NodeDecision, ShardMap
+from torua.protocol.vocabulary import MapRole, NodeHealth
 
 
 def explain_shard(
@@ -42,7 +43,7 @@ def explain_shard(
     held = copies_per_node(placement)
     in_sync = {e.shard_id: e.in_sync for e in shard_map.shards}
     planned = list(plan_placement(placement, nodes, shard_map.num_shards, rf, in_sync=in_sync).get(shard_id, ()))
-    status_of = {n: (view[n].status if n in view else "unknown") for n in entry.copies}
+    status_of = {n: (view[n].status if n in view else NodeHealth.UNKNOWN) for n in entry.copies}
     lost = {n for n in entry.copies if shard_id in (missing or {}).get(n, ())}
     in_sync = [n for n in entry.in_sync if n not in lost]
 
@@ -97,7 +98,7 @@ def _with_numbers(code: str, text: str, node: str, disk_percent: Mapping[str, fl
 
 
 def _copy(primary: bool, n: str, in_sync: bool, status: str, stays: bool, v: NodeView | None, held: int, why_not, primary_up: bool, lost: bool = False) -> CopyExplanation:
-    role = "primary" if primary else "replica"
+    role = MapRole.PRIMARY if primary else MapRole.REPLICA
     if lost:
         reason = (
             f"{n} says it does not have this copy whole (its data is gone from disk, it was recreated empty, "

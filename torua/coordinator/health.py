@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
+from torua.protocol.vocabulary import NodeHealth
+
 
 def missed_heartbeats(last_seen: float | None, now: float, interval: float) -> int:
     """Whole heartbeat intervals gone by since the last one arrived."""
@@ -17,12 +19,12 @@ def missed_heartbeats(last_seen: float | None, now: float, interval: float) -> i
     return max(0, math.floor((now - last_seen) / interval))
 
 
-def node_health(last_seen: float | None, now: float, interval: float, threshold: int) -> str:
+def node_health(last_seen: float | None, now: float, interval: float, threshold: int) -> NodeHealth:
     """unknown (no heartbeat since this coordinator started), healthy, or unhealthy
     (`threshold` heartbeats in a row missed)."""
     if last_seen is None:
-        return "unknown"
-    return "unhealthy" if missed_heartbeats(last_seen, now, interval) >= threshold else "healthy"
+        return NodeHealth.UNKNOWN
+    return NodeHealth.UNHEALTHY if missed_heartbeats(last_seen, now, interval) >= threshold else NodeHealth.HEALTHY
 
 
 def cut_off(last_seen: Iterable[float | None], now: float, interval: float, threshold: int) -> bool:

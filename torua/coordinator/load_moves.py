@@ -3,8 +3,10 @@
 It copies plain data out of the coordinator (the map, per-shard rates from the
 latest heartbeats, the nodes that may take part), asks `load_balance` what to
 do, and does it with the machinery that already exists: copy moves go on the
-coordinator's `pending` list (with one copy per shard), primary changes are
-planned hand-offs (`ReplicaKeeper.handoff`, with replicas).
+coordinator's move queue (with one copy per shard), primary changes are
+planned hand-offs (`ReplicaKeeper.start_handoff`, with replicas). What it may
+ask of the leader is `torua.coordinator.ports.LoadLeader`, of the replica keeper
+`ports.Handoffs`.
 
 It decides only when nothing else changes the placement (no move queued or
 running, no hand-off, no replica catching up, count-based placement content)
@@ -18,16 +20,14 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING
 
 from torua.coordinator import shardmap
 from torua.coordinator.load_balance import PRIMARY, Decision, LoadView, Policy, hold_reason, node_loads, plan
 from torua.coordinator.placement import takes_new_copies
+from torua.coordinator.ports import Clock, Handoffs, LoadLeader
 from torua.coordinator.replica_plan import catching_up, plan_replica_changes, target_for
 from torua.protocol.messages import LoadAction, RebalanceReply, RebalanceRequest
-
-if TYPE_CHECKING:
-    from torua.coordinator.service import Coordinator
+from torua.protocol.vocabulary import ShardState
 
 log = logging.getLogger("torua.coordinator.load")
 
@@ -42,10 +42,12 @@ SETTLE_HEARTBEATS = 3
 
 
 class LoadMoves:
-    def __init__(self, coordinator: "Coordinator") -> None:
-        self.c = coordinator
-        self.moved: dict[int, float] = {}  # shard -> when a load action last moved it (monotonic)
-        self.quiet_since = time.monotonic()  # last time something changed the placement
+    def __init__(self, leader: LoadLeader, handoffs: Handoffs, clock: Clock = time.monotonic) -> None:
+        self.c = leader
+        self.handoffs = handoffs
+        self.clock = clock
+        self.moved: dict[int, float] = {}  # shard -> when a load action last moved it (clock)
+        self.quiet_since = clock()  # last time something changed the placement
         self.next_auto = 0.0
 
     # ------------------------------------------------------------ inputs
@@ -53,18 +55,16 @@ class LoadMoves:
     def eligible(self) -> dict[str, int | None]:
         """Nodes that may give and take load: healthy, not leaving, not in
         maintenance, disk below the low watermark."""
-        return {v.id: v.max_shards for v in self.c._node_views() if takes_new_copies(v)}
+        return {v.id: v.max_shards for v in self.c.node_views() if takes_new_copies(v)}
 
     def shard_rates(self) -> dict[int, float]:
         """Ops/s per shard: what its copies in the current map last reported."""
         assert self.c.map is not None
         holders = {e.shard_id: set(e.copies) for e in self.c.map.shards}
         rates = {s: 0.0 for s in holders}
-        for record in self.c.nodes.values():
-            if record.status != "healthy" or record.heartbeat is None:
-                continue
-            for report in record.heartbeat.shards:
-                if record.id in holders.get(report.shard_id, ()):
+        for node_id, reports in self.c.healthy_reports().items():
+            for report in reports:
+                if node_id in holders.get(report.shard_id, ()):
                     rates[report.shard_id] += report.ops_rate
         return rates
 
@@ -75,7 +75,7 @@ class LoadMoves:
             placement=shardmap.placement_of(m),
             rates=self.shard_rates(),
             nodes=self.eligible(),
-            replicated=self.c.replicas.replicated(),
+            replicated=self.handoffs.replicated(),
             in_sync={e.shard_id: tuple(e.in_sync) for e in m.shards},
         )
 
@@ -88,18 +88,18 @@ class LoadMoves:
         """(moves, hand-offs, replicas catching up, shards not active, placement due)"""
         c = self.c
         assert c.map is not None
-        moves = len(c.moves) + len(c.pending) + len(c.resuming)
-        unsettled = [e.shard_id for e in c.map.shards if e.state != "active" or e.target]
-        if c.replicas.replicated():
+        moves = c.moves_in_flight()
+        unsettled = [e.shard_id for e in c.map.shards if e.state != ShardState.ACTIVE or e.target]
+        if self.handoffs.replicated():
             lagging = catching_up(c.map, c.health())
             # Due when the replica executor would change something, as it plans it: a copy
             # to add or remove, or a primary to hand off (a leaving node's, or for count
             # balance, which load actions never upset: see load_balance).
-            target = target_for(c.map, c._node_views(), max_handoffs=c.config.max_moves)
+            target = target_for(c.map, c.node_views(), max_handoffs=c.config.max_moves)
             due = not plan_replica_changes(c.map, target, c.health(), c.config.max_moves).empty()
         else:
-            lagging, due = 0, c.needs_rebalance
-        return moves, len(c.failing_over), lagging, unsettled, due
+            lagging, due = 0, c.replan_pending()
+        return moves, len(self.handoffs.failing_over), lagging, unsettled, due
 
     def hold(self, now: float) -> str:
         """Why no decision may be taken now, or ""."""
@@ -121,21 +121,19 @@ class LoadMoves:
             for shard_id, source, target in action.steps():
                 self.moved[shard_id] = now
                 if action.how == PRIMARY:
-                    if shard_id not in c.failing_over:
-                        c.failing_over.add(shard_id)
-                        c._spawn(c.replicas.handoff(shard_id, [target]))
+                    self.handoffs.start_handoff(shard_id, [target])
                 else:
-                    c.pending.append((shard_id, source, target))
+                    c.queue_move(shard_id, source, target)
         if decision.actions:
             self.quiet_since = now
-            if not c.replicas.replicated():
+            if not self.handoffs.replicated():
                 # Once the moves are done, count-based placement checks the result
                 # (it moves nothing when the counts are balanced, as load moves keep them).
-                c.needs_rebalance = True
+                c.replan_soon()
 
     async def rebalance(self, request: RebalanceRequest) -> RebalanceReply:
         """The API call: decide now and, unless a dry run, start the actions."""
-        now = time.monotonic()
+        now = self.clock()
         why = self.hold(now)
         if self.c.map is None:
             return RebalanceReply(actions=[], reason=why, started=False)
@@ -152,7 +150,7 @@ class LoadMoves:
     def tick(self) -> None:
         """Every coordinator tick: note whether the placement is changing; in auto
         mode, take one action every AUTO_EVERY heartbeats at most."""
-        now = time.monotonic()
+        now = self.clock()
         if self.hold(now) or not self.c.settings.auto_rebalance or now < self.next_auto:
             return
         self.next_auto = now + AUTO_EVERY * self.c.config.heartbeat_interval

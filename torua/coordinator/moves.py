@@ -15,28 +15,30 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from torua.protocol.vocabulary import MovePhase
+
 
 class IllegalMoveStep(Exception):
     pass
 
 
-PHASES: dict[tuple[str, str], str] = {
-    ("copying", "ok"): "freezing",
-    ("freezing", "ok"): "catching_up",
-    ("catching_up", "ok"): "switching",
-    ("switching", "ok"): "dropping",
-    ("dropping", "ok"): "done",
-    ("dropping", "failed"): "done",  # the source keeps a retired copy; it is dropped later
-    ("copying", "failed"): "aborting",
-    ("freezing", "failed"): "aborting",
-    ("catching_up", "failed"): "aborting",
-    ("switching", "failed"): "aborting",
-    ("aborting", "ok"): "aborted",
-    ("aborting", "failed"): "aborted",
+PHASES: dict[tuple[MovePhase, str], MovePhase] = {
+    (MovePhase.COPYING, "ok"): MovePhase.FREEZING,
+    (MovePhase.FREEZING, "ok"): MovePhase.CATCHING_UP,
+    (MovePhase.CATCHING_UP, "ok"): MovePhase.SWITCHING,
+    (MovePhase.SWITCHING, "ok"): MovePhase.DROPPING,
+    (MovePhase.DROPPING, "ok"): MovePhase.DONE,
+    (MovePhase.DROPPING, "failed"): MovePhase.DONE,  # the source keeps a retired copy; it is dropped later
+    (MovePhase.COPYING, "failed"): MovePhase.ABORTING,
+    (MovePhase.FREEZING, "failed"): MovePhase.ABORTING,
+    (MovePhase.CATCHING_UP, "failed"): MovePhase.ABORTING,
+    (MovePhase.SWITCHING, "failed"): MovePhase.ABORTING,
+    (MovePhase.ABORTING, "ok"): MovePhase.ABORTED,
+    (MovePhase.ABORTING, "failed"): MovePhase.ABORTED,
 }
 
 
-def next_phase(phase: str, outcome: str) -> str:
+def next_phase(phase: MovePhase, outcome: str) -> MovePhase:
     try:
         return PHASES[(phase, outcome)]
     except KeyError:
@@ -49,10 +51,10 @@ class Move:
     source: str
     target: str
     started_at: float
-    phase: str = "copying"
+    phase: MovePhase = MovePhase.COPYING
     reason: str = "rebalance"
     until_seq: int = 0
 
-    def advance(self, outcome: str) -> str:
+    def advance(self, outcome: str) -> MovePhase:
         self.phase = next_phase(self.phase, outcome)
         return self.phase

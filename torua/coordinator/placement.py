@@ -60,7 +60,9 @@ from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Collection, Mapping, Sequence
 
-HEALTHY = "healthy"
+from torua.protocol.vocabulary import NodeHealth
+
+HEALTHY = NodeHealth.HEALTHY
 # A node's disk level against the cluster's watermarks (torua.coordinator.capacity.disk_level).
 DISK_OK, DISK_ABOVE_LOW, DISK_ABOVE_HIGH = "ok", "above_low", "above_high"
 

@@ -35,6 +35,7 @@ from typing import Sequence
 
 from torua.coordinator.placement import NodeView, Placement, plan_placement
 from torua.protocol.messages import ShardMap
+from torua.protocol.vocabulary import NodeHealth
 
 
 @dataclass
@@ -62,7 +63,7 @@ def target_for(shard_map: ShardMap, nodes: Sequence[NodeView], max_handoffs: int
 def catching_up(shard_map: ShardMap, health: dict[str, str]) -> int:
     """Copies being filled right now: replicas on healthy nodes not (yet) in the in-sync set.
     (A copy on a dead node is out of sync too, but nothing is filling it.)"""
-    return sum(1 for e in shard_map.shards for r in e.replicas if r not in e.in_sync and health.get(r) == "healthy")
+    return sum(1 for e in shard_map.shards for r in e.replicas if r not in e.in_sync and health.get(r) == NodeHealth.HEALTHY)
 
 
 def plan_replica_changes(shard_map: ShardMap, target: Placement, health: dict[str, str], max_in_flight: int) -> ReplicaChanges:
@@ -81,7 +82,7 @@ def plan_replica_changes(shard_map: ShardMap, target: Placement, health: dict[st
                 changes.adds[e.shard_id] = new[:budget]
                 budget -= len(changes.adds[e.shard_id])
             continue
-        good = [n for n in e.in_sync if n in want and health.get(n) == "healthy"]
+        good = [n for n in e.in_sync if n in want and health.get(n) == NodeHealth.HEALTHY]
         if extra:
             if len(good) < len(want):
                 continue  # wait until every wanted copy is in sync
@@ -90,7 +91,7 @@ def plan_replica_changes(shard_map: ShardMap, target: Placement, health: dict[st
                     changes.handoffs[e.shard_id] = want[0] if want[0] in good else good[0]
             else:
                 changes.removes[e.shard_id] = extra
-        elif want and want[0] != e.primary and want[0] in good and health.get(e.primary) == "healthy":
+        elif want and want[0] != e.primary and want[0] in good and health.get(e.primary) == NodeHealth.HEALTHY:
             # The same copies, another primary: a planned hand-off. An unhealthy
             # primary is failover's to replace (by position), not a hand-off's.
             changes.handoffs[e.shard_id] = want[0]

@@ -1,7 +1,10 @@
 """Keeping replicated shards whole: failover when a primary's node turns
 unhealthy, planned hand-offs, and stepping every shard toward its placement
 target (`replica_plan`). Decisions are pure (`replication.promotion`,
-`coordinator.replica_plan`); this module performs them through the coordinator.
+`coordinator.replica_plan`); this module performs them through the leader's
+narrow interface (`torua.coordinator.ports.ReplicaLeader`: map writes, node
+commands, tasks, leases). It owns which shards are failing over (no lease is
+granted for them meanwhile) and when it next steps shards toward the target.
 """
 
 from __future__ import annotations
@@ -9,50 +12,72 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import Any, Coroutine
 
 from torua.coordinator import shardmap
+from torua.coordinator.ports import Clock, ReplicaLeader
 from torua.coordinator.replica_plan import plan_replica_changes, target_for
 from torua.protocol.messages import ShardCommand, ShardMap
+from torua.protocol.vocabulary import NodeHealth
 from torua.replication.promotion import choose_primary
 from torua.replication.rejoin import record_promotion
-
-if TYPE_CHECKING:
-    from torua.coordinator.service import Coordinator
 
 log = logging.getLogger("torua.coordinator")
 
 
 class ReplicaKeeper:
-    def __init__(self, coordinator: "Coordinator") -> None:
-        self.c = coordinator
+    def __init__(self, leader: ReplicaLeader, clock: Clock = time.monotonic) -> None:
+        self.c = leader
+        self.clock = clock
+        self._failing_over: set[int] = set()  # shards whose primary is being changed now
+        self._next_reconcile = 0.0  # (clock) reconcile does nothing before then
 
+    @property
+    def failing_over(self) -> frozenset[int]:
+        """Shards whose primary is being changed (failover or hand-off): their old
+        primary gets no lease for them meanwhile."""
+        return frozenset(self._failing_over)
+
+    def reconcile_soon(self) -> None:
+        """Step shards toward the target at the next tick, not one interval later."""
+        self._next_reconcile = 0.0
+
+    def _start(self, shard_id: int, change: Coroutine[Any, Any, None]) -> None:
+        """From here on the shard's old primary gets no lease; `change` ends it."""
+        self._failing_over.add(shard_id)
+        self.c.spawn(change)
+
+    def start_handoff(self, shard_id: int, candidates: list[str]) -> bool:
+        """A planned hand-off of the shard's primary to one of `candidates`, unless
+        its primary is being changed already (False)."""
+        if shard_id in self._failing_over:
+            return False
+        self._start(shard_id, self.handoff(shard_id, candidates))
+        return True
 
     def fail_over(self) -> None:
         """Promote an in-sync replica for every shard whose primary is unhealthy, once
-        any lease its node may hold has run out (`Coordinator.leases`); hand off every
+        any lease its node may hold has run out (the leader's `leases`); hand off every
         shard whose primary's healthy node says it does not have it (copy_reports)."""
         assert self.c.map is not None
         health = self.c.health()
         missing = self.c.copies_missing()
-        now = time.monotonic()
+        now = self.clock()
         for e in self.c.map.shards:
-            if e.primary is None or e.shard_id in self.c.failing_over or e.shard_id in self.c.moves:
+            if e.primary is None or e.shard_id in self._failing_over or e.shard_id in self.c.moves:
                 continue
             not_served = e.shard_id in missing.get(e.primary, ())
-            if health.get(e.primary) != "unhealthy" and not not_served:
+            if health.get(e.primary) != NodeHealth.UNHEALTHY and not not_served:
                 continue
-            candidates = [n for n in e.in_sync if n != e.primary and health.get(n) == "healthy" and e.shard_id not in missing.get(n, ())]
+            candidates = [n for n in e.in_sync if n != e.primary and health.get(n) == NodeHealth.HEALTHY and e.shard_id not in missing.get(n, ())]
             if not candidates:
                 continue
             if not_served:
                 log.warning("shard %d: its primary %s says it does not have it; handing it to %s", e.shard_id, e.primary, candidates, extra={"shard": e.shard_id})
-                self.c.failing_over.add(e.shard_id)
-                self.c._spawn(self.handoff(e.shard_id, candidates))
+                self._start(e.shard_id, self.handoff(e.shard_id, candidates))
             elif self.c.leases.held_until(e.primary, e.shard_id) <= now:
                 # From here on this node gets no lease for the shard, even if it beats again.
-                self.c.failing_over.add(e.shard_id)
-                self.c._spawn(self.promote(e.shard_id, candidates))
+                self._start(e.shard_id, self.promote(e.shard_id, candidates))
 
     async def drop_missing_from_in_sync(self) -> None:
         """Take out of the in-sync set every replica whose node says it does not have
@@ -65,7 +90,7 @@ class ReplicaKeeper:
             (e.shard_id, n)
             for e in self.c.map.shards
             for n in e.in_sync
-            if n != e.primary and e.shard_id in missing.get(n, ()) and e.shard_id not in self.c.failing_over
+            if n != e.primary and e.shard_id in missing.get(n, ()) and e.shard_id not in self._failing_over
         ]
         if not drops:
             return
@@ -86,7 +111,7 @@ class ReplicaKeeper:
             last_seqs: dict[str, int] = {}
             for node_id in candidates:
                 try:
-                    reply = await self.c._command(node_id, "shard.position", ShardCommand(shard_id, 0), timeout=1.0)
+                    reply = await self.c.command(node_id, "shard.position", ShardCommand(shard_id, 0), timeout=1.0)
                     last_seqs[node_id] = reply.last_seq
                 except Exception as exc:
                     log.warning("failover of shard %d: %s did not say its position: %s", shard_id, node_id, exc, extra={"shard": shard_id})
@@ -111,12 +136,12 @@ class ReplicaKeeper:
 
             await self.c.update_map(promote)
         finally:
-            self.c.failing_over.discard(shard_id)
+            self._failing_over.discard(shard_id)
 
     async def handoff(self, shard_id: int, candidates: list[str]) -> None:
         """Planned primary change (the old node is leaving): stop renewing the old
         primary's lease (the caller put the shard in `failing_over`), wait until any
-        lease it may hold has run out (`Coordinator.leases`), then promote."""
+        lease it may hold has run out (the leader's `leases`), then promote."""
         try:
             assert self.c.map is not None
             old = self.c.map.shards[shard_id].primary
@@ -124,14 +149,14 @@ class ReplicaKeeper:
                 await self.lease_ended(old, shard_id)
             await self.promote(shard_id, candidates, leaving=old)
         finally:
-            self.c.failing_over.discard(shard_id)
+            self._failing_over.discard(shard_id)
 
     async def lease_ended(self, node_id: str, shard_id: int) -> None:
         """Return once `node_id` can no longer hold a lease for `shard_id`. The bound
         only falls while the shard is in `failing_over` (no new grant includes it),
         and each heartbeat can bring it closer, so wait in short steps."""
         while True:
-            left = self.c.leases.held_until(node_id, shard_id) - time.monotonic()
+            left = self.c.leases.held_until(node_id, shard_id) - self.clock()
             if left <= 0:
                 return
             await asyncio.sleep(min(left, max(0.05, self.c.config.heartbeat_interval / 4)))
@@ -142,12 +167,11 @@ class ReplicaKeeper:
         health = self.c.health()
         started = 0
         for e in self.c.map.shards:
-            if e.primary != node_id or e.shard_id in self.c.failing_over:
+            if e.primary != node_id or e.shard_id in self._failing_over:
                 continue
-            candidates = [n for n in e.in_sync if n != node_id and health.get(n) == "healthy"]
+            candidates = [n for n in e.in_sync if n != node_id and health.get(n) == NodeHealth.HEALTHY]
             if candidates:
-                self.c.failing_over.add(e.shard_id)
-                self.c._spawn(self.handoff(e.shard_id, candidates))
+                self._start(e.shard_id, self.handoff(e.shard_id, candidates))
                 started += 1
         return started
 
@@ -158,13 +182,13 @@ class ReplicaKeeper:
 
     async def reconcile(self) -> None:
         """Step every replicated shard toward the placement target (see replica_plan)."""
-        now = time.monotonic()
-        if now < self.c._next_reconcile or self.c.failing_over:
+        now = self.clock()
+        if now < self._next_reconcile or self._failing_over:
             return
-        self.c._next_reconcile = now + self.c.config.heartbeat_interval
+        self._next_reconcile = now + self.c.config.heartbeat_interval
         assert self.c.map is not None
         health = self.c.health()
-        target = target_for(self.c.map, self.c._node_views(), max_handoffs=self.c.config.max_moves)
+        target = target_for(self.c.map, self.c.node_views(), max_handoffs=self.c.config.max_moves)
         changes = plan_replica_changes(self.c.map, target, health, self.c.config.max_moves)
         log.debug("reconcile: target %s -> %s", target, changes)
         if changes.empty():
@@ -186,7 +210,6 @@ class ReplicaKeeper:
             log.info("replicas: adding %s, removing %s", changes.adds, changes.removes)
             await self.c.update_map(apply)
         for shard_id, new_primary in changes.handoffs.items():
-            if shard_id not in self.c.failing_over:
+            if shard_id not in self._failing_over:
                 log.info("hand-off: shard %d primary -> %s", shard_id, new_primary, extra={"shard": shard_id})
-                self.c.failing_over.add(shard_id)
-                self.c._spawn(self.handoff(shard_id, [new_primary]))
+                self._start(shard_id, self.handoff(shard_id, [new_primary]))

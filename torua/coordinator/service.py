@@ -15,11 +15,12 @@ import logging
 import math
 import time
 import uuid
-from dataclasses import dataclass, field, replace
-from typing import Any, Awaitable, Callable
+from dataclasses import replace
+from typing import Any, Awaitable, Callable, Coroutine
 
 from nats.aio.client import Client as NATS
 
+from torua.broadcast import Gathered, gather
 from torua.bus import close_connection, connect
 from torua.config import CoordinatorConfig
 from torua.coordinator import copy_reports, shardmap
@@ -29,8 +30,10 @@ from torua.coordinator.moves import Move
 from torua.coordinator.capacity import disk_level
 from torua.coordinator.placement import DISK_OK, NodeView, moves_between, plan_placement
 from torua.coordinator.load_moves import LoadMoves
+from torua.coordinator.metrics import ClusterSnapshot
+from torua.coordinator.records import NodeRecord
 from torua.coordinator.replicas import ReplicaKeeper
-from torua.cluster_settings import from_config as settings_from_config
+from torua.cluster_settings import CONFIG_FLAGS, ClusterSettings, from_config as settings_from_config
 from torua.coordinator.settings import SettingsKeeper
 from torua.coordinator.state_store import ClusterState
 from torua.replication.lease import LeaseSettings, lease_time
@@ -39,6 +42,7 @@ from torua.protocol import subjects
 from torua.protocol.codec import Refused, decode, encode, encode_refusal, from_dict, unpack
 from torua.protocol.errors import ToruaError
 from torua.protocol.versions import refusal_reason
+from torua.protocol.vocabulary import CopyRole, MapRole, MovePhase, NodeHealth, ShardState
 from torua.stopping import bounded
 from torua.protocol.messages import (
     AssignmentAck,
@@ -47,48 +51,12 @@ from torua.protocol.messages import (
     ShardCommand,
     ShardCommandReply,
     ShardMap,
+    ShardReport,
 )
 
 log = logging.getLogger("torua.coordinator")
 
 REFUSAL_LOG_EVERY = 30.0  # seconds between two log lines about one node's refused heartbeats
-
-
-@dataclass
-class NodeRecord:
-    id: str
-    first_seen: float
-    draining: bool = False
-    last_seen: float | None = None  # monotonic clock of the last heartbeat
-    last_wall: float | None = None
-    heartbeat: Heartbeat | None = None
-    protocol: int = 0  # `v` of the last heartbeat
-    status: str = "unknown"
-    unhealthy_since: float | None = None  # monotonic
-    assigning: bool = False
-    last_assign: float = 0.0
-    dropping: set[int] = field(default_factory=set)
-    maintenance: bool = False  # no new copies here (POST /nodes/maintenance)
-    evacuating: bool = False  # every copy moves off (POST /nodes/{id}/evacuate)
-    disk_level: str = DISK_OK  # as last judged, to notice a change
-    stopping_of: float | None = None  # started_at of the process that asked for a hand-off (SIGTERM)
-    # shard -> heartbeats in a row that lacked a copy the map counts on here (copy_reports)
-    missing_streaks: dict[int, int] = field(default_factory=dict)
-
-    def missing(self) -> set[int]:
-        """Shards the map counts on this node for that its heartbeats say it does not have."""
-        return copy_reports.confirmed(self.missing_streaks) if self.status == "healthy" else set()
-    # where it last ran (its heartbeat's host and data_dir), kept so that a node gone
-    # since can be started again (`torua up` prints the command)
-    host: str = ""
-    data_dir: str = ""
-
-    def persisted(self) -> dict[str, Any]:
-        return {
-            "id": self.id, "first_seen": self.first_seen, "draining": self.draining,
-            "maintenance": self.maintenance, "evacuating": self.evacuating,
-            "host": self.host, "data_dir": self.data_dir,
-        }
 
 
 class Coordinator:
@@ -112,21 +80,20 @@ class Coordinator:
         self.moves: dict[int, Move] = {}
         self.resuming: dict[int, tuple[str, str, float]] = {}  # shard -> (source, target, give up at); _resume_moves
         self.pending: list[tuple[int, str, str]] = []
-        self.needs_rebalance = False
+        self.needs_rebalance = False  # count-based placement (one copy per shard) plans again at the next tick
         self.started_at = time.time()
         self._first_node_at: float | None = None
         # After a restart, nodes are `unknown` until they beat again; judging shards
         # before then would mark every one of them unavailable for a moment.
         self._settle_until = 0.0
-        self.failing_over: set[int] = set()
         # every lease grant sent and what heartbeats say nodes hold: how long a failover
         # or hand-off must wait for an old primary's lease to run out
         self.leases = LeaseLedger()
         self._cut_off = False  # every node silent at once: judge none (health.cut_off)
         self._refusals_logged: dict[tuple[str, str], float] = {}  # (node, reason) -> when last logged
-        self._next_reconcile = 0.0
-        self.replicas = ReplicaKeeper(self)
-        self.load = LoadMoves(self)  # hot shards: POST /cluster/rebalance and auto_rebalance
+        # The helpers, each given the narrow part of this driver it needs (torua.coordinator.ports).
+        self.replicas = ReplicaKeeper(self)  # failover, hand-offs, stepping replicated shards
+        self.load = LoadMoves(self, self.replicas)  # hot shards: POST /cluster/rebalance and auto_rebalance
         self.settings_keeper = SettingsKeeper(self)  # loads, changes and spreads self.settings
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = asyncio.Event()
@@ -166,8 +133,8 @@ class Coordinator:
             # if a change shortened the timing lately (SettingsKeeper.leases_held_until).
             self.leases = LeaseLedger(floor=max(now + self.lease_seconds(), self.settings_keeper.leases_held_until()))
         self._subs.append(await self.nc.subscribe(subjects.HEARTBEAT, cb=self._on_heartbeat))
-        self._subs.extend(await CoordinatorApi(self).subscribe(self.nc))
-        self._spawn(self._tick_loop())
+        self._subs.extend(await CoordinatorApi(self, self.replicas, self.load, self.settings_keeper).subscribe(self.nc))
+        self.spawn(self._tick_loop())
         log.info("coordinator %s leading%s on %s", self.config.id, f" at term {self.term}" if self.term else "", self.config.nats_url)
 
     async def stop(self) -> None:
@@ -185,7 +152,7 @@ class Coordinator:
         if self._own_connection and self.nc is not None:
             await close_connection(self.nc)
 
-    def _spawn(self, coro) -> asyncio.Task[Any]:
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -217,7 +184,7 @@ class Coordinator:
             record.host, record.data_dir = beat.host, beat.data_dir  # where it runs now
             save = True
         if save:
-            self._spawn(self._save_node(record))
+            self.spawn(self._save_node(record))
         if self._first_node_at is None:
             self._first_node_at = time.monotonic()
         now = time.monotonic()
@@ -228,7 +195,7 @@ class Coordinator:
         record.protocol = raw["v"]
         self._note_copies(record, beat)
         self.leases.reported(beat.node_id, beat.started_at, beat.seq, beat.grant_seq, {r.shard_id: r.lease_left for r in beat.shards}, now)
-        if record.status != "healthy":
+        if record.status != NodeHealth.HEALTHY:
             self._update_health()
         if msg.reply:
             grant = self.lease_grant(beat.node_id)
@@ -254,7 +221,7 @@ class Coordinator:
                 "node %s does not have shard(s) %s the map counts on it for (%s); they are not in sync",
                 record.id, sorted(newly), ", ".join(f"{s}: {expected.get(s)}" for s in sorted(newly)),
             )
-            self._next_reconcile = 0.0
+            self.replicas.reconcile_soon()
 
     def copies_missing(self) -> dict[str, set[int]]:
         """node -> shards the map counts on it for that it says it does not have."""
@@ -304,10 +271,11 @@ class Coordinator:
     def lease_grant(self, node_id: str) -> LeaseGrant:
         if self.map is None:
             return LeaseGrant(0, self.lease_seconds(), term=self.term)
+        failing_over = self.replicas.failing_over
         shards = [
             (e.shard_id, e.shard_epoch)
             for e in self.map.shards
-            if e.primary == node_id and e.shard_id not in self.failing_over
+            if e.primary == node_id and e.shard_id not in failing_over
         ]
         return LeaseGrant(self.map.epoch, self.lease_seconds(), shards, term=self.term)
 
@@ -324,8 +292,61 @@ class Coordinator:
                     raise ToruaError("unavailable", f"could not store node {record.id}'s record ({exc or type(exc).__name__}); try again") from None
                 log.warning("could not persist node %s: %s", record.id, exc)
 
-    def health(self) -> dict[str, str]:
+    def health(self) -> dict[str, NodeHealth]:
         return {n.id: n.status for n in self.nodes.values()}
+
+    def snapshot(self) -> ClusterSnapshot:
+        """The cluster as this leader sees it, as plain data (its /metrics)."""
+        return ClusterSnapshot(self.map, self.health(), len(self.moves))
+
+    # ------------------------------- what the helpers ask for (coordinator.ports)
+
+    @property
+    def failing_over(self) -> frozenset[int]:
+        """Shards whose primary is being changed now (the replica keeper's)."""
+        return self.replicas.failing_over
+
+    def healthy_nodes(self) -> set[str]:
+        return {n.id for n in self.nodes.values() if n.status == NodeHealth.HEALTHY}
+
+    def healthy_reports(self) -> dict[str, list[ShardReport]]:
+        """node -> the shard reports of its last heartbeat, for healthy nodes."""
+        return {n.id: n.heartbeat.shards for n in self.nodes.values() if n.status == NodeHealth.HEALTHY and n.heartbeat is not None}
+
+    def moves_in_flight(self) -> int:
+        """Moves running, queued, or left in flight by a previous leader."""
+        return len(self.moves) + len(self.pending) + len(self.resuming)
+
+    def replan_soon(self) -> None:
+        """Placement looks again at the next tick: count-based placement plans moves
+        (one copy per shard), the replica keeper steps replicated shards."""
+        self.needs_rebalance = True
+        self.replicas.reconcile_soon()
+
+    def replan_pending(self) -> bool:
+        return self.needs_rebalance
+
+    def queue_move(self, shard_id: int, source: str, target: str) -> None:
+        """Move a copy once a move slot is free (at most max_moves run at once)."""
+        self.pending.append((shard_id, source, target))
+
+    def cancel_queued_moves(self, shard_id: int) -> None:
+        self.pending = [p for p in self.pending if p[0] != shard_id]
+
+    def mark_stopping(self, record: NodeRecord) -> None:
+        """The node asked for a hand-off before it stops: placement gives it no
+        primary back until a new process of it (another started_at) beats."""
+        record.stopping_of = record.heartbeat.started_at if record.heartbeat else None
+
+    def use_settings(self, settings: ClusterSettings) -> None:
+        """Put `settings` in force here, and the flags the config shares with them
+        (the tick reads those from the config)."""
+        self.settings = settings
+        self.config = replace(self.config, **{flag: getattr(settings, name) for name, flag in CONFIG_FLAGS.items()})
+
+    async def broadcast(self, kind: str, body: dict[str, Any], expected: set[str]) -> Gathered:
+        """One message to every node on torua.cluster.broadcast, and their answers."""
+        return await gather(self.nc, kind, body, expected)
 
     def _update_health(self) -> bool:
         now = time.monotonic()
@@ -339,12 +360,12 @@ class Coordinator:
         settled = self.map is not None and 0 < self._settle_until <= now
         for record in self.nodes.values():
             status = node_health(record.last_seen, now, self.config.heartbeat_interval, self.config.unhealthy_after)
-            if status == "unknown" and settled:
-                status = "unhealthy"  # silent since this coordinator started, longer than any lease it may hold
+            if status == NodeHealth.UNKNOWN and settled:
+                status = NodeHealth.UNHEALTHY  # silent since this coordinator started, longer than any lease it may hold
             if status != record.status:
                 log.info("node %s: %s -> %s", record.id, record.status, status)
-                record.unhealthy_since = now if status == "unhealthy" else None
-                if status == "healthy":
+                record.unhealthy_since = now if status == NodeHealth.UNHEALTHY else None
+                if status == NodeHealth.HEALTHY:
                     self.needs_rebalance = True
                 record.status = status
                 changed = True
@@ -390,7 +411,7 @@ class Coordinator:
         self.load.tick()
 
     async def _maybe_form(self) -> None:
-        healthy = [n for n in self.nodes.values() if n.status == "healthy"]
+        healthy = [n for n in self.nodes.values() if n.status == NodeHealth.HEALTHY]
         if not healthy:
             return
         waited = time.monotonic() - (self._first_node_at or time.monotonic())
@@ -398,13 +419,13 @@ class Coordinator:
             return
         cluster_id = uuid.uuid4().hex[:12]
         empty = shardmap.empty_map(self.config.shards, self.config.replicas, cluster_id)
-        target = plan_placement({}, self._node_views(), self.config.shards, self.config.replicas)
+        target = plan_placement({}, self.node_views(), self.config.shards, self.config.replicas)
         formed = shardmap.assign_unplaced(empty, target, self.health())
         log.info("forming cluster %s: %d shards over %s", cluster_id, self.config.shards, sorted(n.id for n in healthy))
         self.needs_rebalance = False
         await self.update_map(lambda m: formed if m is None else m)
 
-    def _node_views(self) -> list[NodeView]:
+    def node_views(self) -> list[NodeView]:
         now = time.monotonic()
         return [
             NodeView(
@@ -433,8 +454,7 @@ class Coordinator:
         if level != record.disk_level:
             log.info("node %s disk: %s -> %s", record.id, record.disk_level, level)
             record.disk_level = level
-            self.needs_rebalance = True
-            self._next_reconcile = 0.0
+            self.replan_soon()
 
     async def update_map(self, change: Callable[[ShardMap | None], ShardMap | None], announce: bool = True) -> bool:
         """Apply `change` to the current map at a new epoch: persist, then announce.
@@ -444,7 +464,7 @@ class Coordinator:
         """
         assert self.state is not None and self.nc is not None
         async with self._map_lock:
-            self._check_leading()
+            self.check_leading()
             changed = change(self.map)
             if changed is None or changed is self.map:
                 return False
@@ -466,8 +486,7 @@ class Coordinator:
         if record.draining != draining:
             record.draining = draining
             log.info("node %s %s", record.id, "draining: its copies move away" if draining else "no longer draining")
-            self.needs_rebalance = True  # in force now; stored next (an error says so)
-            self._next_reconcile = 0.0
+            self.replan_soon()  # in force now; stored next (an error says so)
             await self._save_node(record, strict=True)
 
     async def set_capacity_flags(self, records: list[NodeRecord], **flags: bool) -> None:
@@ -478,8 +497,7 @@ class Coordinator:
                 setattr(record, k, v)
             log.info("node %s: %s", record.id, ", ".join(f"{k}={v}" for k, v in flags.items()))
         if changed:
-            self.needs_rebalance = True  # in force now; stored next (an error says so)
-            self._next_reconcile = 0.0
+            self.replan_soon()  # in force now; stored next (an error says so)
         for record in changed:
             await self._save_node(record, strict=True)
 
@@ -488,7 +506,7 @@ class Coordinator:
     def _plan_moves(self) -> None:
         assert self.map is not None
         current = shardmap.placement_of(self.map)
-        target = plan_placement(current, self._node_views(), self.map.num_shards, self.map.replication_factor)
+        target = plan_placement(current, self.node_views(), self.map.num_shards, self.map.replication_factor)
         for move in moves_between(current, target):
             if move.source is None:
                 continue  # a shard with no copy anywhere is born by assign_unplaced, not moved
@@ -498,13 +516,13 @@ class Coordinator:
         unplaced = [s for s, copies in target.items() if copies and current.get(s) == ()]
         if unplaced:
             health = self.health()
-            self._spawn(self.update_map(lambda m: shardmap.assign_unplaced(m, target, health)))
+            self.spawn(self.update_map(lambda m: shardmap.assign_unplaced(m, target, health)))
 
     def _start_moves(self) -> None:
         while self.pending and len(self.moves) < self.config.max_moves:
             shard_id, source, target = self.pending.pop(0)
             health = self.health()
-            if shard_id in self.moves or health.get(source) != "healthy" or health.get(target) != "healthy":
+            if shard_id in self.moves or health.get(source) != NodeHealth.HEALTHY or health.get(target) != NodeHealth.HEALTHY:
                 self.needs_rebalance = shard_id not in self.moves  # plan again once the state settles
                 continue  # data can only come from a live copy
             self.start_move(shard_id, source, target, reason="rebalance")
@@ -512,17 +530,17 @@ class Coordinator:
     def start_move(self, shard_id: int, source: str, target: str, reason: str) -> Move:
         move = Move(shard_id, source, target, time.time(), reason=reason)
         self.moves[shard_id] = move
-        self._spawn(self._run_move(move))
+        self.spawn(self._run_move(move))
         return move
 
-    def _check_leading(self) -> None:
+    def check_leading(self) -> None:
         """Every effect (map write, node command) first checks that the lead still holds."""
         if not self.may_act():
             raise ToruaError("unavailable", f"coordinator {self.config.id} no longer leads")
 
-    async def _command(self, node_id: str, call: str, command: ShardCommand, timeout: float | None = None) -> ShardCommandReply:
+    async def command(self, node_id: str, call: str, command: ShardCommand, timeout: float | None = None) -> ShardCommandReply:
         assert self.nc is not None
-        self._check_leading()
+        self.check_leading()
         command = replace(command, term=self.term)
         msg = await self.nc.request(subjects.node(node_id, call), encode(command), timeout=timeout or self.config.move_timeout)
         reply = decode(ShardCommandReply, msg.data)
@@ -534,15 +552,15 @@ class Coordinator:
         shard = move.shard_id
         log.info("move shard %d %s -> %s (%s)", shard, move.source, move.target, move.reason, extra={"shard": shard, "epoch": self.map.epoch if self.map else None})
         try:
-            await self.update_map(lambda m: shardmap.set_entry(m, shard, target=move.target, state="moving"))
+            await self.update_map(lambda m: shardmap.set_entry(m, shard, target=move.target, state=ShardState.MOVING))
             assert self.map is not None
             epoch = self.map.epoch
-            await self._command(move.target, "shard.copy", ShardCommand(shard, epoch, source=move.source))
+            await self.command(move.target, "shard.copy", ShardCommand(shard, epoch, source=move.source))
             move.advance("ok")
-            frozen = await self._command(move.source, "shard.freeze", ShardCommand(shard, epoch))
+            frozen = await self.command(move.source, "shard.freeze", ShardCommand(shard, epoch))
             move.until_seq = frozen.last_seq
             move.advance("ok")
-            await self._command(move.target, "shard.catch_up", ShardCommand(shard, epoch, source=move.source, until_seq=move.until_seq))
+            await self.command(move.target, "shard.catch_up", ShardCommand(shard, epoch, source=move.source, until_seq=move.until_seq))
             move.advance("ok")
             health = self.health()
             await self.update_map(
@@ -554,18 +572,18 @@ class Coordinator:
             move.advance("ok")
         except Exception as exc:
             log.warning("move of shard %d to %s failed in %s: %s; aborting", shard, move.target, move.phase, exc, extra={"shard": shard})
-            move.phase = "aborting"
+            move.phase = MovePhase.ABORTING
             await self._abort(move)
             return
         finally:
-            if move.phase not in ("dropping",):
+            if move.phase != MovePhase.DROPPING:
                 self.moves.pop(shard, None)
         # The target serves first, then everyone learns the map, then the source lets go.
         await self._assign(move.target)
         await self.announce()
         await self._assign(move.source)
         try:
-            await self._command(move.source, "shard.drop", ShardCommand(shard, self.map.epoch))
+            await self.command(move.source, "shard.drop", ShardCommand(shard, self.map.epoch))
             move.advance("ok")
         except Exception as exc:
             move.advance("failed")
@@ -598,18 +616,18 @@ class Coordinator:
         for shard_id, (source, target, give_up) in list(self.resuming.items()):
             if shard_id in self.moves:
                 continue
-            if health.get(source) == "healthy" and health.get(target) == "healthy":
+            if health.get(source) == NodeHealth.HEALTHY and health.get(target) == NodeHealth.HEALTHY:
                 if len(self.moves) >= self.config.max_moves:
                     return
                 move = Move(shard_id, source, target, time.time(), reason="resumed")
                 log.info("resuming the move of shard %d %s -> %s", shard_id, source, target, extra={"shard": shard_id})
                 self.moves[shard_id] = move
-                self._spawn(self._resume(move))
+                self.spawn(self._resume(move))
             elif now >= give_up:
-                move = Move(shard_id, source, target, time.time(), phase="aborting", reason="resumed")
-                log.info("aborting the move of shard %d to %s: %s is not healthy", shard_id, target, source if health.get(source) != "healthy" else target)
+                move = Move(shard_id, source, target, time.time(), phase=MovePhase.ABORTING, reason="resumed")
+                log.info("aborting the move of shard %d to %s: %s is not healthy", shard_id, target, source if health.get(source) != NodeHealth.HEALTHY else target)
                 self.moves[shard_id] = move
-                self._spawn(self._abort(move))
+                self.spawn(self._abort(move))
             else:
                 continue
             del self.resuming[shard_id]
@@ -623,7 +641,7 @@ class Coordinator:
         """Let the source take writes again and drop the target's partial copy (each may already be so)."""
         for node_id, call in ((move.source, "shard.unfreeze"), (move.target, "shard.drop")):
             try:
-                await self._command(node_id, call, ShardCommand(move.shard_id, self.map.epoch if self.map else 0))
+                await self.command(node_id, call, ShardCommand(move.shard_id, self.map.epoch if self.map else 0))
             except Exception as exc:
                 log.warning("%s: %s on %s failed: %s", why, call, node_id, exc)
 
@@ -633,34 +651,38 @@ class Coordinator:
         assert self.map is not None
         now = time.monotonic()
         for record in self.nodes.values():
-            if record.status != "healthy" or record.heartbeat is None or record.assigning:
+            if record.status != NodeHealth.HEALTHY or record.heartbeat is None or record.assigning:
                 continue
-            serving = {r.shard_id: "primary" if r.role == "frozen" else r.role for r in record.heartbeat.shards if r.role in ("primary", "frozen", "replica")}
+            serving = {
+                r.shard_id: MapRole.PRIMARY if r.role == CopyRole.FROZEN else r.role
+                for r in record.heartbeat.shards
+                if r.role in (CopyRole.PRIMARY, CopyRole.FROZEN, CopyRole.REPLICA)
+            }
             expected = shardmap.roles_of(self.map, record.id)
             stale = record.heartbeat.epoch < self.map.epoch
             if (serving != expected or stale) and now - record.last_assign >= self.config.heartbeat_interval:
                 record.last_assign = now
-                self._spawn(self._assign(record.id))
+                self.spawn(self._assign(record.id))
             self._collect_garbage(record)
 
     def _collect_garbage(self, record: NodeRecord) -> None:
         """Drop retired or abandoned copies on a node once the shard is safely served elsewhere."""
         assert self.map is not None and record.heartbeat is not None
         for report in record.heartbeat.shards:
-            if report.role not in ("retired", "copying") or report.shard_id in self.moves:
+            if report.role not in (CopyRole.RETIRED, CopyRole.COPYING) or report.shard_id in self.moves:
                 continue
             entry = self.map.shards[report.shard_id] if report.shard_id < len(self.map.shards) else None
-            if entry is None or entry.primary in (None, record.id) or entry.state != "active":
+            if entry is None or entry.primary in (None, record.id) or entry.state != ShardState.ACTIVE:
                 continue
-            if report.role == "retired" and self.health().get(entry.primary) != "healthy":
+            if report.role == CopyRole.RETIRED and self.health().get(entry.primary) != NodeHealth.HEALTHY:
                 continue
             if report.shard_id not in record.dropping:
                 record.dropping.add(report.shard_id)
-                self._spawn(self._drop_quietly(record, report.shard_id))
+                self.spawn(self._drop_quietly(record, report.shard_id))
 
     async def _drop_quietly(self, record: NodeRecord, shard_id: int) -> None:
         try:
-            await self._command(record.id, "shard.drop", ShardCommand(shard_id, self.map.epoch if self.map else 0))
+            await self.command(record.id, "shard.drop", ShardCommand(shard_id, self.map.epoch if self.map else 0))
             log.info("dropped stale copy of shard %d on %s", shard_id, record.id)
         except Exception as exc:
             log.debug("drop of shard %d on %s: %s", shard_id, record.id, exc)
@@ -675,7 +697,7 @@ class Coordinator:
         record.assigning = True
         assignment = replace(shardmap.assignment_for(self.map, node_id), term=self.term)
         try:
-            self._check_leading()
+            self.check_leading()
             msg = await self.nc.request(subjects.node(node_id, "assign"), encode(assignment), timeout=max(2.0, self.config.heartbeat_interval * 2))
             data = msg.data
             try:

@@ -7,7 +7,8 @@ raises and nothing happens), persist (compare-and-set on the revision last read
 or written), apply here, then broadcast a `config` message to the nodes and
 gather their acks. A node that misses the broadcast, or starts later, gets the
 settings in the LeaseGrant answering its next heartbeat, which shows an older
-`settings_revision`.
+`settings_revision`. What it may ask of the leader is
+`torua.coordinator.ports.SettingsLeader`.
 """
 
 from __future__ import annotations
@@ -16,19 +17,16 @@ import asyncio
 import logging
 import time
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 from nats.js.errors import KeyWrongLastSequenceError
 
-from torua.broadcast import gather
 from torua.bus import set_log_level
-from torua.cluster_settings import CONFIG_FLAGS, ClusterSettings, SettingsError, apply_change, from_dict
+from torua.cluster_settings import ClusterSettings, SettingsError, apply_change, from_dict
+from torua.coordinator.ports import SettingsLeader
 from torua.protocol.codec import decode, to_dict
 from torua.protocol.errors import ToruaError
 from torua.protocol.messages import ClusterConfig, Heartbeat, LeaseGrant, SettingsChange, SettingsUpdate
-
-if TYPE_CHECKING:
-    from torua.coordinator.service import Coordinator
+from torua.protocol.vocabulary import BroadcastKind
 
 log = logging.getLogger("torua.coordinator.settings")
 
@@ -37,8 +35,8 @@ LEASES_HELD_UNTIL = "leases_held_until"
 
 
 class SettingsKeeper:
-    def __init__(self, coordinator: "Coordinator") -> None:
-        self.c = coordinator
+    def __init__(self, leader: SettingsLeader) -> None:
+        self.c = leader
         self.revision = 0  # of the stored settings; 0 = never stored, the flags are in force
         # Stored with the settings (wall clock): until then a lease granted before the last
         # change may hold. Only a new leader needs it (it has no record of those grants).
@@ -85,7 +83,7 @@ class SettingsKeeper:
                 new = apply_change(self.c.settings, request.changes)
             except SettingsError as exc:
                 raise ToruaError("bad_request", f"settings refused, nothing changed: {exc}", fields=exc.problems) from None
-            running = len(self.c.moves) + len(self.c.pending) + len(self.c.resuming)
+            running = self.c.moves_in_flight()
             if new.replication_factor != self.c.settings.replication_factor and running:
                 # a copy being moved must not also be added or dropped as a replica
                 raise ToruaError(
@@ -94,7 +92,7 @@ class SettingsKeeper:
                     "(GET /cluster/info lists them); nothing changed",
                 )
             assert self.c.state is not None
-            self.c._check_leading()
+            self.c.check_leading()
             # A leader elected soon after a change that shortens the timing has no record
             # of the longer grants sent before it: store how long they may hold.
             held = time.time() + max(self.c.lease_seconds(), max(self.c.leases.left(time.monotonic()).values(), default=0.0))
@@ -111,8 +109,8 @@ class SettingsKeeper:
             log.info("cluster settings revision %d: %s", revision, {k: v for k, v in new.to_dict().items() if getattr(self.c.settings, k) != v})
             self.revision = revision
             await self.apply(new)
-            expected = {n.id for n in self.c.nodes.values() if n.status == "healthy"}
-            gathered = await gather(self.c.nc, "config", to_dict(self.update()), expected)
+            expected = self.c.healthy_nodes()
+            gathered = await self.c.broadcast(BroadcastKind.CONFIG, to_dict(self.update()), expected)
         for reply in gathered.replies:
             if not reply.ok:
                 log.warning("node %s did not take settings revision %d: %s %s", reply.node_id, revision, reply.error_code, reply.error_message)
@@ -151,14 +149,12 @@ class SettingsKeeper:
         once no move runs; the replica keeper then adds or removes copies."""
         c = self.c
         rf = c.settings.replication_factor
-        if c.map is None or c.map.replication_factor == rf or c.moves or c.pending or c.resuming:
+        if c.map is None or c.map.replication_factor == rf or c.moves_in_flight():
             return
         log.info("replication factor %d -> %d: adding or removing copies", c.map.replication_factor, rf)
         if await c.update_map(lambda m: replace(m, replication_factor=rf) if m is not None else m):
-            c.needs_rebalance = True
-            c._next_reconcile = 0.0
+            c.replan_soon()
 
     def _apply_here(self, s: ClusterSettings) -> None:
-        self.c.settings = s
-        self.c.config = replace(self.c.config, **{flag: getattr(s, name) for name, flag in CONFIG_FLAGS.items()})
+        self.c.use_settings(s)
         set_log_level(s.log_level)

@@ -11,6 +11,7 @@ from dataclasses import replace
 from torua.coordinator.placement import Placement
 from torua.protocol.errors import ToruaError
 from torua.protocol.messages import Assignment, AssignedShard, ShardEntry, ShardMap
+from torua.protocol.vocabulary import InSyncAction, MapRole, NodeHealth, ShardState
 
 
 def placement_of(shard_map: ShardMap) -> Placement:
@@ -27,14 +28,14 @@ def empty_map(num_shards: int, replication_factor: int, cluster_id: str) -> Shar
     )
 
 
-def shard_state(entry: ShardEntry, health: dict[str, str], not_served: bool = False) -> str:
+def shard_state(entry: ShardEntry, health: dict[str, str], not_served: bool = False) -> ShardState:
     """active, moving, unassigned, or unavailable (its primary is not healthy, or
     says it does not have the shard: `not_served`, see torua.coordinator.copy_reports)."""
     if entry.primary is None:
-        return "unassigned"
-    if health.get(entry.primary) != "healthy" or not_served:
-        return "unavailable"
-    return "moving" if entry.target else "active"
+        return ShardState.UNASSIGNED
+    if health.get(entry.primary) != NodeHealth.HEALTHY or not_served:
+        return ShardState.UNAVAILABLE
+    return ShardState.MOVING if entry.target else ShardState.ACTIVE
 
 
 def with_states(shard_map: ShardMap, health: dict[str, str], not_served: set[int] | frozenset[int] = frozenset()) -> ShardMap:
@@ -76,7 +77,7 @@ def assignment_for(shard_map: ShardMap, node_id: str) -> Assignment:
         shards=[
             AssignedShard(
                 shard_id=e.shard_id,
-                role="primary" if e.primary == node_id else "replica",
+                role=MapRole.PRIMARY if e.primary == node_id else MapRole.REPLICA,
                 create=not e.created,
                 shard_epoch=e.shard_epoch,
                 primary=e.primary,
@@ -94,9 +95,9 @@ def primaries_of(shard_map: ShardMap, node_id: str) -> set[int]:
     return {e.shard_id for e in shard_map.shards if e.primary == node_id}
 
 
-def roles_of(shard_map: ShardMap, node_id: str) -> dict[int, str]:
+def roles_of(shard_map: ShardMap, node_id: str) -> dict[int, MapRole]:
     """shard -> primary | replica for every copy the map gives `node_id`."""
-    return {e.shard_id: "primary" if e.primary == node_id else "replica" for e in shard_map.shards if node_id in e.copies}
+    return {e.shard_id: MapRole.PRIMARY if e.primary == node_id else MapRole.REPLICA for e in shard_map.shards if node_id in e.copies}
 
 
 def with_shard_epochs(old: ShardMap | None, new: ShardMap) -> ShardMap:
@@ -111,7 +112,7 @@ def with_shard_epochs(old: ShardMap | None, new: ShardMap) -> ShardMap:
     return replace(new, shards=shards)
 
 
-def change_in_sync(shard_map: ShardMap, shard_id: int, shard_epoch: int, node_id: str, action: str) -> ShardMap:
+def change_in_sync(shard_map: ShardMap, shard_id: int, shard_epoch: int, node_id: str, action: InSyncAction) -> ShardMap:
     """The map with `node_id` taken out of / put into shard's in-sync set, as its primary asks.
 
     Refused (ToruaError conflict) when the request comes from an older primary
@@ -124,9 +125,9 @@ def change_in_sync(shard_map: ShardMap, shard_id: int, shard_epoch: int, node_id
         raise ToruaError("stale_epoch", f"shard {shard_id} is at shard epoch {entry.shard_epoch}, not {shard_epoch}")
     if node_id == entry.primary or node_id not in entry.replicas:
         raise ToruaError("conflict", f"{node_id} is not a replica of shard {shard_id}")
-    if action == "remove":
+    if action == InSyncAction.REMOVE:
         in_sync = [n for n in entry.in_sync if n != node_id]
-    elif action == "add":
+    elif action == InSyncAction.ADD:
         in_sync = entry.in_sync + ([node_id] if node_id not in entry.in_sync else [])
     else:
         raise ToruaError("bad_request", f"unknown in-sync action {action!r}")
@@ -143,13 +144,13 @@ def check_manual_move(shard_map: ShardMap | None, health: dict[str, str], moving
         raise ToruaError("unknown_shard", f"shard {shard_id} does not exist (0..{shard_map.num_shards - 1})")
     if node_id not in health:
         raise ToruaError("unknown_node", f"node {node_id!r} is not part of the cluster")
-    if health[node_id] != "healthy":
+    if health[node_id] != NodeHealth.HEALTHY:
         raise ToruaError("conflict", f"node {node_id} is {health[node_id]}; it cannot take shards now")
     entry = shard_map.shards[shard_id]
     if entry.primary == node_id:
         return "already_there"
     if shard_id in moving:
         raise ToruaError("conflict", f"shard {shard_id} is already moving to {entry.target}")
-    if entry.primary is None or health.get(entry.primary) != "healthy":
+    if entry.primary is None or health.get(entry.primary) != NodeHealth.HEALTHY:
         raise ToruaError("conflict", f"shard {shard_id} has no healthy holder to copy from")
     return "moving"

@@ -151,7 +151,7 @@ class Gateway:
         self.maps = MapCache(nc)
         self.router = ShardRouter(nc, self.maps)
         self.started_at = time.time()
-        self.metrics = GatewayMetrics(self)
+        self.metrics = GatewayMetrics(self.maps.epoch)
 
     async def start(self) -> None:
         await self.maps.start()

@@ -20,7 +20,7 @@ from torua.bus import set_log_level
 from torua.cluster_settings import SettingsError, from_dict as settings_from_dict
 from torua.leadership import accept_term
 from torua.node.replies import reply
-from torua.protocol.codec import decode, from_dict
+from torua.protocol.codec import from_dict, unpack
 from torua.protocol.errors import ToruaError
 from torua.protocol.messages import BroadcastMessage, BroadcastReply, SettingsUpdate
 
@@ -33,11 +33,15 @@ KINDS = ("config", "ping")
 
 
 async def on_broadcast(node: "Node", msg: Any) -> None:
+    raw: Any = None
     try:
-        message = decode(BroadcastMessage, msg.data)
+        raw = unpack(msg.data)
+        message = from_dict(BroadcastMessage, raw)
     except ToruaError as exc:
         log.warning("ignoring a malformed broadcast: %s", exc.message)
-        result = BroadcastReply(node.config.id, False, error_code=exc.code, error_message=exc.message)
+        # the kind asked, known or not (the codec refuses a kind this node does not know)
+        kind = raw.get("kind") if isinstance(raw, dict) and isinstance(raw.get("kind"), str) else ""
+        result = BroadcastReply(node.config.id, False, kind, error_code=exc.code, error_message=exc.message)
     else:
         result = answer(node, message)
     await reply(msg, result)

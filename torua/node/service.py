@@ -32,10 +32,11 @@ from torua.bus import close_connection, connect
 from torua.config import NodeConfig
 from torua.kv_rules import payload_room, servable_content_type
 from torua.leadership import accept_term
-from torua.metrics import LiveCollector, metrics_server, node_families, registry_of
+from torua.metrics import LiveCollector, metrics_server, registry_of
 from torua.node.broadcast import apply_settings, on_broadcast
 from torua.node.control import ShardControl
 from torua.node.kv_checks import MAX_LIST_LIMIT, operation_for
+from torua.node.metrics import CopySnapshot, NodeSnapshot, node_families
 from torua.node.rates import RateMeter
 from torua.node.replies import reply
 from torua.node.replication import Replication, notify
@@ -596,11 +597,25 @@ class Node:
     async def _on_broadcast(self, msg) -> None:
         await on_broadcast(self, msg)  # ping, config; anything else gets a clear error
 
+    def snapshot(self) -> NodeSnapshot:
+        """What this node holds now, as plain data (its /metrics: torua.node.metrics)."""
+        copies = []
+        for h in list(self.holdings.values()):
+            if h.store is None or h.role == "absent":
+                continue
+            try:
+                stats = h.store.stats()
+            except Exception:  # closing under a move or drop right now: measured next time
+                copies.append(CopySnapshot(h.shard_id, h.role))
+                continue
+            copies.append(CopySnapshot(h.shard_id, h.role, True, stats.keys, stats.bytes, stats.last_seq, tuple(h.replicas), dict(h.acked)))
+        return NodeSnapshot(self.config.id, self.epoch, copies, dict(self.kv_served))
+
 
 async def run_node(config: NodeConfig, stop: StopRequest) -> None:
     """`torua node`: claim the data dir (refused with `DirTaken` if another process
     holds it, before anything is written or bound), then serve until `stop`."""
     node = Node(config)
     node._claim_data_dir()  # held until the process ends, whatever ends it
-    async with metrics_server(registry_of(LiveCollector(lambda: node_families(node))), config.metrics_host, config.metrics_port):
+    async with metrics_server(registry_of(LiveCollector(lambda: node_families(node.snapshot()))), config.metrics_host, config.metrics_port):
         await node.run(stop)

@@ -14,6 +14,12 @@ messages are often built from user data. User data is also checked where it
 comes in: `loads_json` reads a JSON body strictly and `check_plain` checks data
 already decoded (a msgpack body), both with the same rules and field paths.
 
+A field typed with a vocabulary (`torua.protocol.vocabulary`: roles, shard
+states, move phases, actions, kinds, KV ops) takes only its values: anything
+else is `bad_request` naming the field and the values allowed, except that a
+text value a vocabulary in `READ_UNKNOWN_AS` does not know (a newer peer's) is
+read as that vocabulary's safe default.
+
 A refusal (`encode_refusal`) has a shape every protocol version reads, so a peer
 speaking an incompatible version still learns why it was refused: `decode` of
 one raises `Refused`.
@@ -29,7 +35,9 @@ True
 from __future__ import annotations
 
 import dataclasses
+import enum
 import json
+import logging
 import math
 import types
 import typing
@@ -40,6 +48,7 @@ import msgpack
 
 from torua.protocol.errors import ToruaError
 from torua.protocol.versions import PROTOCOL_VERSION, accepts, refusal_reason
+from torua.protocol.vocabulary import READ_UNKNOWN_AS
 
 __all__ = [
     "INT_MAX", "INT_MIN", "MAX_DEPTH", "PROTOCOL_VERSION", "Refused", "check_plain", "decode", "encode", "encode_json",
@@ -47,6 +56,8 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+log = logging.getLogger("torua.protocol")
 
 # The integers msgpack carries (int 64 and uint 64).
 INT_MIN, INT_MAX = -(1 << 63), (1 << 64) - 1
@@ -254,7 +265,9 @@ def _checker(hint: Any) -> Checker:
         return lambda value, where: value
     if origin in (typing.Union, types.UnionType):
         options = typing.get_args(hint)
-        simple = all(isinstance(o, type) and not dataclasses.is_dataclass(o) and o not in (int, float) for o in options)
+        simple = all(
+            isinstance(o, type) and not dataclasses.is_dataclass(o) and not issubclass(o, enum.Enum) and o not in (int, float) for o in options
+        )
         if simple:  # e.g. `str | None`: one isinstance over a tuple of types
             kinds = tuple(options)
 
@@ -320,6 +333,8 @@ def _checker(hint: Any) -> Checker:
             return _build(hint, value, where)
 
         return check_nested
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return _vocabulary_checker(hint)
     if hint is float:
 
         def check_float(value: Any, where: str) -> Any:
@@ -345,3 +360,43 @@ def _checker(hint: Any) -> Checker:
 
         return check_type
     raise TypeError(f"codec cannot check {hint!r}")
+
+
+# (vocabulary, value) pairs already logged as read with a default: a newer peer
+# sends them on every heartbeat, so each is said once (and the memory is bounded).
+_UNKNOWN_LOGGED: set[tuple[str, str]] = set()
+_UNKNOWN_LOGGED_MAX = 256
+
+
+def _vocabulary_checker(vocabulary: type[enum.Enum]) -> Checker:
+    """A field typed with a vocabulary: one of its values (returned as the member),
+    else `bad_request` naming them; or, for a vocabulary in `READ_UNKNOWN_AS`, an
+    unknown text value is read as its default."""
+    members = {member.value: member for member in vocabulary}
+    allowed = ", ".join(members)
+    default = READ_UNKNOWN_AS.get(vocabulary)  # type: ignore[call-overload]
+
+    def check_vocabulary(value: Any, where: str) -> Any:
+        if isinstance(value, str):
+            member = members.get(value)
+            if member is not None:
+                return member
+            if default is not None:
+                _log_unknown(vocabulary.__name__, value, where, default)
+                return default
+        shown = repr(value)
+        if len(shown) > 80:
+            shown = shown[:77] + "..."
+        raise _fail(where, f"{shown} is not one of: {allowed}")
+
+    return check_vocabulary
+
+
+def _log_unknown(vocabulary: str, value: str, where: str, default: Any) -> None:
+    key = (vocabulary, value[:100])
+    if key in _UNKNOWN_LOGGED:
+        return
+    if len(_UNKNOWN_LOGGED) >= _UNKNOWN_LOGGED_MAX:
+        _UNKNOWN_LOGGED.clear()
+    _UNKNOWN_LOGGED.add(key)
+    log.warning("%s: %s %r is not known to this release (a newer peer's?); read as %r", where, vocabulary, value[:100], default.value)

@@ -1,12 +1,15 @@
 """Typed messages on the wire. Every one is encoded by `torua.protocol.codec`
 with the protocol version in field `v`; docs/protocol.md lists which subject
-carries which message.
+carries which message. Fields that take one of a fixed set of values are typed
+with a vocabulary (`torua.protocol.vocabulary`), which the codec checks.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+from torua.protocol.vocabulary import BroadcastKind, CopyRole, InSyncAction, KvOp, MapRole, MovePhase, NodeAction, NodeHealth, ShardState
 
 # ---------------------------------------------------------------- shard map
 
@@ -18,7 +21,7 @@ class ShardEntry:
     replicas: list[str] = field(default_factory=list)
     in_sync: list[str] = field(default_factory=list)
     # active | moving | unassigned | unavailable (its holder is not healthy)
-    state: str = "unassigned"
+    state: ShardState = ShardState.UNASSIGNED
     # while moving: the node the copy is going to
     target: str | None = None
     # set once a node has created the shard; before that, an assignment may create it empty
@@ -54,7 +57,7 @@ class ShardMap:
 @dataclass(frozen=True)
 class ShardReport:
     shard_id: int
-    role: str  # primary | replica | frozen | copying | retired
+    role: CopyRole  # primary | replica | frozen | copying | retired
     last_seq: int = 0
     keys: int = 0
     bytes: int = 0
@@ -125,7 +128,7 @@ class LeaseGrant:
 @dataclass(frozen=True)
 class AssignedShard:
     shard_id: int
-    role: str = "primary"  # primary | replica
+    role: MapRole = MapRole.PRIMARY
     # True only for a shard that is being born: the node may create it empty.
     create: bool = False
     shard_epoch: int = 0
@@ -160,7 +163,7 @@ class AssignmentAck:
 
 @dataclass(frozen=True)
 class KvRequest:
-    op: str  # get | put | delete | list
+    op: KvOp
     shard_id: int
     epoch: int
     key: str = ""
@@ -274,7 +277,7 @@ class LogChunk:
 @dataclass(frozen=True)
 class NodeStatus:
     id: str
-    status: str  # unknown | healthy | unhealthy
+    status: NodeHealth
     draining: bool
     last_heartbeat: float | None
     shards: list[int]
@@ -318,7 +321,7 @@ class InSyncChange:
     shard_id: int
     shard_epoch: int
     node_id: str
-    action: str  # remove | add
+    action: InSyncAction
 
 
 @dataclass(frozen=True)
@@ -326,7 +329,7 @@ class NodeRequest:
     """Operator or node -> coordinator about one node: drain | undrain | handoff | evacuate | unevacuate."""
 
     node_id: str
-    action: str
+    action: NodeAction
 
 
 @dataclass(frozen=True)
@@ -349,9 +352,9 @@ class ExplainRequest:
 @dataclass(frozen=True)
 class CopyExplanation:
     node: str
-    role: str  # primary | replica
+    role: MapRole
     in_sync: bool
-    node_status: str  # the node's health
+    node_status: NodeHealth
     stays: bool  # the placement plan keeps this copy where it is
     reason: str
 
@@ -394,7 +397,7 @@ class MoveStatus:
     shard_id: int
     source: str | None
     target: str
-    phase: str
+    phase: MovePhase
     started_at: float
 
 
@@ -484,14 +487,15 @@ class BroadcastMessage:
     """Anyone allowed -> every node on `torua.cluster.broadcast`. Kinds: `ping`
     (body empty) and `config` (body: a SettingsUpdate, from the coordinator only)."""
 
-    kind: str
+    kind: BroadcastKind
     body: dict[str, Any] = field(default_factory=dict)
     sent_at: float = 0.0
 
 
 @dataclass(frozen=True)
 class BroadcastReply:
-    """Node -> the broadcast's reply inbox: ok, or why not (an unknown kind is `bad_request`)."""
+    """Node -> the broadcast's reply inbox: ok, or why not (an unknown kind is `bad_request`).
+    `kind` echoes the kind asked, known or not ("" when the message did not decode)."""
 
     node_id: str
     ok: bool

@@ -30,10 +30,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from torua.replication.lease import holds
+from torua.protocol.vocabulary import CopyRole, KvOp
 
-ROLES = frozenset({"primary", "replica", "frozen", "copying", "retired"})
-READS = frozenset({"get", "list"})
-WRITES = frozenset({"put", "delete"})
+ROLES = frozenset(set(CopyRole) - {CopyRole.ABSENT})
+READS = frozenset({KvOp.GET, KvOp.LIST})
+WRITES = frozenset({KvOp.PUT, KvOp.DELETE})
 
 
 @dataclass(frozen=True)
@@ -54,13 +55,13 @@ def may_serve(state: CopyState | None, op: str, request_shard_epoch: int, now: f
     """ok | moved | stale_epoch for a KV `op` (get | put | delete | list) on this copy."""
     if op not in READS and op not in WRITES:
         raise ValueError(f"unknown op {op!r}")
-    if state is None or state.role in ("copying", "retired"):
+    if state is None or state.role in (CopyRole.COPYING, CopyRole.RETIRED):
         return "moved"
-    if state.role == "replica":
+    if state.role == CopyRole.REPLICA:
         if op in WRITES or not allow_replica_reads:
             return "moved"
         return "ok" if state.shard_epoch >= request_shard_epoch else "stale_epoch"
-    if state.role == "frozen" and op in WRITES:
+    if state.role == CopyRole.FROZEN and op in WRITES:
         return "moved"
     if request_shard_epoch > state.shard_epoch or not holds(state.lease_until, now):
         return "stale_epoch"

@@ -19,11 +19,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from torua.protocol.vocabulary import NodeHealth
+
 
 def choose_primary(primary: str | None, in_sync: Sequence[str], health: Mapping[str, str], last_seqs: Mapping[str, int]) -> str | None:
-    if primary is not None and health.get(primary) == "healthy":
+    if primary is not None and health.get(primary) == NodeHealth.HEALTHY:
         return primary
-    candidates = [n for n in in_sync if n != primary and health.get(n) == "healthy"]
+    candidates = [n for n in in_sync if n != primary and health.get(n) == NodeHealth.HEALTHY]
     if not candidates:
         return None
     return min(candidates, key=lambda n: (-last_seqs.get(n, -1), n))
