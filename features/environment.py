@@ -105,6 +105,10 @@ def after_scenario(context, scenario):
     if cluster is None:
         return
     if scenario.status.name in ("failed", "error", "hook_error"):
+        # The progress formatter CI uses names the scenario only: say which step failed and why.
+        for step in scenario.all_steps:
+            if step.status.name in ("failed", "error", "hook_error"):
+                print(f"\n==== failed step: {step.keyword} {step.name}\n{step.error_message}", file=sys.stderr)
         print(f"\n==== logs after failed scenario: {scenario.name}\n{cluster.log_tails()}", file=sys.stderr)
     cluster.restore()
 

@@ -781,19 +781,39 @@ class LocalCluster:
     def _wait_settled(self) -> None:
         wait_until(
             self.settled, SETTLE_TIMEOUT,
-            "the cluster to be green with every node healthy, no move running, one coordinator leading and the others standing by",
+            "the cluster to be green with every node healthy, primaries balanced, no move running, one coordinator leading and the others standing by",
         )
 
     def settled(self) -> Any:
-        """Green, every node healthy, no move running, one leader and every other coordinator standing by."""
+        """Green, every node healthy, primaries balanced (with replicas the coordinator
+        hands primaries to a returning node once it is in sync: green alone does not
+        say that is over), no move running, one leader and every other coordinator standing by."""
+        # Read twice, with everything else between: the map must not change meanwhile,
+        # or what was read belongs to different moments (a hand-off ends between two reads).
+        before = self.gateway.health()
+        health = self.settled_once()
+        after = self.gateway.health()
+        if health is not True:
+            return health
+        if before.get("epoch") != after.get("epoch") or after.get("status") != "green":
+            return Seen({"map changed while reading": [before.get("epoch"), after.get("epoch")], "health": after.get("status")})
+        return True
+
+    def settled_once(self) -> Any:
         health = self.gateway.health()
-        unhealthy = [n["id"] for n in self.gateway.nodes() if n["status"] != "healthy"]
+        nodes = self.gateway.nodes()
+        unhealthy = [n["id"] for n in nodes if n["status"] != "healthy"]
         if health.get("status") != "green" or unhealthy:
             return Seen({"health": health, "unhealthy": unhealthy})
+        leading = {n["id"]: 0 for n in nodes}
+        for shard in self.gateway.shards()["shards"]:
+            leading[shard["primary"]] = leading.get(shard["primary"], 0) + 1
+        if max(leading.values()) - min(leading.values()) > 1:
+            return Seen({"primaries per node": leading})
         # /cluster/info last, and only once the rest is well (see LEADER_POLL).
         info = self.gateway.info()
-        if info.get("moves"):
-            return Seen({"moves": info["moves"]})
+        if info.get("moves") or info.get("handoffs"):
+            return Seen({"moves": info.get("moves"), "handoffs": info.get("handoffs")})
         return self.leadership(info)
 
     def leadership(self, info: dict) -> Any:

@@ -348,6 +348,10 @@ class FakeApiLeader(View, Writes):
     def failover_hold(self) -> float:
         return 0.0
 
+    @property
+    def failing_over(self) -> frozenset[int]:
+        return frozenset({5})
+
     def node_disk_level(self, record: NodeRecord) -> str:
         return "ok"
 
@@ -406,7 +410,7 @@ async def test_api_answers_from_the_records_and_the_map():
     statuses = api.node_statuses()
     assert [(s.id, s.status, s.shards, s.primaries, s.keys) for s in statuses] == [("n1", "healthy", [0, 1], [0], 3), ("n2", "healthy", [0, 1], [1], 3)]
     info = await api.info(b"")
-    assert (info.term, info.standbys, info.epoch, info.formed) == (3, ["c2"], 5, True)
+    assert (info.term, info.standbys, info.epoch, info.formed, info.handoffs) == (3, ["c2"], 5, True, [5])
     assert (await api.rebalance(b"")).reason == "balanced: test"
 
 

@@ -150,6 +150,7 @@ class CoordinatorApi:
             standbys=await c.standbys(),
             lease_seconds=c.lease_seconds(),
             failover_hold=round(c.failover_hold(), 3),
+            handoffs=sorted(c.failing_over),
         )
 
     async def assign(self, data: bytes) -> Ack:

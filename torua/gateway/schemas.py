@@ -179,6 +179,7 @@ SCHEMAS: dict[str, Schema] = {
                     "hold_seconds": {**NUM, "description": "how much longer than noticing a silent node a failover would wait now, for leases nodes may still hold"},
                 }
             ),
+            "handoffs": {**INTS, "description": "shards whose primary is being changed now (failovers and planned hand-offs)"},
         }
     ),
     "ClusterHealth": obj(

@@ -297,6 +297,8 @@ class Gateway:
             # noticing a silent node (unhealthy_after heartbeats) a failover would wait now
             # for leases nodes may still hold (per node: GET /nodes lease_held_seconds)
             "failover": {"lease_seconds": info.lease_seconds, "hold_seconds": info.failover_hold},
+            # shards whose primary is being changed now (failovers, planned hand-offs)
+            "handoffs": list(info.handoffs),
         }
 
     async def assign(self, shard_id: int, node_id: str) -> dict[str, Any]:

@@ -419,6 +419,8 @@ class CoordinatorInfo:
     # because of leases nodes may still hold (e.g. granted under a slower timing)
     lease_seconds: float = 0.0
     failover_hold: float = 0.0
+    # shards whose primary is being changed now (a failover or a planned hand-off)
+    handoffs: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
