@@ -50,7 +50,9 @@ def test_type_is_classvar_not_field() -> None:
     assert [f.name for f in dataclasses.fields(KvDelete)] == ["key"]
     assert KvPut.TYPE == "kv.put" and KvDelete.TYPE == "kv.delete"
     assert KvPut("k", b"v").content_type == "application/octet-stream"
-    assert OPERATION_TYPES == {"kv.put": KvPut, "kv.delete": KvDelete}
+    assert {t: c for t, c in OPERATION_TYPES.items() if t.startswith("kv.")} == {"kv.put": KvPut, "kv.delete": KvDelete}
+    assert all(cls.TYPE == type_name for type_name, cls in OPERATION_TYPES.items())
+    assert all(type_name.startswith(("kv.", "graph.")) for type_name in OPERATION_TYPES)
 
 
 def test_operations_are_frozen_and_hashable() -> None:

@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from torua.protocol.vocabulary import BroadcastKind, CopyRole, InSyncAction, KvOp, MapRole, MovePhase, NodeAction, NodeHealth, ShardState
+from torua.protocol.vocabulary import (
+    BroadcastKind, CopyRole, Direction, GraphOp, InSyncAction, KvOp, MapRole, MovePhase, NodeAction, NodeHealth, ShardState, VectorMetric,
+)
 
 # ---------------------------------------------------------------- shard map
 
@@ -505,3 +507,106 @@ class BroadcastReply:
     detail: dict[str, Any] = field(default_factory=dict)
     error_code: str = ""
     error_message: str = ""
+
+
+# ------------------------------------------------------------------- graphs
+# torua.node.<id>.graph (docs/design/graph.md): one shard's part of a named graph.
+
+
+@dataclass(frozen=True)
+class GraphRef:
+    """A graph as the catalog (JetStream bucket `torua_graphs`) has it; every graph
+    request carries it, so a shard knows the graph's settings without asking. `uid`
+    is new each time a graph of that name is created: rows of an older one never show."""
+
+    name: str
+    uid: str
+    vector_dim: int = 0  # 0: the graph has no embeddings
+    metric: VectorMetric = VectorMetric.COSINE
+    text_properties: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class VertexData:
+    id: str
+    label: str = ""
+    properties: dict[str, Any] = field(default_factory=dict)
+    embedding: list[float] | None = None
+
+
+@dataclass(frozen=True)
+class EdgeData:
+    src: str
+    type: str
+    dst: str
+    properties: dict[str, Any] = field(default_factory=dict)
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class GraphHit:
+    id: str
+    label: str
+    score: float  # cosine similarity, -distance for l2, or BM25 with global IDF
+    properties: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ImportProblem:
+    """A line of an import batch that was not applied: its index among the batch's
+    vertices (kind "vertex") or edges ("edge"), and why."""
+
+    kind: str
+    index: int
+    error_code: str
+    error_message: str
+
+
+@dataclass(frozen=True)
+class GraphRequest:
+    op: GraphOp
+    shard_id: int
+    epoch: int
+    graph: GraphRef
+    vertex: VertexData | None = None  # vertex.put
+    id: str = ""  # vertex.get, vertex.delete, edges
+    edge: EdgeData | None = None  # edge.put, edge.delete, edge.attach|detach|drop|check
+    ids: list[str] = field(default_factory=list)  # vertices, neighbours
+    direction: Direction = Direction.OUT
+    types: list[str] = field(default_factory=list)  # edge types to follow; empty: every type
+    limit: int = 1000
+    cursor: str = ""  # edges: where the previous page ended ("" from the start)
+    with_embedding: bool = False  # vertex.get, vertices: include embeddings
+    vertices: list[VertexData] = field(default_factory=list)  # import
+    edges: list[EdgeData] = field(default_factory=list)  # import
+    vector: list[float] = field(default_factory=list)  # vector.search
+    k: int = 10
+    label: str = ""  # vector.search, text.search: only vertices with this label
+    query: str = ""  # text.stats, text.search, cypher
+    docs: int = 0  # text.search: the graph's document count over every shard ...
+    term_docs: dict[str, int] = field(default_factory=dict)  # ... and each term's document frequency
+    params: dict[str, Any] = field(default_factory=dict)  # cypher
+    eventual: bool = False  # a read any in-sync copy may answer
+
+
+@dataclass(frozen=True)
+class GraphReply:
+    ok: bool
+    epoch: int
+    error_code: str = ""
+    error_message: str = ""
+    created: bool = False  # vertex.put: the vertex did not exist before
+    vertex: VertexData | None = None  # vertex.get
+    vertices: list[VertexData] = field(default_factory=list)  # vertices, neighbours: the rows found
+    missing: list[str] = field(default_factory=list)  # vertices, neighbours: ids asked that do not exist
+    edges: list[EdgeData] = field(default_factory=list)  # edges, neighbours
+    next_cursor: str = ""  # edges: "" at the end
+    hits: list[GraphHit] = field(default_factory=list)  # vector.search, text.search, best first
+    docs: int = 0  # text.stats
+    term_docs: dict[str, int] = field(default_factory=dict)  # text.stats
+    columns: list[str] = field(default_factory=list)  # cypher
+    rows: list[list[Any]] = field(default_factory=list)  # cypher
+    counts: dict[str, int] = field(default_factory=dict)  # stats: vertices, edges, ...; import: applied
+    problems: list[ImportProblem] = field(default_factory=list)  # import
+    exists: bool = False  # edge.check
+    seq: int = 0  # a write's seq in the shard's log

@@ -21,10 +21,12 @@ CONFIG_KEY = "cluster_config"  # the cluster settings (torua.cluster_settings), 
 LEADER_BUCKET = "torua_leader"
 LEADER_KEY = "leader"
 STANDBY_KEY_PREFIX = "standby."
+# the catalog of named graphs (docs/design/graph.md): key = graph name, value = JSON GraphRef + created_at
+GRAPH_BUCKET = "torua_graphs"
 
 
 def node(node_id: str, call: str) -> str:
-    """A node's own subject, e.g. ``torua.node.n1.kv``."""
+    """A node's own subject, e.g. ``torua.node.n1.kv`` (calls: kv, graph, assign, shard.*)."""
     return f"torua.node.{node_id}.{call}"
 
 

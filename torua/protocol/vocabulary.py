@@ -117,6 +117,47 @@ class KvOp(Vocabulary):
     LIST = "list"
 
 
+class GraphOp(Vocabulary):
+    """`GraphRequest.op`: what a node is asked about one shard's part of a graph
+    (torua.node.graph). The last four pass between the primaries of an edge's two
+    shards (docs/design/graph.md, section 4)."""
+
+    VERTEX_PUT = "vertex.put"
+    VERTEX_GET = "vertex.get"
+    VERTEX_DELETE = "vertex.delete"
+    EDGE_PUT = "edge.put"
+    EDGE_DELETE = "edge.delete"
+    EDGES = "edges"  # one vertex's edges, a page at a time
+    IMPORT = "import"  # vertices and edges whose owning shard is this one, in one batch
+    VERTICES = "vertices"  # the rows of some vertices of this shard
+    NEIGHBOURS = "neighbours"  # one traversal hop: rows and edges of frontier vertices of this shard
+    VECTOR_SEARCH = "vector.search"
+    TEXT_STATS = "text.stats"  # document count and each term's document frequency, for global IDF
+    TEXT_SEARCH = "text.search"
+    CYPHER = "cypher"
+    STATS = "stats"
+    DROP = "drop"
+    EDGE_ATTACH = "edge.attach"  # src's shard -> dst's shard: hold the in-half if dst exists
+    EDGE_DETACH = "edge.detach"  # src's shard -> dst's shard: drop the in-half
+    EDGE_DROP = "edge.drop"  # dst's shard -> src's shard: dst is gone, drop the edge
+    EDGE_CHECK = "edge.check"  # dst's shard -> src's shard: does this edge (still) exist?
+
+
+class Direction(Vocabulary):
+    """Which edges of a vertex: leaving it, entering it, or both."""
+
+    OUT = "out"
+    IN = "in"
+    BOTH = "both"
+
+
+class VectorMetric(Vocabulary):
+    """How a graph's embeddings are compared (`PUT /graphs/{g}` `metric`)."""
+
+    COSINE = "cosine"
+    L2 = "l2"
+
+
 # A text value a vocabulary does not know (a newer peer's) is read as this; every
 # other vocabulary refuses it (bad_request). See docs/protocol.md#vocabularies.
 READ_UNKNOWN_AS: dict[type[Vocabulary], Vocabulary] = {

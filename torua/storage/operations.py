@@ -44,6 +44,13 @@ __all__ = [
     "InvalidOperation",
     "KvPut",
     "KvDelete",
+    "GraphEnsure",
+    "GraphDrop",
+    "VertexPut",
+    "VertexDelete",
+    "EdgePut",
+    "EdgeDelete",
+    "OutboxDone",
     "Operation",
     "OPERATION_TYPES",
     "OPERATION_ENGINES",
@@ -73,12 +80,108 @@ class KvDelete:
     key: str
 
 
-Operation = KvPut | KvDelete
+# ------------------------------------------------------------------ graph
+# docs/design/graph.md, section 2. `uid` names a graph (the catalog's GraphRef.uid);
+# properties travel as JSON object text (canonical: sorted keys, no spaces).
+
+
+@dataclass(frozen=True)
+class GraphEnsure:
+    """The graph's tables exist on this shard (logged before its first write here)."""
+
+    TYPE: ClassVar[str] = "graph.ensure"
+    uid: str
+    name: str
+    vector_dim: int = 0
+    metric: str = "cosine"
+    text_properties: list[str] = dataclasses.field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class GraphDrop:
+    """Every row of the graph goes from this shard."""
+
+    TYPE: ClassVar[str] = "graph.drop"
+    uid: str
+
+
+@dataclass(frozen=True)
+class VertexPut:
+    """The vertex is replaced (label, properties, embedding); its edge halves stay."""
+
+    TYPE: ClassVar[str] = "graph.vertex.put"
+    uid: str
+    id: str
+    label: str = ""
+    properties: str = "{}"
+    embedding: list[float] | None = None
+
+
+@dataclass(frozen=True)
+class VertexDelete:
+    """The vertex goes with every edge half this shard holds for it; each half held
+    by another shard becomes an outbox task (detach an in-half, drop an edge)."""
+
+    TYPE: ClassVar[str] = "graph.vertex.delete"
+    uid: str
+    id: str
+
+
+@dataclass(frozen=True)
+class EdgePut:
+    """Upsert the halves of edge (src, type, dst) this shard holds: `halves` is "out"
+    (src is here), "in" (dst is here) or "both"; `state` is the out-half's:
+    "pending", "committed" or "removing" (an in-half has no state)."""
+
+    TYPE: ClassVar[str] = "graph.edge.put"
+    uid: str
+    src: str
+    type: str
+    dst: str
+    halves: str
+    properties: str = "{}"
+    weight: float = 1.0
+    state: str = "committed"
+
+
+@dataclass(frozen=True)
+class EdgeDelete:
+    """Remove the named halves ("out", "in" or "both") of edge (src, type, dst)."""
+
+    TYPE: ClassVar[str] = "graph.edge.delete"
+    uid: str
+    src: str
+    type: str
+    dst: str
+    halves: str
+
+
+@dataclass(frozen=True)
+class OutboxDone:
+    """An outbox task (`kind` "detach": drop the in-half on dst's shard; "drop": drop
+    the edge on src's shard) was acknowledged by its peer."""
+
+    TYPE: ClassVar[str] = "graph.outbox.done"
+    uid: str
+    kind: str
+    src: str
+    type: str
+    dst: str
+
+
+Operation = KvPut | KvDelete | GraphEnsure | GraphDrop | VertexPut | VertexDelete | EdgePut | EdgeDelete | OutboxDone
 
 # TYPE -> class.  A new operation type is one dataclass + one line here.
 OPERATION_TYPES: dict[str, type[Any]] = {
     KvPut.TYPE: KvPut,
     KvDelete.TYPE: KvDelete,
+    GraphEnsure.TYPE: GraphEnsure,
+    GraphDrop.TYPE: GraphDrop,
+    VertexPut.TYPE: VertexPut,
+    VertexDelete.TYPE: VertexDelete,
+    EdgePut.TYPE: EdgePut,
+    EdgeDelete.TYPE: EdgeDelete,
+    OutboxDone.TYPE: OutboxDone,
 }
 
 # TYPE -> the name of the engine that applies it (`torua.storage.engine.ShardEngine.name`):
