@@ -15,29 +15,28 @@ synchronise. Every process started here is tracked and stopped at the end.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import http.client
 import json
 import os
 import queue
-import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from email.message import Message
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 import psutil
 
 from torua.cli.up import torua_command
+from torua.ports import free_port, free_port_range
 
 NUM_NODES = 3
 NUM_SHARDS = 16
@@ -90,31 +89,6 @@ class Seen:
 
     def __repr__(self) -> str:
         return repr(self.detail)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def free_port_range(count: int) -> int:
-    """The first of `count` consecutive ports that are free now. Taken below Linux's
-    ephemeral range (32768 and up), where busy client connections leave none free."""
-    rng = random.Random()
-    for _ in range(100):
-        base = rng.randrange(20000, 32768 - count)
-        try:
-            with contextlib.ExitStack() as stack:
-                for port in range(base, base + count):
-                    sock = stack.enter_context(socket.socket())
-                    # as servers bind: a port held only by TIME_WAIT connections is free to them
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                    sock.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-    raise AssertionError(f"found no {count} consecutive free ports")
 
 
 # `torua up` prints "  node-n1      pid 123   metrics http://127.0.0.1:9111/metrics"
@@ -229,7 +203,7 @@ class BackgroundWriter:
         self._results: list[tuple[str, int | None, str]] = []
         self._thread = threading.Thread(target=self._run, name="torua-bdd-writer", daemon=True)
 
-    def start(self) -> "BackgroundWriter":
+    def start(self) -> BackgroundWriter:
         self._thread.start()
         return self
 

@@ -9,24 +9,19 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import psutil
 
 from torua.cli.up import nats_config, nats_server_binary, torua_command, wait_for_port
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from torua.ports import free_port
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
@@ -207,7 +202,7 @@ class Cluster:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
 
-    def start(self, nodes: int = 3, coordinators: int = 1) -> "Cluster":
+    def start(self, nodes: int = 3, coordinators: int = 1) -> Cluster:
         for i in range(1, coordinators + 1):
             self.start_coordinator(expect_nodes=nodes, coordinator_id=f"c{i}")
         for i in range(1, nodes + 1):

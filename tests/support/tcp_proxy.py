@@ -25,7 +25,7 @@ class TcpProxy:
         self._server: asyncio.AbstractServer | None = None
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name=f"proxy-{self.port}")
 
-    def start(self) -> "TcpProxy":
+    def start(self) -> TcpProxy:
         self._thread.start()
         self._server = asyncio.run_coroutine_threadsafe(asyncio.start_server(self._accept, self.host, self.port), self._loop).result(10)
         return self
@@ -62,7 +62,7 @@ class TcpProxy:
             return
         try:
             up_reader, up_writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.target_port), 5)
-        except (OSError, asyncio.TimeoutError):
+        except (TimeoutError, OSError):
             writer.close()
             return
         self.connections += 1

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import ctypes
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 from torua.cli.up import nats_config, nats_server_binary, torua_command, wait_for_port
+from torua.ports import free_port
 
 ECHO_SUBJECT = "bench.echo"
 
@@ -70,11 +70,6 @@ asyncio.run(main())
 class BenchError(RuntimeError):
     """Something the bench needs did not start or did not work."""
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _die_with_parent() -> None:

@@ -31,7 +31,15 @@ from typing import Any
 
 from torua import dir_lock
 from torua.cli import readiness
-from torua.cli.up_plan import ChildSpec, check_children, check_up, found_nodes, nodes_to_start, plan_children
+from torua.cli.up_plan import (
+    ChildSpec,
+    check_children,
+    check_up,
+    found_nodes,
+    nodes_to_start,
+    plan_children,
+)
+from torua.ports import port_free
 
 NATS_MAX_PAYLOAD = 16 << 20  # an 8 MiB value plus its envelope fits with room to spare
 # Seconds each group of processes gets to stop (gateway, coordinators, nodes, NATS)
@@ -106,15 +114,6 @@ def wait_for_port(port: int, deadline: float, proc: subprocess.Popen | None = No
     return False
 
 
-def port_free(port: int) -> bool:
-    with socket.socket() as s:
-        # Servers bind with SO_REUSEADDR, so a port held only by TIME_WAIT is free to them.
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
 
 
 class StartFailed(RuntimeError):
