@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Collection, Iterator, Mapping
 
-__all__ = ["CypherRefused", "READ_OPERATORS", "READ_FUNCTIONS", "map_labels", "plan_refusal"]
+__all__ = ["CypherRefused", "READ_CLAUSES", "READ_OPERATORS", "READ_FUNCTIONS", "first_clause_refusal", "map_labels", "plan_refusal"]
 
 
 class CypherRefused(ValueError):
@@ -68,6 +68,26 @@ def _tokens(query: str) -> Iterator[tuple[str, str]]:
         elif kind == "other" and text in "'\"`":
             raise CypherRefused("bad query: a string or `name` is not closed")
         yield kind, text
+
+
+# The first word of a query a user may run. Others are refused before Kuzu sees them:
+# preparing `EXPORT DATABASE '<dir>'` already creates the directory.
+READ_CLAUSES = frozenset({"match", "optional", "unwind", "with", "return"})
+
+
+def first_clause_refusal(query: str) -> str | None:
+    """Why a query does not start as a read does (None: it does).
+
+    >>> first_clause_refusal("  // find\n MATCH (v:Vertex) RETURN v"), first_clause_refusal("EXPORT DATABASE '/tmp/x'")
+    (None, 'only read-only queries are allowed: a query starts with MATCH, OPTIONAL MATCH, UNWIND, WITH or RETURN, not EXPORT')
+    """
+    for kind, text in _tokens(query):
+        if kind in ("space", "comment"):
+            continue
+        if kind == "name" and text.lower() in READ_CLAUSES:
+            return None
+        return f"only read-only queries are allowed: a query starts with MATCH, OPTIONAL MATCH, UNWIND, WITH or RETURN, not {text[:40]}"
+    return "the query is empty"
 
 
 def map_labels(query: str, names: Mapping[str, str], reserved: Callable[[str], bool]) -> str:

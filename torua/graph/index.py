@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import itertools
 import logging
 import os
 import sqlite3
@@ -70,6 +71,7 @@ GRAPH_OPERATIONS = frozenset(cls.TYPE for cls in (GraphEnsure, GraphDrop, Vertex
 LAZY_OPS = 64  # a batch with more graph ops than this leaves the index behind (~3 ms each)
 IDLE_S = 1.0  # an index behind catches up once its shard had no write for this long
 REPLAY_PAGE = 500  # log rows per catch-up transaction
+SMALL_BUILD_ROWS = 2000  # a shard's first index file is built at once (in the writer's thread) from fewer rows
 QUERY_THREADS = 4
 
 T = TypeVar("T")
@@ -190,7 +192,7 @@ class GraphIndex:
         self._reopen = False
         self._stopping = False
         self._thread: threading.Thread | None = None
-        self.rebuilds = 0
+        self.builds = 0
         self.replayed_ops = 0
         KuzuGraphs.remove_files(Path(str(self.path) + BUILD_SUFFIX))  # a build cut short
         if self.path.exists() or KuzuGraphs(self.path, limits, self.shard_id).risky_path.exists():
@@ -240,12 +242,21 @@ class GraphIndex:
             self._last_write = time.monotonic()
         if kuzu is None and not batch:
             return  # nothing held, nothing given
-        lazy = behind or len(batch) > self.lazy_ops
+        fresh = kuzu is None and not self._rebuild and len(batch) <= self.lazy_ops  # the shard's first graph data, most likely
+        lazy = (behind and not fresh) or len(batch) > self.lazy_ops
         if not lazy and self._write.acquire(blocking=False):
             try:
+                if kuzu is None:
+                    if not self._rows_fewer_than(SMALL_BUILD_ROWS):
+                        self._mark()
+                        return
+                    self._build()  # from the rows, which hold this batch already
+                    with self._cond:
+                        self._behind = False
+                    return
                 with self._gate.shared():
-                    kuzu.apply(batch, through)  # type: ignore[union-attr]
-                if kuzu.wal_bytes() > WAL_CHECKPOINT_BYTES:  # type: ignore[union-attr]
+                    kuzu.apply(batch, through)
+                if kuzu.wal_bytes() > WAL_CHECKPOINT_BYTES:
                     self._mark(reopen=True)
                 return
             except Exception as exc:
@@ -255,6 +266,16 @@ class GraphIndex:
             finally:
                 self._write.release()
         self._mark()
+
+    def _rows_fewer_than(self, limit: int) -> bool:
+        with _read(self._reader()) as conn:
+            seen = 0
+            for graph in self.rows.graphs(conn):
+                for rows in (self.rows.vertices(conn, graph.uid), self.rows.edges(conn, graph.uid)):
+                    seen += sum(1 for _ in itertools.islice(rows, limit - seen + 1))
+                    if seen >= limit:
+                        return False
+        return True
 
     def _mark(self, rebuild: str = "", reopen: bool = False) -> None:
         """The index is behind (or must be rebuilt, or reopened): wake its catch-up."""
@@ -279,7 +300,7 @@ class GraphIndex:
             out = {
                 "applied_seq": kuzu.applied_seq if kuzu else 0,
                 "behind": int(self._behind),
-                "rebuilds": self.rebuilds,
+                "builds": self.builds,
                 "replayed_ops": self.replayed_ops,
                 "graphs": len(kuzu.graphs) if kuzu else 0,
             }
@@ -422,7 +443,7 @@ class GraphIndex:
             with self._cond:
                 self._kuzu = kuzu
                 self._rebuild = ""
-                self.rebuilds += 1
+                self.builds += 1
         log.info("shard %d: graph index built at seq %d (%d graphs) in %.1f s", self.shard_id, seq, len(graphs), time.monotonic() - started)
 
     # ------------------------------------------------------------------ queries

@@ -51,7 +51,7 @@ import kuzu
 import numpy as np
 import pyarrow as pa
 
-from torua.graph.cypher_gate import CypherRefused, map_labels, plan_refusal
+from torua.graph.cypher_gate import CypherRefused, first_clause_refusal, map_labels, plan_refusal
 from torua.graph.indexing import (
     EdgeRow,
     GraphSpec,
@@ -705,6 +705,9 @@ class KuzuGraphs:
         if g is None:
             return [], [], False
         try:
+            refusal = first_clause_refusal(query)
+            if refusal:
+                raise QueryRefused(refusal)
             mapped = map_labels(query, g.public_names(), lambda name: bool(_RESERVED.fullmatch(name)))
         except CypherRefused as exc:
             raise QueryRefused(str(exc)) from None
