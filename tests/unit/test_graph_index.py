@@ -295,7 +295,7 @@ REFUSED = [
     ("MATCH (v:Vertex) CREATE (:Vertex {id: 'x'})", "INSERT"),
     ("MATCH (v:Vertex) MERGE (:Vertex {id: 'x'})", "MERGE"),
     ("MATCH (v:Vertex) CALL show_tables() RETURN *", "SHOW_TABLES"),
-    ("WITH 1 AS x CALL QUERY_FTS_INDEX('V_1', 'fts_1', 'fox') RETURN node.id", "keeps for itself"),
+    ("WITH 1 AS x CALL QUERY_FTS_INDEX('V_1', 'fts_1', 'fox') RETURN node.id", "QUERY_FTS_INDEX"),
     ("UNWIND [1] AS x LOAD FROM '{tmp}/escape.csv' RETURN *", "refused"),
     ("CREATE NODE TABLE X(id STRING PRIMARY KEY)", "not CREATE"),
     ("DROP TABLE Vertex", "refused"),

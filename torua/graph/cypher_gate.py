@@ -78,7 +78,7 @@ READ_CLAUSES = frozenset({"match", "optional", "unwind", "with", "return"})
 def first_clause_refusal(query: str) -> str | None:
     """Why a query does not start as a read does (None: it does).
 
-    >>> first_clause_refusal("  // find\n MATCH (v:Vertex) RETURN v"), first_clause_refusal("EXPORT DATABASE '/tmp/x'")
+    >>> first_clause_refusal("  // find\\n MATCH (v:Vertex) RETURN v"), first_clause_refusal("EXPORT DATABASE '/tmp/x'")
     (None, 'only read-only queries are allowed: a query starts with MATCH, OPTIONAL MATCH, UNWIND, WITH or RETURN, not EXPORT')
     """
     for kind, text in _tokens(query):
