@@ -204,6 +204,11 @@ class GraphIndex:
 
     def _open_file(self) -> None:
         try:
+            # Not closed cleanly. Replaying the WAL of an index with FTS and HNSW indexes
+            # after a SIGKILL segfaulted Kuzu 0.11.3 or lost rows here (docs/design/graph.md
+            # section 9): the file's last checkpoint is opened, the log replayed from there.
+            if not KuzuGraphs(self.path, self.limits, self.shard_id).risky_path.exists() and KuzuGraphs.discard_wal(self.path):
+                log.warning("shard %d: the graph index was not closed cleanly; its WAL is dropped and the log replayed from its last checkpoint", self.shard_id)
             self._kuzu = KuzuGraphs.open(self.path, self.limits, self.shard_id, create=False)
         except (IndexDamaged, FileNotFoundError) as exc:
             log.warning("shard %d: the graph index is built again: %s", self.shard_id, exc)
@@ -243,7 +248,8 @@ class GraphIndex:
         if kuzu is None and not batch:
             return  # nothing held, nothing given
         fresh = kuzu is None and not self._rebuild and len(batch) <= self.lazy_ops  # the shard's first graph data, most likely
-        lazy = (behind and not fresh) or len(batch) > self.lazy_ops
+        # A graph's tables created or dropped: the catch-up does it (it reopens the database).
+        lazy = (behind and not fresh) or len(batch) > self.lazy_ops or (kuzu is not None and kuzu.changes_tables(batch))
         if not lazy and self._write.acquire(blocking=False):
             try:
                 if kuzu is None:
@@ -397,8 +403,9 @@ class GraphIndex:
         if not page:
             return
         mine = [(int(seq), decode_operation(blob)) for seq, blob in page if operation_type(blob) in GRAPH_OPERATIONS]
+        log.debug("shard %d: replaying seqs %d to %d into the graph index", self.shard_id, applied + 1, int(page[-1][0]))
         try:
-            with self._gate.shared():
+            with self._gate.exclusive() if kuzu.changes_tables(mine) else self._gate.shared():
                 kuzu.apply(mine, through=int(page[-1][0]))
         except Exception as exc:
             with self._cond:

@@ -150,9 +150,16 @@ class GraphTables:
 
 def _rows(conn: kuzu.Connection, query: str, params: dict[str, Any] | None = None) -> list[list[Any]]:
     result = conn.execute(query, params or {})
-    if isinstance(result, list):
-        raise QueryRefused("one statement at a time")
-    return result.get_all()
+    results = result if isinstance(result, list) else [result]
+    try:
+        if len(results) != 1:
+            raise QueryRefused("one statement at a time")
+        return results[0].get_all()
+    finally:
+        # Closed now, not when collected: one collected after its database closed is a
+        # use after free (a segfault, measured here).
+        for r in results:
+            r.close()
 
 
 def _schema(conn: kuzu.Connection, g: GraphTables) -> None:
@@ -201,6 +208,8 @@ class KuzuGraphs:
         self._writer: kuzu.Connection | None = None
         self._local = threading.local()
         self._generation = 0
+        self._readers: list[kuzu.Connection] = []  # every thread's, closed before the database
+        self._readers_lock = threading.Lock()
 
     # ------------------------------------------------------------------ files
 
@@ -284,49 +293,78 @@ class KuzuGraphs:
         }
 
     def close(self) -> None:
-        """Close (Kuzu folds the WAL into the file)."""
-        self._close_handle()
+        """Close (Kuzu folds the WAL into the file: a checkpoint, marked risky while it runs)."""
+        if self._db is not None:
+            self._risky(self._close_handle)
 
     def _close_handle(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
+        # Every connection first (Kuzu: a connection used or collected after its database
+        # closed is a use after free); the caller keeps every other thread out meanwhile.
+        with self._readers_lock:
+            readers, self._readers = self._readers, []
+        for conn in [*readers, self._writer]:
+            if conn is not None:
+                conn.close()
         if self._db is not None:
             self._db.close()
         self._writer = self._db = None
         self._generation += 1
 
     def reopen(self) -> None:
-        """Fold the WAL in by closing and opening again (never CHECKPOINT on a live handle)."""
-        self._close_handle()
+        """Fold the WAL in by closing and opening again (never CHECKPOINT on a live handle),
+        marked risky while it runs."""
+        self._risky(self._close_handle)
         self._open_handle()
+
+    @staticmethod
+    def discard_wal(path: Path) -> bool:
+        """Remove the WAL an unclean shutdown left (True if there was one). The file
+        itself is its last checkpoint: every checkpoint runs marked risky, so a file with a
+        WAL and no mark was killed between two of them."""
+        try:
+            os.unlink(str(path) + ".wal")
+        except FileNotFoundError:
+            return False
+        return True
 
     def _conn(self) -> kuzu.Connection:
         """This thread's read connection (made again after a reopen)."""
         local = self._local
         if getattr(local, "generation", None) != self._generation:
-            local.conn = kuzu.Connection(self._db)
-            local.generation = self._generation
+            conn = kuzu.Connection(self._db)
+            with self._readers_lock:
+                self._readers.append(conn)
+            local.conn, local.generation = conn, self._generation
         return local.conn
 
     # ------------------------------------------------------------------ writes
+
+    def changes_tables(self, batch: Sequence[tuple[int, Operation]]) -> bool:
+        """Whether applying `batch` creates or drops a graph's tables (then it reopens the
+        database: the caller must exclude every other use of it)."""
+        return any(
+            seq > self.applied_seq and ((isinstance(op, GraphEnsure) and op.uid not in self.graphs) or (isinstance(op, GraphDrop) and op.uid in self.graphs))
+            for seq, op in batch
+        )
 
     def apply(self, batch: Sequence[tuple[int, Operation]], through: int) -> None:
         """Apply the ops of `batch` above `applied_seq`, and record `applied_seq = through`,
         in transactions that each record the seq they reach with their data; a graph's
         creation or drop runs between them, marked risky."""
-        segment: list[Operation] = []
+        # One transaction per op: a transaction of ~130 mixed ops segfaulted Kuzu 0.11.3
+        # here (deterministically) where the same ops one per transaction did not.
         for seq, op in batch:
             if seq <= self.applied_seq:
                 continue
             ddl = (isinstance(op, GraphEnsure) and op.uid not in self.graphs) or (isinstance(op, GraphDrop) and op.uid in self.graphs)
             if ddl:
-                self._transaction(segment, seq - 1)
-                segment = []
                 self._risky(lambda: self._ddl(op, seq))  # noqa: B023 (called at once)
+            elif isinstance(op, (GraphEnsure, GraphDrop, OutboxDone)):
+                continue  # nothing to index: the seq is recorded with the next op or at the end
             else:
-                segment.append(op)
-        if segment or through > self.applied_seq:
-            self._transaction(segment, through)
+                self._transaction([op], seq)
+        if through > self.applied_seq:
+            self._transaction([], through)
 
     def _transaction(self, ops: Sequence[Operation], through: int) -> None:
         if not ops and through <= self.applied_seq:
@@ -348,13 +386,28 @@ class KuzuGraphs:
         self.applied_seq = through
 
     def _risky(self, change: Callable[[], None]) -> None:
-        with open(self.risky_path, "wb") as f:
-            os.fsync(f.fileno())
-        _fsync(self.path.parent)
+        """Run `change` with the file marked risky: a file found with the mark is built again."""
+        nested = self.risky_path.exists()
+        if not nested:
+            with open(self.risky_path, "wb") as f:
+                os.fsync(f.fileno())
+            _fsync(self.path.parent)
         change()
-        os.unlink(self.risky_path)
+        if not nested:
+            os.unlink(self.risky_path)
+            _fsync(self.path.parent)
 
     def _ddl(self, op: Operation, seq: int) -> None:
+        # Index DDL commits with a checkpoint of its own, and a checkpoint in a process that
+        # has inserted and deleted rels can corrupt the file (measured: the next open
+        # segfaulted on the next MERGE). So it runs on a fresh handle, and the WAL is folded
+        # in by a reopen right after it (all of it under the risky mark).
+        self.reopen()
+        self._ddl_statements(op)
+        self._transaction([], seq)
+        self.reopen()
+
+    def _ddl_statements(self, op: Operation) -> None:
         c = self._writer
         assert c is not None
         if isinstance(op, GraphEnsure):
@@ -382,7 +435,6 @@ class KuzuGraphs:
             _rows(c, "MATCH (x:IndexGraphs {uid: $uid}) DELETE x", {"uid": g.uid})
             _rows(c, "COMMIT")
             del self.graphs[g.uid]
-        self._transaction([], seq)
 
     def _apply_op(self, c: kuzu.Connection, op: Operation) -> None:
         if isinstance(op, (GraphEnsure, GraphDrop, OutboxDone)):
@@ -712,6 +764,7 @@ class KuzuGraphs:
         except CypherRefused as exc:
             raise QueryRefused(str(exc)) from None
         conn = kuzu.Connection(self._db)  # fresh: no session state (ATTACH, USE, ...) leaks
+        prepared = explain = None
         try:
             # Prepared, never `query()`: that one runs several statements.
             prepared = kuzu.PreparedStatement(conn, mapped, {})
@@ -723,7 +776,10 @@ class KuzuGraphs:
             try:
                 result = conn.execute(explain, params)
                 assert not isinstance(result, list)
-                plan = "\n".join(str(r[0]) for r in result.get_all())
+                try:
+                    plan = "\n".join(str(r[0]) for r in result.get_all())
+                finally:
+                    result.close()
             except RuntimeError as exc:
                 raise QueryRefused(f"bad query: {exc}") from None
             known = {r[1] for r in _rows(conn, "CALL show_tables() RETURN *")} | {"IndexMeta", "IndexGraphs"}
@@ -738,12 +794,16 @@ class KuzuGraphs:
                 except RuntimeError as exc:
                     raise QueryRefused(f"query failed: {exc}") from None
                 assert not isinstance(result, list)
-                columns = result.get_column_names()
-                rows = result.get_n(row_cap)
-                truncated = result.has_next()
+                try:
+                    columns = result.get_column_names()
+                    rows = result.get_n(row_cap)
+                    truncated = result.has_next()
+                finally:
+                    result.close()
             finally:
                 _rows(conn, "ROLLBACK")
         finally:
+            prepared = explain = None  # noqa: F841 (freed before their connection)
             conn.close()
         names = {table: public for public, table in g.public_names().items()}
         return columns, [[_json_value(x, names) for x in row] for row in rows], truncated
