@@ -21,6 +21,10 @@ from torua.protocol.subjects import valid_node_id
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 # Longest a node spends filling one shard copy, and keeps a log whole for a copier: a day.
 MAX_COPY_SECONDS = 86400.0
+# Per shard copy's Kuzu database (torua.graph.kuzu_index): bounds of the node settings, in MiB.
+GRAPH_BUFFER_POOL_MIB = (16, 65536)
+GRAPH_MAX_DB_SIZE_MIB = (64, 1 << 22)  # up to 4 TiB; Kuzu's own default (8 TiB each) fails the 16th database
+GRAPH_THREADS = (1, 64)
 
 
 class ConfigError(ValueError):
@@ -79,6 +83,9 @@ class NodeConfig(Common):
     max_value_bytes: int = field(default=DEFAULT_MAX_VALUE_BYTES, metadata={"help": f"largest value this node stores, 1 to {MAX_VALUE_BYTES_CEILING} (value_too_large above it); must fit the NATS server's max_payload"})
     copy_timeout: float = field(default=600.0, metadata={"help": "seconds (up to 86400) this node may take to fill a shard copy from another node (a move's copy or catch-up step, a replica's re-copy) before giving up"})
     copy_source_hold: float = field(default=120.0, metadata={"help": "seconds (up to 86400) this node keeps a shard's whole log (no trimming) after serving a snapshot or log chunk to a node copying it"})
+    graph_buffer_pool: int = field(default=64, metadata={"help": f"MiB of buffer pool for each shard copy's graph index (Kuzu), {GRAPH_BUFFER_POOL_MIB[0]} to {GRAPH_BUFFER_POOL_MIB[1]}"})
+    graph_max_db_size: int = field(default=1024, metadata={"help": f"MiB of address space each shard copy's graph index may map (its largest size), {GRAPH_MAX_DB_SIZE_MIB[0]} to {GRAPH_MAX_DB_SIZE_MIB[1]}"})
+    graph_threads: int = field(default=1, metadata={"help": f"threads each shard copy's graph index may use for one query, {GRAPH_THREADS[0]} to {GRAPH_THREADS[1]}"})
 
     def __post_init__(self) -> None:
         if self.data_dir == Path(""):
@@ -103,6 +110,9 @@ class NodeConfig(Common):
             raise ConfigError(f"copy_timeout must be more than 0 and at most {MAX_COPY_SECONDS:g} seconds")
         if not 0 < self.copy_source_hold <= MAX_COPY_SECONDS:
             raise ConfigError(f"copy_source_hold must be more than 0 and at most {MAX_COPY_SECONDS:g} seconds")
+        for name, (low, high) in (("graph_buffer_pool", GRAPH_BUFFER_POOL_MIB), ("graph_max_db_size", GRAPH_MAX_DB_SIZE_MIB), ("graph_threads", GRAPH_THREADS)):
+            if not low <= getattr(self, name) <= high:
+                raise ConfigError(f"{name} must be from {low} to {high}")
 
 
 @dataclass(frozen=True)
