@@ -17,7 +17,7 @@ import asyncio
 import random
 import logging
 import time
-from typing import Callable
+from typing import Any, Callable
 
 from nats.aio.client import Client as NATS
 from nats.errors import NoRespondersError, TimeoutError as NatsTimeout
@@ -25,7 +25,7 @@ from nats.errors import NoRespondersError, TimeoutError as NatsTimeout
 from torua.protocol import subjects
 from torua.protocol.codec import decode, encode
 from torua.protocol.errors import RETRYABLE, ToruaError
-from torua.protocol.messages import KvReply, KvRequest, ShardEntry, ShardMap
+from torua.protocol.messages import KvReply, ShardEntry, ShardMap
 from torua.protocol.vocabulary import ShardState
 
 log = logging.getLogger("torua.routing")
@@ -112,11 +112,15 @@ class ShardRouter:
             raise ToruaError("unavailable", "the cluster has no shard map yet", retry_after=RETRY_AFTER_SECONDS)
         return self.maps.current
 
-    async def call(self, shard_id: int, build: Callable[[int], KvRequest], timeout: float, eventual: bool = False) -> KvReply:
+    async def call(
+        self, shard_id: int, build: Callable[[int], Any], timeout: float, eventual: bool = False, *, call: str = "kv", reply_type: type[Any] = KvReply
+    ) -> Any:
         """Send `build(epoch)` to the primary of `shard_id`, retrying within `timeout` seconds.
 
         With `eventual`, the first try goes to a random in-sync copy (spreading reads
-        over replicas); any retry goes to the primary."""
+        over replicas); any retry goes to the primary. The request goes to the node's
+        `call` subject (`kv`: a KvRequest answered by a KvReply; `graph`: a GraphRequest
+        answered by a GraphReply); retrying it must be harmless."""
         deadline = time.monotonic() + timeout
         backoff = 0.005
         last_error: ToruaError | None = None
@@ -152,7 +156,7 @@ class ShardRouter:
             # whole-value and idempotent.
             attempt = min(remaining, max(0.5, timeout / 3))
             try:
-                msg = await self._nc.request(subjects.node(target, "kv"), encode(request), timeout=attempt)  # type: ignore[arg-type]
+                msg = await self._nc.request(subjects.node(target, call), encode(request), timeout=attempt)  # type: ignore[arg-type]
             except NoRespondersError:
                 last_error = ToruaError(
                     "unavailable", f"node {entry.primary} holding shard {shard_id} is not answering", retry_after=RETRY_AFTER_SECONDS
@@ -160,7 +164,7 @@ class ShardRouter:
             except NatsTimeout:
                 last_error = ToruaError("timeout", f"node {target} did not answer for shard {shard_id} within {timeout:g}s")
             else:
-                reply = decode(KvReply, msg.data)
+                reply = decode(reply_type, msg.data)
                 if reply.error_code not in RETRYABLE:
                     return reply
                 last_error = ToruaError(

@@ -32,6 +32,7 @@ GRAPH_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MAX_NAME_CHARS = 255  # a label, an edge type, a text property's name
 MAX_VECTOR_DIM = 4096
 DEFAULT_MAX_PROPERTIES_BYTES = 64 << 10  # a vertex's or an edge's properties, as JSON (node setting)
+MAX_PROPERTIES_BYTES_CEILING = 4 << 20  # the largest that setting may be: an import batch carries many
 MAX_EDGES_LIMIT = 10000  # edges one page of a vertex's edges lists at most
 MAX_HOP_LIMIT = 100000  # edges one traversal hop returns from one shard at most
 MAX_IDS = 10000  # ids one vertices or neighbours request names at most
