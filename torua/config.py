@@ -16,12 +16,14 @@ from typing import Any
 from torua import cluster_settings
 from torua.bus import NatsAuth, NatsAuthError
 from torua.kv_rules import DEFAULT_MAX_VALUE_BYTES, MAX_VALUE_BYTES_CEILING  # noqa: F401 (DEFAULT_MAX_VALUE_BYTES is imported from here)
-from torua.graph.rules import DEFAULT_MAX_PROPERTIES_BYTES, MAX_PROPERTIES_BYTES_CEILING
+from torua.graph.rules import MAX_PROPERTIES_BYTES
 from torua.protocol.subjects import valid_node_id
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 # Longest a node spends filling one shard copy, and keeps a log whole for a copier: a day.
 MAX_COPY_SECONDS = 86400.0
+# The largest --graph-max-properties-bytes: an import batch carries many property documents.
+MAX_PROPERTIES_BYTES_CEILING = 4 << 20
 
 
 class ConfigError(ValueError):
@@ -80,7 +82,7 @@ class NodeConfig(Common):
     max_value_bytes: int = field(default=DEFAULT_MAX_VALUE_BYTES, metadata={"help": f"largest value this node stores, 1 to {MAX_VALUE_BYTES_CEILING} (value_too_large above it); must fit the NATS server's max_payload"})
     copy_timeout: float = field(default=600.0, metadata={"help": "seconds (up to 86400) this node may take to fill a shard copy from another node (a move's copy or catch-up step, a replica's re-copy) before giving up"})
     copy_source_hold: float = field(default=120.0, metadata={"help": "seconds (up to 86400) this node keeps a shard's whole log (no trimming) after serving a snapshot or log chunk to a node copying it"})
-    graph_max_properties_bytes: int = field(default=DEFAULT_MAX_PROPERTIES_BYTES, metadata={"help": f"largest properties of a graph vertex or edge this node stores, as JSON bytes (1 to {MAX_PROPERTIES_BYTES_CEILING}; value_too_large above it)"})
+    graph_max_properties_bytes: int = field(default=MAX_PROPERTIES_BYTES, metadata={"help": f"largest properties of a graph vertex or edge this node stores, as JSON bytes (1 to {MAX_PROPERTIES_BYTES_CEILING}; value_too_large above it)"})
     graph_peer_timeout: float = field(default=2.0, metadata={"help": "seconds a shard's primary waits for the primary of another shard in the edge protocol (attach, detach, drop, check) before it leaves the step to repair"})
     graph_repair_interval: float = field(default=2.0, metadata={"help": "seconds between the rounds in which each primary drives its graph edges' unfinished steps and outbox"})
 

@@ -5,7 +5,7 @@ from the JetStream KV bucket at start and whenever a node says `moved`, and take
 every newer map announced on `torua.cluster.map`. A map with a lower epoch than
 the one held is ignored, so a late announcement can never roll routing back.
 
-`ShardRouter.call` sends one request to the shard's primary and, on `moved`,
+`ShardRouter.call` sends one request (key-value or graph) to the shard's primary and, on `moved`,
 `stale_epoch` or no responder, refreshes the map and tries again until the
 request's deadline; past it the caller gets `timeout` (504) or `unavailable` (503).
 The gateway and `torua.Client` share it.
@@ -17,7 +17,7 @@ import asyncio
 import random
 import logging
 import time
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 from nats.aio.client import Client as NATS
 from nats.errors import NoRespondersError, TimeoutError as NatsTimeout
@@ -31,6 +31,8 @@ from torua.protocol.vocabulary import ShardState
 log = logging.getLogger("torua.routing")
 
 RETRY_AFTER_SECONDS = 1.0
+
+R = TypeVar("R")
 
 
 class MapCache:
@@ -113,14 +115,14 @@ class ShardRouter:
         return self.maps.current
 
     async def call(
-        self, shard_id: int, build: Callable[[int], Any], timeout: float, eventual: bool = False, *, call: str = "kv", reply_type: type[Any] = KvReply
-    ) -> Any:
-        """Send `build(epoch)` to the primary of `shard_id`, retrying within `timeout` seconds.
+        self, shard_id: int, build: Callable[[int], Any], timeout: float, eventual: bool = False, kind: str = "kv", reply_type: type[R] = KvReply,
+    ) -> R:
+        """Send `build(epoch)` to the primary of `shard_id` on its node's `kind` subject
+        (``kv``: a `KvRequest` answered by a `KvReply`; ``graph``: `GraphRequest` and
+        `GraphReply`), retrying within `timeout` seconds.
 
         With `eventual`, the first try goes to a random in-sync copy (spreading reads
-        over replicas); any retry goes to the primary. The request goes to the node's
-        `call` subject (`kv`: a KvRequest answered by a KvReply; `graph`: a GraphRequest
-        answered by a GraphReply); retrying it must be harmless."""
+        over replicas); any retry goes to the primary."""
         deadline = time.monotonic() + timeout
         backoff = 0.005
         last_error: ToruaError | None = None
@@ -156,7 +158,7 @@ class ShardRouter:
             # whole-value and idempotent.
             attempt = min(remaining, max(0.5, timeout / 3))
             try:
-                msg = await self._nc.request(subjects.node(target, call), encode(request), timeout=attempt)  # type: ignore[arg-type]
+                msg = await self._nc.request(subjects.node(target, kind), encode(request), timeout=attempt)  # type: ignore[arg-type]
             except NoRespondersError:
                 last_error = ToruaError(
                     "unavailable", f"node {entry.primary} holding shard {shard_id} is not answering", retry_after=RETRY_AFTER_SECONDS

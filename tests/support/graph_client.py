@@ -28,7 +28,7 @@ class GraphClient:
     async def call(self, shard_id: int, op: GraphOp, **fields: Any) -> GraphReply:
         """The reply; `ToruaError` for a refusal (as the gateway raises it)."""
         reply: GraphReply = await self.router.call(
-            shard_id, lambda epoch: GraphRequest(op, shard_id, epoch, self.graph, **fields), self.timeout, call="graph", reply_type=GraphReply
+            shard_id, lambda epoch: GraphRequest(op, shard_id, epoch, self.graph, **fields), self.timeout, kind="graph", reply_type=GraphReply
         )
         if not reply.ok:
             raise ToruaError(reply.error_code, reply.error_message)

@@ -28,6 +28,7 @@ from torua.graph import rules
 from torua.graph.edges import cascade, local_put_ops
 from torua.graph.rows import ENGINE, EdgeRow, GraphRows, VertexRow, pack_vector
 from torua.kv_rules import validate_shard
+from torua.node import graph_checks as checks
 from torua.node.graph_edges import EdgeSpec, EdgeWork, ensure_ops, vertex_lock
 from torua.node.key_locks import KeyLocks
 from torua.node.replies import reply
@@ -51,15 +52,6 @@ WRITES = frozenset(
      GraphOp.EDGE_ATTACH, GraphOp.EDGE_DETACH, GraphOp.EDGE_DROP}
 )
 INDEX_QUERIES = frozenset({GraphOp.VECTOR_SEARCH, GraphOp.TEXT_STATS, GraphOp.TEXT_SEARCH, GraphOp.CYPHER})
-
-
-def validate_ref(graph: GraphRef) -> GraphRef:
-    rules.validate_graph_name(graph.name)
-    if not graph.uid or len(graph.uid) > 64 or not graph.uid.isprintable():
-        raise ToruaError("bad_request", "graph uid must be 1-64 printable characters")
-    rules.validate_vector_dim(graph.vector_dim)
-    rules.validate_text_properties(list(graph.text_properties))
-    return graph
 
 
 def vertex_data(row: VertexRow) -> VertexData:
@@ -109,7 +101,7 @@ class GraphService:
 
     async def handle(self, request: GraphRequest) -> GraphReply:
         validate_shard(request.shard_id, self.node.num_shards)
-        validate_ref(request.graph)
+        checks.graph_ref(request.graph)
         handler = self._handlers().get(request.op)
         if handler is None:
             raise ToruaError("bad_request", f"unknown graph operation {request.op!r}")
@@ -145,7 +137,7 @@ class GraphService:
         return rows
 
     def _vertex_id(self, request: GraphRequest, id: object, what: str = "id") -> str:
-        return rules.validate_vertex_in_shard(request.graph.name, id, request.shard_id, self.node.num_shards, what)
+        return checks.vertex_in_shard(request.graph.name, id, request.shard_id, self.node.num_shards, what)
 
     def _max_properties(self) -> int:
         return self.node.config.graph_max_properties_bytes
@@ -165,8 +157,8 @@ class GraphService:
     def vertex_op(self, request: GraphRequest, vertex: VertexData) -> VertexPut:
         id = self._vertex_id(request, vertex.id)
         label = rules.validate_label(vertex.label)
-        properties = rules.canonical_properties(vertex.properties, self._max_properties())
-        embedding = rules.validate_embedding(vertex.embedding, request.graph.vector_dim)
+        properties = checks.canonical_properties(vertex.properties, self._max_properties())
+        embedding = rules.validate_embedding(vertex.embedding, request.graph.vector_dim, repr(id))
         return VertexPut(request.graph.uid, id, label, properties, embedding)
 
     async def vertex_get(self, request: GraphRequest) -> GraphReply:
@@ -192,7 +184,7 @@ class GraphService:
         return GraphReply(True, self.node.epoch, seq=seq)
 
     async def vertices(self, request: GraphRequest) -> GraphReply:
-        ids = rules.validate_ids(request.graph.name, request.ids, request.shard_id, self.node.num_shards)
+        ids = checks.ids_in_shard(request.graph.name, request.ids, request.shard_id, self.node.num_shards)
         found = self._reading(request).vertices(request.graph.uid, ids, request.with_embedding)
         return GraphReply(
             True, self.node.epoch, vertices=[vertex_data(found[i]) for i in dict.fromkeys(ids) if i in found], missing=[i for i in dict.fromkeys(ids) if i not in found]
@@ -204,34 +196,39 @@ class GraphService:
         if edge is None:
             raise ToruaError("bad_request", f"{request.op} needs an edge")
         src = self._vertex_id(request, edge.src, "src")
-        dst = rules.validate_id(edge.dst, "dst")
+        dst = rules.validate_vertex_id(edge.dst, "dst")
         return EdgeSpec(
-            src, rules.validate_edge_type(edge.type), dst,
-            rules.canonical_properties(edge.properties, self._max_properties()), rules.validate_weight(edge.weight),
+            src, rules.validate_type(edge.type), dst,
+            checks.canonical_properties(edge.properties, self._max_properties()), rules.validate_weight(edge.weight),
         )
 
     async def edge_put(self, request: GraphRequest) -> GraphReply:
+        """`created`: the edge did not exist before (its out-half was not committed)."""
         spec = self.edge_spec(request, request.edge)
         store, rows = writing(self.node, request)
         if self.dst_shard(request, spec.dst) == request.shard_id:
-            seq = await self.local_edge_put(request, rows, spec)
-            return GraphReply(True, self.node.epoch, seq=seq)
+            seq, created = await self.local_edge_put(request, rows, spec)
+            return GraphReply(True, self.node.epoch, created=created, seq=seq)
+        before = rows.edge(request.graph.uid, *spec.key)
         outcome = (await self.edges.put_many(request.shard_id, request.graph, rows, [spec]))[0]
         if outcome is not None:
             raise outcome
-        return GraphReply(True, self.node.epoch, seq=store.last_seq())
+        return GraphReply(True, self.node.epoch, created=before is None or before.out_state != "committed", seq=store.last_seq())
 
-    async def local_edge_put(self, request: GraphRequest, rows: GraphRows, spec: EdgeSpec) -> int:
+    async def local_edge_put(self, request: GraphRequest, rows: GraphRows, spec: EdgeSpec) -> tuple[int, bool]:
+        """An edge whose ends are both on this shard: one op; its seq, and whether it is new."""
         uid = request.graph.uid
         async with self.locks.hold(vertex_lock(uid, spec.src), vertex_lock(uid, spec.dst)):
             found = rows.vertices(uid, [spec.src, spec.dst])
             for end, id in (("src", spec.src), ("dst", spec.dst)):
                 if id not in found:
                     raise ToruaError("not_found", f"vertex {id!r} ({end}) is not in graph {request.graph.name!r}")
-            ops = local_put_ops(uid, spec.src, spec.type, spec.dst, spec.properties, spec.weight, rows.edge(uid, *spec.key))
+            row = rows.edge(uid, *spec.key)
+            created = row is None or row.out_state != "committed"
+            ops = local_put_ops(uid, spec.src, spec.type, spec.dst, spec.properties, spec.weight, row)
             if not ops:
-                return self.node.holdings[request.shard_id].store.last_seq()  # type: ignore[union-attr]
-            return await self.node.write(request.shard_id, [*ensure_ops(rows, request.graph), *ops], "graph edge.put")
+                return self.node.holdings[request.shard_id].store.last_seq(), created  # type: ignore[union-attr]
+            return await self.node.write(request.shard_id, [*ensure_ops(rows, request.graph), *ops], "graph edge.put"), created
 
     async def edge_delete(self, request: GraphRequest) -> GraphReply:
         spec = self.edge_spec(request, request.edge)
@@ -246,8 +243,8 @@ class GraphService:
 
     async def list_edges(self, request: GraphRequest) -> GraphReply:
         id = self._vertex_id(request, request.id)
-        types = rules.validate_types(request.types)
-        limit = rules.validate_limit(request.limit, rules.MAX_EDGES_LIMIT)
+        types = rules.validate_types(list(request.types))
+        limit = checks.limit_in(request.limit, rules.MAX_EDGES_PAGE)
         rows = self._reading(request)
         if rows.vertex(request.graph.uid, id) is None:
             raise ToruaError("not_found", f"vertex {id!r} is not in graph {request.graph.name!r}")
@@ -260,9 +257,9 @@ class GraphService:
     async def neighbours(self, request: GraphRequest) -> GraphReply:
         """One traversal hop: the rows of the frontier ids held here (and those missing),
         and their visible edges (at most `limit`; `truncated` if there were more)."""
-        ids = rules.validate_ids(request.graph.name, request.ids, request.shard_id, self.node.num_shards)
-        types = rules.validate_types(request.types)
-        limit = rules.validate_limit(request.limit, rules.MAX_HOP_LIMIT)
+        ids = checks.ids_in_shard(request.graph.name, request.ids, request.shard_id, self.node.num_shards)
+        types = rules.validate_types(list(request.types))
+        limit = checks.limit_in(request.limit, checks.MAX_HOP_EDGES)
         rows = self._reading(request)
         uid = request.graph.uid
         found = rows.vertices(uid, ids, request.with_embedding)
@@ -279,8 +276,8 @@ class GraphService:
         """The batch's vertices (of this shard), then its edges (whose src is here): good
         lines applied, bad ones named (`ImportProblem`). A line already stored as it is
         writes nothing, so importing the same batch again changes nothing."""
-        if len(request.vertices) > rules.MAX_IMPORT_LINES or len(request.edges) > rules.MAX_IMPORT_LINES:
-            raise ToruaError("value_too_large", f"an import batch holds at most {rules.MAX_IMPORT_LINES} vertices and {rules.MAX_IMPORT_LINES} edges")
+        if len(request.vertices) > checks.MAX_IMPORT_LINES or len(request.edges) > checks.MAX_IMPORT_LINES:
+            raise ToruaError("value_too_large", f"an import batch holds at most {checks.MAX_IMPORT_LINES} vertices and {checks.MAX_IMPORT_LINES} edges")
         store, rows = writing(self.node, request)
         uid = request.graph.uid
         problems: list[ImportProblem] = []

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from torua.graph import edges as decide
 from torua.graph import rules
 from torua.graph.rows import ATTACHED, ENGINE, EdgeRow, GraphRows, GraphSettings
+from torua.node import graph_checks as checks
 from torua.node.key_locks import KeyLocks
 from torua.protocol.errors import ToruaError
 from torua.protocol.messages import EdgeHalf, GraphRef, GraphReply, GraphRequest
@@ -121,7 +122,7 @@ class EdgeWork:
         for start in range(0, len(halves), BATCH):
             part = list(halves[start : start + BATCH])
             answer: GraphReply = await self.router.call(
-                shard_id, lambda epoch: GraphRequest(op, shard_id, epoch, graph, halves=part), timeout, call="graph", reply_type=GraphReply
+                shard_id, lambda epoch: GraphRequest(op, shard_id, epoch, graph, halves=part), timeout, kind="graph", reply_type=GraphReply
             )
             if not answer.ok:
                 raise ToruaError(answer.error_code or "internal", f"shard {shard_id}: {answer.error_message}")
@@ -264,9 +265,9 @@ class EdgeWork:
         if len(request.halves) > BATCH:
             raise ToruaError("bad_request", f"at most {BATCH} halves at once")
         for half in request.halves:
-            rules.validate_vertex_in_shard(request.graph.name, getattr(half, end), request.shard_id, self.node.num_shards, end)
-            rules.validate_id(half.src if end == "dst" else half.dst, "src" if end == "dst" else "dst")
-            rules.validate_edge_type(half.type)
+            checks.vertex_in_shard(request.graph.name, getattr(half, end), request.shard_id, self.node.num_shards, end)
+            rules.validate_vertex_id(half.src if end == "dst" else half.dst, "src" if end == "dst" else "dst")
+            rules.validate_type(half.type)
             if half.token < 1:
                 raise ToruaError("bad_request", "an edge's token is a seq of its src's shard (>= 1)")
         return list(request.halves)
@@ -277,7 +278,7 @@ class EdgeWork:
         store, rows, dropped = self._writing(request)
         uid = request.graph.uid
         limit = self.node.config.graph_max_properties_bytes
-        props = [rules.canonical_properties(h.properties, limit) for h in halves]
+        props = [checks.canonical_properties(h.properties, limit) for h in halves]
         weights = [rules.validate_weight(h.weight) for h in halves]
         async with self.locks.hold(*{vertex_lock(uid, h.dst) for h in halves}):
             present = {} if dropped else rows.vertices(uid, [h.dst for h in halves])
@@ -409,7 +410,7 @@ class EdgeWork:
                 ops: list[Operation] = []
                 for row, answer in zip(items, answers):
                     try:
-                        props = rules.canonical_properties(answer.properties, limit)
+                        props = checks.canonical_properties(answer.properties, limit)
                     except ToruaError:
                         props = row.properties
                     ops += decide.after_check(uid, rows.edge(uid, *row.key), row.in_token, answer.state, answer.token, props, answer.weight)
