@@ -9,7 +9,7 @@ import asyncio
 import pytest
 
 from tests.support.graph_client import GraphClient, scan_rows
-from tests.support.graph_ops import graph_rows
+from tests.support.graph_row_ops import graph_rows
 from tests.support.sim_cluster import SimCluster, sim_seed, wait_for
 from torua.graph.rules import vertex_shard
 from torua.protocol.errors import ToruaError
