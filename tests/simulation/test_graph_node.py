@@ -134,7 +134,10 @@ async def test_bad_requests_are_refused_and_change_nothing(tmp_path):
                 (shard, GraphOp.EDGES, {"id": a, "cursor": "garbage!"}, "bad_request", "not one this listing made"),
                 (shard, GraphOp.EDGES, {"id": "nobody"} , "not_found", "'nobody'"),
                 (shard, GraphOp.VERTICES, {"ids": []}, "bad_request", "at least one"),
-                (shard, GraphOp.VECTOR_SEARCH, {"vector": [1.0, 0.0]}, "unavailable", "no graph index"),
+                (shard, GraphOp.VECTOR_SEARCH, {"vector": [1.0, 0.0, 0.0]}, "bad_request", "graph vectors have 2"),
+                (shard, GraphOp.VECTOR_SEARCH, {"vector": [1.0, 0.0], "k": 0}, "bad_request", "k must be 1 to 1000"),
+                (shard, GraphOp.CYPHER, {"query": "CREATE (n:Vertex {id: 'x'})"}, "bad_request", ""),
+                (shard, GraphOp.CYPHER, {"query": " "}, "bad_request", "query must not be empty"),
             ]
             for shard_id, op, fields, code, message in cases:
                 with pytest.raises(ToruaError) as refused:
@@ -272,5 +275,41 @@ async def test_steps_a_peer_missed_are_finished_by_repair_once_it_is_back(tmp_pa
             cluster.bus.heal()
             await settled(cluster)
             assert [e.dst for e in await g.edges(a)] == [b] and [e.src for e in await g.edges(b, "in")] == [a]
+    finally:
+        await cluster.stop()
+
+
+@pytest.mark.timeout(120)
+async def test_vector_text_and_cypher_queries_go_to_the_index_and_see_every_acknowledged_write(tmp_path):
+    cluster = SimCluster(tmp_path, sim_seed(), nodes=2, shards=2, replicas=2)
+    try:
+        await cluster.start()
+        async with asyncio.timeout(100):
+            graph = GraphRef("docs", "uid-docs", vector_dim=2, text_properties=["text"])
+            g = graph_client(cluster, graph)
+            texts = {"d0": "the quick brown fox", "d1": "a lazy dog sleeps", "d2": "quick quick fox runs", "d3": "stone river night"}
+            for n, (id, text) in enumerate(texts.items()):
+                await g.put_vertex(id, "Doc", {"text": text}, [1.0, float(n)])
+            await g.put_edge("d0", "cites", "d2")
+            hits = []
+            for shard in range(2):
+                hits += (await g.call(shard, GraphOp.VECTOR_SEARCH, vector=[1.0, 0.0], k=2)).hits
+            assert max(hits, key=lambda h: h.score).id == "d0"  # cosine similarity 1
+            stats = [await g.call(shard, GraphOp.TEXT_STATS, query="quick fox") for shard in range(2)]
+            docs = sum(s.docs for s in stats)
+            term_docs = {t: sum(s.term_docs.get(t, 0) for s in stats) for t in ("quick", "fox")}
+            assert docs == 4 and term_docs == {"quick": 2, "fox": 2}
+            found = []
+            for shard in range(2):
+                found += (await g.call(shard, GraphOp.TEXT_SEARCH, query="quick fox", k=3, docs=docs, term_docs=term_docs)).hits
+            assert {h.id for h in found} == {"d0", "d2"} and max(found, key=lambda h: h.score).id == "d2"
+            rows = []
+            for shard in range(2):
+                reply = await g.call(shard, GraphOp.CYPHER, query="MATCH (v:Vertex) RETURN v.id ORDER BY v.id")
+                rows += [r[0] for r in reply.rows]
+            assert {"d0", "d1", "d2", "d3"} <= set(rows)
+            await g.delete_vertex("d2")  # acknowledged: no query shows it any more
+            for shard in range(2):
+                assert "d2" not in [h.id for h in (await g.call(shard, GraphOp.VECTOR_SEARCH, vector=[1.0, 2.0], k=4)).hits]
     finally:
         await cluster.stop()

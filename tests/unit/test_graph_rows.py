@@ -237,7 +237,7 @@ async def test_a_copy_without_graph_rows_offers_no_graph_chunks(store: ShardStor
 class RecordingIndex:
     """A follower named like the Kuzu index: records what it is handed."""
 
-    name = "graph.index"
+    name = "graph_index"
     kind: EngineKind = "follower"
     formats: tuple[str, ...] = ()
 
@@ -275,7 +275,7 @@ async def test_graph_operations_go_to_the_rows_and_then_to_the_index_where_it_is
     try:
         for s in (with_index, without):
             await s.apply_all([ENSURE, ALICE, KvPut("k", b"v"), VertexDelete("u1", "alice")])
-        index = with_index.engine("graph.index")
+        index = with_index.engine("graph_index")
         assert isinstance(index, RecordingIndex)
         assert [(seq, type(op).__name__) for seq, op in index.ops] == [(1, "GraphEnsure"), (2, "VertexPut"), (4, "VertexDelete")]
         assert index.seen_at_apply == [4]

@@ -1,7 +1,8 @@
 """The graph's rows: a shard's graphs, vertices, edge halves and outbox in its SQLite
 database, applied inside the writer's transaction (`GraphRows`, a transactional
 `torua.storage.engine.ShardEngine` named ``graph``). They are the truth; the Kuzu
-index (``graph.index``) is derived from them (`RowSource`, `read_rows`).
+index (``graph_index``, torua.graph.index) is derived from them, read through
+`IndexRows`; `read_rows` is a consistent view of them at one seq (for checks).
 
 Tables (docs/design/graph.md, sections 1-4):
 
@@ -50,6 +51,7 @@ from typing import Any, Protocol
 
 import msgpack
 
+from torua.graph import indexing
 from torua.storage.engine import Chunk, EngineContext, EngineKind
 from torua.storage.operations import EdgeDelete, EdgePut, GraphDrop, GraphEnsure, Operation, OutboxDone, VertexDelete, VertexPut
 
@@ -58,9 +60,10 @@ __all__ = [
     "EdgeRow",
     "GraphRows",
     "GraphSettings",
+    "IndexRows",
     "OutboxTask",
     "ROWS_FORMAT",
-    "RowSource",
+    "RowView",
     "VertexRow",
     "pack_vector",
     "read_rows",
@@ -189,12 +192,12 @@ def _vertex(row: Sequence[Any]) -> VertexRow:
     return VertexRow(row[0], row[1], row[2], None if len(row) < 4 or row[3] is None else bytes(row[3]))
 
 
-# ------------------------------------------------------------ RowSource
+# ------------------------------------------------------------ views
 
 
-class RowSource(Protocol):
-    """A consistent view of a shard's graph rows at one seq: what the Kuzu index is
-    built from (`read_rows`). Iterators are valid inside the view only."""
+class RowView(Protocol):
+    """A consistent view of a shard's graph rows at one seq (`read_rows`). Iterators
+    are valid inside the view only."""
 
     seq: int  # every operation of the log up to this seq is in these rows, none after it
 
@@ -239,7 +242,7 @@ def _logged_seq(conn: sqlite3.Connection) -> int:
 
 
 @contextmanager
-def read_rows(conn: sqlite3.Connection) -> Iterator[RowSource]:
+def read_rows(conn: sqlite3.Connection) -> Iterator[RowView]:
     """The graph rows of shard.db as one read transaction on `conn` (a connection to
     the shard's database, e.g. `EngineContext.reader()`), with the seq they are at.
 
@@ -268,6 +271,30 @@ class _Empty:
 
     def edge_rows(self, uid: str) -> Iterator[EdgeRow]:
         return iter(())
+
+
+class IndexRows:
+    """The rows as the Kuzu index reads them (`torua.graph.indexing.GraphRowSource`),
+    inside a read transaction its caller holds on `conn`: the graphs not dropped, and
+    each edge row's halves with the out-half's state."""
+
+    def graphs(self, conn: sqlite3.Connection) -> list[indexing.GraphSpec]:
+        if not conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'g_graph'").fetchone():
+            return []
+        return [
+            indexing.GraphSpec(g.uid, g.name, g.vector_dim, g.metric, g.text_properties)
+            for g in map(_settings, conn.execute("SELECT uid, name, vector_dim, metric, text_properties, dropped FROM g_graph WHERE dropped = 0 ORDER BY uid"))
+        ]
+
+    def vertices(self, conn: sqlite3.Connection, uid: str) -> Iterator[indexing.VertexRow]:
+        for id, label, properties, embedding in conn.execute("SELECT id, label, properties, embedding FROM g_vertex WHERE uid = ? ORDER BY id", (uid,)):
+            yield indexing.VertexRow(id, label, properties, None if embedding is None else bytes(embedding))
+
+    def edges(self, conn: sqlite3.Connection, uid: str) -> Iterator[indexing.EdgeRow]:
+        for row in conn.execute(f"SELECT {_EDGE_COLUMNS} FROM g_edge WHERE uid = ? ORDER BY src, type, dst", (uid,)):
+            edge = _edge(row)
+            halves = "both" if edge.out_state and edge.in_state else "out" if edge.out_state else "in"
+            yield indexing.EdgeRow(edge.src, edge.type, edge.dst, halves, edge.out_state or "committed", edge.properties, edge.weight)
 
 
 # ------------------------------------------------------------- applying

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from torua.graph import rules
 from torua.graph.edges import cascade, local_put_ops
+from torua.graph.index import ENGINE_NAME, GraphIndex, IndexBehind, QueryRefused
 from torua.graph.rows import ENGINE, EdgeRow, GraphRows, VertexRow, pack_vector
 from torua.kv_rules import validate_shard
 from torua.node import graph_checks as checks
@@ -34,7 +35,7 @@ from torua.node.key_locks import KeyLocks
 from torua.node.replies import reply
 from torua.protocol.codec import decode
 from torua.protocol.errors import ToruaError
-from torua.protocol.messages import EdgeData, GraphRef, GraphReply, GraphRequest, ImportProblem, VertexData
+from torua.protocol.messages import EdgeData, GraphHit, GraphRef, GraphReply, GraphRequest, ImportProblem, VertexData
 from torua.protocol.vocabulary import Direction, GraphOp
 from torua.storage.operations import GraphDrop, GraphEnsure, Operation, VertexPut
 from torua.storage.shard_store import ShardStore
@@ -44,13 +45,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("torua.node.graph")
 
-INDEX_ENGINE = "graph.index"
 
 # requests that write (run as tasks, so that they group-commit); the rest read
 WRITES = frozenset(
     {GraphOp.VERTEX_PUT, GraphOp.VERTEX_DELETE, GraphOp.EDGE_PUT, GraphOp.EDGE_DELETE, GraphOp.IMPORT, GraphOp.DROP,
      GraphOp.EDGE_ATTACH, GraphOp.EDGE_DETACH, GraphOp.EDGE_DROP}
 )
+INDEX_ENGINE = ENGINE_NAME  # the Kuzu index's engine (torua.graph.index)
+INDEX_QUERY_SECONDS = 4.0  # an index query, its catching up included, within a gateway's request timeout
 INDEX_QUERIES = frozenset({GraphOp.VECTOR_SEARCH, GraphOp.TEXT_STATS, GraphOp.TEXT_SEARCH, GraphOp.CYPHER})
 
 
@@ -336,14 +338,42 @@ class GraphService:
         return GraphReply(True, self.node.epoch, seq=seq)
 
     async def index_query(self, request: GraphRequest) -> GraphReply:
-        """Vector, text and Cypher queries are the Kuzu index's (torua.graph.kuzu_index)."""
+        """Vector, text and Cypher queries: the Kuzu index's (torua.graph.index), which
+        first catches up with every write acknowledged before the query came."""
         store = self.node.admit(request.shard_id, f"graph {request.op}", writes=False, eventual=request.eventual)
-        engines = {e.name for e in store.writer.engines}
-        if INDEX_ENGINE not in engines:
-            raise ToruaError(
-                "unavailable", f"node {self.node.config.id} has no graph index (vector, text and Cypher queries) for shard {request.shard_id}"
-            )
-        raise ToruaError("unavailable", f"node {self.node.config.id}: {request.op} is not served by this release's graph index yet")
+        index = next((e for e in store.writer.engines if e.name == INDEX_ENGINE), None)
+        if not isinstance(index, GraphIndex):
+            raise ToruaError("unavailable", f"node {self.node.config.id} has no graph index (vector, text and Cypher queries) for shard {request.shard_id}")
+        self._reading(request)  # a graph deleted here: not_found
+        uid, timeout = request.graph.uid, INDEX_QUERY_SECONDS
+        label = rules.validate_label(request.label, "label")
+        try:
+            if request.op == GraphOp.VECTOR_SEARCH:
+                vector = rules.validate_vector(request.vector, request.graph.vector_dim, "vector")
+                hits = await index.vector_search(uid, vector, checks.limit_in(request.k, rules.MAX_K, "k"), label, timeout=timeout)
+                return GraphReply(True, self.node.epoch, hits=[GraphHit(i, l, s, json.loads(p)) for i, l, s, p in hits])
+            query = self._query_text(request.query)
+            if request.op == GraphOp.TEXT_STATS:
+                docs, term_docs = await index.text_stats(uid, query, timeout=timeout)
+                return GraphReply(True, self.node.epoch, docs=docs, term_docs=term_docs)
+            if request.op == GraphOp.TEXT_SEARCH:
+                k = checks.limit_in(request.k, rules.MAX_K, "k")
+                hits = await index.text_search(uid, query, k, label, request.docs, dict(request.term_docs), timeout=timeout)
+                return GraphReply(True, self.node.epoch, hits=[GraphHit(i, l, s, json.loads(p)) for i, l, s, p in hits])
+            columns, rows, truncated = await index.cypher(uid, query, dict(request.params), timeout=timeout)
+            return GraphReply(True, self.node.epoch, columns=columns, rows=rows, truncated=truncated)
+        except QueryRefused as exc:
+            raise ToruaError("bad_request", str(exc)) from None
+        except IndexBehind as exc:
+            raise ToruaError("unavailable", str(exc), retry_after=1.0) from None
+
+    @staticmethod
+    def _query_text(query: object) -> str:
+        if not isinstance(query, str) or not query.strip():
+            raise ToruaError("bad_request", "query must not be empty")
+        if len(query) > rules.MAX_QUERY_CHARS:
+            raise ToruaError("bad_request", f"query is longer than {rules.MAX_QUERY_CHARS} characters")
+        return query
 
 
 # ------------------------------------------------------------------ helpers

@@ -34,7 +34,8 @@ from torua.kv_rules import payload_room, servable_content_type
 from torua.leadership import accept_term
 from torua.metrics import LiveCollector, metrics_server, registry_of
 from torua.node.broadcast import apply_settings, on_broadcast
-from torua.graph.rows import GraphRows
+from torua.graph.index import GraphIndex, limits_from_config
+from torua.graph.rows import GraphRows, IndexRows
 from torua.node.control import ShardControl
 from torua.node.graph import GraphService
 from torua.node.kv_checks import MAX_LIST_LIMIT, operation_for
@@ -134,8 +135,9 @@ class Node:
         self.num_shards = 0  # the cluster's, from the coordinator's assignments; 0 until told
         self.term = 0  # the highest coordinator term seen; lower ones are refused
         self.started_at = time.time()
-        # every shard copy opened with the key-value engine, the graph's rows and `engines` (torua.storage.engine)
-        self.files = ShardFiles(config.data_dir / "shards", durable=config.commit == "durable", engines=(GraphRows, *engines))
+        # every shard copy opened with the key-value engine, the graph's rows and index, and `engines` (torua.storage.engine)
+        graph = (GraphRows, GraphIndex.factory(IndexRows(), limits_from_config(config)))
+        self.files = ShardFiles(config.data_dir / "shards", durable=config.commit == "durable", engines=(*graph, *engines))
         self.tasks = Tasks()
         self._heartbeat_now = asyncio.Event()
         self._refused: tuple[str, float] = ("", -math.inf)  # last refusal of a heartbeat logged, and when

@@ -205,7 +205,7 @@ OPERATION_TYPES: dict[str, type[Any]] = {
 # engine that holds the truth and must be open on every copy that takes the operation;
 # the others are derived from it (the graph's Kuzu index, built again from the graph's
 # rows when it missed something) and apply the operation only where they are open.
-_GRAPH_ENGINES = ("graph", "graph.index")
+_GRAPH_ENGINES = ("graph", "graph_index")
 OPERATION_ENGINES: dict[str, tuple[str, ...]] = {
     KvPut.TYPE: ("kv",),
     KvDelete.TYPE: ("kv",),
@@ -228,7 +228,7 @@ def engines_of(op: Operation) -> tuple[str, ...]:
     >>> engines_of(KvDelete("k"))
     ('kv',)
     >>> engines_of(VertexDelete("u1", "alice"))
-    ('graph', 'graph.index')
+    ('graph', 'graph_index')
     """
     type_name = getattr(type(op), "TYPE", None)
     engines = OPERATION_ENGINES.get(type_name) if isinstance(type_name, str) else None
