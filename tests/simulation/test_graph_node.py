@@ -5,6 +5,7 @@ refuses, imports, and the two halves of every edge after deletes."""
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
@@ -311,5 +312,46 @@ async def test_vector_text_and_cypher_queries_go_to_the_index_and_see_every_ackn
             await g.delete_vertex("d2")  # acknowledged: no query shows it any more
             for shard in range(2):
                 assert "d2" not in [h.id for h in (await g.call(shard, GraphOp.VECTOR_SEARCH, vector=[1.0, 2.0], k=4)).hits]
+    finally:
+        await cluster.stop()
+
+
+@pytest.mark.timeout(90)
+async def test_a_primary_drops_the_graphs_the_catalog_no_longer_has(tmp_path, monkeypatch):
+    monkeypatch.setattr("torua.node.graph_edges.SWEEP_SECONDS", 0.2)
+    cluster = SimCluster(tmp_path, sim_seed(), nodes=2, shards=2, replicas=2, graph_repair_interval=0.1)
+    try:
+        await cluster.start()
+        async with asyncio.timeout(60):
+            old, kept = GraphRef("people", "uid-old"), GraphRef("docs", "uid-docs")
+            for ref in (old, kept):
+                client = graph_client(cluster, ref)
+                for i in range(6):
+                    await client.put_vertex(f"v{i}")
+
+            async def vertices(ref: GraphRef) -> int:
+                return sum([(await graph_client(cluster, ref).call(s, GraphOp.STATS)).counts["vertices"] for s in range(2)])
+
+            await asyncio.sleep(0.5)  # rounds with no catalog at all drop nothing (a wait for nothing to happen)
+            assert await vertices(old) == 6
+            assert cluster.gateway is not None
+            kv = await cluster.gateway.nc.jetstream().create_key_value(bucket="torua_graphs")
+            await kv.put("people", json.dumps({"name": "people", "uid": "uid-new"}).encode())  # created again: a new uid
+            await kv.put("docs", json.dumps({"name": "docs", "uid": "uid-docs"}).encode())
+
+            async def dropped() -> bool:
+                try:
+                    await graph_client(cluster, old).call(0, GraphOp.STATS)
+                except ToruaError as exc:
+                    return exc.code == "not_found"
+                return False
+
+            await wait_for(dropped, 10, "the old uid dropped on every shard")
+            for s in range(2):
+                with pytest.raises(ToruaError, match="was deleted"):
+                    await graph_client(cluster, old).call(s, GraphOp.STATS)
+            assert await vertices(kept) == 6
+            with pytest.raises(ToruaError, match="was deleted"):  # a late write for the old uid is refused
+                await graph_client(cluster, old).put_vertex("v1")
     finally:
         await cluster.stop()

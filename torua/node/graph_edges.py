@@ -24,6 +24,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,12 +35,13 @@ from torua.graph import edges as decide
 from torua.graph import rules
 from torua.graph.rows import ATTACHED, ENGINE, EdgeRow, GraphRows, GraphSettings
 from torua.node import graph_checks as checks
+from torua.node.graph_catalog import SWEEP_SECONDS, catalog_uids, orphaned
 from torua.node.key_locks import KeyLocks
 from torua.protocol.errors import ToruaError
 from torua.protocol.messages import EdgeHalf, GraphRef, GraphReply, GraphRequest
 from torua.protocol.vocabulary import GraphOp, HalfState
 from torua.routing import MapCache, ShardRouter
-from torua.storage.operations import GraphEnsure, Operation, OutboxDone
+from torua.storage.operations import GraphDrop, GraphEnsure, Operation, OutboxDone
 
 if TYPE_CHECKING:
     from torua.node.service import Node
@@ -94,10 +97,13 @@ class EdgeWork:
         self.maps: MapCache | None = None
         self.router: ShardRouter | None = None
         self._kick = asyncio.Event()
+        self.nc: Any = None
+        self._swept = -math.inf  # when the graphs were last compared with the catalog (monotonic)
 
     # ------------------------------------------------------------- lifecycle
 
     async def start(self, nc: Any) -> None:
+        self.nc = nc
         self.maps = MapCache(nc)
         await self.maps.start()
         self.router = ShardRouter(nc, self.maps)
@@ -342,7 +348,11 @@ class EdgeWork:
                     w.cancel()
 
     async def repair_all(self) -> None:
-        """One round on every shard this node leads that holds graph data."""
+        """One round on every shard this node leads that holds graph data; now and then,
+        drop the graphs the catalog no longer has."""
+        sweep = time.monotonic() - self._swept >= SWEEP_SECONDS
+        if sweep:
+            self._swept = time.monotonic()
         for holding in list(self.node.holdings.values()):
             store = holding.store
             if store is None or holding.role != "primary" or store.closed:
@@ -351,9 +361,23 @@ class EdgeWork:
             if not rows.holds_data():
                 continue
             try:
+                if sweep:
+                    await self.drop_orphaned(holding.shard_id, rows)
                 await self.repair(holding.shard_id, rows)
             except ToruaError as exc:
                 log.info("graph repair of shard %d stopped: %s", holding.shard_id, exc.message)
+
+    async def drop_orphaned(self, shard_id: int, rows: GraphRows) -> None:
+        """Log `graph.drop` of every graph held here that the catalog no longer has."""
+        held = [(g.name, g.uid) for g in rows.graphs() if not g.dropped]
+        if not held or self.nc is None:
+            return
+        catalog = await catalog_uids(self.nc, [name for name, _ in held])
+        if catalog is None:
+            return
+        for uid in orphaned(held, catalog):
+            log.info("shard %d: graph uid %s is no longer in the catalog; dropping its rows", shard_id, uid)
+            await self.node.write(shard_id, [GraphDrop(uid)], "graph drop")
 
     async def repair(self, shard_id: int, rows: GraphRows) -> None:
         """Drive what is not known to agree on one shard: pending and removing
