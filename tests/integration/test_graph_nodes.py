@@ -7,12 +7,15 @@ by repair, and both halves agree."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 import time
 
 import nats
+import pytest
 
+from tests.integration.test_nats_security import AUTH_CONF, INCLUDE_AUTH, PASSWORDS, credentials
 from tests.support.graph_client import GraphClient
-from tests.support.processes import Cluster
+from tests.support.processes import Cluster, start_nats
 from torua.graph.rules import vertex_shard
 from torua.protocol.errors import ToruaError
 from torua.protocol.messages import GraphRef
@@ -111,3 +114,38 @@ async def test_edges_across_shards_and_a_primary_killed_between_the_halves(group
     finally:
         await maps.stop()
         await nc.close()
+
+
+@pytest.mark.timeout(120)
+async def test_edges_across_shards_under_the_deployed_nats_permissions(group):
+    """deploy/nats/auth.conf as it is: a node may read the shard map (to find the
+    primary of an edge's other shard) and send it the other half; a client sends
+    graph requests to nodes."""
+    shutil.copy(AUTH_CONF, group.workdir / "auth.conf")
+    _, url = start_nats(group, extra_conf=INCLUDE_AUTH, env=PASSWORDS)
+    c = Cluster(group, url, shards=SHARDS)
+    c.extra_args = credentials
+    c.start(nodes=3)
+    shard_map = {s["shard_id"]: s for s in c.json("GET", "/shards")[1]["shards"]}
+    sa, sb = next((a, b) for a in shard_map for b in shard_map if shard_map[a]["primary"] != shard_map[b]["primary"])
+    a, b = vertex_on(sa, "a"), vertex_on(sb, "b")
+    nc = await nats.connect(url, user="client", password=PASSWORDS["TORUA_CLIENT_PASSWORD"], name="torua-client", inbox_prefix="_INBOX.torua-client")
+    maps = MapCache(nc)
+    await maps.start()
+    try:
+        g = GraphClient(ShardRouter(nc, maps), GRAPH, timeout=10.0)
+        await g.put_vertex(a)
+        await g.put_vertex(b)
+        await g.put_edge(a, "road", b)
+        assert [e.dst for e in await g.edges(a)] == [b] and [e.src for e in await g.edges(b, "in")] == [a]
+        await g.delete_vertex(b)  # its in-half's drop task reaches a's shard
+        await poll(lambda: _no_edges(g, a), 20, "the edge gone from src's shard")
+    finally:
+        await maps.stop()
+        await nc.close()
+    for proc in c.nodes.values():
+        assert "permissions violation" not in proc.log().lower(), proc.log()[-2000:]
+
+
+async def _no_edges(g: GraphClient, id: str) -> bool:
+    return await g.edges(id) == []

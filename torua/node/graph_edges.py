@@ -103,10 +103,12 @@ class EdgeWork:
     # ------------------------------------------------------------- lifecycle
 
     async def start(self, nc: Any) -> None:
+        """Route to other shards' primaries from now on; the shard map is read in the
+        background (a JetStream read may take its timeout: the node serves meanwhile)."""
         self.nc = nc
         self.maps = MapCache(nc)
-        await self.maps.start()
         self.router = ShardRouter(nc, self.maps)
+        self.node.tasks.spawn(self.maps.start())
         self.node.tasks.spawn(self._repair_loop())
 
     async def stop(self) -> None:
