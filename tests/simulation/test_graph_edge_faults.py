@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from tests.support.graph_client import GraphClient, GraphScan, scan_rows
+from tests.support.graph_client import GraphClient, GraphScan, graph_copies_differ, scan_rows
 from tests.support.sim_cluster import SimCluster, sim_seed, wait_for
 from torua.protocol.errors import ToruaError
 from torua.protocol.messages import GraphRef
@@ -182,7 +182,7 @@ async def test_edges_across_shards_converge_under_loss_pause_and_crash(tmp_path)
             assert checked > 10, "too few acknowledged edges to check: the scenario tested little"
             assert not problems + missing, f"seed {seed}:\n" + "\n".join(problems + missing)
             await cluster.wait_green(HEAL_TIMEOUT, caught_up=True)
-            assert cluster.compare_copies()[1] == []
+            assert cluster.compare_copies()[1] == [] and graph_copies_differ(cluster) == []
     finally:
         stop.set()
         await cluster.stop()

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from tests.support.graph_client import GraphClient, scan_rows
+from tests.support.graph_client import GraphClient, graph_copies_differ, scan_rows
 from tests.support.graph_row_ops import graph_rows
 from tests.support.sim_cluster import SimCluster, sim_seed, wait_for
 from torua.graph.rules import vertex_shard
@@ -353,5 +353,45 @@ async def test_a_primary_drops_the_graphs_the_catalog_no_longer_has(tmp_path, mo
             assert await vertices(kept) == 6
             with pytest.raises(ToruaError, match="was deleted"):  # a late write for the old uid is refused
                 await graph_client(cluster, old).put_vertex("v1")
+    finally:
+        await cluster.stop()
+
+
+@pytest.mark.timeout(120)
+async def test_a_move_and_a_failover_carry_the_graph_and_its_index(tmp_path):
+    cluster = SimCluster(tmp_path, sim_seed(), nodes=3, shards=2, replicas=2)
+    try:
+        await cluster.start()
+        async with asyncio.timeout(100):
+            g = graph_client(cluster)
+            ids = [f"m{i}" for i in range(30)]
+            for n, id in enumerate(ids):
+                await g.put_vertex(id, "M", {"n": n}, [1.0, float(n)])
+            for n in range(29):
+                await g.put_edge(ids[n], "next", ids[n + 1])
+            await settled(cluster)
+            entry = cluster.map.shards[0]
+            source = entry.primary
+            assert source is not None and cluster.coordinator is not None
+            target = next(n for n in cluster.node_ids if n not in entry.copies)
+            before = graph_rows(cluster.nodes[source].holdings[0].store.directory)  # type: ignore[union-attr]
+            cluster.coordinator.start_move(0, source, target, reason="test")
+            await wait_for(lambda: cluster.map.shards[0].primary == target and not cluster.coordinator.moves, 30, "the move")  # type: ignore[union-attr]
+            await cluster.wait_green(caught_up=True)
+            assert graph_rows(cluster.nodes[target].holdings[0].store.directory) == before  # type: ignore[union-attr]
+            # the index is built from the rows on the new copy: queries see every vertex of the shard
+            on_shard = [i for i in ids if g.shard(i) == 0]
+            hits = (await g.call(0, GraphOp.VECTOR_SEARCH, vector=[1.0, 0.0], k=len(on_shard))).hits
+            assert sorted(h.id for h in hits) == sorted(on_shard)
+            # a failover of the new primary: its replica serves the same graph
+            await cluster.crash(target)
+            await wait_for(lambda: cluster.map.shards[0].primary not in (None, target), 20, "a failover")
+            await g.put_edge(ids[0], "again", ids[29])
+            scan = await settled(cluster)
+            assert scan.problems(GRAPH.name, 2) == [] and len(scan.edges()) == 30
+            assert [e.dst for e in await g.edges(ids[0], types=["again"])] == [ids[29]]
+            await cluster.restart(target)
+            await cluster.wait_green(30, caught_up=True)
+            assert cluster.compare_copies()[1] == [] and graph_copies_differ(cluster) == []
     finally:
         await cluster.stop()

@@ -150,3 +150,19 @@ def scan_rows(stores: dict[int, ShardStore], uid: str) -> GraphScan:
 
 def with_uid(graph: GraphRef, uid: str) -> GraphRef:
     return replace(graph, uid=uid)
+
+
+def graph_copies_differ(cluster: Any) -> list[str]:
+    """Shards whose replicas' graph rows are not their primary's (a SimCluster, green
+    and caught up)."""
+    from tests.support.graph_row_ops import graph_rows
+
+    problems = []
+    for e in cluster.map.shards:
+        expected = graph_rows(cluster.nodes[e.primary].holdings[e.shard_id].store.directory)
+        for replica in e.replicas:
+            got = graph_rows(cluster.nodes[replica].holdings[e.shard_id].store.directory)
+            if got != expected:
+                differ = {t: (len(got[t]), len(expected[t])) for t in got if got[t] != expected[t]}
+                problems.append(f"DIVERGED: shard {e.shard_id} graph rows on {replica} differ from primary {e.primary}: {differ}")
+    return problems
