@@ -41,7 +41,7 @@ GRAPH_TYPES = (GraphEnsure, GraphDrop, VertexPut, VertexDelete, EdgePut, EdgeDel
 def registered() -> Iterator[None]:
     saved = {cls.TYPE: operations.OPERATION_ENGINES.get(cls.TYPE) for cls in GRAPH_TYPES}
     for cls in GRAPH_TYPES:
-        operations.OPERATION_ENGINES[cls.TYPE] = NAME
+        operations.OPERATION_ENGINES[cls.TYPE] = (NAME,)
     try:
         yield
     finally:
@@ -54,7 +54,7 @@ def registered() -> Iterator[None]:
 
 def register() -> None:
     for cls in GRAPH_TYPES:
-        operations.OPERATION_ENGINES[cls.TYPE] = NAME
+        operations.OPERATION_ENGINES[cls.TYPE] = (NAME,)
 
 
 _SCHEMA = (

@@ -28,6 +28,7 @@ def test_a_node_shows_every_role_its_sizes_and_its_replicas_lag():
             CopySnapshot(2, "frozen", False),  # closing right now: counted, not measured
         ],
         kv_served={("put", "ok"): 4, ("get", "not_found"): 1},
+        graph_served={("edge.attach", "ok"): 3, ("vertex.get", "not_found"): 2},
     )
     got = samples(list(node_families(snapshot)))
     node = ("node", "n1")
@@ -39,6 +40,8 @@ def test_a_node_shows_every_role_its_sizes_and_its_replicas_lag():
     lag = {dict(labels)["replica"]: v for (name, labels), v in got.items() if name == "torua_node_replica_lag_ops"}
     assert lag == {"n2": 0, "n3": 6}  # only a leading copy's replicas, itself left out
     assert got[("torua_node_kv_requests_total", frozenset({node, ("op", "put"), ("outcome", "ok")}))] == 4
+    assert got[("torua_node_graph_requests_total", frozenset({node, ("op", "edge.attach"), ("outcome", "ok")}))] == 3
+    assert not any(dict(labels).get("op") == "edge.attach" for (name, labels) in got if name == "torua_node_kv_requests_total")
     assert got[("torua_build_info", frozenset({("role", "node"), ("version", __version__)}))] == 1
 
 

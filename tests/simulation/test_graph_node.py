@@ -1,0 +1,397 @@
+"""The node's graph service through real nodes and coordinator over the in-memory bus
+(tests/support/sim_cluster.py): vertices and edges across shards, what each request
+refuses, imports, and the two halves of every edge after deletes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from tests.support.graph_client import GraphClient, graph_copies_differ, scan_rows
+from tests.support.graph_row_ops import graph_rows
+from tests.support.sim_cluster import SimCluster, sim_seed, wait_for
+from torua.graph.rules import vertex_shard
+from torua.protocol.errors import ToruaError
+from torua.protocol.messages import EdgeData, EdgeHalf, GraphRef, VertexData
+from torua.protocol.vocabulary import GraphOp
+
+GRAPH = GraphRef("people", "uid-1", vector_dim=2)
+
+
+def graph_client(cluster: SimCluster, graph: GraphRef = GRAPH) -> GraphClient:
+    assert cluster.gateway is not None
+    return GraphClient(cluster.gateway.router, graph)
+
+
+def primaries(cluster: SimCluster) -> dict[int, object]:
+    out = {}
+    for e in cluster.map.shards:
+        assert e.primary is not None
+        store = cluster.nodes[e.primary].holdings[e.shard_id].store
+        assert store is not None
+        out[e.shard_id] = store
+    return out
+
+
+def ids_on_other_shards(n: int, shards: int, name: str = "people") -> list[str]:
+    """Vertex ids spread so that consecutive ones are on different shards."""
+    out: list[str] = []
+    i = 0
+    while len(out) < n:
+        candidate = f"v{i}"
+        if not out or vertex_shard(name, candidate, shards) != vertex_shard(name, out[-1], shards):
+            out.append(candidate)
+        i += 1
+    return out
+
+
+async def settled(cluster: SimCluster, uid: str = GRAPH.uid, name: str = GRAPH.name, timeout: float = 20.0):
+    """Wait until repair has nothing left on any shard; the scan then."""
+
+    def done():
+        scan = scan_rows(primaries(cluster), uid)  # type: ignore[arg-type]
+        return scan if not scan.unsettled() else None
+
+    try:
+        return await wait_for(done, timeout, "every edge's halves settled")
+    except AssertionError:
+        scan = scan_rows(primaries(cluster), uid)  # type: ignore[arg-type]
+        raise AssertionError(f"not settled: {scan.unsettled()[:20]}; {scan.problems(name, cluster.map.num_shards)[:20]}") from None
+
+
+@pytest.mark.timeout(90)
+async def test_vertices_and_edges_across_shards(tmp_path):
+    cluster = SimCluster(tmp_path, sim_seed(), nodes=3, shards=4, replicas=2)
+    try:
+        await cluster.start()
+        async with asyncio.timeout(60):
+            g = graph_client(cluster)
+            a, b, c = ids_on_other_shards(3, 4)
+            assert (await g.put_vertex(a, "Person", {"name": "A"}, [1.0, 0.0])).created
+            assert not (await g.put_vertex(a, "Person", {"name": "A2"}, [1.0, 0.0])).created
+            await g.put_vertex(b, "Person")
+            await g.put_vertex(c, "Doc", {"text": "hello"})
+            got = await g.get_vertex(a, with_embedding=True)
+            assert (got.label, got.properties, got.embedding) == ("Person", {"name": "A2"}, [1.0, 0.0])
+            assert (await g.get_vertex(a)).embedding is None
+
+            await g.put_edge(a, "knows", b, {"since": 2020}, 2.5)
+            await g.put_edge(a, "wrote", c)
+            await g.put_edge(b, "knows", a)
+            assert [(e.src, e.type, e.dst, e.properties, e.weight) for e in await g.edges(a)] == [(a, "knows", b, {"since": 2020}, 2.5), (a, "wrote", c, {}, 1.0)]
+            assert [(e.src, e.dst) for e in await g.edges(b, "in")] == [(a, b)]
+            assert [(e.src, e.dst) for e in await g.edges(a, "both")] == [(a, b), (a, c), (b, a)]
+            assert [e.dst for e in await g.edges(a, "out", types=["wrote"])] == [c]
+            assert [e.dst for e in await g.edges(a, "out", limit=1)] == [b, c]  # two pages
+
+            with pytest.raises(ToruaError) as missing:
+                await g.put_edge(a, "knows", "nobody")
+            assert missing.value.code == "not_found" and "'nobody' (dst)" in missing.value.message
+            with pytest.raises(ToruaError) as missing:
+                await g.put_edge("ghost", "knows", a)
+            assert missing.value.code == "not_found" and "'ghost' (src)" in missing.value.message
+
+            await g.delete_edge(a, "wrote", c)
+            await g.delete_edge(a, "wrote", c)  # idempotent
+            assert [e.dst for e in await g.edges(c, "in")] == []
+            await g.delete_vertex(b)  # its edges go on both sides
+            await g.delete_vertex(b)
+            with pytest.raises(ToruaError) as gone:
+                await g.get_vertex(b)
+            assert gone.value.code == "not_found" and repr(b) in gone.value.message
+            scan = await settled(cluster)
+            assert scan.problems(GRAPH.name, 4) == [] and scan.edges() == set()
+            assert await g.edges(a, "both") == []
+            stats = [(await g.call(s, GraphOp.STATS)).counts for s in range(4)]
+            assert sum(s["vertices"] for s in stats) == 2 and sum(s["edges"] for s in stats) == 0
+            await cluster.wait_green(caught_up=True)
+    finally:
+        await cluster.stop()
+
+
+@pytest.mark.timeout(90)
+async def test_bad_requests_are_refused_and_change_nothing(tmp_path):
+    cluster = SimCluster(tmp_path, sim_seed(), nodes=2, shards=2, replicas=1)
+    try:
+        await cluster.start()
+        async with asyncio.timeout(60):
+            g = graph_client(cluster)
+            a = "alice"
+            await g.put_vertex(a)
+            shard = g.shard(a)
+            other = 1 - shard
+            cases = [
+                (shard, GraphOp.VERTEX_PUT, {"vertex": VertexData(a, "L\n", {})}, "bad_request", "printable"),
+                (shard, GraphOp.VERTEX_PUT, {"vertex": VertexData(a, "L", {}, [1.0])}, "bad_request", "graph vectors have 2 (vector_dim)"),
+                (shard, GraphOp.VERTEX_PUT, {"vertex": VertexData(a, "L", {"x": "y" * 70000})}, "value_too_large", "the limit is 65536"),
+                (other, GraphOp.VERTEX_PUT, {"vertex": VertexData(a, "L", {})}, "bad_request", f"belongs to shard {shard}"),
+                (shard, GraphOp.VERTEX_GET, {"id": ""}, "bad_request", "id must not be empty"),
+                (shard, GraphOp.VERTEX_GET, {"id": "x" * 1025}, "bad_request", "the limit is 1024"),
+                (shard, GraphOp.EDGE_PUT, {"edge": EdgeData(a, "", a)}, "bad_request", "type must not be empty"),
+                (shard, GraphOp.EDGE_PUT, {"edge": EdgeData(a, "t", a, weight=float("nan"))}, "bad_request", "weight must be a finite number"),
+                (shard, GraphOp.EDGES, {"id": a, "limit": 0}, "bad_request", "limit must be 1 to 1000"),
+                (shard, GraphOp.EDGES, {"id": a, "cursor": "garbage!"}, "bad_request", "not one this listing made"),
+                (shard, GraphOp.EDGES, {"id": "nobody"} , "not_found", "'nobody'"),
+                (shard, GraphOp.VERTICES, {"ids": []}, "bad_request", "at least one"),
+                (shard, GraphOp.VECTOR_SEARCH, {"vector": [1.0, 0.0, 0.0]}, "bad_request", "graph vectors have 2"),
+                (shard, GraphOp.VECTOR_SEARCH, {"vector": [1.0, 0.0], "k": 0}, "bad_request", "k must be 1 to 1000"),
+                (shard, GraphOp.CYPHER, {"query": "CREATE (n:Vertex {id: 'x'})"}, "bad_request", ""),
+                (shard, GraphOp.CYPHER, {"query": " "}, "bad_request", "query must not be empty"),
+            ]
+            for shard_id, op, fields, code, message in cases:
+                with pytest.raises(ToruaError) as refused:
+                    await g.call(shard_id, op, **fields)
+                assert (refused.value.code, message in refused.value.message) == (code, True), (op, fields, refused.value)
+            bad_ref = GraphClient(g.router, GraphRef("no spaces", "u"))
+            with pytest.raises(ToruaError, match="graph must be 1 to 64"):
+                await bad_ref.call(0, GraphOp.STATS)
+            assert (await g.get_vertex(a)).label == "V"  # nothing changed
+            await g.put_vertex("unlabelled", "")  # a vertex's label may be empty (torua.graph.rules), an edge's type not
+            assert (await g.get_vertex("unlabelled")).label == ""
+    finally:
+        await cluster.stop()
+
+
+@pytest.mark.timeout(90)
+async def test_import_applies_good_lines_names_bad_ones_and_changes_nothing_the_second_time(tmp_path):
+    cluster = SimCluster(tmp_path, sim_seed(), nodes=3, shards=4, replicas=2)
+    try:
+        await cluster.start()
+        async with asyncio.timeout(60):
+            g = graph_client(cluster)
+            ids = [f"p{i}" for i in range(40)]
+            vertices = [VertexData(i, "P", {"n": n}) for n, i in enumerate(ids)] + [VertexData("bad", "tab\there")]
+            edges = [EdgeData(ids[n], "next", ids[(n + 1) % 40], {"n": n}) for n in range(40)]
+            edges += [EdgeData(ids[0], "next", "nobody"), EdgeData("nobody", "next", ids[0]), EdgeData(ids[1], "", ids[2])]
+            counts, problems = await g.import_batch(vertices, edges)
+            assert counts == {"vertices": 40, "edges": 40}
+            assert sorted((p.kind, p.error_code) for _, p in problems) == [("edge", "bad_request"), ("edge", "not_found"), ("edge", "not_found"), ("vertex", "bad_request")]
+            scan = await settled(cluster)
+            assert scan.problems(GRAPH.name, 4) == [] and len(scan.edges()) == 40
+            before = {s: graph_rows(st.directory) for s, st in primaries(cluster).items()}  # type: ignore[attr-defined]
+            counts, problems = await g.import_batch(vertices, edges)  # the same again
+            assert counts == {"vertices": 40, "edges": 40} and len(problems) == 4
+            assert {s: graph_rows(st.directory) for s, st in primaries(cluster).items()} == before  # type: ignore[attr-defined]
+            assert [e.dst for e in await g.edges(ids[5])] == [ids[6]]
+            assert [e.src for e in await g.edges(ids[5], "in")] == [ids[4]]
+    finally:
+        await cluster.stop()
+
+
+def half_rows(cluster: SimCluster, key: tuple[str, str, str], uid: str = GRAPH.uid) -> dict[str, object]:
+    """The out-half and in-half of edge `key` as their shards' primaries hold them."""
+    scan = scan_rows(primaries(cluster), uid)  # type: ignore[arg-type]
+    found: dict[str, object] = {"out": None, "in": None}
+    for rows in scan.rows.values():
+        for r in rows:
+            if r.key == key:
+                if r.out_state is not None:
+                    found["out"] = (r.out_state, r.out_token)
+                if r.in_state is not None:
+                    found["in"] = (r.in_state, r.in_token)
+    return found
+
+
+@pytest.mark.timeout(90)
+async def test_late_messages_between_primaries_change_nothing_they_should_not(tmp_path):
+    cluster = SimCluster(tmp_path, sim_seed(), nodes=3, shards=4, replicas=1, graph_repair_interval=0.2)
+    try:
+        await cluster.start()
+        async with asyncio.timeout(60):
+            g = graph_client(cluster)
+            a, b = ids_on_other_shards(2, 4)
+            await g.put_vertex(a)
+            await g.put_vertex(b)
+            key = (a, "knows", b)
+            # An attach whose edge src's shard never held (an attach overtaken by its detach):
+            # dst's shard holds the in-half until its repair asks src's shard, then it goes.
+            late = await g.call(g.shard(b), GraphOp.EDGE_ATTACH, halves=[EdgeHalf(*key, token=99)])
+            assert [h.state for h in late.halves] == ["attached"]
+            await wait_for(lambda: half_rows(cluster, key) == {"out": None, "in": None}, 10, "the orphaned in-half removed by repair")
+
+            await g.put_edge(*key)
+            await settled(cluster)
+            halves = half_rows(cluster, key)
+            out_state, token = halves["out"]  # type: ignore[misc]
+            assert out_state == "committed" and halves["in"] == ("confirmed", token)
+            # Late messages of an older incarnation: nothing goes.
+            for op, shard in ((GraphOp.EDGE_DETACH, g.shard(b)), (GraphOp.EDGE_DROP, g.shard(a))):
+                answer = await g.call(shard, op, halves=[EdgeHalf(*key, token=token - 1)])
+                assert [h.state for h in answer.halves] == ["done"]
+            older = await g.call(g.shard(b), GraphOp.EDGE_ATTACH, halves=[EdgeHalf(*key, token=token - 1, properties={"old": True})])
+            assert [h.state for h in older.halves] == ["newer"]
+            assert half_rows(cluster, key) == halves
+            check = await g.call(g.shard(a), GraphOp.EDGE_CHECK, halves=[EdgeHalf(*key, token=token)])
+            assert [(h.state, h.token) for h in check.halves] == [("committed", token)]
+            # Asked again with the same token: repeated messages are harmless.
+            again = await g.call(g.shard(b), GraphOp.EDGE_ATTACH, halves=[EdgeHalf(*key, token=token)])
+            assert [h.state for h in again.halves] == ["attached"] and half_rows(cluster, key) == halves
+            # Peers are held to the rules too: a half of another shard, a token that is no seq.
+            for op, shard, half, message in [
+                (GraphOp.EDGE_ATTACH, g.shard(a), EdgeHalf(*key, token=1), "belongs to shard"),
+                (GraphOp.EDGE_DETACH, g.shard(b), EdgeHalf(*key, token=0), "token"),
+            ]:
+                with pytest.raises(ToruaError, match=message):
+                    await g.call(shard, op, halves=[half])
+    finally:
+        await cluster.stop()
+
+
+@pytest.mark.timeout(90)
+async def test_steps_a_peer_missed_are_finished_by_repair_once_it_is_back(tmp_path):
+    cluster = SimCluster(tmp_path, sim_seed(), nodes=3, shards=3, replicas=1, graph_repair_interval=0.2, graph_peer_timeout=0.3)
+    try:
+        await cluster.start()
+        async with asyncio.timeout(60):
+            g = graph_client(cluster)
+            ids = ids_on_other_shards(30, 3)
+            holder = {s: cluster.map.shards[s].primary for s in range(3)}
+            a = ids[0]
+            b = next(i for i in ids if holder[g.shard(i)] != holder[g.shard(a)])
+            c = next(i for i in ids if holder[g.shard(i)] == holder[g.shard(b)] and i != b)
+            for v in (a, b, c):
+                await g.put_vertex(v)
+            await g.put_edge(a, "knows", c)
+            other = holder[g.shard(b)]
+            assert other is not None and other != holder[g.shard(a)]
+            cluster.bus.partition(holder[g.shard(a)], other)  # src's node cannot reach dst's
+            with pytest.raises(ToruaError) as unknown:
+                await g.put_edge(a, "knows", b)
+            assert unknown.value.code == "timeout" and "pending" in unknown.value.message
+            assert half_rows(cluster, (a, "knows", b))["out"][0] == "pending"  # type: ignore[index]
+            await g.delete_vertex(a)  # its half toward c stays in the outbox meanwhile
+            scan = scan_rows(primaries(cluster), GRAPH.uid)  # type: ignore[arg-type]
+            assert scan.outbox[g.shard(a)] >= 1
+            cluster.bus.heal()
+            scan = await settled(cluster)
+            assert scan.problems(GRAPH.name, 3) == [] and scan.edges() == set()
+            assert await g.edges(c, "in") == [] and await g.edges(b, "in") == []
+            # and a put that could not finish is finished by repair when both ends stay
+            await g.put_vertex(a)
+            cluster.bus.partition(holder[g.shard(a)], other)
+            with pytest.raises(ToruaError):
+                await g.put_edge(a, "likes", b)
+            cluster.bus.heal()
+            await settled(cluster)
+            assert [e.dst for e in await g.edges(a)] == [b] and [e.src for e in await g.edges(b, "in")] == [a]
+    finally:
+        await cluster.stop()
+
+
+@pytest.mark.timeout(120)
+async def test_vector_text_and_cypher_queries_go_to_the_index_and_see_every_acknowledged_write(tmp_path):
+    cluster = SimCluster(tmp_path, sim_seed(), nodes=2, shards=2, replicas=2)
+    try:
+        await cluster.start()
+        async with asyncio.timeout(100):
+            graph = GraphRef("docs", "uid-docs", vector_dim=2, text_properties=["text"])
+            g = graph_client(cluster, graph)
+            texts = {"d0": "the quick brown fox", "d1": "a lazy dog sleeps", "d2": "quick quick fox runs", "d3": "stone river night"}
+            for n, (id, text) in enumerate(texts.items()):
+                await g.put_vertex(id, "Doc", {"text": text}, [1.0, float(n)])
+            await g.put_edge("d0", "cites", "d2")
+            hits = []
+            for shard in range(2):
+                hits += (await g.call(shard, GraphOp.VECTOR_SEARCH, vector=[1.0, 0.0], k=2)).hits
+            assert max(hits, key=lambda h: h.score).id == "d0"  # cosine similarity 1
+            stats = [await g.call(shard, GraphOp.TEXT_STATS, query="quick fox") for shard in range(2)]
+            docs = sum(s.docs for s in stats)
+            term_docs = {t: sum(s.term_docs.get(t, 0) for s in stats) for t in ("quick", "fox")}
+            assert docs == 4 and term_docs == {"quick": 2, "fox": 2}
+            found = []
+            for shard in range(2):
+                found += (await g.call(shard, GraphOp.TEXT_SEARCH, query="quick fox", k=3, docs=docs, term_docs=term_docs)).hits
+            assert {h.id for h in found} == {"d0", "d2"} and max(found, key=lambda h: h.score).id == "d2"
+            rows = []
+            for shard in range(2):
+                reply = await g.call(shard, GraphOp.CYPHER, query="MATCH (v:Vertex) RETURN v.id ORDER BY v.id")
+                rows += [r[0] for r in reply.rows]
+            assert {"d0", "d1", "d2", "d3"} <= set(rows)
+            await g.delete_vertex("d2")  # acknowledged: no query shows it any more
+            for shard in range(2):
+                assert "d2" not in [h.id for h in (await g.call(shard, GraphOp.VECTOR_SEARCH, vector=[1.0, 2.0], k=4)).hits]
+    finally:
+        await cluster.stop()
+
+
+@pytest.mark.timeout(90)
+async def test_a_primary_drops_the_graphs_the_catalog_no_longer_has(tmp_path, monkeypatch):
+    monkeypatch.setattr("torua.node.graph_edges.SWEEP_SECONDS", 0.2)
+    cluster = SimCluster(tmp_path, sim_seed(), nodes=2, shards=2, replicas=2, graph_repair_interval=0.1)
+    try:
+        await cluster.start()
+        async with asyncio.timeout(60):
+            old, kept = GraphRef("people", "uid-old"), GraphRef("docs", "uid-docs")
+            for ref in (old, kept):
+                client = graph_client(cluster, ref)
+                for i in range(6):
+                    await client.put_vertex(f"v{i}")
+
+            async def vertices(ref: GraphRef) -> int:
+                return sum([(await graph_client(cluster, ref).call(s, GraphOp.STATS)).counts["vertices"] for s in range(2)])
+
+            await asyncio.sleep(0.5)  # rounds with no catalog at all drop nothing (a wait for nothing to happen)
+            assert await vertices(old) == 6
+            assert cluster.gateway is not None
+            kv = await cluster.gateway.nc.jetstream().create_key_value(bucket="torua_graphs")
+            await kv.put("people", json.dumps({"name": "people", "uid": "uid-new"}).encode())  # created again: a new uid
+            await kv.put("docs", json.dumps({"name": "docs", "uid": "uid-docs"}).encode())
+
+            async def dropped() -> bool:
+                try:
+                    await graph_client(cluster, old).call(0, GraphOp.STATS)
+                except ToruaError as exc:
+                    return exc.code == "not_found"
+                return False
+
+            await wait_for(dropped, 10, "the old uid dropped on every shard")
+            for s in range(2):
+                with pytest.raises(ToruaError, match="was deleted"):
+                    await graph_client(cluster, old).call(s, GraphOp.STATS)
+            assert await vertices(kept) == 6
+            with pytest.raises(ToruaError, match="was deleted"):  # a late write for the old uid is refused
+                await graph_client(cluster, old).put_vertex("v1")
+    finally:
+        await cluster.stop()
+
+
+@pytest.mark.timeout(120)
+async def test_a_move_and_a_failover_carry_the_graph_and_its_index(tmp_path):
+    cluster = SimCluster(tmp_path, sim_seed(), nodes=3, shards=2, replicas=2)
+    try:
+        await cluster.start()
+        async with asyncio.timeout(100):
+            g = graph_client(cluster)
+            ids = [f"m{i}" for i in range(30)]
+            for n, id in enumerate(ids):
+                await g.put_vertex(id, "M", {"n": n}, [1.0, float(n)])
+            for n in range(29):
+                await g.put_edge(ids[n], "next", ids[n + 1])
+            await settled(cluster)
+            entry = cluster.map.shards[0]
+            source = entry.primary
+            assert source is not None and cluster.coordinator is not None
+            target = next(n for n in cluster.node_ids if n not in entry.copies)
+            before = graph_rows(cluster.nodes[source].holdings[0].store.directory)  # type: ignore[union-attr]
+            cluster.coordinator.start_move(0, source, target, reason="test")
+            await wait_for(lambda: cluster.map.shards[0].primary == target and not cluster.coordinator.moves, 30, "the move")  # type: ignore[union-attr]
+            await cluster.wait_green(caught_up=True)
+            assert graph_rows(cluster.nodes[target].holdings[0].store.directory) == before  # type: ignore[union-attr]
+            # the index is built from the rows on the new copy: queries see every vertex of the shard
+            on_shard = [i for i in ids if g.shard(i) == 0]
+            hits = (await g.call(0, GraphOp.VECTOR_SEARCH, vector=[1.0, 0.0], k=len(on_shard))).hits
+            assert sorted(h.id for h in hits) == sorted(on_shard)
+            # a failover of the new primary: its replica serves the same graph
+            await cluster.crash(target)
+            await wait_for(lambda: cluster.map.shards[0].primary not in (None, target), 20, "a failover")
+            await g.put_edge(ids[0], "again", ids[29])
+            scan = await settled(cluster)
+            assert scan.problems(GRAPH.name, 2) == [] and len(scan.edges()) == 30
+            assert [e.dst for e in await g.edges(ids[0], types=["again"])] == [ids[29]]
+            await cluster.restart(target)
+            await cluster.wait_green(30, caught_up=True)
+            assert cluster.compare_copies()[1] == [] and graph_copies_differ(cluster) == []
+    finally:
+        await cluster.stop()
