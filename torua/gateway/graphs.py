@@ -63,7 +63,9 @@ def first_error(errors: list[ToruaError]) -> ToruaError:
 
 
 class GraphEndpoints:
-    """The graph half of `torua.gateway.service.Gateway` (which it is mixed into)."""
+    """The graph half of `torua.gateway.service.Gateway` (which it is mixed into). Its
+    own helpers are named ``_graph_*``, so none is taken by a Gateway method of the
+    same name; what it uses of the Gateway is declared below."""
 
     router: "ShardRouter"
     config: "GatewayConfig"
@@ -75,10 +77,10 @@ class GraphEndpoints:
 
     # ------------------------------------------------------------ plumbing
 
-    async def _graph(self, name: str) -> CatalogEntry:
+    async def _graph_entry(self, name: str) -> CatalogEntry:
         return await self.graphs.get(name)
 
-    async def _ask(self, shard: int, build: Callable[[int], GraphRequest], timeout: float) -> GraphReply:
+    async def _graph_ask(self, shard: int, build: Callable[[int], GraphRequest], timeout: float) -> GraphReply:
         """One request to `shard`'s primary; a refusal comes back as `ToruaError`."""
         try:
             reply = await self.router.call(shard, build, timeout, kind="graph", reply_type=GraphReply)
@@ -93,18 +95,18 @@ class GraphEndpoints:
             raise ToruaError(code, peer_message(code, reply.error_message, f"shard {shard}'s node") or "the node refused the request")
         return reply
 
-    async def _ask_vertex(self, entry: CatalogEntry, vertex_id: str, op: GraphOp, **fields: Any) -> GraphReply:
+    async def _graph_ask_vertex(self, entry: CatalogEntry, vertex_id: str, op: GraphOp, **fields: Any) -> GraphReply:
         """One request about `vertex_id` to its shard."""
         shard = rules.vertex_shard(entry.name, vertex_id, (await self._map()).num_shards)
         ref = entry.ref()
-        return await self._ask(shard, lambda epoch: GraphRequest(op, shard, epoch, ref, **fields), self.config.request_timeout)
+        return await self._graph_ask(shard, lambda epoch: GraphRequest(op, shard, epoch, ref, **fields), self.config.request_timeout)
 
-    async def _ask_all(self, build: Callable[[int, int], GraphRequest], timeout: float, shards: Any = None) -> dict[int, GraphReply]:
+    async def _graph_ask_all(self, build: Callable[[int, int], GraphRequest], timeout: float, shards: Any = None) -> dict[int, GraphReply]:
         """`build(shard, epoch)` to every shard (or those given) at once; every answer, by shard."""
         if shards is None:
             shards = range((await self._map()).num_shards)
         shards = list(shards)
-        results = await asyncio.gather(*(self._ask(s, lambda epoch, s=s: build(s, epoch), timeout) for s in shards), return_exceptions=True)
+        results = await asyncio.gather(*(self._graph_ask(s, lambda epoch, s=s: build(s, epoch), timeout) for s in shards), return_exceptions=True)
         errors = [r for r in results if isinstance(r, BaseException)]
         for r in errors:
             if not isinstance(r, ToruaError):
@@ -113,7 +115,7 @@ class GraphEndpoints:
             raise first_error(errors)  # type: ignore[arg-type]
         return dict(zip(shards, results))  # type: ignore[arg-type]
 
-    async def _drive(self, planner: Traversal | PathSearch, entry: CatalogEntry, deadline: float) -> bool:
+    async def _graph_drive(self, planner: Traversal | PathSearch, entry: CatalogEntry, deadline: float) -> bool:
         """Run a planner's hops, each hop's requests at once, until it is done (False)
         or the deadline stops it (True)."""
         ref = entry.ref()
@@ -129,7 +131,7 @@ class GraphEndpoints:
                 planner.stop()
                 return True
             try:
-                replies = await self._ask_all(lambda shard, epoch, by={c.shard: c for c in calls}: request(by[shard], epoch), remaining, [c.shard for c in calls])
+                replies = await self._graph_ask_all(lambda shard, epoch, by={c.shard: c for c in calls}: request(by[shard], epoch), remaining, [c.shard for c in calls])
             except ToruaError as exc:
                 if exc.code == "timeout":  # a shard did not answer within the deadline: what was read stands
                     planner.stop()
@@ -154,9 +156,9 @@ class GraphEndpoints:
 
     async def graph_get(self, graph: str) -> dict[str, Any]:
         """The graph's settings, and its counts summed over every shard."""
-        entry = await self._graph(graph)
+        entry = await self._graph_entry(graph)
         ref = entry.ref()
-        replies = await self._ask_all(lambda shard, epoch: GraphRequest(GraphOp.STATS, shard, epoch, ref), self.config.request_timeout)
+        replies = await self._graph_ask_all(lambda shard, epoch: GraphRequest(GraphOp.STATS, shard, epoch, ref), self.config.request_timeout)
         return {**entry.view(), "counts": sum_counts(r.counts for r in replies.values())}
 
     async def graph_delete(self, graph: str) -> None:
@@ -169,7 +171,7 @@ class GraphEndpoints:
             return
         ref = entry.ref()
         try:
-            await self._ask_all(lambda shard, epoch: GraphRequest(GraphOp.DROP, shard, epoch, ref), self.config.request_timeout)
+            await self._graph_ask_all(lambda shard, epoch: GraphRequest(GraphOp.DROP, shard, epoch, ref), self.config.request_timeout)
         except ToruaError as exc:
             log.warning("graph %s (uid %s) deleted; dropping its rows: %s (its shards drop them on their own)", graph, entry.uid, exc.message)
 
@@ -178,48 +180,48 @@ class GraphEndpoints:
     async def vertex_put(
         self, graph: str, id: str, label: str = "", properties: dict[str, Any] | None = None, embedding: list[float] | None = None,
     ) -> dict[str, Any]:
-        entry = await self._graph(graph)
+        entry = await self._graph_entry(graph)
         vertex = rules.vertex(id, label, properties, embedding, entry.settings.vector_dim)
-        reply = await self._ask_vertex(entry, vertex.id, GraphOp.VERTEX_PUT, vertex=vertex)
+        reply = await self._graph_ask_vertex(entry, vertex.id, GraphOp.VERTEX_PUT, vertex=vertex)
         return {"id": vertex.id, "created": reply.created}
 
     async def vertex_get(self, graph: str, id: str, embedding: bool = False) -> dict[str, Any]:
-        entry = await self._graph(graph)
+        entry = await self._graph_entry(graph)
         rules.validate_vertex_id(id)
-        reply = await self._ask_vertex(entry, id, GraphOp.VERTEX_GET, id=id, with_embedding=embedding)
+        reply = await self._graph_ask_vertex(entry, id, GraphOp.VERTEX_GET, id=id, with_embedding=embedding)
         if reply.vertex is None:
             raise ToruaError("not_found", f"vertex {id!r} of graph {graph} does not exist")
         return vertex_view(reply.vertex, embedding)
 
     async def vertex_delete(self, graph: str, id: str) -> None:
         """Idempotent; its edges go with it (on every shard that holds a half)."""
-        entry = await self._graph(graph)
+        entry = await self._graph_entry(graph)
         rules.validate_vertex_id(id)
-        await self._ask_vertex(entry, id, GraphOp.VERTEX_DELETE, id=id)
+        await self._graph_ask_vertex(entry, id, GraphOp.VERTEX_DELETE, id=id)
 
     async def edge_put(
         self, graph: str, src: str, type: str, dst: str, properties: dict[str, Any] | None = None, weight: float = 1.0,
     ) -> dict[str, Any]:
         """To src's shard, whose primary writes both halves (docs/design/graph.md section 4);
         `not_found` names a missing endpoint."""
-        entry = await self._graph(graph)
+        entry = await self._graph_entry(graph)
         e = rules.edge(src, type, dst, properties, weight)
-        reply = await self._ask_vertex(entry, e.src, GraphOp.EDGE_PUT, edge=e)
+        reply = await self._graph_ask_vertex(entry, e.src, GraphOp.EDGE_PUT, edge=e)
         return {"src": e.src, "type": e.type, "dst": e.dst, "created": reply.created}
 
     async def edge_delete(self, graph: str, src: str, type: str, dst: str) -> None:
-        entry = await self._graph(graph)
+        entry = await self._graph_entry(graph)
         e = rules.edge(src, type, dst)
-        await self._ask_vertex(entry, e.src, GraphOp.EDGE_DELETE, edge=e)
+        await self._graph_ask_vertex(entry, e.src, GraphOp.EDGE_DELETE, edge=e)
 
     async def graph_edges(
         self, graph: str, id: str, direction: str = "out", type: str | None = None, limit: int = 100, cursor: str | None = None,
     ) -> dict[str, Any]:
         """One page of a vertex's edges, from its shard (both halves live there)."""
-        entry = await self._graph(graph)
+        entry = await self._graph_entry(graph)
         rules.validate_vertex_id(id)
         types = [rules.validate_type(type)] if type else []
-        reply = await self._ask_vertex(
+        reply = await self._graph_ask_vertex(
             entry, id, GraphOp.EDGES, id=id, direction=rules.validate_direction(direction), types=types, limit=limit, cursor=cursor or "",
         )
         return {"edges": [edge_view(e) for e in reply.edges], "next_cursor": reply.next_cursor or None}
@@ -230,7 +232,7 @@ class GraphEndpoints:
         """Every line read and checked first (a body over max_import_bytes changes
         nothing), then the vertices, in batches to their shards, then the edges, to
         their src's shards; a batch's lines a shard refused are named with their numbers."""
-        entry = await self._graph(graph)  # an unknown graph is refused before the body is read
+        entry = await self._graph_entry(graph)  # an unknown graph is refused before the body is read
         limit = self.config.max_import_bytes
         parser, splitter, size = ImportParser(entry.settings.vector_dim), LineSplitter(), 0
         async for chunk in ndjson.chunks():
@@ -249,12 +251,12 @@ class GraphEndpoints:
             ("vertex", batches(parser.vertices, vertex_shard(graph, num_shards), max_bytes=room)),
             ("edge", batches(parser.edges, edge_shard(graph, num_shards), max_bytes=room)),
         ):
-            failures += await self._send_batches(entry, kind, cut, outcome)
+            failures += await self._graph_send_batches(entry, kind, cut, outcome)
         if failures and outcome.vertices == 0 and outcome.edges == 0:
             raise first_error(failures)  # nothing could be applied: the cluster's answer, not 200
         return outcome.view()
 
-    async def _send_batches(self, entry: CatalogEntry, kind: str, cut: list[Batch[Any]], outcome: ImportOutcome) -> list[ToruaError]:
+    async def _graph_send_batches(self, entry: CatalogEntry, kind: str, cut: list[Batch[Any]], outcome: ImportOutcome) -> list[ToruaError]:
         """Each shard's batches one after another, the shards at once; the failures."""
         ref, failures = entry.ref(), []
         per_shard: dict[int, list[Batch[Any]]] = {}
@@ -269,7 +271,7 @@ class GraphEndpoints:
         async def send(shard_batches: list[Batch[Any]]) -> None:
             for batch in shard_batches:
                 try:
-                    reply = await self._ask(batch.shard, lambda epoch, b=batch: request(b, epoch), self.config.request_timeout)
+                    reply = await self._graph_ask(batch.shard, lambda epoch, b=batch: request(b, epoch), self.config.request_timeout)
                 except ToruaError as exc:
                     failures.append(exc)
                     outcome.failed(batch, f"shard {batch.shard}: {exc.message}")
@@ -285,14 +287,14 @@ class GraphEndpoints:
         self, graph: str, seeds: list[str], direction: str = "out", types: list[str] | None = None, max_hops: int = rules.DEFAULT_HOPS,
         limit: int = rules.DEFAULT_TRAVERSE_LIMIT, edges: bool = False,
     ) -> dict[str, Any]:
-        entry = await self._graph(graph)
+        entry = await self._graph_entry(graph)
         deadline = asyncio.get_running_loop().time() + self.config.request_timeout - ANSWER_MARGIN
         num_shards = (await self._map()).num_shards
         planner = Traversal(
             [rules.validate_vertex_id(s, "each of from") for s in seeds], rules.validate_direction(direction), rules.validate_types(types),
             rules.validate_hops(max_hops), limit, lambda vid: rules.vertex_shard(graph, vid, num_shards), want_edges=edges,
         )
-        await self._drive(planner, entry, deadline)
+        await self._graph_drive(planner, entry, deadline)
         result = planner.result()
         out: dict[str, Any] = {"vertices": [{**vertex_view(v), "hops": hops} for v, hops in result.vertices]}
         if edges:
@@ -303,14 +305,14 @@ class GraphEndpoints:
     async def graph_shortest_path(
         self, graph: str, source: str, target: str, direction: str = "out", types: list[str] | None = None, max_hops: int = rules.DEFAULT_HOPS,
     ) -> dict[str, Any]:
-        entry = await self._graph(graph)
+        entry = await self._graph_entry(graph)
         deadline = asyncio.get_running_loop().time() + self.config.request_timeout - ANSWER_MARGIN
         num_shards = (await self._map()).num_shards
         planner = PathSearch(
             rules.validate_vertex_id(source, "from"), rules.validate_vertex_id(target, "to"), rules.validate_direction(direction),
             rules.validate_types(types), rules.validate_hops(max_hops), lambda vid: rules.vertex_shard(graph, vid, num_shards),
         )
-        stopped = await self._drive(planner, entry, deadline)
+        stopped = await self._graph_drive(planner, entry, deadline)
         result = planner.result()
         if result.found:
             return {"path": result.path, "edges": [edge_view(e) for e in result.edges]}
@@ -323,10 +325,10 @@ class GraphEndpoints:
 
     async def graph_vector_search(self, graph: str, vector: list[float], k: int = 10, label: str | None = None) -> dict[str, Any]:
         """Every shard's k nearest, merged (`torua.graph.search.merge_hits`)."""
-        entry = await self._graph(graph)
+        entry = await self._graph_entry(graph)
         query = rules.validate_vector(vector, entry.settings.vector_dim, "vector")
         ref = entry.ref()
-        replies = await self._ask_all(
+        replies = await self._graph_ask_all(
             lambda shard, epoch: GraphRequest(GraphOp.VECTOR_SEARCH, shard, epoch, ref, vector=query, k=k, label=label or ""),
             self.config.request_timeout,
         )
@@ -335,18 +337,18 @@ class GraphEndpoints:
     async def graph_text_search(self, graph: str, query: str, k: int = 10, label: str | None = None) -> dict[str, Any]:
         """Two rounds: every shard's statistics for the query's terms, summed; then every
         shard scores with those and its hits are merged (`torua.graph.search`)."""
-        entry = await self._graph(graph)
+        entry = await self._graph_entry(graph)
         if not entry.settings.text_properties:
             raise ToruaError("bad_request", f"graph {graph} has no text_properties to search; create it with text_properties")
         ref, loop = entry.ref(), asyncio.get_running_loop()
         deadline = loop.time() + self.config.request_timeout
-        stats = await self._ask_all(
+        stats = await self._graph_ask_all(
             lambda shard, epoch: GraphRequest(GraphOp.TEXT_STATS, shard, epoch, ref, query=query, label=label or ""), self.config.request_timeout,
         )
         total = sum_text_stats((r.docs, r.term_docs) for r in stats.values())
         if total.docs == 0:
             return {"hits": []}
-        replies = await self._ask_all(
+        replies = await self._graph_ask_all(
             lambda shard, epoch: GraphRequest(
                 GraphOp.TEXT_SEARCH, shard, epoch, ref, query=query, k=k, label=label or "", docs=total.docs, term_docs=total.term_docs,
             ),
@@ -356,9 +358,9 @@ class GraphEndpoints:
 
     async def graph_cypher(self, graph: str, query: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         """The query on every shard's part of the graph; each shard's rows with its number."""
-        entry = await self._graph(graph)
+        entry = await self._graph_entry(graph)
         ref = entry.ref()
-        replies = await self._ask_all(
+        replies = await self._graph_ask_all(
             lambda shard, epoch: GraphRequest(GraphOp.CYPHER, shard, epoch, ref, query=query, params=params or {}), self.config.request_timeout,
         )
         columns, rows = concat_rows({s: (r.columns, r.rows) for s, r in replies.items()})
