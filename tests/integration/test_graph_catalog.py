@@ -96,8 +96,8 @@ async def test_the_nats_api_creates_lists_and_refuses_alike(shared_cluster):
         assert "cat-nats" in [g["name"] for g in graphs["graphs"]] and seen
         unknown, headers = await ask("graph.vertex.get", {"graph": "cat-nowhere", "id": "a"})
         assert unknown["error"]["code"] == "not_found" and headers.get("Nats-Service-Error-Code") == "404"
-        wrong, _ = await ask("graph.vertex.put", {"graph": "cat-nats", "id": "a", "embedding": [1, 2, 3]})
-        assert wrong["error"]["code"] == "bad_request" and "has 3 numbers; graph vectors have 2" in wrong["error"]["message"]
+        wrong, _ = await ask("graph.vertex.put", {"graph": "cat-nats", "id": "a", "label": "L", "embedding": [1, 2, 3]})
+        assert wrong["error"]["code"] == "bad_request" and "embedding has 3 numbers; this graph's vector_dim is 2" in wrong["error"]["message"]
         typo, _ = await ask("graph.traverse", {"graph": "cat-nats", "from": ["a"], "hops": 2})
         assert typo["error"]["code"] == "bad_request" and "unknown field" in typo["error"]["message"]
     finally:
@@ -107,11 +107,13 @@ async def test_the_nats_api_creates_lists_and_refuses_alike(shared_cluster):
 @pytest.mark.parametrize(
     "method,path,body,status,words",
     [
-        ("PUT", "/graphs/cat-nowhere/vertices/a", {}, 404, "graph cat-nowhere does not exist"),
+        ("PUT", "/graphs/cat-nowhere/vertices/a", {"label": "L"}, 404, "graph cat-nowhere does not exist"),
+        ("PUT", "/graphs/cat-checks/vertices/a", {}, 400, "label is required"),
+        ("PUT", "/graphs/cat-checks/vertices/a", {"label": ""}, 400, "label must be"),
         ("POST", "/graphs/cat-nowhere/traverse", {"from": ["a"]}, 404, "does not exist"),
         ("GET", "/graphs/cat-nowhere/vertices/a", None, 404, "does not exist"),
-        ("PUT", "/graphs/cat-checks/vertices/a", {"embedding": [1, 2]}, 400, "has 2 numbers; graph vectors have 3"),
-        ("PUT", "/graphs/cat-checks/vertices/a", {"properties": {"t": "x" * 70000}}, 413, "the limit is 65536"),
+        ("PUT", "/graphs/cat-checks/vertices/a", {"label": "L", "embedding": [1, 2]}, 400, "embedding has 2 numbers; this graph's vector_dim is 3"),
+        ("PUT", "/graphs/cat-checks/vertices/a", {"label": "L", "properties": {"t": "x" * 70000}}, 413, "properties of vertex 'a' are 70008 bytes of JSON; the limit is 65536"),
         ("PUT", "/graphs/cat-checks/vertices/a%00b", {}, 400, "id must not contain NUL"),
         ("PUT", "/graphs/cat-checks/vertices/" + "x" * 1025, {}, 400, "id is 1025 bytes"),
         ("PUT", "/graphs/cat-checks/edges", {"src": "a", "type": "", "dst": "b"}, 400, "type must"),
@@ -158,7 +160,11 @@ def test_an_import_says_what_it_is_and_its_size_up_front(shared_cluster):
 def test_a_vertex_id_is_read_from_the_raw_path_like_a_key(shared_cluster):
     """(Routing only: an id with slashes, a '?', a '#' or a newline reaches the graph's rules whole.)"""
     c = shared_cluster
-    assert c.json("PUT", "/graphs/cat-ids", {"vector_dim": 2})[0] in (200, 201)
+    assert c.json("PUT", "/graphs/cat-ids", {})[0] in (200, 201)
+    too_big = {"label": "L", "properties": {"t": "x" * 70000}}
     for vid in ["a/b/c", "数字", "x?y", "x#y", "two\nlines", "a/edges"]:
-        status, answer = c.json("PUT", "/graphs/cat-ids/vertices/" + quote(vid, safe=""), {"embedding": [1, 2, 3]})
-        assert status == 400 and f"embedding of {vid!r}" in answer["error"]["message"], (vid, answer)
+        status, answer = c.json("PUT", "/graphs/cat-ids/vertices/" + quote(vid, safe=""), too_big)
+        assert status == 413 and f"properties of vertex {vid!r}" in answer["error"]["message"], (vid, answer)
+    # slashes sent raw are the id's too
+    status, answer = c.json("PUT", "/graphs/cat-ids/vertices/a/b/c", too_big)
+    assert status == 413 and "properties of vertex 'a/b/c'" in answer["error"]["message"], answer

@@ -16,3 +16,25 @@ def test_no_gateway_method_takes_the_place_of_a_graph_one():
     assert graph_own & set(vars(Gateway)) == DECLARED
     for name in graph_own - DECLARED:
         assert getattr(Gateway, name) is getattr(GraphEndpoints, name), name
+
+
+def _endpoint(name: str):
+    from torua.gateway.endpoints import ENDPOINTS
+
+    return next(e for e in ENDPOINTS if e.name == name)
+
+
+def test_the_largest_valid_graph_bodies_fit_what_rest_reads():
+    """A JSON body limit below what the rules let a request carry makes valid writes 413
+    (64 KiB, the limit of the cluster calls, once refused a vertex with its full properties)."""
+    import json
+
+    from torua.graph import inputs, rules
+
+    props = {"t": "x" * (inputs.MAX_PROPERTIES_BYTES - 10)}
+    assert inputs.validate_properties(props, "v") is props
+    vertex = {"label": "L" * rules.MAX_NAME_CHARS, "properties": props, "embedding": [-1.2345678901234567e-300] * rules.MAX_VECTOR_DIM}
+    edge = {"src": "s" * 1024, "type": "t" * rules.MAX_NAME_CHARS, "dst": "d" * 1024, "properties": props, "weight": 1.5}
+    seeds = {"from": ["i" * 1024] * inputs.MAX_SEEDS, "types": ["t" * rules.MAX_NAME_CHARS] * 100, "max_hops": 6, "limit": 10000}
+    for name, body in [("vertex_put", vertex), ("edge_put", edge), ("graph_traverse", seeds), ("graph_vector_search", {"vector": vertex["embedding"], "k": 1000})]:
+        assert len(json.dumps(body).encode()) <= _endpoint(name).max_json_body, name

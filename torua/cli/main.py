@@ -61,6 +61,15 @@ def parser() -> argparse.ArgumentParser:
     ls.add_argument("--prefix", default="")
     ls.add_argument("--limit", type=int, default=1000)
 
+    def client_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--nats-url", default=_env("NATS_URL", DEFAULT_NATS_URL), help="NATS URL [env TORUA_NATS_URL]")
+        p.add_argument("--timeout", type=float, default=10.0, help="seconds per request [default 10]")
+
+    graph = sub.add_parser("graph", help="graphs: create, import, read, traverse, search, Cypher", description="Graphs from the shell (via torua.Client).")
+    from torua.cli.graph import add_graph_arguments
+
+    add_graph_arguments(graph, client_options)
+
     st = sub.add_parser("status", help="the cluster at a glance")
     st.add_argument("--nats-url", default=_env("NATS_URL", DEFAULT_NATS_URL), help="NATS URL [env TORUA_NATS_URL]")
 
@@ -110,6 +119,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from torua.cli.kv import run_kv
 
         return asyncio.run(run_kv(args))
+    if args.command == "graph":
+        from torua.cli.graph import run_graph
+
+        return asyncio.run(run_graph(args))
     if args.command == "status":
         from torua.cli.status import run_status
 

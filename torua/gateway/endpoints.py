@@ -24,11 +24,16 @@ from typing import Any, Literal, Mapping
 from torua.gateway.params import (
     Boolean, In, Integer, JsonObject, Key, Ndjson, Number, Numbers, Param, Schema, Text, TextList, Value, VertexId, VertexIds, expected_fields,
 )
-from torua.graph import rules as graph_rules
+from torua.graph import inputs as graph_inputs, rules as graph_rules
 from torua.kv_rules import MAX_LIMIT
 
 # Shard numbers fit msgpack's integers with room to spare (a cluster has at most 4096).
 MAX_SHARD_NUMBER = 1 << 31
+
+# JSON bodies (POST /shards/assign, ...) never need more than this; graph writes and
+# reads carry properties, embeddings and lists of ids: `GRAPH_JSON_BODY`.
+MAX_JSON_BODY = 64 << 10
+GRAPH_JSON_BODY = 4 << 20
 
 # Codes any request may get, so no endpoint lists them.
 EVERY_REQUEST = ("bad_request", "internal")
@@ -105,6 +110,7 @@ class Endpoint:
     rest: tuple[Route, ...]
     nats: str | None = None  # the subject under torua.api., e.g. "kv.get"; None: REST only
     errors: tuple[str, ...] = ()  # error codes it may answer besides EVERY_REQUEST's
+    max_json_body: int = MAX_JSON_BODY  # REST: the largest JSON body it reads (413 above)
 
     def __post_init__(self) -> None:
         names = [p.name for p in self.params]
@@ -450,12 +456,12 @@ def vertex_id(name: str = "id", rest: In | None = In.PATH, doc: str = VERTEX_DOC
 DIRECTION = Param("direction", Text(choices=("out", "in", "both")), default="out", doc="edges leaving the vertex, entering it, or both")
 TYPES = Param("types", TextList(), doc="edge types to follow; absent or empty: every type")
 HOPS = Param(
-    "max_hops", Integer(graph_rules.MIN_HOPS, graph_rules.MAX_HOPS), default=graph_rules.DEFAULT_HOPS,
-    doc=f"at most this many hops from the start ({graph_rules.MIN_HOPS} to {graph_rules.MAX_HOPS})",
+    "max_hops", Integer(graph_inputs.MIN_HOPS, graph_rules.MAX_HOPS), default=graph_inputs.DEFAULT_HOPS,
+    doc=f"at most this many hops from the start ({graph_inputs.MIN_HOPS} to {graph_rules.MAX_HOPS})",
 )
-PROPERTIES = Param("properties", JsonObject(), doc=f"a JSON object of at most {graph_rules.MAX_PROPERTIES_BYTES} bytes (413 above)")
+PROPERTIES = Param("properties", JsonObject(), doc=f"a JSON object of at most {graph_inputs.MAX_PROPERTIES_BYTES} bytes (413 above)")
 K = Param("k", Integer(1, graph_rules.MAX_K), default=10, doc="how many hits, best first")
-LABEL_FILTER = Param("label", Text(max_length=graph_rules.MAX_LABEL_CHARS), doc="only vertices with this label")
+LABEL_FILTER = Param("label", Text(max_length=graph_rules.MAX_NAME_CHARS), doc="only vertices with this label")
 GRAPH_ERRORS = ("not_found", "unavailable", "timeout")
 
 GRAPH: tuple[Endpoint, ...] = (
@@ -466,6 +472,7 @@ GRAPH: tuple[Endpoint, ...] = (
         json_reply("GraphList", "every graph of the cluster, by name"),
         (Route("GET", "/graphs", "The graphs of the cluster and their settings"),),
         nats="graph.list",
+        max_json_body=GRAPH_JSON_BODY,
         errors=("unavailable",),
     ),
     Endpoint(
@@ -477,7 +484,7 @@ GRAPH: tuple[Endpoint, ...] = (
             Param("metric", Text(choices=("cosine", "l2")), default="cosine", doc="how vector search compares embeddings"),
             Param(
                 "text_properties", TextList(), default=[],
-                doc=f"vertex properties (text) the full-text search covers, at most {graph_rules.MAX_TEXT_PROPERTIES}",
+                doc=f"vertex properties (text) the full-text search covers, at most {graph_inputs.MAX_TEXT_PROPERTIES}",
             ),
         ),
         json_reply(
@@ -485,6 +492,7 @@ GRAPH: tuple[Endpoint, ...] = (
         ),
         (Route("PUT", "/graphs/{graph}", "Create a graph (every setting optional); the same settings again: 200; other settings: 409"),),
         nats="graph.create",
+        max_json_body=GRAPH_JSON_BODY,
         errors=("conflict", "unavailable"),
     ),
     Endpoint(
@@ -494,6 +502,7 @@ GRAPH: tuple[Endpoint, ...] = (
         json_reply("GraphDetail", "the graph's settings and counts over every shard"),
         (Route("GET", "/graphs/{graph}", "A graph's settings, and its vertices and edges counted over every shard"),),
         nats="graph.get",
+        max_json_body=GRAPH_JSON_BODY,
         errors=GRAPH_ERRORS,
     ),
     Endpoint(
@@ -503,6 +512,7 @@ GRAPH: tuple[Endpoint, ...] = (
         Reply("empty", "gone (also when there was no such graph)", status=204),
         (Route("DELETE", "/graphs/{graph}", "Delete a graph with all its data (idempotent)"),),
         nats="graph.delete",
+        max_json_body=GRAPH_JSON_BODY,
         errors=("unavailable",),
     ),
     # Before the vertex routes: .../vertices/a/edges is vertex a's edges (a vertex "a/edges" is a%2Fedges).
@@ -513,13 +523,14 @@ GRAPH: tuple[Endpoint, ...] = (
             GRAPH_NAME,
             vertex_id(),
             replace(DIRECTION, rest=In.QUERY),
-            Param("type", Text(min_length=1, max_length=graph_rules.MAX_LABEL_CHARS), rest=In.QUERY, doc="only edges of this type"),
-            Param("limit", Integer(1, graph_rules.MAX_EDGES_PAGE), default=100, rest=In.QUERY),
+            Param("type", Text(min_length=1, max_length=graph_rules.MAX_NAME_CHARS), rest=In.QUERY, doc="only edges of this type"),
+            Param("limit", Integer(1, graph_inputs.MAX_EDGES_PAGE), default=100, rest=In.QUERY),
             Param("cursor", Text(), rest=In.QUERY, doc="next_cursor of the previous page (opaque)"),
         ),
         json_reply("EdgePage", "a page of the vertex's edges"),
         (Route("GET", "/graphs/{graph}/vertices/{id}/edges", "A vertex's edges, a page at a time"),),
         nats="graph.edges",
+        max_json_body=GRAPH_JSON_BODY,
         errors=GRAPH_ERRORS,
     ),
     Endpoint(
@@ -528,13 +539,14 @@ GRAPH: tuple[Endpoint, ...] = (
         (
             GRAPH_NAME,
             vertex_id(),
-            Param("label", Text(max_length=graph_rules.MAX_LABEL_CHARS), default="", doc="printable, at most 256 characters"),
+            Param("label", Text(min_length=1, max_length=graph_rules.MAX_NAME_CHARS), required=True, doc=f"printable, 1 to {graph_rules.MAX_NAME_CHARS} characters"),
             PROPERTIES,
             Param("embedding", Numbers(), doc="vector_dim numbers, when the graph has vectors"),
         ),
         json_reply("VertexWritten", "replaced (its edges stay)", created_when="created", created_description="created"),
         (Route("PUT", "/graphs/{graph}/vertices/{id}", "Create or replace a vertex (its edges stay)"),),
         nats="graph.vertex.put",
+        max_json_body=GRAPH_JSON_BODY,
         errors=("not_found", "value_too_large", "unavailable", "timeout"),
     ),
     Endpoint(
@@ -544,6 +556,7 @@ GRAPH: tuple[Endpoint, ...] = (
         json_reply("Vertex", "the vertex"),
         (Route("GET", "/graphs/{graph}/vertices/{id}", "Read a vertex"),),
         nats="graph.vertex.get",
+        max_json_body=GRAPH_JSON_BODY,
         errors=GRAPH_ERRORS,
     ),
     Endpoint(
@@ -553,6 +566,7 @@ GRAPH: tuple[Endpoint, ...] = (
         Reply("empty", "gone, with its edges (also when there was no such vertex)", status=204),
         (Route("DELETE", "/graphs/{graph}/vertices/{id}", "Delete a vertex and its edges (idempotent)"),),
         nats="graph.vertex.delete",
+        max_json_body=GRAPH_JSON_BODY,
         errors=GRAPH_ERRORS,
     ),
     Endpoint(
@@ -561,7 +575,7 @@ GRAPH: tuple[Endpoint, ...] = (
         (
             GRAPH_NAME,
             vertex_id("src", In.BODY, "the vertex the edge leaves"),
-            Param("type", Text(min_length=1, max_length=graph_rules.MAX_LABEL_CHARS), required=True, doc="printable, 1 to 256 characters"),
+            Param("type", Text(min_length=1, max_length=graph_rules.MAX_NAME_CHARS), required=True, doc=f"printable, 1 to {graph_rules.MAX_NAME_CHARS} characters"),
             vertex_id("dst", In.BODY, "the vertex the edge enters"),
             PROPERTIES,
             Param("weight", Number(), default=1.0),
@@ -569,6 +583,7 @@ GRAPH: tuple[Endpoint, ...] = (
         json_reply("EdgeWritten", "replaced", created_when="created", created_description="created"),
         (Route("PUT", "/graphs/{graph}/edges", "Create or replace the edge (src, type, dst); both vertices must exist (404 naming the missing one)"),),
         nats="graph.edge.put",
+        max_json_body=GRAPH_JSON_BODY,
         errors=("not_found", "value_too_large", "unavailable", "timeout"),
     ),
     Endpoint(
@@ -577,12 +592,13 @@ GRAPH: tuple[Endpoint, ...] = (
         (
             GRAPH_NAME,
             vertex_id("src", In.QUERY, "the vertex the edge leaves"),
-            Param("type", Text(min_length=1, max_length=graph_rules.MAX_LABEL_CHARS), required=True, rest=In.QUERY),
+            Param("type", Text(min_length=1, max_length=graph_rules.MAX_NAME_CHARS), required=True, rest=In.QUERY),
             vertex_id("dst", In.QUERY, "the vertex the edge enters"),
         ),
         Reply("empty", "gone (also when there was no such edge)", status=204),
         (Route("DELETE", "/graphs/{graph}/edges", "Delete the edge (src, type, dst) (idempotent)"),),
         nats="graph.edge.delete",
+        max_json_body=GRAPH_JSON_BODY,
         errors=GRAPH_ERRORS,
     ),
     Endpoint(
@@ -599,6 +615,7 @@ GRAPH: tuple[Endpoint, ...] = (
         json_reply("ImportResult", "what was applied; the lines that were not, and why"),
         (Route("POST", "/graphs/{graph}/import", "Import vertices and edges (NDJSON): every vertex line before the edge lines; idempotent"),),
         nats="graph.import",
+        max_json_body=GRAPH_JSON_BODY,
         errors=("not_found", "value_too_large", "unavailable", "timeout"),
     ),
     Endpoint(
@@ -606,16 +623,17 @@ GRAPH: tuple[Endpoint, ...] = (
         "graph_traverse",
         (
             GRAPH_NAME,
-            Param("from", VertexIds(graph_rules.MAX_SEEDS), required=True, arg="seeds", doc="the vertices to start from (hops 0)"),
+            Param("from", VertexIds(graph_inputs.MAX_SEEDS), required=True, arg="seeds", doc="the vertices to start from (hops 0)"),
             DIRECTION,
             TYPES,
             HOPS,
-            Param("limit", Integer(1, graph_rules.MAX_TRAVERSE_LIMIT), default=graph_rules.DEFAULT_TRAVERSE_LIMIT, doc="at most this many vertices, seeds included"),
+            Param("limit", Integer(1, graph_inputs.MAX_TRAVERSE_LIMIT), default=graph_inputs.DEFAULT_TRAVERSE_LIMIT, doc="at most this many vertices, seeds included"),
             Param("edges", Boolean(), default=False, doc="also answer the edges walked"),
         ),
         json_reply("Traversal", "the vertices reached, nearest first, each with its hops"),
         (Route("POST", "/graphs/{graph}/traverse", "Breadth-first from some vertices, hop by hop over every shard, bounded by max_hops, limit and the deadline"),),
         nats="graph.traverse",
+        max_json_body=GRAPH_JSON_BODY,
         errors=GRAPH_ERRORS,
     ),
     Endpoint(
@@ -632,6 +650,7 @@ GRAPH: tuple[Endpoint, ...] = (
         json_reply("Path", "a shortest path (by hops): its vertex ids and its edges in order"),
         (Route("POST", "/graphs/{graph}/shortest-path", "A shortest path between two vertices, at most max_hops (404 when there is none)"),),
         nats="graph.shortest_path",
+        max_json_body=GRAPH_JSON_BODY,
         errors=GRAPH_ERRORS,
     ),
     Endpoint(
@@ -641,15 +660,17 @@ GRAPH: tuple[Endpoint, ...] = (
         json_reply("Hits", "the k nearest vertices over every shard, best first"),
         (Route("POST", "/graphs/{graph}/search/vector", "Nearest vertices by embedding (score: cosine similarity, or -distance for l2)"),),
         nats="graph.search.vector",
+        max_json_body=GRAPH_JSON_BODY,
         errors=GRAPH_ERRORS,
     ),
     Endpoint(
         "graph_text_search",
         "graph_text_search",
-        (GRAPH_NAME, Param("query", Text(min_length=1, max_length=graph_rules.MAX_QUERY_CHARS), required=True), K, LABEL_FILTER),
+        (GRAPH_NAME, Param("query", Text(min_length=1, max_length=graph_inputs.MAX_QUERY_CHARS), required=True), K, LABEL_FILTER),
         json_reply("Hits", "the k best vertices over every shard, best first"),
         (Route("POST", "/graphs/{graph}/search/text", "Full-text search over the graph's text_properties (BM25 with statistics of every shard)"),),
         nats="graph.search.text",
+        max_json_body=GRAPH_JSON_BODY,
         errors=GRAPH_ERRORS,
     ),
     Endpoint(
@@ -657,12 +678,13 @@ GRAPH: tuple[Endpoint, ...] = (
         "graph_cypher",
         (
             GRAPH_NAME,
-            Param("query", Text(min_length=1, max_length=graph_rules.MAX_QUERY_CHARS), required=True, doc="one read-only Cypher statement"),
+            Param("query", Text(min_length=1, max_length=graph_inputs.MAX_QUERY_CHARS), required=True, doc="one read-only Cypher statement"),
             Param("params", JsonObject(), doc="the query's $parameters"),
         ),
         json_reply("CypherResult", "the rows of every shard, each with its shard"),
         (Route("POST", "/graphs/{graph}/cypher", "Run a read-only Cypher query on every shard's part of the graph (a write is refused: 400)"),),
         nats="graph.cypher",
+        max_json_body=GRAPH_JSON_BODY,
         errors=GRAPH_ERRORS,
     ),
 )

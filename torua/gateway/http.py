@@ -36,7 +36,7 @@ from aiohttp import hdrs, web
 from aiohttp.http import HttpVersion11
 
 from torua.config import GatewayConfig
-from torua.gateway.endpoints import ENDPOINTS, Endpoint, Route, call
+from torua.gateway.endpoints import ENDPOINTS, MAX_JSON_BODY, Endpoint, Route, call
 from torua.gateway.http_rules import SECURITY_HEADERS, SERVED_METHODS, cross_origin_refusal, is_json_media_type, is_ndjson_media_type
 from torua.gateway.openapi import openapi_document
 from torua.gateway.params import In, Key, NdjsonBody, bind, check_fields
@@ -51,8 +51,6 @@ log = logging.getLogger("torua.gateway.http")
 GATEWAY = web.AppKey("gateway", Gateway)
 CONFIG = web.AppKey("config", GatewayConfig)
 
-# JSON bodies (POST /shards/assign, ...) never need more than this.
-MAX_JSON_BODY = 64 << 10
 
 _AIOHTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "value_too_large"}
 
@@ -253,14 +251,14 @@ def _query(request: web.Request) -> dict[str, str]:
     return query_params(_raw_target(request))
 
 
-async def read_json_object(request: web.Request) -> dict[str, Any]:
-    """The body as a JSON object. It must say it is JSON: a browser page may send
-    text/plain or a form to any origin without asking (CSRF), but not JSON."""
+async def read_json_object(request: web.Request, limit: int = MAX_JSON_BODY) -> dict[str, Any]:
+    """The body as a JSON object of at most `limit` bytes. It must say it is JSON: a
+    browser page may send text/plain or a form to any origin without asking (CSRF), but not JSON."""
     content_type = request.headers.get(hdrs.CONTENT_TYPE)
     if not is_json_media_type(content_type):
         said = f"Content-Type {content_type[:100]!r}" if content_type else "no Content-Type"
         raise ToruaError("unsupported_media_type", f"the body must be JSON sent with Content-Type: application/json, not {said}")
-    data = loads_json(await read_body(request, MAX_JSON_BODY))  # bad_request naming a value the wire cannot carry
+    data = loads_json(await read_body(request, limit))  # bad_request naming a value the wire cannot carry
     if not isinstance(data, dict):
         raise ToruaError("bad_request", "the body must be a JSON object")
     return data
@@ -306,12 +304,12 @@ def route_handler(endpoint: Endpoint, route: Route) -> Handler:
         if body == "raw":
             values[raw] = await read_body(request, request.app[CONFIG].max_value_bytes)
         elif body == "whole":
-            values[raw] = await read_json_object(request)
+            values[raw] = await read_json_object(request, endpoint.max_json_body)
         elif body == "ndjson":
             check_ndjson_type(request)
             values[raw] = stream_body(request, request.app[CONFIG].max_import_bytes)
         elif body == "json":
-            data = {} if optional_body and not request.body_exists else await read_json_object(request)
+            data = {} if optional_body and not request.body_exists else await read_json_object(request, endpoint.max_json_body)
             check_fields(data, fields, expected)
             values.update(data)
         result = await call(_gw(request), endpoint, bind(endpoint.params, values, from_text, route.fixed))

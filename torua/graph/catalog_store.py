@@ -53,6 +53,10 @@ class GraphCatalog:
             except (asyncio.CancelledError, Exception):
                 pass
 
+    async def open(self) -> None:
+        """Check the catalog can be read here (`unavailable` when there is none yet, or no access)."""
+        await self._bucket()
+
     async def _bucket(self) -> KeyValue:
         if self._kv is None:
             try:
