@@ -29,12 +29,12 @@ def test_the_largest_valid_graph_bodies_fit_what_rest_reads():
     (64 KiB, the limit of the cluster calls, once refused a vertex with its full properties)."""
     import json
 
-    from torua.graph import inputs, rules
+    from torua.graph import rules
 
-    props = {"t": "x" * (inputs.MAX_PROPERTIES_BYTES - 10)}
-    assert inputs.validate_properties(props, "v") is props
-    vertex = {"label": "L" * rules.MAX_NAME_CHARS, "properties": props, "embedding": [-1.2345678901234567e-300] * rules.MAX_VECTOR_DIM}
-    edge = {"src": "s" * 1024, "type": "t" * rules.MAX_NAME_CHARS, "dst": "d" * 1024, "properties": props, "weight": 1.5}
-    seeds = {"from": ["i" * 1024] * inputs.MAX_SEEDS, "types": ["t" * rules.MAX_NAME_CHARS] * 100, "max_hops": 6, "limit": 10000}
+    props = {"t": "x" * (rules.MAX_PROPERTIES_BYTES - 10)}
+    assert rules.validate_properties(props, "v") is props
+    vertex = {"label": "L" * rules.MAX_LABEL_CHARS, "properties": props, "embedding": [-1.2345678901234567e-300] * rules.MAX_VECTOR_DIM}
+    edge = {"src": "s" * 1024, "type": "t" * rules.MAX_LABEL_CHARS, "dst": "d" * 1024, "properties": props, "weight": 1.5}
+    seeds = {"from": ["i" * 1024] * rules.MAX_SEEDS, "types": ["t" * rules.MAX_LABEL_CHARS] * 100, "max_hops": 6, "limit": 10000}
     for name, body in [("vertex_put", vertex), ("edge_put", edge), ("graph_traverse", seeds), ("graph_vector_search", {"vector": vertex["embedding"], "k": 1000})]:
         assert len(json.dumps(body).encode()) <= _endpoint(name).max_json_body, name

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from torua.graph import inputs, rules
+from torua.graph import rules
 from torua.graph.catalog import CatalogEntry, GraphSettings, conflict_message, new_entry, on_create
 from torua.graph.imports import ImportOutcome, ImportParser, LineSplitter, batches, split_lines
 from torua.kv_rules import shard_for_key
@@ -35,10 +35,10 @@ def test_graph_names(name, ok):
 )
 def test_vertex_ids_follow_the_key_rules(vid, error):
     if error is None:
-        assert inputs.validate_vertex_id(vid) == vid
+        assert rules.validate_vertex_id(vid) == vid
     else:
         with pytest.raises(ToruaError, match=error):
-            inputs.validate_vertex_id(vid)
+            rules.validate_vertex_id(vid)
 
 
 def test_a_vertex_lives_in_the_shard_of_its_graph_and_id():
@@ -49,25 +49,21 @@ def test_a_vertex_lives_in_the_shard_of_its_graph_and_id():
 @pytest.mark.parametrize(
     "call,code,words",
     [
-        (lambda: inputs.vertex("v", "L", {"text": "x" * inputs.MAX_PROPERTIES_BYTES}, None, 0), "value_too_large", "properties of vertex 'v'"),
-        (lambda: inputs.vertex("v", "L", [1], None, 0), "bad_request", "JSON object"),
-        (lambda: inputs.vertex("v", "L", {}, [1.0, 2.0], 3), "bad_request", "embedding has 2 numbers; this graph's vector_dim is 3"),
-        (lambda: inputs.vertex("v", "L", {}, [1.0, 2.0], 0), "bad_request", "no vectors"),
-        (lambda: inputs.vertex("v", "L", {}, [1.0, "x"], 2), "bad_request", "list of numbers"),
-        (lambda: inputs.vertex("v", "L", {}, [True, 1], 2), "bad_request", "list of numbers"),
-        (lambda: inputs.vertex("v", None, {}, None, 0), "bad_request", "label of vertex 'v' is required"),
-        (lambda: inputs.vertex("v", "", {}, None, 0), "bad_request", "label must not be empty"),
-        (lambda: inputs.vertex("v", "x" * 256, {}, None, 0), "bad_request", "at most 255 characters"),
-        (lambda: inputs.vertex("v", "a\nb", {}, None, 0), "bad_request", "printable"),
-        (lambda: inputs.edge("a", "", "b"), "bad_request", "edge type must not be empty"),
-        (lambda: inputs.edge("a", "t", ""), "bad_request", "dst must not be empty"),
-        (lambda: inputs.edge("a", "t", "b", weight=float("nan")), "bad_request", "weight"),
-        (lambda: inputs.edge("a", "t", "b", weight="1"), "bad_request", "weight"),
-        (lambda: inputs.validate_hops(0), "bad_request", "1 to 6"),
-        (lambda: inputs.validate_hops(7), "bad_request", "1 to 6"),
-        (lambda: inputs.validate_direction("up"), "bad_request", "out, in or both"),
-        (lambda: inputs.validate_vector([1, 2], 3), "bad_request", "vector has 2 numbers; this graph's vector_dim is 3"),
-        (lambda: inputs.validate_vector([1, 2], 0), "bad_request", "no vectors"),
+        (lambda: rules.vertex("v", "L", {"text": "x" * rules.MAX_PROPERTIES_BYTES}, None, 0), "value_too_large", "properties of vertex 'v'"),
+        (lambda: rules.vertex("v", "L", [1], None, 0), "bad_request", "JSON object"),
+        (lambda: rules.vertex("v", "L", {}, [1.0, 2.0], 3), "bad_request", "has 2 numbers; graph vectors have 3"),
+        (lambda: rules.vertex("v", "L", {}, [1.0, 2.0], 0), "bad_request", "no vectors"),
+        (lambda: rules.vertex("v", "L", {}, [1.0, "x"], 2), "bad_request", "list of numbers"),
+        (lambda: rules.vertex("v", "L", {}, [True, 1], 2), "bad_request", "list of numbers"),
+        (lambda: rules.vertex("v", "x" * 257, {}, None, 0), "bad_request", "label must be at most 256"),
+        (lambda: rules.vertex("v", "a\nb", {}, None, 0), "bad_request", "printable"),
+        (lambda: rules.edge("a", "", "b"), "bad_request", "type must not be empty"),
+        (lambda: rules.edge("a", "t", ""), "bad_request", "dst must not be empty"),
+        (lambda: rules.edge("a", "t", "b", weight=float("nan")), "bad_request", "weight"),
+        (lambda: rules.edge("a", "t", "b", weight="1"), "bad_request", "weight"),
+        (lambda: rules.validate_hops(0), "bad_request", "1 to 6"),
+        (lambda: rules.validate_hops(7), "bad_request", "1 to 6"),
+        (lambda: rules.validate_direction("up"), "bad_request", "out, in or both"),
         (lambda: GraphSettings.checked(vector_dim=-1), "bad_request", "vector_dim"),
         (lambda: GraphSettings.checked(metric="dot"), "bad_request", "cosine or l2"),
         (lambda: GraphSettings.checked(text_properties=["a b"]), "bad_request", "property names"),
@@ -81,12 +77,12 @@ def test_what_is_refused_and_how(call, code, words):
 
 
 def test_what_is_taken():
-    v = inputs.vertex("v", "L", None, [1, 2], 2)
-    assert v == VertexData("v", "L", {}, [1.0, 2.0])
-    assert inputs.edge("a", "t", "b", {"since": 2020}) == EdgeData("a", "t", "b", {"since": 2020}, 1.0)
-    big_but_fits = {"text": "x" * (inputs.MAX_PROPERTIES_BYTES - 20)}
-    assert inputs.validate_properties(big_but_fits, "v") is big_but_fits
-    assert inputs.validate_types(["b", "a", "b"]) == ["a", "b"]
+    v = rules.vertex("v", None, None, [1, 2], 2)
+    assert v == VertexData("v", "", {}, [1.0, 2.0])
+    assert rules.edge("a", "t", "b", {"since": 2020}) == EdgeData("a", "t", "b", {"since": 2020}, 1.0)
+    big_but_fits = {"text": "x" * (rules.MAX_PROPERTIES_BYTES - 20)}
+    assert rules.validate_properties(big_but_fits, "v") is big_but_fits
+    assert rules.validate_types(["b", "a", "b"]) == ["a", "b"]
     assert GraphSettings.checked(384, "l2", ["title", "text"]) == GraphSettings(384, VectorMetric.L2, ("text", "title"))
 
 
@@ -132,7 +128,6 @@ def test_lines_are_numbered_however_the_body_is_cut():
     "line,error",
     [
         (b'{"vertex": {"id": "a", "label": "L", "properties": {"x": 1}, "embedding": [1, 2]}}', None),
-        (b'{"vertex": {"id": "a"}}', "label of vertex 'a' is required"),
         (b'{"edge": {"src": "a", "type": "t", "dst": "b", "weight": 2, "properties": {}}}', None),
         (b"not json", "the line is not valid JSON"),
         (b'{"vertex": {"id": "a"}, "edge": {}}', 'a line must be {"vertex": {...}} or {"edge": {...}}'),
@@ -140,11 +135,11 @@ def test_lines_are_numbered_however_the_body_is_cut():
         (b"[1]", "a line must be"),
         (b'{"vertex": 3}', "vertex must be an object"),
         (b'{"vertex": {"id": "a", "lable": "x"}}', "unknown field(s) lable of vertex"),
-        (b'{"vertex": {"id": "", "label": "L"}}', "id must not be empty"),
-        (b'{"vertex": {"id": "a", "label": "L", "embedding": [1]}}', "embedding has 1 numbers; this graph's vector_dim is 2"),
-        (b'{"edge": {"src": "a", "dst": "b"}}', "edge type must be a string"),
-        (b'{"vertex": {"id": "a", "label": "L", "properties": {"x": 1e999}}}', "finite"),
-        (('{"vertex": {"id": "a", "label": "L", "properties": {"t": "%s"}}}' % ("x" * 70000)).encode(), "the limit is 65536"),
+        (b'{"vertex": {"id": ""}}', "id must not be empty"),
+        (b'{"vertex": {"id": "a", "embedding": [1]}}', "has 1 numbers; graph vectors have 2"),
+        (b'{"edge": {"src": "a", "dst": "b"}}', "type must be a string"),
+        (b'{"vertex": {"id": "a", "properties": {"x": 1e999}}}', "finite"),
+        (('{"vertex": {"id": "a", "properties": {"t": "%s"}}}' % ("x" * 70000)).encode(), "the limit is 65536"),
     ],
 )
 def test_an_import_line(line, error):
@@ -172,8 +167,7 @@ def test_batches_per_shard_bounded_by_lines_and_bytes():
 
 def test_node_problems_go_back_to_their_lines():
     parsed = ImportParser(vector_dim=0)
-    lines = [b'{"vertex": {"id": "a", "label": "L"}}', b"oops", b'{"vertex": {"id": "b", "label": "L"}}', b'{"edge": {"src": "a", "type": "t", "dst": "zz"}}']
-    for n, line in enumerate(lines, 1):
+    for n, line in enumerate([b'{"vertex": {"id": "a"}}', b"oops", b'{"vertex": {"id": "b"}}', b'{"edge": {"src": "a", "type": "t", "dst": "zz"}}'], 1):
         parsed.feed(n, line)
     outcome = ImportOutcome(errors=list(parsed.errors))
     (vbatch,) = batches(parsed.vertices, lambda v: 0)

@@ -24,7 +24,7 @@ from typing import Any, Literal, Mapping
 from torua.gateway.params import (
     Boolean, In, Integer, JsonObject, Key, Ndjson, Number, Numbers, Param, Schema, Text, TextList, Value, VertexId, VertexIds, expected_fields,
 )
-from torua.graph import inputs as graph_inputs, rules as graph_rules
+from torua.graph import rules as graph_rules
 from torua.kv_rules import MAX_LIMIT
 
 # Shard numbers fit msgpack's integers with room to spare (a cluster has at most 4096).
@@ -456,12 +456,12 @@ def vertex_id(name: str = "id", rest: In | None = In.PATH, doc: str = VERTEX_DOC
 DIRECTION = Param("direction", Text(choices=("out", "in", "both")), default="out", doc="edges leaving the vertex, entering it, or both")
 TYPES = Param("types", TextList(), doc="edge types to follow; absent or empty: every type")
 HOPS = Param(
-    "max_hops", Integer(graph_inputs.MIN_HOPS, graph_rules.MAX_HOPS), default=graph_inputs.DEFAULT_HOPS,
-    doc=f"at most this many hops from the start ({graph_inputs.MIN_HOPS} to {graph_rules.MAX_HOPS})",
+    "max_hops", Integer(graph_rules.MIN_HOPS, graph_rules.MAX_HOPS), default=graph_rules.DEFAULT_HOPS,
+    doc=f"at most this many hops from the start ({graph_rules.MIN_HOPS} to {graph_rules.MAX_HOPS})",
 )
-PROPERTIES = Param("properties", JsonObject(), doc=f"a JSON object of at most {graph_inputs.MAX_PROPERTIES_BYTES} bytes (413 above)")
+PROPERTIES = Param("properties", JsonObject(), doc=f"a JSON object of at most {graph_rules.MAX_PROPERTIES_BYTES} bytes (413 above)")
 K = Param("k", Integer(1, graph_rules.MAX_K), default=10, doc="how many hits, best first")
-LABEL_FILTER = Param("label", Text(max_length=graph_rules.MAX_NAME_CHARS), doc="only vertices with this label")
+LABEL_FILTER = Param("label", Text(max_length=graph_rules.MAX_LABEL_CHARS), doc="only vertices with this label")
 GRAPH_ERRORS = ("not_found", "unavailable", "timeout")
 
 GRAPH: tuple[Endpoint, ...] = (
@@ -484,7 +484,7 @@ GRAPH: tuple[Endpoint, ...] = (
             Param("metric", Text(choices=("cosine", "l2")), default="cosine", doc="how vector search compares embeddings"),
             Param(
                 "text_properties", TextList(), default=[],
-                doc=f"vertex properties (text) the full-text search covers, at most {graph_inputs.MAX_TEXT_PROPERTIES}",
+                doc=f"vertex properties (text) the full-text search covers, at most {graph_rules.MAX_TEXT_PROPERTIES}",
             ),
         ),
         json_reply(
@@ -523,8 +523,8 @@ GRAPH: tuple[Endpoint, ...] = (
             GRAPH_NAME,
             vertex_id(),
             replace(DIRECTION, rest=In.QUERY),
-            Param("type", Text(min_length=1, max_length=graph_rules.MAX_NAME_CHARS), rest=In.QUERY, doc="only edges of this type"),
-            Param("limit", Integer(1, graph_inputs.MAX_EDGES_PAGE), default=100, rest=In.QUERY),
+            Param("type", Text(min_length=1, max_length=graph_rules.MAX_LABEL_CHARS), rest=In.QUERY, doc="only edges of this type"),
+            Param("limit", Integer(1, graph_rules.MAX_EDGES_PAGE), default=100, rest=In.QUERY),
             Param("cursor", Text(), rest=In.QUERY, doc="next_cursor of the previous page (opaque)"),
         ),
         json_reply("EdgePage", "a page of the vertex's edges"),
@@ -539,7 +539,7 @@ GRAPH: tuple[Endpoint, ...] = (
         (
             GRAPH_NAME,
             vertex_id(),
-            Param("label", Text(min_length=1, max_length=graph_rules.MAX_NAME_CHARS), required=True, doc=f"printable, 1 to {graph_rules.MAX_NAME_CHARS} characters"),
+            Param("label", Text(max_length=graph_rules.MAX_LABEL_CHARS), default="", doc=f"printable, at most {graph_rules.MAX_LABEL_CHARS} characters"),
             PROPERTIES,
             Param("embedding", Numbers(), doc="vector_dim numbers, when the graph has vectors"),
         ),
@@ -575,7 +575,7 @@ GRAPH: tuple[Endpoint, ...] = (
         (
             GRAPH_NAME,
             vertex_id("src", In.BODY, "the vertex the edge leaves"),
-            Param("type", Text(min_length=1, max_length=graph_rules.MAX_NAME_CHARS), required=True, doc=f"printable, 1 to {graph_rules.MAX_NAME_CHARS} characters"),
+            Param("type", Text(min_length=1, max_length=graph_rules.MAX_LABEL_CHARS), required=True, doc=f"printable, 1 to {graph_rules.MAX_LABEL_CHARS} characters"),
             vertex_id("dst", In.BODY, "the vertex the edge enters"),
             PROPERTIES,
             Param("weight", Number(), default=1.0),
@@ -592,7 +592,7 @@ GRAPH: tuple[Endpoint, ...] = (
         (
             GRAPH_NAME,
             vertex_id("src", In.QUERY, "the vertex the edge leaves"),
-            Param("type", Text(min_length=1, max_length=graph_rules.MAX_NAME_CHARS), required=True, rest=In.QUERY),
+            Param("type", Text(min_length=1, max_length=graph_rules.MAX_LABEL_CHARS), required=True, rest=In.QUERY),
             vertex_id("dst", In.QUERY, "the vertex the edge enters"),
         ),
         Reply("empty", "gone (also when there was no such edge)", status=204),
@@ -623,11 +623,11 @@ GRAPH: tuple[Endpoint, ...] = (
         "graph_traverse",
         (
             GRAPH_NAME,
-            Param("from", VertexIds(graph_inputs.MAX_SEEDS), required=True, arg="seeds", doc="the vertices to start from (hops 0)"),
+            Param("from", VertexIds(graph_rules.MAX_SEEDS), required=True, arg="seeds", doc="the vertices to start from (hops 0)"),
             DIRECTION,
             TYPES,
             HOPS,
-            Param("limit", Integer(1, graph_inputs.MAX_TRAVERSE_LIMIT), default=graph_inputs.DEFAULT_TRAVERSE_LIMIT, doc="at most this many vertices, seeds included"),
+            Param("limit", Integer(1, graph_rules.MAX_TRAVERSE_LIMIT), default=graph_rules.DEFAULT_TRAVERSE_LIMIT, doc="at most this many vertices, seeds included"),
             Param("edges", Boolean(), default=False, doc="also answer the edges walked"),
         ),
         json_reply("Traversal", "the vertices reached, nearest first, each with its hops"),
@@ -666,7 +666,7 @@ GRAPH: tuple[Endpoint, ...] = (
     Endpoint(
         "graph_text_search",
         "graph_text_search",
-        (GRAPH_NAME, Param("query", Text(min_length=1, max_length=graph_inputs.MAX_QUERY_CHARS), required=True), K, LABEL_FILTER),
+        (GRAPH_NAME, Param("query", Text(min_length=1, max_length=graph_rules.MAX_QUERY_CHARS), required=True), K, LABEL_FILTER),
         json_reply("Hits", "the k best vertices over every shard, best first"),
         (Route("POST", "/graphs/{graph}/search/text", "Full-text search over the graph's text_properties (BM25 with statistics of every shard)"),),
         nats="graph.search.text",
@@ -678,7 +678,7 @@ GRAPH: tuple[Endpoint, ...] = (
         "graph_cypher",
         (
             GRAPH_NAME,
-            Param("query", Text(min_length=1, max_length=graph_inputs.MAX_QUERY_CHARS), required=True, doc="one read-only Cypher statement"),
+            Param("query", Text(min_length=1, max_length=graph_rules.MAX_QUERY_CHARS), required=True, doc="one read-only Cypher statement"),
             Param("params", JsonObject(), doc="the query's $parameters"),
         ),
         json_reply("CypherResult", "the rows of every shard, each with its shard"),

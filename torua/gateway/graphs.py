@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from nats.errors import Error as NatsError, MaxPayloadError
 
-from torua.graph import inputs, rules
+from torua.graph import rules
 from torua.graph.catalog import CatalogEntry, GraphSettings, conflict_message, on_create
 from torua.graph.catalog_store import GraphCatalog
 from torua.graph.imports import BATCH_BYTES, Batch, ImportOutcome, ImportParser, LineSplitter, batches, edge_shard, vertex_shard
@@ -178,16 +178,16 @@ class GraphEndpoints:
     # ------------------------------------------------------------ vertices and edges
 
     async def vertex_put(
-        self, graph: str, id: str, label: str, properties: dict[str, Any] | None = None, embedding: list[float] | None = None,
+        self, graph: str, id: str, label: str = "", properties: dict[str, Any] | None = None, embedding: list[float] | None = None,
     ) -> dict[str, Any]:
         entry = await self._graph_entry(graph)
-        vertex = inputs.vertex(id, label, properties, embedding, entry.settings.vector_dim)
+        vertex = rules.vertex(id, label, properties, embedding, entry.settings.vector_dim)
         reply = await self._graph_ask_vertex(entry, vertex.id, GraphOp.VERTEX_PUT, vertex=vertex)
         return {"id": vertex.id, "created": reply.created}
 
     async def vertex_get(self, graph: str, id: str, embedding: bool = False) -> dict[str, Any]:
         entry = await self._graph_entry(graph)
-        inputs.validate_vertex_id(id)
+        rules.validate_vertex_id(id)
         reply = await self._graph_ask_vertex(entry, id, GraphOp.VERTEX_GET, id=id, with_embedding=embedding)
         if reply.vertex is None:
             raise ToruaError("not_found", f"vertex {id!r} of graph {graph} does not exist")
@@ -196,7 +196,7 @@ class GraphEndpoints:
     async def vertex_delete(self, graph: str, id: str) -> None:
         """Idempotent; its edges go with it (on every shard that holds a half)."""
         entry = await self._graph_entry(graph)
-        inputs.validate_vertex_id(id)
+        rules.validate_vertex_id(id)
         await self._graph_ask_vertex(entry, id, GraphOp.VERTEX_DELETE, id=id)
 
     async def edge_put(
@@ -205,13 +205,13 @@ class GraphEndpoints:
         """To src's shard, whose primary writes both halves (docs/design/graph.md section 4);
         `not_found` names a missing endpoint."""
         entry = await self._graph_entry(graph)
-        e = inputs.edge(src, type, dst, properties, weight)
+        e = rules.edge(src, type, dst, properties, weight)
         reply = await self._graph_ask_vertex(entry, e.src, GraphOp.EDGE_PUT, edge=e)
         return {"src": e.src, "type": e.type, "dst": e.dst, "created": reply.created}
 
     async def edge_delete(self, graph: str, src: str, type: str, dst: str) -> None:
         entry = await self._graph_entry(graph)
-        e = inputs.edge(src, type, dst)
+        e = rules.edge(src, type, dst)
         await self._graph_ask_vertex(entry, e.src, GraphOp.EDGE_DELETE, edge=e)
 
     async def graph_edges(
@@ -219,10 +219,10 @@ class GraphEndpoints:
     ) -> dict[str, Any]:
         """One page of a vertex's edges, from its shard (both halves live there)."""
         entry = await self._graph_entry(graph)
-        inputs.validate_vertex_id(id)
-        types = [rules.validate_edge_type(type)] if type else []
+        rules.validate_vertex_id(id)
+        types = [rules.validate_type(type)] if type else []
         reply = await self._graph_ask_vertex(
-            entry, id, GraphOp.EDGES, id=id, direction=inputs.validate_direction(direction), types=types, limit=limit, cursor=cursor or "",
+            entry, id, GraphOp.EDGES, id=id, direction=rules.validate_direction(direction), types=types, limit=limit, cursor=cursor or "",
         )
         return {"edges": [edge_view(e) for e in reply.edges], "next_cursor": reply.next_cursor or None}
 
@@ -284,15 +284,15 @@ class GraphEndpoints:
     # ------------------------------------------------------------ reads across shards
 
     async def graph_traverse(
-        self, graph: str, seeds: list[str], direction: str = "out", types: list[str] | None = None, max_hops: int = inputs.DEFAULT_HOPS,
-        limit: int = inputs.DEFAULT_TRAVERSE_LIMIT, edges: bool = False,
+        self, graph: str, seeds: list[str], direction: str = "out", types: list[str] | None = None, max_hops: int = rules.DEFAULT_HOPS,
+        limit: int = rules.DEFAULT_TRAVERSE_LIMIT, edges: bool = False,
     ) -> dict[str, Any]:
         entry = await self._graph_entry(graph)
         deadline = asyncio.get_running_loop().time() + self.config.request_timeout - ANSWER_MARGIN
         num_shards = (await self._map()).num_shards
         planner = Traversal(
-            [inputs.validate_vertex_id(s, "each of from") for s in seeds], inputs.validate_direction(direction), inputs.validate_types(types),
-            inputs.validate_hops(max_hops), limit, lambda vid: rules.vertex_shard(graph, vid, num_shards), want_edges=edges,
+            [rules.validate_vertex_id(s, "each of from") for s in seeds], rules.validate_direction(direction), rules.validate_types(types),
+            rules.validate_hops(max_hops), limit, lambda vid: rules.vertex_shard(graph, vid, num_shards), want_edges=edges,
         )
         await self._graph_drive(planner, entry, deadline)
         result = planner.result()
@@ -303,14 +303,14 @@ class GraphEndpoints:
         return out
 
     async def graph_shortest_path(
-        self, graph: str, source: str, target: str, direction: str = "out", types: list[str] | None = None, max_hops: int = inputs.DEFAULT_HOPS,
+        self, graph: str, source: str, target: str, direction: str = "out", types: list[str] | None = None, max_hops: int = rules.DEFAULT_HOPS,
     ) -> dict[str, Any]:
         entry = await self._graph_entry(graph)
         deadline = asyncio.get_running_loop().time() + self.config.request_timeout - ANSWER_MARGIN
         num_shards = (await self._map()).num_shards
         planner = PathSearch(
-            inputs.validate_vertex_id(source, "from"), inputs.validate_vertex_id(target, "to"), inputs.validate_direction(direction),
-            inputs.validate_types(types), inputs.validate_hops(max_hops), lambda vid: rules.vertex_shard(graph, vid, num_shards),
+            rules.validate_vertex_id(source, "from"), rules.validate_vertex_id(target, "to"), rules.validate_direction(direction),
+            rules.validate_types(types), rules.validate_hops(max_hops), lambda vid: rules.vertex_shard(graph, vid, num_shards),
         )
         stopped = await self._graph_drive(planner, entry, deadline)
         result = planner.result()
@@ -326,7 +326,7 @@ class GraphEndpoints:
     async def graph_vector_search(self, graph: str, vector: list[float], k: int = 10, label: str | None = None) -> dict[str, Any]:
         """Every shard's k nearest, merged (`torua.graph.search.merge_hits`)."""
         entry = await self._graph_entry(graph)
-        query = inputs.validate_vector(vector, entry.settings.vector_dim, "vector")
+        query = rules.validate_vector(vector, entry.settings.vector_dim, "vector")
         ref = entry.ref()
         replies = await self._graph_ask_all(
             lambda shard, epoch: GraphRequest(GraphOp.VECTOR_SEARCH, shard, epoch, ref, vector=query, k=k, label=label or ""),

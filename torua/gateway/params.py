@@ -34,7 +34,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable, Collection, Iterable, Mapping
 
-from torua.graph.inputs import validate_vertex_id
+from torua.graph.rules import validate_vertex_id
 from torua.kv_rules import validate_key
 from torua.protocol.errors import ToruaError
 

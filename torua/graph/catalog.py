@@ -22,8 +22,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from torua.graph.inputs import validate_metric, validate_text_properties
-from torua.graph.rules import validate_graph_name, validate_vector_dim
+from torua.graph.rules import validate_graph_name, validate_metric, validate_text_properties, validate_vector_dim
 from torua.protocol.errors import ToruaError
 from torua.protocol.messages import GraphRef
 from torua.protocol.vocabulary import VectorMetric

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 from nats.errors import Error as NatsError
 
-from torua.graph import inputs, rules
+from torua.graph import rules
 from torua.graph.catalog import CatalogEntry
 from torua.protocol.errors import ToruaError
 from torua.protocol.messages import GraphReply, GraphRequest
@@ -113,20 +113,20 @@ class Graph:
     # ------------------------------------------------------------ vertices and edges (one hop)
 
     async def put_vertex(
-        self, vertex_id: str, label: str, properties: dict[str, Any] | None = None, embedding: list[float] | None = None,
+        self, vertex_id: str, label: str = "", properties: dict[str, Any] | None = None, embedding: list[float] | None = None,
     ) -> bool:
         """Create or replace the vertex (its edges stay); True if it did not exist."""
         entry = await self._one_hop()
         if entry is None:
-            inputs.vertex(vertex_id, label, properties, None, 0)  # what can be checked without the graph's vector_dim
+            rules.vertex(vertex_id, label, properties, None, 0)  # what can be checked without the graph's vector_dim
             data = await self._api("vertex.put", {"id": vertex_id, "label": label, "properties": properties, "embedding": embedding})
             return bool(data.get("created"))
-        vertex = inputs.vertex(vertex_id, label, properties, embedding, entry.settings.vector_dim)
+        vertex = rules.vertex(vertex_id, label, properties, embedding, entry.settings.vector_dim)
         return (await self._direct(vertex.id, GraphOp.VERTEX_PUT, entry, vertex=vertex)).created
 
     async def get_vertex(self, vertex_id: str, embedding: bool = False) -> dict[str, Any] | None:
         """``{"id", "label", "properties", "embedding"?}``, or None when there is no such vertex."""
-        inputs.validate_vertex_id(vertex_id)
+        rules.validate_vertex_id(vertex_id)
         entry = await self._one_hop()
         if entry is None:
             try:
@@ -145,7 +145,7 @@ class Graph:
 
     async def delete_vertex(self, vertex_id: str) -> None:
         """Delete the vertex and its edges (idempotent)."""
-        inputs.validate_vertex_id(vertex_id)
+        rules.validate_vertex_id(vertex_id)
         entry = await self._one_hop()
         if entry is None:
             await self._api("vertex.delete", {"id": vertex_id})
@@ -154,7 +154,7 @@ class Graph:
 
     async def put_edge(self, src: str, type: str, dst: str, properties: dict[str, Any] | None = None, weight: float = 1.0) -> bool:
         """Create or replace the edge; both vertices must exist (`not_found` names the missing one). True if it did not exist."""
-        edge = inputs.edge(src, type, dst, properties, weight)
+        edge = rules.edge(src, type, dst, properties, weight)
         entry = await self._one_hop()
         if entry is None:
             data = await self._api("edge.put", {"src": src, "type": type, "dst": dst, "properties": properties, "weight": edge.weight})
@@ -162,7 +162,7 @@ class Graph:
         return (await self._direct(edge.src, GraphOp.EDGE_PUT, entry, edge=edge)).created
 
     async def delete_edge(self, src: str, type: str, dst: str) -> None:
-        edge = inputs.edge(src, type, dst)
+        edge = rules.edge(src, type, dst)
         entry = await self._one_hop()
         if entry is None:
             await self._api("edge.delete", {"src": src, "type": type, "dst": dst})
@@ -173,11 +173,11 @@ class Graph:
         self, vertex_id: str, direction: str = "out", type: str | None = None, limit: int = 100, cursor: str | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
         """One page of the vertex's edges (``{"src", "type", "dst", "weight", "properties"}``) and the cursor of the next (None: the end)."""
-        inputs.validate_vertex_id(vertex_id)
-        way = inputs.validate_direction(direction)
-        types = [rules.validate_edge_type(type)] if type else []
-        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= inputs.MAX_EDGES_PAGE:
-            raise ToruaError("bad_request", f"limit must be an integer from 1 to {inputs.MAX_EDGES_PAGE}")
+        rules.validate_vertex_id(vertex_id)
+        way = rules.validate_direction(direction)
+        types = [rules.validate_type(type)] if type else []
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= rules.MAX_EDGES_PAGE:
+            raise ToruaError("bad_request", f"limit must be an integer from 1 to {rules.MAX_EDGES_PAGE}")
         entry = await self._one_hop()
         if entry is None:
             data = await self._api("edges", {"id": vertex_id, "direction": direction, "type": type, "limit": limit, "cursor": cursor})
@@ -196,14 +196,14 @@ class Graph:
         return await self._api("import", {"ndjson": lines})
 
     async def traverse(
-        self, seeds: list[str], direction: str = "out", types: list[str] | None = None, max_hops: int = inputs.DEFAULT_HOPS,
-        limit: int = inputs.DEFAULT_TRAVERSE_LIMIT, edges: bool = False,
+        self, seeds: list[str], direction: str = "out", types: list[str] | None = None, max_hops: int = rules.DEFAULT_HOPS,
+        limit: int = rules.DEFAULT_TRAVERSE_LIMIT, edges: bool = False,
     ) -> dict[str, Any]:
         """``{"vertices": [{"id", "label", "properties", "hops"}], "edges"?, "truncated"}``."""
         return await self._api("traverse", {"from": seeds, "direction": direction, "types": types, "max_hops": max_hops, "limit": limit, "edges": edges})
 
     async def shortest_path(
-        self, source: str, target: str, direction: str = "out", types: list[str] | None = None, max_hops: int = inputs.DEFAULT_HOPS,
+        self, source: str, target: str, direction: str = "out", types: list[str] | None = None, max_hops: int = rules.DEFAULT_HOPS,
     ) -> dict[str, Any] | None:
         """``{"path": [ids], "edges": [...]}``, or None when there is none within `max_hops`
         (`not_found` still names a vertex that does not exist)."""

@@ -1,7 +1,7 @@
 """An import, as pure planning: NDJSON lines in, per-shard batches out, problems
 back to the lines they came from.
 
-Each line of ``POST /graphs/{g}/import`` is ``{"vertex": {"id", "label",
+Each line of ``POST /graphs/{g}/import`` is ``{"vertex": {"id", "label"?,
 "properties"?, "embedding"?}}`` or ``{"edge": {"src", "type", "dst",
 "properties"?, "weight"?}}``; blank lines are skipped. A line that is not one
 of these, or breaks a rule (`torua.graph.rules`), is named in the answer's
@@ -13,7 +13,7 @@ name a vertex from any line of the same request. Every write is a put of a whole
 vertex or edge, so importing the same lines again changes nothing.
 
 >>> parsed = ImportParser(vector_dim=0)
->>> for number, line in split_lines(b'{"vertex": {"id": "a", "label": "L"}}\\n\\n{"edge": {"src": "a", "type": "t", "dst": "b"}}\\nnope\\n'):
+>>> for number, line in split_lines(b'{"vertex": {"id": "a"}}\\n\\n{"edge": {"src": "a", "type": "t", "dst": "b"}}\\nnope\\n'):
 ...     parsed.feed(number, line)
 >>> [n for n, _, _ in parsed.vertices], [n for n, _, _ in parsed.edges], parsed.errors
 ([1], [3], [(4, 'the line is not valid JSON')])
@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generic, Iterator, Sequence, TypeVar
 
-from torua.graph import inputs, rules
+from torua.graph import rules
 from torua.protocol.codec import loads_json
 from torua.protocol.errors import ToruaError
 from torua.protocol.messages import EdgeData, ImportProblem, VertexData
@@ -105,8 +105,8 @@ class ImportParser:
         if unknown:
             raise ToruaError("bad_request", f"unknown field(s) {', '.join(unknown)} of {kind}; expected {', '.join(sorted(allowed))}")
         if kind == "vertex":
-            return kind, inputs.vertex(body.get("id"), body.get("label"), body.get("properties"), body.get("embedding"), self.vector_dim)
-        return kind, inputs.edge(body.get("src"), body.get("type"), body.get("dst"), body.get("properties"), body.get("weight"))
+            return kind, rules.vertex(body.get("id"), body.get("label"), body.get("properties"), body.get("embedding"), self.vector_dim)
+        return kind, rules.edge(body.get("src"), body.get("type"), body.get("dst"), body.get("properties"), body.get("weight"))
 
 
 @dataclass(frozen=True)
