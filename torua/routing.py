@@ -5,7 +5,7 @@ from the JetStream KV bucket at start and whenever a node says `moved`, and take
 every newer map announced on `torua.cluster.map`. A map with a lower epoch than
 the one held is ignored, so a late announcement can never roll routing back.
 
-`ShardRouter.call` sends one request to the shard's primary and, on `moved`,
+`ShardRouter.call` sends one request (key-value or graph) to the shard's primary and, on `moved`,
 `stale_epoch` or no responder, refreshes the map and tries again until the
 request's deadline; past it the caller gets `timeout` (504) or `unavailable` (503).
 The gateway and `torua.Client` share it.
@@ -17,7 +17,7 @@ import asyncio
 import random
 import logging
 import time
-from typing import Callable
+from typing import Any, Callable, TypeVar
 
 from nats.aio.client import Client as NATS
 from nats.errors import NoRespondersError, TimeoutError as NatsTimeout
@@ -25,12 +25,14 @@ from nats.errors import NoRespondersError, TimeoutError as NatsTimeout
 from torua.protocol import subjects
 from torua.protocol.codec import decode, encode
 from torua.protocol.errors import RETRYABLE, ToruaError
-from torua.protocol.messages import KvReply, KvRequest, ShardEntry, ShardMap
+from torua.protocol.messages import KvReply, ShardEntry, ShardMap
 from torua.protocol.vocabulary import ShardState
 
 log = logging.getLogger("torua.routing")
 
 RETRY_AFTER_SECONDS = 1.0
+
+R = TypeVar("R")
 
 
 class MapCache:
@@ -112,8 +114,12 @@ class ShardRouter:
             raise ToruaError("unavailable", "the cluster has no shard map yet", retry_after=RETRY_AFTER_SECONDS)
         return self.maps.current
 
-    async def call(self, shard_id: int, build: Callable[[int], KvRequest], timeout: float, eventual: bool = False) -> KvReply:
-        """Send `build(epoch)` to the primary of `shard_id`, retrying within `timeout` seconds.
+    async def call(
+        self, shard_id: int, build: Callable[[int], Any], timeout: float, eventual: bool = False, kind: str = "kv", reply_type: type[R] = KvReply,
+    ) -> R:
+        """Send `build(epoch)` to the primary of `shard_id` on its node's `kind` subject
+        (``kv``: a `KvRequest` answered by a `KvReply`; ``graph``: `GraphRequest` and
+        `GraphReply`), retrying within `timeout` seconds.
 
         With `eventual`, the first try goes to a random in-sync copy (spreading reads
         over replicas); any retry goes to the primary."""
@@ -152,7 +158,7 @@ class ShardRouter:
             # whole-value and idempotent.
             attempt = min(remaining, max(0.5, timeout / 3))
             try:
-                msg = await self._nc.request(subjects.node(target, "kv"), encode(request), timeout=attempt)  # type: ignore[arg-type]
+                msg = await self._nc.request(subjects.node(target, kind), encode(request), timeout=attempt)  # type: ignore[arg-type]
             except NoRespondersError:
                 last_error = ToruaError(
                     "unavailable", f"node {entry.primary} holding shard {shard_id} is not answering", retry_after=RETRY_AFTER_SECONDS
@@ -160,7 +166,7 @@ class ShardRouter:
             except NatsTimeout:
                 last_error = ToruaError("timeout", f"node {target} did not answer for shard {shard_id} within {timeout:g}s")
             else:
-                reply = decode(KvReply, msg.data)
+                reply = decode(reply_type, msg.data)
                 if reply.error_code not in RETRYABLE:
                     return reply
                 last_error = ToruaError(
