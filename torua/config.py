@@ -16,6 +16,7 @@ from typing import Any
 from torua import cluster_settings
 from torua.bus import NatsAuth, NatsAuthError
 from torua.kv_rules import DEFAULT_MAX_VALUE_BYTES, MAX_VALUE_BYTES_CEILING  # noqa: F401 (DEFAULT_MAX_VALUE_BYTES is imported from here)
+from torua.graph.rules import MAX_PROPERTIES_BYTES
 from torua.protocol.subjects import valid_node_id
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
@@ -25,6 +26,8 @@ MAX_COPY_SECONDS = 86400.0
 # request over the limit changes nothing.
 DEFAULT_MAX_IMPORT_BYTES = 16 << 20
 MAX_IMPORT_BYTES_CEILING = 1 << 30
+# The largest --graph-max-properties-bytes: an import batch carries many property documents.
+MAX_PROPERTIES_BYTES_CEILING = 4 << 20
 
 
 class ConfigError(ValueError):
@@ -83,6 +86,9 @@ class NodeConfig(Common):
     max_value_bytes: int = field(default=DEFAULT_MAX_VALUE_BYTES, metadata={"help": f"largest value this node stores, 1 to {MAX_VALUE_BYTES_CEILING} (value_too_large above it); must fit the NATS server's max_payload"})
     copy_timeout: float = field(default=600.0, metadata={"help": "seconds (up to 86400) this node may take to fill a shard copy from another node (a move's copy or catch-up step, a replica's re-copy) before giving up"})
     copy_source_hold: float = field(default=120.0, metadata={"help": "seconds (up to 86400) this node keeps a shard's whole log (no trimming) after serving a snapshot or log chunk to a node copying it"})
+    graph_max_properties_bytes: int = field(default=MAX_PROPERTIES_BYTES, metadata={"help": f"largest properties of a graph vertex or edge this node stores, as JSON bytes (1 to {MAX_PROPERTIES_BYTES_CEILING}; value_too_large above it)"})
+    graph_peer_timeout: float = field(default=2.0, metadata={"help": "seconds a shard's primary waits for the primary of another shard in the edge protocol (attach, detach, drop, check) before it leaves the step to repair"})
+    graph_repair_interval: float = field(default=2.0, metadata={"help": "seconds between the rounds in which each primary drives its graph edges' unfinished steps and outbox"})
 
     def __post_init__(self) -> None:
         if self.data_dir == Path(""):
@@ -107,6 +113,12 @@ class NodeConfig(Common):
             raise ConfigError(f"copy_timeout must be more than 0 and at most {MAX_COPY_SECONDS:g} seconds")
         if not 0 < self.copy_source_hold <= MAX_COPY_SECONDS:
             raise ConfigError(f"copy_source_hold must be more than 0 and at most {MAX_COPY_SECONDS:g} seconds")
+        if not 1 <= self.graph_max_properties_bytes <= MAX_PROPERTIES_BYTES_CEILING:
+            raise ConfigError(f"graph_max_properties_bytes must be 1 to {MAX_PROPERTIES_BYTES_CEILING}")
+        if not 0 < self.graph_peer_timeout <= 60:
+            raise ConfigError("graph_peer_timeout must be more than 0 and at most 60 seconds")
+        if not 0 < self.graph_repair_interval <= 3600:
+            raise ConfigError("graph_repair_interval must be more than 0 and at most 3600 seconds")
 
 
 @dataclass(frozen=True)

@@ -113,7 +113,7 @@ async def test_a_replica_that_meets_an_unknown_operation_type_waits_for_its_upgr
 
             # "upgrade" the replica: it now knows the type
             monkeypatch.setitem(OPERATION_TYPES, KvTouch.TYPE, KvTouch)
-            monkeypatch.setitem(OPERATION_ENGINES, KvTouch.TYPE, "kv")
+            monkeypatch.setitem(OPERATION_ENGINES, KvTouch.TYPE, ("kv",))
             monkeypatch.setitem(kv_engine.HANDLERS, KvTouch, lambda conn, state, op: None)
             await cluster.wait_green(caught_up=True)
             assert copy.store.get(key) == (b"written meanwhile", "application/octet-stream")

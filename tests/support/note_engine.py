@@ -51,8 +51,8 @@ def registrations() -> list[tuple[dict[str, Any], str, Any]]:
     return [
         (operations.OPERATION_TYPES, NotePut.TYPE, NotePut),
         (operations.OPERATION_TYPES, NoteDelete.TYPE, NoteDelete),
-        (operations.OPERATION_ENGINES, NotePut.TYPE, NoteEngine.name),
-        (operations.OPERATION_ENGINES, NoteDelete.TYPE, NoteEngine.name),
+        (operations.OPERATION_ENGINES, NotePut.TYPE, (NoteEngine.name,)),
+        (operations.OPERATION_ENGINES, NoteDelete.TYPE, (NoteEngine.name,)),
     ]
 
 

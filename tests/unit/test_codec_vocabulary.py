@@ -20,6 +20,7 @@ from torua.protocol.messages import (
     AssignedShard,
     BroadcastMessage,
     CopyExplanation,
+    EdgeHalf,
     GraphRef,
     GraphRequest,
     Heartbeat,
@@ -38,6 +39,7 @@ from torua.protocol.vocabulary import (
     CopyRole,
     Direction,
     GraphOp,
+    HalfState,
     InSyncAction,
     KvOp,
     MapRole,
@@ -65,6 +67,7 @@ FIELDS = [
     (GraphRequest(GraphOp.VERTEX_GET, 0, 1, GraphRef("g", "u"), id="a"), "op", GraphOp),
     (GraphRequest(GraphOp.EDGES, 0, 1, GraphRef("g", "u"), id="a", direction=Direction.IN), "direction", Direction),
     (GraphRef("g", "u", 3, VectorMetric.L2), "metric", VectorMetric),
+    (EdgeHalf("a", "knows", "b", 3, HalfState.ATTACHED), "state", HalfState),
 ]
 IDS = [f"{type(sample).__name__}.{name}" for sample, name, _ in FIELDS]
 REFUSING = [f for f in FIELDS if f[2] not in READ_UNKNOWN_AS]

@@ -42,6 +42,7 @@ class NodeSnapshot:
     epoch: int  # the newest shard map epoch the node was assigned at
     copies: list[CopySnapshot] = field(default_factory=list)
     kv_served: dict[tuple[str, str], int] = field(default_factory=dict)  # (op, ok | error code) -> count
+    graph_served: dict[tuple[str, str], int] = field(default_factory=dict)  # (graph op, ok | error code) -> count
 
 
 def node_families(snapshot: NodeSnapshot) -> Iterable[Metric]:
@@ -76,3 +77,7 @@ def node_families(snapshot: NodeSnapshot) -> Iterable[Metric]:
     for (op, outcome), count in sorted(snapshot.kv_served.items()):
         served.add_metric([node, op, outcome], count)
     yield served
+    graph = CounterMetricFamily("torua_node_graph_requests", "graph requests served, by operation and outcome (ok or the error code)", labels=["node", "op", "outcome"])
+    for (op, outcome), count in sorted(snapshot.graph_served.items()):
+        graph.add_metric([node, op, outcome], count)
+    yield graph

@@ -34,7 +34,9 @@ from torua.kv_rules import payload_room, servable_content_type
 from torua.leadership import accept_term
 from torua.metrics import LiveCollector, metrics_server, registry_of
 from torua.node.broadcast import apply_settings, on_broadcast
+from torua.graph.rows import GraphRows
 from torua.node.control import ShardControl
+from torua.node.graph import GraphService
 from torua.node.kv_checks import MAX_LIST_LIMIT, operation_for
 from torua.node.metrics import CopySnapshot, NodeSnapshot, node_families
 from torua.node.rates import RateMeter
@@ -132,8 +134,8 @@ class Node:
         self.num_shards = 0  # the cluster's, from the coordinator's assignments; 0 until told
         self.term = 0  # the highest coordinator term seen; lower ones are refused
         self.started_at = time.time()
-        # every shard copy opened with the key-value engine and `engines` (torua.storage.engine)
-        self.files = ShardFiles(config.data_dir / "shards", durable=config.commit == "durable", engines=engines)
+        # every shard copy opened with the key-value engine, the graph's rows and `engines` (torua.storage.engine)
+        self.files = ShardFiles(config.data_dir / "shards", durable=config.commit == "durable", engines=(GraphRows, *engines))
         self.tasks = Tasks()
         self._heartbeat_now = asyncio.Event()
         self._refused: tuple[str, float] = ("", -math.inf)  # last refusal of a heartbeat logged, and when
@@ -147,6 +149,7 @@ class Node:
         self.settings_revision = 0  # of the cluster settings in force here; 0 = the flags (torua.node.broadcast)
         self.kv_served: collections.Counter[tuple[str, str]] = collections.Counter()  # (op, ok | error code), for /metrics
         self._dir_lock: dir_lock.DirLock | None = None  # this process's hold on config.data_dir
+        self.graph = GraphService(self)  # torua.node.<id>.graph
 
     # ----------------------------------------------------------- lifecycle
 
@@ -192,6 +195,7 @@ class Node:
         node = self.config.id
         handlers: dict[str, Callable[[Any], Awaitable[None]]] = {
             "kv": self._on_kv,
+            "graph": self.graph.on_message,
             "assign": self._control(Assignment, self.control.assign),
             "shard.copy": self._control(ShardCommand, self.control.copy),
             "shard.catch_up": self._control(ShardCommand, self.control.catch_up),
@@ -207,6 +211,7 @@ class Node:
         self._subs.append(await self.nc.subscribe(subjects.BROADCAST, cb=self._guarded(self._on_broadcast)))
         self.tasks.spawn(self._heartbeat_loop())
         self.tasks.spawn(self._log_retention_loop())
+        await self.graph.edges.start(self.nc)  # finds other shards' primaries; repairs edges across shards
         log.info("node %s serving on %s, data in %s", node, self.config.nats_url, self.config.data_dir)
 
     async def run(self, stop: StopRequest) -> None:
@@ -258,6 +263,7 @@ class Node:
         self.tasks.stopping.set()
         self._heartbeat_now.set()  # wake the heartbeat loop so it ends now
         await bounded(self._unsubscribe(), 2, "unsubscribing")
+        await bounded(self.graph.edges.stop(), 2, "stopping the graph's map cache")
         in_flight = [t for t in self.tasks if not t.done()]
         if in_flight:
             await asyncio.wait(in_flight, timeout=5)
@@ -459,10 +465,11 @@ class Node:
 
     # ------------------------------------------------- every kind of request
 
-    def admit(self, shard_id: int, what: str, writes: bool, eventual: bool = False) -> ShardStore:
+    def admit(self, shard_id: int, what: str, writes: bool, eventual: bool = False, meter: bool = True) -> ShardStore:
         """The fence every request to a shard copy passes (`torua.replication.fencing.may_serve`:
         `moved` or `stale_epoch` as a `ToruaError`, `what` naming the request in the
-        message), counted in the copy's rate meters; the copy's store to serve it from.
+        message), counted in the copy's rate meters (unless `meter` is False: a write
+        checked before `write`, which counts it); the copy's store to serve it from.
         A read with `eventual` may be served by an in-sync replica."""
         holding = self.holdings.get(shard_id)
         state = None
@@ -478,6 +485,8 @@ class Node:
             # A replicated shard's primary without a lease may have been replaced: stay silent.
             raise ToruaError("stale_epoch", f"node {self.config.id} holds no lease for shard {shard_id} right now")
         assert holding is not None and holding.store is not None
+        if not meter:
+            return holding.store
         now = time.monotonic()
         ops, writes_meter = holding.meters()
         ops.record(now)
@@ -585,6 +594,7 @@ class Node:
         and tell the coordinator at once."""
         notify(self, "_assigned")
         self.heartbeat_soon()
+        self.graph.edges.kick()  # a copy this node now leads: repair its edges at once
 
     def holding(self, shard_id: int) -> Holding:
         """This node's record of its copy of `shard_id` (an `absent` one if it has none yet)."""
@@ -609,7 +619,7 @@ class Node:
                 copies.append(CopySnapshot(h.shard_id, h.role))
                 continue
             copies.append(CopySnapshot(h.shard_id, h.role, True, stats.keys, stats.bytes, stats.last_seq, tuple(h.replicas), dict(h.acked)))
-        return NodeSnapshot(self.config.id, self.epoch, copies, dict(self.kv_served))
+        return NodeSnapshot(self.config.id, self.epoch, copies, dict(self.kv_served), dict(self.graph.served))
 
 
 async def run_node(config: NodeConfig, stop: StopRequest) -> None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from torua.protocol.vocabulary import (
-    BroadcastKind, CopyRole, Direction, GraphOp, InSyncAction, KvOp, MapRole, MovePhase, NodeAction, NodeHealth, ShardState, VectorMetric,
+    BroadcastKind, CopyRole, Direction, GraphOp, HalfState, InSyncAction, KvOp, MapRole, MovePhase, NodeAction, NodeHealth, ShardState, VectorMetric,
 )
 
 # ---------------------------------------------------------------- shard map
@@ -561,6 +561,24 @@ class ImportProblem:
 
 
 @dataclass(frozen=True)
+class EdgeHalf:
+    """One edge as the primaries of its two shards speak of it (`edge.attach`,
+    `edge.detach`, `edge.drop`, `edge.check`, and their answers, in the same order):
+    the edge, its incarnation (`token`: the seq, in src's shard's log, of the put that
+    made its out-half pending) and a state (`HalfState`). Added to the declared
+    messages by the edge protocol: a message about an edge must name its incarnation,
+    so that a late or repeated one changes nothing it should not."""
+
+    src: str
+    type: str
+    dst: str
+    token: int = 0
+    state: HalfState = HalfState.ABSENT
+    properties: dict[str, Any] = field(default_factory=dict)  # attach; a check's answer
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
 class GraphRequest:
     op: GraphOp
     shard_id: int
@@ -585,6 +603,7 @@ class GraphRequest:
     term_docs: dict[str, int] = field(default_factory=dict)  # ... and each term's document frequency
     params: dict[str, Any] = field(default_factory=dict)  # cypher
     eventual: bool = False  # a read any in-sync copy may answer
+    halves: list[EdgeHalf] = field(default_factory=list)  # edge.attach|detach|drop|check, in batches
 
 
 @dataclass(frozen=True)
@@ -608,3 +627,5 @@ class GraphReply:
     problems: list[ImportProblem] = field(default_factory=list)  # import
     exists: bool = False  # edge.check
     seq: int = 0  # a write's seq in the shard's log
+    halves: list[EdgeHalf] = field(default_factory=list)  # edge.attach|detach|drop|check: one per half asked
+    truncated: bool = False  # neighbours: `limit` cut the edges returned

@@ -143,6 +143,23 @@ class GraphOp(Vocabulary):
     EDGE_CHECK = "edge.check"  # dst's shard -> src's shard: does this edge (still) exist?
 
 
+class HalfState(Vocabulary):
+    """`EdgeHalf.state`, between the primaries of an edge's two shards
+    (docs/design/graph.md, section 4). In an `edge.check` answer: the out-half on src's
+    shard (absent, pending, committed, removing). In an `edge.attach` answer: what
+    dst's shard did (attached; missing: dst is not there; newer: it holds a newer
+    incarnation of the edge). In an `edge.detach` or `edge.drop` answer: done."""
+
+    ABSENT = "absent"
+    PENDING = "pending"
+    COMMITTED = "committed"
+    REMOVING = "removing"
+    ATTACHED = "attached"
+    MISSING = "missing"
+    NEWER = "newer"
+    DONE = "done"
+
+
 class Direction(Vocabulary):
     """Which edges of a vertex: leaving it, entering it, or both."""
 

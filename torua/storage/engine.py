@@ -118,6 +118,11 @@ class TransactionalEngine(ShardEngine, Protocol):
         """Just before the commit: persist what changed in its state since `before`."""
         ...
 
+    def holds_data(self) -> bool:
+        """Whether a snapshot of the copy may hold chunks of its formats (a node that does
+        not install them may copy the shard otherwise). Called from any thread."""
+        ...
+
 
 class FollowerEngine(ShardEngine, Protocol):
     """Applied by the writer after the SQLite commit, in seq order, in the writer's thread."""

@@ -47,7 +47,7 @@ class Followers:
                 rows = conn.execute("SELECT seq, op FROM oplog WHERE seq > ? ORDER BY seq LIMIT ?", (after, _REPLAY_PAGE)).fetchall()
                 if not rows:
                     break
-                mine = [(int(seq), decode_operation(blob)) for seq, blob in rows if OPERATION_ENGINES.get(operation_type(blob) or "") == follower.name]
+                mine = [(int(seq), decode_operation(blob)) for seq, blob in rows if follower.name in OPERATION_ENGINES.get(operation_type(blob) or "", ())]
                 after = int(rows[-1][0])
                 if mine:
                     follower.apply(mine, through=after)

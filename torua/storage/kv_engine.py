@@ -113,7 +113,7 @@ def _apply_delete(conn: sqlite3.Connection, state: KvCounters, op: Any) -> None:
         state.bytes -= int(length)
 
 
-# One handler per operation type this engine takes (OPERATION_ENGINES[type] == "kv"):
+# One handler per operation type this engine takes (OPERATION_ENGINES[type] == ("kv",)):
 # a new key-value operation is a class in torua.storage.operations and a line here.
 HANDLERS: dict[type[Any], Callable[[sqlite3.Connection, KvCounters, Any], None]] = {
     KvPut: _apply_put,
@@ -159,6 +159,9 @@ class KvEngine:
             conn.execute("UPDATE meta SET value = ? WHERE name = 'keys'", (after.keys,))
         if after.bytes != before.bytes:
             conn.execute("UPDATE meta SET value = ? WHERE name = 'bytes'", (after.bytes,))
+
+    def holds_data(self) -> bool:
+        return True  # its rows are what a release before chunk formats copies: always offered
 
     def close(self) -> None:
         pass  # its connections are the writer's

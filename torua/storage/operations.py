@@ -9,8 +9,8 @@ edges) means:
 
 1. define a frozen dataclass with a ``TYPE: ClassVar[str]`` and typed fields,
 2. add one line to ``OPERATION_TYPES`` and one to ``OPERATION_ENGINES`` (the
-   engine that applies it, `torua.storage.engine`),
-3. apply it in that engine.
+   engines that apply it, `torua.storage.engine`),
+3. apply it in those engines.
 
 Field values are validated against the dataclass annotations on encode and
 decode.  Supported annotations: ``str``, ``bytes``, ``int``, ``float``,
@@ -55,7 +55,7 @@ __all__ = [
     "OPERATION_TYPES",
     "OPERATION_ENGINES",
     "encode_operation",
-    "engine_of",
+    "engines_of",
     "operation_type",
     "decode_operation",
 ]
@@ -119,8 +119,9 @@ class VertexPut:
 
 @dataclass(frozen=True)
 class VertexDelete:
-    """The vertex goes with every edge half this shard holds for it; each half held
-    by another shard becomes an outbox task (detach an in-half, drop an edge)."""
+    """The vertex goes. Its primary logs, before it and in the same transaction, an
+    `EdgeDelete` of every edge half this shard holds for it (each half held by another
+    shard becoming an outbox task: detach an in-half, drop an edge)."""
 
     TYPE: ClassVar[str] = "graph.vertex.delete"
     uid: str
@@ -131,7 +132,14 @@ class VertexDelete:
 class EdgePut:
     """Upsert the halves of edge (src, type, dst) this shard holds: `halves` is "out"
     (src is here), "in" (dst is here) or "both"; `state` is the out-half's:
-    "pending", "committed" or "removing" (an in-half has no state)."""
+    "pending", "committed" or "removing". An in-half has no state of its own: its
+    `state` "committed" records that src's shard confirmed it (repair), "pending"
+    that it is attached, not yet confirmed.
+
+    `token` names the edge's incarnation: the seq in src's shard's log of the put
+    that made its out-half pending; 0 means this operation's own seq (a new
+    incarnation). Every message between the edge's two shards carries it, so a late
+    or repeated one changes nothing it should not (docs/design/graph.md, section 4)."""
 
     TYPE: ClassVar[str] = "graph.edge.put"
     uid: str
@@ -142,11 +150,16 @@ class EdgePut:
     properties: str = "{}"
     weight: float = 1.0
     state: str = "committed"
+    token: int = 0
 
 
 @dataclass(frozen=True)
 class EdgeDelete:
-    """Remove the named halves ("out", "in" or "both") of edge (src, type, dst)."""
+    """Remove the named halves ("out", "in" or "both") of edge (src, type, dst). With
+    `outbox` ("detach" or "drop") it also records the task of removing the other half,
+    held by another shard, of incarnation `token`: a vertex delete removes its halves
+    with these, so that every operation is a write keyed by what it names, whatever
+    other rows hold (a snapshot then the log converge)."""
 
     TYPE: ClassVar[str] = "graph.edge.delete"
     uid: str
@@ -154,6 +167,8 @@ class EdgeDelete:
     type: str
     dst: str
     halves: str
+    token: int = 0
+    outbox: str = ""
 
 
 @dataclass(frozen=True)
@@ -167,6 +182,7 @@ class OutboxDone:
     src: str
     type: str
     dst: str
+    token: int = 0  # the task's incarnation (EdgeDelete.token): a task recorded again later stays
 
 
 Operation = KvPut | KvDelete | GraphEnsure | GraphDrop | VertexPut | VertexDelete | EdgePut | EdgeDelete | OutboxDone
@@ -184,27 +200,41 @@ OPERATION_TYPES: dict[str, type[Any]] = {
     OutboxDone.TYPE: OutboxDone,
 }
 
-# TYPE -> the name of the engine that applies it (`torua.storage.engine.ShardEngine.name`):
-# a shard's writer hands each operation to that engine.
-OPERATION_ENGINES: dict[str, str] = {
-    KvPut.TYPE: "kv",
-    KvDelete.TYPE: "kv",
+# TYPE -> the names of the engines that apply it (`torua.storage.engine.ShardEngine.name`),
+# in order: a shard's writer hands each operation to each of them. The first is the
+# engine that holds the truth and must be open on every copy that takes the operation;
+# the others are derived from it (the graph's Kuzu index, built again from the graph's
+# rows when it missed something) and apply the operation only where they are open.
+_GRAPH_ENGINES = ("graph", "graph.index")
+OPERATION_ENGINES: dict[str, tuple[str, ...]] = {
+    KvPut.TYPE: ("kv",),
+    KvDelete.TYPE: ("kv",),
+    GraphEnsure.TYPE: _GRAPH_ENGINES,
+    GraphDrop.TYPE: _GRAPH_ENGINES,
+    VertexPut.TYPE: _GRAPH_ENGINES,
+    VertexDelete.TYPE: _GRAPH_ENGINES,
+    EdgePut.TYPE: _GRAPH_ENGINES,
+    EdgeDelete.TYPE: _GRAPH_ENGINES,
+    OutboxDone.TYPE: _GRAPH_ENGINES,
 }
 
 _TYPE_KEY = "t"
 
 
-def engine_of(op: Operation) -> str:
-    """The name of the engine that applies `op`; `TypeError` for anything else.
+def engines_of(op: Operation) -> tuple[str, ...]:
+    """The names of the engines that apply `op`, the one that must be there first;
+    `TypeError` for anything that is not a registered operation.
 
-    >>> engine_of(KvDelete("k"))
-    'kv'
+    >>> engines_of(KvDelete("k"))
+    ('kv',)
+    >>> engines_of(VertexDelete("u1", "alice"))
+    ('graph', 'graph.index')
     """
     type_name = getattr(type(op), "TYPE", None)
-    engine = OPERATION_ENGINES.get(type_name) if isinstance(type_name, str) else None
-    if engine is None or OPERATION_TYPES.get(type_name) is not type(op):  # type: ignore[arg-type]
+    engines = OPERATION_ENGINES.get(type_name) if isinstance(type_name, str) else None
+    if not engines or OPERATION_TYPES.get(type_name) is not type(op):  # type: ignore[arg-type]
         raise TypeError(f"shard store cannot apply operation type {type(op).__name__}")
-    return engine
+    return engines
 
 
 def operation_type(data: bytes) -> str | None:

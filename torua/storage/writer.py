@@ -63,7 +63,7 @@ from torua.storage.engine import (
     UnknownChunkFormat,
 )
 from torua.storage.followers import Followers
-from torua.storage.operations import Operation, decode_operation, encode_operation, engine_of
+from torua.storage.operations import Operation, decode_operation, encode_operation, engines_of
 
 __all__ = [
     "DB_FILENAME",
@@ -303,10 +303,15 @@ class ShardWriter:
         return tuple(self._by_format)
 
     def held_formats(self) -> tuple[str, ...]:
-        """The formats a snapshot of this copy may hold: every transactional engine's, and
-        those of the followers that hold data."""
+        """The formats a snapshot of this copy may hold: those of the transactional engines
+        that hold data (`holds_data`), and of the followers that hold data."""
         held = self._state.held
-        return tuple(f for e in self._engines.values() if e.kind == "transactional" or e.name in held for f in e.formats)
+        return tuple(
+            f
+            for e in self._engines.values()
+            if (e.holds_data() if e.kind == "transactional" else e.name in held)  # type: ignore[attr-defined]
+            for f in e.formats
+        )
 
     # ----------------------------------------------------------------- reads
 
@@ -468,19 +473,24 @@ class ShardWriter:
 
     def _log_and_apply(self, conn: sqlite3.Connection, state: _State, seq: int, op: Operation, blob: bytes | None = None) -> None:
         """Log `op` as `blob` (the bytes another replica logged, kept as they are: they may
-        hold fields of a newer release that `op` does not; or `op` encoded), and apply it
-        now (a transactional engine) or after the commit (a follower)."""
-        name = engine_of(op)
-        engine = self._engines.get(name)
-        if engine is None:
-            raise TypeError(f"shard {self.shard_id} has no {name!r} engine to apply {type(op).__name__}")
+        hold fields of a newer release that `op` does not; or `op` encoded), and have each
+        of its engines open here apply it: now (a transactional engine) or after the
+        commit (a follower). Its first engine must be open; the others (derived ones,
+        `OPERATION_ENGINES`) apply it where they are."""
+        names = engines_of(op)
+        if names[0] not in self._engines:
+            raise TypeError(f"shard {self.shard_id} has no {names[0]!r} engine to apply {type(op).__name__}")
         if blob is None:
             blob = encode_operation(op)  # validates field types
-        if engine.kind == "transactional":
-            engine.apply(conn, state.engines[name], [(seq, op)])  # type: ignore[call-arg]
-        else:
-            self._hold(conn, state, name)
-            state.unapplied[name].append((seq, op))
+        for name in names:
+            engine = self._engines.get(name)
+            if engine is None:
+                continue
+            if engine.kind == "transactional":
+                engine.apply(conn, state.engines[name], [(seq, op)])  # type: ignore[call-arg]
+            else:
+                self._hold(conn, state, name)
+                state.unapplied[name].append((seq, op))
         conn.execute("INSERT INTO oplog(seq, op) VALUES (?, ?)", (seq, blob))
         state.last_seq = seq
 

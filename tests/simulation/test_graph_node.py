@@ -1,0 +1,176 @@
+"""The node's graph service through real nodes and coordinator over the in-memory bus
+(tests/support/sim_cluster.py): vertices and edges across shards, what each request
+refuses, imports, and the two halves of every edge after deletes."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.support.graph_client import GraphClient, scan_rows
+from tests.support.graph_ops import graph_rows
+from tests.support.sim_cluster import SimCluster, sim_seed, wait_for
+from torua.graph.rules import vertex_shard
+from torua.protocol.errors import ToruaError
+from torua.protocol.messages import EdgeData, GraphRef, VertexData
+from torua.protocol.vocabulary import GraphOp
+
+GRAPH = GraphRef("people", "uid-1", vector_dim=2)
+
+
+def graph_client(cluster: SimCluster, graph: GraphRef = GRAPH) -> GraphClient:
+    assert cluster.gateway is not None
+    return GraphClient(cluster.gateway.router, graph)
+
+
+def primaries(cluster: SimCluster) -> dict[int, object]:
+    out = {}
+    for e in cluster.map.shards:
+        assert e.primary is not None
+        store = cluster.nodes[e.primary].holdings[e.shard_id].store
+        assert store is not None
+        out[e.shard_id] = store
+    return out
+
+
+def ids_on_other_shards(n: int, shards: int, name: str = "people") -> list[str]:
+    """Vertex ids spread so that consecutive ones are on different shards."""
+    out: list[str] = []
+    i = 0
+    while len(out) < n:
+        candidate = f"v{i}"
+        if not out or vertex_shard(name, candidate, shards) != vertex_shard(name, out[-1], shards):
+            out.append(candidate)
+        i += 1
+    return out
+
+
+async def settled(cluster: SimCluster, uid: str = GRAPH.uid, name: str = GRAPH.name, timeout: float = 20.0):
+    """Wait until repair has nothing left on any shard; the scan then."""
+
+    def done():
+        scan = scan_rows(primaries(cluster), uid)  # type: ignore[arg-type]
+        return scan if not scan.unsettled() else None
+
+    try:
+        return await wait_for(done, timeout, "every edge's halves settled")
+    except AssertionError:
+        scan = scan_rows(primaries(cluster), uid)  # type: ignore[arg-type]
+        raise AssertionError(f"not settled: {scan.unsettled()[:20]}; {scan.problems(name, cluster.map.num_shards)[:20]}") from None
+
+
+@pytest.mark.timeout(90)
+async def test_vertices_and_edges_across_shards(tmp_path):
+    cluster = SimCluster(tmp_path, sim_seed(), nodes=3, shards=4, replicas=2)
+    try:
+        await cluster.start()
+        async with asyncio.timeout(60):
+            g = graph_client(cluster)
+            a, b, c = ids_on_other_shards(3, 4)
+            assert (await g.put_vertex(a, "Person", {"name": "A"}, [1.0, 0.0])).created
+            assert not (await g.put_vertex(a, "Person", {"name": "A2"}, [1.0, 0.0])).created
+            await g.put_vertex(b, "Person")
+            await g.put_vertex(c, "Doc", {"text": "hello"})
+            got = await g.get_vertex(a, with_embedding=True)
+            assert (got.label, got.properties, got.embedding) == ("Person", {"name": "A2"}, [1.0, 0.0])
+            assert (await g.get_vertex(a)).embedding is None
+
+            await g.put_edge(a, "knows", b, {"since": 2020}, 2.5)
+            await g.put_edge(a, "wrote", c)
+            await g.put_edge(b, "knows", a)
+            assert [(e.src, e.type, e.dst, e.properties, e.weight) for e in await g.edges(a)] == [(a, "knows", b, {"since": 2020}, 2.5), (a, "wrote", c, {}, 1.0)]
+            assert [(e.src, e.dst) for e in await g.edges(b, "in")] == [(a, b)]
+            assert [(e.src, e.dst) for e in await g.edges(a, "both")] == [(a, b), (a, c), (b, a)]
+            assert [e.dst for e in await g.edges(a, "out", types=["wrote"])] == [c]
+            assert [e.dst for e in await g.edges(a, "out", limit=1)] == [b, c]  # two pages
+
+            with pytest.raises(ToruaError) as missing:
+                await g.put_edge(a, "knows", "nobody")
+            assert missing.value.code == "not_found" and "'nobody' (dst)" in missing.value.message
+            with pytest.raises(ToruaError) as missing:
+                await g.put_edge("ghost", "knows", a)
+            assert missing.value.code == "not_found" and "'ghost' (src)" in missing.value.message
+
+            await g.delete_edge(a, "wrote", c)
+            await g.delete_edge(a, "wrote", c)  # idempotent
+            assert [e.dst for e in await g.edges(c, "in")] == []
+            await g.delete_vertex(b)  # its edges go on both sides
+            await g.delete_vertex(b)
+            with pytest.raises(ToruaError) as gone:
+                await g.get_vertex(b)
+            assert gone.value.code == "not_found" and repr(b) in gone.value.message
+            scan = await settled(cluster)
+            assert scan.problems(GRAPH.name, 4) == [] and scan.edges() == set()
+            assert await g.edges(a, "both") == []
+            stats = [(await g.call(s, GraphOp.STATS)).counts for s in range(4)]
+            assert sum(s["vertices"] for s in stats) == 2 and sum(s["edges"] for s in stats) == 0
+            await cluster.wait_green(caught_up=True)
+    finally:
+        await cluster.stop()
+
+
+@pytest.mark.timeout(90)
+async def test_bad_requests_are_refused_and_change_nothing(tmp_path):
+    cluster = SimCluster(tmp_path, sim_seed(), nodes=2, shards=2, replicas=1)
+    try:
+        await cluster.start()
+        async with asyncio.timeout(60):
+            g = graph_client(cluster)
+            a = "alice"
+            await g.put_vertex(a)
+            shard = g.shard(a)
+            other = 1 - shard
+            cases = [
+                (shard, GraphOp.VERTEX_PUT, {"vertex": VertexData(a, "L\n", {})}, "bad_request", "printable"),
+                (shard, GraphOp.VERTEX_PUT, {"vertex": VertexData(a, "L", {}, [1.0])}, "bad_request", "graph vectors have 2 (vector_dim)"),
+                (shard, GraphOp.VERTEX_PUT, {"vertex": VertexData(a, "L", {"x": "y" * 70000})}, "value_too_large", "the limit is 65536"),
+                (other, GraphOp.VERTEX_PUT, {"vertex": VertexData(a, "L", {})}, "bad_request", f"belongs to shard {shard}"),
+                (shard, GraphOp.VERTEX_GET, {"id": ""}, "bad_request", "id must not be empty"),
+                (shard, GraphOp.VERTEX_GET, {"id": "x" * 1025}, "bad_request", "the limit is 1024"),
+                (shard, GraphOp.EDGE_PUT, {"edge": EdgeData(a, "", a)}, "bad_request", "type must not be empty"),
+                (shard, GraphOp.EDGE_PUT, {"edge": EdgeData(a, "t", a, weight=float("nan"))}, "bad_request", "weight must be a finite number"),
+                (shard, GraphOp.EDGES, {"id": a, "limit": 0}, "bad_request", "limit must be 1 to 1000"),
+                (shard, GraphOp.EDGES, {"id": a, "cursor": "garbage!"}, "bad_request", "not one this listing made"),
+                (shard, GraphOp.EDGES, {"id": "nobody"} , "not_found", "'nobody'"),
+                (shard, GraphOp.VERTICES, {"ids": []}, "bad_request", "at least one"),
+                (shard, GraphOp.VECTOR_SEARCH, {"vector": [1.0, 0.0]}, "unavailable", "no graph index"),
+            ]
+            for shard_id, op, fields, code, message in cases:
+                with pytest.raises(ToruaError) as refused:
+                    await g.call(shard_id, op, **fields)
+                assert (refused.value.code, message in refused.value.message) == (code, True), (op, fields, refused.value)
+            bad_ref = GraphClient(g.router, GraphRef("no spaces", "u"))
+            with pytest.raises(ToruaError, match="graph must be 1 to 64"):
+                await bad_ref.call(0, GraphOp.STATS)
+            assert (await g.get_vertex(a)).label == "V"  # nothing changed
+            await g.put_vertex("unlabelled", "")  # a vertex's label may be empty (torua.graph.rules), an edge's type not
+            assert (await g.get_vertex("unlabelled")).label == ""
+    finally:
+        await cluster.stop()
+
+
+@pytest.mark.timeout(90)
+async def test_import_applies_good_lines_names_bad_ones_and_changes_nothing_the_second_time(tmp_path):
+    cluster = SimCluster(tmp_path, sim_seed(), nodes=3, shards=4, replicas=2)
+    try:
+        await cluster.start()
+        async with asyncio.timeout(60):
+            g = graph_client(cluster)
+            ids = [f"p{i}" for i in range(40)]
+            vertices = [VertexData(i, "P", {"n": n}) for n, i in enumerate(ids)] + [VertexData("bad", "tab\there")]
+            edges = [EdgeData(ids[n], "next", ids[(n + 1) % 40], {"n": n}) for n in range(40)]
+            edges += [EdgeData(ids[0], "next", "nobody"), EdgeData("nobody", "next", ids[0]), EdgeData(ids[1], "", ids[2])]
+            counts, problems = await g.import_batch(vertices, edges)
+            assert counts == {"vertices": 40, "edges": 40}
+            assert sorted((p.kind, p.error_code) for _, p in problems) == [("edge", "bad_request"), ("edge", "not_found"), ("edge", "not_found"), ("vertex", "bad_request")]
+            scan = await settled(cluster)
+            assert scan.problems(GRAPH.name, 4) == [] and len(scan.edges()) == 40
+            before = {s: graph_rows(st.directory) for s, st in primaries(cluster).items()}  # type: ignore[attr-defined]
+            counts, problems = await g.import_batch(vertices, edges)  # the same again
+            assert counts == {"vertices": 40, "edges": 40} and len(problems) == 4
+            assert {s: graph_rows(st.directory) for s, st in primaries(cluster).items()} == before  # type: ignore[attr-defined]
+            assert [e.dst for e in await g.edges(ids[5])] == [ids[6]]
+            assert [e.src for e in await g.edges(ids[5], "in")] == [ids[4]]
+    finally:
+        await cluster.stop()

@@ -1,0 +1,152 @@
+"""Graph requests to the nodes of a cluster, routed as a gateway routes them (the
+vertex's shard, its primary, retried on `moved`): what the node tests need, short of
+the gateway's graph endpoints. And a scan of every shard's graph rows, to check the
+edge invariant of BRIEF section 8."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from torua.graph.rows import ATTACHED, EdgeRow, GraphRows, read_rows
+from torua.graph.rules import vertex_shard
+from torua.protocol.errors import ToruaError
+from torua.protocol.messages import EdgeData, GraphRef, GraphReply, GraphRequest, VertexData
+from torua.protocol.vocabulary import GraphOp
+from torua.routing import ShardRouter
+from torua.storage.shard_store import ShardStore
+
+
+class GraphClient:
+    def __init__(self, router: ShardRouter, graph: GraphRef, timeout: float = 5.0) -> None:
+        self.router, self.graph, self.timeout = router, graph, timeout
+
+    def shard(self, id: str) -> int:
+        return vertex_shard(self.graph.name, id, self.router.shard_map().num_shards)
+
+    async def call(self, shard_id: int, op: GraphOp, **fields: Any) -> GraphReply:
+        """The reply; `ToruaError` for a refusal (as the gateway raises it)."""
+        reply: GraphReply = await self.router.call(
+            shard_id, lambda epoch: GraphRequest(op, shard_id, epoch, self.graph, **fields), self.timeout, kind="graph", reply_type=GraphReply
+        )
+        if not reply.ok:
+            raise ToruaError(reply.error_code, reply.error_message)
+        return reply
+
+    async def put_vertex(self, id: str, label: str = "V", properties: dict[str, Any] | None = None, embedding: list[float] | None = None) -> GraphReply:
+        return await self.call(self.shard(id), GraphOp.VERTEX_PUT, vertex=VertexData(id, label, properties or {}, embedding))
+
+    async def get_vertex(self, id: str, **fields: Any) -> VertexData:
+        reply = await self.call(self.shard(id), GraphOp.VERTEX_GET, id=id, **fields)
+        assert reply.vertex is not None
+        return reply.vertex
+
+    async def delete_vertex(self, id: str) -> GraphReply:
+        return await self.call(self.shard(id), GraphOp.VERTEX_DELETE, id=id)
+
+    async def put_edge(self, src: str, type: str, dst: str, properties: dict[str, Any] | None = None, weight: float = 1.0) -> GraphReply:
+        return await self.call(self.shard(src), GraphOp.EDGE_PUT, edge=EdgeData(src, type, dst, properties or {}, weight))
+
+    async def delete_edge(self, src: str, type: str, dst: str) -> GraphReply:
+        return await self.call(self.shard(src), GraphOp.EDGE_DELETE, edge=EdgeData(src, type, dst))
+
+    async def edges(self, id: str, direction: str = "out", **fields: Any) -> list[EdgeData]:
+        found: list[EdgeData] = []
+        cursor = ""
+        while True:
+            reply = await self.call(self.shard(id), GraphOp.EDGES, id=id, direction=direction, cursor=cursor, **fields)
+            found += reply.edges
+            cursor = reply.next_cursor
+            if not cursor:
+                return found
+
+    async def import_batch(self, vertices: Iterable[VertexData], edges: Iterable[EdgeData]) -> tuple[dict[str, int], list[Any]]:
+        """As the gateway splits an import: every shard's vertices first, then to each
+        shard the edges whose src is there (an edge to a vertex of the same batch finds it)."""
+        by_shard: dict[int, list[VertexData]] = {}
+        for v in vertices:
+            by_shard.setdefault(self.shard(v.id), []).append(v)
+        edges_by_shard: dict[int, list[EdgeData]] = {}
+        for e in edges:
+            edges_by_shard.setdefault(self.shard(e.src), []).append(e)
+        counts = {"vertices": 0, "edges": 0}
+        problems = []
+        for round_ in (by_shard, edges_by_shard):
+            for shard_id, lines in sorted(round_.items()):
+                fields = {"vertices": lines} if round_ is by_shard else {"edges": lines}
+                reply = await self.call(shard_id, GraphOp.IMPORT, **fields)
+                counts["vertices"] += reply.counts["vertices"]
+                counts["edges"] += reply.counts["edges"]
+                problems += [(shard_id, p) for p in reply.problems]
+        return counts, problems
+
+
+# ------------------------------------------------------------------ scans
+
+
+@dataclass
+class GraphScan:
+    """Every shard's graph rows of one graph, as its primary holds them."""
+
+    vertices: dict[str, int] = field(default_factory=dict)  # id -> the shard holding it
+    rows: dict[int, list[EdgeRow]] = field(default_factory=dict)  # shard -> its edge rows
+    outbox: dict[int, int] = field(default_factory=dict)  # shard -> outbox tasks left
+
+    def unsettled(self) -> list[str]:
+        """Halves and tasks repair has yet to settle."""
+        out = [f"shard {s}: outbox holds {n} tasks" for s, n in self.outbox.items() if n]
+        for shard, rows in self.rows.items():
+            for r in rows:
+                if r.out_state in ("pending", "removing") or r.in_state == ATTACHED:
+                    out.append(f"shard {shard}: {r.key} out={r.out_state} in={r.in_state}")
+        return out
+
+    def edges(self) -> set[tuple[str, str, str]]:
+        """Edges whose out-half is committed."""
+        return {r.key for rows in self.rows.values() for r in rows if r.out_state == "committed"}
+
+    def problems(self, name: str, num_shards: int) -> list[str]:
+        """Half-edges and edges to a missing vertex: the invariant of BRIEF section 8."""
+        outs: dict[tuple[str, str, str], EdgeRow] = {}
+        ins: dict[tuple[str, str, str], EdgeRow] = {}
+        found: list[str] = []
+        for shard, rows in self.rows.items():
+            for r in rows:
+                if r.out_state is not None:
+                    outs[r.key] = r
+                    if vertex_shard(name, r.src, num_shards) != shard:
+                        found.append(f"out-half {r.key} on shard {shard}, not its src's")
+                if r.in_state is not None:
+                    ins[r.key] = r
+                    if vertex_shard(name, r.dst, num_shards) != shard:
+                        found.append(f"in-half {r.key} on shard {shard}, not its dst's")
+        for key in sorted(set(outs) | set(ins)):
+            out, in_ = outs.get(key), ins.get(key)
+            if out is None or in_ is None:
+                found.append(f"half-edge {key}: out={out and out.out_state} in={in_ and in_.in_state}")
+            elif out.out_state != "committed":
+                found.append(f"edge {key}: out-half {out.out_state}")
+            elif out.out_token != in_.in_token and out.in_state is None:
+                found.append(f"edge {key}: out-half of incarnation {out.out_token}, in-half of {in_.in_token}")
+            for end in (key[0], key[2]):
+                if end not in self.vertices:
+                    found.append(f"edge {key} to missing vertex {end!r}")
+        return found
+
+
+def scan_rows(stores: dict[int, ShardStore], uid: str) -> GraphScan:
+    """`stores`: shard -> its primary's copy."""
+    scan = GraphScan()
+    for shard, store in stores.items():
+        with read_rows(store.writer.reader()) as rows:
+            scan.vertices.update({v.id: shard for v in rows.vertex_rows(uid, with_embedding=False)})
+            scan.rows[shard] = list(rows.edge_rows(uid))
+        graph = store.engine("graph")
+        assert isinstance(graph, GraphRows)
+        scan.outbox[shard] = graph.graph_stats(uid)["outbox"]
+    return scan
+
+
+def with_uid(graph: GraphRef, uid: str) -> GraphRef:
+    return replace(graph, uid=uid)

@@ -1,0 +1,374 @@
+"""The node's graph service: `GraphRequest`s on ``torua.node.<id>.graph``, answered
+from the graph rows of the shard copies this node holds (torua.graph.rows).
+
+Every request names its shard, and is held to the graph rules (torua.graph.rules)
+whatever sent it: ids of vertices this shard holds, printable labels and edge types,
+properties within ``--graph-max-properties-bytes``, embeddings of the graph's
+``vector_dim``, bounds on limits. Writes take the node's one write path
+(`Node.write`: fenced, logged, replicated, answered once every in-sync replica has
+them); a shard logs ``graph.ensure`` before the first write of a graph to it. Reads
+come from SQLite; with ``eventual`` an in-sync replica may answer.
+
+What must not interleave on a primary is ordered by `KeyLocks`: every write that
+reads rows of a vertex to decide (a put, a delete and its cascade, an edge's half)
+holds ``("v", uid, id)`` while it reads and logs, and an edge's protocol
+(torua.node.graph_edges) holds ``("e", uid, src, type, dst)`` for all its steps, taken
+before any vertex lock and never while one is held.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from torua.graph import rules
+from torua.graph.edges import cascade, local_put_ops
+from torua.graph.rows import ENGINE, EdgeRow, GraphRows, VertexRow, pack_vector
+from torua.kv_rules import validate_shard
+from torua.node import graph_checks as checks
+from torua.node.graph_edges import EdgeSpec, EdgeWork, ensure_ops, vertex_lock
+from torua.node.key_locks import KeyLocks
+from torua.node.replies import reply
+from torua.protocol.codec import decode
+from torua.protocol.errors import ToruaError
+from torua.protocol.messages import EdgeData, GraphRef, GraphReply, GraphRequest, ImportProblem, VertexData
+from torua.protocol.vocabulary import Direction, GraphOp
+from torua.storage.operations import GraphDrop, GraphEnsure, Operation, VertexPut
+from torua.storage.shard_store import ShardStore
+
+if TYPE_CHECKING:
+    from torua.node.service import Node
+
+log = logging.getLogger("torua.node.graph")
+
+INDEX_ENGINE = "graph.index"
+
+# requests that write (run as tasks, so that they group-commit); the rest read
+WRITES = frozenset(
+    {GraphOp.VERTEX_PUT, GraphOp.VERTEX_DELETE, GraphOp.EDGE_PUT, GraphOp.EDGE_DELETE, GraphOp.IMPORT, GraphOp.DROP,
+     GraphOp.EDGE_ATTACH, GraphOp.EDGE_DETACH, GraphOp.EDGE_DROP}
+)
+INDEX_QUERIES = frozenset({GraphOp.VECTOR_SEARCH, GraphOp.TEXT_STATS, GraphOp.TEXT_SEARCH, GraphOp.CYPHER})
+
+
+def vertex_data(row: VertexRow) -> VertexData:
+    return VertexData(row.id, row.label, json.loads(row.properties), row.vector())
+
+
+def edge_data(row: EdgeRow) -> EdgeData:
+    return EdgeData(row.src, row.type, row.dst, json.loads(row.properties), row.weight)
+
+
+class GraphService:
+    def __init__(self, node: "Node") -> None:
+        self.node = node
+        self.locks = KeyLocks()
+        self.edges = EdgeWork(node, self.locks)
+        self.served: collections.Counter[tuple[str, str]] = collections.Counter()  # (op, ok | error code), for /metrics
+
+    # ------------------------------------------------------------- serving
+
+    async def on_message(self, msg: Any) -> None:
+        """Reads answer inline; writes run as tasks so they group-commit."""
+        try:
+            request = decode(GraphRequest, msg.data)
+        except ToruaError as exc:
+            log.warning("bad graph request on %s: %s", msg.subject, exc.message)
+            await reply(msg, GraphReply(False, self.node.epoch, exc.code, exc.message))
+            return
+        except Exception:
+            log.exception("unreadable graph request on %s", msg.subject)
+            return
+        if request.op in WRITES:
+            self.node.tasks.spawn(self._answer(msg, request))
+        else:
+            await self._answer(msg, request)
+
+    async def _answer(self, msg: Any, request: GraphRequest) -> None:
+        try:
+            answer = await self.handle(request)
+        except ToruaError as exc:
+            answer = GraphReply(False, self.node.epoch, exc.code, exc.message)
+        except Exception as exc:
+            log.exception("graph %s on shard %s failed", request.op, request.shard_id)
+            answer = GraphReply(False, self.node.epoch, "internal", str(exc))
+        op = request.op if request.op in GraphOp.values() else "other"
+        self.served[(op, "ok" if answer.ok else answer.error_code or "internal")] += 1
+        await reply(msg, answer)
+
+    async def handle(self, request: GraphRequest) -> GraphReply:
+        validate_shard(request.shard_id, self.node.num_shards)
+        checks.graph_ref(request.graph)
+        handler = self._handlers().get(request.op)
+        if handler is None:
+            raise ToruaError("bad_request", f"unknown graph operation {request.op!r}")
+        return await handler(request)
+
+    def _handlers(self) -> dict[str, Callable[[GraphRequest], Awaitable[GraphReply]]]:
+        return {
+            GraphOp.VERTEX_PUT: self.vertex_put,
+            GraphOp.VERTEX_GET: self.vertex_get,
+            GraphOp.VERTEX_DELETE: self.vertex_delete,
+            GraphOp.EDGE_PUT: self.edge_put,
+            GraphOp.EDGE_DELETE: self.edge_delete,
+            GraphOp.EDGES: self.list_edges,
+            GraphOp.IMPORT: self.import_batch,
+            GraphOp.VERTICES: self.vertices,
+            GraphOp.NEIGHBOURS: self.neighbours,
+            GraphOp.STATS: self.stats,
+            GraphOp.DROP: self.drop,
+            GraphOp.EDGE_ATTACH: self.edges.attach,
+            GraphOp.EDGE_DETACH: self.edges.detach,
+            GraphOp.EDGE_DROP: self.edges.drop,
+            GraphOp.EDGE_CHECK: self.edges.check,
+            **{op: self.index_query for op in INDEX_QUERIES},
+        }
+
+    # ------------------------------------------------------------- helpers
+
+    def _reading(self, request: GraphRequest) -> GraphRows:
+        store = self.node.admit(request.shard_id, f"graph {request.op}", writes=False, eventual=request.eventual)
+        rows = rows_of(store)
+        if (settings := rows.graph(request.graph.uid)) is not None and settings.dropped:
+            raise ToruaError("not_found", f"graph {request.graph.name!r} was deleted")
+        return rows
+
+    def _vertex_id(self, request: GraphRequest, id: object, what: str = "id") -> str:
+        return checks.vertex_in_shard(request.graph.name, id, request.shard_id, self.node.num_shards, what)
+
+    def _max_properties(self) -> int:
+        return self.node.config.graph_max_properties_bytes
+
+    # --------------------------------------------------------------- vertices
+
+    async def vertex_put(self, request: GraphRequest) -> GraphReply:
+        if request.vertex is None:
+            raise ToruaError("bad_request", "vertex.put needs a vertex")
+        op = self.vertex_op(request, request.vertex)
+        store, rows = writing(self.node, request)
+        async with self.locks.hold(vertex_lock(op.uid, op.id)):
+            created = rows.vertex(op.uid, op.id) is None
+            seq = await self.node.write(request.shard_id, [*ensure_ops(rows, request.graph), op], "graph vertex.put")
+        return GraphReply(True, self.node.epoch, created=created, seq=seq)
+
+    def vertex_op(self, request: GraphRequest, vertex: VertexData) -> VertexPut:
+        id = self._vertex_id(request, vertex.id)
+        label = rules.validate_label(vertex.label)
+        properties = checks.canonical_properties(vertex.properties, self._max_properties())
+        embedding = rules.validate_embedding(vertex.embedding, request.graph.vector_dim, repr(id))
+        return VertexPut(request.graph.uid, id, label, properties, embedding)
+
+    async def vertex_get(self, request: GraphRequest) -> GraphReply:
+        id = self._vertex_id(request, request.id)
+        row = self._reading(request).vertex(request.graph.uid, id, request.with_embedding)
+        if row is None:
+            raise ToruaError("not_found", f"vertex {id!r} is not in graph {request.graph.name!r}")
+        return GraphReply(True, self.node.epoch, vertex=vertex_data(row))
+
+    async def vertex_delete(self, request: GraphRequest) -> GraphReply:
+        """Idempotent: the vertex, every half this shard holds for it, and an outbox task
+        for each half held elsewhere (sent at once, and by repair until acknowledged)."""
+        id = self._vertex_id(request, request.id)
+        store, rows = writing(self.node, request)
+        uid = request.graph.uid
+        async with self.locks.hold(vertex_lock(uid, id)):
+            ops = cascade(uid, id, rows.edges_of(uid, id))
+            if len(ops) == 1 and rows.vertex(uid, id) is None:
+                return GraphReply(True, self.node.epoch, seq=store.last_seq())
+            seq = await self.node.write(request.shard_id, ops, "graph vertex.delete")
+        if len(ops) > 1:
+            self.edges.kick()  # its outbox
+        return GraphReply(True, self.node.epoch, seq=seq)
+
+    async def vertices(self, request: GraphRequest) -> GraphReply:
+        ids = checks.ids_in_shard(request.graph.name, request.ids, request.shard_id, self.node.num_shards)
+        found = self._reading(request).vertices(request.graph.uid, ids, request.with_embedding)
+        return GraphReply(
+            True, self.node.epoch, vertices=[vertex_data(found[i]) for i in dict.fromkeys(ids) if i in found], missing=[i for i in dict.fromkeys(ids) if i not in found]
+        )
+
+    # ------------------------------------------------------------------ edges
+
+    def edge_spec(self, request: GraphRequest, edge: EdgeData | None) -> EdgeSpec:
+        if edge is None:
+            raise ToruaError("bad_request", f"{request.op} needs an edge")
+        src = self._vertex_id(request, edge.src, "src")
+        dst = rules.validate_vertex_id(edge.dst, "dst")
+        return EdgeSpec(
+            src, rules.validate_type(edge.type), dst,
+            checks.canonical_properties(edge.properties, self._max_properties()), rules.validate_weight(edge.weight),
+        )
+
+    async def edge_put(self, request: GraphRequest) -> GraphReply:
+        """`created`: the edge did not exist before (its out-half was not committed)."""
+        spec = self.edge_spec(request, request.edge)
+        store, rows = writing(self.node, request)
+        if self.dst_shard(request, spec.dst) == request.shard_id:
+            seq, created = await self.local_edge_put(request, rows, spec)
+            return GraphReply(True, self.node.epoch, created=created, seq=seq)
+        before = rows.edge(request.graph.uid, *spec.key)
+        outcome = (await self.edges.put_many(request.shard_id, request.graph, rows, [spec]))[0]
+        if outcome is not None:
+            raise outcome
+        return GraphReply(True, self.node.epoch, created=before is None or before.out_state != "committed", seq=store.last_seq())
+
+    async def local_edge_put(self, request: GraphRequest, rows: GraphRows, spec: EdgeSpec) -> tuple[int, bool]:
+        """An edge whose ends are both on this shard: one op; its seq, and whether it is new."""
+        uid = request.graph.uid
+        async with self.locks.hold(vertex_lock(uid, spec.src), vertex_lock(uid, spec.dst)):
+            found = rows.vertices(uid, [spec.src, spec.dst])
+            for end, id in (("src", spec.src), ("dst", spec.dst)):
+                if id not in found:
+                    raise ToruaError("not_found", f"vertex {id!r} ({end}) is not in graph {request.graph.name!r}")
+            row = rows.edge(uid, *spec.key)
+            created = row is None or row.out_state != "committed"
+            ops = local_put_ops(uid, spec.src, spec.type, spec.dst, spec.properties, spec.weight, row)
+            if not ops:
+                return self.node.holdings[request.shard_id].store.last_seq(), created  # type: ignore[union-attr]
+            return await self.node.write(request.shard_id, [*ensure_ops(rows, request.graph), *ops], "graph edge.put"), created
+
+    async def edge_delete(self, request: GraphRequest) -> GraphReply:
+        spec = self.edge_spec(request, request.edge)
+        store, rows = writing(self.node, request)
+        await self.edges.delete(request.shard_id, request.graph, rows, spec)
+        return GraphReply(True, self.node.epoch, seq=store.last_seq())
+
+    def dst_shard(self, request: GraphRequest, dst: str) -> int:
+        if not self.node.num_shards:
+            raise ToruaError("unavailable", f"node {self.node.config.id} does not know the cluster's shard count yet")
+        return rules.vertex_shard(request.graph.name, dst, self.node.num_shards)
+
+    async def list_edges(self, request: GraphRequest) -> GraphReply:
+        id = self._vertex_id(request, request.id)
+        types = rules.validate_types(list(request.types))
+        limit = checks.limit_in(request.limit, rules.MAX_EDGES_PAGE)
+        rows = self._reading(request)
+        if rows.vertex(request.graph.uid, id) is None:
+            raise ToruaError("not_found", f"vertex {id!r} is not in graph {request.graph.name!r}")
+        try:
+            page, cursor = rows.edges(request.graph.uid, id, Direction(request.direction), types, limit, request.cursor)
+        except ValueError as exc:
+            raise ToruaError("bad_request", str(exc)) from None
+        return GraphReply(True, self.node.epoch, edges=[edge_data(e) for e in page], next_cursor=cursor)
+
+    async def neighbours(self, request: GraphRequest) -> GraphReply:
+        """One traversal hop: the rows of the frontier ids held here (and those missing),
+        and their visible edges (at most `limit`; `truncated` if there were more)."""
+        ids = checks.ids_in_shard(request.graph.name, request.ids, request.shard_id, self.node.num_shards)
+        types = rules.validate_types(list(request.types))
+        limit = checks.limit_in(request.limit, checks.MAX_HOP_EDGES)
+        rows = self._reading(request)
+        uid = request.graph.uid
+        found = rows.vertices(uid, ids, request.with_embedding)
+        present = [i for i in dict.fromkeys(ids) if i in found]
+        edges, truncated = rows.neighbours(uid, present, Direction(request.direction), types, limit)
+        return GraphReply(
+            True, self.node.epoch, vertices=[vertex_data(found[i]) for i in present], missing=[i for i in dict.fromkeys(ids) if i not in found],
+            edges=[edge_data(e) for e in edges], truncated=truncated,
+        )
+
+    # ------------------------------------------------------------------ import
+
+    async def import_batch(self, request: GraphRequest) -> GraphReply:
+        """The batch's vertices (of this shard), then its edges (whose src is here): good
+        lines applied, bad ones named (`ImportProblem`). A line already stored as it is
+        writes nothing, so importing the same batch again changes nothing."""
+        if len(request.vertices) > checks.MAX_IMPORT_LINES or len(request.edges) > checks.MAX_IMPORT_LINES:
+            raise ToruaError("value_too_large", f"an import batch holds at most {checks.MAX_IMPORT_LINES} vertices and {checks.MAX_IMPORT_LINES} edges")
+        store, rows = writing(self.node, request)
+        uid = request.graph.uid
+        problems: list[ImportProblem] = []
+        vertex_ops: list[VertexPut] = []
+        for index, vertex in enumerate(request.vertices):
+            try:
+                vertex_ops.append(self.vertex_op(request, vertex))
+            except ToruaError as exc:
+                problems.append(ImportProblem("vertex", index, exc.code, exc.message))
+        if vertex_ops:
+            async with self.locks.hold(*(vertex_lock(uid, op.id) for op in vertex_ops)):
+                stored = rows.vertices(uid, [op.id for op in vertex_ops], with_embedding=True)
+                changed = [op for op in vertex_ops if not same_vertex(stored.get(op.id), op)]
+                if changed:
+                    await self.node.write(request.shard_id, [*ensure_ops(rows, request.graph), *changed], "graph import")
+        specs: list[tuple[int, EdgeSpec]] = []
+        for index, edge in enumerate(request.edges):
+            try:
+                specs.append((index, self.edge_spec(request, edge)))
+            except ToruaError as exc:
+                problems.append(ImportProblem("edge", index, exc.code, exc.message))
+        local = [(i, s) for i, s in specs if self.dst_shard(request, s.dst) == request.shard_id]
+        remote = [(i, s) for i, s in specs if self.dst_shard(request, s.dst) != request.shard_id]
+        edges_ok = 0
+        for index, spec in local:
+            try:
+                await self.local_edge_put(request, rows, spec)
+                edges_ok += 1
+            except ToruaError as exc:
+                problems.append(ImportProblem("edge", index, exc.code, exc.message))
+        if remote:
+            outcomes = await self.edges.put_many(request.shard_id, request.graph, rows, [s for _, s in remote])
+            for (index, _), outcome in zip(remote, outcomes):
+                if outcome is None:
+                    edges_ok += 1
+                else:
+                    problems.append(ImportProblem("edge", index, outcome.code, outcome.message))
+        problems.sort(key=lambda p: (p.kind != "vertex", p.index))
+        return GraphReply(
+            True, self.node.epoch, counts={"vertices": len(vertex_ops), "edges": edges_ok}, problems=problems, seq=store.last_seq()
+        )
+
+    # ---------------------------------------------------------------- graphs
+
+    async def stats(self, request: GraphRequest) -> GraphReply:
+        return GraphReply(True, self.node.epoch, counts=self._reading(request).graph_stats(request.graph.uid))
+
+    async def drop(self, request: GraphRequest) -> GraphReply:
+        """Every row of the graph goes from this shard (a tombstone of its uid stays, so a
+        late request for it is refused); idempotent."""
+        store, rows = writing(self.node, request)
+        settings = rows.graph(request.graph.uid)
+        if settings is not None and settings.dropped:
+            return GraphReply(True, self.node.epoch, seq=store.last_seq())
+        seq = await self.node.write(request.shard_id, [GraphDrop(request.graph.uid)], "graph drop")
+        return GraphReply(True, self.node.epoch, seq=seq)
+
+    async def index_query(self, request: GraphRequest) -> GraphReply:
+        """Vector, text and Cypher queries are the Kuzu index's (torua.graph.kuzu_index)."""
+        store = self.node.admit(request.shard_id, f"graph {request.op}", writes=False, eventual=request.eventual)
+        engines = {e.name for e in store.writer.engines}
+        if INDEX_ENGINE not in engines:
+            raise ToruaError(
+                "unavailable", f"node {self.node.config.id} has no graph index (vector, text and Cypher queries) for shard {request.shard_id}"
+            )
+        raise ToruaError("unavailable", f"node {self.node.config.id}: {request.op} is not served by this release's graph index yet")
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def rows_of(store: ShardStore) -> GraphRows:
+    engine = store.engine(ENGINE)
+    assert isinstance(engine, GraphRows)
+    return engine
+
+
+def writing(node: "Node", request: GraphRequest) -> tuple[ShardStore, GraphRows]:
+    """The store of a primary that may write now (fenced as `Node.write` is: `moved`,
+    `stale_epoch`), and its rows; `not_found` for a graph deleted here."""
+    store = node.admit(request.shard_id, f"graph {request.op}", writes=True, meter=False)
+    rows = rows_of(store)
+    settings = rows.graph(request.graph.uid)
+    if settings is not None and settings.dropped:
+        raise ToruaError("not_found", f"graph {request.graph.name!r} was deleted")
+    return store, rows
+
+
+def same_vertex(row: VertexRow | None, op: VertexPut) -> bool:
+    if row is None:
+        return False
+    embedding = None if op.embedding is None else pack_vector(op.embedding)
+    return (row.label, row.properties, row.embedding) == (op.label, op.properties, embedding)
+

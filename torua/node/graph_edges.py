@@ -1,0 +1,436 @@
+"""Edges across shards, on a node (docs/design/graph.md, section 4): the steps an
+edge's out-half owner (the primary of src's shard, A) drives, what the primary of
+dst's shard (B) answers, and the repair every primary runs. The decisions are pure
+(torua.graph.edges); this module reads the rows, logs what they say through
+`Node.write` and sends the messages.
+
+- A put: A logs the out-half pending (token t), asks B to attach (`edge.attach`), and
+  logs it committed if it is still pending t; on `missing` it removes it (404 naming
+  dst); when B does not answer in ``--graph-peer-timeout`` the half stays pending for
+  repair and the caller gets `timeout` (the outcome is unknown).
+- A delete: removing, `edge.detach` to B, then the out-half goes.
+- A vertex delete's outbox tasks (`edge.detach` to B, `edge.drop` to A) are sent at
+  once and by repair until acknowledged, then `graph.outbox.done` is logged.
+- Repair, on every primary, at promotion and every ``--graph-repair-interval``:
+  pending and removing out-halves are driven on, outbox tasks sent, and each in-half
+  not confirmed yet is checked with A (`edge.check`).
+
+Messages go in batches (one per peer shard, at most `BATCH` halves) to the primary of
+the peer shard, found with the shard map (`torua.routing`). Every one is idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from torua.graph import edges as decide
+from torua.graph import rules
+from torua.graph.rows import ATTACHED, ENGINE, EdgeRow, GraphRows, GraphSettings
+from torua.node import graph_checks as checks
+from torua.node.key_locks import KeyLocks
+from torua.protocol.errors import ToruaError
+from torua.protocol.messages import EdgeHalf, GraphRef, GraphReply, GraphRequest
+from torua.protocol.vocabulary import GraphOp, HalfState
+from torua.routing import MapCache, ShardRouter
+from torua.storage.operations import GraphEnsure, Operation, OutboxDone
+
+if TYPE_CHECKING:
+    from torua.node.service import Node
+
+log = logging.getLogger("torua.node.graph")
+
+BATCH = 500  # halves per message between primaries, and per repair step
+REPAIR_ROWS = 5000  # rows one repair round visits per shard at most (the next round goes on)
+
+
+@dataclass(frozen=True)
+class EdgeSpec:
+    """An edge as a request names it, checked: properties as canonical JSON."""
+
+    src: str
+    type: str
+    dst: str
+    properties: str = "{}"
+    weight: float = 1.0
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.src, self.type, self.dst)
+
+
+def edge_lock(uid: str, key: tuple[str, str, str]) -> tuple[str, ...]:
+    return ("e", uid, *key)
+
+
+def vertex_lock(uid: str, id: str) -> tuple[str, str, str]:
+    return ("v", uid, id)
+
+
+def ref_of(settings: GraphSettings) -> GraphRef:
+    return GraphRef(settings.name, settings.uid, settings.vector_dim, settings.metric, list(settings.text_properties))  # type: ignore[arg-type]
+
+
+def ensure_ops(rows: GraphRows, graph: GraphRef) -> list[Operation]:
+    if rows.graph(graph.uid) is not None:
+        return []
+    return [GraphEnsure(graph.uid, graph.name, graph.vector_dim, str(graph.metric), list(graph.text_properties))]
+
+
+def _json(text: str) -> dict[str, Any]:
+    value = json.loads(text)
+    return value if isinstance(value, dict) else {}
+
+
+class EdgeWork:
+    def __init__(self, node: "Node", locks: KeyLocks) -> None:
+        self.node = node
+        self.locks = locks
+        self.maps: MapCache | None = None
+        self.router: ShardRouter | None = None
+        self._kick = asyncio.Event()
+
+    # ------------------------------------------------------------- lifecycle
+
+    async def start(self, nc: Any) -> None:
+        self.maps = MapCache(nc)
+        await self.maps.start()
+        self.router = ShardRouter(nc, self.maps)
+        self.node.tasks.spawn(self._repair_loop())
+
+    async def stop(self) -> None:
+        if self.maps is not None:
+            await self.maps.stop()
+
+    def kick(self) -> None:
+        """Run a repair round now (a vertex delete's outbox, a promotion)."""
+        self._kick.set()
+
+    # ----------------------------------------------------------- peer calls
+
+    async def ask(self, shard_id: int, op: GraphOp, graph: GraphRef, halves: Sequence[EdgeHalf], timeout: float) -> list[EdgeHalf]:
+        """Send `halves` to the primary of `shard_id`; its answer, one half per half asked.
+        `ToruaError` (timeout, unavailable, or the peer's refusal) otherwise."""
+        if self.router is None:
+            raise ToruaError("unavailable", "this node is not connected to the cluster")
+        answers: list[EdgeHalf] = []
+        for start in range(0, len(halves), BATCH):
+            part = list(halves[start : start + BATCH])
+            answer: GraphReply = await self.router.call(
+                shard_id, lambda epoch: GraphRequest(op, shard_id, epoch, graph, halves=part), timeout, kind="graph", reply_type=GraphReply
+            )
+            if not answer.ok:
+                raise ToruaError(answer.error_code or "internal", f"shard {shard_id}: {answer.error_message}")
+            if len(answer.halves) != len(part):
+                raise ToruaError("internal", f"shard {shard_id} answered {len(answer.halves)} halves for {len(part)}")
+            answers.extend(answer.halves)
+        return answers
+
+    def _peer_timeout(self) -> float:
+        return self.node.config.graph_peer_timeout
+
+    def _shard_of(self, graph: GraphRef | GraphSettings, id: str) -> int:
+        return rules.vertex_shard(graph.name, id, self.node.num_shards)
+
+    # ------------------------------------------------------------ A: put
+
+    async def put_many(self, shard_id: int, graph: GraphRef, rows: GraphRows, specs: Sequence[EdgeSpec]) -> list[ToruaError | None]:
+        """Put edges whose src is on `shard_id` (this node its primary) and whose dst is
+        on another shard: each one's outcome (None: done)."""
+        uid = graph.uid
+        outcomes: list[ToruaError | None] = [None] * len(specs)
+        last: dict[tuple[str, str, str], int] = {}
+        for i, spec in enumerate(specs):
+            last[spec.key] = i  # a batch naming an edge twice: the last one wins
+        chosen = sorted(last.values())
+        async with self.locks.hold(*(edge_lock(uid, specs[i].key) for i in chosen)):
+            started: list[tuple[int, int]] = []  # (spec index, token)
+            async with self.locks.hold(*{vertex_lock(uid, specs[i].src) for i in chosen}):
+                present = rows.vertices(uid, [specs[i].src for i in chosen])
+                ops: list[Operation] = []
+                wanted: list[int] = []
+                for i in chosen:
+                    spec = specs[i]
+                    if spec.src not in present:
+                        outcomes[i] = ToruaError("not_found", f"vertex {spec.src!r} (src) is not in graph {graph.name!r}")
+                        continue
+                    mine = decide.put_ops(uid, *spec.key, spec.properties, spec.weight, rows.edge(uid, *spec.key))
+                    if mine:
+                        ops.extend(mine)
+                        wanted.append(i)
+                if ops:
+                    before = ensure_ops(rows, graph)
+                    seq = await self.node.write(shard_id, [*before, *ops], "graph edge.put")
+                    first = seq - len(ops) + 1  # one op each, consecutive seqs in one transaction
+                    started = [(i, first + n) for n, i in enumerate(wanted)]
+            if started:
+                await self._attach_and_settle(shard_id, graph, rows, [(specs[i], token, i) for i, token in started], outcomes)
+        for i, spec in enumerate(specs):
+            if last[spec.key] != i:
+                outcomes[i] = outcomes[last[spec.key]]
+        return outcomes
+
+    async def _attach_and_settle(
+        self, shard_id: int, graph: GraphRef, rows: GraphRows, started: Sequence[tuple[EdgeSpec, int, Any]], outcomes: list[Any] | None = None
+    ) -> None:
+        """Ask each dst's shard to attach, then commit or remove each half (holding the
+        edges' locks)."""
+        uid = graph.uid
+        by_shard: dict[int, list[tuple[EdgeSpec, int, Any]]] = defaultdict(list)
+        for item in started:
+            by_shard[self._shard_of(graph, item[0].dst)].append(item)
+
+        async def one(peer: int, items: list[tuple[EdgeSpec, int, Any]]) -> list[tuple[EdgeSpec, int, Any, HalfState | ToruaError]]:
+            halves = [EdgeHalf(s.src, s.type, s.dst, token, HalfState.PENDING, _json(s.properties), s.weight) for s, token, _ in items]
+            try:
+                answers = await self.ask(peer, GraphOp.EDGE_ATTACH, graph, halves, self._peer_timeout())
+            except ToruaError as exc:
+                return [(s, t, i, exc) for s, t, i in items]
+            return [(s, t, i, a.state) for (s, t, i), a in zip(items, answers)]
+
+        results = [r for part in await asyncio.gather(*(one(p, items) for p, items in by_shard.items())) for r in part]
+        answered = [r for r in results if not isinstance(r[3], ToruaError)]
+        async with self.locks.hold(*{vertex_lock(uid, r[0].src) for r in answered}):
+            present = rows.vertices(uid, [r[0].src for r in answered])
+            ops: list[Operation] = []
+            for spec, token, index, answer in results:
+                if isinstance(answer, ToruaError):
+                    error: ToruaError | None = ToruaError(
+                        "timeout" if answer.code in ("timeout", "unavailable", "moved", "stale_epoch") else answer.code,
+                        f"the shard of {spec.dst!r} did not take the edge ({answer.message}); it is pending and completes or goes by repair",
+                    )
+                else:
+                    outcome = decide.after_attach(uid, rows.edge(uid, *spec.key), token, answer, spec.src in present)
+                    ops.extend(outcome.ops)
+                    error = None
+                    if outcome.error_code == "not_found":
+                        id = spec.dst if outcome.missing == "dst" else spec.src
+                        error = ToruaError("not_found", f"vertex {id!r} ({outcome.missing}) is not in graph {graph.name!r}")
+                    elif outcome.error_code:
+                        error = ToruaError("unavailable", f"the shard of {spec.dst!r} holds a newer version of this edge; repair settles it: try again")
+                if outcomes is not None and index is not None:
+                    outcomes[index] = error
+            if ops:
+                await self.node.write(shard_id, ops, "graph edge.put")
+
+    # ------------------------------------------------------------ A: delete
+
+    async def delete(self, shard_id: int, graph: GraphRef, rows: GraphRows, spec: EdgeSpec) -> None:
+        uid = graph.uid
+        async with self.locks.hold(edge_lock(uid, spec.key)):
+            async with self.locks.hold(vertex_lock(uid, spec.src)):
+                row = rows.edge(uid, *spec.key)
+                ops = decide.delete_ops(uid, row)
+                if ops:
+                    await self.node.write(shard_id, ops, "graph edge.delete")
+            if row is None or row.out_state is None or row.in_state is not None:
+                return  # nothing here, or both halves were here and are gone
+            await self._detach_and_settle(shard_id, graph, rows, [(row, row.out_token)], raise_errors=True)
+
+    async def _detach_and_settle(self, shard_id: int, graph: GraphRef, rows: GraphRows, removing: Sequence[tuple[EdgeRow, int]], raise_errors: bool = False) -> None:
+        uid = graph.uid
+        by_shard: dict[int, list[tuple[EdgeRow, int]]] = defaultdict(list)
+        for row, token in removing:
+            by_shard[self._shard_of(graph, row.dst)].append((row, token))
+        done: list[tuple[EdgeRow, int]] = []
+        failure: ToruaError | None = None
+        for peer, items in by_shard.items():
+            try:
+                await self.ask(peer, GraphOp.EDGE_DETACH, graph, [EdgeHalf(r.src, r.type, r.dst, t) for r, t in items], self._peer_timeout())
+            except ToruaError as exc:
+                failure = exc
+                continue
+            done.extend(items)
+        async with self.locks.hold(*{vertex_lock(uid, r.src) for r, _ in done}):
+            ops = [op for r, t in done for op in decide.after_detach(uid, rows.edge(uid, *r.key), t)]
+            if ops:
+                await self.node.write(shard_id, ops, "graph edge.delete")
+        if failure is not None and raise_errors:
+            raise ToruaError("timeout", f"the shard of the edge's dst did not answer ({failure.message}); the edge is gone from its src and repair finishes the rest")
+
+    # ------------------------------------------------- answers to other primaries
+
+    def _writing(self, request: GraphRequest) -> tuple[Any, GraphRows, bool]:
+        store = self.node.admit(request.shard_id, f"graph {request.op}", writes=True, meter=False)
+        rows = store.engine(ENGINE)
+        settings = rows.graph(request.graph.uid)
+        return store, rows, settings is not None and settings.dropped
+
+    def _halves(self, request: GraphRequest, end: str) -> list[EdgeHalf]:
+        if len(request.halves) > BATCH:
+            raise ToruaError("bad_request", f"at most {BATCH} halves at once")
+        for half in request.halves:
+            checks.vertex_in_shard(request.graph.name, getattr(half, end), request.shard_id, self.node.num_shards, end)
+            rules.validate_vertex_id(half.src if end == "dst" else half.dst, "src" if end == "dst" else "dst")
+            rules.validate_type(half.type)
+            if half.token < 1:
+                raise ToruaError("bad_request", "an edge's token is a seq of its src's shard (>= 1)")
+        return list(request.halves)
+
+    async def attach(self, request: GraphRequest) -> GraphReply:
+        """B: hold the in-halves whose dst exists here (`missing` otherwise)."""
+        halves = self._halves(request, "dst")
+        store, rows, dropped = self._writing(request)
+        uid = request.graph.uid
+        limit = self.node.config.graph_max_properties_bytes
+        props = [checks.canonical_properties(h.properties, limit) for h in halves]
+        weights = [rules.validate_weight(h.weight) for h in halves]
+        async with self.locks.hold(*{vertex_lock(uid, h.dst) for h in halves}):
+            present = {} if dropped else rows.vertices(uid, [h.dst for h in halves])
+            states: list[HalfState] = []
+            ops: list[Operation] = []
+            for half, p, w in zip(halves, props, weights):
+                state, mine = decide.on_attach(uid, (half.src, half.type, half.dst), rows.edge(uid, half.src, half.type, half.dst), half.dst in present, half.token, p, w)
+                states.append(state)
+                ops.extend(mine)
+            if ops:
+                await self.node.write(request.shard_id, [*ensure_ops(rows, request.graph), *ops], "graph edge.attach")
+        return GraphReply(True, self.node.epoch, halves=[EdgeHalf(h.src, h.type, h.dst, h.token, s) for h, s in zip(halves, states)], seq=store.last_seq())
+
+    async def detach(self, request: GraphRequest) -> GraphReply:
+        """B: remove the in-halves of these incarnations (or older)."""
+        return await self._remove(request, "dst", decide.on_detach)
+
+    async def drop(self, request: GraphRequest) -> GraphReply:
+        """A: dst is gone; remove the out-halves of these incarnations (or older)."""
+        return await self._remove(request, "src", decide.on_drop)
+
+    async def _remove(self, request: GraphRequest, end: str, decision: Any) -> GraphReply:
+        halves = self._halves(request, end)
+        store, rows, _ = self._writing(request)
+        uid = request.graph.uid
+        async with self.locks.hold(*{vertex_lock(uid, getattr(h, end)) for h in halves}):
+            ops = [op for h in halves for op in decision(uid, rows.edge(uid, h.src, h.type, h.dst), h.token)]
+            if ops:
+                await self.node.write(request.shard_id, ops, f"graph {request.op}")
+        return GraphReply(True, self.node.epoch, halves=[EdgeHalf(h.src, h.type, h.dst, h.token, HalfState.DONE) for h in halves], seq=store.last_seq())
+
+    async def check(self, request: GraphRequest) -> GraphReply:
+        """A: the state and token of its out-halves (only its primary answers)."""
+        halves = self._halves(request, "src")
+        store = self.node.admit(request.shard_id, f"graph {request.op}", writes=False)
+        rows = store.engine(ENGINE)
+        answers = []
+        for h in halves:
+            row = rows.edge(request.graph.uid, h.src, h.type, h.dst)
+            state, token = decide.check_answer(row)
+            answers.append(EdgeHalf(h.src, h.type, h.dst, token, state, _json(row.properties) if row else {}, row.weight if row else 1.0))
+        return GraphReply(True, self.node.epoch, halves=answers)
+
+    # ------------------------------------------------------------------ repair
+
+    async def _repair_loop(self) -> None:
+        stopping = self.node.tasks.stopping
+        while not stopping.is_set():
+            try:
+                await self.repair_all()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("graph repair round failed; trying again later")
+            self._kick.clear()
+            waits = [asyncio.ensure_future(stopping.wait()), asyncio.ensure_future(self._kick.wait())]
+            try:
+                await asyncio.wait(waits, timeout=self.node.config.graph_repair_interval, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waits:
+                    w.cancel()
+
+    async def repair_all(self) -> None:
+        """One round on every shard this node leads that holds graph data."""
+        for holding in list(self.node.holdings.values()):
+            store = holding.store
+            if store is None or holding.role != "primary" or store.closed:
+                continue
+            rows = store.engine(ENGINE)
+            if not rows.holds_data():
+                continue
+            try:
+                await self.repair(holding.shard_id, rows)
+            except ToruaError as exc:
+                log.info("graph repair of shard %d stopped: %s", holding.shard_id, exc.message)
+
+    async def repair(self, shard_id: int, rows: GraphRows) -> None:
+        """Drive what is not known to agree on one shard: pending and removing
+        out-halves, attached in-halves, outbox tasks."""
+        if not self.node.num_shards:
+            return
+        graphs = {g.uid: g for g in rows.graphs() if not g.dropped}
+        visited = 0
+        after: tuple[str, str, str, str] | None = None
+        while visited < REPAIR_ROWS:
+            page = rows.unsettled(limit=BATCH, after=after)
+            if not page:
+                break
+            visited += len(page)
+            after = (page[-1][0], *page[-1][1].key)
+            by_graph: dict[str, list[EdgeRow]] = defaultdict(list)
+            for uid, row in page:
+                if uid in graphs:
+                    by_graph[uid].append(row)
+            for uid, unsettled in by_graph.items():
+                await self._repair_rows(shard_id, ref_of(graphs[uid]), rows, unsettled)
+        await self._send_outbox(shard_id, rows, graphs)
+
+    async def _repair_rows(self, shard_id: int, graph: GraphRef, rows: GraphRows, unsettled: list[EdgeRow]) -> None:
+        uid = graph.uid
+        pending = [r for r in unsettled if r.out_state == "pending" and r.in_state is None]
+        removing = [r for r in unsettled if r.out_state == "removing" and r.in_state is None]
+        attached = [r for r in unsettled if r.in_state == ATTACHED and r.out_state is None]
+        if pending or removing:
+            async with self.locks.hold(*(edge_lock(uid, r.key) for r in pending + removing)):
+                current = [rows.edge(uid, *r.key) for r in pending + removing]
+                still_pending = [(EdgeSpec(r.src, r.type, r.dst, r.properties, r.weight), r.out_token, None) for r in current if r and r.out_state == "pending" and r.in_state is None]
+                still_removing = [(r, r.out_token) for r in current if r and r.out_state == "removing" and r.in_state is None]
+                if still_pending:
+                    await self._attach_and_settle(shard_id, graph, rows, still_pending)
+                if still_removing:
+                    await self._detach_and_settle(shard_id, graph, rows, still_removing)
+        if attached:
+            await self._check_attached(shard_id, graph, rows, attached)
+
+    async def _check_attached(self, shard_id: int, graph: GraphRef, rows: GraphRows, attached: list[EdgeRow]) -> None:
+        uid = graph.uid
+        by_shard: dict[int, list[EdgeRow]] = defaultdict(list)
+        for row in attached:
+            by_shard[self._shard_of(graph, row.src)].append(row)
+        for peer, items in by_shard.items():
+            try:
+                answers = await self.ask(peer, GraphOp.EDGE_CHECK, graph, [EdgeHalf(r.src, r.type, r.dst, r.in_token) for r in items], self._peer_timeout())
+            except ToruaError as exc:
+                log.debug("shard %d: cannot check in-halves with shard %d: %s", shard_id, peer, exc.message)
+                continue
+            limit = self.node.config.graph_max_properties_bytes
+            async with self.locks.hold(*{vertex_lock(uid, r.dst) for r in items}):
+                ops: list[Operation] = []
+                for row, answer in zip(items, answers):
+                    try:
+                        props = checks.canonical_properties(answer.properties, limit)
+                    except ToruaError:
+                        props = row.properties
+                    ops += decide.after_check(uid, rows.edge(uid, *row.key), row.in_token, answer.state, answer.token, props, answer.weight)
+                if ops:
+                    await self.node.write(shard_id, ops, "graph repair")
+
+    async def _send_outbox(self, shard_id: int, rows: GraphRows, graphs: dict[str, GraphSettings]) -> None:
+        tasks = rows.outbox(limit=REPAIR_ROWS)
+        groups: dict[tuple[str, str, int], list[Any]] = defaultdict(list)
+        for task in tasks:
+            settings = graphs.get(task.uid)
+            if settings is None:
+                continue
+            peer = self._shard_of(settings, task.dst if task.kind == "detach" else task.src)
+            groups[(task.uid, task.kind, peer)].append(task)
+        for (uid, kind, peer), items in groups.items():
+            op = GraphOp.EDGE_DETACH if kind == "detach" else GraphOp.EDGE_DROP
+            try:
+                await self.ask(peer, op, ref_of(graphs[uid]), [EdgeHalf(t.src, t.type, t.dst, t.token) for t in items], self._peer_timeout())
+            except ToruaError as exc:
+                log.debug("shard %d: outbox %s to shard %d not delivered: %s", shard_id, kind, peer, exc.message)
+                continue
+            await self.node.write(shard_id, [OutboxDone(uid, kind, t.src, t.type, t.dst, t.token) for t in items], "graph outbox")
