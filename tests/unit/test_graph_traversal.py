@@ -270,3 +270,17 @@ def test_a_shard_answers_only_for_its_own_ids():
     sharded = small(CHAIN)
     answer = sharded.answer(Traversal(["a"], OUT, (), 1, 10, sharded.shard_of).calls()[0])
     assert answer == ShardAnswer((VertexData("a", "L"),), (), (EdgeData("a", "t", "b"),))
+
+
+def test_a_big_part_of_a_frontier_goes_in_several_requests_and_their_answers_merge():
+    from torua.graph.traversal import MAX_IDS, ShardCall
+    from torua.node.graph_checks import MAX_HOP_EDGES, MAX_IDS as NODE_MAX_IDS
+    from torua.graph.traversal import MAX_NEIGHBOUR_EDGES
+
+    assert MAX_IDS == NODE_MAX_IDS and MAX_NEIGHBOUR_EDGES <= MAX_HOP_EDGES  # what a node takes
+    call = ShardCall(3, GraphOp.NEIGHBOURS, tuple(f"v{i}" for i in range(25)))
+    parts = call.split(10)
+    assert [len(p.ids) for p in parts] == [10, 10, 5] and all(p.shard == 3 and p.op == call.op for p in parts)
+    assert sum((p.ids for p in parts), ()) == call.ids
+    merged = ShardAnswer.merged([ShardAnswer((VertexData("a"),), ("x",)), ShardAnswer((), (), (EdgeData("a", "t", "b"),), cut=True)])
+    assert merged == ShardAnswer((VertexData("a"),), ("x",), (EdgeData("a", "t", "b"),), cut=True)

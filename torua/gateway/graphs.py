@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, TypeVar
 
 from nats.errors import Error as NatsError, MaxPayloadError
 
@@ -37,6 +37,8 @@ if TYPE_CHECKING:
     from torua.routing import ShardRouter
 
 log = logging.getLogger("torua.gateway.graphs")
+
+T = TypeVar("T")
 
 # Left of a deadline for answering once a traversal stops expanding.
 ANSWER_MARGIN = 0.05
@@ -60,6 +62,18 @@ def hit_view(h: GraphHit) -> dict[str, Any]:
 def first_error(errors: list[ToruaError]) -> ToruaError:
     """Of several shards' refusals, the one to answer: the caller's fault (4xx) before the cluster's."""
     return min(errors, key=lambda e: (HTTP_STATUS.get(e.code, 500) >= 500, errors.index(e)))
+
+
+async def gather_or_raise(calls: Iterable[Awaitable[T]]) -> list[T]:
+    """Every result, in order; when some failed, after all are done, the error to answer (`first_error`)."""
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    errors = [r for r in results if isinstance(r, BaseException)]
+    for r in errors:
+        if not isinstance(r, ToruaError):
+            raise r
+    if errors:
+        raise first_error(errors)  # type: ignore[arg-type]
+    return results  # type: ignore[return-value]
 
 
 class GraphEndpoints:
@@ -106,14 +120,7 @@ class GraphEndpoints:
         if shards is None:
             shards = range((await self._map()).num_shards)
         shards = list(shards)
-        results = await asyncio.gather(*(self._graph_ask(s, lambda epoch, s=s: build(s, epoch), timeout) for s in shards), return_exceptions=True)
-        errors = [r for r in results if isinstance(r, BaseException)]
-        for r in errors:
-            if not isinstance(r, ToruaError):
-                raise r
-        if errors:
-            raise first_error(errors)  # type: ignore[arg-type]
-        return dict(zip(shards, results))  # type: ignore[arg-type]
+        return dict(zip(shards, await gather_or_raise(self._graph_ask(s, lambda epoch, s=s: build(s, epoch), timeout) for s in shards)))
 
     async def _graph_drive(self, planner: Traversal | PathSearch, entry: CatalogEntry, deadline: float) -> bool:
         """Run a planner's hops, each hop's requests at once, until it is done (False)
@@ -124,6 +131,11 @@ class GraphEndpoints:
         def request(call: ShardCall, epoch: int) -> GraphRequest:
             return GraphRequest(call.op, call.shard, epoch, ref, ids=list(call.ids), direction=call.direction, types=list(call.types), limit=call.limit)
 
+        async def ask(call: ShardCall, timeout: float) -> ShardAnswer:
+            parts = call.split()  # a node takes at most MAX_IDS ids at once
+            replies = await gather_or_raise(self._graph_ask(part.shard, lambda epoch, p=part: request(p, epoch), timeout) for part in parts)
+            return ShardAnswer.merged(ShardAnswer.of(reply) for reply in replies)
+
         while not planner.done:
             calls = planner.calls()
             remaining = deadline - loop.time()
@@ -131,13 +143,13 @@ class GraphEndpoints:
                 planner.stop()
                 return True
             try:
-                replies = await self._graph_ask_all(lambda shard, epoch, by={c.shard: c for c in calls}: request(by[shard], epoch), remaining, [c.shard for c in calls])
+                answers = await gather_or_raise(ask(call, remaining) for call in calls)
             except ToruaError as exc:
                 if exc.code == "timeout":  # a shard did not answer within the deadline: what was read stands
                     planner.stop()
                     return True
                 raise
-            planner.take({shard: ShardAnswer.of(reply) for shard, reply in replies.items()})
+            planner.take({call.shard: answer for call, answer in zip(calls, answers)})
         return False
 
     # ------------------------------------------------------------ the catalog

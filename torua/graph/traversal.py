@@ -23,7 +23,7 @@ deadline comes (`stop`). No I/O, no clock: the gateway drives them over NATS
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable, Mapping
 
 from torua.protocol.messages import EdgeData, GraphReply, VertexData
@@ -34,6 +34,9 @@ EdgeKey = tuple[str, str, str]
 
 # Edges one shard returns for one hop's frontier; more is a cut (`ShardAnswer.cut`).
 MAX_NEIGHBOUR_EDGES = 50_000
+# Ids one request names at most (what a node takes, torua.node.graph_checks.MAX_IDS):
+# a bigger part of a frontier goes in several requests (`ShardCall.split`).
+MAX_IDS = 10_000
 
 REVERSE = {Direction.OUT: Direction.IN, Direction.IN: Direction.OUT, Direction.BOTH: Direction.BOTH}
 
@@ -49,6 +52,10 @@ class ShardCall:
     types: tuple[str, ...] = ()
     limit: int = MAX_NEIGHBOUR_EDGES
 
+    def split(self, max_ids: int = MAX_IDS) -> list["ShardCall"]:
+        """The call as requests of at most `max_ids` ids each (their answers: `ShardAnswer.merged`)."""
+        return [replace(self, ids=self.ids[i : i + max_ids]) for i in range(0, len(self.ids), max_ids)] or [self]
+
 
 @dataclass(frozen=True)
 class ShardAnswer:
@@ -62,7 +69,16 @@ class ShardAnswer:
 
     @classmethod
     def of(cls, reply: GraphReply) -> "ShardAnswer":
-        return cls(tuple(reply.vertices), tuple(reply.missing), tuple(reply.edges), bool(reply.next_cursor))
+        return cls(tuple(reply.vertices), tuple(reply.missing), tuple(reply.edges), reply.truncated)
+
+    @classmethod
+    def merged(cls, answers: Iterable["ShardAnswer"]) -> "ShardAnswer":
+        """The answers to the parts of one split call, as one."""
+        answers = list(answers)
+        return cls(
+            tuple(v for a in answers for v in a.vertices), tuple(m for a in answers for m in a.missing),
+            tuple(e for a in answers for e in a.edges), any(a.cut for a in answers),
+        )
 
 
 def edge_key(e: EdgeData) -> EdgeKey:
