@@ -250,6 +250,35 @@ async def test_the_client_goes_one_hop_for_vertices_and_edges(shared_cluster):
         assert f'op="{op}"' not in metrics, op
 
 
+class GatewayOnly(Client):
+    """A client that cannot go to the nodes (as one without the shard map or JetStream access)."""
+
+    def _direct(self) -> bool:
+        super()._direct()  # still refuses when not connected
+        return False
+
+
+async def test_without_the_map_the_client_asks_the_gateway_for_everything(shared_cluster):
+    async with GatewayOnly(shared_cluster.nats_url) as db:
+        g = db.graph("api-via-gateway")
+        await g.create()
+        assert await g.put_vertex("a/1", "V", {"x": 1}) is True and await g.put_vertex("b", "V") is True
+        assert await g.put_vertex("a/1", "V", {"x": 2}) is False
+        assert await g.put_edge("a/1", "t", "b", weight=2) is True
+        assert await g.get_vertex("a/1") == {"id": "a/1", "label": "V", "properties": {"x": 2}}
+        assert await g.get_vertex("nobody") is None
+        edges, cursor = await g.edges("b", direction="in")
+        assert [(e["src"], e["weight"]) for e in edges] == [("a/1", 2.0)] and cursor is None
+        await g.delete_edge("a/1", "t", "b")
+        await g.delete_vertex("b")
+        assert await g.get_vertex("b") is None
+        with pytest.raises(ToruaError) as missing:
+            await g.put_edge("a/1", "t", "b")
+        assert missing.value.code == "not_found"
+    metrics = shared_cluster.request("GET", "/metrics")[1].decode()
+    assert 'op="graph.vertex.put"' in metrics and 'op="graph.edges"' in metrics
+
+
 def test_the_cli_imports_a_file_in_batches_and_reads_it_back(shared_cluster, tmp_path):
     c = shared_cluster
     graph = generated("random", 5)
