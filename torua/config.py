@@ -28,6 +28,10 @@ DEFAULT_MAX_IMPORT_BYTES = 16 << 20
 MAX_IMPORT_BYTES_CEILING = 1 << 30
 # The largest --graph-max-properties-bytes: an import batch carries many property documents.
 MAX_PROPERTIES_BYTES_CEILING = 4 << 20
+# Per shard copy's Kuzu database (torua.graph.kuzu_index): bounds of the node settings, in MiB.
+GRAPH_BUFFER_POOL_MIB = (16, 65536)
+GRAPH_MAX_DB_SIZE_MIB = (64, 1 << 22)  # up to 4 TiB; Kuzu's own default (8 TiB each) fails the 16th database
+GRAPH_THREADS = (1, 64)
 
 
 class ConfigError(ValueError):
@@ -89,6 +93,9 @@ class NodeConfig(Common):
     graph_max_properties_bytes: int = field(default=MAX_PROPERTIES_BYTES, metadata={"help": f"largest properties of a graph vertex or edge this node stores, as JSON bytes (1 to {MAX_PROPERTIES_BYTES_CEILING}; value_too_large above it)"})
     graph_peer_timeout: float = field(default=2.0, metadata={"help": "seconds a shard's primary waits for the primary of another shard in the edge protocol (attach, detach, drop, check) before it leaves the step to repair"})
     graph_repair_interval: float = field(default=2.0, metadata={"help": "seconds between the rounds in which each primary drives its graph edges' unfinished steps and outbox"})
+    graph_buffer_pool: int = field(default=64, metadata={"help": f"MiB of buffer pool for each shard copy's graph index (Kuzu), {GRAPH_BUFFER_POOL_MIB[0]} to {GRAPH_BUFFER_POOL_MIB[1]}"})
+    graph_max_db_size: int = field(default=1024, metadata={"help": f"MiB of address space each shard copy's graph index may map (its largest size), {GRAPH_MAX_DB_SIZE_MIB[0]} to {GRAPH_MAX_DB_SIZE_MIB[1]}"})
+    graph_threads: int = field(default=1, metadata={"help": f"threads each shard copy's graph index may use for one query, {GRAPH_THREADS[0]} to {GRAPH_THREADS[1]}"})
 
     def __post_init__(self) -> None:
         if self.data_dir == Path(""):
@@ -119,6 +126,9 @@ class NodeConfig(Common):
             raise ConfigError("graph_peer_timeout must be more than 0 and at most 60 seconds")
         if not 0 < self.graph_repair_interval <= 3600:
             raise ConfigError("graph_repair_interval must be more than 0 and at most 3600 seconds")
+        for name, (low, high) in (("graph_buffer_pool", GRAPH_BUFFER_POOL_MIB), ("graph_max_db_size", GRAPH_MAX_DB_SIZE_MIB), ("graph_threads", GRAPH_THREADS)):
+            if not low <= getattr(self, name) <= high:
+                raise ConfigError(f"{name} must be from {low} to {high}")
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,11 @@ import asyncio
 import pytest
 
 from tests.support.graph_client import GraphClient, scan_rows
-from tests.support.graph_ops import graph_rows
+from tests.support.graph_row_ops import graph_rows
 from tests.support.sim_cluster import SimCluster, sim_seed, wait_for
 from torua.graph.rules import vertex_shard
 from torua.protocol.errors import ToruaError
-from torua.protocol.messages import EdgeData, GraphRef, VertexData
+from torua.protocol.messages import EdgeData, EdgeHalf, GraphRef, VertexData
 from torua.protocol.vocabulary import GraphOp
 
 GRAPH = GraphRef("people", "uid-1", vector_dim=2)
@@ -172,5 +172,105 @@ async def test_import_applies_good_lines_names_bad_ones_and_changes_nothing_the_
             assert {s: graph_rows(st.directory) for s, st in primaries(cluster).items()} == before  # type: ignore[attr-defined]
             assert [e.dst for e in await g.edges(ids[5])] == [ids[6]]
             assert [e.src for e in await g.edges(ids[5], "in")] == [ids[4]]
+    finally:
+        await cluster.stop()
+
+
+def half_rows(cluster: SimCluster, key: tuple[str, str, str], uid: str = GRAPH.uid) -> dict[str, object]:
+    """The out-half and in-half of edge `key` as their shards' primaries hold them."""
+    scan = scan_rows(primaries(cluster), uid)  # type: ignore[arg-type]
+    found: dict[str, object] = {"out": None, "in": None}
+    for rows in scan.rows.values():
+        for r in rows:
+            if r.key == key:
+                if r.out_state is not None:
+                    found["out"] = (r.out_state, r.out_token)
+                if r.in_state is not None:
+                    found["in"] = (r.in_state, r.in_token)
+    return found
+
+
+@pytest.mark.timeout(90)
+async def test_late_messages_between_primaries_change_nothing_they_should_not(tmp_path):
+    cluster = SimCluster(tmp_path, sim_seed(), nodes=3, shards=4, replicas=1, graph_repair_interval=0.2)
+    try:
+        await cluster.start()
+        async with asyncio.timeout(60):
+            g = graph_client(cluster)
+            a, b = ids_on_other_shards(2, 4)
+            await g.put_vertex(a)
+            await g.put_vertex(b)
+            key = (a, "knows", b)
+            # An attach whose edge src's shard never held (an attach overtaken by its detach):
+            # dst's shard holds the in-half until its repair asks src's shard, then it goes.
+            late = await g.call(g.shard(b), GraphOp.EDGE_ATTACH, halves=[EdgeHalf(*key, token=99)])
+            assert [h.state for h in late.halves] == ["attached"]
+            await wait_for(lambda: half_rows(cluster, key) == {"out": None, "in": None}, 10, "the orphaned in-half removed by repair")
+
+            await g.put_edge(*key)
+            await settled(cluster)
+            halves = half_rows(cluster, key)
+            out_state, token = halves["out"]  # type: ignore[misc]
+            assert out_state == "committed" and halves["in"] == ("confirmed", token)
+            # Late messages of an older incarnation: nothing goes.
+            for op, shard in ((GraphOp.EDGE_DETACH, g.shard(b)), (GraphOp.EDGE_DROP, g.shard(a))):
+                answer = await g.call(shard, op, halves=[EdgeHalf(*key, token=token - 1)])
+                assert [h.state for h in answer.halves] == ["done"]
+            older = await g.call(g.shard(b), GraphOp.EDGE_ATTACH, halves=[EdgeHalf(*key, token=token - 1, properties={"old": True})])
+            assert [h.state for h in older.halves] == ["newer"]
+            assert half_rows(cluster, key) == halves
+            check = await g.call(g.shard(a), GraphOp.EDGE_CHECK, halves=[EdgeHalf(*key, token=token)])
+            assert [(h.state, h.token) for h in check.halves] == [("committed", token)]
+            # Asked again with the same token: repeated messages are harmless.
+            again = await g.call(g.shard(b), GraphOp.EDGE_ATTACH, halves=[EdgeHalf(*key, token=token)])
+            assert [h.state for h in again.halves] == ["attached"] and half_rows(cluster, key) == halves
+            # Peers are held to the rules too: a half of another shard, a token that is no seq.
+            for op, shard, half, message in [
+                (GraphOp.EDGE_ATTACH, g.shard(a), EdgeHalf(*key, token=1), "belongs to shard"),
+                (GraphOp.EDGE_DETACH, g.shard(b), EdgeHalf(*key, token=0), "token"),
+            ]:
+                with pytest.raises(ToruaError, match=message):
+                    await g.call(shard, op, halves=[half])
+    finally:
+        await cluster.stop()
+
+
+@pytest.mark.timeout(90)
+async def test_steps_a_peer_missed_are_finished_by_repair_once_it_is_back(tmp_path):
+    cluster = SimCluster(tmp_path, sim_seed(), nodes=3, shards=3, replicas=1, graph_repair_interval=0.2, graph_peer_timeout=0.3)
+    try:
+        await cluster.start()
+        async with asyncio.timeout(60):
+            g = graph_client(cluster)
+            ids = ids_on_other_shards(30, 3)
+            holder = {s: cluster.map.shards[s].primary for s in range(3)}
+            a = ids[0]
+            b = next(i for i in ids if holder[g.shard(i)] != holder[g.shard(a)])
+            c = next(i for i in ids if holder[g.shard(i)] == holder[g.shard(b)] and i != b)
+            for v in (a, b, c):
+                await g.put_vertex(v)
+            await g.put_edge(a, "knows", c)
+            other = holder[g.shard(b)]
+            assert other is not None and other != holder[g.shard(a)]
+            cluster.bus.partition(holder[g.shard(a)], other)  # src's node cannot reach dst's
+            with pytest.raises(ToruaError) as unknown:
+                await g.put_edge(a, "knows", b)
+            assert unknown.value.code == "timeout" and "pending" in unknown.value.message
+            assert half_rows(cluster, (a, "knows", b))["out"][0] == "pending"  # type: ignore[index]
+            await g.delete_vertex(a)  # its half toward c stays in the outbox meanwhile
+            scan = scan_rows(primaries(cluster), GRAPH.uid)  # type: ignore[arg-type]
+            assert scan.outbox[g.shard(a)] >= 1
+            cluster.bus.heal()
+            scan = await settled(cluster)
+            assert scan.problems(GRAPH.name, 3) == [] and scan.edges() == set()
+            assert await g.edges(c, "in") == [] and await g.edges(b, "in") == []
+            # and a put that could not finish is finished by repair when both ends stay
+            await g.put_vertex(a)
+            cluster.bus.partition(holder[g.shard(a)], other)
+            with pytest.raises(ToruaError):
+                await g.put_edge(a, "likes", b)
+            cluster.bus.heal()
+            await settled(cluster)
+            assert [e.dst for e in await g.edges(a)] == [b] and [e.src for e in await g.edges(b, "in")] == [a]
     finally:
         await cluster.stop()

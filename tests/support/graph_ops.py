@@ -1,55 +1,53 @@
-"""Graph operations for storage tests: random sequences (every graph operation is a
-blind write, so any sequence is one a log may hold), and a dump of a store's graph
-rows to compare copies with."""
+"""Random graph operations over a small id space, for the graph index's tests (the
+same seed gives the same ops)."""
 
 from __future__ import annotations
 
+import json
 import random
-import sqlite3
-from contextlib import closing
-from pathlib import Path
 
 from torua.storage.operations import EdgeDelete, EdgePut, GraphDrop, GraphEnsure, Operation, OutboxDone, VertexDelete, VertexPut
-from torua.storage.writer import DB_FILENAME
 
-UIDS = ("u1", "u2")
-IDS = ("a", "b", "c", "ü/1", "d e")
-TYPES = ("knows", "likes")
+WORDS = ["fox", "dog", "quick", "lazy", "river", "stone", "graph", "shard", "vector", "night", "über", "naïve"]
+DIM = 4
 
 
-def random_op(rng: random.Random, ids: tuple[str, ...] = IDS) -> Operation:
-    uid = rng.choice(UIDS)
-    src, dst, kind = rng.choice(ids), rng.choice(ids), rng.choice(TYPES)
-    roll = rng.random()
-    if roll < 0.04:
-        return GraphEnsure(uid, f"g-{uid}", vector_dim=2, metric="cosine", text_properties=["text"])
-    if roll < 0.05:
-        return GraphDrop(uid)
-    if roll < 0.30:
-        embedding = [rng.random(), rng.random()] if rng.random() < 0.5 else None
-        return VertexPut(uid, src, label=rng.choice(("Person", "Doc")), properties=f'{{"n":{rng.randrange(100)}}}', embedding=embedding)
-    if roll < 0.38:
-        return VertexDelete(uid, src)
-    if roll < 0.70:
-        return EdgePut(
-            uid, src, kind, dst,
-            halves=rng.choice(("out", "in", "both")),
-            properties=f'{{"w":{rng.randrange(10)}}}',
-            weight=float(rng.randrange(1, 5)),
-            state=rng.choice(("pending", "committed", "removing")),
-            token=rng.choice((0, rng.randrange(1, 50))),
-        )
-    if roll < 0.92:
-        return EdgeDelete(uid, src, kind, dst, halves=rng.choice(("out", "in", "both")), token=rng.randrange(1, 50), outbox=rng.choice(("", "detach", "drop")))
-    return OutboxDone(uid, rng.choice(("detach", "drop")), src, kind, dst, token=rng.randrange(1, 50))
+def ensure(uid: str = "g1", dim: int = DIM, text: bool = True) -> GraphEnsure:
+    return GraphEnsure(uid, f"name-{uid}", dim, "cosine", ["title", "body"] if text else [])
 
 
-def random_ops(rng: random.Random, count: int, ids: tuple[str, ...] = IDS) -> list[Operation]:
-    """`count` random graph operations over `ids` (few ids: many touch the same rows)."""
-    return [random_op(rng, ids) for _ in range(count)]
-
-
-def graph_rows(directory: Path) -> dict[str, list[tuple[object, ...]]]:
-    """Every row of every graph table of the shard.db in `directory`, in key order."""
-    with closing(sqlite3.connect(f"{(Path(directory) / DB_FILENAME).resolve().as_uri()}?mode=ro", uri=True)) as conn:
-        return {table: sorted(conn.execute(f"SELECT * FROM {table}").fetchall(), key=repr) for table in ("g_graph", "g_vertex", "g_edge", "g_outbox")}
+def random_ops(rng: random.Random, count: int, uids: tuple[str, ...] = ("g1",), dim: int = DIM, drops: bool = False) -> list[Operation]:
+    """`count` ops after an ensure of each graph: vertex puts (ids with '/' and
+    Unicode, some with embeddings of the wrong length), deletes, edge halves in every
+    state, edge deletes, outbox acknowledgements, and (with `drops`) a graph dropped
+    and created again."""
+    ids = ["a", "b/1", "ç", "d", "e e", "f", "g", "h"]
+    ops: list[Operation] = [ensure(uid, dim) for uid in uids]
+    for _ in range(count):
+        uid = rng.choice(uids)
+        roll = rng.random()
+        vid, other = rng.choice(ids), rng.choice(ids)
+        if roll < 0.3:
+            props = {"title": " ".join(rng.sample(WORDS, 2)), "n": rng.randint(0, 9)}
+            if rng.random() < 0.3:
+                props["body"] = rng.choice(WORDS)
+            embedding = None
+            if dim and rng.random() < 0.7:
+                embedding = [rng.uniform(-1, 1) for _ in range(dim if rng.random() < 0.95 else dim + 1)]
+            ops.append(VertexPut(uid, vid, rng.choice(["Person", "Place", ""]), json.dumps(props, sort_keys=True), embedding))
+        elif roll < 0.38:
+            ops.append(VertexDelete(uid, vid))
+        elif roll < 0.75:
+            halves = rng.choice(["out", "in", "both", "both"])
+            state = rng.choice(["pending", "committed", "committed", "removing"])
+            ops.append(EdgePut(uid, vid, rng.choice(["knows", "likes"]), other, halves, json.dumps({"w": rng.randint(0, 3)}), float(rng.randint(1, 5)), state))
+        elif roll < 0.92:
+            ops.append(EdgeDelete(uid, vid, rng.choice(["knows", "likes"]), other, rng.choice(["out", "in", "both"])))
+        elif roll < 0.96:
+            ops.append(OutboxDone(uid, "detach", vid, "knows", other))
+        elif drops and roll < 0.98:
+            ops.append(GraphDrop(uid))
+            ops.append(ensure(uid, dim))
+        else:
+            ops.append(ensure(uid, dim))  # again: changes nothing
+    return ops

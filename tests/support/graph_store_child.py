@@ -10,7 +10,7 @@ import random
 import sys
 from pathlib import Path
 
-from tests.support.graph_ops import random_ops
+from tests.support.graph_row_ops import random_ops
 from torua.graph.rows import GraphRows
 from torua.storage.shard_store import ShardStore
 

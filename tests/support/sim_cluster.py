@@ -89,6 +89,7 @@ class SimCluster:
         request_timeout: float = 3.0,
         node_left_delay: float = 600.0,
         engines: Sequence[EngineFactory] = (),
+        **node_settings: Any,
     ) -> None:
         master = random.Random(seed)
         self.seed = seed
@@ -105,7 +106,8 @@ class SimCluster:
             node_left_delay=node_left_delay,
             move_timeout=10.0,
         )
-        self._node_settings = dict(heartbeat_interval=heartbeat, commit="relaxed", replica_timeout=replica_timeout, shutdown_timeout=1.0)
+        # every node's settings (further NodeConfig fields may be given, e.g. graph_repair_interval)
+        self._node_settings = dict(heartbeat_interval=heartbeat, commit="relaxed", replica_timeout=replica_timeout, shutdown_timeout=1.0, **node_settings)
         self.request_timeout = request_timeout
         self.engines = tuple(engines)  # every node opens its copies with these besides the key-value engine
         self.coordinator: Coordinator | None = None

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.graph_ops import graph_rows, random_ops
+from tests.support.graph_row_ops import graph_rows, random_ops
 from tests.support.processes import wait_until
 from torua.graph.rows import ROWS_FORMAT, EdgeRow, GraphRows, OutboxTask, pack_vector, read_rows
 from torua.storage.engine import Chunk, EngineContext, EngineKind

@@ -1,3 +1,3 @@
-"""Graph data (docs/design/graph.md): the rows of a shard's graphs in SQLite
-(`torua.graph.rows`), the Kuzu index derived from them (`torua.graph.kuzu_index`),
-and the pure rules and plans around them."""
+"""Graph data (docs/design/graph.md): the rows in the shard's SQLite database
+(`torua.graph.rows`), the Kuzu index derived from them (`torua.graph.index`,
+`torua.graph.kuzu_index`), and the pure rules and plans around them."""

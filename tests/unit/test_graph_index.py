@@ -1,0 +1,376 @@
+"""The graph index (`torua.graph.index.GraphIndex` on Kuzu 0.11.3) against the rows it
+is derived from: op by op, after a rebuild, lazily after bulk writes, after each
+reason to build it again; its searches and its read-only Cypher gate. Real Kuzu files,
+a real shard store (SQLite); the rows come from the test's model rows engine."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.support import graph_rows_model
+from tests.support.graph_index_shard import expected_now, open_shard, write
+from tests.support.graph_ops import DIM, ensure, random_ops
+from tests.support.processes import wait_until
+from torua.graph import kuzu_index
+from torua.graph.index import FILENAME, IndexBehind, QueryRefused
+from torua.storage.operations import EdgePut, GraphDrop, GraphEnsure, KvPut, VertexDelete, VertexPut
+
+
+@pytest.fixture(autouse=True)
+def graph_ops_routed() -> Iterator[None]:
+    with graph_rows_model.registered():
+        yield
+
+
+def soon() -> float:
+    return time.monotonic() + 60
+
+
+def chunks(ops: list, rng: random.Random) -> Iterator[list]:
+    i = 0
+    while i < len(ops):
+        n = rng.randint(1, 12)
+        yield ops[i : i + n]
+        i += n
+
+
+@pytest.mark.parametrize("seed", range(6))
+async def test_op_by_op_holds_what_the_rows_hold_and_a_rebuild_holds_the_same(tmp_path: Path, seed: int) -> None:
+    rng = random.Random(seed)
+    ops = random_ops(rng, 160, uids=("g1", "g2"), drops=seed % 2 == 1)
+    store, index = open_shard(tmp_path / "s", lazy_ops=1000, idle_s=3600)
+    try:
+        for batch in chunks(ops, rng):
+            await write(store, index, batch)
+            assert index.stats()["behind"] == 0  # applied at once, never lazily
+        incremental = {uid: index.dump(uid, soon()) for uid in ("g1", "g2")}
+        for uid in ("g1", "g2"):
+            assert incremental[uid] == expected_now(store, uid)
+        assert any(incremental[uid]["edges"] for uid in incremental)
+        assert index.stats()["builds"] == 1  # its first file, from the first batch's rows; op by op since
+    finally:
+        await store.close()
+    (tmp_path / "s" / FILENAME).unlink()
+    store, index = open_shard(tmp_path / "s", create=False, idle_s=3600)
+    try:
+        for uid in ("g1", "g2"):
+            assert index.dump(uid, soon()) == incremental[uid]
+        assert index.stats()["builds"] == 1
+    finally:
+        await store.close()
+
+
+async def test_ops_at_or_below_the_applied_seq_change_nothing(tmp_path: Path) -> None:
+    store, index = open_shard(tmp_path / "s", idle_s=3600)
+    try:
+        ops = [ensure(), VertexPut("g1", "a", "L", '{"title": "x"}'), EdgePut("g1", "a", "k", "b", "out")]
+        seqs = await write(store, index, ops)
+        before = index.dump("g1", soon())
+        index.apply(list(zip(seqs, ops)), seqs[-1])  # again, as after a crash
+        index.apply([(seqs[1], VertexDelete("g1", "a"))], seqs[-1])  # an op it holds already
+        assert index.dump("g1", soon()) == before and index.stats()["applied_seq"] == seqs[-1]
+    finally:
+        await store.close()
+
+
+async def test_a_bulk_batch_leaves_the_index_behind_and_a_query_catches_it_up(tmp_path: Path) -> None:
+    store, index = open_shard(tmp_path / "s", lazy_ops=8, idle_s=3600)
+    try:
+        await write(store, index, [ensure(), VertexPut("g1", "first", "L", '{"title": "first"}', [1.0, 0.0, 0.0, 0.0])])
+        bulk = [VertexPut("g1", f"v{i}", "L", json.dumps({"title": f"fox {i}"}), [0.0, 1.0, float(i), 0.0]) for i in range(50)]
+        seqs = await write(store, index, bulk)
+        stats = index.stats()
+        assert stats["behind"] == 1 and stats["applied_seq"] < seqs[-1]  # the writer did not wait for Kuzu
+        with pytest.raises(IndexBehind, match="catching up"):
+            await index.vector_search("g1", [0, 1, 0, 0], 3, timeout=0)
+        hits = await index.vector_search("g1", [0, 1, 49, 0], 3)
+        assert hits[0][0] == "v49"  # the query waited for the index: it sees every write acknowledged before it
+        assert index.stats()["applied_seq"] >= seqs[-1]
+        assert index.dump("g1", soon()) == expected_now(store, "g1")
+    finally:
+        await store.close()
+
+
+async def test_an_index_left_behind_catches_up_on_its_own_once_its_shard_is_idle(tmp_path: Path) -> None:
+    store, index = open_shard(tmp_path / "s", lazy_ops=4, idle_s=0.2)
+    try:
+        seqs = await write(store, index, [ensure()] + [VertexPut("g1", f"v{i}", "L", "{}") for i in range(20)])
+        assert index.stats()["behind"] == 1
+        wait_until(lambda: index.stats()["behind"] == 0 and index.stats()["applied_seq"] >= seqs[-1], 60, "the index caught up by itself")
+        assert index.dump("g1", soon()) == expected_now(store, "g1")
+    finally:
+        await store.close()
+
+
+async def test_catching_up_replays_the_log_when_that_is_cheaper(tmp_path: Path) -> None:
+    store, index = open_shard(tmp_path / "s", lazy_ops=1000, idle_s=3600)
+    try:
+        await write(store, index, [ensure()] + [VertexPut("g1", f"v{i}", "L", "{}") for i in range(300)])
+        await write(store, None, [VertexPut("g1", "late", "L", "{}"), KvPut("k", b"v"), EdgePut("g1", "late", "k", "v1", "both")])  # not told
+        assert index.dump("g1", soon()) == expected_now(store, "g1")
+        stats = index.stats()
+        assert stats["replayed_ops"] == 2 and stats["builds"] == 1 and stats["applied_seq"] == store.last_seq()
+    finally:
+        await store.close()
+
+
+def damage_missing(d: Path) -> None:
+    (d / FILENAME).unlink()
+
+
+def damage_garbage(d: Path) -> None:
+    (d / FILENAME).write_bytes(b"not a kuzu database" * 1000)
+
+
+def damage_risky(d: Path) -> None:
+    (d / (FILENAME + kuzu_index.RISKY_SUFFIX)).write_bytes(b"")
+
+
+@pytest.mark.parametrize("damage", [damage_missing, damage_garbage, damage_risky], ids=["missing", "unopenable", "risky"])
+async def test_an_index_file_that_cannot_be_trusted_is_built_again_from_the_rows(tmp_path: Path, damage) -> None:
+    d = tmp_path / "s"
+    store, index = open_shard(d, idle_s=3600)
+    try:
+        await write(store, index, random_ops(random.Random(7), 60))
+        expected = expected_now(store, "g1")
+    finally:
+        await store.close()
+    damage(d)
+    store, index = open_shard(d, create=False, idle_s=3600)
+    try:
+        assert index.dump("g1", soon()) == expected
+        assert index.stats()["builds"] == 1
+        assert not (d / (FILENAME + kuzu_index.RISKY_SUFFIX)).exists()
+    finally:
+        await store.close()
+
+
+async def test_an_index_behind_the_logs_start_is_built_again(tmp_path: Path) -> None:
+    store, index = open_shard(tmp_path / "s", idle_s=3600)
+    try:
+        await write(store, index, [ensure(), VertexPut("g1", "a", "L", "{}")])
+        await write(store, None, [VertexPut("g1", f"v{i}", "L", "{}") for i in range(10)])  # not told
+        await store.truncate_log(store.last_seq())  # the ops it lacks leave the log
+        assert store.base_seq() == store.last_seq()
+        assert index.dump("g1", soon()) == expected_now(store, "g1")
+        assert index.stats()["builds"] == 2  # the first file, then again
+    finally:
+        await store.close()
+
+
+async def test_an_index_ahead_of_its_rows_is_built_again(tmp_path: Path) -> None:
+    d = tmp_path / "s"
+    store, index = open_shard(d, idle_s=3600)
+    try:
+        await write(store, index, [ensure(), VertexPut("g1", "a", "L", "{}")])
+        index.apply([(5, VertexPut("g1", "ghost", "L", "{}"))], 5)  # an op the log does not hold
+    finally:
+        await store.close()
+    store, index = open_shard(d, create=False, idle_s=3600)
+    try:
+        assert {v[0] for v in index.dump("g1", soon())["vertices"]} == {"a"}
+        assert index.stats()["builds"] == 1
+    finally:
+        await store.close()
+
+
+async def test_a_shard_without_graph_data_has_no_index_file(tmp_path: Path) -> None:
+    store, index = open_shard(tmp_path / "s", idle_s=3600)
+    try:
+        await store.apply(KvPut("k", b"v"))
+        assert await index.vector_search("g1", [1, 0, 0, 0], 3) == []
+        assert index.applied_seq() is None and not (tmp_path / "s" / FILENAME).exists()
+    finally:
+        await store.close()
+
+
+async def test_a_graph_dropped_and_created_again_shows_nothing_of_the_old_one(tmp_path: Path) -> None:
+    store, index = open_shard(tmp_path / "s", idle_s=3600)
+    try:
+        await write(store, index, [ensure("old"), VertexPut("old", "a", "L", '{"title": "fox"}', [1.0, 0.0, 0.0, 0.0]), ensure("other"), VertexPut("other", "b", "L", "{}")])
+        await write(store, index, [GraphDrop("old"), ensure("new"), VertexPut("new", "c", "L", '{"title": "fox"}')])
+        assert await index.text_search("new", "fox", 5) and [h[0] for h in await index.text_search("new", "fox", 5)] == ["c"]
+        assert await index.text_search("old", "fox", 5) == []
+        assert {v[0] for v in index.dump("other", soon())["vertices"]} == {"b"}
+    finally:
+        await store.close()
+
+
+# ------------------------------------------------------------------ searches
+
+
+def unit(v: list[float]) -> list[float]:
+    n = math.sqrt(sum(x * x for x in v))
+    return [x / n for x in v]
+
+
+@pytest.mark.parametrize("metric", ["cosine", "l2"])
+@pytest.mark.parametrize("exact_below", [5000, 10], ids=["exact", "hnsw"])
+async def test_vector_search_scores_and_label_filter(tmp_path: Path, monkeypatch, metric: str, exact_below: int) -> None:
+    monkeypatch.setattr(kuzu_index, "EXACT_VECTOR_BELOW", exact_below)
+    rng = np.random.default_rng(1)
+    vectors = rng.normal(size=(120, DIM)).astype(np.float32)
+    store, index = open_shard(tmp_path / "s", idle_s=3600)
+    try:
+        ops = [GraphEnsure("g1", "g", DIM, metric, [])]
+        ops += [VertexPut("g1", f"v{i}", "A" if i % 3 else "B", json.dumps({"i": i}), [float(x) for x in vectors[i]]) for i in range(len(vectors))]
+        await write(store, None, ops)  # built from the rows (COPY), indexes after
+        query = [float(x) for x in rng.normal(size=DIM)]
+        if metric == "cosine":
+            truth = (vectors @ np.asarray(query, np.float32)) / (np.linalg.norm(vectors, axis=1) * np.linalg.norm(query))
+        else:
+            truth = -np.linalg.norm(vectors - np.asarray(query, np.float32), axis=1)
+        for label, rows in (("", range(120)), ("B", range(0, 120, 3))):
+            hits = await index.vector_search("g1", query, 5, label)
+            best = sorted(rows, key=lambda i: -truth[i])[:5]
+            assert [h[0] for h in hits][:3] == [f"v{i}" for i in best][:3]
+            for vid, got_label, score, props in hits:
+                i = int(vid[1:])
+                assert score == pytest.approx(float(truth[i]), abs=1e-4)
+                assert json.loads(props) == {"i": i} and (not label or got_label == label)
+        with pytest.raises(QueryRefused, match=f"{DIM} numbers"):
+            await index.vector_search("g1", [1.0], 5)
+    finally:
+        await store.close()
+
+
+async def test_text_scores_with_the_global_idf_equal_one_databases_bm25(tmp_path: Path) -> None:
+    """Documents of equal length (so each shard's mean length is the corpus's) split over
+    four shards: summed statistics and rescaled scores give one database's BM25 exactly."""
+    rng = random.Random(3)
+    vocabulary = ["fox", "dog", "river", "stone", "graph", "shard", "vector", "night", "cloud", "ember", "frost", "grove"]
+    docs = {f"d{i}": " ".join(rng.choices(vocabulary[: rng.randint(3, 12)], k=4)) for i in range(160)}
+    stores = []
+    try:
+        single = open_shard(tmp_path / "single", idle_s=3600)
+        stores.append(single[0])
+        await write(single[0], single[1], [GraphEnsure("g1", "g", 0, "cosine", ["title"])] + [VertexPut("g1", d, "L", json.dumps({"title": t})) for d, t in docs.items()])
+        shards = []
+        for s in range(4):
+            shard = open_shard(tmp_path / f"s{s}", shard_id=s, idle_s=3600)
+            stores.append(shard[0])
+            shards.append(shard[1])
+            mine = [VertexPut("g1", d, "L", json.dumps({"title": t})) for n, (d, t) in enumerate(docs.items()) if n % 4 == s]
+            await write(shard[0], shard[1], [GraphEnsure("g1", "g", 0, "cosine", ["title"])] + mine)
+        for query in ("fox", "river stone", "ember frost grove", "dogs and foxes", "night"):
+            one = await single[1].text_search("g1", query, 10)
+            stats = [await shard.text_stats("g1", query) for shard in shards]
+            total = sum(n for n, _ in stats)
+            terms: dict[str, int] = {}
+            for _, df in stats:
+                for term, n in df.items():
+                    terms[term] = terms.get(term, 0) + n
+            merged, local = [], []
+            for shard in shards:
+                merged += await shard.text_search("g1", query, 10, docs=total, term_docs=terms)
+                local += await shard.text_search("g1", query, 10)
+            merged = sorted(merged, key=lambda h: (-h[2], h[0]))[:10]
+            everyone = {h[0]: h[2] for h in await single[1].text_search("g1", query, len(docs))}
+            assert [h[2] for h in merged] == pytest.approx([h[2] for h in one], rel=1e-9), query
+            assert all(score == pytest.approx(everyone[vid], rel=1e-9) for vid, _, score, _ in merged), query  # (ties may come in another order)
+            local = sorted(local, key=lambda h: (-h[2], h[0]))[:10]
+            assert [h[2] for h in local] != pytest.approx([h[2] for h in one], rel=1e-9), query  # local statistics differ
+    finally:
+        for store in stores:
+            await store.close()
+
+
+# ------------------------------------------------------------------ Cypher
+
+
+REFUSED = [
+    ("MATCH (v:Vertex) SET v.label = 'x' RETURN v", "SET_PROPERTY"),
+    ("MATCH (v:Vertex) DELETE v", "DELETE"),
+    ("CREATE (:Vertex {id: 'x'})", "not CREATE"),
+    ("MERGE (v:Vertex {id: 'x'})", "not MERGE"),
+    ("MATCH (v:Vertex) DETACH DELETE v", "DELETE"),
+    ("MATCH (v:Vertex) CREATE (:Vertex {id: 'x'})", "INSERT"),
+    ("MATCH (v:Vertex) MERGE (:Vertex {id: 'x'})", "MERGE"),
+    ("MATCH (v:Vertex) CALL show_tables() RETURN *", "SHOW_TABLES"),
+    ("WITH 1 AS x CALL QUERY_FTS_INDEX('V_1', 'fts_1', 'fox') RETURN node.id", "QUERY_FTS_INDEX"),
+    ("UNWIND [1] AS x LOAD FROM '{tmp}/escape.csv' RETURN *", "refused"),
+    ("CREATE NODE TABLE X(id STRING PRIMARY KEY)", "not CREATE"),
+    ("DROP TABLE Vertex", "refused"),
+    ("COPY (MATCH (v:Vertex) RETURN v.id) TO '{tmp}/escape.csv'", "not COPY"),
+    ("COPY Vertex FROM '{tmp}/escape.csv'", "refused"),
+    ("EXPORT DATABASE '{tmp}/escape'", "not EXPORT"),
+    ("IMPORT DATABASE '{tmp}/escape'", "refused"),
+    ("ATTACH '{tmp}/escape.kuzu' AS x (dbtype kuzu)", "not ATTACH"),
+    ("USE x", "refused"),
+    ("DETACH x", "refused"),
+    ("LOAD FROM '{tmp}/escape.csv' RETURN *", "refused"),
+    ("CALL threads=4", "not CALL"),
+    ("CHECKPOINT", "refused"),
+    ("BEGIN TRANSACTION", "refused"),
+    ("COMMIT", "refused"),
+    ("CALL PROJECT_GRAPH('p', ['Vertex'], ['Edge'])", "refused"),
+    ("CALL show_tables() RETURN *", "not CALL"),
+    ("CALL QUERY_FTS_INDEX('Vertex', 'fts_1', 'fox') RETURN node.id", "refused"),
+    ("MATCH (n) RETURN n", "without a label"),
+    ("MATCH (v:Vertex)-[:Edge*1..2]->(w) RETURN w.id", "without a label"),
+    ("EXPLAIN MATCH (v:Vertex) RETURN v", "refused"),
+    ("PROFILE MATCH (v:Vertex) RETURN v", "refused"),
+    ("MATCH (v:V_2) RETURN v", "keeps for itself"),
+    ("MATCH (v:Vertex) RETURN v UNION MATCH (m:IndexMeta) RETURN m", "keeps for itself"),
+    ("MATCH (v:Vertex) RETURN v; MATCH (v:Vertex) DELETE v", "multiple statements"),
+    ("INSTALL vector", "refused"),
+    ("LOAD EXTENSION vector", "refused"),
+    ("MATCH (v:Vertex RETURN v", "bad query"),
+]
+
+
+@pytest.fixture
+async def two_graphs(tmp_path: Path):
+    store, index = open_shard(tmp_path / "s", idle_s=3600)
+    ops = [ensure("g1"), ensure("g2")]
+    ops += [VertexPut("g1", v, "Person", json.dumps({"title": f"{v} fox"}), [1.0, 0.0, 0.0, float(i)]) for i, v in enumerate(["a", "b", "c"])]
+    ops += [EdgePut("g1", "a", "knows", "b", "both"), EdgePut("g1", "b", "knows", "c", "both"), EdgePut("g1", "c", "likes", "far", "out"), EdgePut("g1", "c", "likes", "pend", "out", state="pending")]
+    ops += [VertexPut("g2", "secret", "X", "{}")]
+    await write(store, index, ops)
+    yield index
+    await store.close()
+
+
+@pytest.mark.parametrize("query,refusal", REFUSED, ids=[q for q, _ in REFUSED])
+async def test_writes_and_escapes_are_refused(two_graphs, tmp_path: Path, query: str, refusal: str) -> None:
+    (tmp_path / "escape.csv").write_text("id\nx\n") if "FROM" in query else None
+    with pytest.raises(QueryRefused) as refused:
+        await two_graphs.cypher("g1", query.replace("{tmp}", str(tmp_path)))
+    assert refusal == "refused" or refusal in str(refused.value), str(refused.value)
+    assert {p.name for p in tmp_path.iterdir()} <= {"s", "escape.csv"}  # no file written
+    columns, rows, _ = await two_graphs.cypher("g1", "MATCH (v:Vertex) RETURN count(*) AS n")
+    assert rows == [[4]]  # a, b, c and the stub of far (pend's out-half is pending): nothing changed
+
+
+READS = [
+    ("MATCH (v:Vertex) WHERE v.stub = false RETURN v.id ORDER BY v.id", {}, [["a"], ["b"], ["c"]]),
+    ("MATCH (v:Vertex)-[e:Edge]->(w:Vertex) RETURN v.id, e.type, w.id, w.stub ORDER BY v.id", {}, [["a", "knows", "b", False], ["b", "knows", "c", False], ["c", "likes", "far", True]]),
+    ("MATCH (v:Vertex {id: $id})-[:Edge*1..2]->(w:Vertex) RETURN w.id ORDER BY w.id", {"id": "a"}, [["b"], ["c"]]),
+    ("MATCH p = (a:Vertex {id: 'a'})-[* SHORTEST 1..3]->(b:Vertex {id: 'far'}) RETURN length(p)", {}, [[3]]),
+    ("MATCH (x:Embedding) RETURN x.id ORDER BY x.id LIMIT 1", {}, [["a"]]),
+    ("MATCH (v:Vertex) WHERE v.id STARTS WITH $p RETURN count(*)", {"p": "se"}, [[0]]),  # g2's vertex is not g1's
+    ("UNWIND [1, 2] AS x RETURN x * 2", {}, [[2], [4]]),
+    ("MATCH (v:Vertex {id: 'a'}) RETURN label(v), v.label", {}, [["V_1", "Person"]]),
+]
+
+
+@pytest.mark.parametrize("query,params,rows", READS, ids=[q for q, _, _ in READS])
+async def test_reads_of_the_graphs_own_tables_go_through(two_graphs, query: str, params: dict, rows: list) -> None:
+    _, got, truncated = await two_graphs.cypher("g1", query, params)
+    assert got == rows and not truncated
+
+
+async def test_cypher_answers_nodes_with_their_public_label_and_caps_rows(two_graphs) -> None:
+    columns, rows, truncated = await two_graphs.cypher("g1", "MATCH (v:Vertex)-[e:Edge]->(w:Vertex) RETURN v, e ORDER BY v.id", row_cap=2)
+    assert columns == ["v", "e"] and truncated and len(rows) == 2
+    node, rel = rows[0]
+    assert node["_label"] == "Vertex" and node["id"] == "a" and rel["_label"] == "Edge" and rel["halves"] == "both"
+    json.dumps(rows)  # JSON values only

@@ -1,0 +1,531 @@
+"""`GraphIndex`: the Kuzu index of a shard copy's graphs, a follower engine of its
+writer (`torua.storage.engine.FollowerEngine`; docs/design/graph.md sections 1 and 3).
+
+The graph's rows are the truth (SQLite, in the writer's transaction, read through a
+`GraphRowSource`); the index is derived from them, in `<shard dir>/graph.kuzu`:
+
+- **Op by op.** The writer hands it the graph operations of each committed batch;
+  a small batch is applied at once, in one Kuzu transaction that records the
+  index's `applied_seq` (idempotent by seq: an op at or below it changes nothing).
+- **Lazy after bulk writes.** A batch of more than `lazy_ops` ops (an import), or
+  one that comes while the index is behind or busy, is not applied: the index is
+  marked behind and the writer goes on at SQLite's speed. A query that needs the
+  index first brings it up to the rows' seq (`wait_current`, within its deadline);
+  an index left behind catches up on its own once its shard has been idle for
+  `idle_s`. Catching up replays the log after `applied_seq`, or builds the index
+  again (`plan_catch_up`).
+- **Rebuild**: from the rows, into a fresh file (`KuzuGraphs.build`, `COPY FROM`
+  pyarrow tables, then indexes), renamed into place: when the file is missing, does
+  not open, is marked risky (a graph's creation or drop, or a swap, cut short), is
+  behind the log's start or ahead of its end, when an apply failed, or when
+  replaying would take longer.
+
+So to the writer `apply` never fails (the rows hold what the index lacks), and
+`applied_seq` is what the index answers for: its file's seq, or the log's start
+when it must be built again anyway. Every acknowledged write is seen by a query:
+the query waits until the index holds the rows' seq as it was when the query came.
+
+All Kuzu work of queries runs in a thread of a small pool (`run_in_executor`),
+never on the event loop; catching up runs in the index's own thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import itertools
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from torua.graph.indexing import GraphRowSource, IndexLimits, plan_catch_up
+from torua.graph.kuzu_index import WAL_CHECKPOINT_BYTES, BuildStopped, IndexDamaged, KuzuGraphs, QueryRefused
+from torua.storage.engine import Chunk, EngineContext, EngineKind, UnknownChunkFormat
+from torua.storage.operations import (
+    EdgeDelete,
+    EdgePut,
+    GraphDrop,
+    GraphEnsure,
+    Operation,
+    OutboxDone,
+    VertexDelete,
+    VertexPut,
+    decode_operation,
+    operation_type,
+)
+
+__all__ = ["FILENAME", "GRAPH_OPERATIONS", "GraphIndex", "IndexBehind", "QueryRefused", "limits_from_config"]
+
+log = logging.getLogger("torua.graph")
+
+FILENAME = "graph.kuzu"
+BUILD_SUFFIX = ".build"
+ENGINE_NAME = "graph_index"
+GRAPH_OPERATIONS = frozenset(cls.TYPE for cls in (GraphEnsure, GraphDrop, VertexPut, VertexDelete, EdgePut, EdgeDelete, OutboxDone))
+LAZY_OPS = 64  # a batch with more graph ops than this leaves the index behind (~3 ms each)
+IDLE_S = 1.0  # an index behind catches up once its shard had no write for this long
+REPLAY_PAGE = 500  # log rows per catch-up transaction
+SMALL_BUILD_ROWS = 2000  # a shard's first index file is built at once (in the writer's thread) from fewer rows
+QUERY_THREADS = 4
+
+T = TypeVar("T")
+
+
+class IndexBehind(TimeoutError):
+    """The index could not catch up with the rows within the query's deadline."""
+
+
+def limits_from_config(config: Any) -> IndexLimits:
+    """The node settings (torua.config.NodeConfig, in MiB) as the index's limits."""
+    return IndexLimits(
+        buffer_pool_bytes=int(config.graph_buffer_pool) << 20,
+        max_db_bytes=int(config.graph_max_db_size) << 20,
+        threads=int(config.graph_threads),
+    )
+
+
+_pool: concurrent.futures.ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _executor() -> concurrent.futures.ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = concurrent.futures.ThreadPoolExecutor(QUERY_THREADS, thread_name_prefix="graph-index")
+        return _pool
+
+
+class _Gate:
+    """Shared for Kuzu reads and writes (Kuzu runs them side by side), exclusive for
+    closing or replacing the database."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._shared = 0
+        self._exclusive = False
+
+    @contextmanager
+    def shared(self) -> Iterator[None]:
+        with self._cond:
+            while self._exclusive:
+                self._cond.wait()
+            self._shared += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._shared -= 1
+                self._cond.notify_all()
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        with self._cond:
+            while self._exclusive:
+                self._cond.wait()
+            self._exclusive = True
+            while self._shared:
+                self._cond.wait()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._exclusive = False
+                self._cond.notify_all()
+
+
+def _log_bounds(conn: sqlite3.Connection) -> tuple[int, int]:
+    """(base_seq, last_seq) of the shard's log as `conn` sees it (torua.storage.writer's layout)."""
+    base = int(conn.execute("SELECT value FROM meta WHERE name = 'base_seq'").fetchone()[0])
+    top = conn.execute("SELECT max(seq) FROM oplog").fetchone()[0]
+    return base, max(base, int(top) if top is not None else 0)
+
+
+@contextmanager
+def _read(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    conn.execute("BEGIN")
+    try:
+        yield conn
+    finally:
+        conn.execute("COMMIT")
+
+
+class GraphIndex:
+    """The follower engine `graph_index` of one shard copy (see the module doc)."""
+
+    name: str = ENGINE_NAME
+    kind: EngineKind = "follower"
+    formats: tuple[str, ...] = ()  # a snapshot carries the rows; the index is built from them
+
+    def __init__(
+        self,
+        context: EngineContext,
+        rows: GraphRowSource,
+        limits: IndexLimits = IndexLimits(),
+        *,
+        lazy_ops: int = LAZY_OPS,
+        idle_s: float = IDLE_S,
+    ) -> None:
+        self.shard_id = context.shard_id
+        self.path = Path(context.directory) / FILENAME
+        self.rows = rows
+        self.limits = limits
+        self.lazy_ops = lazy_ops
+        self.idle_s = idle_s
+        self._reader = context.reader
+        self._kuzu: KuzuGraphs | None = None
+        self._gate = _Gate()
+        self._write = threading.Lock()  # one Kuzu writer: the writer's apply or the catch-up
+        self._cond = threading.Condition()  # guards what follows
+        self._given = 0  # the highest seq the writer handed over
+        self._rebuild = ""  # why the file must be built again ("": it need not)
+        self._behind = False  # the writer left ops to the catch-up
+        self._waiting = 0  # queries waiting for the index to catch up
+        self._last_write = time.monotonic()
+        self._failure = ""  # the last catch-up that failed, and why
+        self._reopen = False
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self.builds = 0
+        self.replayed_ops = 0
+        KuzuGraphs.remove_files(Path(str(self.path) + BUILD_SUFFIX))  # a build cut short
+        if self.path.exists() or KuzuGraphs(self.path, limits, self.shard_id).risky_path.exists():
+            self._open_file()
+
+    @classmethod
+    def factory(cls, rows: GraphRowSource, limits: IndexLimits = IndexLimits(), **options: Any) -> Callable[[EngineContext], "GraphIndex"]:
+        return lambda context: cls(context, rows, limits, **options)
+
+    def _open_file(self) -> None:
+        try:
+            self._kuzu = KuzuGraphs.open(self.path, self.limits, self.shard_id, create=False)
+        except (IndexDamaged, FileNotFoundError) as exc:
+            log.warning("shard %d: the graph index is built again: %s", self.shard_id, exc)
+            KuzuGraphs.remove_files(self.path)
+            self._kuzu = None
+            self._rebuild = str(exc) or "its file is missing"
+
+    # ------------------------------------------------------------------ the writer's side
+
+    def applied_seq(self) -> int | None:
+        with self._cond:
+            kuzu, rebuild = self._kuzu, self._rebuild
+        with _read(self._reader()) as conn:
+            base, last = _log_bounds(conn)
+            held = conn.execute("SELECT value FROM meta WHERE name = ?", ("engine." + self.name,)).fetchone()
+        if kuzu is None:
+            if not rebuild and held is None:
+                return None
+            with self._cond:
+                self._rebuild = self._rebuild or "its file is missing"
+                self._behind = True
+            return base
+        applied = kuzu.applied_seq
+        if not base <= applied <= last:
+            with self._cond:
+                self._rebuild = f"it is at seq {applied}, the log holds {base + 1} to {last}"
+                self._behind = True
+            return min(max(applied, base), last)
+        return applied
+
+    def apply(self, batch: Sequence[tuple[int, Operation]], through: int) -> None:
+        with self._cond:
+            kuzu = self._kuzu
+            behind = kuzu is None or bool(self._rebuild) or self._behind or kuzu.applied_seq < self._given
+            self._given = max(self._given, through)
+            self._last_write = time.monotonic()
+        if kuzu is None and not batch:
+            return  # nothing held, nothing given
+        fresh = kuzu is None and not self._rebuild and len(batch) <= self.lazy_ops  # the shard's first graph data, most likely
+        lazy = (behind and not fresh) or len(batch) > self.lazy_ops
+        if not lazy and self._write.acquire(blocking=False):
+            try:
+                if kuzu is None:
+                    if not self._rows_fewer_than(SMALL_BUILD_ROWS):
+                        self._mark()
+                        return
+                    self._build()  # from the rows, which hold this batch already
+                    with self._cond:
+                        self._behind = False
+                    return
+                with self._gate.shared():
+                    kuzu.apply(batch, through)
+                if kuzu.wal_bytes() > WAL_CHECKPOINT_BYTES:
+                    self._mark(reopen=True)
+                return
+            except Exception as exc:
+                log.error("shard %d: the graph index could not apply ops up to seq %d (%s); it is built again from the rows", self.shard_id, through, exc)
+                self._mark(rebuild=f"an apply failed: {exc}")
+                return
+            finally:
+                self._write.release()
+        self._mark()
+
+    def _rows_fewer_than(self, limit: int) -> bool:
+        with _read(self._reader()) as conn:
+            seen = 0
+            for graph in self.rows.graphs(conn):
+                for rows in (self.rows.vertices(conn, graph.uid), self.rows.edges(conn, graph.uid)):
+                    seen += sum(1 for _ in itertools.islice(rows, limit - seen + 1))
+                    if seen >= limit:
+                        return False
+        return True
+
+    def _mark(self, rebuild: str = "", reopen: bool = False) -> None:
+        """The index is behind (or must be rebuilt, or reopened): wake its catch-up."""
+        with self._cond:
+            self._behind = True
+            self._rebuild = self._rebuild or rebuild
+            self._reopen = self._reopen or reopen
+            if self._thread is None and not self._stopping:
+                self._thread = threading.Thread(target=self._catch_up_main, name=f"shard-{self.shard_id}-graph-index", daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+
+    def install(self, chunk: Chunk) -> None:
+        raise UnknownChunkFormat(f"the graph index installs no chunks (it is built from the rows), not {chunk.format!r}")
+
+    def snapshot_chunks(self, cursor: bytes | None, max_bytes: int) -> tuple[list[Chunk], bytes | None]:
+        return [], None
+
+    def stats(self) -> dict[str, int]:
+        with self._cond:
+            kuzu = self._kuzu
+            out = {
+                "applied_seq": kuzu.applied_seq if kuzu else 0,
+                "behind": int(self._behind),
+                "builds": self.builds,
+                "replayed_ops": self.replayed_ops,
+                "graphs": len(kuzu.graphs) if kuzu else 0,
+            }
+        out["file_bytes"] = kuzu.file_bytes() if kuzu else 0
+        out["wal_bytes"] = kuzu.wal_bytes() if kuzu else 0
+        return out
+
+    def close(self) -> None:
+        with self._cond:
+            self._stopping = True
+            thread = self._thread
+            self._cond.notify_all()
+        if thread is not None:
+            thread.join()
+        with self._write, self._gate.exclusive():
+            if self._kuzu is not None:
+                self._kuzu.close()
+                self._kuzu = None
+
+    # ------------------------------------------------------------------ catching up
+
+    def _catch_up_main(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stopping:
+                    if self._reopen or (self._behind and (self._waiting or time.monotonic() - self._last_write >= self.idle_s)):
+                        break
+                    self._cond.wait(timeout=self.idle_s if self._behind else None)
+                if self._stopping:
+                    return
+                reopen, self._reopen = self._reopen, False
+                given = self._given
+            try:
+                if reopen:
+                    self._fold_wal()
+                if self._step():
+                    with self._cond:
+                        if self._given == given:  # nothing came meanwhile
+                            self._behind = False
+                            self._failure = ""
+                        self._cond.notify_all()
+            except BuildStopped:
+                return
+            except Exception as exc:
+                log.error("shard %d: the graph index could not catch up: %s", self.shard_id, exc)
+                with self._cond:
+                    self._failure = str(exc)
+                    self._cond.notify_all()
+                    self._cond.wait(timeout=1.0)  # not in a hot loop
+
+    def _fold_wal(self) -> None:
+        with self._write, self._gate.exclusive():
+            if self._kuzu is not None:
+                self._kuzu.reopen()
+
+    def _step(self) -> bool:
+        """One step towards the rows' seq: a page of the log replayed, or a rebuild. True
+        when the index is there (or there is nothing to index)."""
+        with self._write:
+            with self._cond:
+                kuzu, rebuild = self._kuzu, self._rebuild
+            applied = kuzu.applied_seq if kuzu is not None else None
+            with _read(self._reader()) as conn:
+                base, last = _log_bounds(conn)
+                if kuzu is None and not rebuild and not self.rows.graphs(conn):
+                    return True  # no file, and nothing to index: stays without one
+                gap = int(conn.execute("SELECT count(*) FROM oplog WHERE seq > ?", (applied,)).fetchone()[0]) if applied is not None and applied < last else 0
+            rows = vectors = 0
+            if kuzu is not None and gap:
+                with self._gate.shared():
+                    for uid in list(kuzu.graphs):
+                        counts = kuzu.counts(uid)
+                        rows += counts.get("vertices", 0) + counts.get("edges", 0)
+                        vectors += counts.get("embeddings", 0)
+            plan = plan_catch_up(applied=applied, committed=last, log_base=base, gap_ops=gap, rows=rows, vectors=vectors, must_rebuild=rebuild)
+            if plan.how == "current":
+                return True
+            if plan.how == "replay":
+                assert kuzu is not None and applied is not None
+                self._replay(kuzu, applied)
+                return False
+            log.info("shard %d: building the graph index again (%s)", self.shard_id, plan.reason)
+            self._build()
+            return False
+
+    def _replay(self, kuzu: KuzuGraphs, applied: int) -> None:
+        with _read(self._reader()) as conn:
+            base, _ = _log_bounds(conn)
+            if base > applied:
+                with self._cond:
+                    self._rebuild = f"the log starts after seq {base}, the index is at {applied}"
+                return
+            page = conn.execute("SELECT seq, op FROM oplog WHERE seq > ? ORDER BY seq LIMIT ?", (applied, REPLAY_PAGE)).fetchall()
+        if not page:
+            return
+        mine = [(int(seq), decode_operation(blob)) for seq, blob in page if operation_type(blob) in GRAPH_OPERATIONS]
+        try:
+            with self._gate.shared():
+                kuzu.apply(mine, through=int(page[-1][0]))
+        except Exception as exc:
+            with self._cond:
+                self._rebuild = f"replaying seqs {page[0][0]} to {page[-1][0]} failed: {exc}"
+            raise
+        self.replayed_ops += len(mine)
+        if kuzu.wal_bytes() > WAL_CHECKPOINT_BYTES:
+            with self._gate.exclusive():
+                kuzu.reopen()
+
+    def _build(self) -> None:
+        """Build the index from the rows into a fresh file, then put it in place of the old
+        one (marked risky while they are swapped)."""
+        fresh = Path(str(self.path) + BUILD_SUFFIX)
+        started = time.monotonic()
+        with _read(self._reader()) as conn:
+            _, seq = _log_bounds(conn)
+            graphs = self.rows.graphs(conn)
+            KuzuGraphs.build(
+                fresh, self.limits, self.shard_id, seq, graphs,
+                lambda uid: (self.rows.vertices(conn, uid), self.rows.edges(conn, uid)),
+                stop=lambda: self._stopping,
+            )
+        directory = self.path.parent
+        with self._gate.exclusive():
+            if self._kuzu is not None:
+                self._kuzu.close()
+                self._kuzu = None
+            placeholder = KuzuGraphs(self.path, self.limits, self.shard_id)
+            with open(placeholder.risky_path, "wb") as f:
+                os.fsync(f.fileno())
+            for suffix in ("", ".wal"):
+                try:
+                    os.unlink(str(self.path) + suffix)
+                except FileNotFoundError:
+                    pass
+            os.replace(fresh, self.path)
+            _fsync_dir(directory)
+            os.unlink(placeholder.risky_path)
+            _fsync_dir(directory)
+            kuzu = KuzuGraphs.open(self.path, self.limits, self.shard_id, create=False)
+            with self._cond:
+                self._kuzu = kuzu
+                self._rebuild = ""
+                self.builds += 1
+        log.info("shard %d: graph index built at seq %d (%d graphs) in %.1f s", self.shard_id, seq, len(graphs), time.monotonic() - started)
+
+    # ------------------------------------------------------------------ queries
+
+    def wait_current(self, deadline: float) -> None:
+        """Return once the index holds the rows as they are now (every write acknowledged so
+        far); `IndexBehind` at `deadline` (time.monotonic())."""
+        with _read(self._reader()) as conn:
+            _, target = _log_bounds(conn)
+            empty = not self.rows.graphs(conn)
+        with self._cond:
+            self._waiting += 1
+            self._cond.notify_all()
+            try:
+                while True:
+                    kuzu = self._kuzu
+                    if not self._rebuild and (kuzu.applied_seq >= target if kuzu is not None else empty):
+                        return
+                    if self._thread is None or not self._behind:
+                        self._cond.release()
+                        try:
+                            self._mark()
+                        finally:
+                            self._cond.acquire()
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        at = kuzu.applied_seq if kuzu is not None else "none (building)"
+                        why = f"; last failure: {self._failure}" if self._failure else ""
+                        raise IndexBehind(f"the graph index of shard {self.shard_id} is catching up (at seq {at}, the rows at {target}){why}; try again")
+                    self._cond.wait(timeout=left)
+            finally:
+                self._waiting -= 1
+
+    def _query(self, fn: Callable[[KuzuGraphs], T], empty: T, deadline: float) -> T:
+        self.wait_current(deadline)
+        with self._gate.shared():
+            kuzu = self._kuzu
+            return fn(kuzu) if kuzu is not None else empty
+
+    async def _run(self, fn: Callable[[KuzuGraphs], T], empty: T, timeout: float) -> T:
+        deadline = time.monotonic() + timeout
+        return await asyncio.get_running_loop().run_in_executor(_executor(), self._query, fn, empty, deadline)
+
+    async def vector_search(self, uid: str, vector: Sequence[float], k: int, label: str = "", *, timeout: float = 5.0) -> list[tuple[str, str, float, str]]:
+        """Top `k` (id, label, score, properties JSON) of graph `uid` on this shard, best first."""
+        return await self._run(lambda kz: kz.vector_search(uid, vector, k, label), [], timeout)
+
+    async def text_stats(self, uid: str, query: str, *, timeout: float = 5.0) -> tuple[int, dict[str, int]]:
+        """(document count, documents per query term) of graph `uid` on this shard."""
+        return await self._run(lambda kz: kz.text_stats(uid, query), (0, {}), timeout)
+
+    async def text_search(
+        self, uid: str, query: str, k: int, label: str = "", docs: int = 0, term_docs: dict[str, int] | None = None, *, timeout: float = 5.0
+    ) -> list[tuple[str, str, float, str]]:
+        """Top `k` by BM25 with the global IDF of `docs` and `term_docs` (sums of every
+        shard's `text_stats`; this shard's own when empty)."""
+        return await self._run(lambda kz: kz.text_search(uid, query, k, label, docs, term_docs or {}), [], timeout)
+
+    async def cypher(
+        self, uid: str, query: str, params: dict[str, Any] | None = None, *, row_cap: int = 10_000, timeout: float = 5.0
+    ) -> tuple[list[str], list[list[Any]], bool]:
+        """A read-only query on graph `uid`'s tables here: (columns, rows, truncated);
+        `QueryRefused` for a query that is not one."""
+        deadline = time.monotonic() + timeout
+
+        def run(kz: KuzuGraphs) -> tuple[list[str], list[list[Any]], bool]:
+            return kz.cypher(uid, query, params or {}, row_cap, max(0.001, deadline - time.monotonic()))
+
+        return await asyncio.get_running_loop().run_in_executor(_executor(), self._query, run, ([], [], False), deadline)
+
+    async def graph_counts(self, uid: str, *, timeout: float = 5.0) -> dict[str, int]:
+        """vertices, stubs, edges, hidden_halves (and embeddings) of graph `uid` in the index."""
+        return await self._run(lambda kz: kz.counts(uid), {}, timeout)
+
+    def dump(self, uid: str, deadline: float) -> dict[str, set[tuple[Any, ...]]]:
+        """Every row of graph `uid` in the index, once it is current (tests)."""
+        return self._query(lambda kz: kz.dump(uid), {}, deadline)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,313 @@
+"""What the graph index holds, as pure rules over plain data (no Kuzu, no I/O).
+
+The index of a shard copy (`torua.graph.index.GraphIndex`) is derived from the
+shard's graph rows (SQLite, `torua.graph.rows`): built from them in bulk
+(a rebuild) or kept up with them op by op (the log). Both ways go through the
+rules here, so they cannot disagree:
+
+- an edge row of a shard holds the out-half (its `src` is here), the in-half
+  (its `dst` is here) or both; the out-half has a state (`pending`,
+  `committed`, `removing`). A row is **visible** (an edge of the index) when it
+  holds the in-half or its out-half is committed (`edge_visible`); the other
+  rows (an out-half alone, not committed) are kept aside, invisible;
+- the other endpoint of a visible edge that is not a vertex here is a **stub**
+  vertex (only an id);
+- a vertex's full-text document is the text of its graph's `text_properties`
+  (`vertex_text`); an embedding of the wrong length is not indexed
+  (`embedding_of`);
+- BM25 scores made comparable across shards with the global IDF (`idf`,
+  `query_terms`, docs/design/graph.md section 5);
+- whether a lagging index replays the log or is built again (`plan_catch_up`).
+
+The rows an index is built from come through `GraphRowSource`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import sqlite3
+import struct
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+__all__ = [
+    "EdgeRow",
+    "GraphRowSource",
+    "GraphSpec",
+    "HALVES",
+    "IndexLimits",
+    "OUT_STATES",
+    "VertexRow",
+    "edge_visible",
+    "embedding_of",
+    "halves_after_delete",
+    "halves_after_put",
+    "idf",
+    "plan_catch_up",
+    "query_terms",
+    "state_after",
+    "vertex_text",
+]
+
+HALVES = ("out", "in", "both")
+OUT_STATES = ("pending", "committed", "removing")
+
+
+# ------------------------------------------------------------------ the rows an index is built from
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    """A graph as the shard holds it (its `graph.ensure`)."""
+
+    uid: str
+    name: str
+    vector_dim: int = 0
+    metric: str = "cosine"
+    text_properties: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class VertexRow:
+    id: str
+    label: str = ""
+    properties: str = "{}"  # JSON object text
+    # floats, or little-endian float32 bytes; None: no embedding
+    embedding: Sequence[float] | bytes | None = None
+
+
+@dataclass(frozen=True)
+class EdgeRow:
+    """One edge row of a shard: the halves it holds, and the out-half's state."""
+
+    src: str
+    type: str
+    dst: str
+    halves: str  # "out", "in" or "both"
+    state: str = "committed"  # the out-half's; meaningless for "in"
+    properties: str = "{}"
+    weight: float = 1.0
+
+
+class GraphRowSource(Protocol):
+    """Reads a shard's graph rows, inside a read transaction the caller holds on
+    `conn` (a read-only connection to shard.db), so that they are the rows at one
+    seq of the log (implemented by `torua.graph.rows`)."""
+
+    def graphs(self, conn: sqlite3.Connection) -> list[GraphSpec]: ...
+
+    def vertices(self, conn: sqlite3.Connection, uid: str) -> Iterable[VertexRow]: ...
+
+    def edges(self, conn: sqlite3.Connection, uid: str) -> Iterable[EdgeRow]: ...
+
+
+# ------------------------------------------------------------------ edges
+
+
+def edge_visible(halves: str, state: str) -> bool:
+    """An edge row is in the index when it holds the in-half, or its out-half is committed.
+
+    >>> [edge_visible(h, s) for h, s in [("out", "pending"), ("out", "committed"), ("in", "pending"), ("both", "removing")]]
+    [False, True, True, True]
+    """
+    return "in" in _split(halves) or state == "committed"
+
+
+def _split(halves: str) -> frozenset[str]:
+    if halves == "both":
+        return frozenset(("out", "in"))
+    if halves in ("out", "in"):
+        return frozenset((halves,))
+    return frozenset()
+
+
+def _join(held: frozenset[str]) -> str:
+    if held == {"out", "in"}:
+        return "both"
+    return next(iter(held), "")
+
+
+def halves_after_put(before: str, put: str) -> str:
+    """The halves a row holds after an upsert of `put` ("" before: no row).
+
+    >>> halves_after_put("", "out"), halves_after_put("in", "out"), halves_after_put("both", "in")
+    ('out', 'both', 'both')
+    """
+    return _join(_split(before) | _split(put))
+
+
+def halves_after_delete(before: str, removed: str) -> str:
+    """The halves left after `removed` go ("": the row goes).
+
+    >>> halves_after_delete("both", "out"), halves_after_delete("out", "both"), halves_after_delete("in", "out")
+    ('in', '', 'in')
+    """
+    return _join(_split(before) - _split(removed))
+
+
+def state_after(halves: str, before_state: str, put: str, put_state: str) -> str:
+    """The out-half's state after an upsert: the op's when it names the out-half, else
+    the one before; "" for a row without an out-half (its state means nothing).
+
+    >>> state_after("both", "pending", "in", "committed"), state_after("in", "", "in", "committed")
+    ('pending', '')
+    """
+    if "out" not in _split(halves):
+        return ""
+    return put_state if "out" in _split(put) else before_state
+
+
+# ------------------------------------------------------------------ vertices
+
+
+def vertex_text(properties: str, text_properties: Sequence[str]) -> str | None:
+    """The full-text document of a vertex: its `text_properties` that are strings or
+    numbers, in that order, joined by a space; None when there is none (not counted as
+    a document).
+
+    >>> vertex_text('{"title": "Fox", "n": 3, "body": "runs", "x": [1]}', ["title", "body", "x", "missing"])
+    'Fox runs'
+    """
+    if not text_properties:
+        return None
+    try:
+        doc = json.loads(properties)
+    except (TypeError, ValueError):
+        return None
+    if not isinstance(doc, dict):
+        return None
+    parts = []
+    for name in text_properties:
+        value = doc.get(name)
+        if isinstance(value, str):
+            parts.append(value)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            parts.append(str(value))
+    text = " ".join(p for p in parts if p.strip())
+    # A text without a word Kuzu indexes (digits and punctuation only) is no document to
+    # Kuzu (it is not counted in N): NULL keeps text_stats' count the same as Kuzu's.
+    # (A text of stop words only is still counted here and not by Kuzu.)
+    return text if query_terms(text) else None
+
+
+def embedding_of(embedding: Sequence[float] | bytes | None, dim: int) -> list[float] | None:
+    """The embedding as the index holds it: `dim` finite floats, else None (a graph
+    without vectors, no embedding, or one the write path should have refused).
+
+    >>> embedding_of([1, 0.5], 2), embedding_of([1.0], 2), embedding_of(struct.pack("<2f", 1, 2), 2)
+    ([1.0, 0.5], None, [1.0, 2.0])
+    """
+    if not dim or embedding is None:
+        return None
+    if isinstance(embedding, (bytes, bytearray, memoryview)):
+        raw = bytes(embedding)
+        if len(raw) != 4 * dim:
+            return None
+        values = list(struct.unpack(f"<{dim}f", raw))
+    else:
+        if len(embedding) != dim:
+            return None
+        try:
+            values = [float(x) for x in embedding]
+        except (TypeError, ValueError):
+            return None
+    if not all(math.isfinite(x) for x in values):
+        return None
+    return values
+
+
+# ------------------------------------------------------------------ full-text scores across shards
+
+# Kuzu 0.11.3's FTS analyzer (extension/fts): lower-case, these characters become a
+# space (digits too), split on whitespace; then stop words go and words are stemmed,
+# which the index does itself (STEM, and a term with no document).
+_SEPARATORS = re.compile(r"[0-9!@#$%^&*()_+={}\[\]:;<>,.?~/|'\"`\-]+")
+
+
+def query_terms(query: str) -> list[str]:
+    """The words of a query as Kuzu's analyzer splits them, in order, each once.
+
+    >>> query_terms("The quick-brown fox, the FOX 42x")
+    ['the', 'quick', 'brown', 'fox', 'x']
+    """
+    seen: dict[str, None] = {}
+    for word in _SEPARATORS.sub(" ", query.lower()).split():
+        seen.setdefault(word, None)
+    return list(seen)
+
+
+def idf(docs: int, term_docs: int) -> float:
+    """Kuzu's BM25 inverse document frequency: log10((N - df + 0.5) / (df + 0.5) + 1).
+
+    >>> round(idf(3, 1), 6)
+    0.425969
+    """
+    return math.log10((docs - term_docs + 0.5) / (term_docs + 0.5) + 1.0)
+
+
+# ------------------------------------------------------------------ catching up
+
+# Measured here (docs/design/graph.md section 9), one thread: replaying an op costs
+# ~2-4 ms (an embedding ~3-11 ms more, kept in its HNSW index); a rebuild copies
+# ~100k rows/s, then builds the HNSW index at ~2.7 ms per vector.
+REPLAY_S_PER_OP = 0.003
+REBUILD_S_FIXED = 0.5
+REBUILD_S_PER_ROW = 0.00002
+REBUILD_S_PER_VECTOR = 0.003
+
+
+@dataclass(frozen=True)
+class CatchUpPlan:
+    how: Literal["current", "replay", "rebuild"]
+    reason: str = ""
+    estimate_s: float = 0.0
+
+
+def plan_catch_up(
+    *,
+    applied: int | None,
+    committed: int,
+    log_base: int,
+    gap_ops: int,
+    rows: int,
+    vectors: int,
+    must_rebuild: str = "",
+) -> CatchUpPlan:
+    """How an index at `applied` (None: it has no file) reaches the rows at `committed`:
+    nothing to do, replay the log's `gap_ops` ops after it, or build it again from the
+    rows (`rows` vertices and edge rows, `vectors` embeddings): when it must
+    (`must_rebuild` says why), when the log no longer holds the gap, or when that is
+    cheaper by the measured costs.
+
+    >>> plan_catch_up(applied=10, committed=10, log_base=0, gap_ops=0, rows=5, vectors=0).how
+    'current'
+    >>> plan_catch_up(applied=3, committed=10, log_base=5, gap_ops=5, rows=5, vectors=0).reason
+    'the log starts after seq 5, the index is at 3'
+    """
+    rebuild_s = REBUILD_S_FIXED + rows * REBUILD_S_PER_ROW + vectors * REBUILD_S_PER_VECTOR
+    if must_rebuild:
+        return CatchUpPlan("rebuild", must_rebuild, rebuild_s)
+    if applied is None:
+        return CatchUpPlan("rebuild", "no index file", rebuild_s)
+    if applied > committed:
+        return CatchUpPlan("rebuild", f"the index is at seq {applied}, after the rows' {committed}", rebuild_s)
+    if applied >= committed:
+        return CatchUpPlan("current")
+    if applied < log_base:
+        return CatchUpPlan("rebuild", f"the log starts after seq {log_base}, the index is at {applied}", rebuild_s)
+    replay_s = gap_ops * REPLAY_S_PER_OP
+    if replay_s > rebuild_s:
+        return CatchUpPlan("rebuild", f"{gap_ops} ops to replay (~{replay_s:.1f} s), a rebuild ~{rebuild_s:.1f} s", rebuild_s)
+    return CatchUpPlan("replay", f"{gap_ops} ops", replay_s)
+
+
+@dataclass(frozen=True)
+class IndexLimits:
+    """Per database (node settings --graph-buffer-pool, --graph-max-db-size, --graph-threads)."""
+
+    buffer_pool_bytes: int = 64 << 20
+    max_db_bytes: int = 1 << 30
+    threads: int = 1

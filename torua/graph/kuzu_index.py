@@ -1,0 +1,802 @@
+"""The graph index of one shard copy on Kuzu 0.11.3: the only module that imports
+`kuzu` (and the one to replace for a fork of it).
+
+One database file per shard copy (`<shard dir>/graph.kuzu`, plus `.wal` while
+open) holds every graph of the shard, each in tables of its own, `n` a small
+number the database gives the graph's uid:
+
+```
+IndexMeta(k PK, v)                              applied_seq, next_n, shard_id
+IndexGraphs(uid PK, n, name, vector_dim, metric, text_properties)
+V_n(id PK, label, props, text, stub)            vertices, and stubs (other ends of edges)
+E_n(FROM V_n TO V_n, type, props, weight, halves, state)   visible edge rows
+P_n(k PK, src, type, dst, props, weight, state) out-halves not visible (pending, removing)
+Emb_n(id PK, label, embedding FLOAT[dim])       only when vector_dim > 0, + HNSW index hnsw_n
+FTS index fts_n on V_n(text)                    only when the graph has text_properties
+```
+
+What the 0.11.3 measurements (docs/design/graph.md section 9) make this module do:
+automatic checkpoints are off and it never runs `CHECKPOINT` (it can crash the
+process; each one uses up `max_db_size/128` of address space): the WAL is folded
+in by close and reopen (`reopen`); it never runs `DETACH DELETE` (it leaves
+half-edges): out-edges, in-edges, then the vertex; it never runs `COPY` into a
+live file (not crash-safe) nor `ROLLBACK` after one: `COPY` only builds a fresh
+file (`build`); a vector-indexed column cannot be SET, so embeddings live in
+`Emb_n`, replaced by delete and create; index DDL runs only outside a
+transaction, so a graph's creation and drop are marked risky (`<file>.risky`)
+while they run, and a file found with the mark is built again.
+
+Thread safety: the caller (`torua.graph.index.GraphIndex`) runs one writer at a
+time and excludes every other call while it reopens or closes; reads use a
+connection per thread.
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import importlib.util  # noqa: F401  kuzu 0.11.3 uses importlib.util without importing it (COPY FROM a pyarrow table)
+import json
+import math
+import os
+import re
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import kuzu
+import numpy as np
+import pyarrow as pa
+
+from torua.graph.cypher_gate import CypherRefused, first_clause_refusal, map_labels, plan_refusal
+from torua.graph.indexing import (
+    EdgeRow,
+    GraphSpec,
+    IndexLimits,
+    VertexRow,
+    edge_visible,
+    embedding_of,
+    halves_after_delete,
+    halves_after_put,
+    idf,
+    query_terms,
+    state_after,
+    vertex_text,
+)
+from torua.storage.operations import (
+    EdgeDelete,
+    EdgePut,
+    GraphDrop,
+    GraphEnsure,
+    Operation,
+    OutboxDone,
+    VertexDelete,
+    VertexPut,
+)
+
+__all__ = [
+    "BuildStopped",
+    "GraphTables",
+    "IndexDamaged",
+    "KUZU_VERSION",
+    "KuzuGraphs",
+    "QueryRefused",
+]
+
+KUZU_VERSION = kuzu.__version__
+WAL_CHECKPOINT_BYTES = 64 << 20  # reopen (folding the WAL in) past this
+EXACT_VECTOR_BELOW = 5000  # exact scan below this many candidates: HNSW misses rows of small tables under churn
+VECTOR_EFS = 400  # recall@10 0.997 on 10k 384-d vectors (0.96 at Kuzu's default 200)
+TERM_ROWS = 10_000  # documents scored per query term (the best ones), for text search across shards
+COPY_ROWS = 50_000  # rows per COPY when building
+RISKY_SUFFIX = ".risky"
+_RESERVED = re.compile(r"(?i)(v|e|p|emb)_\d+|indexmeta|indexgraphs|(fts|hnsw)_\d+")
+
+
+class IndexDamaged(Exception):
+    """The file cannot be trusted (marked risky, unopenable, of another shard): build it again."""
+
+
+class BuildStopped(Exception):
+    """A build was told to stop (the shard closes); its file is thrown away."""
+
+
+class QueryRefused(ValueError):
+    """Bad input to a query (wrong vector size, a refused Cypher query): the caller's fault."""
+
+
+@dataclass(frozen=True)
+class GraphTables:
+    uid: str
+    n: int
+    name: str
+    vector_dim: int
+    metric: str
+    text_properties: tuple[str, ...]
+
+    @property
+    def V(self) -> str:  # noqa: N802 (table names)
+        return f"V_{self.n}"
+
+    @property
+    def E(self) -> str:  # noqa: N802
+        return f"E_{self.n}"
+
+    @property
+    def P(self) -> str:  # noqa: N802
+        return f"P_{self.n}"
+
+    @property
+    def Emb(self) -> str:  # noqa: N802
+        return f"Emb_{self.n}"
+
+    @property
+    def fts(self) -> str:
+        return f"fts_{self.n}"
+
+    @property
+    def hnsw(self) -> str:
+        return f"hnsw_{self.n}"
+
+    def public_names(self) -> dict[str, str]:
+        names = {"Vertex": self.V, "Edge": self.E}
+        if self.vector_dim:
+            names["Embedding"] = self.Emb
+        return names
+
+
+def _rows(conn: kuzu.Connection, query: str, params: dict[str, Any] | None = None) -> list[list[Any]]:
+    result = conn.execute(query, params or {})
+    if isinstance(result, list):
+        raise QueryRefused("one statement at a time")
+    return result.get_all()
+
+
+def _schema(conn: kuzu.Connection, g: GraphTables) -> None:
+    """The graph's tables (in or outside a transaction); no indexes."""
+    _rows(conn, f"CREATE NODE TABLE IF NOT EXISTS {g.V}(id STRING PRIMARY KEY, label STRING, props STRING, text STRING, stub BOOLEAN)")
+    _rows(conn, f"CREATE REL TABLE IF NOT EXISTS {g.E}(FROM {g.V} TO {g.V}, type STRING, props STRING, weight DOUBLE, halves STRING, state STRING)")
+    _rows(conn, f"CREATE NODE TABLE IF NOT EXISTS {g.P}(k STRING PRIMARY KEY, src STRING, type STRING, dst STRING, props STRING, weight DOUBLE, state STRING)")
+    if g.vector_dim:
+        _rows(conn, f"CREATE NODE TABLE IF NOT EXISTS {g.Emb}(id STRING PRIMARY KEY, label STRING, embedding FLOAT[{g.vector_dim}])")
+
+
+def _indexes(conn: kuzu.Connection, g: GraphTables) -> None:
+    """The graph's FTS and HNSW indexes that are missing (outside a transaction: Kuzu
+    creates indexes only in auto-commit mode)."""
+    present = {(r[0], r[1]) for r in _rows(conn, "CALL SHOW_INDEXES() RETURN *")}
+    if g.text_properties and (g.V, g.fts) not in present:
+        _rows(conn, f"CALL CREATE_FTS_INDEX('{g.V}', '{g.fts}', ['text'])")
+    if g.vector_dim and (g.Emb, g.hnsw) not in present:
+        _rows(conn, f"CALL CREATE_VECTOR_INDEX('{g.Emb}', '{g.hnsw}', 'embedding', metric := '{g.metric}')")
+
+
+def _edge_key(src: str, type_: str, dst: str) -> str:
+    return json.dumps([src, type_, dst], ensure_ascii=False, separators=(",", ":"))
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class KuzuGraphs:
+    """One shard copy's graph index: a Kuzu database file with every graph of the shard."""
+
+    def __init__(self, path: Path, limits: IndexLimits, shard_id: int) -> None:
+        # Use KuzuGraphs.open().
+        self.path = Path(path)
+        self.limits = limits
+        self.shard_id = shard_id
+        self.graphs: dict[str, GraphTables] = {}
+        self.applied_seq = 0
+        self._next_n = 1
+        self._db: kuzu.Database | None = None
+        self._writer: kuzu.Connection | None = None
+        self._local = threading.local()
+        self._generation = 0
+
+    # ------------------------------------------------------------------ files
+
+    @property
+    def risky_path(self) -> Path:
+        return Path(str(self.path) + RISKY_SUFFIX)
+
+    @staticmethod
+    def remove_files(path: Path) -> None:
+        """The database file and what goes with it (a WAL, a risky mark)."""
+        for suffix in ("", ".wal", ".shadow", ".tmp", RISKY_SUFFIX):
+            try:
+                os.unlink(str(path) + suffix)
+            except FileNotFoundError:
+                pass
+
+    def wal_bytes(self) -> int:
+        try:
+            return os.path.getsize(str(self.path) + ".wal")
+        except OSError:
+            return 0
+
+    def file_bytes(self) -> int:
+        try:
+            return os.path.getsize(self.path)
+        except OSError:
+            return 0
+
+    # ------------------------------------------------------------------ open, close
+
+    @classmethod
+    def open(cls, path: Path, limits: IndexLimits, shard_id: int, create: bool) -> "KuzuGraphs":
+        """Open the file (with `create`, a new empty one if there is none); `IndexDamaged`
+        when it is marked risky, does not open, or is another shard's."""
+        self = cls(path, limits, shard_id)
+        if self.risky_path.exists():
+            raise IndexDamaged(f"{path}: a risky change was cut short")
+        if not self.path.exists() and not create:
+            raise FileNotFoundError(str(path))
+        try:
+            self._open_handle()
+            self._load(create)
+        except Exception as exc:
+            self._close_handle()
+            if isinstance(exc, IndexDamaged):
+                raise
+            raise IndexDamaged(f"{path}: {exc}") from exc
+        return self
+
+    def _open_handle(self) -> None:
+        self._db = kuzu.Database(
+            str(self.path),
+            buffer_pool_size=self.limits.buffer_pool_bytes,
+            max_num_threads=self.limits.threads,
+            max_db_size=self.limits.max_db_bytes,
+            auto_checkpoint=False,
+        )
+        self._writer = kuzu.Connection(self._db)
+        self._generation += 1
+
+    def _load(self, create: bool) -> None:
+        c = self._writer
+        assert c is not None
+        tables = {r[1] for r in _rows(c, "CALL show_tables() RETURN *")}
+        if "IndexMeta" not in tables:
+            if not create and tables:
+                raise IndexDamaged(f"{self.path}: not a graph index")
+            _rows(c, "BEGIN TRANSACTION")
+            _rows(c, "CREATE NODE TABLE IndexMeta(k STRING PRIMARY KEY, v INT64)")
+            _rows(c, "CREATE NODE TABLE IndexGraphs(uid STRING PRIMARY KEY, n INT64, name STRING, vector_dim INT64, metric STRING, text_properties STRING)")
+            _rows(c, "CREATE (:IndexMeta {k: 'applied_seq', v: 0}), (:IndexMeta {k: 'next_n', v: 1}), (:IndexMeta {k: 'shard_id', v: $s})", {"s": self.shard_id})
+            _rows(c, "COMMIT")
+        meta = dict(_rows(c, "MATCH (m:IndexMeta) RETURN m.k, m.v"))
+        if meta.get("shard_id") != self.shard_id:
+            raise IndexDamaged(f"{self.path} is the index of shard {meta.get('shard_id')}, not {self.shard_id}")
+        self.applied_seq = int(meta["applied_seq"])
+        self._next_n = int(meta["next_n"])
+        self.graphs = {
+            uid: GraphTables(uid, int(n), name, int(dim), metric, tuple(json.loads(tp)))
+            for uid, n, name, dim, metric, tp in _rows(c, "MATCH (g:IndexGraphs) RETURN g.uid, g.n, g.name, g.vector_dim, g.metric, g.text_properties")
+        }
+
+    def close(self) -> None:
+        """Close (Kuzu folds the WAL into the file)."""
+        self._close_handle()
+
+    def _close_handle(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        if self._db is not None:
+            self._db.close()
+        self._writer = self._db = None
+        self._generation += 1
+
+    def reopen(self) -> None:
+        """Fold the WAL in by closing and opening again (never CHECKPOINT on a live handle)."""
+        self._close_handle()
+        self._open_handle()
+
+    def _conn(self) -> kuzu.Connection:
+        """This thread's read connection (made again after a reopen)."""
+        local = self._local
+        if getattr(local, "generation", None) != self._generation:
+            local.conn = kuzu.Connection(self._db)
+            local.generation = self._generation
+        return local.conn
+
+    # ------------------------------------------------------------------ writes
+
+    def apply(self, batch: Sequence[tuple[int, Operation]], through: int) -> None:
+        """Apply the ops of `batch` above `applied_seq`, and record `applied_seq = through`,
+        in transactions that each record the seq they reach with their data; a graph's
+        creation or drop runs between them, marked risky."""
+        segment: list[Operation] = []
+        for seq, op in batch:
+            if seq <= self.applied_seq:
+                continue
+            ddl = (isinstance(op, GraphEnsure) and op.uid not in self.graphs) or (isinstance(op, GraphDrop) and op.uid in self.graphs)
+            if ddl:
+                self._transaction(segment, seq - 1)
+                segment = []
+                self._risky(lambda: self._ddl(op, seq))  # noqa: B023 (called at once)
+            else:
+                segment.append(op)
+        if segment or through > self.applied_seq:
+            self._transaction(segment, through)
+
+    def _transaction(self, ops: Sequence[Operation], through: int) -> None:
+        if not ops and through <= self.applied_seq:
+            return
+        c = self._writer
+        assert c is not None
+        _rows(c, "BEGIN TRANSACTION")
+        try:
+            for op in ops:
+                self._apply_op(c, op)
+            _rows(c, "MATCH (m:IndexMeta {k: 'applied_seq'}) SET m.v = $s", {"s": through})
+            _rows(c, "COMMIT")
+        except BaseException:
+            try:  # a failed statement has rolled the transaction back already
+                _rows(c, "ROLLBACK")
+            except Exception:
+                pass
+            raise
+        self.applied_seq = through
+
+    def _risky(self, change: Callable[[], None]) -> None:
+        with open(self.risky_path, "wb") as f:
+            os.fsync(f.fileno())
+        _fsync(self.path.parent)
+        change()
+        os.unlink(self.risky_path)
+
+    def _ddl(self, op: Operation, seq: int) -> None:
+        c = self._writer
+        assert c is not None
+        if isinstance(op, GraphEnsure):
+            g = GraphTables(op.uid, self._next_n, op.name, int(op.vector_dim), op.metric if op.metric in ("cosine", "l2") else "cosine", tuple(op.text_properties))
+            _rows(c, "BEGIN TRANSACTION")
+            _schema(c, g)
+            _rows(c, "CREATE (:IndexGraphs {uid: $uid, n: $n, name: $name, vector_dim: $dim, metric: $metric, text_properties: $tp})",
+                  {"uid": g.uid, "n": g.n, "name": g.name, "dim": g.vector_dim, "metric": g.metric, "tp": json.dumps(list(g.text_properties))})
+            _rows(c, "MATCH (m:IndexMeta {k: 'next_n'}) SET m.v = $n", {"n": g.n + 1})
+            _rows(c, "COMMIT")
+            _indexes(c, g)
+            self.graphs[g.uid] = g
+            self._next_n = g.n + 1
+        else:
+            assert isinstance(op, GraphDrop)
+            g = self.graphs[op.uid]
+            present = {(r[0], r[1]) for r in _rows(c, "CALL SHOW_INDEXES() RETURN *")}
+            if (g.V, g.fts) in present:
+                _rows(c, f"CALL DROP_FTS_INDEX('{g.V}', '{g.fts}')")
+            if (g.Emb, g.hnsw) in present:
+                _rows(c, f"CALL DROP_VECTOR_INDEX('{g.Emb}', '{g.hnsw}')")
+            _rows(c, "BEGIN TRANSACTION")
+            for table in (g.E, g.P, g.V) + ((g.Emb,) if g.vector_dim else ()):
+                _rows(c, f"DROP TABLE IF EXISTS {table}")
+            _rows(c, "MATCH (x:IndexGraphs {uid: $uid}) DELETE x", {"uid": g.uid})
+            _rows(c, "COMMIT")
+            del self.graphs[g.uid]
+        self._transaction([], seq)
+
+    def _apply_op(self, c: kuzu.Connection, op: Operation) -> None:
+        if isinstance(op, (GraphEnsure, GraphDrop, OutboxDone)):
+            return  # a graph already here / not here; outbox tasks are not indexed
+        g = self.graphs.get(op.uid)  # type: ignore[union-attr]
+        if g is None:
+            return  # a graph this shard does not hold (dropped): its rows went too
+        if isinstance(op, VertexPut):
+            self._put_vertex(c, g, op)
+        elif isinstance(op, VertexDelete):
+            self._delete_vertex(c, g, op.id)
+        elif isinstance(op, EdgePut):
+            before = self._edge_row(c, g, op.src, op.type, op.dst)
+            halves = halves_after_put(before[0], op.halves)
+            state = state_after(halves, before[1], op.halves, op.state)
+            self._place_edge(c, g, op.src, op.type, op.dst, before[2], halves, state, op.properties, float(op.weight))
+        elif isinstance(op, EdgeDelete):
+            b_halves, b_state, where, props, weight = self._edge_row(c, g, op.src, op.type, op.dst)
+            if where:
+                halves = halves_after_delete(b_halves, op.halves)
+                state = b_state if halves in ("out", "both") else ""
+                self._place_edge(c, g, op.src, op.type, op.dst, where, halves, state, props, weight)
+        else:
+            raise TypeError(f"the graph index cannot apply {type(op).__name__}")
+
+    def _put_vertex(self, c: kuzu.Connection, g: GraphTables, op: VertexPut) -> None:
+        text = vertex_text(op.properties, g.text_properties)
+        _rows(c, f"MERGE (v:{g.V} {{id: $id}}) SET v.label = $label, v.props = $props, v.text = $text, v.stub = false",
+              {"id": op.id, "label": op.label, "props": op.properties, "text": text})
+        if g.vector_dim:
+            _rows(c, f"MATCH (x:{g.Emb} {{id: $id}}) DELETE x", {"id": op.id})
+            vector = embedding_of(op.embedding, g.vector_dim)
+            if vector is not None:  # a vector-indexed column cannot be SET: delete and create
+                _rows(c, f"CREATE (:{g.Emb} {{id: $id, label: $label, embedding: $e}})", {"id": op.id, "label": op.label, "e": vector})
+
+    def _delete_vertex(self, c: kuzu.Connection, g: GraphTables, vid: str) -> None:
+        p = {"id": vid}
+        others = {r[0] for r in _rows(c, f"MATCH (v:{g.V} {{id: $id}})-[:{g.E}]-(o:{g.V}) RETURN DISTINCT o.id", p)}
+        # Never DETACH DELETE (it leaves half-edges in 0.11.3): out-edges, in-edges, the vertex.
+        _rows(c, f"MATCH (v:{g.V} {{id: $id}})-[e:{g.E}]->() DELETE e", p)
+        _rows(c, f"MATCH (v:{g.V} {{id: $id}})<-[e:{g.E}]-() DELETE e", p)
+        _rows(c, f"MATCH (v:{g.V} {{id: $id}}) DELETE v", p)
+        _rows(c, f"MATCH (x:{g.P}) WHERE x.src = $id OR x.dst = $id DELETE x", p)
+        if g.vector_dim:
+            _rows(c, f"MATCH (x:{g.Emb} {{id: $id}}) DELETE x", p)
+        self._drop_stubs(c, g, others - {vid})
+
+    def _edge_row(self, c: kuzu.Connection, g: GraphTables, src: str, type_: str, dst: str) -> tuple[str, str, str, str, float]:
+        """(halves, state, where: "E" | "P" | "", props, weight) of the edge's row here."""
+        found = _rows(c, f"MATCH (a:{g.V} {{id: $s}})-[e:{g.E}]->(b:{g.V} {{id: $d}}) WHERE e.type = $t RETURN e.halves, e.state, e.props, e.weight",
+                      {"s": src, "d": dst, "t": type_})
+        if found:
+            halves, state, props, weight = found[0]
+            return halves, state or "", "E", props, weight
+        found = _rows(c, f"MATCH (x:{g.P} {{k: $k}}) RETURN x.state, x.props, x.weight", {"k": _edge_key(src, type_, dst)})
+        if found:
+            return "out", found[0][0], "P", found[0][1], found[0][2]
+        return "", "", "", "{}", 1.0
+
+    def _place_edge(self, c: kuzu.Connection, g: GraphTables, src: str, type_: str, dst: str, where: str, halves: str, state: str, props: str, weight: float) -> None:
+        """Put the edge row where its halves and state say (E_n visible, P_n not, nowhere
+        when it holds no half), from `where` it was."""
+        visible = bool(halves) and edge_visible(halves, state)
+        target = ("E" if visible else "P") if halves else ""
+        ends = {"s": src, "d": dst, "t": type_}
+        if where == "E":
+            if target == "E":
+                _rows(c, f"MATCH (a:{g.V} {{id: $s}})-[e:{g.E}]->(b:{g.V} {{id: $d}}) WHERE e.type = $t SET e.props = $p, e.weight = $w, e.halves = $h, e.state = $st",
+                      ends | {"p": props, "w": weight, "h": halves, "st": state})
+                return
+            _rows(c, f"MATCH (a:{g.V} {{id: $s}})-[e:{g.E}]->(b:{g.V} {{id: $d}}) WHERE e.type = $t DELETE e", ends)
+        elif where == "P":
+            if target == "P":
+                _rows(c, f"MATCH (x:{g.P} {{k: $k}}) SET x.props = $p, x.weight = $w, x.state = $st", {"k": _edge_key(src, type_, dst), "p": props, "w": weight, "st": state})
+                return
+            _rows(c, f"MATCH (x:{g.P} {{k: $k}}) DELETE x", {"k": _edge_key(src, type_, dst)})
+        if target == "E":
+            for end in {src, dst}:
+                _rows(c, f"MERGE (v:{g.V} {{id: $id}}) ON CREATE SET v.stub = true", {"id": end})
+            _rows(c, f"MATCH (a:{g.V} {{id: $s}}), (b:{g.V} {{id: $d}}) CREATE (a)-[:{g.E} {{type: $t, props: $p, weight: $w, halves: $h, state: $st}}]->(b)",
+                  ends | {"p": props, "w": weight, "h": halves, "st": state})
+        elif target == "P":
+            _rows(c, f"CREATE (:{g.P} {{k: $k, src: $s, type: $t, dst: $d, props: $p, weight: $w, state: $st}})",
+                  {"k": _edge_key(src, type_, dst), "s": src, "t": type_, "d": dst, "p": props, "w": weight, "st": state})
+        if where == "E" and target != "E":
+            self._drop_stubs(c, g, {src, dst})
+
+    def _drop_stubs(self, c: kuzu.Connection, g: GraphTables, ids: Iterable[str]) -> None:
+        for vid in sorted(ids):
+            _rows(c, f"MATCH (v:{g.V} {{id: $id}}) WHERE v.stub = true AND NOT EXISTS {{ MATCH (v)-[:{g.E}]-() }} DELETE v", {"id": vid})
+
+    # ------------------------------------------------------------------ building a fresh file
+
+    @classmethod
+    def build(
+        cls,
+        path: Path,
+        limits: IndexLimits,
+        shard_id: int,
+        seq: int,
+        graphs: Sequence[GraphSpec],
+        rows: Callable[[str], tuple[Iterable[VertexRow], Iterable[EdgeRow]]],
+        stop: Callable[[], bool] = lambda: False,
+    ) -> None:
+        """Write a new index file at `path` (any file there is removed) holding `graphs`
+        with the rows `rows(uid)` gives, at `seq`: tables, `COPY FROM` pyarrow tables,
+        then indexes; closed (a complete file) when it returns. `BuildStopped` (the file
+        removed) once `stop()` says so."""
+        cls.remove_files(path)
+        self = cls(path, limits, shard_id)
+        try:
+            self._open_handle()
+            self._load(create=True)
+            c = self._writer
+            assert c is not None
+            built: list[GraphTables] = []
+            for n, spec in enumerate(graphs, start=1):
+                g = GraphTables(spec.uid, n, spec.name, int(spec.vector_dim), spec.metric if spec.metric in ("cosine", "l2") else "cosine", tuple(spec.text_properties))
+                _schema(c, g)
+                _rows(c, "CREATE (:IndexGraphs {uid: $uid, n: $n, name: $name, vector_dim: $dim, metric: $metric, text_properties: $tp})",
+                      {"uid": g.uid, "n": g.n, "name": g.name, "dim": g.vector_dim, "metric": g.metric, "tp": json.dumps(list(g.text_properties))})
+                vertices, edges = rows(g.uid)
+                self._copy_graph(c, g, vertices, edges, stop)
+                built.append(g)
+            for g in built:
+                if stop():
+                    raise BuildStopped()
+                _indexes(c, g)
+            _rows(c, "MATCH (m:IndexMeta {k: 'applied_seq'}) SET m.v = $s", {"s": seq})
+            _rows(c, "MATCH (m:IndexMeta {k: 'next_n'}) SET m.v = $n", {"n": len(built) + 1})
+            self._close_handle()
+            _fsync(path)
+        except BaseException:
+            self._close_handle()
+            cls.remove_files(path)
+            raise
+
+    def _copy_graph(self, c: kuzu.Connection, g: GraphTables, vertices: Iterable[VertexRow], edges: Iterable[EdgeRow], stop: Callable[[], bool]) -> None:
+        ids: set[str] = set()
+        batch: list[VertexRow] = []
+
+        def flush_vertices() -> None:
+            if stop():
+                raise BuildStopped()
+            texts = [vertex_text(v.properties, g.text_properties) for v in batch]
+            table = pa.table({
+                "id": pa.array([v.id for v in batch], pa.string()),
+                "label": pa.array([v.label for v in batch], pa.string()),
+                "props": pa.array([v.properties for v in batch], pa.string()),
+                "text": pa.array(texts, pa.string()),
+                "stub": pa.array([False] * len(batch), pa.bool_()),
+            })
+            _rows(c, f"COPY {g.V} FROM $t", {"t": table})
+            if g.vector_dim:
+                kept = [(v, e) for v in batch if (e := embedding_of(v.embedding, g.vector_dim)) is not None]
+                if kept:
+                    flat = np.asarray([e for _, e in kept], dtype=np.float32).ravel()
+                    emb = pa.table({
+                        "id": pa.array([v.id for v, _ in kept], pa.string()),
+                        "label": pa.array([v.label for v, _ in kept], pa.string()),
+                        "embedding": pa.FixedSizeListArray.from_arrays(pa.array(flat), g.vector_dim),
+                    })
+                    _rows(c, f"COPY {g.Emb} FROM $t", {"t": emb})
+            batch.clear()
+
+        for v in vertices:
+            ids.add(v.id)
+            batch.append(v)
+            if len(batch) >= COPY_ROWS:
+                flush_vertices()
+        if batch:
+            flush_vertices()
+        visible: list[EdgeRow] = []
+        hidden: list[EdgeRow] = []
+        for e in edges:
+            state = e.state if e.halves in ("out", "both") else ""
+            row = EdgeRow(e.src, e.type, e.dst, e.halves, state, e.properties, float(e.weight))
+            (visible if edge_visible(e.halves, state) else hidden).append(row)
+        stubs = sorted({end for e in visible for end in (e.src, e.dst)} - ids)
+        for i in range(0, len(stubs), COPY_ROWS):
+            part = stubs[i : i + COPY_ROWS]
+            none = pa.array([None] * len(part), pa.string())
+            _rows(c, f"COPY {g.V} FROM $t", {"t": pa.table({"id": pa.array(part, pa.string()), "label": none, "props": none, "text": none, "stub": pa.array([True] * len(part), pa.bool_())})})
+        for i in range(0, len(visible), COPY_ROWS):
+            if stop():
+                raise BuildStopped()
+            part = visible[i : i + COPY_ROWS]
+            _rows(c, f"COPY {g.E} FROM $t", {"t": pa.table({
+                "from": pa.array([e.src for e in part], pa.string()),
+                "to": pa.array([e.dst for e in part], pa.string()),
+                "type": pa.array([e.type for e in part], pa.string()),
+                "props": pa.array([e.properties for e in part], pa.string()),
+                "weight": pa.array([e.weight for e in part], pa.float64()),
+                "halves": pa.array([e.halves for e in part], pa.string()),
+                "state": pa.array([e.state for e in part], pa.string()),
+            })})
+        for i in range(0, len(hidden), COPY_ROWS):
+            part = hidden[i : i + COPY_ROWS]
+            _rows(c, f"COPY {g.P} FROM $t", {"t": pa.table({
+                "k": pa.array([_edge_key(e.src, e.type, e.dst) for e in part], pa.string()),
+                "src": pa.array([e.src for e in part], pa.string()),
+                "type": pa.array([e.type for e in part], pa.string()),
+                "dst": pa.array([e.dst for e in part], pa.string()),
+                "props": pa.array([e.properties for e in part], pa.string()),
+                "weight": pa.array([e.weight for e in part], pa.float64()),
+                "state": pa.array([e.state for e in part], pa.string()),
+            })})
+
+    # ------------------------------------------------------------------ reads
+
+    def _graph(self, uid: str) -> GraphTables | None:
+        return self.graphs.get(uid)
+
+    def _vertices_of(self, c: kuzu.Connection, g: GraphTables, ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+        """label and properties of the (non-stub) vertices among `ids`, one primary-key
+        lookup each (a list would scan the table in 0.11.3)."""
+        out: dict[str, tuple[str, str]] = {}
+        for vid in ids:
+            found = _rows(c, f"MATCH (v:{g.V} {{id: $id}}) WHERE v.stub = false RETURN v.label, v.props", {"id": vid})
+            if found:
+                out[vid] = (found[0][0] or "", found[0][1] or "{}")
+        return out
+
+    def vector_search(self, uid: str, vector: Sequence[float], k: int, label: str) -> list[tuple[str, str, float, str]]:
+        """The `k` vertices nearest `vector` (with `label`, if not ""): (id, label, score,
+        properties JSON) best first; score = cosine similarity (1 - cosine distance) or
+        -euclidean distance."""
+        g = self._graph(uid)
+        if g is None or k <= 0:
+            return []
+        if not g.vector_dim:
+            raise QueryRefused(f"graph {g.name!r} has no vectors")
+        if len(vector) != g.vector_dim:
+            raise QueryRefused(f"the vector must have {g.vector_dim} numbers, not {len(vector)}")
+        v = [float(x) for x in vector]
+        if not all(math.isfinite(x) for x in v):
+            raise QueryRefused("the vector must hold finite numbers")
+        c = self._conn()
+        where = " WHERE x.label = $label" if label else ""
+        lp = {"label": label} if label else {}
+        candidates = _rows(c, f"MATCH (x:{g.Emb}){where} RETURN count(*)", lp)[0][0]
+        if candidates < EXACT_VECTOR_BELOW:
+            score = "array_cosine_similarity(x.embedding, $v)" if g.metric == "cosine" else "-array_distance(x.embedding, $v)"
+            hits = [(r[0], float(r[1])) for r in _rows(c, f"MATCH (x:{g.Emb}){where} WITH x, {score} AS s RETURN x.id, s ORDER BY s DESC, x.id LIMIT $k", {"v": v, "k": k} | lp)]
+        else:
+            wide = max(2 * k, k + 10)
+            query = "CALL QUERY_VECTOR_INDEX('{table}', '{index}', $v, $kk, efs := {efs}) RETURN node.id, distance ORDER BY distance, node.id LIMIT $k"
+            if not label:
+                found = _rows(c, query.format(table=g.Emb, index=g.hnsw, efs=max(VECTOR_EFS, wide)), {"v": v, "kk": wide, "k": k})
+            else:  # pre-filter through a projected graph (a WHERE after the call would filter the top k only)
+                found = self._vector_with_label(g, query, v, wide, k, label)
+            hits = [(r[0], (1.0 - float(r[1])) if g.metric == "cosine" else -float(r[1])) for r in found]
+        info = self._vertices_of(c, g, [h[0] for h in hits])
+        return [(vid, info[vid][0], s, info[vid][1]) for vid, s in hits if vid in info]
+
+    def _vector_with_label(self, g: GraphTables, query: str, v: list[float], wide: int, k: int, label: str) -> list[list[Any]]:
+        projected = "pg_" + uuid.uuid4().hex[:12]
+        literal = label.replace("\\", "\\\\").replace("'", "\\'")
+        conn = kuzu.Connection(self._db)
+        try:
+            _rows(conn, f"CALL PROJECT_GRAPH('{projected}', {{'{g.Emb}': 'n.label = \\'{literal}\\''}}, [])")
+            try:
+                return _rows(conn, query.format(table=projected, index=g.hnsw, efs=max(VECTOR_EFS, wide)), {"v": v, "kk": wide, "k": k})
+            finally:
+                _rows(conn, f"CALL DROP_PROJECTED_GRAPH('{projected}')")
+        finally:
+            conn.close()
+
+    def _terms(self, c: kuzu.Connection, query: str) -> dict[str, str]:
+        """The query's words keyed by their stem (Kuzu's, so every shard keys them alike)."""
+        out: dict[str, str] = {}
+        for word in query_terms(query):
+            stem = _rows(c, "RETURN stem($w, 'english')", {"w": word})[0][0]
+            out.setdefault(stem, word)
+        return out
+
+    def text_stats(self, uid: str, query: str) -> tuple[int, dict[str, int]]:
+        """This shard's part of the BM25 statistics: its document count and, per query
+        term (its stem), the documents holding it; (0, {}) for a graph without text."""
+        g = self._graph(uid)
+        if g is None or not g.text_properties:
+            return 0, {}
+        c = self._conn()
+        docs = _rows(c, f"MATCH (v:{g.V}) WHERE v.text IS NOT NULL RETURN count(*)")[0][0]
+        df = {stem: _rows(c, f"CALL QUERY_FTS_INDEX('{g.V}', '{g.fts}', $q) RETURN count(*)", {"q": word})[0][0] for stem, word in self._terms(c, query).items()}
+        return int(docs), {stem: int(n) for stem, n in df.items() if n}
+
+    def text_search(self, uid: str, query: str, k: int, label: str, docs: int, term_docs: dict[str, int]) -> list[tuple[str, str, float, str]]:
+        """The `k` best vertices for `query` by BM25, each term's part scaled from this
+        shard's IDF to the one of `docs` and `term_docs` (the sums over every shard; this
+        shard's own when 0 / missing): (id, label, score, properties JSON), best first."""
+        g = self._graph(uid)
+        if g is None or not g.text_properties or k <= 0:
+            return []
+        c = self._conn()
+        local_docs, local_df = self.text_stats(uid, query)
+        where = " WITH node, score WHERE node.label = $label" if label else ""
+        lp = {"label": label} if label else {}
+        scores: dict[str, float] = {}
+        for stem, word in self._terms(c, query).items():
+            n_local = local_df.get(stem, 0)
+            if not n_local:
+                continue
+            total, n_total = (docs, term_docs.get(stem, 0)) if docs > 0 else (local_docs, n_local)
+            if n_total <= 0:
+                total, n_total = local_docs, n_local
+            scale = idf(total, n_total) / idf(local_docs, n_local)
+            for vid, s in _rows(c, f"CALL QUERY_FTS_INDEX('{g.V}', '{g.fts}', $q, top := {TERM_ROWS}){where} RETURN node.id, score", {"q": word} | lp):
+                scores[vid] = scores.get(vid, 0.0) + float(s) * scale
+        best = sorted(scores.items(), key=lambda x: (-x[1], x[0]))[:k]
+        info = self._vertices_of(c, g, [vid for vid, _ in best])
+        return [(vid, info[vid][0], s, info[vid][1]) for vid, s in best if vid in info]
+
+    def cypher(self, uid: str, query: str, params: dict[str, Any], row_cap: int, timeout_s: float) -> tuple[list[str], list[list[Any]], bool]:
+        """A read-only query over the graph's tables, as a user writes it (`Vertex`, `Edge`,
+        `Embedding`): (columns, rows as JSON values, truncated). `QueryRefused` for
+        anything else: more than one statement, a write, a file, a session statement, a
+        table function, another graph's tables."""
+        g = self._graph(uid)
+        if g is None:
+            return [], [], False
+        try:
+            refusal = first_clause_refusal(query)
+            if refusal:
+                raise QueryRefused(refusal)
+            mapped = map_labels(query, g.public_names(), lambda name: bool(_RESERVED.fullmatch(name)))
+        except CypherRefused as exc:
+            raise QueryRefused(str(exc)) from None
+        conn = kuzu.Connection(self._db)  # fresh: no session state (ATTACH, USE, ...) leaks
+        try:
+            # Prepared, never `query()`: that one runs several statements.
+            prepared = kuzu.PreparedStatement(conn, mapped, {})
+            if not prepared.is_success():
+                raise QueryRefused(f"bad query: {prepared.get_error_message()}")
+            explain = kuzu.PreparedStatement(conn, "EXPLAIN " + mapped, {})
+            if not explain.is_success():
+                raise QueryRefused(f"bad query: {explain.get_error_message()}")
+            try:
+                result = conn.execute(explain, params)
+                assert not isinstance(result, list)
+                plan = "\n".join(str(r[0]) for r in result.get_all())
+            except RuntimeError as exc:
+                raise QueryRefused(f"bad query: {exc}") from None
+            known = {r[1] for r in _rows(conn, "CALL show_tables() RETURN *")} | {"IndexMeta", "IndexGraphs"}
+            refusal = plan_refusal(plan, set(g.public_names().values()), known)
+            if refusal:
+                raise QueryRefused(refusal)
+            conn.set_query_timeout(max(1, int(timeout_s * 1000)))
+            _rows(conn, "BEGIN TRANSACTION READ ONLY")
+            try:
+                try:
+                    result = conn.execute(prepared, params)
+                except RuntimeError as exc:
+                    raise QueryRefused(f"query failed: {exc}") from None
+                assert not isinstance(result, list)
+                columns = result.get_column_names()
+                rows = result.get_n(row_cap)
+                truncated = result.has_next()
+            finally:
+                _rows(conn, "ROLLBACK")
+        finally:
+            conn.close()
+        names = {table: public for public, table in g.public_names().items()}
+        return columns, [[_json_value(x, names) for x in row] for row in rows], truncated
+
+    def counts(self, uid: str) -> dict[str, int]:
+        g = self._graph(uid)
+        if g is None:
+            return {}
+        c = self._conn()
+
+        def one(q: str) -> int:
+            return int(_rows(c, q)[0][0])
+
+        out = {
+            "vertices": one(f"MATCH (v:{g.V}) WHERE v.stub = false RETURN count(*)"),
+            "stubs": one(f"MATCH (v:{g.V}) WHERE v.stub = true RETURN count(*)"),
+            "edges": one(f"MATCH ()-[e:{g.E}]->() RETURN count(*)"),
+            "hidden_halves": one(f"MATCH (x:{g.P}) RETURN count(*)"),
+        }
+        if g.vector_dim:
+            out["embeddings"] = one(f"MATCH (x:{g.Emb}) RETURN count(*)")
+        return out
+
+    def dump(self, uid: str) -> dict[str, set[tuple[Any, ...]]]:
+        """Every row of a graph, as sets of tuples (for tests: compare two indexes)."""
+        g = self._graph(uid)
+        if g is None:
+            return {}
+        c = self._conn()
+        out = {
+            "vertices": {tuple(r) for r in _rows(c, f"MATCH (v:{g.V}) RETURN v.id, v.label, v.props, v.text, v.stub")},
+            "edges": {tuple(r) for r in _rows(c, f"MATCH (a:{g.V})-[e:{g.E}]->(b:{g.V}) RETURN a.id, e.type, b.id, e.props, e.weight, e.halves, e.state")},
+            "hidden": {tuple(r) for r in _rows(c, f"MATCH (x:{g.P}) RETURN x.src, x.type, x.dst, x.props, x.weight, x.state")},
+        }
+        if g.vector_dim:
+            out["embeddings"] = {(r[0], r[1], tuple(round(x, 5) for x in r[2])) for r in _rows(c, f"MATCH (x:{g.Emb}) RETURN x.id, x.label, x.embedding")}
+        return out
+
+
+def _json_value(value: Any, names: dict[str, str]) -> Any:
+    """A Kuzu value as JSON: a node's or rel's table as its public name, dates as ISO text."""
+    if isinstance(value, dict):
+        return {k: (names.get(v, v) if k == "_label" and isinstance(v, str) else _json_value(v, names)) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_value(v, names) for v in value]
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, (datetime.date, datetime.datetime, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).hex()
+    if isinstance(value, (decimal.Decimal, uuid.UUID, datetime.timedelta)):
+        return str(value)
+    return str(value)
