@@ -25,6 +25,7 @@ from torua.graph.rules import validate_graph_name
 from torua.protocol import subjects
 from torua.protocol.errors import ToruaError
 from torua.routing import RETRY_AFTER_SECONDS
+from torua.stopping import cancel_and_wait
 
 log = logging.getLogger("torua.graph.catalog")
 
@@ -45,13 +46,10 @@ class GraphCatalog:
         self._task = asyncio.ensure_future(self._watch())
 
     async def stop(self) -> None:
+        """Stop watching; bounded, whatever nats-py does with the cancellation."""
         self._stopping = True
         if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
+            await cancel_and_wait(self._task, 3.0, "the graph catalog's watch")
 
     async def open(self) -> None:
         """Check the catalog can be read here (`unavailable` when there is none yet, or no access)."""
@@ -73,6 +71,8 @@ class GraphCatalog:
             try:
                 kv = await self._bucket()
                 watcher = await kv.watchall()
+                if self._stopping:  # a cancellation lost in watchall: stop() asks again, but no need to wait for it
+                    return
                 fresh: dict[str, CatalogEntry] = {}
                 async for entry in watcher:
                     if entry is None:  # the end of what was there: from now on, changes as they come
