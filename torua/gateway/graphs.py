@@ -376,5 +376,5 @@ class GraphEndpoints:
             lambda shard, epoch: GraphRequest(GraphOp.CYPHER, shard, epoch, ref, query=query, params=params or {}), self.config.request_timeout,
         )
         columns, rows = concat_rows({s: (r.columns, r.rows) for s, r in replies.items()})
-        return {"columns": columns, "rows": rows}
+        return {"columns": columns, "rows": rows, "truncated": any(r.truncated for r in replies.values())}
 

@@ -303,6 +303,7 @@ SCHEMAS: dict[str, Schema] = {
         {
             "columns": STRS,
             "rows": {"type": "array", "items": obj({"shard": INT, "values": {"type": "array"}}), "description": "every shard's rows, shards in order"},
+            "truncated": {**BOOL, "description": "a shard had more rows than it answers with"},
         }
     ),
     "BroadcastReply": obj(

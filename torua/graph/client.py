@@ -223,5 +223,5 @@ class Graph:
         return (await self._api("search.text", {"query": query, "k": k, "label": label}))["hits"]
 
     async def cypher(self, query: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-        """A read-only Cypher query on every shard: ``{"columns", "rows": [{"shard", "values"}]}``."""
+        """A read-only Cypher query on every shard: ``{"columns", "rows": [{"shard", "values"}], "truncated"}``."""
         return await self._api("cypher", {"query": query, "params": params})
