@@ -2,7 +2,8 @@
 
 It follows the shard map (JetStream KV plus announcements, like the gateway)
 and sends each KV operation over NATS straight to the node that holds the key's
-shard: one hop. After `moved` it refreshes the map and retries within the
+shard: one hop. `Client.graph(name)` does the same for a graph's vertices and
+edges (`torua.graph.client`). After `moved` it refreshes the map and retries within the
 timeout. When it cannot read the map (no JetStream access, cluster not formed)
 it falls back to the gateway's NATS API (`torua.api.kv.*`).
 
@@ -27,6 +28,8 @@ from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError, MaxPayloadError, NoRespondersError, TimeoutError as NatsTimeout
 
 from torua.bus import NatsAuth, connect
+from torua.graph.catalog_store import GraphCatalog
+from torua.graph.client import Graph
 from torua.config import DEFAULT_NATS_URL
 from torua.kv_rules import DEFAULT_CONTENT_TYPE, DEFAULT_MAX_VALUE_BYTES, servable_content_type, shard_for_key, validate_key, validate_prefix, validate_put
 from torua.listing import MAX_LIMIT, list_keys
@@ -67,6 +70,7 @@ class Client:
         self._own_connection = nc is None
         self._maps: MapCache | None = None
         self._router: ShardRouter | None = None
+        self._catalog: GraphCatalog | None = None  # the graph catalog, watched from the first graph call on
 
     async def connect(self) -> "Client":
         if self._nc is None:
@@ -77,6 +81,8 @@ class Client:
         return self
 
     async def close(self) -> None:
+        if self._catalog is not None:
+            await self._catalog.stop()
         if self._maps is not None:
             await self._maps.stop()
         if self._nc is not None and self._own_connection and not self._nc.is_closed:
@@ -141,6 +147,32 @@ class Client:
                 raise nats_error("list", exc) from None
         data = await self._api("kv.list", {"prefix": prefix, "limit": limit, "cursor": cursor})
         return list(data.get("keys") or []), data.get("next_cursor")
+
+    # ------------------------------------------------------------------ graphs
+
+    def graph(self, name: str) -> Graph:
+        """One graph (`torua.graph.client.Graph`): vertex and edge operations one hop to
+        the node, the rest through the gateways' NATS API."""
+        return Graph(self, name)
+
+    async def graphs(self) -> list[dict[str, Any]]:
+        """Every graph of the cluster with its settings (as `GET /graphs`)."""
+        return list((await self._api("graph.list", {}))["graphs"])
+
+    async def _graph_catalog(self) -> GraphCatalog | None:
+        """The graph catalog, watched; None when this client cannot read it (no bucket yet,
+        no JetStream access): graph calls then go through the gateway."""
+        if self._nc is None:
+            raise ToruaError("unavailable", "the client is not connected: use `async with Client(...)` or `await client.connect()`")
+        if self._catalog is None:
+            catalog = GraphCatalog(self._nc)
+            try:
+                await catalog.open()
+            except ToruaError:
+                return None
+            await catalog.start()
+            self._catalog = catalog
+        return self._catalog
 
     # ------------------------------------------------------------- plumbing
 

@@ -22,6 +22,10 @@ from torua.protocol.subjects import valid_node_id
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 # Longest a node spends filling one shard copy, and keeps a log whole for a copier: a day.
 MAX_COPY_SECONDS = 86400.0
+# One graph import request: its lines are parsed whole before any is applied, so a
+# request over the limit changes nothing.
+DEFAULT_MAX_IMPORT_BYTES = 16 << 20
+MAX_IMPORT_BYTES_CEILING = 1 << 30
 # The largest --graph-max-properties-bytes: an import batch carries many property documents.
 MAX_PROPERTIES_BYTES_CEILING = 4 << 20
 # Per shard copy's Kuzu database (torua.graph.kuzu_index): bounds of the node settings, in MiB.
@@ -179,9 +183,12 @@ class GatewayConfig(Common):
     port: int = field(default=8080, metadata={"help": "HTTP port (0 = none, NATS API only)"})
     request_timeout: float = field(default=5.0, metadata={"help": "seconds a request may take, retries included, before 504; also how long its headers, then its body, may take to arrive (408)"})
     max_value_bytes: int = field(default=DEFAULT_MAX_VALUE_BYTES, metadata={"help": f"largest value accepted, 1 to {MAX_VALUE_BYTES_CEILING} (413 above it, before any node is asked); must fit the NATS server's max_payload"})
+    max_import_bytes: int = field(default=DEFAULT_MAX_IMPORT_BYTES, metadata={"help": f"largest body of one graph import (NDJSON), 1 to {MAX_IMPORT_BYTES_CEILING} (413 above it, nothing applied); torua graph import sends a file in smaller requests"})
 
     def validate(self) -> None:
         super().validate()
+        if not 1 <= self.max_import_bytes <= MAX_IMPORT_BYTES_CEILING:
+            raise ConfigError(f"max_import_bytes must be from 1 to {MAX_IMPORT_BYTES_CEILING}")
         if not 0 <= self.port <= 65535:
             raise ConfigError("port must be 0..65535")
         if self.metrics_port and self.metrics_port == self.port:

@@ -157,6 +157,26 @@ async def within(aw: Awaitable[T], seconds: float, default: T) -> T:
     return task.result()
 
 
+async def cancel_and_wait(task: asyncio.Task[Any], seconds: float, what: str) -> bool:
+    """Cancel `task` and wait for it to end, cancelling it again while it runs on, at
+    most `seconds`; True if it ended. Again, because one cancellation can be lost:
+    in Python 3.11 `asyncio.wait_for` (inside nats-py's requests) returns its
+    result when the result and the cancellation come at once, and the task goes
+    on (a `torua graph` command stopping its catalog watch hung so)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while not task.done():
+        if loop.time() >= deadline:
+            log.warning("%s did not end within %gs of being cancelled; going on without it", what, seconds)
+            task.add_done_callback(_consume)
+            return False
+        task.cancel()
+        await asyncio.wait({task}, timeout=min(0.1, max(0.0, deadline - loop.time())))
+    if not task.cancelled() and task.exception() is not None:
+        log.debug("%s ended with %r", what, task.exception())
+    return True
+
+
 async def end_leftover_tasks(seconds: float = 3.0) -> list[asyncio.Task[Any]]:
     """Cancel every other task, again and again, until all have ended or `seconds`
     pass; the tasks still running then.

@@ -103,6 +103,26 @@ CASES = [
     ("DELETE", "/data/" + quote("k" * 1025), None, "kv.delete", {"key": "k" * 1025}, "bad_request"),
     ("GET", "/data?prefix=%00", None, "kv.list", {"prefix": "\u0000"}, "bad_request"),
     ("GET", "/data?limit=2", None, "kv.list", {"limit": 2}, "unavailable"),
+    # graphs: with no coordinator there is no graph catalog either (503 once the checks pass)
+    ("PUT", "/graphs/a%20b", {}, "graph.create", {"graph": "a b"}, "bad_request"),
+    ("PUT", "/graphs/g", {"vector_dim": -1}, "graph.create", {"graph": "g", "vector_dim": -1}, "bad_request"),
+    ("PUT", "/graphs/g", {"metric": "dot"}, "graph.create", {"graph": "g", "metric": "dot"}, "bad_request"),
+    ("PUT", "/graphs/g", {"vector_dim": 3}, "graph.create", {"graph": "g", "vector_dim": 3}, "unavailable"),
+    ("PUT", "/graphs/g/vertices/a", {"label": 3}, "graph.vertex.put", {"graph": "g", "id": "a", "label": 3}, "bad_request"),
+    ("PUT", "/graphs/g/vertices/a", {"label": "L", "embedding": ["x"]}, "graph.vertex.put", {"graph": "g", "id": "a", "label": "L", "embedding": ["x"]}, "bad_request"),
+    ("GET", "/graphs/g/vertices/a%00b", None, "graph.vertex.get", {"graph": "g", "id": "a\u0000b"}, "bad_request"),
+    ("GET", "/graphs/g/vertices/a", None, "graph.vertex.get", {"graph": "g", "id": "a"}, "unavailable"),
+    ("GET", "/graphs/g/vertices/a/edges?direction=up", None, "graph.edges", {"graph": "g", "id": "a", "direction": "up"}, "bad_request"),
+    ("DELETE", "/graphs/g/edges?src=a&dst=b", None, "graph.edge.delete", {"graph": "g", "src": "a", "dst": "b"}, "bad_request"),
+    ("PUT", "/graphs/g/edges", {"src": "a", "type": "t", "dst": "b", "weight": "heavy"}, "graph.edge.put", {"graph": "g", "src": "a", "type": "t", "dst": "b", "weight": "heavy"}, "bad_request"),
+    ("POST", "/graphs/g/traverse", {"from": ["a"], "max_hops": 7}, "graph.traverse", {"graph": "g", "from": ["a"], "max_hops": 7}, "bad_request"),
+    ("POST", "/graphs/g/traverse", {"from": "a"}, "graph.traverse", {"graph": "g", "from": "a"}, "bad_request"),
+    ("POST", "/graphs/g/traverse", {"from": ["a"]}, "graph.traverse", {"graph": "g", "from": ["a"]}, "unavailable"),
+    ("POST", "/graphs/g/shortest-path", {"from": "a"}, "graph.shortest_path", {"graph": "g", "from": "a"}, "bad_request"),
+    ("POST", "/graphs/g/search/vector", {"vector": [1], "k": 1001}, "graph.search.vector", {"graph": "g", "vector": [1], "k": 1001}, "bad_request"),
+    ("POST", "/graphs/g/search/text", {"query": ""}, "graph.search.text", {"graph": "g", "query": ""}, "bad_request"),
+    ("POST", "/graphs/g/cypher", {"query": "MATCH (n) RETURN n", "params": [1]}, "graph.cypher", {"graph": "g", "query": "MATCH (n) RETURN n", "params": [1]}, "bad_request"),
+    ("GET", "/graphs", None, "graph.list", {}, "unavailable"),
 ]
 
 
@@ -149,6 +169,17 @@ ANSWERS = [
     ("GET", "/data?limit=5", None),
     ("GET", "/keys/a%2Fb/location", None),
     ("GET", "/health", None),
+    # graphs, in this order: each request's data is there for the next ones
+    ("PUT", "/graphs/shapes", {"vector_dim": 2, "text_properties": ["text"]}),
+    ("PUT", "/graphs/shapes/vertices/a", {"label": "L", "properties": {"text": "x"}, "embedding": [1, 2]}),
+    ("PUT", "/graphs/shapes/vertices/b%2Fc", {"label": "L"}),
+    ("PUT", "/graphs/shapes/edges", {"src": "a", "type": "t", "dst": "b/c", "properties": {"w": 1}}),
+    ("GET", "/graphs/shapes/vertices/a?embedding=true", None),
+    ("GET", "/graphs/shapes/vertices/a/edges?direction=both&limit=1", None),
+    ("GET", "/graphs", None),
+    ("GET", "/graphs/shapes", None),
+    ("POST", "/graphs/shapes/traverse", {"from": ["a"], "edges": True}),
+    ("POST", "/graphs/shapes/shortest-path", {"from": "a", "to": "b/c"}),
 ]
 
 

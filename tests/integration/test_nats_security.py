@@ -22,6 +22,14 @@ from torua.cli.up import nats_server_binary, wait_for_port
 from torua.protocol import subjects
 from tests.support.nats_jwt import operator_setup
 from tests.support.processes import Cluster, free_port, start_nats, wait_until
+from torua.graph.catalog_store import GraphCatalog
+
+
+async def wait_async(predicate, what: str, timeout: float = 10) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
 
 AUTH_CONF = Path(__file__).resolve().parents[2] / "deploy" / "nats" / "auth.conf"
 # start_nats writes its config to <workdir>/nats-<port>/nats/; nats-server includes relative to it
@@ -99,7 +107,12 @@ def test_each_role_runs_with_its_own_credentials_and_cannot_do_what_it_must_not(
     assert status == 200, maintained
     status, maintained = c.json("POST", "/nodes/maintenance", {"nodes": ["n3"], "maintenance": False})
     assert status == 200, maintained
+    # The graph catalog: the coordinator made its bucket; the gateway creates a key and watches them all.
+    status, created = c.json("PUT", "/graphs/secured", {"vector_dim": 2})
+    assert status == 201, created
+    wait_until(lambda: "secured" in [g["name"] for g in c.json("GET", "/graphs")[1].get("graphs", [])], 10, "the gateway's catalog watch")
     node_pw, gateway_pw = PASSWORDS["TORUA_NODE_PASSWORD"], PASSWORDS["TORUA_GATEWAY_PASSWORD"]
+    client_pw = PASSWORDS["TORUA_CLIENT_PASSWORD"]
 
     async def checks() -> list[str]:
         done = []
@@ -134,6 +147,13 @@ def test_each_role_runs_with_its_own_credentials_and_cannot_do_what_it_must_not(
                 await kv.put(subjects.LEADER_KEY, b'{"id": "n1"}')
             assert await n1.refused('Publish to "$JS.API'), n1.errors
             done.append("node takes the leader lease: refused")
+            # ... but reads the graph catalog, and cannot write it.
+            catalog = await n1.nc.jetstream(timeout=5).key_value(subjects.GRAPH_BUCKET)
+            assert b'"vector_dim": 2' in (await catalog.get("secured")).value
+            with pytest.raises(Exception):
+                await catalog.put("forged", b"{}")
+            assert await n1.refused(f'Publish to "$KV.{subjects.GRAPH_BUCKET}.forged"'), n1.errors
+            done.append("node reads the graph catalog, writes it: refused")
             # The gateway cannot reach the replication subjects ...
             with pytest.raises(Exception):
                 await watcher.nc.request(subjects.node("n1", "shard.log"), b"", timeout=1)
@@ -143,12 +163,26 @@ def test_each_role_runs_with_its_own_credentials_and_cannot_do_what_it_must_not(
             await watcher.nc.publish(subjects.node("n1", "shard.drop"), b"")
             assert await watcher.refused(f'Publish to "{subjects.node("n1", "shard.drop")}"'), watcher.errors
             done.append("gateway sends a node command: refused")
+        async with Probe(url, "client", client_pw, "torua-client") as app:
+            # An application watches the graph catalog (torua.Client) but cannot change it.
+            catalog = GraphCatalog(app.nc)
+            await catalog.start()
+            try:
+                await wait_async(lambda: catalog.synced and "secured" in catalog.entries, "the client's catalog watch")
+            finally:
+                await catalog.stop()
+            kv = await app.nc.jetstream(timeout=5).key_value(subjects.GRAPH_BUCKET)
+            with pytest.raises(Exception):
+                await kv.delete("secured")
+            assert await app.refused(f'Publish to "$KV.{subjects.GRAPH_BUCKET}.secured"'), app.errors
+            done.append("client watches the graph catalog, deletes a graph in it: refused")
         return done
 
     done = asyncio.run(checks())
     # Nothing the probes tried changed the cluster.
     assert c.request("GET", "/data/secured")[:2] == (200, b"yes")
     assert c.json("GET", "/cluster/health")[1]["status"] == "green"
+    assert [g["name"] for g in c.json("GET", "/graphs")[1]["graphs"]] == ["secured"]
     print("\n" + "\n".join(done))
 
 

@@ -26,7 +26,7 @@ COMMANDS = _commands(parser())
 
 def test_every_command_is_walked():
     names = {" ".join(path) for path, _ in COMMANDS}
-    assert {"up", "coordinator", "node", "gateway", "kv get", "kv put", "status", "bench"} <= names
+    assert {"up", "coordinator", "node", "gateway", "kv get", "kv put", "status", "bench", "graph import", "graph traverse", "graph search", "graph cypher", "graph get"} <= names
 
 
 @pytest.mark.parametrize("path,sub", COMMANDS, ids=[" ".join(path) or "torua" for path, _ in COMMANDS])
@@ -38,7 +38,7 @@ def test_help_formats(path, sub):
             assert action.option_strings[-1] in text
 
 
-@pytest.mark.parametrize("command", ["up", "coordinator", "node", "gateway", "kv", "status", "bench"])
+@pytest.mark.parametrize("command", ["up", "coordinator", "node", "gateway", "kv", "status", "bench", "graph"])
 def test_help_from_the_command_line(command):
     done = subprocess.run([sys.executable, "-m", "torua", command, "--help"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr

@@ -57,9 +57,9 @@ def test_every_call_is_a_gateway_method_taking_the_params_by_name():
             continue
         method = getattr(Gateway, endpoint.call)
         signature = inspect.signature(method)
-        signature.bind(None, **{p.name: p.default for p in endpoint.params})  # every param is an argument
+        signature.bind(None, **{p.argument: p.default for p in endpoint.params})  # every param is an argument (by its name, or `arg`)
         required = {n for n, a in signature.parameters.items() if a.default is inspect.Parameter.empty and n != "self"}
-        assert required <= {p.name for p in endpoint.params}, (endpoint.name, required)
+        assert required <= {p.argument for p in endpoint.params}, (endpoint.name, required)
 
 
 def test_the_openapi_document_is_valid_openapi_3_1():

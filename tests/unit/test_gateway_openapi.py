@@ -35,7 +35,8 @@ def test_every_operation_documents_what_any_request_can_get():
             statuses = set(op["responses"])
             assert {"400", "405", "408", "414", "431", "500"} <= statuses, (method, path)
             assert ("403" in statuses) == (method in ("post", "put", "delete")), (method, path)
-            takes_json = "application/json" in op.get("requestBody", {}).get("content", {})
+            takes_json = bool({"application/json", "application/x-ndjson"} & set(op.get("requestBody", {}).get("content", {})))
             assert ("415" in statuses) == takes_json, (method, path)
             if takes_json:
-                assert "Content-Type must be application/json" in op["requestBody"]["description"]
+                said = "application/x-ndjson" if "application/x-ndjson" in op["requestBody"]["content"] else "application/json"
+                assert f"Content-Type must be {said}" in op["requestBody"]["description"]

@@ -123,3 +123,37 @@ def test_a_stop_that_ends_in_time_is_not_cut_short():
     stop.arm(0.0)  # armed once: the first deadline holds
     stop.disarm()
     assert exits == []
+
+
+def test_cancel_and_wait_cancels_again_a_task_that_swallowed_a_cancellation():
+    """One cancellation can be lost (Python 3.11's asyncio.wait_for in nats-py): a
+    single cancel and an await hung `torua graph` stopping its catalog watch."""
+    from torua.stopping import cancel_and_wait
+
+    async def main():
+        started = asyncio.Event()
+        task = asyncio.ensure_future(_stubborn(2, started))
+        await started.wait()
+        ended = await cancel_and_wait(task, 30, "a stubborn task")
+        slow = asyncio.ensure_future(_stubborn(50))  # swallows more than 0.3 s of cancelling
+        await asyncio.sleep(0)
+        gave_up = await cancel_and_wait(slow, 0.3, "a very stubborn task")
+        still = not slow.done()
+        left = await end_leftover_tasks(seconds=30)
+        return ended, task.cancelled(), gave_up, still, left
+
+    assert asyncio.run(main()) == (True, True, False, True, [])
+
+
+def test_the_graph_catalog_stops_even_when_its_watch_swallows_a_cancellation():
+    from torua.graph.catalog_store import GraphCatalog
+
+    async def main():
+        catalog = GraphCatalog(None)  # type: ignore[arg-type]  # never connects: its watch is the stubborn task
+        started = asyncio.Event()
+        catalog._task = asyncio.ensure_future(_stubborn(1, started))
+        await started.wait()
+        await asyncio.wait_for(catalog.stop(), 10)
+        return catalog._task.cancelled()
+
+    assert asyncio.run(main()) is True

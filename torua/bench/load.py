@@ -9,6 +9,8 @@ import time
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
+from torua.stopping import cancel_and_wait
+
 Op = Callable[[int], Awaitable[object]]  # one request; the argument is the request's index
 
 
@@ -59,9 +61,8 @@ async def drive(op: Op, requests: int, concurrency: int, start: int = 0, deadlin
     t0 = time.perf_counter()
     tasks = [asyncio.create_task(worker()) for _ in range(max(1, min(concurrency, requests)))]
     _, pending = await asyncio.wait(tasks, timeout=deadline)
-    for task in pending:
-        task.cancel()
-    await asyncio.gather(*pending, return_exceptions=True)
+    for task in pending:  # again while it runs on: a worker inside nats-py can lose one cancellation
+        await cancel_and_wait(task, 5.0, "a measurement worker")
     seconds = time.perf_counter() - t0
     if pending:
         errors = requests - len(latencies)

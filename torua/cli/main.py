@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import sys
+from typing import Any, Coroutine
 
 from torua import __version__
 from torua.config import DEFAULT_NATS_URL, ConfigError, CoordinatorConfig, GatewayConfig, NodeConfig, add_arguments, build
@@ -61,6 +62,15 @@ def parser() -> argparse.ArgumentParser:
     ls.add_argument("--prefix", default="")
     ls.add_argument("--limit", type=int, default=1000)
 
+    def client_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--nats-url", default=_env("NATS_URL", DEFAULT_NATS_URL), help="NATS URL [env TORUA_NATS_URL]")
+        p.add_argument("--timeout", type=float, default=10.0, help="seconds per request [default 10]")
+
+    graph = sub.add_parser("graph", help="graphs: create, import, read, traverse, search, Cypher", description="Graphs from the shell (via torua.Client).")
+    from torua.cli.graph import add_graph_arguments
+
+    add_graph_arguments(graph, client_options)
+
     st = sub.add_parser("status", help="the cluster at a glance")
     st.add_argument("--nats-url", default=_env("NATS_URL", DEFAULT_NATS_URL), help="NATS URL [env TORUA_NATS_URL]")
 
@@ -109,16 +119,35 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "kv":
         from torua.cli.kv import run_kv
 
-        return asyncio.run(run_kv(args))
+        return run_tool(run_kv(args))
+    if args.command == "graph":
+        from torua.cli.graph import run_graph
+
+        return run_tool(run_graph(args))
     if args.command == "status":
         from torua.cli.status import run_status
 
-        return asyncio.run(run_status(args))
+        return run_tool(run_status(args))
     if args.command == "bench":
         from torua.cli.bench import run_bench
 
         return run_bench(args)
     raise AssertionError(args.command)
+
+
+def run_tool(command: Coroutine[Any, Any, int]) -> int:
+    """Run a command that talks to a cluster (`torua kv`, `graph`, `status`), then end
+    every task it left behind (nats-py's among them), cancelling again any that
+    swallowed a cancellation: asyncio's own shutdown cancels once and waits for ever."""
+    from torua.stopping import end_leftover_tasks
+
+    async def main() -> int:
+        try:
+            return await command
+        finally:
+            await end_leftover_tasks()
+
+    return asyncio.run(main())
 
 
 def stop_grace(role: str, config) -> float:

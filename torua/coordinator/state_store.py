@@ -1,5 +1,6 @@
 """The cluster's own state in a JetStream KV bucket: the shard map and the node
-registry. A restarted coordinator resumes from here without reshuffling.
+registry. A restarted coordinator resumes from here without reshuffling. The
+coordinator also makes the graph catalog's bucket (`open_graph_catalog`).
 
 Map writes are compare-and-set on the revision this coordinator last wrote, so a
 second writer is noticed instead of silently overwritten.
@@ -31,6 +32,15 @@ async def keys_with_prefix(js: JetStreamContext, bucket: str, prefix: str) -> li
     return sorted(subject[len(base):] for subject in (info.state.subjects or {}))
 
 
+async def open_graph_catalog(js: JetStreamContext, replicas: int = 1) -> KeyValue:
+    """The catalog of named graphs (torua.graph.catalog), made here on first use, as the
+    cluster's own state is: gateways and clients only read it and create its keys."""
+    try:
+        return await js.key_value(subjects.GRAPH_BUCKET)
+    except BucketNotFoundError:
+        return await js.create_key_value(bucket=subjects.GRAPH_BUCKET, history=1, replicas=replicas, description="Torua graph catalog")
+
+
 class ClusterState:
     def __init__(self, kv: KeyValue, js: JetStreamContext) -> None:
         self._kv = kv
@@ -49,6 +59,7 @@ class ClusterState:
             kv = await js.key_value(subjects.CLUSTER_BUCKET)
         except BucketNotFoundError:
             kv = await js.create_key_value(bucket=subjects.CLUSTER_BUCKET, history=5, replicas=replicas, description="Torua cluster state")
+        await open_graph_catalog(js, replicas)
         return cls(kv, js)
 
     async def load_map(self) -> ShardMap | None:

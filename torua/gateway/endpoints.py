@@ -18,14 +18,22 @@ from __future__ import annotations
 
 import inspect
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Mapping
 
-from torua.gateway.params import Boolean, In, Integer, JsonObject, Key, Param, Schema, Text, TextList, Value, expected_fields
+from torua.gateway.params import (
+    Boolean, In, Integer, JsonObject, Key, Ndjson, Number, Numbers, Param, Schema, Text, TextList, Value, VertexId, VertexIds, expected_fields,
+)
+from torua.graph import rules as graph_rules
 from torua.kv_rules import MAX_LIMIT
 
 # Shard numbers fit msgpack's integers with room to spare (a cluster has at most 4096).
 MAX_SHARD_NUMBER = 1 << 31
+
+# JSON bodies (POST /shards/assign, ...) never need more than this; graph writes and
+# reads carry properties, embeddings and lists of ids: `GRAPH_JSON_BODY`.
+MAX_JSON_BODY = 64 << 10
+GRAPH_JSON_BODY = 4 << 20
 
 # Codes any request may get, so no endpoint lists them.
 EVERY_REQUEST = ("bad_request", "internal")
@@ -41,7 +49,8 @@ class Reply:
       ``{"key", "value"|"value_b64", "content_type"}``, `torua.gateway.nats_api.value_reply`);
     - ``text``: a text document (REST only, e.g. /metrics).
 
-    `accepted_when` names a boolean field of the result that makes the REST status 202.
+    `accepted_when` names a boolean field of the result that makes the REST status 202,
+    `created_when` one that makes it 201 (a PUT that created what it names).
     """
 
     kind: Literal["json", "empty", "value", "text"]
@@ -51,6 +60,16 @@ class Reply:
     accepted_when: str | None = None
     accepted_description: str = ""
     content_type: str = "application/json"
+    created_when: str | None = None
+    created_description: str = ""
+
+    def status_of(self, result: Any, status: int) -> int:
+        """The REST status of `result` on a route whose plain success status is `status`."""
+        if self.accepted_when and result[self.accepted_when]:
+            return 202
+        if self.created_when and result[self.created_when]:
+            return 201
+        return status
 
 
 def json_reply(schema: str | Schema, description: str, status: int = 200, **more: Any) -> Reply:
@@ -91,6 +110,7 @@ class Endpoint:
     rest: tuple[Route, ...]
     nats: str | None = None  # the subject under torua.api., e.g. "kv.get"; None: REST only
     errors: tuple[str, ...] = ()  # error codes it may answer besides EVERY_REQUEST's
+    max_json_body: int = MAX_JSON_BODY  # REST: the largest JSON body it reads (413 above)
 
     def __post_init__(self) -> None:
         names = [p.name for p in self.params]
@@ -105,19 +125,21 @@ class Endpoint:
             if any(p.rest in (In.PATH, In.QUERY, In.CONTENT_TYPE) and not p.kind.from_text for p in read):
                 raise ValueError(f"{self.name}: a path, query or header param must be of a kind read from text")
             places = {p.rest for p in read}
-            if len(places & {In.BODY, In.WHOLE_BODY, In.RAW_BODY}) > 1 or (In.CONTENT_TYPE in places and In.RAW_BODY not in places):
+            if len(places & {In.BODY, In.WHOLE_BODY, In.RAW_BODY, In.NDJSON}) > 1 or (In.CONTENT_TYPE in places and In.RAW_BODY not in places):
                 raise ValueError(f"{self.name} {route.method} {route.path}: one kind of body (a Content-Type param goes with a raw one)")
 
     def read_over_rest(self, route: Route) -> tuple[Param, ...]:
         """The params a request on `route` carries (the others are fixed by the route)."""
         return tuple(p for p in self.params if p.name not in route.fixed)
 
-    def body(self, route: Route) -> Literal["json", "whole", "raw", "none"]:
+    def body(self, route: Route) -> Literal["json", "whole", "raw", "ndjson", "none"]:
         """What a request on `route` must send as its body: a JSON object whose fields are
-        params, a JSON object that is one param whole, raw bytes, or nothing."""
+        params, a JSON object that is one param whole, raw bytes, JSON lines, or nothing."""
         places = {p.rest for p in self.read_over_rest(route)}
         if In.RAW_BODY in places:
             return "raw"
+        if In.NDJSON in places:
+            return "ndjson"
         if In.WHOLE_BODY in places:
             return "whole"
         return "json" if In.BODY in places else "none"
@@ -146,9 +168,11 @@ class Endpoint:
 
 
 async def call(gateway: Any, endpoint: Endpoint, kwargs: Mapping[str, Any]) -> Any:
-    """Run `endpoint`'s Gateway method with the arguments `bind` checked (it may be a plain function)."""
+    """Run `endpoint`'s Gateway method with the arguments `bind` checked (it may be a plain
+    function), each under its param's `argument` name."""
     assert endpoint.call is not None, f"{endpoint.name} is served by the front-end itself"
-    result = getattr(gateway, endpoint.call)(**kwargs)
+    renamed = {p.name: p.argument for p in endpoint.params}
+    result = getattr(gateway, endpoint.call)(**{renamed.get(name, name): value for name, value in kwargs.items()})
     return await result if inspect.isawaitable(result) else result
 
 
@@ -413,4 +437,256 @@ GATEWAY: tuple[Endpoint, ...] = (
     ),
 )
 
-ENDPOINTS: tuple[Endpoint, ...] = KV + CLUSTER + GATEWAY
+# ------------------------------------------------------------------ graphs
+
+GRAPH_NAME = Param(
+    "graph", Text(pattern=graph_rules.GRAPH_NAME.pattern), required=True, rest=In.PATH,
+    what="a graph name: 1 to 64 letters, digits, '-' or '_'", doc="the graph's name: 1 to 64 letters, digits, '-' or '_'",
+)
+VERTEX_DOC = (
+    "the vertex id, everything after /vertices/ (a key's rules: 1-1024 bytes of UTF-8, no NUL), percent-decoded strictly "
+    "like a key; an id ending in /edges is sent with its slashes as %2F"
+)
+
+
+def vertex_id(name: str = "id", rest: In | None = In.PATH, doc: str = VERTEX_DOC, **more: Any) -> Param:
+    return Param(name, VertexId(name=name), required=True, rest=rest, doc=doc, **more)
+
+
+DIRECTION = Param("direction", Text(choices=("out", "in", "both")), default="out", doc="edges leaving the vertex, entering it, or both")
+TYPES = Param("types", TextList(), doc="edge types to follow; absent or empty: every type")
+HOPS = Param(
+    "max_hops", Integer(graph_rules.MIN_HOPS, graph_rules.MAX_HOPS), default=graph_rules.DEFAULT_HOPS,
+    doc=f"at most this many hops from the start ({graph_rules.MIN_HOPS} to {graph_rules.MAX_HOPS})",
+)
+PROPERTIES = Param("properties", JsonObject(), doc=f"a JSON object of at most {graph_rules.MAX_PROPERTIES_BYTES} bytes (413 above)")
+K = Param("k", Integer(1, graph_rules.MAX_K), default=10, doc="how many hits, best first")
+LABEL_FILTER = Param("label", Text(max_length=graph_rules.MAX_LABEL_CHARS), doc="only vertices with this label")
+GRAPH_ERRORS = ("not_found", "unavailable", "timeout")
+
+GRAPH: tuple[Endpoint, ...] = (
+    Endpoint(
+        "graph_list",
+        "graph_list",
+        (),
+        json_reply("GraphList", "every graph of the cluster, by name"),
+        (Route("GET", "/graphs", "The graphs of the cluster and their settings"),),
+        nats="graph.list",
+        max_json_body=GRAPH_JSON_BODY,
+        errors=("unavailable",),
+    ),
+    Endpoint(
+        "graph_create",
+        "graph_create",
+        (
+            GRAPH_NAME,
+            Param("vector_dim", Integer(0, graph_rules.MAX_VECTOR_DIM), default=0, doc="floats in each vertex's embedding; 0: no vectors"),
+            Param("metric", Text(choices=("cosine", "l2")), default="cosine", doc="how vector search compares embeddings"),
+            Param(
+                "text_properties", TextList(), default=[],
+                doc=f"vertex properties (text) the full-text search covers, at most {graph_rules.MAX_TEXT_PROPERTIES}",
+            ),
+        ),
+        json_reply(
+            "Graph", "it exists already, with the same settings", created_when="created", created_description="the graph, created",
+        ),
+        (Route("PUT", "/graphs/{graph}", "Create a graph (every setting optional); the same settings again: 200; other settings: 409"),),
+        nats="graph.create",
+        max_json_body=GRAPH_JSON_BODY,
+        errors=("conflict", "unavailable"),
+    ),
+    Endpoint(
+        "graph_get",
+        "graph_get",
+        (GRAPH_NAME,),
+        json_reply("GraphDetail", "the graph's settings and counts over every shard"),
+        (Route("GET", "/graphs/{graph}", "A graph's settings, and its vertices and edges counted over every shard"),),
+        nats="graph.get",
+        max_json_body=GRAPH_JSON_BODY,
+        errors=GRAPH_ERRORS,
+    ),
+    Endpoint(
+        "graph_delete",
+        "graph_delete",
+        (GRAPH_NAME,),
+        Reply("empty", "gone (also when there was no such graph)", status=204),
+        (Route("DELETE", "/graphs/{graph}", "Delete a graph with all its data (idempotent)"),),
+        nats="graph.delete",
+        max_json_body=GRAPH_JSON_BODY,
+        errors=("unavailable",),
+    ),
+    # Before the vertex routes: .../vertices/a/edges is vertex a's edges (a vertex "a/edges" is a%2Fedges).
+    Endpoint(
+        "graph_edges",
+        "graph_edges",
+        (
+            GRAPH_NAME,
+            vertex_id(),
+            replace(DIRECTION, rest=In.QUERY),
+            Param("type", Text(min_length=1, max_length=graph_rules.MAX_LABEL_CHARS), rest=In.QUERY, doc="only edges of this type"),
+            Param("limit", Integer(1, graph_rules.MAX_EDGES_PAGE), default=100, rest=In.QUERY),
+            Param("cursor", Text(), rest=In.QUERY, doc="next_cursor of the previous page (opaque)"),
+        ),
+        json_reply("EdgePage", "a page of the vertex's edges"),
+        (Route("GET", "/graphs/{graph}/vertices/{id}/edges", "A vertex's edges, a page at a time"),),
+        nats="graph.edges",
+        max_json_body=GRAPH_JSON_BODY,
+        errors=GRAPH_ERRORS,
+    ),
+    Endpoint(
+        "vertex_put",
+        "vertex_put",
+        (
+            GRAPH_NAME,
+            vertex_id(),
+            Param("label", Text(max_length=graph_rules.MAX_LABEL_CHARS), default="", doc=f"printable, at most {graph_rules.MAX_LABEL_CHARS} characters"),
+            PROPERTIES,
+            Param("embedding", Numbers(), doc="vector_dim numbers, when the graph has vectors"),
+        ),
+        json_reply("VertexWritten", "replaced (its edges stay)", created_when="created", created_description="created"),
+        (Route("PUT", "/graphs/{graph}/vertices/{id}", "Create or replace a vertex (its edges stay)"),),
+        nats="graph.vertex.put",
+        max_json_body=GRAPH_JSON_BODY,
+        errors=("not_found", "value_too_large", "unavailable", "timeout"),
+    ),
+    Endpoint(
+        "vertex_get",
+        "vertex_get",
+        (GRAPH_NAME, vertex_id(), Param("embedding", Boolean(), default=False, rest=In.QUERY, doc="include the embedding")),
+        json_reply("Vertex", "the vertex"),
+        (Route("GET", "/graphs/{graph}/vertices/{id}", "Read a vertex"),),
+        nats="graph.vertex.get",
+        max_json_body=GRAPH_JSON_BODY,
+        errors=GRAPH_ERRORS,
+    ),
+    Endpoint(
+        "vertex_delete",
+        "vertex_delete",
+        (GRAPH_NAME, vertex_id()),
+        Reply("empty", "gone, with its edges (also when there was no such vertex)", status=204),
+        (Route("DELETE", "/graphs/{graph}/vertices/{id}", "Delete a vertex and its edges (idempotent)"),),
+        nats="graph.vertex.delete",
+        max_json_body=GRAPH_JSON_BODY,
+        errors=GRAPH_ERRORS,
+    ),
+    Endpoint(
+        "edge_put",
+        "edge_put",
+        (
+            GRAPH_NAME,
+            vertex_id("src", In.BODY, "the vertex the edge leaves"),
+            Param("type", Text(min_length=1, max_length=graph_rules.MAX_LABEL_CHARS), required=True, doc=f"printable, 1 to {graph_rules.MAX_LABEL_CHARS} characters"),
+            vertex_id("dst", In.BODY, "the vertex the edge enters"),
+            PROPERTIES,
+            Param("weight", Number(), default=1.0),
+        ),
+        json_reply("EdgeWritten", "replaced", created_when="created", created_description="created"),
+        (Route("PUT", "/graphs/{graph}/edges", "Create or replace the edge (src, type, dst); both vertices must exist (404 naming the missing one)"),),
+        nats="graph.edge.put",
+        max_json_body=GRAPH_JSON_BODY,
+        errors=("not_found", "value_too_large", "unavailable", "timeout"),
+    ),
+    Endpoint(
+        "edge_delete",
+        "edge_delete",
+        (
+            GRAPH_NAME,
+            vertex_id("src", In.QUERY, "the vertex the edge leaves"),
+            Param("type", Text(min_length=1, max_length=graph_rules.MAX_LABEL_CHARS), required=True, rest=In.QUERY),
+            vertex_id("dst", In.QUERY, "the vertex the edge enters"),
+        ),
+        Reply("empty", "gone (also when there was no such edge)", status=204),
+        (Route("DELETE", "/graphs/{graph}/edges", "Delete the edge (src, type, dst) (idempotent)"),),
+        nats="graph.edge.delete",
+        max_json_body=GRAPH_JSON_BODY,
+        errors=GRAPH_ERRORS,
+    ),
+    Endpoint(
+        "graph_import",
+        "graph_import",
+        (
+            GRAPH_NAME,
+            Param(
+                "ndjson", Ndjson(), required=True, rest=In.NDJSON,
+                doc='one {"vertex": {"id", "label"?, "properties"?, "embedding"?}} or {"edge": {"src", "type", "dst", "properties"?, '
+                '"weight"?}} per line; at most max_import_bytes (REST: the body, Content-Type application/x-ndjson)',
+            ),
+        ),
+        json_reply("ImportResult", "what was applied; the lines that were not, and why"),
+        (Route("POST", "/graphs/{graph}/import", "Import vertices and edges (NDJSON): every vertex line before the edge lines; idempotent"),),
+        nats="graph.import",
+        max_json_body=GRAPH_JSON_BODY,
+        errors=("not_found", "value_too_large", "unavailable", "timeout"),
+    ),
+    Endpoint(
+        "graph_traverse",
+        "graph_traverse",
+        (
+            GRAPH_NAME,
+            Param("from", VertexIds(graph_rules.MAX_SEEDS), required=True, arg="seeds", doc="the vertices to start from (hops 0)"),
+            DIRECTION,
+            TYPES,
+            HOPS,
+            Param("limit", Integer(1, graph_rules.MAX_TRAVERSE_LIMIT), default=graph_rules.DEFAULT_TRAVERSE_LIMIT, doc="at most this many vertices, seeds included"),
+            Param("edges", Boolean(), default=False, doc="also answer the edges walked"),
+        ),
+        json_reply("Traversal", "the vertices reached, nearest first, each with its hops"),
+        (Route("POST", "/graphs/{graph}/traverse", "Breadth-first from some vertices, hop by hop over every shard, bounded by max_hops, limit and the deadline"),),
+        nats="graph.traverse",
+        max_json_body=GRAPH_JSON_BODY,
+        errors=GRAPH_ERRORS,
+    ),
+    Endpoint(
+        "graph_shortest_path",
+        "graph_shortest_path",
+        (
+            GRAPH_NAME,
+            vertex_id("from", In.BODY, "where the path starts", arg="source"),
+            vertex_id("to", In.BODY, "where the path ends", arg="target"),
+            DIRECTION,
+            TYPES,
+            HOPS,
+        ),
+        json_reply("Path", "a shortest path (by hops): its vertex ids and its edges in order"),
+        (Route("POST", "/graphs/{graph}/shortest-path", "A shortest path between two vertices, at most max_hops (404 when there is none)"),),
+        nats="graph.shortest_path",
+        max_json_body=GRAPH_JSON_BODY,
+        errors=GRAPH_ERRORS,
+    ),
+    Endpoint(
+        "graph_vector_search",
+        "graph_vector_search",
+        (GRAPH_NAME, Param("vector", Numbers(), required=True, doc="vector_dim numbers"), K, LABEL_FILTER),
+        json_reply("Hits", "the k nearest vertices over every shard, best first"),
+        (Route("POST", "/graphs/{graph}/search/vector", "Nearest vertices by embedding (score: cosine similarity, or -distance for l2)"),),
+        nats="graph.search.vector",
+        max_json_body=GRAPH_JSON_BODY,
+        errors=GRAPH_ERRORS,
+    ),
+    Endpoint(
+        "graph_text_search",
+        "graph_text_search",
+        (GRAPH_NAME, Param("query", Text(min_length=1, max_length=graph_rules.MAX_QUERY_CHARS), required=True), K, LABEL_FILTER),
+        json_reply("Hits", "the k best vertices over every shard, best first"),
+        (Route("POST", "/graphs/{graph}/search/text", "Full-text search over the graph's text_properties (BM25 with statistics of every shard)"),),
+        nats="graph.search.text",
+        max_json_body=GRAPH_JSON_BODY,
+        errors=GRAPH_ERRORS,
+    ),
+    Endpoint(
+        "graph_cypher",
+        "graph_cypher",
+        (
+            GRAPH_NAME,
+            Param("query", Text(min_length=1, max_length=graph_rules.MAX_QUERY_CHARS), required=True, doc="one read-only Cypher statement"),
+            Param("params", JsonObject(), doc="the query's $parameters"),
+        ),
+        json_reply("CypherResult", "the rows of every shard, each with its shard"),
+        (Route("POST", "/graphs/{graph}/cypher", "Run a read-only Cypher query on every shard's part of the graph (a write is refused: 400)"),),
+        nats="graph.cypher",
+        max_json_body=GRAPH_JSON_BODY,
+        errors=GRAPH_ERRORS,
+    ),
+)
+
+ENDPOINTS: tuple[Endpoint, ...] = KV + CLUSTER + GRAPH + GATEWAY

@@ -29,17 +29,17 @@ import logging
 import asyncio
 import math
 import time
-from typing import Any, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
 from urllib.parse import urlsplit
 
 from aiohttp import hdrs, web
 from aiohttp.http import HttpVersion11
 
 from torua.config import GatewayConfig
-from torua.gateway.endpoints import ENDPOINTS, Endpoint, Route, call
-from torua.gateway.http_rules import SECURITY_HEADERS, SERVED_METHODS, cross_origin_refusal, is_json_media_type
+from torua.gateway.endpoints import ENDPOINTS, MAX_JSON_BODY, Endpoint, Route, call
+from torua.gateway.http_rules import SECURITY_HEADERS, SERVED_METHODS, cross_origin_refusal, is_json_media_type, is_ndjson_media_type
 from torua.gateway.openapi import openapi_document
-from torua.gateway.params import In, Key, bind, check_fields
+from torua.gateway.params import In, Key, NdjsonBody, bind, check_fields
 from torua.gateway.paths import keys_from_raw_path, query_params
 from torua.gateway.service import Gateway
 from torua.metrics import CONTENT_TYPE_LATEST, http_op
@@ -51,8 +51,6 @@ log = logging.getLogger("torua.gateway.http")
 GATEWAY = web.AppKey("gateway", Gateway)
 CONFIG = web.AppKey("config", GatewayConfig)
 
-# JSON bodies (POST /shards/assign, ...) never need more than this.
-MAX_JSON_BODY = 64 << 10
 
 _AIOHTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "value_too_large"}
 
@@ -191,6 +189,46 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     return bytes(body)
 
 
+def stream_body(request: web.Request, limit: int) -> NdjsonBody:
+    """The body as it arrives (an NDJSON import), at most `limit` bytes (up front from
+    Content-Length, and again while reading) and within the request deadline (408),
+    read when the Gateway method reads it (after it found the graph)."""
+
+    async def chunks() -> AsyncIterator[bytes]:
+        if request.content_length is not None and request.content_length > limit:
+            raise _too_large(request.content_length, limit)
+        deadline = asyncio.get_running_loop().time() + request.app[CONFIG].request_timeout
+        got = 0
+        try:
+            while True:
+                async with asyncio.timeout_at(deadline):
+                    chunk = await request.content.readany()
+                if not chunk:
+                    return
+                got += len(chunk)
+                if got > limit:
+                    raise _too_large(None, limit)
+                yield chunk
+        except TimeoutError:
+            timeout = request.app[CONFIG].request_timeout
+            raise ToruaError("request_timeout", f"the body did not arrive within {timeout:g} s ({got} bytes came)") from None
+        except web.RequestPayloadError as exc:
+            raise ToruaError("bad_request", f"malformed request body: {str(exc).splitlines()[0][:200] if str(exc) else 'unreadable'}") from None
+        except ConnectionError:
+            raise ToruaError("bad_request", "the connection closed before the body was complete") from None
+
+    return NdjsonBody(chunks)
+
+
+def check_ndjson_type(request: web.Request) -> None:
+    """JSON lines say so (application/x-ndjson, ...): a browser page cannot send that to
+    another origin without asking, as it can text/plain or a form (CSRF)."""
+    content_type = request.headers.get(hdrs.CONTENT_TYPE)
+    if not is_ndjson_media_type(content_type):
+        said = f"Content-Type {content_type[:100]!r}" if content_type else "no Content-Type"
+        raise ToruaError("unsupported_media_type", f"the body must be JSON lines sent with Content-Type: application/x-ndjson, not {said}")
+
+
 async def expect_value(request: web.Request) -> web.StreamResponse | None:
     """`Expect: 100-continue`: refuse an oversized value before the client sends it."""
     limit = request.app[CONFIG].max_value_bytes
@@ -213,14 +251,14 @@ def _query(request: web.Request) -> dict[str, str]:
     return query_params(_raw_target(request))
 
 
-async def read_json_object(request: web.Request) -> dict[str, Any]:
-    """The body as a JSON object. It must say it is JSON: a browser page may send
-    text/plain or a form to any origin without asking (CSRF), but not JSON."""
+async def read_json_object(request: web.Request, limit: int = MAX_JSON_BODY) -> dict[str, Any]:
+    """The body as a JSON object of at most `limit` bytes. It must say it is JSON: a
+    browser page may send text/plain or a form to any origin without asking (CSRF), but not JSON."""
     content_type = request.headers.get(hdrs.CONTENT_TYPE)
     if not is_json_media_type(content_type):
         said = f"Content-Type {content_type[:100]!r}" if content_type else "no Content-Type"
         raise ToruaError("unsupported_media_type", f"the body must be JSON sent with Content-Type: application/json, not {said}")
-    data = loads_json(await read_body(request, MAX_JSON_BODY))  # bad_request naming a value the wire cannot carry
+    data = loads_json(await read_body(request, limit))  # bad_request naming a value the wire cannot carry
     if not isinstance(data, dict):
         raise ToruaError("bad_request", "the body must be a JSON object")
     return data
@@ -236,20 +274,25 @@ def route_handler(endpoint: Endpoint, route: Route) -> Handler:
     and answer as the reply says. Path and query come first, so a bad key is
     refused before its body is read."""
     params = endpoint.read_over_rest(route)
-    keys = [p.name for p in params if p.rest is In.PATH and isinstance(p.kind, Key)]
+    key_params = [p for p in params if p.rest is In.PATH and isinstance(p.kind, Key)]
+    keys = [p.name for p in key_params]
+    # a JSON body none of whose fields is required may be left out altogether (PUT /graphs/{graph})
+    optional_body = not any(p.required for p in params if p.rest is In.BODY)
     segments = [p.name for p in params if p.rest is In.PATH and not isinstance(p.kind, Key)]
     query = [p.name for p in params if p.rest is In.QUERY]
     content_type = [p.name for p in params if p.rest is In.CONTENT_TYPE]
     from_text = frozenset(keys + segments + query + content_type)
     body = endpoint.body(route)
-    raw = next((p.name for p in params if p.rest in (In.RAW_BODY, In.WHOLE_BODY)), "")
+    raw = next((p.name for p in params if p.rest in (In.RAW_BODY, In.WHOLE_BODY, In.NDJSON)), "")
     fields, expected = endpoint.body_expected(route)
     reply, status = endpoint.reply, route.status or endpoint.reply.status
 
     async def handle(request: web.Request) -> web.StreamResponse:
         values: dict[str, Any] = {}
         if keys:
-            values.update(keys_from_raw_path(route.path, _raw_path(request), keys))
+            # checked at once, with each kind's words (a key's, a vertex id's): before any body is read
+            values.update(keys_from_raw_path(route.path, _raw_path(request), keys, validate=False))
+            bind(key_params, values, keys)
         for name in segments:
             # match_info is already percent-decoded by aiohttp; node ids are plain tokens anyway.
             values[name] = request.match_info[name]
@@ -261,9 +304,12 @@ def route_handler(endpoint: Endpoint, route: Route) -> Handler:
         if body == "raw":
             values[raw] = await read_body(request, request.app[CONFIG].max_value_bytes)
         elif body == "whole":
-            values[raw] = await read_json_object(request)
+            values[raw] = await read_json_object(request, endpoint.max_json_body)
+        elif body == "ndjson":
+            check_ndjson_type(request)
+            values[raw] = stream_body(request, request.app[CONFIG].max_import_bytes)
         elif body == "json":
-            data = await read_json_object(request)
+            data = {} if optional_body and not request.body_exists else await read_json_object(request, endpoint.max_json_body)
             check_fields(data, fields, expected)
             values.update(data)
         result = await call(_gw(request), endpoint, bind(endpoint.params, values, from_text, route.fixed))
@@ -273,9 +319,7 @@ def route_handler(endpoint: Endpoint, route: Route) -> Handler:
             # The stored bytes with their content type; `security_headers` keeps them inert in a browser.
             value, stored_type = result
             return web.Response(body=value, status=status, headers={hdrs.CONTENT_TYPE: stored_type})
-        if reply.accepted_when and result[reply.accepted_when]:
-            return web.json_response(result, status=202)
-        return web.json_response(result, status=status)
+        return web.json_response(result, status=reply.status_of(result, status))
 
     return handle
 

@@ -40,6 +40,20 @@ def is_json_media_type(content_type: str | None) -> bool:
     return subtype == "json" or (subtype.endswith("+json") and len(subtype) > len("+json"))
 
 
+# What JSON lines are sent as (the first is the common one); a JSON type is taken too.
+NDJSON_MEDIA_TYPES = frozenset({"application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines", "application/jsonlines"})
+
+
+def is_ndjson_media_type(content_type: str | None) -> bool:
+    """``application/x-ndjson`` and its aliases, or a JSON type, any case, any parameters.
+
+    >>> is_ndjson_media_type("application/x-ndjson; charset=utf-8"), is_ndjson_media_type("application/x-www-form-urlencoded")
+    (True, False)
+    """
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    return media in NDJSON_MEDIA_TYPES or is_json_media_type(content_type)
+
+
 def cross_origin_refusal(method: str, headers: Mapping[str, str]) -> str | None:
     """Why a browser request from another origin may not change anything (None: it may).
 

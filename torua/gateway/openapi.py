@@ -20,11 +20,11 @@ from torua.protocol.errors import HTTP_STATUS
 ERROR_TEXT = {
     400: "bad input (key, JSON, parameter, cursor, a value out of range, a malformed HTTP request); nothing changed",
     403: "cross_origin: a browser page from another origin may not change anything here",
-    404: "no such key, node, shard or route",
+    404: "no such key, node, shard, graph, vertex or route",
     405: "method not allowed on this path (Allow lists the ones that are)",
     408: "request_timeout: the request's headers or body did not arrive within the request deadline (--request-timeout); the connection is closed",
-    409: "conflicts with the cluster's state (e.g. the shard is already moving)",
-    413: "value larger than max_value_bytes",
+    409: "conflicts with the cluster's state (e.g. the shard is already moving, a graph exists with other settings)",
+    413: "value larger than max_value_bytes, a graph property document over its limit, an import over max_import_bytes",
     414: "uri_too_long: the request line is longer than 8190 bytes",
     415: "unsupported_media_type: a JSON body must be sent with Content-Type: application/json (or application/*+json)",
     431: "headers_too_large: a header is longer than 8190 bytes, or there are more than 128",
@@ -45,6 +45,7 @@ SECURITY_RESPONSE_HEADERS = {
 }
 
 JSON_BODY_NOTE = "Content-Type must be application/json (parameters such as charset allowed) or application/*+json, else 415."
+NDJSON_BODY_NOTE = "Content-Type must be application/x-ndjson (or application/jsonl, or a JSON type), else 415."
 
 
 def json_body(schema: Schema, description: str) -> Schema:
@@ -85,11 +86,19 @@ def _request_body(endpoint: Endpoint, route: Route) -> Schema | None:
         value = next(p for p in params if p.rest is In.RAW_BODY)
         said = [value.doc] + [f"its Content-Type is {p.doc}" for p in params if p.rest is In.CONTENT_TYPE]
         return {"required": value.required, "description": "; ".join(d for d in said if d), "content": {"*/*": {"schema": value.kind.schema()}}}
+    if kind == "ndjson":
+        lines = next(p for p in params if p.rest is In.NDJSON)
+        return {
+            "required": lines.required, "description": f"{lines.doc}. {NDJSON_BODY_NOTE}",
+            "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
+        }
     if kind == "whole":
         whole = next(p for p in params if p.rest is In.WHOLE_BODY).schema()
         schema = {"$ref": whole["$ref"]} if "$ref" in whole else whole
     elif kind == "json":
         schema = ref(request_schema_name(endpoint))
+        if not any(p.required for p in params if p.rest is In.BODY):  # every field optional: so is the body
+            return {"required": False, "description": JSON_BODY_NOTE, "content": {"application/json": {"schema": schema}}}
     else:
         return None
     return {"required": True, "description": JSON_BODY_NOTE, "content": {"application/json": {"schema": schema}}}
@@ -120,6 +129,8 @@ def _success(endpoint: Endpoint, route: Route) -> dict[str, Schema]:
         out = {str(status): json_body(_schema(reply.schema), description)}
     if reply.accepted_when:
         out = {"202": json_body(_schema(reply.schema), reply.accepted_description), **out}
+    if reply.created_when:
+        out = {"201": json_body(_schema(reply.schema), reply.created_description), **out}
     return out
 
 
@@ -157,7 +168,7 @@ def operation(endpoint: Endpoint, route: Route) -> Schema:
     responses = _success(endpoint, route)
     for response in responses.values():
         response["headers"] = dict(SECURITY_RESPONSE_HEADERS)
-    takes_json = body is not None and "application/json" in body["content"]
+    takes_json = body is not None and bool({"application/json", "application/x-ndjson"} & set(body["content"]))
     op["responses"] = {**responses, **_errors(endpoint, route, body is not None, takes_json)}
     if endpoint.nats:
         op["x-nats-subject"] = f"{subjects.API}.{endpoint.nats}"  # the same operation on the NATS API
@@ -179,7 +190,7 @@ def openapi_document() -> dict[str, Any]:
         "info": {
             "title": "Torua REST API",
             "version": __version__,
-            "description": "Sharded key-value store over NATS. Errors are JSON {error: {code, message}}; "
+            "description": "Sharded key-value and graph store over NATS. Errors are JSON {error: {code, message}}; "
             "a JSON body needs Content-Type: application/json; a request's headers and body must arrive within "
             "the request deadline (408); no browser page from another origin may change anything (403). "
             "The same operations are on NATS under torua.api.* (msgpack, or JSON with Content-Type: application/json): "

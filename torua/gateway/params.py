@@ -4,7 +4,8 @@ API (`torua.gateway.nats_api`). Pure: no aiohttp, no nats, no asyncio.
 
 A `Param` is one named input: its type and bounds (a `Kind`), whether it is
 required or else its default, and where REST reads it (`In`: the path, the query,
-a field of the JSON body, the whole JSON body, the raw body or its Content-Type).
+a field of the JSON body, the whole JSON body, the raw body or its Content-Type,
+or a body of JSON lines).
 Over NATS every input is a field of the payload (named `nats` where that name
 differs) or, for a whole-body input, the payload itself.
 
@@ -28,10 +29,12 @@ torua.protocol.errors.ToruaError: bad_request: limit must be an integer from 1 t
 from __future__ import annotations
 
 import enum
+import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Collection, Iterable, Mapping
+from typing import Any, AsyncIterator, Callable, Collection, Iterable, Mapping
 
+from torua.graph.rules import validate_vertex_id
 from torua.kv_rules import validate_key
 from torua.protocol.errors import ToruaError
 
@@ -47,6 +50,7 @@ class In(enum.Enum):
     WHOLE_BODY = "whole_body"  # the JSON object body itself (NATS: the whole payload)
     RAW_BODY = "raw_body"  # the request's bytes (NATS: "value" text or bytes, or "value_b64")
     CONTENT_TYPE = "content_type"  # the raw body's Content-Type header (NATS: a field)
+    NDJSON = "ndjson"  # the request's body as JSON lines, streamed (NATS: a field, the lines as text or bytes)
 
 
 class Invalid(Exception):
@@ -81,10 +85,13 @@ class Text(Kind):
     min_length: int = 0
     max_length: int | None = None
     choices: tuple[str, ...] = ()
+    pattern: str = ""  # a regular expression the whole text must match (give the param a `what`)
 
     def describe(self) -> str:
         if self.choices:
             return _either(self.choices)
+        if self.pattern:
+            return f"a string matching {self.pattern}"
         if self.max_length is not None:
             return f"a string of {self.min_length} to {self.max_length} characters"
         return "a non-empty string" if self.min_length else "a string"
@@ -93,6 +100,8 @@ class Text(Kind):
         if not isinstance(value, str) or len(value) < self.min_length:
             raise Invalid
         if (self.max_length is not None and len(value) > self.max_length) or (self.choices and value not in self.choices):
+            raise Invalid
+        if self.pattern and not re.fullmatch(self.pattern, value):
             raise Invalid
         return value
 
@@ -107,6 +116,8 @@ class Text(Kind):
             out["minLength"] = self.min_length
         if self.max_length is not None:
             out["maxLength"] = self.max_length
+        if self.pattern:
+            out["pattern"] = f"^{self.pattern}$"
         return out
 
 
@@ -129,6 +140,113 @@ class Key(Text):
 
     def parse(self, text: str) -> str:
         return self.check(text)
+
+
+@dataclass(frozen=True)
+class VertexId(Key):
+    """A graph vertex id: a key's rules (torua.graph.rules.validate_vertex_id), in an error
+    named as the param is (``src must not be empty``); over REST a path param is read
+    from the raw path like a key."""
+
+    name: str = "id"
+
+    def describe(self) -> str:
+        return "a vertex id (1 to 1024 bytes of UTF-8, no NUL)"
+
+    def check(self, value: Any) -> str:
+        return validate_vertex_id(value, self.name)
+
+
+@dataclass(frozen=True)
+class VertexIds(Kind):
+    """A list of vertex ids, at least one and at most `max_items`."""
+
+    max_items: int = 1000
+
+    def describe(self) -> str:
+        return f"a list of 1 to {self.max_items} vertex ids"
+
+    def check(self, value: Any) -> list[str]:
+        if not isinstance(value, list) or not 1 <= len(value) <= self.max_items:
+            raise Invalid
+        return [validate_vertex_id(v, "each vertex id") for v in value]
+
+    def schema(self) -> Schema:
+        return {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1, "maxItems": self.max_items}
+
+
+@dataclass(frozen=True)
+class Number(Kind):
+    """A finite number (an integer is taken as one)."""
+
+    def describe(self) -> str:
+        return "a number"
+
+    def check(self, value: Any) -> float:
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+            raise Invalid
+        return float(value)
+
+    def schema(self) -> Schema:
+        return {"type": "number"}
+
+
+@dataclass(frozen=True)
+class Numbers(Kind):
+    """A list of finite numbers (a vector; its length is the graph's to check)."""
+
+    def describe(self) -> str:
+        return "a list of numbers"
+
+    def check(self, value: Any) -> list[float]:
+        if not isinstance(value, list) or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in value):
+            raise Invalid
+        return [float(x) for x in value]
+
+    def schema(self) -> Schema:
+        return {"type": "array", "items": {"type": "number"}}
+
+
+class NdjsonBody:
+    """The body of an NDJSON request as it arrives: `chunks` yields its bytes piece by
+    piece (REST streams them from the connection, with a size limit; NATS has them whole)."""
+
+    def __init__(self, chunks: Callable[[], AsyncIterator[bytes]]) -> None:
+        self._chunks = chunks
+
+    @classmethod
+    def whole(cls, data: bytes) -> "NdjsonBody":
+        async def once() -> AsyncIterator[bytes]:
+            yield data
+
+        return cls(once)
+
+    def chunks(self) -> AsyncIterator[bytes]:
+        return self._chunks()
+
+
+@dataclass(frozen=True)
+class Ndjson(Kind):
+    """JSON lines (REST: the body, streamed; NATS: a field holding the lines as text,
+    or bytes in msgpack)."""
+
+    def describe(self) -> str:
+        return "JSON lines as text"
+
+    def check(self, value: Any) -> NdjsonBody:
+        if isinstance(value, NdjsonBody):
+            return value
+        if isinstance(value, str):
+            try:
+                return NdjsonBody.whole(value.encode("utf-8"))
+            except UnicodeEncodeError:
+                raise Invalid from None
+        if isinstance(value, bytes):
+            return NdjsonBody.whole(value)
+        raise Invalid
+
+    def schema(self) -> Schema:
+        return {"type": "string", "description": "one JSON document per line"}
 
 
 _DIGITS = re.compile(r"[0-9]{1,20}")  # bounded: no 4300-digit int() from a query string
@@ -256,10 +374,15 @@ class Param:
     doc: str = ""
     what: str = ""  # how an error names what it must be, when the kind's words are too general
     schema_extra: Mapping[str, Any] = field(default_factory=dict)  # for the OpenAPI document only
+    arg: str = ""  # the Gateway method's keyword argument, when not `name` (a name Python reserves: "from")
 
     @property
     def nats_name(self) -> str:
         return self.nats or self.name
+
+    @property
+    def argument(self) -> str:
+        return self.arg or self.name
 
     @property
     def must_be(self) -> str:

@@ -48,10 +48,11 @@ def key_from_raw_path(raw_path: str, prefix: str = "/data/", suffix: str = "") -
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-def keys_from_raw_path(template: str, raw_path: str, names: Collection[str]) -> dict[str, str]:
+def keys_from_raw_path(template: str, raw_path: str, names: Collection[str], validate: bool = True) -> dict[str, str]:
     """The keys `names` of a raw request path laid out as `template`, each decoded
-    strictly and validated (`torua.keys.validate_key`); a key may hold slashes, any
-    other ``{param}`` is one path segment (read by the router, not here).
+    strictly and validated (`torua.keys.validate_key`; with `validate` False, the
+    caller checks them, e.g. as vertex ids); a key may hold slashes, any other
+    ``{param}`` is one path segment (read by the router, not here).
 
     >>> keys_from_raw_path("/keys/{key}/location", "/keys/a%2Fb/c/location?x=1", ["key"])
     {'key': 'a/b/c'}
@@ -62,7 +63,8 @@ def keys_from_raw_path(template: str, raw_path: str, names: Collection[str]) -> 
     match = _layout(template, frozenset(names)).fullmatch(path)
     if match is None:
         raise ToruaError("bad_request", f"expected a path of the form {template}")
-    return {name: validate_key(percent_decode(raw)) for name, raw in match.groupdict().items()}
+    decoded = {name: percent_decode(raw) for name, raw in match.groupdict().items()}
+    return {name: validate_key(key) for name, key in decoded.items()} if validate else decoded
 
 
 @functools.cache

@@ -46,6 +46,16 @@ def _settings_properties() -> dict[str, Schema]:
     return out
 
 
+_GRAPH_INFO: dict[str, Schema] = {
+    "name": STR,
+    "uid": {**STR, "description": "new each time a graph of this name is created"},
+    "vector_dim": {**INT, "description": "floats per embedding; 0: no vectors"},
+    "metric": {"enum": ["cosine", "l2"]},
+    "text_properties": {**STRS, "description": "the properties full-text search covers"},
+    "created_at": {"type": "string", "format": "date-time"},
+}
+_EDGE = obj({"src": STR, "type": STR, "dst": STR, "weight": NUM, "properties": {"type": "object"}})
+
 SCHEMAS: dict[str, Schema] = {
     "Error": obj(
         {
@@ -242,6 +252,60 @@ SCHEMAS: dict[str, Schema] = {
             "shard_rates": {"type": "object", "additionalProperties": NUM, "description": "ops/s per shard id"},
         },
         description="load-based rebalancing of hot shards (ARCHITECTURE.md, Load rebalancing)",
+    ),
+    "GraphInfo": obj(_GRAPH_INFO, description="a graph of the catalog"),
+    "Graph": obj({**_GRAPH_INFO, "created": {**BOOL, "description": "this request created it (201)"}}),
+    "GraphList": obj({"graphs": {"type": "array", "items": ref("GraphInfo")}}),
+    "GraphDetail": obj(
+        {**_GRAPH_INFO, "counts": {"type": "object", "additionalProperties": INT, "description": "vertices, edges, ... summed over every shard"}}
+    ),
+    "Vertex": obj(
+        {"id": STR, "label": STR, "properties": {"type": "object"}, "embedding": {"type": "array", "items": NUM, "description": "only with ?embedding=true"}},
+        required=["id", "label", "properties"],
+    ),
+    "VertexWritten": obj({"id": STR, "created": {**BOOL, "description": "the vertex did not exist before (201)"}}),
+    "Edge": _EDGE,
+    "EdgeWritten": obj({"src": STR, "type": STR, "dst": STR, "created": {**BOOL, "description": "the edge did not exist before (201)"}}),
+    "EdgePage": obj(
+        {"edges": {"type": "array", "items": ref("Edge")}, "next_cursor": {**STR_OR_NULL, "description": "pass as ?cursor= for the next page; null at the end"}}
+    ),
+    "ImportResult": obj(
+        {
+            "vertices": {**INT, "description": "vertex lines applied"},
+            "edges": {**INT, "description": "edge lines applied"},
+            "errors": {
+                "type": "array",
+                "items": obj({"line": {**INT, "description": "1 for the first line"}, "error": STR}),
+                "description": "the lines not applied, and why",
+            },
+        }
+    ),
+    "Traversal": obj(
+        {
+            "vertices": {
+                "type": "array",
+                "items": obj({"id": STR, "label": STR, "properties": {"type": "object"}, "hops": {**INT, "description": "the shortest distance from the seeds (0 for a seed)"}}),
+            },
+            "edges": {"type": "array", "items": ref("Edge"), "description": "only with edges: true: the edges walked between vertices of the answer"},
+            "truncated": {**BOOL, "description": "limit, a shard's edge cap or the deadline cut the answer"},
+        },
+        required=["vertices", "truncated"],
+    ),
+    "Path": obj({"path": STRS, "edges": {"type": "array", "items": ref("Edge"), "description": "path[i] to path[i+1], in order"}}),
+    "Hits": obj(
+        {
+            "hits": {
+                "type": "array",
+                "items": obj({"id": STR, "label": STR, "score": {**NUM, "description": "higher is better"}, "properties": {"type": "object"}}),
+            }
+        }
+    ),
+    "CypherResult": obj(
+        {
+            "columns": STRS,
+            "rows": {"type": "array", "items": obj({"shard": INT, "values": {"type": "array"}}), "description": "every shard's rows, shards in order"},
+            "truncated": {**BOOL, "description": "a shard had more rows than it answers with"},
+        }
     ),
     "BroadcastReply": obj(
         {"node_id": STR, "ok": BOOL, "kind": STR, "detail": {"type": "object"}, "error": obj({"code": STR, "message": STR})},

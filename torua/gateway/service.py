@@ -6,7 +6,9 @@ keeps no state of its own but a cached shard map.
 
 Every operation raises `ToruaError` for anything a caller did wrong or the cluster
 cannot do now (a key that breaks the key rules, a shard the cluster does not
-have); the front-ends turn it into their error shape.
+have); the front-ends turn it into their error shape. The graph operations are
+in `torua.gateway.graphs`, mixed in; the gateway also keeps a cached copy of the
+graph catalog (`torua.graph.catalog_store`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from torua.cluster_health import cluster_health, node_state
 from torua.cluster_settings import describe as describe_settings
 from torua.config import GatewayConfig
 from torua.gateway.connection import GatewayRunner
+from torua.gateway.graphs import GraphEndpoints
+from torua.graph.catalog_store import GraphCatalog
 from torua.kv_rules import DEFAULT_CONTENT_TYPE  # noqa: F401 (imported from here)
 from torua.kv_rules import servable_content_type, shard_for_key, validate_content_type, validate_key, validate_prefix, validate_put
 from torua.listen import listen
@@ -144,19 +148,24 @@ def shards_view(m: ShardMap) -> dict[str, Any]:
 check_content_type = validate_content_type
 
 
-class Gateway:
+class Gateway(GraphEndpoints):
+    """Every operation of the public APIs; the graph ones are `GraphEndpoints`'."""
+
     def __init__(self, nc: NATS, config: GatewayConfig) -> None:
         self.nc = nc
         self.config = config
         self.maps = MapCache(nc)
         self.router = ShardRouter(nc, self.maps)
+        self.graphs = GraphCatalog(nc)
         self.started_at = time.time()
         self.metrics = GatewayMetrics(self.maps.epoch)
 
     async def start(self) -> None:
         await self.maps.start()
+        await self.graphs.start()
 
     async def stop(self) -> None:
+        await self.graphs.stop()
         await self.maps.stop()
 
     # ------------------------------------------------------------------ KV

@@ -1,0 +1,311 @@
+"""Graph data through the public APIs on a real cluster (nats-server, coordinator, three
+nodes, a gateway): vertices and edges over REST, the NATS API and `torua.Client`
+(one hop to the node), imports, and traversals and shortest paths over generated
+graphs (random and power-law, with Unicode and slash ids) compared with networkx."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+from urllib.parse import quote
+
+import networkx as nx
+import pytest
+
+from torua import Client, ToruaError
+
+NDJSON = {"Content-Type": "application/x-ndjson"}
+
+
+def vpath(graph: str, vid: str, suffix: str = "") -> str:
+    return f"/graphs/{graph}/vertices/{quote(vid, safe='')}{suffix}"
+
+
+def ndjson(lines) -> bytes:
+    return b"".join(json.dumps(line, ensure_ascii=False).encode() + b"\n" for line in lines)
+
+
+def test_vertices_are_created_replaced_read_and_deleted(shared_cluster):
+    c = shared_cluster
+    assert c.json("PUT", "/graphs/api-v", {"vector_dim": 3})[0] in (200, 201)
+    for vid in ["ada", "a/b c", "数字/🚀", "x?y#z", "a/edges", "two\nlines"]:
+        status, put = c.json("PUT", vpath("api-v", vid), {"label": "Person", "properties": {"name": vid}, "embedding": [1, 2, 3]})
+        assert status == 201 and put == {"id": vid, "created": True}, put
+        status, again = c.json("PUT", vpath("api-v", vid), {"label": "Person", "properties": {"name": vid, "v": 2}})
+        assert status == 200 and again == {"id": vid, "created": False}
+        status, got = c.json("GET", vpath("api-v", vid))
+        assert status == 200 and got == {"id": vid, "label": "Person", "properties": {"name": vid, "v": 2}}, got
+    status, got = c.json("PUT", vpath("api-v", "emb"), {"label": "Doc", "embedding": [0.5, 0.25, 1]})
+    assert c.json("GET", vpath("api-v", "emb") + "?embedding=true")[1]["embedding"] == [0.5, 0.25, 1.0]
+    assert "embedding" not in c.json("GET", vpath("api-v", "emb"))[1]
+    # a raw slash is the id's too
+    assert c.json("GET", "/graphs/api-v/vertices/a/b%20c")[1]["id"] == "a/b c"
+    assert c.request("DELETE", vpath("api-v", "ada"))[0] == 204
+    status, gone = c.json("GET", vpath("api-v", "ada"))
+    assert status == 404 and gone["error"]["code"] == "not_found"
+    assert c.request("DELETE", vpath("api-v", "ada"))[0] == 204  # idempotent
+
+
+def test_edges_need_both_vertices_are_listed_from_either_end_and_go_with_a_vertex(shared_cluster):
+    c = shared_cluster
+    assert c.json("PUT", "/graphs/api-e", {})[0] in (200, 201)
+    for vid in ["a", "b", "c", "数/d"]:
+        assert c.json("PUT", vpath("api-e", vid), {"label": "V"})[0] == 201
+    status, put = c.json("PUT", "/graphs/api-e/edges", {"src": "a", "type": "knows", "dst": "b", "properties": {"since": 1}, "weight": 2.5})
+    assert status == 201 and put == {"src": "a", "type": "knows", "dst": "b", "created": True}
+    assert c.json("PUT", "/graphs/api-e/edges", {"src": "a", "type": "knows", "dst": "b", "weight": 3})[0] == 200
+    for dst in ["c", "数/d"]:
+        assert c.json("PUT", "/graphs/api-e/edges", {"src": "a", "type": "cites", "dst": dst})[0] == 201
+    assert c.json("PUT", "/graphs/api-e/edges", {"src": "c", "type": "knows", "dst": "a"})[0] == 201
+    status, missing = c.json("PUT", "/graphs/api-e/edges", {"src": "a", "type": "knows", "dst": "nobody"})
+    assert status == 404 and "nobody" in missing["error"]["message"], missing
+    status, missing = c.json("PUT", "/graphs/api-e/edges", {"src": "nobody", "type": "knows", "dst": "a"})
+    assert status == 404 and "nobody" in missing["error"]["message"], missing
+
+    def edges(vid: str, query: str = "") -> list[tuple[str, str, str]]:
+        status, page = c.json("GET", vpath("api-e", vid, "/edges") + query)
+        assert status == 200, page
+        return sorted((e["src"], e["type"], e["dst"]) for e in page["edges"])
+
+    assert edges("a") == [("a", "cites", "c"), ("a", "cites", "数/d"), ("a", "knows", "b")]
+    assert edges("a", "?direction=in") == [("c", "knows", "a")]
+    assert edges("a", "?direction=both&type=knows") == [("a", "knows", "b"), ("c", "knows", "a")]
+    assert edges("数/d", "?direction=in") == [("a", "cites", "数/d")]  # the in-half, on d's shard
+    knows = c.json("GET", vpath("api-e", "b", "/edges") + "?direction=in")[1]["edges"]
+    assert knows == [{"src": "a", "type": "knows", "dst": "b", "weight": 3.0, "properties": {}}]
+    # pages
+    seen, cursor = [], None
+    while True:
+        status, page = c.json("GET", vpath("api-e", "a", "/edges") + "?direction=both&limit=1" + (f"&cursor={quote(cursor)}" if cursor else ""))
+        assert status == 200 and len(page["edges"]) <= 1
+        seen += [(e["src"], e["type"], e["dst"]) for e in page["edges"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert sorted(seen) == edges("a", "?direction=both")
+    # delete one edge; then a vertex, with its edges, seen from the other ends
+    assert c.request("DELETE", "/graphs/api-e/edges?src=a&type=cites&dst=c")[0] == 204
+    assert c.request("DELETE", "/graphs/api-e/edges?src=a&type=cites&dst=c")[0] == 204
+    assert edges("c", "?direction=in") == []
+    assert c.request("DELETE", vpath("api-e", "a"))[0] == 204
+    from tests.support.processes import wait_until
+
+    wait_until(lambda: edges("b", "?direction=in") == [] and edges("数/d", "?direction=in") == [] and edges("c") == [], 10, "a's edges gone everywhere")
+    counts = c.json("GET", "/graphs/api-e")[1]["counts"]
+    assert counts["vertices"] == 3 and counts["edges"] == 0, counts
+
+
+def test_an_import_applies_vertices_before_edges_names_bad_lines_and_again_changes_nothing(shared_cluster):
+    c = shared_cluster
+    assert c.json("PUT", "/graphs/api-imp", {"vector_dim": 2})[0] in (200, 201)
+    lines = [
+        {"edge": {"src": "p/1", "type": "links", "dst": "p/2"}},  # before its vertices: still applied
+        {"vertex": {"id": "p/1", "label": "Page", "properties": {"n": 1}, "embedding": [1, 0]}},
+        {"vertex": {"id": "p/2", "label": "Page", "properties": {"n": 2}}},
+        {"vertex": {"id": "p/3", "label": "Page", "embedding": [1, 2, 3]}},  # wrong size
+        {"edge": {"src": "p/2", "type": "links", "dst": "nobody"}},  # dst missing
+        {"edge": {"src": "p/2", "type": "links", "dst": "p/1", "weight": 0.5}},
+    ]
+    body = ndjson(lines) + b"not json\n\n"
+    status, answer = _post(c, "/graphs/api-imp/import", body)
+    assert status == 200, answer
+    assert answer["vertices"] == 2 and answer["edges"] == 2
+    assert [e["line"] for e in answer["errors"]] == [4, 5, 7], answer["errors"]
+    assert "nobody" in answer["errors"][1]["error"]
+    before = c.json("GET", "/graphs/api-imp")[1]["counts"]
+    assert before["vertices"] == 2 and before["edges"] == 2
+    status, again = _post(c, "/graphs/api-imp/import", body)
+    assert status == 200 and again == answer
+    assert c.json("GET", "/graphs/api-imp")[1]["counts"] == before
+    assert c.json("GET", vpath("api-imp", "p/1") + "?embedding=true")[1] == {"id": "p/1", "label": "Page", "properties": {"n": 1}, "embedding": [1.0, 0.0]}
+
+
+def _post(c, path: str, body: bytes):
+    status, raw, _ = c.request("POST", path, body, NDJSON)
+    return status, json.loads(raw)
+
+
+# ------------------------------------------------------------ traversal against networkx
+
+ODD = ["v/{}", "数字/{}", "a b/{}", "ü%{}", "x?y#{}", "{}/edges"]
+
+
+def generated(name: str, seed: int) -> nx.DiGraph:
+    rng = random.Random(seed)
+    graph = nx.gnp_random_graph(150, 0.015, seed=seed, directed=True) if name == "random" else nx.DiGraph(nx.scale_free_graph(150, seed=seed))
+    graph.remove_edges_from(nx.selfloop_edges(graph))
+    out = nx.relabel_nodes(graph, {n: ODD[n % len(ODD)].format(n) for n in graph.nodes})
+    for a, b in out.edges:
+        out.edges[a, b]["type"] = rng.choice(["knows", "cites"])
+    return out
+
+
+def import_graph(c, name: str, graph: nx.DiGraph) -> None:
+    assert c.json("PUT", f"/graphs/{name}", {})[0] in (200, 201)
+    lines = [{"vertex": {"id": n, "label": "N", "properties": {"n": n}}} for n in graph.nodes]
+    lines += [{"edge": {"src": a, "type": t, "dst": b}} for a, b, t in graph.edges(data="type", default="link")]
+    status, answer = _post(c, f"/graphs/{name}/import", ndjson(lines))
+    assert status == 200 and answer["errors"] == [] and answer["vertices"] == graph.number_of_nodes(), answer
+    assert answer["edges"] == graph.number_of_edges()
+
+
+def view(graph: nx.DiGraph, direction: str):
+    return {"out": graph, "in": graph.reverse(copy=True), "both": graph.to_undirected(as_view=True)}[direction]
+
+
+@pytest.mark.parametrize("kind,seed", [("random", 1), ("power-law", 2)])
+def test_traverse_and_shortest_path_match_networkx(shared_cluster, kind, seed):
+    c = shared_cluster
+    name = f"api-nx-{kind}"
+    graph = generated(kind, seed)
+    import_graph(c, name, graph)
+    rng = random.Random(seed)
+    nodes = sorted(graph.nodes)
+    for direction in ["out", "in", "both"]:
+        for _ in range(6):
+            seeds = rng.sample(nodes, rng.choice([1, 3]))
+            hops = rng.choice([1, 2, 3])
+            status, answer = c.json("POST", f"/graphs/{name}/traverse", {"from": seeds, "direction": direction, "max_hops": hops, "limit": 10000})
+            assert status == 200 and not answer["truncated"], answer
+            expected = nx.multi_source_dijkstra_path_length(view(graph, direction), set(seeds), cutoff=hops)
+            assert {v["id"]: v["hops"] for v in answer["vertices"]} == expected, (seeds, direction, hops)
+            assert all(v["properties"] == {"n": v["id"]} and v["label"] == "N" for v in answer["vertices"])
+        for _ in range(6):
+            source = rng.choice(nodes)
+            reachable = sorted(nx.single_source_shortest_path_length(view(graph, direction), source, cutoff=6))
+            target = rng.choice(reachable)
+            status, answer = c.json("POST", f"/graphs/{name}/shortest-path", {"from": source, "to": target, "direction": direction, "max_hops": 6})
+            assert status == 200, answer
+            assert len(answer["path"]) - 1 == nx.shortest_path_length(view(graph, direction), source, target)
+            assert answer["path"][0] == source and answer["path"][-1] == target and len(answer["edges"]) == len(answer["path"]) - 1
+    # a limit, and the edges walked
+    seed_vertex = max(nodes, key=lambda n: graph.out_degree(n))
+    status, answer = c.json("POST", f"/graphs/{name}/traverse", {"from": [seed_vertex], "max_hops": 2, "limit": 3, "edges": True})
+    assert status == 200 and len(answer["vertices"]) == 3 and answer["truncated"] is True
+    ids = {v["id"] for v in answer["vertices"]}
+    assert all(e["src"] in ids and e["dst"] in ids for e in answer["edges"])
+
+
+def test_shortest_path_404s(shared_cluster):
+    c = shared_cluster
+    import_graph(c, "api-path", nx.DiGraph([("a", "b"), ("b", "c"), ("x", "y")]))
+    status, answer = c.json("POST", "/graphs/api-path/shortest-path", {"from": "a", "to": "y", "direction": "both"})
+    assert status == 404 and "no path from 'a' to 'y' within 2 hops" in answer["error"]["message"], answer
+    status, answer = c.json("POST", "/graphs/api-path/shortest-path", {"from": "a", "to": "nobody"})
+    assert status == 404 and "'nobody'" in answer["error"]["message"], answer
+    status, answer = c.json("POST", "/graphs/api-path/shortest-path", {"from": "a", "to": "c", "max_hops": 1})
+    assert status == 404
+    status, answer = c.json("POST", "/graphs/api-path/shortest-path", {"from": "a", "to": "c", "max_hops": 2})
+    assert status == 200 and answer["path"] == ["a", "b", "c"]
+    assert [(e["src"], e["dst"]) for e in answer["edges"]] == [("a", "b"), ("b", "c")]
+
+
+# ------------------------------------------------------------ torua.Client and the CLI
+
+
+async def test_the_client_goes_one_hop_for_vertices_and_edges(shared_cluster):
+    c = shared_cluster
+    async with Client(c.nats_url) as db:
+        people = db.graph("api-client")
+        created = await people.create(vector_dim=2)
+        assert created["created"] is True and (await people.create(vector_dim=2))["created"] is False
+        with pytest.raises(ToruaError) as conflict:
+            await people.create(vector_dim=3)
+        assert conflict.value.code == "conflict"
+        assert await people.put_vertex("ada", "Person", {"born": 1815}, [1, 0]) is True
+        assert await people.put_vertex("ada", "Person", {"born": 1815}, [1, 0]) is False
+        assert await people.put_vertex("charles/babbage", "Person") is True
+        assert await people.put_edge("ada", "knows", "charles/babbage", {"since": 1833}) is True
+        assert await people.get_vertex("ada", embedding=True) == {"id": "ada", "label": "Person", "properties": {"born": 1815}, "embedding": [1.0, 0.0]}
+        assert await people.get_vertex("nobody") is None
+        edges, cursor = await people.edges("charles/babbage", direction="in")
+        assert [(e["src"], e["dst"], e["properties"]) for e in edges] == [("ada", "charles/babbage", {"since": 1833})] and cursor is None
+        walked = await people.traverse(["ada"], max_hops=1)
+        assert [(v["id"], v["hops"]) for v in walked["vertices"]] == [("ada", 0), ("charles/babbage", 1)]
+        assert (await people.shortest_path("ada", "charles/babbage"))["path"] == ["ada", "charles/babbage"]
+        assert await people.shortest_path("charles/babbage", "ada") is None
+        answer = await people.import_ndjson(b'{"vertex": {"id": "grace", "label": "Person"}}\n{"edge": {"src": "grace", "type": "knows", "dst": "ada"}}\n')
+        assert answer == {"vertices": 1, "edges": 1, "errors": []}
+        assert "api-client" in [g["name"] for g in await db.graphs()]
+        for bad in [lambda: people.put_vertex("", "x"), lambda: people.put_vertex("a", "L", embedding=[1, 2, 3]), lambda: people.put_edge("a", "", "b")]:
+            with pytest.raises(ToruaError) as refused:
+                await bad()
+            assert refused.value.code == "bad_request"
+        with pytest.raises(ToruaError) as missing:
+            await people.put_edge("ada", "knows", "nobody")
+        assert missing.value.code == "not_found"
+        await people.delete_edge("ada", "knows", "charles/babbage")
+        await people.delete_vertex("grace")
+        assert await people.get_vertex("grace") is None
+        assert (await people.info())["counts"]["vertices"] == 2
+        with pytest.raises(ToruaError) as unknown:
+            await db.graph("api-nowhere").put_vertex("a", "L")
+        assert unknown.value.code == "not_found"
+    # vertex and edge operations went to the nodes, not through the gateway's NATS API
+    metrics = c.request("GET", "/metrics")[1].decode()
+    assert 'op="graph.traverse"' in metrics
+    for op in ["graph.vertex.put", "graph.vertex.get", "graph.edge.put", "graph.edges", "graph.edge.delete", "graph.vertex.delete"]:
+        assert f'op="{op}"' not in metrics, op
+
+
+class GatewayOnly(Client):
+    """A client that cannot go to the nodes (as one without the shard map or JetStream access)."""
+
+    def _direct(self) -> bool:
+        super()._direct()  # still refuses when not connected
+        return False
+
+
+async def test_without_the_map_the_client_asks_the_gateway_for_everything(shared_cluster):
+    async with GatewayOnly(shared_cluster.nats_url) as db:
+        g = db.graph("api-via-gateway")
+        await g.create()
+        assert await g.put_vertex("a/1", "V", {"x": 1}) is True and await g.put_vertex("b", "V") is True
+        assert await g.put_vertex("a/1", "V", {"x": 2}) is False
+        assert await g.put_edge("a/1", "t", "b", weight=2) is True
+        assert await g.get_vertex("a/1") == {"id": "a/1", "label": "V", "properties": {"x": 2}}
+        assert await g.get_vertex("nobody") is None
+        edges, cursor = await g.edges("b", direction="in")
+        assert [(e["src"], e["weight"]) for e in edges] == [("a/1", 2.0)] and cursor is None
+        await g.delete_edge("a/1", "t", "b")
+        await g.delete_vertex("b")
+        assert await g.get_vertex("b") is None
+        with pytest.raises(ToruaError) as missing:
+            await g.put_edge("a/1", "t", "b")
+        assert missing.value.code == "not_found"
+    metrics = shared_cluster.request("GET", "/metrics")[1].decode()
+    assert 'op="graph.vertex.put"' in metrics and 'op="graph.edges"' in metrics
+
+
+def test_the_cli_imports_a_file_in_batches_and_reads_it_back(shared_cluster, tmp_path):
+    c = shared_cluster
+    graph = generated("random", 5)
+    lines = [{"edge": {"src": a, "type": t, "dst": b}} for a, b, t in graph.edges(data="type")]  # edges first in the file
+    lines += [{"vertex": {"id": n, "label": "N"}} for n in graph.nodes]
+    lines.insert(3, {"vertex": {"id": ""}})
+    path = tmp_path / "graph.ndjson"
+    path.write_bytes(ndjson(lines))
+
+    def torua(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "torua", *args, "--nats-url", c.nats_url], capture_output=True, text=True, timeout=120)
+
+    assert torua("graph", "create", "api-cli").returncode == 0
+    done = torua("graph", "import", "api-cli", str(path), "--batch-lines", "40")
+    assert done.returncode == 1, done.stderr  # one line was not applied
+    assert f"{path}:4: id must not be empty" in done.stderr, done.stderr
+    assert f"{graph.number_of_nodes()} vertices, {graph.number_of_edges()} edges applied, 1 not applied" in done.stderr
+    assert "vertices:" in done.stderr and "edges:" in done.stderr  # plain lines per batch (not a terminal)
+    counts = c.json("GET", "/graphs/api-cli")[1]["counts"]
+    assert counts["vertices"] == graph.number_of_nodes() and counts["edges"] == graph.number_of_edges()
+    seed = next(iter(sorted(graph.nodes)))
+    walked = torua("graph", "traverse", "api-cli", seed, "--max-hops", "2", "--direction", "both")
+    assert walked.returncode == 0, walked.stderr
+    expected = nx.single_source_shortest_path_length(graph.to_undirected(), seed, cutoff=2)
+    assert {v["id"]: v["hops"] for v in json.loads(walked.stdout)["vertices"]} == expected
+    got = torua("graph", "get", "api-cli", seed)
+    assert got.returncode == 0 and json.loads(got.stdout)["id"] == seed
+    assert torua("graph", "get", "api-cli", "nobody").returncode == 1
+    assert "api-cli" in torua("graph", "ls").stdout
+    assert torua("graph", "rm", "api-cli").returncode == 0

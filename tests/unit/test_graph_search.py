@@ -1,0 +1,109 @@
+"""Merging what every shard answers (torua.graph.search), pure: vector hits against
+an exact search over the whole set (numpy), text statistics summed into the
+global figures BM25 needs, Cypher rows with their shard."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from torua.graph.rules import vertex_shard
+from torua.graph.search import concat_rows, merge_hits, sum_counts, sum_text_stats
+from torua.protocol.messages import GraphHit
+
+
+def test_merge_is_best_first_ties_by_id_and_at_most_k():
+    per_shard = {
+        2: [GraphHit("z", "", 0.5), GraphHit("b", "", 0.1)],
+        0: [GraphHit("a", "", 0.5), GraphHit("c", "", -3.0)],
+        1: [],
+    }
+    assert [h.id for h in merge_hits(per_shard, 3)] == ["a", "z", "b"]
+    assert [h.id for h in merge_hits(per_shard, 10)] == ["a", "z", "b", "c"]
+    assert merge_hits({}, 5) == []
+
+
+def _scores(vectors, query, metric):
+    if metric == "cosine":
+        return (vectors @ query) / (np.linalg.norm(vectors, axis=1) * np.linalg.norm(query))
+    return -np.linalg.norm(vectors - query, axis=1)
+
+
+def _top_k(ids, scores, k):
+    order = sorted(range(len(ids)), key=lambda i: (-scores[i], ids[i]))[:k]
+    return [(ids[i], float(scores[i])) for i in order]
+
+
+@pytest.mark.parametrize("metric", ["cosine", "l2"])
+@pytest.mark.parametrize("num_shards", [1, 3, 16])
+def test_every_shards_top_k_merged_is_the_global_top_k(metric, num_shards):
+    rng = np.random.default_rng(num_shards)
+    ids = [f"doc/{i}" for i in range(2000)]
+    vectors = rng.normal(size=(len(ids), 32))
+    shard_of = {vid: vertex_shard("g", vid, num_shards) for vid in ids}
+    for _ in range(20):
+        query, k = rng.normal(size=32), int(rng.integers(1, 50))
+        scores = _scores(vectors, query, metric)  # what each vector scores, wherever it lives
+        per_shard = {}
+        for shard in range(num_shards):
+            mine = [i for i, vid in enumerate(ids) if shard_of[vid] == shard]
+            top = _top_k([ids[i] for i in mine], scores[mine], k)  # the shard's exact top k
+            per_shard[shard] = [GraphHit(vid, "", score) for vid, score in top]
+        merged = [(h.id, h.score) for h in merge_hits(per_shard, k)]
+        assert merged == _top_k(ids, scores, k)
+
+
+def test_text_statistics_are_summed_per_term():
+    stats = sum_text_stats([(3, {"graph": 1}), (0, {}), (7, {"graph": 2, "kuzu": 7})])
+    assert stats.docs == 10 and stats.term_docs == {"graph": 3, "kuzu": 7}
+
+
+def _bm25(doc: list[str], terms: list[str], docs: int, term_docs: dict[str, int], mean_length: float) -> float:
+    counts, score = Counter(doc), 0.0
+    for term in terms:
+        if counts[term]:
+            idf = math.log10((docs - term_docs[term] + 0.5) / (term_docs[term] + 0.5) + 1)
+            tf = counts[term]
+            score += idf * tf * 2.2 / (tf + 1.2 * (0.25 + 0.75 * len(doc) / mean_length))
+    return score
+
+
+def test_global_statistics_rank_as_one_database_does():
+    """Why text search takes two rounds: scored with the summed statistics, each
+    shard's hits merge into the order of one database holding everything (given
+    the same mean length); with local statistics they do not."""
+    rng = random.Random(5)
+    words = [f"w{i}" for i in range(40)]
+    # a term common on one shard and rare on the others
+    corpus = {f"d{i}": [rng.choice(words) for _ in range(12)] + (["rare"] * 3 if i % 4 == 0 else []) for i in range(400)}
+    num_shards = 4
+    shard_of = {d: (0 if "rare" in text else vertex_shard("g", d, num_shards)) for d, text in corpus.items()}
+    query = ["rare", "w1", "w2"]
+    mean = sum(map(len, corpus.values())) / len(corpus)
+
+    def stats(shard):
+        docs = [t for d, t in corpus.items() if shard_of[d] == shard]
+        return len(docs), {term: sum(term in t for t in docs) for term in query}
+
+    total = sum_text_stats(stats(s) for s in range(num_shards))
+    single = sorted(corpus, key=lambda d: (-_bm25(corpus[d], query, len(corpus), total.term_docs, mean), d))[:10]
+
+    def hits(shard, docs, term_docs):
+        mine = [d for d in corpus if shard_of[d] == shard]
+        return [GraphHit(d, "", _bm25(corpus[d], query, docs, term_docs, mean)) for d in mine]
+
+    merged = merge_hits({s: hits(s, total.docs, total.term_docs) for s in range(num_shards)}, 10)
+    assert [h.id for h in merged] == single
+    local = merge_hits({s: hits(s, *stats(s)) for s in range(num_shards)}, 10)
+    assert [h.id for h in local] != single
+
+
+def test_counts_and_rows():
+    assert sum_counts([{"vertices": 2, "edges": 1}, {}, {"vertices": 3}]) == {"edges": 1, "vertices": 5}
+    columns, rows = concat_rows({0: (["a", "b"], [[1, 2]]), 1: ([], []), 2: (["a", "b"], [[3, 4], [5, 6]])})
+    assert columns == ["a", "b"]
+    assert rows == [{"shard": 0, "values": [1, 2]}, {"shard": 2, "values": [3, 4]}, {"shard": 2, "values": [5, 6]}]

@@ -1,0 +1,227 @@
+"""`torua.Client.graph(name)`: one graph from Python.
+
+Vertex and edge operations go in one hop to the node holding the vertex's shard
+(``torua.node.<id>.graph``), as `torua.Client`'s key-value operations do: the
+client follows the shard map and watches the graph catalog (JetStream bucket
+``torua_graphs``) for the graph's `GraphRef`. Everything that spans shards
+(create, delete, counts, import, traverse, shortest path, search, Cypher) goes
+through the gateways' NATS API (``torua.api.graph.*``), which plans it. Without
+the map or the catalog (no JetStream access, the cluster forming), every call
+goes through the NATS API.
+
+    async with Client("nats://127.0.0.1:4222") as db:
+        people = db.graph("people")
+        await people.create()
+        await people.put_vertex("ada", "Person", {"born": 1815})
+        await people.put_vertex("charles", "Person")
+        await people.put_edge("ada", "knows", "charles")
+        print(await people.traverse(["ada"], max_hops=2))
+
+Every call checks its input with the rules the gateway and the nodes apply
+(`torua.graph.rules`) before anything is sent, and raises `ToruaError` with the
+code the REST API would use (`bad_request`, `not_found`, `conflict`,
+`value_too_large`, `unavailable`, `timeout`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Iterable
+
+from nats.errors import Error as NatsError
+
+from torua.graph import rules
+from torua.graph.catalog import CatalogEntry
+from torua.protocol.errors import ToruaError
+from torua.protocol.messages import GraphReply, GraphRequest
+from torua.protocol.vocabulary import GraphOp
+
+if TYPE_CHECKING:
+    from torua.client import Client
+
+
+def _vertex(reply: GraphReply, with_embedding: bool) -> dict[str, Any] | None:
+    v = reply.vertex
+    if v is None:
+        return None
+    out: dict[str, Any] = {"id": v.id, "label": v.label, "properties": v.properties}
+    if with_embedding and v.embedding is not None:
+        out["embedding"] = v.embedding
+    return out
+
+
+class Graph:
+    """One graph of the cluster (it need not exist yet: `create` makes it)."""
+
+    def __init__(self, client: "Client", name: str) -> None:
+        self.client = client
+        self.name = rules.validate_graph_name(name)
+
+    # ------------------------------------------------------------ plumbing
+
+    async def _entry(self) -> CatalogEntry | None:
+        """The graph's catalog entry, or None when this client cannot read the catalog
+        (then the gateway answers); `not_found` when there is no such graph."""
+        catalog = await self.client._graph_catalog()
+        if catalog is None:
+            return None
+        try:
+            return await catalog.get(self.name)
+        except ToruaError as exc:
+            if exc.code == "unavailable":
+                return None
+            raise
+
+    async def _direct(self, vertex_id: str, op: GraphOp, entry: CatalogEntry, **fields: Any) -> GraphReply:
+        """One request to the primary of `vertex_id`'s shard."""
+        c = self.client
+        assert c._router is not None and c._maps is not None and c._maps.current is not None
+        shard = rules.vertex_shard(self.name, vertex_id, c._maps.current.num_shards)
+        ref = entry.ref()
+        try:
+            reply = await c._router.call(
+                shard, lambda epoch: GraphRequest(op, shard, epoch, ref, **fields), c.timeout, kind="graph", reply_type=GraphReply,
+            )
+        except NatsError as exc:
+            from torua.client import nats_error
+
+            raise nats_error(f"shard {shard}", exc) from None
+        if not reply.ok:
+            raise ToruaError(reply.error_code or "internal", reply.error_message or "the node refused the request")
+        return reply
+
+    async def _one_hop(self) -> CatalogEntry | None:
+        """The entry when this call can go straight to a node, else None."""
+        return await self._entry() if self.client._direct() else None
+
+    async def _api(self, call: str, payload: dict[str, Any]) -> dict[str, Any]:
+        return await self.client._api(f"graph.{call}", {"graph": self.name, **{k: v for k, v in payload.items() if v is not None}})
+
+    # ------------------------------------------------------------ the graph
+
+    async def create(self, vector_dim: int = 0, metric: str = "cosine", text_properties: Iterable[str] = ()) -> dict[str, Any]:
+        """Create the graph; `created` is False when it existed with these settings (`conflict`: with others)."""
+        return await self._api("create", {"vector_dim": vector_dim, "metric": metric, "text_properties": list(text_properties)})
+
+    async def info(self) -> dict[str, Any]:
+        """Its settings and its counts over every shard (`not_found` if there is no such graph)."""
+        return await self._api("get", {})
+
+    async def delete(self) -> None:
+        """Delete the graph with all its data (idempotent)."""
+        await self._api("delete", {})
+
+    # ------------------------------------------------------------ vertices and edges (one hop)
+
+    async def put_vertex(
+        self, vertex_id: str, label: str = "", properties: dict[str, Any] | None = None, embedding: list[float] | None = None,
+    ) -> bool:
+        """Create or replace the vertex (its edges stay); True if it did not exist."""
+        entry = await self._one_hop()
+        if entry is None:
+            rules.vertex(vertex_id, label, properties, None, 0)  # what can be checked without the graph's vector_dim
+            data = await self._api("vertex.put", {"id": vertex_id, "label": label, "properties": properties, "embedding": embedding})
+            return bool(data.get("created"))
+        vertex = rules.vertex(vertex_id, label, properties, embedding, entry.settings.vector_dim)
+        return (await self._direct(vertex.id, GraphOp.VERTEX_PUT, entry, vertex=vertex)).created
+
+    async def get_vertex(self, vertex_id: str, embedding: bool = False) -> dict[str, Any] | None:
+        """``{"id", "label", "properties", "embedding"?}``, or None when there is no such vertex."""
+        rules.validate_vertex_id(vertex_id)
+        entry = await self._one_hop()
+        if entry is None:
+            try:
+                return await self._api("vertex.get", {"id": vertex_id, "embedding": embedding})
+            except ToruaError as exc:
+                if exc.code == "not_found" and "vertex" in exc.message:
+                    return None
+                raise
+        try:
+            reply = await self._direct(vertex_id, GraphOp.VERTEX_GET, entry, id=vertex_id, with_embedding=embedding)
+        except ToruaError as exc:
+            if exc.code == "not_found":
+                return None
+            raise
+        return _vertex(reply, embedding)
+
+    async def delete_vertex(self, vertex_id: str) -> None:
+        """Delete the vertex and its edges (idempotent)."""
+        rules.validate_vertex_id(vertex_id)
+        entry = await self._one_hop()
+        if entry is None:
+            await self._api("vertex.delete", {"id": vertex_id})
+        else:
+            await self._direct(vertex_id, GraphOp.VERTEX_DELETE, entry, id=vertex_id)
+
+    async def put_edge(self, src: str, type: str, dst: str, properties: dict[str, Any] | None = None, weight: float = 1.0) -> bool:
+        """Create or replace the edge; both vertices must exist (`not_found` names the missing one). True if it did not exist."""
+        edge = rules.edge(src, type, dst, properties, weight)
+        entry = await self._one_hop()
+        if entry is None:
+            data = await self._api("edge.put", {"src": src, "type": type, "dst": dst, "properties": properties, "weight": edge.weight})
+            return bool(data.get("created"))
+        return (await self._direct(edge.src, GraphOp.EDGE_PUT, entry, edge=edge)).created
+
+    async def delete_edge(self, src: str, type: str, dst: str) -> None:
+        edge = rules.edge(src, type, dst)
+        entry = await self._one_hop()
+        if entry is None:
+            await self._api("edge.delete", {"src": src, "type": type, "dst": dst})
+        else:
+            await self._direct(edge.src, GraphOp.EDGE_DELETE, entry, edge=edge)
+
+    async def edges(
+        self, vertex_id: str, direction: str = "out", type: str | None = None, limit: int = 100, cursor: str | None = None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of the vertex's edges (``{"src", "type", "dst", "weight", "properties"}``) and the cursor of the next (None: the end)."""
+        rules.validate_vertex_id(vertex_id)
+        way = rules.validate_direction(direction)
+        types = [rules.validate_type(type)] if type else []
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= rules.MAX_EDGES_PAGE:
+            raise ToruaError("bad_request", f"limit must be an integer from 1 to {rules.MAX_EDGES_PAGE}")
+        entry = await self._one_hop()
+        if entry is None:
+            data = await self._api("edges", {"id": vertex_id, "direction": direction, "type": type, "limit": limit, "cursor": cursor})
+            return list(data.get("edges") or []), data.get("next_cursor")
+        reply = await self._direct(vertex_id, GraphOp.EDGES, entry, id=vertex_id, direction=way, types=types, limit=limit, cursor=cursor or "")
+        edges = [{"src": e.src, "type": e.type, "dst": e.dst, "weight": e.weight, "properties": e.properties} for e in reply.edges]
+        return edges, reply.next_cursor or None
+
+    # ------------------------------------------------------------ across shards (the gateway plans)
+
+    async def import_ndjson(self, lines: bytes | str) -> dict[str, Any]:
+        """Import NDJSON lines (``{"vertex": {...}}`` or ``{"edge": {...}}``, one per line):
+        ``{"vertices", "edges", "errors": [{"line", "error"}]}``. Every vertex line is
+        applied before the edge lines; importing the same lines again changes nothing.
+        One call is one request: `torua graph import` sends a big file in batches."""
+        return await self._api("import", {"ndjson": lines})
+
+    async def traverse(
+        self, seeds: list[str], direction: str = "out", types: list[str] | None = None, max_hops: int = rules.DEFAULT_HOPS,
+        limit: int = rules.DEFAULT_TRAVERSE_LIMIT, edges: bool = False,
+    ) -> dict[str, Any]:
+        """``{"vertices": [{"id", "label", "properties", "hops"}], "edges"?, "truncated"}``."""
+        return await self._api("traverse", {"from": seeds, "direction": direction, "types": types, "max_hops": max_hops, "limit": limit, "edges": edges})
+
+    async def shortest_path(
+        self, source: str, target: str, direction: str = "out", types: list[str] | None = None, max_hops: int = rules.DEFAULT_HOPS,
+    ) -> dict[str, Any] | None:
+        """``{"path": [ids], "edges": [...]}``, or None when there is none within `max_hops`
+        (`not_found` still names a vertex that does not exist)."""
+        try:
+            return await self._api("shortest_path", {"from": source, "to": target, "direction": direction, "types": types, "max_hops": max_hops})
+        except ToruaError as exc:
+            if exc.code == "not_found" and exc.message.startswith("no path"):
+                return None
+            raise
+
+    async def vector_search(self, vector: list[float], k: int = 10, label: str | None = None) -> list[dict[str, Any]]:
+        """The `k` nearest vertices, best first: ``[{"id", "label", "score", "properties"}]``."""
+        return (await self._api("search.vector", {"vector": vector, "k": k, "label": label}))["hits"]
+
+    async def text_search(self, query: str, k: int = 10, label: str | None = None) -> list[dict[str, Any]]:
+        """The `k` best matches of the graph's text_properties, best first."""
+        return (await self._api("search.text", {"query": query, "k": k, "label": label}))["hits"]
+
+    async def cypher(self, query: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A read-only Cypher query on every shard: ``{"columns", "rows": [{"shard", "values"}], "truncated"}``."""
+        return await self._api("cypher", {"query": query, "params": params})
