@@ -37,7 +37,7 @@ Feature: Graph data
       """
     Then the answer is 409 with error code "conflict"
     And "/graphs" lists the graph "papers"
-    When I PUT "/graphs/bad name" with
+    When I PUT "/graphs/bad%20name" with
       """
       {}
       """
