@@ -324,7 +324,10 @@ async def test_a_primary_drops_the_graphs_the_catalog_no_longer_has(tmp_path, mo
         await cluster.start()
         async with asyncio.timeout(60):
             old, kept = GraphRef("people", "uid-old"), GraphRef("docs", "uid-docs")
+            assert cluster.gateway is not None
+            kv = await cluster.gateway.nc.jetstream().create_key_value(bucket="torua_graphs")
             for ref in (old, kept):
+                await kv.put(ref.name, json.dumps({"name": ref.name, "uid": ref.uid}).encode())
                 client = graph_client(cluster, ref)
                 for i in range(6):
                     await client.put_vertex(f"v{i}")
@@ -332,12 +335,9 @@ async def test_a_primary_drops_the_graphs_the_catalog_no_longer_has(tmp_path, mo
             async def vertices(ref: GraphRef) -> int:
                 return sum([(await graph_client(cluster, ref).call(s, GraphOp.STATS)).counts["vertices"] for s in range(2)])
 
-            await asyncio.sleep(0.5)  # rounds with no catalog at all drop nothing (a wait for nothing to happen)
+            await asyncio.sleep(0.5)  # rounds that find each graph's uid in the catalog drop nothing (a wait for nothing to happen)
             assert await vertices(old) == 6
-            assert cluster.gateway is not None
-            kv = await cluster.gateway.nc.jetstream().create_key_value(bucket="torua_graphs")
             await kv.put("people", json.dumps({"name": "people", "uid": "uid-new"}).encode())  # created again: a new uid
-            await kv.put("docs", json.dumps({"name": "docs", "uid": "uid-docs"}).encode())
 
             async def dropped() -> bool:
                 try:
