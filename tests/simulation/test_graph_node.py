@@ -112,6 +112,41 @@ async def test_vertices_and_edges_across_shards(tmp_path):
 
 
 @pytest.mark.timeout(90)
+async def test_a_retried_write_is_answered_as_its_first_attempt(tmp_path):
+    """A gateway retries a write whose attempt timed out while the node went on with it;
+    the retry (same request_id) must not answer created=False for the vertex or edge
+    its own first attempt created, nor write again."""
+    cluster = SimCluster(tmp_path, sim_seed(), nodes=2, shards=2, replicas=2)
+    try:
+        await cluster.start()
+        async with asyncio.timeout(60):
+            g = graph_client(cluster)
+            a, b = ids_on_other_shards(2, 2)
+
+            async def put(op: GraphOp, shard_id: int, request_id: str, **fields):
+                return await g.call(shard_id, op, request_id=request_id, **fields)
+
+            first = await put(GraphOp.VERTEX_PUT, g.shard(a), "r-1", vertex=VertexData(a, "V"))
+            retry = await put(GraphOp.VERTEX_PUT, g.shard(a), "r-1", vertex=VertexData(a, "V"))
+            assert first.created and retry.created and retry.seq == first.seq  # not written again
+            other = await put(GraphOp.VERTEX_PUT, g.shard(a), "r-2", vertex=VertexData(a, "V"))
+            assert not other.created and other.seq > first.seq
+            await g.put_vertex(b)
+            edge = EdgeData(a, "knows", b)
+            assert (await put(GraphOp.EDGE_PUT, g.shard(a), "r-3", edge=edge)).created
+            assert (await put(GraphOp.EDGE_PUT, g.shard(a), "r-3", edge=edge)).created
+            assert not (await put(GraphOp.EDGE_PUT, g.shard(a), "r-4", edge=edge)).created
+            # concurrent attempts of one write: one runs, the other waits for its answer
+            c = ids_on_other_shards(3, 2)[2]
+            both = await asyncio.gather(*(put(GraphOp.VERTEX_PUT, g.shard(c), "r-5", vertex=VertexData(c, "V")) for _ in range(2)))
+            assert [r.created for r in both] == [True, True] and both[0].seq == both[1].seq
+            with pytest.raises(ToruaError, match="request_id"):
+                await put(GraphOp.VERTEX_PUT, g.shard(a), "x" * 129, vertex=VertexData(a, "V"))
+    finally:
+        await cluster.stop()
+
+
+@pytest.mark.timeout(90)
 async def test_bad_requests_are_refused_and_change_nothing(tmp_path):
     cluster = SimCluster(tmp_path, sim_seed(), nodes=2, shards=2, replicas=1)
     try:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, TypeVar
 
 from nats.errors import Error as NatsError, MaxPayloadError
@@ -194,7 +195,7 @@ class GraphEndpoints:
     ) -> dict[str, Any]:
         entry = await self._graph_entry(graph)
         vertex = rules.vertex(id, label, properties, embedding, entry.settings.vector_dim)
-        reply = await self._graph_ask_vertex(entry, vertex.id, GraphOp.VERTEX_PUT, vertex=vertex)
+        reply = await self._graph_ask_vertex(entry, vertex.id, GraphOp.VERTEX_PUT, vertex=vertex, request_id=uuid.uuid4().hex)
         return {"id": vertex.id, "created": reply.created}
 
     async def vertex_get(self, graph: str, id: str, embedding: bool = False) -> dict[str, Any]:
@@ -218,7 +219,7 @@ class GraphEndpoints:
         `not_found` names a missing endpoint."""
         entry = await self._graph_entry(graph)
         e = rules.edge(src, type, dst, properties, weight)
-        reply = await self._graph_ask_vertex(entry, e.src, GraphOp.EDGE_PUT, edge=e)
+        reply = await self._graph_ask_vertex(entry, e.src, GraphOp.EDGE_PUT, edge=e, request_id=uuid.uuid4().hex)
         return {"src": e.src, "type": e.type, "dst": e.dst, "created": reply.created}
 
     async def edge_delete(self, graph: str, src: str, type: str, dst: str) -> None:

@@ -25,6 +25,7 @@ code the REST API would use (`bad_request`, `not_found`, `conflict`,
 
 from __future__ import annotations
 
+import uuid
 from typing import TYPE_CHECKING, Any, Iterable
 
 from nats.errors import Error as NatsError
@@ -122,7 +123,7 @@ class Graph:
             data = await self._api("vertex.put", {"id": vertex_id, "label": label, "properties": properties, "embedding": embedding})
             return bool(data.get("created"))
         vertex = rules.vertex(vertex_id, label, properties, embedding, entry.settings.vector_dim)
-        return (await self._direct(vertex.id, GraphOp.VERTEX_PUT, entry, vertex=vertex)).created
+        return (await self._direct(vertex.id, GraphOp.VERTEX_PUT, entry, vertex=vertex, request_id=uuid.uuid4().hex)).created
 
     async def get_vertex(self, vertex_id: str, embedding: bool = False) -> dict[str, Any] | None:
         """``{"id", "label", "properties", "embedding"?}``, or None when there is no such vertex."""
@@ -159,7 +160,7 @@ class Graph:
         if entry is None:
             data = await self._api("edge.put", {"src": src, "type": type, "dst": dst, "properties": properties, "weight": edge.weight})
             return bool(data.get("created"))
-        return (await self._direct(edge.src, GraphOp.EDGE_PUT, entry, edge=edge)).created
+        return (await self._direct(edge.src, GraphOp.EDGE_PUT, entry, edge=edge, request_id=uuid.uuid4().hex)).created
 
     async def delete_edge(self, src: str, type: str, dst: str) -> None:
         edge = rules.edge(src, type, dst)

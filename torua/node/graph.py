@@ -21,7 +21,8 @@ from __future__ import annotations
 import collections
 import json
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from torua.graph import rules
@@ -30,14 +31,22 @@ from torua.graph.index import ENGINE_NAME, GraphIndex, IndexBehind, QueryRefused
 from torua.graph.rows import ENGINE, EdgeRow, GraphRows, VertexRow, pack_vector
 from torua.kv_rules import validate_shard
 from torua.node import graph_checks as checks
+from torua.node.answered import Answered
 from torua.node.graph_edges import EdgeSpec, EdgeWork, ensure_ops, vertex_lock
 from torua.node.key_locks import KeyLocks
 from torua.node.replies import reply
 from torua.protocol.codec import decode
 from torua.protocol.errors import ToruaError
-from torua.protocol.messages import EdgeData, GraphHit, GraphRef, GraphReply, GraphRequest, ImportProblem, VertexData
+from torua.protocol.messages import (
+    EdgeData,
+    GraphHit,
+    GraphReply,
+    GraphRequest,
+    ImportProblem,
+    VertexData,
+)
 from torua.protocol.vocabulary import Direction, GraphOp
-from torua.storage.operations import GraphDrop, GraphEnsure, Operation, VertexPut
+from torua.storage.operations import GraphDrop, VertexPut
 from torua.storage.shard_store import ShardStore
 
 if TYPE_CHECKING:
@@ -53,6 +62,10 @@ WRITES = frozenset(
 )
 INDEX_ENGINE = ENGINE_NAME  # the Kuzu index's engine (torua.graph.index)
 INDEX_QUERY_SECONDS = 4.0  # an index query, its catching up included, within a gateway's request timeout
+# Writes whose answer says what they did (`created`): a retry of one (same `request_id`)
+# is answered as the first attempt was.
+REMEMBERED = frozenset({GraphOp.VERTEX_PUT, GraphOp.EDGE_PUT})
+MAX_REQUEST_ID = 128
 INDEX_QUERIES = frozenset({GraphOp.VECTOR_SEARCH, GraphOp.TEXT_STATS, GraphOp.TEXT_SEARCH, GraphOp.CYPHER})
 
 
@@ -69,6 +82,7 @@ class GraphService:
         self.node = node
         self.locks = KeyLocks()
         self.edges = EdgeWork(node, self.locks)
+        self.answered: Answered[GraphReply] = Answered()
         self.served: collections.Counter[tuple[str, str]] = collections.Counter()  # (op, ok | error code), for /metrics
 
     # ------------------------------------------------------------- serving
@@ -107,7 +121,19 @@ class GraphService:
         handler = self._handlers().get(request.op)
         if handler is None:
             raise ToruaError("bad_request", f"unknown graph operation {request.op!r}")
-        return await handler(request)
+        if not request.request_id or request.op not in REMEMBERED:
+            return await handler(request)
+        if len(request.request_id) > MAX_REQUEST_ID:
+            raise ToruaError("bad_request", f"request_id is over {MAX_REQUEST_ID} characters")
+        key = (request.shard_id, request.graph.uid, request.request_id)
+        # A retry waits for the attempt still running, then answers as it did.
+        async with self.locks.hold(("request", key)):
+            earlier = self.answered.get(key)
+            if earlier is not None:
+                return replace(earlier, epoch=self.node.epoch)
+            answer = await handler(request)
+            self.answered.put(key, answer)
+            return answer
 
     def _handlers(self) -> dict[str, Callable[[GraphRequest], Awaitable[GraphReply]]]:
         return {
