@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -63,3 +65,17 @@ def pytest_runtest_makereport(item, call):
             if g is not None:
                 for proc in g.procs:
                     report.sections.append((f"log {proc.name} (pid {proc.pid})", proc.log()[-3000:]))
+
+
+@pytest.fixture
+def children() -> Iterator[list[subprocess.Popen[str]]]:
+    """Child processes a test starts (append each); killed and reaped when it ends."""
+    started: list[subprocess.Popen[str]] = []
+    yield started
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()

@@ -12,11 +12,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
-
-import pytest
 
 from tests.support import graph_rows_model
 from tests.support.graph_index_shard import SMALL, expected_at, expected_now, open_shard
@@ -26,19 +23,6 @@ from torua.graph.kuzu_index import RISKY_SUFFIX, IndexDamaged, KuzuGraphs
 
 REPO = Path(__file__).resolve().parents[2]
 RUNS = 8
-
-
-@pytest.fixture
-def children() -> Iterator[list[subprocess.Popen[str]]]:
-    started: list[subprocess.Popen[str]] = []
-    yield started
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(10)
-        for stream in (proc.stdin, proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
 
 
 def last_logged(directory: Path) -> int:

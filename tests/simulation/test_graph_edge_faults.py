@@ -15,7 +15,13 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from tests.support.graph_client import GraphClient, GraphScan, graph_copies_differ, scan_rows
+from tests.support.graph_client import (
+    GraphClient,
+    GraphScan,
+    graph_copies_differ,
+    primaries,
+    scan_rows,
+)
 from tests.support.sim_cluster import SimCluster, sim_seed, wait_for
 from torua.protocol.errors import ToruaError
 from torua.protocol.messages import GraphRef
@@ -75,16 +81,6 @@ async def vertex_worker(cluster: SimCluster, g: GraphClient, history: History, r
         else:
             await attempt(cluster, history, "put", (v,), lambda: g.put_vertex(v, "V"))
         await asyncio.sleep(0.06)
-
-
-def primaries(cluster: SimCluster) -> dict[int, object]:
-    out = {}
-    for e in cluster.map.shards:
-        assert e.primary is not None
-        store = cluster.nodes[e.primary].holdings[e.shard_id].store
-        assert store is not None
-        out[e.shard_id] = store
-    return out
 
 
 def check_acknowledged(history: History, scan: GraphScan, keys: list[tuple[str, str, str]]) -> tuple[int, list[str]]:

@@ -9,7 +9,12 @@ import json
 
 import pytest
 
-from tests.support.graph_client import GraphClient, graph_copies_differ, scan_rows
+from tests.support.graph_client import (
+    GraphClient,
+    graph_copies_differ,
+    primaries,
+    scan_rows,
+)
 from tests.support.graph_row_ops import graph_rows
 from tests.support.sim_cluster import SimCluster, sim_seed, wait_for
 from torua.graph.rules import vertex_shard
@@ -23,16 +28,6 @@ GRAPH = GraphRef("people", "uid-1", vector_dim=2)
 def graph_client(cluster: SimCluster, graph: GraphRef = GRAPH) -> GraphClient:
     assert cluster.gateway is not None
     return GraphClient(cluster.gateway.router, graph)
-
-
-def primaries(cluster: SimCluster) -> dict[int, object]:
-    out = {}
-    for e in cluster.map.shards:
-        assert e.primary is not None
-        store = cluster.nodes[e.primary].holdings[e.shard_id].store
-        assert store is not None
-        out[e.shard_id] = store
-    return out
 
 
 def ids_on_other_shards(n: int, shards: int, name: str = "people") -> list[str]:

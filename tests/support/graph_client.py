@@ -12,7 +12,13 @@ from typing import Any
 from torua.graph.rows import ATTACHED, EdgeRow, GraphRows, read_rows
 from torua.graph.rules import vertex_shard
 from torua.protocol.errors import ToruaError
-from torua.protocol.messages import EdgeData, GraphRef, GraphReply, GraphRequest, VertexData
+from torua.protocol.messages import (
+    EdgeData,
+    GraphRef,
+    GraphReply,
+    GraphRequest,
+    VertexData,
+)
 from torua.protocol.vocabulary import GraphOp
 from torua.routing import ShardRouter
 from torua.storage.shard_store import ShardStore
@@ -166,3 +172,14 @@ def graph_copies_differ(cluster: Any) -> list[str]:
                 differ = {t: (len(got[t]), len(expected[t])) for t in got if got[t] != expected[t]}
                 problems.append(f"DIVERGED: shard {e.shard_id} graph rows on {replica} differ from primary {e.primary}: {differ}")
     return problems
+
+
+def primaries(cluster: Any) -> dict[int, object]:
+    """Each shard's primary store in a `SimCluster`."""
+    out = {}
+    for e in cluster.map.shards:
+        assert e.primary is not None
+        store = cluster.nodes[e.primary].holdings[e.shard_id].store
+        assert store is not None
+        out[e.shard_id] = store
+    return out

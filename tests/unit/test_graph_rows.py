@@ -10,7 +10,7 @@ import random
 import subprocess
 import sys
 import threading
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,14 @@ import pytest
 
 from tests.support.graph_row_ops import graph_rows, random_ops
 from tests.support.processes import wait_until
-from torua.graph.rows import ROWS_FORMAT, EdgeRow, GraphRows, OutboxTask, pack_vector, read_rows
+from torua.graph.rows import (
+    ROWS_FORMAT,
+    EdgeRow,
+    GraphRows,
+    OutboxTask,
+    pack_vector,
+    read_rows,
+)
 from torua.storage.engine import Chunk, EngineContext, EngineKind
 from torua.storage.kv_engine import ROWS_FORMAT as KV_ROWS
 from torua.storage.operations import (
@@ -389,19 +396,6 @@ async def test_what_repair_visits_and_counts(store: ShardStore) -> None:
 
 
 # ---------------------------------------------------------- crashes (SIGKILL)
-
-
-@pytest.fixture
-def children() -> Iterator[list[subprocess.Popen[str]]]:
-    started: list[subprocess.Popen[str]] = []
-    yield started
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(10)
-        for stream in (proc.stdin, proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
 
 
 async def test_rows_and_log_agree_after_kills_at_any_moment(tmp_path: Path, children: list) -> None:

@@ -10,14 +10,21 @@ import sqlite3
 import subprocess
 import sys
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import msgpack
 import pytest
 
 from tests.support import note_engine
-from tests.support.note_engine import FORMAT as NOTES, NoteDelete, NoteEngine, NotePut, applied_on_disk, open_notes
+from tests.support.note_engine import FORMAT as NOTES
+from tests.support.note_engine import (
+    NoteDelete,
+    NoteEngine,
+    NotePut,
+    applied_on_disk,
+    open_notes,
+)
 from tests.support.processes import wait_until
 from torua.storage.engine import Chunk, EngineOutOfStep, UnknownChunkFormat
 from torua.storage.kv_engine import ROWS_FORMAT, encode_rows
@@ -373,19 +380,6 @@ def run_child(directory: Path, mode: str, *args: str, stdin: str = "") -> subpro
         [sys.executable, "-m", "tests.support.note_store_child", str(directory), mode, *args],
         cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-
-
-@pytest.fixture
-def children() -> Iterator[list[subprocess.Popen[str]]]:
-    started: list[subprocess.Popen[str]] = []
-    yield started
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(10)
-        for stream in (proc.stdin, proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
 
 
 async def check_recovered(directory: Path) -> ShardStore:
