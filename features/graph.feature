@@ -216,14 +216,10 @@ Feature: Graph data
       {"vector": [1, 0.2], "k": 3}
       """
     Then the hits, best first, are
-      | id        | label | score |
-      | east      | Note  | 0.981 |
-      | northeast | Note  | 0.832 |
-      | north     | Memo  | 0.196 |
-    And the answer is 200 with
-      """
-      {"hits": [{"id": "east", "properties": {"text": "to the east"}}]}
-      """
+      | id        | label | score | properties              |
+      | east      | Note  | 0.981 | {"text": "to the east"}  |
+      | northeast | Note  | 0.832 | {"text": "between"}      |
+      | north     | Memo  | 0.196 | {"text": "to the north"} |
     And the vertices "east, northeast, north" of "notes" are on 3 different shards
     When I POST "/graphs/notes/search/vector" with
       """

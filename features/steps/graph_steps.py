@@ -221,8 +221,8 @@ def step_hits(context):
     hits = ok(context.response, 200)["hits"]
     for hit in hits:
         assert set(hit) == {"id", "label", "score", "properties"}, hit
-    got = [(h["id"], h["label"], f"{h['score']:.3f}") for h in hits]
-    assert got == [(row["id"], row["label"], row["score"]) for row in context.table], f"hits: {hits}"
+    got = [(h["id"], h["label"], f"{h['score']:.3f}", h["properties"]) for h in hits]
+    assert got == [(row["id"], row["label"], row["score"], json.loads(row["properties"])) for row in context.table], f"hits: {hits}"
     assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True), hits
 
 
