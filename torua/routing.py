@@ -116,13 +116,18 @@ class ShardRouter:
 
     async def call(
         self, shard_id: int, build: Callable[[int], Any], timeout: float, eventual: bool = False, kind: str = "kv", reply_type: type[R] = KvReply,
+        patient: bool = False,
     ) -> R:
         """Send `build(epoch)` to the primary of `shard_id` on its node's `kind` subject
         (``kv``: a `KvRequest` answered by a `KvReply`; ``graph``: `GraphRequest` and
         `GraphReply`), retrying within `timeout` seconds.
 
         With `eventual`, the first try goes to a random in-sync copy (spreading reads
-        over replicas); any retry goes to the primary."""
+        over replicas); any retry goes to the primary. An attempt waits a third of
+        `timeout` (a node that died never answers); with `patient`, all that is left of
+        it: for a request the node itself holds to the deadline it is sent (a graph
+        index query waits for its index to catch up), which a retry would only queue
+        again behind itself."""
         deadline = time.monotonic() + timeout
         backoff = 0.005
         last_error: ToruaError | None = None
@@ -156,7 +161,7 @@ class ShardRouter:
             # with our request in hand never answers, and the map may name another
             # holder before the deadline. Retrying a put or delete is harmless: both are
             # whole-value and idempotent.
-            attempt = min(remaining, max(0.5, timeout / 3))
+            attempt = remaining if patient else min(remaining, max(0.5, timeout / 3))
             try:
                 msg = await self._nc.request(subjects.node(target, kind), encode(request), timeout=attempt)  # type: ignore[arg-type]
             except NoRespondersError:

@@ -200,3 +200,91 @@ def step_traversal_after_failover(context, seed, graph, vertices):
         assert reached(answer) == expected_reach(vertices) and not answer["truncated"], answer
 
     wait_for(check, 30, "the traversal")
+
+
+# ------------------------------------------------------------------ searches, Cypher, the NATS API
+
+
+@when('{count:d} vertices labelled "{label}" with the embedding {embedding} are imported into "{graph}"')
+def step_import_fillers(context, count, label, graph, embedding):
+    """One import of many vertices: on each shard a batch large enough to leave the
+    graph index behind (it catches up lazily), so a search right after must wait for it."""
+    vector = json.loads(embedding)
+    lines = "".join(json.dumps({"vertex": {"id": f"{label.lower()}/{i}", "label": label, "embedding": vector}}) + "\n" for i in range(count))
+    answer = ok(send(context, "POST", f"/graphs/{graph}/import", lines.encode(), NDJSON), 200)
+    assert answer["vertices"] == count and not answer["errors"], answer
+
+
+@then("the hits, best first, are")
+def step_hits(context):
+    """Each hit with id, label, score (to 3 decimals) and properties; the scores falling."""
+    hits = ok(context.response, 200)["hits"]
+    for hit in hits:
+        assert set(hit) == {"id", "label", "score", "properties"}, hit
+    got = [(h["id"], h["label"], f"{h['score']:.3f}", h["properties"]) for h in hits]
+    assert got == [(row["id"], row["label"], row["score"], json.loads(row["properties"])) for row in context.table], f"hits: {hits}"
+    assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True), hits
+
+
+@then('the hits are "{ids}", best first')
+def step_hits_ids(context, ids):
+    hits = ok(context.response, 200)["hits"]
+    assert [h["id"] for h in hits] == [i.strip() for i in ids.split(",")], hits
+    assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True), hits
+
+
+@then('the vertices "{ids}" of "{graph}" are on {count:d} different shards')
+def step_on_shards(context, ids, graph, count):
+    """The shard of vertex `id` of graph `g` is the key "g/id"'s (GET /keys/{key}/location)."""
+    shards = {shard_of(context, graph, i.strip()) for i in ids.split(",")}
+    assert len(shards) == count, shards
+
+
+def shard_of(context, graph: str, vid: str) -> int:
+    return context.gateway.get_json(f"/keys/{quote(f'{graph}/{vid}', safe='/')}/location")["shard_id"]
+
+
+@then('the Cypher rows are "{values}", each from the shard of its first vertex in "{graph}"')
+def step_cypher_rows(context, values, graph):
+    """Rows as "ada V; grace V" (values split on spaces); each row's shard holds its first value."""
+    answer = ok(context.response, 200)
+    assert set(answer) == {"columns", "rows", "truncated"} and answer["truncated"] is False, answer
+    got = sorted(tuple(str(v) for v in row["values"]) for row in answer["rows"])
+    assert got == sorted(tuple(r.split()) for r in values.split(";")), answer
+    for row in answer["rows"]:
+        assert row["shard"] == shard_of(context, graph, row["values"][0]), row
+
+
+@then('the Cypher rows are "{values}", each edge from the shards of both its ends in "{graph}"')
+def step_cypher_edge_rows(context, values, graph):
+    """Rows "src type dst": an edge whose ends are on two shards comes from each of them."""
+    answer = ok(context.response, 200)
+    got = sorted((tuple(str(v) for v in row["values"]), row["shard"]) for row in answer["rows"])
+    expected = sorted({(tuple(r.split()), shard_of(context, graph, end)) for r in values.split(";") for end in (r.split()[0], r.split()[2])})
+    assert got == expected, answer
+
+
+@when('I PUT the vertex "{vid}" of "{graph}" with properties of {size:d} bytes')
+def step_put_big(context, vid, graph, size):
+    send(context, "PUT", vertex_path(graph, vid), {"label": "Big", "properties": {"text": "x" * (size - len('{"text":""}'))}})
+
+
+def nats_request(context, subject: str, body: dict) -> Any:
+    """A JSON request on the gateways' NATS API, as a Response: the status is the
+    Nats-Service-Error-Code header of an error, 200 otherwise."""
+    from email.message import Message
+
+    from torua_bdd import Response, with_nats
+
+    async def ask(nc):
+        return await nc.request(subject, json.dumps(body).encode(), timeout=10, headers={"Content-Type": "application/json"})
+
+    msg = with_nats(context.cluster.nats_url, ask, timeout=15)
+    status = int((msg.headers or {}).get("Nats-Service-Error-Code", 200))
+    context.response = Response(status, msg.data, Message())
+    return context.response
+
+
+@when('I request "{subject}" on the NATS API with')
+def step_nats(context, subject):
+    nats_request(context, subject, json.loads(context.text))

@@ -309,3 +309,25 @@ def test_the_cli_imports_a_file_in_batches_and_reads_it_back(shared_cluster, tmp
     assert torua("graph", "get", "api-cli", "nobody").returncode == 1
     assert "api-cli" in torua("graph", "ls").stdout
     assert torua("graph", "rm", "api-cli").returncode == 0
+
+
+def test_searches_right_after_a_bulk_import_wait_for_the_index_and_answer(shared_cluster):
+    """An import leaves each shard's graph index behind (it catches up lazily); the
+    searches and Cypher that need it right after must wait for it within the request
+    deadline and answer with every vertex imported, not time out."""
+    c = shared_cluster
+    assert c.json("PUT", "/graphs/api-lazy", {"vector_dim": 2, "text_properties": ["text"]})[0] in (200, 201)
+    lines = [
+        {"vertex": {"id": "east", "label": "Note", "properties": {"text": "sunrise"}, "embedding": [1, 0]}},
+        {"vertex": {"id": "north", "label": "Note", "properties": {"text": "polar star"}, "embedding": [0, 1]}},
+    ]
+    lines += [{"vertex": {"id": f"filler/{i}", "label": "Filler", "properties": {"text": "filler"}, "embedding": [-1, -0.1]}} for i in range(3000)]
+    status, raw, _ = c.request("POST", "/graphs/api-lazy/import", ndjson(lines), NDJSON)
+    assert status == 200 and json.loads(raw)["vertices"] == len(lines), raw
+    status, found = c.json("POST", "/graphs/api-lazy/search/vector", {"vector": [1, 0.2], "k": 2})
+    assert status == 200, found
+    assert [h["id"] for h in found["hits"]] == ["east", "north"], found
+    status, found = c.json("POST", "/graphs/api-lazy/search/text", {"query": "polar star", "k": 1})
+    assert status == 200 and [h["id"] for h in found["hits"]] == ["north"], found
+    status, rows = c.json("POST", "/graphs/api-lazy/cypher", {"query": "MATCH (v:Vertex) WHERE NOT v.stub RETURN count(*)"})
+    assert status == 200 and sum(r["values"][0] for r in rows["rows"]) == len(lines), rows

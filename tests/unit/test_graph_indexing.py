@@ -114,7 +114,7 @@ def test_idf_is_kuzus_log10_bm25():
 
 
 PLANS = [
-    # applied, committed, log base, gap, rows, vectors, must, how
+    # applied, committed, log base, gap, rows, vectors, must, how (gap vectors: 0)
     (10, 10, 0, 0, 100, 0, "", "current"),
     (None, 10, 0, 0, 0, 0, "", "rebuild"),
     (12, 10, 0, 0, 0, 0, "", "rebuild"),  # ahead of the rows
@@ -130,6 +130,21 @@ PLANS = [
 def test_plan_catch_up(applied, committed, base, gap, rows, vectors, must, how):
     plan = plan_catch_up(applied=applied, committed=committed, log_base=base, gap_ops=gap, rows=rows, vectors=vectors, must_rebuild=must)
     assert plan.how == how and (plan.reason or how == "current")
+
+
+VECTOR_PLANS = [
+    # gap ops (after an import), of which embeddings; rows and vectors a rebuild copies (the gap's included); how
+    (100, 0, 100, 0, "replay"),  # a hundred vertices without vectors: replay
+    (190, 190, 190, 190, "rebuild"),  # an import of 190 vertices with embeddings into a new graph
+    (1000, 1000, 1000, 1000, "rebuild"),
+    (20, 20, 10**5, 10**5, "replay"),  # a few vectors more in a large graph: replay
+]
+
+
+@pytest.mark.parametrize("gap,gap_vectors,rows,vectors,how", VECTOR_PLANS)
+def test_plan_catch_up_counts_what_replaying_embeddings_costs(gap, gap_vectors, rows, vectors, how):
+    plan = plan_catch_up(applied=5, committed=5 + gap, log_base=0, gap_ops=gap, rows=rows, vectors=vectors, gap_vectors=gap_vectors)
+    assert plan.how == how, plan
 
 
 NAMES = {"Vertex": "V_3", "Edge": "E_3", "Embedding": "Emb_3"}

@@ -204,7 +204,7 @@ class LocalCluster:
             f"Torua {a.nodes} nodes, {a.shards} shards, {a.replicas} cop{'y' if a.replicas == 1 else 'ies'} of each, "
             f"{a.coordinators} coordinator{'s' if a.coordinators != 1 else ''}",
             f"  HTTP API  http://{a.host}:{a.port}",
-            f"  NATS      {self.nats_url}   (NATS API: torua.api.kv.get|put|delete|list)",
+            f"  NATS      {self.nats_url}   (NATS API: torua.api.kv.*, torua.api.graph.*, ...)",
             f"  data      {self.data_dir}",
             f"  logs      {self.log_dir}",
         ]

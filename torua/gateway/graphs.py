@@ -95,10 +95,12 @@ class GraphEndpoints:
     async def _graph_entry(self, name: str) -> CatalogEntry:
         return await self.graphs.get(name)
 
-    async def _graph_ask(self, shard: int, build: Callable[[int], GraphRequest], timeout: float) -> GraphReply:
-        """One request to `shard`'s primary; a refusal comes back as `ToruaError`."""
+    async def _graph_ask(self, shard: int, build: Callable[[int], GraphRequest], timeout: float, patient: bool = False) -> GraphReply:
+        """One request to `shard`'s primary; a refusal comes back as `ToruaError`. `patient`:
+        the node holds the request to its `timeout` (an index query), so one attempt
+        waits for all of it (`ShardRouter.call`)."""
         try:
-            reply = await self.router.call(shard, build, timeout, kind="graph", reply_type=GraphReply)
+            reply = await self.router.call(shard, build, timeout, kind="graph", reply_type=GraphReply, patient=patient)
         except MaxPayloadError:
             raise ToruaError("value_too_large", "the request is larger than the NATS server's max_payload") from None
         except NatsError as exc:
@@ -122,6 +124,20 @@ class GraphEndpoints:
             shards = range((await self._map()).num_shards)
         shards = list(shards)
         return dict(zip(shards, await gather_or_raise(self._graph_ask(s, lambda epoch, s=s: build(s, epoch), timeout) for s in shards)))
+
+    async def _graph_query_all(self, build: Callable[[int, int, float], GraphRequest], deadline: float) -> dict[int, GraphReply]:
+        """An index query (vector, text, Cypher) to every shard at once: `build(shard, epoch,
+        seconds left)`. The node waits for its index to catch up within the seconds it is
+        given, so each request carries what is left of the deadline and is not sent again
+        before it (a retry would queue behind the first)."""
+        loop = asyncio.get_running_loop()
+        shards = list(range((await self._map()).num_shards))
+        left = max(0.1, deadline - loop.time())
+
+        def ask(shard: int) -> Awaitable[GraphReply]:
+            return self._graph_ask(shard, lambda epoch: build(shard, epoch, max(0.05, deadline - loop.time())), left, patient=True)
+
+        return dict(zip(shards, await gather_or_raise(ask(s) for s in shards)))
 
     async def _graph_drive(self, planner: Traversal | PathSearch, entry: CatalogEntry, deadline: float) -> bool:
         """Run a planner's hops, each hop's requests at once, until it is done (False)
@@ -340,10 +356,9 @@ class GraphEndpoints:
         """Every shard's k nearest, merged (`torua.graph.search.merge_hits`)."""
         entry = await self._graph_entry(graph)
         query = rules.validate_vector(vector, entry.settings.vector_dim, "vector")
-        ref = entry.ref()
-        replies = await self._graph_ask_all(
-            lambda shard, epoch: GraphRequest(GraphOp.VECTOR_SEARCH, shard, epoch, ref, vector=query, k=k, label=label or ""),
-            self.config.request_timeout,
+        ref, deadline = entry.ref(), asyncio.get_running_loop().time() + self.config.request_timeout
+        replies = await self._graph_query_all(
+            lambda shard, epoch, left: GraphRequest(GraphOp.VECTOR_SEARCH, shard, epoch, ref, vector=query, k=k, label=label or "", timeout=left), deadline,
         )
         return {"hits": [hit_view(h) for h in merge_hits({s: r.hits for s, r in replies.items()}, k)]}
 
@@ -355,26 +370,26 @@ class GraphEndpoints:
             raise ToruaError("bad_request", f"graph {graph} has no text_properties to search; create it with text_properties")
         ref, loop = entry.ref(), asyncio.get_running_loop()
         deadline = loop.time() + self.config.request_timeout
-        stats = await self._graph_ask_all(
-            lambda shard, epoch: GraphRequest(GraphOp.TEXT_STATS, shard, epoch, ref, query=query, label=label or ""), self.config.request_timeout,
+        stats = await self._graph_query_all(
+            lambda shard, epoch, left: GraphRequest(GraphOp.TEXT_STATS, shard, epoch, ref, query=query, label=label or "", timeout=left), deadline,
         )
         total = sum_text_stats((r.docs, r.term_docs) for r in stats.values())
         if total.docs == 0:
             return {"hits": []}
-        replies = await self._graph_ask_all(
-            lambda shard, epoch: GraphRequest(
-                GraphOp.TEXT_SEARCH, shard, epoch, ref, query=query, k=k, label=label or "", docs=total.docs, term_docs=total.term_docs,
+        replies = await self._graph_query_all(
+            lambda shard, epoch, left: GraphRequest(
+                GraphOp.TEXT_SEARCH, shard, epoch, ref, query=query, k=k, label=label or "", docs=total.docs, term_docs=total.term_docs, timeout=left,
             ),
-            max(0.1, deadline - loop.time()),
+            deadline,
         )
         return {"hits": [hit_view(h) for h in merge_hits({s: r.hits for s, r in replies.items()}, k)]}
 
     async def graph_cypher(self, graph: str, query: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         """The query on every shard's part of the graph; each shard's rows with its number."""
         entry = await self._graph_entry(graph)
-        ref = entry.ref()
-        replies = await self._graph_ask_all(
-            lambda shard, epoch: GraphRequest(GraphOp.CYPHER, shard, epoch, ref, query=query, params=params or {}), self.config.request_timeout,
+        ref, deadline = entry.ref(), asyncio.get_running_loop().time() + self.config.request_timeout
+        replies = await self._graph_query_all(
+            lambda shard, epoch, left: GraphRequest(GraphOp.CYPHER, shard, epoch, ref, query=query, params=params or {}, timeout=left), deadline,
         )
         columns, rows = concat_rows({s: (r.columns, r.rows) for s, r in replies.items()})
         return {"columns": columns, "rows": rows, "truncated": any(r.truncated for r in replies.values())}

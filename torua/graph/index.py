@@ -71,8 +71,10 @@ GRAPH_OPERATIONS = frozenset(cls.TYPE for cls in (GraphEnsure, GraphDrop, Vertex
 LAZY_OPS = 64  # a batch with more graph ops than this leaves the index behind (~3 ms each)
 IDLE_S = 1.0  # an index behind catches up once its shard had no write for this long
 REPLAY_PAGE = 500  # log rows per catch-up transaction
+GAP_SCAN = 20000  # log rows read to tell how many of a gap's ops carry an embedding
 SMALL_BUILD_ROWS = 2000  # a shard's first index file is built at once (in the writer's thread) from fewer rows
 QUERY_THREADS = 4
+WAIT_THREADS = 64
 
 T = TypeVar("T")
 
@@ -100,6 +102,19 @@ def _executor() -> concurrent.futures.ThreadPoolExecutor:
         if _pool is None:
             _pool = concurrent.futures.ThreadPoolExecutor(QUERY_THREADS, thread_name_prefix="graph-index")
         return _pool
+
+
+_wait_pool: concurrent.futures.ThreadPoolExecutor | None = None
+
+
+def _waiters() -> concurrent.futures.ThreadPoolExecutor:
+    """Threads that only wait for an index to catch up (on a condition), so that queries
+    waiting for one shard's index never hold the query threads another shard's need."""
+    global _wait_pool
+    with _pool_lock:
+        if _wait_pool is None:
+            _wait_pool = concurrent.futures.ThreadPoolExecutor(WAIT_THREADS, thread_name_prefix="graph-index-wait")
+        return _wait_pool
 
 
 class _Gate:
@@ -373,15 +388,17 @@ class GraphIndex:
                 base, last = _log_bounds(conn)
                 if kuzu is None and not rebuild and not self.rows.graphs(conn):
                     return True  # no file, and nothing to index: stays without one
-                gap = int(conn.execute("SELECT count(*) FROM oplog WHERE seq > ?", (applied,)).fetchone()[0]) if applied is not None and applied < last else 0
-            rows = vectors = 0
+                gap, gap_vectors = _gap(conn, applied) if applied is not None and applied < last else (0, 0)
+            rows, vectors = gap, gap_vectors  # a rebuild copies what the gap adds too
             if kuzu is not None and gap:
                 with self._gate.shared():
                     for uid in list(kuzu.graphs):
                         counts = kuzu.counts(uid)
                         rows += counts.get("vertices", 0) + counts.get("edges", 0)
                         vectors += counts.get("embeddings", 0)
-            plan = plan_catch_up(applied=applied, committed=last, log_base=base, gap_ops=gap, rows=rows, vectors=vectors, must_rebuild=rebuild)
+            plan = plan_catch_up(
+                applied=applied, committed=last, log_base=base, gap_ops=gap, rows=rows, vectors=vectors, must_rebuild=rebuild, gap_vectors=gap_vectors,
+            )
             if plan.how == "current":
                 return True
             if plan.how == "replay":
@@ -492,7 +509,9 @@ class GraphIndex:
 
     async def _run(self, fn: Callable[[KuzuGraphs], T], empty: T, timeout: float) -> T:
         deadline = time.monotonic() + timeout
-        return await asyncio.get_running_loop().run_in_executor(_executor(), self._query, fn, empty, deadline)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(_waiters(), self.wait_current, deadline)
+        return await loop.run_in_executor(_executor(), self._query, fn, empty, deadline)
 
     async def vector_search(self, uid: str, vector: Sequence[float], k: int, label: str = "", *, timeout: float = 5.0) -> list[tuple[str, str, float, str]]:
         """Top `k` (id, label, score, properties JSON) of graph `uid` on this shard, best first."""
@@ -519,7 +538,9 @@ class GraphIndex:
         def run(kz: KuzuGraphs) -> tuple[list[str], list[list[Any]], bool]:
             return kz.cypher(uid, query, params or {}, row_cap, max(0.001, deadline - time.monotonic()))
 
-        return await asyncio.get_running_loop().run_in_executor(_executor(), self._query, run, ([], [], False), deadline)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(_waiters(), self.wait_current, deadline)
+        return await loop.run_in_executor(_executor(), self._query, run, ([], [], False), deadline)
 
     async def graph_counts(self, uid: str, *, timeout: float = 5.0) -> dict[str, int]:
         """vertices, stubs, edges, hidden_halves (and embeddings) of graph `uid` in the index."""
@@ -528,6 +549,19 @@ class GraphIndex:
     def dump(self, uid: str, deadline: float) -> dict[str, set[tuple[Any, ...]]]:
         """Every row of graph `uid` in the index, once it is current (tests)."""
         return self._query(lambda kz: kz.dump(uid), {}, deadline)
+
+
+def _gap(conn: sqlite3.Connection, applied: int) -> tuple[int, int]:
+    """(ops in the log after `applied`, how many of them put a vertex with an embedding),
+    the second read from at most GAP_SCAN ops and scaled to the rest."""
+    ops = int(conn.execute("SELECT count(*) FROM oplog WHERE seq > ?", (applied,)).fetchone()[0])
+    scanned = vectors = 0
+    for (blob,) in conn.execute("SELECT op FROM oplog WHERE seq > ? ORDER BY seq LIMIT ?", (applied, GAP_SCAN)):
+        scanned += 1
+        if operation_type(blob) == VertexPut.TYPE:
+            op = decode_operation(blob)
+            vectors += isinstance(op, VertexPut) and op.embedding is not None
+    return ops, vectors if scanned >= ops or not scanned else vectors * ops // scanned
 
 
 def _fsync_dir(path: Path) -> None:

@@ -251,9 +251,11 @@ def idf(docs: int, term_docs: int) -> float:
 # ------------------------------------------------------------------ catching up
 
 # Measured here (docs/design/graph.md section 9), one thread: replaying an op costs
-# ~2-4 ms (an embedding ~3-11 ms more, kept in its HNSW index); a rebuild copies
-# ~100k rows/s, then builds the HNSW index at ~2.7 ms per vector.
+# ~2-4 ms (an embedding ~3-11 ms more, kept in its HNSW index: ~8-11 ms for a vertex
+# put with a 2-d embedding); a rebuild copies ~100k rows/s, then builds the HNSW index
+# at ~0.3-2.7 ms per vector (2-d to 384-d).
 REPLAY_S_PER_OP = 0.003
+REPLAY_S_PER_VECTOR = 0.008
 REBUILD_S_FIXED = 0.5
 REBUILD_S_PER_ROW = 0.00002
 REBUILD_S_PER_VECTOR = 0.003
@@ -275,10 +277,12 @@ def plan_catch_up(
     rows: int,
     vectors: int,
     must_rebuild: str = "",
+    gap_vectors: int = 0,
 ) -> CatchUpPlan:
     """How an index at `applied` (None: it has no file) reaches the rows at `committed`:
-    nothing to do, replay the log's `gap_ops` ops after it, or build it again from the
-    rows (`rows` vertices and edge rows, `vectors` embeddings): when it must
+    nothing to do, replay the log's `gap_ops` ops after it (`gap_vectors` of them put
+    an embedding, each far dearer to replay), or build it again from the rows (`rows`
+    vertices and edge rows, `vectors` embeddings, the gap's included): when it must
     (`must_rebuild` says why), when the log no longer holds the gap, or when that is
     cheaper by the measured costs.
 
@@ -298,7 +302,7 @@ def plan_catch_up(
         return CatchUpPlan("current")
     if applied < log_base:
         return CatchUpPlan("rebuild", f"the log starts after seq {log_base}, the index is at {applied}", rebuild_s)
-    replay_s = gap_ops * REPLAY_S_PER_OP
+    replay_s = gap_ops * REPLAY_S_PER_OP + gap_vectors * REPLAY_S_PER_VECTOR
     if replay_s > rebuild_s:
         return CatchUpPlan("rebuild", f"{gap_ops} ops to replay (~{replay_s:.1f} s), a rebuild ~{rebuild_s:.1f} s", rebuild_s)
     return CatchUpPlan("replay", f"{gap_ops} ops", replay_s)

@@ -61,7 +61,9 @@ WRITES = frozenset(
      GraphOp.EDGE_ATTACH, GraphOp.EDGE_DETACH, GraphOp.EDGE_DROP}
 )
 INDEX_ENGINE = ENGINE_NAME  # the Kuzu index's engine (torua.graph.index)
-INDEX_QUERY_SECONDS = 4.0  # an index query, its catching up included, within a gateway's request timeout
+INDEX_QUERY_SECONDS = 4.0  # an index query, its catching up included, when the request gives no timeout
+INDEX_ANSWER_MARGIN = 0.2  # of a request's timeout, left for the answer to reach the sender
+MAX_INDEX_QUERY_SECONDS = 300.0
 # Writes whose answer says what they did (`created`): a retry of one (same `request_id`)
 # is answered as the first attempt was.
 REMEMBERED = frozenset({GraphOp.VERTEX_PUT, GraphOp.EDGE_PUT})
@@ -371,7 +373,7 @@ class GraphService:
         if not isinstance(index, GraphIndex):
             raise ToruaError("unavailable", f"node {self.node.config.id} has no graph index (vector, text and Cypher queries) for shard {request.shard_id}")
         self._reading(request)  # a graph deleted here: not_found
-        uid, timeout = request.graph.uid, INDEX_QUERY_SECONDS
+        uid, timeout = request.graph.uid, index_query_seconds(request.timeout)
         label = rules.validate_label(request.label, "label")
         try:
             if request.op == GraphOp.VECTOR_SEARCH:
@@ -403,6 +405,19 @@ class GraphService:
 
 
 # ------------------------------------------------------------------ helpers
+
+
+def index_query_seconds(sent: float) -> float:
+    """How long an index query (its index catching up included) may take on the node:
+    the sender's timeout less the time its answer needs to get back, so that the sender
+    gets an answer (`unavailable` when the index is still behind) rather than none.
+
+    >>> index_query_seconds(0), index_query_seconds(5.0), index_query_seconds(0.1)
+    (4.0, 4.8, 0.05)
+    """
+    if not sent or sent <= 0:
+        return INDEX_QUERY_SECONDS
+    return min(MAX_INDEX_QUERY_SECONDS, max(sent / 2, sent - INDEX_ANSWER_MARGIN))
 
 
 def rows_of(store: ShardStore) -> GraphRows:

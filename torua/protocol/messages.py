@@ -606,6 +606,7 @@ class GraphRequest:
     params: dict[str, Any] = field(default_factory=dict)  # cypher
     eventual: bool = False  # a read any in-sync copy may answer
     halves: list[EdgeHalf] = field(default_factory=list)  # edge.attach|detach|drop|check, in batches
+    timeout: float = 0.0  # vector.search, text.*, cypher: seconds the sender waits for the answer (0: the node's default)
     request_id: str = ""  # vertex.put, edge.put: the same on every retry of one write (a retry is answered as the first attempt was)
 
 
