@@ -5,7 +5,7 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 from torua.client import Client  # noqa: E402
 from torua.protocol.errors import ToruaError  # noqa: E402
