@@ -36,7 +36,7 @@ HEAL_TIMEOUT = 40.0
 
 
 def start_cluster(group, nats_url, shards: int) -> Cluster:
-    c = Cluster(group, nats_url, shards=shards, replicas=2)
+    c = Cluster(group, nats_url, shards=shards, replicas=2, heartbeat=0.5)  # 2 cores shared
     c.start_coordinator(expect_nodes=3)
     for n in ("n1", "n2", "n3"):
         c.start_node(n, NODE_ARGS)
@@ -206,10 +206,8 @@ def test_acknowledged_import_lines_survive_a_primary_killed_mid_import(group, na
 
     def importer() -> None:
         for lines in requests:
-            t1 = time.monotonic()
             status, raw, _ = c.request("POST", "/graphs/imp/import", ndjson(lines), {"Content-Type": "application/x-ndjson"}, timeout=30)
             answered.append(status)
-            print("req", round(time.monotonic() - t1, 2))
             if status != 200:
                 continue  # the request failed whole: nothing acknowledged
             refused = {e["line"] for e in json.loads(raw)["errors"]}
@@ -222,11 +220,20 @@ def test_acknowledged_import_lines_survive_a_primary_killed_mid_import(group, na
                     e = line["edge"]
                     acked_edges.add((e["src"], e["type"], e["dst"]))
 
-    t0 = time.monotonic()
+    def pending_halves() -> bool:
+        return c.json("GET", "/graphs/imp")[1]["counts"].get("unsettled", 0) > 0
+
     thread = threading.Thread(target=importer, daemon=True)
     thread.start()
     try:
-        wait_until(lambda: len(answered) >= 4, 60, "the first imports answered")
+        wait_until(lambda: len(answered) >= 3, 60, "the first imports answered")
+        # Best when an import's edges are between their two halves (pending on a
+        # shard); if that is not caught within a few seconds, kill anyway.
+        try:
+            wait_until(pending_halves, 5, "an import's edges pending", interval=0.02)
+            when = "with edges pending"
+        except AssertionError:
+            when = "(no pending edge seen)"
         shards = c.json("GET", "/shards")[1]["shards"]
         victim = max(c.nodes, key=lambda n: sum(s["primary"] == n for s in shards))
         c.nodes[victim].kill()
@@ -234,21 +241,18 @@ def test_acknowledged_import_lines_survive_a_primary_killed_mid_import(group, na
     finally:
         thread.join(120)
     assert not thread.is_alive(), "the importer hangs"
-    print("T imported", time.monotonic() - t0)
-    print(f"statuses {answered}; {len(acked_vertices)} vertices, {len(acked_edges)} edges acknowledged; {victim} killed after {after}")
-    assert answered.count(200) > after, "no import acknowledged after the kill: the scenario tested little"
+    print(f"{victim} killed after {after} requests {when}; statuses {answered}; {len(acked_vertices)} vertices, {len(acked_edges)} edges acknowledged")
+    assert answered[after:].count(200) > 0, "no import acknowledged after the kill: the scenario tested little"
 
-    wait_until(lambda: all(s["primary"] and s["primary"] != victim for s in c.json("GET", "/shards")[1]["shards"]), 30, "promotions")
+    c.start_node(victim, NODE_ARGS)
     uid = c.json("GET", "/graphs/imp")[1]["uid"]
+    scan = wait_settled(c, uid)  # green, repair done, every copy alike
+    assert scan.problems("imp", 8) == []  # no half-edge on any copy, no edge to a missing vertex
+    lost = sorted(acked_vertices - set(scan.vertices))
+    both = {r.key for rows in scan.rows.values() for r in rows if r.out_state == "committed"} & {r.key for rows in scan.rows.values() for r in rows if r.in_state is not None}
+    assert not lost and acked_edges <= both, f"lost vertices {lost[:10]}; edges not on both sides {sorted(acked_edges - both)[:10]}"
 
-    def unsettled() -> bool:
-        return c.json("GET", "/graphs/imp")[1]["counts"].get("unsettled", 0) == 0
-
-    print("T promoted", time.monotonic() - t0)
-    wait_until(unsettled, HEAL_TIMEOUT, "repair to settle the import's edges")
-    print("T unsettled", time.monotonic() - t0)
-    lost = [v for v in sorted(acked_vertices) if call(c, "GET", f"/graphs/imp/vertices/{quote(v, safe='')}") != 200]
-
+    # and through the API: each acknowledged edge from both ends
     def edge_keys(vid: str, direction: str) -> set[tuple[str, str, str]]:
         status, page = c.json("GET", f"/graphs/imp/vertices/{quote(vid, safe='')}/edges?direction={direction}&limit=1000")
         assert status == 200 and page["next_cursor"] is None, page
@@ -256,10 +260,6 @@ def test_acknowledged_import_lines_survive_a_primary_killed_mid_import(group, na
 
     outs = {v: edge_keys(v, "out") for v in sorted({e[0] for e in acked_edges})}
     ins = {v: edge_keys(v, "in") for v in sorted({e[2] for e in acked_edges})}
-    half = [e for e in sorted(acked_edges) if e not in outs[e[0]] or e not in ins[e[2]]]
-    assert not lost and not half, f"lost vertices {lost[:10]}; edges not seen from both ends {[(e, e in outs[e[0]], e in ins[e[2]]) for e in half[:10]]}"
-    print("T checked", time.monotonic() - t0)
-    c.start_node(victim, NODE_ARGS)
-    # and the files: no half-edge on any copy, the copies alike
-    scan = wait_settled(c, uid)
-    assert scan.problems("imp", 8) == []
+    half = [(e, e in outs[e[0]], e in ins[e[2]]) for e in sorted(acked_edges) if e not in outs[e[0]] or e not in ins[e[2]]]
+    assert not half, f"acknowledged edges not seen from both ends (edge, out, in): {half[:10]}"
+    assert all(call(c, "GET", f"/graphs/imp/vertices/{quote(v, safe='')}") == 200 for v in sorted(acked_vertices)[::7])

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import random
-import time
 from urllib.parse import quote
 
 import networkx as nx
@@ -47,19 +46,17 @@ def import_graph(c: Cluster, name: str, graph: nx.DiGraph) -> None:
     vertices = [{"vertex": {"id": n, "label": "N", "properties": {"n": n}}} for n in nodes]
     edges = [{"edge": {"src": a, "type": d["type"], "dst": b, "weight": d["weight"], "properties": d["properties"]}} for a, b, d in graph.edges(data=True)]
     for part in (vertices[: len(vertices) // 2], vertices[len(vertices) // 2 :], edges):
-        status, raw, _ = c.request("POST", f"/graphs/{name}/import", ndjson(part), {"Content-Type": "application/x-ndjson"})
-        answer = json.loads(raw)
-        assert status == 200, answer
-        # On a busy machine a peer may not answer within --graph-peer-timeout: the
-        # edge is left pending for repair, and the line named. Importing the same
-        # lines again changes nothing but what is missing.
-        for _ in range(3):
-            if not answer["errors"]:
-                break
-            assert all("pending" in e["error"] for e in answer["errors"]), answer
+        # On a busy machine a line may fail (a peer not answering within
+        # --graph-peer-timeout leaves an edge pending for repair; a shard failing
+        # over is unavailable for a moment): the line is named, and importing the
+        # same lines again changes nothing but what is missing.
+        def imported(part=part) -> bool:
             status, raw, _ = c.request("POST", f"/graphs/{name}/import", ndjson(part), {"Content-Type": "application/x-ndjson"})
             answer = json.loads(raw)
-        assert answer["errors"] == [], answer
+            assert status in (200, 503, 504), answer
+            return status == 200 and answer["errors"] == []
+
+        wait_until(imported, 60, f"{name} imported without errors", interval=0.5)
     counts = c.json("GET", f"/graphs/{name}")[1]["counts"]
     assert counts["vertices"] == graph.number_of_nodes() and counts["edges"] == graph.number_of_edges(), counts
 
@@ -149,7 +146,7 @@ def settled(c: Cluster, nodes: set[str]) -> bool:
 
 @pytest.mark.timeout(150)
 def test_graph_reads_match_networkx_through_join_drain_and_failover(group, nats_url):
-    c = Cluster(group, nats_url, shards=SHARDS, replicas=2)
+    c = Cluster(group, nats_url, shards=SHARDS, replicas=2, heartbeat=0.5)  # 2 cores shared
     c.start_coordinator(expect_nodes=3)
     for n in ("n1", "n2", "n3"):
         c.start_node(n, NODE_ARGS)
@@ -164,18 +161,15 @@ def test_graph_reads_match_networkx_through_join_drain_and_failover(group, nats_
         for i, (name, graph) in enumerate(graphs.items()):
             check_against_networkx(c, name, graph, seed * 10 + i, phase)
 
-    t0 = time.monotonic()
+    wait_until(lambda: settled(c, {"n1", "n2", "n3"}), 60, "the cluster settled after the import")
     check("imported", 1)
-    print("T check", time.monotonic() - t0)
 
     c.start_node("n4", NODE_ARGS)
     wait_until(lambda: settled(c, {"n1", "n2", "n3", "n4"}), 60, "n4 to take its share of the copies")
-    print("T joined", time.monotonic() - t0)
     check("n4 joined", 2)
 
     assert c.json("POST", "/nodes/n1/drain")[0] == 202
     wait_until(lambda: c.json("GET", "/nodes/n1")[1]["status"] == "drained" and settled(c, {"n2", "n3", "n4"}), 60, "n1 drained")
-    print("T drained", time.monotonic() - t0)
     check("n1 drained", 3)
 
     shards = c.json("GET", "/shards")[1]["shards"]
@@ -188,6 +182,4 @@ def test_graph_reads_match_networkx_through_join_drain_and_failover(group, nats_
         return all(s["primary"] and s["primary"] != victim for s in now)
 
     wait_until(promoted, 30, f"every shard of {victim} promoted on another node")
-    print("T promoted", time.monotonic() - t0)
     check(f"{victim} killed", 4)
-    print("T end", time.monotonic() - t0)
