@@ -27,7 +27,7 @@ import logging
 import math
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -197,7 +197,7 @@ class EdgeWork:
 
     async def _attach_and_settle(
         self, shard_id: int, graph: GraphRef, rows: GraphRows, started: Sequence[tuple[EdgeSpec, int, Any]], outcomes: list[Any] | None = None,
-        verifying: set[int] = frozenset(),  # type: ignore[assignment]
+        verifying: Collection[int] = (),
     ) -> list[int]:
         """Ask each dst's shard to attach, then commit or remove each half (holding the
         edges' locks). Items whose index is in `verifying` are committed here already:
