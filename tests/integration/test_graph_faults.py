@@ -138,10 +138,10 @@ def wait_settled(c: Cluster, uid: str) -> GraphScan:
 @pytest.mark.timeout(150)
 def test_no_half_edge_after_concurrent_writes_with_nodes_paused_and_killed(group, nats_url):
     c = start_cluster(group, nats_url, shards=4)
-    assert c.json("PUT", "/graphs/faults", {})[0] == 201
+    assert c.json("PUT", "/graphs/faults", {})[0] in (200, 201)
     uid = c.json("GET", "/graphs/faults")[1]["uid"]
     for v in VERTICES:
-        assert call(c, "PUT", f"/graphs/faults/vertices/{quote(v, safe='')}", {"label": "V"}) == 201
+        assert call(c, "PUT", f"/graphs/faults/vertices/{quote(v, safe='')}", {"label": "V"}) in (200, 201)  # 200: a retry after a slow first try
     workers = Workers(c, "faults", seed=7)
     workers.start()
     h = workers.history
@@ -189,7 +189,7 @@ def ndjson(lines: list[dict]) -> bytes:
 @pytest.mark.timeout(150)
 def test_acknowledged_import_lines_survive_a_primary_killed_mid_import(group, nats_url):
     c = start_cluster(group, nats_url, shards=8)
-    assert c.json("PUT", "/graphs/imp", {})[0] == 201
+    assert c.json("PUT", "/graphs/imp", {})[0] in (200, 201)
     rng = random.Random(11)
     ids = [f"p/{i}" if i % 4 else f"ü {i}/x" for i in range(320)]
     requests: list[list[dict]] = []
