@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-from dataclasses import dataclass, field
 
 import pytest
 
@@ -22,6 +21,7 @@ from tests.support.graph_client import (
     primaries,
     scan_rows,
 )
+from tests.support.graph_history import Attempt, History, check_acknowledged
 from tests.support.sim_cluster import SimCluster, sim_seed, wait_for
 from torua.protocol.errors import ToruaError
 from torua.protocol.messages import GraphRef
@@ -29,23 +29,6 @@ from torua.protocol.messages import GraphRef
 GRAPH = GraphRef("net", "uid-net")
 VERTICES = [f"v{i}" for i in range(24)]
 HEAL_TIMEOUT = 30.0
-
-
-@dataclass
-class Attempt:
-    kind: str  # put | delete
-    target: tuple[str, ...]  # an edge key, or (vertex id,)
-    started: float
-    finished: float = float("inf")
-    outcome: str = "pending"  # acked | failed (unknown)
-
-
-@dataclass
-class History:
-    attempts: list[Attempt] = field(default_factory=list)
-
-    def of(self, target: tuple[str, ...]) -> list[Attempt]:
-        return [a for a in self.attempts if a.target == target]
 
 
 async def attempt(cluster: SimCluster, history: History, kind: str, target: tuple[str, ...], call) -> None:
@@ -83,30 +66,6 @@ async def vertex_worker(cluster: SimCluster, g: GraphClient, history: History, r
         await asyncio.sleep(0.06)
 
 
-def check_acknowledged(history: History, scan: GraphScan, keys: list[tuple[str, str, str]]) -> tuple[int, list[str]]:
-    """(edges checked, problems): each edge whose last attempt was acknowledged, unless a
-    delete of one of its ends was attempted meanwhile or after."""
-    problems: list[str] = []
-    checked = 0
-    edges = scan.edges()
-    held_in = {r.key for rows in scan.rows.values() for r in rows if r.in_state is not None}
-    for key in keys:
-        tried = history.of(key)
-        if not tried or tried[-1].outcome != "acked":
-            continue
-        last = tried[-1]
-        touched = [a for end in (key[0], key[2]) for a in history.of((end,)) if a.kind == "delete" and a.finished > last.started]
-        if touched:
-            continue
-        checked += 1
-        if last.kind == "put":
-            if key[0] not in scan.vertices or key[2] not in scan.vertices:
-                problems.append(f"acknowledged put of {key}, no delete of its ends since, yet an end is missing")
-            elif key not in edges or key not in held_in:
-                problems.append(f"acknowledged put of {key} at {last.started:.2f}s is gone: out-half {key in edges}, in-half {key in held_in}")
-        elif key in edges or key in held_in:
-            problems.append(f"acknowledged delete of {key} at {last.started:.2f}s, yet it is there: out {key in edges}, in {key in held_in}")
-    return checked, problems
 
 
 @pytest.mark.timeout(150)

@@ -425,3 +425,44 @@ async def test_a_move_and_a_failover_carry_the_graph_and_its_index(tmp_path):
             assert cluster.compare_copies()[1] == [] and graph_copies_differ(cluster) == []
     finally:
         await cluster.stop()
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("dst_again", [False, True], ids=["dst gone", "dst deleted and put again"])
+async def test_a_put_of_a_committed_edge_after_its_dst_was_deleted(tmp_path, dst_again):
+    """dst's delete leaves its shard a drop task for src's shard (the out-half there
+    goes); while that task is on its way, the same edge is put again, with the same
+    properties. Its src's shard must not answer from its committed out-half alone:
+    with dst gone the put is a 404 naming dst; with dst put again it is a new edge
+    that the late drop (of the older incarnation) leaves alone."""
+    cluster = SimCluster(tmp_path, sim_seed(), nodes=2, shards=2, replicas=1, graph_repair_interval=0.2, graph_peer_timeout=0.5)
+    try:
+        await cluster.start()
+        async with asyncio.timeout(60):
+            g = graph_client(cluster)
+            a, b = ids_on_other_shards(2, 2)
+            node_a = cluster.map.shards[vertex_shard(GRAPH.name, a, 2)].primary
+            node_b = cluster.map.shards[vertex_shard(GRAPH.name, b, 2)].primary
+            assert node_a != node_b
+            await g.put_vertex(a)
+            await g.put_vertex(b)
+            assert (await g.put_edge(a, "knows", b, {"w": 1})).created
+            # dst's shard cannot reach src's: the drop task waits in its outbox
+            cluster.bus.set_faults(node_b, node_a, drop=1.0, subject=f"torua.node.{node_a}.graph")
+            await g.delete_vertex(b)
+            if dst_again:
+                await g.put_vertex(b)
+                assert (await g.put_edge(a, "knows", b, {"w": 1})).created is False
+            else:
+                with pytest.raises(ToruaError) as missing:
+                    await g.put_edge(a, "knows", b, {"w": 1})
+                assert missing.value.code == "not_found" and f"{b!r} (dst)" in missing.value.message
+            cluster.bus.clear_faults()  # the drop task arrives now
+            scan = await settled(cluster)
+            assert scan.problems(GRAPH.name, 2) == []
+            expected = [(a, b)] if dst_again else []
+            assert [(e.src, e.dst) for e in await g.edges(a)] == expected
+            if dst_again:
+                assert [(e.src, e.dst) for e in await g.edges(b, "in")] == expected
+    finally:
+        await cluster.stop()

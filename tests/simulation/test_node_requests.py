@@ -74,3 +74,48 @@ async def test_a_content_type_stored_before_the_rule_is_served_as_octet_stream(t
             assert await cluster.gateway.kv_get("legacy") == (b"new", "application/octet-stream")
     finally:
         await cluster.stop()
+
+
+@pytest.mark.timeout(60)
+async def test_a_copy_whose_store_is_closing_still_heartbeats_and_refuses_requests_as_moved(tmp_path):
+    """A copy's store is closed before the holding lets go of it (a re-copy closes the
+    old store, then opens the new one; a drop closes, then forgets): in that window a
+    heartbeat still goes out, naming the copy, and a request for the shard is answered
+    `moved` (the client asks the map again), not `internal`."""
+    from torua.graph.rules import vertex_shard
+    from torua.kv_rules import shard_for_key
+    from torua.protocol.messages import GraphRef, GraphReply, GraphRequest, KvReply, KvRequest, VertexData
+    from torua.protocol.vocabulary import GraphOp, KvOp
+
+    key = next(k for k in (f"k{i}" for i in range(100)) if shard_for_key(k, 2) == 0)
+    vertex = next(v for v in (f"v{i}" for i in range(100)) if vertex_shard("g", v, 2) == 0)
+
+    cluster = SimCluster(tmp_path, sim_seed(), nodes=1, shards=2, replicas=1)
+    try:
+        await cluster.start()
+        async with asyncio.timeout(30):
+            node = cluster.nodes["n1"]
+            assert cluster.gateway is not None
+            nc, epoch = cluster.gateway.nc, cluster.map.epoch
+            holding = node.holdings[0]
+            assert holding.store is not None and holding.role == "primary"
+            await holding.store.close()  # the holding still names it
+
+            beat = node.heartbeat()
+            assert [(r.shard_id, r.role) for r in beat.shards] == [(0, "primary"), (1, "primary")]
+
+            async def ask(call: str, message, reply_type):
+                return decode(reply_type, (await nc.request(subjects.node("n1", call), encode(message), timeout=2)).data)
+
+            for request in (KvRequest(KvOp.PUT, 0, epoch, key=key, value=b"v"), KvRequest(KvOp.GET, 0, epoch, key=key)):
+                reply = await ask("kv", request, KvReply)
+                assert (reply.ok, reply.error_code) == (False, "moved"), (request.op, reply)
+            graph = GraphRef("g", "uid-g")
+            for request in (
+                GraphRequest(GraphOp.VERTEX_PUT, 0, epoch, graph, vertex=VertexData(vertex, "V", {})),
+                GraphRequest(GraphOp.VERTEX_GET, 0, epoch, graph, id=vertex),
+            ):
+                reply = await ask("graph", request, GraphReply)
+                assert (reply.ok, reply.error_code) == (False, "moved"), (request.op, reply)
+    finally:
+        await cluster.stop()

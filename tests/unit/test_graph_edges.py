@@ -33,7 +33,7 @@ PENDING = EdgePut("u", *KEY, "out", "{}", 1.0, state="pending")
     "row, props, expected",
     [
         (None, "{}", [PENDING]),
-        (out("committed", 4), "{}", []),  # the same edge again: nothing
+        (out("committed", 4), "{}", []),  # the same edge again: nothing (B is asked to attach incarnation 4 again)
         (out("committed", 4), '{"x":1}', [EdgePut("u", *KEY, "out", '{"x":1}', 1.0, state="pending")]),  # new properties: a new incarnation
         (out("pending", 4), "{}", [PENDING]),  # a put that never finished: start again
         (out("removing", 4), "{}", [PENDING]),
@@ -57,6 +57,20 @@ def test_a_put_starts_a_new_incarnation_unless_the_edge_is_there_as_asked(row, p
 )
 def test_dst_shard_on_attach(row, exists, token, expected_state, expected_ops) -> None:
     assert decide.on_attach("u", KEY, row, exists, token, "{}", 1.0) == (expected_state, expected_ops)
+
+
+@pytest.mark.parametrize(
+    "row, token, dropped, expected_state, expected_ops",
+    [
+        # dst was deleted (its in-half 5 went, a drop of 5 is on its way to A) and put
+        # again: a late or repeated attach of 5 must not hold an in-half the drop leaves behind
+        (None, 5, 5, HalfState.MISSING, []),
+        (None, 4, 5, HalfState.MISSING, []),
+        (None, 6, 5, HalfState.ATTACHED, [EdgePut("u", *KEY, "in", "{}", 1.0, state="pending", token=6)]),  # a newer put: fine
+    ],
+)
+def test_dst_shard_refuses_an_incarnation_it_dropped(row, token, dropped, expected_state, expected_ops) -> None:
+    assert decide.on_attach("u", KEY, row, True, token, "{}", 1.0, dropped) == (expected_state, expected_ops)
 
 
 @pytest.mark.parametrize(
@@ -170,3 +184,16 @@ def test_a_vertex_delete_removes_every_half_and_leaves_a_task_for_each_held_else
         VertexDelete("u", "v"),
     ]
     assert decide.cascade("u", "v", []) == [VertexDelete("u", "v")]
+
+
+@pytest.mark.parametrize(
+    "row, token, answer, expected",
+    [
+        (out("committed", 4), 4, HalfState.MISSING, True),  # B no longer holds 4 (dst deleted, maybe put again): a new one
+        (out("committed", 4), 4, HalfState.ATTACHED, False),  # there as asked
+        (out("committed", 6), 4, HalfState.MISSING, False),  # changed meanwhile
+        (None, 4, HalfState.MISSING, False),  # gone meanwhile (the drop came)
+    ],
+)
+def test_a_put_of_a_committed_edge_starts_again_when_dst_shard_no_longer_holds_it(row, token, answer, expected) -> None:
+    assert decide.needs_new_incarnation(row, token, answer) is expected

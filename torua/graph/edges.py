@@ -41,11 +41,23 @@ from torua.storage.operations import EdgeDelete, EdgePut, Operation, VertexDelet
 def put_ops(uid: str, src: str, type: str, dst: str, properties: str, weight: float, row: EdgeRow | None) -> list[Operation]:
     """What A logs to start a put of an edge whose dst is on another shard: a new
     incarnation, pending (its token is the op's seq). Nothing when the edge is
-    already committed with these properties: a put of the same edge again changes
-    nothing (an import run twice)."""
+    already committed with these properties (an import run twice logs nothing); but
+    only B knows whether dst still exists, and a delete of dst may have left a drop
+    of that incarnation on its way here, so A then asks B to attach that same
+    incarnation again (`edge.attach` is idempotent) before it answers, and starts a
+    new one if B answers `missing` (`needs_new_incarnation`)."""
     if row is not None and row.out_state == "committed" and row.properties == properties and row.weight == weight:
         return []
     return [EdgePut(uid, src, type, dst, "out", properties, weight, state="pending")]
+
+
+def needs_new_incarnation(row: EdgeRow | None, token: int, answer: HalfState) -> bool:
+    """A put that found the edge committed (incarnation `token`) asked B to attach it
+    again: must it start a new incarnation? When B no longer holds it (dst deleted,
+    perhaps put again: its drop of `token` is on its way here and would remove the
+    half) and the half is still the one asked about. The new one's attach says
+    whether dst exists now."""
+    return answer == HalfState.MISSING and row is not None and row.out_state == "committed" and row.out_token == token
 
 
 def local_put_ops(uid: str, src: str, type: str, dst: str, properties: str, weight: float, row: EdgeRow | None) -> list[Operation]:
@@ -81,17 +93,21 @@ def cascade(uid: str, id: str, rows: Sequence[EdgeRow]) -> list[Operation]:
 
 
 def on_attach(
-    uid: str, key: tuple[str, str, str], row: EdgeRow | None, dst_exists: bool, token: int, properties: str, weight: float
+    uid: str, key: tuple[str, str, str], row: EdgeRow | None, dst_exists: bool, token: int, properties: str, weight: float, dropped: int = 0
 ) -> tuple[HalfState, list[Operation]]:
     """B, asked to hold the in-half of edge `key`'s incarnation `token`: what it
     answers, and logs. An in-half confirmed for this token stays confirmed.
+    `dropped`: the newest incarnation of the edge whose drop this shard's outbox
+    holds (a delete of dst removed its in-half): that incarnation and older ones
+    are `missing`, even once dst exists again, since the drop on its way to A
+    would remove the out-half and leave this in-half alone.
 
     >>> on_attach("u", ("a", "knows", "b"), None, True, 5, "{}", 1.0)
     ('attached', [EdgePut(uid='u', src='a', type='knows', dst='b', halves='in', properties='{}', weight=1.0, state='pending', token=5)])
     >>> on_attach("u", ("a", "knows", "b"), EdgeRow("a", "knows", "b", "{}", 1.0, None, 0, "attached", 9), True, 5, "{}", 1.0)
     ('newer', [])
     """
-    if not dst_exists:
+    if not dst_exists or token <= dropped:
         return HalfState.MISSING, []
     held = row is not None and row.in_state is not None
     if held and row.in_token > token:  # type: ignore[union-attr]

@@ -636,6 +636,13 @@ class GraphRows:
         params.append(limit)
         return [(r[0], _edge(r[1:])) for r in self._reader().execute(sql, params)]
 
+    def dropped_token(self, uid: str, src: str, type: str, dst: str) -> int:
+        """The newest incarnation of the edge whose drop task the outbox holds (0: none)."""
+        row = self._reader().execute(
+            "SELECT max(token) FROM g_outbox WHERE uid = ? AND kind = 'drop' AND src = ? AND type = ? AND dst = ?", (uid, src, type, dst)
+        ).fetchone()
+        return int(row[0] or 0)
+
     def outbox(self, limit: int = 1000) -> list[OutboxTask]:
         rows = self._reader().execute("SELECT uid, kind, src, type, dst, token FROM g_outbox ORDER BY uid, kind, src, type, dst, token LIMIT ?", (limit,))
         return [OutboxTask(r[0], r[1], r[2], r[3], r[4], int(r[5])) for r in rows]

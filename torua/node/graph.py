@@ -47,7 +47,7 @@ from torua.protocol.messages import (
 )
 from torua.protocol.vocabulary import Direction, GraphOp
 from torua.storage.operations import GraphDrop, VertexPut
-from torua.storage.shard_store import ShardStore
+from torua.storage.shard_store import ShardClosed, ShardStore
 
 if TYPE_CHECKING:
     from torua.node.service import Node
@@ -110,6 +110,8 @@ class GraphService:
             answer = await self.handle(request)
         except ToruaError as exc:
             answer = GraphReply(False, self.node.epoch, exc.code, exc.message)
+        except ShardClosed as exc:  # the copy was closed under the request: ask the map again
+            answer = GraphReply(False, self.node.epoch, "moved", f"node {self.node.config.id} no longer serves shard {request.shard_id} ({exc})")
         except Exception as exc:
             log.exception("graph %s on shard %s failed", request.op, request.shard_id)
             answer = GraphReply(False, self.node.epoch, "internal", str(exc))

@@ -27,7 +27,7 @@ import logging
 import math
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -157,37 +157,51 @@ class EdgeWork:
             last[spec.key] = i  # a batch naming an edge twice: the last one wins
         chosen = sorted(last.values())
         async with self.locks.hold(*(edge_lock(uid, specs[i].key) for i in chosen)):
-            started: list[tuple[int, int]] = []  # (spec index, token)
-            async with self.locks.hold(*{vertex_lock(uid, specs[i].src) for i in chosen}):
-                present = rows.vertices(uid, [specs[i].src for i in chosen])
-                ops: list[Operation] = []
-                wanted: list[int] = []
-                for i in chosen:
-                    spec = specs[i]
-                    if spec.src not in present:
-                        outcomes[i] = ToruaError("not_found", f"vertex {spec.src!r} (src) is not in graph {graph.name!r}")
-                        continue
-                    mine = decide.put_ops(uid, *spec.key, spec.properties, spec.weight, rows.edge(uid, *spec.key))
-                    if mine:
-                        ops.extend(mine)
-                        wanted.append(i)
-                if ops:
-                    before = ensure_ops(rows, graph)
-                    seq = await self.node.write(shard_id, [*before, *ops], "graph edge.put")
-                    first = seq - len(ops) + 1  # one op each, consecutive seqs in one transaction
-                    started = [(i, first + n) for n, i in enumerate(wanted)]
-            if started:
-                await self._attach_and_settle(shard_id, graph, rows, [(specs[i], token, i) for i, token in started], outcomes)
+            todo, fresh = chosen, False
+            for _ in range(2):  # the second round: edges whose committed incarnation B no longer holds
+                started: list[tuple[int, int]] = []  # (spec index, token)
+                verify: list[tuple[int, int]] = []  # committed as asked: B is asked to attach that incarnation again
+                async with self.locks.hold(*{vertex_lock(uid, specs[i].src) for i in todo}):
+                    present = rows.vertices(uid, [specs[i].src for i in todo])
+                    ops: list[Operation] = []
+                    wanted: list[int] = []
+                    for i in todo:
+                        spec = specs[i]
+                        if spec.src not in present:
+                            outcomes[i] = ToruaError("not_found", f"vertex {spec.src!r} (src) is not in graph {graph.name!r}")
+                            continue
+                        row = rows.edge(uid, *spec.key)
+                        mine = decide.put_ops(uid, *spec.key, spec.properties, spec.weight, None if fresh else row)
+                        if mine:
+                            ops.extend(mine)
+                            wanted.append(i)
+                        elif row is not None:
+                            verify.append((i, row.out_token))
+                    if ops:
+                        before = ensure_ops(rows, graph)
+                        seq = await self.node.write(shard_id, [*before, *ops], "graph edge.put")
+                        first = seq - len(ops) + 1  # one op each, consecutive seqs in one transaction
+                        started = [(i, first + n) for n, i in enumerate(wanted)]
+                if not started and not verify:
+                    break
+                todo = await self._attach_and_settle(
+                    shard_id, graph, rows, [(specs[i], token, i) for i, token in started + verify], outcomes, verifying={i for i, _ in verify}
+                )
+                if not todo:
+                    break
+                fresh = True
         for i, spec in enumerate(specs):
             if last[spec.key] != i:
                 outcomes[i] = outcomes[last[spec.key]]
         return outcomes
 
     async def _attach_and_settle(
-        self, shard_id: int, graph: GraphRef, rows: GraphRows, started: Sequence[tuple[EdgeSpec, int, Any]], outcomes: list[Any] | None = None
-    ) -> None:
+        self, shard_id: int, graph: GraphRef, rows: GraphRows, started: Sequence[tuple[EdgeSpec, int, Any]], outcomes: list[Any] | None = None,
+        verifying: Collection[int] = (),
+    ) -> list[int]:
         """Ask each dst's shard to attach, then commit or remove each half (holding the
-        edges' locks)."""
+        edges' locks). Items whose index is in `verifying` are committed here already:
+        those B no longer holds are returned (their put starts a new incarnation)."""
         uid = graph.uid
         by_shard: dict[int, list[tuple[EdgeSpec, int, Any]]] = defaultdict(list)
         for item in started:
@@ -203,10 +217,14 @@ class EdgeWork:
 
         results = [r for part in await asyncio.gather(*(one(p, items) for p, items in by_shard.items())) for r in part]
         answered = [r for r in results if not isinstance(r[3], ToruaError)]
+        again: list[int] = []
         async with self.locks.hold(*{vertex_lock(uid, r[0].src) for r in answered}):
             present = rows.vertices(uid, [r[0].src for r in answered])
             ops: list[Operation] = []
             for spec, token, index, answer in results:
+                if index in verifying and not isinstance(answer, ToruaError) and decide.needs_new_incarnation(rows.edge(uid, *spec.key), token, answer):
+                    again.append(index)
+                    continue
                 if isinstance(answer, ToruaError):
                     error: ToruaError | None = ToruaError(
                         "timeout" if answer.code in ("timeout", "unavailable", "moved", "stale_epoch") else answer.code,
@@ -225,6 +243,7 @@ class EdgeWork:
                     outcomes[index] = error
             if ops:
                 await self.node.write(shard_id, ops, "graph edge.put")
+        return again
 
     # ------------------------------------------------------------ A: delete
 
@@ -293,7 +312,8 @@ class EdgeWork:
             states: list[HalfState] = []
             ops: list[Operation] = []
             for half, p, w in zip(halves, props, weights):
-                state, mine = decide.on_attach(uid, (half.src, half.type, half.dst), rows.edge(uid, half.src, half.type, half.dst), half.dst in present, half.token, p, w)
+                key = (half.src, half.type, half.dst)
+                state, mine = decide.on_attach(uid, key, rows.edge(uid, *key), half.dst in present, half.token, p, w, rows.dropped_token(uid, *key))
                 states.append(state)
                 ops.extend(mine)
             if ops:

@@ -66,7 +66,7 @@ from torua.protocol.messages import (
 )
 from torua.storage.engine import EngineFactory
 from torua.storage.operations import Operation
-from torua.storage.shard_store import ShardStore
+from torua.storage.shard_store import ShardClosed, ShardStats, ShardStore
 from torua.stopping import StopRequest, Stopped, bounded, unless_stopped
 
 log = logging.getLogger("torua.node")
@@ -104,6 +104,8 @@ class Holding:
     # False while a replica recreated empty (or copied again) has not caught up with its
     # primary: not in sync, never promoted (an INCOMPLETE file in the shard dir says so)
     complete: bool = True
+    # the counts of the last heartbeat that could read them (a store being closed cannot)
+    last_stats: ShardStats | None = None
     # KV operations this copy served lately, all and writes (heartbeat ops_rate / write_rate)
     ops: RateMeter = field(default_factory=RateMeter)
     writes: RateMeter = field(default_factory=RateMeter)
@@ -299,7 +301,14 @@ class Node:
         for h in sorted(self.holdings.values(), key=lambda h: h.shard_id):
             if h.store is None:
                 continue
-            stats = h.store.stats()
+            try:
+                stats = h.store.stats()
+                h.last_stats = stats
+            except ShardClosed:
+                # closing under a re-copy, a hand-off or a drop right now: the copy is still
+                # this node's in that role (a beat without it would count it missing, and a
+                # lost beat would let the leases lapse); its last counts stand in
+                stats = h.last_stats or ShardStats(shard_id=h.shard_id, keys=0, bytes=0, last_seq=0)
             ops, writes = h.meters()
             lease_left = max(0.0, h.lease_until - now) if h.role in ("primary", "frozen") else 0.0
             reports.append(
@@ -413,7 +422,7 @@ class Node:
         now = time.monotonic()
         for holding in list(self.holdings.values()):
             store = holding.store
-            if store is None or holding.role not in ("primary", "frozen") or now < holding.copy_source_until:
+            if store is None or store.closed or holding.role not in ("primary", "frozen") or now < holding.copy_source_until:
                 continue
             # Trim only once the log is twice the limit, so each trim removes a batch.
             if store.last_seq() - store.base_seq() > 2 * retain:
@@ -442,6 +451,8 @@ class Node:
             answer = await self.kv(request)
         except ToruaError as exc:
             answer = KvReply(ok=False, epoch=self.epoch, error_code=exc.code, error_message=exc.message)
+        except ShardClosed as exc:  # the copy was closed under the request: ask the map again
+            answer = KvReply(ok=False, epoch=self.epoch, error_code="moved", error_message=f"node {self.config.id} no longer serves shard {request.shard_id} ({exc})")
         except Exception as exc:
             log.exception("KV %s on shard %s failed", request.op, request.shard_id)
             answer = KvReply(ok=False, epoch=self.epoch, error_code="internal", error_message=str(exc))
@@ -475,7 +486,8 @@ class Node:
         A read with `eventual` may be served by an in-sync replica."""
         holding = self.holdings.get(shard_id)
         state = None
-        if holding is not None and holding.store is not None and holding.role != "absent":
+        # a store being closed (a re-copy, a hand-off, a drop) serves nothing: `moved`
+        if holding is not None and holding.store is not None and not holding.store.closed and holding.role != "absent":
             # A shard without replicas cannot fail over, so its primary needs no lease.
             lease = holding.lease_until if holding.replicas else math.inf
             state = CopyState(holding.role, holding.shard_epoch, lease)
