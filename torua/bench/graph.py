@@ -191,7 +191,7 @@ class ToruaSide:
 
             # the shards' indexes catch up after a bulk import: measure on a quiet cluster
             t0 = time.perf_counter()
-            await self.wait_ready(f"/graphs/{GRAPH}/cypher", {"query": "MATCH (v) RETURN count(*)"})
+            await self.wait_ready(f"/graphs/{GRAPH}/cypher", {"query": "MATCH (v:Vertex) RETURN count(*)"})
             out["import"]["indexed_after_s"] = round(time.perf_counter() - t0, 3)
             seeds = data.seeds
 
