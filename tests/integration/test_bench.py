@@ -159,3 +159,35 @@ def test_failover_bench_reports_every_round(tmp_path):
         assert r["shards"] > 0 and r["recovered"] == r["shards"], r
         assert r["max_s"] is not None and r["max_s"] > 0
     assert "worst" in done.stdout
+
+
+def test_graph_bench_reports_every_figure_beside_its_anchor(tmp_path):
+    """`torua bench --graph`, tiny: every figure with its Kuzu (or KV GET) anchor, a ratio and
+    a verdict, recall for both, every node's RSS; nothing left running. No timing thresholds."""
+    out_json = tmp_path / "graph.json"
+    code, output, seen = run_bench(tmp_path, ["--graph", "--graph-vertices", "300", "--graph-edges", "1200", "--graph-vectors", "400",
+                                              "--graph-queries", "8", "--json", str(out_json)])
+    assert code == 0, output[-5000:]
+    doc = json.loads(out_json.read_text())
+    figures = {f["figure"]: f for f in doc["figures"]}
+    assert set(figures) == {"import", "traverse_p50", "traverse_p99", "vector_p50", "get"}
+    for f in figures.values():
+        assert f["torua"] > 0 and f["anchor"] > 0, f
+        assert f["ratio"] == round(f["torua"] / f["anchor"], 3), f
+        assert isinstance(f["met"], bool) and f["target"].startswith((">=", "<=")), f
+    for side in (doc["torua"], doc["anchor"]):
+        assert side["import"]["elements"] == 1500 and side["reimport"]["elements"] == 1500
+        assert 0 <= side["vector"]["recall"] <= 1
+    assert doc["anchor"]["reimport"]["new"] == 0  # the same files again change nothing
+    assert doc["torua"]["counts"]["vertices"] == 300 and doc["torua"]["counts"]["edges"] == 1200, doc["torua"]["counts"]
+    assert doc["torua"]["import"]["errors"] == doc["torua"]["reimport"]["errors"] == 0
+    assert len(doc["nodes"]) == 3 and sum(n["shards"] for n in doc["nodes"]) == 16
+    assert all(n["rss_bytes"] > 0 for n in doc["nodes"])
+    for label in ("bulk import (idempotent)", "2-hop traversal p50", "2-hop traversal p99", "vector top 10 p50",
+                  "vertex GET vs KV GET", "vector recall@10", "node RSS with the 16 shard databases open"):
+        assert label in output, label
+    lines = list(seen.values())
+    for started in ("nats-server", "torua up", "torua node", "torua.bench.kuzu_anchor"):
+        assert any(started in line for line in lines), (started, lines)
+    assert not Path(doc["workdir"]).exists()
+    assert_nothing_left(seen, [doc["workdir"], doc["nats_url"]])

@@ -40,6 +40,9 @@ def add_bench_arguments(p) -> None:
     p.add_argument("--replicas", type=int, default=1, help="copies of each shard in the cluster the bench starts [default 1]")
     p.add_argument("--failover", action="store_true",
                    help="instead: start a --replicas 2 cluster, kill -9 a primary while writing, and print how long its shards were unavailable")
+    from torua.bench.graph import add_graph_bench_arguments
+
+    add_graph_bench_arguments(p)
     p.add_argument("--only", default=None, metavar="SUBSTRING",
                    help=f"only measurements whose name contains this (comma-separated: any of them) among {', '.join(ORDER)}")
 
@@ -104,6 +107,10 @@ def run_bench(args) -> int:
         from torua.bench.failover import run_failover
 
         return run_failover(args)
+    if args.graph:
+        from torua.bench.graph import run_graph_bench
+
+        return run_graph_bench(args)
     try:
         concurrencies = sorted({int(c) for c in str(args.concurrency).split(",") if c.strip()})
     except ValueError:

@@ -68,7 +68,8 @@ FILENAME = "graph.kuzu"
 BUILD_SUFFIX = ".build"
 ENGINE_NAME = "graph_index"
 GRAPH_OPERATIONS = frozenset(cls.TYPE for cls in (GraphEnsure, GraphDrop, VertexPut, VertexDelete, EdgePut, EdgeDelete, OutboxDone))
-LAZY_OPS = 64  # a batch with more graph ops than this leaves the index behind (~3 ms each)
+LAZY_OPS = 8  # a batch with more graph ops than this leaves the index behind (~3 ms each; an import request
+# split over 16 shards gives each one ~lines/16 ops, so 64 kept 500-line imports waiting for Kuzu)
 IDLE_S = 1.0  # an index behind catches up once its shard had no write for this long
 REPLAY_PAGE = 500  # log rows per catch-up transaction
 GAP_SCAN = 20000  # log rows read to tell how many of a gap's ops carry an embedding
