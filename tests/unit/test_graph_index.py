@@ -21,6 +21,7 @@ from tests.support.graph_ops import DIM, ensure, random_ops
 from tests.support.processes import wait_until
 from torua.graph import kuzu_index
 from torua.graph.index import FILENAME, IndexBehind, QueryRefused
+from torua.graph.indexing import IndexLimits
 from torua.storage.operations import EdgePut, GraphDrop, GraphEnsure, KvPut, VertexDelete, VertexPut
 
 
@@ -400,3 +401,29 @@ async def test_cypher_answers_nodes_with_their_public_label_and_caps_rows(two_gr
     node, rel = rows[0]
     assert node["_label"] == "Vertex" and node["id"] == "a" and rel["_label"] == "Edge" and rel["halves"] == "both"
     json.dumps(rows)  # JSON values only
+
+
+async def test_an_index_too_big_for_its_buffer_pool_says_which_setting_to_raise_and_fits_the_default(tmp_path: Path) -> None:
+    """3000 vectors of 384 dimensions do not fit a 16 MiB buffer pool (Kuzu: "the buffer
+    pool is full"): the catch-up must not retry the same step for ever in silence; a
+    query that waits for it is told which node setting to raise. The same rows are
+    indexed with the default limits (a bench shard of 6250 such vectors with its text
+    and edges failed at the old default of 64 MiB)."""
+    dim, n = 384, 3000
+    rng = random.Random(3)
+    ops = [GraphEnsure("u1", "g", dim, "cosine", ["text"])]
+    ops += [VertexPut("u1", f"v{i}", "V", '{"text": "hello"}', [rng.random() for _ in range(dim)]) for i in range(n)]
+    for limits, fits in ((IndexLimits(buffer_pool_bytes=16 << 20, max_db_bytes=1 << 30), False), (IndexLimits(), True)):
+        store, index = open_shard(tmp_path / f"pool-{limits.buffer_pool_bytes >> 20}", limits=limits, lazy_ops=8, idle_s=0.05)
+        try:
+            await write(store, index, ops[:2])  # the file, made at once
+            for i in range(2, len(ops), 200):
+                await write(store, index, ops[i : i + 200])
+            if fits:
+                hits = await index.vector_search("u1", ops[5].embedding, 1, timeout=120)
+                assert hits[0][0] == ops[5].id and index.stats()["applied_seq"] == store.last_seq()
+            else:
+                with pytest.raises(IndexBehind, match="--graph-buffer-pool of 16 MiB"):
+                    await index.vector_search("u1", [1.0] * dim, 1, timeout=20)
+        finally:
+            await store.close()

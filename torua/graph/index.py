@@ -44,7 +44,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from torua.graph.indexing import GraphRowSource, IndexLimits, plan_catch_up
+from torua.graph.indexing import GraphRowSource, IndexLimits, failure_reason, plan_catch_up, retry_delay
 from torua.graph.kuzu_index import WAL_CHECKPOINT_BYTES, BuildStopped, IndexDamaged, KuzuGraphs, QueryRefused
 from torua.storage.engine import Chunk, EngineContext, EngineKind, UnknownChunkFormat
 from torua.storage.operations import (
@@ -205,6 +205,7 @@ class GraphIndex:
         self._waiting = 0  # queries waiting for the index to catch up
         self._last_write = time.monotonic()
         self._failure = ""  # the last catch-up that failed, and why
+        self._failures = 0  # catch-ups failed in a row
         self._reopen = False
         self._stopping = False
         self._thread: threading.Thread | None = None
@@ -367,11 +368,22 @@ class GraphIndex:
             except BuildStopped:
                 return
             except Exception as exc:
-                log.error("shard %d: the graph index could not catch up: %s", self.shard_id, exc)
+                # Whatever step failed (a replay, a fold of the WAL, a count), the next try
+                # builds a fresh file from the rows: retrying the step that failed may
+                # fail the same way for ever. Tries are spaced out (retry_delay).
+                self._failures += 1
+                reason = failure_reason(str(exc), self.limits.buffer_pool_bytes)
+                delay = retry_delay(self._failures)
+                log.error("shard %d: the graph index could not catch up (%s); building it again in %g s", self.shard_id, reason, delay)
                 with self._cond:
-                    self._failure = str(exc)
+                    self._failure = reason
+                    self._rebuild = self._rebuild or f"catching up failed: {exc}"
                     self._cond.notify_all()
-                    self._cond.wait(timeout=1.0)  # not in a hot loop
+                    until = time.monotonic() + delay
+                    while not self._stopping and time.monotonic() < until:
+                        self._cond.wait(timeout=until - time.monotonic())
+            else:
+                self._failures = 0
 
     def _fold_wal(self) -> None:
         with self._write, self._gate.exclusive():

@@ -308,10 +308,35 @@ def plan_catch_up(
     return CatchUpPlan("replay", f"{gap_ops} ops", replay_s)
 
 
+def retry_delay(failures: int) -> float:
+    """Seconds a catch-up waits after its `failures`-th failure in a row before it tries
+    again (a rebuild each time): doubling from 1 s up to a minute, so an index that
+    cannot be built (a buffer pool too small for it, a full disk) does not burn a core.
+
+    >>> [retry_delay(n) for n in (1, 2, 3, 6, 7, 50)]
+    [1.0, 2.0, 4.0, 32.0, 60.0, 60.0]
+    """
+    return min(60.0, 2.0 ** (min(max(failures, 1), 10) - 1))
+
+
+def failure_reason(error: str, buffer_pool_bytes: int) -> str:
+    """What a failed catch-up says (in the log and to a query that waits for it), with
+    what to do about a buffer pool that is too small.
+
+    >>> failure_reason("Buffer manager exception: ... The buffer pool is full ...", 16 << 20)
+    'Buffer manager exception: ... The buffer pool is full ... (the index needs more than the node\'s --graph-buffer-pool of 16 MiB per shard copy: start the node with a larger one)'
+    >>> failure_reason("disk I/O error", 16 << 20)
+    'disk I/O error'
+    """
+    if "buffer pool" in error.lower():
+        return f"{error} (the index needs more than the node's --graph-buffer-pool of {buffer_pool_bytes >> 20} MiB per shard copy: start the node with a larger one)"
+    return error
+
+
 @dataclass(frozen=True)
 class IndexLimits:
     """Per database (node settings --graph-buffer-pool, --graph-max-db-size, --graph-threads)."""
 
-    buffer_pool_bytes: int = 64 << 20
+    buffer_pool_bytes: int = 256 << 20
     max_db_bytes: int = 1 << 30
     threads: int = 1
