@@ -192,6 +192,8 @@ class GraphIndex:
         self.path = Path(context.directory) / FILENAME
         self.rows = rows
         self.limits = limits
+        # Kuzu keeps what the WAL holds in the buffer pool until it is folded in: fold well below the pool.
+        self.wal_limit = min(WAL_CHECKPOINT_BYTES, limits.buffer_pool_bytes // 4)
         self.lazy_ops = lazy_ops
         self.idle_s = idle_s
         self._reader = context.reader
@@ -279,7 +281,7 @@ class GraphIndex:
                     return
                 with self._gate.shared():
                     kuzu.apply(batch, through)
-                if kuzu.wal_bytes() > WAL_CHECKPOINT_BYTES:
+                if kuzu.wal_bytes() > self.wal_limit:
                     self._mark(reopen=True)
                 return
             except Exception as exc:
@@ -442,7 +444,7 @@ class GraphIndex:
                 self._rebuild = f"replaying seqs {page[0][0]} to {page[-1][0]} failed: {exc}"
             raise
         self.replayed_ops += len(mine)
-        if kuzu.wal_bytes() > WAL_CHECKPOINT_BYTES:
+        if kuzu.wal_bytes() > self.wal_limit:
             with self._gate.exclusive():
                 kuzu.reopen()
 
