@@ -323,8 +323,8 @@ def failure_reason(error: str, buffer_pool_bytes: int) -> str:
     """What a failed catch-up says (in the log and to a query that waits for it), with
     what to do about a buffer pool that is too small.
 
-    >>> failure_reason("Buffer manager exception: ... The buffer pool is full ...", 16 << 20)
-    'Buffer manager exception: ... The buffer pool is full ... (the index needs more than the node\'s --graph-buffer-pool of 16 MiB per shard copy: start the node with a larger one)'
+    >>> print(failure_reason("Buffer manager exception: The buffer pool is full", 16 << 20))
+    Buffer manager exception: The buffer pool is full (the index needs more than the node's --graph-buffer-pool of 16 MiB per shard copy: start the node with a larger one)
     >>> failure_reason("disk I/O error", 16 << 20)
     'disk I/O error'
     """
