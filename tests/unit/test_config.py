@@ -105,7 +105,7 @@ LIMITS = [
     ("node-default-copy-source-hold", NodeConfig, [], {}, ("copy_source_hold", 120.0)),
     ("node-copy-source-hold-flag", NodeConfig, ["--copy-source-hold", "5"], {}, ("copy_source_hold", 5.0)),
     ("node-copy-source-hold-negative", NodeConfig, ["--copy-source-hold", "-1"], {}, "copy_source_hold must be more than 0"),
-    ("node-default-graph-buffer-pool", NodeConfig, [], {}, ("graph_buffer_pool", 64)),
+    ("node-default-graph-buffer-pool", NodeConfig, [], {}, ("graph_buffer_pool", 256)),
     ("node-graph-buffer-pool-env", NodeConfig, [], {"TORUA_GRAPH_BUFFER_POOL": "32"}, ("graph_buffer_pool", 32)),
     ("node-graph-buffer-pool-too-small", NodeConfig, ["--graph-buffer-pool", "8"], {}, "graph_buffer_pool must be from 16 to 65536"),
     ("node-default-graph-max-db-size", NodeConfig, [], {}, ("graph_max_db_size", 1024)),
