@@ -38,9 +38,8 @@ def run_bench(tmp_path: Path, args: list[str], interrupt_after: str | None = Non
         while proc.poll() is None and time.monotonic() < deadline:
             try:
                 for child in psutil.Process(proc.pid).children(recursive=True):
-                    try:
-                        if (child.pid, child.create_time()) not in seen:
-                            seen[(child.pid, child.create_time())] = (child, " ".join(child.cmdline()))
+                    try:  # the latest command line: one first seen between fork and exec is still its parent's
+                        seen[(child.pid, child.create_time())] = (child, " ".join(child.cmdline()))
                     except psutil.Error:
                         pass  # gone already
             except psutil.Error:
