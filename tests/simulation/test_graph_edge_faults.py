@@ -17,7 +17,7 @@ import pytest
 from tests.support.graph_client import (
     GraphClient,
     GraphScan,
-    graph_copies_differ,
+    graph_copies_compared,
     primaries,
     scan_rows,
 )
@@ -137,7 +137,7 @@ async def test_edges_across_shards_converge_under_loss_pause_and_crash(tmp_path)
             assert checked > 10, "too few acknowledged edges to check: the scenario tested little"
             assert not problems + missing, f"seed {seed}:\n" + "\n".join(problems + missing)
             await cluster.wait_green(HEAL_TIMEOUT, caught_up=True)
-            assert cluster.compare_copies()[1] == [] and graph_copies_differ(cluster) == []
+            assert cluster.compare_copies()[1] == [] and await graph_copies_compared(cluster) == []
     finally:
         stop.set()
         await cluster.stop()

@@ -158,20 +158,39 @@ def with_uid(graph: GraphRef, uid: str) -> GraphRef:
     return replace(graph, uid=uid)
 
 
-def graph_copies_differ(cluster: Any) -> list[str]:
-    """Shards whose replicas' graph rows are not their primary's (a SimCluster, green
-    and caught up)."""
-    from tests.support.graph_row_ops import graph_rows
+def graph_copies_differ(cluster: Any) -> list[str] | None:
+    """Shards whose replicas' graph rows are not their primary's at the same seq (a
+    SimCluster, green and caught up); None when some replica is at another seq than its
+    primary (a write came in between: compare again)."""
+    from tests.support.graph_row_ops import graph_rows_at
 
     problems = []
     for e in cluster.map.shards:
-        expected = graph_rows(cluster.nodes[e.primary].holdings[e.shard_id].store.directory)
+        seq, expected = graph_rows_at(cluster.nodes[e.primary].holdings[e.shard_id].store.directory)
         for replica in e.replicas:
-            got = graph_rows(cluster.nodes[replica].holdings[e.shard_id].store.directory)
+            at, got = graph_rows_at(cluster.nodes[replica].holdings[e.shard_id].store.directory)
+            if at != seq:
+                return None
             if got != expected:
-                differ = {t: (len(got[t]), len(expected[t])) for t in got if got[t] != expected[t]}
-                problems.append(f"DIVERGED: shard {e.shard_id} graph rows on {replica} differ from primary {e.primary}: {differ}")
+                differ = {t: (sorted(set(got[t]) - set(expected[t]), key=repr), sorted(set(expected[t]) - set(got[t]), key=repr)) for t in got if got[t] != expected[t]}
+                problems.append(f"DIVERGED at seq {seq}: shard {e.shard_id} graph rows on {replica} differ from primary {e.primary} (only on the replica, only on the primary): {differ}")
     return problems
+
+
+async def graph_copies_compared(cluster: Any, timeout: float = 10.0) -> list[str]:
+    """`graph_copies_differ` once every replica is at its primary's seq (polled)."""
+    from tests.support.sim_cluster import wait_for
+
+    found: list[list[str]] = []
+
+    def compared() -> bool:
+        problems = graph_copies_differ(cluster)
+        if problems is not None:
+            found.append(problems)
+        return problems is not None
+
+    await wait_for(compared, timeout, "every replica at its primary's seq")
+    return found[-1]
 
 
 def primaries(cluster: Any) -> dict[int, object]:

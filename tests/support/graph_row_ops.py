@@ -51,5 +51,14 @@ def random_ops(rng: random.Random, count: int, ids: tuple[str, ...] = IDS) -> li
 
 def graph_rows(directory: Path) -> dict[str, list[tuple[object, ...]]]:
     """Every row of every graph table of the shard.db in `directory`, in key order."""
+    return graph_rows_at(directory)[1]
+
+
+def graph_rows_at(directory: Path) -> tuple[int, dict[str, list[tuple[object, ...]]]]:
+    """The log's last seq and every graph row of the shard.db in `directory`, read in
+    one transaction (so the rows are those of that seq)."""
     with closing(sqlite3.connect(f"{(Path(directory) / DB_FILENAME).resolve().as_uri()}?mode=ro", uri=True)) as conn:
-        return {table: sorted(conn.execute(f"SELECT * FROM {table}").fetchall(), key=repr) for table in ("g_graph", "g_vertex", "g_edge", "g_outbox")}
+        conn.execute("BEGIN")
+        base, last = conn.execute("SELECT (SELECT value FROM meta WHERE name = 'base_seq'), (SELECT max(seq) FROM oplog)").fetchone()
+        rows = {table: sorted(conn.execute(f"SELECT * FROM {table}").fetchall(), key=repr) for table in ("g_graph", "g_vertex", "g_edge", "g_outbox")}
+        return max(int(base or 0), int(last or 0)), rows
