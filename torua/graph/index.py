@@ -530,7 +530,17 @@ class GraphIndex:
 
     async def vector_search(self, uid: str, vector: Sequence[float], k: int, label: str = "", *, timeout: float = 5.0) -> list[tuple[str, str, float, str]]:
         """Top `k` (id, label, score, properties JSON) of graph `uid` on this shard, best first."""
-        return await self._run(lambda kz: kz.vector_search(uid, vector, k, label), [], timeout)
+        return await self._run(lambda kz: self._described(uid, kz.vector_search(uid, vector, k, label)), [], timeout)
+
+    def _described(self, uid: str, ranked: list[tuple[str, float]]) -> list[tuple[str, str, float, str]]:
+        """Ranked ids with their label and properties, read from the rows in one query
+        (the truth, and one lookup where Kuzu takes one per id); an id whose vertex the
+        rows no longer hold (deleted since the index's seq) is left out."""
+        if not ranked:
+            return []
+        with _read(self._reader()) as conn:
+            info = self.rows.described(conn, uid, [vid for vid, _ in ranked])
+        return [(vid, info[vid][0], score, info[vid][1]) for vid, score in ranked if vid in info]
 
     async def text_stats(self, uid: str, query: str, *, timeout: float = 5.0) -> tuple[int, dict[str, int]]:
         """(document count, documents per query term) of graph `uid` on this shard."""
@@ -541,7 +551,7 @@ class GraphIndex:
     ) -> list[tuple[str, str, float, str]]:
         """Top `k` by BM25 with the global IDF of `docs` and `term_docs` (sums of every
         shard's `text_stats`; this shard's own when empty)."""
-        return await self._run(lambda kz: kz.text_search(uid, query, k, label, docs, term_docs or {}), [], timeout)
+        return await self._run(lambda kz: self._described(uid, kz.text_search(uid, query, k, label, docs, term_docs or {})), [], timeout)
 
     async def cypher(
         self, uid: str, query: str, params: dict[str, Any] | None = None, *, row_cap: int = 10_000, timeout: float = 5.0

@@ -103,6 +103,10 @@ class GraphRowSource(Protocol):
 
     def edges(self, conn: sqlite3.Connection, uid: str) -> Iterable[EdgeRow]: ...
 
+    def described(self, conn: sqlite3.Connection, uid: str, ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+        """(label, properties JSON) of the vertices among `ids` that the rows hold."""
+        ...
+
 
 # ------------------------------------------------------------------ edges
 

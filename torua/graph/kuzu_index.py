@@ -50,6 +50,7 @@ from typing import Any
 import kuzu
 import numpy as np
 import pyarrow as pa
+from kuzu.prepared_statement import PreparedStatement
 
 from torua.graph.cypher_gate import CypherRefused, first_clause_refusal, map_labels, plan_refusal
 from torua.graph.indexing import (
@@ -88,6 +89,7 @@ __all__ = [
 
 KUZU_VERSION = kuzu.__version__
 WAL_CHECKPOINT_BYTES = 64 << 20  # reopen (folding the WAL in) past this
+PREPARED_PER_THREAD = 64  # prepared statements a read connection keeps (our own queries, a few per graph)
 EXACT_VECTOR_BELOW = 5000  # exact scan below this many candidates: HNSW misses rows of small tables under churn
 VECTOR_EFS = 400  # recall@10 0.997 on 10k 384-d vectors (0.96 at Kuzu's default 200)
 TERM_ROWS = 10_000  # documents scored per query term (the best ones), for text search across shards
@@ -148,7 +150,7 @@ class GraphTables:
         return names
 
 
-def _rows(conn: kuzu.Connection, query: str, params: dict[str, Any] | None = None) -> list[list[Any]]:
+def _rows(conn: kuzu.Connection, query: str | PreparedStatement, params: dict[str, Any] | None = None) -> list[list[Any]]:
     result = conn.execute(query, params or {})
     results = result if isinstance(result, list) else [result]
     try:
@@ -210,6 +212,7 @@ class KuzuGraphs:
         self._generation = 0
         self._readers: list[kuzu.Connection] = []  # every thread's, closed before the database
         self._readers_lock = threading.Lock()
+        self._prepared: list[dict[str, PreparedStatement]] = []  # every thread's prepared statements, by query
 
     # ------------------------------------------------------------------ files
 
@@ -302,6 +305,9 @@ class KuzuGraphs:
         # closed is a use after free); the caller keeps every other thread out meanwhile.
         with self._readers_lock:
             readers, self._readers = self._readers, []
+            prepared, self._prepared = self._prepared, []
+        for statements in prepared:  # released while their database is open
+            statements.clear()
         for conn in [*readers, self._writer]:
             if conn is not None:
                 conn.close()
@@ -332,10 +338,27 @@ class KuzuGraphs:
         local = self._local
         if getattr(local, "generation", None) != self._generation:
             conn = kuzu.Connection(self._db)
+            prepared: dict[str, PreparedStatement] = {}
             with self._readers_lock:
                 self._readers.append(conn)
-            local.conn, local.generation = conn, self._generation
+                self._prepared.append(prepared)
+            local.conn, local.prepared, local.generation = conn, prepared, self._generation
         return local.conn
+
+    def _q(self, query: str, params: dict[str, Any] | None = None) -> list[list[Any]]:
+        """A read of our own (never a user's query) on this thread's connection, through its
+        prepared statement: planning a query costs as much as running a small one."""
+        conn = self._conn()
+        prepared: dict[str, PreparedStatement] = self._local.prepared
+        statement = prepared.get(query)
+        if statement is None:
+            statement = PreparedStatement(conn, query)  # what Connection.execute(str) does each time
+            if not statement.is_success():
+                raise RuntimeError(statement.get_error_message())
+            if len(prepared) >= PREPARED_PER_THREAD:
+                prepared.clear()
+            prepared[query] = statement
+        return _rows(conn, statement, params)
 
     # ------------------------------------------------------------------ writes
 
@@ -648,20 +671,10 @@ class KuzuGraphs:
     def _graph(self, uid: str) -> GraphTables | None:
         return self.graphs.get(uid)
 
-    def _vertices_of(self, c: kuzu.Connection, g: GraphTables, ids: Sequence[str]) -> dict[str, tuple[str, str]]:
-        """label and properties of the (non-stub) vertices among `ids`, one primary-key
-        lookup each (a list would scan the table in 0.11.3)."""
-        out: dict[str, tuple[str, str]] = {}
-        for vid in ids:
-            found = _rows(c, f"MATCH (v:{g.V} {{id: $id}}) WHERE v.stub = false RETURN v.label, v.props", {"id": vid})
-            if found:
-                out[vid] = (found[0][0] or "", found[0][1] or "{}")
-        return out
-
-    def vector_search(self, uid: str, vector: Sequence[float], k: int, label: str) -> list[tuple[str, str, float, str]]:
-        """The `k` vertices nearest `vector` (with `label`, if not ""): (id, label, score,
-        properties JSON) best first; score = cosine similarity (1 - cosine distance) or
-        -euclidean distance."""
+    def vector_search(self, uid: str, vector: Sequence[float], k: int, label: str) -> list[tuple[str, float]]:
+        """The `k` vertices nearest `vector` (with `label`, if not ""): (id, score) best
+        first; score = cosine similarity (1 - cosine distance) or -euclidean distance.
+        Their labels and properties are the rows' (`GraphIndex` adds them)."""
         g = self._graph(uid)
         if g is None or k <= 0:
             return []
@@ -672,23 +685,21 @@ class KuzuGraphs:
         v = [float(x) for x in vector]
         if not all(math.isfinite(x) for x in v):
             raise QueryRefused("the vector must hold finite numbers")
-        c = self._conn()
         where = " WHERE x.label = $label" if label else ""
         lp = {"label": label} if label else {}
-        candidates = _rows(c, f"MATCH (x:{g.Emb}){where} RETURN count(*)", lp)[0][0]
+        candidates = self._q(f"MATCH (x:{g.Emb}){where} RETURN count(*)", lp)[0][0]
         if candidates < EXACT_VECTOR_BELOW:
             score = "array_cosine_similarity(x.embedding, $v)" if g.metric == "cosine" else "-array_distance(x.embedding, $v)"
-            hits = [(r[0], float(r[1])) for r in _rows(c, f"MATCH (x:{g.Emb}){where} WITH x, {score} AS s RETURN x.id, s ORDER BY s DESC, x.id LIMIT $k", {"v": v, "k": k} | lp)]
+            hits = [(r[0], float(r[1])) for r in self._q(f"MATCH (x:{g.Emb}){where} WITH x, {score} AS s RETURN x.id, s ORDER BY s DESC, x.id LIMIT $k", {"v": v, "k": k} | lp)]
         else:
             wide = max(2 * k, k + 10)
             query = "CALL QUERY_VECTOR_INDEX('{table}', '{index}', $v, $kk, efs := {efs}) RETURN node.id, distance ORDER BY distance, node.id LIMIT $k"
             if not label:
-                found = _rows(c, query.format(table=g.Emb, index=g.hnsw, efs=max(VECTOR_EFS, wide)), {"v": v, "kk": wide, "k": k})
+                found = self._q(query.format(table=g.Emb, index=g.hnsw, efs=max(VECTOR_EFS, wide)), {"v": v, "kk": wide, "k": k})
             else:  # pre-filter through a projected graph (a WHERE after the call would filter the top k only)
                 found = self._vector_with_label(g, query, v, wide, k, label)
             hits = [(r[0], (1.0 - float(r[1])) if g.metric == "cosine" else -float(r[1])) for r in found]
-        info = self._vertices_of(c, g, [h[0] for h in hits])
-        return [(vid, info[vid][0], s, info[vid][1]) for vid, s in hits if vid in info]
+        return hits
 
     def _vector_with_label(self, g: GraphTables, query: str, v: list[float], wide: int, k: int, label: str) -> list[list[Any]]:
         projected = "pg_" + uuid.uuid4().hex[:12]
@@ -703,11 +714,11 @@ class KuzuGraphs:
         finally:
             conn.close()
 
-    def _terms(self, c: kuzu.Connection, query: str) -> dict[str, str]:
+    def _terms(self, query: str) -> dict[str, str]:
         """The query's words keyed by their stem (Kuzu's, so every shard keys them alike)."""
         out: dict[str, str] = {}
         for word in query_terms(query):
-            stem = _rows(c, "RETURN stem($w, 'english')", {"w": word})[0][0]
+            stem = self._q("RETURN stem($w, 'english')", {"w": word})[0][0]
             out.setdefault(stem, word)
         return out
 
@@ -717,24 +728,22 @@ class KuzuGraphs:
         g = self._graph(uid)
         if g is None or not g.text_properties:
             return 0, {}
-        c = self._conn()
-        docs = _rows(c, f"MATCH (v:{g.V}) WHERE v.text IS NOT NULL RETURN count(*)")[0][0]
-        df = {stem: _rows(c, f"CALL QUERY_FTS_INDEX('{g.V}', '{g.fts}', $q) RETURN count(*)", {"q": word})[0][0] for stem, word in self._terms(c, query).items()}
+        docs = self._q(f"MATCH (v:{g.V}) WHERE v.text IS NOT NULL RETURN count(*)")[0][0]
+        df = {stem: self._q(f"CALL QUERY_FTS_INDEX('{g.V}', '{g.fts}', $q) RETURN count(*)", {"q": word})[0][0] for stem, word in self._terms(query).items()}
         return int(docs), {stem: int(n) for stem, n in df.items() if n}
 
-    def text_search(self, uid: str, query: str, k: int, label: str, docs: int, term_docs: dict[str, int]) -> list[tuple[str, str, float, str]]:
+    def text_search(self, uid: str, query: str, k: int, label: str, docs: int, term_docs: dict[str, int]) -> list[tuple[str, float]]:
         """The `k` best vertices for `query` by BM25, each term's part scaled from this
         shard's IDF to the one of `docs` and `term_docs` (the sums over every shard; this
-        shard's own when 0 / missing): (id, label, score, properties JSON), best first."""
+        shard's own when 0 / missing): (id, score), best first."""
         g = self._graph(uid)
         if g is None or not g.text_properties or k <= 0:
             return []
-        c = self._conn()
         local_docs, local_df = self.text_stats(uid, query)
         where = " WITH node, score WHERE node.label = $label" if label else ""
         lp = {"label": label} if label else {}
         scores: dict[str, float] = {}
-        for stem, word in self._terms(c, query).items():
+        for stem, word in self._terms(query).items():
             n_local = local_df.get(stem, 0)
             if not n_local:
                 continue
@@ -742,11 +751,9 @@ class KuzuGraphs:
             if n_total <= 0:
                 total, n_total = local_docs, n_local
             scale = idf(total, n_total) / idf(local_docs, n_local)
-            for vid, s in _rows(c, f"CALL QUERY_FTS_INDEX('{g.V}', '{g.fts}', $q, top := {TERM_ROWS}){where} RETURN node.id, score", {"q": word} | lp):
+            for vid, s in self._q(f"CALL QUERY_FTS_INDEX('{g.V}', '{g.fts}', $q, top := {TERM_ROWS}){where} RETURN node.id, score", {"q": word} | lp):
                 scores[vid] = scores.get(vid, 0.0) + float(s) * scale
-        best = sorted(scores.items(), key=lambda x: (-x[1], x[0]))[:k]
-        info = self._vertices_of(c, g, [vid for vid, _ in best])
-        return [(vid, info[vid][0], s, info[vid][1]) for vid, s in best if vid in info]
+        return sorted(scores.items(), key=lambda x: (-x[1], x[0]))[:k]
 
     def cypher(self, uid: str, query: str, params: dict[str, Any], row_cap: int, timeout_s: float) -> tuple[list[str], list[list[Any]], bool]:
         """A read-only query over the graph's tables, as a user writes it (`Vertex`, `Edge`,

@@ -296,6 +296,15 @@ class IndexRows:
             halves = "both" if edge.out_state and edge.in_state else "out" if edge.out_state else "in"
             yield indexing.EdgeRow(edge.src, edge.type, edge.dst, halves, edge.out_state or "committed", edge.properties, edge.weight)
 
+    def described(self, conn: sqlite3.Connection, uid: str, ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+        found: dict[str, tuple[str, str]] = {}
+        unique = list(dict.fromkeys(ids))
+        for start in range(0, len(unique), 500):
+            part = unique[start : start + 500]
+            sql = f"SELECT id, label, properties FROM g_vertex WHERE uid = ? AND id IN ({', '.join('?' for _ in part)})"
+            found.update((id, (label or "", properties or "{}")) for id, label, properties in conn.execute(sql, (uid, *part)))
+        return found
+
 
 # ------------------------------------------------------------- applying
 
