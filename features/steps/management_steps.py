@@ -554,7 +554,24 @@ def step_hot_shards(context):
     node = max(nodes, key=lambda n: (len(shards_of(view, n)), n))
     shards = shards_of(view, node)
     assert len(shards) >= 2, f"{node} is primary of {shards}"
-    context.hot_node, context.hot_shards, context.num_shards = node, shards[:2], view["num_shards"]
+    # Load moves by primary hand-off to an in-sync replica, never upsetting the count
+    # balance (docs: "Load-based rebalancing"). Whether some hand-off or swap can
+    # spread two shards depends on where their replicas are, so take the first pair
+    # that the coordinator's own rule could spread, were they hot.
+    pairs = [(a, b) for i, a in enumerate(shards) for b in shards[i + 1 :]]
+    spreadable = [p for p in pairs if could_spread(view, nodes, p)]
+    assert spreadable, f"no pair of {node}'s shards {shards} can be spread by a hand-off or swap in this placement: {view['shards']}"
+    context.hot_node, context.hot_shards, context.num_shards = node, list(spreadable[0]), view["num_shards"]
+
+
+def could_spread(view: dict, nodes: list[str], pair: tuple[int, int]) -> bool:
+    """Whether `torua.coordinator.load_balance.decide` acts on `pair` when they alone are busy."""
+    from torua.coordinator.load_balance import LoadView, Policy, decide
+
+    placement = {s["shard_id"]: tuple([s["primary"], *s["replicas"]]) for s in view["shards"] if s["primary"]}
+    rates = {s: (100.0 if s in pair else 1.0) for s in placement}
+    load = LoadView(placement, rates, dict.fromkeys(nodes), view["replication_factor"] > 1, {s["shard_id"]: tuple(s["in_sync"]) for s in view["shards"]})
+    return any(a.shard_id in pair for a in decide(load, Policy(), {}, 0.0).actions)
 
 
 class LoadClient:
