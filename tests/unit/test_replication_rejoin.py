@@ -2,7 +2,7 @@
 
 import pytest
 
-from torua.replication.rejoin import agreed_seq, record_promotion, rejoin_plan
+from torua.replication.rejoin import POSITION_HOLD_S, agreed_seq, may_recopy, record_promotion, rejoin_plan
 
 # (id, local_last_seq, promoted_at_seq, primary_log_base, expected)
 CASES = [
@@ -80,3 +80,18 @@ def test_capped_history_never_answers_above_the_full_one():
                 assert kept <= exact
         # the newest promotions are kept exactly
         assert capped[-1] == max(full.items())
+
+
+@pytest.mark.parametrize(
+    ("told_epoch", "map_epoch", "told_at", "now", "allowed"),
+    [
+        (None, 3, 0.0, 0.0, True),  # never asked for its position: re-copy as before
+        (5, 5, 100.0, 100.1, False),  # asked at the current epoch: the promotion may be on its way
+        (5, 4, 100.0, 100.1, False),  # an older map still: keep waiting
+        (5, 6, 100.0, 100.1, True),  # the map after the failover came: still a replica, so re-copy
+        (5, 5, 100.0, 100.0 + POSITION_HOLD_S, True),  # no newer map within the hold: the failover did not happen
+        (5, 5, 100.0, 100.0 + POSITION_HOLD_S - 0.01, False),
+    ],
+)
+def test_a_copy_that_told_a_failover_its_position_keeps_itself_whole_until_the_next_map(told_epoch, map_epoch, told_at, now, allowed):
+    assert may_recopy(told_epoch, map_epoch, told_at, now) is allowed

@@ -154,6 +154,7 @@ class ShardControl:
         holding.role = next_role(holding.role, "freeze")
         self.set_frozen_marker(command.shard_id, True)
         await holding.idle.wait()
+        holding.position_told = (self.node.epoch, time.monotonic())
         return ShardCommandReply(True, command.shard_id, last_seq=holding.store.last_seq())
 
     async def unfreeze(self, command: ShardCommand) -> ShardCommandReply:

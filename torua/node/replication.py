@@ -34,7 +34,7 @@ from torua.protocol import subjects
 from torua.protocol.codec import decode, encode
 from torua.protocol.errors import ToruaError
 from torua.protocol.messages import Ack, InSyncChange, LogChunk, LogRequest
-from torua.replication.rejoin import agreed_seq, rejoin_plan
+from torua.replication.rejoin import agreed_seq, may_recopy, rejoin_plan
 from torua.storage.operations import InvalidOperation
 from torua.storage.shard_store import LogTruncated, ShardClosed
 
@@ -251,6 +251,10 @@ class Replication:
                 await asyncio.sleep(0.2)
                 continue
             if chunk.error_code in ("diverged", "truncated"):
+                told = holding.position_told
+                if told is not None and not may_recopy(told[0], node.epoch, told[1], time.monotonic()):
+                    await asyncio.sleep(0.1)  # a failover may be promoting this copy: keep it whole until the map says
+                    continue
                 log.info("shard %d: copy %s; copying it again from %s", holding.shard_id, chunk.error_code, primary, extra={"shard": holding.shard_id})
                 await self._recopy(holding, primary)
                 synced = read_synced_epoch(directory)

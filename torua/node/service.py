@@ -104,6 +104,9 @@ class Holding:
     # False while a replica recreated empty (or copied again) has not caught up with its
     # primary: not in sync, never promoted (an INCOMPLETE file in the shard dir says so)
     complete: bool = True
+    # (map epoch, monotonic time) when this copy last told a failover its position
+    # (`shard.position`): it keeps itself whole until a newer map (rejoin.may_recopy)
+    position_told: tuple[int, float] | None = None
     # the counts of the last heartbeat that could read them (a store being closed cannot)
     last_stats: ShardStats | None = None
     # KV operations this copy served lately, all and writes (heartbeat ops_rate / write_rate)

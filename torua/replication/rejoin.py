@@ -67,3 +67,29 @@ def rejoin_plan(local_last_seq: int | None, promoted_at_seq: int | None, primary
     if local_last_seq < primary_log_base:
         return "recopy"
     return "catch_up"
+
+
+# How long a copy that told a failover its position keeps itself whole while it waits
+# for the map that says who leads now (a failover that never completes frees it then).
+POSITION_HOLD_S = 10.0
+
+
+def may_recopy(told_position_at_epoch: int | None, map_epoch: int, told_at: float, now: float, hold_s: float = POSITION_HOLD_S) -> bool:
+    """May a replica destroy its copy to copy it again (its primary said `diverged` or
+    `truncated`)? Not while a failover may be promoting it: after it answered
+    `shard.position` at map epoch `told_position_at_epoch`, it waits for a newer map
+    (which makes it primary, and stops its follower, or names another), or `hold_s`.
+    Re-copying at once lost the data of a copy promoted a moment later.
+
+    >>> may_recopy(None, 7, 0.0, 100.0)
+    True
+    >>> may_recopy(7, 7, 99.0, 100.0)   # told its position at epoch 7, no newer map yet
+    False
+    >>> may_recopy(7, 8, 99.0, 100.0)   # the newer map came, and it is still a replica
+    True
+    >>> may_recopy(7, 7, 80.0, 100.0)   # no newer map within the hold
+    True
+    """
+    if told_position_at_epoch is None:
+        return True
+    return map_epoch > told_position_at_epoch or now - told_at >= hold_s
