@@ -28,7 +28,6 @@ import signal
 import sys
 import tempfile
 import time
-import traceback
 from pathlib import Path
 
 import aiohttp
@@ -37,7 +36,7 @@ import psutil
 
 from torua.bench.graph_data import exact_top_k, generate, recall, write_files
 from torua.bench.load import Result, measure, percentile
-from torua.bench.procs import BenchError, Stack
+from torua.bench.procs import BenchError, Stack, bench_failed
 from torua.graph.kuzu_index import VECTOR_EFS
 
 GRAPH = "bench-graph"
@@ -410,17 +409,8 @@ def run_graph_bench(args) -> int:
             return 1
         ok = True
         return 0
-    except BenchError as exc:
-        print(f"torua bench: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("torua bench: interrupted", file=sys.stderr)
-        return 130
-    except Exception:
-        traceback.print_exc()
-        if any(name == "torua-up" for name, _ in stack.procs):
-            print(f"torua bench: the torua up log ends with:\n{stack.log_tail('torua-up')}", file=sys.stderr)
-        return 1
+    except (Exception, KeyboardInterrupt) as exc:
+        return bench_failed(exc, stack)
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         print("torua bench: stopping everything it started", flush=True)

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
 
 from torua.cli.up import nats_config, nats_server_binary, torua_command, wait_for_port
@@ -166,3 +167,18 @@ class Stack:
                     proc.wait()
             else:
                 proc.wait()
+
+
+def bench_failed(exc: BaseException, stack: "Stack") -> int:
+    """What `torua bench` says and exits with when a run stops on `exc` (the caller
+    still stops what it started): 1, or 130 for Ctrl-C."""
+    if isinstance(exc, KeyboardInterrupt):
+        print("torua bench: interrupted", file=sys.stderr)
+        return 130
+    if isinstance(exc, BenchError):
+        print(f"torua bench: {exc}", file=sys.stderr)
+        return 1
+    traceback.print_exception(exc)
+    if any(name == "torua-up" for name, _ in stack.procs):
+        print(f"torua bench: the torua up log ends with:\n{stack.log_tail('torua-up')}", file=sys.stderr)
+    return 1

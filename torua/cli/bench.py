@@ -17,11 +17,10 @@ import signal
 import subprocess
 import sys
 import tempfile
-import traceback
 from pathlib import Path
 
 from torua.bench.load import Result, measure
-from torua.bench.procs import BenchError, Stack
+from torua.bench.procs import Stack, bench_failed
 from torua.bench.report import machine_info, table, write_json
 from torua.bench.targets import ANCHORS, ORDER, TORUA, Targets
 from torua.cli.up import nats_server_binary
@@ -159,17 +158,8 @@ def run_bench(args) -> int:
             print("torua bench: some requests failed (see ERRORS above)", file=sys.stderr)
             return 1
         return 0
-    except BenchError as exc:
-        print(f"torua bench: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("torua bench: interrupted", file=sys.stderr)
-        return 130
-    except Exception:
-        traceback.print_exc()
-        if any(name == "torua-up" for name, _ in stack.procs):
-            print(f"torua bench: the torua up log ends with:\n{stack.log_tail('torua-up')}", file=sys.stderr)
-        return 1
+    except (Exception, KeyboardInterrupt) as exc:
+        return bench_failed(exc, stack)
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not leave orphans
         print("torua bench: stopping everything it started", flush=True)
