@@ -117,6 +117,16 @@ def green(c: Cluster) -> bool:
     return c.json("GET", "/cluster/health")[1]["status"] == "green" and not c.json("GET", "/cluster/info")[1]["moves"]
 
 
+def graph_uid(c: Cluster, graph: str) -> str:
+    """The graph's uid, once GET /graphs/{graph} answers: right after a node was
+    started again, a shard may still answer `unavailable` for a moment."""
+    def answered() -> str | None:
+        status, body = c.json("GET", f"/graphs/{graph}")
+        return body["uid"] if status == 200 else None
+
+    return wait_until(answered, HEAL_TIMEOUT, f"GET /graphs/{graph} to answer 200")
+
+
 def settled_scan(c: Cluster, uid: str) -> ClusterScan | None:
     """A scan whose copies agree and hold nothing repair has yet to do; None until then."""
     if not green(c):
@@ -139,7 +149,7 @@ def wait_settled(c: Cluster, uid: str) -> GraphScan:
 def test_no_half_edge_after_concurrent_writes_with_nodes_paused_and_killed(group, nats_url):
     c = start_cluster(group, nats_url, shards=4)
     assert c.json("PUT", "/graphs/faults", {})[0] == 201
-    uid = c.json("GET", "/graphs/faults")[1]["uid"]
+    uid = graph_uid(c, "faults")
     for v in VERTICES:
         assert call(c, "PUT", f"/graphs/faults/vertices/{quote(v, safe='')}", {"label": "V"}) == 201
     workers = Workers(c, "faults", seed=7)
@@ -245,7 +255,7 @@ def test_acknowledged_import_lines_survive_a_primary_killed_mid_import(group, na
     assert answered[after:].count(200) > 0, "no import acknowledged after the kill: the scenario tested little"
 
     c.start_node(victim, NODE_ARGS)
-    uid = c.json("GET", "/graphs/imp")[1]["uid"]
+    uid = graph_uid(c, "imp")
     scan = wait_settled(c, uid)  # green, repair done, every copy alike
     assert scan.problems("imp", 8) == []  # no half-edge on any copy, no edge to a missing vertex
     lost = sorted(acked_vertices - set(scan.vertices))

@@ -274,8 +274,6 @@ def test_a_data_dir_serves_one_cluster_and_a_node_dir_one_node(tmp_path, hand):
     try:
         up.wait_ready()
         assert http("PUT", up.base + "/data/mine", b"first")[0] == 204
-        epoch = get_json(up.base + "/cluster/health")["epoch"]
-
         second = subprocess.run(
             torua_command() + ["up", "--data-dir", str(data_dir), "--port", str(free_port()), "--nats-port", str(free_port()), "--shards", "4"],
             capture_output=True, text=True, timeout=30,
@@ -295,7 +293,9 @@ def test_a_data_dir_serves_one_cluster_and_a_node_dir_one_node(tmp_path, hand):
         assert sorted((p.name, p.stat().st_mtime_ns) for p in (data_dir / "n1").iterdir()) == before
 
         health = get_json(up.base + "/cluster/health")
-        assert health["status"] == "green" and health["epoch"] == epoch and health["nodes_total"] == 3, health
+        assert health["status"] == "green" and health["nodes_total"] == 3, health
+        # the map's epoch may still move as the new cluster settles: what must not change is who serves
+        assert (_node(up, "n1")["pid"], _node(up, "n1")["health"]) == (n1.pid, "healthy")
         assert http("GET", up.base + "/data/mine") == (200, b"first")
 
         # kill -9 leaves no stale lock: the node started again takes its directory

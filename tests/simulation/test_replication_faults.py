@@ -367,3 +367,43 @@ async def test_recopy_recovers_from_a_lost_message(cluster):
             await cluster.wait_green(8.0)
         except AssertionError as exc:
             raise AssertionError(f"{exc}\nstuck: {cluster.stuck_copies()}") from None
+
+
+def copies_held(cluster: SimCluster, node_id: str) -> dict[int, str]:
+    """shard -> role of every copy `node_id` serves or follows (primary, frozen, replica)."""
+    return {s: h.role for s, h in cluster.nodes[node_id].holdings.items() if h.role in ("primary", "frozen", "replica")}
+
+
+def copies_in_map(cluster: SimCluster, node_id: str) -> dict[int, str]:
+    return {e.shard_id: "primary" if e.primary == node_id else "replica" for e in cluster.map.shards if node_id in e.copies}
+
+
+async def test_a_replica_the_map_takes_away_stops_following_and_is_dropped(cluster):
+    """A node joins; the coordinator moves replicas onto it and takes them off others.
+    A copy taken off a node stops following its primary (left following, it re-copied
+    in a loop once the shard's primary changed) and is dropped: every node ends with
+    exactly the copies the map gives it, on disk too."""
+    async with asyncio.timeout(60):
+        before = {n: set(copies_in_map(cluster, n)) for n in cluster.node_ids}
+        cluster.node_ids.append("n4")
+        await cluster.start_node("n4")
+        await wait_for(lambda: copies_in_map(cluster, "n4"), HEAL_TIMEOUT, "n4 given copies")
+        await wait_green(cluster)
+        taken = {n: before[n] - set(copies_in_map(cluster, n)) for n in before if before[n] - set(copies_in_map(cluster, n))}
+        assert taken, f"no copy was taken off a node: the scenario tested nothing; {cluster.describe_map()}"
+
+        def agree() -> bool:
+            return all(copies_held(cluster, n) == copies_in_map(cluster, n) for n in cluster.node_ids)
+
+        try:
+            await wait_for(agree, HEAL_TIMEOUT, "every node holding exactly the copies the map gives it")
+        except AssertionError as exc:
+            held = {n: (copies_held(cluster, n), copies_in_map(cluster, n)) for n in cluster.node_ids}
+            raise AssertionError(f"{exc}; (held, map) per node: {held}") from None
+        for node_id, shards in taken.items():
+            node = cluster.nodes[node_id]
+            for shard_id in shards:
+                await wait_for(
+                    lambda: shard_id not in node.holdings and not node.shards_dir.joinpath(str(shard_id)).exists(),
+                    HEAL_TIMEOUT, f"the copy of shard {shard_id} taken off {node_id} dropped",
+                )

@@ -112,7 +112,10 @@ class ShardControl:
                     self.node.replication.ensure_follower(holding)
                 serving.append(shard_id)
         for shard_id, holding in self.node.holdings.items():
-            if shard_id not in wanted and holding.role in ("primary", "frozen"):
+            # A copy the map no longer gives this node retires: its follower stops (a replica
+            # left following would re-copy forever once its primary's shard epoch moved on)
+            # and the coordinator drops it once the shard is served elsewhere.
+            if shard_id not in wanted and holding.role in ("primary", "frozen", "replica"):
                 holding.role = next_role(holding.role, "unassign")
         log.info("epoch %d: serving %s%s", self.node.epoch, serving, f", missing {missing}" if missing else "", extra={"epoch": self.node.epoch})
         self.node.assignment_taken()

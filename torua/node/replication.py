@@ -251,6 +251,8 @@ class Replication:
                 await asyncio.sleep(0.2)
                 continue
             if chunk.error_code in ("diverged", "truncated"):
+                if holding.role != "replica":
+                    continue  # retired or promoted meanwhile: nothing to copy again
                 told = holding.position_told
                 if told is not None and not may_recopy(told[0], node.epoch, told[1], time.monotonic()):
                     await asyncio.sleep(0.1)  # a failover may be promoting this copy: keep it whole until the map says
