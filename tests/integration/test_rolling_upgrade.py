@@ -58,6 +58,10 @@ class OverwritingWriter(threading.Thread):
     def acked(self) -> int:
         return sum(op.outcome == "acked" for op in list(self.ops.values()))
 
+    def started_since(self, t: float) -> bool:
+        """Has this writer started a request at or after `t` (so none of it earlier is still on its way)?"""
+        return any(op.started >= t for op in list(self.ops.values())[-3:])
+
     def failed(self) -> list[Op]:
         return [op for op in list(self.ops.values()) if op.outcome == "failed"]
 
@@ -117,9 +121,11 @@ def all_coordinators_there(c: Cluster) -> bool:
     return sorted([info["leader"], *info["standbys"]]) == sorted(c.coordinators)
 
 
-def upgrade_gateway(c: Cluster) -> None:
-    """Start the new gateway, move the clients to it (c.url), then stop the old one:
-    as a load balancer would with two gateways."""
+def upgrade_gateway(c: Cluster, writers: list[OverwritingWriter]) -> None:
+    """Start the new gateway, move the clients to it (c.url), wait until no request
+    can still be on its way to the old one, then stop it: as a load balancer drains a
+    gateway it took out of rotation. (A request that read the old address just before
+    the switch could otherwise connect while the old gateway closes: no answer.)"""
     old = c.gateway
     assert old is not None
     new_port = free_port()
@@ -134,6 +140,8 @@ def upgrade_gateway(c: Cluster) -> None:
 
     wait_until(answers, 30, "the new gateway to answer")
     c.http_port, c.gateway = new_port, new
+    switched = time.monotonic()
+    wait_until(lambda: all(w.started_since(switched) for w in writers), 20, "every writer sending to the new gateway")
     assert old.terminate(timeout=20) == 0
 
 
@@ -189,7 +197,7 @@ def test_a_rolling_upgrade_under_writes_loses_nothing(group, nats_url, start_fro
             seen_versions.add(tuple(versions_in_use(c)))
             wait_until(lambda: sum(w.acked() for w in writers) > before + 20, 20, f"writes after {node_id}")
         upgrade_coordinators(c)
-        upgrade_gateway(c)
+        upgrade_gateway(c, writers)
         before = sum(w.acked() for w in writers)
         wait_until(lambda: sum(w.acked() for w in writers) > before + 20, 20, "writes after the coordinators and the gateway")
     finally:
