@@ -240,9 +240,14 @@ def unit(v: list[float]) -> list[float]:
 
 
 @pytest.mark.parametrize("metric", ["cosine", "l2"])
-@pytest.mark.parametrize("exact_below", [5000, 10], ids=["exact", "hnsw"])
-async def test_vector_search_scores_and_label_filter(tmp_path: Path, monkeypatch, metric: str, exact_below: int) -> None:
-    monkeypatch.setattr(kuzu_index, "EXACT_VECTOR_BELOW", exact_below)
+@pytest.mark.parametrize("path", ["memory", "exact", "hnsw"])
+async def test_vector_search_scores_and_label_filter(tmp_path: Path, monkeypatch, metric: str, path: str) -> None:
+    """The three ways a shard copy searches its vectors give the same answers: in memory
+    (torua.graph.vector_cache), and when they do not fit there, Kuzu's exact scan
+    (small tables) or its HNSW index."""
+    if path != "memory":
+        monkeypatch.setattr(kuzu_index.VectorCache, "fits", staticmethod(lambda count, dim: False))
+    monkeypatch.setattr(kuzu_index, "EXACT_VECTOR_BELOW", 10 if path == "hnsw" else 5000)
     rng = np.random.default_rng(1)
     vectors = rng.normal(size=(120, DIM)).astype(np.float32)
     store, index = open_shard(tmp_path / "s", idle_s=3600)
@@ -265,6 +270,36 @@ async def test_vector_search_scores_and_label_filter(tmp_path: Path, monkeypatch
                 assert json.loads(props) == {"i": i} and (not label or got_label == label)
         with pytest.raises(QueryRefused, match=f"{DIM} numbers"):
             await index.vector_search("g1", [1.0], 5)
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("read_again_s", [0.0, 3600.0], ids=["memory-read-again", "kuzu-meanwhile"])
+async def test_a_search_sees_every_vector_written_before_it(tmp_path: Path, monkeypatch, read_again_s: float) -> None:
+    """The vectors kept in memory never answer for a write they do not hold: after each
+    put, re-put and delete the next search reflects it, whether the memory is read again
+    at once or the Kuzu index answers until it may be (VECTOR_CACHE_REBUILD_S)."""
+    monkeypatch.setattr(kuzu_index, "VECTOR_CACHE_REBUILD_S", read_again_s)
+    rng = np.random.default_rng(5)
+    vectors = rng.normal(size=(60, DIM)).astype(np.float32)
+    store, index = open_shard(tmp_path / "s", idle_s=3600)
+    try:
+        await write(store, index, [GraphEnsure("g1", "g", DIM, "cosine", [])] + [VertexPut("g1", f"v{i}", "A", "{}", [float(x) for x in vectors[i]]) for i in range(60)])
+        query = [float(x) for x in rng.normal(size=DIM)]
+        truth = (vectors @ np.asarray(query, np.float32)) / (np.linalg.norm(vectors, axis=1) * np.linalg.norm(query))
+
+        async def top(k: int = 3) -> list[str]:
+            return [h[0] for h in await index.vector_search("g1", query, k)]
+
+        assert await top() == [f"v{i}" for i in sorted(range(60), key=lambda i: -truth[i])[:3]]
+        assert index._kuzu is not None and "g1" in index._kuzu._vectors, "the first search did not read the vectors into memory"
+        await write(store, index, [VertexPut("g1", "new", "A", "{}", query)])
+        assert (await top())[0] == "new"
+        worst = f"v{int(np.argmin(truth))}"
+        await write(store, index, [VertexPut("g1", worst, "A", "{}", [2.0 * x for x in query])])  # re-put: now the best
+        assert (await top(2)) in (["new", worst], [worst, "new"])
+        await write(store, index, [VertexDelete("g1", "new"), VertexDelete("g1", worst)])
+        assert await top() == [f"v{i}" for i in sorted(range(60), key=lambda i: -truth[i])[:3]]
     finally:
         await store.close()
 

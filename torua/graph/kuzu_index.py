@@ -41,6 +41,7 @@ import math
 import os
 import re
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -52,6 +53,7 @@ import numpy as np
 import pyarrow as pa
 from kuzu.prepared_statement import PreparedStatement
 
+from torua.graph.vector_cache import VECTOR_CACHE_REBUILD_S, VectorCache
 from torua.graph.cypher_gate import CypherRefused, first_clause_refusal, map_labels, plan_refusal
 from torua.graph.indexing import (
     EdgeRow,
@@ -213,6 +215,12 @@ class KuzuGraphs:
         self._readers: list[kuzu.Connection] = []  # every thread's, closed before the database
         self._readers_lock = threading.Lock()
         self._prepared: list[dict[str, PreparedStatement]] = []  # every thread's prepared statements, by query
+        # Each graph's vectors in memory (torua.graph.vector_cache), and how many times the
+        # writer changed them: a cache read at an older count is out of date.
+        self._vectors: dict[str, VectorCache] = {}
+        self._vector_writes: dict[str, int] = {}
+        self._vector_read_at: dict[str, float] = {}
+        self._vectors_lock = threading.Lock()
 
     # ------------------------------------------------------------------ files
 
@@ -315,6 +323,8 @@ class KuzuGraphs:
             self._db.close()
         self._writer = self._db = None
         self._generation += 1
+        with self._vectors_lock:
+            self._vectors.clear()
 
     def reopen(self) -> None:
         """Fold the WAL in by closing and opening again (never CHECKPOINT on a live handle),
@@ -394,6 +404,7 @@ class KuzuGraphs:
             return
         c = self._writer
         assert c is not None
+        vectors = {op.uid for op in ops if isinstance(op, (VertexPut, VertexDelete)) and (g := self.graphs.get(op.uid)) is not None and g.vector_dim}
         _rows(c, "BEGIN TRANSACTION")
         try:
             for op in ops:
@@ -406,7 +417,15 @@ class KuzuGraphs:
             except Exception:
                 pass
             raise
+        finally:
+            self._vectors_changed(vectors)  # after the commit: a cache read from now on sees it
         self.applied_seq = through
+
+    def _vectors_changed(self, uids: Iterable[str]) -> None:
+        with self._vectors_lock:
+            for uid in uids:
+                self._vector_writes[uid] = self._vector_writes.get(uid, 0) + 1
+                self._vectors.pop(uid, None)
 
     def _risky(self, change: Callable[[], None]) -> None:
         """Run `change` with the file marked risky: a file found with the mark is built again."""
@@ -425,10 +444,13 @@ class KuzuGraphs:
         # has inserted and deleted rels can corrupt the file (measured: the next open
         # segfaulted on the next MERGE). So it runs on a fresh handle, and the WAL is folded
         # in by a reopen right after it (all of it under the risky mark).
-        self.reopen()
-        self._ddl_statements(op)
-        self._transaction([], seq)
-        self.reopen()
+        try:
+            self.reopen()
+            self._ddl_statements(op)
+            self._transaction([], seq)
+            self.reopen()
+        finally:
+            self._vectors_changed([op.uid])  # type: ignore[attr-defined]  (GraphEnsure, GraphDrop)
 
     def _ddl_statements(self, op: Operation) -> None:
         c = self._writer
@@ -685,6 +707,9 @@ class KuzuGraphs:
         v = [float(x) for x in vector]
         if not all(math.isfinite(x) for x in v):
             raise QueryRefused("the vector must hold finite numbers")
+        cache = self._vector_cache(g)
+        if cache is not None:
+            return cache.top_k(v, k, label)
         where = " WHERE x.label = $label" if label else ""
         lp = {"label": label} if label else {}
         candidates = self._q(f"MATCH (x:{g.Emb}){where} RETURN count(*)", lp)[0][0]
@@ -700,6 +725,33 @@ class KuzuGraphs:
                 found = self._vector_with_label(g, query, v, wide, k, label)
             hits = [(r[0], (1.0 - float(r[1])) if g.metric == "cosine" else -float(r[1])) for r in found]
         return hits
+
+    def _vector_cache(self, g: GraphTables) -> VectorCache | None:
+        """Graph `g`'s vectors in memory as of the last write, read again if a write
+        outdated them (at most every VECTOR_CACHE_REBUILD_S, the Kuzu index answering
+        meanwhile); None when they do not fit VECTOR_CACHE_BYTES."""
+        now = time.monotonic()
+        with self._vectors_lock:
+            writes = self._vector_writes.get(g.uid, 0)
+            cache = self._vectors.get(g.uid)
+            if cache is not None and cache.version == writes:
+                return cache
+            if now - self._vector_read_at.get(g.uid, -math.inf) < VECTOR_CACHE_REBUILD_S:
+                return None
+            self._vector_read_at[g.uid] = now
+        # read after noting `writes`; the writer counts a write after its commit, so these
+        # rows hold at least every write counted (a later one outdates them at once)
+        count = self._q(f"MATCH (x:{g.Emb}) RETURN count(*)")[0][0]
+        if not VectorCache.fits(count, g.vector_dim):
+            return None
+        table = self._conn().execute(f"MATCH (x:{g.Emb}) RETURN x.id, x.label, x.embedding").get_as_arrow()
+        column = table.column(2).combine_chunks()
+        matrix = column.flatten().to_numpy(zero_copy_only=False).reshape(len(column), g.vector_dim) if len(column) else np.zeros((0, g.vector_dim), np.float32)
+        cache = VectorCache.of(table.column(0).to_pylist(), table.column(1).to_pylist(), matrix, g.metric, writes)
+        with self._vectors_lock:
+            if self._vector_writes.get(g.uid, 0) == writes:
+                self._vectors[g.uid] = cache
+        return cache
 
     def _vector_with_label(self, g: GraphTables, query: str, v: list[float], wide: int, k: int, label: str) -> list[list[Any]]:
         projected = "pg_" + uuid.uuid4().hex[:12]
