@@ -32,6 +32,7 @@ MAX_PROPERTIES_BYTES_CEILING = 4 << 20
 GRAPH_BUFFER_POOL_MIB = (16, 65536)
 GRAPH_MAX_DB_SIZE_MIB = (64, 1 << 22)  # up to 4 TiB; Kuzu's own default (8 TiB each) fails the 16th database
 GRAPH_THREADS = (1, 64)
+GRAPH_VECTOR_MEMORY_MIB = (0, 65536)
 
 
 class ConfigError(ValueError):
@@ -96,6 +97,7 @@ class NodeConfig(Common):
     graph_buffer_pool: int = field(default=256, metadata={"help": f"MiB of buffer pool for each shard copy's graph index (Kuzu), {GRAPH_BUFFER_POOL_MIB[0]} to {GRAPH_BUFFER_POOL_MIB[1]}"})
     graph_max_db_size: int = field(default=1024, metadata={"help": f"MiB of address space each shard copy's graph index may map (its largest size), {GRAPH_MAX_DB_SIZE_MIB[0]} to {GRAPH_MAX_DB_SIZE_MIB[1]}"})
     graph_threads: int = field(default=1, metadata={"help": f"threads each shard copy's graph index may use for one query, {GRAPH_THREADS[0]} to {GRAPH_THREADS[1]}"})
+    graph_vector_memory: int = field(default=64, metadata={"help": f"MiB of each graph's vectors each shard copy keeps in memory to search them exactly ({GRAPH_VECTOR_MEMORY_MIB[0]} to {GRAPH_VECTOR_MEMORY_MIB[1]}; above it, or 0, its HNSW index answers)"})
 
     def __post_init__(self) -> None:
         if self.data_dir == Path(""):
@@ -126,7 +128,7 @@ class NodeConfig(Common):
             raise ConfigError("graph_peer_timeout must be more than 0 and at most 60 seconds")
         if not 0 < self.graph_repair_interval <= 3600:
             raise ConfigError("graph_repair_interval must be more than 0 and at most 3600 seconds")
-        for name, (low, high) in (("graph_buffer_pool", GRAPH_BUFFER_POOL_MIB), ("graph_max_db_size", GRAPH_MAX_DB_SIZE_MIB), ("graph_threads", GRAPH_THREADS)):
+        for name, (low, high) in (("graph_buffer_pool", GRAPH_BUFFER_POOL_MIB), ("graph_max_db_size", GRAPH_MAX_DB_SIZE_MIB), ("graph_threads", GRAPH_THREADS), ("graph_vector_memory", GRAPH_VECTOR_MEMORY_MIB)):
             if not low <= getattr(self, name) <= high:
                 raise ConfigError(f"{name} must be from {low} to {high}")
 

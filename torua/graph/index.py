@@ -90,6 +90,7 @@ def limits_from_config(config: Any) -> IndexLimits:
         buffer_pool_bytes=int(config.graph_buffer_pool) << 20,
         max_db_bytes=int(config.graph_max_db_size) << 20,
         threads=int(config.graph_threads),
+        vector_memory_bytes=int(config.graph_vector_memory) << 20,
     )
 
 

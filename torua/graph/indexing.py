@@ -339,8 +339,10 @@ def failure_reason(error: str, buffer_pool_bytes: int) -> str:
 
 @dataclass(frozen=True)
 class IndexLimits:
-    """Per database (node settings --graph-buffer-pool, --graph-max-db-size, --graph-threads)."""
+    """Per database (node settings --graph-buffer-pool, --graph-max-db-size, --graph-threads,
+    --graph-vector-memory)."""
 
     buffer_pool_bytes: int = 256 << 20
     max_db_bytes: int = 1 << 30
     threads: int = 1
+    vector_memory_bytes: int = 64 << 20  # per graph: its vectors searched in memory up to this (torua.graph.vector_cache)

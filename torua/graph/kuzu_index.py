@@ -404,7 +404,7 @@ class KuzuGraphs:
             return
         c = self._writer
         assert c is not None
-        vectors = {op.uid for op in ops if isinstance(op, (VertexPut, VertexDelete)) and (g := self.graphs.get(op.uid)) is not None and g.vector_dim}
+        vectors = [op for op in ops if isinstance(op, (VertexPut, VertexDelete)) and (g := self.graphs.get(op.uid)) is not None and g.vector_dim]
         _rows(c, "BEGIN TRANSACTION")
         try:
             for op in ops:
@@ -416,16 +416,36 @@ class KuzuGraphs:
                 _rows(c, "ROLLBACK")
             except Exception:
                 pass
+            self._vectors_changed({op.uid for op in vectors})  # what memory holds may be off: read it again
             raise
-        finally:
-            self._vectors_changed(vectors)  # after the commit: a cache read from now on sees it
+        self._vectors_written(vectors)  # after the commit: memory read from now on holds it
         self.applied_seq = through
 
     def _vectors_changed(self, uids: Iterable[str]) -> None:
+        """Count a change to these graphs' vectors and forget them in memory."""
         with self._vectors_lock:
             for uid in uids:
                 self._vector_writes[uid] = self._vector_writes.get(uid, 0) + 1
                 self._vectors.pop(uid, None)
+
+    def _vectors_written(self, ops: Sequence[VertexPut | VertexDelete]) -> None:
+        """Count committed writes to vectors, and apply them to those in memory (which
+        stay there while they fit the node's --graph-vector-memory)."""
+        with self._vectors_lock:
+            for op in ops:
+                g = self.graphs[op.uid]
+                writes = self._vector_writes[op.uid] = self._vector_writes.get(op.uid, 0) + 1
+                cache = self._vectors.get(op.uid)
+                if cache is None:
+                    continue
+                vector = embedding_of(op.embedding, g.vector_dim) if isinstance(op, VertexPut) else None
+                if vector is None:
+                    cache.delete(op.id)
+                else:
+                    cache.put(op.id, op.label, vector)
+                cache.version = writes
+                if cache.nbytes() > self.limits.vector_memory_bytes:
+                    del self._vectors[op.uid]
 
     def _risky(self, change: Callable[[], None]) -> None:
         """Run `change` with the file marked risky: a file found with the mark is built again."""
@@ -727,9 +747,11 @@ class KuzuGraphs:
         return hits
 
     def _vector_cache(self, g: GraphTables) -> VectorCache | None:
-        """Graph `g`'s vectors in memory as of the last write, read again if a write
-        outdated them (at most every VECTOR_CACHE_REBUILD_S, the Kuzu index answering
-        meanwhile); None when they do not fit VECTOR_CACHE_BYTES."""
+        """Graph `g`'s vectors in memory, as of the last committed write: read from the
+        index the first time (again only if memory was dropped: a failed transaction, a
+        graph made again; at most every VECTOR_CACHE_REBUILD_S, the Kuzu index answering
+        meanwhile), then kept up to date by the writer (`_vectors_written`). None when
+        they do not fit the node's --graph-vector-memory."""
         now = time.monotonic()
         with self._vectors_lock:
             writes = self._vector_writes.get(g.uid, 0)
@@ -742,12 +764,12 @@ class KuzuGraphs:
         # read after noting `writes`; the writer counts a write after its commit, so these
         # rows hold at least every write counted (a later one outdates them at once)
         count = self._q(f"MATCH (x:{g.Emb}) RETURN count(*)")[0][0]
-        if not VectorCache.fits(count, g.vector_dim):
+        if not VectorCache.fits(count, g.vector_dim, self.limits.vector_memory_bytes):
             return None
         table = self._conn().execute(f"MATCH (x:{g.Emb}) RETURN x.id, x.label, x.embedding").get_as_arrow()
         column = table.column(2).combine_chunks()
         matrix = column.flatten().to_numpy(zero_copy_only=False).reshape(len(column), g.vector_dim) if len(column) else np.zeros((0, g.vector_dim), np.float32)
-        cache = VectorCache.of(table.column(0).to_pylist(), table.column(1).to_pylist(), matrix, g.metric, writes)
+        cache = VectorCache(table.column(0).to_pylist(), table.column(1).to_pylist(), matrix, g.metric, writes)
         with self._vectors_lock:
             if self._vector_writes.get(g.uid, 0) == writes:
                 self._vectors[g.uid] = cache

@@ -5,69 +5,113 @@ Kuzu's `QUERY_VECTOR_INDEX` costs about the same on such a slice as on the whole
 set (a fixed ~1-4 ms a call, measured with 0.11.3, whatever the efs), and a search
 asks every shard, so sixteen of those made a search ~17x one database's. A numpy
 scan of ~6k 384-d vectors takes well under a millisecond and is exact. So a shard
-copy keeps each graph's vectors here while they fit `VECTOR_CACHE_BYTES`, and
-searches them exactly; above that, or while the copy is being written to, the
+copy keeps each graph's vectors here while they fit the node's
+--graph-vector-memory (64 MiB: ~43k 384-d vectors), read once from the index and
+then kept up to date with every write the index commits; above that size the
 Kuzu index answers (torua.graph.kuzu_index).
 
 Scores are those of the exact Cypher path: cosine similarity for `cosine`, minus
 the Euclidean distance for `l2`; ties go to the smaller id.
 
 >>> import numpy as np
->>> c = VectorCache.of(["a", "b", "c"], ["X", "Y", "X"], np.array([[1, 0], [0, 1], [1, 1]], np.float32), "cosine", version=3)
+>>> c = VectorCache(["a", "b", "c"], ["X", "Y", "X"], np.array([[1, 0], [0, 1], [1, 1]], np.float32), "cosine", version=3)
 >>> [(i, round(s, 3)) for i, s in c.top_k([1.0, 0.0], 2)]
 [('a', 1.0), ('c', 0.707)]
 >>> [i for i, _ in c.top_k([0.0, 1.0], 5, label="X")]
 ['c', 'a']
->>> [(i, round(s, 3)) for i, s in VectorCache.of(["a", "b"], ["", ""], np.array([[0, 0], [3, 4]], np.float32), "l2", 0).top_k([0.0, 0.0], 2)]
+>>> c.put("d", "Y", [1.0, 0.0]); c.delete("a"); c.put("c", "X", [0.0, 1.0])
+>>> [(i, round(s, 3)) for i, s in c.top_k([1.0, 0.0], 5)]
+[('d', 1.0), ('b', 0.0), ('c', 0.0)]
+>>> [(i, round(s, 3)) for i, s in VectorCache(["a", "b"], ["", ""], np.array([[0, 0], [3, 4]], np.float32), "l2", 0).top_k([0.0, 0.0], 2)]
 [('a', -0.0), ('b', -5.0)]
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
-VECTOR_CACHE_BYTES = 64 << 20  # per graph per shard copy: ~43k 384-d vectors
-VECTOR_CACHE_REBUILD_S = 1.0  # a cache outdated by a write is read again at most this often
+VECTOR_CACHE_REBUILD_S = 1.0  # a graph whose vectors are not in memory is read from the index at most this often
 
 
-@dataclass(frozen=True)
 class VectorCache:
-    version: int  # of the graph's vectors on this copy when they were read (KuzuGraphs counts writes)
-    ids: list[str]
-    labels: np.ndarray  # object array of labels, for the `label` filter
-    rows: np.ndarray  # (n, dim) float32: unit rows for cosine, as stored for l2
-    metric: str
-    squares: np.ndarray | None = None  # (n,) squared norms of the rows, for l2
+    """Thread-safe: the index's writer puts and deletes while queries search."""
 
-    @classmethod
-    def of(cls, ids: Sequence[str], labels: Sequence[str], matrix: np.ndarray, metric: str, version: int) -> "VectorCache":
-        rows = np.ascontiguousarray(matrix, dtype=np.float32).reshape(len(ids), -1)
-        if metric == "cosine":
-            norms = np.linalg.norm(rows, axis=1, keepdims=True)
-            rows = np.divide(rows, norms, out=np.zeros_like(rows), where=norms > 0)
-            return cls(version, list(ids), np.asarray(labels, dtype=object), rows, metric)
-        return cls(version, list(ids), np.asarray(labels, dtype=object), rows, metric, np.einsum("ij,ij->i", rows, rows))
+    def __init__(self, ids: Sequence[str], labels: Sequence[str], matrix: np.ndarray, metric: str, version: int) -> None:
+        self.version = version  # of the graph's vectors on this copy (KuzuGraphs counts their writes)
+        self.metric = metric
+        rows = np.array(matrix, dtype=np.float32).reshape(len(ids), -1)
+        self.dim = rows.shape[1]
+        self._n = len(ids)
+        self._rows = self._stored(rows)
+        self._squares = np.einsum("ij,ij->i", self._rows, self._rows)  # used for l2
+        self._ids = list(ids)
+        self._labels = np.array(list(labels), dtype=object)
+        self._row_of = {vid: i for i, vid in enumerate(self._ids)}
+        self._lock = threading.Lock()
 
     @staticmethod
-    def fits(count: int, dim: int) -> bool:
-        return count * dim * 4 <= VECTOR_CACHE_BYTES
+    def fits(count: int, dim: int, budget_bytes: int) -> bool:
+        return count * dim * 4 <= budget_bytes
+
+    def nbytes(self) -> int:
+        return self._n * self.dim * 4
+
+    def _stored(self, rows: np.ndarray) -> np.ndarray:
+        """Unit rows for cosine (zero rows stay zero), as given for l2."""
+        if self.metric != "cosine":
+            return rows
+        norms = np.linalg.norm(rows, axis=1, keepdims=True)
+        return np.divide(rows, norms, out=np.zeros_like(rows), where=norms > 0)
+
+    def put(self, vid: str, label: str, vector: Sequence[float]) -> None:
+        row = self._stored(np.asarray(vector, dtype=np.float32).reshape(1, self.dim))
+        with self._lock:
+            i = self._row_of.get(vid)
+            if i is None:
+                i = self._n
+                if i == len(self._rows):  # full: twice the room
+                    grow = max(16, len(self._rows))
+                    self._rows = np.concatenate([self._rows, np.zeros((grow, self.dim), np.float32)])
+                    self._squares = np.concatenate([self._squares, np.zeros(grow, np.float32)])
+                    self._labels = np.concatenate([self._labels, np.empty(grow, dtype=object)])
+                self._ids.append(vid)
+                self._row_of[vid] = i
+                self._n += 1
+            self._rows[i] = row[0]
+            self._squares[i] = float(row[0] @ row[0])
+            self._labels[i] = label
+
+    def delete(self, vid: str) -> None:
+        with self._lock:
+            i = self._row_of.pop(vid, None)
+            if i is None:
+                return
+            last = self._n - 1
+            if i != last:  # the last row takes the freed place
+                moved = self._ids[last]
+                self._rows[i], self._squares[i], self._labels[i], self._ids[i] = self._rows[last], self._squares[last], self._labels[last], moved
+                self._row_of[moved] = i
+            self._ids.pop()
+            self._labels[last] = None
+            self._n = last
 
     def top_k(self, vector: Sequence[float], k: int, label: str = "") -> list[tuple[str, float]]:
         """The `k` best (id, score), best first."""
         q = np.asarray(vector, dtype=np.float32)
-        if self.metric == "cosine":
-            norm = float(np.linalg.norm(q))
-            scores = self.rows @ (q / norm) if norm > 0 else np.zeros(len(self.ids), np.float32)
-        else:
-            assert self.squares is not None
-            scores = -np.sqrt(np.maximum(self.squares - 2.0 * (self.rows @ q) + float(q @ q), 0.0))
-        chosen = np.nonzero(self.labels == label)[0] if label else np.arange(len(self.ids))
-        if len(chosen) > k:
-            part = scores[chosen]
-            kth = np.partition(part, len(part) - k)[len(part) - k]  # the k-th best score
-            chosen = chosen[part >= kth]  # every tie with it too: the id decides among them
-        best = sorted(chosen.tolist(), key=lambda i: (-float(scores[i]), self.ids[i]))[:k]
-        return [(self.ids[i], float(scores[i])) for i in best]
+        with self._lock:
+            rows, n = self._rows[: self._n], self._n
+            if self.metric == "cosine":
+                norm = float(np.linalg.norm(q))
+                scores = rows @ (q / norm) if norm > 0 else np.zeros(n, np.float32)
+            else:
+                scores = -np.sqrt(np.maximum(self._squares[:n] - 2.0 * (rows @ q) + float(q @ q), 0.0))
+            chosen = np.nonzero(self._labels[:n] == label)[0] if label else np.arange(n)
+            if len(chosen) > k:
+                part = scores[chosen]
+                kth = np.partition(part, len(part) - k)[len(part) - k]  # the k-th best score
+                chosen = chosen[part >= kth]  # every tie with it too: the id decides among them
+            best = sorted(chosen.tolist(), key=lambda i: (-float(scores[i]), self._ids[i]))[:k]
+            return [(self._ids[i], float(scores[i])) for i in best]
