@@ -71,6 +71,27 @@ async def test_op_by_op_holds_what_the_rows_hold_and_a_rebuild_holds_the_same(tm
         await store.close()
 
 
+async def test_a_query_waits_only_for_the_writes_to_its_own_graph(tmp_path: Path) -> None:
+    """Writes to graph a that the index left to its catch-up do not hold up a query on
+    graph b of the same shard (an import's edge repair on one graph delayed every
+    search on another); a query on a still sees them all."""
+    store, index = open_shard(tmp_path / "s", lazy_ops=4, idle_s=3600)
+    try:
+        fox = '{"t": "fox"}'
+        await write(store, index, [GraphEnsure("a", "a", 0, "cosine", ["t"]), GraphEnsure("b", "b", 0, "cosine", ["t"])])
+        await write(store, index, [VertexPut("a", "x", "L", fox), VertexPut("b", "y", "L", fox)])
+        index.dump("b", soon())
+        seq = store.last_seq()
+        await write(store, index, [VertexPut("a", f"n{i}", "L", fox) for i in range(10)])  # more than lazy_ops: left behind
+        assert index.stats()["behind"] == 1 and index.stats()["applied_seq"] == seq
+        assert [h[0] for h in await index.text_search("b", "fox", 5)] == ["y"]
+        assert index.stats()["applied_seq"] == seq, "the query on b waited for the index to take a's writes"
+        assert len(await index.text_search("a", "fox", 20)) == 11
+        assert index.stats()["applied_seq"] == store.last_seq()
+    finally:
+        await store.close()
+
+
 async def test_ops_at_or_below_the_applied_seq_change_nothing(tmp_path: Path) -> None:
     store, index = open_shard(tmp_path / "s", idle_s=3600)
     try:

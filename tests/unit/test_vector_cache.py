@@ -51,3 +51,12 @@ def test_searches_after_random_writes_equal_exact_search(metric: str, seed: int)
             got = cache.top_k(q.tolist(), k, label)
             assert [vid for vid, _ in got] == exact(model, q, k, metric, label), (step, label)
     assert cache.nbytes() == len(model) * DIM * 4
+
+
+def test_an_empty_graph_is_searched_and_filled() -> None:
+    cache = VectorCache([], [], np.zeros((0, DIM), np.float32), "cosine", 0)
+    assert cache.top_k([1.0] * DIM, 5) == []
+    cache.put("a", "L", [1.0] * DIM)
+    assert [vid for vid, _ in cache.top_k([1.0] * DIM, 5)] == ["a"]
+    cache.delete("a")
+    assert cache.top_k([1.0] * DIM, 5) == [] and cache.nbytes() == 0

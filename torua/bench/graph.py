@@ -391,7 +391,7 @@ def run_graph_bench(args) -> int:
         cpus = psutil.cpu_count()
         header = (f"torua bench --graph: {args.graph_vertices} vertices, {len(data.edges)} edges, {args.graph_vectors} {DIM}-d vectors; "
                   f"{NODES} nodes, {SHARDS} shards, 1 copy, commit={args.commit}; {args.graph_queries} requests per latency figure, one at a time; "
-                  f"anchor: Kuzu {anchor['kuzu']} embedded, one process, COPY FROM pyarrow, vector index efs {VECTOR_EFS} (as Torua's); "
+                  f"anchor: Kuzu {anchor['kuzu']} embedded, one process, COPY FROM pyarrow, vector index efs {VECTOR_EFS} (Torua's HNSW efs); "
                   f"{cpus} CPUs; {time.perf_counter() - started:.0f} s")
         say("\n" + report(rows, torua, anchor, nodes, header) + "\n")
         for side in (torua, anchor):

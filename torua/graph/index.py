@@ -203,6 +203,9 @@ class GraphIndex:
         self._write = threading.Lock()  # one Kuzu writer: the writer's apply or the catch-up
         self._cond = threading.Condition()  # guards what follows
         self._given = 0  # the highest seq the writer handed over
+        # graph uid -> the highest seq of its ops the writer handed over (every op the index
+        # may not hold yet comes through apply: new ones, and the log's replay on open)
+        self._graph_given: dict[str, int] = {}
         self._rebuild = ""  # why the file must be built again ("": it need not)
         self._behind = False  # the writer left ops to the catch-up
         self._waiting = 0  # queries waiting for the index to catch up
@@ -260,7 +263,10 @@ class GraphIndex:
         return applied
 
     def apply(self, batch: Sequence[tuple[int, Operation]], through: int) -> None:
+        given = {uid: seq for seq, op in batch if (uid := getattr(op, "uid", None))}
         with self._cond:
+            for uid, seq in given.items():
+                self._graph_given[uid] = max(seq, self._graph_given.get(uid, 0))
             kuzu = self._kuzu
             behind = kuzu is None or bool(self._rebuild) or self._behind or kuzu.applied_seq < self._given
             self._given = max(self._given, through)
@@ -488,13 +494,17 @@ class GraphIndex:
 
     # ------------------------------------------------------------------ queries
 
-    def wait_current(self, deadline: float) -> None:
+    def wait_current(self, deadline: float, uid: str = "") -> None:
         """Return once the index holds the rows as they are now (every write acknowledged so
-        far); `IndexBehind` at `deadline` (time.monotonic())."""
+        far; with `uid`, every such write to that graph: writes to the shard's other
+        graphs, such as an import's edge repair, do not hold up its queries);
+        `IndexBehind` at `deadline` (time.monotonic())."""
         with _read(self._reader()) as conn:
             _, target = _log_bounds(conn)
             empty = not self.rows.graphs(conn)
         with self._cond:
+            if uid:
+                target = min(target, self._graph_given.get(uid, 0))
             self._waiting += 1
             self._cond.notify_all()
             try:
@@ -517,21 +527,22 @@ class GraphIndex:
             finally:
                 self._waiting -= 1
 
-    def _query(self, fn: Callable[[KuzuGraphs], T], empty: T, deadline: float) -> T:
-        self.wait_current(deadline)
+    def _query(self, fn: Callable[[KuzuGraphs], T], empty: T, deadline: float, uid: str = "") -> T:
+        self.wait_current(deadline, uid)
         with self._gate.shared():
             kuzu = self._kuzu
             return fn(kuzu) if kuzu is not None else empty
 
-    async def _run(self, fn: Callable[[KuzuGraphs], T], empty: T, timeout: float) -> T:
+    async def _run(self, fn: Callable[[KuzuGraphs], T], empty: T, timeout: float, uid: str) -> T:
+        """`fn` on a query thread once the index holds every write to graph `uid` acknowledged so far."""
         deadline = time.monotonic() + timeout
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(_waiters(), self.wait_current, deadline)
-        return await loop.run_in_executor(_executor(), self._query, fn, empty, deadline)
+        await loop.run_in_executor(_waiters(), self.wait_current, deadline, uid)
+        return await loop.run_in_executor(_executor(), self._query, fn, empty, deadline, uid)
 
     async def vector_search(self, uid: str, vector: Sequence[float], k: int, label: str = "", *, timeout: float = 5.0) -> list[tuple[str, str, float, str]]:
         """Top `k` (id, label, score, properties JSON) of graph `uid` on this shard, best first."""
-        return await self._run(lambda kz: self._described(uid, kz.vector_search(uid, vector, k, label)), [], timeout)
+        return await self._run(lambda kz: self._described(uid, kz.vector_search(uid, vector, k, label)), [], timeout, uid)
 
     def _described(self, uid: str, ranked: list[tuple[str, float]]) -> list[tuple[str, str, float, str]]:
         """Ranked ids with their label and properties, read from the rows in one query
@@ -545,14 +556,14 @@ class GraphIndex:
 
     async def text_stats(self, uid: str, query: str, *, timeout: float = 5.0) -> tuple[int, dict[str, int]]:
         """(document count, documents per query term) of graph `uid` on this shard."""
-        return await self._run(lambda kz: kz.text_stats(uid, query), (0, {}), timeout)
+        return await self._run(lambda kz: kz.text_stats(uid, query), (0, {}), timeout, uid)
 
     async def text_search(
         self, uid: str, query: str, k: int, label: str = "", docs: int = 0, term_docs: dict[str, int] | None = None, *, timeout: float = 5.0
     ) -> list[tuple[str, str, float, str]]:
         """Top `k` by BM25 with the global IDF of `docs` and `term_docs` (sums of every
         shard's `text_stats`; this shard's own when empty)."""
-        return await self._run(lambda kz: self._described(uid, kz.text_search(uid, query, k, label, docs, term_docs or {})), [], timeout)
+        return await self._run(lambda kz: self._described(uid, kz.text_search(uid, query, k, label, docs, term_docs or {})), [], timeout, uid)
 
     async def cypher(
         self, uid: str, query: str, params: dict[str, Any] | None = None, *, row_cap: int = 10_000, timeout: float = 5.0
@@ -565,12 +576,12 @@ class GraphIndex:
             return kz.cypher(uid, query, params or {}, row_cap, max(0.001, deadline - time.monotonic()))
 
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(_waiters(), self.wait_current, deadline)
-        return await loop.run_in_executor(_executor(), self._query, run, ([], [], False), deadline)
+        await loop.run_in_executor(_waiters(), self.wait_current, deadline, uid)
+        return await loop.run_in_executor(_executor(), self._query, run, ([], [], False), deadline, uid)
 
     async def graph_counts(self, uid: str, *, timeout: float = 5.0) -> dict[str, int]:
         """vertices, stubs, edges, hidden_halves (and embeddings) of graph `uid` in the index."""
-        return await self._run(lambda kz: kz.counts(uid), {}, timeout)
+        return await self._run(lambda kz: kz.counts(uid), {}, timeout, uid)
 
     def dump(self, uid: str, deadline: float) -> dict[str, set[tuple[Any, ...]]]:
         """Every row of graph `uid` in the index, once it is current (tests)."""

@@ -42,7 +42,8 @@ class VectorCache:
     def __init__(self, ids: Sequence[str], labels: Sequence[str], matrix: np.ndarray, metric: str, version: int) -> None:
         self.version = version  # of the graph's vectors on this copy (KuzuGraphs counts their writes)
         self.metric = metric
-        rows = np.array(matrix, dtype=np.float32).reshape(len(ids), -1)
+        rows = np.array(matrix, dtype=np.float32)  # (n, dim), n may be 0
+        assert rows.ndim == 2 and len(rows) == len(ids), (rows.shape, len(ids))
         self.dim = rows.shape[1]
         self._n = len(ids)
         self._rows = self._stored(rows)
