@@ -60,3 +60,13 @@ def test_an_empty_graph_is_searched_and_filled() -> None:
     assert [vid for vid, _ in cache.top_k([1.0] * DIM, 5)] == ["a"]
     cache.delete("a")
     assert cache.top_k([1.0] * DIM, 5) == [] and cache.nbytes() == 0
+
+
+def test_cosine_scores_stay_within_minus_one_and_one() -> None:
+    rng = np.random.default_rng(2)
+    rows = rng.normal(size=(50, 384)).astype(np.float32)
+    cache = VectorCache([f"v{i}" for i in range(50)], [""] * 50, rows, "cosine", 0)
+    for i in range(50):
+        (best, score), *_ = cache.top_k(rows[i].tolist(), 1)
+        assert best == f"v{i}" and 1.0 - 1e-6 <= score <= 1.0
+        assert -1.0 <= cache.top_k((-rows[i]).tolist(), 1)[0][1] <= 1.0

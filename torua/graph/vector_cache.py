@@ -106,7 +106,8 @@ class VectorCache:
             rows, n = self._rows[: self._n], self._n
             if self.metric == "cosine":
                 norm = float(np.linalg.norm(q))
-                scores = rows @ (q / norm) if norm > 0 else np.zeros(n, np.float32)
+                # float32 rounding puts a vector's similarity to itself at 1.0000001: clip
+                scores = np.clip(rows @ (q / norm), -1.0, 1.0) if norm > 0 else np.zeros(n, np.float32)
             else:
                 scores = -np.sqrt(np.maximum(self._squares[:n] - 2.0 * (rows @ q) + float(q @ q), 0.0))
             chosen = np.nonzero(self._labels[:n] == label)[0] if label else np.arange(n)
