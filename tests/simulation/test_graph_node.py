@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -17,9 +18,10 @@ from tests.support.graph_client import (
 )
 from tests.support.graph_row_ops import graph_rows
 from tests.support.sim_cluster import SimCluster, sim_seed, wait_for
+from torua.graph.search import merge_hits
 from torua.graph.rules import vertex_shard
 from torua.protocol.errors import ToruaError
-from torua.protocol.messages import EdgeData, EdgeHalf, GraphRef, VertexData
+from torua.protocol.messages import EdgeData, EdgeHalf, GraphRef, GraphRequest, ShardMap, VertexData
 from torua.protocol.vocabulary import GraphOp
 
 GRAPH = GraphRef("people", "uid-1", vector_dim=2)
@@ -210,6 +212,35 @@ async def test_import_applies_good_lines_names_bad_ones_and_changes_nothing_the_
         await cluster.stop()
 
 
+@pytest.mark.timeout(90)
+async def test_a_put_confirms_the_in_half_itself_and_leaves_nothing_to_repair(tmp_path):
+    # Repair would run only at promotion: whatever is settled right after the answers, the puts settled.
+    cluster = SimCluster(tmp_path, sim_seed(), nodes=3, shards=4, replicas=2, graph_repair_interval=3600)
+    try:
+        await cluster.start()
+        async with asyncio.timeout(60):
+            g = graph_client(cluster)
+            ids = ids_on_other_shards(30, 4)
+            await g.import_batch([VertexData(i) for i in ids], [])
+            edges = [EdgeData(ids[n], "next", ids[(n + 1) % 30]) for n in range(30)]
+            assert (await g.import_batch([], edges))[0] == {"vertices": 0, "edges": 30}
+            await g.put_edge(ids[0], "single", ids[1])
+            scan = scan_rows(primaries(cluster), GRAPH.uid)  # type: ignore[arg-type]
+            assert scan.unsettled() == [] and scan.problems(GRAPH.name, 4) == []
+            for e in [*edges, EdgeData(ids[0], "single", ids[1])]:
+                out_state, token = half_rows(cluster, (e.src, e.type, e.dst))["out"]  # type: ignore[misc]
+                assert out_state == "committed" and half_rows(cluster, (e.src, e.type, e.dst))["in"] == ("confirmed", token)
+            # A confirm that comes late (a newer incarnation is attached) or repeats changes nothing.
+            key = (ids[0], "single", ids[1])
+            before = half_rows(cluster, key)
+            for token in (before["in"][1] - 1, before["in"][1]):  # type: ignore[index]
+                answer = await g.call(g.shard(ids[1]), GraphOp.EDGE_CONFIRM, halves=[EdgeHalf(*key, token=token)])
+                assert [h.state for h in answer.halves] == ["done"]
+            assert half_rows(cluster, key) == before
+    finally:
+        await cluster.stop()
+
+
 def half_rows(cluster: SimCluster, key: tuple[str, str, str], uid: str = GRAPH.uid) -> dict[str, object]:
     """The out-half and in-half of edge `key` as their shards' primaries hold them."""
     scan = scan_rows(primaries(cluster), uid)  # type: ignore[arg-type]
@@ -342,6 +373,67 @@ async def test_vector_text_and_cypher_queries_go_to_the_index_and_see_every_ackn
             await g.delete_vertex("d2")  # acknowledged: no query shows it any more
             for shard in range(2):
                 assert "d2" not in [h.id for h in (await g.call(shard, GraphOp.VECTOR_SEARCH, vector=[1.0, 2.0], k=4)).hits]
+    finally:
+        await cluster.stop()
+
+
+@pytest.mark.timeout(90)
+async def test_a_search_of_several_shards_answers_a_part_per_shard_and_the_gateway_asks_the_refused_ones_again(tmp_path, monkeypatch):
+    cluster = SimCluster(tmp_path, sim_seed(), nodes=2, shards=4, replicas=1)
+    try:
+        await cluster.start()
+        async with asyncio.timeout(60):
+            g = graph_client(cluster)
+            ids = ids_on_other_shards(24, 4)
+            await g.import_batch([VertexData(i, "P", {"n": n}, [1.0, float(n)]) for n, i in enumerate(ids)], [])
+            alone = {s: (await g.call(s, GraphOp.VECTOR_SEARCH, vector=[1.0, 3.0], k=3)).hits for s in range(4)}
+            assert all(len(hits) == 3 for hits in alone.values())
+            shard_map = cluster.gateway.router.shard_map()  # type: ignore[union-attr]
+            leader = shard_map.entry(0).primary
+            mine = [s for s in range(4) if shard_map.entry(s).primary == leader]
+            others = [s for s in range(4) if s not in mine]
+            assert others, "both nodes lead shards"
+
+            # To the node: its own shards searched, a shard it does not lead refused in its part.
+            both = await g.call(0, GraphOp.VECTOR_SEARCH, vector=[1.0, 3.0], k=3, shards=mine + others[:1])
+            parts = {p.shard: p for p in both.parts}
+            assert sorted(parts) == sorted(mine + others[:1]) and parts[others[0]].error_code and not parts[others[0]].hits
+            assert merge_hits({s: parts[s].hits for s in mine}, 3) == merge_hits({s: alone[s] for s in mine}, 3)
+            assert sum(len(parts[s].hits) for s in mine) == 3  # only the node's 3 best travel
+            for bad in ({"shards": [0, 0]}, {"shards": [0, 9]}, {"op": GraphOp.CYPHER, "query": "RETURN 1", "shards": [0]}):
+                op = bad.pop("op", GraphOp.VECTOR_SEARCH)
+                with pytest.raises(ToruaError) as refused:
+                    await g.call(0, op, **{"vector": [1.0, 0.0], **bad})
+                assert refused.value.code in ("bad_request", "unknown_shard")
+
+            # The gateway: one request per node; with a map that says one node leads every shard
+            # (a stale one, as after a move), the shards it does not lead are asked on their own.
+            gateway = cluster.gateway
+            assert gateway is not None
+            ref = GraphRef(GRAPH.name, GRAPH.uid, vector_dim=2)
+
+            def build(shard: int, epoch: int, left: float) -> GraphRequest:
+                return GraphRequest(GraphOp.VECTOR_SEARCH, shard, epoch, ref, vector=[1.0, 3.0], k=3, timeout=left)
+
+            deadline = asyncio.get_running_loop().time() + 10
+            assert merge_hits(await gateway._graph_search_all(build, deadline), 3) == merge_hits(alone, 3)
+            stale = replace(shard_map, shards=[replace(e, primary=leader) for e in shard_map.shards])
+
+            async def stale_map() -> ShardMap:
+                return stale
+
+            monkeypatch.setattr(gateway, "_map", stale_map)
+            sent: list[list[int]] = []
+            ask = gateway._graph_ask
+
+            async def counted(shard, build, timeout, patient=False):
+                sent.append(build(shard_map.epoch).shards or [shard])
+                return await ask(shard, build, timeout, patient)
+
+            monkeypatch.setattr(gateway, "_graph_ask", counted)
+            deadline = asyncio.get_running_loop().time() + 10
+            assert merge_hits(await gateway._graph_search_all(build, deadline), 3) == merge_hits(alone, 3)
+            assert sent[0] == [0, 1, 2, 3] and sorted(s for part in sent[1:] for s in part) == others
     finally:
         await cluster.stop()
 

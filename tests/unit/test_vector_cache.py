@@ -4,7 +4,10 @@ what the model holds, for both metrics."""
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -70,3 +73,17 @@ def test_cosine_scores_stay_within_minus_one_and_one() -> None:
         (best, score), *_ = cache.top_k(rows[i].tolist(), 1)
         assert best == f"v{i}" and 1.0 - 1e-6 <= score <= 1.0
         assert -1.0 <= cache.top_k((-rows[i]).tolist(), 1)[0][1] <= 1.0
+
+
+def test_a_node_process_runs_numpys_blas_on_one_thread():
+    # In a process of its own: the limit holds for the whole process that sets it.
+    code = (
+        "import numpy\n"
+        "from threadpoolctl import threadpool_info\n"
+        "from torua.graph.vector_cache import single_threaded_blas\n"
+        "single_threaded_blas()\n"
+        "print(sorted({i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas'}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env={**os.environ, "OPENBLAS_NUM_THREADS": "2"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[1]"

@@ -16,6 +16,7 @@ import asyncio
 import logging
 import time
 import uuid
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, TypeVar
 
 from nats.errors import Error as NatsError, MaxPayloadError
@@ -138,6 +139,47 @@ class GraphEndpoints:
             return self._graph_ask(shard, lambda epoch: build(shard, epoch, max(0.05, deadline - loop.time())), left, patient=True)
 
         return dict(zip(shards, await gather_or_raise(ask(s) for s in shards)))
+
+    async def _graph_search_all(self, build: Callable[[int, int, float], GraphRequest], deadline: float) -> dict[int, list[GraphHit]]:
+        """A vector or text search on every shard, one request per node naming the
+        shards it leads (`shards`): fewer messages, and the node searches them at once.
+        A shard its node did not search (moved since the map was read, its index
+        behind, a node of an older release that answers no parts) is asked on its own
+        with what is left of the deadline, as `_graph_query_all` asks; its refusal then
+        is the answer. Every shard's hits, by shard."""
+        loop = asyncio.get_running_loop()
+        shard_map = await self._map()
+        by_node: dict[str | None, list[int]] = {}
+        for shard in range(shard_map.num_shards):
+            by_node.setdefault(shard_map.entry(shard).primary, []).append(shard)
+        hits: dict[int, list[GraphHit]] = {}
+        again: list[int] = []
+
+        def left() -> float:
+            return max(0.05, deadline - loop.time())
+
+        async def ask_node(shards: list[int]) -> None:
+            try:
+                reply = await self._graph_ask(shards[0], lambda epoch: replace(build(shards[0], epoch, left()), shards=shards), left(), patient=True)
+            except ToruaError:
+                again.extend(shards)
+                return
+            parts = {p.shard: p for p in reply.parts}
+            for shard in shards:
+                part = parts.get(shard)
+                if part is None or part.error_code:
+                    again.append(shard)
+                else:
+                    hits[shard] = part.hits
+
+        await asyncio.gather(*(ask_node(shards) for node, shards in by_node.items() if node is not None))
+        again += by_node.get(None, [])
+        if again:
+            replies = await gather_or_raise(
+                self._graph_ask(s, lambda epoch, s=s: build(s, epoch, left()), max(0.1, deadline - loop.time()), patient=True) for s in again
+            )
+            hits.update({s: r.hits for s, r in zip(again, replies)})
+        return hits
 
     async def _graph_drive(self, planner: Traversal | PathSearch, entry: CatalogEntry, deadline: float) -> bool:
         """Run a planner's hops, each hop's requests at once, until it is done (False)
@@ -357,10 +399,10 @@ class GraphEndpoints:
         entry = await self._graph_entry(graph)
         query = rules.validate_vector(vector, entry.settings.vector_dim, "vector")
         ref, deadline = entry.ref(), asyncio.get_running_loop().time() + self.config.request_timeout
-        replies = await self._graph_query_all(
+        hits = await self._graph_search_all(
             lambda shard, epoch, left: GraphRequest(GraphOp.VECTOR_SEARCH, shard, epoch, ref, vector=query, k=k, label=label or "", timeout=left), deadline,
         )
-        return {"hits": [hit_view(h) for h in merge_hits({s: r.hits for s, r in replies.items()}, k)]}
+        return {"hits": [hit_view(h) for h in merge_hits(hits, k)]}
 
     async def graph_text_search(self, graph: str, query: str, k: int = 10, label: str | None = None) -> dict[str, Any]:
         """Two rounds: every shard's statistics for the query's terms, summed; then every
@@ -376,13 +418,13 @@ class GraphEndpoints:
         total = sum_text_stats((r.docs, r.term_docs) for r in stats.values())
         if total.docs == 0:
             return {"hits": []}
-        replies = await self._graph_query_all(
+        hits = await self._graph_search_all(
             lambda shard, epoch, left: GraphRequest(
                 GraphOp.TEXT_SEARCH, shard, epoch, ref, query=query, k=k, label=label or "", docs=total.docs, term_docs=total.term_docs, timeout=left,
             ),
             deadline,
         )
-        return {"hits": [hit_view(h) for h in merge_hits({s: r.hits for s, r in replies.items()}, k)]}
+        return {"hits": [hit_view(h) for h in merge_hits(hits, k)]}
 
     async def graph_cypher(self, graph: str, query: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         """The query on every shard's part of the graph; each shard's rows with its number."""

@@ -16,6 +16,8 @@ of the put that made its out-half pending on A), and every message names it:
 - A vertex delete removes every half its shard holds for it and records an outbox
   task for each half held elsewhere (`cascade`): detach (to B) or drop (to A: an
   out-half of token <= t goes).
+- Once A committed t it tells B (`edge.confirm`): B confirms its in-half if it still
+  holds t attached (`on_confirm`). A lost confirm leaves the in-half to repair.
 - Repair: A drives its pending and removing halves again; B asks A about each
   in-half A has not confirmed (`edge.check`): kept and confirmed when A holds it
   committed with the same token, left while A is between steps with that token,
@@ -123,6 +125,22 @@ def on_detach(uid: str, row: EdgeRow | None, token: int) -> list[Operation]:
     if row is None or row.in_state is None or row.in_token > token:
         return []
     return [EdgeDelete(uid, row.src, row.type, row.dst, "in")]
+
+
+def on_confirm(uid: str, row: EdgeRow | None, token: int) -> list[Operation]:
+    """B, told by A that it committed incarnation `token`: the in-half is confirmed if
+    it is still that incarnation, attached. Confirming it is safe even when the
+    message is late: A passed through committed t, and whatever A does with t after
+    that (a detach, a vertex delete's outbox) reaches B as a message of its own.
+
+    >>> on_confirm("u", EdgeRow("a", "knows", "b", "{}", 1.0, None, 0, "attached", 5), 5)
+    [EdgePut(uid='u', src='a', type='knows', dst='b', halves='in', properties='{}', weight=1.0, state='committed', token=5)]
+    >>> on_confirm("u", EdgeRow("a", "knows", "b", "{}", 1.0, None, 0, "attached", 9), 5), on_confirm("u", None, 5)
+    ([], [])
+    """
+    if row is None or row.in_state != ATTACHED or row.in_token != token:
+        return []
+    return [EdgePut(uid, row.src, row.type, row.dst, "in", row.properties, row.weight, state="committed", token=token)]
 
 
 def after_check(uid: str, row: EdgeRow | None, token: int, answer_state: HalfState, answer_token: int, properties: str, weight: float) -> list[Operation]:

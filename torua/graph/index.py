@@ -494,11 +494,21 @@ class GraphIndex:
 
     # ------------------------------------------------------------------ queries
 
+    def _holds_writes_to(self, uid: str) -> bool:
+        """Whether the index holds every write to graph `uid` handed to it so far: then
+        it is current for that graph without reading the log (the common case, which
+        spares a query a thread hop and two reads)."""
+        with self._cond:
+            kuzu = self._kuzu
+            return bool(uid) and not self._rebuild and kuzu is not None and kuzu.applied_seq >= self._graph_given.get(uid, 0)
+
     def wait_current(self, deadline: float, uid: str = "") -> None:
         """Return once the index holds the rows as they are now (every write acknowledged so
         far; with `uid`, every such write to that graph: writes to the shard's other
         graphs, such as an import's edge repair, do not hold up its queries);
         `IndexBehind` at `deadline` (time.monotonic())."""
+        if self._holds_writes_to(uid):
+            return
         with _read(self._reader()) as conn:
             _, target = _log_bounds(conn)
             empty = not self.rows.graphs(conn)
@@ -537,7 +547,8 @@ class GraphIndex:
         """`fn` on a query thread once the index holds every write to graph `uid` acknowledged so far."""
         deadline = time.monotonic() + timeout
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(_waiters(), self.wait_current, deadline, uid)
+        if not self._holds_writes_to(uid):
+            await loop.run_in_executor(_waiters(), self.wait_current, deadline, uid)
         return await loop.run_in_executor(_executor(), self._query, fn, empty, deadline, uid)
 
     async def vector_search(self, uid: str, vector: Sequence[float], k: int, label: str = "", *, timeout: float = 5.0) -> list[tuple[str, str, float, str]]:

@@ -18,6 +18,7 @@ before any vertex lock and never while one is held.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import json
 import logging
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from torua.graph import rules
 from torua.graph.edges import cascade, local_put_ops
 from torua.graph.index import ENGINE_NAME, GraphIndex, IndexBehind, QueryRefused
+from torua.graph.search import merge_hits
 from torua.graph.rows import ENGINE, EdgeRow, GraphRows, VertexRow, pack_vector
 from torua.kv_rules import validate_shard
 from torua.node import graph_checks as checks
@@ -43,6 +45,7 @@ from torua.protocol.messages import (
     GraphReply,
     GraphRequest,
     ImportProblem,
+    ShardHits,
     VertexData,
 )
 from torua.protocol.vocabulary import Direction, GraphOp
@@ -58,7 +61,7 @@ log = logging.getLogger("torua.node.graph")
 # requests that write (run as tasks, so that they group-commit); the rest read
 WRITES = frozenset(
     {GraphOp.VERTEX_PUT, GraphOp.VERTEX_DELETE, GraphOp.EDGE_PUT, GraphOp.EDGE_DELETE, GraphOp.IMPORT, GraphOp.DROP,
-     GraphOp.EDGE_ATTACH, GraphOp.EDGE_DETACH, GraphOp.EDGE_DROP}
+     GraphOp.EDGE_ATTACH, GraphOp.EDGE_DETACH, GraphOp.EDGE_DROP, GraphOp.EDGE_CONFIRM}
 )
 INDEX_ENGINE = ENGINE_NAME  # the Kuzu index's engine (torua.graph.index)
 INDEX_QUERY_SECONDS = 4.0  # an index query, its catching up included, when the request gives no timeout
@@ -69,6 +72,8 @@ MAX_INDEX_QUERY_SECONDS = 300.0
 REMEMBERED = frozenset({GraphOp.VERTEX_PUT, GraphOp.EDGE_PUT})
 MAX_REQUEST_ID = 128
 INDEX_QUERIES = frozenset({GraphOp.VECTOR_SEARCH, GraphOp.TEXT_STATS, GraphOp.TEXT_SEARCH, GraphOp.CYPHER})
+MAX_SHARDS_AT_ONCE = 4096
+SEARCHES = frozenset({GraphOp.VECTOR_SEARCH, GraphOp.TEXT_SEARCH})  # may name several shards of the node (`shards`)
 
 
 def vertex_data(row: VertexRow) -> VertexData:
@@ -125,6 +130,8 @@ class GraphService:
         handler = self._handlers().get(request.op)
         if handler is None:
             raise ToruaError("bad_request", f"unknown graph operation {request.op!r}")
+        if request.shards:
+            return await self._each_shard(request)
         if not request.request_id or request.op not in REMEMBERED:
             return await handler(request)
         if len(request.request_id) > MAX_REQUEST_ID:
@@ -156,8 +163,33 @@ class GraphService:
             GraphOp.EDGE_DETACH: self.edges.detach,
             GraphOp.EDGE_DROP: self.edges.drop,
             GraphOp.EDGE_CHECK: self.edges.check,
+            GraphOp.EDGE_CONFIRM: self.edges.confirm,
             **{op: self.index_query for op in INDEX_QUERIES},
         }
+
+    async def _each_shard(self, request: GraphRequest) -> GraphReply:
+        """A search for several shards of this node at once (one request per node
+        instead of one per shard): each shard searched as on its own, concurrently,
+        and answered in a part of its own, its refusal included."""
+        if request.op not in SEARCHES:
+            raise ToruaError("bad_request", f"only {', '.join(sorted(SEARCHES))} take several shards")
+        if len(set(request.shards)) != len(request.shards) or len(request.shards) > MAX_SHARDS_AT_ONCE:
+            raise ToruaError("bad_request", f"shards names a shard twice, or more than {MAX_SHARDS_AT_ONCE}")
+        for shard in request.shards:
+            validate_shard(shard, self.node.num_shards)
+
+        async def one(shard: int) -> ShardHits:
+            try:
+                return ShardHits(shard, (await self.handle(replace(request, shard_id=shard, shards=[]))).hits)
+            except ToruaError as exc:
+                return ShardHits(shard, [], exc.code, exc.message)
+            except ShardClosed as exc:
+                return ShardHits(shard, [], "moved", f"node {self.node.config.id} no longer serves shard {shard} ({exc})")
+
+        parts = await asyncio.gather(*(one(s) for s in request.shards))
+        # Only this node's k best can be among the k best of all: the rest stay home.
+        best = {h.id for h in merge_hits({p.shard: p.hits for p in parts}, request.k)}
+        return GraphReply(True, self.node.epoch, parts=[replace(p, hits=[h for h in p.hits if h.id in best]) for p in parts])
 
     # ------------------------------------------------------------- helpers
 

@@ -7,7 +7,8 @@ dst's shard (B) answers, and the repair every primary runs. The decisions are pu
 - A put: A logs the out-half pending (token t), asks B to attach (`edge.attach`), and
   logs it committed if it is still pending t; on `missing` it removes it (404 naming
   dst); when B does not answer in ``--graph-peer-timeout`` the half stays pending for
-  repair and the caller gets `timeout` (the outcome is unknown).
+  repair and the caller gets `timeout` (the outcome is unknown). Once committed, A
+  tells B (`edge.confirm`), so that an import leaves nothing for repair to check.
 - A delete: removing, `edge.detach` to B, then the out-half goes.
 - A vertex delete's outbox tasks (`edge.detach` to B, `edge.drop` to A) are sent at
   once and by repair until acknowledged, then `graph.outbox.done` is logged.
@@ -83,6 +84,10 @@ def ensure_ops(rows: GraphRows, graph: GraphRef) -> list[Operation]:
     if rows.graph(graph.uid) is not None:
         return []
     return [GraphEnsure(graph.uid, graph.name, graph.vector_dim, str(graph.metric), list(graph.text_properties))]
+
+
+def _committed(row: EdgeRow | None, token: int) -> bool:
+    return row is not None and row.out_state == "committed" and row.out_token == token
 
 
 def _json(text: str) -> dict[str, Any]:
@@ -243,7 +248,28 @@ class EdgeWork:
                     outcomes[index] = error
             if ops:
                 await self.node.write(shard_id, ops, "graph edge.put")
+            committed = [
+                (spec, token) for spec, token, index, answer in results
+                if not isinstance(answer, ToruaError) and index not in again and _committed(rows.edge(uid, *spec.key), token)
+            ]
+        await self._confirm(graph, committed)
         return again
+
+    async def _confirm(self, graph: GraphRef, committed: Sequence[tuple[EdgeSpec, int]]) -> None:
+        """Tell each dst's shard which incarnations A committed (`edge.confirm`), so that
+        it confirms their in-halves now rather than by repair's `edge.check`. Best
+        effort: what does not arrive, repair settles."""
+        by_shard: dict[int, list[EdgeHalf]] = defaultdict(list)
+        for spec, token in committed:
+            by_shard[self._shard_of(graph, spec.dst)].append(EdgeHalf(spec.src, spec.type, spec.dst, token, HalfState.COMMITTED))
+
+        async def one(peer: int, halves: list[EdgeHalf]) -> None:
+            try:
+                await self.ask(peer, GraphOp.EDGE_CONFIRM, graph, halves, self._peer_timeout())
+            except ToruaError as exc:
+                log.debug("edge.confirm to shard %d not delivered (repair checks those in-halves): %s", peer, exc.message)
+
+        await asyncio.gather(*(one(p, halves) for p, halves in by_shard.items()))
 
     # ------------------------------------------------------------ A: delete
 
@@ -320,15 +346,19 @@ class EdgeWork:
                 await self.node.write(request.shard_id, [*ensure_ops(rows, request.graph), *ops], "graph edge.attach")
         return GraphReply(True, self.node.epoch, halves=[EdgeHalf(h.src, h.type, h.dst, h.token, s) for h, s in zip(halves, states)], seq=store.last_seq())
 
+    async def confirm(self, request: GraphRequest) -> GraphReply:
+        """B: A committed these incarnations; confirm the in-halves that are still them."""
+        return await self._each_half(request, "dst", decide.on_confirm)
+
     async def detach(self, request: GraphRequest) -> GraphReply:
         """B: remove the in-halves of these incarnations (or older)."""
-        return await self._remove(request, "dst", decide.on_detach)
+        return await self._each_half(request, "dst", decide.on_detach)
 
     async def drop(self, request: GraphRequest) -> GraphReply:
         """A: dst is gone; remove the out-halves of these incarnations (or older)."""
-        return await self._remove(request, "src", decide.on_drop)
+        return await self._each_half(request, "src", decide.on_drop)
 
-    async def _remove(self, request: GraphRequest, end: str, decision: Any) -> GraphReply:
+    async def _each_half(self, request: GraphRequest, end: str, decision: Any) -> GraphReply:
         halves = self._halves(request, end)
         store, rows, _ = self._writing(request)
         uid = request.graph.uid

@@ -552,6 +552,18 @@ class GraphHit:
 
 
 @dataclass(frozen=True)
+class ShardHits:
+    """One shard's answer within a `vector.search` or `text.search` sent for several
+    shards of one node (`GraphRequest.shards`): its hits, best first, or why that
+    shard could not answer (the sender asks that shard on its own then)."""
+
+    shard: int
+    hits: list[GraphHit] = field(default_factory=list)
+    error_code: str = ""
+    error_message: str = ""
+
+
+@dataclass(frozen=True)
 class ImportProblem:
     """A line of an import batch that was not applied: its index among the batch's
     vertices (kind "vertex") or edges ("edge"), and why."""
@@ -565,7 +577,7 @@ class ImportProblem:
 @dataclass(frozen=True)
 class EdgeHalf:
     """One edge as the primaries of its two shards speak of it (`edge.attach`,
-    `edge.detach`, `edge.drop`, `edge.check`, and their answers, in the same order):
+    `edge.detach`, `edge.drop`, `edge.check`, `edge.confirm`, and their answers, in the same order):
     the edge, its incarnation (`token`: the seq, in src's shard's log, of the put that
     made its out-half pending) and a state (`HalfState`). Added to the declared
     messages by the edge protocol: a message about an edge must name its incarnation,
@@ -588,7 +600,7 @@ class GraphRequest:
     graph: GraphRef
     vertex: VertexData | None = None  # vertex.put
     id: str = ""  # vertex.get, vertex.delete, edges
-    edge: EdgeData | None = None  # edge.put, edge.delete, edge.attach|detach|drop|check
+    edge: EdgeData | None = None  # edge.put, edge.delete, edge.attach|detach|drop|check|confirm
     ids: list[str] = field(default_factory=list)  # vertices, neighbours
     direction: Direction = Direction.OUT
     types: list[str] = field(default_factory=list)  # edge types to follow; empty: every type
@@ -605,9 +617,10 @@ class GraphRequest:
     term_docs: dict[str, int] = field(default_factory=dict)  # ... and each term's document frequency
     params: dict[str, Any] = field(default_factory=dict)  # cypher
     eventual: bool = False  # a read any in-sync copy may answer
-    halves: list[EdgeHalf] = field(default_factory=list)  # edge.attach|detach|drop|check, in batches
+    halves: list[EdgeHalf] = field(default_factory=list)  # edge.attach|detach|drop|check|confirm, in batches
     timeout: float = 0.0  # vector.search, text.*, cypher: seconds the sender waits for the answer (0: the node's default)
     request_id: str = ""  # vertex.put, edge.put: the same on every retry of one write (a retry is answered as the first attempt was)
+    shards: list[int] = field(default_factory=list)  # vector.search, text.search: these shards of the node at once (one `parts` each)
 
 
 @dataclass(frozen=True)
@@ -631,5 +644,6 @@ class GraphReply:
     problems: list[ImportProblem] = field(default_factory=list)  # import
     exists: bool = False  # edge.check
     seq: int = 0  # a write's seq in the shard's log
-    halves: list[EdgeHalf] = field(default_factory=list)  # edge.attach|detach|drop|check: one per half asked
+    halves: list[EdgeHalf] = field(default_factory=list)  # edge.attach|detach|drop|check|confirm: one per half asked
     truncated: bool = False  # neighbours: `limit` cut the edges returned
+    parts: list[ShardHits] = field(default_factory=list)  # vector.search, text.search for `shards`: one per shard asked

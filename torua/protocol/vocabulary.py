@@ -141,6 +141,7 @@ class GraphOp(Vocabulary):
     EDGE_DETACH = "edge.detach"  # src's shard -> dst's shard: drop the in-half
     EDGE_DROP = "edge.drop"  # dst's shard -> src's shard: dst is gone, drop the edge
     EDGE_CHECK = "edge.check"  # dst's shard -> src's shard: does this edge (still) exist?
+    EDGE_CONFIRM = "edge.confirm"  # src's shard -> dst's shard: committed, confirm the in-half
 
 
 class HalfState(Vocabulary):
