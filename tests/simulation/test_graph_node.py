@@ -434,6 +434,13 @@ async def test_a_search_of_several_shards_answers_a_part_per_shard_and_the_gatew
             deadline = asyncio.get_running_loop().time() + 10
             assert merge_hits(await gateway._graph_search_all(build, deadline), 3) == merge_hits(alone, 3)
             assert sent[0] == [0, 1, 2, 3] and sorted(s for part in sent[1:] for s in part) == others
+            # With no time left to ask them again, the refusal itself is the answer, naming its shard.
+            monkeypatch.setattr("torua.gateway.graphs.SEARCH_RETRY_S", 3600.0)
+            sent.clear()
+            with pytest.raises(ToruaError) as refused:
+                await gateway._graph_search_all(build, asyncio.get_running_loop().time() + 10)
+            assert refused.value.code == parts[others[0]].error_code and f"shard {others[0]}" in refused.value.message
+            assert sent == [[0, 1, 2, 3]]
     finally:
         await cluster.stop()
 

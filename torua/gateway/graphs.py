@@ -57,6 +57,9 @@ def edge_view(e: EdgeData) -> dict[str, Any]:
     return {"src": e.src, "type": e.type, "dst": e.dst, "weight": e.weight, "properties": e.properties}
 
 
+SEARCH_RETRY_S = 0.25  # the least time left for which a search asks a shard its node did not search again
+
+
 def hit_view(h: GraphHit) -> dict[str, Any]:
     return {"id": h.id, "label": h.label, "score": h.score, "properties": h.properties}
 
@@ -146,14 +149,16 @@ class GraphEndpoints:
         A shard its node did not search (moved since the map was read, its index
         behind, a node of an older release that answers no parts) is asked on its own
         with what is left of the deadline, as `_graph_query_all` asks; its refusal then
-        is the answer. Every shard's hits, by shard."""
+        is the answer. With less than `SEARCH_RETRY_S` left, the first refusal is the
+        answer (a retry could only time out, and would hide why). Every shard's hits,
+        by shard."""
         loop = asyncio.get_running_loop()
         shard_map = await self._map()
         by_node: dict[str | None, list[int]] = {}
         for shard in range(shard_map.num_shards):
             by_node.setdefault(shard_map.entry(shard).primary, []).append(shard)
         hits: dict[int, list[GraphHit]] = {}
-        again: list[int] = []
+        failed: dict[int, ToruaError] = {}
 
         def left() -> float:
             return max(0.05, deadline - loop.time())
@@ -161,23 +166,25 @@ class GraphEndpoints:
         async def ask_node(shards: list[int]) -> None:
             try:
                 reply = await self._graph_ask(shards[0], lambda epoch: replace(build(shards[0], epoch, left()), shards=shards), left(), patient=True)
-            except ToruaError:
-                again.extend(shards)
+            except ToruaError as exc:
+                failed.update({shard: exc for shard in shards})
                 return
             parts = {p.shard: p for p in reply.parts}
             for shard in shards:
                 part = parts.get(shard)
-                if part is None or part.error_code:
-                    again.append(shard)
+                if part is None:
+                    failed[shard] = ToruaError("unavailable", f"the node of shard {shard} did not search it", retry_after=RETRY_AFTER_SECONDS)
+                elif part.error_code:
+                    failed[shard] = ToruaError(part.error_code, part.error_message)
                 else:
                     hits[shard] = part.hits
 
         await asyncio.gather(*(ask_node(shards) for node, shards in by_node.items() if node is not None))
-        again += by_node.get(None, [])
+        again = sorted([*failed, *by_node.get(None, [])])
+        if again and deadline - loop.time() < SEARCH_RETRY_S and failed:
+            raise first_error([failed[s] for s in sorted(failed)])
         if again:
-            replies = await gather_or_raise(
-                self._graph_ask(s, lambda epoch, s=s: build(s, epoch, left()), max(0.1, deadline - loop.time()), patient=True) for s in again
-            )
+            replies = await gather_or_raise(self._graph_ask(s, lambda epoch, s=s: build(s, epoch, left()), left(), patient=True) for s in again)
             hits.update({s: r.hits for s, r in zip(again, replies)})
         return hits
 

@@ -28,6 +28,7 @@ the Euclidean distance for `l2`; ties go to the smaller id.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Sequence
 
@@ -118,15 +119,18 @@ class VectorCache:
         with self._lock:
             rows, n = self._rows[: self._n], self._n
             if self.metric == "cosine":
-                norm = float(np.linalg.norm(q))
+                norm = math.sqrt(float(q @ q))
                 # float32 rounding puts a vector's similarity to itself at 1.0000001: clip
                 scores = np.clip(rows @ (q / norm), -1.0, 1.0) if norm > 0 else np.zeros(n, np.float32)
             else:
                 scores = -np.sqrt(np.maximum(self._squares[:n] - 2.0 * (rows @ q) + float(q @ q), 0.0))
-            chosen = np.nonzero(self._labels[:n] == label)[0] if label else np.arange(n)
-            if len(chosen) > k:
-                part = scores[chosen]
+            chosen = np.nonzero(self._labels[:n] == label)[0] if label else None  # None: every row
+            part = scores if chosen is None else scores[chosen]
+            if len(part) > k:
                 kth = np.partition(part, len(part) - k)[len(part) - k]  # the k-th best score
-                chosen = chosen[part >= kth]  # every tie with it too: the id decides among them
+                top = np.nonzero(part >= kth)[0]  # every tie with it too: the id decides among them
+                chosen = top if chosen is None else chosen[top]
+            elif chosen is None:
+                chosen = np.arange(n)
             best = sorted(chosen.tolist(), key=lambda i: (-float(scores[i]), self._ids[i]))[:k]
             return [(self._ids[i], float(scores[i])) for i in best]
