@@ -729,11 +729,25 @@ class LocalCluster:
         # Coordinators first: a leader takes the returning nodes back in.
         for coordinator_id in list(self.killed_coordinators):
             self.restart_coordinator(coordinator_id)
+        restarted = bool(self.killed)
         for node_id in list(self.killed):
             self.restart_node(node_id)
         self._remember_children()
         wait_until(self.undo_operator_flags, SETTLE_TIMEOUT, "every node out of maintenance, evacuation and drain")
         self._wait_settled()
+        if restarted:
+            # A node that came back (and copies sent to it again) builds its graph indexes
+            # again; the next scenario's first search would wait for those of every graph.
+            wait_until(self.graph_indexes_built, SETTLE_TIMEOUT, "every graph's index built on every shard (a Cypher query answered)")
+
+    def graph_indexes_built(self) -> Any:
+        """Whether a Cypher query on every graph answers (every shard's index is current)."""
+        for graph in self.gateway.get_json("/graphs")["graphs"]:
+            body = json.dumps({"query": "MATCH (v:Vertex) RETURN count(*)"}).encode()
+            resp = self.gateway.request("POST", f"/graphs/{quote(graph['name'], safe='')}/cypher", body, {"Content-Type": "application/json"})
+            if resp.status != 200:
+                return Seen(f"{graph['name']}: {resp!r}")
+        return True
 
     def undo_operator_flags(self) -> Any:
         """Take every node out of maintenance, evacuation and drain (a failed scenario may leave one in)."""
