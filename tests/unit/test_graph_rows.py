@@ -16,8 +16,9 @@ from typing import Any
 
 import pytest
 
-from tests.support.graph_row_ops import graph_rows, random_ops
+from tests.support.graph_row_ops import IDS, TYPES, UIDS, graph_rows, random_ops
 from tests.support.processes import wait_until
+import torua.graph.rows as graph_rows_module
 from torua.graph.rows import (
     ROWS_FORMAT,
     EdgeRow,
@@ -393,6 +394,23 @@ async def test_what_repair_visits_and_counts(store: ShardStore) -> None:
     assert graph.edge("u1", "alice", "knows", "c") == EdgeRow("alice", "knows", "c", "{}", 1.0, "committed", 1, None, 0)
     assert graph.vertices("u1", ["alice", "nobody", "alice"]).keys() == {"alice"}
     assert graph.stats() == {"graphs": 1, "vertices": 1, "edges": 1, "outbox": 1}
+
+
+@pytest.mark.parametrize("at_once", [7, 300])
+@pytest.mark.parametrize("seed", range(3))
+async def test_a_read_of_many_edge_keys_finds_what_one_read_per_key_finds(store: ShardStore, monkeypatch: pytest.MonkeyPatch, seed: int, at_once: int) -> None:
+    await store.apply_all(random_ops(random.Random(seed), 400))
+    monkeypatch.setattr(graph_rows_module, "KEYS_AT_ONCE", at_once)
+    graph = rows_of(store)
+    keys = [(src, type, dst) for src in (*IDS, "nobody") for type in TYPES for dst in IDS]
+    keys += keys[:10]  # asked twice
+    for uid in UIDS:
+        by_key = graph.edges_by_key(uid, keys)
+        assert by_key == {k: row for k in keys if (row := graph.edge(uid, *k)) is not None}
+        drops = graph.dropped_tokens(uid, keys)
+        assert drops == {k: token for k in keys if (token := graph.dropped_token(uid, *k))}
+        assert by_key and drops  # the seeds leave edges and drop tasks to find
+    assert graph.edges_by_key("u1", []) == {} and graph.dropped_tokens("u1", []) == {}
 
 
 # ---------------------------------------------------------- crashes (SIGKILL)

@@ -12,7 +12,7 @@ The graph's rows are the truth (SQLite, in the writer's transaction, read throug
   marked behind and the writer goes on at SQLite's speed. A query that needs the
   index first brings it up to the rows' seq (`wait_current`, within its deadline);
   an index left behind catches up on its own once its shard has been idle for
-  `idle_s`. Catching up replays the log after `applied_seq`, or builds the index
+  `idle_s`, or longer after a costly catch-up (`idle_wait`). Catching up replays the log after `applied_seq`, or builds the index
   again (`plan_catch_up`).
 - **Rebuild**: from the rows, into a fresh file (`KuzuGraphs.build`, `COPY FROM`
   pyarrow tables, then indexes), renamed into place: when the file is missing, does
@@ -44,7 +44,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from torua.graph.indexing import GraphRowSource, IndexLimits, failure_reason, plan_catch_up, retry_delay
+from torua.graph.indexing import GraphRowSource, IndexLimits, failure_reason, idle_wait, plan_catch_up, retry_delay
 from torua.graph.kuzu_index import WAL_CHECKPOINT_BYTES, BuildStopped, IndexDamaged, KuzuGraphs, QueryRefused
 from torua.storage.engine import Chunk, EngineContext, EngineKind, UnknownChunkFormat
 from torua.storage.operations import (
@@ -212,6 +212,7 @@ class GraphIndex:
         self._last_write = time.monotonic()
         self._failure = ""  # the last catch-up that failed, and why
         self._failures = 0  # catch-ups failed in a row
+        self._idle_cost = 0.0  # seconds the last catch-up on idle (no query waiting) took
         self._reopen = False
         self._stopping = False
         self._thread: threading.Thread | None = None
@@ -358,17 +359,23 @@ class GraphIndex:
         while True:
             with self._cond:
                 while not self._stopping:
-                    if self._reopen or (self._behind and (self._waiting or time.monotonic() - self._last_write >= self.idle_s)):
+                    idle = time.monotonic() - self._last_write
+                    wait = idle_wait(self.idle_s, self._idle_cost)
+                    if self._reopen or (self._behind and (self._waiting or idle >= wait)):
                         break
-                    self._cond.wait(timeout=self.idle_s if self._behind else None)
+                    self._cond.wait(timeout=max(0.01, wait - idle) if self._behind else None)
                 if self._stopping:
                     return
                 reopen, self._reopen = self._reopen, False
-                given = self._given
+                given, on_idle = self._given, not self._waiting
+            started = time.monotonic()
             try:
                 if reopen:
                     self._fold_wal()
-                if self._step():
+                current = self._step()
+                if on_idle:
+                    self._idle_cost = time.monotonic() - started
+                if current:
                     with self._cond:
                         if self._given == given:  # nothing came meanwhile
                             self._behind = False

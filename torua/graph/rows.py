@@ -44,7 +44,7 @@ import base64
 import json
 import sqlite3
 import struct
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -178,6 +178,24 @@ class OutboxTask:
 
 
 _EDGE_COLUMNS = "src, type, dst, properties, weight, out_state, out_token, in_state, in_token"
+KEYS_AT_ONCE = 300  # edge keys per read (3 parameters each: under the 999 of older SQLite builds)
+EdgeKey = tuple[str, str, str]
+
+
+def _by_key_sql(select: str, table: str, count: int) -> str:
+    """`select` over the rows of `table` whose (uid, src, type, dst) is ? and one of
+    `count` keys: a join with the keys as VALUES, so that each key is one search of the
+    primary key (`(src, type, dst) IN (VALUES ...)` scans the whole graph instead).
+    Parameters: the keys' fields in order, then the uid."""
+    values = ", ".join("(?, ?, ?)" for _ in range(count))
+    return (
+        f"{select} (VALUES {values}) AS k JOIN {table} ON {table}.uid = ? AND {table}.src = k.column1 "
+        f"AND {table}.type = k.column2 AND {table}.dst = k.column3"
+    )
+
+
+def _flat(keys: Sequence[EdgeKey]) -> Iterator[str]:
+    return (field for key in keys for field in key)
 
 
 def _edge(row: Sequence[Any]) -> EdgeRow:
@@ -559,6 +577,31 @@ class GraphRows:
             f"SELECT {_EDGE_COLUMNS} FROM g_edge WHERE uid = ? AND src = ? AND type = ? AND dst = ?", (uid, src, type, dst)
         ).fetchone()
         return None if row is None else _edge(row)
+
+    def edges_by_key(self, uid: str, keys: Iterable[EdgeKey]) -> dict[EdgeKey, EdgeRow]:
+        """The rows of the edges among `keys` (src, type, dst) held here, by key: one
+        read per `KEYS_AT_ONCE` keys, where `edge` takes one per key (a batch of halves)."""
+        conn = self._reader()
+        unique = list(dict.fromkeys(keys))
+        found: dict[EdgeKey, EdgeRow] = {}
+        for start in range(0, len(unique), KEYS_AT_ONCE):
+            part = unique[start : start + KEYS_AT_ONCE]
+            for row in conn.execute(_by_key_sql(f"SELECT {_EDGE_COLUMNS} FROM", "g_edge", len(part)), (*_flat(part), uid)):
+                edge = _edge(row)
+                found[edge.key] = edge
+        return found
+
+    def dropped_tokens(self, uid: str, keys: Iterable[EdgeKey]) -> dict[EdgeKey, int]:
+        """`dropped_token` of each of `keys` that has one (absent: 0), in one read per `KEYS_AT_ONCE` keys."""
+        conn = self._reader()
+        unique = list(dict.fromkeys(keys))
+        found: dict[EdgeKey, int] = {}
+        for start in range(0, len(unique), KEYS_AT_ONCE):
+            part = unique[start : start + KEYS_AT_ONCE]
+            sql = _by_key_sql("SELECT src, type, dst, max(token) FROM", "g_outbox", len(part)) + " AND kind = 'drop' GROUP BY src, type, dst"
+            for src, type, dst, token in conn.execute(sql, (*_flat(part), uid)):
+                found[(src, type, dst)] = int(token)
+        return found
 
     def edges_of(self, uid: str, id: str) -> list[EdgeRow]:
         """Every row holding a half of an edge of `id` (its out-halves and in-halves,

@@ -22,7 +22,7 @@ import asyncio
 import collections
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -49,7 +49,7 @@ from torua.protocol.messages import (
     VertexData,
 )
 from torua.protocol.vocabulary import Direction, GraphOp
-from torua.storage.operations import GraphDrop, VertexPut
+from torua.storage.operations import GraphDrop, Operation, VertexPut
 from torua.storage.shard_store import ShardClosed, ShardStore
 
 if TYPE_CHECKING:
@@ -294,6 +294,27 @@ class GraphService:
                 return self.node.holdings[request.shard_id].store.last_seq(), created  # type: ignore[union-attr]
             return await self.node.write(request.shard_id, [*ensure_ops(rows, request.graph), *ops], "graph edge.put"), created
 
+    async def local_edge_puts(self, request: GraphRequest, rows: GraphRows, specs: Sequence[EdgeSpec]) -> list[ToruaError | None]:
+        """Edges whose ends are both on this shard, in one write: each one's outcome
+        (None: done). A batch naming an edge twice: the last one wins."""
+        uid = request.graph.uid
+        last = {spec.key: i for i, spec in enumerate(specs)}
+        outcomes: list[ToruaError | None] = [None] * len(specs)
+        ends = [id for spec in specs for id in (spec.src, spec.dst)]
+        async with self.locks.hold(*{vertex_lock(uid, id) for id in ends}):
+            found = rows.vertices(uid, ends)
+            stored = rows.edges_by_key(uid, last)
+            ops: list[Operation] = []
+            for i, spec in enumerate(specs):
+                missing = [(end, id) for end, id in (("src", spec.src), ("dst", spec.dst)) if id not in found]
+                if missing:
+                    outcomes[i] = ToruaError("not_found", f"vertex {missing[0][1]!r} ({missing[0][0]}) is not in graph {request.graph.name!r}")
+                elif last[spec.key] == i:
+                    ops.extend(local_put_ops(uid, spec.src, spec.type, spec.dst, spec.properties, spec.weight, stored.get(spec.key)))
+            if ops:
+                await self.node.write(request.shard_id, [*ensure_ops(rows, request.graph), *ops], "graph import")
+        return outcomes
+
     async def edge_delete(self, request: GraphRequest) -> GraphReply:
         spec = self.edge_spec(request, request.edge)
         store, rows = writing(self.node, request)
@@ -366,19 +387,14 @@ class GraphService:
         local = [(i, s) for i, s in specs if self.dst_shard(request, s.dst) == request.shard_id]
         remote = [(i, s) for i, s in specs if self.dst_shard(request, s.dst) != request.shard_id]
         edges_ok = 0
-        for index, spec in local:
-            try:
-                await self.local_edge_put(request, rows, spec)
-                edges_ok += 1
-            except ToruaError as exc:
-                problems.append(ImportProblem("edge", index, exc.code, exc.message))
+        outcomes = await self.local_edge_puts(request, rows, [s for _, s in local]) if local else []
         if remote:
-            outcomes = await self.edges.put_many(request.shard_id, request.graph, rows, [s for _, s in remote])
-            for (index, _), outcome in zip(remote, outcomes):
-                if outcome is None:
-                    edges_ok += 1
-                else:
-                    problems.append(ImportProblem("edge", index, outcome.code, outcome.message))
+            outcomes += await self.edges.put_many(request.shard_id, request.graph, rows, [s for _, s in remote])
+        for (index, _), outcome in zip([*local, *remote], outcomes):
+            if outcome is None:
+                edges_ok += 1
+            else:
+                problems.append(ImportProblem("edge", index, outcome.code, outcome.message))
         problems.sort(key=lambda p: (p.kind != "vertex", p.index))
         return GraphReply(
             True, self.node.epoch, counts={"vertices": len(vertex_ops), "edges": edges_ok}, problems=problems, seq=store.last_seq()

@@ -168,6 +168,7 @@ class EdgeWork:
                 verify: list[tuple[int, int]] = []  # committed as asked: B is asked to attach that incarnation again
                 async with self.locks.hold(*{vertex_lock(uid, specs[i].src) for i in todo}):
                     present = rows.vertices(uid, [specs[i].src for i in todo])
+                    stored = rows.edges_by_key(uid, (specs[i].key for i in todo))
                     ops: list[Operation] = []
                     wanted: list[int] = []
                     for i in todo:
@@ -175,7 +176,7 @@ class EdgeWork:
                         if spec.src not in present:
                             outcomes[i] = ToruaError("not_found", f"vertex {spec.src!r} (src) is not in graph {graph.name!r}")
                             continue
-                        row = rows.edge(uid, *spec.key)
+                        row = stored.get(spec.key)
                         mine = decide.put_ops(uid, *spec.key, spec.properties, spec.weight, None if fresh else row)
                         if mine:
                             ops.extend(mine)
@@ -225,9 +226,10 @@ class EdgeWork:
         again: list[int] = []
         async with self.locks.hold(*{vertex_lock(uid, r[0].src) for r in answered}):
             present = rows.vertices(uid, [r[0].src for r in answered])
+            stored = rows.edges_by_key(uid, (r[0].key for r in answered))
             ops: list[Operation] = []
             for spec, token, index, answer in results:
-                if index in verifying and not isinstance(answer, ToruaError) and decide.needs_new_incarnation(rows.edge(uid, *spec.key), token, answer):
+                if index in verifying and not isinstance(answer, ToruaError) and decide.needs_new_incarnation(stored.get(spec.key), token, answer):
                     again.append(index)
                     continue
                 if isinstance(answer, ToruaError):
@@ -236,7 +238,7 @@ class EdgeWork:
                         f"the shard of {spec.dst!r} did not take the edge ({answer.message}); it is pending and completes or goes by repair",
                     )
                 else:
-                    outcome = decide.after_attach(uid, rows.edge(uid, *spec.key), token, answer, spec.src in present)
+                    outcome = decide.after_attach(uid, stored.get(spec.key), token, answer, spec.src in present)
                     ops.extend(outcome.ops)
                     error = None
                     if outcome.error_code == "not_found":
@@ -248,9 +250,10 @@ class EdgeWork:
                     outcomes[index] = error
             if ops:
                 await self.node.write(shard_id, ops, "graph edge.put")
+                stored = rows.edges_by_key(uid, (r[0].key for r in answered))
             committed = [
                 (spec, token) for spec, token, index, answer in results
-                if not isinstance(answer, ToruaError) and index not in again and _committed(rows.edge(uid, *spec.key), token)
+                if not isinstance(answer, ToruaError) and index not in again and _committed(stored.get(spec.key), token)
             ]
         await self._confirm(graph, committed)
         return again
@@ -300,7 +303,8 @@ class EdgeWork:
                 continue
             done.extend(items)
         async with self.locks.hold(*{vertex_lock(uid, r.src) for r, _ in done}):
-            ops = [op for r, t in done for op in decide.after_detach(uid, rows.edge(uid, *r.key), t)]
+            stored = rows.edges_by_key(uid, (r.key for r, _ in done))
+            ops = [op for r, t in done for op in decide.after_detach(uid, stored.get(r.key), t)]
             if ops:
                 await self.node.write(shard_id, ops, "graph edge.delete")
         if failure is not None and raise_errors:
@@ -335,11 +339,12 @@ class EdgeWork:
         weights = [rules.validate_weight(h.weight) for h in halves]
         async with self.locks.hold(*{vertex_lock(uid, h.dst) for h in halves}):
             present = {} if dropped else rows.vertices(uid, [h.dst for h in halves])
+            keys = [(h.src, h.type, h.dst) for h in halves]
+            stored, drops = rows.edges_by_key(uid, keys), rows.dropped_tokens(uid, keys)
             states: list[HalfState] = []
             ops: list[Operation] = []
-            for half, p, w in zip(halves, props, weights):
-                key = (half.src, half.type, half.dst)
-                state, mine = decide.on_attach(uid, key, rows.edge(uid, *key), half.dst in present, half.token, p, w, rows.dropped_token(uid, *key))
+            for half, key, p, w in zip(halves, keys, props, weights):
+                state, mine = decide.on_attach(uid, key, stored.get(key), half.dst in present, half.token, p, w, drops.get(key, 0))
                 states.append(state)
                 ops.extend(mine)
             if ops:
@@ -363,7 +368,8 @@ class EdgeWork:
         store, rows, _ = self._writing(request)
         uid = request.graph.uid
         async with self.locks.hold(*{vertex_lock(uid, getattr(h, end)) for h in halves}):
-            ops = [op for h in halves for op in decision(uid, rows.edge(uid, h.src, h.type, h.dst), h.token)]
+            stored = rows.edges_by_key(uid, ((h.src, h.type, h.dst) for h in halves))
+            ops = [op for h in halves for op in decision(uid, stored.get((h.src, h.type, h.dst)), h.token)]
             if ops:
                 await self.node.write(request.shard_id, ops, f"graph {request.op}")
         return GraphReply(True, self.node.epoch, halves=[EdgeHalf(h.src, h.type, h.dst, h.token, HalfState.DONE) for h in halves], seq=store.last_seq())
@@ -374,8 +380,9 @@ class EdgeWork:
         store = self.node.admit(request.shard_id, f"graph {request.op}", writes=False)
         rows = store.engine(ENGINE)
         answers = []
+        stored = rows.edges_by_key(request.graph.uid, ((h.src, h.type, h.dst) for h in halves))
         for h in halves:
-            row = rows.edge(request.graph.uid, h.src, h.type, h.dst)
+            row = stored.get((h.src, h.type, h.dst))
             state, token = decide.check_answer(row)
             answers.append(EdgeHalf(h.src, h.type, h.dst, token, state, _json(row.properties) if row else {}, row.weight if row else 1.0))
         return GraphReply(True, self.node.epoch, halves=answers)
@@ -460,7 +467,8 @@ class EdgeWork:
         attached = [r for r in unsettled if r.in_state == ATTACHED and r.out_state is None]
         if pending or removing:
             async with self.locks.hold(*(edge_lock(uid, r.key) for r in pending + removing)):
-                current = [rows.edge(uid, *r.key) for r in pending + removing]
+                stored = rows.edges_by_key(uid, (r.key for r in pending + removing))
+                current = [stored.get(r.key) for r in pending + removing]
                 still_pending = [(EdgeSpec(r.src, r.type, r.dst, r.properties, r.weight), r.out_token, None) for r in current if r and r.out_state == "pending" and r.in_state is None]
                 still_removing = [(r, r.out_token) for r in current if r and r.out_state == "removing" and r.in_state is None]
                 if still_pending:
@@ -484,12 +492,13 @@ class EdgeWork:
             limit = self.node.config.graph_max_properties_bytes
             async with self.locks.hold(*{vertex_lock(uid, r.dst) for r in items}):
                 ops: list[Operation] = []
+                stored = rows.edges_by_key(uid, (r.key for r in items))
                 for row, answer in zip(items, answers):
                     try:
                         props = checks.canonical_properties(answer.properties, limit)
                     except ToruaError:
                         props = row.properties
-                    ops += decide.after_check(uid, rows.edge(uid, *row.key), row.in_token, answer.state, answer.token, props, answer.weight)
+                    ops += decide.after_check(uid, stored.get(row.key), row.in_token, answer.state, answer.token, props, answer.weight)
                 if ops:
                     await self.node.write(shard_id, ops, "graph repair")
 
