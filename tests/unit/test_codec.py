@@ -5,8 +5,15 @@ import pytest
 
 from torua.protocol.codec import INT_MAX, INT_MIN, PROTOCOL_VERSION, check_plain, decode, encode, encode_json, from_dict, loads_json
 from torua.protocol.errors import ToruaError
+from torua.protocol.vocabulary import GraphOp, HalfState
 from torua.protocol.messages import (
     AssignRequest,
+    EdgeHalf,
+    GraphHit,
+    GraphRef,
+    GraphReply,
+    GraphRequest,
+    ShardHits,
     Assignment,
     AssignedShard,
     BroadcastMessage,
@@ -36,6 +43,12 @@ ROUND_TRIPS = [
     SnapshotRequest(1, None, 1024, ["kv.rows.v1", "graph.vertices.v1"], b"cursor"),
     SnapshotChunk(1, 10, chunks=[SnapshotData("kv.rows.v1", b"\x90"), SnapshotData("graph.edges.v1", b"")], cursor=b"c"),
     LogChunk(1, 10, [(9, b"op"), (10, b"op2")]),
+    # dataclasses in lists in dataclasses, user data (properties) beside them
+    GraphRequest(
+        GraphOp.EDGE_ATTACH, 3, 7, GraphRef("g", "u1", 2, "cosine", ["text"]),
+        halves=[EdgeHalf("a", "knows", "b/ü", 9, HalfState.PENDING, {"since": [2020, {"n": None}]}, 0.5), EdgeHalf("c", "t", "d")],
+    ),
+    GraphReply(True, 4, parts=[ShardHits(1, [GraphHit("a", "L", 0.9, {"k": "v"})]), ShardHits(2, [], "moved", "not here")], halves=[EdgeHalf("a", "t", "b", 3, HalfState.DONE)]),
 ]
 
 

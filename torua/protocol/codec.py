@@ -41,7 +41,7 @@ import logging
 import math
 import types
 import typing
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any, Callable, TypeVar
 
 import msgpack
@@ -88,13 +88,25 @@ def _may_nest(hint: Any) -> bool:
 
 
 def _plain(value: Any) -> Any:
-    if dataclasses.is_dataclass(value):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (str, int, float, bytes)) or value is None:  # the common leaves, before the dataclass test
+        return value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {name: _plain(getattr(value, name)) if nested else getattr(value, name) for name, nested in _plain_layout(type(value))}
     return value
+
+
+@cache
+def _plain_layout(cls: type) -> tuple[tuple[str, bool], ...]:
+    """`_layout` for a dataclass nested in a message; a field whose hint `_layout` cannot
+    read (a forward reference) is walked."""
+    try:
+        return _layout(cls)
+    except (NameError, TypeError):
+        return tuple((f.name, True) for f in dataclasses.fields(cls))
 
 
 def encode(msg: Any) -> bytes:
@@ -240,11 +252,18 @@ def _fields(cls: type) -> tuple[tuple[str, Checker, bool], ...]:
     )
 
 
+@lru_cache(maxsize=1024)
+def _paths(cls: type, where: str) -> tuple[tuple[str, str, Checker, bool], ...]:
+    """`_fields(cls)` with each field's path under `where`: the items of a list share
+    one `where`, so their paths are made once, not once per item."""
+    return tuple((name, f"{where}.{name}", check, required) for name, check, required in _fields(cls))
+
+
 def _build(cls: type[T], obj: dict[str, Any], where: str) -> T:
     kwargs: dict[str, Any] = {}
-    for name, check, required in _fields(cls):
+    for name, path, check, required in _paths(cls, where):
         if name in obj:
-            kwargs[name] = check(obj[name], f"{where}.{name}")
+            kwargs[name] = check(obj[name], path)
         elif required:
             raise _fail(where, f"missing field {name!r}")
     try:
