@@ -24,6 +24,7 @@ from torua.graph.rows import (
     EdgeRow,
     GraphRows,
     OutboxTask,
+    VertexRow,
     pack_vector,
     read_rows,
 )
@@ -394,6 +395,16 @@ async def test_what_repair_visits_and_counts(store: ShardStore) -> None:
     assert graph.edge("u1", "alice", "knows", "c") == EdgeRow("alice", "knows", "c", "{}", 1.0, "committed", 1, None, 0)
     assert graph.vertices("u1", ["alice", "nobody", "alice"]).keys() == {"alice"}
     assert graph.stats() == {"graphs": 1, "vertices": 1, "edges": 1, "outbox": 1}
+
+
+async def test_a_vertex_and_whether_its_graph_was_deleted_in_one_read(store: ShardStore) -> None:
+    await store.apply_all([ENSURE, ALICE, GraphEnsure("u2", "gone"), VertexPut("u2", "x", "L", "{}"), GraphDrop("u2")])
+    graph = rows_of(store)
+    assert graph.live_vertex("u1", "alice") == (False, graph.vertex("u1", "alice")) == (False, VertexRow("alice", "Person", '{"age":30}'))
+    assert graph.live_vertex("u1", "alice", with_embedding=True)[1] == graph.vertex("u1", "alice", with_embedding=True) != graph.vertex("u1", "alice")
+    assert graph.live_vertex("u1", "nobody") == (False, None)
+    assert graph.live_vertex("never", "alice") == (False, None)
+    assert graph.live_vertex("u2", "x") == (True, None)
 
 
 @pytest.mark.parametrize("at_once", [7, 300])

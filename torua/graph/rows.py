@@ -558,6 +558,17 @@ class GraphRows:
         row = self._reader().execute(f"SELECT {columns} FROM g_vertex WHERE uid = ? AND id = ?", (uid, id)).fetchone()
         return None if row is None else _vertex(row)
 
+    def live_vertex(self, uid: str, id: str, with_embedding: bool = False) -> tuple[bool, VertexRow | None]:
+        """(whether graph `uid` was deleted here, its vertex `id` if held) in one read:
+        what a vertex GET needs, where `graph` then `vertex` take two."""
+        columns = "v.id, v.label, v.properties" + (", v.embedding" if with_embedding else "")
+        row = self._reader().execute(
+            f"SELECT g.dropped, {columns} FROM g_graph g LEFT JOIN g_vertex v ON v.uid = g.uid AND v.id = ? WHERE g.uid = ?", (id, uid)
+        ).fetchone()
+        if row is None:
+            return False, None  # no op of the graph reached this shard yet
+        return bool(row[0]), None if row[1] is None else _vertex(row[1:])
+
     def vertices(self, uid: str, ids: Sequence[str], with_embedding: bool = False) -> dict[str, VertexRow]:
         """The vertices among `ids` held here, by id."""
         columns = "id, label, properties" + (", embedding" if with_embedding else "")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -127,7 +128,7 @@ class GraphService:
     async def handle(self, request: GraphRequest) -> GraphReply:
         validate_shard(request.shard_id, self.node.num_shards)
         checks.graph_ref(request.graph)
-        handler = self._handlers().get(request.op)
+        handler = self._handlers.get(request.op)
         if handler is None:
             raise ToruaError("bad_request", f"unknown graph operation {request.op!r}")
         if request.shards:
@@ -146,6 +147,7 @@ class GraphService:
             self.answered.put(key, answer)
             return answer
 
+    @functools.cached_property
     def _handlers(self) -> dict[str, Callable[[GraphRequest], Awaitable[GraphReply]]]:
         return {
             GraphOp.VERTEX_PUT: self.vertex_put,
@@ -193,11 +195,12 @@ class GraphService:
 
     # ------------------------------------------------------------- helpers
 
-    def _reading(self, request: GraphRequest) -> GraphRows:
-        store = self.node.admit(request.shard_id, f"graph {request.op}", writes=False, eventual=request.eventual)
-        rows = rows_of(store)
-        if (settings := rows.graph(request.graph.uid)) is not None and settings.dropped:
-            raise ToruaError("not_found", f"graph {request.graph.name!r} was deleted")
+    def _reading(self, request: GraphRequest, check: bool = True) -> GraphRows:
+        """The rows of a copy that may serve this read; `not_found` for a graph deleted
+        here (unless the caller checks that itself: `check` False)."""
+        rows = rows_of(self.node.admit(request.shard_id, f"graph {request.op}", writes=False, eventual=request.eventual))
+        if check and (settings := rows.graph(request.graph.uid)) is not None and settings.dropped:
+            raise _deleted(request)
         return rows
 
     def _vertex_id(self, request: GraphRequest, id: object, what: str = "id") -> str:
@@ -227,7 +230,9 @@ class GraphService:
 
     async def vertex_get(self, request: GraphRequest) -> GraphReply:
         id = self._vertex_id(request, request.id)
-        row = self._reading(request).vertex(request.graph.uid, id, request.with_embedding)
+        dropped, row = self._reading(request, check=False).live_vertex(request.graph.uid, id, request.with_embedding)
+        if dropped:
+            raise _deleted(request)
         if row is None:
             raise ToruaError("not_found", f"vertex {id!r} is not in graph {request.graph.name!r}")
         return GraphReply(True, self.node.epoch, vertex=vertex_data(row))
@@ -483,8 +488,12 @@ def writing(node: "Node", request: GraphRequest) -> tuple[ShardStore, GraphRows]
     rows = rows_of(store)
     settings = rows.graph(request.graph.uid)
     if settings is not None and settings.dropped:
-        raise ToruaError("not_found", f"graph {request.graph.name!r} was deleted")
+        raise _deleted(request)
     return store, rows
+
+
+def _deleted(request: GraphRequest) -> ToruaError:
+    return ToruaError("not_found", f"graph {request.graph.name!r} was deleted")
 
 
 def same_vertex(row: VertexRow | None, op: VertexPut) -> bool:

@@ -297,8 +297,11 @@ def _checker(hint: Any) -> Checker:
 
             return check_simple_union
         checks = [_checker(o) for o in options]
+        optional = type(None) in options
 
         def check_union(value: Any, where: str) -> Any:
+            if value is None and optional:  # most optional fields are absent: no failed try first
+                return None
             for check in checks:
                 try:
                     return check(value, where)
@@ -332,6 +335,8 @@ def _checker(hint: Any) -> Checker:
         def check_list(value: Any, where: str) -> Any:
             if not isinstance(value, (list, tuple)):
                 raise _fail(where, "expected a list")
+            if not value:  # most list fields of a message are empty
+                return make()
             return make(item(v, where) for v in value)
 
         return check_list

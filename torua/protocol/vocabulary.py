@@ -22,6 +22,7 @@ the node over, a refused map would stop all routing).
 from __future__ import annotations
 
 from enum import StrEnum
+from functools import cache
 
 
 class Vocabulary(StrEnum):
@@ -32,7 +33,13 @@ class Vocabulary(StrEnum):
 
     @classmethod
     def values(cls) -> tuple[str, ...]:
-        return tuple(member.value for member in cls)
+        return _values(cls)
+
+
+@cache
+def _values(vocabulary: type[Vocabulary]) -> tuple[str, ...]:
+    """A vocabulary's wire texts, made once (a node checks a request's op on every message)."""
+    return tuple(member.value for member in vocabulary)
 
 
 class CopyRole(Vocabulary):
