@@ -12,8 +12,8 @@ The graph's rows are the truth (SQLite, in the writer's transaction, read throug
   marked behind and the writer goes on at SQLite's speed. A query that needs the
   index first brings it up to the rows' seq (`wait_current`, within its deadline);
   an index left behind catches up on its own once its shard has been idle for
-  `idle_s`, or longer after a costly catch-up (`idle_wait`). Catching up replays the log after `applied_seq`, or builds the index
-  again (`plan_catch_up`).
+  `idle_s`, or longer after a costly catch-up (`idle_wait`). Catching up replays
+  the log after `applied_seq`, or builds the index again (`plan_catch_up`).
 - **Rebuild**: from the rows, into a fresh file (`KuzuGraphs.build`, `COPY FROM`
   pyarrow tables, then indexes), renamed into place: when the file is missing, does
   not open, is marked risky (a graph's creation or drop, or a swap, cut short), is

@@ -603,7 +603,8 @@ class GraphRows:
         return found
 
     def dropped_tokens(self, uid: str, keys: Iterable[EdgeKey]) -> dict[EdgeKey, int]:
-        """`dropped_token` of each of `keys` that has one (absent: 0), in one read per `KEYS_AT_ONCE` keys."""
+        """For each of `keys` whose drop task the outbox holds, the newest incarnation it
+        drops (absent: none), in one read per `KEYS_AT_ONCE` keys."""
         conn = self._reader()
         unique = list(dict.fromkeys(keys))
         found: dict[EdgeKey, int] = {}
@@ -698,13 +699,6 @@ class GraphRows:
         sql += " ORDER BY uid, src, type, dst LIMIT ?"
         params.append(limit)
         return [(r[0], _edge(r[1:])) for r in self._reader().execute(sql, params)]
-
-    def dropped_token(self, uid: str, src: str, type: str, dst: str) -> int:
-        """The newest incarnation of the edge whose drop task the outbox holds (0: none)."""
-        row = self._reader().execute(
-            "SELECT max(token) FROM g_outbox WHERE uid = ? AND kind = 'drop' AND src = ? AND type = ? AND dst = ?", (uid, src, type, dst)
-        ).fetchone()
-        return int(row[0] or 0)
 
     def outbox(self, limit: int = 1000) -> list[OutboxTask]:
         rows = self._reader().execute("SELECT uid, kind, src, type, dst, token FROM g_outbox ORDER BY uid, kind, src, type, dst, token LIMIT ?", (limit,))
