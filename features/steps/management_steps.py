@@ -544,24 +544,30 @@ def step_still_holds(context, node):
 # ------------------------------------------------------------------ load rebalancing
 
 
-@given("once copies and primaries per node are balanced, the 2 shards whose primaries share the node that is primary of the most shards")
+@given("once copies and primaries per node are balanced, 2 shards whose primaries share a node, as many as any node leads")
 def step_hot_shards(context):
     # Count balancing goes first (a node given copies back by an earlier scenario is
     # then handed primaries); load rebalancing only acts on the settled placement.
     settle_balanced(context, primaries=True)
     view = context.gateway.shards()
     nodes = sorted(healthy_nodes(context.gateway))
-    node = max(nodes, key=lambda n: (len(shards_of(view, n)), n))
-    shards = shards_of(view, node)
-    assert len(shards) >= 2, f"{node} is primary of {shards}"
+    most = max(len(shards_of(view, n)) for n in nodes)
+    assert most >= 2, f"no node is primary of 2 shards: {view['shards']}"
     # Load moves by primary hand-off to an in-sync replica, never upsetting the count
     # balance (docs: "Load-based rebalancing"). Whether some hand-off or swap can
-    # spread two shards depends on where their replicas are, so take the first pair
-    # that the coordinator's own rule could spread, were they hot.
-    pairs = [(a, b) for i, a in enumerate(shards) for b in shards[i + 1 :]]
-    spreadable = [p for p in pairs if could_spread(view, nodes, p)]
-    assert spreadable, f"no pair of {node}'s shards {shards} can be spread by a hand-off or swap in this placement: {view['shards']}"
-    context.hot_node, context.hot_shards, context.num_shards = node, list(spreadable[0]), view["num_shards"]
+    # spread two shards depends on where their replicas are (a node's two shards may
+    # both have their replica on a node that leads as many), so take the first pair,
+    # on any node that leads the most shards, that the coordinator's own rule could
+    # spread, were they hot.
+    candidates: list[tuple[str, tuple[int, int]]] = []
+    for node in sorted(nodes, reverse=True):
+        led = shards_of(view, node)
+        if len(led) == most:
+            candidates += [(node, (a, b)) for i, a in enumerate(led) for b in led[i + 1 :]]
+    spreadable = [(node, pair) for node, pair in candidates if could_spread(view, nodes, pair)]
+    assert spreadable, f"no pair of shards led by one of the nodes leading {most} can be spread by a hand-off or swap in this placement: {view['shards']}"
+    node, pair = spreadable[0]
+    context.hot_node, context.hot_shards, context.num_shards = node, list(pair), view["num_shards"]
 
 
 def could_spread(view: dict, nodes: list[str], pair: tuple[int, int]) -> bool:

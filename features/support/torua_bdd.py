@@ -43,6 +43,7 @@ NUM_SHARDS = 16
 HEARTBEAT = 0.25
 READY_TIMEOUT = 90.0
 SETTLE_TIMEOUT = 60.0
+STABLE_S = 4 * HEARTBEAT  # settled this long with one map: the nodes' heartbeats since agree with it
 # How long restore() lets a node stopped with SIGTERM finish before it kills it.
 STOP_TIMEOUT = 30.0
 # Seconds between two looks at /cluster/info while waiting on the coordinators.
@@ -767,9 +768,24 @@ class LocalCluster:
         return not left or Seen(left)
 
     def _wait_settled(self) -> None:
+        """Until `settled` holds, and still holds with the same map `STABLE_S` later: after
+        a hand-off, the old primary's next heartbeats may say its copy must be filled
+        again (yellow a moment after green)."""
+        since: list[tuple[Any, float]] = []  # (map epoch, when first seen settled at it)
+
+        def stable() -> Any:
+            state = self.settled()
+            if state is not True:
+                since.clear()
+                return state
+            epoch, now = self.gateway.health().get("epoch"), time.monotonic()
+            if not since or since[0][0] != epoch:
+                since[:] = [(epoch, now)]
+            return now - since[0][1] >= STABLE_S or Seen({"settled at epoch": epoch, "for seconds": round(now - since[0][1], 2)})
+
         wait_until(
-            self.settled, SETTLE_TIMEOUT,
-            "the cluster to be green with every node healthy, primaries balanced, no move running, one coordinator leading and the others standing by",
+            stable, SETTLE_TIMEOUT,
+            f"the cluster to be green with every node healthy, primaries balanced, no move running, one coordinator leading and the others standing by, for {STABLE_S:g} s with the same map",
         )
 
     def settled(self) -> Any:
