@@ -276,32 +276,22 @@ class GraphService:
         spec = self.edge_spec(request, request.edge)
         store, rows = writing(self.node, request)
         if self.dst_shard(request, spec.dst) == request.shard_id:
-            seq, created = await self.local_edge_put(request, rows, spec)
-            return GraphReply(True, self.node.epoch, created=created, seq=seq)
+            outcomes, created, seq = await self.local_edge_puts(request, rows, [spec], "graph edge.put")
+            if outcomes[0] is not None:
+                raise outcomes[0]
+            return GraphReply(True, self.node.epoch, created=created[0], seq=seq)
         before = rows.edge(request.graph.uid, *spec.key)
         outcome = (await self.edges.put_many(request.shard_id, request.graph, rows, [spec]))[0]
         if outcome is not None:
             raise outcome
         return GraphReply(True, self.node.epoch, created=before is None or before.out_state != "committed", seq=store.last_seq())
 
-    async def local_edge_put(self, request: GraphRequest, rows: GraphRows, spec: EdgeSpec) -> tuple[int, bool]:
-        """An edge whose ends are both on this shard: one op; its seq, and whether it is new."""
-        uid = request.graph.uid
-        async with self.locks.hold(vertex_lock(uid, spec.src), vertex_lock(uid, spec.dst)):
-            found = rows.vertices(uid, [spec.src, spec.dst])
-            for end, id in (("src", spec.src), ("dst", spec.dst)):
-                if id not in found:
-                    raise ToruaError("not_found", f"vertex {id!r} ({end}) is not in graph {request.graph.name!r}")
-            row = rows.edge(uid, *spec.key)
-            created = row is None or row.out_state != "committed"
-            ops = local_put_ops(uid, spec.src, spec.type, spec.dst, spec.properties, spec.weight, row)
-            if not ops:
-                return self.node.holdings[request.shard_id].store.last_seq(), created  # type: ignore[union-attr]
-            return await self.node.write(request.shard_id, [*ensure_ops(rows, request.graph), *ops], "graph edge.put"), created
-
-    async def local_edge_puts(self, request: GraphRequest, rows: GraphRows, specs: Sequence[EdgeSpec]) -> list[ToruaError | None]:
+    async def local_edge_puts(
+        self, request: GraphRequest, rows: GraphRows, specs: Sequence[EdgeSpec], what: str = "graph import"
+    ) -> tuple[list[ToruaError | None], list[bool], int]:
         """Edges whose ends are both on this shard, in one write: each one's outcome
-        (None: done). A batch naming an edge twice: the last one wins."""
+        (None: done), whether it is new (its out-half was not committed), and the
+        shard's seq after them. A batch naming an edge twice: the last one wins."""
         uid = request.graph.uid
         last = {spec.key: i for i, spec in enumerate(specs)}
         outcomes: list[ToruaError | None] = [None] * len(specs)
@@ -316,9 +306,12 @@ class GraphService:
                     outcomes[i] = ToruaError("not_found", f"vertex {missing[0][1]!r} ({missing[0][0]}) is not in graph {request.graph.name!r}")
                 elif last[spec.key] == i:
                     ops.extend(local_put_ops(uid, spec.src, spec.type, spec.dst, spec.properties, spec.weight, stored.get(spec.key)))
+            created = [(row := stored.get(spec.key)) is None or row.out_state != "committed" for spec in specs]
             if ops:
-                await self.node.write(request.shard_id, [*ensure_ops(rows, request.graph), *ops], "graph import")
-        return outcomes
+                seq = await self.node.write(request.shard_id, [*ensure_ops(rows, request.graph), *ops], what)
+            else:
+                seq = self.node.holdings[request.shard_id].store.last_seq()  # type: ignore[union-attr]
+        return outcomes, created, seq
 
     async def edge_delete(self, request: GraphRequest) -> GraphReply:
         spec = self.edge_spec(request, request.edge)
@@ -392,7 +385,7 @@ class GraphService:
         local = [(i, s) for i, s in specs if self.dst_shard(request, s.dst) == request.shard_id]
         remote = [(i, s) for i, s in specs if self.dst_shard(request, s.dst) != request.shard_id]
         edges_ok = 0
-        outcomes = await self.local_edge_puts(request, rows, [s for _, s in local]) if local else []
+        outcomes = (await self.local_edge_puts(request, rows, [s for _, s in local]))[0] if local else []
         if remote:
             outcomes += await self.edges.put_many(request.shard_id, request.graph, rows, [s for _, s in remote])
         for (index, _), outcome in zip([*local, *remote], outcomes):

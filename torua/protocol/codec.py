@@ -67,11 +67,12 @@ MAX_DEPTH = 100
 
 def to_dict(msg: Any) -> dict[str, Any]:
     """The message as plain data (nested dataclasses become dicts), with `v`."""
-    out: dict[str, Any] = {"v": PROTOCOL_VERSION}
-    for name, nested in _layout(type(msg)):
-        value = getattr(msg, name)
-        out[name] = _plain(value) if nested else value
-    return out
+    return {"v": PROTOCOL_VERSION, **_fields_plain(msg)}
+
+
+def _fields_plain(msg: Any) -> dict[str, Any]:
+    """A dataclass's fields by name, each that may hold a dataclass made plain."""
+    return {name: _plain(getattr(msg, name)) if nested else getattr(msg, name) for name, nested in _layout(type(msg))}
 
 
 @cache
@@ -95,18 +96,8 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (str, int, float, bytes)) or value is None:  # the common leaves, before the dataclass test
         return value
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {name: _plain(getattr(value, name)) if nested else getattr(value, name) for name, nested in _plain_layout(type(value))}
+        return _fields_plain(value)
     return value
-
-
-@cache
-def _plain_layout(cls: type) -> tuple[tuple[str, bool], ...]:
-    """`_layout` for a dataclass nested in a message; a field whose hint `_layout` cannot
-    read (a forward reference) is walked."""
-    try:
-        return _layout(cls)
-    except (NameError, TypeError):
-        return tuple((f.name, True) for f in dataclasses.fields(cls))
 
 
 def encode(msg: Any) -> bytes:
