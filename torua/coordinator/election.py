@@ -93,6 +93,11 @@ class LeaderLease:
             revision = await self._kv.create(subjects.LEADER_KEY, self._record())
         except KeyWrongLastSequenceError:
             return False
+        except KeyNotFoundError:
+            # nats-py's create found the key held, then looked whether it was only
+            # deleted and found it gone: it expired in between. Not leading yet; the
+            # next campaign finds the key free.
+            return False
         self.term = self._revision = revision
         return True
 
@@ -107,7 +112,10 @@ class LeaderLease:
             # The write may have landed with no answer: if the key is still ours, carry on from it.
             leader = await self.leader()
             if leader is not None and leader.id == self.id and leader.term == self.term:
-                self._revision = await self._current_revision()
+                try:
+                    self._revision = await self._current_revision()
+                except KeyNotFoundError:  # expired since
+                    return False
                 return True
             raise
 
