@@ -8,7 +8,7 @@ import asyncio
 import logging
 import os
 import ssl
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -54,6 +54,20 @@ class NatsAuth:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "NatsAuth":
         environ = os.environ if environ is None else environ
         return cls(**{f.name: environ.get(f"TORUA_NATS_{f.name.upper()}", "") for f in fields(cls)})
+
+    @classmethod
+    def discover(cls, role: str = "client", environ: Mapping[str, str] | None = None) -> "NatsAuth":
+        """`from_env`; with no login there (user, token, nkey or creds), the key that
+        `torua up` keeps for `role` in `$TORUA_DATA_DIR`, else ./torua-data
+        (torua.nats_keys), when there is one."""
+        environ = os.environ if environ is None else environ
+        auth = cls.from_env(environ)
+        if auth.user or auth.token or auth.nkey_seed or auth.creds:
+            return auth
+        from torua.nats_keys import discovered_seed
+
+        seed = discovered_seed(role, environ.get("TORUA_DATA_DIR") or "./torua-data")  # type: ignore[arg-type]
+        return replace(auth, nkey_seed=seed) if seed else auth
 
     def validate(self) -> None:
         kinds = [k for k, on in (("user", self.user), ("token", self.token), ("nkey_seed", self.nkey_seed), ("creds", self.creds)) if on]
@@ -146,8 +160,24 @@ async def connect(url: str, name: str, timeout: float = 10.0, auth: NatsAuth | N
     except (asyncio.TimeoutError, Exception) as exc:
         await close_connection(nc, timeout=1.0)
         reason = last[0] or str(exc) or type(exc).__name__
+        if "authorization" in reason.lower():
+            reason += "; " + login_hint(auth or NatsAuth())
         raise NatsUnreachable(f"cannot reach NATS at {url} after {max(attempts, 1)} attempts in {timeout:g}s: {reason}") from None
     return nc
+
+
+def login_hint(auth: NatsAuth) -> str:
+    """What to do about a refused login, by what was tried.
+
+    >>> login_hint(NatsAuth())
+    'no credentials were given: set TORUA_NATS_NKEY_SEED or another TORUA_NATS_* login (a process: --nats-nkey-seed, ...); a torua up cluster keeps its keys in <data dir>/secrets, where torua.Client and the torua tools find them from the directory torua up ran in, or with TORUA_DATA_DIR'
+    """
+    if auth.user or auth.token or auth.nkey_seed or auth.creds:
+        used = auth.nkey_seed or auth.creds or ("user " + auth.user if auth.user else "a token")
+        return f"the server refused {used}"
+    return ("no credentials were given: set TORUA_NATS_NKEY_SEED or another TORUA_NATS_* login (a process: --nats-nkey-seed, ...); "
+            "a torua up cluster keeps its keys in <data dir>/secrets, where torua.Client and the torua tools find them "
+            "from the directory torua up ran in, or with TORUA_DATA_DIR")
 
 
 async def close_connection(nc: Any, timeout: float = 5.0) -> None:

@@ -65,7 +65,8 @@ class Client:
         # values above it are refused here, before they are sent; keep it at the
         # nodes' --max-value-bytes (a node refuses more anyway)
         self.max_value_bytes = max_value_bytes
-        self.auth = auth if auth is not None else NatsAuth.from_env()  # TORUA_NATS_USER, ... when not given
+        # when not given: TORUA_NATS_USER, ..., else the client key of the `torua up` in ./torua-data
+        self.auth = auth if auth is not None else NatsAuth.discover("client")
         self._nc = nc
         self._own_connection = nc is None
         self._maps: MapCache | None = None

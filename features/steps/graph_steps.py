@@ -279,7 +279,7 @@ def nats_request(context, subject: str, body: dict) -> Any:
     async def ask(nc):
         return await nc.request(subject, json.dumps(body).encode(), timeout=10, headers={"Content-Type": "application/json"})
 
-    msg = with_nats(context.cluster.nats_url, ask, timeout=15)
+    msg = with_nats(context.cluster.nats_url, ask, timeout=15, role="client")
     status = int((msg.headers or {}).get("Nats-Service-Error-Code", 200))
     context.response = Response(status, msg.data, Message())
     return context.response

@@ -716,7 +716,7 @@ def step_incompatible_heartbeat(context):
     async def send(nc):
         return (await nc.request(subjects.HEARTBEAT, data, timeout=5)).data
 
-    reply = with_nats(context.cluster.nats_url, send)
+    reply = with_nats(context.cluster.nats_url, send, role="node", node_id="n1")  # any node may heartbeat
     try:
         decode(LeaseGrant, reply)
     except Refused as refused:

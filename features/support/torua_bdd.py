@@ -246,12 +246,23 @@ class BackgroundWriter:
 # ------------------------------------------------------------------- NATS
 
 
-def with_nats(nats_url: str, work: Callable[[Any], Any], timeout: float = 5.0) -> Any:
-    """Connect to the cluster's NATS, run `await work(nc)`, close; return what it returned."""
+# The data dir of the `torua up` serving each NATS URL: its NATS takes only the keys kept there.
+DATA_DIRS: dict[str, Path] = {}
+
+
+def with_nats(nats_url: str, work: Callable[[Any], Any], timeout: float = 5.0, role: str = "coordinator", node_id: str = "") -> Any:
+    """Connect to the cluster's NATS with the key of `role` (a node's: of `node_id`) that
+    `torua up` keeps in its data dir, run `await work(nc)`, close; return what it returned."""
     import nats
 
+    from torua.nats_keys import seed_path
+
+    seed = str(seed_path(DATA_DIRS[nats_url], role, node_id))
+    # a node's key may read replies on its own inboxes only (torua.nats_roles)
+    inbox = {"inbox_prefix": f"_INBOX.torua-node-{node_id}"} if role == "node" else {}
+
     async def run() -> Any:
-        nc = await nats.connect(servers=[nats_url], name="torua-bdd", connect_timeout=timeout)
+        nc = await nats.connect(servers=[nats_url], name="torua-bdd", connect_timeout=timeout, nkeys_seed=seed, **inbox)
         try:
             return await work(nc)
         finally:
@@ -275,7 +286,7 @@ def node_kv_get(nats_url: str, asks: list[tuple[str, int, int, str]], timeout: f
             replies.append(decode(KvReply, msg.data))
         return replies
 
-    return with_nats(nats_url, ask, timeout)
+    return with_nats(nats_url, ask, timeout, role="client")
 
 
 def node_command(nats_url: str, node_id: str, call: str, command: Any, timeout: float = 5.0) -> Any:
@@ -418,6 +429,7 @@ class LocalCluster:
     # ---------------------------------------------------------- up / down
 
     def start(self) -> None:
+        DATA_DIRS[self.nats_url] = self.tmp / "data"
         argv = torua_command() + [
             "up",
             "--nodes", str(self.num_nodes),
@@ -633,12 +645,18 @@ class LocalCluster:
         return "".join(text)
 
     def start_node(self, node_id: str, extra: list[str] = ()) -> subprocess.Popen:
-        """A node started by hand against the cluster's NATS, as an operator would
-        (`extra`: more flags, e.g. ``["--max-shards", "1"]``)."""
+        """A node started by hand against the cluster's NATS, as an operator would, with
+        the key `torua auth nats node <id>` gives it (`extra`: more flags, e.g.
+        ``["--max-shards", "1"]``)."""
+        key = subprocess.run(
+            torua_command() + ["auth", "nats", "node", node_id, "--data-dir", str(self.tmp / "data")],
+            capture_output=True, text=True, timeout=30, check=True,
+        ).stdout.strip()
         argv = torua_command() + [
             "node",
             "--id", node_id,
             "--nats-url", self.nats_url,
+            "--nats-nkey-seed", key,
             "--data-dir", str(self.tmp / "data" / node_id),
             "--heartbeat-interval", str(HEARTBEAT),
             "--metrics-port", str(self.metrics_ports.setdefault(f"node-{node_id}", free_port())),

@@ -55,8 +55,9 @@ def credentials(who: str) -> list[str]:
 class Probe:
     """A connection as one user that records the server's permission errors."""
 
-    def __init__(self, url: str, user: str, password: str, name: str) -> None:
-        self.url, self.user, self.password, self.name = url, user, password, name
+    def __init__(self, url: str, user: str, password: str, name: str, **login) -> None:
+        self.url, self.name = url, name
+        self.login = dict(user=user, password=password) if user else login  # or nkeys_seed=...
         self.errors: list[str] = []
         self.nc = None
 
@@ -65,7 +66,7 @@ class Probe:
             self.errors.append(str(exc))
 
         self.nc = await nats.connect(
-            self.url, user=self.user, password=self.password, name=self.name,
+            self.url, **self.login, name=self.name,
             inbox_prefix=f"_INBOX.{self.name}", error_cb=on_error, allow_reconnect=False, connect_timeout=5,
         )
         return self

@@ -5,11 +5,12 @@ cluster; a restarted cluster gets its hand-added nodes back or says how."""
 from __future__ import annotations
 
 import json
+import os
 import queue
 import re
-import shlex
 import signal
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -142,15 +143,20 @@ class Hand:
         self.workdir = workdir
         self.procs: list[subprocess.Popen] = []
 
-    def run(self, argv: list[str], name: str) -> subprocess.Popen:
+    def run(self, argv: list[str], name: str, env: dict[str, str] | None = None) -> subprocess.Popen:
         log = open(self.workdir / f"{name}-{len(self.procs)}.log", "wb")
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
         log.close()
         self.procs.append(proc)
         return proc
 
-    def node(self, node_id: str, data_dir: Path, nats_url: str) -> subprocess.Popen:
-        argv = torua_command() + ["node", "--id", node_id, "--data-dir", str(data_dir), "--nats-url", nats_url, "--heartbeat-interval", "0.25"]
+    def node(self, node_id: str, data_dir: Path, nats_url: str, keys_in: Path) -> subprocess.Popen:
+        """A node started by hand, with the key of it that `torua auth nats` gives from the
+        data dir `keys_in` of the `torua up` whose NATS it joins."""
+        argv = torua_command() + [
+            "node", "--id", node_id, "--data-dir", str(data_dir), "--nats-url", nats_url, "--heartbeat-interval", "0.25",
+            "--nats-nkey-seed", auth_nats(keys_in, "node", node_id),
+        ]
         return self.run(argv, f"node-{node_id}")
 
     def stop_all(self) -> None:
@@ -163,6 +169,19 @@ class Hand:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(10)
+
+
+def auth_nats(data_dir: Path, role: str, node_id: str = "") -> str:
+    """`torua auth nats ROLE [ID]`: the seed file of that key (made if missing)."""
+    done = subprocess.run(torua_command() + ["auth", "nats", role, *([node_id] if node_id else []), "--data-dir", str(data_dir)],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done
+    return done.stdout.strip()
+
+
+def with_torua_on_path() -> dict[str, str]:
+    """This environment, with the `torua` of this Python first on PATH (for a printed command)."""
+    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
 
 
 @pytest.fixture
@@ -299,11 +318,11 @@ def test_a_data_dir_serves_one_cluster_and_a_node_dir_one_node(tmp_path, hand):
         assert http("GET", up.base + "/data/mine") == (200, b"first")
 
         # kill -9 leaves no stale lock: the node started again takes its directory
-        n4 = hand.node("n4", tmp_path / "elsewhere" / "n4", up.nats_url)
+        n4 = hand.node("n4", tmp_path / "elsewhere" / "n4", up.nats_url, data_dir)
         wait_until(lambda: _node(up, "n4")["health"] == "healthy", 30, "n4 healthy")
         n4.kill()
         n4.wait(10)
-        again = hand.node("n4", tmp_path / "elsewhere" / "n4", up.nats_url)
+        again = hand.node("n4", tmp_path / "elsewhere" / "n4", up.nats_url, data_dir)
         wait_until(lambda: again.poll() is None and _node(up, "n4")["pid"] == again.pid and _node(up, "n4")["health"] == "healthy", 30, "n4 back")
         assert _node(up, "n4")["data_dir"] == str(tmp_path / "elsewhere" / "n4")
         assert up.stop() == 0
@@ -334,8 +353,8 @@ def test_a_restarted_cluster_gets_its_hand_added_nodes_back(tmp_path, hand):
         keys = {f"key-{i}": f"value-{i}".encode() for i in range(40)}
         for key, value in keys.items():
             assert http("PUT", f"{up.base}/data/{key}", value)[0] == 204
-        hand.node("n4", data_dir / "n4", up.nats_url)
-        hand.node("n5", tmp_path / "elsewhere" / "n5", up.nats_url)
+        hand.node("n4", data_dir / "n4", up.nats_url, data_dir)
+        hand.node("n5", tmp_path / "elsewhere" / "n5", up.nats_url, data_dir)
         # the new nodes take shards (rebalancing after a join), with their data
         wait_until(
             lambda: {"n4", "n5"} <= set(p := _primaries(up)) and get_json(up.base + "/cluster/health")["status"] == "green"
@@ -351,12 +370,86 @@ def test_a_restarted_cluster_gets_its_hand_added_nodes_back(tmp_path, hand):
         waits = up.wait_line(r"torua up: shards? ([\d, ]+) waits? for node n5, which this torua up does not start; start it with", 60)
         assert sorted(int(s) for s in waits.group(1).split(", ")) == sorted(on_n5)
         command = up.wait_line(r"^  (torua node .*)$", 5).group(1).strip()
-        assert command == f"torua node --id n5 --nats-url {up.nats_url} --data-dir {tmp_path / 'elsewhere' / 'n5'}"
+        assert command == (f"torua node --id n5 --nats-url {up.nats_url} --data-dir {tmp_path / 'elsewhere' / 'n5'}"
+                           f' --nats-nkey-seed "$(torua auth nats node n5 --data-dir {data_dir})"')
         assert "Torua is ready" not in up.output
-        hand.run(torua_command() + shlex.split(command)[1:], "n5-as-printed")
+        hand.run(["bash", "-c", "exec " + command], "n5-as-printed", env=with_torua_on_path())
         up.wait_ready(60)
         for key, value in keys.items():
             assert http("GET", f"{up.base}/data/{key}") == (200, value), key
         assert up.stop() == 0
+    finally:
+        up.kill_all()
+
+
+def test_the_embedded_nats_takes_only_the_keys_of_the_data_dir_each_role_its_own(tmp_path):
+    """Security on from the first `torua up`: its nats-server refuses a connection
+    without one of the data dir's keys (made on the first start, 0600, kept across
+    restarts), each key may do what its role must and no more, and the tools find
+    the client key from the data dir. `--insecure` runs it open, and says so."""
+    import asyncio
+
+    import nats
+
+    from tests.integration.test_nats_security import Probe
+
+    data_dir = tmp_path / "data"
+    up = Up(data_dir, free_port(), free_port())
+    try:
+        up.wait_ready()
+        secrets = data_dir / "secrets"
+        assert f"NATS keys {secrets}" in up.output
+        kept = {p.name: p.read_bytes() for p in secrets.iterdir()}
+        assert set(kept) == {"nats-coordinator.nk", "nats-gateway.nk", "nats-client.nk", "nats-node-n1.nk", "nats-node-n2.nk", "nats-node-n3.nk"}
+        assert all(oct(p.stat().st_mode & 0o777) == "0o600" for p in secrets.iterdir())
+
+        async def probe() -> None:
+            with pytest.raises(Exception, match="Authorization Violation"):
+                await nats.connect(up.nats_url, allow_reconnect=False, connect_timeout=5, max_reconnect_attempts=0)
+            async with Probe(up.nats_url, "", "", "torua-client", nkeys_seed=str(secrets / "nats-client.nk")) as client:
+                await client.nc.publish("torua.cluster.map", b"forged")
+                assert await client.refused('Publish to "torua.cluster.map"')
+                await client.nc.publish("torua.node.n1.shard.drop", b"forged")
+                assert await client.refused('Publish to "torua.node.n1.shard.drop"')
+            async with Probe(up.nats_url, "", "", "torua-node-n1", nkeys_seed=str(secrets / "nats-node-n1.nk")) as n1:
+                await n1.nc.subscribe("torua.node.n2.kv")
+                assert await n1.refused('Subscription to "torua.node.n2.kv"')
+                await n1.nc.publish("torua.node.n2.assign", b"forged")
+                assert await n1.refused('Publish to "torua.node.n2.assign"')
+
+        asyncio.run(probe())
+        # the tools find the client key in the data dir
+        env = {**os.environ, "TORUA_DATA_DIR": str(data_dir), "TORUA_NATS_URL": up.nats_url}
+        put = subprocess.run(torua_command() + ["kv", "put", "keyed", "yes"], capture_output=True, text=True, timeout=60, env=env)
+        assert put.returncode == 0, put
+        assert subprocess.run(torua_command() + ["kv", "get", "keyed"], capture_output=True, timeout=60, env=env).stdout == b"yes"
+        status = subprocess.run(torua_command() + ["status"], capture_output=True, text=True, timeout=60, env=env)
+        assert status.returncode == 0 and "health green" in status.stdout, status
+        # without them, a clear error
+        elsewhere = {**env, "TORUA_DATA_DIR": str(tmp_path / "nowhere")}
+        refused = subprocess.run(torua_command() + ["kv", "--timeout", "2", "get", "keyed"], capture_output=True, text=True, timeout=60, env=elsewhere)
+        assert refused.returncode != 0 and "Authorization Violation" in refused.stderr and "no credentials were given" in refused.stderr, refused
+        assert up.stop() == 0
+
+        up = Up(data_dir, up.http_port, up.nats_port)
+        up.wait_ready()
+        assert {p.name: p.read_bytes() for p in secrets.iterdir()} == kept
+        assert up.stop() == 0
+
+        open_up = Up(tmp_path / "open", free_port(), free_port(), "--insecure")
+        try:
+            open_up.wait_ready()
+            assert "WARNING   --insecure: this NATS takes any connection" in open_up.output
+            assert not (tmp_path / "open" / "secrets").exists()
+
+            async def anyone() -> bool:
+                nc = await nats.connect(open_up.nats_url, allow_reconnect=False, connect_timeout=5)
+                await nc.close()
+                return True
+
+            assert asyncio.run(anyone())
+            assert open_up.stop() == 0
+        finally:
+            open_up.kill_all()
     finally:
         up.kill_all()

@@ -33,8 +33,9 @@ def shards_waiting(shards: dict[str, Any], nodes: dict[str, Any]) -> dict[str, l
     return {node_id: sorted(ids) for node_id, ids in sorted(waiting.items())}
 
 
-def start_command(node_id: str, nats_url: str, node: dict[str, Any] | None, this_host: str) -> str:
-    """The command that starts `node_id` again, from what `/nodes` knows of where it ran.
+def start_command(node_id: str, nats_url: str, node: dict[str, Any] | None, this_host: str, keys_in: str = "") -> str:
+    """The command that starts `node_id` again, from what `/nodes` knows of where it ran
+    (`keys_in`: the data dir of a `torua up` whose NATS takes only its keys).
 
     >>> start_command("n5", "nats://127.0.0.1:4222", {"data_dir": "/srv/n5", "host": "vm"}, "vm")
     'torua node --id n5 --nats-url nats://127.0.0.1:4222 --data-dir /srv/n5'
@@ -42,17 +43,21 @@ def start_command(node_id: str, nats_url: str, node: dict[str, Any] | None, this
     "on box2: torua node --id n5 --nats-url nats://10.0.0.1:4222 --data-dir '/srv/my n5'"
     >>> start_command("n5", "nats://127.0.0.1:4222", None, "vm")
     'torua node --id n5 --nats-url nats://127.0.0.1:4222 --data-dir DIR  (DIR: the directory n5 ran with)'
+    >>> start_command("n5", "nats://127.0.0.1:4222", {"data_dir": "/srv/n5"}, "vm", keys_in="/d")
+    'torua node --id n5 --nats-url nats://127.0.0.1:4222 --data-dir /srv/n5 --nats-nkey-seed "$(torua auth nats node n5 --data-dir /d)"'
     """
     node = node or {}
     data_dir = node.get("data_dir") or ""
     host = node.get("host") or ""
     command = f"torua node --id {node_id} --nats-url {nats_url} --data-dir " + (shlex.quote(data_dir) if data_dir else "DIR")
+    if keys_in:
+        command += f' --nats-nkey-seed "$(torua auth nats node {node_id} --data-dir {shlex.quote(keys_in)})"'
     if not data_dir:
         command += f"  (DIR: the directory {node_id} ran with)"
     return command if not host or host == this_host else f"on {host}: {command}"
 
 
-def waiting_lines(waiting: dict[str, list[int]], nodes: dict[str, Any], started: set[str], nats_url: str, this_host: str) -> list[str]:
+def waiting_lines(waiting: dict[str, list[int]], nodes: dict[str, Any], started: set[str], nats_url: str, this_host: str, keys_in: str = "") -> list[str]:
     """What to print about nodes this `torua up` does not start but shards wait for.
 
     >>> waiting_lines({"n1": [0], "n5": [3, 7]}, {"nodes": [{"id": "n5", "data_dir": "/srv/n5", "host": "vm"}]}, {"n1"}, "nats://127.0.0.1:4222", "vm")
@@ -65,7 +70,7 @@ def waiting_lines(waiting: dict[str, list[int]], nodes: dict[str, Any], started:
             continue  # ours: it is starting, or its exit is reported with its log
         noun, verb = ("shard", "waits") if len(shard_ids) == 1 else ("shards", "wait")
         lines.append(f"torua up: {noun} {', '.join(map(str, shard_ids))} {verb} for node {node_id}, which this torua up does not start; start it with")
-        lines.append("  " + start_command(node_id, nats_url, by_id.get(node_id), this_host))
+        lines.append("  " + start_command(node_id, nats_url, by_id.get(node_id), this_host, keys_in))
     return lines
 
 

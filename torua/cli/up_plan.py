@@ -134,6 +134,31 @@ def plan_children(a: argparse.Namespace, nats_url: str, nodes: Mapping[str, Path
     ]
 
 
+# NATS credentials from the environment: a child of a secured `torua up` gets its own key instead.
+NATS_LOGIN_VARIABLES = ("TORUA_NATS_USER", "TORUA_NATS_PASSWORD", "TORUA_NATS_TOKEN", "TORUA_NATS_NKEY_SEED", "TORUA_NATS_CREDS")
+
+
+def child_environment(environ: Mapping[str, str], secured: bool) -> dict[str, str]:
+    """The children's environment: this one's, without NATS logins when each child
+    gets its own key (one login each; the flag and a variable together are refused).
+
+    >>> child_environment({"TORUA_NATS_USER": "me", "HOME": "/h"}, secured=True)
+    {'HOME': '/h'}
+    """
+    return {k: v for k, v in environ.items() if not (secured and k in NATS_LOGIN_VARIABLES)}
+
+
+def with_nats_keys(specs: list[ChildSpec], data_dir: Path) -> list[ChildSpec]:
+    """Each process with `--nats-nkey-seed` of its role's key in the data dir
+    (torua.nats_keys: every coordinator the coordinators' key, each node its own)."""
+    from torua.nats_keys import seed_path
+
+    return [
+        ChildSpec(s.name, s.role, s.args + ("--nats-nkey-seed", str(seed_path(data_dir, s.role, s.node_id))), s.metrics_port, s.node_id)
+        for s in specs
+    ]
+
+
 def check_children(specs: list[ChildSpec], environ: Mapping[str, str] | None = None) -> list[Any]:
     """Each process's configuration, built from its command line as it will build it;
     `ConfigError` for the first value one of them would refuse."""

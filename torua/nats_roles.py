@@ -1,0 +1,169 @@
+"""What each Torua role may publish and subscribe to on NATS, and the
+nats-server `authorization` block that says so.
+
+One table for both places a server learns it: `torua up` renders it for its
+embedded server with one nkey per process (`torua.nats_keys`), and
+`deploy/nats/auth.conf`, for a hand-built production NATS with passwords, is
+this module's `deploy_auth_conf()` word for word (a test holds them equal).
+
+Torua processes take their replies on `_INBOX.<connection name>`
+(torua-coordinator-<id>, torua-node-<id>, torua-gateway, torua-client), so a
+role cannot read another's replies. Everything not allowed is refused by the
+server, which logs a "Permissions Violation".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Sequence
+
+Role = Literal["coordinator", "node", "gateway", "client"]
+ROLES: tuple[Role, ...] = ("coordinator", "node", "gateway", "client")
+
+# Read the shard map (torua_cluster) and read and watch the graph catalog (torua_graphs).
+MAP_READ = (
+    "$JS.API.INFO", "$JS.API.STREAM.INFO.KV_torua_cluster",
+    "$JS.API.DIRECT.GET.KV_torua_cluster.>", "$JS.API.STREAM.MSG.GET.KV_torua_cluster",
+)
+CATALOG_READ = (
+    "$JS.API.STREAM.INFO.KV_torua_graphs",
+    "$JS.API.DIRECT.GET.KV_torua_graphs.>", "$JS.API.STREAM.MSG.GET.KV_torua_graphs",
+    "$JS.API.CONSUMER.CREATE.KV_torua_graphs", "$JS.API.CONSUMER.CREATE.KV_torua_graphs.>",
+    "$JS.API.CONSUMER.INFO.KV_torua_graphs.>", "$JS.API.CONSUMER.DELETE.KV_torua_graphs.>", "$JS.FC.KV_torua_graphs.>",
+)
+
+
+@dataclass(frozen=True)
+class Permissions:
+    """A role's subjects; `allow_responses`: it may answer requests it received."""
+
+    about: str  # one line, for the rendered file
+    publish: tuple[str, ...]
+    subscribe: tuple[str, ...]
+    allow_responses: bool
+
+
+def permissions(role: Role, node_id: str = "") -> Permissions:
+    """The subjects of `role` (a node's depend on its id).
+
+    >>> "torua.cluster.map" in permissions("node", "n1").publish
+    False
+    >>> permissions("node", "n1").subscribe[0]
+    'torua.node.n1.>'
+    """
+    if role == "coordinator":
+        return Permissions(
+            "the coordinators: the shard map, the election, commands to every node",
+            (
+                "torua.cluster.map", "torua.cluster.broadcast", "torua.node.*.assign",
+                "torua.node.*.shard.copy", "torua.node.*.shard.catch_up", "torua.node.*.shard.freeze",
+                "torua.node.*.shard.unfreeze", "torua.node.*.shard.drop", "torua.node.*.shard.position",
+                "$JS.API.>", "$KV.torua_cluster.>", "$KV.torua_leader.>", "$JS.FC.>", "$JS.ACK.>",
+            ),
+            ("torua.cluster.heartbeat", "torua.coordinator.>", "_INBOX.>"),
+            True,
+        )
+    if role == "node":
+        if not node_id:
+            raise ValueError("a node's permissions name its id")
+        return Permissions(
+            f"node {node_id}: its own subjects, logs and snapshots from other nodes, an edge's other half, the map and the catalog read only",
+            (
+                "torua.cluster.heartbeat", "torua.coordinator.in_sync", "torua.coordinator.node",
+                "torua.node.*.shard.log", "torua.node.*.shard.snapshot", "torua.node.*.graph",
+                *MAP_READ, *CATALOG_READ,
+            ),
+            (f"torua.node.{node_id}.>", "torua.cluster.broadcast", "torua.cluster.map", f"_INBOX.torua-node-{node_id}.>"),
+            True,
+        )
+    if role == "gateway":
+        return Permissions(
+            "the gateway: requests to nodes and the coordinator, the map read only, the graph catalog's keys, the public API",
+            (
+                "torua.node.*.kv", "torua.node.*.graph",
+                "torua.coordinator.nodes", "torua.coordinator.info", "torua.coordinator.assign",
+                "torua.coordinator.map", "torua.coordinator.node",
+                "torua.coordinator.config", "torua.coordinator.config.set",
+                "torua.coordinator.maintenance", "torua.coordinator.explain", "torua.coordinator.rebalance",
+                "torua.cluster.broadcast",
+                *MAP_READ, "$KV.torua_graphs.>", *CATALOG_READ,
+            ),
+            ("torua.cluster.map", "torua.api.>", "$SRV.>", "_INBOX.torua-gateway.>"),
+            True,
+        )
+    if role == "client":
+        return Permissions(
+            "applications: the public NATS API, torua.Client's direct key-value and graph requests, torua status",
+            ("torua.api.>", "torua.node.*.kv", "torua.node.*.graph", "torua.coordinator.info", "torua.coordinator.nodes", *MAP_READ, *CATALOG_READ),
+            ("torua.cluster.map", "_INBOX.>"),
+            False,
+        )
+    raise ValueError(f"unknown role {role!r}")
+
+
+@dataclass(frozen=True)
+class NatsUser:
+    """One entry of `authorization.users`: how it logs in, and as which role."""
+
+    role: Role
+    node_id: str = ""
+    nkey: str = ""  # a user's public nkey (U...); else `user` with `password`
+    user: str = ""
+    password: str = ""  # as written in the file: "$VARIABLE" takes it from the environment
+
+
+def _strings(items: Sequence[str]) -> str:
+    return "[" + ", ".join(f'"{s}"' for s in items) + "]"
+
+
+def _user_entry(u: NatsUser) -> str:
+    p = permissions(u.role, u.node_id)
+    login = f'nkey: "{u.nkey}"' if u.nkey else f"user: {u.user}, password: {u.password}"
+    return (
+        f"    # {p.about}\n"
+        f"    {{ {login}, permissions: {{\n"
+        f"        publish = {{ allow = {_strings(p.publish)} }}\n"
+        f"        subscribe = {{ allow = {_strings(p.subscribe)} }}\n"
+        f"        allow_responses = {'true' if p.allow_responses else 'false'} }} }}\n"
+    )
+
+
+def render_authorization(users: Sequence[NatsUser]) -> str:
+    """The `authorization` block of a nats-server config for `users`."""
+    return "authorization {\n  users = [\n" + "".join(_user_entry(u) for u in users) + "  ]\n}\n"
+
+
+DEPLOY_HEADER = """\
+# Users and subject permissions for a Torua cluster (include this file from each
+# nats-server config; see README.md here). Passwords come from the environment of
+# the nats-server process: TORUA_COORDINATOR_PASSWORD, TORUA_NODE_PASSWORD,
+# TORUA_GATEWAY_PASSWORD, TORUA_CLIENT_PASSWORD.
+#
+# Written by `python -m torua.nats_roles > deploy/nats/auth.conf` from the table
+# in torua/nats_roles.py, which `torua up` renders for its own nats-server too.
+# For a fifth node, add n5 to DEPLOY_NODES there and write the file again (or copy
+# the n4 entry and change the id in its two subjects).
+#
+# Torua processes take their replies on _INBOX.<connection name>
+# (torua-coordinator-<id>, torua-node-<id>, torua-gateway, torua-client), so a
+# node or the gateway cannot read another's replies. Everything not allowed is
+# refused by the server, which logs a "Permissions Violation".
+
+"""
+DEPLOY_NODES = ("n1", "n2", "n3", "n4")
+
+
+def deploy_auth_conf() -> str:
+    """`deploy/nats/auth.conf`: users coordinator, n1..n4, gateway and client, with
+    passwords from the server's environment (one shared by the nodes)."""
+    users = [NatsUser("coordinator", user="coordinator", password="$TORUA_COORDINATOR_PASSWORD")]
+    users += [NatsUser("node", n, user=n, password="$TORUA_NODE_PASSWORD") for n in DEPLOY_NODES]
+    users += [
+        NatsUser("gateway", user="gateway", password="$TORUA_GATEWAY_PASSWORD"),
+        NatsUser("client", user="client", password="$TORUA_CLIENT_PASSWORD"),
+    ]
+    return DEPLOY_HEADER + render_authorization(users)
+
+
+if __name__ == "__main__":
+    print(deploy_auth_conf(), end="")
