@@ -45,7 +45,7 @@ class Common:
     log_level: str = field(default="info", metadata={"help": "debug | info | warning | error"})
     log_format: str = field(default="text", metadata={"help": "text | json (one JSON object per line; torua.logs)"})
     metrics_port: int = field(default=0, metadata={"help": "serve Prometheus /metrics on this port (0 = off)"})
-    metrics_host: str = field(default="0.0.0.0", metadata={"help": "listen address of the metrics port"})
+    metrics_host: str = field(default="127.0.0.1", metadata={"help": "listen address of the metrics port (0.0.0.0: every interface, for a scraper on another host)"})
     connect_timeout: float = field(default=10.0, metadata={"help": "seconds to keep retrying the first NATS connection"})
     # NATS credentials and TLS (torua.bus.NatsAuth); see deploy/nats/auth.conf
     nats_user: str = field(default="", metadata={"help": "NATS user name (with --nats-password)"})

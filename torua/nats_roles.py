@@ -60,7 +60,7 @@ def permissions(role: Role, node_id: str = "") -> Permissions:
                 "torua.node.*.shard.unfreeze", "torua.node.*.shard.drop", "torua.node.*.shard.position",
                 "$JS.API.>", "$KV.torua_cluster.>", "$KV.torua_leader.>", "$JS.FC.>", "$JS.ACK.>",
             ),
-            ("torua.cluster.heartbeat", "torua.coordinator.>", "_INBOX.>"),
+            ("torua.cluster.heartbeat.>", "torua.cluster.heartbeat", "torua.coordinator.>", "_INBOX.>"),
             True,
         )
     if role == "node":
@@ -69,7 +69,8 @@ def permissions(role: Role, node_id: str = "") -> Permissions:
         return Permissions(
             f"node {node_id}: its own subjects, logs and snapshots from other nodes, an edge's other half, the map and the catalog read only",
             (
-                "torua.cluster.heartbeat", "torua.coordinator.in_sync", "torua.coordinator.node",
+                f"torua.cluster.heartbeat.{node_id}", "torua.cluster.heartbeat",  # its own; the shared one for older coordinators
+                "torua.coordinator.in_sync", "torua.coordinator.node",
                 "torua.node.*.shard.log", "torua.node.*.shard.snapshot", "torua.node.*.graph",
                 *MAP_READ, *CATALOG_READ,
             ),

@@ -1,9 +1,13 @@
 """Routing a KV operation to the node that holds its shard.
 
 `MapCache` keeps the newest shard map this process has seen: it reads the map
-from the JetStream KV bucket at start and whenever a node says `moved`, and takes
-every newer map announced on `torua.cluster.map`. A map with a lower epoch than
-the one held is ignored, so a late announcement can never roll routing back.
+from the JetStream KV bucket at start, whenever a node says `moved`, and whenever
+`torua.cluster.map` announces a newer epoch. An announcement is only a hint to
+read: the map taken is always the one the coordinator stored (it stores a map
+before it announces it), so a forged announcement, from any process allowed to
+publish there, changes no routing (docs/design/security.md). A map with a lower
+epoch than the one held is ignored, so a late announcement can never roll
+routing back.
 
 `ShardRouter.call` sends one request (key-value or graph) to the shard's primary and, on `moved`,
 `stale_epoch` or no responder, refreshes the map and tries again until the
@@ -31,6 +35,8 @@ from torua.protocol.vocabulary import ShardState
 log = logging.getLogger("torua.routing")
 
 RETRY_AFTER_SECONDS = 1.0
+# Pauses between the reads of the stored map after an announcement it does not hold yet.
+ANNOUNCED_READ_PAUSES = (0.05, 0.1, 0.2, 0.4)
 
 R = TypeVar("R")
 
@@ -70,9 +76,22 @@ class MapCache:
 
     async def _on_announce(self, msg) -> None:
         try:
-            self.offer(decode(ShardMap, msg.data))
+            announced = decode(ShardMap, msg.data)
         except ToruaError as exc:
             log.warning("ignoring malformed shard map on %s: %s", msg.subject, exc.message)
+            return
+        # A replica of the bucket may not have the write yet: read again a few times.
+        for pause in (0.0, *ANNOUNCED_READ_PAUSES):
+            if pause:
+                await asyncio.sleep(pause)
+            if announced.epoch <= self.epoch():
+                return
+            await self.refresh()
+        if self.epoch() < announced.epoch:
+            log.warning(
+                "ignoring a shard map announced at epoch %d (leader %s, term %d) that the store does not hold (it holds epoch %d)",
+                announced.epoch, announced.leader, announced.term, self.epoch(),
+            )
 
     async def refresh(self) -> None:
         """Read the map from JetStream; concurrent callers share one read."""

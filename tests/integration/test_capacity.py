@@ -14,7 +14,7 @@ from tests.support.processes import Cluster, wait_until
 
 
 def idle(c: Cluster) -> bool:
-    return not c.json("GET", "/cluster/info")[1]["moves"]
+    return c.idle()
 
 
 def copies(c: Cluster) -> dict[str, list[int]]:

@@ -45,7 +45,7 @@ async def heartbeat_times(nats_url: str, node_ids: list[str], count: int, timeou
 
     nc = await nats.connect(nats_url)
     try:
-        await nc.subscribe(subjects.HEARTBEAT, cb=on_beat)
+        await nc.subscribe(subjects.HEARTBEATS, cb=on_beat)
         await asyncio.wait_for(enough.wait(), timeout)
     finally:
         await nc.close()

@@ -7,8 +7,7 @@ from tests.support.writer import Writer
 
 
 def idle(c) -> bool:
-    info = c.json("GET", "/cluster/info")[1]
-    return not info["moves"]
+    return c.idle()
 
 
 def test_fourth_node_takes_shards_with_data_while_a_writer_writes(cluster):

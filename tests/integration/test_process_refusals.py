@@ -16,9 +16,9 @@ from torua.cli.up import torua_command
     "argv,message",
     [
         (["gateway", "--port", "{port}"], "torua gateway: cannot serve the REST API on 127.0.0.1:{port}: Address already in use; pick another with --port"),
-        (["gateway", "--port", "0", "--metrics-port", "{port}"], "torua gateway: cannot serve the metrics on 0.0.0.0:{port}: Address already in use; pick another with --metrics-port"),
-        (["coordinator", "--metrics-port", "{port}"], "torua coordinator: cannot serve the metrics on 0.0.0.0:{port}: Address already in use; pick another with --metrics-port"),
-        (["node", "--id", "n1", "--data-dir", "{dir}", "--metrics-port", "{port}"], "torua node: cannot serve the metrics on 0.0.0.0:{port}: Address already in use; pick another with --metrics-port"),
+        (["gateway", "--port", "0", "--metrics-port", "{port}"], "torua gateway: cannot serve the metrics on 127.0.0.1:{port}: Address already in use; pick another with --metrics-port"),
+        (["coordinator", "--metrics-port", "{port}"], "torua coordinator: cannot serve the metrics on 127.0.0.1:{port}: Address already in use; pick another with --metrics-port"),
+        (["node", "--id", "n1", "--data-dir", "{dir}", "--metrics-port", "{port}"], "torua node: cannot serve the metrics on 127.0.0.1:{port}: Address already in use; pick another with --metrics-port"),
     ],
     ids=["gateway-rest", "gateway-metrics", "coordinator-metrics", "node-metrics"],
 )

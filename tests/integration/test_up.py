@@ -416,6 +416,8 @@ def test_the_embedded_nats_takes_only_the_keys_of_the_data_dir_each_role_its_own
                 assert await n1.refused('Subscription to "torua.node.n2.kv"')
                 await n1.nc.publish("torua.node.n2.assign", b"forged")
                 assert await n1.refused('Publish to "torua.node.n2.assign"')
+                await n1.nc.publish("torua.cluster.heartbeat.n2", b"forged")
+                assert await n1.refused('Publish to "torua.cluster.heartbeat.n2"')
 
         asyncio.run(probe())
         # the tools find the client key in the data dir

@@ -231,6 +231,12 @@ class Cluster:
         status, raw, _ = self.request(method, path, data, {"Content-Type": "application/json"} if data else None)
         return status, json.loads(raw) if raw else None
 
+    def idle(self) -> bool:
+        """No move runs, and the gateway routes by the coordinator's latest map (an
+        announced map reaches a gateway after it has read it from the store)."""
+        info = self.json("GET", "/cluster/info")[1]
+        return not info["moves"] and self.json("GET", "/shards")[1]["epoch"] >= info["epoch"]
+
     def shards_per_node(self) -> dict[str, int]:
         counts = {n: 0 for n in self.nodes}
         for shard in self.json("GET", "/shards")[1]["shards"]:

@@ -148,6 +148,8 @@ def test_ports(services):
     assert sorted(getattr(n, "metrics_port", None) for n in nodes.values()) == [9111, 9112, 9113]
     for name, config in {**coordinators, **nodes}.items():
         assert config.metrics_port in _published(services[name]), name
+        # the default listens on loopback only; Prometheus scrapes from its own container
+        assert config.metrics_host == "0.0.0.0", name
     (name, gateway), = gateways.items()
     assert gateway.host == "0.0.0.0" and gateway.port == 8080 and 8080 in _published(services[name])
 

@@ -33,7 +33,9 @@ def test_the_deploy_auth_conf_is_the_table_rendered():
         ("coordinator", "", "torua.node.*.shard.drop", True),
         ("node", "n1", "torua.cluster.map", False),
         ("node", "n1", "torua.node.*.shard.drop", False),
-        ("node", "n1", "torua.cluster.heartbeat", True),
+        ("node", "n1", "torua.cluster.heartbeat", True),  # for a coordinator of an older release
+        ("node", "n1", "torua.cluster.heartbeat.n1", True),
+        ("node", "n1", "torua.cluster.heartbeat.n2", False),
         ("gateway", "", "torua.node.*.kv", True),
         ("gateway", "", "torua.node.*.shard.snapshot", False),
         ("gateway", "", "$KV.torua_cluster.>", False),

@@ -33,6 +33,7 @@ from torua.coordinator.load_moves import LoadMoves
 from torua.coordinator.metrics import ClusterSnapshot
 from torua.coordinator.records import NodeRecord
 from torua.coordinator.replicas import ReplicaKeeper
+from torua.coordinator.senders import heartbeat_refusal
 from torua.cluster_settings import CONFIG_FLAGS, ClusterSettings, from_config as settings_from_config
 from torua.coordinator.settings import SettingsKeeper
 from torua.coordinator.state_store import ClusterState
@@ -77,6 +78,7 @@ class Coordinator:
         self.state: ClusterState | None = None
         self.map: ShardMap | None = None
         self.nodes: dict[str, NodeRecord] = {}
+        self.bound_heartbeats: set[str] = set()  # nodes seen heartbeating on their own subject (torua.coordinator.senders)
         self.moves: dict[int, Move] = {}
         self.resuming: dict[int, tuple[str, str, float]] = {}  # shard -> (source, target, give up at); _resume_moves
         self.pending: list[tuple[int, str, str]] = []
@@ -132,7 +134,8 @@ class Coordinator:
             # Leases an earlier leader granted: at most one lease as timed now, or longer
             # if a change shortened the timing lately (SettingsKeeper.leases_held_until).
             self.leases = LeaseLedger(floor=max(now + self.lease_seconds(), self.settings_keeper.leases_held_until()))
-        self._subs.append(await self.nc.subscribe(subjects.HEARTBEAT, cb=self._on_heartbeat))
+        self._subs.append(await self.nc.subscribe(subjects.HEARTBEATS, cb=self._on_heartbeat))
+        self._subs.append(await self.nc.subscribe(subjects.HEARTBEAT, cb=self._on_heartbeat))  # nodes of older releases
         self._subs.extend(await CoordinatorApi(self, self.replicas, self.load, self.settings_keeper).subscribe(self.nc))
         self.spawn(self._tick_loop())
         log.info("coordinator %s leading%s on %s", self.config.id, f" at term {self.term}" if self.term else "", self.config.nats_url)
@@ -173,6 +176,12 @@ class Coordinator:
         if not subjects.valid_node_id(beat.node_id):
             log.warning("ignoring heartbeat from invalid node id %r", beat.node_id)
             return
+        refusal = heartbeat_refusal(msg.subject, beat.node_id, self.bound_heartbeats)
+        if refusal is not None:
+            log.warning("ignoring a heartbeat on %s: %s", msg.subject, refusal)
+            return
+        if msg.subject != subjects.HEARTBEAT:
+            self.bound_heartbeats.add(beat.node_id)
         record = self.nodes.get(beat.node_id)
         save = record is None
         if record is None:

@@ -14,13 +14,17 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError
+
 from torua.kv_rules import validate_shard
+from torua.node.command_checks import destructive_refusal
 from torua.node import copy as shard_copy
 from torua.node.replies import reply
 from torua.node.replication import is_incomplete, notify, set_incomplete
 from torua.node.roles import next_role, serves_copy_source
 from torua.node.shard_files import ShardFiles
 from torua.node.tasks import Tasks
+from torua.protocol import subjects
 from torua.protocol.codec import decode
 from torua.protocol.errors import ToruaError
 from torua.protocol.messages import (
@@ -30,6 +34,7 @@ from torua.protocol.messages import (
     LogRequest,
     ShardCommand,
     ShardCommandReply,
+    ShardMap,
     SnapshotChunk,
     SnapshotRequest,
 )
@@ -48,6 +53,26 @@ class ShardControl:
         self.node = node
         self.files = files
         self.tasks = tasks
+        self._cluster_kv = None  # the torua_cluster bucket, once opened
+
+    async def stored_map(self) -> ShardMap | None:
+        """The shard map the coordinator stored (None: none yet), read now."""
+        try:
+            if self._cluster_kv is None:
+                self._cluster_kv = await self.node.nc.jetstream().key_value(subjects.CLUSTER_BUCKET)
+            entry = await self._cluster_kv.get(subjects.MAP_KEY)
+        except (BucketNotFoundError, KeyNotFoundError):
+            return None
+        except Exception as exc:  # JetStream without a majority, NATS reconnecting, ...
+            raise ToruaError("unavailable", f"cannot read the stored shard map to check the command: {exc}") from None
+        return decode(ShardMap, entry.value) if entry.value else None
+
+    async def check_destructive(self, call: str, command: ShardCommand) -> None:
+        """Refuse (`conflict`, logged) a drop or freeze the stored map does not call for."""
+        refusal = destructive_refusal(call, self.node.config.id, command.shard_id, await self.stored_map())
+        if refusal is not None:
+            log.warning("refused %s of shard %d: %s", call, command.shard_id, refusal, extra={"shard": command.shard_id})
+            raise ToruaError("conflict", f"{call} of shard {command.shard_id} on {self.node.config.id}: {refusal}")
 
     def set_frozen_marker(self, shard_id: int, frozen: bool) -> None:
         marker = self.files.directory(shard_id) / FROZEN_MARKER
@@ -154,6 +179,7 @@ class ShardControl:
         holding = self.node.holdings.get(command.shard_id)
         if holding is None or holding.store is None:
             raise ToruaError("moved", f"shard {command.shard_id} is not here")
+        await self.check_destructive("shard.freeze", command)
         holding.role = next_role(holding.role, "freeze")
         self.set_frozen_marker(command.shard_id, True)
         await holding.idle.wait()
@@ -172,6 +198,7 @@ class ShardControl:
 
     async def drop(self, command: ShardCommand) -> ShardCommandReply:
         self.shard(command.shard_id)
+        await self.check_destructive("shard.drop", command)
         holding = self.node.holding(command.shard_id)
         async with holding.lock:
             holding.role = next_role(holding.role, "drop")

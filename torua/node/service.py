@@ -363,7 +363,11 @@ class Node:
         sent_at = time.monotonic()
         beat = self.heartbeat()
         try:
-            msg = await self.nc.request(subjects.HEARTBEAT, encode(beat), timeout=max(0.5, 2 * self.config.heartbeat_interval))
+            wait = max(0.5, 2 * self.config.heartbeat_interval)
+            try:
+                msg = await self.nc.request(subjects.heartbeat(self.config.id), encode(beat), timeout=wait)
+            except NoRespondersError:  # a leader of an older release listens on the shared subject only
+                msg = await self.nc.request(subjects.HEARTBEAT, encode(beat), timeout=wait)
             grant = decode(LeaseGrant, msg.data)
         except Refused as exc:
             # e.g. an incompatible protocol version: say so (not every beat), renew

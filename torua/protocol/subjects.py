@@ -4,7 +4,8 @@ from __future__ import annotations
 
 PREFIX = "torua"
 
-HEARTBEAT = "torua.cluster.heartbeat"          # node -> coordinator, request (the reply is a LeaseGrant)
+HEARTBEAT = "torua.cluster.heartbeat"          # node -> coordinator, request (the reply is a LeaseGrant): shared, for older releases
+HEARTBEATS = "torua.cluster.heartbeat.>"       # torua.cluster.heartbeat.<node id>: each node's own, bound to its login
 MAP_ANNOUNCE = "torua.cluster.map"             # coordinator -> everyone, publish
 BROADCAST = "torua.cluster.broadcast"          # operator -> every node, publish/request
 
@@ -28,6 +29,13 @@ GRAPH_BUCKET = "torua_graphs"
 def node(node_id: str, call: str) -> str:
     """A node's own subject, e.g. ``torua.node.n1.kv`` (calls: kv, graph, assign, shard.*)."""
     return f"torua.node.{node_id}.{call}"
+
+
+def heartbeat(node_id: str) -> str:
+    """A node's heartbeat subject, ``torua.cluster.heartbeat.n1``: NATS permissions let
+    only that node's login publish it, and the coordinator takes from it only
+    heartbeats of that node (torua.coordinator.senders)."""
+    return f"{HEARTBEAT}.{node_id}"
 
 
 def coordinator(call: str) -> str:
