@@ -167,7 +167,9 @@ class ShardRouter:
                     await self.maps.wait_newer(-1, min(remaining, 0.25))
                     continue
                 epoch = self.maps.current.epoch
-                await self.maps.wait_newer(epoch, min(remaining, 0.25))
+                await self.maps.refresh()  # a newer map may be stored and its announcement not read yet
+                if self.maps.current.epoch == epoch:
+                    await self.maps.wait_newer(epoch, min(remaining, 0.25))
                 if self.maps.current.epoch == epoch:
                     raise exc
                 continue

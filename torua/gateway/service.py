@@ -227,6 +227,7 @@ class Gateway(GraphEndpoints):
         return {"key": key, "shard_id": entry.shard_id, "primary": entry.primary, "epoch": m.epoch, "state": entry.state}
 
     async def shards(self) -> dict[str, Any]:
+        await self.maps.refresh()  # the stored map, also when its announcement is not read yet
         return shards_view(await self._map())
 
     # ------------------------------------------------------------- cluster
