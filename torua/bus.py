@@ -56,17 +56,23 @@ class NatsAuth:
         return cls(**{f.name: environ.get(f"TORUA_NATS_{f.name.upper()}", "") for f in fields(cls)})
 
     @classmethod
-    def discover(cls, role: str = "client", environ: Mapping[str, str] | None = None) -> "NatsAuth":
+    def discover(cls, role: str = "client", environ: Mapping[str, str] | None = None, url: str = "") -> "NatsAuth":
         """`from_env`; with no login there (user, token, nkey or creds), the key that
         `torua up` keeps for `role` in `$TORUA_DATA_DIR`, else ./torua-data
-        (torua.nats_keys), when there is one."""
+        (torua.nats_keys), when there is one; for a `tls://` `url` with no CA given,
+        the CA of `torua up --tls` there (torua.local_tls)."""
         environ = os.environ if environ is None else environ
         auth = cls.from_env(environ)
+        data_dir = environ.get("TORUA_DATA_DIR") or "./torua-data"
+        if url.startswith("tls://") and not auth.tls_ca:
+            ca = Path(data_dir) / "secrets" / "tls" / "ca.pem"
+            if ca.is_file():
+                auth = replace(auth, tls_ca=str(ca))
         if auth.user or auth.token or auth.nkey_seed or auth.creds:
             return auth
         from torua.nats_keys import discovered_seed
 
-        seed = discovered_seed(role, environ.get("TORUA_DATA_DIR") or "./torua-data")  # type: ignore[arg-type]
+        seed = discovered_seed(role, data_dir)  # type: ignore[arg-type]
         return replace(auth, nkey_seed=seed) if seed else auth
 
     def validate(self) -> None:

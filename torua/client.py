@@ -66,7 +66,7 @@ class Client:
         # nodes' --max-value-bytes (a node refuses more anyway)
         self.max_value_bytes = max_value_bytes
         # when not given: TORUA_NATS_USER, ..., else the client key of the `torua up` in ./torua-data
-        self.auth = auth if auth is not None else NatsAuth.discover("client")
+        self.auth = auth if auth is not None else NatsAuth.discover("client", url=nats_url)
         self._nc = nc
         self._own_connection = nc is None
         self._maps: MapCache | None = None

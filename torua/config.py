@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from torua import cluster_settings
 from torua.bus import NatsAuth, NatsAuthError
 from torua.kv_rules import DEFAULT_MAX_VALUE_BYTES, MAX_VALUE_BYTES_CEILING  # noqa: F401 (DEFAULT_MAX_VALUE_BYTES is imported from here)
 from torua.graph.rules import MAX_PROPERTIES_BYTES
+from torua.listen import server_tls
 from torua.protocol.subjects import valid_node_id
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
@@ -186,6 +188,8 @@ class GatewayConfig(Common):
     request_timeout: float = field(default=5.0, metadata={"help": "seconds a request may take, retries included, before 504; also how long its headers, then its body, may take to arrive (408)"})
     max_value_bytes: int = field(default=DEFAULT_MAX_VALUE_BYTES, metadata={"help": f"largest value accepted, 1 to {MAX_VALUE_BYTES_CEILING} (413 above it, before any node is asked); must fit the NATS server's max_payload"})
     max_import_bytes: int = field(default=DEFAULT_MAX_IMPORT_BYTES, metadata={"help": f"largest body of one graph import (NDJSON), 1 to {MAX_IMPORT_BYTES_CEILING} (413 above it, nothing applied); torua graph import sends a file in smaller requests"})
+    tls_cert: str = field(default="", metadata={"help": "serve HTTPS: the server certificate chain (PEM), with --tls-key"})
+    tls_key: str = field(default="", metadata={"help": "the key of --tls-cert (PEM)"})
 
     def validate(self) -> None:
         super().validate()
@@ -198,6 +202,17 @@ class GatewayConfig(Common):
         if self.request_timeout <= 0:
             raise ConfigError("request_timeout must be > 0")
         _check_max_value_bytes(self.max_value_bytes)
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ConfigError("tls_cert and tls_key go together")
+        if self.tls_cert:
+            try:
+                server_tls(self.tls_cert, self.tls_key)
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(f"tls_cert and tls_key cannot be used: {exc}") from None
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls_cert else "http"
 
 
 def _check_max_value_bytes(value: int) -> None:

@@ -455,3 +455,48 @@ def test_the_embedded_nats_takes_only_the_keys_of_the_data_dir_each_role_its_own
             open_up.kill_all()
     finally:
         up.kill_all()
+
+
+def test_up_with_tls_serves_https_and_tls_nats_that_clients_trust_through_its_ca(tmp_path):
+    """`torua up --tls`: a local CA in the data dir; the gateway answers HTTPS that a
+    client trusting the CA verifies (and plain HTTP not at all), the nats-server
+    takes TLS connections only, and the tools find the CA for a tls:// URL."""
+    import asyncio
+    import ssl
+
+    import nats
+
+    data_dir = tmp_path / "data"
+    up = Up(data_dir, free_port(), free_port(), "--tls")
+    try:
+        up.wait_ready()
+        ca = data_dir / "secrets" / "tls" / "ca.pem"
+        assert f"HTTP API  https://127.0.0.1:{up.http_port}   (TLS: trust {ca}" in up.output
+        assert f"NATS      tls://127.0.0.1:{up.nats_port}" in up.output
+        trusting = ssl.create_default_context(cafile=str(ca))
+        with urllib.request.urlopen(f"https://127.0.0.1:{up.http_port}/cluster/health", timeout=10, context=trusting) as resp:
+            assert json.loads(resp.read())["status"] == "green"
+        with pytest.raises(urllib.error.URLError, match="CERTIFICATE_VERIFY_FAILED"):
+            urllib.request.urlopen(f"https://127.0.0.1:{up.http_port}/cluster/health", timeout=10, context=ssl.create_default_context())
+        with pytest.raises((urllib.error.URLError, ConnectionError, http_client_errors())):
+            urllib.request.urlopen(f"http://127.0.0.1:{up.http_port}/cluster/health", timeout=10)
+
+        async def plain() -> None:
+            await nats.connect(f"nats://127.0.0.1:{up.nats_port}", allow_reconnect=False, connect_timeout=5, max_reconnect_attempts=0,
+                               nkeys_seed=str(data_dir / "secrets" / "nats-client.nk"))
+
+        with pytest.raises(Exception):
+            asyncio.run(plain())
+        env = {**os.environ, "TORUA_DATA_DIR": str(data_dir), "TORUA_NATS_URL": f"tls://127.0.0.1:{up.nats_port}"}
+        put = subprocess.run(torua_command() + ["kv", "put", "over-tls", "yes"], capture_output=True, text=True, timeout=60, env=env)
+        assert put.returncode == 0, put
+        assert subprocess.run(torua_command() + ["kv", "get", "over-tls"], capture_output=True, timeout=60, env=env).stdout == b"yes"
+        assert up.stop() == 0
+    finally:
+        up.kill_all()
+
+
+def http_client_errors() -> type[Exception]:
+    import http.client
+
+    return http.client.HTTPException

@@ -31,7 +31,7 @@ from torua.routing import MapCache
 
 async def run_status(args) -> int:
     try:
-        nc = await connect(args.nats_url, "torua-status", timeout=5, auth=NatsAuth.discover("client"))
+        nc = await connect(args.nats_url, "torua-status", timeout=5, auth=NatsAuth.discover("client", url=args.nats_url))
     except NatsUnreachable as exc:
         print(f"torua status: {exc}", file=sys.stderr)
         return 1

@@ -22,6 +22,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -30,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from torua import dir_lock, nats_keys
+from torua import dir_lock, local_tls, nats_keys
 from torua.cli import readiness
 from torua.cli.up_plan import (
     ChildSpec,
@@ -40,6 +41,7 @@ from torua.cli.up_plan import (
     found_nodes,
     nodes_to_start,
     plan_children,
+    with_local_tls,
     with_nats_keys,
 )
 from torua.ports import port_free
@@ -80,9 +82,10 @@ def torua_command() -> list[str]:
     return [sys.executable, "-m", "torua"]
 
 
-def nats_config(data_dir: Path, port: int, authorization: bool = False) -> Path:
+def nats_config(data_dir: Path, port: int, authorization: bool = False, tls: "local_tls.LocalTls | None" = None) -> Path:
     """`<data dir>/nats/nats.conf`; with `authorization`, it includes the users of the
-    data dir's keys (`auth.conf`, torua.nats_keys) and every connection must be one."""
+    data dir's keys (`auth.conf`, torua.nats_keys) and every connection must be one;
+    with `tls`, every connection is TLS with that certificate."""
     nats_dir = data_dir / "nats"
     nats_dir.mkdir(parents=True, exist_ok=True)
     conf = nats_dir / "nats.conf"
@@ -96,6 +99,7 @@ jetstream {{
 }}
 """
         + (f'include "{nats_keys.AUTH_CONF}"\n' if authorization else "")
+        + (f'tls {{\n  cert_file: "{tls.cert.resolve()}"\n  key_file: "{tls.key.resolve()}"\n}}\n' if tls else "")
     )
     return conf
 
@@ -134,12 +138,18 @@ class LocalCluster:
         self.children: list[Child] = []
         self.stopping = False
         self.lock: dir_lock.DirLock | None = None
-        self.nats_url = args.nats_url or f"nats://127.0.0.1:{args.nats_port}"
+        self.tls: local_tls.LocalTls | None = None  # with --tls, once made
+        embedded_tls = getattr(args, "tls", False) and not args.nats_url
+        self.nats_url = args.nats_url or f"{'tls' if embedded_tls else 'nats'}://127.0.0.1:{args.nats_port}"
         self.nodes: dict[str, Path] = {}
         self.found: list[str] = []  # nodes started because their directory is in the data dir
         self.running_elsewhere: dict[str, str] = {}  # node id -> who holds its directory (not ours)
         self.specs: list[ChildSpec] = []
         self._reported: set[int] = set()
+
+    @property
+    def base_url(self) -> str:
+        return f"{'https' if getattr(self.args, 'tls', False) else 'http'}://{self.args.host}:{self.args.port}"
 
     @property
     def log_dir(self) -> Path:
@@ -204,8 +214,11 @@ class LocalCluster:
             nats_keys.ensure_seed(self.data_dir, "client")
             nats_keys.write_auth_conf(self.data_dir)
             self.specs = with_nats_keys(self.specs, self.data_dir)
+        if getattr(a, "tls", False):
+            self.tls = local_tls.ensure_local_tls(self.data_dir, [a.host, socket.gethostname()])
+            self.specs = with_local_tls(self.specs, self.tls, nats=not a.nats_url)
         if not a.nats_url:
-            conf = nats_config(self.data_dir, a.nats_port, authorization=self.secured)
+            conf = nats_config(self.data_dir, a.nats_port, authorization=self.secured, tls=self.tls)
             # nats-server holds the data dir's lock too: its JetStream store stays taken
             # until it has ended, even if this process is killed first
             assert self.lock is not None
@@ -225,7 +238,7 @@ class LocalCluster:
         lines = [
             f"Torua {a.nodes} nodes, {a.shards} shards, {a.replicas} cop{'y' if a.replicas == 1 else 'ies'} of each, "
             f"{a.coordinators} coordinator{'s' if a.coordinators != 1 else ''}",
-            f"  HTTP API  http://{a.host}:{a.port}",
+            f"  HTTP API  {self.base_url}" + (f"   (TLS: trust {self.tls.ca}, e.g. curl --cacert)" if self.tls else ""),
             f"  NATS      {self.nats_url}   (NATS API: torua.api.kv.*, torua.api.graph.*, ...)",
             *self._nats_key_lines(),
             f"  data      {self.data_dir}",
@@ -312,7 +325,8 @@ class LocalCluster:
 
     def _get(self, path: str) -> dict[str, Any] | None:
         try:
-            with urllib.request.urlopen(f"http://{self.args.host}:{self.args.port}{path}", timeout=1) as resp:
+            context = ssl.create_default_context(cafile=str(self.tls.ca)) if self.tls else None
+            with urllib.request.urlopen(f"{self.base_url}{path}", timeout=1, context=context) as resp:
                 return json.loads(resp.read())
         except Exception:
             return None
@@ -340,7 +354,7 @@ class LocalCluster:
         lines = [f"torua up: the cluster is not ready after {waited:g}s (still running; Ctrl-C stops everything)"]
         if health is None:
             gateway = next((c for c in self.children if c.name == "gateway"), None)
-            lines.append(f"  the gateway at http://{self.args.host}:{self.args.port} does not answer" + (self._exit_detail(gateway) if gateway else ""))
+            lines.append(f"  the gateway at {self.base_url} does not answer" + (self._exit_detail(gateway) if gateway else ""))
         else:
             lines.append("  " + readiness.health_line(health))
             if not health.get("shards_total"):

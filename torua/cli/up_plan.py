@@ -159,6 +159,18 @@ def with_nats_keys(specs: list[ChildSpec], data_dir: Path) -> list[ChildSpec]:
     ]
 
 
+def with_local_tls(specs: list[ChildSpec], tls: Any, nats: bool) -> list[ChildSpec]:
+    """The gateway serving HTTPS with the data dir's certificate (torua.local_tls), and
+    with `nats` (the embedded server speaks TLS) every process trusting its CA."""
+    out = []
+    for s in specs:
+        args = s.args + (("--nats-tls-ca", str(tls.ca)) if nats else ())
+        if s.role == "gateway":
+            args += ("--tls-cert", str(tls.cert), "--tls-key", str(tls.key))
+        out.append(ChildSpec(s.name, s.role, args, s.metrics_port, s.node_id))
+    return out
+
+
 def check_children(specs: list[ChildSpec], environ: Mapping[str, str] | None = None) -> list[Any]:
     """Each process's configuration, built from its command line as it will build it;
     `ConfigError` for the first value one of them would refuse."""

@@ -34,7 +34,7 @@ from torua.gateway.graphs import GraphEndpoints
 from torua.graph.catalog_store import GraphCatalog
 from torua.kv_rules import DEFAULT_CONTENT_TYPE  # noqa: F401 (imported from here)
 from torua.kv_rules import servable_content_type, shard_for_key, validate_content_type, validate_key, validate_prefix, validate_put
-from torua.listen import listen
+from torua.listen import listen, server_tls
 from torua.listing import list_keys
 from torua.metrics import GatewayMetrics, metrics_server
 from torua.protocol import subjects
@@ -466,8 +466,9 @@ async def run_gateway(config: GatewayConfig, stop: StopRequest) -> None:
                 shutdown_timeout=config.request_timeout + 1,
             )
             await runner.setup()
-            await listen(runner, config.host, config.port, "REST API", "--port")
-            log.info("REST API on http://%s:%d (OpenAPI at http://%s:%d/openapi.json)", config.host, config.port, config.host, config.port)
+            await listen(runner, config.host, config.port, "REST API", "--port", server_tls(config.tls_cert, config.tls_key))
+            base = f"{config.scheme}://{config.host}:{config.port}"
+            log.info("REST API on %s (OpenAPI at %s/openapi.json)", base, base)
         async with metrics_server(gateway.metrics.registry, config.metrics_host, config.metrics_port):
             await stop.wait()
     except Stopped:
