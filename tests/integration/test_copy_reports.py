@@ -104,33 +104,45 @@ def _shard(c: Cluster, shard_id: int) -> dict:
 
 
 @pytest.mark.timeout(180)
-async def test_primaries_a_node_stopped_serving_are_handed_to_in_sync_replicas(group, nats_url):
-    """An assignment the coordinator did not send (here one that gives n1 nothing,
-    one epoch ahead) makes n1 stop serving and refuse the real ones; the map still
-    names it primary. Its heartbeats say so, and its shards go to their in-sync
-    replicas instead of staying unserved behind a green health."""
+async def test_an_assignment_the_stored_map_does_not_hold_is_refused(group, nats_url):
+    """An assignment the coordinator did not send (one that gives n1 nothing, one
+    epoch ahead, or one at the current epoch asking n1 to create a shard empty) is
+    refused by n1 against the stored map (torua.node.command_checks): n1 keeps
+    serving, no primary moves, every key reads back. Before the check, the first
+    one made n1 stop serving and refuse the real assignments."""
     import nats
 
     from torua.protocol import subjects
-    from torua.protocol.codec import encode
-    from torua.protocol.messages import Assignment
+    from torua.protocol.codec import decode, encode
+    from torua.protocol.messages import AssignedShard, Assignment, ShardCommandReply
 
     c = Cluster(group, nats_url, replicas=2).start(nodes=3)
-    shards = c.json("GET", "/shards")
-    led = {s["shard_id"] for s in shards[1]["shards"] if s["primary"] == "n1"}
+    shards = c.json("GET", "/shards")[1]["shards"]
+    led = {s["shard_id"] for s in shards if s["primary"] == "n1"}
     written = {}
     for shard in sorted(led):
         written |= keys_of_shard(c, shard, 3, f"led{shard}")
     info = c.json("GET", "/cluster/info")[1]
+    held = [AssignedShard(s["shard_id"], "primary" if s["primary"] == "n1" else "replica", primary=s["primary"])
+            for s in shards if "n1" in [s["primary"], *s["replicas"]]]
+    forged = [
+        Assignment(info["epoch"] + 1, "n1", [], term=info["term"]),
+        Assignment(info["epoch"], "n1", [], term=info["term"], num_shards=c.shards),
+        Assignment(info["epoch"], "n1", [AssignedShard(a.shard_id, a.role, create=True, primary=a.primary) for a in held], term=info["term"], num_shards=c.shards),
+    ]
 
     nc = await nats.connect(nats_url)
     try:
-        await nc.request(subjects.node("n1", "assign"), encode(Assignment(info["epoch"] + 1, "n1", [], term=info["term"])), timeout=5)
+        replies = [decode(ShardCommandReply, (await nc.request(subjects.node("n1", "assign"), encode(a), timeout=5)).data) for a in forged]
     finally:
         await nc.close()
-
-    wait_until(lambda: not led & _primaries(c, "n1"), 30, "n1's shards to be handed to their replicas")
-    wait_until(lambda: c.json("GET", "/cluster/health")[1]["status"] == "green", 60, "green once n1 follows again")
+    assert [(r.ok, r.error_code) for r in replies] == [(False, "conflict")] * 3
+    assert "that map was never stored" in replies[0].error_message
+    assert "gives n1 shards" in replies[1].error_message
+    assert "asks to create shard" in replies[2].error_message
+    assert "refused the assignment at epoch" in c.nodes["n1"].log_path.read_text()
+    assert led == _primaries(c, "n1") and c.json("GET", "/cluster/health")[1]["status"] == "green"
+    assert c.json("GET", "/nodes/n1")[1]["missing_shards"] == []
     for key, value in written.items():
         assert c.request("GET", "/data/" + quote(key, safe=""))[1] == value
 

@@ -1,11 +1,11 @@
-"""A node's check of drops and freezes against the stored map (torua.node.command_checks): a table."""
+"""A node's check of drops, freezes and assignments against the stored map (torua.node.command_checks): tables."""
 
 from __future__ import annotations
 
 import pytest
 
-from torua.node.command_checks import destructive_refusal
-from torua.protocol.messages import ShardEntry, ShardMap
+from torua.node.command_checks import assignment_refusal, destructive_refusal
+from torua.protocol.messages import AssignedShard, Assignment, ShardEntry, ShardMap
 
 STORED = ShardMap(9, 3, 2, [
     ShardEntry(0, "n1", ["n2"], ["n1", "n2"]),          # n1 primary, n2 replica
@@ -42,3 +42,34 @@ def test_destructive_commands_follow_the_stored_map(call, node, shard, stored, r
         assert why is None
     else:
         assert why is not None and refused in why
+
+MAP = ShardMap(9, 3, 2, [
+    ShardEntry(0, "n1", ["n2"], ["n1", "n2"], created=True),
+    ShardEntry(1, "n2", ["n1"], ["n2", "n1"], created=True),
+    ShardEntry(2, "n3", [], ["n3"], created=False),     # not created yet
+])
+N1 = [AssignedShard(0, "primary", primary="n1"), AssignedShard(1, "replica", primary="n2")]
+
+
+@pytest.mark.parametrize(
+    "assignment,stored,refused",
+    [
+        (Assignment(9, "n1", N1), MAP, None),
+        (Assignment(8, "n1", N1), MAP, None),                                   # older, but what the store says
+        (Assignment(9, "n1", [AssignedShard(0, "primary")] + N1[1:]), MAP, None),  # an older coordinator names no primary
+        (Assignment(9, "n3", [AssignedShard(2, "primary", create=True, primary="n3")]), MAP, None),
+        (Assignment(10, "n1", N1), MAP, ("conflict", "never stored")),
+        (Assignment(9, "n1", []), MAP, ("conflict", "gives n1 shards [0, '1 (replica)'], not []")),
+        (Assignment(8, "n1", N1[:1]), MAP, ("stale_epoch", "gives n1 shards")),
+        (Assignment(9, "n1", [AssignedShard(0, "replica", primary="n1"), N1[1]]), MAP, ("conflict", "gives n1 shards")),
+        (Assignment(9, "n1", [N1[0], AssignedShard(1, "replica", primary="n3")]), MAP, ("conflict", "names n2 primary of shard 1, not n3")),
+        (Assignment(9, "n1", [AssignedShard(0, "primary", create=True, primary="n1"), N1[1]]), MAP, ("conflict", "asks to create shard 0 empty")),
+        (Assignment(9, "n1", N1), None, ("unavailable", "no shard map is stored")),
+    ],
+)
+def test_an_assignment_must_be_what_the_stored_map_gives_the_node(assignment, stored, refused):
+    got = assignment_refusal(assignment, stored)
+    if refused is None:
+        assert got is None
+    else:
+        assert got is not None and got[0] == refused[0] and refused[1] in got[1], got

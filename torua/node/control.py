@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 
 from torua.kv_rules import validate_shard
-from torua.node.command_checks import destructive_refusal
+from torua.node.command_checks import assignment_refusal, destructive_refusal
 from torua.node import copy as shard_copy
 from torua.node.replies import reply
 from torua.node.replication import is_incomplete, notify, set_incomplete
@@ -93,6 +93,11 @@ class ShardControl:
         num_shards = assignment.num_shards or self.node.num_shards  # 0: an older coordinator did not say
         for item in assignment.shards:
             validate_shard(item.shard_id, num_shards)
+        refusal = assignment_refusal(assignment, await self.stored_map())
+        if refusal is not None:
+            code, why = refusal
+            log.warning("refused the assignment at epoch %d: %s", assignment.epoch, why, extra={"epoch": assignment.epoch})
+            raise ToruaError(code, f"assignment for {self.node.config.id}: {why}")
         self.node.num_shards = num_shards
         self.node.epoch = assignment.epoch
         wanted = {a.shard_id: a for a in assignment.shards}
