@@ -188,6 +188,7 @@ class GatewayConfig(Common):
     request_timeout: float = field(default=5.0, metadata={"help": "seconds a request may take, retries included, before 504; also how long its headers, then its body, may take to arrive (408)"})
     max_value_bytes: int = field(default=DEFAULT_MAX_VALUE_BYTES, metadata={"help": f"largest value accepted, 1 to {MAX_VALUE_BYTES_CEILING} (413 above it, before any node is asked); must fit the NATS server's max_payload"})
     max_import_bytes: int = field(default=DEFAULT_MAX_IMPORT_BYTES, metadata={"help": f"largest body of one graph import (NDJSON), 1 to {MAX_IMPORT_BYTES_CEILING} (413 above it, nothing applied); torua graph import sends a file in smaller requests"})
+    audit_log: str = field(default="", metadata={"help": "also append each admin call's audit line (JSON) to this file; they are always in the log (logger torua.audit)"})
     tls_cert: str = field(default="", metadata={"help": "serve HTTPS: the server certificate chain (PEM), with --tls-key"})
     tls_key: str = field(default="", metadata={"help": "the key of --tls-cert (PEM)"})
 

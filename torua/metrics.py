@@ -99,6 +99,10 @@ class GatewayMetrics:
             "torua_gateway_nats_requests", "NATS API requests answered, by operation and outcome (ok or the error code)",
             ["op", "outcome"], registry=self.registry,
         )
+        self.admin_calls = Counter(
+            "torua_gateway_admin_calls", "admin calls (torua.gateway.audit), by operation and outcome (ok or the error code)",
+            ["op", "outcome"], registry=self.registry,
+        )
         self.nats_seconds = Histogram(
             "torua_gateway_nats_request_duration_seconds", "NATS API request latency, by operation", ["op"],
             buckets=LATENCY_BUCKETS, registry=self.registry,

@@ -24,7 +24,9 @@ from typing import Any, Literal, Mapping
 from torua.gateway.params import (
     Boolean, In, Integer, JsonObject, Key, Ndjson, Number, Numbers, Param, Schema, Text, TextList, Value, VertexId, VertexIds, expected_fields,
 )
+from torua.gateway.audit import ADMIN_OPERATIONS
 from torua.graph import rules as graph_rules
+from torua.protocol.errors import ToruaError
 from torua.kv_rules import MAX_LIMIT
 
 # Shard numbers fit msgpack's integers with room to spare (a cluster has at most 4096).
@@ -167,13 +169,26 @@ class Endpoint:
         return frozenset(p.name for p in fields), expected_fields([p.name for p in fields if p.required], [p.name for p in fields if not p.required])
 
 
-async def call(gateway: Any, endpoint: Endpoint, kwargs: Mapping[str, Any]) -> Any:
+async def call(gateway: Any, endpoint: Endpoint, kwargs: Mapping[str, Any], who: str = "") -> Any:
     """Run `endpoint`'s Gateway method with the arguments `bind` checked (it may be a plain
-    function), each under its param's `argument` name."""
+    function), each under its param's `argument` name. An admin operation
+    (torua.gateway.audit) is recorded with `who` asked and how it ended."""
     assert endpoint.call is not None, f"{endpoint.name} is served by the front-end itself"
     renamed = {p.name: p.argument for p in endpoint.params}
-    result = getattr(gateway, endpoint.call)(**{renamed.get(name, name): value for name, value in kwargs.items()})
-    return await result if inspect.isawaitable(result) else result
+    if endpoint.name not in ADMIN_OPERATIONS:
+        result = getattr(gateway, endpoint.call)(**{renamed.get(name, name): value for name, value in kwargs.items()})
+        return await result if inspect.isawaitable(result) else result
+    outcome = "internal"
+    try:
+        result = getattr(gateway, endpoint.call)(**{renamed.get(name, name): value for name, value in kwargs.items()})
+        result = await result if inspect.isawaitable(result) else result
+        outcome = "ok"
+        return result
+    except ToruaError as exc:
+        outcome = exc.code
+        raise
+    finally:
+        gateway.audited(endpoint.name, kwargs, who, outcome)
 
 
 # ------------------------------------------------------------------ inputs

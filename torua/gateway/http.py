@@ -312,7 +312,7 @@ def route_handler(endpoint: Endpoint, route: Route) -> Handler:
             data = {} if optional_body and not request.body_exists else await read_json_object(request, endpoint.max_json_body)
             check_fields(data, fields, expected)
             values.update(data)
-        result = await call(_gw(request), endpoint, bind(endpoint.params, values, from_text, route.fixed))
+        result = await call(_gw(request), endpoint, bind(endpoint.params, values, from_text, route.fixed), who=request.remote or "")
         if reply.kind == "empty":
             return web.Response(status=status)
         if reply.kind == "value":

@@ -137,7 +137,7 @@ def nats_handler(endpoint: Endpoint) -> Handler:
             values = {p.name: body.get(p.nats_name) for p in endpoint.params}
             values.update((p.name, value_of(body, as_json, p.nats_name)) for p in values_in)
         kwargs = bind(endpoint.params, values)
-        result = await call(gw, endpoint, kwargs)
+        result = await call(gw, endpoint, kwargs, who="nats")
         if endpoint.reply.kind == "empty":
             return {"ok": True}
         if endpoint.reply.kind == "value":

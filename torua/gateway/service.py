@@ -17,7 +17,7 @@ import dataclasses
 import datetime
 import logging
 import time
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Mapping, TypeVar
 
 from aiohttp import web
 from nats.aio.client import Client as NATS
@@ -34,6 +34,7 @@ from torua.gateway.graphs import GraphEndpoints
 from torua.graph.catalog_store import GraphCatalog
 from torua.kv_rules import DEFAULT_CONTENT_TYPE  # noqa: F401 (imported from here)
 from torua.kv_rules import servable_content_type, shard_for_key, validate_content_type, validate_key, validate_prefix, validate_put
+from torua.gateway.audit import AuditTrail
 from torua.listen import listen, server_tls
 from torua.listing import list_keys
 from torua.metrics import GatewayMetrics, metrics_server
@@ -159,6 +160,12 @@ class Gateway(GraphEndpoints):
         self.graphs = GraphCatalog(nc)
         self.started_at = time.time()
         self.metrics = GatewayMetrics(self.maps.epoch)
+        self.audit = AuditTrail(config.audit_log)
+
+    def audited(self, op: str, arguments: Mapping[str, Any], who: str, outcome: str) -> None:
+        """An admin call has ended (torua.gateway.audit): its line in the trail, and counted."""
+        self.audit.record(op, arguments, who, outcome)
+        self.metrics.admin_calls.labels(op, outcome).inc()
 
     async def start(self) -> None:
         await self.maps.start()
