@@ -49,12 +49,16 @@ class MapCache:
         self._sub = None
         self._kv = None
         self._changed = asyncio.Event()
+        self._wanted: ShardMap | None = None  # the highest announced map not yet found in the store
+        self._following: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self._sub = await self._nc.subscribe(subjects.MAP_ANNOUNCE, cb=self._on_announce)
         await self.refresh()
 
     async def stop(self) -> None:
+        if self._following is not None:
+            self._following.cancel()
         if self._sub is not None:
             try:
                 await self._sub.unsubscribe()
@@ -80,18 +84,33 @@ class MapCache:
         except ToruaError as exc:
             log.warning("ignoring malformed shard map on %s: %s", msg.subject, exc.message)
             return
-        # A replica of the bucket may not have the write yet: read again a few times.
-        for pause in (0.0, *ANNOUNCED_READ_PAUSES):
-            if pause:
-                await asyncio.sleep(pause)
-            if announced.epoch <= self.epoch():
-                return
-            await self.refresh()
-        if self.epoch() < announced.epoch:
-            log.warning(
-                "ignoring a shard map announced at epoch %d (leader %s, term %d) that the store does not hold (it holds epoch %d)",
-                announced.epoch, announced.leader, announced.term, self.epoch(),
-            )
+        if announced.epoch <= self.epoch():
+            return
+        if self._wanted is None or announced.epoch > self._wanted.epoch:
+            self._wanted = announced
+        # One reader at a time, whatever the rate of announcements (a flood of forged ones
+        # costs a few reads, not one read loop each).
+        if self._following is None or self._following.done():
+            self._following = asyncio.ensure_future(self._follow())
+
+    async def _follow(self) -> None:
+        """Read the store until it holds the highest epoch announced; a replica of the
+        bucket may not have the write yet, so read again a few times."""
+        try:
+            for pause in (0.0, *ANNOUNCED_READ_PAUSES):
+                if pause:
+                    await asyncio.sleep(pause)
+                if self._wanted is None or self._wanted.epoch <= self.epoch():
+                    return
+                await self.refresh()
+            wanted = self._wanted
+            if wanted is not None and wanted.epoch > self.epoch():
+                log.warning(
+                    "ignoring a shard map announced at epoch %d (leader %s, term %d) that the store does not hold (it holds epoch %d)",
+                    wanted.epoch, wanted.leader, wanted.term, self.epoch(),
+                )
+        finally:
+            self._wanted = None
 
     async def refresh(self) -> None:
         """Read the map from JetStream; concurrent callers share one read."""
