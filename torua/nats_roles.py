@@ -154,8 +154,8 @@ DEPLOY_HEADER = """\
 DEPLOY_NODES = ("n1", "n2", "n3", "n4")
 
 
-def deploy_auth_conf() -> str:
-    """`deploy/nats/auth.conf`: users coordinator, n1..n4, gateway and client, with
+def deploy_users() -> list[NatsUser]:
+    """The users of `deploy/nats/auth.conf`: coordinator, n1..n4, gateway and client, with
     passwords from the server's environment (one shared by the nodes)."""
     users = [NatsUser("coordinator", user="coordinator", password="$TORUA_COORDINATOR_PASSWORD")]
     users += [NatsUser("node", n, user=n, password="$TORUA_NODE_PASSWORD") for n in DEPLOY_NODES]
@@ -163,7 +163,12 @@ def deploy_auth_conf() -> str:
         NatsUser("gateway", user="gateway", password="$TORUA_GATEWAY_PASSWORD"),
         NatsUser("client", user="client", password="$TORUA_CLIENT_PASSWORD"),
     ]
-    return DEPLOY_HEADER + render_authorization(users)
+    return users
+
+
+def deploy_auth_conf() -> str:
+    """`deploy/nats/auth.conf`, word for word."""
+    return DEPLOY_HEADER + render_authorization(deploy_users())
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from torua.config import ConfigError, CoordinatorConfig, GatewayConfig, NodeConf
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 ROLES = {"coordinator": CoordinatorConfig, "node": NodeConfig, "gateway": GatewayConfig}
-NATS_CONF_IN_IMAGE = "/etc/torua/nats/cluster.conf"
+NATS_CONF_IN_IMAGE = "/etc/torua/nats/cluster-auth.conf"  # cluster.conf and auth.conf
 
 
 def _compose_command() -> list[str] | None:
@@ -112,14 +112,17 @@ def test_ids_are_unique_and_each_node_has_its_own_volume(services):
 
 def test_the_nats_servers_route_to_each_other(services):
     servers = nats_servers(services)
-    conf = (ROOT / "deploy/nats/cluster.conf").read_text()
+    conf = "".join((ROOT / "deploy/nats" / f).read_text() for f in ("cluster.conf", "auth.conf"))
+    assert 'include "cluster.conf"' in (ROOT / "deploy/nats/cluster-auth.conf").read_text()
     needed = set(re.findall(r"\$(TORUA_[A-Z0-9_]+)", conf))
     assert "COPY deploy/nats /etc/torua/nats" in (ROOT / "Dockerfile").read_text()
     for name, s in servers.items():
         argv = _argv(s.get("command"))
         assert argv[argv.index("-c") + 1] == NATS_CONF_IN_IMAGE, name
         env = _env(s)
-        assert needed <= set(env), f"{name} leaves {sorted(needed - set(env))} of cluster.conf unset"
+        assert needed <= set(env), f"{name} leaves {sorted(needed - set(env))} of cluster.conf and auth.conf unset"
+        for var in (v for v in needed if v.endswith("_PASSWORD")):
+            assert env[var] == f"${{{var}:?set the four TORUA_*_PASSWORD variables (see the top of docker-compose.yml)}}", (name, var)
         assert env["TORUA_NATS_NAME"] == name and env["TORUA_NATS_CLUSTER_ADVERTISE"] == f"{name}:6222"
         routes = {urlparse(env[k]).hostname for k in ("TORUA_NATS_ROUTE_1", "TORUA_NATS_ROUTE_2")}
         assert routes == set(servers) - {name}, f"{name} routes to {routes}"
@@ -162,3 +165,15 @@ def test_the_sample_prometheus_config_scrapes_every_process_of_the_compose_file(
     (gateway_name, gateway), = of_role(services, "gateway").items()
     expected.add(f"{gateway_name}:{gateway.port}")  # the gateway serves /metrics on its REST port
     assert targets == expected
+
+
+def test_every_torua_process_logs_in_as_its_role(services):
+    """Security on: each process has the user of deploy/nats/auth.conf for its role, with
+    that user's password variable, which compose requires to be set."""
+    from torua.nats_roles import deploy_users
+
+    users = {u.user: u for u in deploy_users()}
+    for name, (role, config) in torua_configs(services).items():
+        user = users[config.nats_user]
+        assert user.role == role and user.node_id == (config.id if role == "node" else ""), name
+        assert config.nats_password == "${" + user.password.lstrip("$") + ":?set the four TORUA_*_PASSWORD variables (see the top of docker-compose.yml)}", name
