@@ -148,3 +148,20 @@ def test_children_of_a_secured_up_get_their_own_key_and_no_login_from_the_enviro
     env = {"TORUA_NATS_USER": "u", "TORUA_NATS_PASSWORD": "p", "TORUA_NATS_CREDS": "c", "TORUA_NATS_TLS_CA": "ca", "PATH": os.defpath}
     assert child_environment(env, secured=True) == {"TORUA_NATS_TLS_CA": "ca", "PATH": os.defpath}
     assert child_environment(env, secured=False) == env
+
+
+def test_torua_auth_nats_prints_a_key_and_refuses_what_it_cannot_make(tmp_path, capsys):
+    from torua.cli.main import main
+
+    assert main(["auth", "nats", "client", "--data-dir", str(tmp_path)]) == 2  # no torua up ran here
+    assert "is not the data dir of a torua up" in capsys.readouterr().err
+    (tmp_path / "nats").mkdir()
+    assert main(["auth", "nats", "node", "--data-dir", str(tmp_path)]) == 2
+    assert "needs a node id" in capsys.readouterr().err
+    assert main(["auth", "nats", "node", "n4", "--data-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr()
+    assert out.out.strip() == str((tmp_path / "secrets" / "nats-node-n4.nk").resolve())
+    assert "no nats-server of" in out.err  # none runs: the next torua up takes it
+    assert 'nkey: "' in (tmp_path / "nats" / "auth.conf").read_text()
+    assert main(["auth", "nats", "node", "n4", "--data-dir", str(tmp_path)]) == 0  # again: the same key, nothing new
+    assert capsys.readouterr().err == ""
