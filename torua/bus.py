@@ -65,15 +65,21 @@ class NatsAuth:
         auth = cls.from_env(environ)
         data_dir = environ.get("TORUA_DATA_DIR") or "./torua-data"
         if url.startswith("tls://") and not auth.tls_ca:
-            ca = Path(data_dir) / "secrets" / "tls" / "ca.pem"
-            if ca.is_file():
+            from torua.local_tls import ca_file
+
+            if (ca := ca_file(Path(data_dir))).is_file():
                 auth = replace(auth, tls_ca=str(ca))
-        if auth.user or auth.token or auth.nkey_seed or auth.creds:
+        if auth.has_login:
             return auth
         from torua.nats_keys import discovered_seed
 
         seed = discovered_seed(role, data_dir)  # type: ignore[arg-type]
         return replace(auth, nkey_seed=seed) if seed else auth
+
+    @property
+    def has_login(self) -> bool:
+        """A user, token, nkey or creds file is given (TLS alone is no login)."""
+        return bool(self.user or self.token or self.nkey_seed or self.creds)
 
     def validate(self) -> None:
         kinds = [k for k, on in (("user", self.user), ("token", self.token), ("nkey_seed", self.nkey_seed), ("creds", self.creds)) if on]
@@ -178,7 +184,7 @@ def login_hint(auth: NatsAuth) -> str:
     >>> login_hint(NatsAuth())
     'no credentials were given: set TORUA_NATS_NKEY_SEED or another TORUA_NATS_* login (a process: --nats-nkey-seed, ...); a torua up cluster keeps its keys in <data dir>/secrets, where torua.Client and the torua tools find them from the directory torua up ran in, or with TORUA_DATA_DIR'
     """
-    if auth.user or auth.token or auth.nkey_seed or auth.creds:
+    if auth.has_login:
         used = auth.nkey_seed or auth.creds or ("user " + auth.user if auth.user else "a token")
         return f"the server refused {used}"
     return ("no credentials were given: set TORUA_NATS_NKEY_SEED or another TORUA_NATS_* login (a process: --nats-nkey-seed, ...); "

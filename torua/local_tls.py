@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +23,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from torua.secret_files import private_dir, write_file
 
 TLS_DIR = "tls"  # under <data dir>/secrets/
 CA_DAYS = 3650
@@ -39,6 +40,11 @@ class LocalTls:
 
 def tls_dir(data_dir: Path) -> Path:
     return Path(data_dir) / "secrets" / TLS_DIR
+
+
+def ca_file(data_dir: Path) -> Path:
+    """The CA certificate clients of a `torua up --tls` trust."""
+    return tls_dir(data_dir) / "ca.pem"
 
 
 def host_names(hosts: list[str]) -> list[x509.GeneralName]:
@@ -62,11 +68,9 @@ def host_names(hosts: list[str]) -> list[x509.GeneralName]:
 def ensure_local_tls(data_dir: Path, hosts: list[str], now: datetime.datetime | None = None) -> LocalTls:
     """The data dir's CA and server certificate for `hosts`, made or renewed as needed."""
     now = now or datetime.datetime.now(datetime.timezone.utc)
-    directory = tls_dir(data_dir)
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(directory.parent, 0o700)
-    os.chmod(directory, 0o700)
-    found = LocalTls(directory / "ca.pem", directory / "server.pem", directory / "server-key.pem")
+    private_dir(tls_dir(data_dir).parent)
+    directory = private_dir(tls_dir(data_dir))
+    found = LocalTls(ca_file(data_dir), directory / "server.pem", directory / "server-key.pem")
     ca_key_path = directory / "ca-key.pem"
     if not (found.ca.exists() and ca_key_path.exists()):
         ca_key = ec.generate_private_key(ec.SECP256R1())
@@ -81,8 +85,8 @@ def ensure_local_tls(data_dir: Path, hosts: list[str], now: datetime.datetime | 
                                          encipher_only=False, decipher_only=False), critical=True)
             .sign(ca_key, hashes.SHA256())
         )
-        _write(ca_key_path, _key_pem(ca_key), private=True)
-        _write(found.ca, ca_cert.public_bytes(serialization.Encoding.PEM))
+        write_file(ca_key_path, _key_pem(ca_key))
+        write_file(found.ca, ca_cert.public_bytes(serialization.Encoding.PEM), private=False)
         found.cert.unlink(missing_ok=True)
     ca_cert = x509.load_pem_x509_certificate(found.ca.read_bytes())
     ca_key = serialization.load_pem_private_key(ca_key_path.read_bytes(), password=None)
@@ -100,8 +104,8 @@ def ensure_local_tls(data_dir: Path, hosts: list[str], now: datetime.datetime | 
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
         )
-        _write(found.key, _key_pem(key), private=True)
-        _write(found.cert, cert.public_bytes(serialization.Encoding.PEM))
+        write_file(found.key, _key_pem(key))
+        write_file(found.cert, cert.public_bytes(serialization.Encoding.PEM), private=False)
     return found
 
 
@@ -117,13 +121,3 @@ def _covers(path: Path, wanted: list[x509.GeneralName], now: datetime.datetime) 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
 
-
-def _write(path: Path, data: bytes, private: bool = False) -> None:
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)

@@ -26,6 +26,7 @@ import psutil
 
 from torua.nats_roles import ROLES, NatsUser, Role, render_authorization
 from torua.protocol.subjects import valid_node_id
+from torua.secret_files import private_dir, write_file
 
 SECRETS_DIR = "secrets"
 AUTH_CONF = "auth.conf"  # in <data dir>/nats/, included by nats.conf
@@ -62,20 +63,11 @@ def seed_path(data_dir: Path, role: Role, node_id: str = "") -> Path:
 def ensure_seed(data_dir: Path, role: Role, node_id: str = "") -> Path:
     """The seed file of `role`, made (mode 0600, in a 0700 directory) if there is none."""
     path = seed_path(data_dir, role, node_id)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(path.parent, 0o700)
+    private_dir(path.parent)
     if path.exists():
         public_key(path)  # a damaged seed is said now, not as a refused login later
         return path
-    seed = nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, seed + b"\n")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    write_file(path, nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER) + b"\n")
     return path
 
 
