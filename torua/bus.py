@@ -237,3 +237,11 @@ def setup_logging(level: str, process: str) -> None:
     from torua.logs import setup_logging as setup
 
     setup(level, "text", process)
+
+
+def header_value(headers: Mapping[str, str] | None, wanted: str) -> str | None:
+    """The value of a NATS message's header `wanted` (lower case), whatever case it was written in."""
+    for name, value in (headers or {}).items():
+        if name.lower() == wanted:
+            return value
+    return None

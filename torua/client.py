@@ -27,6 +27,7 @@ import msgpack
 from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError, MaxPayloadError, NoRespondersError, TimeoutError as NatsTimeout
 
+from torua.api_keys import discovered_token
 from torua.bus import NatsAuth, connect
 from torua.graph.catalog_store import GraphCatalog
 from torua.graph.client import Graph
@@ -59,6 +60,7 @@ class Client:
         nc: NATS | None = None,
         auth: NatsAuth | None = None,
         max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
+        api_key: str | None = None,
     ) -> None:
         self.nats_url = nats_url
         self.timeout = timeout
@@ -67,6 +69,9 @@ class Client:
         self.max_value_bytes = max_value_bytes
         # when not given: TORUA_NATS_USER, ..., else the client key of the `torua up` in ./torua-data
         self.auth = auth if auth is not None else NatsAuth.discover("client", url=nats_url)
+        # sent with every request to the gateways' NATS API; when not given: $TORUA_API_KEY,
+        # else the admin key of the `torua up` in $TORUA_DATA_DIR or ./torua-data
+        self.api_key = api_key if api_key is not None else discovered_token()
         self._nc = nc
         self._own_connection = nc is None
         self._maps: MapCache | None = None
@@ -78,7 +83,7 @@ class Client:
             self._nc = await connect(self.nats_url, "torua-client", timeout=self.timeout, auth=self.auth)
         self._maps = MapCache(self._nc)
         await self._maps.start()
-        self._router = ShardRouter(self._nc, self._maps)
+        self._router = ShardRouter(self._nc, self._maps, api_key=self.api_key)
         return self
 
     async def close(self) -> None:
@@ -175,6 +180,26 @@ class Client:
             self._catalog = catalog
         return self._catalog
 
+    # ------------------------------------------------------------ API keys
+
+    async def create_key(self, name: str, role: str, graphs: list[str] | None = None, prefixes: list[str] | None = None) -> dict[str, Any]:
+        """A new API key (this client's key must be an admin one): its record with its
+        `token`, which is shown this once. `graphs`/`prefixes` make a tenant key."""
+        payload: dict[str, Any] = {"name": name, "role": role}
+        if graphs is not None:
+            payload["graphs"] = graphs
+        if prefixes is not None:
+            payload["prefixes"] = prefixes
+        return await self._api("auth.keys.create", payload)
+
+    async def keys(self) -> list[dict[str, Any]]:
+        """Every API key (no token, no hash), revoked ones too."""
+        return list((await self._api("auth.keys.list", {}))["keys"])
+
+    async def revoke_key(self, key_id: str) -> dict[str, Any]:
+        """Revoke an API key: every gateway refuses it from now on."""
+        return await self._api("auth.keys.revoke", {"id": key_id})
+
     # ------------------------------------------------------------- plumbing
 
     def _direct(self) -> bool:
@@ -196,7 +221,8 @@ class Client:
     async def _api(self, call: str, payload: dict[str, Any]) -> dict[str, Any]:
         assert self._nc is not None
         try:
-            msg = await self._nc.request(f"{subjects.API}.{call}", msgpack.packb(payload, use_bin_type=True), timeout=self.timeout)
+            headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else None
+            msg = await self._nc.request(f"{subjects.API}.{call}", msgpack.packb(payload, use_bin_type=True), timeout=self.timeout, headers=headers)
         except NoRespondersError:
             raise ToruaError("unavailable", "no shard map and no gateway answering on torua.api") from None
         except NatsTimeout:

@@ -87,6 +87,7 @@ class NodeConfig(Common):
     heartbeat_interval: float = field(default=1.0, metadata={"help": "seconds between heartbeats"})
     commit: str = field(default="durable", metadata={"help": "durable (fsync every commit) | relaxed (WAL without fsync)"})
     max_shards: int = field(default=0, metadata={"help": "most shard copies this node takes (0 = unlimited)"})
+    insecure: bool = field(default=False, metadata={"help": "take torua.Client's one-hop requests without an API key (as the gateways' --insecure: a laptop only)"})
     shutdown_timeout: float = field(default=10.0, metadata={"help": "seconds a stopping node waits for its primaries to be handed over"})
     replica_timeout: float = field(default=1.0, metadata={"help": "seconds a primary waits for an in-sync replica before asking to drop it from the in-sync set"})
     log_retain_ops: int = field(default=10000, metadata={"help": "operations kept in each shard's log for catch-up; older ones are dropped"})
@@ -191,9 +192,13 @@ class GatewayConfig(Common):
     audit_log: str = field(default="", metadata={"help": "also append each admin call's audit line (JSON) to this file; they are always in the log (logger torua.audit)"})
     tls_cert: str = field(default="", metadata={"help": "serve HTTPS: the server certificate chain (PEM), with --tls-key"})
     tls_key: str = field(default="", metadata={"help": "the key of --tls-cert (PEM)"})
+    insecure: bool = field(default=False, metadata={"help": "serve REST and the NATS API without API keys: anyone who reaches them may do anything (a laptop only)"})
+    admin_key_file: str = field(default="", metadata={"help": "an admin API key kept in this file (made, 0600, if missing) is put in the key store at start: the first key of a cluster (torua up passes <data dir>/secrets/admin.key)"})
 
     def validate(self) -> None:
         super().validate()
+        if self.insecure and self.admin_key_file:
+            raise ConfigError("admin_key_file makes an API key, and insecure turns API keys off: give one of them")
         if not 1 <= self.max_import_bytes <= MAX_IMPORT_BYTES_CEILING:
             raise ConfigError(f"max_import_bytes must be from 1 to {MAX_IMPORT_BYTES_CEILING}")
         if not 0 <= self.port <= 65535:
@@ -232,7 +237,10 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         flag = "--" + f.name.replace("_", "-")
         help_text = f"{f.metadata.get('help', '')} [env {env_name(f.name)}; default {default}]"
         help_text = help_text.replace("%", "%%")  # argparse formats help with %: "disk use (%)" is text
-        parser.add_argument(flag, dest=f.name, default=None, help=help_text, metavar=f.name.upper())
+        if isinstance(default, bool):  # `--insecure` alone is `--insecure true`
+            parser.add_argument(flag, dest=f.name, default=None, nargs="?", const="true", help=help_text, metavar="true|false")
+        else:
+            parser.add_argument(flag, dest=f.name, default=None, help=help_text, metavar=f.name.upper())
 
 
 def build(cls: type, args: argparse.Namespace, environ: dict[str, str] | None = None) -> Any:
@@ -255,7 +263,10 @@ def _convert(f: dataclasses.Field, raw: Any) -> Any:
     kind = type(f.default)
     try:
         if kind is bool:
-            return str(raw).lower() in ("1", "true", "yes", "on")
+            said = str(raw).strip().lower()
+            if said not in ("1", "true", "yes", "on", "0", "false", "no", "off", ""):
+                raise ValueError
+            return said in ("1", "true", "yes", "on")
         if kind in (int, float, str):
             return kind(raw)
         if isinstance(f.default, Path):

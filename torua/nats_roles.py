@@ -20,17 +20,26 @@ from typing import Literal, Sequence
 Role = Literal["coordinator", "node", "gateway", "client"]
 ROLES: tuple[Role, ...] = ("coordinator", "node", "gateway", "client")
 
-# Read the shard map (torua_cluster) and read and watch the graph catalog (torua_graphs).
+# Read the shard map (torua_cluster); read and watch the graph catalog (torua_graphs).
 MAP_READ = (
     "$JS.API.INFO", "$JS.API.STREAM.INFO.KV_torua_cluster",
     "$JS.API.DIRECT.GET.KV_torua_cluster.>", "$JS.API.STREAM.MSG.GET.KV_torua_cluster",
 )
-CATALOG_READ = (
-    "$JS.API.STREAM.INFO.KV_torua_graphs",
-    "$JS.API.DIRECT.GET.KV_torua_graphs.>", "$JS.API.STREAM.MSG.GET.KV_torua_graphs",
-    "$JS.API.CONSUMER.CREATE.KV_torua_graphs", "$JS.API.CONSUMER.CREATE.KV_torua_graphs.>",
-    "$JS.API.CONSUMER.INFO.KV_torua_graphs.>", "$JS.API.CONSUMER.DELETE.KV_torua_graphs.>", "$JS.FC.KV_torua_graphs.>",
-)
+
+
+def watch_bucket(bucket: str) -> tuple[str, ...]:
+    """Read and watch the JetStream KV bucket `bucket`."""
+    stream = f"KV_{bucket}"
+    return (
+        f"$JS.API.STREAM.INFO.{stream}", f"$JS.API.DIRECT.GET.{stream}.>", f"$JS.API.STREAM.MSG.GET.{stream}",
+        f"$JS.API.CONSUMER.CREATE.{stream}", f"$JS.API.CONSUMER.CREATE.{stream}.>",
+        f"$JS.API.CONSUMER.INFO.{stream}.>", f"$JS.API.CONSUMER.DELETE.{stream}.>", f"$JS.FC.{stream}.>",
+    )
+
+
+CATALOG_READ = watch_bucket("torua_graphs")
+# The API keys (torua_keys): only gateways read and write them.
+KEYS_READ_WRITE = ("$KV.torua_keys.>", *watch_bucket("torua_keys"))
 
 
 @dataclass(frozen=True)
@@ -67,12 +76,12 @@ def permissions(role: Role, node_id: str = "") -> Permissions:
         if not node_id:
             raise ValueError("a node's permissions name its id")
         return Permissions(
-            f"node {node_id}: its own subjects, logs and snapshots from other nodes, an edge's other half, the map and the catalog read only",
+            f"node {node_id}: its own subjects, logs and snapshots from other nodes, an edge's other half, the map, the catalog and the API keys read only",
             (
                 f"torua.cluster.heartbeat.{node_id}", "torua.cluster.heartbeat",  # its own; the shared one for older coordinators
                 "torua.coordinator.in_sync", "torua.coordinator.node",
                 "torua.node.*.shard.log", "torua.node.*.shard.snapshot", "torua.node.*.graph",
-                *MAP_READ, *CATALOG_READ,
+                *MAP_READ, *CATALOG_READ, *watch_bucket("torua_keys"),
             ),
             (f"torua.node.{node_id}.>", "torua.cluster.broadcast", "torua.cluster.map", f"_INBOX.torua-node-{node_id}.>"),
             True,
@@ -87,15 +96,15 @@ def permissions(role: Role, node_id: str = "") -> Permissions:
                 "torua.coordinator.config", "torua.coordinator.config.set",
                 "torua.coordinator.maintenance", "torua.coordinator.explain", "torua.coordinator.rebalance",
                 "torua.cluster.broadcast",
-                *MAP_READ, "$KV.torua_graphs.>", *CATALOG_READ,
+                *MAP_READ, "$KV.torua_graphs.>", *CATALOG_READ, *KEYS_READ_WRITE,
             ),
             ("torua.cluster.map", "torua.api.>", "$SRV.>", "_INBOX.torua-gateway.>"),
             True,
         )
     if role == "client":
         return Permissions(
-            "applications: the public NATS API, torua.Client's direct key-value and graph requests, torua status",
-            ("torua.api.>", "torua.node.*.kv", "torua.node.*.graph", "torua.coordinator.info", "torua.coordinator.nodes", *MAP_READ, *CATALOG_READ),
+            "applications: the public NATS API and torua.Client's one-hop requests (each with its API key), torua status",
+            ("torua.api.>", "torua.node.*.app.kv", "torua.node.*.app.graph", "torua.coordinator.info", "torua.coordinator.nodes", *MAP_READ, *CATALOG_READ),
             ("torua.cluster.map", "_INBOX.>"),
             False,
         )

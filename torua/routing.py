@@ -143,9 +143,15 @@ class MapCache:
 
 
 class ShardRouter:
-    def __init__(self, nc: NATS, maps: MapCache) -> None:
+    def __init__(self, nc: NATS, maps: MapCache, api_key: str | None = None) -> None:
+        """With `api_key` (str; "" for none), an application's router (torua.Client): its
+        requests go to the nodes' ``app.<kind>`` subjects carrying that key, which the
+        node checks (torua.access.APP_OPERATIONS). Without (None), the gateway's, whose
+        callers it has checked itself."""
         self._nc = nc
         self.maps = maps
+        self._prefix = "" if api_key is None else "app."
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
 
     def shard_map(self) -> ShardMap:
         if self.maps.current is None:
@@ -203,7 +209,7 @@ class ShardRouter:
             # whole-value and idempotent.
             attempt = remaining if patient else min(remaining, max(0.5, timeout / 3))
             try:
-                msg = await self._nc.request(subjects.node(target, kind), encode(request), timeout=attempt)  # type: ignore[arg-type]
+                msg = await self._nc.request(subjects.node(target, self._prefix + kind), encode(request), timeout=attempt, headers=self._headers)  # type: ignore[arg-type]
             except NoRespondersError:
                 last_error = ToruaError(
                     "unavailable", f"node {entry.primary} holding shard {shard_id} is not answering", retry_after=RETRY_AFTER_SECONDS

@@ -206,7 +206,7 @@ def step_balanced(context, node_names, spread):
 
 @given("the client knows only the gateway's URL")
 def step_client_url(context):
-    context.client = Gateway(context.gateway.base_url)
+    context.client = Gateway(context.gateway.base_url, context.gateway.api_key)
 
 
 @when("it stores a key held by each node through that URL")

@@ -277,7 +277,8 @@ def nats_request(context, subject: str, body: dict) -> Any:
     from torua_bdd import Response, with_nats
 
     async def ask(nc):
-        return await nc.request(subject, json.dumps(body).encode(), timeout=10, headers={"Content-Type": "application/json"})
+        headers = {"Content-Type": "application/json", **context.cluster.gateway.auth}
+        return await nc.request(subject, json.dumps(body).encode(), timeout=10, headers=headers)
 
     msg = with_nats(context.cluster.nats_url, ask, timeout=15, role="client")
     status = int((msg.headers or {}).get("Nats-Service-Error-Code", 200))

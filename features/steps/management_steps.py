@@ -305,13 +305,13 @@ def step_every_node_answers(context):
 # ------------------------------------------------------------------ metrics
 
 
-def scrape(url: str) -> dict[tuple[str, tuple], float]:
+def scrape(url: str, headers: dict[str, str] | None = None) -> dict[tuple[str, tuple], float]:
     """Samples of a Prometheus text page: (name, sorted labels) -> value."""
     import urllib.request
 
     from prometheus_client.parser import text_string_to_metric_families
 
-    with urllib.request.urlopen(url, timeout=10) as resp:
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=10) as resp:
         text = resp.read().decode()
     return {
         (s.name, tuple(sorted(s.labels.items()))): s.value
@@ -326,12 +326,12 @@ def sample_sum(samples: dict, name: str, **labels) -> float:
 
 @given("I note the gateway's metrics")
 def step_note_metrics(context):
-    context.metrics_before = scrape(context.gateway.base_url + "/metrics")
+    context.metrics_before = scrape(context.gateway.base_url + "/metrics", context.gateway.auth)
 
 
 @then("the gateway's metrics count {more:d} more PUT requests answered 204")
 def step_put_counted(context, more):
-    after = scrape(context.gateway.base_url + "/metrics")
+    after = scrape(context.gateway.base_url + "/metrics", context.gateway.auth)
     name = "torua_gateway_http_requests_total"
     grew = sample_sum(after, name, op="put", status=204) - sample_sum(context.metrics_before, name, op="put", status=204)
     assert grew == more, f"{name}{{op=put,status=204}} grew by {grew}, expected {more}"

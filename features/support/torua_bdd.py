@@ -137,10 +137,15 @@ def location_path(key: str) -> str:
 class Gateway:
     """The only address a client of Torua needs: the gateway's base URL."""
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, api_key: str = "") -> None:
         self.base_url = base_url
         parts = urlsplit(base_url)
         self._host, self._port = parts.hostname, parts.port
+        self.api_key = api_key  # the admin key `torua up` made, sent with every request
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
 
     def request(self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None, timeout: float = 30) -> Response:
         """One HTTP request on a fresh connection (stdlib http.client).
@@ -151,7 +156,7 @@ class Gateway:
         conn = http.client.HTTPConnection(self._host, self._port, timeout=timeout)
         try:
             try:
-                conn.request(method, path, body=body, headers=headers or {})
+                conn.request(method, path, body=body, headers=self.auth | (headers or {}))
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the response, if the server sent one, is still there to read
             resp = conn.getresponse()
@@ -460,6 +465,7 @@ class LocalCluster:
             if "ready" in line and "not ready" not in line:
                 break
         self._remember_children()
+        self.gateway.api_key = (self.tmp / "data" / "secrets" / "admin.key").read_text().strip()
         # "ready" says the shards are served; the standbys may not have announced themselves yet.
         self._wait_settled()
 

@@ -41,7 +41,7 @@ async def test_client_goes_straight_to_the_node(shared_cluster):
 
 
 async def test_client_one_hop_uses_the_node_subject(shared_cluster):
-    """Watch the wire: the client's request goes to torua.node.<holder>.kv, not the gateway API."""
+    """Watch the wire: the client's request goes to torua.node.<holder>.app.kv (an application's subject), not the gateway API."""
     c = shared_cluster
     loc = c.location("client/one-hop")
     spy = await nats.connect(c.nats_url)
@@ -59,7 +59,7 @@ async def test_client_one_hop_uses_the_node_subject(shared_cluster):
     finally:
         await sub.unsubscribe()
         await spy.close()
-    assert f"torua.node.{loc['primary']}.kv" in seen
+    assert f"torua.node.{loc['primary']}.app.kv" in seen
     assert not any(s.startswith("torua.api.") for s in seen)
 
 

@@ -133,7 +133,7 @@ async def test_edges_across_shards_under_the_deployed_nats_permissions(group):
     maps = MapCache(nc)
     await maps.start()
     try:
-        g = GraphClient(ShardRouter(nc, maps), GRAPH, timeout=10.0)
+        g = GraphClient(ShardRouter(nc, maps, api_key=""), GRAPH, timeout=10.0)  # an application's requests: app.graph
         await g.put_vertex(a)
         await g.put_vertex(b)
         await g.put_edge(a, "road", b)

@@ -25,7 +25,7 @@ from torua import __version__
 from torua.cli.up import torua_command
 
 from tests.support.history import Op, check_key, value_of
-from tests.support.processes import Cluster, free_port, wait_until
+from tests.support.processes import OPEN, Cluster, free_port, wait_until
 
 
 class OverwritingWriter(threading.Thread):
@@ -164,7 +164,7 @@ def previous_release(workdir: Path) -> tuple[list[str], dict[str, str]]:
     with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
         tar.extractall(src, filter="data")
     # -P: no current directory first on sys.path, where this build's package would be found
-    return [sys.executable, "-P", "-m", "torua"], {"PYTHONPATH": str(src)}
+    return [sys.executable, "-P", "-m", "torua"], {"PYTHONPATH": str(src), **OPEN}
 
 
 def versions_in_use(c: Cluster) -> list[str]:
@@ -173,7 +173,7 @@ def versions_in_use(c: Cluster) -> list[str]:
 
 @pytest.mark.parametrize("start_from", ["this build", "previous release"])
 def test_a_rolling_upgrade_under_writes_loses_nothing(group, nats_url, start_from):
-    this_build = (torua_command(), {})
+    this_build = (torua_command(), dict(OPEN))
     if start_from == "previous release":
         assert PREVIOUS_RELEASE[0] != __version__, "bump PREVIOUS_RELEASE to the release before this one"
         old_build = previous_release(group.workdir)

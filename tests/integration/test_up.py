@@ -20,6 +20,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from torua.api_keys import admin_key_path
 from torua.cli.up import torua_command
 from tests.support.processes import free_port, wait_until
 
@@ -29,6 +30,7 @@ class Up:
 
     def __init__(self, data_dir: Path, http_port: int, nats_port: int, *extra: str, nodes: int = 3) -> None:
         self.http_port, self.nats_port = http_port, nats_port
+        self.data_dir = data_dir
         self.proc = subprocess.Popen(
             torua_command() + [
                 "up", "--nodes", str(nodes), "--shards", "8", "--data-dir", str(data_dir), "--port", str(http_port),
@@ -55,6 +57,16 @@ class Up:
     @property
     def base(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
+
+    def http(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+        """A request with the admin API key `torua up` printed (none when it ran --insecure)."""
+        key = admin_key_path(self.data_dir)
+        return http(method, self.base + path, body, key.read_text().strip() if key.exists() else "")
+
+    def get_json(self, path: str) -> dict:
+        status, body = self.http("GET", path)
+        assert status == 200, (path, status, body)
+        return json.loads(body)
 
     @property
     def nats_url(self) -> str:
@@ -121,19 +133,16 @@ def _running(p: psutil.Process) -> bool:
         return False
 
 
-def http(method: str, url: str, body: bytes | None = None) -> tuple[int, bytes]:
-    req = urllib.request.Request(url, data=body, method=method, headers={"Content-Type": "application/json"} if body and body.startswith(b"{") else {})
+def http(method: str, url: str, body: bytes | None = None, key: str = "") -> tuple[int, bytes]:
+    headers = {"Content-Type": "application/json"} if body and body.startswith(b"{") else {}
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    req = urllib.request.Request(url, data=body, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
             return resp.status, resp.read()
     except urllib.error.HTTPError as err:
         return err.code, err.read()
-
-
-def get_json(url: str) -> dict:
-    status, body = http("GET", url)
-    assert status == 200, (url, status, body)
-    return json.loads(body)
 
 
 class Hand:
@@ -202,18 +211,18 @@ def test_up_runs_a_cluster_and_ctrl_c_stops_every_process(tmp_path):
         for role in ("coordinator", "node --id n1", "node --id n2", "node --id n3", "gateway"):
             assert any(f"torua {role}" in line for line in cmdlines), (role, cmdlines)
         assert any("nats-server" in line for line in cmdlines)
-        assert http("PUT", up.base + "/data/survives/restart", b"still here")[0] == 204
+        assert up.http("PUT", "/data/survives/restart", b"still here")[0] == 204
         assert up.stop() == 0
 
         up = Up(tmp_path / "data", up.http_port, up.nats_port)
         up.wait_ready()
-        assert http("GET", up.base + "/data/survives/restart") == (200, b"still here")
+        assert up.http("GET", "/data/survives/restart") == (200, b"still here")
         # A child that dies is reported, with where its log is; the rest of the cluster keeps serving.
         n3 = up.child("node", "n3")
         n3.kill()
         up.wait_line(rf"node-n3 \(pid {n3.pid}\) exited with code -9; its log: .*node-n3\.log", 30)
         assert up.proc.poll() is None
-        wait_until(lambda: http("GET", up.base + "/health")[0] == 200, 10, "the gateway to answer")
+        wait_until(lambda: up.http("GET", "/health")[0] == 200, 10, "the gateway to answer")
         # Paused processes (NATS, a node) do not hold the stop up: every process stops on its own.
         up.child("nats-server").suspend()
         up.child("node", "n1").suspend()
@@ -292,7 +301,7 @@ def test_a_data_dir_serves_one_cluster_and_a_node_dir_one_node(tmp_path, hand):
     up = Up(data_dir, free_port(), free_port())
     try:
         up.wait_ready()
-        assert http("PUT", up.base + "/data/mine", b"first")[0] == 204
+        assert up.http("PUT", "/data/mine", b"first")[0] == 204
         second = subprocess.run(
             torua_command() + ["up", "--data-dir", str(data_dir), "--port", str(free_port()), "--nats-port", str(free_port()), "--shards", "4"],
             capture_output=True, text=True, timeout=30,
@@ -311,11 +320,11 @@ def test_a_data_dir_serves_one_cluster_and_a_node_dir_one_node(tmp_path, hand):
         assert f"torua node: {data_dir / 'n1'} is in use by torua node --id n1 (pid {n1.pid})" in again.stderr, again.stderr
         assert sorted((p.name, p.stat().st_mtime_ns) for p in (data_dir / "n1").iterdir()) == before
 
-        health = get_json(up.base + "/cluster/health")
+        health = up.get_json("/cluster/health")
         assert health["status"] == "green" and health["nodes_total"] == 3, health
         # the map's epoch may still move as the new cluster settles: what must not change is who serves
         assert (_node(up, "n1")["pid"], _node(up, "n1")["health"]) == (n1.pid, "healthy")
-        assert http("GET", up.base + "/data/mine") == (200, b"first")
+        assert up.http("GET", "/data/mine") == (200, b"first")
 
         # kill -9 leaves no stale lock: the node started again takes its directory
         n4 = hand.node("n4", tmp_path / "elsewhere" / "n4", up.nats_url, data_dir)
@@ -331,12 +340,12 @@ def test_a_data_dir_serves_one_cluster_and_a_node_dir_one_node(tmp_path, hand):
 
 
 def _node(up: Up, node_id: str) -> dict:
-    return next(n for n in get_json(up.base + "/nodes")["nodes"] if n["id"] == node_id)
+    return next(n for n in up.get_json("/nodes")["nodes"] if n["id"] == node_id)
 
 
 def _primaries(up: Up) -> dict[str, list[int]]:
     out: dict[str, list[int]] = {}
-    for shard in get_json(up.base + "/shards")["shards"]:
+    for shard in up.get_json("/shards")["shards"]:
         out.setdefault(shard["primary"], []).append(shard["shard_id"])
     return out
 
@@ -352,13 +361,13 @@ def test_a_restarted_cluster_gets_its_hand_added_nodes_back(tmp_path, hand):
         up.wait_ready()
         keys = {f"key-{i}": f"value-{i}".encode() for i in range(40)}
         for key, value in keys.items():
-            assert http("PUT", f"{up.base}/data/{key}", value)[0] == 204
+            assert up.http("PUT", f"/data/{key}", value)[0] == 204
         hand.node("n4", data_dir / "n4", up.nats_url, data_dir)
         hand.node("n5", tmp_path / "elsewhere" / "n5", up.nats_url, data_dir)
         # the new nodes take shards (rebalancing after a join), with their data
         wait_until(
-            lambda: {"n4", "n5"} <= set(p := _primaries(up)) and get_json(up.base + "/cluster/health")["status"] == "green"
-            and not get_json(up.base + "/cluster/info")["moves"] and p,
+            lambda: {"n4", "n5"} <= set(p := _primaries(up)) and up.get_json("/cluster/health")["status"] == "green"
+            and not up.get_json("/cluster/info")["moves"] and p,
             60, "shards on n4 and n5",
         )
         on_n5 = _primaries(up)["n5"]
@@ -376,7 +385,7 @@ def test_a_restarted_cluster_gets_its_hand_added_nodes_back(tmp_path, hand):
         hand.run(["bash", "-c", "exec " + command], "n5-as-printed", env=with_torua_on_path())
         up.wait_ready(60)
         for key, value in keys.items():
-            assert http("GET", f"{up.base}/data/{key}") == (200, value), key
+            assert up.http("GET", f"/data/{key}") == (200, value), key
         assert up.stop() == 0
     finally:
         up.kill_all()
@@ -400,7 +409,9 @@ def test_the_embedded_nats_takes_only_the_keys_of_the_data_dir_each_role_its_own
         secrets = data_dir / "secrets"
         assert f"NATS keys {secrets}" in up.output
         kept = {p.name: p.read_bytes() for p in secrets.iterdir()}
-        assert set(kept) == {"nats-coordinator.nk", "nats-gateway.nk", "nats-client.nk", "nats-node-n1.nk", "nats-node-n2.nk", "nats-node-n3.nk"}
+        assert set(kept) == {
+            "nats-coordinator.nk", "nats-gateway.nk", "nats-client.nk", "nats-node-n1.nk", "nats-node-n2.nk", "nats-node-n3.nk", "admin.key",
+        }
         assert all(oct(p.stat().st_mode & 0o777) == "0o600" for p in secrets.iterdir())
 
         async def probe() -> None:
@@ -411,6 +422,9 @@ def test_the_embedded_nats_takes_only_the_keys_of_the_data_dir_each_role_its_own
                 assert await client.refused('Publish to "torua.cluster.map"')
                 await client.nc.publish("torua.node.n1.shard.drop", b"forged")
                 assert await client.refused('Publish to "torua.node.n1.shard.drop"')
+                # the gateway's own subject, whose callers it checked: an application sends on app.kv, with its API key
+                await client.nc.publish("torua.node.n1.kv", b"forged")
+                assert await client.refused('Publish to "torua.node.n1.kv"')
             async with Probe(up.nats_url, "", "", "torua-node-n1", nkeys_seed=str(secrets / "nats-node-n1.nk")) as n1:
                 await n1.nc.subscribe("torua.node.n2.kv")
                 assert await n1.refused('Subscription to "torua.node.n2.kv"')
@@ -442,7 +456,9 @@ def test_the_embedded_nats_takes_only_the_keys_of_the_data_dir_each_role_its_own
         try:
             open_up.wait_ready()
             assert "WARNING   --insecure: this NATS takes any connection" in open_up.output
+            assert "WARNING   --insecure: REST and the NATS API take requests without an API key" in open_up.output
             assert not (tmp_path / "open" / "secrets").exists()
+            assert http("PUT", open_up.base + "/data/open", b"to anyone")[0] == 204
 
             async def anyone() -> bool:
                 nc = await nats.connect(open_up.nats_url, allow_reconnect=False, connect_timeout=5)
@@ -474,7 +490,10 @@ def test_up_with_tls_serves_https_and_tls_nats_that_clients_trust_through_its_ca
         assert f"HTTP API  https://127.0.0.1:{up.http_port}   (TLS: trust {ca}" in up.output
         assert f"NATS      tls://127.0.0.1:{up.nats_port}" in up.output
         trusting = ssl.create_default_context(cafile=str(ca))
-        with urllib.request.urlopen(f"https://127.0.0.1:{up.http_port}/cluster/health", timeout=10, context=trusting) as resp:
+        keyed = urllib.request.Request(
+            f"https://127.0.0.1:{up.http_port}/cluster/health", headers={"Authorization": f"Bearer {admin_key_path(data_dir).read_text().strip()}"},
+        )
+        with urllib.request.urlopen(keyed, timeout=10, context=trusting) as resp:
             assert json.loads(resp.read())["status"] == "green"
         with pytest.raises(urllib.error.URLError, match="CERTIFICATE_VERIFY_FAILED"):
             urllib.request.urlopen(f"https://127.0.0.1:{up.http_port}/cluster/health", timeout=10, context=ssl.create_default_context())

@@ -85,6 +85,10 @@ class Proc:
             return ""
 
 
+# The environment of a test's gateways and nodes without API keys (they read TORUA_INSECURE).
+OPEN = {"TORUA_INSECURE": "1"}
+
+
 @dataclass
 class ProcessGroup:
     """Owns every process a test starts."""
@@ -93,6 +97,9 @@ class ProcessGroup:
     procs: list[Proc] = field(default_factory=list)
 
     def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Proc:
+        """Start `argv` with this environment and `env` (by default `OPEN`: a gateway or node
+        started for a test of something else takes requests without API keys)."""
+        env = OPEN if env is None else env
         log_path = self.workdir / "logs" / f"{name}-{len(self.procs)}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "wb") as out:
@@ -164,7 +171,11 @@ class Cluster:
         # How processes started from now on are run: this build's `torua`, or
         # another build's (tests/integration/test_rolling_upgrade.py) with its env.
         self.command: list[str] = torua_command()
-        self.env: dict[str, str] = {}
+        # API keys off (gateways and nodes read TORUA_INSECURE): tests of other things call
+        # REST and torua.Client without keys; `secure()` turns them on
+        self.env: dict[str, str] = dict(OPEN)
+        self.admin_token = ""  # with secure(): the admin key every request of `request` carries
+        self.admin_args: list[str] = []  # with secure(): a gateway's --admin-key-file
 
     def _common(self) -> list[str]:
         return ["--nats-url", self.nats_url, "--log-level", "info"]
@@ -189,10 +200,24 @@ class Cluster:
         self.nodes[node_id] = proc
         return proc
 
+    def secure(self) -> Cluster:
+        """API keys on, from the processes started next: the gateways put an admin key in
+        the store, which `request` sends from then on."""
+        self.env.pop("TORUA_INSECURE", None)
+        path = self.group.workdir / "admin.key"
+        if not path.exists():
+            from torua.key_ring import admin_key_token
+
+            admin_key_token(path)
+        self.admin_token = path.read_text().strip()
+        self.admin_args = ["--admin-key-file", str(path)]
+        return self
+
     def start_gateway(self, port: int = 0, use: bool = True) -> Proc:
         """A gateway on `port` (a free one if 0); with `use`, requests go to it from now on."""
         port = port or free_port()
         argv = self.command + ["gateway", "--port", str(port), "--request-timeout", "5"] + self._common() + self.extra_args("gateway")
+        argv += [] if "TORUA_INSECURE" in self.env else self.admin_args
         proc = self.group.start("gateway", argv, env=self.env)
         if use:
             self.http_port, self.gateway = port, proc
@@ -219,7 +244,8 @@ class Cluster:
         )
 
     def request(self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None, timeout: float = 15):
-        req = urllib.request.Request(self.url + path, data=body, method=method, headers=headers or {})
+        sent = ({"Authorization": f"Bearer {self.admin_token}"} if self.admin_token else {}) | (headers or {})
+        req = urllib.request.Request(self.url + path, data=body, method=method, headers=sent)
         try:
             with urllib.request.urlopen(req, timeout=timeout) as resp:
                 return resp.status, resp.read(), dict(resp.headers)

@@ -161,10 +161,9 @@ def test_the_sample_prometheus_config_scrapes_every_process_of_the_compose_file(
     """deploy/prometheus/prometheus.yml names the compose services and their metrics ports."""
     scrape = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
     targets = {t for job in scrape["scrape_configs"] for group in job["static_configs"] for t in group["targets"]}
-    expected = {f"{name}:{config.metrics_port}" for name, (role, config) in torua_configs(services).items() if role != "gateway"}
-    (gateway_name, gateway), = of_role(services, "gateway").items()
-    expected.add(f"{gateway_name}:{gateway.port}")  # the gateway serves /metrics on its REST port
-    assert targets == expected
+    # every process on its metrics port (the gateway's REST /metrics takes an API key)
+    expected = {f"{name}:{config.metrics_port}" for name, (role, config) in torua_configs(services).items()}
+    assert targets == expected and all(not t.endswith(":0") for t in targets)
 
 
 def test_every_torua_process_logs_in_as_its_role(services):
@@ -177,3 +176,11 @@ def test_every_torua_process_logs_in_as_its_role(services):
         user = users[config.nats_user]
         assert user.role == role and user.node_id == (config.id if role == "node" else ""), name
         assert config.nats_password == "${" + user.password.lstrip("$") + ":?set the four TORUA_*_PASSWORD variables (see the top of docker-compose.yml)}", name
+
+
+def test_the_gateway_and_nodes_take_api_keys_the_first_admin_key_kept_in_the_gateways_volume(services):
+    (name, gateway), = of_role(services, "gateway").items()
+    assert not gateway.insecure and gateway.admin_key_file
+    mounts = [v.split(":", 1) for v in services[name]["volumes"]]
+    assert any(gateway.admin_key_file.startswith(path + "/") and volume == f"{name}-data" for volume, path in mounts)
+    assert not any(node.insecure for node in of_role(services, "node").values())

@@ -34,7 +34,9 @@ def test_every_operation_documents_what_any_request_can_get():
                 continue
             statuses = set(op["responses"])
             assert {"400", "405", "408", "414", "431", "500"} <= statuses, (method, path)
-            assert ("403" in statuses) == (method in ("post", "put", "delete")), (method, path)
+            keyed = op["x-torua-access"]["role"] != "public"
+            assert ("401" in statuses) == keyed and op["security"] == ([{"apiKey": []}] if keyed else []), (method, path)
+            assert ("403" in statuses) == (keyed or method in ("post", "put", "delete")), (method, path)
             takes_json = bool({"application/json", "application/x-ndjson"} & set(op.get("requestBody", {}).get("content", {})))
             assert ("415" in statuses) == takes_json, (method, path)
             if takes_json:

@@ -102,7 +102,7 @@ async def _round(db: Client, nats_url: str, up_pid: int, victim: str, rounds_dir
 
 def run_failover(args) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="torua-failover-"))
-    stack = Stack(workdir)
+    stack = Stack(workdir, insecure=getattr(args, "insecure", False))
     restarted: list[int] = []
     try:
         nats_url = stack.start_nats("nats")
@@ -112,7 +112,7 @@ def run_failover(args) -> int:
 
         async def rounds() -> list[dict]:
             out = []
-            async with Client(nats_url) as db:
+            async with Client(nats_url, api_key=stack.api_key) as db:
                 for victim in ("n1", "n2", "n3"):
                     await db._maps.refresh()  # noqa: SLF001
                     # wait for the previous victim to be back in sync (green) before the next fault

@@ -103,8 +103,9 @@ def _lines_in_requests(path: Path) -> list[bytes]:
 class ToruaSide:
     """Torua's side of every figure, over REST and torua.Client."""
 
-    def __init__(self, http: str, nats_url: str) -> None:
+    def __init__(self, http: str, nats_url: str, api_key: str = "") -> None:
         self.http, self.nats_url = http, nats_url
+        self.api_key = api_key  # every request carries it ("": Torua runs without API keys)
         self.session: aiohttp.ClientSession | None = None
 
     async def _json(self, method: str, path: str, body: object = None, expect: tuple[int, ...] = (200, 201)) -> tuple[int, dict]:
@@ -178,7 +179,8 @@ class ToruaSide:
 
     async def run(self, data, paths: tuple[Path, Path, Path], requests: int, say) -> dict:
         out: dict = {}
-        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=300))
+        auth = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else None
+        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=300), headers=auth)
         try:
             await self._json("PUT", f"/graphs/{GRAPH}", {})
             await self._json("PUT", f"/graphs/{VECTORS}", {"vector_dim": DIM, "metric": "cosine"})
@@ -233,7 +235,7 @@ class ToruaSide:
 
         value = b"v" * 100
         rng = random.Random(5)
-        async with Client(self.nats_url) as db:
+        async with Client(self.nats_url, api_key=self.api_key) as db:
             for _ in range(100):  # one hop to the node once the client holds the map
                 if db._direct():  # noqa: SLF001 (the bench reports the mode it measured)
                     break
@@ -351,7 +353,7 @@ def run_graph_bench(args) -> int:
         print("torua bench --graph starts its own cluster (no --nats-url/--http)", file=sys.stderr)
         return 2
     workdir = Path(tempfile.mkdtemp(prefix="torua-bench-graph-"))
-    stack = Stack(workdir)
+    stack = Stack(workdir, insecure=getattr(args, "insecure", False))
     previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
 
     def say(text: str) -> None:
@@ -373,10 +375,10 @@ def run_graph_bench(args) -> int:
         say(f"torua bench: starting torua up ({NODES} nodes, {SHARDS} shards, 1 copy, commit={args.commit})")
         http = stack.start_torua(nats_url, args.commit, nodes=NODES, shards=SHARDS, replicas=1)
         say(f"torua bench: Torua ready at {http}")
-        torua = asyncio.run(ToruaSide(http, nats_url).run(data, paths, args.graph_queries, say))
+        torua = asyncio.run(ToruaSide(http, nats_url, stack.api_key).run(data, paths, args.graph_queries, say))
         import urllib.request
 
-        with urllib.request.urlopen(f"{http}/shards", timeout=10) as resp:
+        with urllib.request.urlopen(urllib.request.Request(f"{http}/shards", headers=stack.auth_headers), timeout=10) as resp:
             shards = json.loads(resp.read())["shards"]
         nodes = node_memory(stack, shards)
         say("torua bench: the Kuzu anchor (one embedded database, one process)")

@@ -15,6 +15,7 @@ import time
 import traceback
 from pathlib import Path
 
+from torua.api_keys import admin_key_path
 from torua.cli.up import nats_config, nats_server_binary, torua_command, wait_for_port
 from torua.ports import free_port
 
@@ -82,9 +83,11 @@ def _die_with_parent() -> None:
 
 
 class Stack:
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, insecure: bool = False) -> None:
         self.workdir = workdir
         self.procs: list[tuple[str, subprocess.Popen]] = []
+        self.insecure = insecure  # the Torua it starts takes requests without API keys
+        self.api_key = ""  # else the admin key its `torua up` made, which every Torua request carries
 
     def log_path(self, name: str) -> Path:
         return self.workdir / "logs" / f"{name}.log"
@@ -150,10 +153,17 @@ class Stack:
         argv = torua_command() + [
             "up", "--nats-url", nats_url, "--nodes", str(nodes), "--shards", str(shards), "--port", str(port), "--replicas", str(replicas),
             "--commit", commit, "--data-dir", str(self.workdir / "torua"), "--ready-timeout", str(timeout),
-        ]
+        ] + (["--insecure"] if self.insecure else [])
         proc = self.spawn("torua-up", argv)
         self.wait_for_text("torua-up", proc, "is ready", timeout + 15, fail_texts=("not ready after", "exited with code"))
+        if not self.insecure:
+            self.api_key = admin_key_path(self.workdir / "torua").read_text().strip()
         return f"http://127.0.0.1:{port}"
+
+    @property
+    def auth_headers(self) -> dict[str, str]:
+        """What a request to the Torua it started carries."""
+        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
 
     def stop(self) -> None:
         """Front to back; `torua up` gets SIGINT (it stops its own children), the rest SIGTERM."""

@@ -28,8 +28,10 @@ GET_PREFIX = "bench/get/"
 
 class Targets:
     def __init__(self, nats_url: str, js_nats_url: str, http_url: str | None, echo_http_url: str | None,
-                 value_size: int, keys: int, timeout: float = 5.0) -> None:
+                 value_size: int, keys: int, timeout: float = 5.0, api_key: str = "") -> None:
         self.nats_url, self.js_nats_url = nats_url, js_nats_url
+        self.api_key = api_key  # every request to Torua carries it ("": a Torua without API keys)
+        self.auth = {"Authorization": f"Bearer {api_key}"} if api_key else None
         self.http_url, self.echo_http_url = http_url, echo_http_url
         self.value = os.urandom(value_size)
         self.keys = max(1, keys)
@@ -51,9 +53,9 @@ class Targets:
             await self._fill(lambda k: self.kv.put(k.replace("/", "."), self.value))
         if any(n.startswith(("http", "aiohttp")) for n in names):
             connector = aiohttp.TCPConnector(limit=max(100, max_concurrency))
-            self.session = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=self.timeout))
+            self.session = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=self.timeout), headers=self.auth)
         if any(n.startswith("client") for n in names):
-            self.client = await Client(self.nats_url, timeout=self.timeout).connect()
+            self.client = await Client(self.nats_url, timeout=self.timeout, api_key=self.api_key).connect()
             direct = getattr(self.client, "_direct", lambda: False)
             for _ in range(50):
                 if direct():
@@ -83,7 +85,7 @@ class Targets:
             await asyncio.gather(*(put(f"{GET_PREFIX}{j}") for j in range(start, min(self.keys, start + 64))))
 
     async def _api(self, call: str, payload: dict) -> dict:
-        msg = await self.nc.request(f"torua.api.kv.{call}", msgpack.packb(payload, use_bin_type=True), timeout=self.timeout)
+        msg = await self.nc.request(f"torua.api.kv.{call}", msgpack.packb(payload, use_bin_type=True), timeout=self.timeout, headers=self.auth)
         data = msgpack.unpackb(msg.data, raw=False)
         if isinstance(data, dict) and "error" in data:
             raise BenchError(f"kv.{call}: {data['error']}")

@@ -19,6 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from torua.api_keys import discovered_token
 from torua.bench.load import Result, measure
 from torua.bench.procs import Stack, bench_failed
 from torua.bench.report import machine_info, table, write_json
@@ -36,6 +37,9 @@ def add_bench_arguments(p) -> None:
     p.add_argument("--json", default="bench-results.json", help="where to write the results [default bench-results.json]")
     p.add_argument("--nats-url", default=None, help="measure an existing cluster on this NATS (needs --http) instead of starting one")
     p.add_argument("--http", default=None, help="the existing cluster's gateway, e.g. http://127.0.0.1:8080")
+    p.add_argument("--insecure", action="store_true",
+                   help="start Torua without API keys (compare with a run without it: what authentication costs)")
+    p.add_argument("--api-key", default=None, help="an existing cluster's API key [env TORUA_API_KEY; default the one in $TORUA_DATA_DIR or ./torua-data]")
     p.add_argument("--replicas", type=int, default=1, help="copies of each shard in the cluster the bench starts [default 1]")
     p.add_argument("--failover", action="store_true",
                    help="instead: start a --replicas 2 cluster, kill -9 a primary while writing, and print how long its shards were unavailable")
@@ -81,12 +85,14 @@ def _start(args, stack: Stack, names: list[str]) -> dict:
         print(f"torua bench: starting torua up (3 nodes, 16 shards, commit={args.commit})", flush=True)
         urls["http_url"] = stack.start_torua(urls["nats_url"], args.commit, replicas=args.replicas)
         print(f"torua bench: Torua ready at {urls['http_url']}", flush=True)
+    elif args.nats_url is not None:  # an existing cluster: its key, or none if it runs --insecure
+        stack.api_key = args.api_key if args.api_key is not None else discovered_token()
     return urls
 
 
-async def _measure(args, urls: dict, names: list[str], concurrencies: list[int]) -> tuple[list[Result], str]:
+async def _measure(args, urls: dict, names: list[str], concurrencies: list[int], api_key: str) -> tuple[list[Result], str]:
     targets = Targets(urls["nats_url"], urls["js_nats_url"], urls["http_url"], urls["echo_http_url"],
-                      args.value_size, keys=min(args.requests, 1000))
+                      args.value_size, keys=min(args.requests, 1000), api_key=api_key)
     results: list[Result] = []
     try:
         await targets.open(names, max(concurrencies))
@@ -127,7 +133,7 @@ def run_bench(args) -> int:
         return 2
     durability = _durability(args)
     workdir = Path(tempfile.mkdtemp(prefix="torua-bench-"))
-    stack = Stack(workdir)
+    stack = Stack(workdir, insecure=args.insecure)
     # Our own handler for both: asyncio.run's SIGINT handler only cancels the main task once,
     # and nats-py swallows CancelledError in places (flush), which would leave the run going.
     previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -137,7 +143,7 @@ def run_bench(args) -> int:
         version = subprocess.run([nats_server_binary(), "--version"], capture_output=True, text=True, timeout=10).stdout.strip()
         machine = machine_info(version, workdir)
         print(f"torua bench: Torua {durability['torua']}; JetStream anchor {durability['jetstream']}", flush=True)
-        results, client_mode = asyncio.run(_measure(args, urls, names, concurrencies))
+        results, client_mode = asyncio.run(_measure(args, urls, names, concurrencies, stack.api_key))
         header = (
             f"torua bench: {args.requests} requests per figure (+{min(args.warmup, args.requests)} warm-up), "
             f"{args.value_size}-byte values, loopback; {machine['cpu_count']} CPUs, Python {machine['python']}, {machine['nats_server']}, "
@@ -145,12 +151,15 @@ def run_bench(args) -> int:
         )
         if any(n.startswith("client") for n in names):
             header += f"\ntorua.Client mode: {client_mode}"
+        if any(n in TORUA for n in names):
+            header += "\nTorua API keys: " + ("on (every request carries one)" if stack.api_key else "off (--insecure)")
         print("\n" + table(results, durability, header) + "\n", flush=True)
         write_json(
             Path(args.json), results, machine=machine, durability=durability, client_mode=client_mode,
             settings={"requests": args.requests, "concurrency": concurrencies, "value_size": args.value_size,
                       "warmup": min(args.warmup, args.requests), "commit": args.commit, "only": args.only,
-                      "anchors": [n for n in names if n in ANCHORS], "torua": [n for n in names if n in TORUA]},
+                      "anchors": [n for n in names if n in ANCHORS], "torua": [n for n in names if n in TORUA],
+                      "api_keys": bool(stack.api_key)},
             workdir=str(workdir), **urls,
         )
         print(f"torua bench: results written to {args.json}", flush=True)

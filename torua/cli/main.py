@@ -37,7 +37,7 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--log-level", default=_env("LOG_LEVEL", "info"), help="log level of the processes [env TORUA_LOG_LEVEL; default info]")
     up.add_argument("--log-format", default=_env("LOG_FORMAT", "text"), choices=["text", "json"], help="log format of the processes [env TORUA_LOG_FORMAT; default text]")
     up.add_argument("--metrics-port", type=int, default=int(_env("METRICS_PORT", "0")), metavar="BASE", help="serve /metrics from each process on BASE, BASE+1, ... (coordinators, nodes, gateway) [env TORUA_METRICS_PORT; default 0 = off]")
-    up.add_argument("--insecure", action="store_true", default=_env("INSECURE", "") in ("1", "true", "yes"), help="run the embedded nats-server open to any connection, without the data dir's per-role keys: a laptop only [env TORUA_INSECURE=1]")
+    up.add_argument("--insecure", action="store_true", default=_env("INSECURE", "") in ("1", "true", "yes"), help="run open: the embedded nats-server takes any connection (no per-role keys), and REST and the NATS API take requests without an API key: a laptop only [env TORUA_INSECURE=1]")
     up.add_argument("--tls", action="store_true", default=_env("TLS", "") in ("1", "true", "yes"), help="HTTPS on the gateway and TLS on the embedded nats-server, with a local CA made in the data dir (secrets/tls/ca.pem is what clients trust) [env TORUA_TLS=1]")
     up.add_argument("--ready-timeout", type=float, default=60.0, help="seconds after which torua up says what the cluster still lacks (it keeps running, and says when it is ready) [default 60]")
 
@@ -76,10 +76,10 @@ def parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", help="the cluster at a glance")
     st.add_argument("--nats-url", default=_env("NATS_URL", DEFAULT_NATS_URL), help="NATS URL [env TORUA_NATS_URL]")
 
-    auth = sub.add_parser("auth", help="credentials: the NATS key of a role in a torua up data dir")
+    auth = sub.add_parser("auth", help="credentials: API keys (create, list, revoke) and the NATS key of a role in a torua up data dir")
     from torua.cli.auth import add_auth_arguments
 
-    add_auth_arguments(auth, _env("DATA_DIR", "./torua-data"))
+    add_auth_arguments(auth, _env("DATA_DIR", "./torua-data"), client_options)
 
     bench = sub.add_parser("bench", help="benchmark Torua beside bare NATS, JetStream KV and aiohttp anchors")
     from torua.cli.bench import add_bench_arguments

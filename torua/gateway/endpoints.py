@@ -24,6 +24,8 @@ from typing import Any, Literal, Mapping
 from torua.gateway.params import (
     Boolean, In, Integer, JsonObject, Key, Ndjson, Number, Numbers, Param, Schema, Text, TextList, Value, VertexId, VertexIds, expected_fields,
 )
+from torua.access import RULES
+from torua.api_keys import ApiKey, Rule, check_reach, visible
 from torua.gateway.audit import ADMIN_OPERATIONS
 from torua.graph import rules as graph_rules
 from torua.protocol.errors import ToruaError
@@ -169,17 +171,26 @@ class Endpoint:
         return frozenset(p.name for p in fields), expected_fields([p.name for p in fields if p.required], [p.name for p in fields if not p.required])
 
 
-async def call(gateway: Any, endpoint: Endpoint, kwargs: Mapping[str, Any], who: str = "") -> Any:
+async def call(gateway: Any, endpoint: Endpoint, kwargs: Mapping[str, Any], who: str = "", key: ApiKey | None = None) -> Any:
     """Run `endpoint`'s Gateway method with the arguments `bind` checked (it may be a plain
-    function), each under its param's `argument` name. An admin operation
-    (torua.gateway.audit) is recorded with `who` asked and how it ended."""
+    function), each under its param's `argument` name, if `key` (the request's API key,
+    its role already checked; None: no key needed) reaches what they name; a tenant key
+    sees only its own part of the answer. An admin operation (torua.gateway.audit) is
+    recorded with `who` asked and how it ended."""
     assert endpoint.call is not None, f"{endpoint.name} is served by the front-end itself"
+    rule = RULES[endpoint.name]
     renamed = {p.name: p.argument for p in endpoint.params}
+    if key is not None:
+        who = f"{key.name} ({key.id})" + (f" from {who}" if who else "")
     if endpoint.name not in ADMIN_OPERATIONS:
+        if key is not None:
+            check_reach(rule, key, kwargs, endpoint.name)
         result = getattr(gateway, endpoint.call)(**{renamed.get(name, name): value for name, value in kwargs.items()})
-        return await result if inspect.isawaitable(result) else result
+        return visible(rule, key, await result if inspect.isawaitable(result) else result)
     outcome = "internal"
     try:
+        if key is not None:
+            check_reach(rule, key, kwargs, endpoint.name)
         result = getattr(gateway, endpoint.call)(**{renamed.get(name, name): value for name, value in kwargs.items()})
         result = await result if inspect.isawaitable(result) else result
         outcome = "ok"
@@ -452,6 +463,45 @@ GATEWAY: tuple[Endpoint, ...] = (
     ),
 )
 
+# ------------------------------------------------------------------ API keys
+
+KEY_ID = Param("key_id", Text(pattern=r"[0-9a-f]{16}"), required=True, rest=In.PATH, nats="id", what="a key id: 16 hex digits", doc="the key's id (16 hex digits)")
+
+AUTH: tuple[Endpoint, ...] = (
+    Endpoint(
+        "auth_create",
+        "auth_create",
+        (
+            Param("name", Text(min_length=1, max_length=64), required=True, doc="who or what holds it, for people and the audit trail"),
+            Param("role", Text(choices=("read", "write", "admin")), required=True, doc="read < write < admin"),
+            Param("graphs", TextList(), doc="a tenant key: the graphs it may reach (with prefixes; neither given: the whole cluster)"),
+            Param("prefixes", TextList(), doc="a tenant key: the key prefixes it may reach"),
+        ),
+        json_reply("NewApiKey", "the key: its token is shown here once, and only its SHA-256 is kept", status=201),
+        (Route("POST", "/auth/keys", "Make an API key"),),
+        nats="auth.keys.create",
+        errors=("conflict", "unavailable"),
+    ),
+    Endpoint(
+        "auth_list",
+        "auth_list",
+        (),
+        json_reply("ApiKeys", "every key, revoked ones too (never a token or a hash)"),
+        (Route("GET", "/auth/keys", "The API keys"),),
+        nats="auth.keys.list",
+        errors=("unavailable",),
+    ),
+    Endpoint(
+        "auth_revoke",
+        "auth_revoke",
+        (KEY_ID,),
+        json_reply("ApiKey", "the key, revoked: every gateway refuses it from now on"),
+        (Route("DELETE", "/auth/keys/{key_id}", "Revoke an API key"),),
+        nats="auth.keys.revoke",
+        errors=("not_found", "unavailable"),
+    ),
+)
+
 # ------------------------------------------------------------------ graphs
 
 GRAPH_NAME = Param(
@@ -704,4 +754,13 @@ GRAPH: tuple[Endpoint, ...] = (
     ),
 )
 
-ENDPOINTS: tuple[Endpoint, ...] = KV + CLUSTER + GRAPH + GATEWAY
+ENDPOINTS: tuple[Endpoint, ...] = KV + CLUSTER + GRAPH + GATEWAY + AUTH
+
+# Every endpoint has its access rule (torua.access): one without fails here, at import.
+_unruled = sorted({e.name for e in ENDPOINTS} ^ set(RULES))
+if _unruled:
+    raise ValueError(f"endpoints without an access rule, or rules without an endpoint: {_unruled}")
+
+
+def rule_of(endpoint: Endpoint) -> Rule:
+    return RULES[endpoint.name]

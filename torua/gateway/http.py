@@ -36,7 +36,8 @@ from aiohttp import hdrs, web
 from aiohttp.http import HttpVersion11
 
 from torua.config import GatewayConfig
-from torua.gateway.endpoints import ENDPOINTS, MAX_JSON_BODY, Endpoint, Route, call
+from torua.api_keys import check_reach
+from torua.gateway.endpoints import ENDPOINTS, MAX_JSON_BODY, Endpoint, Route, call, rule_of
 from torua.gateway.http_rules import SECURITY_HEADERS, SERVED_METHODS, cross_origin_refusal, is_json_media_type, is_ndjson_media_type
 from torua.gateway.openapi import openapi_document
 from torua.gateway.params import In, Key, NdjsonBody, bind, check_fields
@@ -104,7 +105,8 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
     try:
         return await handler(request)
     except ToruaError as exc:
-        response = error_response(exc.code, exc.message, retry_after=exc.retry_after, fields=exc.fields)
+        headers = {"WWW-Authenticate": 'Bearer realm="torua"'} if exc.code == "unauthorized" else None
+        response = error_response(exc.code, exc.message, retry_after=exc.retry_after, headers=headers, fields=exc.fields)
         if exc.code == "request_timeout":
             response.force_close()  # the client is too slow to keep this connection for
         return response
@@ -286,8 +288,11 @@ def route_handler(endpoint: Endpoint, route: Route) -> Handler:
     raw = next((p.name for p in params if p.rest in (In.RAW_BODY, In.WHOLE_BODY, In.NDJSON)), "")
     fields, expected = endpoint.body_expected(route)
     reply, status = endpoint.reply, route.status or endpoint.reply.status
+    rule = rule_of(endpoint)
 
     async def handle(request: web.Request) -> web.StreamResponse:
+        # the API key first (401, or 403 for its role), before anything is read
+        api_key = await _gw(request).authenticate(request.headers.get(hdrs.AUTHORIZATION), endpoint.name, request.remote or "")
         values: dict[str, Any] = {}
         if keys:
             # checked at once, with each kind's words (a key's, a vertex id's): before any body is read
@@ -299,6 +304,8 @@ def route_handler(endpoint: Endpoint, route: Route) -> Handler:
         if query:
             given = _query(request)
             values.update((name, given.get(name, "")) for name in query)
+        if api_key is not None:
+            check_reach(rule, api_key, values, endpoint.name)  # a tenant's graph or key: before any body is read
         for name in content_type:
             values[name] = request.headers.get(hdrs.CONTENT_TYPE, "")
         if body == "raw":
@@ -312,7 +319,7 @@ def route_handler(endpoint: Endpoint, route: Route) -> Handler:
             data = {} if optional_body and not request.body_exists else await read_json_object(request, endpoint.max_json_body)
             check_fields(data, fields, expected)
             values.update(data)
-        result = await call(_gw(request), endpoint, bind(endpoint.params, values, from_text, route.fixed), who=request.remote or "")
+        result = await call(_gw(request), endpoint, bind(endpoint.params, values, from_text, route.fixed), who=request.remote or "", key=api_key)
         if reply.kind == "empty":
             return web.Response(status=status)
         if reply.kind == "value":
@@ -337,6 +344,17 @@ async def metrics(request: web.Request) -> web.StreamResponse:
 SERVED_HERE: dict[str, Handler] = {"openapi": openapi, "metrics": metrics}
 
 
+def served_here(endpoint: Endpoint) -> Handler:
+    """The front-end's own handler of `endpoint`, behind its API key rule."""
+    handler = SERVED_HERE[endpoint.name]
+
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        await _gw(request).authenticate(request.headers.get(hdrs.AUTHORIZATION), endpoint.name)
+        return await handler(request)
+
+    return guarded
+
+
 def aiohttp_path(endpoint: Endpoint, route: Route) -> str:
     """The route's path as aiohttp wants it: a key's {name} with the pattern that lets any key through."""
     path = route.path
@@ -349,7 +367,7 @@ def aiohttp_path(endpoint: Endpoint, route: Route) -> str:
 def add_routes(app: web.Application, endpoints: tuple[Endpoint, ...] = ENDPOINTS) -> None:
     for endpoint in endpoints:
         for route in endpoint.rest:
-            handler = SERVED_HERE[endpoint.name] if endpoint.call is None else route_handler(endpoint, route)
+            handler = served_here(endpoint) if endpoint.call is None else route_handler(endpoint, route)
             path = aiohttp_path(endpoint, route)
             if route.method == "GET":
                 app.router.add_get(path, handler)  # HEAD too

@@ -34,6 +34,7 @@ from nats.micro.request import Request
 from nats.micro.service import Service
 
 from torua import __version__
+from torua.bus import header_value
 from torua.gateway.endpoints import ENDPOINTS, Endpoint, call
 from torua.gateway.params import Value, bind, check_fields
 from torua.gateway.service import Gateway
@@ -44,7 +45,8 @@ from torua.protocol.errors import ToruaError
 log = logging.getLogger("torua.gateway.nats")
 
 Body = dict[str, Any]
-Handler = Callable[[Gateway, Body, bool], Awaitable[Body]]
+# (gateway, payload, as JSON, the request's Authorization header)
+Handler = Callable[[Gateway, Body, bool, "str | None"], Awaitable[Body]]
 
 
 # ------------------------------------------------------------ payloads (pure)
@@ -52,10 +54,8 @@ Handler = Callable[[Gateway, Body, bool], Awaitable[Body]]
 
 def wants_json(headers: dict[str, str] | None) -> bool:
     """True when the request says ``Content-Type: application/json`` (any case, any parameters)."""
-    for name, value in (headers or {}).items():
-        if name.lower() == "content-type":
-            return value.split(";")[0].strip().lower() == "application/json"
-    return False
+    value = header_value(headers, "content-type")
+    return value is not None and value.split(";")[0].strip().lower() == "application/json"
 
 
 def parse_payload(data: bytes, as_json: bool) -> Body:
@@ -129,7 +129,8 @@ def nats_handler(endpoint: Endpoint) -> Handler:
     allowed, expected = endpoint.nats_fields(), endpoint.nats_expected()
     values_in = [p for p in endpoint.params if isinstance(p.kind, Value)]
 
-    async def handle(gw: Gateway, body: Body, as_json: bool) -> Body:
+    async def handle(gw: Gateway, body: Body, as_json: bool, authorization: str | None) -> Body:
+        api_key = await gw.authenticate(authorization, endpoint.name, "nats")
         if whole is not None:
             values: Body = {whole.name: body}
         else:
@@ -137,7 +138,7 @@ def nats_handler(endpoint: Endpoint) -> Handler:
             values = {p.name: body.get(p.nats_name) for p in endpoint.params}
             values.update((p.name, value_of(body, as_json, p.nats_name)) for p in values_in)
         kwargs = bind(endpoint.params, values)
-        result = await call(gw, endpoint, kwargs, who="nats")
+        result = await call(gw, endpoint, kwargs, who="nats", key=api_key)
         if endpoint.reply.kind == "empty":
             return {"ok": True}
         if endpoint.reply.kind == "value":
@@ -156,7 +157,7 @@ async def answer(gw: Gateway, handler: Handler, data: bytes, headers: dict[str, 
     """Run one request: (reply payload, the error it carries or None). Never raises."""
     as_json = wants_json(headers)
     try:
-        return encode_payload(await handler(gw, parse_payload(data, as_json), as_json), as_json), None
+        return encode_payload(await handler(gw, parse_payload(data, as_json), as_json, header_value(headers, "authorization")), as_json), None
     except ToruaError as exc:
         error = exc
     except Exception:

@@ -11,7 +11,7 @@ from functools import cache
 from typing import Any
 
 from torua import __version__
-from torua.gateway.endpoints import ENDPOINTS, Endpoint, Route
+from torua.gateway.endpoints import rule_of, ENDPOINTS, Endpoint, Route
 from torua.gateway.params import In, Param
 from torua.gateway.schemas import INT, SCHEMAS, STR, Schema, obj, ref
 from torua.protocol import subjects
@@ -19,7 +19,8 @@ from torua.protocol.errors import HTTP_STATUS
 
 ERROR_TEXT = {
     400: "bad input (key, JSON, parameter, cursor, a value out of range, a malformed HTTP request); nothing changed",
-    403: "cross_origin: a browser page from another origin may not change anything here",
+    401: "unauthorized: no API key, or one that is unknown, revoked or mistyped (Authorization: Bearer <key>)",
+    403: "forbidden: the API key's role or tenant does not reach this; or cross_origin: a browser page from another origin may not change anything here",
     404: "no such key, node, shard, graph, vertex or route",
     405: "method not allowed on this path (Allow lists the ones that are)",
     408: "request_timeout: the request's headers or body did not arrive within the request deadline (--request-timeout); the connection is closed",
@@ -143,6 +144,8 @@ def _errors(endpoint: Endpoint, route: Route, has_body: bool, takes_json: bool) 
     statuses = set(codes) | set(EVERY_OPERATION)
     if route.method in CHANGING_METHODS:
         statuses.add(403)  # from a browser page of another origin
+    if rule_of(endpoint).role != "public":
+        statuses |= {401, 403}
     if has_body:
         statuses.add(413)
     if takes_json:
@@ -172,6 +175,9 @@ def operation(endpoint: Endpoint, route: Route) -> Schema:
     op["responses"] = {**responses, **_errors(endpoint, route, body is not None, takes_json)}
     if endpoint.nats:
         op["x-nats-subject"] = f"{subjects.API}.{endpoint.nats}"  # the same operation on the NATS API
+    rule = rule_of(endpoint)
+    op["security"] = [] if rule.role == "public" else [{"apiKey": []}]
+    op["x-torua-access"] = {"role": rule.role, "resource": rule.resource}  # torua.access
     return op
 
 
@@ -194,8 +200,16 @@ def openapi_document() -> dict[str, Any]:
             "a JSON body needs Content-Type: application/json; a request's headers and body must arrive within "
             "the request deadline (408); no browser page from another origin may change anything (403). "
             "The same operations are on NATS under torua.api.* (msgpack, or JSON with Content-Type: application/json): "
-            "x-nats-subject names each one's subject.",
+            "x-nats-subject names each one's subject. "
+            "Every operation but /health and /openapi.json needs an API key (Authorization: Bearer <key>; on NATS the same header) "
+            "unless the gateway runs --insecure; x-torua-access gives the role it needs (read < write < admin) and the resource "
+            "a tenant key must reach: 401 without a valid key, 403 outside its rights.",
         },
+        "security": [{"apiKey": []}],
         "paths": paths,
-        "components": {"schemas": {**SCHEMAS, **_request_schemas()}, "responses": {f"E{s}": _error_response(s) for s in ERROR_TEXT}},
+        "components": {
+            "schemas": {**SCHEMAS, **_request_schemas()},
+            "responses": {f"E{s}": _error_response(s) for s in ERROR_TEXT},
+            "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer", "description": "an API key: torua_<id>_<secret> (torua auth create)"}},
+        },
     }

@@ -56,6 +56,22 @@ _GRAPH_INFO: dict[str, Schema] = {
 }
 _EDGE = obj({"src": STR, "type": STR, "dst": STR, "weight": NUM, "properties": {"type": "object"}})
 
+_API_KEY = obj(
+    {
+        "id": STR,
+        "name": STR,
+        "role": {"type": "string", "enum": ["read", "write", "admin"]},
+        "scope": {
+            "type": ["object", "null"],
+            "properties": {"graphs": STRS, "prefixes": STRS},
+            "description": "a tenant key reaches only these graphs and key prefixes; null: the whole cluster",
+        },
+        "created_at": NUM,
+        "revoked_at": {"type": ["number", "null"]},
+        "revoked": BOOL,
+    }
+)
+
 SCHEMAS: dict[str, Schema] = {
     "Error": obj(
         {
@@ -306,6 +322,11 @@ SCHEMAS: dict[str, Schema] = {
             "rows": {"type": "array", "items": obj({"shard": INT, "values": {"type": "array"}}), "description": "every shard's rows, shards in order"},
             "truncated": {**BOOL, "description": "a shard had more rows than it answers with"},
         }
+    ),
+    "ApiKey": _API_KEY,
+    "ApiKeys": obj({"keys": {"type": "array", "items": ref("ApiKey")}}),
+    "NewApiKey": obj(
+        {**_API_KEY["properties"], "token": {**STR, "description": "the key to send as Authorization: Bearer <token>; shown this once, never again"}},
     ),
     "BroadcastReply": obj(
         {"node_id": STR, "ok": BOOL, "kind": STR, "detail": {"type": "object"}, "error": obj({"code": STR, "message": STR})},

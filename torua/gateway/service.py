@@ -13,10 +13,12 @@ graph catalog (`torua.graph.catalog_store`).
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime
 import logging
 import time
+from pathlib import Path
 from typing import Any, Callable, Mapping, TypeVar
 
 from aiohttp import web
@@ -34,7 +36,10 @@ from torua.gateway.graphs import GraphEndpoints
 from torua.graph.catalog_store import GraphCatalog
 from torua.kv_rules import DEFAULT_CONTENT_TYPE  # noqa: F401 (imported from here)
 from torua.kv_rules import servable_content_type, shard_for_key, validate_content_type, validate_key, validate_prefix, validate_put
-from torua.gateway.audit import AuditTrail
+from torua.api_keys import NEEDS_KEY, ApiKey, Scope, bearer_token, check_role
+from torua.access import RULES
+from torua.gateway.audit import ADMIN_OPERATIONS, AuditTrail
+from torua.key_ring import KeyRing, admin_key_token
 from torua.listen import listen, server_tls
 from torua.listing import list_keys
 from torua.metrics import GatewayMetrics, metrics_server
@@ -61,7 +66,7 @@ from torua.protocol.messages import (
     ShardMap,
 )
 from torua.routing import RETRY_AFTER_SECONDS, MapCache, ShardRouter
-from torua.stopping import StopRequest, Stopped, bounded, unless_stopped
+from torua.stopping import StopRequest, Stopped, bounded, cancel_and_wait, unless_stopped
 
 log = logging.getLogger("torua.gateway")
 
@@ -161,6 +166,9 @@ class Gateway(GraphEndpoints):
         self.started_at = time.time()
         self.metrics = GatewayMetrics(self.maps.epoch)
         self.audit = AuditTrail(config.audit_log)
+        # API keys (torua.api_keys); None: --insecure, every request may do anything
+        self.keys: KeyRing | None = None if config.insecure else KeyRing(nc)
+        self._admin_key: asyncio.Task[None] | None = None
 
     def audited(self, op: str, arguments: Mapping[str, Any], who: str, outcome: str) -> None:
         """An admin call has ended (torua.gateway.audit): its line in the trail, and counted."""
@@ -170,10 +178,74 @@ class Gateway(GraphEndpoints):
     async def start(self) -> None:
         await self.maps.start()
         await self.graphs.start()
+        if self.keys is None:
+            log.warning("--insecure: REST and the NATS API take requests without an API key; anyone who reaches them may do anything")
+            return
+        await self.keys.start()
+        if self.config.admin_key_file:
+            token = admin_key_token(Path(self.config.admin_key_file))  # made now if missing
+            self._admin_key = asyncio.ensure_future(self._store_admin_key(token))
+
+    async def _store_admin_key(self, token: str) -> None:
+        """Put the admin key of --admin-key-file in the store, once the coordinator has made it."""
+        assert self.keys is not None
+        while True:
+            try:
+                if await self.keys.ensure(token, "admin", time.time()):
+                    log.info("admin API key of %s stored", self.config.admin_key_file)
+                return
+            except ToruaError as exc:
+                log.debug("admin key not stored yet: %s", exc.message)
+            await asyncio.sleep(1.0)
 
     async def stop(self) -> None:
+        if self._admin_key is not None:
+            await cancel_and_wait(self._admin_key, 3.0, "storing the admin key")
+        if self.keys is not None:
+            await self.keys.stop()
         await self.graphs.stop()
         await self.maps.stop()
+
+    # ------------------------------------------------------------- API keys
+
+    async def authenticate(self, authorization: str | None, operation: str, who: str = "") -> ApiKey | None:
+        """The key a request for `operation` carries in its ``Authorization`` header:
+        `unauthorized` without a valid one, `forbidden` when its role is too low for the
+        operation (its tenant is checked on the params: torua.gateway.endpoints.call).
+        None for a public operation, or any when keys are off (--insecure). A refused
+        admin operation is in the audit trail, with `who` the front-end knows."""
+        rule = RULES[operation]
+        if self.keys is None or rule.role == "public":
+            return None
+        key = None
+        try:
+            token = bearer_token(authorization)
+            if token is None:
+                raise ToruaError("unauthorized", NEEDS_KEY)
+            key = await self.keys.authenticate(token)
+            check_role(rule, key, operation)
+        except ToruaError as exc:
+            if operation in ADMIN_OPERATIONS:
+                self.audited(operation, {}, who if key is None else f"{key.name} ({key.id}) from {who}", exc.code)
+            raise
+        return key
+
+    def _key_ring(self) -> KeyRing:
+        if self.keys is None:
+            raise ToruaError("conflict", "this gateway runs --insecure: it takes no API keys, so it makes none")
+        return self.keys
+
+    async def auth_create(self, name: str, role: str, graphs: list[str] | None = None, prefixes: list[str] | None = None) -> dict[str, Any]:
+        """A new key; its token is in this answer only."""
+        scope = None if graphs is None and prefixes is None else Scope(tuple(graphs or ()), tuple(prefixes or ()))
+        token, key = await self._key_ring().create(name, role, scope, time.time())
+        return {**key.view(), "token": token}
+
+    async def auth_list(self) -> dict[str, Any]:
+        return {"keys": [k.view() for k in await self._key_ring().all()]}
+
+    async def auth_revoke(self, key_id: str) -> dict[str, Any]:
+        return (await self._key_ring().revoke(key_id, time.time())).view()
 
     # ------------------------------------------------------------------ KV
 

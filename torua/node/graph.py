@@ -95,12 +95,15 @@ class GraphService:
 
     # ------------------------------------------------------------- serving
 
-    async def on_message(self, msg: Any) -> None:
-        """Reads answer inline; writes run as tasks so they group-commit."""
+    async def on_message(self, msg: Any, app: bool = False) -> None:
+        """Reads answer inline; writes run as tasks so they group-commit. With `app`,
+        torua.Client's request: its API key is checked first."""
         try:
             request = decode(GraphRequest, msg.data)
+            if app:
+                await self.node.admit_app("graph", request.op, {"graph": request.graph.name}, msg)
         except ToruaError as exc:
-            log.warning("bad graph request on %s: %s", msg.subject, exc.message)
+            (log.info if exc.code in ("unauthorized", "forbidden") else log.warning)("refused graph request on %s: %s", msg.subject, exc.message)
             await reply(msg, GraphReply(False, self.node.epoch, exc.code, exc.message))
             return
         except Exception:

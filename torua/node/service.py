@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import json
 import math
 import logging
@@ -28,7 +29,10 @@ from nats.aio.client import Client as NATS
 from nats.errors import NoRespondersError
 
 from torua import __version__, dir_lock
-from torua.bus import close_connection, connect
+from torua.access import admit_app
+from torua.api_keys import bearer_token
+from torua.bus import close_connection, connect, header_value
+from torua.key_ring import KeyRing
 from torua.config import NodeConfig
 from torua.kv_rules import payload_room, servable_content_type
 from torua.graph.vector_cache import single_threaded_blas
@@ -158,6 +162,7 @@ class Node:
         self.kv_served: collections.Counter[tuple[str, str]] = collections.Counter()  # (op, ok | error code), for /metrics
         self._dir_lock: dir_lock.DirLock | None = None  # this process's hold on config.data_dir
         self.graph = GraphService(self)  # torua.node.<id>.graph
+        self.keys: KeyRing | None = None  # API keys for torua.Client's one-hop requests; None: --insecure
 
     # ----------------------------------------------------------- lifecycle
 
@@ -201,9 +206,15 @@ class Node:
         if problem := payload_room(self.config.max_value_bytes, getattr(self.nc, "max_payload", 0)):
             log.warning("values up to --max-value-bytes cannot reach this node: %s", problem)
         node = self.config.id
+        if not self.config.insecure:
+            self.keys = KeyRing(self.nc)
+            await self.keys.start()
         handlers: dict[str, Callable[[Any], Awaitable[None]]] = {
             "kv": self._on_kv,
             "graph": self.graph.on_message,
+            # torua.Client's one-hop requests: each with its API key (torua.access.APP_OPERATIONS)
+            "app.kv": functools.partial(self._on_kv, app=True),
+            "app.graph": functools.partial(self.graph.on_message, app=True),
             "assign": self._control(Assignment, self.control.assign),
             "shard.copy": self._control(ShardCommand, self.control.copy),
             "shard.catch_up": self._control(ShardCommand, self.control.catch_up),
@@ -272,6 +283,8 @@ class Node:
         self._heartbeat_now.set()  # wake the heartbeat loop so it ends now
         await bounded(self._unsubscribe(), 2, "unsubscribing")
         await bounded(self.graph.edges.stop(), 2, "stopping the graph's map cache")
+        if self.keys is not None:
+            await self.keys.stop()
         in_flight = [t for t in self.tasks if not t.done()]
         if in_flight:
             await asyncio.wait(in_flight, timeout=5)
@@ -438,12 +451,22 @@ class Node:
 
     # ------------------------------------------------------------ KV serving
 
-    async def _on_kv(self, msg) -> None:
-        """Reads answer inline (one SQLite point read); writes run as tasks so they group-commit."""
+    async def admit_app(self, kind: str, op: str, values: dict[str, Any], msg: Any) -> None:
+        """A one-hop request of torua.Client may go on: its API key (the header
+        Authorization) is valid and reaches what it asks (`torua.access.admit_app`)."""
+        token = bearer_token(header_value(getattr(msg, "headers", None), "authorization"))
+        key = await self.keys.authenticate(token) if self.keys is not None and token is not None else None
+        admit_app(kind, op, key, values, keys_on=self.keys is not None)
+
+    async def _on_kv(self, msg, app: bool = False) -> None:
+        """Reads answer inline (one SQLite point read); writes run as tasks so they group-commit.
+        With `app`, torua.Client's request: its API key is checked first."""
         try:
             request = decode(KvRequest, msg.data)
+            if app:
+                await self.admit_app("kv", request.op, {"key": request.key, "prefix": request.prefix}, msg)
         except ToruaError as exc:
-            log.warning("bad KV request on %s: %s", msg.subject, exc.message)
+            (log.info if exc.code in ("unauthorized", "forbidden") else log.warning)("refused KV request on %s: %s", msg.subject, exc.message)
             await reply(msg, KvReply(ok=False, epoch=self.epoch, error_code=exc.code, error_message=exc.message))
             return
         except Exception:

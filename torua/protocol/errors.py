@@ -15,6 +15,8 @@ HTTP_STATUS: dict[str, int] = {
     "not_found": 404,
     "unknown_node": 404,
     "unknown_shard": 404,
+    "unauthorized": 401,
+    "forbidden": 403,
     "cross_origin": 403,
     "method_not_allowed": 405,
     "request_timeout": 408,

@@ -24,6 +24,8 @@ LEADER_KEY = "leader"
 STANDBY_KEY_PREFIX = "standby."
 # the catalog of named graphs (docs/design/graph.md): key = graph name, value = JSON GraphRef + created_at
 GRAPH_BUCKET = "torua_graphs"
+# API keys (torua.api_keys): key = the key's id, value = its JSON record (a SHA-256, never the secret)
+KEYS_BUCKET = "torua_keys"
 
 
 def node(node_id: str, call: str) -> str:
