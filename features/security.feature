@@ -10,7 +10,7 @@ Feature: API keys
 
   Scenario: A key reaches what its role and its tenant allow, until it is revoked
     Given an API key "reader" with role "read"
-    And an API key "ingest" with role "write" for the key prefix "tenants/acme/"
+    And a tenant API key "ingest" with role "write" for the key prefix "tenants/acme/"
     When "ingest" stores "tenants/acme/doc-1"
     Then the answer is 204
     When "ingest" stores "tenants/other/doc-1"

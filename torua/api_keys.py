@@ -41,6 +41,8 @@ _TOKEN = re.compile(r"torua_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")
 MAX_NAME = 64
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._@:-]{0,63}")
 MAX_SCOPE_ITEMS = 64
+MAX_RATE = 1e6  # requests a second
+MAX_BYTES = 1 << 30
 
 # `torua up` keeps its admin key here, in the data dir; torua.Client and the CLI find it.
 ADMIN_KEY_FILE = "secrets/admin.key"
@@ -75,6 +77,8 @@ class ApiKey:
     created_at: float
     scope: Scope | None = None  # None: the whole cluster
     revoked_at: float | None = None
+    rate: float | None = None  # requests a second it may make at each gateway and node (torua.rate_limits); None: no limit
+    max_bytes: int | None = None  # the largest request it may send (a REST body, a NATS payload); None: the process's own limits
     v: int = PROTOCOL
 
     def matches(self, secret: str) -> bool:
@@ -87,7 +91,7 @@ class ApiKey:
     def to_dict(self) -> dict[str, Any]:
         return {
             "v": self.v, "id": self.id, "name": self.name, "role": self.role, "secret_sha256": self.secret_sha256,
-            "created_at": self.created_at, "revoked_at": self.revoked_at,
+            "created_at": self.created_at, "revoked_at": self.revoked_at, "rate": self.rate, "max_bytes": self.max_bytes,
             "scope": None if self.scope is None else {"graphs": list(self.scope.graphs), "prefixes": list(self.scope.prefixes)},
         }
 
@@ -103,6 +107,8 @@ class ApiKey:
                 created_at=float(data["created_at"]),
                 scope=None if scope is None else Scope(tuple(map(str, scope["graphs"])), tuple(map(str, scope["prefixes"]))),
                 revoked_at=None if data.get("revoked_at") is None else float(data["revoked_at"]),
+                rate=None if data.get("rate") is None else float(data["rate"]),
+                max_bytes=None if data.get("max_bytes") is None else int(data["max_bytes"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ToruaError("bad_request", f"not an API key record: {exc}") from None
@@ -117,11 +123,13 @@ class ApiKey:
         return out
 
 
-def new_key(name: str, role: str, scope: Scope | None, now: float) -> tuple[str, ApiKey]:
-    """(the token, shown once; its record). `bad_request` for a bad name, role or scope."""
-    check_new_key(name, role, scope)
+def new_key(
+    name: str, role: str, scope: Scope | None, now: float, rate: float | None = None, max_bytes: int | None = None,
+) -> tuple[str, ApiKey]:
+    """(the token, shown once; its record). `bad_request` for a bad name, role, scope or limit."""
+    check_new_key(name, role, scope, rate, max_bytes)
     key_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
-    record = ApiKey(key_id, name, role, hashlib.sha256(secret.encode()).hexdigest(), now, scope)  # type: ignore[arg-type]
+    record = ApiKey(key_id, name, role, hashlib.sha256(secret.encode()).hexdigest(), now, scope, rate=rate, max_bytes=max_bytes)  # type: ignore[arg-type]
     return f"{TOKEN_PREFIX}{key_id}_{secret}", record
 
 
@@ -132,7 +140,7 @@ def record_of(token: str, name: str, role: str, now: float) -> ApiKey:
     return ApiKey(key_id, name, role, hashlib.sha256(secret.encode()).hexdigest(), now)  # type: ignore[arg-type]
 
 
-def check_new_key(name: str, role: str, scope: Scope | None) -> None:
+def check_new_key(name: str, role: str, scope: Scope | None, rate: float | None = None, max_bytes: int | None = None) -> None:
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise ToruaError("bad_request", f"a key's name is 1-{MAX_NAME} letters, digits, spaces and ._@:- starting with a letter or digit")
     if role not in KEY_ROLES:
@@ -141,6 +149,21 @@ def check_new_key(name: str, role: str, scope: Scope | None) -> None:
         raise ToruaError("bad_request", f"a key names at most {MAX_SCOPE_ITEMS} graphs and {MAX_SCOPE_ITEMS} prefixes")
     if scope is not None and any(p == "" for p in scope.prefixes):
         raise ToruaError("bad_request", "an empty key prefix would reach every key: leave the key unscoped instead")
+    if rate is not None and not 0 < rate <= MAX_RATE:
+        raise ToruaError("bad_request", f"rate is requests a second, more than 0 and at most {MAX_RATE:g}")
+    if max_bytes is not None and not 1 <= max_bytes <= MAX_BYTES:
+        raise ToruaError("bad_request", f"max_bytes is from 1 to {MAX_BYTES}")
+
+
+def check_size(key: ApiKey | None, size: int | None) -> None:
+    """`value_too_large` when a request of `size` bytes (None: not known yet) is over its key's `max_bytes`."""
+    if key is not None and key.max_bytes is not None and size is not None and size > key.max_bytes:
+        raise ToruaError("value_too_large", f"the request is {size} bytes; API key {key.name!r} may send at most {key.max_bytes}")
+
+
+def size_limit(key: ApiKey | None, limit: int) -> int:
+    """The most a request may carry: the process's `limit`, or less for a key with `max_bytes`."""
+    return limit if key is None or key.max_bytes is None else min(limit, key.max_bytes)
 
 
 def parse_token(token: str) -> tuple[str, str]:

@@ -182,14 +182,15 @@ class Client:
 
     # ------------------------------------------------------------ API keys
 
-    async def create_key(self, name: str, role: str, graphs: list[str] | None = None, prefixes: list[str] | None = None) -> dict[str, Any]:
+    async def create_key(
+        self, name: str, role: str, graphs: list[str] | None = None, prefixes: list[str] | None = None,
+        rate: float | None = None, max_bytes: int | None = None,
+    ) -> dict[str, Any]:
         """A new API key (this client's key must be an admin one): its record with its
-        `token`, which is shown this once. `graphs`/`prefixes` make a tenant key."""
-        payload: dict[str, Any] = {"name": name, "role": role}
-        if graphs is not None:
-            payload["graphs"] = graphs
-        if prefixes is not None:
-            payload["prefixes"] = prefixes
+        `token`, which is shown this once. `graphs`/`prefixes` make a tenant key;
+        `rate` (requests a second) and `max_bytes` (per request) limit it."""
+        given = {"graphs": graphs, "prefixes": prefixes, "rate": rate, "max_bytes": max_bytes}
+        payload: dict[str, Any] = {"name": name, "role": role, **{k: v for k, v in given.items() if v is not None}}
         return await self._api("auth.keys.create", payload)
 
     async def keys(self) -> list[dict[str, Any]]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 
 from nats.aio.client import Client as NATS
@@ -23,6 +24,7 @@ from torua.api_keys import ApiKey, Scope
 from torua.bucket_mirror import BucketMirror
 from torua.protocol import subjects
 from torua.protocol.errors import ToruaError
+from torua.rate_limits import Limiter
 from torua.secret_files import private_dir, write_file
 
 log = logging.getLogger("torua.gateway.keys")
@@ -43,10 +45,12 @@ def encode(key: ApiKey) -> bytes:
 class KeyRing(BucketMirror[ApiKey]):
     def __init__(self, nc: NATS) -> None:
         super().__init__(nc, subjects.KEYS_BUCKET, decode, "the API key store", log)
+        self.limiter = Limiter()  # each key's request rate in this process (torua.rate_limits)
 
     async def authenticate(self, token: str) -> ApiKey:
         """The key `token` is, if it is one and not revoked; `unauthorized` otherwise (the
-        bucket is read for an id the watch has not brought, e.g. a key made a moment ago)."""
+        bucket is read for an id the watch has not brought, e.g. a key made a moment ago);
+        `too_many_requests` (429) when the key has made its `rate` of requests here."""
         key_id, secret = api_keys.parse_token(token)
         record = self.entries.get(key_id)
         if record is None:
@@ -58,11 +62,21 @@ class KeyRing(BucketMirror[ApiKey]):
                 log.warning("the API key record %s cannot be read: %s", key_id, exc.message)
                 found = None  # a record nobody can read is no key
             record = None if found is None else found[0]
-        return api_keys.check_secret(record, secret)
+        key = api_keys.check_secret(record, secret)
+        if key.rate is not None:
+            wait = self.limiter.take(key.id, key.rate, time.monotonic())
+            if wait > 0:
+                raise ToruaError(
+                    "too_many_requests", f"API key {key.name!r} may make {key.rate:g} requests a second here; retry in {wait:.2f} s",
+                    retry_after=wait,
+                )
+        return key
 
-    async def create(self, name: str, role: str, scope: Scope | None, now: float) -> tuple[str, ApiKey]:
+    async def create(
+        self, name: str, role: str, scope: Scope | None, now: float, rate: float | None = None, max_bytes: int | None = None,
+    ) -> tuple[str, ApiKey]:
         """(the token, its record), stored."""
-        token, record = api_keys.new_key(name, role, scope, now)
+        token, record = api_keys.new_key(name, role, scope, now, rate, max_bytes)
         await self._create(record)
         return token, record
 

@@ -30,7 +30,7 @@ def step_key(context, name, role):
     _make(context, name, {"name": name, "role": role})
 
 
-@given('an API key "{name}" with role "{role}" for the key prefix "{prefix}"')
+@given('a tenant API key "{name}" with role "{role}" for the key prefix "{prefix}"')
 def step_tenant_key(context, name, role, prefix):
     _make(context, name, {"name": name, "role": role, "prefixes": [prefix]})
 

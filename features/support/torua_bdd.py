@@ -278,16 +278,20 @@ def with_nats(nats_url: str, work: Callable[[Any], Any], timeout: float = 5.0, r
 
 def node_kv_get(nats_url: str, asks: list[tuple[str, int, int, str]], timeout: float = 5.0) -> list[Any]:
     """Send a KvRequest get to each (node_id, shard_id, epoch, key) straight to the
-    node's own subject `torua.node.<id>.kv`; return the decoded KvReply of each."""
+    node, as torua.Client does: on its subject `torua.node.<id>.app.kv` with the admin
+    API key `torua up` made; return the decoded KvReply of each."""
+    from torua.api_keys import admin_key_path
     from torua.protocol import subjects
     from torua.protocol.codec import decode, encode
     from torua.protocol.messages import KvReply, KvRequest
+
+    auth = {"Authorization": f"Bearer {admin_key_path(DATA_DIRS[nats_url]).read_text().strip()}"}
 
     async def ask(nc) -> list[Any]:
         replies = []
         for node_id, shard_id, epoch, key in asks:
             request = KvRequest(op="get", shard_id=shard_id, epoch=epoch, key=key)
-            msg = await nc.request(subjects.node(node_id, "kv"), encode(request), timeout=timeout)
+            msg = await nc.request(subjects.node(node_id, "app.kv"), encode(request), timeout=timeout, headers=auth)
             replies.append(decode(KvReply, msg.data))
         return replies
 

@@ -307,3 +307,59 @@ def test_the_audit_trail_names_the_key_that_asked(keys):
     refused = [r for r in records if r["op"] == "rebalance" and r["outcome"] == "forbidden"]
     assert refused and refused[-1]["who"] == f"write ({keys.ids['write']}) from 127.0.0.1"
     assert any(r["outcome"] == "unauthorized" and r["who"] == "127.0.0.1" for r in records)  # the sweep's calls without a key
+
+
+def test_a_keys_rate_and_request_size_are_held_by_the_gateway_and_the_nodes(keys):
+    """A key made with a rate gets 429 with Retry-After beyond it (REST, NATS API, one
+    hop to a node), and with max_bytes 413 for a larger request; nothing changes."""
+    c = keys.c
+    status, slow = c.json("POST", "/auth/keys", {"name": "slow", "role": "write", "rate": 0.05})  # one request each 20 s
+    assert status == 201 and slow["rate"] == 0.05
+    token = slow["token"]
+    assert http(c.url, "GET", "/cluster/health", token)[0] == 200  # a burst of one
+    status, headers, data = http(c.url, "PUT", "/data/rate/x", token, b"v")
+    assert status == 429 and data["error"]["code"] == "too_many_requests" and int(headers["Retry-After"]) >= 1, (status, data)
+    assert c.request("GET", "/data/rate/x")[0] == 404  # the refused write changed nothing
+    # the NATS API's queue group may pick another gateway, which counts on its own: of three
+    # requests over at most two gateways (this one's single request is spent), one is refused
+    codes = [_nats(c.nats_url, "torua.api.kv.get", {"key": "rate/x"}, token)["error"]["code"] for _ in range(3)]
+    assert "too_many_requests" in codes and set(codes) <= {"too_many_requests", "not_found"}, codes
+
+    async def one_hop(tok: str) -> list[str]:
+        codes = []
+        async with Client(c.nats_url, api_key=tok) as db:
+            await wait_async(db._direct, "the client to hold the map")  # noqa: SLF001 (one hop, so the node decides)
+            for value in (b"1", b"2"):
+                try:
+                    await db.put("rate/one-hop", value)
+                    codes.append("ok")
+                except ToruaError as exc:
+                    codes.append(exc.code)
+        return codes
+
+    # the node holding the key counts the key's requests on its own: one goes, the next is refused
+    assert asyncio.run(one_hop(token)) == ["ok", "too_many_requests"]
+    assert c.request("GET", "/data/rate/one-hop")[1] == b"1"
+
+    status, small = c.json("POST", "/auth/keys", {"name": "small", "role": "write", "max_bytes": 64})
+    assert status == 201 and small["max_bytes"] == 64
+    token = small["token"]
+    assert http(c.url, "PUT", "/data/size/ok", token, b"x" * 64)[0] == 204
+    status, _, data = http(c.url, "PUT", "/data/size/big", token, b"x" * 65)
+    assert status == 413 and data["error"]["code"] == "value_too_large", data
+    assert c.request("GET", "/data/size/big")[0] == 404
+    assert _nats(c.nats_url, "torua.api.kv.put", {"key": "size/big", "value": b"x" * 80}, token)["error"]["code"] == "value_too_large"
+
+    async def big_one_hop() -> str:
+        async with Client(c.nats_url, api_key=token) as db:
+            await wait_async(db._direct, "the client to hold the map")  # noqa: SLF001
+            try:
+                await db.put("size/big", b"x" * 65)
+                return "ok"
+            except ToruaError as exc:
+                return exc.code
+
+    assert asyncio.run(big_one_hop()) == "value_too_large"
+    assert c.request("GET", "/data/size/big")[0] == 404
+    for body in ({"name": "x", "role": "read", "rate": 0}, {"name": "x", "role": "read", "rate": -1}, {"name": "x", "role": "read", "max_bytes": 0}):
+        assert c.json("POST", "/auth/keys", body)[0] == 400, body

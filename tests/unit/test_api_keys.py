@@ -177,3 +177,31 @@ def test_a_client_finds_its_key_in_the_environment_then_the_data_dir(tmp_path):
     api_keys.admin_key_path(tmp_path).parent.mkdir()
     api_keys.admin_key_path(tmp_path).write_text("torua_x\n")
     assert api_keys.discovered_token({"TORUA_DATA_DIR": str(tmp_path)}) == "torua_x"
+
+
+@pytest.mark.parametrize("rate, max_bytes", [(0.0, None), (-1.0, None), (2e6, None), (None, 0), (None, (1 << 30) + 1)])
+def test_a_new_key_with_a_bad_limit_is_refused(rate, max_bytes):
+    with pytest.raises(ToruaError) as err:
+        new_key("x", "read", None, 1.0, rate, max_bytes)
+    assert err.value.code == "bad_request"
+
+
+def test_a_keys_limits_travel_with_its_record_and_an_older_record_has_none():
+    _, limited = new_key("x", "write", None, 1.0, rate=5.0, max_bytes=100)
+    assert ApiKey.from_dict(limited.to_dict()) == limited
+    older = {k: v for k, v in limited.to_dict().items() if k not in ("rate", "max_bytes")}
+    assert ApiKey.from_dict(older).rate is None and ApiKey.from_dict(older).max_bytes is None
+
+
+@pytest.mark.parametrize("max_bytes, size, limit, refused, allowed", [
+    (None, 10**9, 100, False, 100), (100, 100, 1000, False, 100), (100, 101, 1000, True, 100), (100, None, 50, False, 50),
+])
+def test_a_keys_request_size(max_bytes, size, limit, refused, allowed):
+    k = new_key("x", "write", None, 1.0, max_bytes=max_bytes)[1]
+    assert api_keys.size_limit(k, limit) == allowed and api_keys.size_limit(None, limit) == limit
+    if refused:
+        with pytest.raises(ToruaError) as err:
+            api_keys.check_size(k, size)
+        assert err.value.code == "value_too_large"
+    else:
+        api_keys.check_size(k, size)

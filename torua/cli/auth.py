@@ -49,6 +49,8 @@ def add_key_arguments(sub: Any, client_options: Callable[[argparse.ArgumentParse
     c.add_argument("--role", required=True, choices=KEY_ROLES, help="read < write < admin")
     c.add_argument("--graph", action="append", dest="graphs", metavar="GRAPH", help="a graph the key may reach (repeat for more)")
     c.add_argument("--prefix", action="append", dest="prefixes", metavar="PREFIX", help="a key prefix the key may reach (repeat for more)")
+    c.add_argument("--rate", type=float, default=None, help="requests a second it may make at each gateway and node (429 beyond)")
+    c.add_argument("--max-bytes", type=int, default=None, help="the largest request it may send (413 above)")
     c.add_argument("--json", action="store_true", help="print the whole record as JSON, not just the token")
     ls = sub.add_parser("list", help="the API keys (never a token)")
     r = sub.add_parser("revoke", help="revoke an API key: every gateway refuses it from now on")
@@ -61,12 +63,13 @@ async def run_keys(args: argparse.Namespace) -> int:
     try:
         async with Client(args.nats_url, timeout=args.timeout) as db:
             if args.auth_command == "create":
-                made = await db.create_key(args.name, args.role, args.graphs, args.prefixes)
+                made = await db.create_key(args.name, args.role, args.graphs, args.prefixes, args.rate, args.max_bytes)
                 print(json.dumps(made, indent=2) if args.json else made["token"])
                 print(f"torua auth: key {made['id']} ({made['role']}) made; its token is shown this once", file=sys.stderr)
             elif args.auth_command == "list":
                 for k in await db.keys():
                     scope = "" if k["scope"] is None else f"  graphs={','.join(k['scope']['graphs'])} prefixes={','.join(k['scope']['prefixes'])}"
+                    scope += "".join(f"  {f}={k[f]:g}" for f in ("rate", "max_bytes") if k.get(f) is not None)
                     print(f"{k['id']}  {k['role']:<5}  {'revoked' if k['revoked'] else 'active ':<7}  {k['name']}{scope}")
             else:
                 done = await db.revoke_key(args.id)

@@ -476,6 +476,8 @@ AUTH: tuple[Endpoint, ...] = (
             Param("role", Text(choices=("read", "write", "admin")), required=True, doc="read < write < admin"),
             Param("graphs", TextList(), doc="a tenant key: the graphs it may reach (with prefixes; neither given: the whole cluster)"),
             Param("prefixes", TextList(), doc="a tenant key: the key prefixes it may reach"),
+            Param("rate", Number(), doc="requests a second it may make at each gateway and node (a burst of as many; 429 beyond); absent: no limit"),
+            Param("max_bytes", Integer(1, 1 << 30), doc="the largest request it may send: a REST body, a NATS payload (413 above); absent: the gateway's own limits"),
         ),
         json_reply("NewApiKey", "the key: its token is shown here once, and only its SHA-256 is kept", status=201),
         (Route("POST", "/auth/keys", "Make an API key"),),

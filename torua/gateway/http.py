@@ -36,7 +36,7 @@ from aiohttp import hdrs, web
 from aiohttp.http import HttpVersion11
 
 from torua.config import GatewayConfig
-from torua.api_keys import check_reach
+from torua.api_keys import check_reach, size_limit
 from torua.gateway.endpoints import ENDPOINTS, MAX_JSON_BODY, Endpoint, Route, call, rule_of
 from torua.gateway.http_rules import SECURITY_HEADERS, SERVED_METHODS, cross_origin_refusal, is_json_media_type, is_ndjson_media_type
 from torua.gateway.openapi import openapi_document
@@ -64,7 +64,7 @@ def error_response(
 ) -> web.Response:
     status = status or HTTP_STATUS.get(code, 500)
     out = dict(headers or {})
-    if status == 503:
+    if status in (429, 503):
         out["Retry-After"] = str(max(1, math.ceil(retry_after or 1)))
     error: dict[str, Any] = {"code": code, "message": message}
     if fields:
@@ -309,14 +309,14 @@ def route_handler(endpoint: Endpoint, route: Route) -> Handler:
         for name in content_type:
             values[name] = request.headers.get(hdrs.CONTENT_TYPE, "")
         if body == "raw":
-            values[raw] = await read_body(request, request.app[CONFIG].max_value_bytes)
+            values[raw] = await read_body(request, size_limit(api_key, request.app[CONFIG].max_value_bytes))
         elif body == "whole":
-            values[raw] = await read_json_object(request, endpoint.max_json_body)
+            values[raw] = await read_json_object(request, size_limit(api_key, endpoint.max_json_body))
         elif body == "ndjson":
             check_ndjson_type(request)
-            values[raw] = stream_body(request, request.app[CONFIG].max_import_bytes)
+            values[raw] = stream_body(request, size_limit(api_key, request.app[CONFIG].max_import_bytes))
         elif body == "json":
-            data = {} if optional_body and not request.body_exists else await read_json_object(request, endpoint.max_json_body)
+            data = {} if optional_body and not request.body_exists else await read_json_object(request, size_limit(api_key, endpoint.max_json_body))
             check_fields(data, fields, expected)
             values.update(data)
         result = await call(_gw(request), endpoint, bind(endpoint.params, values, from_text, route.fixed), who=request.remote or "", key=api_key)

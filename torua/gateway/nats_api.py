@@ -34,6 +34,7 @@ from nats.micro.request import Request
 from nats.micro.service import Service
 
 from torua import __version__
+from torua.api_keys import check_size
 from torua.bus import header_value
 from torua.gateway.endpoints import ENDPOINTS, Endpoint, call
 from torua.gateway.params import Value, bind, check_fields
@@ -45,8 +46,8 @@ from torua.protocol.errors import ToruaError
 log = logging.getLogger("torua.gateway.nats")
 
 Body = dict[str, Any]
-# (gateway, payload, as JSON, the request's Authorization header)
-Handler = Callable[[Gateway, Body, bool, "str | None"], Awaitable[Body]]
+# (gateway, payload, as JSON, the request's Authorization header, the payload's size)
+Handler = Callable[[Gateway, Body, bool, "str | None", int], Awaitable[Body]]
 
 
 # ------------------------------------------------------------ payloads (pure)
@@ -129,8 +130,9 @@ def nats_handler(endpoint: Endpoint) -> Handler:
     allowed, expected = endpoint.nats_fields(), endpoint.nats_expected()
     values_in = [p for p in endpoint.params if isinstance(p.kind, Value)]
 
-    async def handle(gw: Gateway, body: Body, as_json: bool, authorization: str | None) -> Body:
+    async def handle(gw: Gateway, body: Body, as_json: bool, authorization: str | None, size: int) -> Body:
         api_key = await gw.authenticate(authorization, endpoint.name, "nats")
+        check_size(api_key, size)
         if whole is not None:
             values: Body = {whole.name: body}
         else:
@@ -157,7 +159,8 @@ async def answer(gw: Gateway, handler: Handler, data: bytes, headers: dict[str, 
     """Run one request: (reply payload, the error it carries or None). Never raises."""
     as_json = wants_json(headers)
     try:
-        return encode_payload(await handler(gw, parse_payload(data, as_json), as_json, header_value(headers, "authorization")), as_json), None
+        body = parse_payload(data, as_json)
+        return encode_payload(await handler(gw, body, as_json, header_value(headers, "authorization"), len(data)), as_json), None
     except ToruaError as exc:
         error = exc
     except Exception:

@@ -28,6 +28,7 @@ ERROR_TEXT = {
     413: "value larger than max_value_bytes, a graph property document over its limit, an import over max_import_bytes",
     414: "uri_too_long: the request line is longer than 8190 bytes",
     415: "unsupported_media_type: a JSON body must be sent with Content-Type: application/json (or application/*+json)",
+    429: "too_many_requests: the API key made more requests than its rate allows here; retry after Retry-After seconds",
     431: "headers_too_large: a header is longer than 8190 bytes, or there are more than 128",
     500: "internal error (details only in the gateway log)",
     501: "not_implemented: a method this API does not use",
@@ -56,7 +57,7 @@ def json_body(schema: Schema, description: str) -> Schema:
 def _error_response(status: int) -> Schema:
     response = json_body(ref("Error"), ERROR_TEXT[status])
     response["headers"] = dict(SECURITY_RESPONSE_HEADERS)
-    if status == 503:
+    if status in (429, 503):
         response["headers"]["Retry-After"] = {"description": "seconds to wait before retrying", "schema": INT}
     return response
 
@@ -145,7 +146,7 @@ def _errors(endpoint: Endpoint, route: Route, has_body: bool, takes_json: bool) 
     if route.method in CHANGING_METHODS:
         statuses.add(403)  # from a browser page of another origin
     if rule_of(endpoint).role != "public":
-        statuses |= {401, 403}
+        statuses |= {401, 403, 429}
     if has_body:
         statuses.add(413)
     if takes_json:

@@ -68,6 +68,8 @@ _API_KEY = obj(
         },
         "created_at": NUM,
         "revoked_at": {"type": ["number", "null"]},
+        "rate": {"type": ["number", "null"], "description": "requests a second at each gateway and node; null: no limit"},
+        "max_bytes": {"type": ["integer", "null"], "description": "the largest request it may send; null: the gateway's own limits"},
         "revoked": BOOL,
     }
 )

@@ -235,10 +235,13 @@ class Gateway(GraphEndpoints):
             raise ToruaError("conflict", "this gateway runs --insecure: it takes no API keys, so it makes none")
         return self.keys
 
-    async def auth_create(self, name: str, role: str, graphs: list[str] | None = None, prefixes: list[str] | None = None) -> dict[str, Any]:
+    async def auth_create(
+        self, name: str, role: str, graphs: list[str] | None = None, prefixes: list[str] | None = None,
+        rate: float | None = None, max_bytes: int | None = None,
+    ) -> dict[str, Any]:
         """A new key; its token is in this answer only."""
         scope = None if graphs is None and prefixes is None else Scope(tuple(graphs or ()), tuple(prefixes or ()))
-        token, key = await self._key_ring().create(name, role, scope, time.time())
+        token, key = await self._key_ring().create(name, role, scope, time.time(), rate, max_bytes)
         return {**key.view(), "token": token}
 
     async def auth_list(self) -> dict[str, Any]:

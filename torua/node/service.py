@@ -30,7 +30,7 @@ from nats.errors import NoRespondersError
 
 from torua import __version__, dir_lock
 from torua.access import admit_app
-from torua.api_keys import bearer_token
+from torua.api_keys import bearer_token, check_size
 from torua.bus import close_connection, connect, header_value
 from torua.key_ring import KeyRing
 from torua.config import NodeConfig
@@ -457,6 +457,7 @@ class Node:
         token = bearer_token(header_value(getattr(msg, "headers", None), "authorization"))
         key = await self.keys.authenticate(token) if self.keys is not None and token is not None else None
         admit_app(kind, op, key, values, keys_on=self.keys is not None)
+        check_size(key, len(msg.data))
 
     async def _on_kv(self, msg, app: bool = False) -> None:
         """Reads answer inline (one SQLite point read); writes run as tasks so they group-commit.

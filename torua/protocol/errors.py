@@ -24,6 +24,7 @@ HTTP_STATUS: dict[str, int] = {
     "value_too_large": 413,
     "uri_too_long": 414,
     "unsupported_media_type": 415,
+    "too_many_requests": 429,
     "headers_too_large": 431,
     "not_implemented": 501,
     "unavailable": 503,
