@@ -363,3 +363,33 @@ def test_a_keys_rate_and_request_size_are_held_by_the_gateway_and_the_nodes(keys
     assert c.request("GET", "/data/size/big")[0] == 404
     for body in ({"name": "x", "role": "read", "rate": 0}, {"name": "x", "role": "read", "rate": -1}, {"name": "x", "role": "read", "max_bytes": 0}):
         assert c.json("POST", "/auth/keys", body)[0] == 400, body
+
+
+def test_torua_auth_makes_lists_and_revokes_keys_and_says_what_it_may_not(keys):
+    import os
+    import subprocess
+
+    from torua.cli.up import torua_command
+
+    c = keys.c
+
+    def torua(*args: str, key: str) -> subprocess.CompletedProcess:
+        env = {**os.environ, "TORUA_API_KEY": key, "TORUA_NATS_URL": c.nats_url}
+        return subprocess.run(torua_command() + ["auth", *args], capture_output=True, text=True, timeout=60, env=env)
+
+    made = torua("create", "cli-made", "--role", "read", "--prefix", "cli/", "--rate", "100", key=c.admin_token)
+    assert made.returncode == 0 and "its token is shown this once" in made.stderr, made
+    token = made.stdout.strip()
+    assert http(c.url, "GET", "/data?prefix=cli/", token)[0] == 200
+    listed = torua("list", key=c.admin_token)
+    key_id = token.split("_")[1]
+    line = next(line for line in listed.stdout.splitlines() if line.startswith(key_id))
+    assert "read" in line and "active" in line and "cli-made" in line and "prefixes=cli/" in line and "rate=100" in line, line
+    assert token not in listed.stdout
+    refused = torua("create", "sneaky", "--role", "admin", key=token)
+    assert refused.returncode == 1 and refused.stderr.startswith("torua auth: forbidden: API key 'cli-made' has role read"), refused
+    assert torua("revoke", key_id, key=c.admin_token).returncode == 0
+    assert "revoked" in next(line for line in torua("list", key=c.admin_token).stdout.splitlines() if line.startswith(key_id))
+    assert http(c.url, "GET", "/data?prefix=cli/", token)[0] == 401
+    unknown = torua("revoke", "f" * 16, key=c.admin_token)
+    assert unknown.returncode == 1 and "torua auth: not_found" in unknown.stderr, unknown

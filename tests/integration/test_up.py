@@ -459,6 +459,12 @@ def test_the_embedded_nats_takes_only_the_keys_of_the_data_dir_each_role_its_own
             assert "WARNING   --insecure: REST and the NATS API take requests without an API key" in open_up.output
             assert not (tmp_path / "open" / "secrets").exists()
             assert http("PUT", open_up.base + "/data/open", b"to anyone")[0] == 204
+            # torua.Client's one hop to the node needs no key either (nodes run --insecure too)
+            got = subprocess.run(
+                torua_command() + ["kv", "get", "open"], capture_output=True, timeout=60,
+                env={**os.environ, "TORUA_NATS_URL": open_up.nats_url, "TORUA_DATA_DIR": str(tmp_path / "open")},
+            )
+            assert got.returncode == 0 and got.stdout == b"to anyone", got
 
             async def anyone() -> bool:
                 nc = await nats.connect(open_up.nats_url, allow_reconnect=False, connect_timeout=5)

@@ -15,7 +15,6 @@ a `torua up` cluster.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 from pathlib import Path
@@ -23,9 +22,7 @@ from typing import Any, Callable
 
 from torua import nats_keys
 from torua.api_keys import KEY_ROLES
-from torua.bus import NatsUnreachable
 from torua.client import Client
-from torua.protocol.errors import ToruaError
 from torua.nats_roles import ROLES
 
 
@@ -60,32 +57,24 @@ def add_key_arguments(sub: Any, client_options: Callable[[argparse.ArgumentParse
 
 
 async def run_keys(args: argparse.Namespace) -> int:
-    try:
-        async with Client(args.nats_url, timeout=args.timeout) as db:
-            if args.auth_command == "create":
-                made = await db.create_key(args.name, args.role, args.graphs, args.prefixes, args.rate, args.max_bytes)
-                print(json.dumps(made, indent=2) if args.json else made["token"])
-                print(f"torua auth: key {made['id']} ({made['role']}) made; its token is shown this once", file=sys.stderr)
-            elif args.auth_command == "list":
-                for k in await db.keys():
-                    scope = "" if k["scope"] is None else f"  graphs={','.join(k['scope']['graphs'])} prefixes={','.join(k['scope']['prefixes'])}"
-                    scope += "".join(f"  {f}={k[f]:g}" for f in ("rate", "max_bytes") if k.get(f) is not None)
-                    print(f"{k['id']}  {k['role']:<5}  {'revoked' if k['revoked'] else 'active ':<7}  {k['name']}{scope}")
-            else:
-                done = await db.revoke_key(args.id)
-                print(f"torua auth: key {done['id']} ({done['name']}) is revoked", file=sys.stderr)
-    except ToruaError as exc:
-        print(f"torua auth: {exc.code}: {exc.message}", file=sys.stderr)
-        return 1
-    except NatsUnreachable as exc:
-        print(f"torua auth: {exc}", file=sys.stderr)
-        return 1
+    async with Client(args.nats_url, timeout=args.timeout) as db:
+        if args.auth_command == "create":
+            made = await db.create_key(args.name, args.role, args.graphs, args.prefixes, args.rate, args.max_bytes)
+            print(json.dumps(made, indent=2) if args.json else made["token"])
+            print(f"torua auth: key {made['id']} ({made['role']}) made; its token is shown this once", file=sys.stderr)
+        elif args.auth_command == "list":
+            for k in await db.keys():
+                scope = "" if k["scope"] is None else f"  graphs={','.join(k['scope']['graphs'])} prefixes={','.join(k['scope']['prefixes'])}"
+                scope += "".join(f"  {f}={k[f]:g}" for f in ("rate", "max_bytes") if k.get(f) is not None)
+                print(f"{k['id']}  {k['role']:<5}  {'revoked' if k['revoked'] else 'active ':<7}  {k['name']}{scope}")
+        else:
+            done = await db.revoke_key(args.id)
+            print(f"torua auth: key {done['id']} ({done['name']}) is revoked", file=sys.stderr)
     return 0
 
 
 def run_auth(args: argparse.Namespace) -> int:
-    if args.auth_command != "nats":
-        return asyncio.run(run_keys(args))
+    """`torua auth nats` (the others are `run_keys`, run by `torua.cli.main.run_tool`)."""
     data_dir = Path(args.data_dir)
     if not (data_dir / "nats").is_dir():
         print(f"torua auth: {data_dir} is not the data dir of a torua up (it has no nats/ directory)", file=sys.stderr)

@@ -17,7 +17,6 @@ import time
 from dataclasses import dataclass, field
 from typing import IO, Any, Iterable, Iterator
 
-from torua.bus import NatsUnreachable
 from torua.client import Client
 from torua.protocol.errors import ToruaError
 
@@ -97,64 +96,57 @@ def _print(doc: Any) -> None:
 
 
 async def run_graph(args) -> int:
-    try:
-        async with Client(args.nats_url, timeout=args.timeout) as db:
-            if args.graph_command == "ls":
-                for g in await db.graphs():
-                    print(json.dumps(g, ensure_ascii=False))
-                return 0
-            graph = db.graph(args.graph)
-            command = args.graph_command
-            if command == "create":
-                _print(await graph.create(args.vector_dim, args.metric, _names(args.text_properties)))
-            elif command == "info":
-                _print(await graph.info())
-            elif command == "rm":
-                await graph.delete()
-            elif command == "import":
-                return await run_import(graph, args)
-            elif command == "get":
-                vertex = await graph.get_vertex(args.id, embedding=args.embedding)
-                if vertex is None:
-                    print(f"torua graph: vertex {args.id!r} of graph {args.graph} not found", file=sys.stderr)
-                    return 1
-                _print(vertex)
-            elif command == "edges":
-                cursor, left = None, args.limit
-                while left > 0:
-                    page, cursor = await graph.edges(args.id, args.direction, args.type, min(left, 1000), cursor)
-                    for e in page:
-                        print(json.dumps(e, ensure_ascii=False))
-                    left -= len(page)
-                    if cursor is None:
-                        break
-            elif command == "traverse":
-                _print(await graph.traverse(args.ids, args.direction, _names(args.types), args.max_hops, args.limit, args.edges))
-            elif command == "path":
-                path = await graph.shortest_path(args.source, args.target, args.direction, _names(args.types), args.max_hops)
-                if path is None:
-                    print(f"torua graph: no path from {args.source!r} to {args.target!r} within {args.max_hops} hops", file=sys.stderr)
-                    return 1
-                _print(path)
-            elif command == "search":
-                if args.text is not None:
-                    hits = await graph.text_search(args.text, args.k, args.label)
-                else:
-                    hits = await graph.vector_search(_json_arg(args.vector, "--vector", list), args.k, args.label)
-                for hit in hits:
-                    print(json.dumps(hit, ensure_ascii=False))
-            elif command == "cypher":
-                params = _json_arg(args.params, "--params", dict) if args.params else None
-                answer = await graph.cypher(args.query, params)
-                print(json.dumps({"columns": answer["columns"]}, ensure_ascii=False))
-                for row in answer["rows"]:
-                    print(json.dumps(row, ensure_ascii=False))
-    except ToruaError as exc:
-        print(f"torua graph: {exc.code}: {exc.message}", file=sys.stderr)
-        return 1
-    except NatsUnreachable as exc:
-        print(f"torua graph: {exc}", file=sys.stderr)
-        return 1
+    async with Client(args.nats_url, timeout=args.timeout) as db:
+        if args.graph_command == "ls":
+            for g in await db.graphs():
+                print(json.dumps(g, ensure_ascii=False))
+            return 0
+        graph = db.graph(args.graph)
+        command = args.graph_command
+        if command == "create":
+            _print(await graph.create(args.vector_dim, args.metric, _names(args.text_properties)))
+        elif command == "info":
+            _print(await graph.info())
+        elif command == "rm":
+            await graph.delete()
+        elif command == "import":
+            return await run_import(graph, args)
+        elif command == "get":
+            vertex = await graph.get_vertex(args.id, embedding=args.embedding)
+            if vertex is None:
+                print(f"torua graph: vertex {args.id!r} of graph {args.graph} not found", file=sys.stderr)
+                return 1
+            _print(vertex)
+        elif command == "edges":
+            cursor, left = None, args.limit
+            while left > 0:
+                page, cursor = await graph.edges(args.id, args.direction, args.type, min(left, 1000), cursor)
+                for e in page:
+                    print(json.dumps(e, ensure_ascii=False))
+                left -= len(page)
+                if cursor is None:
+                    break
+        elif command == "traverse":
+            _print(await graph.traverse(args.ids, args.direction, _names(args.types), args.max_hops, args.limit, args.edges))
+        elif command == "path":
+            path = await graph.shortest_path(args.source, args.target, args.direction, _names(args.types), args.max_hops)
+            if path is None:
+                print(f"torua graph: no path from {args.source!r} to {args.target!r} within {args.max_hops} hops", file=sys.stderr)
+                return 1
+            _print(path)
+        elif command == "search":
+            if args.text is not None:
+                hits = await graph.text_search(args.text, args.k, args.label)
+            else:
+                hits = await graph.vector_search(_json_arg(args.vector, "--vector", list), args.k, args.label)
+            for hit in hits:
+                print(json.dumps(hit, ensure_ascii=False))
+        elif command == "cypher":
+            params = _json_arg(args.params, "--params", dict) if args.params else None
+            answer = await graph.cypher(args.query, params)
+            print(json.dumps({"columns": answer["columns"]}, ensure_ascii=False))
+            for row in answer["rows"]:
+                print(json.dumps(row, ensure_ascii=False))
     return 0
 
 

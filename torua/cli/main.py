@@ -126,19 +126,19 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "kv":
         from torua.cli.kv import run_kv
 
-        return run_tool(run_kv(args))
+        return run_tool(run_kv(args), "kv")
     if args.command == "graph":
         from torua.cli.graph import run_graph
 
-        return run_tool(run_graph(args))
+        return run_tool(run_graph(args), "graph")
     if args.command == "status":
         from torua.cli.status import run_status
 
         return run_tool(run_status(args))
     if args.command == "auth":
-        from torua.cli.auth import run_auth
+        from torua.cli.auth import run_auth, run_keys
 
-        return run_auth(args)
+        return run_auth(args) if args.auth_command == "nats" else run_tool(run_keys(args), "auth")
     if args.command == "bench":
         from torua.cli.bench import run_bench
 
@@ -146,15 +146,29 @@ def _dispatch(args: argparse.Namespace) -> int:
     raise AssertionError(args.command)
 
 
-def run_tool(command: Coroutine[Any, Any, int]) -> int:
-    """Run a command that talks to a cluster (`torua kv`, `graph`, `status`), then end
-    every task it left behind (nats-py's among them), cancelling again any that
-    swallowed a cancellation: asyncio's own shutdown cancels once and waits for ever."""
+def run_tool(command: Coroutine[Any, Any, int], name: str = "") -> int:
+    """Run a command that talks to a cluster (`torua kv`, `graph`, `auth`, `status`), then
+    end every task it left behind (nats-py's among them), cancelling again any that
+    swallowed a cancellation: asyncio's own shutdown cancels once and waits for ever.
+    With `name`, what the cluster refused (a `ToruaError`) or a NATS it could not reach
+    is one line, ``torua <name>: ...``, and exit code 1."""
+    from torua.bus import NatsUnreachable
+    from torua.protocol.errors import ToruaError
     from torua.stopping import end_leftover_tasks
 
     async def main() -> int:
         try:
             return await command
+        except ToruaError as exc:
+            if not name:
+                raise
+            print(f"torua {name}: {exc.code}: {exc.message}", file=sys.stderr)
+            return 1
+        except NatsUnreachable as exc:
+            if not name:
+                raise
+            print(f"torua {name}: {exc}", file=sys.stderr)
+            return 1
         finally:
             await end_leftover_tasks()
 

@@ -45,7 +45,7 @@ from torua.cli.up_plan import (
     nodes_to_start,
     plan_children,
     with_local_tls,
-    with_gateway_args,
+    with_role_args,
     with_nats_keys,
 )
 from torua.ports import port_free
@@ -226,9 +226,9 @@ class LocalCluster:
             self.specs = with_nats_keys(self.specs, self.data_dir)
         if self.api_keys:
             self.admin_token = admin_key_token(admin_key_path(self.data_dir))  # made on the first start, kept after
-            self.specs = with_gateway_args(self.specs, ("--admin-key-file", str(admin_key_path(self.data_dir))))
+            self.specs = with_role_args(self.specs, ("gateway",), ("--admin-key-file", str(admin_key_path(self.data_dir))))
         else:
-            self.specs = with_gateway_args(self.specs, ("--insecure",))
+            self.specs = with_role_args(self.specs, ("gateway", "node"), ("--insecure",))
         if getattr(a, "tls", False):
             self.tls = local_tls.ensure_local_tls(self.data_dir, [a.host, socket.gethostname()])
             self.specs = with_local_tls(self.specs, self.tls, nats=not a.nats_url)

@@ -159,9 +159,14 @@ def with_nats_keys(specs: list[ChildSpec], data_dir: Path) -> list[ChildSpec]:
     ]
 
 
-def with_gateway_args(specs: list[ChildSpec], args: tuple[str, ...]) -> list[ChildSpec]:
-    """The gateway with `args` added (its API keys, or --insecure)."""
-    return [ChildSpec(s.name, s.role, s.args + args, s.metrics_port, s.node_id) if s.role == "gateway" else s for s in specs]
+def with_role_args(specs: list[ChildSpec], roles: tuple[str, ...], args: tuple[str, ...]) -> list[ChildSpec]:
+    """The processes of `roles` with `args` added (the gateway's admin key; --insecure for
+    the gateway and the nodes, which check torua.Client's API keys).
+
+    >>> [s.args for s in with_role_args([ChildSpec("gateway", "gateway", ("gateway",)), ChildSpec("c1", "coordinator", ("coordinator",))], ("gateway",), ("--x",))]
+    [('gateway', '--x'), ('coordinator',)]
+    """
+    return [ChildSpec(s.name, s.role, s.args + args, s.metrics_port, s.node_id) if s.role in roles else s for s in specs]
 
 
 def with_local_tls(specs: list[ChildSpec], tls: Any, nats: bool) -> list[ChildSpec]:
