@@ -54,13 +54,7 @@ class KeyRing(BucketMirror[ApiKey]):
         key_id, secret = api_keys.parse_token(token)
         record = self.entries.get(key_id)
         if record is None:
-            try:
-                found = await self.read_entry(key_id)
-            except ToruaError as exc:
-                if exc.code != "bad_request":
-                    raise
-                log.warning("the API key record %s cannot be read: %s", key_id, exc.message)
-                found = None  # a record nobody can read is no key
+            found = await self._read(key_id)
             record = None if found is None else found[0]
         key = api_keys.check_secret(record, secret)
         if key.rate is not None:
@@ -80,6 +74,17 @@ class KeyRing(BucketMirror[ApiKey]):
         await self._create(record)
         return token, record
 
+    async def _read(self, key_id: str) -> tuple[ApiKey, int] | None:
+        """The record of `key_id` and its revision as the bucket has it; None when there is
+        none, or one nobody can read (which is no key)."""
+        try:
+            return await self.read_entry(key_id)
+        except ToruaError as exc:
+            if exc.code != "bad_request":
+                raise
+            log.warning("the API key record %s cannot be read: %s", key_id, exc.message)
+            return None
+
     async def _create(self, record: ApiKey) -> bool:
         """Store a new record; False when its id is taken."""
         kv = await self._bucket()
@@ -95,7 +100,7 @@ class KeyRing(BucketMirror[ApiKey]):
     async def revoke(self, key_id: str, now: float) -> ApiKey:
         """Mark the key revoked (compare-and-set on its revision); `not_found` if there is none."""
         for _ in range(3):
-            found = await self.read_entry(key_id)
+            found = await self._read(key_id)
             if found is None:
                 raise ToruaError("not_found", f"no API key has id {key_id}")
             record, revision = found
@@ -124,7 +129,7 @@ class KeyRing(BucketMirror[ApiKey]):
         """The admin key `token` (a file `torua up` wrote) is in the store: stored now if it
         was not. A key once revoked stays revoked. True if this call stored it."""
         record = api_keys.record_of(token, name, "admin", now)
-        if await self.read_entry(record.id) is not None:
+        if await self._read(record.id) is not None:
             return False
         return await self._create(record)
 

@@ -285,13 +285,13 @@ def node_kv_get(nats_url: str, asks: list[tuple[str, int, int, str]], timeout: f
     from torua.protocol.codec import decode, encode
     from torua.protocol.messages import KvReply, KvRequest
 
-    auth = {"Authorization": f"Bearer {admin_key_path(DATA_DIRS[nats_url]).read_text().strip()}"}
+    api_key = admin_key_path(DATA_DIRS[nats_url]).read_text().strip()
 
     async def ask(nc) -> list[Any]:
         replies = []
         for node_id, shard_id, epoch, key in asks:
-            request = KvRequest(op="get", shard_id=shard_id, epoch=epoch, key=key)
-            msg = await nc.request(subjects.node(node_id, "app.kv"), encode(request), timeout=timeout, headers=auth)
+            request = KvRequest(op="get", shard_id=shard_id, epoch=epoch, key=key, api_key=api_key)
+            msg = await nc.request(subjects.node(node_id, "app.kv"), encode(request), timeout=timeout)
             replies.append(decode(KvReply, msg.data))
         return replies
 

@@ -292,6 +292,7 @@ def test_the_key_store_lists_without_secrets_and_refuses_bad_keys_without_harm(k
     wait_until(lambda: "ignoring a malformed entry 'ffffffffffffffff'" in c.gateway.log_path.read_text(), 10, "the gateway to see the record")
     assert http(c.url, "GET", "/cluster/health", keys.tokens["read"])[0] == 200  # every other key still works
     assert http(c.url, "GET", "/cluster/health", "torua_ffffffffffffffff_" + "a" * 43)[0] == 401
+    assert c.json("DELETE", "/auth/keys/ffffffffffffffff")[0] == 404  # an unreadable record is no key
 
 
 def test_the_audit_trail_names_the_key_that_asked(keys):

@@ -124,7 +124,7 @@ async def test_a_crashing_handler_answers_internal_without_the_detail(caplog):
     """`answer` never raises: an unexpected exception becomes `internal`, its detail only in the log.
     (No gateway is needed: the handler never touches it.)"""
 
-    async def boom(gw, body, as_json, authorization, size):
+    async def boom(gw, data, as_json, authorization):
         raise RuntimeError("secret detail")
 
     payload, error = await answer(None, boom, b"{}", JSON)  # type: ignore[arg-type]

@@ -46,8 +46,8 @@ from torua.protocol.errors import ToruaError
 log = logging.getLogger("torua.gateway.nats")
 
 Body = dict[str, Any]
-# (gateway, payload, as JSON, the request's Authorization header, the payload's size)
-Handler = Callable[[Gateway, Body, bool, "str | None", int], Awaitable[Body]]
+# (gateway, the payload as it came, as JSON, the request's Authorization header)
+Handler = Callable[[Gateway, bytes, bool, "str | None"], Awaitable[Body]]
 
 
 # ------------------------------------------------------------ payloads (pure)
@@ -123,16 +123,18 @@ def value_reply(key: str, value: bytes, content_type: str, as_json: bool) -> Bod
 
 
 def nats_handler(endpoint: Endpoint) -> Handler:
-    """The handler of `endpoint`'s subject: the payload's fields (unknown ones refused)
+    """The handler of `endpoint`'s subject: the API key checked, then the payload's fields (unknown ones refused)
     checked by the declaration with the same `bind` as REST, the Gateway method called,
     its result as the reply (``{"ok": true}`` for a call that answers nothing)."""
     whole = endpoint.whole
     allowed, expected = endpoint.nats_fields(), endpoint.nats_expected()
     values_in = [p for p in endpoint.params if isinstance(p.kind, Value)]
 
-    async def handle(gw: Gateway, body: Body, as_json: bool, authorization: str | None, size: int) -> Body:
+    async def handle(gw: Gateway, data: bytes, as_json: bool, authorization: str | None) -> Body:
+        # the API key first (401, 403 for its role, 429, 413 for its size), before the payload is read
         api_key = await gw.authenticate(authorization, endpoint.name, "nats")
-        check_size(api_key, size)
+        check_size(api_key, len(data))
+        body = parse_payload(data, as_json)
         if whole is not None:
             values: Body = {whole.name: body}
         else:
@@ -159,8 +161,7 @@ async def answer(gw: Gateway, handler: Handler, data: bytes, headers: dict[str, 
     """Run one request: (reply payload, the error it carries or None). Never raises."""
     as_json = wants_json(headers)
     try:
-        body = parse_payload(data, as_json)
-        return encode_payload(await handler(gw, body, as_json, header_value(headers, "authorization"), len(data)), as_json), None
+        return encode_payload(await handler(gw, data, as_json, header_value(headers, "authorization")), as_json), None
     except ToruaError as exc:
         error = exc
     except Exception:

@@ -101,7 +101,7 @@ class GraphService:
         try:
             request = decode(GraphRequest, msg.data)
             if app:
-                await self.node.admit_app("graph", request.op, {"graph": request.graph.name}, msg)
+                await self.node.admit_app("graph", request.op, {"graph": request.graph.name}, request.api_key, msg)
         except ToruaError as exc:
             (log.info if exc.code in ("unauthorized", "forbidden") else log.warning)("refused graph request on %s: %s", msg.subject, exc.message)
             await reply(msg, GraphReply(False, self.node.epoch, exc.code, exc.message))

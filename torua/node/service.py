@@ -30,8 +30,8 @@ from nats.errors import NoRespondersError
 
 from torua import __version__, dir_lock
 from torua.access import admit_app
-from torua.api_keys import bearer_token, check_size
-from torua.bus import close_connection, connect, header_value
+from torua.api_keys import check_size
+from torua.bus import close_connection, connect
 from torua.key_ring import KeyRing
 from torua.config import NodeConfig
 from torua.kv_rules import payload_room, servable_content_type
@@ -451,11 +451,10 @@ class Node:
 
     # ------------------------------------------------------------ KV serving
 
-    async def admit_app(self, kind: str, op: str, values: dict[str, Any], msg: Any) -> None:
-        """A one-hop request of torua.Client may go on: its API key (the header
-        Authorization) is valid and reaches what it asks (`torua.access.admit_app`)."""
-        token = bearer_token(header_value(getattr(msg, "headers", None), "authorization"))
-        key = await self.keys.authenticate(token) if self.keys is not None and token is not None else None
+    async def admit_app(self, kind: str, op: str, values: dict[str, Any], token: str, msg: Any) -> None:
+        """A one-hop request of torua.Client may go on: its API key (the request's
+        `api_key`) is valid and reaches what it asks (`torua.access.admit_app`)."""
+        key = await self.keys.authenticate(token) if self.keys is not None and token else None
         admit_app(kind, op, key, values, keys_on=self.keys is not None)
         check_size(key, len(msg.data))
 
@@ -465,7 +464,7 @@ class Node:
         try:
             request = decode(KvRequest, msg.data)
             if app:
-                await self.admit_app("kv", request.op, {"key": request.key, "prefix": request.prefix}, msg)
+                await self.admit_app("kv", request.op, {"key": request.key, "prefix": request.prefix}, request.api_key, msg)
         except ToruaError as exc:
             (log.info if exc.code in ("unauthorized", "forbidden") else log.warning)("refused KV request on %s: %s", msg.subject, exc.message)
             await reply(msg, KvReply(ok=False, epoch=self.epoch, error_code=exc.code, error_message=exc.message))

@@ -176,6 +176,8 @@ class KvRequest:
     limit: int = 1000
     # a get that any in-sync copy may answer (it may miss the newest writes)
     eventual: bool = False
+    # torua.Client's one-hop request (subject app.kv): its API key, which the node checks
+    api_key: str = ""
 
 
 @dataclass(frozen=True)
@@ -621,6 +623,7 @@ class GraphRequest:
     timeout: float = 0.0  # vector.search, text.*, cypher: seconds the sender waits for the answer (0: the node's default)
     request_id: str = ""  # vertex.put, edge.put: the same on every retry of one write (a retry is answered as the first attempt was)
     shards: list[int] = field(default_factory=list)  # vector.search, text.search: these shards of the node at once (one `parts` each)
+    api_key: str = ""  # torua.Client's one-hop request (subject app.graph): its API key, which the node checks
 
 
 @dataclass(frozen=True)
