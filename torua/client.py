@@ -11,6 +11,12 @@ it falls back to the gateway's NATS API (`torua.api.kv.*`).
         await db.put("user@example.com", b"{...}", content_type="application/json")
         value = await db.get("user@example.com")
 
+It sends an API key with every request (`api_key=`, else `$TORUA_API_KEY`, else
+the admin key of the `torua up` in `$TORUA_DATA_DIR` or ./torua-data): the node
+checks it on a one-hop request, the gateway on the NATS API. A named
+application's NATS login (`torua auth nats client <name>`) takes `name=` (or
+`$TORUA_CLIENT_NAME`), so its replies come where only it may read them.
+
 Every call checks its input with the rules the gateway and the nodes apply
 (`torua.kv_rules`) before anything is sent, and raises `ToruaError` for anything
 refused: `bad_request`, `value_too_large` (over `max_value_bytes`, or over the
@@ -21,6 +27,7 @@ node refuses with.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import msgpack
@@ -61,6 +68,7 @@ class Client:
         auth: NatsAuth | None = None,
         max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
         api_key: str | None = None,
+        name: str | None = None,
     ) -> None:
         self.nats_url = nats_url
         self.timeout = timeout
@@ -72,6 +80,9 @@ class Client:
         # sent with every request to the gateways' NATS API; when not given: $TORUA_API_KEY,
         # else the admin key of the `torua up` in $TORUA_DATA_DIR or ./torua-data
         self.api_key = api_key if api_key is not None else discovered_token()
+        # a named application's NATS login (`torua auth nats client <name>`) reads only the
+        # replies under _INBOX.torua-client-<name>; when not given: $TORUA_CLIENT_NAME
+        self.name = name if name is not None else os.environ.get("TORUA_CLIENT_NAME", "")
         self._nc = nc
         self._own_connection = nc is None
         self._maps: MapCache | None = None
@@ -80,7 +91,7 @@ class Client:
 
     async def connect(self) -> "Client":
         if self._nc is None:
-            self._nc = await connect(self.nats_url, "torua-client", timeout=self.timeout, auth=self.auth)
+            self._nc = await connect(self.nats_url, f"torua-client-{self.name}" if self.name else "torua-client", timeout=self.timeout, auth=self.auth)
         self._maps = MapCache(self._nc)
         await self._maps.start()
         self._router = ShardRouter(self._nc, self._maps, api_key=self.api_key)

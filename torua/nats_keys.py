@@ -7,6 +7,7 @@ in `<data dir>/secrets/` (0700), one file each (0600):
 
     secrets/nats-coordinator.nk  nats-gateway.nk  nats-client.nk
     secrets/nats-node-<id>.nk    one per node
+    secrets/nats-client-<name>.nk  one per named application (torua auth nats client <name>)
 
 and the server's `nats/auth.conf` names their public keys with their roles'
 permissions. A seed is made once and kept, so a restarted cluster and its
@@ -55,8 +56,12 @@ def seed_path(data_dir: Path, role: Role, node_id: str = "") -> Path:
         if not valid_node_id(node_id):
             raise NatsKeyError(f"a node key needs a node id of 1-64 letters, digits, '-' or '_', not {node_id!r}")
         return secrets_dir(data_dir) / f"nats-node-{node_id}.nk"
+    if role == "client" and node_id:
+        if not valid_node_id(node_id):
+            raise NatsKeyError(f"an application's name is 1-64 letters, digits, '-' or '_', not {node_id!r}")
+        return secrets_dir(data_dir) / f"nats-client-{node_id}.nk"
     if node_id:
-        raise NatsKeyError(f"only a node key names an id, not a {role} key")
+        raise NatsKeyError(f"only a node key or a named application's key names an id, not a {role} key")
     return secrets_dir(data_dir) / f"nats-{role}.nk"
 
 
@@ -89,6 +94,9 @@ def users(data_dir: Path) -> list[NatsUser]:
             found += [NatsUser("node", p.name[len("nats-node-"):-len(".nk")], nkey=public_key(p)) for p in paths]
         elif (p := seed_path(data_dir, role)).exists():
             found.append(NatsUser(role, nkey=public_key(p)))
+        if role == "client":
+            named = sorted(directory.glob("nats-client-*.nk"))
+            found += [NatsUser("client", p.name[len("nats-client-"):-len(".nk")], nkey=public_key(p)) for p in named]
     return found
 
 

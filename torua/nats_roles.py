@@ -53,7 +53,10 @@ class Permissions:
 
 
 def permissions(role: Role, node_id: str = "") -> Permissions:
-    """The subjects of `role` (a node's depend on its id).
+    """The subjects of `role` (a node's depend on its id). A client with an id is a
+    named application (`torua auth nats client <name>`): it reads only its own
+    replies (``_INBOX.torua-client-<name>``), so one tenant's application cannot read
+    another's answers, and it does not see the node list.
 
     >>> "torua.cluster.map" in permissions("node", "n1").publish
     False
@@ -100,6 +103,13 @@ def permissions(role: Role, node_id: str = "") -> Permissions:
             ),
             ("torua.cluster.map", "torua.api.>", "$SRV.>", "_INBOX.torua-gateway.>"),
             True,
+        )
+    if role == "client" and node_id:
+        return Permissions(
+            f"application {node_id}: the public NATS API and one-hop requests (each with its API key), the map and catalog read only, its own replies",
+            ("torua.api.>", "torua.node.*.app.kv", "torua.node.*.app.graph", *MAP_READ, *CATALOG_READ),
+            ("torua.cluster.map", f"_INBOX.torua-client-{node_id}.>"),
+            False,
         )
     if role == "client":
         return Permissions(

@@ -434,6 +434,35 @@ def test_the_embedded_nats_takes_only_the_keys_of_the_data_dir_each_role_its_own
                 assert await n1.refused('Publish to "torua.cluster.heartbeat.n2"')
 
         asyncio.run(probe())
+
+        # a named application (one tenant's): its own NATS login, which reads only its own
+        # replies, and a tenant API key, which the node checks on its one-hop requests
+        acme_seed = auth_nats(data_dir, "client", "acme")
+        kept[Path(acme_seed).name] = Path(acme_seed).read_bytes()  # kept across the restart below like the others
+        status, made = up.http("POST", "/auth/keys", json.dumps({"name": "acme", "role": "write", "prefixes": ["acme/"]}).encode())
+        assert status == 201, made
+        tenant = json.loads(made)["token"]
+
+        async def application() -> None:
+            from torua.bus import NatsAuth
+            from torua.client import Client
+            from torua.protocol.errors import ToruaError
+
+            async with Probe(up.nats_url, "", "", "torua-client-acme", nkeys_seed=acme_seed) as acme:
+                await acme.nc.subscribe("_INBOX.>")
+                assert await acme.refused('Subscription to "_INBOX.>"')
+                await acme.nc.subscribe("_INBOX.torua-client.>")  # the shared login's replies
+                assert await acme.refused('Subscription to "_INBOX.torua-client.>"')
+                await acme.nc.publish("torua.coordinator.nodes", b"")
+                assert await acme.refused('Publish to "torua.coordinator.nodes"')
+            async with Client(up.nats_url, auth=NatsAuth(nkey_seed=acme_seed), name="acme", api_key=tenant) as db:
+                await db.put("acme/doc", b"mine")
+                assert await db.get("acme/doc") == b"mine"
+                with pytest.raises(ToruaError) as err:
+                    await db.get("keyed")
+                assert err.value.code == "forbidden"
+
+        asyncio.run(application())
         # the tools find the client key in the data dir
         env = {**os.environ, "TORUA_DATA_DIR": str(data_dir), "TORUA_NATS_URL": up.nats_url}
         put = subprocess.run(torua_command() + ["kv", "put", "keyed", "yes"], capture_output=True, text=True, timeout=60, env=env)

@@ -43,6 +43,12 @@ def test_the_deploy_auth_conf_is_the_table_rendered():
         ("client", "", "torua.coordinator.info", True),
         ("client", "", "torua.coordinator.maintenance", False),
         ("client", "", "torua.cluster.broadcast", False),
+        ("client", "", "torua.node.*.app.kv", True),  # one hop, with an API key the node checks
+        ("client", "", "torua.node.*.kv", False),  # the gateway's, whose callers it checked
+        ("gateway", "", "$KV.torua_keys.>", True),
+        ("node", "n1", "$KV.torua_keys.>", False),  # nodes read the keys, never write them
+        ("client", "acme", "torua.node.*.app.graph", True),
+        ("client", "acme", "torua.coordinator.nodes", False),  # a named application sees no node list
     ],
 )
 def test_each_role_publishes_only_its_subjects(role, node_id, subject, may_publish):
@@ -81,7 +87,8 @@ def test_a_seed_is_made_once_private_and_kept(tmp_path):
     [
         ("node", "", "needs a node id"),
         ("node", "n/1", "needs a node id"),
-        ("client", "n1", "only a node key names an id"),
+        ("coordinator", "c1", "only a node key or a named application's key names an id"),
+        ("client", "a.b", "an application's name is"),
         ("admin", "", "unknown role 'admin'"),
     ],
 )
@@ -99,11 +106,19 @@ def test_a_damaged_seed_is_said_at_once(tmp_path):
         nats_keys.ensure_seed(tmp_path, "gateway")
 
 
+def test_a_named_application_reads_only_its_own_replies():
+    acme, shared = permissions("client", "acme"), permissions("client")
+    assert "_INBOX.torua-client-acme.>" in acme.subscribe and not any(s.startswith("_INBOX.>") for s in acme.subscribe)
+    assert "_INBOX.>" in shared.subscribe  # the unnamed login: trusted tools and plain nats clients
+
+
 def test_the_auth_conf_names_every_kept_key_with_its_role(tmp_path):
-    for role, node_id in (("coordinator", ""), ("node", "n2"), ("node", "n10"), ("client", "")):
+    for role, node_id in (("coordinator", ""), ("node", "n2"), ("node", "n10"), ("client", ""), ("client", "acme")):
         nats_keys.ensure_seed(tmp_path, role, node_id)
+    assert nats_keys.seed_path(tmp_path, "client", "acme").name == "nats-client-acme.nk"
     users = nats_keys.users(tmp_path)
-    assert [(u.role, u.node_id) for u in users] == [("coordinator", ""), ("node", "n10"), ("node", "n2"), ("client", "")]
+    assert [(u.role, u.node_id) for u in users] == [("coordinator", ""), ("node", "n10"), ("node", "n2"), ("client", ""), ("client", "acme")]
+    assert '"_INBOX.torua-client-acme.>"' in nats_keys.write_auth_conf(tmp_path).read_text()
     conf = nats_keys.write_auth_conf(tmp_path).read_text()
     for u in users:
         assert f'nkey: "{u.nkey}"' in conf

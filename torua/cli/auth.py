@@ -34,7 +34,7 @@ def add_auth_arguments(p: argparse.ArgumentParser, data_dir_default: str, client
                                    "and have that data dir's running nats-server take it. A node started by hand: "
                                    "torua node --id n4 --nats-nkey-seed \"$(torua auth nats node n4)\" ...")
     n.add_argument("role", choices=ROLES)
-    n.add_argument("id", nargs="?", default="", help="the node id (role node only)")
+    n.add_argument("id", nargs="?", default="", help="the node id (role node); an application's name (role client: its own login, which reads only its own replies)")
     n.add_argument("--data-dir", default=data_dir_default, help="the torua up data dir [env TORUA_DATA_DIR; default ./torua-data]")
 
 
