@@ -199,6 +199,16 @@ class GatewayConfig(Common):
         super().validate()
         if self.insecure and self.admin_key_file:
             raise ConfigError("admin_key_file makes an API key, and insecure turns API keys off: give one of them")
+        if self.admin_key_file and Path(self.admin_key_file).exists():
+            from torua.api_keys import parse_token
+            from torua.protocol.errors import ToruaError
+
+            try:
+                parse_token(Path(self.admin_key_file).read_text())
+            except (OSError, UnicodeDecodeError, ToruaError):
+                raise ConfigError(
+                    f"admin_key_file {self.admin_key_file} holds no API key (torua_<id>_<secret>): remove it to have one made, or put one there"
+                ) from None
         if not 1 <= self.max_import_bytes <= MAX_IMPORT_BYTES_CEILING:
             raise ConfigError(f"max_import_bytes must be from 1 to {MAX_IMPORT_BYTES_CEILING}")
         if not 0 <= self.port <= 65535:

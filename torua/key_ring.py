@@ -48,12 +48,15 @@ class KeyRing(BucketMirror[ApiKey]):
         self.limiter = Limiter()  # each key's request rate in this process (torua.rate_limits)
 
     async def authenticate(self, token: str) -> ApiKey:
-        """The key `token` is, if it is one and not revoked; `unauthorized` otherwise (the
-        bucket is read for an id the watch has not brought, e.g. a key made a moment ago);
-        `too_many_requests` (429) when the key has made its `rate` of requests here."""
+        """The key `token` is, if it is one and not revoked; `unauthorized` otherwise;
+        `too_many_requests` (429) when the key has made its `rate` of requests here.
+        Only while the watch has not delivered the whole bucket (at start, after a lost
+        connection) is an id it does not hold read from the bucket: once it has, a
+        stranger's made-up tokens cost no JetStream read (a key made through another
+        gateway arrives by the watch within moments)."""
         key_id, secret = api_keys.parse_token(token)
         record = self.entries.get(key_id)
-        if record is None:
+        if record is None and not self.synced:
             found = await self._read(key_id)
             record = None if found is None else found[0]
         key = api_keys.check_secret(record, secret)

@@ -137,3 +137,25 @@ def test_node_help_shows_its_limits(flag):
     add_arguments(p, NodeConfig)
     text = " ".join(p.format_help().split())
     assert flag in text and "TORUA_" + flag[2:].upper().replace("-", "_") in text
+
+
+def test_api_key_switches_of_the_gateway(tmp_path):
+    """`--insecure` alone means true; a value other than a yes or no is refused; keys off
+    and an admin key file together are refused; so is a key file holding no key."""
+    from torua.cli.main import parser
+
+    def gateway(*argv: str, environ: dict[str, str] | None = None):
+        return build(GatewayConfig, parser().parse_args(["gateway", *argv]), environ or {})
+
+    assert gateway("--insecure").insecure is True
+    assert gateway("--insecure", "false").insecure is False
+    assert gateway(environ={"TORUA_INSECURE": "1"}).insecure is True
+    with pytest.raises(ConfigError, match="insecure: 'maybe' is not a valid bool"):
+        gateway("--insecure", "maybe")
+    key_file = tmp_path / "admin.key"
+    with pytest.raises(ConfigError, match="give one of them"):
+        gateway("--insecure", "--admin-key-file", str(key_file))
+    assert gateway("--admin-key-file", str(key_file)).admin_key_file == str(key_file)  # missing: made at start
+    key_file.write_text("not a key\n")
+    with pytest.raises(ConfigError, match="holds no API key"):
+        gateway("--admin-key-file", str(key_file))

@@ -34,6 +34,7 @@ from typing import Any
 
 from torua import dir_lock, local_tls, nats_keys
 from torua.api_keys import admin_key_path
+from torua.protocol.errors import ToruaError
 from torua.key_ring import admin_key_token
 from torua.cli import readiness
 from torua.cli.up_plan import (
@@ -225,7 +226,10 @@ class LocalCluster:
             nats_keys.write_auth_conf(self.data_dir)
             self.specs = with_nats_keys(self.specs, self.data_dir)
         if self.api_keys:
-            self.admin_token = admin_key_token(admin_key_path(self.data_dir))  # made on the first start, kept after
+            try:
+                self.admin_token = admin_key_token(admin_key_path(self.data_dir))  # made on the first start, kept after
+            except (OSError, UnicodeDecodeError, ToruaError):
+                raise StartFailed(f"{admin_key_path(self.data_dir)} holds no API key: remove it to have a new admin key made") from None
             self.specs = with_role_args(self.specs, ("gateway",), ("--admin-key-file", str(admin_key_path(self.data_dir))))
         else:
             self.specs = with_role_args(self.specs, ("gateway", "node"), ("--insecure",))
