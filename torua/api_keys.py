@@ -88,6 +88,10 @@ class ApiKey:
     def revoked(self) -> bool:
         return self.revoked_at is not None
 
+    def caller(self, peer: str = "") -> str:
+        """Who asked, as the audit trail says it: ``name (id) from peer``."""
+        return f"{self.name} ({self.id})" + (f" from {peer}" if peer else "")
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "v": self.v, "id": self.id, "name": self.name, "role": self.role, "secret_sha256": self.secret_sha256,

@@ -181,7 +181,7 @@ async def call(gateway: Any, endpoint: Endpoint, kwargs: Mapping[str, Any], who:
     rule = RULES[endpoint.name]
     renamed = {p.name: p.argument for p in endpoint.params}
     if key is not None:
-        who = f"{key.name} ({key.id})" + (f" from {who}" if who else "")
+        who = key.caller(who)
     if endpoint.name not in ADMIN_OPERATIONS:
         if key is not None:
             check_reach(rule, key, kwargs, endpoint.name)

@@ -226,7 +226,7 @@ class Gateway(GraphEndpoints):
             check_role(rule, key, operation)
         except ToruaError as exc:
             if operation in ADMIN_OPERATIONS:
-                self.audited(operation, {}, who if key is None else f"{key.name} ({key.id}) from {who}", exc.code)
+                self.audited(operation, {}, who if key is None else key.caller(who), exc.code)
             raise
         return key
 
