@@ -114,6 +114,7 @@ class SimCluster:
         self.nodes: dict[str, Node] = {}
         self.gateway: Gateway | None = None
         self.events: list[str] = []  # what the harness did, with times, for the printed summary
+        self._maps_seen: asyncio.Task[None] | None = None  # notes each new shard map
         self._t0 = time.monotonic()
 
     # ------------------------------------------------------------ lifecycle
@@ -128,7 +129,9 @@ class SimCluster:
         print(line)
 
     def node_config(self, node_id: str) -> NodeConfig:
-        config = NodeConfig(id=node_id, data_dir=self.data_dir / node_id, **self._node_settings)  # type: ignore[arg-type]
+        # API keys off: requests come from the harness's own gateway (torua.api_keys is tested elsewhere)
+        settings = {"insecure": True, **self._node_settings}
+        config = NodeConfig(id=node_id, data_dir=self.data_dir / node_id, **settings)  # type: ignore[arg-type]
         config.validate()
         return config
 
@@ -138,11 +141,23 @@ class SimCluster:
         await self.coordinator.start()
         for node_id in self.node_ids:
             await self.start_node(node_id)
-        self.gateway = Gateway(self.bus.connect("client"), GatewayConfig(port=0, request_timeout=self.request_timeout))
+        self.gateway = Gateway(self.bus.connect("client"), GatewayConfig(port=0, request_timeout=self.request_timeout, insecure=True))
         await self.gateway.start()
         await self.wait_green(green_timeout)
         self.note(f"cluster formed and green: {self.describe_map()}")
+        self._maps_seen = asyncio.ensure_future(self._note_maps())
         return self
+
+    async def _note_maps(self) -> None:
+        """Every shard map the coordinator makes from now on, as a note: a failure's
+        printed story says which copy led and which were in sync when."""
+        seen = self.coordinator.map.epoch if self.coordinator and self.coordinator.map else -1
+        while True:
+            await asyncio.sleep(0.005)
+            m = self.coordinator.map if self.coordinator else None
+            if m is not None and m.epoch != seen:
+                seen = m.epoch
+                self.note(f"map {self.describe_map()}")
 
     async def start_node(self, node_id: str, engines: Sequence[EngineFactory] | None = None) -> Node:
         node = Node(self.node_config(node_id), connect=self.bus.connector(node_id), engines=self.engines if engines is None else engines)
@@ -179,6 +194,9 @@ class SimCluster:
 
     async def stop(self) -> None:
         """Stop everything, whatever state the test left it in."""
+        if self._maps_seen is not None:
+            self._maps_seen.cancel()
+            await asyncio.gather(self._maps_seen, return_exceptions=True)
         self.bus.heal()
         for name in ["coordinator", "client", *self.node_ids]:
             self.bus.resume(name)
@@ -425,7 +443,7 @@ async def check_history(cluster: SimCluster, writers: list[KeyWriter]) -> tuple[
             checked += 1
             problem = check_key(w.index, w.ops, key, ops, served)
             if problem:
-                problems.append(problem)
+                problems.append(f"[shard {shard_for_key(key, cluster.map.num_shards)}] {problem}")
     return checked, problems
 
 
