@@ -210,6 +210,7 @@ class GraphIndex:
         self._behind = False  # the writer left ops to the catch-up
         self._waiting = 0  # queries waiting for the index to catch up
         self._last_write = time.monotonic()
+        self._last_bulk = False  # the last batch handed over was a bulk one (more than `lazy_ops` ops)
         self._failure = ""  # the last catch-up that failed, and why
         self._failures = 0  # catch-ups failed in a row
         self._idle_cost = 0.0  # seconds the last catch-up on idle (no query waiting) took
@@ -272,6 +273,7 @@ class GraphIndex:
             behind = kuzu is None or bool(self._rebuild) or self._behind or kuzu.applied_seq < self._given
             self._given = max(self._given, through)
             self._last_write = time.monotonic()
+            self._last_bulk = len(batch) > self.lazy_ops
         if kuzu is None and not batch:
             return  # nothing held, nothing given
         fresh = kuzu is None and not self._rebuild and len(batch) <= self.lazy_ops  # the shard's first graph data, most likely
@@ -360,7 +362,7 @@ class GraphIndex:
             with self._cond:
                 while not self._stopping:
                     idle = time.monotonic() - self._last_write
-                    wait = idle_wait(self.idle_s, self._idle_cost)
+                    wait = idle_wait(self.idle_s, self._idle_cost, self._last_bulk)
                     if self._reopen or (self._behind and (self._waiting or idle >= wait)):
                         break
                     self._cond.wait(timeout=max(0.01, wait - idle) if self._behind else None)

@@ -314,20 +314,23 @@ def plan_catch_up(
 
 IDLE_COST_FACTOR = 4.0  # an index catches up on its own after an idle spell this many times its last catch-up
 IDLE_MAX_S = 60.0
+BULK_IDLE_FACTOR = 3.0  # after a bulk write, an index waits this many times `idle_s` before it catches up on its own
 
 
-def idle_wait(idle_s: float, last_catch_up_s: float) -> float:
+def idle_wait(idle_s: float, last_catch_up_s: float, bulk: bool = False) -> float:
     """How long a shard must have been idle before its index, left behind, catches up on
-    its own: `idle_s`, or `IDLE_COST_FACTOR` times what its last catch-up on idle took
-    (at most `IDLE_MAX_S`). During an import that pauses now and then, each catch-up is
-    undone by the next request's writes, and a rebuild copies the whole shard copy:
-    waiting in proportion to its cost keeps that work at most about a quarter of the idle
+    its own: `idle_s` (`BULK_IDLE_FACTOR` times that when its last write was a bulk
+    one, an import's: the next request of the import is likely on its way), or
+    `IDLE_COST_FACTOR` times what its last catch-up on idle took (at most
+    `IDLE_MAX_S`). During an import that pauses now and then, each catch-up is undone
+    by the next request's writes, and a rebuild copies the whole shard copy: waiting
+    in proportion to its cost keeps that work at most about a quarter of the idle
     time. A query that needs the index does not wait for this (it asks at once).
 
-    >>> idle_wait(1.0, 0.0), idle_wait(1.0, 0.8), idle_wait(1.0, 3.0), idle_wait(1.0, 100.0)
-    (1.0, 3.2, 12.0, 60.0)
+    >>> idle_wait(1.0, 0.0), idle_wait(1.0, 0.8), idle_wait(1.0, 3.0), idle_wait(1.0, 100.0), idle_wait(1.0, 0.0, bulk=True)
+    (1.0, 3.2, 12.0, 60.0, 3.0)
     """
-    return max(idle_s, min(IDLE_MAX_S, IDLE_COST_FACTOR * last_catch_up_s))
+    return max(idle_s * (BULK_IDLE_FACTOR if bulk else 1.0), min(IDLE_MAX_S, IDLE_COST_FACTOR * last_catch_up_s))
 
 
 def retry_delay(failures: int) -> float:

@@ -38,6 +38,7 @@ from torua.graph.rows import ATTACHED, ENGINE, EdgeRow, GraphRows, GraphSettings
 from torua.node import graph_checks as checks
 from torua.node.graph_catalog import SWEEP_SECONDS, catalog_uids, orphaned
 from torua.node.key_locks import KeyLocks
+from torua.node.peer_lanes import BATCH, PeerLanes
 from torua.protocol.errors import ToruaError
 from torua.protocol.messages import EdgeHalf, GraphRef, GraphReply, GraphRequest
 from torua.protocol.vocabulary import GraphOp, HalfState
@@ -49,7 +50,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("torua.node.graph")
 
-BATCH = 500  # halves per message between primaries, and per repair step
+# BATCH (torua.node.peer_lanes): halves per message between primaries, and per repair step
 REPAIR_ROWS = 5000  # rows one repair round visits per shard at most (the next round goes on)
 
 
@@ -104,6 +105,7 @@ class EdgeWork:
         self._kick = asyncio.Event()
         self.nc: Any = None
         self._swept = -math.inf  # when the graphs were last compared with the catalog (monotonic)
+        self.lanes = PeerLanes(self._send, node.tasks.spawn)
 
     # ------------------------------------------------------------- lifecycle
 
@@ -128,21 +130,32 @@ class EdgeWork:
 
     async def ask(self, shard_id: int, op: GraphOp, graph: GraphRef, halves: Sequence[EdgeHalf], timeout: float) -> list[EdgeHalf]:
         """Send `halves` to the primary of `shard_id`; its answer, one half per half asked.
-        `ToruaError` (timeout, unavailable, or the peer's refusal) otherwise."""
+        `ToruaError` (timeout, unavailable, or the peer's refusal) otherwise.
+
+        Halves for one peer shard, op and graph share messages (`PeerLanes`): while
+        `IN_FLIGHT` messages to it are on their way, what other callers ask joins the
+        next one (up to `BATCH` halves). An import's shards, each asking every peer
+        shard for a few dozen halves, then send a few large messages, and the peer
+        logs each in one write, instead of one message and one write per caller."""
         if self.router is None:
             raise ToruaError("unavailable", "this node is not connected to the cluster")
         answers: list[EdgeHalf] = []
         for start in range(0, len(halves), BATCH):
-            part = list(halves[start : start + BATCH])
-            answer: GraphReply = await self.router.call(
-                shard_id, lambda epoch: GraphRequest(op, shard_id, epoch, graph, halves=part), timeout, kind="graph", reply_type=GraphReply
-            )
-            if not answer.ok:
-                raise ToruaError(answer.error_code or "internal", f"shard {shard_id}: {answer.error_message}")
-            if len(answer.halves) != len(part):
-                raise ToruaError("internal", f"shard {shard_id} answered {len(answer.halves)} halves for {len(part)}")
-            answers.extend(answer.halves)
+            answers.extend(await self.lanes.ask(shard_id, op, graph, list(halves[start : start + BATCH]), timeout))
         return answers
+
+    async def _send(self, shard_id: int, op: GraphOp, graph: GraphRef, halves: list[EdgeHalf], timeout: float) -> list[EdgeHalf]:
+        """One message to the primary of `shard_id` (what `PeerLanes` sends)."""
+        if self.router is None:
+            raise ToruaError("unavailable", "this node is not connected to the cluster")
+        answer: GraphReply = await self.router.call(
+            shard_id, lambda epoch: GraphRequest(op, shard_id, epoch, graph, halves=halves), timeout, kind="graph", reply_type=GraphReply
+        )
+        if not answer.ok:
+            raise ToruaError(answer.error_code or "internal", f"shard {shard_id}: {answer.error_message}")
+        if len(answer.halves) != len(halves):
+            raise ToruaError("internal", f"shard {shard_id} answered {len(answer.halves)} halves for {len(halves)}")
+        return list(answer.halves)
 
     def _peer_timeout(self) -> float:
         return self.node.config.graph_peer_timeout

@@ -31,8 +31,11 @@ class KeyLocks:
     async def hold(self, *keys: Hashable) -> AsyncIterator[None]:
         taken: list[Hashable] = []
         try:
-            for key in sorted(set(keys), key=repr):
-                lock, users = self._locks.setdefault(key, (asyncio.Lock(), [0]))
+            for key in _in_order(keys):
+                entry = self._locks.get(key)
+                if entry is None:
+                    entry = self._locks[key] = (asyncio.Lock(), [0])
+                lock, users = entry
                 users[0] += 1
                 try:
                     await lock.acquire()
@@ -51,3 +54,19 @@ class KeyLocks:
         users[0] -= 1
         if users[0] == 0:
             del self._locks[key]
+
+
+def _in_order(keys: tuple[Hashable, ...]) -> list[Hashable]:
+    """The distinct keys in one order every holder uses: their own (tuples of text, the
+    usual keys, compare directly), else by `repr` (keys that do not compare).
+
+    >>> _in_order((("v", "b"), ("v", "a"), ("v", "b")))
+    [('v', 'a'), ('v', 'b')]
+    >>> _in_order((("v", 1), ("v", "a")))
+    [('v', 'a'), ('v', 1)]
+    """
+    unique = set(keys)
+    try:
+        return sorted(unique)  # type: ignore[type-var]
+    except TypeError:
+        return sorted(unique, key=repr)

@@ -33,10 +33,11 @@ KvPut(key='k', value=b'v', content_type='application/octet-stream')
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import typing
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import msgpack
 
@@ -273,35 +274,47 @@ def _field_specs(cls: type[Any]) -> tuple[_FieldSpec, ...]:
 
 
 def _matches(value: Any, tp: Any) -> bool:
+    return _matcher(tp)(value)
+
+
+@functools.cache
+def _matcher(tp: Any) -> Callable[[Any], bool]:
+    """`tp` compiled once into a test of one value (an op's fields are checked on every
+    write: walking `typing` each time cost more than the SQLite write)."""
     if tp is Any:
-        return True
+        return lambda value: True
     if tp is None or tp is type(None):
-        return value is None
+        return lambda value: value is None
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
-        return any(_matches(value, arg) for arg in typing.get_args(tp))
+        options = [_matcher(arg) for arg in typing.get_args(tp)]
+        return lambda value: any(m(value) for m in options)
     if origin is list:
         (item_tp,) = typing.get_args(tp) or (Any,)
-        return isinstance(value, list) and all(_matches(v, item_tp) for v in value)
+        item = _matcher(item_tp)
+        return lambda value: isinstance(value, list) and all(item(v) for v in value)
     if origin is dict:
-        key_tp, val_tp = typing.get_args(tp) or (Any, Any)
-        return isinstance(value, dict) and all(
-            _matches(k, key_tp) and _matches(v, val_tp) for k, v in value.items()
-        )
+        key, val = (_matcher(t) for t in (typing.get_args(tp) or (Any, Any)))
+        return lambda value: isinstance(value, dict) and all(key(k) and val(v) for k, v in value.items())
     if tp is bool:
-        return isinstance(value, bool)
+        return lambda value: isinstance(value, bool)
     if tp is int:
-        return isinstance(value, int) and not isinstance(value, bool)
+        return lambda value: isinstance(value, int) and not isinstance(value, bool)
     if tp is float:
-        return isinstance(value, float)
+        return lambda value: isinstance(value, float)
     if tp in (str, bytes):
-        return type(value) is tp
+        return lambda value: type(value) is tp
     raise TypeError(f"unsupported operation field annotation: {tp!r}")
 
 
+@functools.cache
+def _field_matchers(cls: type[Any]) -> tuple[tuple[str, Any, Callable[[Any], bool]], ...]:
+    return tuple((name, tp, _matcher(tp)) for name, tp, _ in _field_specs(cls))
+
+
 def _check_fields(cls: type[Any], values: dict[str, Any]) -> None:
-    for name, tp, _ in _field_specs(cls):
-        if name in values and not _matches(values[name], tp):
+    for name, tp, matches in _field_matchers(cls):
+        if name in values and not matches(values[name]):
             raise InvalidOperation(
                 f"{cls.TYPE}: field {name!r} must be {tp}, got {type(values[name]).__name__}"
             )
