@@ -229,20 +229,6 @@ def _fail(where: str, what: str) -> ToruaError:
     return ToruaError("bad_request", f"{where}: {what}" if where else what)
 
 
-@cache
-def _fields(cls: type) -> tuple[tuple[str, Checker, bool], ...]:
-    """Per dataclass, once: each field's name, compiled checker and whether it is required."""
-    hints = typing.get_type_hints(cls)
-    return tuple(
-        (
-            f.name,
-            _checker(hints[f.name]),
-            f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING,
-        )
-        for f in dataclasses.fields(cls)
-    )
-
-
 def _build(cls: type[T], obj: dict[str, Any], where: str) -> T:
     return _builder(cls, where)(obj)
 
@@ -259,8 +245,8 @@ def _builder(cls: type, where: str) -> Callable[[dict[str, Any]], Any]:
     each field it holds (`_checker`) and giving the absent ones their defaults;
     `bad_request` naming `where` and the field otherwise. Compiled to straight-line
     Python, as `dataclasses` compiles `__init__`: a message with a list of 500 nested
-    items (an edge protocol batch) decodes in a third of the time a loop over the
-    fields took. The instance is made without `__init__` (its fields all given, there
+    items (an edge protocol batch) decodes in about half the time a loop over the
+    fields took (2.5 µs per item, was 4.4). The instance is made without `__init__` (its fields all given, there
     is nothing `__init__` could refuse; messages are plain frozen dataclasses)."""
     fields = dataclasses.fields(cls)
     hints = typing.get_type_hints(cls)
