@@ -81,6 +81,8 @@ APP_OPERATIONS: dict[str, dict[str, str]] = {
     "graph": {
         "vertex.put": "vertex_put", "vertex.get": "vertex_get", "vertex.delete": "vertex_delete",
         "edge.put": "edge_put", "edge.delete": "edge_delete", "edges": "graph_edges",
+        # GraphRAG's evidence (torua.node.graph_support): a write of the graph's vertices and edges, as a vertex put is
+        "support": "vertex_put",
     },
 }
 

@@ -31,6 +31,7 @@ from torua.graph.rows import (
 from torua.storage.engine import Chunk, EngineContext, EngineKind
 from torua.storage.kv_engine import ROWS_FORMAT as KV_ROWS
 from torua.storage.operations import (
+    SupportChange,
     EdgeDelete,
     EdgePut,
     GraphDrop,
@@ -128,6 +129,16 @@ CASES: list[tuple[str, list[Operation], dict[str, list[tuple[Any, ...]]]]] = [
      {"g_graph": [("u1", "people", 2, "l2", '["bio"]', 1)], "g_vertex": [("u2", "alice", "", "{}", None)]}),
     ("drop of a graph never seen here: a tombstone", [GraphDrop("u9")], {"g_graph": [("u9", "", 0, "cosine", "[]", 1)]}),
     ("ensure after a drop brings it back (the node refuses to log that)", [ENSURE, GraphDrop("u1"), ENSURE], {"g_graph": [GRAPH_ROW]}),
+    ("support: chunks added to a vertex and an edge, a note replaced, one removed, a removal of nothing",
+     [SupportChange("u1", "alice", added={"c1": "{}", "c2": '{"a":1}'}), SupportChange("u1", "alice", "knows", "bob", added={"c1": '{"knows":1}'}),
+      SupportChange("u1", "alice", added={"c2": '{"a":2}'}, removed=["c1", "c9"]), SupportChange("u1", "zed", removed=["c1"])],
+     {"g_support": [("u1", "alice", "", "", "c2", '{"a":2}'), ("u1", "alice", "knows", "bob", "c1", '{"knows":1}')]}),
+    ("support added twice is held once; removed twice is gone",
+     [SupportChange("u1", "a", added={"c": "{}"}), SupportChange("u1", "a", added={"c": "{}"}), SupportChange("u1", "a", removed=["c"]),
+      SupportChange("u1", "a", removed=["c"])], {}),
+    ("drop takes the graph's support, not another graph's",
+     [SupportChange("u1", "a", added={"c": "{}"}), SupportChange("u2", "a", added={"c": "{}"}), GraphDrop("u1")],
+     {"g_graph": [("u1", "", 0, "cosine", "[]", 1)], "g_support": [("u2", "a", "", "", "c", "{}")]}),
 ]
 
 
@@ -164,7 +175,7 @@ async def test_an_operation_out_of_its_vocabulary_is_refused_and_changes_nothing
 
 @pytest.mark.parametrize("seed", range(5))
 async def test_copies_fed_the_same_operations_hold_the_same_rows(tmp_path: Path, seed: int) -> None:
-    ops = random_ops(random.Random(seed), 400)
+    ops = random_ops(random.Random(seed), 400, supports=True)
     one, two = open_store(tmp_path / "one"), open_store(tmp_path / "two")
     try:
         for start in range(0, len(ops), 37):  # one in batches, the other one at a time, as a replica
@@ -175,7 +186,7 @@ async def test_copies_fed_the_same_operations_hold_the_same_rows(tmp_path: Path,
         await one.close()
         await two.close()
     assert graph_rows(tmp_path / "one") == graph_rows(tmp_path / "two")
-    assert any(graph_rows(tmp_path / "one").values())
+    assert any(graph_rows(tmp_path / "one").values()) and graph_rows(tmp_path / "one")["g_support"]
 
 
 # ----------------------------------------------------------------- snapshots
@@ -190,11 +201,11 @@ async def test_a_fuzzy_snapshot_then_the_log_from_its_base_converges(tmp_path: P
     rng = random.Random(seed)
     source, target = open_store(tmp_path / "source"), open_store(tmp_path / "target")
     try:
-        await source.apply_all(random_ops(rng, 300))
+        await source.apply_all(random_ops(rng, 300, supports=True))
         await source.apply(KvPut("k", b"v"))
         base = source.applied_seq()
         if late:
-            await source.apply_all(random_ops(rng, 200))
+            await source.apply_all(random_ops(rng, 200, supports=True))
         cursor: bytes | None = None
         formats: set[str] = set()
         while True:
@@ -202,7 +213,7 @@ async def test_a_fuzzy_snapshot_then_the_log_from_its_base_converges(tmp_path: P
             formats |= {c.format for c in chunks}
             await target.install_chunks(chunks)
             if not late:
-                await source.apply_all(random_ops(rng, rng.randrange(1, 20)))  # writes go on meanwhile
+                await source.apply_all(random_ops(rng, rng.randrange(1, 20), supports=True))  # writes go on meanwhile
             if cursor is None:
                 break
         assert formats == {KV_ROWS, ROWS_FORMAT}

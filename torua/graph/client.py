@@ -25,6 +25,7 @@ code the REST API would use (`bad_request`, `not_found`, `conflict`,
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import TYPE_CHECKING, Any, Iterable
 
@@ -33,11 +34,13 @@ from nats.errors import Error as NatsError
 from torua.graph import rules
 from torua.graph.catalog import CatalogEntry
 from torua.protocol.errors import ToruaError
-from torua.protocol.messages import GraphReply, GraphRequest
+from torua.protocol.messages import GraphReply, GraphRequest, SupportItem
 from torua.protocol.vocabulary import GraphOp
 
 if TYPE_CHECKING:
     from torua.client import Client
+
+MAX_SUPPORT_ITEMS = 1000  # per request (torua.node.graph_support.MAX_ITEMS)
 
 
 def _vertex(reply: GraphReply, with_embedding: bool) -> dict[str, Any] | None:
@@ -186,6 +189,39 @@ class Graph:
         reply = await self._direct(vertex_id, GraphOp.EDGES, entry, id=vertex_id, direction=way, types=types, limit=limit, cursor=cursor or "")
         edges = [{"src": e.src, "type": e.type, "dst": e.dst, "weight": e.weight, "properties": e.properties} for e in reply.edges]
         return edges, reply.next_cursor or None
+
+    async def support(self, items: list[SupportItem]) -> list[int]:
+        """GraphRAG's evidence (`SupportItem`: chunks added to and removed from the
+        support of vertices and edges; docs/design/graphrag.md section 3): how many
+        chunks support each target afterwards, in order. Items go to the primary of
+        their `src`'s shard, one request per shard, shards at once; a vertex is made by
+        its first chunk and deleted with its last, an edge put with its support's
+        weight or deleted. Idempotent: the same items again change nothing. Needs the
+        shard map and the graph catalog (a worker's login), not the gateway."""
+        if not isinstance(items, list) or not all(isinstance(i, SupportItem) for i in items):
+            raise ToruaError("bad_request", "support takes a list of SupportItem")
+        for item in items:
+            rules.validate_vertex_id(item.src, "src")
+        entry = await self._one_hop()
+        if entry is None:
+            raise ToruaError("unavailable", "support goes straight to the nodes: this client cannot read the shard map or the graph catalog")
+        c = self.client
+        assert c._maps is not None and c._maps.current is not None
+        by_shard: dict[int, list[int]] = {}
+        for index, item in enumerate(items):
+            by_shard.setdefault(rules.vertex_shard(self.name, item.src, c._maps.current.num_shards), []).append(index)
+        sizes = [0] * len(items)
+
+        async def one(indexes: list[int]) -> None:
+            first = items[indexes[0]].src
+            for start in range(0, len(indexes), MAX_SUPPORT_ITEMS):
+                part = indexes[start : start + MAX_SUPPORT_ITEMS]
+                reply = await self._direct(first, GraphOp.SUPPORT, entry, supports=[items[i] for i in part])
+                for i, size in zip(part, reply.support):
+                    sizes[i] = size
+
+        await asyncio.gather(*(one(indexes) for indexes in by_shard.values()))
+        return sizes
 
     # ------------------------------------------------------------ across shards (the gateway plans)
 

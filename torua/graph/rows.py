@@ -53,7 +53,7 @@ import msgpack
 
 from torua.graph import indexing
 from torua.storage.engine import Chunk, EngineContext, EngineKind
-from torua.storage.operations import EdgeDelete, EdgePut, GraphDrop, GraphEnsure, Operation, OutboxDone, VertexDelete, VertexPut
+from torua.storage.operations import EdgeDelete, EdgePut, GraphDrop, GraphEnsure, Operation, OutboxDone, SupportChange, VertexDelete, VertexPut
 
 __all__ = [
     "ENGINE",
@@ -93,6 +93,9 @@ _SCHEMA = (
     " WHERE out_state IN ('pending', 'removing') OR in_state = 'attached'",
     "CREATE TABLE IF NOT EXISTS g_outbox (uid TEXT NOT NULL, kind TEXT NOT NULL, src TEXT NOT NULL, type TEXT NOT NULL,"
     " dst TEXT NOT NULL, token INTEGER NOT NULL, PRIMARY KEY (uid, kind, src, type, dst, token))",
+    # GraphRAG's evidence: which chunks support a vertex (type '') or an edge whose src is here
+    "CREATE TABLE IF NOT EXISTS g_support (uid TEXT NOT NULL, src TEXT NOT NULL, type TEXT NOT NULL, dst TEXT NOT NULL,"
+    " chunk TEXT NOT NULL, note TEXT NOT NULL, PRIMARY KEY (uid, src, type, dst, chunk))",
 )
 
 # table -> (its columns in snapshot rows, how many of them lead as its primary key)
@@ -101,6 +104,7 @@ _TABLES: dict[str, tuple[tuple[str, ...], int]] = {
     "g_vertex": (("uid", "id", "label", "properties", "embedding"), 2),
     "g_edge": (("uid", "src", "type", "dst", "out_state", "out_token", "in_state", "in_token", "properties", "weight"), 4),
     "g_outbox": (("uid", "kind", "src", "type", "dst", "token"), 6),
+    "g_support": (("uid", "src", "type", "dst", "chunk", "note"), 5),
 }
 _TABLE_ORDER = tuple(_TABLES)
 
@@ -337,7 +341,7 @@ def _apply_ensure(conn: sqlite3.Connection, seq: int, op: GraphEnsure) -> None:
 
 
 def _apply_drop(conn: sqlite3.Connection, seq: int, op: GraphDrop) -> None:
-    for table in ("g_vertex", "g_edge", "g_outbox"):
+    for table in ("g_vertex", "g_edge", "g_outbox", "g_support"):
         conn.execute(f"DELETE FROM {table} WHERE uid = ?", (op.uid,))
     conn.execute(
         "INSERT INTO g_graph(uid, name, vector_dim, metric, text_properties, dropped) VALUES (?, '', 0, 'cosine', '[]', 1) "
@@ -418,6 +422,16 @@ def _apply_outbox_done(conn: sqlite3.Connection, seq: int, op: OutboxDone) -> No
     )
 
 
+def _apply_support(conn: sqlite3.Connection, seq: int, op: SupportChange) -> None:
+    key = (op.uid, op.src, op.type, op.dst)
+    conn.executemany("DELETE FROM g_support WHERE uid = ? AND src = ? AND type = ? AND dst = ? AND chunk = ?", [(*key, c) for c in op.removed])
+    conn.executemany(
+        "INSERT INTO g_support(uid, src, type, dst, chunk, note) VALUES (?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT(uid, src, type, dst, chunk) DO UPDATE SET note = excluded.note",
+        [(*key, c, note) for c, note in op.added.items()],
+    )
+
+
 # One handler per operation type this engine takes (OPERATION_ENGINES[type][0] == "graph").
 HANDLERS: dict[type[Any], Callable[[sqlite3.Connection, int, Any], None]] = {
     GraphEnsure: _apply_ensure,
@@ -427,6 +441,7 @@ HANDLERS: dict[type[Any], Callable[[sqlite3.Connection, int, Any], None]] = {
     EdgePut: _apply_edge_put,
     EdgeDelete: _apply_edge_delete,
     OutboxDone: _apply_outbox_done,
+    SupportChange: _apply_support,
 }
 
 
@@ -600,6 +615,19 @@ class GraphRows:
             for row in conn.execute(_by_key_sql(f"SELECT {_EDGE_COLUMNS} FROM", "g_edge", len(part)), (*_flat(part), uid)):
                 edge = _edge(row)
                 found[edge.key] = edge
+        return found
+
+    def supports(self, uid: str, keys: Iterable[EdgeKey]) -> dict[EdgeKey, dict[str, str]]:
+        """The evidence (chunk id -> note) of each of `keys` (src, type, dst; type "" for a
+        vertex `src`) that has any."""
+        conn = self._reader()
+        unique = list(dict.fromkeys(keys))
+        found: dict[EdgeKey, dict[str, str]] = {}
+        for start in range(0, len(unique), KEYS_AT_ONCE):
+            part = unique[start : start + KEYS_AT_ONCE]
+            sql = _by_key_sql("SELECT g_support.src, g_support.type, g_support.dst, chunk, note FROM", "g_support", len(part))
+            for src, type, dst, chunk, note in conn.execute(sql, (*_flat(part), uid)):
+                found.setdefault((src, type, dst), {})[chunk] = note
         return found
 
     def dropped_tokens(self, uid: str, keys: Iterable[EdgeKey]) -> dict[EdgeKey, int]:

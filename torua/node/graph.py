@@ -36,6 +36,7 @@ from torua.kv_rules import validate_shard
 from torua.node import graph_checks as checks
 from torua.node.answered import Answered
 from torua.node.graph_edges import EdgeSpec, EdgeWork, ensure_ops, vertex_lock
+from torua.node.graph_support import SupportWork
 from torua.node.key_locks import KeyLocks
 from torua.node.replies import reply
 from torua.protocol.codec import decode
@@ -62,7 +63,7 @@ log = logging.getLogger("torua.node.graph")
 # requests that write (run as tasks, so that they group-commit); the rest read
 WRITES = frozenset(
     {GraphOp.VERTEX_PUT, GraphOp.VERTEX_DELETE, GraphOp.EDGE_PUT, GraphOp.EDGE_DELETE, GraphOp.IMPORT, GraphOp.DROP,
-     GraphOp.EDGE_ATTACH, GraphOp.EDGE_DETACH, GraphOp.EDGE_DROP, GraphOp.EDGE_CONFIRM}
+     GraphOp.EDGE_ATTACH, GraphOp.EDGE_DETACH, GraphOp.EDGE_DROP, GraphOp.EDGE_CONFIRM, GraphOp.SUPPORT}
 )
 INDEX_ENGINE = ENGINE_NAME  # the Kuzu index's engine (torua.graph.index)
 INDEX_QUERY_SECONDS = 4.0  # an index query, its catching up included, when the request gives no timeout
@@ -90,6 +91,7 @@ class GraphService:
         self.node = node
         self.locks = KeyLocks()
         self.edges = EdgeWork(node, self.locks)
+        self.supports = SupportWork(self)
         self.answered: Answered[GraphReply] = Answered()
         self.served: collections.Counter[tuple[str, str]] = collections.Counter()  # (op, ok | error code), for /metrics
 
@@ -169,6 +171,7 @@ class GraphService:
             GraphOp.EDGE_DROP: self.edges.drop,
             GraphOp.EDGE_CHECK: self.edges.check,
             GraphOp.EDGE_CONFIRM: self.edges.confirm,
+            GraphOp.SUPPORT: self.support,
             **{op: self.index_query for op in INDEX_QUERIES},
         }
 
@@ -400,6 +403,11 @@ class GraphService:
         return GraphReply(
             True, self.node.epoch, counts={"vertices": len(vertex_ops), "edges": edges_ok}, problems=problems, seq=store.last_seq()
         )
+
+    async def support(self, request: GraphRequest) -> GraphReply:
+        """GraphRAG's evidence for vertices and edges whose src is here (torua.node.graph_support)."""
+        store, rows = writing(self.node, request)
+        return await self.supports.handle(request, store, rows)
 
     # ---------------------------------------------------------------- graphs
 

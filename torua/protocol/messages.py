@@ -577,6 +577,26 @@ class ImportProblem:
 
 
 @dataclass(frozen=True)
+class SupportItem:
+    """A change of the chunks that support a vertex (`type` "": vertex `src`) or an
+    edge (src, type, dst) of a GraphRAG corpus (`support`, sent to src's shard;
+    docs/design/graphrag.md section 3). `added`: chunk id -> note (a JSON object
+    of counts: what the chunk saw); `removed`: chunk ids. A vertex is made with
+    `label`, `properties` and `embedding` when its first chunk comes, and deleted
+    (with its edges) when its last goes; an edge is put with its weight and
+    properties made from its support, and deleted when none is left."""
+
+    src: str
+    type: str = ""
+    dst: str = ""
+    label: str = ""
+    properties: dict[str, Any] = field(default_factory=dict)
+    embedding: list[float] | None = None
+    added: dict[str, str] = field(default_factory=dict)
+    removed: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class EdgeHalf:
     """One edge as the primaries of its two shards speak of it (`edge.attach`,
     `edge.detach`, `edge.drop`, `edge.check`, `edge.confirm`, and their answers, in the same order):
@@ -624,6 +644,7 @@ class GraphRequest:
     request_id: str = ""  # vertex.put, edge.put: the same on every retry of one write (a retry is answered as the first attempt was)
     shards: list[int] = field(default_factory=list)  # vector.search, text.search: these shards of the node at once (one `parts` each)
     api_key: str = ""  # torua.Client's one-hop request (subject app.graph): its API key, which the node checks
+    supports: list[SupportItem] = field(default_factory=list)  # support: changes of targets whose src is on this shard
 
 
 @dataclass(frozen=True)
@@ -650,3 +671,4 @@ class GraphReply:
     halves: list[EdgeHalf] = field(default_factory=list)  # edge.attach|detach|drop|check|confirm: one per half asked
     truncated: bool = False  # neighbours: `limit` cut the edges returned
     parts: list[ShardHits] = field(default_factory=list)  # vector.search, text.search for `shards`: one per shard asked
+    support: list[int] = field(default_factory=list)  # support: how many chunks support each target after its change

@@ -149,6 +149,7 @@ class GraphOp(Vocabulary):
     EDGE_DROP = "edge.drop"  # dst's shard -> src's shard: dst is gone, drop the edge
     EDGE_CHECK = "edge.check"  # dst's shard -> src's shard: does this edge (still) exist?
     EDGE_CONFIRM = "edge.confirm"  # src's shard -> dst's shard: committed, confirm the in-half
+    SUPPORT = "support"  # GraphRAG: chunks that support vertices and edges (docs/design/graphrag.md section 3)
 
 
 class HalfState(Vocabulary):

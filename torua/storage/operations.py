@@ -36,7 +36,7 @@ import dataclasses
 import functools
 import types
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
 
 import msgpack
@@ -186,7 +186,28 @@ class OutboxDone:
     token: int = 0  # the task's incarnation (EdgeDelete.token): a task recorded again later stays
 
 
-Operation = KvPut | KvDelete | GraphEnsure | GraphDrop | VertexPut | VertexDelete | EdgePut | EdgeDelete | OutboxDone
+
+@dataclass(frozen=True)
+class SupportChange:
+    """GraphRAG's evidence for a vertex (`type` "": vertex `src`) or an edge (src,
+    type, dst) whose src is on this shard: the chunks in `added` (chunk id -> a note,
+    JSON: what it saw, e.g. the predicates of a relation) now support it, those in
+    `removed` no longer do (docs/design/graphrag.md section 3). Blind: adding a chunk
+    again replaces its note, removing one that is not there changes nothing, so
+    concurrent and repeated changes converge. What follows (the vertex made or
+    deleted, the edge put with its new weight or deleted) the shard's primary
+    decides and logs as operations of their own."""
+
+    TYPE: ClassVar[str] = "graph.support"
+    uid: str
+    src: str
+    type: str = ""
+    dst: str = ""
+    added: dict[str, str] = field(default_factory=dict)
+    removed: list[str] = field(default_factory=list)
+
+
+Operation = KvPut | KvDelete | GraphEnsure | GraphDrop | VertexPut | VertexDelete | EdgePut | EdgeDelete | OutboxDone | SupportChange
 
 # TYPE -> class.  A new operation type is one dataclass + one line here.
 OPERATION_TYPES: dict[str, type[Any]] = {
@@ -199,6 +220,7 @@ OPERATION_TYPES: dict[str, type[Any]] = {
     EdgePut.TYPE: EdgePut,
     EdgeDelete.TYPE: EdgeDelete,
     OutboxDone.TYPE: OutboxDone,
+    SupportChange.TYPE: SupportChange,
 }
 
 # TYPE -> the names of the engines that apply it (`torua.storage.engine.ShardEngine.name`),
@@ -217,6 +239,7 @@ OPERATION_ENGINES: dict[str, tuple[str, ...]] = {
     EdgePut.TYPE: _GRAPH_ENGINES,
     EdgeDelete.TYPE: _GRAPH_ENGINES,
     OutboxDone.TYPE: _GRAPH_ENGINES,
+    SupportChange.TYPE: ("graph",),  # the index mirrors vertices and edges, not their evidence
 }
 
 _TYPE_KEY = "t"
