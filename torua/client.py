@@ -28,7 +28,7 @@ node refuses with.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 from nats.aio.client import Client as NATS
@@ -47,6 +47,9 @@ from torua.protocol.messages import KvReply, KvRequest
 from torua.protocol.vocabulary import KvOp
 from torua.routing import MapCache, ShardRouter
 
+
+if TYPE_CHECKING:
+    from torua.rag.client import Corpus
 
 def nats_error(what: str, exc: NatsError) -> ToruaError:
     """What one of NATS's own exceptions, raised while `what` was sent, means to a caller."""
@@ -171,6 +174,12 @@ class Client:
         """One graph (`torua.graph.client.Graph`): vertex and edge operations one hop to
         the node, the rest through the gateways' NATS API."""
         return Graph(self, name)
+
+    def rag(self, name: str) -> "Corpus":
+        """A GraphRAG corpus (torua.rag.client.Corpus): documents in, questions answered."""
+        from torua.rag.client import Corpus
+
+        return Corpus(self, name)
 
     async def graphs(self) -> list[dict[str, Any]]:
         """Every graph of the cluster with its settings (as `GET /graphs`)."""

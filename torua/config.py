@@ -231,6 +231,23 @@ class GatewayConfig(Common):
         return "https" if self.tls_cert else "http"
 
 
+@dataclass(frozen=True)
+class WorkerConfig(Common):
+    id: str = field(default="w1", metadata={"help": "worker name (letters, digits, - and _): its NATS connection and logs say it"})
+    threads: int = field(default=1, metadata={"help": "threads of the embedder (onnxruntime) in this worker"})
+    api_key: str = field(default="", metadata={"help": "API key of the worker's one-hop graph writes (a key of role write; empty: $TORUA_API_KEY, else the admin key of torua up's data dir)"})
+    ack_wait: float = field(default=60.0, metadata={"help": "seconds a document may go without a sign of life from its worker before another worker takes it (set when the queue's consumer is made: the first worker's value holds)"})
+
+    def validate(self) -> None:
+        super().validate()
+        if not self.id or not all(c.isalnum() or c in "-_" for c in self.id) or len(self.id) > 64:
+            raise ConfigError("id must be 1-64 letters, digits, - or _")
+        if not 1 <= self.threads <= 64:
+            raise ConfigError("threads must be 1..64")
+        if not 1.0 <= self.ack_wait <= 3600.0:
+            raise ConfigError("ack_wait must be 1..3600 seconds")
+
+
 def _check_max_value_bytes(value: int) -> None:
     if not 1 <= value <= MAX_VALUE_BYTES_CEILING:
         raise ConfigError(f"max_value_bytes must be from 1 to {MAX_VALUE_BYTES_CEILING} (the largest NATS max_payload, 64 MiB, less 64 KiB of envelope)")

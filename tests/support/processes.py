@@ -117,7 +117,7 @@ class ProcessGroup:
         after 5 s."""
 
         def rank(proc: Proc) -> int:
-            return 0 if proc.name.startswith(("gateway", "coordinator")) else 1 if proc.name.startswith("node") else 2
+            return 0 if proc.name.startswith(("gateway", "coordinator", "worker")) else 1 if proc.name.startswith("node") else 2
 
         for stage in range(3):
             procs = [p for p in reversed(self.procs) if rank(p) == stage and p.alive()]
@@ -222,6 +222,11 @@ class Cluster:
         if use:
             self.http_port, self.gateway = port, proc
         return proc
+
+    def start_worker(self, worker_id: str, extra: list[str] | None = None) -> Proc:
+        """A GraphRAG worker (`torua worker`), taking documents from the ingestion queue."""
+        argv = self.command + ["worker", "--id", worker_id] + self._common() + self.extra_args(worker_id) + (extra or [])
+        return self.group.start(f"worker-{worker_id}", argv, env=self.env)
 
     @property
     def url(self) -> str:

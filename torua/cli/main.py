@@ -10,7 +10,7 @@ import sys
 from typing import Any, Coroutine
 
 from torua import __version__
-from torua.config import DEFAULT_NATS_URL, ConfigError, CoordinatorConfig, GatewayConfig, NodeConfig, add_arguments, build
+from torua.config import DEFAULT_NATS_URL, ConfigError, CoordinatorConfig, GatewayConfig, NodeConfig, WorkerConfig, add_arguments, build
 
 
 def _env(name: str, default: str) -> str:
@@ -45,6 +45,7 @@ def parser() -> argparse.ArgumentParser:
         ("coordinator", CoordinatorConfig, "run a coordinator"),
         ("node", NodeConfig, "run a storage node"),
         ("gateway", GatewayConfig, "run a gateway (REST API and NATS API)"),
+        ("worker", WorkerConfig, "run a GraphRAG worker: documents from the ingestion queue into their corpus"),
     ):
         add_arguments(sub.add_parser(name, help=text, description=text), cls)
 
@@ -113,8 +114,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         except DirLockError as exc:  # its data dir is another cluster's
             print(f"torua up: {exc}", file=sys.stderr)
             return 1
-    if args.command in ("coordinator", "node", "gateway"):
-        cls = {"coordinator": CoordinatorConfig, "node": NodeConfig, "gateway": GatewayConfig}[args.command]
+    if args.command in ("coordinator", "node", "gateway", "worker"):
+        cls = {"coordinator": CoordinatorConfig, "node": NodeConfig, "gateway": GatewayConfig, "worker": WorkerConfig}[args.command]
         config = build(cls, args)
         setup_logging(config.log_level, config.log_format, args.command, getattr(config, "id", ""))
         try:
@@ -199,6 +200,10 @@ async def _run_role(role: str, config) -> None:
             from torua.node.service import run_node
 
             await run_node(config, stop)
+        elif role == "worker":
+            from torua.rag.worker import run_worker
+
+            await run_worker(config, stop)
         else:
             from torua.gateway.service import run_gateway
 

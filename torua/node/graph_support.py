@@ -122,7 +122,7 @@ class SupportWork:
                     ops.append(change)
                 if now and key[0] not in present:
                     ops.append(puts[i])
-                elif not now and key[0] in present:
+                elif not now and held and key[0] in present:  # its last chunk went now (a vertex nothing ever supported stays)
                     ops.extend(cascade(uid, key[0], rows.edges_of(uid, key[0])))
                     cascaded = True
             if ops:

@@ -583,7 +583,8 @@ class SupportItem:
     docs/design/graphrag.md section 3). `added`: chunk id -> note (a JSON object
     of counts: what the chunk saw); `removed`: chunk ids. A vertex is made with
     `label`, `properties` and `embedding` when its first chunk comes, and deleted
-    (with its edges) when its last goes; an edge is put with its weight and
+    (with its edges) when its last goes (an item that changes nothing reads how many
+    chunks support the target; a vertex nothing supported is left as it is); an edge is put with its weight and
     properties made from its support, and deleted when none is left."""
 
     src: str
@@ -672,3 +673,17 @@ class GraphReply:
     truncated: bool = False  # neighbours: `limit` cut the edges returned
     parts: list[ShardHits] = field(default_factory=list)  # vector.search, text.search for `shards`: one per shard asked
     support: list[int] = field(default_factory=list)  # support: how many chunks support each target after its change
+
+
+@dataclass(frozen=True)
+class RagJob:
+    """One document of a GraphRAG ingestion job, on the JetStream work queue
+    ``TORUA_RAG`` (subject ``torua.rag.jobs.<corpus>``), taken by one `torua worker`
+    (docs/design/graphrag.md section 4). `id`: the document's id; `job`: the job it is
+    part of (its progress is the `j/<job>` vertex of the corpus graph)."""
+
+    job: str
+    corpus: str
+    id: str
+    text: str
+    metadata: dict[str, Any] = field(default_factory=dict)

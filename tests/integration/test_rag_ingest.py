@@ -1,0 +1,203 @@
+"""GraphRAG ingestion on real processes (nats-server, coordinator, three nodes, a
+gateway, two `torua worker`s): documents queued on JetStream, chunked, embedded,
+extracted and written into their corpus graph by the workers; re-sent documents
+touch only their changed chunks; deleting documents leaves exactly the graph a fresh
+ingest of the others makes; a worker killed mid-job loses nothing
+(docs/design/graphrag.md sections 3 and 4)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from tests.support.processes import Cluster, ProcessGroup, start_nats, wait_until
+from torua import Client, ToruaError
+from torua.storage.writer import DB_FILENAME
+
+PEOPLE = [
+    ("curie", "Marie Curie was born in Warsaw. Marie Curie moved to Paris. Pierre Curie married Marie Curie in Paris. "
+              "Marie Curie won the Nobel Prize with Pierre Curie."),
+    ("einstein", "Albert Einstein was born in Ulm. Albert Einstein worked in Bern at the patent office. "
+                 "Albert Einstein later moved to Berlin. Albert Einstein emigrated to the United States."),
+    ("turing", "Alan Turing was born in London. Alan Turing studied at Cambridge. Alan Turing worked at Bletchley Park. "
+               "Alan Turing moved to Manchester."),
+    ("lovelace", "Ada Lovelace was born in London. Ada Lovelace worked with Charles Babbage. "
+                 "Charles Babbage designed the Analytical Engine in London."),
+    ("darwin", "Charles Darwin was born in Shrewsbury. Charles Darwin sailed on the Beagle to Brazil. "
+               "Charles Darwin lived in Kent. Charles Darwin studied at Cambridge."),
+    ("noether", "Emmy Noether was born in Erlangen. Emmy Noether worked in Göttingen with David Hilbert. "
+                "Emmy Noether emigrated to the United States."),
+]
+SETTINGS = {"chunk_tokens": 24, "overlap_tokens": 8}  # small chunks: every document has several
+
+
+@pytest.fixture(scope="module")
+def rag_cluster(tmp_path_factory) -> Cluster:
+    group = ProcessGroup(tmp_path_factory.mktemp("rag"))
+    try:
+        _, url = start_nats(group)
+        cluster = Cluster(group, url, shards=8).start(nodes=3)
+        for name in ("w1", "w2"):
+            cluster.start_worker(name, ["--ack-wait", "4"])
+        yield cluster
+    finally:
+        group.stop_all()
+
+
+def docs(names: list[str] | None = None) -> list[dict]:
+    return [{"id": name, "text": text, "metadata": {"person": name}} for name, text in PEOPLE if names is None or name in names]
+
+
+def corpus_rows(cluster: Cluster, uid: str) -> dict[str, set]:
+    """Every vertex, edge row and support row of graph `uid` in every primary copy's files
+    (job vertices and the corpus vertex left out: they are not the corpus's content)."""
+    out: dict[str, set] = {"vertices": set(), "edges": set(), "supports": set()}
+    for shard in cluster.json("GET", "/shards")[1]["shards"]:
+        path = Path(cluster.group.workdir) / shard["primary"] / "shards" / str(shard["shard_id"]) / DB_FILENAME
+        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as conn:
+            out["vertices"] |= {(id, label, _untimed(properties)) for id, label, properties in conn.execute("SELECT id, label, properties FROM g_vertex WHERE uid = ?", (uid,))
+                                if label not in ("Job", "Corpus")}
+            for src, type, dst, out_state, in_state, properties, weight in conn.execute(
+                "SELECT src, type, dst, out_state, in_state, properties, weight FROM g_edge WHERE uid = ?", (uid,)
+            ):  # an edge's halves are one row or two, as its ends share a shard or not: compare edges, not rows
+                if out_state is not None:
+                    out["edges"].add(("out", src, type, dst, out_state, properties, weight))
+                if in_state is not None:
+                    out["edges"].add(("in", src, type, dst, in_state, properties, weight))
+            out["supports"] |= {r for r in conn.execute("SELECT src, type, dst, chunk, note FROM g_support WHERE uid = ?", (uid,)) if not r[0].startswith("j/")}
+    return out
+
+
+def _untimed(properties: str) -> str:
+    """Properties without `updated_at` (when a document was written is not its content)."""
+    value = json.loads(properties)
+    value.pop("updated_at", None)
+    return json.dumps(value, sort_keys=True)
+
+
+async def ingest(db: Client, corpus: str, documents: list[dict]) -> dict:
+    rag = db.rag(corpus)
+    job = await rag.add(documents)
+    status = await rag.wait(job, timeout=120)
+    assert status["done"] == len(documents) and status["failed"] == 0, status
+    return status
+
+
+async def test_documents_are_ingested_by_workers_and_naive_query_finds_them(rag_cluster):
+    async with Client(rag_cluster.nats_url) as db:
+        rag = db.rag("rag-people")
+        assert (await rag.create(**SETTINGS))["created"] is True
+        assert (await rag.create(**SETTINGS))["created"] is False
+        with pytest.raises(ToruaError) as conflict:
+            await rag.create(chunk_tokens=100)
+        assert conflict.value.code == "conflict"
+        await ingest(db, "rag-people", docs())
+        for name, _ in PEOPLE:
+            held = await rag.document(name)
+            assert held["status"] == "complete" and len(held["chunks"]) >= 2 and held["metadata"] == {"person": name}
+        g = db.graph("rag-people")
+        assert (await g.get_vertex("e/person/marie curie"))["properties"] == {"name": "Marie Curie", "type": "PERSON"}
+        married = {e["dst"]: e for e in (await g.edges("e/person/pierre curie", direction="out"))[0] if e["type"] == "RELATED"}
+        assert married["e/person/marie curie"]["properties"]["predicates"].get("marry") == 1  # the triple: subject to object
+        together = {e["dst"]: e for e in (await g.edges("e/person/marie curie", direction="out"))[0] if e["type"] == "RELATED"}
+        pair = together["e/person/pierre curie"]  # co-occurrence: from the lower id; two sentences, each in one chunk or two
+        assert pair["weight"] >= 2 and pair["properties"]["support"] == pair["weight"] and pair["properties"]["predicates"]["co-occurs"] >= 2
+        mentions = (await g.edges("e/place/london", direction="in", limit=100))[0]
+        assert {e["src"].split("/")[1] for e in mentions if e["type"] == "MENTIONS"} == {"turing", "lovelace"}
+        answer = await rag.query("Where was Albert Einstein born?", k=3)
+        assert answer["chunks"][0]["document_id"] == "einstein" and "Ulm" in answer["chunks"][0]["text"]
+        assert all(c["score"] <= answer["chunks"][0]["score"] for c in answer["chunks"])
+        for mode, k, words in [("cosmic", 3, "mode must be one of"), ("global", 3, "not built yet"), ("naive", 0, "k must be")]:
+            with pytest.raises(ToruaError) as refused:
+                await rag.query("x", mode=mode, k=k)
+            assert refused.value.code == "bad_request" and words in refused.value.message
+        with pytest.raises(ToruaError) as bad:
+            await rag.add([{"text": ""}])
+        assert bad.value.code == "bad_request"
+        with pytest.raises(ToruaError) as missing:
+            await db.rag("rag-nowhere").add(docs(["curie"]))
+        assert missing.value.code == "not_found"
+
+
+async def test_a_document_sent_again_rewrites_only_its_changed_chunks(rag_cluster):
+    async with Client(rag_cluster.nats_url) as db:
+        rag = db.rag("rag-again")
+        await rag.create(**SETTINGS)
+        await ingest(db, "rag-again", docs(["einstein"]))
+        before = (await rag.document("einstein"))["chunks"]
+        text = dict(PEOPLE)["einstein"].replace("emigrated to the United States", "emigrated to Princeton in the United States")
+        await ingest(db, "rag-again", [{"id": "einstein", "text": text, "metadata": {"person": "einstein"}}])
+        after = (await rag.document("einstein"))["chunks"]
+        kept = [h for h in after if h in before]
+        assert kept and len(kept) < len(after) and after[: len(kept)] == before[: len(kept)]  # the start is unchanged
+        g = db.graph("rag-again")
+        for gone in set(before) - set(after):
+            assert await g.get_vertex(f"c/einstein/{gone}") is None
+        for new in set(after) - set(before):
+            assert "Princeton" in (await g.get_vertex(f"c/einstein/{new}"))["properties"]["text"]
+        assert (await rag.query("Princeton", k=1))["chunks"][0]["id"].split("/")[2] in set(after) - set(before)
+
+
+async def test_deleting_half_the_documents_leaves_the_graph_a_fresh_ingest_of_the_rest_makes(rag_cluster):
+    kept, dropped = ["curie", "turing", "noether"], ["einstein", "lovelace", "darwin"]
+    async with Client(rag_cluster.nats_url) as db:
+        await db.rag("rag-all").create(**SETTINGS)
+        await ingest(db, "rag-all", docs())
+        for name in dropped:
+            assert await db.rag("rag-all").delete_document(name) is True
+        assert await db.rag("rag-all").delete_document("einstein") is False  # idempotent
+        await db.rag("rag-half").create(**SETTINGS)
+        await ingest(db, "rag-half", docs(kept))
+        uids = {name: (await db.graph(name).info())["uid"] for name in ("rag-all", "rag-half")}
+
+    def same() -> dict | None:  # a deleted chunk's in-halves on other shards go by its outbox, a moment later
+        both = {name: corpus_rows(rag_cluster, uid) for name, uid in uids.items()}
+        return both if both["rag-all"] == both["rag-half"] else None
+
+    try:
+        both = wait_until(same, 20, "the graph after the deletes to be the fresh ingest's")
+    except AssertionError:
+        both = {name: corpus_rows(rag_cluster, uid) for name, uid in uids.items()}
+        for part in ("vertices", "edges", "supports"):
+            assert both["rag-all"][part] == both["rag-half"][part], part
+        raise
+    assert both["rag-half"]["vertices"] and both["rag-half"]["supports"] and both["rag-half"]["edges"]
+    assert {state for kind, *_, state, _, _ in both["rag-all"]["edges"]} <= {"committed", "confirmed"}  # every edge settled
+    assert not any(r[0] == "e/place/ulm" for r in both["rag-all"]["vertices"])  # only Einstein's document named it
+
+
+async def test_a_worker_killed_mid_job_loses_no_document(rag_cluster):
+    many = [{"id": f"{name}-{n}", "text": text} for n in range(6) for name, text in PEOPLE]
+    async with Client(rag_cluster.nats_url) as db:
+        rag = db.rag("rag-kill")
+        await rag.create(**SETTINGS)
+        job = await rag.add(many)
+        victim = next(p for p in rag_cluster.group.procs if p.name == "worker-w1")
+        await _until(lambda: _done(rag, job, 3), 60, "three documents done")
+        victim.kill()
+        status = await rag.wait(job, timeout=120)
+        assert status == {"job": job, "documents": len(many), "done": len(many), "failed": 0, "state": "done"}
+        for item in many:
+            held = await rag.document(item["id"])
+            assert held is not None and held["status"] == "complete", item["id"]
+        rag_cluster.start_worker("w1", ["--ack-wait", "4"])  # the module's other tests keep two workers
+        wait_until(lambda: "worker ready" in [p for p in rag_cluster.group.procs if p.name == "worker-w1"][-1].log(), 60, "the new worker")
+
+
+async def _done(rag, job: str, at_least: int) -> bool:
+    return (await rag.job(job))["done"] >= at_least
+
+
+async def _until(predicate, timeout: float, what: str) -> None:
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not await predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        await asyncio.sleep(0.05)

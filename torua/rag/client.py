@@ -1,0 +1,173 @@
+"""`torua.Client.rag(name)`: one GraphRAG corpus from Python (BRIEF section 10,
+docs/design/graphrag.md).
+
+    async with Client("nats://127.0.0.1:4222") as db:
+        notes = db.rag("notes")
+        await notes.create(chunk_tokens=200)
+        job = await notes.add([{"id": "a", "text": "Marie Curie was born in Warsaw."}])
+        print(await notes.wait(job))
+        print(await notes.query("Where was Marie Curie born?"))
+
+Documents are queued (`add` answers a job id at once) and ingested by `torua
+worker` processes; `job` shows a job's progress. `query` embeds the question in
+this process (the embedder is loaded on the first query).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from torua.protocol.errors import ToruaError
+from torua.protocol.messages import RagJob, SupportItem
+from torua.rag import queue, schema
+from torua.rag.corpus import CorpusSettings
+from torua.rag.ingest import CorpusWriter
+
+if TYPE_CHECKING:
+    from torua.client import Client
+
+MODES = ("naive", "local", "global", "hybrid")
+BUILT_MODES = ("naive",)
+MAX_K = 100
+MAX_DOCUMENTS = 10000  # per add
+
+
+class Corpus:
+    def __init__(self, client: "Client", name: str) -> None:
+        self.client = client
+        self.graph = client.graph(name)
+        self.name = self.graph.name
+        self._embedder: Any = None
+
+    async def create(self, **settings: Any) -> dict[str, Any]:
+        """Create the corpus (its graph, with the corpus vertex holding `settings`);
+        `created` False when it exists with these settings, `conflict` with others."""
+        wanted = CorpusSettings.of(settings)
+        await self.graph.create(vector_dim=wanted.dim, metric="cosine", text_properties=schema.TEXT_PROPERTIES)
+        held = await self.graph.get_vertex(schema.CORPUS_VERTEX)
+        if held is not None:
+            if CorpusSettings.of(held["properties"]) != wanted:
+                raise ToruaError("conflict", f"corpus {self.name!r} exists with other settings: {held['properties']}")
+            return {"name": self.name, "settings": wanted.properties(), "created": False}
+        await self.graph.put_vertex(schema.CORPUS_VERTEX, schema.CORPUS, wanted.properties())
+        return {"name": self.name, "settings": wanted.properties(), "created": True}
+
+    async def settings(self) -> CorpusSettings:
+        held = await self.graph.get_vertex(schema.CORPUS_VERTEX)
+        if held is None:
+            raise ToruaError("not_found", f"{self.name!r} is not a corpus (create it with PUT /rag/{self.name})")
+        return CorpusSettings.of(held["properties"])
+
+    async def add(self, documents: list[dict[str, Any]]) -> str:
+        """Queue documents (``{"id"?, "text", "metadata"?}``; an id defaults to the text's
+        hash); answers the job's id. Every document is checked before any is queued."""
+        await self.settings()
+        if not isinstance(documents, list) or not documents:
+            raise ToruaError("bad_request", "documents must be a non-empty list")
+        if len(documents) > MAX_DOCUMENTS:
+            raise ToruaError("bad_request", f"at most {MAX_DOCUMENTS} documents at once")
+        job = uuid.uuid4().hex[:16]
+        jobs = [self._job(job, n, d) for n, d in enumerate(documents)]
+        ids = [j.id for j in jobs]
+        if len(set(ids)) != len(ids):
+            raise ToruaError("bad_request", "a document id is named twice in one job")
+        await self.graph.put_vertex(schema.job_vertex(job), schema.JOB, {"documents": len(jobs), "created_at": dt.datetime.now(dt.timezone.utc).isoformat()})
+        nc = self.client._nc
+        assert nc is not None
+        js = nc.jetstream()
+        await queue.ensure_stream(js)
+        for item in jobs:
+            await queue.publish(js, item)
+        return job
+
+    def _job(self, job: str, n: int, document: Any) -> RagJob:
+        if not isinstance(document, dict):
+            raise ToruaError("bad_request", f"document {n} must be an object {{id?, text, metadata?}}")
+        unknown = sorted(set(document) - {"id", "text", "metadata"})
+        if unknown:
+            raise ToruaError("bad_request", f"document {n}: unknown field(s) {', '.join(unknown)}")
+        text = document.get("text")
+        if not isinstance(text, str) or not text.strip():
+            raise ToruaError("bad_request", f"document {n}: text must be non-empty text")
+        metadata = document.get("metadata") or {}
+        if not isinstance(metadata, dict):
+            raise ToruaError("bad_request", f"document {n}: metadata must be an object")
+        given = document.get("id")
+        id = schema.validate_document_id(given) if given is not None else schema.document_id_of_text(text)
+        return RagJob(job, self.name, id, text, metadata)
+
+    async def job(self, job: str) -> dict[str, Any]:
+        """``{"job", "documents", "done", "failed", "state": "running"|"done", "first_error"?}``."""
+        held = await self.graph.get_vertex(schema.job_vertex(job))
+        if held is None:
+            raise ToruaError("not_found", f"no job {job!r} in corpus {self.name!r}")
+        done, failed = await self.graph.support([SupportItem(schema.job_vertex(job)), SupportItem(schema.job_vertex(job) + "/failed")])
+        total = int(held["properties"].get("documents", 0))
+        out: dict[str, Any] = {"job": job, "documents": total, "done": done, "failed": failed, "state": "done" if done + failed >= total else "running"}
+        if failed:
+            failures = await self.graph.get_vertex(schema.job_vertex(job) + "/failed")
+            if failures is not None:
+                out["first_error"] = failures["properties"].get("first_error", "")
+        return out
+
+    async def wait(self, job: str, timeout: float = 600.0, every: float = 0.2) -> dict[str, Any]:
+        """The job's progress once it is done; `timeout` (ToruaError) if it is not within `timeout` s."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status = await self.job(job)
+            if status["state"] == "done":
+                return status
+            if time.monotonic() > deadline:
+                raise ToruaError("timeout", f"job {job} not done within {timeout:g}s: {status}")
+            await asyncio.sleep(every)
+
+    async def document(self, document_id: str) -> dict[str, Any] | None:
+        """The document's vertex properties (`status`, `chunks`, `metadata`), or None."""
+        return await CorpusWriter(self.graph).document(schema.validate_document_id(document_id))
+
+    async def delete_document(self, document_id: str) -> bool:
+        """Remove the document, its chunks and its share of every entity and relation
+        (no re-index); False when there was no such document."""
+        await self.settings()
+        return await CorpusWriter(self.graph).delete(schema.validate_document_id(document_id))
+
+    async def query(self, question: str, mode: str = "naive", k: int = 10) -> dict[str, Any]:
+        """``{"chunks": [{"id", "document_id", "text", "score", "start", "end"}], "entities",
+        "relations", "communities"}``, best first."""
+        if not isinstance(question, str) or not question.strip():
+            raise ToruaError("bad_request", "question must be non-empty text")
+        if mode not in MODES:
+            raise ToruaError("bad_request", f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+        if mode not in BUILT_MODES:
+            raise ToruaError("bad_request", f"mode {mode!r} is not built yet (issue 13); {', '.join(BUILT_MODES)} is")
+        if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_K:
+            raise ToruaError("bad_request", f"k must be 1 to {MAX_K}")
+        settings = await self.settings()
+        vector = await asyncio.to_thread(self._embed, question, settings)
+        hits = await self.graph.vector_search(vector, k=min(1000, 4 * k), label=schema.CHUNK)
+        docs = {h["properties"].get("document_id") for h in hits}
+        held = dict(zip(docs, await asyncio.gather(*(self.graph.get_vertex(schema.document_vertex(d)) for d in docs))))
+        chunks = []
+        for hit in hits:
+            p = hit["properties"]
+            doc = held.get(p.get("document_id"))
+            if doc is None or doc["properties"].get("status") != "complete" or hit["id"].rsplit("/", 1)[1] not in doc["properties"].get("chunks", []):
+                continue  # a document being written, deleted or replaced
+            chunks.append({"id": hit["id"], "document_id": p["document_id"], "text": p.get("text", ""), "score": hit["score"],
+                           "start": p.get("start"), "end": p.get("end")})
+            if len(chunks) == k:
+                break
+        return {"chunks": chunks, "entities": [], "relations": [], "communities": []}
+
+    def _embed(self, text: str, settings: CorpusSettings) -> list[float]:
+        if self._embedder is None:
+            from torua.rag.onnx_embedder import OnnxEmbedder
+
+            self._embedder = OnnxEmbedder()
+        if self._embedder.name != settings.embedder:
+            raise ToruaError("bad_request", f"corpus {self.name!r} was built with {settings.embedder}, which this client does not have")
+        return [float(x) for x in self._embedder.embed([text])[0]]

@@ -1,0 +1,71 @@
+"""The ingestion queue: a JetStream work-queue stream of `RagJob`s, one document
+per message, taken by `torua worker` processes through one durable pull consumer
+(docs/design/graphrag.md section 4).
+
+A worker acknowledges a message once its document is written `complete`; until
+then it tells JetStream it is still working (`in_progress`) every third of
+`ACK_WAIT`. A worker that dies never acknowledges: after `ACK_WAIT` the message goes
+to another worker, which writes the same document again (every write is
+idempotent). A document that fails for good (bad input, its corpus deleted) is
+terminated, not redelivered; one that fails for a while (a node failing over) is
+delivered again after a pause, at most `MAX_DELIVER` times.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nats.js import api
+from nats.js.errors import BadRequestError
+
+from torua.protocol.codec import encode
+from torua.protocol.errors import ToruaError
+from torua.protocol.messages import RagJob
+
+STREAM = "TORUA_RAG"
+SUBJECTS = "torua.rag.jobs"
+CONSUMER = "torua-rag-workers"
+ACK_WAIT = 60.0  # seconds a worker may go silent on a document before it goes to another
+MAX_DELIVER = 20
+MAX_DOCUMENT_BYTES = 900 << 10  # a message under NATS's default 1 MiB payload, with room for the rest
+
+
+def subject(corpus: str) -> str:
+    return f"{SUBJECTS}.{corpus}"
+
+
+def stream_config() -> api.StreamConfig:
+    return api.StreamConfig(
+        name=STREAM, subjects=[f"{SUBJECTS}.>"], retention=api.RetentionPolicy.WORK_QUEUE, storage=api.StorageType.FILE,
+        description="Torua GraphRAG ingestion: one document per message (torua worker)",
+    )
+
+
+def consumer_config(ack_wait: float = ACK_WAIT) -> api.ConsumerConfig:
+    return api.ConsumerConfig(
+        durable_name=CONSUMER, ack_policy=api.AckPolicy.EXPLICIT, ack_wait=ack_wait, max_deliver=MAX_DELIVER,
+        filter_subject=f"{SUBJECTS}.>", max_ack_pending=1000,
+    )
+
+
+async def ensure_stream(js: Any) -> None:
+    """The stream exists (made if not; one made by another process is used as it is)."""
+    try:
+        await js.add_stream(stream_config())
+    except BadRequestError as exc:
+        if getattr(exc, "err_code", None) != 10058:  # stream name already in use
+            raise
+
+
+async def publish(js: Any, job: RagJob) -> None:
+    """Queue one document; `value_too_large` above `MAX_DOCUMENT_BYTES` of text."""
+    if len(job.text.encode("utf-8", "surrogatepass")) > MAX_DOCUMENT_BYTES:
+        raise ToruaError("value_too_large", f"document {job.id!r} is over {MAX_DOCUMENT_BYTES} bytes of text; split it")
+    await js.publish(subject(job.corpus), encode(job), stream=STREAM)
+
+
+async def pull(js: Any, ack_wait: float = ACK_WAIT) -> Any:
+    """The workers' shared pull subscription (its consumer made with `ack_wait` if it is
+    not there yet)."""
+    await ensure_stream(js)
+    return await js.pull_subscribe(f"{SUBJECTS}.>", durable=CONSUMER, stream=STREAM, config=consumer_config(ack_wait))

@@ -1,0 +1,161 @@
+"""`torua worker`: takes documents from the ingestion queue (`torua.rag.queue`),
+runs the pipeline on them (`torua.rag.pipeline`) and writes them into their corpus
+graph (`torua.rag.ingest`), one document at a time (docs/design/graphrag.md
+section 4). Runs on any machine that reaches the NATS cluster; as many as wanted.
+
+The pipeline's CPU work (embedding, parsing) runs in a thread, so the event loop
+keeps the NATS connection and the `in_progress` signals going while it works.
+Each corpus's entity resolver lives as long as the worker: it learns the names it
+has seen, so later documents merge with them (another worker's names it does not
+know: two workers may make two near names two entities; the resolution doc says
+when that matters).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+
+from nats.errors import TimeoutError as NatsTimeout
+
+from torua.client import Client
+from torua.protocol.codec import decode
+from torua.protocol.errors import ToruaError
+from torua.protocol.messages import RagJob, SupportItem
+from torua.rag import queue, schema
+from torua.rag.corpus import CorpusSettings
+from torua.rag.ingest import CorpusWriter
+from torua.rag.pipeline import plan_document
+from torua.rag.resolution import Resolver
+
+log = logging.getLogger("torua.worker")
+
+FOR_GOOD = frozenset({"bad_request", "not_found", "value_too_large", "conflict", "forbidden", "unauthorized"})
+RETRY_DELAY_S = 2.0
+
+
+class Engines:
+    """The embedder and extractor of a worker, made once (loading them takes a second)."""
+
+    def __init__(self, threads: int = 1) -> None:
+        from torua.rag.onnx_embedder import OnnxEmbedder
+        from torua.rag.spacy_extractor import SpacyExtractor
+
+        self.embedder = OnnxEmbedder(threads=threads)
+        self.extractor = SpacyExtractor()
+
+
+class Worker:
+    def __init__(self, client: Client, engines: Engines, ack_wait: float = queue.ACK_WAIT) -> None:
+        self.client = client
+        self.ack_wait = ack_wait
+        self.engines = engines
+        self.resolvers: dict[str, Resolver] = {}
+        self.settings: dict[str, CorpusSettings] = {}
+        self.done = 0
+        self.failed = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        nc = self.client._nc
+        assert nc is not None
+        js = nc.jetstream()
+        pulled = await queue.pull(js, self.ack_wait)
+        log.info("worker ready: taking documents from %s", queue.STREAM)
+        while not stop.is_set():
+            try:
+                messages = await pulled.fetch(1, timeout=1.0)
+            except NatsTimeout:
+                continue
+            for msg in messages:
+                await self.take(msg)
+
+    async def take(self, msg: Any) -> None:
+        """One message: its document written, then acknowledged; or let go (see queue)."""
+        try:
+            job = decode(RagJob, msg.data)
+        except ToruaError as exc:
+            log.warning("garbage on the ingestion queue (%s): dropped", exc.message)
+            await msg.term()
+            return
+        beat = asyncio.ensure_future(self._still_working(msg))
+        try:
+            await self.ingest(job)
+        except ToruaError as exc:
+            if exc.code in FOR_GOOD:
+                log.warning("document %r of corpus %s (job %s) failed: %s", job.id, job.corpus, job.job, exc)
+                self.failed += 1
+                with contextlib.suppress(ToruaError):
+                    await self._record(job, failed=exc.message)
+                await msg.term()
+            else:
+                log.info("document %r of corpus %s: %s; it is delivered again", job.id, job.corpus, exc)
+                await msg.nak(delay=RETRY_DELAY_S)
+            return
+        except Exception:
+            log.exception("document %r of corpus %s (job %s) failed; it is delivered again", job.id, job.corpus, job.job)
+            await msg.nak(delay=RETRY_DELAY_S)
+            return
+        finally:
+            beat.cancel()
+        await msg.ack_sync()
+        self.done += 1
+
+    async def _still_working(self, msg: Any) -> None:
+        while True:
+            await asyncio.sleep(self.ack_wait / 3)
+            with contextlib.suppress(Exception):
+                await msg.in_progress()
+
+    async def _settings(self, graph: Any, corpus: str) -> CorpusSettings:
+        if corpus not in self.settings:
+            vertex = await graph.get_vertex(schema.CORPUS_VERTEX)
+            if vertex is None:
+                raise ToruaError("not_found", f"graph {corpus!r} is not a corpus (it has no corpus vertex)")
+            self.settings[corpus] = CorpusSettings.of(vertex["properties"])
+        return self.settings[corpus]
+
+    async def ingest(self, job: RagJob) -> None:
+        graph = self.client.graph(job.corpus)
+        settings = await self._settings(graph, job.corpus)
+        writer = CorpusWriter(graph)
+        previous = await writer.previous_chunks(job.id)
+        resolver = self.resolvers.setdefault(job.corpus, Resolver())
+        e = self.engines
+        plan = await asyncio.to_thread(plan_document, job.id, job.text, settings.chunking(), e.embedder, e.extractor, resolver, previous)
+        names = sorted(plan.entities)
+        vectors = await asyncio.to_thread(e.embedder.embed, [plan.entities[n][1] for n in names])
+        await writer.write(plan, job.metadata, dict(zip(names, vectors)), previous)
+        await self._record(job)
+
+    async def _record(self, job: RagJob, failed: str = "") -> None:
+        """The document counts as done (or failed) in its job's progress (a set: a
+        redelivered document counts once)."""
+        graph = self.client.graph(job.corpus)
+        target = schema.job_vertex(job.job) + ("/failed" if failed else "")
+        await graph.support([SupportItem(target, label=schema.JOB, properties={"first_error": failed[:500]} if failed else {},
+                                         added={job.id: json.dumps({"failed" if failed else "done": 1})})])
+
+
+async def run_worker(config: Any, stop: Any) -> None:
+    """The `torua worker` process: connect, load the engines, take documents until stopped."""
+    from torua.bus import connect
+    from torua.stopping import unless_stopped
+
+    nc = await unless_stopped(connect(config.nats_url, f"torua-worker-{config.id}", config.connect_timeout, auth=config.nats_auth()), stop.event)
+    try:
+        client = await Client(config.nats_url, nc=nc, api_key=config.api_key or None).connect()
+        engines = await asyncio.to_thread(Engines, config.threads)
+        worker = Worker(client, engines, config.ack_wait)
+        task = asyncio.ensure_future(worker.run(stop.event))
+        await stop.wait()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        log.info("worker %s stopped: %d documents done, %d failed", config.id, worker.done, worker.failed)
+        await client.close()
+    finally:
+        if not nc.is_closed:
+            await nc.close()
