@@ -111,6 +111,14 @@ async def test_documents_are_ingested_by_workers_and_naive_query_finds_them(rag_
         answer = await rag.query("Where was Albert Einstein born?", k=3)
         assert answer["chunks"][0]["document_id"] == "einstein" and "Ulm" in answer["chunks"][0]["text"]
         assert all(c["score"] <= answer["chunks"][0]["score"] for c in answer["chunks"])
+        married = await rag.query("Who did Pierre Curie marry?", mode="local", k=3)
+        assert married["chunks"][0]["document_id"] == "curie" and "married" in married["chunks"][0]["text"]
+        assert {"id": "e/person/pierre curie", "score": 1.0, "seed": True} in married["entities"]
+        assert any(r["src"] == "e/person/pierre curie" and r["predicates"].get("marry") for r in married["relations"])
+        # two hops: Babbage names no birthplace; the person who worked with him does
+        for mode in ("local", "hybrid"):
+            hop = await rag.query("Where was the mathematician who worked with Charles Babbage born?", mode=mode, k=3)
+            assert any(c["document_id"] == "lovelace" and "born in London" in c["text"] for c in hop["chunks"]), (mode, hop["chunks"])
         for mode, k, words in [("cosmic", 3, "mode must be one of"), ("global", 3, "not built yet"), ("naive", 0, "k must be")]:
             with pytest.raises(ToruaError) as refused:
                 await rag.query("x", mode=mode, k=k)

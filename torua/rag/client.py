@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from torua.protocol.errors import ToruaError
 from torua.protocol.messages import RagJob, SupportItem
-from torua.rag import queue, schema
+from torua.rag import queue, resolution, retrieval, schema
 from torua.rag.corpus import CorpusSettings
 from torua.rag.ingest import CorpusWriter
 
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from torua.client import Client
 
 MODES = ("naive", "local", "global", "hybrid")
-BUILT_MODES = ("naive",)
+BUILT_MODES = ("naive", "local", "hybrid")
 MAX_K = 100
 MAX_DOCUMENTS = 10000  # per add
 
@@ -42,6 +42,7 @@ class Corpus:
         self.graph = client.graph(name)
         self.name = self.graph.name
         self._embedder: Any = None
+        self._extractor: Any = None
 
     async def create(self, **settings: Any) -> dict[str, Any]:
         """Create the corpus (its graph, with the corpus vertex holding `settings`);
@@ -137,31 +138,76 @@ class Corpus:
 
     async def query(self, question: str, mode: str = "naive", k: int = 10) -> dict[str, Any]:
         """``{"chunks": [{"id", "document_id", "text", "score", "start", "end"}], "entities",
-        "relations", "communities"}``, best first."""
+        "relations", "communities"}``, best first (torua.rag.retrieval): `naive` ranks
+        chunks by vector similarity; `local` by the entities they mention, from the
+        question's entities and their relations; `hybrid` fuses vector, BM25 and
+        local rankings."""
         if not isinstance(question, str) or not question.strip():
             raise ToruaError("bad_request", "question must be non-empty text")
         if mode not in MODES:
             raise ToruaError("bad_request", f"mode must be one of {', '.join(MODES)}, not {mode!r}")
         if mode not in BUILT_MODES:
-            raise ToruaError("bad_request", f"mode {mode!r} is not built yet (issue 13); {', '.join(BUILT_MODES)} is")
+            raise ToruaError("bad_request", f"mode {mode!r} is not built yet (issue 13); {', '.join(BUILT_MODES)} are")
         if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_K:
             raise ToruaError("bad_request", f"k must be 1 to {MAX_K}")
         settings = await self.settings()
         vector = await asyncio.to_thread(self._embed, question, settings)
-        hits = await self.graph.vector_search(vector, k=min(1000, 4 * k), label=schema.CHUNK)
-        docs = {h["properties"].get("document_id") for h in hits}
+        wide = min(1000, 4 * k)
+        entities: list[dict[str, Any]] = []
+        relations: list[dict[str, Any]] = []
+        if mode == "naive":
+            hits = await self.graph.vector_search(vector, k=wide, label=schema.CHUNK)
+            ranked = [(h["id"], float(h["score"])) for h in hits]
+        else:
+            local, entities, relations = await self._local(question, vector)
+            ranked = local
+            if mode == "hybrid":
+                vector_hits, text_hits = await asyncio.gather(
+                    self.graph.vector_search(vector, k=wide, label=schema.CHUNK), self.graph.text_search(question, k=wide, label=schema.CHUNK),
+                )
+                ranked = retrieval.rrf([[h["id"] for h in vector_hits], [h["id"] for h in text_hits], [c for c, _ in local[:wide]]])
+        chunks = await self._visible(ranked[:wide], k)
+        return {"chunks": chunks, "entities": entities, "relations": relations, "communities": []}
+
+    async def _local(self, question: str, vector: list[float]) -> tuple[list[tuple[str, float]], list[dict[str, Any]], list[dict[str, Any]]]:
+        """Chunks ranked by the entities they mention, from the question's entities out
+        (torua.rag.retrieval), with the entities and relations that ranked them."""
+        found = (await asyncio.to_thread(self._extract, question)).mentions
+        named = [resolution.entity_id(m.type, m.text) for m in found]
+        nearest = await self.graph.vector_search(vector, k=retrieval.SEEDS, label=schema.ENTITY)
+        present = await asyncio.gather(*(self.graph.get_vertex(id) for id in named))
+        seed_scores = retrieval.seeds([id for id, v in zip(named, present) if v is not None], [(h["id"], float(h["score"])) for h in nearest])
+        pages = await asyncio.gather(*(self.graph.edges(id, direction="both", type=schema.RELATED, limit=100) for id in seed_scores))
+        edges = {(e["src"], e["dst"]): e for page, _ in pages for e in page}
+        scores = retrieval.expand(seed_scores, [(src, dst, float(e["weight"])) for (src, dst), e in edges.items()])
+        top = dict(sorted(scores.items(), key=lambda item: -item[1])[: 4 * retrieval.SEEDS])
+        mentioned = await asyncio.gather(*(self.graph.edges(id, direction="in", type=schema.MENTIONS, limit=1000) for id in top))
+        ranked = retrieval.chunk_scores(top, [(e["src"], id) for id, (page, _) in zip(top, mentioned) for e in page])
+        entities = [{"id": id, "score": round(score, 6), "seed": id in seed_scores} for id, score in top.items()]
+        relations = [
+            {"src": src, "dst": dst, "weight": e["weight"], "predicates": e["properties"].get("predicates", {})}
+            for (src, dst), e in edges.items() if src in top and dst in top
+        ]
+        return ranked, entities, relations
+
+    async def _visible(self, ranked: list[tuple[str, float]], k: int) -> list[dict[str, Any]]:
+        """The first `k` of `ranked` (chunk id, score) whose document is complete and holds
+        them now (not one being written, deleted or replaced), with their text."""
+        vertices = await asyncio.gather(*(self.graph.get_vertex(id) for id, _ in ranked))
+        docs = {v["properties"].get("document_id") for v in vertices if v is not None}
         held = dict(zip(docs, await asyncio.gather(*(self.graph.get_vertex(schema.document_vertex(d)) for d in docs))))
         chunks = []
-        for hit in hits:
-            p = hit["properties"]
+        for (id, score), vertex in zip(ranked, vertices):
+            if vertex is None:
+                continue
+            p = vertex["properties"]
             doc = held.get(p.get("document_id"))
-            if doc is None or doc["properties"].get("status") != "complete" or hit["id"].rsplit("/", 1)[1] not in doc["properties"].get("chunks", []):
-                continue  # a document being written, deleted or replaced
-            chunks.append({"id": hit["id"], "document_id": p["document_id"], "text": p.get("text", ""), "score": hit["score"],
-                           "start": p.get("start"), "end": p.get("end")})
+            if doc is None or doc["properties"].get("status") != "complete" or id.rsplit("/", 1)[1] not in doc["properties"].get("chunks", []):
+                continue
+            chunks.append({"id": id, "document_id": p["document_id"], "text": p.get("text", ""), "score": score, "start": p.get("start"), "end": p.get("end")})
             if len(chunks) == k:
                 break
-        return {"chunks": chunks, "entities": [], "relations": [], "communities": []}
+        return chunks
 
     def _embed(self, text: str, settings: CorpusSettings) -> list[float]:
         if self._embedder is None:
@@ -171,3 +217,10 @@ class Corpus:
         if self._embedder.name != settings.embedder:
             raise ToruaError("bad_request", f"corpus {self.name!r} was built with {settings.embedder}, which this client does not have")
         return [float(x) for x in self._embedder.embed([text])[0]]
+
+    def _extract(self, text: str) -> Any:
+        if self._extractor is None:
+            from torua.rag.spacy_extractor import SpacyExtractor
+
+            self._extractor = SpacyExtractor()
+        return self._extractor.extract([text])[0]
