@@ -62,6 +62,13 @@ RULES: dict[str, Rule] = {
     "graph_vector_search": Rule("read", "graph"),
     "graph_text_search": Rule("read", "graph"),
     "graph_cypher": Rule("read", "graph"),  # read-only Cypher: a writing query is refused (400)
+    # GraphRAG corpora (each a graph): made like a graph, documents written, queries read
+    "rag_create": Rule("admin", "graph"),
+    "rag_get": Rule("read", "graph"),
+    "rag_documents": Rule("write", "graph"),
+    "rag_job": Rule("read", "graph"),
+    "rag_delete_document": Rule("write", "graph"),
+    "rag_query": Rule("read", "graph"),
     # the gateway itself
     "health": Rule("public", "none"),
     "openapi": Rule("public", "none"),

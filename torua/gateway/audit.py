@@ -21,7 +21,7 @@ log = logging.getLogger("torua.audit")
 
 ADMIN_OPERATIONS = frozenset({
     "assign", "drain", "maintenance", "evacuate", "set_cluster_config", "rebalance", "broadcast", "graph_create", "graph_delete",
-    "auth_create", "auth_revoke",
+    "auth_create", "auth_revoke", "rag_create",
 })
 # Arguments kept in the trail: small and saying what was asked (never values or bodies of data).
 MAX_ARGUMENT_CHARS = 200

@@ -28,6 +28,7 @@ from torua.access import RULES
 from torua.api_keys import ApiKey, Rule, check_reach, visible
 from torua.gateway.audit import ADMIN_OPERATIONS
 from torua.graph import rules as graph_rules
+from torua.rag.rules import EMBEDDER_NAMES, EXTRACTOR_NAMES, MAX_K as RAG_MAX_K, MAX_QUESTION_CHARS, MODES
 from torua.protocol.errors import ToruaError
 from torua.kv_rules import MAX_LIMIT
 
@@ -756,7 +757,90 @@ GRAPH: tuple[Endpoint, ...] = (
     ),
 )
 
-ENDPOINTS: tuple[Endpoint, ...] = KV + CLUSTER + GRAPH + GATEWAY + AUTH
+
+RAG_ERRORS = ("not_found", "unavailable", "timeout")
+RAG: tuple[Endpoint, ...] = (
+    Endpoint(
+        "rag_create",
+        "rag_create",
+        (
+            GRAPH_NAME,
+            Param("chunk_tokens", Integer(16, 254), doc="tokens of the embedder's tokenizer per chunk (default 200)"),
+            Param("overlap_tokens", Integer(0, 127), doc="tokens of whole sentences a chunk repeats from the one before (default 40; at most half a chunk)"),
+            Param("embedder", Text(choices=EMBEDDER_NAMES), doc="the embedder (a corpus is queried with the one it was built with)"),
+            Param("extractor", Text(choices=EXTRACTOR_NAMES), doc="entities and relations from text"),
+        ),
+        json_reply("Corpus", "it exists already, with the same settings", created_when="created", created_description="the corpus, created"),
+        (Route("PUT", "/rag/{graph}", "Create a GraphRAG corpus (a graph with the corpus schema); the same settings again: 200; other settings: 409"),),
+        nats="rag.create",
+        max_json_body=GRAPH_JSON_BODY,
+        errors=("conflict", "unavailable", "timeout"),
+    ),
+    Endpoint(
+        "rag_get",
+        "rag_get",
+        (GRAPH_NAME,),
+        json_reply("CorpusDetail", "the corpus's settings and its graph's counts"),
+        (Route("GET", "/rag/{graph}", "A corpus's settings and counts"),),
+        nats="rag.get",
+        max_json_body=GRAPH_JSON_BODY,
+        errors=RAG_ERRORS,
+    ),
+    Endpoint(
+        "rag_documents",
+        "rag_documents",
+        (
+            GRAPH_NAME,
+            Param(
+                "ndjson", Ndjson(), required=True, rest=In.NDJSON,
+                doc='one document {"id"?, "text", "metadata"?} per line (or one JSON object); an id defaults to the hash of the text; '
+                "at most max_import_bytes in all",
+            ),
+        ),
+        Reply("json", "queued", "JobAccepted", status=200, accepted_when="accepted", accepted_description="queued: the workers ingest them"),
+        (Route("POST", "/rag/{graph}/documents", "Queue documents for ingestion (a job; the same id again replaces that document)"),),
+        nats="rag.documents",
+        max_json_body=GRAPH_JSON_BODY,
+        errors=("not_found", "value_too_large", "unavailable", "timeout"),
+    ),
+    Endpoint(
+        "rag_job",
+        "rag_job",
+        (GRAPH_NAME, Param("job", Text(pattern=r"[0-9A-Za-z]{1,64}"), required=True, rest=In.PATH, what="a job id", doc="what POST .../documents answered")),
+        json_reply("Job", "the job's progress"),
+        (Route("GET", "/rag/{graph}/jobs/{job}", "An ingestion job's progress: documents done and failed"),),
+        nats="rag.job",
+        max_json_body=GRAPH_JSON_BODY,
+        errors=RAG_ERRORS,
+    ),
+    Endpoint(
+        "rag_delete_document",
+        "rag_delete_document",
+        (GRAPH_NAME, vertex_id("id", In.PATH, "the document's id")),
+        Reply("empty", "gone with its chunks and its share of every entity and relation (also when there was no such document)", status=204),
+        (Route("DELETE", "/rag/{graph}/documents/{id}", "Delete a document: its chunks, and its share of every entity and relation (no re-index)"),),
+        nats="rag.delete_document",
+        max_json_body=GRAPH_JSON_BODY,
+        errors=RAG_ERRORS,
+    ),
+    Endpoint(
+        "rag_query",
+        "rag_query",
+        (
+            GRAPH_NAME,
+            Param("question", Text(min_length=1, max_length=MAX_QUESTION_CHARS), required=True),
+            Param("mode", Text(choices=MODES), default="naive", doc="naive: vector search; local: from the question's entities out; hybrid: both and BM25, fused"),
+            Param("k", Integer(1, RAG_MAX_K), default=10, doc="chunks answered, best first"),
+        ),
+        json_reply("RagAnswer", "the evidence, best first"),
+        (Route("POST", "/rag/{graph}/query", "Ask a corpus: its chunks (with provenance), entities and relations, ranked"),),
+        nats="rag.query",
+        max_json_body=GRAPH_JSON_BODY,
+        errors=RAG_ERRORS,
+    ),
+)
+
+ENDPOINTS: tuple[Endpoint, ...] = KV + CLUSTER + GRAPH + RAG + GATEWAY + AUTH
 
 # Every endpoint has its access rule (torua.access): one without fails here, at import.
 _unruled = sorted({e.name for e in ENDPOINTS} ^ set(RULES))

@@ -271,6 +271,32 @@ SCHEMAS: dict[str, Schema] = {
         },
         description="load-based rebalancing of hot shards (ARCHITECTURE.md, Load rebalancing)",
     ),
+    "CorpusSettings": obj(
+        {"chunk_tokens": INT, "overlap_tokens": INT, "embedder": STR, "dim": INT, "extractor": STR},
+        description="how a corpus is chunked (in the embedder's tokens) and which embedder and extractor build it",
+    ),
+    "Corpus": obj({"name": STR, "settings": ref("CorpusSettings"), "created": {**BOOL, "description": "this request created it (201)"}}),
+    "CorpusDetail": obj(
+        {"name": STR, "settings": ref("CorpusSettings"), "counts": {"type": "object", "additionalProperties": INT, "description": "its graph's vertices, edges, ..."}}
+    ),
+    "JobAccepted": obj({"job": {**STR, "description": "GET /rag/{graph}/jobs/{job} shows its progress"}, "documents": INT, "accepted": BOOL}),
+    "Job": obj(
+        {"job": STR, "documents": INT, "done": INT, "failed": INT, "state": {"type": "string", "enum": ["running", "done"]},
+         "first_error": {**STR, "description": "why the first failed document failed"}},
+        required=["job", "documents", "done", "failed", "state"],
+    ),
+    "RagAnswer": obj(
+        {
+            "chunks": {
+                "type": "array",
+                "items": obj({"id": STR, "document_id": STR, "text": STR, "score": NUM, "start": INT, "end": INT}),
+                "description": "best first, each with its document and character offsets in it",
+            },
+            "entities": {"type": "array", "items": obj({"id": STR, "score": NUM, "seed": BOOL}), "description": "local and hybrid: the entities that ranked the chunks"},
+            "relations": {"type": "array", "items": obj({"src": STR, "dst": STR, "weight": NUM, "predicates": {"type": "object"}})},
+            "communities": {"type": "array", "items": {"type": "object"}},
+        }
+    ),
     "GraphInfo": obj(_GRAPH_INFO, description="a graph of the catalog"),
     "Graph": obj({**_GRAPH_INFO, "created": {**BOOL, "description": "this request created it (201)"}}),
     "GraphList": obj({"graphs": {"type": "array", "items": ref("GraphInfo")}}),

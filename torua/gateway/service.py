@@ -32,6 +32,7 @@ from torua.cluster_health import cluster_health, node_state
 from torua.cluster_settings import describe as describe_settings
 from torua.config import GatewayConfig
 from torua.gateway.connection import GatewayRunner
+from torua.gateway.rag import RagEndpoints
 from torua.gateway.graphs import GraphEndpoints
 from torua.graph.catalog_store import GraphCatalog
 from torua.kv_rules import DEFAULT_CONTENT_TYPE  # noqa: F401 (imported from here)
@@ -154,7 +155,7 @@ def shards_view(m: ShardMap) -> dict[str, Any]:
 check_content_type = validate_content_type
 
 
-class Gateway(GraphEndpoints):
+class Gateway(GraphEndpoints, RagEndpoints):
     """Every operation of the public APIs; the graph ones are `GraphEndpoints`'."""
 
     def __init__(self, nc: NATS, config: GatewayConfig) -> None:

@@ -687,3 +687,29 @@ class RagJob:
     id: str
     text: str
     metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RagRequest:
+    """A GraphRAG call a gateway passes to the workers (subject ``torua.rag.api``, queue
+    group ``torua-rag``) once the caller's API key was checked; `op`: create, get,
+    documents, job, delete_document, query (docs/design/graphrag.md section 5)."""
+
+    op: str
+    corpus: str
+    settings: dict[str, Any] = field(default_factory=dict)  # create
+    documents: list[dict[str, Any]] = field(default_factory=list)  # documents: {id?, text, metadata?}
+    job: str = ""  # documents (the job these belong to), job
+    total: int = 0  # documents: how many the whole job has (it may come in several requests)
+    id: str = ""  # delete_document
+    question: str = ""  # query
+    mode: str = "naive"
+    k: int = 10
+
+
+@dataclass(frozen=True)
+class RagReply:
+    ok: bool
+    error_code: str = ""
+    error_message: str = ""
+    result: dict[str, Any] = field(default_factory=dict)

@@ -22,19 +22,22 @@ from typing import Any
 from nats.errors import TimeoutError as NatsTimeout
 
 from torua.client import Client
-from torua.protocol.codec import decode
+from torua.protocol.codec import decode, encode
 from torua.protocol.errors import ToruaError
-from torua.protocol.messages import RagJob, SupportItem
+from torua.protocol.messages import RagJob, RagReply, RagRequest, SupportItem
 from torua.rag import queue, schema
 from torua.rag.corpus import CorpusSettings
 from torua.rag.ingest import CorpusWriter
 from torua.rag.pipeline import plan_document
 from torua.rag.resolution import Resolver
+from torua.rag.service import RagService
 
 log = logging.getLogger("torua.worker")
 
 FOR_GOOD = frozenset({"bad_request", "not_found", "value_too_large", "conflict", "forbidden", "unauthorized"})
 RETRY_DELAY_S = 2.0
+API_SUBJECT = "torua.rag.api"  # RagRequest -> RagReply, from the gateways
+API_QUEUE = "torua-rag"
 
 
 class Engines:
@@ -57,6 +60,32 @@ class Worker:
         self.settings: dict[str, CorpusSettings] = {}
         self.done = 0
         self.failed = 0
+
+    async def serve_api(self) -> Any:
+        """Answer the gateways' `RagRequest`s (one queue group: any worker answers one)."""
+        nc = self.client._nc
+        assert nc is not None
+        service = RagService(self.client, self.engines)
+
+        async def on_request(msg: Any) -> None:
+            try:
+                request = decode(RagRequest, msg.data)
+            except ToruaError as exc:
+                await msg.respond(encode(RagReply(False, exc.code, exc.message)))
+                return
+            try:
+                reply = RagReply(True, result=await service.answer(request))
+            except ToruaError as exc:
+                reply = RagReply(False, exc.code, exc.message)
+            except Exception as exc:
+                log.exception("GraphRAG %s on corpus %s failed", request.op, request.corpus)
+                reply = RagReply(False, "internal", str(exc))
+            await msg.respond(encode(reply))
+
+        async def on_message(msg: Any) -> None:
+            asyncio.ensure_future(on_request(msg))  # a query does not hold up the next
+
+        return await nc.subscribe(API_SUBJECT, queue=API_QUEUE, cb=on_message)
 
     async def run(self, stop: asyncio.Event) -> None:
         nc = self.client._nc
@@ -149,6 +178,7 @@ async def run_worker(config: Any, stop: Any) -> None:
         client = await Client(config.nats_url, nc=nc, api_key=config.api_key or None).connect()
         engines = await asyncio.to_thread(Engines, config.threads)
         worker = Worker(client, engines, config.ack_wait)
+        await worker.serve_api()
         task = asyncio.ensure_future(worker.run(stop.event))
         await stop.wait()
         task.cancel()

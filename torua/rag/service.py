@@ -1,0 +1,268 @@
+"""The GraphRAG calls, as the workers serve them (docs/design/graphrag.md section 5):
+a gateway checks the caller's API key and passes each call on as a `RagRequest`
+(subject ``torua.rag.api``, queue group ``torua-rag``: any worker answers), and
+`RagService` answers with the worker's own `torua.Client` (one hop to the nodes for
+vertices, edges and support; the gateways' NATS API for searches and graph
+creation). The workers hold the embedder and extractor a query needs, so the
+gateway stays light and queries scale with the workers.
+
+`CorpusService` is one corpus: create, settings, queue documents (a job), a job's
+progress, delete a document, query.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from torua.protocol.errors import ToruaError
+from torua.protocol.messages import RagJob, RagRequest, SupportItem
+from torua.rag import queue, resolution, retrieval, schema
+from torua.rag.corpus import CorpusSettings
+from torua.rag.ingest import CorpusWriter
+
+from torua.rag.rules import BUILT_MODES, MAX_DOCUMENTS, MAX_K, MAX_QUESTION_CHARS, MODES
+
+if TYPE_CHECKING:
+    from torua.client import Client
+
+
+def document_job(job: str, corpus: str, n: int, document: Any) -> RagJob:
+    """Document `n` (from 0) of a job as its queue message, checked: `bad_request` naming
+    it (by its number, from 1) when it is not ``{"id"?, "text", "metadata"?}``."""
+    if not isinstance(document, dict):
+        raise ToruaError("bad_request", f"document {n + 1} must be an object {{id?, text, metadata?}}")
+    unknown = sorted(set(document) - {"id", "text", "metadata"})
+    if unknown:
+        raise ToruaError("bad_request", f"document {n + 1}: unknown field(s) {', '.join(unknown)}")
+    text = document.get("text")
+    if not isinstance(text, str) or not text.strip():
+        raise ToruaError("bad_request", f"document {n + 1}: text must be non-empty text")
+    metadata = document.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise ToruaError("bad_request", f"document {n + 1}: metadata must be an object")
+    given = document.get("id")
+    try:
+        id = schema.validate_document_id(given) if given is not None else schema.document_id_of_text(text)
+    except ToruaError as exc:
+        raise ToruaError("bad_request", f"document {n + 1}: {exc.message}") from None
+    return RagJob(job, corpus, id, text, metadata)
+
+
+class CorpusService:
+    def __init__(self, client: "Client", name: str, engines: Any = None) -> None:
+        """`engines`: the worker's embedder and extractor (`torua.rag.worker.Engines`);
+        None: made on the first query that needs them."""
+        self.client = client
+        self.graph = client.graph(name)
+        self.name = self.graph.name
+        self._embedder: Any = getattr(engines, "embedder", None)
+        self._extractor: Any = getattr(engines, "extractor", None)
+
+    async def create(self, **settings: Any) -> dict[str, Any]:
+        """Create the corpus (its graph, with the corpus vertex holding `settings`);
+        `created` False when it exists with these settings, `conflict` with others."""
+        wanted = CorpusSettings.of(settings)
+        await self.graph.create(vector_dim=wanted.dim, metric="cosine", text_properties=schema.TEXT_PROPERTIES)
+        held = await self.graph.get_vertex(schema.CORPUS_VERTEX)
+        if held is not None:
+            if CorpusSettings.of(held["properties"]) != wanted:
+                raise ToruaError("conflict", f"corpus {self.name!r} exists with other settings: {held['properties']}")
+            return {"name": self.name, "settings": wanted.properties(), "created": False}
+        await self.graph.put_vertex(schema.CORPUS_VERTEX, schema.CORPUS, wanted.properties())
+        return {"name": self.name, "settings": wanted.properties(), "created": True}
+
+    async def settings(self) -> CorpusSettings:
+        held = await self.graph.get_vertex(schema.CORPUS_VERTEX)
+        if held is None:
+            raise ToruaError("not_found", f"{self.name!r} is not a corpus (create it with PUT /rag/{self.name})")
+        return CorpusSettings.of(held["properties"])
+
+    async def add(self, documents: list[dict[str, Any]], job: str = "", total: int = 0, first: int = 0) -> str:
+        """Queue documents (``{"id"?, "text", "metadata"?}``; an id defaults to the text's
+        hash); answers the job's id. Every document is checked before any is queued. A
+        job sent in parts (a gateway splits a big one) names its `job`, its `total`
+        documents and where this part starts (`first`, for the line numbers of errors)."""
+        await self.settings()
+        if not isinstance(documents, list) or not documents:
+            raise ToruaError("bad_request", "documents must be a non-empty list")
+        if len(documents) > MAX_DOCUMENTS:
+            raise ToruaError("bad_request", f"at most {MAX_DOCUMENTS} documents at once")
+        if job and (len(job) > 64 or not job.isalnum()):
+            raise ToruaError("bad_request", "a job id is 1-64 letters and digits")
+        job = job or uuid.uuid4().hex[:16]
+        jobs = [self._job(job, first + n, d) for n, d in enumerate(documents)]
+        ids = [j.id for j in jobs]
+        if len(set(ids)) != len(ids):
+            raise ToruaError("bad_request", "a document id is named twice in one job")
+        total = max(total, len(jobs))
+        await self.graph.put_vertex(schema.job_vertex(job), schema.JOB, {"documents": total})
+        nc = self.client._nc
+        assert nc is not None
+        js = nc.jetstream()
+        await queue.ensure_stream(js)
+        for item in jobs:
+            await queue.publish(js, item)
+        return job
+
+    def _job(self, job: str, n: int, document: Any) -> RagJob:
+        return document_job(job, self.name, n, document)
+
+    async def job(self, job: str) -> dict[str, Any]:
+        """``{"job", "documents", "done", "failed", "state": "running"|"done", "first_error"?}``."""
+        held = await self.graph.get_vertex(schema.job_vertex(job))
+        if held is None:
+            raise ToruaError("not_found", f"no job {job!r} in corpus {self.name!r}")
+        done, failed = await self.graph.support([SupportItem(schema.job_vertex(job)), SupportItem(schema.job_vertex(job) + "/failed")])
+        total = int(held["properties"].get("documents", 0))
+        out: dict[str, Any] = {"job": job, "documents": total, "done": done, "failed": failed, "state": "done" if done + failed >= total else "running"}
+        if failed:
+            failures = await self.graph.get_vertex(schema.job_vertex(job) + "/failed")
+            if failures is not None:
+                out["first_error"] = failures["properties"].get("first_error", "")
+        return out
+
+    async def wait(self, job: str, timeout: float = 600.0, every: float = 0.2) -> dict[str, Any]:
+        """The job's progress once it is done; `timeout` (ToruaError) if it is not within `timeout` s."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status = await self.job(job)
+            if status["state"] == "done":
+                return status
+            if time.monotonic() > deadline:
+                raise ToruaError("timeout", f"job {job} not done within {timeout:g}s: {status}")
+            await asyncio.sleep(every)
+
+    async def document(self, document_id: str) -> dict[str, Any] | None:
+        """The document's vertex properties (`status`, `chunks`, `metadata`), or None."""
+        return await CorpusWriter(self.graph).document(schema.validate_document_id(document_id))
+
+    async def delete_document(self, document_id: str) -> bool:
+        """Remove the document, its chunks and its share of every entity and relation
+        (no re-index); False when there was no such document."""
+        await self.settings()
+        return await CorpusWriter(self.graph).delete(schema.validate_document_id(document_id))
+
+    async def query(self, question: str, mode: str = "naive", k: int = 10) -> dict[str, Any]:
+        """``{"chunks": [{"id", "document_id", "text", "score", "start", "end"}], "entities",
+        "relations", "communities"}``, best first (torua.rag.retrieval): `naive` ranks
+        chunks by vector similarity; `local` by the entities they mention, from the
+        question's entities and their relations; `hybrid` fuses vector, BM25 and
+        local rankings."""
+        if not isinstance(question, str) or not question.strip() or len(question) > MAX_QUESTION_CHARS:
+            raise ToruaError("bad_request", f"question must be non-empty text of at most {MAX_QUESTION_CHARS} characters")
+        if mode not in MODES:
+            raise ToruaError("bad_request", f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+        if mode not in BUILT_MODES:
+            raise ToruaError("bad_request", f"mode {mode!r} is not built yet (issue 13); {', '.join(BUILT_MODES)} are")
+        if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_K:
+            raise ToruaError("bad_request", f"k must be 1 to {MAX_K}")
+        settings = await self.settings()
+        vector = await asyncio.to_thread(self._embed, question, settings)
+        wide = min(1000, 4 * k)
+        entities: list[dict[str, Any]] = []
+        relations: list[dict[str, Any]] = []
+        if mode == "naive":
+            hits = await self.graph.vector_search(vector, k=wide, label=schema.CHUNK)
+            ranked = [(h["id"], float(h["score"])) for h in hits]
+        else:
+            local, entities, relations = await self._local(question, vector)
+            ranked = local
+            if mode == "hybrid":
+                vector_hits, text_hits = await asyncio.gather(
+                    self.graph.vector_search(vector, k=wide, label=schema.CHUNK), self.graph.text_search(question, k=wide, label=schema.CHUNK),
+                )
+                ranked = retrieval.rrf([[h["id"] for h in vector_hits], [h["id"] for h in text_hits], [c for c, _ in local[:wide]]])
+        chunks = await self._visible(ranked[:wide], k)
+        return {"chunks": chunks, "entities": entities, "relations": relations, "communities": []}
+
+    async def _local(self, question: str, vector: list[float]) -> tuple[list[tuple[str, float]], list[dict[str, Any]], list[dict[str, Any]]]:
+        """Chunks ranked by the entities they mention, from the question's entities out
+        (torua.rag.retrieval), with the entities and relations that ranked them."""
+        found = (await asyncio.to_thread(self._extract, question)).mentions
+        named = [resolution.entity_id(m.type, m.text) for m in found]
+        nearest = await self.graph.vector_search(vector, k=retrieval.SEEDS, label=schema.ENTITY)
+        present = await asyncio.gather(*(self.graph.get_vertex(id) for id in named))
+        seed_scores = retrieval.seeds([id for id, v in zip(named, present) if v is not None], [(h["id"], float(h["score"])) for h in nearest])
+        pages = await asyncio.gather(*(self.graph.edges(id, direction="both", type=schema.RELATED, limit=100) for id in seed_scores))
+        edges = {(e["src"], e["dst"]): e for page, _ in pages for e in page}
+        scores = retrieval.expand(seed_scores, [(src, dst, float(e["weight"])) for (src, dst), e in edges.items()])
+        top = dict(sorted(scores.items(), key=lambda item: -item[1])[: 4 * retrieval.SEEDS])
+        mentioned = await asyncio.gather(*(self.graph.edges(id, direction="in", type=schema.MENTIONS, limit=1000) for id in top))
+        ranked = retrieval.chunk_scores(top, [(e["src"], id) for id, (page, _) in zip(top, mentioned) for e in page])
+        entities = [{"id": id, "score": round(score, 6), "seed": id in seed_scores} for id, score in top.items()]
+        relations = [
+            {"src": src, "dst": dst, "weight": e["weight"], "predicates": e["properties"].get("predicates", {})}
+            for (src, dst), e in edges.items() if src in top and dst in top
+        ]
+        return ranked, entities, relations
+
+    async def _visible(self, ranked: list[tuple[str, float]], k: int) -> list[dict[str, Any]]:
+        """The first `k` of `ranked` (chunk id, score) whose document is complete and holds
+        them now (not one being written, deleted or replaced), with their text."""
+        vertices = await asyncio.gather(*(self.graph.get_vertex(id) for id, _ in ranked))
+        docs = {v["properties"].get("document_id") for v in vertices if v is not None}
+        held = dict(zip(docs, await asyncio.gather(*(self.graph.get_vertex(schema.document_vertex(d)) for d in docs))))
+        chunks = []
+        for (id, score), vertex in zip(ranked, vertices):
+            if vertex is None:
+                continue
+            p = vertex["properties"]
+            doc = held.get(p.get("document_id"))
+            if doc is None or doc["properties"].get("status") != "complete" or id.rsplit("/", 1)[1] not in doc["properties"].get("chunks", []):
+                continue
+            chunks.append({"id": id, "document_id": p["document_id"], "text": p.get("text", ""), "score": score, "start": p.get("start"), "end": p.get("end")})
+            if len(chunks) == k:
+                break
+        return chunks
+
+    def _embed(self, text: str, settings: CorpusSettings) -> list[float]:
+        if self._embedder is None:
+            from torua.rag.onnx_embedder import OnnxEmbedder
+
+            self._embedder = OnnxEmbedder()
+        if self._embedder.name != settings.embedder:
+            raise ToruaError("bad_request", f"corpus {self.name!r} was built with {settings.embedder}, which this client does not have")
+        return [float(x) for x in self._embedder.embed([text])[0]]
+
+    def _extract(self, text: str) -> Any:
+        if self._extractor is None:
+            from torua.rag.spacy_extractor import SpacyExtractor
+
+            self._extractor = SpacyExtractor()
+        return self._extractor.extract([text])[0]
+
+
+class RagService:
+    """A worker's answers to `RagRequest`s."""
+
+    def __init__(self, client: "Client", engines: Any = None) -> None:
+        self.client = client
+        self.engines = engines
+        self._corpora: dict[str, CorpusService] = {}
+
+    def corpus(self, name: str) -> CorpusService:
+        if name not in self._corpora:
+            self._corpora[name] = CorpusService(self.client, name, self.engines)
+        return self._corpora[name]
+
+    async def answer(self, request: RagRequest) -> dict[str, Any]:
+        corpus = self.corpus(request.corpus)
+        if request.op == "create":
+            return await corpus.create(**request.settings)
+        if request.op == "get":
+            settings = await corpus.settings()
+            info = await corpus.graph.info()
+            return {"name": corpus.name, "settings": settings.properties(), "counts": info.get("counts", {})}
+        if request.op == "documents":
+            job = await corpus.add(request.documents, request.job, request.total)
+            return {"job": job, "documents": max(request.total, len(request.documents))}
+        if request.op == "job":
+            return await corpus.job(request.job)
+        if request.op == "delete_document":
+            return {"deleted": await corpus.delete_document(request.id)}
+        if request.op == "query":
+            return await corpus.query(request.question, request.mode, request.k)
+        raise ToruaError("bad_request", f"unknown GraphRAG call {request.op!r}")
