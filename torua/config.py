@@ -235,7 +235,7 @@ class GatewayConfig(Common):
 class WorkerConfig(Common):
     id: str = field(default="w1", metadata={"help": "worker name (letters, digits, - and _): its NATS connection and logs say it"})
     threads: int = field(default=1, metadata={"help": "threads of the embedder (onnxruntime) in this worker"})
-    api_key: str = field(default="", metadata={"help": "API key of the worker's one-hop graph writes (a key of role write; empty: $TORUA_API_KEY, else the admin key of torua up's data dir)"})
+    api_key_file: str = field(default="", metadata={"help": "a file holding the API key the worker calls the cluster with (corpus graphs: admin to create them, write to ingest; empty: $TORUA_API_KEY, else the admin key of ./torua-data); torua up passes its admin key"})
     ack_wait: float = field(default=60.0, metadata={"help": "seconds a document may go without a sign of life from its worker before another worker takes it (set when the queue's consumer is made: the first worker's value holds)"})
 
     def validate(self) -> None:
@@ -246,6 +246,18 @@ class WorkerConfig(Common):
             raise ConfigError("threads must be 1..64")
         if not 1.0 <= self.ack_wait <= 3600.0:
             raise ConfigError("ack_wait must be 1..3600 seconds")
+        if self.api_key_file:
+            from torua.api_keys import parse_token
+            from torua.protocol.errors import ToruaError
+
+            try:
+                parse_token(Path(self.api_key_file).read_text())
+            except (OSError, UnicodeDecodeError, ToruaError):
+                raise ConfigError(f"api_key_file {self.api_key_file} holds no API key (torua_<id>_<secret>)") from None
+
+    def api_key(self) -> str | None:
+        """The key from `api_key_file`; None: the client's own discovery."""
+        return Path(self.api_key_file).read_text().strip() if self.api_key_file else None
 
 
 def _check_max_value_bytes(value: int) -> None:

@@ -17,8 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
-Role = Literal["coordinator", "node", "gateway", "client"]
-ROLES: tuple[Role, ...] = ("coordinator", "node", "gateway", "client")
+Role = Literal["coordinator", "node", "gateway", "client", "worker"]
+ROLES: tuple[Role, ...] = ("coordinator", "node", "gateway", "client", "worker")
 
 # Read the shard map (torua_cluster); read and watch the graph catalog (torua_graphs).
 MAP_READ = (
@@ -38,6 +38,12 @@ def watch_bucket(bucket: str) -> tuple[str, ...]:
 
 
 CATALOG_READ = watch_bucket("torua_graphs")
+# The GraphRAG ingestion queue (torua.rag.queue): the stream TORUA_RAG, its workers' consumer.
+RAG_QUEUE = (
+    "torua.rag.jobs.>", "$JS.API.INFO", "$JS.API.STREAM.CREATE.TORUA_RAG", "$JS.API.STREAM.INFO.TORUA_RAG",
+    "$JS.API.CONSUMER.CREATE.TORUA_RAG", "$JS.API.CONSUMER.CREATE.TORUA_RAG.>", "$JS.API.CONSUMER.DURABLE.CREATE.TORUA_RAG.>",
+    "$JS.API.CONSUMER.INFO.TORUA_RAG.>", "$JS.API.CONSUMER.MSG.NEXT.TORUA_RAG.>", "$JS.ACK.TORUA_RAG.>",
+)
 # The API keys (torua_keys): only gateways read and write them.
 KEYS_READ_WRITE = ("$KV.torua_keys.>", *watch_bucket("torua_keys"))
 
@@ -98,10 +104,17 @@ def permissions(role: Role, node_id: str = "") -> Permissions:
                 "torua.coordinator.map", "torua.coordinator.node",
                 "torua.coordinator.config", "torua.coordinator.config.set",
                 "torua.coordinator.maintenance", "torua.coordinator.explain", "torua.coordinator.rebalance",
-                "torua.cluster.broadcast",
+                "torua.cluster.broadcast", "torua.rag.api",
                 *MAP_READ, "$KV.torua_graphs.>", *CATALOG_READ, *KEYS_READ_WRITE,
             ),
             ("torua.cluster.map", "torua.api.>", "$SRV.>", "_INBOX.torua-gateway.>"),
+            True,
+        )
+    if role == "worker":
+        return Permissions(
+            "GraphRAG workers: the ingestion queue, the gateways' GraphRAG calls, corpus graphs through the public NATS API and one hop (with their API key)",
+            ("torua.api.>", "torua.node.*.app.graph", *RAG_QUEUE, *MAP_READ, *CATALOG_READ),
+            ("torua.rag.api", "torua.cluster.map", "_INBOX.>"),
             True,
         )
     if role == "client" and node_id:
@@ -157,7 +170,7 @@ DEPLOY_HEADER = """\
 # Users and subject permissions for a Torua cluster (include this file from each
 # nats-server config; see README.md here). Passwords come from the environment of
 # the nats-server process: TORUA_COORDINATOR_PASSWORD, TORUA_NODE_PASSWORD,
-# TORUA_GATEWAY_PASSWORD, TORUA_CLIENT_PASSWORD.
+# TORUA_GATEWAY_PASSWORD, TORUA_CLIENT_PASSWORD, TORUA_WORKER_PASSWORD.
 #
 # Written by `python -m torua.nats_roles > deploy/nats/auth.conf` from the table
 # in torua/nats_roles.py, which `torua up` renders for its own nats-server too.
@@ -165,7 +178,7 @@ DEPLOY_HEADER = """\
 # the n4 entry and change the id in its two subjects).
 #
 # Torua processes take their replies on _INBOX.<connection name>
-# (torua-coordinator-<id>, torua-node-<id>, torua-gateway, torua-client), so a
+# (torua-coordinator-<id>, torua-node-<id>, torua-gateway, torua-client, torua-worker-<id>), so a
 # node or the gateway cannot read another's replies. Everything not allowed is
 # refused by the server, which logs a "Permissions Violation".
 
@@ -174,13 +187,14 @@ DEPLOY_NODES = ("n1", "n2", "n3", "n4")
 
 
 def deploy_users() -> list[NatsUser]:
-    """The users of `deploy/nats/auth.conf`: coordinator, n1..n4, gateway and client, with
+    """The users of `deploy/nats/auth.conf`: coordinator, n1..n4, gateway, client and worker, with
     passwords from the server's environment (one shared by the nodes)."""
     users = [NatsUser("coordinator", user="coordinator", password="$TORUA_COORDINATOR_PASSWORD")]
     users += [NatsUser("node", n, user=n, password="$TORUA_NODE_PASSWORD") for n in DEPLOY_NODES]
     users += [
         NatsUser("gateway", user="gateway", password="$TORUA_GATEWAY_PASSWORD"),
         NatsUser("client", user="client", password="$TORUA_CLIENT_PASSWORD"),
+        NatsUser("worker", user="worker", password="$TORUA_WORKER_PASSWORD"),
     ]
     return users
 

@@ -122,7 +122,7 @@ def test_the_nats_servers_route_to_each_other(services):
         env = _env(s)
         assert needed <= set(env), f"{name} leaves {sorted(needed - set(env))} of cluster.conf and auth.conf unset"
         for var in (v for v in needed if v.endswith("_PASSWORD")):
-            assert env[var] == f"${{{var}:?set the four TORUA_*_PASSWORD variables (see the top of docker-compose.yml)}}", (name, var)
+            assert env[var] == f"${{{var}:?set the five TORUA_*_PASSWORD variables (see the top of docker-compose.yml)}}", (name, var)
         assert env["TORUA_NATS_NAME"] == name and env["TORUA_NATS_CLUSTER_ADVERTISE"] == f"{name}:6222"
         routes = {urlparse(env[k]).hostname for k in ("TORUA_NATS_ROUTE_1", "TORUA_NATS_ROUTE_2")}
         assert routes == set(servers) - {name}, f"{name} routes to {routes}"
@@ -175,7 +175,7 @@ def test_every_torua_process_logs_in_as_its_role(services):
     for name, (role, config) in torua_configs(services).items():
         user = users[config.nats_user]
         assert user.role == role and user.node_id == (config.id if role == "node" else ""), name
-        assert config.nats_password == "${" + user.password.lstrip("$") + ":?set the four TORUA_*_PASSWORD variables (see the top of docker-compose.yml)}", name
+        assert config.nats_password == "${" + user.password.lstrip("$") + ":?set the five TORUA_*_PASSWORD variables (see the top of docker-compose.yml)}", name
 
 
 def test_the_gateway_and_nodes_take_api_keys_the_first_admin_key_kept_in_the_gateways_volume(services):

@@ -65,7 +65,7 @@ def test_up_rules(argv, nodes, problem):
 def test_every_process_checks_its_own_settings_first(argv, environ, problem):
     specs = plan_children(up_args(*argv), "nats://127.0.0.1:4222", nodes_to_start(3, Path("/d"), {}))
     if problem is None:
-        assert len(check_children(specs, environ)) == 5
+        assert len(check_children(specs, environ)) == 6  # and the GraphRAG worker
     else:
         with pytest.raises(ConfigError) as refused:
             check_children(specs, environ)
@@ -80,12 +80,13 @@ def test_the_plan_names_every_process_its_command_line_and_metrics_port():
     )
     assert [(s.name, s.metrics_port) for s in specs] == [
         ("coordinator-c1", 9100), ("coordinator-c2", 9101), ("node-n1", 9102), ("node-n2", 9103), ("node-n7", 9104), ("gateway", 9105),
+        ("worker-w1", 0),  # workers serve no metrics port yet
     ]
     n7 = specs[4]
     assert n7.node_id == "n7" and n7.args[:5] == ("node", "--id", "n7", "--data-dir", "/d/n7")
     assert "--expect-nodes" in specs[0].args and specs[0].args[specs[0].args.index("--expect-nodes") + 1] == "3"
     for spec in specs:
-        if spec.role == "gateway":
+        if spec.role in ("gateway", "worker"):
             assert "--heartbeat-interval" not in spec.args
         else:
             assert spec.args[spec.args.index("--heartbeat-interval") + 1] == "0.5"

@@ -26,6 +26,7 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--nodes", type=int, default=int(_env("NODES", "3")), help="storage nodes to start [env TORUA_NODES; default 3]")
     up.add_argument("--shards", type=int, default=int(_env("SHARDS", "16")), help="shards when the cluster is created [env TORUA_SHARDS; default 16]")
     up.add_argument("--replicas", type=int, default=int(_env("REPLICAS", "1")), help="copies of each shard [env TORUA_REPLICAS; default 1]")
+    up.add_argument("--workers", type=int, default=int(_env("WORKERS", "1")), help="GraphRAG workers to start (torua worker: ingestion and queries of /rag) [env TORUA_WORKERS; default 1]")
     up.add_argument("--coordinators", type=int, default=int(_env("COORDINATORS", "1")), help="coordinators to start: one leads, the others stand by [env TORUA_COORDINATORS; default 1]")
     up.add_argument("--data-dir", default=_env("DATA_DIR", "./torua-data"), help="where everything is stored [env TORUA_DATA_DIR; default ./torua-data]")
     up.add_argument("--host", default=_env("HOST", "127.0.0.1"), help="HTTP listen address [env TORUA_HOST; default 127.0.0.1]")

@@ -231,6 +231,7 @@ class LocalCluster:
             except (OSError, UnicodeDecodeError, ToruaError):
                 raise StartFailed(f"{admin_key_path(self.data_dir)} holds no API key: remove it to have a new admin key made") from None
             self.specs = with_role_args(self.specs, ("gateway",), ("--admin-key-file", str(admin_key_path(self.data_dir))))
+            self.specs = with_role_args(self.specs, ("worker",), ("--api-key-file", str(admin_key_path(self.data_dir))))
         else:
             self.specs = with_role_args(self.specs, ("gateway", "node"), ("--insecure",))
         if getattr(a, "tls", False):

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from torua.config import ConfigError, CoordinatorConfig, GatewayConfig, NodeConfig, build
+from torua.config import ConfigError, CoordinatorConfig, GatewayConfig, NodeConfig, WorkerConfig, build
 
 NODE_MARKER = "node.json"  # written by a node into its data dir (torua.node.service)
-CONFIGS: dict[str, type] = {"coordinator": CoordinatorConfig, "node": NodeConfig, "gateway": GatewayConfig}
+CONFIGS: dict[str, type] = {"coordinator": CoordinatorConfig, "node": NodeConfig, "gateway": GatewayConfig, "worker": WorkerConfig}
 
 
 @dataclass(frozen=True)
@@ -92,6 +92,8 @@ def check_up(a: argparse.Namespace, nodes: int) -> None:
         raise ConfigError(f"--nodes must be at least 1, not {a.nodes}")
     if a.coordinators < 1:
         raise ConfigError(f"--coordinators must be at least 1, not {a.coordinators}")
+    if not 0 <= getattr(a, "workers", 0) <= 64:
+        raise ConfigError(f"--workers must be from 0 to 64, not {a.workers}")
     if a.replicas > nodes:
         raise ConfigError(f"--replicas {a.replicas} needs at least {a.replicas} nodes (a shard's copies are on distinct nodes); this cluster has {nodes}")
     ports = {"--port": a.port} if a.nats_url else {"--port": a.port, "--nats-port": a.nats_port}
@@ -126,12 +128,14 @@ def plan_children(a: argparse.Namespace, nats_url: str, nodes: Mapping[str, Path
         specs.append(ChildSpec(f"node-{node_id}", "node", args, node_id=node_id))
     specs.append(ChildSpec("gateway", "gateway", ("gateway", "--host", a.host, "--port", str(a.port)) + common))
     base = getattr(a, "metrics_port", 0)
-    if not base:
-        return specs
-    return [
-        ChildSpec(s.name, s.role, s.args + ("--metrics-port", str(base + i), "--metrics-host", a.host), base + i, s.node_id)
-        for i, s in enumerate(specs)
-    ]
+    if base:
+        specs = [
+            ChildSpec(s.name, s.role, s.args + ("--metrics-port", str(base + i), "--metrics-host", a.host), base + i, s.node_id)
+            for i, s in enumerate(specs)
+        ]
+    # GraphRAG workers last: they need the gateway's API (no metrics port of their own yet)
+    specs += [ChildSpec(f"worker-w{i}", "worker", ("worker", "--id", f"w{i}") + common) for i in range(1, getattr(a, "workers", 0) + 1)]
+    return specs
 
 
 # NATS credentials from the environment: a child of a secured `torua up` gets its own key instead.

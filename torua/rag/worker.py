@@ -175,7 +175,7 @@ async def run_worker(config: Any, stop: Any) -> None:
 
     nc = await unless_stopped(connect(config.nats_url, f"torua-worker-{config.id}", config.connect_timeout, auth=config.nats_auth()), stop.event)
     try:
-        client = await Client(config.nats_url, nc=nc, api_key=config.api_key or None).connect()
+        client = await Client(config.nats_url, nc=nc, api_key=config.api_key()).connect()
         engines = await asyncio.to_thread(Engines, config.threads)
         worker = Worker(client, engines, config.ack_wait)
         await worker.serve_api()
