@@ -24,7 +24,7 @@ from torua.protocol.errors import ToruaError
 from tests.support.processes import Cluster, start_nats, wait_until
 
 BOGUS = "torua_0123456789abcdef_" + "A" * 43
-IN_SCOPE = {"key": "t1/sweep", "graph": "gx", "node_id": "ghost", "key_id": "0" * 16, "id": "v1"}
+IN_SCOPE = {"key": "t1/sweep", "graph": "gx", "node_id": "ghost", "key_id": "0" * 16, "id": "v1", "job": "0"}
 OUT_OF_SCOPE = {**IN_SCOPE, "key": "z/sweep", "graph": "gz"}
 # bodies that keep the sweep harmless with a key allowed to call them
 BODIES = {"/cluster/rebalance": {"dry_run": True}}

@@ -410,7 +410,8 @@ def test_the_embedded_nats_takes_only_the_keys_of_the_data_dir_each_role_its_own
         assert f"NATS keys {secrets}" in up.output
         kept = {p.name: p.read_bytes() for p in secrets.iterdir()}
         assert set(kept) == {
-            "nats-coordinator.nk", "nats-gateway.nk", "nats-client.nk", "nats-node-n1.nk", "nats-node-n2.nk", "nats-node-n3.nk", "admin.key",
+            "nats-coordinator.nk", "nats-gateway.nk", "nats-client.nk", "nats-worker.nk", "nats-node-n1.nk", "nats-node-n2.nk", "nats-node-n3.nk",
+            "admin.key",
         }
         assert all(oct(p.stat().st_mode & 0o777) == "0o600" for p in secrets.iterdir())
 
