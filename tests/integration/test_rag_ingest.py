@@ -236,3 +236,30 @@ def test_the_rest_api_walks_a_corpus(rag_cluster):
     assert c.json("GET", "/graphs/rag-rest/vertices/d%2Fdarwin")[0] == 404
     assert c.json("GET", "/rag/rag-nowhere")[0] == 404
     assert c.json("GET", "/rag/rag-rest/jobs/nope")[0] == 404
+
+
+def test_torua_rag_ingests_a_directory_and_answers_from_the_shell(rag_cluster, tmp_path):
+    from tests.integration.test_client import run_torua
+
+    url = rag_cluster.nats_url
+    folder = tmp_path / "notes"
+    (folder / "people").mkdir(parents=True)
+    for name, text in PEOPLE[:3]:
+        (folder / "people" / f"{name}.txt").write_text(text)
+    (folder / "more.ndjson").write_text("".join(json.dumps(d) + "\n" for d in docs(["noether"])))
+    (folder / "skipped.bin").write_bytes(b"\x00")
+    assert run_torua("rag", "create", "--nats-url", url, "rag-cli", "--chunk-tokens", "40", "--overlap-tokens", "8").returncode == 0
+    out = run_torua("rag", "ingest", "--nats-url", url, "rag-cli", str(folder), "--progress", "lines")
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    assert (summary["documents"], summary["done"], summary["failed"]) == (4, 4, 0)
+    assert b"4/4 documents: 4 done, 0 failed" in out.stderr
+    answer = run_torua("rag", "query", "--nats-url", url, "rag-cli", "Where did Emmy Noether work?", "--mode", "local", "-k", "1")
+    assert answer.returncode == 0 and json.loads(answer.stdout)["chunks"][0]["document_id"] == "noether", answer.stdout
+    info = json.loads(run_torua("rag", "info", "--nats-url", url, "rag-cli").stdout)
+    assert info["settings"]["chunk_tokens"] == 40
+    assert run_torua("rag", "rm", "--nats-url", url, "rag-cli", "people/turing.txt").returncode == 0
+    missing = run_torua("rag", "ingest", "--nats-url", url, "rag-cli", str(tmp_path / "nowhere"))
+    assert missing.returncode == 1 and b"no such file or directory" in missing.stderr
+    unknown = run_torua("rag", "query", "--nats-url", url, "rag-nowhere", "x")
+    assert unknown.returncode == 1 and b"not_found" in unknown.stderr

@@ -75,6 +75,11 @@ def parser() -> argparse.ArgumentParser:
 
     add_graph_arguments(graph, client_options)
 
+    rag = sub.add_parser("rag", help="GraphRAG corpora: create, ingest files, query, jobs, delete documents", description="GraphRAG from the shell (via torua.Client).")
+    from torua.cli.rag import add_rag_arguments
+
+    add_rag_arguments(rag, client_options)
+
     st = sub.add_parser("status", help="the cluster at a glance")
     st.add_argument("--nats-url", default=_env("NATS_URL", DEFAULT_NATS_URL), help="NATS URL [env TORUA_NATS_URL]")
 
@@ -133,6 +138,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from torua.cli.graph import run_graph
 
         return run_tool(run_graph(args), "graph")
+    if args.command == "rag":
+        from torua.cli.rag import run_rag
+
+        return run_tool(run_rag(args), "rag")
     if args.command == "status":
         from torua.cli.status import run_status
 
