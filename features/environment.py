@@ -2,8 +2,9 @@
 
 before_all starts the shared cluster (one coordinator, one copy per shard) on free
 ports in a temp dir and waits for "ready"; every feature uses it, except a
-feature tagged `@replicas<N>` (N copies of each shard) and/or `@coordinators<N>`
-(N coordinator processes, one leading, the others standing by), e.g.
+feature tagged `@replicas<N>` (N copies of each shard), `@coordinators<N>`
+(N coordinator processes, one leading, the others standing by) and/or
+`@workers<N>` (N GraphRAG workers; `torua up` starts one), e.g.
 `@replicas2 @coordinators2`: before_feature starts a cluster of its own with
 those settings and 8 shards (own temp dir, own free ports) and after_feature
 stops it, while the shared one keeps running for the other features.
@@ -28,7 +29,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "sup
 from torua_bdd import LocalCluster  # noqa: E402
 
 # Tags that give a feature a cluster of its own, and the LocalCluster setting each sets.
-CLUSTER_TAGS = {"replicas": re.compile(r"replicas(\d+)"), "coordinators": re.compile(r"coordinators(\d+)")}
+CLUSTER_TAGS = {
+    "replicas": re.compile(r"replicas(\d+)"), "coordinators": re.compile(r"coordinators(\d+)"), "workers": re.compile(r"workers(\d+)"),
+}
 # Shards of a feature's own cluster: 3 nodes, 8 shards.
 FEATURE_CLUSTER_SHARDS = 8
 

@@ -401,10 +401,12 @@ class LocalCluster:
 
     `replicas` is the number of copies of each shard (`torua up --replicas`),
     `coordinators` the number of coordinator processes, c1 to cN, one of which
-    leads while the others stand by (`torua up --coordinators`).
+    leads while the others stand by (`torua up --coordinators`), `workers` the
+    GraphRAG workers (`torua up --workers`).
     """
 
-    def __init__(self, nodes: int = NUM_NODES, shards: int = NUM_SHARDS, replicas: int = 1, coordinators: int = 1) -> None:
+    def __init__(self, nodes: int = NUM_NODES, shards: int = NUM_SHARDS, replicas: int = 1, coordinators: int = 1, workers: int = 1) -> None:
+        self.num_workers = workers
         self.num_nodes = nodes
         self.num_shards = shards
         self.replicas = replicas
@@ -445,6 +447,7 @@ class LocalCluster:
             "--shards", str(self.num_shards),
             "--replicas", str(self.replicas),
             "--coordinators", str(len(self.coordinator_ids)),
+            "--workers", str(self.num_workers),
             "--data-dir", str(self.tmp / "data"),
             "--port", str(self.http_port),
             "--nats-port", str(self.nats_port),
