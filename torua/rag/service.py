@@ -13,7 +13,6 @@ progress, delete a document, query.
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -123,21 +122,6 @@ class CorpusService:
             if failures is not None:
                 out["first_error"] = failures["properties"].get("first_error", "")
         return out
-
-    async def wait(self, job: str, timeout: float = 600.0, every: float = 0.2) -> dict[str, Any]:
-        """The job's progress once it is done; `timeout` (ToruaError) if it is not within `timeout` s."""
-        deadline = time.monotonic() + timeout
-        while True:
-            status = await self.job(job)
-            if status["state"] == "done":
-                return status
-            if time.monotonic() > deadline:
-                raise ToruaError("timeout", f"job {job} not done within {timeout:g}s: {status}")
-            await asyncio.sleep(every)
-
-    async def document(self, document_id: str) -> dict[str, Any] | None:
-        """The document's vertex properties (`status`, `chunks`, `metadata`), or None."""
-        return await CorpusWriter(self.graph).document(schema.validate_document_id(document_id))
 
     async def delete_document(self, document_id: str) -> bool:
         """Remove the document, its chunks and its share of every entity and relation
