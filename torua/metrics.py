@@ -21,7 +21,7 @@ from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Callable, Iterable
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from torua import __version__
@@ -124,6 +124,29 @@ class GatewayMetrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+# -------------------------------------------------------------------- worker
+
+
+class WorkerMetrics:
+    """A GraphRAG worker's /metrics: documents and chunks it ingested, how long a
+    document took, the queries it answered, and the ingestion queue's depth (read from
+    JetStream every few seconds by the worker: documents waiting, and taken but not
+    acknowledged yet)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.documents = Counter("torua_worker_documents", "documents this worker ingested (done) or gave up on (failed)", ["outcome"], registry=self.registry)
+        self.chunks = Counter("torua_worker_chunks", "chunks of the documents it ingested: embedded and extracted (new), kept as they were, removed", ["kind"], registry=self.registry)
+        self.seconds = Histogram(
+            "torua_worker_document_seconds", "seconds from taking a document to acknowledging it", registry=self.registry,
+            buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0),
+        )
+        self.queries = Counter("torua_worker_queries", "GraphRAG calls this worker answered, by call and outcome", ["op", "outcome"], registry=self.registry)
+        self.pending = Gauge("torua_worker_queue_pending", "documents waiting in the ingestion queue (TORUA_RAG), as last read", registry=self.registry)
+        self.in_progress = Gauge("torua_worker_queue_in_progress", "documents taken by a worker and not acknowledged yet, as last read", registry=self.registry)
+        self.registry.register(LiveCollector(lambda: [build_info("worker")]))
 
 
 # -------------------------------------------------------------------- server

@@ -452,7 +452,7 @@ class LocalCluster:
             "--port", str(self.http_port),
             "--nats-port", str(self.nats_port),
             "--heartbeat-interval", str(HEARTBEAT),
-            "--metrics-port", str(free_port_range(len(self.coordinator_ids) + self.num_nodes + 1)),
+            "--metrics-port", str(free_port_range(len(self.coordinator_ids) + self.num_nodes + 1 + self.num_workers)),
         ]
         self.up = subprocess.Popen(
             argv, cwd=self.tmp, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from torua.ports import free_port
 from tests.support.processes import Cluster, ProcessGroup, start_nats, wait_until
 from torua import Client, ToruaError
 from torua.storage.writer import DB_FILENAME
@@ -41,7 +42,9 @@ def rag_cluster(tmp_path_factory) -> Cluster:
     try:
         _, url = start_nats(group)
         cluster = Cluster(group, url, shards=8).start(nodes=3)
-        workers = [cluster.start_worker(name, ["--ack-wait", "4"]) for name in ("w1", "w2")]
+        cluster.worker_metrics = free_port()  # type: ignore[attr-defined]
+        workers = [cluster.start_worker("w1", ["--ack-wait", "4", "--metrics-port", str(cluster.worker_metrics)]),  # type: ignore[attr-defined]
+                   cluster.start_worker("w2", ["--ack-wait", "4"])]
         wait_until(lambda: all("worker ready" in w.log() for w in workers), 60, "the workers to load their models")
         yield cluster
     finally:
@@ -185,7 +188,7 @@ async def test_a_worker_killed_mid_job_loses_no_document(rag_cluster):
         rag = db.rag("rag-kill")
         await rag.create(**SETTINGS)
         job = await rag.add(many)
-        victim = next(p for p in rag_cluster.group.procs if p.name == "worker-w1")
+        victim = next(p for p in rag_cluster.group.procs if p.name == "worker-w2")
         await _until(lambda: _done(rag, job, 3), 60, "three documents done")
         victim.kill()
         status = await rag.wait(job, timeout=120)
@@ -193,8 +196,8 @@ async def test_a_worker_killed_mid_job_loses_no_document(rag_cluster):
         for item in many:
             held = await rag.document(item["id"])
             assert held is not None and held["status"] == "complete", item["id"]
-        rag_cluster.start_worker("w1", ["--ack-wait", "4"])  # the module's other tests keep two workers
-        wait_until(lambda: "worker ready" in [p for p in rag_cluster.group.procs if p.name == "worker-w1"][-1].log(), 60, "the new worker")
+        rag_cluster.start_worker("w2", ["--ack-wait", "4"])  # the module's other tests keep two workers
+        wait_until(lambda: "worker ready" in [p for p in rag_cluster.group.procs if p.name == "worker-w2"][-1].log(), 60, "the new worker")
 
 
 async def _done(rag, job: str, at_least: int) -> bool:
@@ -263,3 +266,19 @@ def test_torua_rag_ingests_a_directory_and_answers_from_the_shell(rag_cluster, t
     assert missing.returncode == 1 and b"no such file or directory" in missing.stderr
     unknown = run_torua("rag", "query", "--nats-url", url, "rag-nowhere", "x")
     assert unknown.returncode == 1 and b"not_found" in unknown.stderr
+
+
+def test_a_worker_reports_what_it_did_and_the_queue_on_metrics(rag_cluster):
+    import re
+    import urllib.request
+
+    def scrape() -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{rag_cluster.worker_metrics}/metrics", timeout=5) as resp:
+            return resp.read().decode()
+
+    text = wait_until(lambda: t if "torua_worker_queue_pending" in (t := scrape()) else None, 20, "the queue depth on /metrics")
+    done = float(re.search(r'^torua_worker_documents_total\{outcome="done"\} (\S+)$', text, re.M).group(1))
+    assert done >= 1  # the earlier tests' documents, some of them taken by this worker
+    assert re.search(r'^torua_worker_chunks_total\{kind="new"\} [1-9]', text, re.M)
+    assert re.search(r'^torua_worker_document_seconds_count [1-9]', text, re.M)
+    assert 'torua_build_info{role="worker"' in text

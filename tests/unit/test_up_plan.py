@@ -35,8 +35,8 @@ def up_args(*argv: str) -> argparse.Namespace:
         (["--nats-port", "99999", "--nats-url", "nats://x:4222"], 3, None),  # no nats-server to start
         (["--port", "4222"], 3, "--port and --nats-port must differ (both 4222)"),
         (["--metrics-port", "9100"], 3, None),
-        (["--metrics-port", "65532"], 3, "--metrics-port 65532 needs 5 ports from it, up to 65536; ports end at 65535"),
-        (["--metrics-port", "8078"], 3, "--metrics-port 8078 takes ports 8078-8082, which include 8080"),
+        (["--metrics-port", "65532"], 3, "--metrics-port 65532 needs 6 ports from it, up to 65537; ports end at 65535"),  # and a worker
+        (["--metrics-port", "8078"], 3, "--metrics-port 8078 takes ports 8078-8083, which include 8080"),
         (["--ready-timeout", "0"], 3, "--ready-timeout must be > 0, not 0"),
     ],
 )
@@ -80,7 +80,7 @@ def test_the_plan_names_every_process_its_command_line_and_metrics_port():
     )
     assert [(s.name, s.metrics_port) for s in specs] == [
         ("coordinator-c1", 9100), ("coordinator-c2", 9101), ("node-n1", 9102), ("node-n2", 9103), ("node-n7", 9104), ("gateway", 9105),
-        ("worker-w1", 0),  # workers serve no metrics port yet
+        ("worker-w1", 9106),
     ]
     n7 = specs[4]
     assert n7.node_id == "n7" and n7.args[:5] == ("node", "--id", "n7", "--data-dir", "/d/n7")

@@ -103,7 +103,7 @@ def check_up(a: argparse.Namespace, nodes: int) -> None:
     if a.nats_port == a.port and not a.nats_url:
         raise ConfigError(f"--port and --nats-port must differ (both {a.port})")
     if a.metrics_port:
-        count = a.coordinators + nodes + 1
+        count = a.coordinators + nodes + 1 + getattr(a, "workers", 0)
         last = a.metrics_port + count - 1
         if not 1 <= a.metrics_port or last > 65535:
             raise ConfigError(f"--metrics-port {a.metrics_port} needs {count} ports from it, up to {last}; ports end at 65535")
@@ -115,8 +115,9 @@ def check_up(a: argparse.Namespace, nodes: int) -> None:
 
 
 def plan_children(a: argparse.Namespace, nats_url: str, nodes: Mapping[str, Path]) -> list[ChildSpec]:
-    """Coordinators c1..cN, the nodes, then the gateway, each with its command line and
-    its metrics port (BASE, BASE+1, ... in that order; 0 without --metrics-port)."""
+    """Coordinators c1..cN, the nodes, the gateway, then the workers w1..wN, each with its
+    command line and its metrics port (BASE, BASE+1, ... in that order; 0 without
+    --metrics-port)."""
     common = ("--nats-url", nats_url, "--log-level", a.log_level, "--log-format", getattr(a, "log_format", "text"))
     beat = ("--heartbeat-interval", str(a.heartbeat_interval))
     specs: list[ChildSpec] = []
@@ -127,15 +128,15 @@ def plan_children(a: argparse.Namespace, nats_url: str, nodes: Mapping[str, Path
         args = ("node", "--id", node_id, "--data-dir", str(directory), "--commit", a.commit) + beat + common
         specs.append(ChildSpec(f"node-{node_id}", "node", args, node_id=node_id))
     specs.append(ChildSpec("gateway", "gateway", ("gateway", "--host", a.host, "--port", str(a.port)) + common))
-    base = getattr(a, "metrics_port", 0)
-    if base:
-        specs = [
-            ChildSpec(s.name, s.role, s.args + ("--metrics-port", str(base + i), "--metrics-host", a.host), base + i, s.node_id)
-            for i, s in enumerate(specs)
-        ]
-    # GraphRAG workers last: they need the gateway's API (no metrics port of their own yet)
+    # GraphRAG workers last: they call the gateway's API
     specs += [ChildSpec(f"worker-w{i}", "worker", ("worker", "--id", f"w{i}") + common) for i in range(1, getattr(a, "workers", 0) + 1)]
-    return specs
+    base = getattr(a, "metrics_port", 0)
+    if not base:
+        return specs
+    return [
+        ChildSpec(s.name, s.role, s.args + ("--metrics-port", str(base + i), "--metrics-host", a.host), base + i, s.node_id)
+        for i, s in enumerate(specs)
+    ]
 
 
 # NATS credentials from the environment: a child of a secured `torua up` gets its own key instead.

@@ -17,11 +17,13 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from typing import Any
 
 from nats.errors import TimeoutError as NatsTimeout
 
 from torua.client import Client
+from torua.metrics import WorkerMetrics, metrics_server
 from torua.protocol.codec import decode, encode
 from torua.protocol.errors import ToruaError
 from torua.protocol.messages import RagJob, RagReply, RagRequest, SupportItem
@@ -36,6 +38,8 @@ log = logging.getLogger("torua.worker")
 
 FOR_GOOD = frozenset({"bad_request", "not_found", "value_too_large", "conflict", "forbidden", "unauthorized"})
 RETRY_DELAY_S = 2.0
+QUEUE_READ_S = 5.0  # how often the queue's depth is read for /metrics
+OPS = frozenset({"create", "get", "documents", "job", "delete_document", "query"})
 API_SUBJECT = "torua.rag.api"  # RagRequest -> RagReply, from the gateways
 API_QUEUE = "torua-rag"
 
@@ -52,9 +56,10 @@ class Engines:
 
 
 class Worker:
-    def __init__(self, client: Client, engines: Engines, ack_wait: float = queue.ACK_WAIT) -> None:
+    def __init__(self, client: Client, engines: Engines, ack_wait: float = queue.ACK_WAIT, metrics: WorkerMetrics | None = None) -> None:
         self.client = client
         self.ack_wait = ack_wait
+        self.metrics = metrics or WorkerMetrics()
         self.engines = engines
         self.resolvers: dict[str, Resolver] = {}
         self.settings: dict[str, CorpusSettings] = {}
@@ -80,6 +85,8 @@ class Worker:
             except Exception as exc:
                 log.exception("GraphRAG %s on corpus %s failed", request.op, request.corpus)
                 reply = RagReply(False, "internal", str(exc))
+            op = request.op if request.op in OPS else "other"
+            self.metrics.queries.labels(op, "ok" if reply.ok else reply.error_code or "internal").inc()
             await msg.respond(encode(reply))
 
         async def on_message(msg: Any) -> None:
@@ -92,7 +99,23 @@ class Worker:
         assert nc is not None
         js = nc.jetstream()
         pulled = await queue.pull(js, self.ack_wait)
+        watch = asyncio.ensure_future(self._watch_queue(pulled))
         log.info("worker ready: taking documents from %s", queue.STREAM)
+        try:
+            await self._take_until(stop, pulled)
+        finally:
+            watch.cancel()
+
+    async def _watch_queue(self, pulled: Any) -> None:
+        """The queue's depth into the metrics, every `QUEUE_READ_S` (the consumer's info)."""
+        while True:
+            with contextlib.suppress(Exception):
+                info = await pulled.consumer_info()
+                self.metrics.pending.set(info.num_pending or 0)
+                self.metrics.in_progress.set(info.num_ack_pending or 0)
+            await asyncio.sleep(QUEUE_READ_S)
+
+    async def _take_until(self, stop: asyncio.Event, pulled: Any) -> None:
         while not stop.is_set():
             try:
                 messages = await pulled.fetch(1, timeout=1.0)
@@ -110,12 +133,14 @@ class Worker:
             await msg.term()
             return
         beat = asyncio.ensure_future(self._still_working(msg))
+        started = time.monotonic()
         try:
             await self.ingest(job)
         except ToruaError as exc:
             if exc.code in FOR_GOOD:
                 log.warning("document %r of corpus %s (job %s) failed: %s", job.id, job.corpus, job.job, exc)
                 self.failed += 1
+                self.metrics.documents.labels("failed").inc()
                 with contextlib.suppress(ToruaError):
                     await self._record(job, failed=exc.message)
                 await msg.term()
@@ -131,6 +156,8 @@ class Worker:
             beat.cancel()
         await msg.ack_sync()
         self.done += 1
+        self.metrics.documents.labels("done").inc()
+        self.metrics.seconds.observe(time.monotonic() - started)
 
     async def _still_working(self, msg: Any) -> None:
         while True:
@@ -158,6 +185,8 @@ class Worker:
         vectors = await asyncio.to_thread(e.embedder.embed, [plan.entities[n][1] for n in names])
         await writer.write(plan, job.metadata, dict(zip(names, vectors)), previous)
         await self._record(job)
+        for kind, count in (("new", len(plan.new)), ("kept", len(plan.kept)), ("removed", len(plan.gone))):
+            self.metrics.chunks.labels(kind).inc(count)
 
     async def _record(self, job: RagJob, failed: str = "") -> None:
         """The document counts as done (or failed) in its job's progress (a set: a
@@ -178,12 +207,13 @@ async def run_worker(config: Any, stop: Any) -> None:
         client = await Client(config.nats_url, nc=nc, api_key=config.api_key()).connect()
         engines = await asyncio.to_thread(Engines, config.threads)
         worker = Worker(client, engines, config.ack_wait)
-        await worker.serve_api()
-        task = asyncio.ensure_future(worker.run(stop.event))
-        await stop.wait()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        async with metrics_server(worker.metrics.registry, config.metrics_host, config.metrics_port):
+            await worker.serve_api()
+            task = asyncio.ensure_future(worker.run(stop.event))
+            await stop.wait()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         log.info("worker %s stopped: %d documents done, %d failed", config.id, worker.done, worker.failed)
         await client.close()
     finally:
