@@ -39,6 +39,7 @@ PASSWORDS = {
     "TORUA_NODE_PASSWORD": "node-secret",
     "TORUA_GATEWAY_PASSWORD": "gateway-secret",
     "TORUA_CLIENT_PASSWORD": "client-secret",
+    "TORUA_WORKER_PASSWORD": "worker-secret",
 }
 
 

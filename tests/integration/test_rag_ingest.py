@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
 from contextlib import closing
 from pathlib import Path
 
 import pytest
 
 from torua.ports import free_port
-from tests.support.processes import Cluster, ProcessGroup, start_nats, wait_until
+from tests.support.processes import Cluster, ProcessGroup, start_nats, torua_command, wait_until
 from torua import Client, ToruaError
 from torua.storage.writer import DB_FILENAME
 
@@ -282,3 +283,20 @@ def test_a_worker_reports_what_it_did_and_the_queue_on_metrics(rag_cluster):
     assert re.search(r'^torua_worker_chunks_total\{kind="new"\} [1-9]', text, re.M)
     assert re.search(r'^torua_worker_document_seconds_count [1-9]', text, re.M)
     assert 'torua_build_info{role="worker"' in text
+
+
+def test_torua_rag_eval_ingests_the_frozen_set_and_scores_each_mode(rag_cluster):
+    from tests.integration.test_client import run_torua
+
+    out = subprocess.run(
+        torua_command() + ["rag", "eval", "--nats-url", rag_cluster.nats_url, "--timeout", "30", "rag-eval", "--ingest", "--half", "dev", "--limit", "4", "--json"],
+        capture_output=True, timeout=600,
+    )
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["questions"] == 4 and set(report["results"]) == {"vector", "bm25", "fusion", "local", "hybrid"}
+    for mode, scores in report["results"].items():
+        assert set(scores) == {"both@5", "both@10", "recall@10", "rr", "p50_ms"} and all(0 <= scores[m] <= 1 for m in ("both@5", "both@10", "recall@10", "rr")), mode
+    assert report["results"]["hybrid"]["recall@10"] > 0  # the set's documents were ingested and are found
+    bad = run_torua("rag", "eval", "--nats-url", rag_cluster.nats_url, "rag-eval", "--modes", "vector,magic")
+    assert bad.returncode == 1 and b"unknown eval mode" in bad.stderr

@@ -256,7 +256,7 @@ def test_up_children_die_with_it_when_it_is_killed(tmp_path):
         (["--port", "99999"], "--port must be from 1 to 65535, not 99999"),
         (["--nats-port", "0"], "--nats-port must be from 1 to 65535, not 0"),
         (["--heartbeat-interval", "0"], "heartbeat_interval must be > 0"),
-        (["--metrics-port", "65534"], "--metrics-port 65534 needs 5 ports from it, up to 65538; ports end at 65535"),
+        (["--metrics-port", "65534"], "--metrics-port 65534 needs 6 ports from it, up to 65539; ports end at 65535"),  # and a worker
         (["--log-level", "loud"], "log_level must be debug, info, warning or error, not 'loud'"),
     ],
     ids=lambda v: " ".join(v) if isinstance(v, list) else "",

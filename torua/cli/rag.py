@@ -48,6 +48,12 @@ def add_rag_arguments(rag, common) -> None:
     p.add_argument("question")
     p.add_argument("--mode", choices=["naive", "local", "global", "hybrid"], default="hybrid", help="[default hybrid]")
     p.add_argument("-k", type=int, default=5, help="chunks [default 5]")
+    p = sub("eval", "retrieval recall and MRR per mode on the frozen multi-hop set (torua/rag/eval_set.py), beside vector, BM25 and their fusion")
+    p.add_argument("--half", choices=["dev", "test", "all"], default="test", help="which questions [default test: report; choose settings on dev]")
+    p.add_argument("--ingest", action="store_true", help="create the corpus and send it the set's documents first (idempotent)")
+    p.add_argument("--limit", type=int, default=0, help="at most this many questions (0: all of the half)")
+    p.add_argument("--modes", default="vector,bm25,fusion,local,hybrid", help="comma-separated: vector (naive), bm25, fusion (vector and BM25 by RRF, no graph), local, hybrid")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
     p = sub("job", "a job's progress")
     p.add_argument("job")
     p = sub("rm", "delete a document: its chunks and its share of every entity and relation")
@@ -111,6 +117,8 @@ async def run_rag(args) -> int:
             await corpus.delete_document(args.id)
         elif command == "ingest":
             return await _ingest(corpus, args)
+        elif command == "eval":
+            return await _eval(db, corpus, args)
     return 0
 
 
@@ -152,3 +160,81 @@ async def _ingest(corpus, args) -> int:
 
 def _print(doc: Any) -> None:
     print(json.dumps(doc, ensure_ascii=False, indent=2))
+
+
+EVAL_MODES = ("vector", "bm25", "fusion", "local", "hybrid")
+
+
+async def _eval(db: Client, corpus, args) -> int:
+    from torua.rag import evaluation, eval_set, retrieval
+
+    modes = [m for m in args.modes.split(",") if m]
+    unknown = sorted(set(modes) - set(EVAL_MODES))
+    if unknown:
+        raise ToruaError("bad_request", f"unknown eval mode(s) {', '.join(unknown)}; known: {', '.join(EVAL_MODES)}")
+    frozen = eval_set.load()
+    if args.ingest:
+        await corpus.create()
+        job = await corpus.add(frozen["documents"])
+        status = await corpus.wait(job, timeout=3600)
+        print(f"torua rag eval: {status['done']} documents ingested, {status['failed']} failed", file=sys.stderr)
+    await _searchable(corpus)
+    questions = [q for q in frozen["questions"] if args.half == "all" or q["half"] == args.half]
+    if args.limit:
+        questions = questions[: args.limit]
+    graph = db.graph(corpus.name)
+    rows: dict[str, list[dict[str, float]]] = {m: [] for m in modes}
+    seconds: dict[str, list[float]] = {m: [] for m in modes}
+    for q in questions:
+        answers: dict[str, list[str]] = {}
+        chunk_doc: dict[str, str] = {}
+
+        async def ranked(mode: str) -> list[str]:
+            started = time.monotonic()
+            if mode == "bm25" or mode == "fusion" and "bm25" not in answers:
+                hits = await graph.text_search(q["question"], k=10, label="Chunk")
+                chunk_doc.update({h["id"]: h["properties"].get("document_id", "") for h in hits})
+                answers["bm25"] = [h["id"] for h in hits]
+            if mode in ("vector", "fusion") and "vector" not in answers:
+                chunks = (await corpus.query(q["question"], "naive", 10))["chunks"]
+                chunk_doc.update({c["id"]: c["document_id"] for c in chunks})
+                answers["vector"] = [c["id"] for c in chunks]
+            if mode in ("local", "hybrid"):
+                chunks = (await corpus.query(q["question"], mode, 10))["chunks"]
+                chunk_doc.update({c["id"]: c["document_id"] for c in chunks})
+                answers[mode] = [c["id"] for c in chunks]
+            if mode == "fusion":
+                answers["fusion"] = [c for c, _ in retrieval.rrf([answers["vector"], answers["bm25"]])][:10]
+            seconds[mode].append(time.monotonic() - started)
+            return answers[mode]
+
+        for mode in modes:
+            chunks = await ranked(mode)
+            rows[mode].append(evaluation.question_scores([chunk_doc[c] for c in chunks], q["support"]))
+    results = {m: {**evaluation.mean_scores(rows[m]), "p50_ms": 1000 * sorted(seconds[m])[len(seconds[m]) // 2] if seconds[m] else 0.0} for m in modes}
+    if args.json:
+        print(json.dumps({"half": args.half, "questions": len(questions), "results": results}, indent=2))
+        return 0
+    print(f"torua rag eval: {len(questions)} questions ({args.half} half of {eval_set.FROZEN.name}); documents ranked by their first chunk, k = 10")
+    print(f"{'mode':<8} {'both@5':>7} {'both@10':>8} {'recall@10':>10} {'MRR':>6} {'p50 ms':>8}")
+    for m in modes:
+        r = results[m]
+        print(f"{m:<8} {r['both@5']:>7.3f} {r['both@10']:>8.3f} {r['recall@10']:>10.3f} {r['rr']:>6.3f} {r['p50_ms']:>8.1f}")
+    return 0
+
+
+SEARCHABLE_S = 600.0
+
+
+async def _searchable(corpus) -> None:
+    """Wait until a query answers: after a bulk ingest each shard's index catches up
+    first (docs/design/graph.md section 1), and a query meanwhile may time out."""
+    deadline = time.monotonic() + SEARCHABLE_S
+    while True:
+        try:
+            await corpus.query("ready?", "naive", 1)
+            return
+        except ToruaError as exc:
+            if exc.code not in ("timeout", "unavailable") or time.monotonic() > deadline:
+                raise
+        await asyncio.sleep(1.0)

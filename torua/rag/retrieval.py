@@ -7,9 +7,14 @@ graph and calls these.
   `RELATED` neighbours join at `NEIGHBOUR_SHARE` of the score of the seed that
   reached them times the relation's share of that seed's relation weight; a chunk
   scores the sum of the entities it mentions.
-- `hybrid`: reciprocal-rank fusion (`RRF_K`) of the naive ranking (vector), the
-  BM25 ranking of the chunks' text and the local ranking: a chunk near the top of
-  any of them, or fairly high in several, comes first.
+- `hybrid`: two hops. The first: reciprocal-rank fusion (`RRF_K`) of the naive
+  ranking (vector), the BM25 ranking of the chunks' text and the local ranking. The
+  second (`bridge`): the chunks that mention the entities of the vector's best
+  `BRIDGE_FROM` chunks, a rare entity of the best chunk first. The answer's first
+  half is the first hop's best, its second half the second hop's
+  (`first_and_second_hop`): a multi-hop question's second document names nothing
+  of the question, only the entity the first one leads to. (Chosen on the dev
+  half of the eval set, docs/design/graphrag.md section 7.)
 
 >>> rrf([["a", "b", "c"], ["c", "a"], []], k=60)[:2]
 [('a', 0.03252247488101534), ('c', 0.032266458495966696)]
@@ -23,15 +28,18 @@ from collections.abc import Iterable, Mapping, Sequence
 RRF_K = 60
 NEIGHBOUR_SHARE = 0.5
 SEEDS = 8  # entities a local query starts from at most
+BRIDGE_FROM = 3  # chunks, best first by vector, whose entities a hybrid query follows to other chunks
+FIRST_HOP_SHARE = 0.5  # of a hybrid answer's k chunks, those of the first hop (the rest: the bridge's best)
 
 
-def rrf(rankings: Sequence[Sequence[str]], k: int = RRF_K) -> list[tuple[str, float]]:
-    """Reciprocal-rank fusion: each id scores the sum of 1 / (k + rank) over the rankings
-    it is in (rank from 1); best first, ties by id."""
+def rrf(rankings: Sequence[Sequence[str]], k: int = RRF_K, weights: Sequence[float] | None = None) -> list[tuple[str, float]]:
+    """Reciprocal-rank fusion: each id scores the sum of weight / (k + rank) over the
+    rankings it is in (rank from 1; weights 1 unless given); best first, ties by id."""
     scores: dict[str, float] = defaultdict(float)
-    for ranking in rankings:
+    for n, ranking in enumerate(rankings):
+        weight = 1.0 if weights is None else weights[n]
         for rank, id in enumerate(ranking, start=1):
-            scores[id] += 1.0 / (k + rank)
+            scores[id] += weight / (k + rank)
     return sorted(scores.items(), key=lambda item: (-item[1], item[0]))
 
 
@@ -85,3 +93,40 @@ def chunk_scores(entity_scores: Mapping[str, float], mentions: Iterable[tuple[st
         if entity in entity_scores:
             scores[chunk] += entity_scores[entity]
     return sorted(scores.items(), key=lambda item: (-item[1], item[0]))
+
+
+def bridge(entities: Mapping[str, int], mentions: Mapping[str, Sequence[str]], skip: set[str]) -> list[tuple[str, float]]:
+    """The second hop of a multi-hop question: the chunks that mention an entity of the
+    chunks found first (`entities`: entity -> the rank of the first such chunk that
+    mentions it), each entity adding 1 / (its rank x the chunks that mention it): a rare
+    entity of the best chunk is the strongest bridge. `skip`: the chunks found first.
+
+    >>> bridge({"japan": 1, "asia": 2}, {"japan": ["c1", "c2"], "asia": ["c1", "c3", "c4", "c5"]}, {"c1"})
+    [('c2', 0.5), ('c3', 0.125), ('c4', 0.125), ('c5', 0.125)]
+    """
+    scores: dict[str, float] = defaultdict(float)
+    for entity, rank in entities.items():
+        chunks = [c for c in dict.fromkeys(mentions.get(entity, ())) if c]
+        if not chunks:
+            continue
+        for chunk in chunks:
+            if chunk not in skip:
+                scores[chunk] += 1.0 / (rank * len(chunks))
+    return sorted(scores.items(), key=lambda item: (-item[1], item[0]))
+
+
+def first_and_second_hop(first: Sequence[tuple[str, float]], second: Sequence[tuple[str, float]], k: int, share: float = FIRST_HOP_SHARE) -> list[tuple[str, float]]:
+    """`k` chunks for a multi-hop question: the best `share` of `k` of the first hop
+    (fused vector, BM25 and local), then the best of the second (`bridge`) not among
+    them, then the rest of the first hop; scores fall in that order.
+
+    >>> [c for c, _ in first_and_second_hop([("a", .9), ("b", .8), ("c", .7)], [("a", 1.0), ("x", .5)], 4)]
+    ['a', 'b', 'x', 'c']
+    """
+    head = max(1, round(k * share))
+    chosen = [c for c, _ in first[:head]]
+    taken = set(chosen)
+    chosen += [c for c, _ in second if c not in taken][: k - head]
+    taken = set(chosen)
+    chosen += [c for c, _ in first if c not in taken]
+    return [(c, 1.0 / rank) for rank, c in enumerate(chosen, start=1)]

@@ -151,14 +151,19 @@ class CorpusService:
         if mode == "naive":
             hits = await self.graph.vector_search(vector, k=wide, label=schema.CHUNK)
             ranked = [(h["id"], float(h["score"])) for h in hits]
-        else:
-            local, entities, relations = await self._local(question, vector)
-            ranked = local
-            if mode == "hybrid":
+        elif mode == "local":
+            ranked, entities, relations = await self._local(question, vector)
+        else:  # hybrid: the local ranking, and vector, BM25 and the bridge from the vector's best, at once
+            async def first_hop() -> tuple[list[str], list[str], list[tuple[str, float]]]:
                 vector_hits, text_hits = await asyncio.gather(
                     self.graph.vector_search(vector, k=wide, label=schema.CHUNK), self.graph.text_search(question, k=wide, label=schema.CHUNK),
                 )
-                ranked = retrieval.rrf([[h["id"] for h in vector_hits], [h["id"] for h in text_hits], [c for c, _ in local[:wide]]])
+                vector_ids = [h["id"] for h in vector_hits]
+                return vector_ids, [h["id"] for h in text_hits], await self._bridge(vector_ids[: retrieval.BRIDGE_FROM])
+
+            (local, entities, relations), (vector_ids, text_ids, bridged) = await asyncio.gather(self._local(question, vector), first_hop())
+            fused = retrieval.rrf([vector_ids, text_ids, [c for c, _ in local[:wide]]])
+            ranked = retrieval.first_and_second_hop(fused, bridged, k)
         chunks = await self._visible(ranked[:wide], k)
         return {"chunks": chunks, "entities": entities, "relations": relations, "communities": []}
 
@@ -182,6 +187,17 @@ class CorpusService:
             for (src, dst), e in edges.items() if src in top and dst in top
         ]
         return ranked, entities, relations
+
+    async def _bridge(self, first: list[str]) -> list[tuple[str, float]]:
+        """The second hop from the chunks found first: the chunks that mention the
+        entities those mention (torua.rag.retrieval.bridge)."""
+        pages = await asyncio.gather(*(self.graph.edges(c, direction="out", type=schema.MENTIONS, limit=100) for c in first))
+        entities: dict[str, int] = {}
+        for rank, (page, _) in enumerate(pages, start=1):
+            for e in page:
+                entities.setdefault(e["dst"], rank)  # the best chunk that mentions it
+        mentioned = await asyncio.gather(*(self.graph.edges(e, direction="in", type=schema.MENTIONS, limit=1000) for e in entities))
+        return retrieval.bridge(entities, {e: [m["src"] for m in page] for e, (page, _) in zip(entities, mentioned)}, set(first))
 
     async def _visible(self, ranked: list[tuple[str, float]], k: int) -> list[dict[str, Any]]:
         """The first `k` of `ranked` (chunk id, score) whose document is complete and holds
