@@ -62,9 +62,9 @@ class Worker:
         self.metrics = metrics or WorkerMetrics()
         self.engines = engines
         self.resolvers: dict[str, Resolver] = {}
-        self.settings: dict[str, CorpusSettings] = {}
         self.done = 0
         self.failed = 0
+        self.calls: set[asyncio.Future[Any]] = set()  # GraphRAG calls being answered (cancelled at a stop)
 
     async def serve_api(self) -> Any:
         """Answer the gateways' `RagRequest`s (one queue group: any worker answers one)."""
@@ -90,7 +90,9 @@ class Worker:
             await msg.respond(encode(reply))
 
         async def on_message(msg: Any) -> None:
-            asyncio.ensure_future(on_request(msg))  # a query does not hold up the next
+            task = asyncio.ensure_future(on_request(msg))  # a query does not hold up the next
+            self.calls.add(task)
+            task.add_done_callback(self.calls.discard)
 
         return await nc.subscribe(API_SUBJECT, queue=API_QUEUE, cb=on_message)
 
@@ -120,6 +122,10 @@ class Worker:
             try:
                 messages = await pulled.fetch(1, timeout=1.0)
             except NatsTimeout:
+                continue
+            except Exception as exc:  # NATS reconnecting, JetStream without a leader for a while: try again
+                log.warning("taking from %s failed (%s); trying again in %g s", queue.STREAM, exc or type(exc).__name__, RETRY_DELAY_S)
+                await asyncio.sleep(RETRY_DELAY_S)
                 continue
             for msg in messages:
                 await self.take(msg)
@@ -166,12 +172,12 @@ class Worker:
                 await msg.in_progress()
 
     async def _settings(self, graph: Any, corpus: str) -> CorpusSettings:
-        if corpus not in self.settings:
-            vertex = await graph.get_vertex(schema.CORPUS_VERTEX)
-            if vertex is None:
-                raise ToruaError("not_found", f"graph {corpus!r} is not a corpus (it has no corpus vertex)")
-            self.settings[corpus] = CorpusSettings.of(vertex["properties"])
-        return self.settings[corpus]
+        """Read for each document: a corpus deleted and made again with other settings is
+        ingested with its new ones."""
+        vertex = await graph.get_vertex(schema.CORPUS_VERTEX)
+        if vertex is None:
+            raise ToruaError("not_found", f"graph {corpus!r} is not a corpus (it has no corpus vertex)")
+        return CorpusSettings.of(vertex["properties"])
 
     async def ingest(self, job: RagJob) -> None:
         graph = self.client.graph(job.corpus)
@@ -212,6 +218,8 @@ async def run_worker(config: Any, stop: Any) -> None:
             task = asyncio.ensure_future(worker.run(stop.event))
             await stop.wait()
             task.cancel()
+            for call in list(worker.calls):
+                call.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         log.info("worker %s stopped: %d documents done, %d failed", config.id, worker.done, worker.failed)
