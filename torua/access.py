@@ -69,6 +69,7 @@ RULES: dict[str, Rule] = {
     "rag_job": Rule("read", "graph"),
     "rag_delete_document": Rule("write", "graph"),
     "rag_query": Rule("read", "graph"),
+    "rag_communities": Rule("write", "graph"),
     # the gateway itself
     "health": Rule("public", "none"),
     "openapi": Rule("public", "none"),

@@ -123,7 +123,7 @@ async def test_documents_are_ingested_by_workers_and_naive_query_finds_them(rag_
         for mode in ("local", "hybrid"):
             hop = await rag.query("Where was the mathematician who worked with Charles Babbage born?", mode=mode, k=3)
             assert any(c["document_id"] == "lovelace" and "born in London" in c["text"] for c in hop["chunks"]), (mode, hop["chunks"])
-        for mode, k, words in [("cosmic", 3, "mode must be"), ("global", 3, "not built yet"), ("naive", 0, "k must be")]:
+        for mode, k, words in [("cosmic", 3, "mode must be"), ("naive", 0, "k must be")]:
             with pytest.raises(ToruaError) as refused:
                 await rag.query("x", mode=mode, k=k)
             assert refused.value.code == "bad_request" and words in refused.value.message
@@ -133,6 +133,68 @@ async def test_documents_are_ingested_by_workers_and_naive_query_finds_them(rag_
         with pytest.raises(ToruaError) as missing:
             await db.rag("rag-nowhere").add(docs(["curie"]))
         assert missing.value.code == "not_found"
+
+
+async def test_communities_partition_the_entity_graph_and_global_queries_read_their_summaries(rag_cluster):
+    import networkx as nx
+
+    async with Client(rag_cluster.nats_url) as db:
+        rag, g = db.rag("rag-topics"), db.graph("rag-topics")
+        await rag.create(**SETTINGS)
+        await ingest(db, "rag-topics", docs())
+        with pytest.raises(ToruaError) as none_yet:
+            await rag.query("Who won the Nobel Prize?", mode="global")
+        assert none_yet.value.code == "conflict" and "communities" in none_yet.value.message
+        assert (await rag.info())["communities"] is None
+        job = await rag.build_communities()
+        assert (await rag.wait(job, timeout=120))["done"] == 1
+        run = (await rag.info())["communities"]
+        assert run["run"] == job and run["communities"] >= 4
+
+        async def partition() -> tuple[nx.Graph, dict[str, set[str]]]:
+            """The entity graph (networkx) and each community of the run in use -> its
+            members, read back through the graph API."""
+            entity_graph = nx.Graph()
+            rows = (await g.cypher("MATCH (a:Vertex)-[e:Edge]->(b:Vertex) WHERE NOT a.stub AND e.type = 'RELATED' RETURN a.id, b.id"))["rows"]
+            entity_graph.add_edges_from(tuple(r["values"]) for r in rows)
+            held = (await g.cypher("MATCH (v:Vertex) WHERE NOT v.stub AND v.label = 'Community' RETURN v.id"))["rows"]
+            members = {}
+            for (cid,) in (r["values"] for r in held):
+                page, _ = await g.edges(cid, direction="in", type="IN_COMMUNITY", limit=1000)
+                members[cid] = {e["src"] for e in page}
+            return entity_graph, members
+
+        entity_graph, members = await partition()
+        from torua.rag.community_build import scan_edges, scan_ids
+
+        query = "MATCH (a:Vertex)-[e:Edge]->(b:Vertex) WHERE NOT a.stub AND e.type = 'RELATED' RETURN a.id, b.id"
+        every = {tuple(r["values"]) for r in (await g.cypher(query))["rows"]}
+        relations = await scan_edges(g, "RELATED", page=3)  # paged: three rows per shard at a time
+        assert len(every) > 20 and len(relations) == len(every) and {(a, b) for a, b, _ in relations} == every
+        assert sorted(await scan_ids(g, "Community", page=1)) == sorted(members)
+        current = (await rag.info())["communities"]["run"]
+        assert set(members) == {f"m/{current}/{n}" for n in range(run["communities"])}  # no other run's vertices
+        everyone = [e for m in members.values() for e in m]
+        assert len(everyone) == len(set(everyone)) == run["entities"]  # a partition: each entity in one community
+        components = list(nx.connected_components(entity_graph))
+        for cid, m in members.items():
+            assert len(m) >= 2 and any(m <= c for c in components), (cid, m)  # never across unconnected entities
+        assert nx.community.modularity(entity_graph, [*members.values(), *({e} for e in entity_graph if e not in everyone)]) > 0.3
+        of = {e: cid for cid, m in members.items() for e in m}
+        assert of["e/person/marie curie"] == of["e/person/pierre curie"] != of["e/person/albert einstein"]
+        answer = await rag.query("Marie Curie and Pierre Curie, the Nobel Prize in Paris", mode="global", k=4)
+        top = answer["communities"][0]
+        assert top["id"] == of["e/person/marie curie"] and "Marie Curie" in top["summary"], answer["communities"]
+        assert answer["chunks"] and all(c["document_id"] == "curie" for c in answer["chunks"][:2]), answer["chunks"]
+        assert {"id": "e/person/marie curie", "community": top["id"]} in answer["entities"]
+        # the corpus changes, a new run: the earlier run's communities are gone, the deleted document's entities with them
+        await rag.delete_document("curie")
+        again = await rag.build_communities()
+        assert (await rag.wait(again, timeout=120))["done"] == 1
+        entity_graph, members = await partition()
+        assert set(members) == {f"m/{again}/{n}" for n in range((await rag.info())["communities"]["communities"])}
+        assert not any("e/person/marie curie" in m for m in members.values())
+        assert all(c["document_id"] != "curie" for c in (await rag.query("Marie Curie, Nobel Prize", mode="global", k=5))["chunks"])
 
 
 async def test_a_document_sent_again_rewrites_only_its_changed_chunks(rag_cluster):
@@ -236,6 +298,14 @@ def test_the_rest_api_walks_a_corpus(rag_cluster):
     assert status == 200 and answer["chunks"][0]["document_id"] == "darwin" and "Beagle" in answer["chunks"][0]["text"], answer
     status, info = c.json("GET", "/rag/rag-rest")
     assert status == 200 and info["counts"]["vertices"] > 4
+    status, body, _ = c.request("POST", "/rag/rag-rest/communities", b"")
+    assert status == 202, body
+    run = json.loads(body)["job"]
+    wait_until(lambda: c.json("GET", f"/rag/rag-rest/jobs/{run}")[1].get("state") == "done", 60, "the community run")
+    assert c.json("GET", "/rag/rag-rest")[1]["communities"]["run"] == run
+    status, answer = c.json("POST", "/rag/rag-rest/query", {"question": "Beagle, Brazil and Shrewsbury", "mode": "global", "k": 2})
+    assert status == 200 and answer["communities"] and answer["chunks"][0]["document_id"] == "darwin", answer
+    assert c.json("POST", "/rag/rag-nowhere/communities", {})[0] == 404
     assert c.request("DELETE", "/rag/rag-rest/documents/darwin")[0] == 204
     assert c.json("GET", "/graphs/rag-rest/vertices/d%2Fdarwin")[0] == 404
     assert c.json("GET", "/rag/rag-nowhere")[0] == 404
@@ -261,7 +331,9 @@ def test_torua_rag_ingests_a_directory_and_answers_from_the_shell(rag_cluster, t
     answer = run_torua("rag", "query", "--nats-url", url, "rag-cli", "Where did Emmy Noether work?", "--mode", "local", "-k", "1")
     assert answer.returncode == 0 and json.loads(answer.stdout)["chunks"][0]["document_id"] == "noether", answer.stdout
     info = json.loads(run_torua("rag", "info", "--nats-url", url, "rag-cli").stdout)
-    assert info["settings"]["chunk_tokens"] == 40
+    assert info["settings"]["chunk_tokens"] == 40 and info["communities"] is None
+    built = run_torua("rag", "communities", "--nats-url", url, "rag-cli")
+    assert built.returncode == 0 and json.loads(built.stdout)["communities"] >= 1, built.stderr
     assert run_torua("rag", "rm", "--nats-url", url, "rag-cli", "people/turing.txt").returncode == 0
     missing = run_torua("rag", "ingest", "--nats-url", url, "rag-cli", str(tmp_path / "nowhere"))
     assert missing.returncode == 1 and b"no such file or directory" in missing.stderr
@@ -294,7 +366,7 @@ def test_torua_rag_eval_ingests_the_frozen_set_and_scores_each_mode(rag_cluster)
     )
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
-    assert report["questions"] == 4 and set(report["results"]) == {"vector", "bm25", "fusion", "local", "hybrid"}
+    assert report["questions"] == 4 and set(report["results"]) == {"vector", "bm25", "fusion", "local", "global", "hybrid"}
     for mode, scores in report["results"].items():
         assert set(scores) == {"both@5", "both@10", "recall@10", "rr", "p50_ms"} and all(0 <= scores[m] <= 1 for m in ("both@5", "both@10", "recall@10", "rr")), mode
     assert report["results"]["hybrid"]["recall@10"] > 0  # the set's documents were ingested and are found

@@ -29,6 +29,7 @@ from torua.protocol.messages import (
     MoveStatus,
     NodeRequest,
     NodeStatus,
+    RagJob,
     ShardEntry,
     ShardMap,
     ShardReport,
@@ -46,6 +47,7 @@ from torua.protocol.vocabulary import (
     MovePhase,
     NodeAction,
     NodeHealth,
+    RagTask,
     ShardState,
     VectorMetric,
     Vocabulary,
@@ -68,6 +70,7 @@ FIELDS = [
     (GraphRequest(GraphOp.EDGES, 0, 1, GraphRef("g", "u"), id="a", direction=Direction.IN), "direction", Direction),
     (GraphRef("g", "u", 3, VectorMetric.L2), "metric", VectorMetric),
     (EdgeHalf("a", "knows", "b", 3, HalfState.ATTACHED), "state", HalfState),
+    (RagJob("j1", "notes", "communities", "", task=RagTask.COMMUNITIES), "task", RagTask),
 ]
 IDS = [f"{type(sample).__name__}.{name}" for sample, name, _ in FIELDS]
 REFUSING = [f for f in FIELDS if f[2] not in READ_UNKNOWN_AS]

@@ -50,10 +50,16 @@ def add_rag_arguments(rag, common) -> None:
     p.add_argument("-k", type=int, default=5, help="chunks [default 5]")
     p = sub("eval", "retrieval recall and MRR per mode on the frozen multi-hop set (torua/rag/eval_set.py), beside vector, BM25 and their fusion")
     p.add_argument("--half", choices=["dev", "test", "all"], default="test", help="which questions [default test: report; choose settings on dev]")
-    p.add_argument("--ingest", action="store_true", help="create the corpus and send it the set's documents first (idempotent)")
+    p.add_argument("--ingest", action="store_true", help="create the corpus, send it the set's documents and build its communities first (idempotent)")
     p.add_argument("--limit", type=int, default=0, help="at most this many questions (0: all of the half)")
-    p.add_argument("--modes", default="vector,bm25,fusion,local,hybrid", help="comma-separated: vector (naive), bm25, fusion (vector and BM25 by RRF, no graph), local, hybrid")
+    p.add_argument(
+        "--modes", default="vector,bm25,fusion,local,global,hybrid",
+        help="comma-separated: vector (naive), bm25, fusion (vector and BM25 by RRF, no graph), local, global (left out while the corpus has no communities), hybrid",
+    )
     p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p = sub("communities", "find the corpus's communities again (what global queries read), and wait for the run")
+    p.add_argument("--no-wait", action="store_true", help="print the job and return")
+    p.add_argument("--wait-timeout", type=float, default=3600.0, help="seconds to wait for the run [default 3600]")
     p = sub("job", "a job's progress")
     p.add_argument("job")
     p = sub("rm", "delete a document: its chunks and its share of every entity and relation")
@@ -113,6 +119,16 @@ async def run_rag(args) -> int:
             _print(await corpus.query(args.question, args.mode, args.k))
         elif command == "job":
             _print(await corpus.job(args.job))
+        elif command == "communities":
+            job = await corpus.build_communities()
+            if args.no_wait:
+                print(job)
+                return 0
+            status = await corpus.wait(job, timeout=args.wait_timeout)
+            if status["failed"]:
+                print(f"torua rag: the community run failed: {status.get('first_error', '')}", file=sys.stderr)
+                return 1
+            _print((await corpus.info())["communities"])
         elif command == "rm":
             await corpus.delete_document(args.id)
         elif command == "ingest":
@@ -162,7 +178,7 @@ def _print(doc: Any) -> None:
     print(json.dumps(doc, ensure_ascii=False, indent=2))
 
 
-EVAL_MODES = ("vector", "bm25", "fusion", "local", "hybrid")
+EVAL_MODES = ("vector", "bm25", "fusion", "local", "global", "hybrid")
 
 
 async def _eval(db: Client, corpus, args) -> int:
@@ -178,7 +194,11 @@ async def _eval(db: Client, corpus, args) -> int:
         job = await corpus.add(frozen["documents"])
         status = await corpus.wait(job, timeout=3600)
         print(f"torua rag eval: {status['done']} documents ingested, {status['failed']} failed", file=sys.stderr)
+        await corpus.wait(await corpus.build_communities(), timeout=3600)
     await _searchable(corpus)
+    if "global" in modes and (await corpus.info())["communities"] is None:
+        modes.remove("global")
+        print(f"torua rag eval: global left out: {corpus.name} has no communities yet (torua rag communities {corpus.name})", file=sys.stderr)
     questions = [q for q in frozen["questions"] if args.half == "all" or q["half"] == args.half]
     if args.limit:
         questions = questions[: args.limit]
@@ -199,7 +219,7 @@ async def _eval(db: Client, corpus, args) -> int:
                 chunks = (await corpus.query(q["question"], "naive", 10))["chunks"]
                 chunk_doc.update({c["id"]: c["document_id"] for c in chunks})
                 answers["vector"] = [c["id"] for c in chunks]
-            if mode in ("local", "hybrid"):
+            if mode in ("local", "global", "hybrid"):
                 chunks = (await corpus.query(q["question"], mode, 10))["chunks"]
                 chunk_doc.update({c["id"]: c["document_id"] for c in chunks})
                 answers[mode] = [c["id"] for c in chunks]

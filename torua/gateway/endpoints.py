@@ -829,12 +829,26 @@ RAG: tuple[Endpoint, ...] = (
         (
             GRAPH_NAME,
             Param("question", Text(min_length=1, max_length=MAX_QUESTION_CHARS), required=True),
-            Param("mode", Text(choices=MODES), default="naive", doc="naive: vector search; local: from the question's entities out; hybrid: both and BM25, fused"),
+            Param(
+                "mode", Text(choices=MODES), default="naive",
+                doc="naive: vector search; local: from the question's entities out; global: the nearest community summaries (after POST .../communities); "
+                "hybrid: vector, BM25 and local fused, and a second hop",
+            ),
             Param("k", Integer(1, RAG_MAX_K), default=10, doc="chunks answered, best first"),
         ),
         json_reply("RagAnswer", "the evidence, best first"),
         (Route("POST", "/rag/{graph}/query", "Ask a corpus: its chunks (with provenance), entities and relations, ranked"),),
         nats="rag.query",
+        max_json_body=GRAPH_JSON_BODY,
+        errors=(*RAG_ERRORS, "conflict"),
+    ),
+    Endpoint(
+        "rag_communities",
+        "rag_communities",
+        (GRAPH_NAME,),
+        Reply("json", "queued", "JobAccepted", status=200, accepted_when="accepted", accepted_description="queued: a worker runs it"),
+        (Route("POST", "/rag/{graph}/communities", "Find the corpus's communities again (Louvain over its entity graph, extractive summaries): a job"),),
+        nats="rag.communities",
         max_json_body=GRAPH_JSON_BODY,
         errors=RAG_ERRORS,
     ),

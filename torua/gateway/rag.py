@@ -64,6 +64,10 @@ class RagEndpoints:
     async def rag_delete_document(self, graph: str, id: str) -> None:
         await self._rag(RagRequest("delete_document", graph, id=id))
 
+    async def rag_communities(self, graph: str) -> dict[str, Any]:
+        answer = await self._rag(RagRequest("communities", graph))
+        return {**answer, "accepted": True}
+
     async def rag_query(self, graph: str, question: str, mode: str = "naive", k: int = 10) -> dict[str, Any]:
         return await self._rag(RagRequest("query", graph, question=question, mode=mode, k=k))
 

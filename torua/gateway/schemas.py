@@ -277,7 +277,16 @@ SCHEMAS: dict[str, Schema] = {
     ),
     "Corpus": obj({"name": STR, "settings": ref("CorpusSettings"), "created": {**BOOL, "description": "this request created it (201)"}}),
     "CorpusDetail": obj(
-        {"name": STR, "settings": ref("CorpusSettings"), "counts": {"type": "object", "additionalProperties": INT, "description": "its graph's vertices, edges, ..."}}
+        {
+            "name": STR, "settings": ref("CorpusSettings"), "counts": {"type": "object", "additionalProperties": INT, "description": "its graph's vertices, edges, ..."},
+            "communities": {
+                "oneOf": [ref("CommunityRun"), {"type": "null"}], "description": "the community run global queries use; null before the first",
+            },
+        }
+    ),
+    "CommunityRun": obj(
+        {"run": {**STR, "description": "the job that made it"}, "communities": INT, "entities": {**INT, "description": "in a community"},
+         "relations": {**INT, "description": "RELATED edges read"}, "built_at": STR},
     ),
     "JobAccepted": obj({"job": {**STR, "description": "GET /rag/{graph}/jobs/{job} shows its progress"}, "documents": INT, "accepted": BOOL}),
     "Job": obj(
@@ -292,9 +301,16 @@ SCHEMAS: dict[str, Schema] = {
                 "items": obj({"id": STR, "document_id": STR, "text": STR, "score": NUM, "start": INT, "end": INT}),
                 "description": "best first, each with its document and character offsets in it",
             },
-            "entities": {"type": "array", "items": obj({"id": STR, "score": NUM, "seed": BOOL}), "description": "local and hybrid: the entities that ranked the chunks"},
+            "entities": {
+                "type": "array", "items": obj({"id": STR, "score": NUM, "seed": BOOL, "community": STR}, required=["id"]),
+                "description": "local and hybrid: the entities that ranked the chunks (score; seed: the question named it or is near its name); "
+                "global: the most central entities of the communities answered (community)",
+            },
             "relations": {"type": "array", "items": obj({"src": STR, "dst": STR, "weight": NUM, "predicates": {"type": "object"}})},
-            "communities": {"type": "array", "items": {"type": "object"}},
+            "communities": {
+                "type": "array", "items": obj({"id": STR, "score": NUM, "summary": STR, "size": INT, "entities": {"type": "array", "items": STR}}),
+                "description": "global: the communities whose summaries are nearest the question, best first",
+            },
         }
     ),
     "GraphInfo": obj(_GRAPH_INFO, description="a graph of the catalog"),

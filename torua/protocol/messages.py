@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from torua.protocol.vocabulary import (
-    BroadcastKind, CopyRole, Direction, GraphOp, HalfState, InSyncAction, KvOp, MapRole, MovePhase, NodeAction, NodeHealth, ShardState, VectorMetric,
+    BroadcastKind, CopyRole, Direction, GraphOp, HalfState, InSyncAction, KvOp, MapRole, MovePhase, NodeAction, NodeHealth, RagTask, ShardState, VectorMetric,
 )
 
 # ---------------------------------------------------------------- shard map
@@ -680,20 +680,24 @@ class RagJob:
     """One document of a GraphRAG ingestion job, on the JetStream work queue
     ``TORUA_RAG`` (subject ``torua.rag.jobs.<corpus>``), taken by one `torua worker`
     (docs/design/graphrag.md section 4). `id`: the document's id; `job`: the job it is
-    part of (its progress is the `j/<job>` vertex of the corpus graph)."""
+    part of (its progress is the `j/<job>` vertex of the corpus graph). `task`:
+    ``document`` (ingest it), or ``communities`` (a community run over the corpus;
+    `id` and `text` unused)."""
 
     job: str
     corpus: str
     id: str
     text: str
     metadata: dict[str, Any] = field(default_factory=dict)
+    task: RagTask = RagTask.DOCUMENT
 
 
 @dataclass(frozen=True)
 class RagRequest:
     """A GraphRAG call a gateway passes to the workers (subject ``torua.rag.api``, queue
     group ``torua-rag``) once the caller's API key was checked; `op`: create, get,
-    documents, job, delete_document, query (docs/design/graphrag.md section 5)."""
+    documents, job, delete_document, query, communities (docs/design/graphrag.md
+    section 5)."""
 
     op: str
     corpus: str

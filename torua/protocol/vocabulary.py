@@ -184,6 +184,13 @@ class VectorMetric(Vocabulary):
     L2 = "l2"
 
 
+class RagTask(Vocabulary):
+    """What a message on the GraphRAG work queue asks a worker to do (`RagJob.task`)."""
+
+    DOCUMENT = "document"  # ingest one document
+    COMMUNITIES = "communities"  # a community run over the corpus
+
+
 # A text value a vocabulary does not know (a newer peer's) is read as this; every
 # other vocabulary refuses it (bad_request). See docs/protocol.md#vocabularies.
 READ_UNKNOWN_AS: dict[type[Vocabulary], Vocabulary] = {

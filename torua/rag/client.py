@@ -42,8 +42,13 @@ class Corpus:
         return await self._api("create", settings)
 
     async def info(self) -> dict[str, Any]:
-        """``{"name", "settings", "counts"}``."""
+        """``{"name", "settings", "counts", "communities"}`` (`communities`: the run in use, or None)."""
         return await self._api("get", {})
+
+    async def build_communities(self) -> str:
+        """Queue a community run (Louvain over the entity graph, summaries; what a
+        `global` query reads); answers the job's id (`wait` for it)."""
+        return (await self._api("communities", {}))["job"]
 
     async def add(self, documents: list[dict[str, Any]]) -> str:
         """Queue documents (``{"id"?, "text", "metadata"?}``); answers the job's id."""

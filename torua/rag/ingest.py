@@ -38,7 +38,7 @@ from torua.rag.pipeline import DocumentPlan
 AT_ONCE = 32  # vertex and edge writes of one document in flight at once
 
 
-async def _each(calls: Sequence[Any]) -> list[Any]:
+async def each(calls: Sequence[Any]) -> list[Any]:
     """Await `calls` (coroutine functions' results), at most `AT_ONCE` at a time, in order."""
     out: list[Any] = []
     for start in range(0, len(calls), AT_ONCE):
@@ -86,22 +86,22 @@ class CorpusWriter:
                 entities[eid].added[cid] = json.dumps({"mentions": count})
         if entities:
             await self.graph.support(list(entities.values()))
-        await _each([
+        await each([
             self.graph.put_vertex(item.chunk.vertex_id(d), schema.CHUNK, _chunk_properties(d, item.chunk, sorted(item.mentions), sorted(item.relations)),
                                   [float(x) for x in item.embedding])
             for item in plan.new
         ])
         edges = [self.graph.put_edge(doc, schema.HAS_CHUNK, item.chunk.vertex_id(d)) for item in plan.new]
         edges += [self.graph.put_edge(item.chunk.vertex_id(d), schema.MENTIONS, eid, {"count": n}) for item in plan.new for eid, n in item.mentions.items()]
-        await _each(edges)
+        await each(edges)
         relations: dict[tuple[str, str], SupportItem] = {}
         for item in plan.new:
             for (src, dst), predicates in item.relations.items():
                 relations.setdefault((src, dst), SupportItem(src, schema.RELATED, dst)).added[item.chunk.vertex_id(d)] = json.dumps(dict(predicates))
         if relations:
             await self.graph.support(list(relations.values()))
-        await _each([self._move(d, chunk) for chunk in plan.kept])
-        await _each([self._remove_chunk(f"c/{d}/{h}") for h in plan.gone])
+        await each([self._move(d, chunk) for chunk in plan.kept])
+        await each([self._remove_chunk(f"c/{d}/{h}") for h in plan.gone])
         await self._mark(d, "complete", [c.hash for c in plan.chunks], metadata)
 
     async def _move(self, document_id: str, chunk: Chunk) -> None:
@@ -136,7 +136,7 @@ class CorpusWriter:
             return False
         chunks = list(held.get("chunks") or [])
         await self._mark(document_id, "deleting", chunks, held.get("metadata") or {})
-        await _each([self._remove_chunk(f"c/{document_id}/{h}") for h in chunks])
+        await each([self._remove_chunk(f"c/{document_id}/{h}") for h in chunks])
         await self.graph.delete_vertex(schema.document_vertex(document_id))
         return True
 

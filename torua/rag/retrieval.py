@@ -1,5 +1,5 @@
 """How a query's evidence is ranked (docs/design/graphrag.md section 5), as pure
-functions over what the graph answered; `torua.rag.client.Corpus.query` asks the
+functions over what the graph answered; `torua.rag.service.CorpusService.query` asks the
 graph and calls these.
 
 - `local`: the question's entities (its named entities found by name, and the
@@ -7,6 +7,8 @@ graph and calls these.
   `RELATED` neighbours join at `NEIGHBOUR_SHARE` of the score of the seed that
   reached them times the relation's share of that seed's relation weight; a chunk
   scores the sum of the entities it mentions.
+- `global`: the communities whose summaries are nearest the question answer
+  their representative chunks (`community_chunks`).
 - `hybrid`: two hops. The first: reciprocal-rank fusion (`RRF_K`) of the naive
   ranking (vector), the BM25 ranking of the chunks' text and the local ranking. The
   second (`bridge`): the chunks that mention the entities of the vector's best
@@ -130,3 +132,18 @@ def first_and_second_hop(first: Sequence[tuple[str, float]], second: Sequence[tu
     taken = set(chosen)
     chosen += [c for c, _ in first if c not in taken]
     return [(c, 1.0 / rank) for rank, c in enumerate(chosen, start=1)]
+
+
+def community_chunks(communities: Sequence[tuple[float, Sequence[str]]]) -> list[tuple[str, float]]:
+    """A global query's chunks: each community (its score, its representative chunks
+    best first) gives its n-th chunk its score / n, so the best communities' best
+    chunks lead and the rest interleave; a chunk keeps its best score.
+
+    >>> community_chunks([(0.9, ["a", "b"]), (0.6, ["c", "a"])])
+    [('a', 0.9), ('c', 0.6), ('b', 0.45)]
+    """
+    scores: dict[str, float] = {}
+    for score, chunks in communities:
+        for rank, chunk in enumerate(chunks, start=1):
+            scores[chunk] = max(scores.get(chunk, 0.0), score / rank)
+    return sorted(scores.items(), key=lambda item: (-item[1], item[0]))

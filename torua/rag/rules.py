@@ -11,7 +11,7 @@ from __future__ import annotations
 from torua.rag.corpus import EMBEDDERS, EXTRACTORS
 
 MODES = ("naive", "local", "global", "hybrid")
-BUILT_MODES = ("naive", "local", "hybrid")  # global waits for communities (docs/design/graphrag.md section 6)
+GLOBAL_COMMUNITIES = 3  # communities a global query answers from
 MAX_K = 100
 MAX_QUESTION_CHARS = 4096
 MAX_DOCUMENTS = 10000  # per request to a worker

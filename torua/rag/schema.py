@@ -17,10 +17,12 @@ from torua.protocol.errors import ToruaError
 
 # labels
 CORPUS, DOCUMENT, CHUNK, ENTITY, COMMUNITY, JOB = "Corpus", "Document", "Chunk", "Entity", "Community", "Job"
+COMMUNITY_RUN = "CommunityRun"
 # edge types
 HAS_CHUNK, MENTIONS, RELATED, IN_COMMUNITY = "HAS_CHUNK", "MENTIONS", "RELATED", "IN_COMMUNITY"
 
 CORPUS_VERTEX = "corpus"  # its settings (torua.rag.corpus.CorpusSettings)
+COMMUNITIES_VERTEX = "communities"  # the community run in use (torua.rag.community_build)
 TEXT_PROPERTIES = ("text", "name")  # what the corpus's full-text index reads: chunks' text, entities' names
 MAX_DOCUMENT_ID_BYTES = 900  # a document's vertex id is "d/" + it, a chunk's "c/" + it + "/" + 16 hex: all within the id rule's 1024
 

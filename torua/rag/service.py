@@ -18,11 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 from torua.protocol.errors import ToruaError
 from torua.protocol.messages import RagJob, RagRequest, SupportItem
-from torua.rag import queue, resolution, retrieval, schema
+from torua.protocol.vocabulary import RagTask
+from torua.rag import community_build, queue, resolution, retrieval, schema
 from torua.rag.corpus import CorpusSettings
 from torua.rag.ingest import CorpusWriter
 
-from torua.rag.rules import BUILT_MODES, MAX_DOCUMENTS, MAX_K, MAX_QUESTION_CHARS, MODES
+from torua.rag.rules import GLOBAL_COMMUNITIES, MAX_DOCUMENTS, MAX_K, MAX_QUESTION_CHARS, MODES
 
 if TYPE_CHECKING:
     from torua.client import Client
@@ -96,7 +97,9 @@ class CorpusService:
         ids = [j.id for j in jobs]
         if len(set(ids)) != len(ids):
             raise ToruaError("bad_request", "a document id is named twice in one job")
-        total = max(total, len(jobs))
+        return await self._queue(job, jobs, max(total, len(jobs)))
+
+    async def _queue(self, job: str, jobs: list[RagJob], total: int) -> str:
         await self.graph.put_vertex(schema.job_vertex(job), schema.JOB, {"documents": total})
         nc = self.client._nc
         assert nc is not None
@@ -105,6 +108,18 @@ class CorpusService:
         for item in jobs:
             await queue.publish(js, item)
         return job
+
+    async def build_communities(self) -> str:
+        """Queue a community run over the corpus (a job of one task; a worker runs
+        `torua.rag.community_build.build`); answers the job's id."""
+        await self.settings()
+        job = uuid.uuid4().hex[:16]
+        return await self._queue(job, [RagJob(job, self.name, "communities", "", task=RagTask.COMMUNITIES)], 1)
+
+    async def community_run(self) -> dict[str, Any] | None:
+        """The community run in use (`torua.rag.community_build`), or None before the first."""
+        held = await self.graph.get_vertex(schema.COMMUNITIES_VERTEX)
+        return None if held is None else held["properties"]
 
     def _job(self, job: str, n: int, document: Any) -> RagJob:
         return document_job(job, self.name, n, document)
@@ -133,14 +148,13 @@ class CorpusService:
         """``{"chunks": [{"id", "document_id", "text", "score", "start", "end"}], "entities",
         "relations", "communities"}``, best first (torua.rag.retrieval): `naive` ranks
         chunks by vector similarity; `local` by the entities they mention, from the
-        question's entities and their relations; `hybrid` fuses vector, BM25 and
-        local rankings."""
+        question's entities and their relations; `global` by the communities whose
+        summaries are nearest the question; `hybrid` fuses vector, BM25 and local
+        rankings with a second hop."""
         if not isinstance(question, str) or not question.strip() or len(question) > MAX_QUESTION_CHARS:
             raise ToruaError("bad_request", f"question must be non-empty text of at most {MAX_QUESTION_CHARS} characters")
         if mode not in MODES:
             raise ToruaError("bad_request", f"mode must be one of {', '.join(MODES)}, not {mode!r}")
-        if mode not in BUILT_MODES:
-            raise ToruaError("bad_request", f"mode {mode!r} is not built yet (issue 13); {', '.join(BUILT_MODES)} are")
         if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_K:
             raise ToruaError("bad_request", f"k must be 1 to {MAX_K}")
         settings = await self.settings()
@@ -148,7 +162,10 @@ class CorpusService:
         wide = min(1000, 4 * k)
         entities: list[dict[str, Any]] = []
         relations: list[dict[str, Any]] = []
-        if mode == "naive":
+        communities: list[dict[str, Any]] = []
+        if mode == "global":
+            ranked, communities, entities = await self._global(vector)
+        elif mode == "naive":
             hits = await self.graph.vector_search(vector, k=wide, label=schema.CHUNK)
             ranked = [(h["id"], float(h["score"])) for h in hits]
         elif mode == "local":
@@ -165,7 +182,26 @@ class CorpusService:
             fused = retrieval.rrf([vector_ids, text_ids, [c for c, _ in local[:wide]]])
             ranked = retrieval.first_and_second_hop(fused, bridged, k)
         chunks = await self._visible(ranked[:wide], k)
-        return {"chunks": chunks, "entities": entities, "relations": relations, "communities": []}
+        return {"chunks": chunks, "entities": entities, "relations": relations, "communities": communities}
+
+    async def _global(self, vector: list[float]) -> tuple[list[tuple[str, float]], list[dict[str, Any]], list[dict[str, Any]]]:
+        """The communities whose summaries are nearest the question (of the run in use),
+        their representative chunks (torua.rag.retrieval.community_chunks) and their
+        most central entities."""
+        run = await self.community_run()
+        if run is None:
+            raise ToruaError("conflict", f"corpus {self.name!r} has no communities yet: build them (POST /rag/{self.name}/communities, torua rag communities {self.name})")
+        prefix = community_build.run_prefix(str(run.get("run", "")))
+        hits = await self.graph.vector_search(vector, k=4 * GLOBAL_COMMUNITIES, label=schema.COMMUNITY)
+        best = [h for h in hits if h["id"].startswith(prefix)][:GLOBAL_COMMUNITIES]
+        communities = [
+            {"id": h["id"], "score": float(h["score"]), "summary": h["properties"].get("summary", ""), "size": h["properties"].get("size", 0),
+             "entities": h["properties"].get("entities", [])}
+            for h in best
+        ]
+        ranked = retrieval.community_chunks([(c["score"], h["properties"].get("chunks", [])) for c, h in zip(communities, best)])
+        entities = [{"id": e, "community": c["id"]} for c in communities for e in c["entities"]]
+        return ranked, communities, entities
 
     async def _local(self, question: str, vector: list[float]) -> tuple[list[tuple[str, float]], list[dict[str, Any]], list[dict[str, Any]]]:
         """Chunks ranked by the entities they mention, from the question's entities out
@@ -254,8 +290,10 @@ class RagService:
             return await corpus.create(**request.settings)
         if request.op == "get":
             settings = await corpus.settings()
-            info = await corpus.graph.info()
-            return {"name": corpus.name, "settings": settings.properties(), "counts": info.get("counts", {})}
+            info, run = await asyncio.gather(corpus.graph.info(), corpus.community_run())
+            return {"name": corpus.name, "settings": settings.properties(), "counts": info.get("counts", {}), "communities": run}
+        if request.op == "communities":
+            return {"job": await corpus.build_communities(), "documents": 1}
         if request.op == "documents":
             job = await corpus.add(request.documents, request.job, request.total)
             return {"job": job, "documents": max(request.total, len(request.documents))}

@@ -27,7 +27,8 @@ from torua.metrics import WorkerMetrics, metrics_server
 from torua.protocol.codec import decode, encode
 from torua.protocol.errors import ToruaError
 from torua.protocol.messages import RagJob, RagReply, RagRequest, SupportItem
-from torua.rag import queue, schema
+from torua.protocol.vocabulary import RagTask
+from torua.rag import community_build, queue, schema
 from torua.rag.corpus import CorpusSettings
 from torua.rag.ingest import CorpusWriter
 from torua.rag.pipeline import plan_document
@@ -39,7 +40,7 @@ log = logging.getLogger("torua.worker")
 FOR_GOOD = frozenset({"bad_request", "not_found", "value_too_large", "conflict", "forbidden", "unauthorized"})
 RETRY_DELAY_S = 2.0
 QUEUE_READ_S = 5.0  # how often the queue's depth is read for /metrics
-OPS = frozenset({"create", "get", "documents", "job", "delete_document", "query"})
+OPS = frozenset({"create", "get", "documents", "job", "delete_document", "query", "communities"})
 API_SUBJECT = "torua.rag.api"  # RagRequest -> RagReply, from the gateways
 API_QUEUE = "torua-rag"
 
@@ -161,9 +162,10 @@ class Worker:
         finally:
             beat.cancel()
         await msg.ack_sync()
-        self.done += 1
-        self.metrics.documents.labels("done").inc()
-        self.metrics.seconds.observe(time.monotonic() - started)
+        if job.task == RagTask.DOCUMENT:
+            self.done += 1
+            self.metrics.documents.labels("done").inc()
+            self.metrics.seconds.observe(time.monotonic() - started)
 
     async def _still_working(self, msg: Any) -> None:
         while True:
@@ -182,6 +184,10 @@ class Worker:
     async def ingest(self, job: RagJob) -> None:
         graph = self.client.graph(job.corpus)
         settings = await self._settings(graph, job.corpus)
+        if job.task == RagTask.COMMUNITIES:
+            await community_build.build(graph, self.engines.embedder, job.job)
+            await self._record(job)
+            return
         writer = CorpusWriter(graph)
         previous = await writer.previous_chunks(job.id)
         resolver = self.resolvers.setdefault(job.corpus, Resolver())
