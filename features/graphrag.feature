@@ -1,7 +1,7 @@
 @replicas2 @workers2
 Feature: GraphRAG
   A corpus is a graph Torua keeps in the schema of BRIEF section 10 (Document,
-  Chunk, Entity; HAS_CHUNK, MENTIONS, RELATED), run for real on a cluster of its
+  Chunk, Entity, Community; HAS_CHUNK, MENTIONS, RELATED, IN_COMMUNITY), run for real on a cluster of its
   own: `torua up --replicas 2 --workers 2` starts a nats-server, a coordinator,
   nodes n1, n2 and n3 with two copies of each shard, a gateway and two GraphRAG
   workers. Documents sent to a corpus are queued on JetStream; a worker chunks,
@@ -29,6 +29,24 @@ Feature: GraphRAG
     When the corpus "people" is asked "Where was the person who worked with Charles Babbage born?" in mode "hybrid"
     Then the first chunk is from "lovelace" and says "born in London"
     And the entity "e/person/ada lovelace" of "people" is there
+
+  Scenario: Communities group the entities, and a global query reads their summaries
+    Given the corpus "topics" with chunks of 40 tokens
+    When I send these documents to "topics"
+      """
+      [{"id": "curie", "text": "Marie Curie was born in Warsaw. Pierre Curie married Marie Curie in Paris. Marie Curie won the Nobel Prize."},
+       {"id": "turing", "text": "Alan Turing was born in London. Alan Turing worked at Bletchley Park with Joan Clarke."}]
+      """
+    Then the job ends with 2 documents done and 0 failed
+    When the corpus "topics" is asked "Who won the Nobel Prize?" in mode "global"
+    Then the answer is 409 with error code "conflict"
+    When I ask for the communities of "topics"
+    Then the job ends with 1 documents done and 0 failed
+    And "e/person/marie curie" and "e/person/pierre curie" of "topics" are in one community
+    And "e/person/marie curie" and "e/person/alan turing" of "topics" are in different communities
+    When the corpus "topics" is asked "Marie Curie and the Nobel Prize in Paris" in mode "global"
+    Then the first chunk is from "curie" and says "Marie Curie"
+    And the first community's summary names "Marie Curie"
 
   Scenario: Creating a corpus again with other settings is a conflict
     Given the corpus "settled" with chunks of 40 tokens

@@ -29,6 +29,12 @@ def step_send_documents(context, corpus):
     context.corpus = corpus
 
 
+@when('I ask for the communities of "{corpus}"')
+def step_build_communities(context, corpus):
+    context.job = ok(send(context, "POST", f"/rag/{corpus}/communities", b""), 202)["job"]
+    context.corpus = corpus
+
+
 @then("the job ends with {done:d} documents done and {failed:d} failed")
 def step_job_done(context, done, failed):
     def finished():
@@ -42,11 +48,13 @@ def step_job_done(context, done, failed):
 
 @when('the corpus "{corpus}" is asked "{question}" in mode "{mode}"')
 def step_ask(context, corpus, question, mode):
-    context.answer = ok(send(context, "POST", f"/rag/{corpus}/query", {"question": question, "mode": mode, "k": 3}, JSON), 200)
+    context.response = send(context, "POST", f"/rag/{corpus}/query", {"question": question, "mode": mode, "k": 3}, JSON)
+    context.answer = json.loads(context.response.body) if context.response.status == 200 else None
 
 
 @then('the first chunk is from "{document}" and says "{words}"')
 def step_first_chunk(context, document, words):
+    assert context.answer is not None, f"the query failed: {context.response!r}"
     first = context.answer["chunks"][0]
     assert first["document_id"] == document and words in first["text"], context.answer["chunks"]
 
@@ -55,6 +63,23 @@ def step_first_chunk(context, document, words):
 def step_entity(context, entity, corpus, state):
     resp = send(context, "GET", f"/graphs/{corpus}/vertices/{quote(entity, safe='')}")
     assert resp.status == (200 if state == "there" else 404), f"{entity}: {resp!r}"
+
+
+@then('the first community\'s summary names "{words}"')
+def step_community_summary(context, words):
+    assert words in context.answer["communities"][0]["summary"], context.answer["communities"]
+
+
+def _community(context, corpus: str, entity: str) -> str:
+    edges = ok(send(context, "GET", f"/graphs/{corpus}/vertices/{quote(entity, safe='')}/edges?direction=out&type=IN_COMMUNITY"), 200)["edges"]
+    assert len(edges) == 1, f"{entity} is in {len(edges)} communities: {edges}"
+    return edges[0]["dst"]
+
+
+@then('"{entity}" and "{other}" of "{corpus}" are in {where} communit{suffix:w}')
+def step_same_community(context, entity, other, corpus, where, suffix):
+    same = _community(context, corpus, entity) == _community(context, corpus, other)
+    assert same == (where == "one"), (entity, other, where)
 
 
 @then('"{entity}" of "{corpus}" is related to "{other}" by {chunks:d} {unit:w}')
