@@ -190,3 +190,30 @@ def test_graph_bench_reports_every_figure_beside_its_anchor(tmp_path):
         assert any(started in line for line in lines), (started, lines)
     assert not Path(doc["workdir"]).exists()
     assert_nothing_left(seen, [doc["workdir"], doc["nats_url"]])
+
+
+def test_rag_bench_reports_every_figure_beside_its_anchor(tmp_path):
+    """`torua bench --rag`, tiny: ingestion beside the pipeline in one process, delete beside
+    ingest, the community run, every mode's p50/p99 at each concurrency with hybrid beside
+    naive; nothing left running. No timing thresholds."""
+    out_json = tmp_path / "rag.json"
+    code, output, seen = run_bench(tmp_path, ["--rag", "--rag-documents", "12", "--rag-queries", "4", "--rag-deletes", "2",
+                                              "--rag-concurrency", "1,2", "--json", str(out_json)])
+    assert code == 0, output[-5000:]
+    doc = json.loads(out_json.read_text())
+    figures = [(f["figure"], f["label"]) for f in doc["figures"]]
+    assert [f for f, _ in figures] == ["ingest", "delete", "hybrid", "hybrid"], figures
+    for f in doc["figures"]:
+        assert f["torua"] > 0 and f["anchor"] > 0 and f["ratio"] == round(f["torua"] / f["anchor"], 3) and isinstance(f["met"], bool), f
+    assert doc["anchor"]["documents"] == doc["torua"]["ingest"]["documents"] == 12
+    assert doc["torua"]["delete"]["documents"] == 2
+    assert doc["torua"]["communities"]["communities"] >= 1 and doc["torua"]["counts"]["vertices"] > 12
+    assert {(q["mode"], q["concurrency"]) for q in doc["torua"]["queries"]} == {(m, c) for m in ("naive", "local", "global", "hybrid") for c in (1, 2)}
+    assert all(q["errors"] == 0 and q["p50_ms"] > 0 for q in doc["torua"]["queries"])
+    for label in ("ingestion documents/s", "delete one document", "hybrid query p50 at c=1", "community run:"):
+        assert label in output, label
+    lines = list(seen.values())
+    for started in ("nats-server", "torua up", "torua node", "torua worker", "torua.bench.rag_anchor"):
+        assert any(started in line for line in lines), (started, lines)
+    assert not Path(doc["workdir"]).exists()
+    assert_nothing_left(seen, [doc["workdir"], doc["nats_url"]])

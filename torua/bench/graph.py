@@ -36,7 +36,7 @@ import psutil
 
 from torua.bench.graph_data import exact_top_k, generate, recall, write_files
 from torua.bench.load import Result, measure, percentile
-from torua.bench.procs import BenchError, Stack, bench_failed
+from torua.bench.procs import BenchError, Stack, bench_failed, keep_logs
 from torua.graph.kuzu_index import VECTOR_EFS
 
 GRAPH = "bench-graph"
@@ -417,12 +417,8 @@ def run_graph_bench(args) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         print("torua bench: stopping everything it started", flush=True)
         stack.stop()
-        if not ok and (workdir / "logs").exists():  # what the processes said, for the failure
-            kept = Path(tempfile.mkdtemp(prefix="torua-bench-graph-logs-"))
-            shutil.copytree(workdir / "logs", kept / "logs")
-            if (workdir / "torua" / "logs").exists():
-                shutil.copytree(workdir / "torua" / "logs", kept / "logs" / "torua")
-            print(f"torua bench: the processes' logs are kept in {kept / 'logs'}", file=sys.stderr)
+        if not ok:  # what the processes said, for the failure
+            keep_logs(workdir, "torua-bench-graph-logs-")
         shutil.rmtree(workdir, ignore_errors=True)
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -8,9 +8,11 @@ NATS last) with a grace period, then SIGKILL.
 from __future__ import annotations
 
 import ctypes
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -148,11 +150,14 @@ class Stack:
         self.wait_for_text("aiohttp-echo", proc, "http echo ready", 20)
         return f"http://127.0.0.1:{port}"
 
-    def start_torua(self, nats_url: str, commit: str, nodes: int = 3, shards: int = 16, timeout: float = 60, replicas: int = 1) -> str:
+    def start_torua(
+        self, nats_url: str, commit: str, nodes: int = 3, shards: int = 16, timeout: float = 60, replicas: int = 1, workers: int = 0,
+    ) -> str:
+        """`torua up` on `nats_url`; `workers`: GraphRAG workers (none unless asked: the other benches need none)."""
         port = free_port()
         argv = torua_command() + [
             "up", "--nats-url", nats_url, "--nodes", str(nodes), "--shards", str(shards), "--port", str(port), "--replicas", str(replicas),
-            "--commit", commit, "--data-dir", str(self.workdir / "torua"), "--ready-timeout", str(timeout),
+            "--commit", commit, "--data-dir", str(self.workdir / "torua"), "--ready-timeout", str(timeout), "--workers", str(workers),
         ] + (["--insecure"] if self.insecure else [])
         proc = self.spawn("torua-up", argv)
         self.wait_for_text("torua-up", proc, "is ready", timeout + 15, fail_texts=("not ready after", "exited with code"))
@@ -177,6 +182,17 @@ class Stack:
                     proc.wait()
             else:
                 proc.wait()
+
+
+def keep_logs(workdir: Path, prefix: str) -> None:
+    """Copy what the processes of a failed run said out of `workdir` (which is removed)."""
+    if not (workdir / "logs").exists():
+        return
+    kept = Path(tempfile.mkdtemp(prefix=prefix))
+    shutil.copytree(workdir / "logs", kept / "logs")
+    if (workdir / "torua" / "logs").exists():
+        shutil.copytree(workdir / "torua" / "logs", kept / "logs" / "torua")
+    print(f"torua bench: the processes' logs are kept in {kept / 'logs'}", file=sys.stderr)
 
 
 def bench_failed(exc: BaseException, stack: "Stack") -> int:

@@ -46,6 +46,9 @@ def add_bench_arguments(p) -> None:
     from torua.bench.graph import add_graph_bench_arguments
 
     add_graph_bench_arguments(p)
+    from torua.bench.rag import add_rag_bench_arguments
+
+    add_rag_bench_arguments(p)
     p.add_argument("--only", default=None, metavar="SUBSTRING",
                    help=f"only measurements whose name contains this (comma-separated: any of them) among {', '.join(ORDER)}")
 
@@ -116,6 +119,10 @@ def run_bench(args) -> int:
         from torua.bench.graph import run_graph_bench
 
         return run_graph_bench(args)
+    if args.rag:
+        from torua.bench.rag import run_rag_bench
+
+        return run_rag_bench(args)
     try:
         concurrencies = sorted({int(c) for c in str(args.concurrency).split(",") if c.strip()})
     except ValueError:

@@ -60,12 +60,19 @@ class Corpus:
         return await self._api("job", {"job": job})
 
     async def wait(self, job: str, timeout: float = 600.0, every: float = 0.2) -> dict[str, Any]:
-        """The job's progress once it is done; `timeout` (ToruaError) if it is not within `timeout` s."""
+        """The job's progress once it is done; `timeout` (ToruaError) if it is not within `timeout` s.
+        A poll that meets a node failing over (`unavailable`, `timeout`) is tried again."""
         deadline = time.monotonic() + timeout
+        status: dict[str, Any] | str = "no answer yet"
         while True:
-            status = await self.job(job)
-            if status["state"] == "done":
-                return status
+            try:
+                status = await self.job(job)
+                if status["state"] == "done":
+                    return status
+            except ToruaError as exc:
+                if exc.code not in ("unavailable", "timeout"):
+                    raise
+                status = f"{exc.code}: {exc.message}"
             if time.monotonic() > deadline:
                 raise ToruaError("timeout", f"job {job} not done within {timeout:g}s: {status}")
             await asyncio.sleep(every)

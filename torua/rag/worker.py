@@ -3,8 +3,11 @@ runs the pipeline on them (`torua.rag.pipeline`) and writes them into their corp
 graph (`torua.rag.ingest`), one document at a time (docs/design/graphrag.md
 section 4). Runs on any machine that reaches the NATS cluster; as many as wanted.
 
-The pipeline's CPU work (embedding, parsing) runs in a thread, so the event loop
-keeps the NATS connection and the `in_progress` signals going while it works.
+A worker ingests up to `documents` documents at once: their pipeline work
+(embedding, parsing, resolving) runs in a thread, one document at a time (the
+models and the resolver are the worker's, and the CPU is the budget), while
+their writes to the cluster, which are mostly waiting, overlap. The event loop
+keeps the NATS connection and the `in_progress` signals going meanwhile.
 Each corpus's entity resolver lives as long as the worker: it learns the names it
 has seen, so later documents merge with them (another worker's names it does not
 know: two workers may make two near names two entities; the resolution doc says
@@ -57,9 +60,14 @@ class Engines:
 
 
 class Worker:
-    def __init__(self, client: Client, engines: Engines, ack_wait: float = queue.ACK_WAIT, metrics: WorkerMetrics | None = None) -> None:
+    def __init__(
+        self, client: Client, engines: Engines, ack_wait: float = queue.ACK_WAIT, metrics: WorkerMetrics | None = None, documents: int = 8,
+    ) -> None:
         self.client = client
         self.ack_wait = ack_wait
+        self.at_once = documents
+        self.planning = asyncio.Lock()  # one document's models' work at a time
+        self.busy: dict[tuple[str, str], tuple[asyncio.Lock, list[int]]] = {}  # (corpus, document id) -> its lock, its users
         self.metrics = metrics or WorkerMetrics()
         self.engines = engines
         self.resolvers: dict[str, Resolver] = {}
@@ -119,17 +127,31 @@ class Worker:
             await asyncio.sleep(QUEUE_READ_S)
 
     async def _take_until(self, stop: asyncio.Event, pulled: Any) -> None:
-        while not stop.is_set():
-            try:
-                messages = await pulled.fetch(1, timeout=1.0)
-            except NatsTimeout:
-                continue
-            except Exception as exc:  # NATS reconnecting, JetStream without a leader for a while: try again
-                log.warning("taking from %s failed (%s); trying again in %g s", queue.STREAM, exc or type(exc).__name__, RETRY_DELAY_S)
-                await asyncio.sleep(RETRY_DELAY_S)
-                continue
-            for msg in messages:
-                await self.take(msg)
+        """Take messages while fewer than `at_once` are being ingested; at a stop (or a
+        cancel) the ones in progress are cancelled: unacknowledged, they are redelivered."""
+        running: set[asyncio.Future[None]] = set()
+        try:
+            while not stop.is_set():
+                if len(running) >= self.at_once:
+                    await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                    continue
+                try:
+                    messages = await pulled.fetch(self.at_once - len(running), timeout=1.0)
+                except NatsTimeout:
+                    continue
+                except Exception as exc:  # NATS reconnecting, JetStream without a leader for a while: try again
+                    log.warning("taking from %s failed (%s); trying again in %g s", queue.STREAM, exc or type(exc).__name__, RETRY_DELAY_S)
+                    await asyncio.sleep(RETRY_DELAY_S)
+                    continue
+                for msg in messages:
+                    task = asyncio.ensure_future(self.take(msg))
+                    running.add(task)
+                    task.add_done_callback(running.discard)
+        finally:
+            for task in list(running):
+                task.cancel()
+            if running:
+                await asyncio.wait(running, timeout=5.0)
 
     async def take(self, msg: Any) -> None:
         """One message: its document written, then acknowledged; or let go (see queue)."""
@@ -182,6 +204,19 @@ class Worker:
         return CorpusSettings.of(vertex["properties"])
 
     async def ingest(self, job: RagJob) -> None:
+        """Two versions of one document (sent twice in a row) are written in turn."""
+        key = (job.corpus, job.id)
+        lock, users = self.busy.setdefault(key, (asyncio.Lock(), [0]))
+        users[0] += 1
+        try:
+            async with lock:
+                await self._ingest(job)
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self.busy[key]
+
+    async def _ingest(self, job: RagJob) -> None:
         graph = self.client.graph(job.corpus)
         settings = await self._settings(graph, job.corpus)
         if job.task == RagTask.COMMUNITIES:
@@ -192,9 +227,10 @@ class Worker:
         previous = await writer.previous_chunks(job.id)
         resolver = self.resolvers.setdefault(job.corpus, Resolver())
         e = self.engines
-        plan = await asyncio.to_thread(plan_document, job.id, job.text, settings.chunking(), e.embedder, e.extractor, resolver, previous)
-        names = sorted(plan.entities)
-        vectors = await asyncio.to_thread(e.embedder.embed, [plan.entities[n][1] for n in names])
+        async with self.planning:
+            plan = await asyncio.to_thread(plan_document, job.id, job.text, settings.chunking(), e.embedder, e.extractor, resolver, previous)
+            names = sorted(plan.entities)
+            vectors = await asyncio.to_thread(e.embedder.embed, [plan.entities[n][1] for n in names])
         await writer.write(plan, job.metadata, dict(zip(names, vectors)), previous)
         await self._record(job)
         for kind, count in (("new", len(plan.new)), ("kept", len(plan.kept)), ("removed", len(plan.gone))):
@@ -218,7 +254,7 @@ async def run_worker(config: Any, stop: Any) -> None:
     try:
         client = await Client(config.nats_url, nc=nc, api_key=config.api_key()).connect()
         engines = await asyncio.to_thread(Engines, config.threads)
-        worker = Worker(client, engines, config.ack_wait)
+        worker = Worker(client, engines, config.ack_wait, documents=config.documents)
         async with metrics_server(worker.metrics.registry, config.metrics_host, config.metrics_port):
             await worker.serve_api()
             task = asyncio.ensure_future(worker.run(stop.event))
