@@ -33,6 +33,7 @@ connection per thread.
 
 from __future__ import annotations
 
+import collections
 import datetime
 import decimal
 import importlib.util  # noqa: F401  kuzu 0.11.3 uses importlib.util without importing it (COPY FROM a pyarrow table)
@@ -95,6 +96,8 @@ PREPARED_PER_THREAD = 64  # prepared statements a read connection keeps (our own
 EXACT_VECTOR_BELOW = 5000  # exact scan below this many candidates: HNSW misses rows of small tables under churn
 VECTOR_EFS = 400  # recall@10 0.997 on 10k 384-d vectors (0.96 at Kuzu's default 200)
 TERM_ROWS = 10_000  # documents scored per query term (the best ones), for text search across shards
+STEMS_KEPT = 50_000  # words whose stems a shard's index remembers
+TERM_ROWS_KEPT = 200_000  # FTS rows of recent query words a shard's index remembers until its next write
 COPY_ROWS = 50_000  # rows per COPY when building
 RISKY_SUFFIX = ".risky"
 _RESERVED = re.compile(r"(?i)(v|e|p|emb)_\d+|indexmeta|indexgraphs|(fts|hnsw)_\d+")
@@ -221,6 +224,13 @@ class KuzuGraphs:
         self._vector_writes: dict[str, int] = {}
         self._vector_read_at: dict[str, float] = {}
         self._vectors_lock = threading.Lock()
+        self._stems: dict[str, str] = {}  # word -> Kuzu's English stem (a pure function of the word)
+        self._text_docs: dict[str, tuple[int, int]] = {}  # graph uid -> (applied_seq, vertices with text then)
+        # (graph uid, word) -> (applied_seq, its FTS rows then): a word asked again before the
+        # next write is answered from memory (questions share most of their words)
+        self._term_rows: collections.OrderedDict[tuple[str, str], tuple[int, list[list[Any]]]] = collections.OrderedDict()
+        self._term_rows_held = 0
+        self._text_lock = threading.Lock()
 
     # ------------------------------------------------------------------ files
 
@@ -789,12 +799,52 @@ class KuzuGraphs:
             conn.close()
 
     def _terms(self, query: str) -> dict[str, str]:
-        """The query's words keyed by their stem (Kuzu's, so every shard keys them alike)."""
+        """The query's words keyed by their stem (Kuzu's, so every shard keys them alike;
+        remembered, as a stem depends on the word alone)."""
         out: dict[str, str] = {}
         for word in query_terms(query):
-            stem = self._q("RETURN stem($w, 'english')", {"w": word})[0][0]
+            stem = self._stems.get(word)
+            if stem is None:
+                stem = self._q("RETURN stem($w, 'english')", {"w": word})[0][0]
+                if len(self._stems) >= STEMS_KEPT:
+                    self._stems.clear()
+                self._stems[word] = stem
             out.setdefault(stem, word)
         return out
+
+    def _docs_with_text(self, g: GraphTables) -> int:
+        """The graph's vertices with text here, counted again only after a write."""
+        seq = self.applied_seq
+        held = self._text_docs.get(g.uid)
+        if held is not None and held[0] == seq:
+            return held[1]
+        docs = int(self._q(f"MATCH (v:{g.V}) WHERE v.text IS NOT NULL RETURN count(*)")[0][0])
+        self._text_docs[g.uid] = (seq, docs)
+        return docs
+
+    def _term_docs(self, g: GraphTables, word: str) -> int:
+        """The documents holding `word` here (its best `TERM_ROWS` tell, unless there are more)."""
+        rows = self._fts_rows(g, word)
+        return len(rows) if len(rows) < TERM_ROWS else int(self._q(f"CALL QUERY_FTS_INDEX('{g.V}', '{g.fts}', $q) RETURN count(*)", {"q": word})[0][0])
+
+    def _fts_rows(self, g: GraphTables, word: str) -> list[list[Any]]:
+        """[id, label, BM25 score with this shard's IDF] of the best `TERM_ROWS` vertices for
+        `word`, remembered until the next write (at most `TERM_ROWS_KEPT` rows in all)."""
+        seq, key = self.applied_seq, (g.uid, word)
+        with self._text_lock:
+            held = self._term_rows.get(key)
+            if held is not None and held[0] == seq:
+                self._term_rows.move_to_end(key)
+                return held[1]
+        rows = self._q(f"CALL QUERY_FTS_INDEX('{g.V}', '{g.fts}', $q, top := {TERM_ROWS}) RETURN node.id, node.label, score", {"q": word})
+        with self._text_lock:
+            old = self._term_rows.pop(key, None)
+            self._term_rows_held -= len(old[1]) if old else 0
+            self._term_rows[key] = (seq, rows)
+            self._term_rows_held += len(rows)
+            while self._term_rows_held > TERM_ROWS_KEPT and self._term_rows:
+                self._term_rows_held -= len(self._term_rows.popitem(last=False)[1][1])
+        return rows
 
     def text_stats(self, uid: str, query: str) -> tuple[int, dict[str, int]]:
         """This shard's part of the BM25 statistics: its document count and, per query
@@ -802,9 +852,8 @@ class KuzuGraphs:
         g = self._graph(uid)
         if g is None or not g.text_properties:
             return 0, {}
-        docs = self._q(f"MATCH (v:{g.V}) WHERE v.text IS NOT NULL RETURN count(*)")[0][0]
-        df = {stem: self._q(f"CALL QUERY_FTS_INDEX('{g.V}', '{g.fts}', $q) RETURN count(*)", {"q": word})[0][0] for stem, word in self._terms(query).items()}
-        return int(docs), {stem: int(n) for stem, n in df.items() if n}
+        df = {stem: self._term_docs(g, word) for stem, word in self._terms(query).items()}
+        return self._docs_with_text(g), {stem: n for stem, n in df.items() if n}
 
     def text_search(self, uid: str, query: str, k: int, label: str, docs: int, term_docs: dict[str, int]) -> list[tuple[str, float]]:
         """The `k` best vertices for `query` by BM25, each term's part scaled from this
@@ -813,20 +862,22 @@ class KuzuGraphs:
         g = self._graph(uid)
         if g is None or not g.text_properties or k <= 0:
             return []
-        local_docs, local_df = self.text_stats(uid, query)
-        where = " WITH node, score WHERE node.label = $label" if label else ""
-        lp = {"label": label} if label else {}
+        local_docs = self._docs_with_text(g)
         scores: dict[str, float] = {}
         for stem, word in self._terms(query).items():
-            n_local = local_df.get(stem, 0)
+            if docs > 0 and not term_docs.get(stem):
+                continue  # no shard holds it (a stop word, a word of no document)
+            rows = self._fts_rows(g, word)
+            n_local = self._term_docs(g, word)
             if not n_local:
                 continue
             total, n_total = (docs, term_docs.get(stem, 0)) if docs > 0 else (local_docs, n_local)
             if n_total <= 0:
                 total, n_total = local_docs, n_local
             scale = idf(total, n_total) / idf(local_docs, n_local)
-            for vid, s in self._q(f"CALL QUERY_FTS_INDEX('{g.V}', '{g.fts}', $q, top := {TERM_ROWS}){where} RETURN node.id, score", {"q": word} | lp):
-                scores[vid] = scores.get(vid, 0.0) + float(s) * scale
+            for vid, vertex_label, s in rows:
+                if not label or vertex_label == label:
+                    scores[vid] = scores.get(vid, 0.0) + float(s) * scale
         return sorted(scores.items(), key=lambda x: (-x[1], x[0]))[:k]
 
     def cypher(self, uid: str, query: str, params: dict[str, Any], row_cap: int, timeout_s: float) -> tuple[list[str], list[list[Any]], bool]:
