@@ -197,6 +197,61 @@ async def test_communities_partition_the_entity_graph_and_global_queries_read_th
         assert all(c["document_id"] != "curie" for c in (await rag.query("Marie Curie, Nobel Prize", mode="global", k=5))["chunks"])
 
 
+async def test_an_llm_endpoint_extracts_embeds_answers_and_summarises(rag_cluster):
+    """A corpus over an OpenAI-compatible endpoint (the fake in tests/support/fake_llm.py,
+    whose extraction is spaCy's reading as JSON): the same entities as the spaCy corpus,
+    remote embeddings, answers citing chunk ids, LLM community summaries; bad settings
+    and a broken endpoint are clear errors."""
+    from tests.support.fake_llm import DIM, FakeLlm
+
+    async with Client(rag_cluster.nats_url) as db:
+        with FakeLlm() as llm:
+            rag, spacy_rag = db.rag("rag-llm"), db.rag("rag-llm-spacy")
+            settings = {**SETTINGS, "extractor": "llm", "embedder": "openai", "dim": DIM, "llm_url": llm.url, "llm_model": "fake-chat",
+                        "embedding_model": "fake-embed"}
+            assert (await rag.create(**settings))["settings"]["llm_url"] == llm.url
+            await spacy_rag.create(**SETTINGS)
+            await ingest(db, "rag-llm", docs())
+            await ingest(db, "rag-llm-spacy", docs())
+            assert llm.calls["extract"] >= len(PEOPLE) and llm.calls["embed"] >= len(PEOPLE)
+
+            async def entities(corpus: str) -> set[str]:
+                rows = (await db.graph(corpus).cypher("MATCH (v:Vertex) WHERE NOT v.stub AND v.label = 'Entity' RETURN v.id"))["rows"]
+                return {r["values"][0] for r in rows}
+
+            assert await entities("rag-llm") == await entities("rag-llm-spacy") != set()
+            g = db.graph("rag-llm")
+            married = {e["dst"]: e for e in (await g.edges("e/person/pierre curie", direction="out", type="RELATED"))[0]}
+            assert married["e/person/marie curie"]["properties"]["predicates"].get("marry") == 1  # the model's triple
+            assert len((await g.get_vertex(f"c/curie/{(await rag.document('curie'))['chunks'][0]}", embedding=True))["embedding"]) == DIM
+
+            answer = await rag.query("Where was Albert Einstein born?", mode="naive", k=3, answer=True)
+            first = answer["chunks"][0]
+            assert first["document_id"] == "einstein" and answer["citations"] == [first["id"]], answer
+            assert answer["answer"].startswith(f"From [{first['id']}]") and "Ulm" in answer["answer"]
+            assert "answer" not in await rag.query("Where was Albert Einstein born?", k=1)
+
+            await rag.wait(await rag.build_communities(), timeout=120)
+            summaries = await rag.query("Marie Curie in Paris", mode="global", k=2)
+            assert summaries["communities"] and all(c["summary"].startswith("Summary: Entities:") for c in summaries["communities"])
+            assert llm.calls["summary"] >= (await rag.info())["communities"]["communities"]
+
+            for bad, words in [({"extractor": "llm"}, "need llm_url, llm_model"), ({"embedder": "openai", "llm_url": llm.url}, "need embedding_model"),
+                               ({"llm_url": "ftp://x", "llm_model": "m"}, "http(s) URL"), ({"embedder": "openai", "dim": 0, "llm_url": llm.url, "embedding_model": "e"}, "dim must be")]:
+                with pytest.raises(ToruaError) as refused:
+                    await db.rag("rag-llm-bad").create(**bad)
+                assert refused.value.code == "bad_request" and words in refused.value.message, (bad, refused.value.message)
+            with pytest.raises(ToruaError) as no_model:
+                await spacy_rag.query("Where was Albert Einstein born?", answer=True)
+            assert no_model.value.code == "bad_request" and "no chat model" in no_model.value.message
+            broken = db.rag("rag-llm-broken")
+            await broken.create(**SETTINGS, llm_url=llm.url, llm_model="broken")
+            await ingest(db, "rag-llm-broken", docs(["curie"]))  # the offline pipeline: no chat model needed
+            with pytest.raises(ToruaError) as down:
+                await broken.query("Who married Marie Curie?", answer=True)
+            assert down.value.code == "unavailable" and "HTTP 500" in down.value.message and llm.url in down.value.message
+
+
 async def test_a_document_sent_again_rewrites_only_its_changed_chunks(rag_cluster):
     async with Client(rag_cluster.nats_url) as db:
         rag = db.rag("rag-again")

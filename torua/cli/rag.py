@@ -38,6 +38,12 @@ def add_rag_arguments(rag, common) -> None:
     p = sub("create", "create a corpus (every setting optional)")
     p.add_argument("--chunk-tokens", type=int, default=None, help="tokens per chunk [default 200]")
     p.add_argument("--overlap-tokens", type=int, default=None, help="tokens of whole sentences repeated from the chunk before [default 40]")
+    p.add_argument("--extractor", default=None, help="spacy-en_core_web_sm-3.8.0 (offline, the default) or llm (--llm-model at --llm-url)")
+    p.add_argument("--embedder", default=None, help="all-MiniLM-L6-v2-int8 (offline, the default) or openai (--embedding-model at --llm-url, --dim)")
+    p.add_argument("--dim", type=int, default=None, help="the openai embedder's dimension")
+    p.add_argument("--llm-url", default=None, help="an OpenAI-compatible endpoint, e.g. http://127.0.0.1:11434/v1 (the workers send TORUA_LLM_API_KEY)")
+    p.add_argument("--llm-model", default=None, help="its chat model: the llm extractor, answers (query --answer), community summaries")
+    p.add_argument("--embedding-model", default=None, help="its embeddings model (--embedder openai)")
     sub("info", "a corpus's settings and counts")
     p = sub("ingest", "send files, directories or NDJSON documents, and wait for the workers")
     p.add_argument("paths", nargs="+", help=".txt/.md files (one document each), .ndjson/.jsonl files (one per line), directories")
@@ -48,6 +54,7 @@ def add_rag_arguments(rag, common) -> None:
     p.add_argument("question")
     p.add_argument("--mode", choices=["naive", "local", "global", "hybrid"], default="hybrid", help="[default hybrid]")
     p.add_argument("-k", type=int, default=5, help="chunks [default 5]")
+    p.add_argument("--answer", action="store_true", help="also the corpus's chat model's answer, citing chunk ids")
     p = sub("eval", "retrieval recall and MRR per mode on the frozen multi-hop set (torua/rag/eval_set.py), beside vector, BM25 and their fusion")
     p.add_argument("--half", choices=["dev", "test", "all"], default="test", help="which questions [default test: report; choose settings on dev]")
     p.add_argument("--ingest", action="store_true", help="create the corpus, send it the set's documents and build its communities first (idempotent)")
@@ -111,12 +118,13 @@ async def run_rag(args) -> int:
         corpus = db.rag(args.corpus)
         command = args.rag_command
         if command == "create":
-            given = {"chunk_tokens": args.chunk_tokens, "overlap_tokens": args.overlap_tokens}
+            given = {"chunk_tokens": args.chunk_tokens, "overlap_tokens": args.overlap_tokens, "extractor": args.extractor, "embedder": args.embedder,
+                     "dim": args.dim, "llm_url": args.llm_url, "llm_model": args.llm_model, "embedding_model": args.embedding_model}
             _print(await corpus.create(**{k: v for k, v in given.items() if v is not None}))
         elif command == "info":
             _print(await corpus.info())
         elif command == "query":
-            _print(await corpus.query(args.question, args.mode, args.k))
+            _print(await corpus.query(args.question, args.mode, args.k, answer=args.answer))
         elif command == "job":
             _print(await corpus.job(args.job))
         elif command == "communities":

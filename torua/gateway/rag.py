@@ -27,6 +27,7 @@ from torua.rag.service import document_job
 
 API_SUBJECT = "torua.rag.api"
 PART_BYTES = 900 << 10  # documents per message to a worker, about
+ANSWER_TIMEOUT_S = 150.0  # a query that asks for an answer (the model's time; torua.rag.openai_compat allows 120 s)
 NO_WORKER = "no torua worker answers: start one (torua worker, or torua up --workers N)"
 
 
@@ -51,8 +52,10 @@ class RagEndpoints:
         return reply.result
 
     async def rag_create(self, graph: str, chunk_tokens: int | None = None, overlap_tokens: int | None = None,
-                         embedder: str | None = None, extractor: str | None = None) -> dict[str, Any]:
-        given = {"chunk_tokens": chunk_tokens, "overlap_tokens": overlap_tokens, "embedder": embedder, "extractor": extractor}
+                         embedder: str | None = None, extractor: str | None = None, dim: int | None = None, llm_url: str | None = None,
+                         llm_model: str | None = None, embedding_model: str | None = None) -> dict[str, Any]:
+        given = {"chunk_tokens": chunk_tokens, "overlap_tokens": overlap_tokens, "embedder": embedder, "extractor": extractor, "dim": dim,
+                 "llm_url": llm_url, "llm_model": llm_model, "embedding_model": embedding_model}
         return await self._rag(RagRequest("create", graph, settings={k: v for k, v in given.items() if v is not None}))
 
     async def rag_get(self, graph: str) -> dict[str, Any]:
@@ -68,8 +71,10 @@ class RagEndpoints:
         answer = await self._rag(RagRequest("communities", graph))
         return {**answer, "accepted": True}
 
-    async def rag_query(self, graph: str, question: str, mode: str = "naive", k: int = 10) -> dict[str, Any]:
-        return await self._rag(RagRequest("query", graph, question=question, mode=mode, k=k))
+    async def rag_query(self, graph: str, question: str, mode: str = "naive", k: int = 10, answer: bool = False) -> dict[str, Any]:
+        # an answer waits for the chat model: the longer deadline of the LLM endpoint's
+        return await self._rag(RagRequest("query", graph, question=question, mode=mode, k=k, answer=answer),
+                               timeout=ANSWER_TIMEOUT_S if answer else None)
 
     async def rag_documents(self, graph: str, ndjson: NdjsonBody) -> dict[str, Any]:
         """Every line read and checked first (a bad one is `bad_request` naming it, and

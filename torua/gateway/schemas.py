@@ -272,8 +272,8 @@ SCHEMAS: dict[str, Schema] = {
         description="load-based rebalancing of hot shards (ARCHITECTURE.md, Load rebalancing)",
     ),
     "CorpusSettings": obj(
-        {"chunk_tokens": INT, "overlap_tokens": INT, "embedder": STR, "dim": INT, "extractor": STR},
-        description="how a corpus is chunked (in the embedder's tokens) and which embedder and extractor build it",
+        {"chunk_tokens": INT, "overlap_tokens": INT, "embedder": STR, "dim": INT, "extractor": STR, "llm_url": STR, "llm_model": STR, "embedding_model": STR},
+        description="how a corpus is chunked (in the embedder's tokens), which embedder and extractor build it, its OpenAI-compatible endpoint (\"\": none)",
     ),
     "Corpus": obj({"name": STR, "settings": ref("CorpusSettings"), "created": {**BOOL, "description": "this request created it (201)"}}),
     "CorpusDetail": obj(
@@ -311,7 +311,10 @@ SCHEMAS: dict[str, Schema] = {
                 "type": "array", "items": obj({"id": STR, "score": NUM, "summary": STR, "size": INT, "entities": {"type": "array", "items": STR}}),
                 "description": "global: the communities whose summaries are nearest the question, best first",
             },
-        }
+            "answer": {**STR, "description": "with answer: true: the corpus's chat model's answer from the chunks"},
+            "citations": {"type": "array", "items": STR, "description": "with answer: true: the chunk ids the answer cites, in its order"},
+        },
+        required=["chunks", "entities", "relations", "communities"],
     ),
     "GraphInfo": obj(_GRAPH_INFO, description="a graph of the catalog"),
     "Graph": obj({**_GRAPH_INFO, "created": {**BOOL, "description": "this request created it (201)"}}),

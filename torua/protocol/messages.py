@@ -709,6 +709,7 @@ class RagRequest:
     question: str = ""  # query
     mode: str = "naive"
     k: int = 10
+    answer: bool = False  # query: also the corpus's chat model's answer
 
 
 @dataclass(frozen=True)

@@ -37,8 +37,9 @@ class Corpus:
         return await self.client._api(f"rag.{call}", {"graph": self.name, **{k: v for k, v in payload.items() if v is not None}})
 
     async def create(self, **settings: Any) -> dict[str, Any]:
-        """Create the corpus (`chunk_tokens`, `overlap_tokens`, `embedder`, `extractor`);
-        `created` False when it exists with these settings, `conflict` with others."""
+        """Create the corpus (`chunk_tokens`, `overlap_tokens`, `embedder`, `extractor`, `dim`,
+        `llm_url`, `llm_model`, `embedding_model`); `created` False when it exists with these
+        settings, `conflict` with others."""
         return await self._api("create", settings)
 
     async def info(self) -> dict[str, Any]:
@@ -89,6 +90,7 @@ class Corpus:
         (idempotent: no such document is no error)."""
         await self._api("delete_document", {"id": document_id})
 
-    async def query(self, question: str, mode: str = "naive", k: int = 10) -> dict[str, Any]:
-        """``{"chunks": [{"id", "document_id", "text", "score", "start", "end"}], "entities", "relations", "communities"}``."""
-        return await self._api("query", {"question": question, "mode": mode, "k": k})
+    async def query(self, question: str, mode: str = "naive", k: int = 10, answer: bool = False) -> dict[str, Any]:
+        """``{"chunks": [{"id", "document_id", "text", "score", "start", "end"}], "entities", "relations", "communities"}``;
+        `answer`: also ``"answer"`` and ``"citations"`` from the corpus's chat model."""
+        return await self._api("query", {"question": question, "mode": mode, "k": k, "answer": answer or None})

@@ -24,7 +24,7 @@ from collections import defaultdict
 from typing import Any
 
 from torua.graph.client import Graph
-from torua.rag import communities, louvain, schema
+from torua.rag import answers, communities, louvain, schema
 from torua.rag.ingest import each
 
 PAGE = 5000  # rows a shard answers per Cypher page (its cap is 10,000)
@@ -72,8 +72,22 @@ def run_prefix(run: str) -> str:
     return f"m/{run}/"
 
 
-async def build(graph: Graph, embedder: Any, run: str) -> dict[str, Any]:
-    """One run (`run`: its id, a job's): the `communities` vertex's new properties."""
+def summariser(llm: Any, model: str) -> Any:
+    """How a run summarises a community: by the corpus's chat model when it has one
+    (`torua.rag.answers`), else None (extractively, `communities.summary`)."""
+    if llm is None:
+        return None
+
+    def summarise(names: list[str], texts: list[str]) -> str:
+        return llm.chat(model, answers.SUMMARY_SYSTEM, answers.summary_prompt(names, texts), max_tokens=300).strip()[: communities.SUMMARY_CHARS]
+
+    return summarise
+
+
+async def build(graph: Graph, embedder: Any, run: str, summarise: Any = None) -> dict[str, Any]:
+    """One run (`run`: its id, a job's): the `communities` vertex's new properties.
+    `summarise(names, texts)`: a community's summary from its central names and its
+    best chunks' texts (None: extractive)."""
     relations = await scan_edges(graph, schema.RELATED)
     assignment = await asyncio.to_thread(louvain.detect, communities.louvain_edges(relations))
     found = communities.group(assignment, relations)
@@ -91,11 +105,11 @@ async def build(graph: Graph, embedder: Any, run: str) -> dict[str, Any]:
     def name(entity: str) -> str:
         return str(held.get(entity, {}).get("name") or entity.rsplit("/", 1)[-1])
 
-    summaries = [
-        communities.summary([name(e) for e in c.members[: communities.SUMMARY_NAMES]],
-                            [str(held.get(chunk, {}).get("text", "")) for chunk in chunks[: communities.SUMMARY_CHUNKS]])
-        for c, chunks in zip(found, chosen)
-    ]
+    summaries = []
+    for c, chunks in zip(found, chosen):
+        names = [name(e) for e in c.members[: communities.SUMMARY_NAMES]]
+        texts = [str(held.get(chunk, {}).get("text", "")) for chunk in chunks[: communities.SUMMARY_CHUNKS]]
+        summaries.append(await asyncio.to_thread(summarise, names, texts) if summarise else communities.summary(names, texts))
     vectors = await asyncio.to_thread(embedder.embed, summaries) if summaries else []
     prefix = run_prefix(run)
     await each([

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -22,6 +23,17 @@ NAME = "all-MiniLM-L6-v2-int8"
 DIM = 384
 MAX_TOKENS = 256
 BATCH = 32
+
+
+def token_counter() -> "Any":
+    """MiniLM's tokenizer without truncation or padding: where every token of a text is
+    (the chunker counts with it; a remote embedder's chunks too)."""
+    from tokenizers import Tokenizer
+
+    counter = Tokenizer.from_file(str(checked(MINILM_TOKENIZER)))
+    counter.no_truncation()
+    counter.no_padding()
+    return counter
 
 
 class OnnxEmbedder:
@@ -40,9 +52,7 @@ class OnnxEmbedder:
         self._tokenizer = Tokenizer.from_file(tokenizer_path)
         self._tokenizer.enable_truncation(MAX_TOKENS)
         self._tokenizer.no_padding()
-        self._counter = Tokenizer.from_file(tokenizer_path)  # no truncation: where every token of a text is
-        self._counter.no_truncation()
-        self._counter.no_padding()
+        self._counter = token_counter()
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1

@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING, Any
 from torua.protocol.errors import ToruaError
 from torua.protocol.messages import RagJob, RagRequest, SupportItem
 from torua.protocol.vocabulary import RagTask
-from torua.rag import community_build, queue, resolution, retrieval, schema
+from torua.rag import answers, community_build, queue, resolution, retrieval, schema
 from torua.rag.corpus import CorpusSettings
+from torua.rag.engines import Engines
 from torua.rag.ingest import CorpusWriter
 
 from torua.rag.rules import GLOBAL_COMMUNITIES, MAX_DOCUMENTS, MAX_K, MAX_QUESTION_CHARS, MODES
@@ -53,13 +54,12 @@ def document_job(job: str, corpus: str, n: int, document: Any) -> RagJob:
 
 class CorpusService:
     def __init__(self, client: "Client", name: str, engines: Any = None) -> None:
-        """`engines`: the worker's embedder and extractor (`torua.rag.worker.Engines`);
-        None: made on the first query that needs them."""
+        """`engines`: the worker's models (`torua.rag.engines.Engines`); None: made
+        when a query first needs them."""
         self.client = client
         self.graph = client.graph(name)
         self.name = self.graph.name
-        self._embedder: Any = getattr(engines, "embedder", None)
-        self._extractor: Any = getattr(engines, "extractor", None)
+        self.engines = engines if engines is not None else Engines(load=False)
 
     async def create(self, **settings: Any) -> dict[str, Any]:
         """Create the corpus (its graph, with the corpus vertex holding `settings`);
@@ -144,13 +144,14 @@ class CorpusService:
         await self.settings()
         return await CorpusWriter(self.graph).delete(schema.validate_document_id(document_id))
 
-    async def query(self, question: str, mode: str = "naive", k: int = 10) -> dict[str, Any]:
+    async def query(self, question: str, mode: str = "naive", k: int = 10, answer: bool = False) -> dict[str, Any]:
         """``{"chunks": [{"id", "document_id", "text", "score", "start", "end"}], "entities",
         "relations", "communities"}``, best first (torua.rag.retrieval): `naive` ranks
         chunks by vector similarity; `local` by the entities they mention, from the
         question's entities and their relations; `global` by the communities whose
         summaries are nearest the question; `hybrid` fuses vector, BM25 and local
-        rankings with a second hop."""
+        rankings with a second hop. `answer`: also the corpus's chat model's answer from
+        the chunks, with the chunk ids it cites (``"answer"``, ``"citations"``)."""
         if not isinstance(question, str) or not question.strip() or len(question) > MAX_QUESTION_CHARS:
             raise ToruaError("bad_request", f"question must be non-empty text of at most {MAX_QUESTION_CHARS} characters")
         if mode not in MODES:
@@ -158,6 +159,8 @@ class CorpusService:
         if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_K:
             raise ToruaError("bad_request", f"k must be 1 to {MAX_K}")
         settings = await self.settings()
+        if answer and not settings.answers():
+            raise ToruaError("bad_request", f"corpus {self.name!r} has no chat model: answers need its llm_url and llm_model settings")
         vector = await asyncio.to_thread(self._embed, question, settings)
         wide = min(1000, 4 * k)
         entities: list[dict[str, Any]] = []
@@ -169,7 +172,7 @@ class CorpusService:
             hits = await self.graph.vector_search(vector, k=wide, label=schema.CHUNK)
             ranked = [(h["id"], float(h["score"])) for h in hits]
         elif mode == "local":
-            ranked, entities, relations = await self._local(question, vector)
+            ranked, entities, relations = await self._local(question, vector, settings)
         else:  # hybrid: the local ranking, and vector, BM25 and the bridge from the vector's best, at once
             async def first_hop() -> tuple[list[str], list[str], list[tuple[str, float]]]:
                 vector_hits, text_hits = await asyncio.gather(
@@ -178,11 +181,14 @@ class CorpusService:
                 vector_ids = [h["id"] for h in vector_hits]
                 return vector_ids, [h["id"] for h in text_hits], await self._bridge(vector_ids[: retrieval.BRIDGE_FROM])
 
-            (local, entities, relations), (vector_ids, text_ids, bridged) = await asyncio.gather(self._local(question, vector), first_hop())
+            (local, entities, relations), (vector_ids, text_ids, bridged) = await asyncio.gather(self._local(question, vector, settings), first_hop())
             fused = retrieval.rrf([vector_ids, text_ids, [c for c, _ in local[:wide]]])
             ranked = retrieval.first_and_second_hop(fused, bridged, k)
         chunks = await self._visible(ranked[:wide], k)
-        return {"chunks": chunks, "entities": entities, "relations": relations, "communities": communities}
+        out = {"chunks": chunks, "entities": entities, "relations": relations, "communities": communities}
+        if answer:
+            out.update(await self._answer(question, chunks, settings))
+        return out
 
     async def _global(self, vector: list[float]) -> tuple[list[tuple[str, float]], list[dict[str, Any]], list[dict[str, Any]]]:
         """The communities whose summaries are nearest the question (of the run in use),
@@ -203,10 +209,10 @@ class CorpusService:
         entities = [{"id": e, "community": c["id"]} for c in communities for e in c["entities"]]
         return ranked, communities, entities
 
-    async def _local(self, question: str, vector: list[float]) -> tuple[list[tuple[str, float]], list[dict[str, Any]], list[dict[str, Any]]]:
+    async def _local(self, question: str, vector: list[float], settings: CorpusSettings) -> tuple[list[tuple[str, float]], list[dict[str, Any]], list[dict[str, Any]]]:
         """Chunks ranked by the entities they mention, from the question's entities out
         (torua.rag.retrieval), with the entities and relations that ranked them."""
-        found = (await asyncio.to_thread(self._extract, question)).mentions
+        found = (await asyncio.to_thread(self._extract, question, settings)).mentions
         named = [resolution.entity_id(m.type, m.text) for m in found]
         nearest = await self.graph.vector_search(vector, k=retrieval.SEEDS, label=schema.ENTITY)
         present = await asyncio.gather(*(self.graph.get_vertex(id) for id in named))
@@ -255,20 +261,18 @@ class CorpusService:
         return chunks
 
     def _embed(self, text: str, settings: CorpusSettings) -> list[float]:
-        if self._embedder is None:
-            from torua.rag.onnx_embedder import OnnxEmbedder
+        return [float(x) for x in self.engines.embedder_for(settings).embed([text])[0]]
 
-            self._embedder = OnnxEmbedder()
-        if self._embedder.name != settings.embedder:
-            raise ToruaError("bad_request", f"corpus {self.name!r} was built with {settings.embedder}, which this client does not have")
-        return [float(x) for x in self._embedder.embed([text])[0]]
+    def _extract(self, text: str, settings: CorpusSettings) -> Any:
+        return self.engines.extractor_for(settings).extract([text])[0]
 
-    def _extract(self, text: str) -> Any:
-        if self._extractor is None:
-            from torua.rag.spacy_extractor import SpacyExtractor
-
-            self._extractor = SpacyExtractor()
-        return self._extractor.extract([text])[0]
+    async def _answer(self, question: str, chunks: list[dict[str, Any]], settings: CorpusSettings) -> dict[str, Any]:
+        """The chat model's answer from the chunks, and the chunk ids it cites."""
+        llm = self.engines.llm_for(settings)
+        if llm is None:
+            raise ToruaError("bad_request", f"corpus {self.name!r} has no chat model: answers need its llm_url and llm_model settings")
+        text = await asyncio.to_thread(llm.chat, settings.llm_model, answers.ANSWER_SYSTEM, answers.answer_prompt(question, chunks))
+        return {"answer": text.strip(), "citations": answers.citations(text, [c["id"] for c in chunks])}
 
 
 class RagService:
@@ -276,13 +280,10 @@ class RagService:
 
     def __init__(self, client: "Client", engines: Any = None) -> None:
         self.client = client
-        self.engines = engines
-        self._corpora: dict[str, CorpusService] = {}
+        self.engines = engines if engines is not None else Engines(load=False)
 
     def corpus(self, name: str) -> CorpusService:
-        if name not in self._corpora:
-            self._corpora[name] = CorpusService(self.client, name, self.engines)
-        return self._corpora[name]
+        return CorpusService(self.client, name, self.engines)  # light: made for each call, nothing kept per corpus
 
     async def answer(self, request: RagRequest) -> dict[str, Any]:
         corpus = self.corpus(request.corpus)
@@ -302,5 +303,5 @@ class RagService:
         if request.op == "delete_document":
             return {"deleted": await corpus.delete_document(request.id)}
         if request.op == "query":
-            return await corpus.query(request.question, request.mode, request.k)
+            return await corpus.query(request.question, request.mode, request.k, request.answer)
         raise ToruaError("bad_request", f"unknown GraphRAG call {request.op!r}")

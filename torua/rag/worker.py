@@ -33,6 +33,7 @@ from torua.protocol.messages import RagJob, RagReply, RagRequest, SupportItem
 from torua.protocol.vocabulary import RagTask
 from torua.rag import community_build, queue, schema
 from torua.rag.corpus import CorpusSettings
+from torua.rag.engines import Engines
 from torua.rag.ingest import CorpusWriter
 from torua.rag.pipeline import plan_document
 from torua.rag.resolution import Resolver
@@ -46,17 +47,6 @@ QUEUE_READ_S = 5.0  # how often the queue's depth is read for /metrics
 OPS = frozenset({"create", "get", "documents", "job", "delete_document", "query", "communities"})
 API_SUBJECT = "torua.rag.api"  # RagRequest -> RagReply, from the gateways
 API_QUEUE = "torua-rag"
-
-
-class Engines:
-    """The embedder and extractor of a worker, made once (loading them takes a second)."""
-
-    def __init__(self, threads: int = 1) -> None:
-        from torua.rag.onnx_embedder import OnnxEmbedder
-        from torua.rag.spacy_extractor import SpacyExtractor
-
-        self.embedder = OnnxEmbedder(threads=threads)
-        self.extractor = SpacyExtractor()
 
 
 class Worker:
@@ -219,18 +209,19 @@ class Worker:
     async def _ingest(self, job: RagJob) -> None:
         graph = self.client.graph(job.corpus)
         settings = await self._settings(graph, job.corpus)
+        e = self.engines
         if job.task == RagTask.COMMUNITIES:
-            await community_build.build(graph, self.engines.embedder, job.job)
+            await community_build.build(graph, e.embedder_for(settings), job.job, community_build.summariser(e.llm_for(settings), settings.llm_model))
             await self._record(job)
             return
         writer = CorpusWriter(graph)
         previous = await writer.previous_chunks(job.id)
         resolver = self.resolvers.setdefault(job.corpus, Resolver())
-        e = self.engines
+        embedder, extractor = e.embedder_for(settings), e.extractor_for(settings)
         async with self.planning:
-            plan = await asyncio.to_thread(plan_document, job.id, job.text, settings.chunking(), e.embedder, e.extractor, resolver, previous)
+            plan = await asyncio.to_thread(plan_document, job.id, job.text, settings.chunking(), embedder, extractor, resolver, previous)
             names = sorted(plan.entities)
-            vectors = await asyncio.to_thread(e.embedder.embed, [plan.entities[n][1] for n in names])
+            vectors = await asyncio.to_thread(embedder.embed, [plan.entities[n][1] for n in names])
         await writer.write(plan, job.metadata, dict(zip(names, vectors)), previous)
         await self._record(job)
         for kind, count in (("new", len(plan.new)), ("kept", len(plan.kept)), ("removed", len(plan.gone))):
