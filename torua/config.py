@@ -98,7 +98,7 @@ class NodeConfig(Common):
     graph_peer_timeout: float = field(default=2.0, metadata={"help": "seconds a shard's primary waits for the primary of another shard in the edge protocol (attach, detach, drop, check) before it leaves the step to repair"})
     graph_repair_interval: float = field(default=2.0, metadata={"help": "seconds between the rounds in which each primary drives its graph edges' unfinished steps and outbox"})
     graph_buffer_pool: int = field(default=256, metadata={"help": f"MiB of buffer pool for each shard copy's graph index (Kuzu), {GRAPH_BUFFER_POOL_MIB[0]} to {GRAPH_BUFFER_POOL_MIB[1]}"})
-    graph_max_db_size: int = field(default=1024, metadata={"help": f"MiB of address space each shard copy's graph index may map (its largest size), {GRAPH_MAX_DB_SIZE_MIB[0]} to {GRAPH_MAX_DB_SIZE_MIB[1]}"})
+    graph_max_db_size: int = field(default=8192, metadata={"help": f"MiB of address space each shard copy's graph index may map (its largest size), {GRAPH_MAX_DB_SIZE_MIB[0]} to {GRAPH_MAX_DB_SIZE_MIB[1]}"})
     graph_threads: int = field(default=1, metadata={"help": f"threads each shard copy's graph index may use for one query, {GRAPH_THREADS[0]} to {GRAPH_THREADS[1]}"})
     graph_vector_memory: int = field(default=64, metadata={"help": f"MiB of each graph's vectors each shard copy keeps in memory to search them exactly ({GRAPH_VECTOR_MEMORY_MIB[0]} to {GRAPH_VECTOR_MEMORY_MIB[1]}; above it, or 0, its HNSW index answers)"})
 

@@ -108,7 +108,7 @@ LIMITS = [
     ("node-default-graph-buffer-pool", NodeConfig, [], {}, ("graph_buffer_pool", 256)),
     ("node-graph-buffer-pool-env", NodeConfig, [], {"TORUA_GRAPH_BUFFER_POOL": "32"}, ("graph_buffer_pool", 32)),
     ("node-graph-buffer-pool-too-small", NodeConfig, ["--graph-buffer-pool", "8"], {}, "graph_buffer_pool must be from 16 to 65536"),
-    ("node-default-graph-max-db-size", NodeConfig, [], {}, ("graph_max_db_size", 1024)),
+    ("node-default-graph-max-db-size", NodeConfig, [], {}, ("graph_max_db_size", 8192)),
     ("node-graph-max-db-size-flag", NodeConfig, ["--graph-max-db-size", "4096"], {}, ("graph_max_db_size", 4096)),
     ("node-graph-max-db-size-8tib", NodeConfig, ["--graph-max-db-size", str(8 << 20)], {}, "graph_max_db_size must be from 64 to 4194304"),
     ("node-default-graph-threads", NodeConfig, [], {}, ("graph_threads", 1)),

@@ -364,6 +364,6 @@ class IndexLimits:
     --graph-vector-memory)."""
 
     buffer_pool_bytes: int = 256 << 20
-    max_db_bytes: int = 1 << 30
+    max_db_bytes: int = 8 << 30  # address space, not memory: a build of a shard with a dozen corpora needed more than 1 GiB
     threads: int = 1
     vector_memory_bytes: int = 64 << 20  # per graph: its vectors searched in memory up to this (torua.graph.vector_cache)

@@ -641,6 +641,14 @@ class KuzuGraphs:
             _rows(c, "MATCH (m:IndexMeta {k: 'applied_seq'}) SET m.v = $s", {"s": seq})
             _rows(c, "MATCH (m:IndexMeta {k: 'next_n'}) SET m.v = $n", {"n": len(built) + 1})
             self._close_handle()
+            if Path(str(path) + ".wal").exists():
+                # Kuzu's close folds the WAL into the file, or fails silently when the fold
+                # needs more address space than max_db_size: the file alone would then be
+                # at seq 0 once renamed, and be built again for ever
+                raise IndexDamaged(
+                    f"{path}: Kuzu could not fold the new index's WAL in when closing it: its graphs need more address space than the "
+                    f"node's --graph-max-db-size of {self.limits.max_db_bytes >> 20} MiB per shard copy (start the node with a larger one)"
+                )
             _fsync(path)
         except BaseException:
             self._close_handle()
