@@ -23,10 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import shutil
-import signal
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -36,7 +33,8 @@ import psutil
 
 from torua.bench.graph_data import exact_top_k, generate, recall, write_files
 from torua.bench.load import Result, measure, percentile
-from torua.bench.procs import BenchError, Stack, bench_failed, keep_logs
+from torua.bench.report import meets, ratio as _ratio
+from torua.bench.procs import BenchError, Stack, in_own_stack
 from torua.graph.kuzu_index import VECTOR_EFS
 
 GRAPH = "bench-graph"
@@ -76,14 +74,8 @@ def met(figure: str, ratio: float | None) -> bool | None:
     >>> met("import", 0.31), met("import", 0.2), met("traverse_p50", 2.5), met("traverse_p50", 3.5), met("get", None)
     (True, False, True, False, None)
     """
-    if ratio is None:
-        return None
-    way, target = TARGETS[figure]
-    return ratio >= target if way == "higher" else ratio <= target
+    return meets(TARGETS[figure], ratio)
 
-
-def _ratio(torua: float, anchor: float) -> float | None:
-    return round(torua / anchor, 3) if anchor else None
 
 
 def _lines_in_requests(path: Path) -> list[bytes]:
@@ -341,9 +333,6 @@ def report(rows: list[dict], torua: dict, anchor: dict, nodes: list[dict], heade
     return "\n".join(lines)
 
 
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
-
 
 def run_graph_bench(args) -> int:
     if min(args.graph_vertices, args.graph_queries) < 1 or args.graph_edges < 0 or args.graph_vectors < 0:
@@ -352,17 +341,12 @@ def run_graph_bench(args) -> int:
     if args.nats_url is not None or args.http is not None:
         print("torua bench --graph starts its own cluster (no --nats-url/--http)", file=sys.stderr)
         return 2
-    workdir = Path(tempfile.mkdtemp(prefix="torua-bench-graph-"))
-    stack = Stack(workdir, insecure=getattr(args, "insecure", False))
-    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
 
-    def say(text: str) -> None:
-        print(text, flush=True)
+    def run(stack: Stack, workdir: Path) -> int:
+        def say(text: str) -> None:
+            print(text, flush=True)
 
-    say(f"torua bench: work dir {workdir}")
-    started = time.perf_counter()
-    ok = False
-    try:
+        started = time.perf_counter()
         say(f"torua bench --graph: generating {args.graph_vertices} vertices, {args.graph_edges} edges, {args.graph_vectors} {DIM}-d vectors")
         data = generate(args.graph_vertices, args.graph_edges, args.graph_vectors, DIM, queries=args.graph_queries, seeds=args.graph_queries)
         paths = write_files(data, workdir)
@@ -382,12 +366,7 @@ def run_graph_bench(args) -> int:
             shards = json.loads(resp.read())["shards"]
         nodes = node_memory(stack, shards)
         say("torua bench: the Kuzu anchor (one embedded database, one process)")
-        anchor_proc = stack.spawn("kuzu-anchor", [sys.executable, "-m", "torua.bench.kuzu_anchor", str(workdir)])
-        while anchor_proc.poll() is None:
-            time.sleep(0.2)
-        say(stack.log_tail("kuzu-anchor", 2000).rstrip())
-        if anchor_proc.returncode != 0:
-            raise BenchError(f"the Kuzu anchor exited with code {anchor_proc.returncode}")
+        stack.run_anchor("kuzu-anchor", "torua.bench.kuzu_anchor", workdir)
         anchor = json.loads((workdir / "anchor-result.json").read_text())
         rows = figures(torua, anchor, truth)
         cpus = psutil.cpu_count()
@@ -409,16 +388,6 @@ def run_graph_bench(args) -> int:
         if errors or "vector_error" in torua:
             print(f"torua bench: {errors} requests or lines failed" if errors else f"torua bench: vector search {torua['vector_error']}", file=sys.stderr)
             return 1
-        ok = True
         return 0
-    except (Exception, KeyboardInterrupt) as exc:
-        return bench_failed(exc, stack)
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        print("torua bench: stopping everything it started", flush=True)
-        stack.stop()
-        if not ok:  # what the processes said, for the failure
-            keep_logs(workdir, "torua-bench-graph-logs-")
-        shutil.rmtree(workdir, ignore_errors=True)
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+
+    return in_own_stack("torua-bench-graph-", getattr(args, "insecure", False), run)

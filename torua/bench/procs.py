@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 from torua.api_keys import admin_key_path
@@ -108,6 +109,15 @@ class Stack:
         self.procs.append((name, proc))
         return proc
 
+    def run_anchor(self, name: str, module: str, workdir: Path) -> None:
+        """`python -m module workdir` to its end (an anchor measured alone), its last words
+        printed; `BenchError` if it failed."""
+        proc = self.spawn(name, [sys.executable, "-m", module, str(workdir)])
+        proc.wait()
+        print(self.log_tail(name, 2000).rstrip(), flush=True)
+        if proc.returncode != 0:
+            raise BenchError(f"{name} exited with code {proc.returncode}")
+
     def wait_for_text(self, name: str, proc: subprocess.Popen, text: str, timeout: float, fail_texts: tuple[str, ...] = ()) -> None:
         deadline = time.monotonic() + timeout
         state = f"not ready after {timeout:g}s"
@@ -182,6 +192,36 @@ class Stack:
                     proc.wait()
             else:
                 proc.wait()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def in_own_stack(prefix: str, insecure: bool, body: "Callable[[Stack, Path], int]") -> int:
+    """Run a bench that starts its own processes: `body(stack, workdir)` in a fresh temp
+    dir, its exit code answered; whatever it started is stopped at the end, also on
+    Ctrl-C (130) or an error (1, the processes' logs kept), and the dir removed."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    stack = Stack(workdir, insecure=insecure)
+    # Our own handler for both: asyncio.run's SIGINT handler only cancels the main task once.
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    print(f"torua bench: work dir {workdir}", flush=True)
+    code = 1
+    try:
+        code = body(stack, workdir)
+        return code
+    except (Exception, KeyboardInterrupt) as exc:
+        return bench_failed(exc, stack)
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not leave orphans
+        print("torua bench: stopping everything it started", flush=True)
+        stack.stop()
+        if code != 0:  # what the processes said, for the failure
+            keep_logs(workdir, prefix + "logs-")
+        shutil.rmtree(workdir, ignore_errors=True)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def keep_logs(workdir: Path, prefix: str) -> None:

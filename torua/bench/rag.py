@@ -20,10 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
-import signal
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -32,7 +29,8 @@ import aiohttp
 import psutil
 
 from torua.bench.load import Result, measure
-from torua.bench.procs import BenchError, Stack, bench_failed, keep_logs
+from torua.bench.report import meets, ratio as _ratio
+from torua.bench.procs import BenchError, Stack, in_own_stack
 
 CORPUS = "bench-rag"
 NODES, SHARDS = 3, 16
@@ -64,14 +62,8 @@ def met(figure: str, ratio: float | None) -> bool | None:
     >>> met("ingest", 0.75), met("ingest", 0.5), met("delete", 0.4), met("hybrid", 3.2), met("hybrid", None)
     (True, False, True, False, None)
     """
-    if ratio is None:
-        return None
-    way, target = TARGETS[figure]
-    return ratio >= target if way == "higher" else ratio <= target
+    return meets(TARGETS[figure], ratio)
 
-
-def _ratio(a: float, b: float) -> float | None:
-    return round(a / b, 3) if b else None
 
 
 class RagSide:
@@ -227,9 +219,6 @@ def report(rows: list[dict], torua: dict, header: str) -> str:
     return "\n".join(lines)
 
 
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
-
 
 def run_rag_bench(args) -> int:
     from torua.rag import eval_set
@@ -247,27 +236,17 @@ def run_rag_bench(args) -> int:
     frozen = eval_set.load()
     documents = frozen["documents"][: args.rag_documents or None]
     questions = [q["question"] for q in frozen["questions"]]
-    workdir = Path(tempfile.mkdtemp(prefix="torua-bench-rag-"))
-    stack = Stack(workdir, insecure=getattr(args, "insecure", False))
-    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
 
-    def say(text: str) -> None:
-        print(text, flush=True)
+    def run(stack: Stack, workdir: Path) -> int:
+        def say(text: str) -> None:
+            print(text, flush=True)
 
-    say(f"torua bench: work dir {workdir}")
-    started = time.perf_counter()
-    ok = False
-    try:
+        started = time.perf_counter()
         (workdir / "rag-documents.ndjson").write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in documents))
         threads = psutil.cpu_count() or 1
         (workdir / "rag-anchor-input.json").write_text(json.dumps({"threads": threads, **SETTINGS}))
         say(f"torua bench --rag: the anchor (the pipeline in one process, embedder on {threads} threads), on an idle machine")
-        anchor_proc = stack.spawn("rag-anchor", [sys.executable, "-m", "torua.bench.rag_anchor", str(workdir)])
-        while anchor_proc.poll() is None:
-            time.sleep(0.2)
-        say(stack.log_tail("rag-anchor", 2000).rstrip())
-        if anchor_proc.returncode != 0:
-            raise BenchError(f"the anchor exited with code {anchor_proc.returncode}")
+        stack.run_anchor("rag-anchor", "torua.bench.rag_anchor", workdir)
         anchor = json.loads((workdir / "rag-anchor-result.json").read_text())
         nats_url = stack.start_nats("nats")
         say(f"torua bench: starting torua up ({NODES} nodes, {SHARDS} shards, 1 copy, {args.rag_workers} workers, commit={args.commit})")
@@ -290,16 +269,6 @@ def run_rag_bench(args) -> int:
         if errors:
             print(f"torua bench: {errors} queries failed", file=sys.stderr)
             return 1
-        ok = True
         return 0
-    except (Exception, KeyboardInterrupt) as exc:
-        return bench_failed(exc, stack)
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        print("torua bench: stopping everything it started", flush=True)
-        stack.stop()
-        if not ok:  # what the processes said, for the failure
-            keep_logs(workdir, "torua-bench-rag-logs-")
-        shutil.rmtree(workdir, ignore_errors=True)
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+
+    return in_own_stack("torua-bench-rag-", getattr(args, "insecure", False), run)

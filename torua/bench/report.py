@@ -127,3 +127,20 @@ def write_json(path: Path, results: list[Result], **fields) -> None:
     doc = {**fields, "results": [asdict(r) for r in results], "ratios": ratios(results)}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(doc, indent=2) + "\n")
+
+
+def ratio(torua: float, anchor: float) -> float | None:
+    """Torua's figure over its anchor's, rounded; None without an anchor figure."""
+    return round(torua / anchor, 3) if anchor else None
+
+
+def meets(target: tuple[str, float], value: float | None) -> bool | None:
+    """Whether a ratio meets `target` (("higher", t): at least t; ("lower", t): at most t); None: no ratio.
+
+    >>> meets(("higher", 0.3), 0.31), meets(("lower", 3.0), 3.5), meets(("lower", 3.0), None)
+    (True, False, None)
+    """
+    if value is None:
+        return None
+    way, limit = target
+    return value >= limit if way == "higher" else value <= limit

@@ -12,16 +12,13 @@ the end, also on Ctrl-C or an error.
 from __future__ import annotations
 
 import asyncio
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 from torua.api_keys import discovered_token
 from torua.bench.load import Result, measure
-from torua.bench.procs import Stack, bench_failed
+from torua.bench.procs import Stack, in_own_stack
 from torua.bench.report import machine_info, table, write_json
 from torua.bench.targets import ANCHORS, ORDER, TORUA, Targets
 from torua.cli.up import nats_server_binary
@@ -52,9 +49,6 @@ def add_bench_arguments(p) -> None:
     p.add_argument("--only", default=None, metavar="SUBSTRING",
                    help=f"only measurements whose name contains this (comma-separated: any of them) among {', '.join(ORDER)}")
 
-
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
 
 
 def _durability(args) -> dict:
@@ -139,13 +133,7 @@ def run_bench(args) -> int:
         print(f"torua bench: --only {args.only!r} matches none of {', '.join(ORDER)}", file=sys.stderr)
         return 2
     durability = _durability(args)
-    workdir = Path(tempfile.mkdtemp(prefix="torua-bench-"))
-    stack = Stack(workdir, insecure=args.insecure)
-    # Our own handler for both: asyncio.run's SIGINT handler only cancels the main task once,
-    # and nats-py swallows CancelledError in places (flush), which would leave the run going.
-    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
-    print(f"torua bench: work dir {workdir}", flush=True)
-    try:
+    def run(stack: Stack, workdir: Path) -> int:
         urls = _start(args, stack, names)
         version = subprocess.run([nats_server_binary(), "--version"], capture_output=True, text=True, timeout=10).stdout.strip()
         machine = machine_info(version, workdir)
@@ -174,12 +162,5 @@ def run_bench(args) -> int:
             print("torua bench: some requests failed (see ERRORS above)", file=sys.stderr)
             return 1
         return 0
-    except (Exception, KeyboardInterrupt) as exc:
-        return bench_failed(exc, stack)
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not leave orphans
-        print("torua bench: stopping everything it started", flush=True)
-        stack.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+
+    return in_own_stack("torua-bench-", args.insecure, run)
