@@ -115,6 +115,10 @@ async def test_documents_are_ingested_by_workers_and_naive_query_finds_them(rag_
         answer = await rag.query("Where was Albert Einstein born?", k=3)
         assert answer["chunks"][0]["document_id"] == "einstein" and "Ulm" in answer["chunks"][0]["text"]
         assert all(c["score"] <= answer["chunks"][0]["score"] for c in answer["chunks"])
+        for mode in ("naive", "hybrid"):  # a metadata filter: only the documents whose metadata holds it
+            only = await rag.query("Where was Albert Einstein born?", mode=mode, k=3, metadata={"person": "turing"})
+            assert only["chunks"] and {c["document_id"] for c in only["chunks"]} == {"turing"}, (mode, only["chunks"])
+            assert (await rag.query("Where was Albert Einstein born?", mode=mode, metadata={"person": "nobody"}))["chunks"] == []
         married = await rag.query("Who did Pierre Curie marry?", mode="local", k=3)
         assert married["chunks"][0]["document_id"] == "curie" and "married" in married["chunks"][0]["text"]
         assert {"id": "e/person/pierre curie", "score": 1.0, "seed": True} in married["entities"]
@@ -351,6 +355,9 @@ def test_the_rest_api_walks_a_corpus(rag_cluster):
     assert c.json("GET", f"/rag/rag-rest/jobs/{job}")[1] == {"job": job, "documents": 2, "done": 2, "failed": 0, "state": "done"}
     status, answer = c.json("POST", "/rag/rag-rest/query", {"question": "Where did Charles Darwin sail?", "mode": "hybrid", "k": 2})
     assert status == 200 and answer["chunks"][0]["document_id"] == "darwin" and "Beagle" in answer["chunks"][0]["text"], answer
+    status, only = c.json("POST", "/rag/rag-rest/query", {"question": "Where did Charles Darwin sail?", "k": 2, "metadata": {"person": "turing"}})
+    assert status == 200 and {x["document_id"] for x in only["chunks"]} == {"turing"}, only
+    assert c.json("POST", "/rag/rag-rest/query", {"question": "x", "metadata": ["turing"]})[0] == 400
     status, info = c.json("GET", "/rag/rag-rest")
     assert status == 200 and info["counts"]["vertices"] > 4
     status, body, _ = c.request("POST", "/rag/rag-rest/communities", b"")

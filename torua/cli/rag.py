@@ -55,6 +55,7 @@ def add_rag_arguments(rag, common) -> None:
     p.add_argument("--mode", choices=["naive", "local", "global", "hybrid"], default="hybrid", help="[default hybrid]")
     p.add_argument("-k", type=int, default=5, help="chunks [default 5]")
     p.add_argument("--answer", action="store_true", help="also the corpus's chat model's answer, citing chunk ids")
+    p.add_argument("--metadata", type=json.loads, default=None, help='only documents whose metadata holds these, as JSON: \'{"lang": "en"}\'')
     p = sub("eval", "retrieval recall and MRR per mode on the frozen multi-hop set (torua/rag/eval_set.py), beside vector, BM25 and their fusion")
     p.add_argument("--half", choices=["dev", "test", "all"], default="test", help="which questions [default test: report; choose settings on dev]")
     p.add_argument("--ingest", action="store_true", help="create the corpus, send it the set's documents and build its communities first (idempotent)")
@@ -124,7 +125,7 @@ async def run_rag(args) -> int:
         elif command == "info":
             _print(await corpus.info())
         elif command == "query":
-            _print(await corpus.query(args.question, args.mode, args.k, answer=args.answer))
+            _print(await corpus.query(args.question, args.mode, args.k, answer=args.answer, metadata=args.metadata))
         elif command == "job":
             _print(await corpus.job(args.job))
         elif command == "communities":

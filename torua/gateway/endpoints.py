@@ -840,6 +840,7 @@ RAG: tuple[Endpoint, ...] = (
             ),
             Param("k", Integer(1, RAG_MAX_K), default=10, doc="chunks answered, best first"),
             Param("answer", Boolean(), default=False, doc="also the corpus's chat model's answer from the chunks, citing their ids (needs llm_url and llm_model)"),
+            Param("metadata", JsonObject(), doc="only chunks of documents whose metadata holds each of these keys with these values"),
         ),
         json_reply("RagAnswer", "the evidence, best first"),
         (Route("POST", "/rag/{graph}/query", "Ask a corpus: its chunks (with provenance), entities and relations, ranked"),),

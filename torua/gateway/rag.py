@@ -71,9 +71,10 @@ class RagEndpoints:
         answer = await self._rag(RagRequest("communities", graph))
         return {**answer, "accepted": True}
 
-    async def rag_query(self, graph: str, question: str, mode: str = "naive", k: int = 10, answer: bool = False) -> dict[str, Any]:
+    async def rag_query(self, graph: str, question: str, mode: str = "naive", k: int = 10, answer: bool = False,
+                        metadata: dict[str, Any] | None = None) -> dict[str, Any]:
         # an answer waits for the chat model: the longer deadline of the LLM endpoint's
-        return await self._rag(RagRequest("query", graph, question=question, mode=mode, k=k, answer=answer),
+        return await self._rag(RagRequest("query", graph, question=question, mode=mode, k=k, answer=answer, metadata=metadata or {}),
                                timeout=ANSWER_TIMEOUT_S if answer else None)
 
     async def rag_documents(self, graph: str, ndjson: NdjsonBody) -> dict[str, Any]:

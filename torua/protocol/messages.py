@@ -710,6 +710,7 @@ class RagRequest:
     mode: str = "naive"
     k: int = 10
     answer: bool = False  # query: also the corpus's chat model's answer
+    metadata: dict[str, Any] = field(default_factory=dict)  # query: only documents whose metadata holds these
 
 
 @dataclass(frozen=True)

@@ -90,7 +90,10 @@ class Corpus:
         (idempotent: no such document is no error)."""
         await self._api("delete_document", {"id": document_id})
 
-    async def query(self, question: str, mode: str = "naive", k: int = 10, answer: bool = False) -> dict[str, Any]:
+    async def query(
+        self, question: str, mode: str = "naive", k: int = 10, answer: bool = False, metadata: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         """``{"chunks": [{"id", "document_id", "text", "score", "start", "end"}], "entities", "relations", "communities"}``;
-        `answer`: also ``"answer"`` and ``"citations"`` from the corpus's chat model."""
-        return await self._api("query", {"question": question, "mode": mode, "k": k, "answer": answer or None})
+        `answer`: also ``"answer"`` and ``"citations"`` from the corpus's chat model; `metadata`: only
+        chunks of documents whose metadata holds these keys and values."""
+        return await self._api("query", {"question": question, "mode": mode, "k": k, "answer": answer or None, "metadata": metadata or None})

@@ -11,6 +11,7 @@ from __future__ import annotations
 from torua.rag.corpus import EMBEDDERS, EXTRACTORS
 
 MODES = ("naive", "local", "global", "hybrid")
+FILTERED_CANDIDATES = 20  # x k: the ranked chunks a metadata filter chooses among
 GLOBAL_COMMUNITIES = 3  # communities a global query answers from
 MAX_K = 100
 MAX_QUESTION_CHARS = 4096

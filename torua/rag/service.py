@@ -24,7 +24,7 @@ from torua.rag.corpus import CorpusSettings
 from torua.rag.engines import Engines
 from torua.rag.ingest import CorpusWriter
 
-from torua.rag.rules import GLOBAL_COMMUNITIES, MAX_DOCUMENTS, MAX_K, MAX_QUESTION_CHARS, MODES
+from torua.rag.rules import FILTERED_CANDIDATES, GLOBAL_COMMUNITIES, MAX_DOCUMENTS, MAX_K, MAX_QUESTION_CHARS, MODES
 
 if TYPE_CHECKING:
     from torua.client import Client
@@ -144,25 +144,30 @@ class CorpusService:
         await self.settings()
         return await CorpusWriter(self.graph).delete(schema.validate_document_id(document_id))
 
-    async def query(self, question: str, mode: str = "naive", k: int = 10, answer: bool = False) -> dict[str, Any]:
+    async def query(self, question: str, mode: str = "naive", k: int = 10, answer: bool = False, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
         """``{"chunks": [{"id", "document_id", "text", "score", "start", "end"}], "entities",
         "relations", "communities"}``, best first (torua.rag.retrieval): `naive` ranks
         chunks by vector similarity; `local` by the entities they mention, from the
         question's entities and their relations; `global` by the communities whose
         summaries are nearest the question; `hybrid` fuses vector, BM25 and local
         rankings with a second hop. `answer`: also the corpus's chat model's answer from
-        the chunks, with the chunk ids it cites (``"answer"``, ``"citations"``)."""
+        the chunks, with the chunk ids it cites (``"answer"``, ``"citations"``).
+        `metadata`: only chunks of documents whose metadata holds each of these keys
+        with these values (among the best `FILTERED_CANDIDATES` x k of the ranking: a
+        narrow filter may leave fewer than k)."""
         if not isinstance(question, str) or not question.strip() or len(question) > MAX_QUESTION_CHARS:
             raise ToruaError("bad_request", f"question must be non-empty text of at most {MAX_QUESTION_CHARS} characters")
         if mode not in MODES:
             raise ToruaError("bad_request", f"mode must be one of {', '.join(MODES)}, not {mode!r}")
         if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_K:
             raise ToruaError("bad_request", f"k must be 1 to {MAX_K}")
+        if metadata is not None and not isinstance(metadata, dict):
+            raise ToruaError("bad_request", "metadata must be an object of key: value the documents' metadata must hold")
         settings = await self.settings()
         if answer and not settings.answers():
             raise ToruaError("bad_request", f"corpus {self.name!r} has no chat model: answers need its llm_url and llm_model settings")
         vector = await asyncio.to_thread(self._embed, question, settings)
-        wide = min(1000, 4 * k)
+        wide = min(1000, (FILTERED_CANDIDATES if metadata else 4) * k)
         entities: list[dict[str, Any]] = []
         relations: list[dict[str, Any]] = []
         communities: list[dict[str, Any]] = []
@@ -184,7 +189,7 @@ class CorpusService:
             (local, entities, relations), (vector_ids, text_ids, bridged) = await asyncio.gather(self._local(question, vector, settings), first_hop())
             fused = retrieval.rrf([vector_ids, text_ids, [c for c, _ in local[:wide]]])
             ranked = retrieval.first_and_second_hop(fused, bridged, k)
-        chunks = await self._visible(ranked[:wide], k)
+        chunks = await self._visible(ranked[:wide], k, metadata or {})
         out = {"chunks": chunks, "entities": entities, "relations": relations, "communities": communities}
         if answer:
             out.update(await self._answer(question, chunks, settings))
@@ -241,9 +246,10 @@ class CorpusService:
         mentioned = await asyncio.gather(*(self.graph.edges(e, direction="in", type=schema.MENTIONS, limit=1000) for e in entities))
         return retrieval.bridge(entities, {e: [m["src"] for m in page] for e, (page, _) in zip(entities, mentioned)}, set(first))
 
-    async def _visible(self, ranked: list[tuple[str, float]], k: int) -> list[dict[str, Any]]:
+    async def _visible(self, ranked: list[tuple[str, float]], k: int, metadata: dict[str, Any]) -> list[dict[str, Any]]:
         """The first `k` of `ranked` (chunk id, score) whose document is complete and holds
-        them now (not one being written, deleted or replaced), with their text."""
+        them now (not one being written, deleted or replaced) and whose metadata holds
+        `metadata`, with their text."""
         vertices = await asyncio.gather(*(self.graph.get_vertex(id) for id, _ in ranked))
         docs = {v["properties"].get("document_id") for v in vertices if v is not None}
         held = dict(zip(docs, await asyncio.gather(*(self.graph.get_vertex(schema.document_vertex(d)) for d in docs))))
@@ -254,6 +260,9 @@ class CorpusService:
             p = vertex["properties"]
             doc = held.get(p.get("document_id"))
             if doc is None or doc["properties"].get("status") != "complete" or id.rsplit("/", 1)[1] not in doc["properties"].get("chunks", []):
+                continue
+            held_metadata = doc["properties"].get("metadata") or {}
+            if any(held_metadata.get(key) != value for key, value in metadata.items()):
                 continue
             chunks.append({"id": id, "document_id": p["document_id"], "text": p.get("text", ""), "score": score, "start": p.get("start"), "end": p.get("end")})
             if len(chunks) == k:
@@ -303,5 +312,5 @@ class RagService:
         if request.op == "delete_document":
             return {"deleted": await corpus.delete_document(request.id)}
         if request.op == "query":
-            return await corpus.query(request.question, request.mode, request.k, request.answer)
+            return await corpus.query(request.question, request.mode, request.k, request.answer, request.metadata or None)
         raise ToruaError("bad_request", f"unknown GraphRAG call {request.op!r}")
