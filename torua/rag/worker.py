@@ -1,7 +1,6 @@
 """`torua worker`: takes documents from the ingestion queue (`torua.rag.queue`),
 runs the pipeline on them (`torua.rag.pipeline`) and writes them into their corpus
-graph (`torua.rag.ingest`), one document at a time (docs/design/graphrag.md
-section 4). Runs on any machine that reaches the NATS cluster; as many as wanted.
+graph (`torua.rag.ingest`) (docs/design/graphrag.md section 4). Runs on any machine that reaches the NATS cluster; as many as wanted.
 
 A worker ingests up to `documents` documents at once: their pipeline work
 (embedding, parsing, resolving) runs in a thread, one document at a time (the
