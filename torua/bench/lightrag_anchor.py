@@ -25,24 +25,27 @@ What LightRAG is given, so that retrieval is compared and not extraction:
     a continue prompt would get the completion delimiter alone;
   - query keywords: the question through the same spaCy model; low level: the names
     of its mentions (the types Torua keeps); high level: its noun chunks without
-    determiners and pronouns (its content words when it has none), as the JSON
-    `{"high_level_keywords": [...], "low_level_keywords": [...]}`;
+    determiners and pronouns, but for those inside a name (its content words when
+    none is left), as the JSON `{"high_level_keywords": [...], "low_level_keywords": [...]}`;
   - summaries of merged descriptions: the descriptions it is given, joined, cut at
     `SUMMARY_CHARS` (about what the embedder reads of an entity);
   - anything else (never asked for here: retrieval uses `aquery_data`, which
     generates no answer): the first 200 characters of the prompt.
 
-LightRAG keeps its defaults otherwise: local storages (JSON, NanoVectorDB,
-NetworkX) in a temporary directory removed at the end, `top_k` 40 and `chunk_top_k`
-20 (`TOP_K`, `CHUNK_TOP_K`: at least the 10 documents scored), no reranker.
+LightRAG keeps its defaults otherwise (as it reads them: its environment variables
+and a `.env` of the working directory may change those not set here): local
+storages (JSON, NanoVectorDB, NetworkX) in a temporary directory removed at the
+end, `top_k` 40 and `chunk_top_k` 20 (`TOP_K`, `CHUNK_TOP_K`, set explicitly: at
+least the 10 documents scored), no reranker.
 
-Ingestion (`ainsert` of every document, ids and file paths the document ids) is
-timed, models loaded and warmed up before. Then each question of the half is asked
-in each mode (`MODES`) with `aquery_data`, one at a time, timed (p50 as
-`torua rag eval` takes it). A question's chunks, in LightRAG's order, become their
-documents (each at its first chunk's place: `torua.rag.evaluation`) and are scored
-against its two supporting documents. The fake LLM's work (spaCy) is inside both
-timings, as extraction is inside Torua's.
+Ingestion (one `ainsert` of every document, with the document ids as ids and as
+file paths, "/" made "__": `file_path_of`) is timed, the models loaded and warmed
+up before; the time spent in the fake LLM and the embedder is reported apart. Then
+each question of the half is asked in each mode (`MODES`) with `aquery_data`, one
+at a time, timed (p50 as `torua rag eval` takes it). A question's chunks, in
+LightRAG's order, become their documents (each at its first chunk's place:
+`torua.rag.evaluation`) and are scored against its two supporting documents. The
+fake LLM's work (spaCy) is inside both timings, as extraction is inside Torua's.
 
 This is a bench anchor, not product code: LightRAG is imported only inside the
 functions that run it, so the pure parts are tested without it.
@@ -181,10 +184,14 @@ def extraction_records(text: str, found: Extraction, sentences: Sequence[tuple[i
 
 def keywords_json(names: Sequence[str], phrases: Sequence[str], words: Sequence[str]) -> str:
     """The keyword-extraction answer: `names` (of entities) as low-level keywords,
-    `phrases` that are not names as high-level ones, or `words` when no phrase is left."""
+    `phrases` that are not names nor words of one as high-level ones, or `words`
+    (likewise) when no phrase is left."""
     low = list(dict.fromkeys(n for n in names if n))
-    high = [p for p in dict.fromkeys(phrases) if p and p not in low] or [w for w in dict.fromkeys(words) if w and w not in low]
-    return json.dumps({"high_level_keywords": high, "low_level_keywords": low})
+
+    def free(keys: Sequence[str]) -> list[str]:
+        return [k for k in dict.fromkeys(keys) if k and not any(f" {k} " in f" {n} " for n in low)]
+
+    return json.dumps({"high_level_keywords": free(phrases) or free(words), "low_level_keywords": low})
 
 
 def phrase(tokens: Sequence[tuple[str, str]]) -> str:
@@ -206,10 +213,21 @@ def summary_of(prompt: str) -> str:
     return " ".join(said)[:SUMMARY_CHARS] or prompt[:OTHER_CHARS]
 
 
+def file_path_of(document_id: str) -> str:
+    """The file path a document is inserted with: LightRAG keeps a path's basename
+    and takes two documents of one basename for one, so no "/" (geo/ABW -> geo__ABW)."""
+    return document_id.replace("/", "__")
+
+
 def chunk_documents(chunks: Sequence[Mapping[str, Any]], document_of: Mapping[str, str]) -> list[str]:
-    """The document of each chunk LightRAG returned, in its order: by chunk id where
-    known, else the chunk's file path (the document id given at insertion)."""
-    return [document_of.get(str(c.get("chunk_id", "")), str(c.get("file_path", ""))) for c in chunks]
+    """The document of each chunk LightRAG returned, in its order: `document_of` maps
+    chunk ids, and file paths, to document ids; by chunk id where known, else by the
+    chunk's file path."""
+    out = []
+    for c in chunks:
+        path = str(c.get("file_path", ""))
+        out.append(document_of.get(str(c.get("chunk_id", ""))) or document_of.get(path) or path)
+    return out
 
 
 def p50_ms(seconds: Sequence[float]) -> float:
@@ -235,10 +253,18 @@ class FakeLLM:
     def __init__(self, extractor: Any, nlp: Any) -> None:
         self.extractor, self.nlp = extractor, nlp
         self.calls: dict[str, int] = {}
+        self.seconds: dict[str, float] = {}
 
     async def __call__(self, prompt: str, system_prompt: str | None = None, history_messages: list | None = None, **kwargs: Any) -> str:
         kind = prompt_kind(prompt)
-        self.calls[kind] = self.calls.get(kind, 0) + 1
+        started = time.perf_counter()
+        try:
+            return self.answer(kind, prompt)
+        finally:
+            self.calls[kind] = self.calls.get(kind, 0) + 1
+            self.seconds[kind] = self.seconds.get(kind, 0.0) + time.perf_counter() - started
+
+    def answer(self, kind: str, prompt: str) -> str:
         if kind == "extract":
             text = between(prompt, INPUT_OPEN, INPUT_CLOSE)
             return extraction_records(text, self.extractor.extract([text])[0], self.extractor.sentence_spans(text))
@@ -261,21 +287,30 @@ class FakeLLM:
         return self  # LightRAG deep-copies its configuration; the models are shared
 
 
-def embedding_function(embedder: Any) -> Callable[..., Awaitable[Any]]:
+def embedding_function(embedder: Any, tally: dict[str, float]) -> Callable[..., Awaitable[Any]]:
+    """LightRAG's embedding function: `embedder` on the texts, counted in `tally`
+    ("texts", "seconds")."""
+
     async def embed(texts: list[str], **kwargs: Any) -> Any:
-        return embedder.embed(list(texts))
+        started = time.perf_counter()
+        try:
+            return embedder.embed(list(texts))
+        finally:
+            tally["texts"] = tally.get("texts", 0) + len(texts)
+            tally["seconds"] = tally.get("seconds", 0.0) + time.perf_counter() - started
 
     return embed
 
 
-async def build(workdir: str, embedder: Any, llm: FakeLLM) -> Any:
+async def build(workdir: str, embedder: Any, llm: FakeLLM, tally: dict[str, float]) -> Any:
+    """LightRAG with Torua's embedder, the whitespace tokenizer and the fake LLM, its storages initialised."""
     from lightrag import LightRAG
     from lightrag.utils import EmbeddingFunc, Tokenizer
 
     rag = LightRAG(
         working_dir=workdir,
         workspace="",
-        embedding_func=EmbeddingFunc(embedding_dim=embedder.dim, max_token_size=embedder.max_tokens, func=embedding_function(embedder), model_name=embedder.name),
+        embedding_func=EmbeddingFunc(embedding_dim=embedder.dim, max_token_size=embedder.max_tokens, func=embedding_function(embedder, tally), model_name=embedder.name),
         llm_model_func=llm,
         llm_model_name="fake-spacy",
         tokenizer=Tokenizer("whitespace", WhitespaceTokens()),
@@ -292,19 +327,20 @@ async def build(workdir: str, embedder: Any, llm: FakeLLM) -> Any:
 async def ingest(rag: Any, documents: Sequence[Mapping[str, str]]) -> tuple[dict, dict[str, str]]:
     """Insert every document (timed); its figures and each chunk's document."""
     ids = [d["id"] for d in documents]
+    paths = [file_path_of(i) for i in ids]
     started = time.perf_counter()
-    await rag.ainsert([d["text"] for d in documents], ids=ids, file_paths=ids)
+    await rag.ainsert([d["text"] for d in documents], ids=ids, file_paths=paths)
     seconds = time.perf_counter() - started
     statuses = await rag.doc_status.get_by_ids(ids)
-    document_of = {c: i for i, s in zip(ids, statuses) for c in ((s or {}).get("chunks_list") or [])}
+    by_chunk = {c: i for i, s in zip(ids, statuses) for c in ((s or {}).get("chunks_list") or [])}
     processed = sum(1 for s in statuses if s and str(s.get("status", "")).lower().endswith("processed"))
     graph = rag.chunk_entity_relation_graph
     figures = {
-        "documents": len(ids), "processed": processed, "chunks": len(document_of),
+        "documents": len(ids), "processed": processed, "chunks": len(by_chunk),
         "entities": len(await graph.get_all_nodes()), "relations": len(await graph.get_all_edges()),
         "seconds": round(seconds, 3), "documents_per_s": round(len(ids) / seconds, 2),
     }
-    return figures, document_of
+    return figures, {**dict(zip(paths, ids)), **by_chunk}
 
 
 async def ask(rag: Any, questions: Sequence[Mapping[str, Any]], modes: Sequence[str], document_of: Mapping[str, str]) -> dict[str, dict[str, float]]:
@@ -328,6 +364,7 @@ async def ask(rag: Any, questions: Sequence[Mapping[str, Any]], modes: Sequence[
 
 
 async def run(documents: Sequence[Mapping[str, str]], questions: Sequence[Mapping[str, Any]], modes: Sequence[str]) -> dict:
+    """Load the models, build LightRAG in a temporary directory, ingest, ask; the figures."""
     import lightrag
     import spacy
     from lightrag.prompt import PROMPTS
@@ -337,7 +374,8 @@ async def run(documents: Sequence[Mapping[str, str]], questions: Sequence[Mappin
     from torua.rag.spacy_extractor import SpacyExtractor
 
     check_prompts(PROMPTS)
-    logging.getLogger("lightrag").setLevel(logging.ERROR)
+    for name in ("lightrag", "nano-vectordb"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     embedder, extractor = OnnxEmbedder(threads=THREADS), SpacyExtractor()
     llm = FakeLLM(extractor, spacy.load(SPACY_MODEL))
     embedder.embed(["warm up"])
@@ -345,9 +383,13 @@ async def run(documents: Sequence[Mapping[str, str]], questions: Sequence[Mappin
     llm.keywords("Warm up in Paris?")
     workdir = tempfile.mkdtemp(prefix="torua-lightrag-")
     try:
-        rag = await build(workdir, embedder, llm)
+        embedded: dict[str, float] = {}
+        rag = await build(workdir, embedder, llm, embedded)
         try:
             ingested, document_of = await ingest(rag, documents)
+            # of its seconds, those of the fake LLM (spaCy) by prompt kind, and of the embedder
+            ingested["llm_seconds"] = {k: round(v, 3) for k, v in llm.seconds.items()}
+            ingested["embedder"] = {"texts": int(embedded.get("texts", 0)), "seconds": round(embedded.get("seconds", 0.0), 3)}
             print(f"lightrag ingest: {ingested['documents']} documents ({ingested['processed']} processed), {ingested['chunks']} chunks, "
                   f"{ingested['entities']} entities, {ingested['relations']} relations in {ingested['seconds']:.1f} s "
                   f"({ingested['documents_per_s']} documents/s)", file=sys.stderr, flush=True)
