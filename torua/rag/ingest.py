@@ -130,15 +130,28 @@ class CorpusWriter:
 
     async def delete(self, document_id: str) -> bool:
         """Delete the document and its share of every entity and relation; False when it
-        was not there (idempotent)."""
+        was not there (idempotent). Its chunks are the ones it lists and every one its
+        `HAS_CHUNK` edges reach: a version written at the same time by another worker
+        may have left chunks it does not list."""
         held = await self.document(document_id)
         if held is None:
             return False
         chunks = list(held.get("chunks") or [])
         await self._mark(document_id, "deleting", chunks, held.get("metadata") or {})
-        await each([self._remove_chunk(f"c/{document_id}/{h}") for h in chunks])
+        linked = await self._linked_chunks(document_id)
+        await each([self._remove_chunk(vid) for vid in dict.fromkeys([f"c/{document_id}/{h}" for h in chunks] + linked)])
         await self.graph.delete_vertex(schema.document_vertex(document_id))
         return True
+
+    async def _linked_chunks(self, document_id: str) -> list[str]:
+        """The chunk ids the document's `HAS_CHUNK` edges reach, every page."""
+        out: list[str] = []
+        cursor: str | None = None
+        while True:
+            page, cursor = await self.graph.edges(schema.document_vertex(document_id), direction="out", type=schema.HAS_CHUNK, limit=1000, cursor=cursor)
+            out += [e["dst"] for e in page]
+            if not cursor:
+                return out
 
 
 def _chunk_properties(document_id: str, chunk: Chunk, entities: list[str], relations: list[tuple[str, str]]) -> dict[str, Any]:
