@@ -137,7 +137,7 @@ def test_ctrl_c_stops_everything(tmp_path):
     assert any("torua gateway" in line for line in seen.values()), list(seen.values())
     workdir = output.split("work dir ", 1)[1].split()[0]
     nats_url = output.split("nats-server at ", 1)[1].split()[0]
-    assert not Path(workdir).exists()
+    assert not Path(workdir).exists() and "logs are kept" not in output  # a Ctrl-C keeps nothing
     assert not (tmp_path / "x.json").exists()
     assert_nothing_left(seen, [workdir, nats_url])
 

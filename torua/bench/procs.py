@@ -201,23 +201,28 @@ def _interrupt(signum: int, frame: object) -> None:
 def in_own_stack(prefix: str, insecure: bool, body: "Callable[[Stack, Path], int]") -> int:
     """Run a bench that starts its own processes: `body(stack, workdir)` in a fresh temp
     dir, its exit code answered; whatever it started is stopped at the end, also on
-    Ctrl-C (130) or an error (1, the processes' logs kept), and the dir removed."""
+    Ctrl-C (130) or an error (1: the processes' logs are kept in a dir of their own,
+    named), and the dir removed."""
     workdir = Path(tempfile.mkdtemp(prefix=prefix))
     stack = Stack(workdir, insecure=insecure)
     # Our own handler for both: asyncio.run's SIGINT handler only cancels the main task once.
     previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     print(f"torua bench: work dir {workdir}", flush=True)
-    code = 1
+    failed = True
     try:
         code = body(stack, workdir)
+        failed = code == 1
         return code
-    except (Exception, KeyboardInterrupt) as exc:
+    except KeyboardInterrupt as exc:
+        failed = False  # the user's choice: nothing to look into
+        return bench_failed(exc, stack)
+    except Exception as exc:
         return bench_failed(exc, stack)
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not leave orphans
         print("torua bench: stopping everything it started", flush=True)
         stack.stop()
-        if code != 0:  # what the processes said, for the failure
+        if failed:  # what the processes said, for the failure
             keep_logs(workdir, prefix + "logs-")
         shutil.rmtree(workdir, ignore_errors=True)
         for sig, handler in previous.items():
