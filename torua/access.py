@@ -91,6 +91,8 @@ APP_OPERATIONS: dict[str, dict[str, str]] = {
         "edge.put": "edge_put", "edge.delete": "edge_delete", "edges": "graph_edges",
         # GraphRAG's evidence (torua.node.graph_support): a write of the graph's vertices and edges, as a vertex put is
         "support": "vertex_put",
+        # a batch of vertices and edges for one shard (`Graph.put_many`, a worker's writes per document)
+        "import": "graph_import",
     },
 }
 

@@ -238,6 +238,7 @@ class WorkerConfig(Common):
     api_key_file: str = field(default="", metadata={"help": "a file holding the API key the worker calls the cluster with (corpus graphs: admin to create them, write to ingest; empty: $TORUA_API_KEY, else the admin key of ./torua-data); torua up passes its admin key"})
     ack_wait: float = field(default=60.0, metadata={"help": "seconds a document may go without a sign of life from its worker before another worker takes it (set when the queue's consumer is made: the first worker's value holds)"})
     documents: int = field(default=8, metadata={"help": "documents this worker ingests at once (their models' work one at a time, their writes to the cluster overlapping)"})
+    tries: int = field(default=20, metadata={"help": "times a document is tried (a retryable failure, a worker that died) before it counts as failed in its job (set when the queue's consumer is made: the first worker's value holds)"})
 
     def validate(self) -> None:
         super().validate()
@@ -249,6 +250,8 @@ class WorkerConfig(Common):
             raise ConfigError("ack_wait must be 1..3600 seconds")
         if not 1 <= self.documents <= 256:
             raise ConfigError("documents must be 1..256")
+        if not 1 <= self.tries <= 1000:
+            raise ConfigError("tries must be 1..1000")
         if self.api_key_file:
             from torua.api_keys import parse_token
             from torua.protocol.errors import ToruaError

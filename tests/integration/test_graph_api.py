@@ -251,6 +251,33 @@ async def test_the_client_goes_one_hop_for_vertices_and_edges(shared_cluster):
         assert f'op="{op}"' not in metrics, op
 
 
+async def test_put_many_writes_vertices_then_edges_in_batches_per_shard(shared_cluster, monkeypatch):
+    """`Graph.put_many` (a GraphRAG worker's writes of one document): vertices, then
+    edges, as import batches straight to the shards' primaries, cut to fit a message;
+    the same again changes nothing; a line a shard refuses raises its error."""
+    from torua.protocol.messages import EdgeData, VertexData
+
+    async with Client(shared_cluster.nats_url) as db:
+        g = db.graph("api-put-many")
+        await g.create(vector_dim=2)
+        vertices = [VertexData(f"v/{i}", "Chunk", {"i": i, "pad": "x" * 200}, [1.0, float(i)]) for i in range(40)]
+        edges = [EdgeData(f"v/{i}", "next", f"v/{(i + 1) % 40}", {"i": i}) for i in range(40)]
+        monkeypatch.setattr(type(g), "_batch_room", lambda self: 2000)  # a few vertices per request
+        await g.put_many(vertices, edges)
+        await g.put_many(vertices, edges)
+        assert (await g.info())["counts"] == {**(await g.info())["counts"], "vertices": 40, "edges": 40}
+        assert await g.get_vertex("v/7", embedding=True) == {"id": "v/7", "label": "Chunk", "properties": {"i": 7, "pad": "x" * 200}, "embedding": [1.0, 7.0]}
+        ins, _ = await g.edges("v/0", direction="in")
+        assert [(e["src"], e["properties"]) for e in ins] == [("v/39", {"i": 39})]
+        with pytest.raises(ToruaError) as missing:
+            await g.put_many(edges=[EdgeData("nobody", "next", "v/1")])
+        assert missing.value.code == "not_found" and "nobody" in missing.value.message
+        with pytest.raises(ToruaError) as bad:
+            await g.put_many([VertexData("v/x", "Chunk", {}, [1.0, 2.0, 3.0])])
+        assert bad.value.code == "bad_request"
+        assert await g.get_vertex("v/x") is None
+
+
 class GatewayOnly(Client):
     """A client that cannot go to the nodes (as one without the shard map or JetStream access)."""
 

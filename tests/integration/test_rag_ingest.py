@@ -45,8 +45,8 @@ def rag_cluster(tmp_path_factory) -> Cluster:
         _, url = start_nats(group)
         cluster = Cluster(group, url, shards=8).start(nodes=3)
         cluster.worker_metrics = free_port()  # type: ignore[attr-defined]
-        workers = [cluster.start_worker("w1", ["--ack-wait", "4", "--metrics-port", str(cluster.worker_metrics)]),  # type: ignore[attr-defined]
-                   cluster.start_worker("w2", ["--ack-wait", "4"])]
+        workers = [cluster.start_worker("w1", ["--ack-wait", "4", "--tries", "3", "--metrics-port", str(cluster.worker_metrics)]),  # type: ignore[attr-defined]
+                   cluster.start_worker("w2", ["--ack-wait", "4", "--tries", "3"])]
         wait_until(lambda: all("worker ready" in w.log() for w in workers), 60, "the workers to load their models")
         yield cluster
     finally:
@@ -255,6 +255,17 @@ async def test_an_llm_endpoint_extracts_embeds_answers_and_summarises(rag_cluste
             with pytest.raises(ToruaError) as down:
                 await broken.query("Who married Marie Curie?", answer=True)
             assert down.value.code == "unavailable" and "HTTP 500" in down.value.message and llm.url in down.value.message
+
+            # An extractor that keeps failing: the document is tried --tries times, then
+            # counts as failed with the endpoint's error, and its job ends.
+            failing = db.rag("rag-llm-failing")
+            await failing.create(**SETTINGS, extractor="llm", llm_url=llm.url, llm_model="broken")
+            tried = llm.calls["broken"]
+            status = await failing.wait(await failing.add(docs(["curie"])), timeout=120)
+            assert (status["state"], status["done"], status["failed"]) == ("done", 0, 1), status
+            assert "HTTP 500" in status["first_error"] and "gave up after 3 tries" in status["first_error"], status
+            assert llm.calls["broken"] - tried >= 3
+            assert (await failing.document("curie") or {}).get("status") != "complete"
 
 
 async def test_a_document_sent_again_rewrites_only_its_changed_chunks(rag_cluster):

@@ -26,7 +26,7 @@ from tests.support.graph_rows_model import register
 
 async def main(directory: Path, mode: str, seed: int) -> None:
     register()
-    store, index = open_shard(directory, lazy_ops=1000 if mode == "direct" else 6, idle_s=0.05)
+    store, index = open_shard(directory, lazy_ops=1000 if mode == "direct" else 6, busy_ops=10**6 if mode == "direct" else 24, idle_s=0.05)
     rng = random.Random(seed)
     ops = random_ops(rng, 1_000_000, uids=("g1", "g2"), drops=True)
     i = batches = 0

@@ -152,6 +152,8 @@ def test_every_endpoint_has_a_rule_and_admin_operations_need_admin():
         ("graph", "vertex.put", "write", TENANT, {"graph": "docs"}, True, None),
         ("graph", "edge.put", "write", TENANT, {"graph": "other"}, True, "forbidden"),
         ("graph", "edges", "read", None, {"graph": "docs"}, True, None),
+        ("graph", "import", "write", TENANT, {"graph": "docs"}, True, None),  # Graph.put_many: a worker's batch for one shard
+        ("graph", "import", "read", TENANT, {"graph": "docs"}, True, "forbidden"),
         ("graph", "edge.attach", "admin", None, {"graph": "docs"}, True, "forbidden"),  # nodes' own operations are not an application's
         ("graph", "edge.attach", None, None, {"graph": "docs"}, False, "forbidden"),
         ("kv", "gets", "admin", None, {"key": "a"}, True, "forbidden"),

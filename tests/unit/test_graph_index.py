@@ -47,7 +47,7 @@ def chunks(ops: list, rng: random.Random) -> Iterator[list]:
 async def test_op_by_op_holds_what_the_rows_hold_and_a_rebuild_holds_the_same(tmp_path: Path, seed: int) -> None:
     rng = random.Random(seed)
     ops = random_ops(rng, 160, uids=("g1", "g2"), drops=seed % 2 == 1)
-    store, index = open_shard(tmp_path / "s", lazy_ops=1000, idle_s=3600)
+    store, index = open_shard(tmp_path / "s", lazy_ops=1000, busy_ops=10**6, idle_s=3600)
     try:
         for batch in chunks(ops, rng):
             await write(store, index, batch)
@@ -87,6 +87,27 @@ async def test_a_query_waits_only_for_the_writes_to_its_own_graph(tmp_path: Path
         assert [h[0] for h in await index.text_search("b", "fox", 5)] == ["y"]
         assert index.stats()["applied_seq"] == seq, "the query on b waited for the index to take a's writes"
         assert len(await index.text_search("a", "fox", 20)) == 11
+        assert index.stats()["applied_seq"] == store.last_seq()
+    finally:
+        await store.close()
+
+
+async def test_a_busy_shard_leaves_small_writes_to_the_catch_up_and_a_query_still_sees_them(tmp_path: Path) -> None:
+    """Small batches are applied at once while the shard is quiet; once more than
+    `busy_ops` graph ops came within the window, they are left behind (the writer goes
+    on at SQLite's speed) and a query brings the index up to every acknowledged write."""
+    store, index = open_shard(tmp_path / "s", lazy_ops=8, busy_ops=10, busy_window_s=3600, idle_s=3600)
+    try:
+        fox = '{"t": "fox"}'
+        await write(store, index, [GraphEnsure("a", "a", 0, "cosine", ["t"])])
+        index.dump("a", soon())  # the graph's tables made (the catch-up reopens the file)
+        await write(store, index, [VertexPut("a", f"q{i}", "L", fox) for i in range(4)])
+        await write(store, index, [VertexPut("a", f"r{i}", "L", fox) for i in range(4)])
+        assert index.stats()["behind"] == 0 and index.stats()["applied_seq"] == store.last_seq()  # quiet: applied at once
+        seq = store.last_seq()
+        await write(store, index, [VertexPut("a", f"s{i}", "L", fox) for i in range(4)])  # 1 + 4 + 4 + 4 > 10 in the window
+        assert index.stats()["behind"] == 1 and index.stats()["applied_seq"] == seq
+        assert len(await index.text_search("a", "fox", 20)) == 12
         assert index.stats()["applied_seq"] == store.last_seq()
     finally:
         await store.close()
@@ -159,7 +180,7 @@ async def test_an_index_left_behind_catches_up_on_its_own_once_its_shard_is_idle
 
 
 async def test_catching_up_replays_the_log_when_that_is_cheaper(tmp_path: Path) -> None:
-    store, index = open_shard(tmp_path / "s", lazy_ops=1000, idle_s=3600)
+    store, index = open_shard(tmp_path / "s", lazy_ops=1000, busy_ops=10**6, idle_s=3600)
     try:
         await write(store, index, [ensure()] + [VertexPut("g1", f"v{i}", "L", "{}") for i in range(300)])
         await write(store, None, [VertexPut("g1", "late", "L", "{}"), KvPut("k", b"v"), EdgePut("g1", "late", "k", "v1", "both")])  # not told
@@ -185,7 +206,7 @@ def damage_risky(d: Path) -> None:
 @pytest.mark.parametrize("damage", [damage_missing, damage_garbage, damage_risky], ids=["missing", "unopenable", "risky"])
 async def test_an_index_file_that_cannot_be_trusted_is_built_again_from_the_rows(tmp_path: Path, damage) -> None:
     d = tmp_path / "s"
-    store, index = open_shard(d, lazy_ops=1000, idle_s=3600)  # the 60 ops applied at once: a file to damage
+    store, index = open_shard(d, lazy_ops=1000, busy_ops=10**6, idle_s=3600)  # the 60 ops applied at once: a file to damage
     try:
         await write(store, index, random_ops(random.Random(7), 60))
         expected = expected_now(store, "g1")

@@ -8,6 +8,7 @@ import pytest
 
 from torua.graph.cypher_gate import CypherRefused, map_labels, plan_refusal
 from torua.graph.indexing import (
+    apply_now,
     edge_visible,
     embedding_of,
     halves_after_delete,
@@ -202,3 +203,17 @@ PLAN_CASES = [
 def test_plans_of_reads_of_the_graphs_own_tables_only(plan, refusal):
     got = plan_refusal(plan, {"V_3", "E_3"}, {"V_3", "E_3", "V_4", "IndexMeta"})
     assert (got is None) if refusal is None else (refusal in (got or ""))
+
+
+@pytest.mark.parametrize(
+    "batch, recent, lazy_ops, busy_ops, now",
+    [
+        (1, 0, 8, 24, True),  # a write on a quiet shard: the index stays current
+        (8, 16, 8, 24, True),  # up to both limits
+        (9, 0, 8, 24, False),  # a bulk batch (an import's)
+        (1, 24, 8, 24, False),  # a busy shard (a GraphRAG ingest): left to the catch-up
+        (0, 100, 8, 24, True),  # no ops (the writer moves applied_seq on)
+    ],
+)
+def test_apply_now(batch: int, recent: int, lazy_ops: int, busy_ops: int, now: bool) -> None:
+    assert apply_now(batch, recent, lazy_ops=lazy_ops, busy_ops=busy_ops) is now

@@ -26,21 +26,29 @@ code the REST API would use (`bad_request`, `not_found`, `conflict`,
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Iterable
 
 from nats.errors import Error as NatsError
 
-from torua.graph import rules
+from torua.graph import imports, rules
 from torua.graph.catalog import CatalogEntry
 from torua.protocol.errors import ToruaError
-from torua.protocol.messages import GraphReply, GraphRequest, SupportItem
+from torua.protocol.messages import EdgeData, GraphReply, GraphRequest, SupportItem, VertexData
 from torua.protocol.vocabulary import GraphOp
 
 if TYPE_CHECKING:
     from torua.client import Client
 
 MAX_SUPPORT_ITEMS = 1000  # per request (torua.node.graph_support.MAX_ITEMS)
+
+
+def _size(item: VertexData | EdgeData) -> int:
+    """About the bytes `item` takes in a request (to cut batches that fit a message)."""
+    embedding = getattr(item, "embedding", None)
+    return 64 + len(json.dumps(item.properties, ensure_ascii=False)) + 10 * len(embedding or ())
 
 
 def _vertex(reply: GraphReply, with_embedding: bool) -> dict[str, Any] | None:
@@ -77,9 +85,17 @@ class Graph:
 
     async def _direct(self, vertex_id: str, op: GraphOp, entry: CatalogEntry, **fields: Any) -> GraphReply:
         """One request to the primary of `vertex_id`'s shard."""
+        return await self._to_shard(rules.vertex_shard(self.name, vertex_id, self._num_shards()), op, entry, **fields)
+
+    def _num_shards(self) -> int:
         c = self.client
-        assert c._router is not None and c._maps is not None and c._maps.current is not None
-        shard = rules.vertex_shard(self.name, vertex_id, c._maps.current.num_shards)
+        assert c._maps is not None and c._maps.current is not None
+        return c._maps.current.num_shards
+
+    async def _to_shard(self, shard: int, op: GraphOp, entry: CatalogEntry, **fields: Any) -> GraphReply:
+        """One request to the primary of `shard`."""
+        c = self.client
+        assert c._router is not None
         ref = entry.ref()
         try:
             reply = await c._router.call(
@@ -222,6 +238,38 @@ class Graph:
 
         await asyncio.gather(*(one(indexes) for indexes in by_shard.values()))
         return sizes
+
+    async def put_many(self, vertices: Sequence[VertexData] = (), edges: Sequence[EdgeData] = ()) -> None:
+        """Put `vertices`, then `edges`, in as few requests as fit: an import's batches,
+        one shard's after another, the shards at once, straight to their primaries (a
+        worker's login, as for `support`). What a GraphRAG worker writes per document:
+        one request per shard instead of one per vertex and edge. Idempotent (a vertex
+        stored as it is writes nothing); a line a shard refuses raises its error (other
+        lines may have been applied: put them again)."""
+        entry = await self._one_hop()
+        if entry is None:
+            raise ToruaError("unavailable", "put_many goes straight to the nodes: this client cannot read the shard map or the graph catalog")
+        dim = entry.settings.vector_dim
+        checked_v = [rules.vertex(v.id, v.label, v.properties, v.embedding, dim) for v in vertices]
+        checked_e = [rules.edge(e.src, e.type, e.dst, e.properties, e.weight) for e in edges]
+        num_shards, room = self._num_shards(), self._batch_room()
+        for kind, cut in (
+            ("vertex", imports.batches([(i, v, _size(v)) for i, v in enumerate(checked_v)], imports.vertex_shard(self.name, num_shards), max_bytes=room)),
+            ("edge", imports.batches([(i, e, _size(e)) for i, e in enumerate(checked_e)], imports.edge_shard(self.name, num_shards), max_bytes=room)),
+        ):
+            await asyncio.gather(*(self._import_batches(entry, kind, [b for b in cut if b.shard == shard]) for shard in {b.shard for b in cut}))
+
+    def _batch_room(self) -> int:
+        nc = self.client._nc
+        return min(imports.BATCH_BYTES, max(64 << 10, (getattr(nc, "max_payload", 0) or (1 << 20)) // 2))
+
+    async def _import_batches(self, entry: CatalogEntry, kind: str, batches: list[imports.Batch[Any]]) -> None:
+        for batch in batches:
+            fields = {"vertices": batch.payload} if kind == "vertex" else {"edges": batch.payload}
+            reply = await self._to_shard(batch.shard, GraphOp.IMPORT, entry, **fields)
+            if reply.problems:
+                first = reply.problems[0]
+                raise ToruaError(first.error_code or "internal", f"{kind} {first.index} of a batch to shard {batch.shard}: {first.error_message}")
 
     # ------------------------------------------------------------ across shards (the gateway plans)
 

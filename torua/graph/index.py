@@ -7,8 +7,9 @@ The graph's rows are the truth (SQLite, in the writer's transaction, read throug
 - **Op by op.** The writer hands it the graph operations of each committed batch;
   a small batch is applied at once, in one Kuzu transaction that records the
   index's `applied_seq` (idempotent by seq: an op at or below it changes nothing).
-- **Lazy after bulk writes.** A batch of more than `lazy_ops` ops (an import), or
-  one that comes while the index is behind or busy, is not applied: the index is
+- **Lazy after bulk writes.** A batch of more than `lazy_ops` ops (an import), one
+  on a busy shard (more than `busy_ops` graph ops in the last second: a GraphRAG
+  ingest, `apply_now`), or one that comes while the index is behind or busy, is not applied: the index is
   marked behind and the writer goes on at SQLite's speed. A query that needs the
   index first brings it up to the rows' seq (`wait_current`, within its deadline);
   an index left behind catches up on its own once its shard has been idle for
@@ -32,6 +33,7 @@ never on the event loop; catching up runs in the index's own thread.
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import itertools
 import logging
@@ -44,7 +46,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from torua.graph.indexing import GraphRowSource, IndexLimits, failure_reason, idle_wait, plan_catch_up, retry_delay
+from torua.graph.indexing import (
+    BUSY_OPS,
+    BUSY_WINDOW_S,
+    GraphRowSource,
+    IndexLimits,
+    apply_now,
+    failure_reason,
+    idle_wait,
+    plan_catch_up,
+    retry_delay,
+)
 from torua.graph.kuzu_index import WAL_CHECKPOINT_BYTES, BuildStopped, IndexDamaged, KuzuGraphs, QueryRefused
 from torua.storage.engine import Chunk, EngineContext, EngineKind, UnknownChunkFormat
 from torua.storage.operations import (
@@ -187,6 +199,8 @@ class GraphIndex:
         limits: IndexLimits = IndexLimits(),
         *,
         lazy_ops: int = LAZY_OPS,
+        busy_ops: int = BUSY_OPS,
+        busy_window_s: float = BUSY_WINDOW_S,
         idle_s: float = IDLE_S,
     ) -> None:
         self.shard_id = context.shard_id
@@ -196,7 +210,10 @@ class GraphIndex:
         # Kuzu keeps what the WAL holds in the buffer pool until it is folded in: fold well below the pool.
         self.wal_limit = min(WAL_CHECKPOINT_BYTES, limits.buffer_pool_bytes // 4)
         self.lazy_ops = lazy_ops
+        self.busy_ops = busy_ops
+        self.busy_window_s = busy_window_s
         self.idle_s = idle_s
+        self._recent: collections.deque[tuple[float, int]] = collections.deque()  # (when, graph ops) handed over in the last busy_window_s
         self._reader = context.reader
         self._kuzu: KuzuGraphs | None = None
         self._gate = _Gate()
@@ -272,13 +289,18 @@ class GraphIndex:
             kuzu = self._kuzu
             behind = kuzu is None or bool(self._rebuild) or self._behind or kuzu.applied_seq < self._given
             self._given = max(self._given, through)
-            self._last_write = time.monotonic()
+            now = self._last_write = time.monotonic()
             self._last_bulk = len(batch) > self.lazy_ops
+            while self._recent and self._recent[0][0] < now - self.busy_window_s:
+                self._recent.popleft()
+            now_or_later = apply_now(len(batch), sum(n for _, n in self._recent), lazy_ops=self.lazy_ops, busy_ops=self.busy_ops)
+            if batch:
+                self._recent.append((now, len(batch)))
         if kuzu is None and not batch:
             return  # nothing held, nothing given
         fresh = kuzu is None and not self._rebuild and len(batch) <= self.lazy_ops  # the shard's first graph data, most likely
         # A graph's tables created or dropped: the catch-up does it (it reopens the database).
-        lazy = (behind and not fresh) or len(batch) > self.lazy_ops or (kuzu is not None and kuzu.changes_tables(batch))
+        lazy = (behind and not fresh) or not now_or_later or (kuzu is not None and kuzu.changes_tables(batch))
         if not lazy and self._write.acquire(blocking=False):
             try:
                 if kuzu is None:

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from torua.graph.client import Graph
-from torua.protocol.messages import SupportItem
+from torua.protocol.messages import EdgeData, SupportItem, VertexData
 from torua.rag import schema
 from torua.rag.chunking import Chunk
 from torua.rag.pipeline import DocumentPlan
@@ -86,14 +86,12 @@ class CorpusWriter:
                 entities[eid].added[cid] = json.dumps({"mentions": count})
         if entities:
             await self.graph.support(list(entities.values()))
-        await each([
-            self.graph.put_vertex(item.chunk.vertex_id(d), schema.CHUNK, _chunk_properties(d, item.chunk, sorted(item.mentions), sorted(item.relations)),
-                                  [float(x) for x in item.embedding])
-            for item in plan.new
-        ])
-        edges = [self.graph.put_edge(doc, schema.HAS_CHUNK, item.chunk.vertex_id(d)) for item in plan.new]
-        edges += [self.graph.put_edge(item.chunk.vertex_id(d), schema.MENTIONS, eid, {"count": n}) for item in plan.new for eid, n in item.mentions.items()]
-        await each(edges)
+        await self.graph.put_many(
+            [VertexData(item.chunk.vertex_id(d), schema.CHUNK, _chunk_properties(d, item.chunk, sorted(item.mentions), sorted(item.relations)),
+                        [float(x) for x in item.embedding]) for item in plan.new],
+            [EdgeData(doc, schema.HAS_CHUNK, item.chunk.vertex_id(d)) for item in plan.new]
+            + [EdgeData(item.chunk.vertex_id(d), schema.MENTIONS, eid, {"count": n}) for item in plan.new for eid, n in item.mentions.items()],
+        )
         relations: dict[tuple[str, str], SupportItem] = {}
         for item in plan.new:
             for (src, dst), predicates in item.relations.items():

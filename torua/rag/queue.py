@@ -8,7 +8,9 @@ then it tells JetStream it is still working (`in_progress`) every third of
 to another worker, which writes the same document again (every write is
 idempotent). A document that fails for good (bad input, its corpus deleted) is
 terminated, not redelivered; one that fails for a while (a node failing over) is
-delivered again after a pause, at most `MAX_DELIVER` times.
+delivered again after a pause, at most `MAX_DELIVER` times in all (a worker's
+`--tries`): on its last try a document that fails again counts as failed in its
+job (with its error), so the job ends instead of waiting for ever.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ STREAM = "TORUA_RAG"
 SUBJECTS = "torua.rag.jobs"
 CONSUMER = "torua-rag-workers"
 ACK_WAIT = 60.0  # seconds a worker may go silent on a document before it goes to another
-MAX_DELIVER = 20
+MAX_DELIVER = 20  # tries of one document (deliveries: a worker that died counts as one)
 MAX_DOCUMENT_BYTES = 900 << 10  # a message under NATS's default 1 MiB payload, with room for the rest
 
 
@@ -41,9 +43,9 @@ def stream_config() -> api.StreamConfig:
     )
 
 
-def consumer_config(ack_wait: float = ACK_WAIT) -> api.ConsumerConfig:
+def consumer_config(ack_wait: float = ACK_WAIT, tries: int = MAX_DELIVER) -> api.ConsumerConfig:
     return api.ConsumerConfig(
-        durable_name=CONSUMER, ack_policy=api.AckPolicy.EXPLICIT, ack_wait=ack_wait, max_deliver=MAX_DELIVER,
+        durable_name=CONSUMER, ack_policy=api.AckPolicy.EXPLICIT, ack_wait=ack_wait, max_deliver=tries,
         filter_subject=f"{SUBJECTS}.>", max_ack_pending=1000,
     )
 
@@ -64,8 +66,11 @@ async def publish(js: Any, job: RagJob) -> None:
     await js.publish(subject(job.corpus), encode(job), stream=STREAM)
 
 
-async def pull(js: Any, ack_wait: float = ACK_WAIT) -> Any:
-    """The workers' shared pull subscription (its consumer made with `ack_wait` if it is
-    not there yet)."""
+async def pull(js: Any, ack_wait: float = ACK_WAIT, tries: int = MAX_DELIVER) -> tuple[Any, int]:
+    """The workers' shared pull subscription (its consumer made with `ack_wait` and
+    `tries` if it is not there yet), and the tries its consumer allows (the first
+    worker's value holds)."""
     await ensure_stream(js)
-    return await js.pull_subscribe(f"{SUBJECTS}.>", durable=CONSUMER, stream=STREAM, config=consumer_config(ack_wait))
+    pulled = await js.pull_subscribe(f"{SUBJECTS}.>", durable=CONSUMER, stream=STREAM, config=consumer_config(ack_wait, tries))
+    allowed = (await pulled.consumer_info()).config.max_deliver
+    return pulled, allowed if allowed and allowed > 0 else tries

@@ -51,9 +51,11 @@ API_QUEUE = "torua-rag"
 class Worker:
     def __init__(
         self, client: Client, engines: Engines, ack_wait: float = queue.ACK_WAIT, metrics: WorkerMetrics | None = None, documents: int = 8,
+        tries: int = queue.MAX_DELIVER,
     ) -> None:
         self.client = client
         self.ack_wait = ack_wait
+        self.tries = tries  # the queue's consumer's, once taking (the first worker's value holds)
         self.at_once = documents
         self.planning = asyncio.Lock()  # one document's models' work at a time
         self.busy: dict[tuple[str, str], tuple[asyncio.Lock, list[int]]] = {}  # (corpus, document id) -> its lock, its users
@@ -98,7 +100,8 @@ class Worker:
         nc = self.client._nc
         assert nc is not None
         js = nc.jetstream()
-        pulled = await queue.pull(js, self.ack_wait)
+        pulled, allowed = await queue.pull(js, self.ack_wait, self.tries)
+        self.tries = min(self.tries, allowed)
         watch = asyncio.ensure_future(self._watch_queue(pulled))
         log.info("worker ready: taking documents from %s", queue.STREAM)
         try:
@@ -156,19 +159,13 @@ class Worker:
             await self.ingest(job)
         except ToruaError as exc:
             if exc.code in FOR_GOOD:
-                log.warning("document %r of corpus %s (job %s) failed: %s", job.id, job.corpus, job.job, exc)
-                self.failed += 1
-                self.metrics.documents.labels("failed").inc()
-                with contextlib.suppress(ToruaError):
-                    await self._record(job, failed=exc.message)
-                await msg.term()
+                await self._fail(msg, job, exc.message)
             else:
-                log.info("document %r of corpus %s: %s; it is delivered again", job.id, job.corpus, exc)
-                await msg.nak(delay=RETRY_DELAY_S)
+                await self._again(msg, job, f"{exc.code}: {exc.message}")
             return
-        except Exception:
-            log.exception("document %r of corpus %s (job %s) failed; it is delivered again", job.id, job.corpus, job.job)
-            await msg.nak(delay=RETRY_DELAY_S)
+        except Exception as exc:
+            log.exception("document %r of corpus %s (job %s) failed", job.id, job.corpus, job.job)
+            await self._again(msg, job, f"{type(exc).__name__}: {exc}")
             return
         finally:
             beat.cancel()
@@ -177,6 +174,24 @@ class Worker:
             self.done += 1
             self.metrics.documents.labels("done").inc()
             self.metrics.seconds.observe(time.monotonic() - started)
+
+    async def _fail(self, msg: Any, job: RagJob, error: str) -> None:
+        """The document counts as failed in its job (with `error`) and leaves the queue."""
+        log.warning("document %r of corpus %s (job %s) failed: %s", job.id, job.corpus, job.job, error)
+        self.failed += 1
+        self.metrics.documents.labels("failed").inc()
+        with contextlib.suppress(ToruaError):
+            await self._record(job, failed=error)
+        await msg.term()
+
+    async def _again(self, msg: Any, job: RagJob, error: str) -> None:
+        """Delivered again after a pause; on its last try the document fails (its job ends)."""
+        tried = _deliveries(msg)
+        if tried >= self.tries:
+            await self._fail(msg, job, f"{error} (gave up after {tried} tries)")
+            return
+        log.info("document %r of corpus %s: %s; it is delivered again (try %d of %d)", job.id, job.corpus, error, tried, self.tries)
+        await msg.nak(delay=RETRY_DELAY_S)
 
     async def _still_working(self, msg: Any) -> None:
         while True:
@@ -235,6 +250,14 @@ class Worker:
                                          added={job.id: json.dumps({"failed" if failed else "done": 1})})])
 
 
+def _deliveries(msg: Any) -> int:
+    """How many times JetStream has delivered `msg` (this time included)."""
+    try:
+        return int(msg.metadata.num_delivered)
+    except Exception:  # not a JetStream message (never the queue's): no count to go by
+        return 1
+
+
 async def run_worker(config: Any, stop: Any) -> None:
     """The `torua worker` process: connect, load the engines, take documents until stopped."""
     from torua.bus import connect
@@ -244,7 +267,7 @@ async def run_worker(config: Any, stop: Any) -> None:
     try:
         client = await Client(config.nats_url, nc=nc, api_key=config.api_key()).connect()
         engines = await asyncio.to_thread(Engines, config.threads)
-        worker = Worker(client, engines, config.ack_wait, documents=config.documents)
+        worker = Worker(client, engines, config.ack_wait, documents=config.documents, tries=config.tries)
         async with metrics_server(worker.metrics.registry, config.metrics_host, config.metrics_port):
             await worker.serve_api()
             task = asyncio.ensure_future(worker.run(stop.event))
