@@ -35,7 +35,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
-import itertools
 import logging
 import os
 import sqlite3
@@ -85,7 +84,6 @@ LAZY_OPS = 8  # a batch with more graph ops than this leaves the index behind (~
 IDLE_S = 1.0  # an index behind catches up once its shard had no write for this long
 REPLAY_PAGE = 500  # log rows per catch-up transaction
 GAP_SCAN = 20000  # log rows read to tell how many of a gap's ops carry an embedding
-SMALL_BUILD_ROWS = 2000  # a shard's first index file is built at once (in the writer's thread) from fewer rows
 QUERY_THREADS = 4
 WAIT_THREADS = 64
 
@@ -298,19 +296,13 @@ class GraphIndex:
                 self._recent.append((now, len(batch)))
         if kuzu is None and not batch:
             return  # nothing held, nothing given
-        fresh = kuzu is None and not self._rebuild and len(batch) <= self.lazy_ops  # the shard's first graph data, most likely
+        # No file yet (the shard's first graph data): the catch-up builds it, once the
+        # shard is idle or a query needs it (built here, a busy shard built it twice).
         # A graph's tables created or dropped: the catch-up does it (it reopens the database).
-        lazy = (behind and not fresh) or not now_or_later or (kuzu is not None and kuzu.changes_tables(batch))
+        lazy = behind or not now_or_later or (kuzu is not None and kuzu.changes_tables(batch))
         if not lazy and self._write.acquire(blocking=False):
+            assert kuzu is not None
             try:
-                if kuzu is None:
-                    if not self._rows_fewer_than(SMALL_BUILD_ROWS):
-                        self._mark()
-                        return
-                    self._build()  # from the rows, which hold this batch already
-                    with self._cond:
-                        self._behind = False
-                    return
                 with self._gate.shared():
                     kuzu.apply(batch, through)
                 if kuzu.wal_bytes() > self.wal_limit:
@@ -323,16 +315,6 @@ class GraphIndex:
             finally:
                 self._write.release()
         self._mark()
-
-    def _rows_fewer_than(self, limit: int) -> bool:
-        with _read(self._reader()) as conn:
-            seen = 0
-            for graph in self.rows.graphs(conn):
-                for rows in (self.rows.vertices(conn, graph.uid), self.rows.edges(conn, graph.uid)):
-                    seen += sum(1 for _ in itertools.islice(rows, limit - seen + 1))
-                    if seen >= limit:
-                        return False
-        return True
 
     def _mark(self, rebuild: str = "", reopen: bool = False) -> None:
         """The index is behind (or must be rebuilt, or reopened): wake its catch-up."""
