@@ -6,7 +6,8 @@ creations included) until it is killed, handing each batch to the index as the
 writer will, and prints ``ack <seq> <index applied_seq>`` after each.
 
 - ``direct``: every batch is small enough to be applied at once (the ack says the
-  index committed it);
+  index committed it; when the index is behind, after a graph's tables changed or
+  before its first file, a search waits for it first);
 - ``lazy``: batches of more than 6 ops leave the index behind; its catch-up (by log
   replay or rebuild) runs as the shard idles and a search every few batches waits
   for it, so a kill may land in either.
@@ -35,7 +36,9 @@ async def main(directory: Path, mode: str, seed: int) -> None:
         seqs = await write(store, index, ops[i : i + n])
         i += n
         batches += 1
-        if mode == "lazy" and batches % 5 == 0:
+        if (mode == "lazy" and batches % 5 == 0) or (mode == "direct" and index.stats()["behind"]):
+            # direct: the file made (the catch-up builds a shard's first one) or its tables
+            # changed, so that the next batches are applied at once again
             await index.vector_search("g1", [1.0, 0.0, 0.0, 0.0], 3, timeout=60)
         print(f"ack {seqs[-1]} {index.stats()['applied_seq']}", flush=True)
 
