@@ -499,14 +499,16 @@ async def test_an_index_too_big_for_its_buffer_pool_says_which_setting_to_raise_
     for limits, fits in ((IndexLimits(buffer_pool_bytes=16 << 20, max_db_bytes=1 << 30), False), (IndexLimits(), True)):
         store, index = open_shard(tmp_path / f"pool-{limits.buffer_pool_bytes >> 20}", limits=limits, lazy_ops=8, idle_s=0.05)
         try:
-            await write(store, index, ops[:2])  # the file, made at once
+            await write(store, index, ops[:2])
             for i in range(2, len(ops), 200):
                 await write(store, index, ops[i : i + 200])
             if fits:
                 hits = await index.vector_search("u1", ops[5].embedding, 1, timeout=120)
                 assert hits[0][0] == ops[5].id and index.stats()["applied_seq"] == store.last_seq()
+                assert index.stats()["failures"] == 0
             else:
+                wait_until(lambda: index.stats()["failures"] >= 1, 120, "the catch-up to fail")
                 with pytest.raises(IndexBehind, match="--graph-buffer-pool of 16 MiB"):
-                    await index.vector_search("u1", [1.0] * dim, 1, timeout=20)
+                    await index.vector_search("u1", [1.0] * dim, 1, timeout=1)
         finally:
             await store.close()

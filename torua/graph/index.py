@@ -341,6 +341,7 @@ class GraphIndex:
                 "behind": int(self._behind),
                 "builds": self.builds,
                 "replayed_ops": self.replayed_ops,
+                "failures": self._failures,  # catch-ups failed in a row
                 "graphs": len(kuzu.graphs) if kuzu else 0,
             }
         out["file_bytes"] = kuzu.file_bytes() if kuzu else 0
