@@ -10,7 +10,8 @@ The order, for a document d:
 2. each new chunk's entities gain its support (the first chunk makes an entity,
    with its name's embedding), then the chunk's vertex (text, offsets, embedding,
    and the entities and relations it supports, for its removal), its `HAS_CHUNK`
-   and `MENTIONS` edges, and the relations' support;
+   and `MENTIONS` edges (the chunks' vertices, then these edges, in one
+   `Graph.put_many`: an import batch per shard), and the relations' support;
 3. kept chunks get their new offsets; chunks d no longer has lose what they
    supported (relations, then entities: an entity or relation nothing else supports
    goes) and go;
