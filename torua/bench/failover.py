@@ -113,7 +113,7 @@ def run_failover(args) -> int:
         async def rounds() -> list[dict]:
             out = []
             async with Client(nats_url, api_key=stack.api_key) as db:
-                for victim in ("n1", "n2", "n3"):
+                for victim in ("n1", "n2", "n3")[: getattr(args, "failover_rounds", 3)]:
                     await db._maps.refresh()  # noqa: SLF001
                     # wait for the previous victim to be back in sync (green) before the next fault
                     for _ in range(600):

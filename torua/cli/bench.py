@@ -40,6 +40,8 @@ def add_bench_arguments(p) -> None:
     p.add_argument("--replicas", type=int, default=1, help="copies of each shard in the cluster the bench starts [default 1]")
     p.add_argument("--failover", action="store_true",
                    help="instead: start a --replicas 2 cluster, kill -9 a primary while writing, and print how long its shards were unavailable")
+    p.add_argument("--failover-rounds", type=int, default=3, choices=(1, 2, 3),
+                   help="nodes killed one after another (--failover), n1 first; each back in sync before the next [default 3: every node]")
     from torua.bench.graph import add_graph_bench_arguments
 
     add_graph_bench_arguments(p)
