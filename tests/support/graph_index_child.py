@@ -29,10 +29,12 @@ async def main(directory: Path, mode: str, seed: int) -> None:
     register()
     store, index = open_shard(directory, lazy_ops=1000 if mode == "direct" else 6, busy_ops=10**6 if mode == "direct" else 24, idle_s=0.05)
     rng = random.Random(seed)
-    ops = random_ops(rng, 1_000_000, uids=("g1", "g2"), drops=True)
+    ops = random_ops(rng, 5000, uids=("g1", "g2"), drops=True)
     i = batches = 0
     while True:
         n = rng.randint(1, 12 if mode == "direct" else 40)
+        if i + n > len(ops):  # more, made as needed (making a million up front took seconds)
+            ops += random_ops(rng, 5000, uids=("g1", "g2"), drops=True)
         seqs = await write(store, index, ops[i : i + n])
         i += n
         batches += 1
