@@ -47,8 +47,8 @@ MAX_SUPPORT_ITEMS = 1000  # per request (torua.node.graph_support.MAX_ITEMS)
 
 def _size(item: VertexData | EdgeData) -> int:
     """About the bytes `item` takes in a request (to cut batches that fit a message)."""
-    embedding = getattr(item, "embedding", None)
-    return 64 + len(json.dumps(item.properties, ensure_ascii=False)) + 10 * len(embedding or ())
+    ids = item.id if isinstance(item, VertexData) else item.src + item.type + item.dst
+    return 64 + len(ids.encode()) + len(json.dumps(item.properties, ensure_ascii=False).encode()) + 10 * len(getattr(item, "embedding", None) or ())
 
 
 def _vertex(reply: GraphReply, with_embedding: bool) -> dict[str, Any] | None:

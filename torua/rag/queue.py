@@ -72,5 +72,8 @@ async def pull(js: Any, ack_wait: float = ACK_WAIT, tries: int = MAX_DELIVER) ->
     worker's value holds)."""
     await ensure_stream(js)
     pulled = await js.pull_subscribe(f"{SUBJECTS}.>", durable=CONSUMER, stream=STREAM, config=consumer_config(ack_wait, tries))
-    allowed = (await pulled.consumer_info()).config.max_deliver
+    try:
+        allowed = (await pulled.consumer_info()).config.max_deliver
+    except Exception:  # not answered now: this worker's own value (the consumer's is read again at its next start)
+        allowed = tries
     return pulled, allowed if allowed and allowed > 0 else tries
