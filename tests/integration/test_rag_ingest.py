@@ -448,14 +448,16 @@ def test_torua_rag_eval_ingests_the_frozen_set_and_scores_each_mode(rag_cluster)
     from tests.integration.test_client import run_torua
 
     out = subprocess.run(
-        torua_command() + ["rag", "eval", "--nats-url", rag_cluster.nats_url, "--timeout", "30", "rag-eval", "--ingest", "--half", "dev", "--limit", "4", "--json"],
+        torua_command() + ["rag", "eval", "--nats-url", rag_cluster.nats_url, "--timeout", "30", "rag-eval", "--ingest", "--half", "dev", "--limit", "4", "--documents", "30", "--json"],
         capture_output=True, timeout=600,
     )
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
-    assert report["questions"] == 4 and set(report["results"]) == {"vector", "bm25", "fusion", "local", "global", "hybrid"}
+    assert report["questions"] == 4 and 30 < report["documents"] <= 38 and set(report["results"]) == {"vector", "bm25", "fusion", "local", "global", "hybrid"}
     for mode, scores in report["results"].items():
         assert set(scores) == {"both@5", "both@10", "recall@10", "rr", "p50_ms"} and all(0 <= scores[m] <= 1 for m in ("both@5", "both@10", "recall@10", "rr")), mode
     assert report["results"]["hybrid"]["recall@10"] > 0  # the set's documents were ingested and are found
     bad = run_torua("rag", "eval", "--nats-url", rag_cluster.nats_url, "rag-eval", "--modes", "vector,magic")
     assert bad.returncode == 1 and b"unknown eval mode" in bad.stderr
+    alone = run_torua("rag", "eval", "--nats-url", rag_cluster.nats_url, "rag-eval", "--documents", "5")
+    assert alone.returncode == 1 and b"--documents picks what --ingest sends" in alone.stderr

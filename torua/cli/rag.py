@@ -60,6 +60,8 @@ def add_rag_arguments(rag, common) -> None:
     p.add_argument("--half", choices=["dev", "test", "all"], default="test", help="which questions [default test: report; choose settings on dev]")
     p.add_argument("--ingest", action="store_true", help="create the corpus, send it the set's documents and build its communities first (idempotent)")
     p.add_argument("--limit", type=int, default=0, help="at most this many questions (0: all of the half)")
+    p.add_argument("--documents", type=int, default=None,
+                   help="with --ingest: only the questions' supporting documents and this many others (a quick run; scores are higher with fewer distractors) [default: all]")
     p.add_argument(
         "--modes", default="vector,bm25,fusion,local,global,hybrid",
         help="comma-separated: vector (naive), bm25, fusion (vector and BM25 by RRF, no graph), local, global (left out while the corpus has no communities), hybrid",
@@ -197,10 +199,16 @@ async def _eval(db: Client, corpus, args) -> int:
     unknown = sorted(set(modes) - set(EVAL_MODES))
     if unknown:
         raise ToruaError("bad_request", f"unknown eval mode(s) {', '.join(unknown)}; known: {', '.join(EVAL_MODES)}")
+    if args.documents is not None and not args.ingest:
+        raise ToruaError("bad_request", "--documents picks what --ingest sends: give both")
     frozen = eval_set.load()
+    questions = [q for q in frozen["questions"] if args.half == "all" or q["half"] == args.half]
+    if args.limit:
+        questions = questions[: args.limit]
+    documents = frozen["documents"] if args.documents is None else evaluation.documents_for(frozen["documents"], questions, max(0, args.documents))
     if args.ingest:
         await corpus.create()
-        job = await corpus.add(frozen["documents"])
+        job = await corpus.add(documents)
         status = await corpus.wait(job, timeout=3600)
         print(f"torua rag eval: {status['done']} documents ingested, {status['failed']} failed", file=sys.stderr)
         await corpus.wait(await corpus.build_communities(), timeout=3600)
@@ -208,9 +216,6 @@ async def _eval(db: Client, corpus, args) -> int:
     if "global" in modes and (await corpus.info())["communities"] is None:
         modes.remove("global")
         print(f"torua rag eval: global left out: {corpus.name} has no communities yet (torua rag communities {corpus.name})", file=sys.stderr)
-    questions = [q for q in frozen["questions"] if args.half == "all" or q["half"] == args.half]
-    if args.limit:
-        questions = questions[: args.limit]
     graph = db.graph(corpus.name)
     rows: dict[str, list[dict[str, float]]] = {m: [] for m in modes}
     seconds: dict[str, list[float]] = {m: [] for m in modes}
@@ -242,9 +247,10 @@ async def _eval(db: Client, corpus, args) -> int:
             rows[mode].append(evaluation.question_scores([chunk_doc[c] for c in chunks], q["support"]))
     results = {m: {**evaluation.mean_scores(rows[m]), "p50_ms": 1000 * sorted(seconds[m])[len(seconds[m]) // 2] if seconds[m] else 0.0} for m in modes}
     if args.json:
-        print(json.dumps({"half": args.half, "questions": len(questions), "results": results}, indent=2))
+        print(json.dumps({"half": args.half, "questions": len(questions), "documents": len(documents) if args.ingest else None, "results": results}, indent=2))
         return 0
-    print(f"torua rag eval: {len(questions)} questions ({args.half} half of {eval_set.FROZEN.name}); documents ranked by their first chunk, k = 10")
+    subset = "" if args.documents is None else f", a corpus of {len(documents)} of its documents (--documents)"
+    print(f"torua rag eval: {len(questions)} questions ({args.half} half of {eval_set.FROZEN.name}{subset}); documents ranked by their first chunk, k = 10")
     print(f"{'mode':<8} {'both@5':>7} {'both@10':>8} {'recall@10':>10} {'MRR':>6} {'p50 ms':>8}")
     for m in modes:
         r = results[m]

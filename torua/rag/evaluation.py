@@ -47,3 +47,22 @@ def mean_scores(rows: Sequence[Mapping[str, float]]) -> dict[str, float]:
     if not rows:
         return {m: 0.0 for m in METRICS}
     return {m: sum(r[m] for r in rows) / len(rows) for m in METRICS}
+
+
+def documents_for(documents: Sequence[Mapping[str, str]], questions: Sequence[Mapping[str, object]], others: int) -> list[Mapping[str, str]]:
+    """A smaller corpus for a quick run: the supporting documents of `questions`, and
+    the first `others` of the rest (distractors), in the set's order.
+
+    >>> docs = [{"id": i} for i in "abcdef"]
+    >>> [d["id"] for d in documents_for(docs, [{"support": ["e", "b"]}], 2)]
+    ['a', 'b', 'c', 'e']
+    """
+    needed = {str(d) for q in questions for d in q["support"]}  # type: ignore[union-attr]
+    out, extra = [], 0
+    for d in documents:
+        if d["id"] in needed:
+            out.append(d)
+        elif extra < others:
+            out.append(d)
+            extra += 1
+    return out
