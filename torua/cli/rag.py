@@ -181,6 +181,9 @@ async def _ingest(corpus, args) -> int:
     for state in states:
         if state.get("first_error"):
             print(f"torua rag: job {state['job']}: {state['failed']} failed, the first: {state['first_error']}", file=sys.stderr)
+    if done:  # what was ingested is queryable when this returns
+        await _searchable(corpus, deadline, say=lambda: print("torua rag: the shards' indexes are catching up with the ingest; waiting until a query answers",
+                                                              file=sys.stderr, flush=True))
     print(json.dumps({"jobs": jobs, "documents": total, "done": done, "failed": failed}))
     return 1 if failed else 0
 
@@ -261,10 +264,11 @@ async def _eval(db: Client, corpus, args) -> int:
 SEARCHABLE_S = 600.0
 
 
-async def _searchable(corpus) -> None:
-    """Wait until a query answers: after a bulk ingest each shard's index catches up
-    first (docs/design/graph.md section 1), and a query meanwhile may time out."""
-    deadline = time.monotonic() + SEARCHABLE_S
+async def _searchable(corpus, deadline: float | None = None, say: Any = None) -> None:
+    """Wait until a query answers (at most until `deadline`, monotonic; `say()` once
+    if it does not at first): after a bulk ingest each shard's index catches up first
+    (docs/design/graph.md section 1), and a query meanwhile answers 503 or times out."""
+    deadline = time.monotonic() + SEARCHABLE_S if deadline is None else deadline
     while True:
         try:
             await corpus.query("ready?", "naive", 1)
@@ -272,4 +276,7 @@ async def _searchable(corpus) -> None:
         except ToruaError as exc:
             if exc.code not in ("timeout", "unavailable") or time.monotonic() > deadline:
                 raise
-        await asyncio.sleep(1.0)
+            if say is not None:
+                say()
+                say = None
+        await asyncio.sleep(0.2)
