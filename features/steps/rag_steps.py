@@ -48,7 +48,14 @@ def step_job_done(context, done, failed):
 
 @when('the corpus "{corpus}" is asked "{question}" in mode "{mode}"')
 def step_ask(context, corpus, question, mode):
-    context.response = send(context, "POST", f"/rag/{corpus}/query", {"question": question, "mode": mode, "k": 3}, JSON)
+    # Right after writes a shard's index may still be catching up: 503 or 504 "try again"
+    # (Retry-After), and a client asks again.
+    def answered():
+        resp = send(context, "POST", f"/rag/{corpus}/query", {"question": question, "mode": mode, "k": 3}, JSON)
+        assert resp.status not in (503, 504), resp
+        return resp
+
+    context.response = wait_for(answered, JOB_S, "an answer once the indexes caught up")
     context.answer = json.loads(context.response.body) if context.response.status == 200 else None
 
 

@@ -271,7 +271,7 @@ async def _searchable(corpus, deadline: float | None = None, say: Any = None) ->
     deadline = time.monotonic() + SEARCHABLE_S if deadline is None else deadline
     while True:
         try:
-            await corpus.query("ready?", "naive", 1)
+            await corpus.indexed()
             return
         except ToruaError as exc:
             if exc.code not in ("timeout", "unavailable") or time.monotonic() > deadline:

@@ -61,15 +61,23 @@ class Corpus:
         return await self._api("job", {"job": job})
 
     async def wait(self, job: str, timeout: float = 600.0, every: float = 0.2) -> dict[str, Any]:
-        """The job's progress once it is done; `timeout` (ToruaError) if it is not within `timeout` s.
-        A poll that meets a node failing over (`unavailable`, `timeout`) is tried again."""
+        """The job's progress once it is done and what it wrote is queryable (a query
+        answers: right after many writes each shard's index catches up first, and a
+        query meanwhile answers `unavailable`, "try again"); `timeout` (ToruaError) if
+        not within `timeout` s. A poll that meets a node failing over (`unavailable`,
+        `timeout`) is tried again."""
         deadline = time.monotonic() + timeout
         status: dict[str, Any] | str = "no answer yet"
+        done: dict[str, Any] | None = None
         while True:
             try:
-                status = await self.job(job)
-                if status["state"] == "done":
-                    return status
+                if done is None:
+                    status = await self.job(job)
+                    if status["state"] == "done":
+                        done = status
+                if done is not None:
+                    await self.indexed()
+                    return done
             except ToruaError as exc:
                 if exc.code not in ("unavailable", "timeout"):
                     raise
@@ -77,6 +85,12 @@ class Corpus:
             if time.monotonic() > deadline:
                 raise ToruaError("timeout", f"job {job} not done within {timeout:g}s: {status}")
             await asyncio.sleep(every)
+
+    async def indexed(self) -> None:
+        """Returns once every shard's index holds the corpus's writes so far (a text
+        search over all shards answers; no model is called); `unavailable` or `timeout`
+        while one is still catching up."""
+        await self.client.graph(self.name).text_search("ready", k=1)
 
     async def document(self, document_id: str) -> dict[str, Any] | None:
         """The document's vertex properties (`status`, `chunks`, `metadata`), or None."""
