@@ -77,7 +77,6 @@ def met(figure: str, ratio: float | None) -> bool | None:
     return meets(TARGETS[figure], ratio)
 
 
-
 def _lines_in_requests(path: Path) -> list[bytes]:
     bodies, lines, size = [], [], 0
     with open(path, "rb") as f:
@@ -331,7 +330,6 @@ def report(rows: list[dict], torua: dict, anchor: dict, nodes: list[dict], heade
                  f"(anchor process: {anchor['rss_bytes'] / 2**20:.0f} MiB)")
     lines.append(f"torua.Client mode: {torua['get']['mode']}")
     return "\n".join(lines)
-
 
 
 def run_graph_bench(args) -> int:

@@ -52,7 +52,6 @@ def add_bench_arguments(p) -> None:
                    help=f"only measurements whose name contains this (comma-separated: any of them) among {', '.join(ORDER)}")
 
 
-
 def _durability(args) -> dict:
     own = args.nats_url is None
     torua = {"relaxed": "commit=relaxed (WAL written, no fsync per commit)", "durable": "commit=durable (fsync every commit)"}[args.commit]
@@ -135,6 +134,7 @@ def run_bench(args) -> int:
         print(f"torua bench: --only {args.only!r} matches none of {', '.join(ORDER)}", file=sys.stderr)
         return 2
     durability = _durability(args)
+
     def run(stack: Stack, workdir: Path) -> int:
         urls = _start(args, stack, names)
         version = subprocess.run([nats_server_binary(), "--version"], capture_output=True, text=True, timeout=10).stdout.strip()

@@ -249,24 +249,30 @@ class CorpusService:
     async def _visible(self, ranked: list[tuple[str, float]], k: int, metadata: dict[str, Any]) -> list[dict[str, Any]]:
         """The first `k` of `ranked` (chunk id, score) whose document is complete and holds
         them now (not one being written, deleted or replaced) and whose metadata holds
-        `metadata`, with their text."""
-        vertices = await asyncio.gather(*(self.graph.get_vertex(id) for id, _ in ranked))
-        docs = {v["properties"].get("document_id") for v in vertices if v is not None}
-        held = dict(zip(docs, await asyncio.gather(*(self.graph.get_vertex(schema.document_vertex(d)) for d in docs))))
-        chunks = []
-        for (id, score), vertex in zip(ranked, vertices):
-            if vertex is None:
-                continue
-            p = vertex["properties"]
-            doc = held.get(p.get("document_id"))
-            if doc is None or doc["properties"].get("status") != "complete" or id.rsplit("/", 1)[1] not in doc["properties"].get("chunks", []):
-                continue
-            held_metadata = doc["properties"].get("metadata") or {}
-            if any(held_metadata.get(key) != value for key, value in metadata.items()):
-                continue
-            chunks.append({"id": id, "document_id": p["document_id"], "text": p.get("text", ""), "score": score, "start": p.get("start"), "end": p.get("end")})
-            if len(chunks) == k:
-                break
+        `metadata`, with their text. Read a page at a time (twice what is still wanted):
+        most queries need only their first page, not every candidate."""
+        chunks: list[dict[str, Any]] = []
+        held: dict[str, Any] = {}
+        start = 0
+        while start < len(ranked) and len(chunks) < k:
+            page = ranked[start : start + 2 * (k - len(chunks))]
+            start += len(page)
+            vertices = await asyncio.gather(*(self.graph.get_vertex(id) for id, _ in page))
+            docs = list({v["properties"].get("document_id") for v in vertices if v is not None} - held.keys())
+            held.update(zip(docs, await asyncio.gather(*(self.graph.get_vertex(schema.document_vertex(d)) for d in docs))))
+            for (id, score), vertex in zip(page, vertices):
+                if vertex is None:
+                    continue
+                p = vertex["properties"]
+                doc = held.get(p.get("document_id"))
+                if doc is None or doc["properties"].get("status") != "complete" or id.rsplit("/", 1)[1] not in doc["properties"].get("chunks", []):
+                    continue
+                held_metadata = doc["properties"].get("metadata") or {}
+                if any(held_metadata.get(key) != value for key, value in metadata.items()):
+                    continue
+                chunks.append({"id": id, "document_id": p["document_id"], "text": p.get("text", ""), "score": score, "start": p.get("start"), "end": p.get("end")})
+                if len(chunks) == k:
+                    break
         return chunks
 
     def _embed(self, text: str, settings: CorpusSettings) -> list[float]:
