@@ -237,7 +237,7 @@ class WorkerConfig(Common):
     threads: int = field(default=1, metadata={"help": "threads of the embedder (onnxruntime) in this worker"})
     api_key_file: str = field(default="", metadata={"help": "a file holding the API key the worker calls the cluster with (corpus graphs: admin to create them, write to ingest; empty: $TORUA_API_KEY, else the admin key of ./torua-data); torua up passes its admin key"})
     ack_wait: float = field(default=60.0, metadata={"help": "seconds a document may go without a sign of life from its worker before another worker takes it (set when the queue's consumer is made: the first worker's value holds)"})
-    documents: int = field(default=8, metadata={"help": "documents this worker ingests at once (their models' work one at a time, their writes to the cluster overlapping)"})
+    documents: int = field(default=32, metadata={"help": "documents this worker ingests at once, in batches of up to half of them (at most 16) written together (their models' work one at a time)"})
     tries: int = field(default=20, metadata={"help": "times a document is tried (a retryable failure, a worker that died) before it counts as failed in its job (set when the queue's consumer is made: the first worker's value holds)"})
 
     def validate(self) -> None:

@@ -268,6 +268,51 @@ async def test_an_llm_endpoint_extracts_embeds_answers_and_summarises(rag_cluste
             assert (await failing.document("curie") or {}).get("status") != "complete"
 
 
+async def test_a_batch_with_a_failing_document_writes_the_others(rag_cluster):
+    """A worker writes the documents it took together as one batch; one whose planning
+    fails (its extraction: the fake model refuses a text that says POISON) is left out
+    and taken on its own: the others are complete, planned once, and the bad one counts
+    as failed with its error; each message is acknowledged or ended. The messages
+    are real JetStream messages of a stream of the test's own, taken by a `Worker` in
+    this process (the cluster's workers take from theirs)."""
+    from nats.js.api import StreamConfig
+
+    from tests.support.fake_llm import DIM, FakeLlm
+    from torua.protocol.codec import encode
+    from torua.protocol.messages import RagJob
+    from torua.rag.engines import Engines
+    from torua.rag.worker import Worker
+
+    async with Client(rag_cluster.nats_url) as db:
+        with FakeLlm() as llm:
+            rag = db.rag("rag-batch")
+            await rag.create(**SETTINGS, extractor="llm", embedder="openai", dim=DIM, llm_url=llm.url, llm_model="fake-chat", embedding_model="fake-embed")
+            js = db._nc.jetstream()
+            await js.add_stream(StreamConfig(name="TEST_BATCH", subjects=["test.batch"]))
+            try:
+                jobs = [RagJob("b1", "rag-batch", name, text) for name, text in PEOPLE[:2]]
+                jobs.insert(1, RagJob("b1", "rag-batch", "poison", "Alan Turing was born in London. POISON."))
+                for job in jobs:
+                    await js.publish("test.batch", encode(job))
+                pulled = await js.pull_subscribe("test.batch", durable="test-batch")
+                messages = []
+                while len(messages) < len(jobs):
+                    messages += await pulled.fetch(len(jobs) - len(messages), timeout=5)
+                worker = Worker(db, Engines(load=False), documents=8, tries=1)
+                assert len(messages) <= worker.batch
+                await worker.take_many(messages)
+                assert (worker.done, worker.failed, llm.calls["poisoned"]) == (2, 1, 2)  # tried in the batch, then alone
+                written = [await rag.document(name) for name, _ in PEOPLE[:2]]
+                assert all(d["status"] == "complete" for d in written), written
+                assert llm.calls["extract"] == sum(len(d["chunks"]) for d in written)  # one call per chunk: the others were planned once
+                assert (await rag.document("poison") or {}).get("status") != "complete"
+                failed = await db.graph("rag-batch").get_vertex("j/b1/failed")
+                assert "HTTP 500" in failed["properties"]["first_error"], failed
+                assert (await pulled.consumer_info()).num_ack_pending == 0  # every message acknowledged or ended
+            finally:
+                await js.delete_stream("TEST_BATCH")
+
+
 async def test_a_document_sent_again_rewrites_only_its_changed_chunks(rag_cluster):
     async with Client(rag_cluster.nats_url) as db:
         rag = db.rag("rag-again")

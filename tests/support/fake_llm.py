@@ -7,7 +7,7 @@
 - chat with the answer prompt answers "From [<first passage id>]: <its first
   sentence>"; with the summary prompt, "Summary: <the entities line>";
 - embeddings: a hashed bag of words in `DIM` dimensions;
-- model "broken" answers HTTP 500.
+- model "broken" answers HTTP 500, and so does extraction of a text that says POISON.
 
 Runs on its own thread and event loop; `calls` counts requests per kind.
 """
@@ -91,6 +91,9 @@ class FakeLlm:
             self.calls["broken"] += 1
             return web.json_response({"error": {"message": "the model is broken"}}, status=500)
         system, user = (m["content"] for m in body["messages"])
+        if system == EXTRACT_SYSTEM and "POISON" in user:
+            self.calls["poisoned"] += 1
+            return web.json_response({"error": {"message": "this text poisons the model"}}, status=500)
         if system == EXTRACT_SYSTEM:
             self.calls["extract"] += 1
             content = "Here is the graph:\n" + json.dumps(await asyncio.to_thread(self._extract, user))

@@ -784,7 +784,9 @@ class KuzuGraphs:
         count = self._q(f"MATCH (x:{g.Emb}) RETURN count(*)")[0][0]
         if not VectorCache.fits(count, g.vector_dim, self.limits.vector_memory_bytes):
             return None
-        table = self._conn().execute(f"MATCH (x:{g.Emb}) RETURN x.id, x.label, x.embedding").get_as_arrow()
+        # one chunk of about `count` rows: the default sizes chunks for 10M values per column,
+        # and allocating that for 384-d lists cost ~0.5 ms per row read (65x), measured here
+        table = self._conn().execute(f"MATCH (x:{g.Emb}) RETURN x.id, x.label, x.embedding").get_as_arrow(max(count, 1))
         column = table.column(2).combine_chunks()
         matrix = column.flatten().to_numpy(zero_copy_only=False).reshape(len(column), g.vector_dim) if len(column) else np.zeros((0, g.vector_dim), np.float32)
         cache = VectorCache(table.column(0).to_pylist(), table.column(1).to_pylist(), matrix, g.metric, writes)

@@ -2,10 +2,13 @@
 runs the pipeline on them (`torua.rag.pipeline`) and writes them into their corpus
 graph (`torua.rag.ingest`) (docs/design/graphrag.md section 4). Runs on any machine that reaches the NATS cluster; as many as wanted.
 
-A worker ingests up to `documents` documents at once: their pipeline work
+A worker ingests up to `documents` documents at once, in batches of up to half
+of them (at most `BATCH`) taken from the queue together: a batch's pipeline work
 (embedding, parsing, resolving) runs in a thread, one document at a time (the
-models and the resolver are the worker's, and the CPU is the budget), while
-their writes to the cluster, which are mostly waiting, overlap. The event loop
+models and the resolver are the worker's, and the CPU is the budget), then its
+documents are written together (`CorpusWriter.write`: one request per shard and
+step for the batch), while the next batch is planned. A batch that fails is
+taken again one document at a time, so one bad document fails alone. The event loop
 keeps the NATS connection and the `in_progress` signals going meanwhile.
 Each corpus's entity resolver lives as long as the worker: it learns the names it
 has seen, so later documents merge with them (another worker's names it does not
@@ -20,6 +23,7 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from nats.errors import TimeoutError as NatsTimeout
@@ -33,7 +37,7 @@ from torua.protocol.vocabulary import RagTask
 from torua.rag import community_build, queue, schema
 from torua.rag.corpus import CorpusSettings
 from torua.rag.engines import Engines
-from torua.rag.ingest import CorpusWriter
+from torua.rag.ingest import CorpusWriter, Planned
 from torua.rag.pipeline import plan_document
 from torua.rag.resolution import Resolver
 from torua.rag.service import RagService
@@ -42,6 +46,8 @@ log = logging.getLogger("torua.worker")
 
 FOR_GOOD = frozenset({"bad_request", "not_found", "value_too_large", "conflict", "forbidden", "unauthorized"})
 RETRY_DELAY_S = 2.0
+BATCH = 16  # documents of one corpus planned, then written together, at most
+IN_FLIGHT = 2  # batches at once: one planned while the other is written
 QUEUE_READ_S = 5.0  # how often the queue's depth is read for /metrics
 OPS = frozenset({"create", "get", "documents", "job", "delete_document", "query", "communities"})
 API_SUBJECT = "torua.rag.api"  # RagRequest -> RagReply, from the gateways
@@ -50,13 +56,13 @@ API_QUEUE = "torua-rag"
 
 class Worker:
     def __init__(
-        self, client: Client, engines: Engines, ack_wait: float = queue.ACK_WAIT, metrics: WorkerMetrics | None = None, documents: int = 8,
+        self, client: Client, engines: Engines, ack_wait: float = queue.ACK_WAIT, metrics: WorkerMetrics | None = None, documents: int = 32,
         tries: int = queue.MAX_DELIVER,
     ) -> None:
         self.client = client
         self.ack_wait = ack_wait
         self.tries = tries  # the queue's consumer's, once taking (the first worker's value holds)
-        self.at_once = documents
+        self.batch = max(1, min(BATCH, documents // IN_FLIGHT))
         self.planning = asyncio.Lock()  # one document's models' work at a time
         self.busy: dict[tuple[str, str], tuple[asyncio.Lock, list[int]]] = {}  # (corpus, document id) -> its lock, its users
         self.metrics = metrics or WorkerMetrics()
@@ -119,24 +125,27 @@ class Worker:
             await asyncio.sleep(QUEUE_READ_S)
 
     async def _take_until(self, stop: asyncio.Event, pulled: Any) -> None:
-        """Take messages while fewer than `at_once` are being ingested; at a stop (or a
-        cancel) the ones in progress are cancelled: unacknowledged, they are redelivered."""
+        """Take up to `batch` messages at a time (`take_many`), while fewer than
+        `IN_FLIGHT` batches are being ingested: a busy queue then fills each batch
+        (what came while the others were planned and written), and a quiet one is
+        taken a message at a time. At a stop (or a cancel) the ones in progress are
+        cancelled: unacknowledged, they are redelivered."""
         running: set[asyncio.Future[None]] = set()
         try:
             while not stop.is_set():
-                if len(running) >= self.at_once:
+                if len(running) >= IN_FLIGHT:
                     await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
                     continue
                 try:
-                    messages = await pulled.fetch(self.at_once - len(running), timeout=1.0)
+                    messages = await pulled.fetch(self.batch, timeout=1.0)
                 except NatsTimeout:
                     continue
                 except Exception as exc:  # NATS reconnecting, JetStream without a leader for a while: try again
                     log.warning("taking from %s failed (%s); trying again in %g s", queue.STREAM, exc or type(exc).__name__, RETRY_DELAY_S)
                     await asyncio.sleep(RETRY_DELAY_S)
                     continue
-                for msg in messages:
-                    task = asyncio.ensure_future(self.take(msg))
+                if messages:
+                    task = asyncio.ensure_future(self.take_many(messages))
                     running.add(task)
                     task.add_done_callback(running.discard)
         finally:
@@ -145,14 +154,57 @@ class Worker:
             if running:
                 await asyncio.wait(running, timeout=5.0)
 
-    async def take(self, msg: Any) -> None:
-        """One message: its document written, then acknowledged; or let go (see queue)."""
-        try:
-            job = decode(RagJob, msg.data)
-        except ToruaError as exc:
-            log.warning("garbage on the ingestion queue (%s): dropped", exc.message)
-            await msg.term()
+    async def take_many(self, messages: list[Any]) -> None:
+        """Messages fetched together: the documents among them written as batches
+        (`together`), one corpus each, in the order they came; other tasks on their own."""
+        jobs: list[tuple[Any, RagJob]] = []
+        for msg in messages:
+            try:
+                jobs.append((msg, decode(RagJob, msg.data)))
+            except ToruaError as exc:
+                log.warning("garbage on the ingestion queue (%s): dropped", exc.message)
+                await msg.term()
+        others = [(msg, job) for msg, job in jobs if job.task != RagTask.DOCUMENT]
+        batches = together([(msg, job) for msg, job in jobs if job.task == RagTask.DOCUMENT], self.batch)
+        await asyncio.gather(*(self.take(msg, job) for msg, job in others), self._take_batches(batches))
+
+    async def _take_batches(self, batches: list[list[tuple[Any, RagJob]]]) -> None:
+        for batch in batches:
+            await self._take_batch(batch)
+
+    async def _take_batch(self, batch: list[tuple[Any, RagJob]]) -> None:
+        """Documents of one corpus written together, then acknowledged. A document whose
+        planning fails is left out and taken on its own afterwards; when the writes
+        fail, each document is taken on its own (its error is then its own)."""
+        if len(batch) == 1:
+            await self.take(*batch[0])
             return
+        beats = [asyncio.ensure_future(self._still_working(msg)) for msg, _ in batch]
+        started = time.monotonic()
+        try:
+            async with self._holding([(job.corpus, job.id) for _, job in batch]):
+                left = await self._ingest_documents([job for _, job in batch])
+        except Exception as exc:
+            log.info("%d documents of corpus %s written together failed (%s); writing each on its own", len(batch), batch[0][1].corpus, exc)
+            left = None
+        finally:
+            for beat in beats:
+                beat.cancel()
+        alone = batch if left is None else [(msg, job) for msg, job in batch if job in left]
+        for msg, job in batch:
+            if (msg, job) not in alone:
+                await msg.ack_sync()
+                self._done(started)
+        await asyncio.gather(*(self.take(msg, job) for msg, job in alone))
+
+    def _done(self, started: float) -> None:
+        self.done += 1
+        self.metrics.documents.labels("done").inc()
+        self.metrics.seconds.observe(time.monotonic() - started)
+
+    async def take(self, msg: Any, job: RagJob) -> None:
+        """One message: its document written (or its task done), then acknowledged; or
+        let go (see queue)."""
         beat = asyncio.ensure_future(self._still_working(msg))
         started = time.monotonic()
         try:
@@ -171,9 +223,7 @@ class Worker:
             beat.cancel()
         await msg.ack_sync()
         if job.task == RagTask.DOCUMENT:
-            self.done += 1
-            self.metrics.documents.labels("done").inc()
-            self.metrics.seconds.observe(time.monotonic() - started)
+            self._done(started)
 
     async def _fail(self, msg: Any, job: RagJob, error: str) -> None:
         """The document counts as failed in its job (with `error`) and leaves the queue."""
@@ -181,7 +231,7 @@ class Worker:
         self.failed += 1
         self.metrics.documents.labels("failed").inc()
         with contextlib.suppress(ToruaError):
-            await self._record(job, failed=error)
+            await self._record([job], failed=error)
         await msg.term()
 
     async def _again(self, msg: Any, job: RagJob, error: str) -> None:
@@ -207,47 +257,102 @@ class Worker:
             raise ToruaError("not_found", f"graph {corpus!r} is not a corpus (it has no corpus vertex)")
         return CorpusSettings.of(vertex["properties"])
 
-    async def ingest(self, job: RagJob) -> None:
-        """Two versions of one document (sent twice in a row) are written in turn."""
-        key = (job.corpus, job.id)
-        lock, users = self.busy.setdefault(key, (asyncio.Lock(), [0]))
-        users[0] += 1
+    @contextlib.asynccontextmanager
+    async def _holding(self, keys: list[tuple[str, str]]) -> AsyncIterator[None]:
+        """Hold the locks of these (corpus, document id)s, taken in order: two versions of
+        one document (sent twice in a row) are written in turn."""
+        held = [(key, *self.busy.setdefault(key, (asyncio.Lock(), [0]))) for key in sorted(set(keys))]
+        for _, _, users in held:
+            users[0] += 1
         try:
-            async with lock:
-                await self._ingest(job)
+            async with contextlib.AsyncExitStack() as stack:
+                for _, lock, _ in held:
+                    await stack.enter_async_context(lock)
+                yield
         finally:
-            users[0] -= 1
-            if not users[0]:
-                del self.busy[key]
+            for key, _, users in held:
+                users[0] -= 1
+                if not users[0]:
+                    del self.busy[key]
 
-    async def _ingest(self, job: RagJob) -> None:
-        graph = self.client.graph(job.corpus)
-        settings = await self._settings(graph, job.corpus)
-        e = self.engines
-        if job.task == RagTask.COMMUNITIES:
-            await community_build.build(graph, e.embedder_for(settings), job.job, community_build.summariser(e.llm_for(settings), settings.llm_model))
-            await self._record(job)
-            return
+    async def ingest(self, job: RagJob) -> None:
+        async with self._holding([(job.corpus, job.id)]):
+            if job.task == RagTask.COMMUNITIES:
+                graph = self.client.graph(job.corpus)
+                settings = await self._settings(graph, job.corpus)
+                summarise = community_build.summariser(self.engines.llm_for(settings), settings.llm_model)
+                await community_build.build(graph, self.engines.embedder_for(settings), job.job, summarise)
+                await self._record([job])
+            else:
+                await self._ingest_documents([job])
+
+    async def _ingest_documents(self, jobs: list[RagJob]) -> list[RagJob]:
+        """Documents of one corpus, each named once: planned one after another (the
+        models are the worker's), then written together (`CorpusWriter.write`). Of
+        several, those whose planning fails are left out and returned (one alone
+        raises its error)."""
+        corpus = jobs[0].corpus
+        graph = self.client.graph(corpus)
+        settings = await self._settings(graph, corpus)
         writer = CorpusWriter(graph)
-        previous = await writer.previous_chunks(job.id)
-        resolver = self.resolvers.setdefault(job.corpus, Resolver())
-        embedder, extractor = e.embedder_for(settings), e.extractor_for(settings)
-        async with self.planning:
-            plan = await asyncio.to_thread(plan_document, job.id, job.text, settings.chunking(), embedder, extractor, resolver, previous)
-            names = sorted(plan.entities)
-            vectors = await asyncio.to_thread(embedder.embed, [plan.entities[n][1] for n in names])
-        await writer.write(plan, job.metadata, dict(zip(names, vectors)), previous)
-        await self._record(job)
-        for kind, count in (("new", len(plan.new)), ("kept", len(plan.kept)), ("removed", len(plan.gone))):
-            self.metrics.chunks.labels(kind).inc(count)
+        previous = await writer.previous_chunks_of([job.id for job in jobs])
+        resolver = self.resolvers.setdefault(corpus, Resolver())
+        embedder, extractor = self.engines.embedder_for(settings), self.engines.extractor_for(settings)
+        planned: list[Planned] = []
+        written: list[RagJob] = []
+        left: list[RagJob] = []
+        for job, held in zip(jobs, previous):
+            try:
+                async with self.planning:
+                    plan = await asyncio.to_thread(plan_document, job.id, job.text, settings.chunking(), embedder, extractor, resolver, held)
+                    names = sorted(plan.entities)
+                    vectors = await asyncio.to_thread(embedder.embed, [plan.entities[n][1] for n in names])
+            except Exception as exc:
+                if len(jobs) == 1:
+                    raise
+                log.info("document %r of corpus %s: %s; taken on its own", job.id, corpus, exc)
+                left.append(job)
+                continue
+            planned.append(Planned(plan, job.metadata, dict(zip(names, vectors)), held))
+            written.append(job)
+        if planned:
+            await writer.write(planned)
+            await self._record(written)
+        for p in planned:
+            for kind, count in (("new", len(p.plan.new)), ("kept", len(p.plan.kept)), ("removed", len(p.plan.gone))):
+                self.metrics.chunks.labels(kind).inc(count)
+        return left
 
-    async def _record(self, job: RagJob, failed: str = "") -> None:
-        """The document counts as done (or failed) in its job's progress (a set: a
+    async def _record(self, jobs: list[RagJob], failed: str = "") -> None:
+        """The documents count as done (or failed) in their jobs' progress (a set: a
         redelivered document counts once)."""
-        graph = self.client.graph(job.corpus)
-        target = schema.job_vertex(job.job) + ("/failed" if failed else "")
-        await graph.support([SupportItem(target, label=schema.JOB, properties={"first_error": failed[:500]} if failed else {},
-                                         added={job.id: json.dumps({"failed" if failed else "done": 1})})])
+        graph = self.client.graph(jobs[0].corpus)
+        items: dict[str, SupportItem] = {}
+        for job in jobs:
+            target = schema.job_vertex(job.job) + ("/failed" if failed else "")
+            item = items.setdefault(target, SupportItem(target, label=schema.JOB, properties={"first_error": failed[:500]} if failed else {}))
+            item.added[job.id] = json.dumps({"failed" if failed else "done": 1})
+        await graph.support(list(items.values()))
+
+
+def together(jobs: list[tuple[Any, RagJob]], most: int) -> list[list[tuple[Any, RagJob]]]:
+    """Documents to write as batches, in order: one corpus each, at most `most`, each
+    (corpus, document id) once (a second version of a document goes in a later batch,
+    so the two are written in turn).
+
+    >>> j = lambda c, d: (d, RagJob("j", c, d, ""))
+    >>> [[m for m, _ in b] for b in together([j("a", "1"), j("b", "2"), j("a", "3"), j("a", "1"), j("a", "4")], 2)]
+    [['1', '3'], ['2'], ['1', '4']]
+    """
+    batches: list[list[tuple[Any, RagJob]]] = []
+    current: dict[str, list[tuple[Any, RagJob]]] = {}
+    for msg, job in jobs:
+        batch = current.get(job.corpus)
+        if batch is None or len(batch) >= most or any(other.id == job.id for _, other in batch):
+            batch = current[job.corpus] = []
+            batches.append(batch)
+        batch.append((msg, job))
+    return batches
 
 
 def _deliveries(msg: Any) -> int:
