@@ -301,6 +301,48 @@ async def test_late_messages_between_primaries_change_nothing_they_should_not(tm
 
 
 @pytest.mark.timeout(90)
+async def test_an_edge_message_naming_several_shards_of_a_node_is_answered_shard_by_shard(tmp_path):
+    """What `NodeMux` sends (torua/node/node_mux.py): one `edge.attach` for several
+    shards of one node is answered as a message per shard would be, in order; a shard
+    the node does not lead is a refused part (the sender sends its halves alone), and
+    a half on a shard the message does not name refuses the message."""
+    cluster = SimCluster(tmp_path, sim_seed(), nodes=2, shards=6, replicas=1)
+    try:
+        await cluster.start()
+        async with asyncio.timeout(60):
+            g = graph_client(cluster)
+            holder = {s: cluster.map.shards[s].primary for s in range(6)}
+            ids = ids_on_other_shards(60, 6)
+            node = holder[g.shard(ids[0])]
+            mine = sorted({g.shard(i) for i in ids if holder[g.shard(i)] == node})
+            other = next(s for s in range(6) if holder[s] != node)
+            assert len(mine) >= 2
+            dsts = [next(i for i in ids if g.shard(i) == s) for s in (mine[0], mine[1], other)]
+            src = next(i for i in ids if g.shard(i) not in (mine[0], mine[1], other))
+            for v in {src, *dsts}:
+                await g.put_vertex(v)
+            for dst in dsts:
+                await g.put_edge(src, "knows", dst)
+            await settled(cluster)
+            tokens = {dst: half_rows(cluster, (src, "knows", dst))["out"][1] for dst in dsts}  # type: ignore[index]
+            absent = next(i for i in ids if g.shard(i) == mine[0] and i not in dsts)  # never put
+            halves = [EdgeHalf(src, "knows", dsts[1], tokens[dsts[1]]), EdgeHalf(src, "knows", dsts[0], tokens[dsts[0]]), EdgeHalf(src, "knows", absent, 7)]
+            both = await g.call(mine[0], GraphOp.EDGE_ATTACH, shards=mine[:2], halves=halves)
+            alone = [(await g.call(g.shard(h.dst), GraphOp.EDGE_ATTACH, halves=[h])).halves[0] for h in halves]
+            assert [(h.dst, h.state) for h in both.halves] == [(h.dst, h.state) for h in alone] == [(dsts[1], "attached"), (dsts[0], "attached"), (halves[2].dst, "missing")]
+            assert both.parts == []
+            refused = await g.call(mine[0], GraphOp.EDGE_ATTACH, shards=[mine[0], other], halves=[halves[1], EdgeHalf(src, "knows", dsts[2], tokens[dsts[2]])])
+            assert [h.state for h in refused.halves[:1]] == ["attached"]
+            assert [(p.shard, p.error_code) for p in refused.parts] == [(other, "moved")]
+            with pytest.raises(ToruaError, match="which shards does not name"):
+                await g.call(mine[0], GraphOp.EDGE_ATTACH, shards=[mine[0]], halves=halves[:2])
+            with pytest.raises(ToruaError, match="take several shards"):
+                await g.call(mine[0], GraphOp.EDGE_PUT, shards=mine[:2], edge=EdgeData(src, "knows", dsts[0]))
+    finally:
+        await cluster.stop()
+
+
+@pytest.mark.timeout(90)
 async def test_steps_a_peer_missed_are_finished_by_repair_once_it_is_back(tmp_path):
     cluster = SimCluster(tmp_path, sim_seed(), nodes=3, shards=3, replicas=1, graph_repair_interval=0.2, graph_peer_timeout=0.3)
     try:

@@ -129,6 +129,9 @@ class ModelGraphRows:
     def install(self, conn: sqlite3.Connection, state: Any, chunk: Chunk) -> None:
         raise NotImplementedError
 
+    def settled(self) -> None:
+        pass
+
     def save(self, conn: sqlite3.Connection, before: Any, after: Any) -> None:
         pass
 

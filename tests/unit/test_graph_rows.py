@@ -23,6 +23,7 @@ from torua.graph.rows import (
     ROWS_FORMAT,
     EdgeRow,
     GraphRows,
+    GraphSettings,
     OutboxTask,
     VertexRow,
     pack_vector,
@@ -416,6 +417,46 @@ async def test_a_vertex_and_whether_its_graph_was_deleted_in_one_read(store: Sha
     assert graph.live_vertex("u1", "nobody") == (False, None)
     assert graph.live_vertex("never", "alice") == (False, None)
     assert graph.live_vertex("u2", "x") == (True, None)
+
+
+async def test_graph_settings_read_from_memory_follow_ensure_drop_rollback_and_install(tmp_path: Path) -> None:
+    """`GraphRows.graph` keeps what it read in memory: every change to a graph's row
+    is seen once the write that made it returns, also by a reader that was reading
+    at the same time; a rolled back ensure is never seen."""
+    store, other = open_store(tmp_path / "a"), open_store(tmp_path / "b")
+    try:
+        graph = rows_of(store)
+        assert graph.graph("u1") is None  # kept: not there
+        await store.apply(ENSURE)
+        assert graph.graph("u1") == GraphSettings("u1", "people", 2, "l2", ("bio",), False)
+        with pytest.raises(ValueError):  # the second op is refused: the request, the ensure with it, is rolled back
+            await store.apply_all([GraphEnsure("u3", "later"), EdgePut("u3", "a", "knows", "b", "sideways")])
+        assert graph.graph("u3") is None
+        stop = threading.Event()
+
+        def read() -> None:
+            while not stop.is_set():
+                graph.graph("u2")
+
+        reader = threading.Thread(target=read)
+        reader.start()
+        try:
+            for n in range(60):
+                await store.apply(GraphEnsure("u2", "flip"))
+                assert graph.graph("u2") == GraphSettings("u2", "flip", 0, "cosine", (), False), n
+                await store.apply(GraphDrop("u2"))
+                assert graph.graph("u2").dropped, n
+        finally:
+            stop.set()
+            reader.join()
+        assert rows_of(other).graph("u1") is None
+        chunks, cursor = graph.snapshot_chunks(None, 1 << 20)
+        assert cursor is None
+        await other.install_chunks(chunks)
+        assert rows_of(other).graph("u1") == graph.graph("u1")
+    finally:
+        await store.close()
+        await other.close()
 
 
 @pytest.mark.parametrize("at_once", [7, 300])

@@ -13,7 +13,8 @@ The graph's rows are the truth (SQLite, in the writer's transaction, read throug
   marked behind and the writer goes on at SQLite's speed. A query that needs the
   index first brings it up to the rows' seq (`wait_current`, within its deadline);
   an index left behind catches up on its own once its shard has been idle for
-  `idle_s`, or longer after a costly catch-up (`idle_wait`). Catching up replays
+  `idle_s`, or longer after a bulk write, before its first file, or after a costly
+  catch-up (`idle_wait`). Catching up replays
   the log after `applied_seq`, or builds the index again (`plan_catch_up`).
 - **Rebuild**: from the rows, into a fresh file (`KuzuGraphs.build`, `COPY FROM`
   pyarrow tables, then indexes), renamed into place: when the file is missing, does
@@ -56,7 +57,7 @@ from torua.graph.indexing import (
     plan_catch_up,
     retry_delay,
 )
-from torua.graph.kuzu_index import WAL_CHECKPOINT_BYTES, BuildStopped, IndexDamaged, KuzuGraphs, QueryRefused
+from torua.graph.kuzu_index import WAL_CHECKPOINT_BYTES, BuildStopped, IndexDamaged, KuzuGraphs, QueryRefused, warm_up
 from torua.storage.engine import Chunk, EngineContext, EngineKind, UnknownChunkFormat
 from torua.storage.operations import (
     EdgeDelete,
@@ -296,6 +297,8 @@ class GraphIndex:
                 self._recent.append((now, len(batch)))
         if kuzu is None and not batch:
             return  # nothing held, nothing given
+        if kuzu is None:
+            warm_up()
         # No file yet (the shard's first graph data): the catch-up builds it, once the
         # shard is idle or a query needs it (built here, a busy shard built it twice).
         # A graph's tables created or dropped: the catch-up does it (it reopens the database).
@@ -367,7 +370,10 @@ class GraphIndex:
             with self._cond:
                 while not self._stopping:
                     idle = time.monotonic() - self._last_write
-                    wait = idle_wait(self.idle_s, self._idle_cost, self._last_bulk)
+                    # a shard's first file waits as after a bulk write: a graph's first writes
+                    # to a shard usually come in a stream (an import, an ingest), and a file
+                    # built after the first few is built again after the rest
+                    wait = idle_wait(self.idle_s, self._idle_cost, self._last_bulk or self._kuzu is None)
                     if self._reopen or (self._behind and (self._waiting or idle >= wait)):
                         break
                     self._cond.wait(timeout=max(0.01, wait - idle) if self._behind else None)
@@ -473,7 +479,7 @@ class GraphIndex:
         """Build the index from the rows into a fresh file, then put it in place of the old
         one (marked risky while they are swapped)."""
         fresh = Path(str(self.path) + BUILD_SUFFIX)
-        started = time.monotonic()
+        started, cpu = time.monotonic(), time.thread_time()
         with _read(self._reader()) as conn:
             _, seq = _log_bounds(conn)
             graphs = self.rows.graphs(conn)
@@ -504,7 +510,8 @@ class GraphIndex:
                 self._kuzu = kuzu
                 self._rebuild = ""
                 self.builds += 1
-        log.info("shard %d: graph index built at seq %d (%d graphs) in %.1f s", self.shard_id, seq, len(graphs), time.monotonic() - started)
+        log.info("shard %d: graph index built at seq %d (%d graphs) in %.1f s (%.2f s of CPU)", self.shard_id, seq, len(graphs), time.monotonic() - started,
+                 time.thread_time() - cpu)
 
     # ------------------------------------------------------------------ queries
 

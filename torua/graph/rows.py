@@ -44,6 +44,7 @@ import base64
 import json
 import sqlite3
 import struct
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -182,6 +183,7 @@ class OutboxTask:
 
 
 _EDGE_COLUMNS = "src, type, dst, properties, weight, out_state, out_token, in_state, in_token"
+MAX_CACHED_GRAPHS = 10000  # graph settings a copy keeps in memory at most (`GraphRows.graph`)
 KEYS_AT_ONCE = 300  # edge keys per read (3 parameters each: under the 999 of older SQLite builds)
 EdgeKey = tuple[str, str, str]
 
@@ -480,6 +482,14 @@ class GraphRows:
 
     def __init__(self, context: EngineContext) -> None:
         self._reader = context.reader
+        # Graph settings by uid, as committed: read by every request, changed by a
+        # graph's ensure and drop only (and a snapshot's install). Dropped once a
+        # transaction that may change them ends (`settled`); a read that overlapped
+        # such a transaction is not kept.
+        self._graphs: dict[str, GraphSettings | None] = {}
+        self._graphs_lock = threading.Lock()
+        self._graphs_version = 0
+        self._graphs_changing = False
 
     # ------------------------------------------------------------- writing
 
@@ -491,12 +501,15 @@ class GraphRows:
 
     def apply(self, conn: sqlite3.Connection, state: None, batch: Sequence[tuple[int, Operation]]) -> None:
         for seq, op in batch:
+            if isinstance(op, (GraphEnsure, GraphDrop)):
+                self._changing()
             handler = HANDLERS.get(type(op))
             if handler is None:
                 raise TypeError(f"the graph engine cannot apply operation type {type(op).__name__}")
             handler(conn, seq, op)
 
     def install(self, conn: sqlite3.Connection, state: None, chunk: Chunk) -> None:
+        self._changing()
         table, rows = _check_chunk(chunk.data)
         columns, _ = _TABLES[table]
         marks = ", ".join("?" for _ in columns)
@@ -504,6 +517,18 @@ class GraphRows:
 
     def save(self, conn: sqlite3.Connection, before: None, after: None) -> None:
         pass
+
+    def _changing(self) -> None:
+        with self._graphs_lock:
+            self._graphs_changing = True
+            self._graphs.clear()
+
+    def settled(self) -> None:
+        with self._graphs_lock:
+            if self._graphs_changing:
+                self._graphs_changing = False
+                self._graphs_version += 1
+                self._graphs.clear()
 
     def holds_data(self) -> bool:
         """Whether a snapshot of this copy holds graph rows (a node without the graph
@@ -562,8 +587,16 @@ class GraphRows:
     # ------------------------------------------------------------- reading
 
     def graph(self, uid: str) -> GraphSettings | None:
+        with self._graphs_lock:
+            if uid in self._graphs:
+                return self._graphs[uid]
+            version = self._graphs_version
         row = self._reader().execute("SELECT uid, name, vector_dim, metric, text_properties, dropped FROM g_graph WHERE uid = ?", (uid,)).fetchone()
-        return None if row is None else _settings(row)
+        settings = None if row is None else _settings(row)
+        with self._graphs_lock:
+            if version == self._graphs_version and not self._graphs_changing and len(self._graphs) < MAX_CACHED_GRAPHS:
+                self._graphs[uid] = settings
+        return settings
 
     def graphs(self) -> list[GraphSettings]:
         return [_settings(r) for r in self._reader().execute("SELECT uid, name, vector_dim, metric, text_properties, dropped FROM g_graph ORDER BY uid")]

@@ -38,11 +38,13 @@ from torua.node.answered import Answered
 from torua.node.graph_edges import EdgeSpec, EdgeWork, ensure_ops, vertex_lock
 from torua.node.graph_support import SupportWork
 from torua.node.key_locks import KeyLocks
+from torua.node.peer_lanes import BATCH
 from torua.node.replies import reply
 from torua.protocol.codec import decode
 from torua.protocol.errors import ToruaError
 from torua.protocol.messages import (
     EdgeData,
+    EdgeHalf,
     GraphHit,
     GraphReply,
     GraphRequest,
@@ -50,7 +52,7 @@ from torua.protocol.messages import (
     ShardHits,
     VertexData,
 )
-from torua.protocol.vocabulary import Direction, GraphOp
+from torua.protocol.vocabulary import Direction, GraphOp, HalfState
 from torua.storage.operations import GraphDrop, Operation, VertexPut
 from torua.storage.shard_store import ShardClosed, ShardStore
 
@@ -76,6 +78,9 @@ MAX_REQUEST_ID = 128
 INDEX_QUERIES = frozenset({GraphOp.VECTOR_SEARCH, GraphOp.TEXT_STATS, GraphOp.TEXT_SEARCH, GraphOp.CYPHER})
 MAX_SHARDS_AT_ONCE = 4096
 SEARCHES = frozenset({GraphOp.VECTOR_SEARCH, GraphOp.TEXT_SEARCH})  # may name several shards of the node (`shards`)
+# The edge protocol's messages between primaries, which may name several shards of the
+# node too (torua.node.node_mux): the end of each half whose shard answers it.
+EDGE_ENDS = {GraphOp.EDGE_ATTACH: "dst", GraphOp.EDGE_CONFIRM: "dst", GraphOp.EDGE_DETACH: "dst", GraphOp.EDGE_DROP: "src", GraphOp.EDGE_CHECK: "src"}
 
 
 def vertex_data(row: VertexRow) -> VertexData:
@@ -179,12 +184,14 @@ class GraphService:
         """A search for several shards of this node at once (one request per node
         instead of one per shard): each shard searched as on its own, concurrently,
         and answered in a part of its own, its refusal included."""
-        if request.op not in SEARCHES:
-            raise ToruaError("bad_request", f"only {', '.join(sorted(SEARCHES))} take several shards")
+        if request.op not in SEARCHES and request.op not in EDGE_ENDS:
+            raise ToruaError("bad_request", f"only {', '.join(sorted(SEARCHES | set(EDGE_ENDS)))} take several shards")
         if len(set(request.shards)) != len(request.shards) or len(request.shards) > MAX_SHARDS_AT_ONCE:
             raise ToruaError("bad_request", f"shards names a shard twice, or more than {MAX_SHARDS_AT_ONCE}")
         for shard in request.shards:
             validate_shard(shard, self.node.num_shards)
+        if request.op in EDGE_ENDS:
+            return await self._edge_parts(request)
 
         async def one(shard: int) -> ShardHits:
             try:
@@ -198,6 +205,37 @@ class GraphService:
         # Only this node's k best can be among the k best of all: the rest stay home.
         best = {h.id for h in merge_hits({p.shard: p.hits for p in parts}, request.k)}
         return GraphReply(True, self.node.epoch, parts=[replace(p, hits=[h for h in p.hits if h.id in best]) for p in parts])
+
+    async def _edge_parts(self, request: GraphRequest) -> GraphReply:
+        """Edge protocol halves for several shards of this node (torua.node.node_mux):
+        each shard's halves handled as a message of its own, concurrently; an answer
+        per half, in order, and a part naming each shard that could not serve its own
+        (its halves' answers are placeholders the sender does not read)."""
+        if len(request.halves) > BATCH:
+            raise ToruaError("bad_request", f"at most {BATCH} halves at once")
+        end = EDGE_ENDS[request.op]
+        by_shard: dict[int, list[int]] = {}
+        for i, half in enumerate(request.halves):
+            rules.validate_vertex_id(getattr(half, end), end)
+            by_shard.setdefault(rules.vertex_shard(request.graph.name, getattr(half, end), self.node.num_shards), []).append(i)
+        strays = sorted(set(by_shard) - set(request.shards))
+        if strays:
+            raise ToruaError("bad_request", f"halves whose {end} is on shard {strays[0]}, which shards does not name")
+        answers: list[EdgeHalf] = [EdgeHalf(h.src, h.type, h.dst, h.token, HalfState.ABSENT) for h in request.halves]
+
+        async def one(shard: int, indexes: list[int]) -> ShardHits:
+            try:
+                reply = await self.handle(replace(request, shard_id=shard, shards=[], halves=[request.halves[i] for i in indexes]))
+            except ToruaError as exc:
+                return ShardHits(shard, [], exc.code, exc.message)
+            except ShardClosed as exc:
+                return ShardHits(shard, [], "moved", f"node {self.node.config.id} no longer serves shard {shard} ({exc})")
+            for i, half in zip(indexes, reply.halves):
+                answers[i] = half
+            return ShardHits(shard)
+
+        parts = await asyncio.gather(*(one(shard, indexes) for shard, indexes in by_shard.items()))
+        return GraphReply(True, self.node.epoch, halves=answers, parts=[p for p in parts if p.error_code])
 
     # ------------------------------------------------------------- helpers
 

@@ -38,6 +38,7 @@ from torua.graph.rows import ATTACHED, ENGINE, EdgeRow, GraphRows, GraphSettings
 from torua.node import graph_checks as checks
 from torua.node.graph_catalog import SWEEP_SECONDS, catalog_uids, orphaned
 from torua.node.key_locks import KeyLocks
+from torua.node.node_mux import NodeMux
 from torua.node.peer_lanes import BATCH, PeerLanes
 from torua.protocol.errors import ToruaError
 from torua.protocol.messages import EdgeHalf, GraphRef, GraphReply, GraphRequest
@@ -105,7 +106,8 @@ class EdgeWork:
         self._kick = asyncio.Event()
         self.nc: Any = None
         self._swept = -math.inf  # when the graphs were last compared with the catalog (monotonic)
-        self.lanes = PeerLanes(self._send, node.tasks.spawn)
+        self.mux = NodeMux(self._node_of, self._send_node, self._send)
+        self.lanes = PeerLanes(self.mux.send, node.tasks.spawn)
 
     # ------------------------------------------------------------- lifecycle
 
@@ -156,6 +158,27 @@ class EdgeWork:
         if len(answer.halves) != len(halves):
             raise ToruaError("internal", f"shard {shard_id} answered {len(answer.halves)} halves for {len(halves)}")
         return list(answer.halves)
+
+    def _node_of(self, shard_id: int) -> str | None:
+        """The node that leads `shard_id` by the shard map as this node last read it."""
+        current = self.maps.current if self.maps is not None else None
+        if current is None or not 0 <= shard_id < current.num_shards:
+            return None
+        return current.entry(shard_id).primary
+
+    async def _send_node(self, shards: list[int], op: GraphOp, graph: GraphRef, halves: list[EdgeHalf], timeout: float) -> tuple[list[EdgeHalf], dict[int, ToruaError]]:
+        """One message to the node that leads `shards` (what `NodeMux` sends): an answer
+        per half, and the error of each shard that node did not serve."""
+        if self.router is None:
+            raise ToruaError("unavailable", "this node is not connected to the cluster")
+        answer: GraphReply = await self.router.call(
+            shards[0], lambda epoch: GraphRequest(op, shards[0], epoch, graph, halves=halves, shards=shards), timeout, kind="graph", reply_type=GraphReply
+        )
+        if not answer.ok:
+            raise ToruaError(answer.error_code or "internal", f"shards {shards}: {answer.error_message}")
+        if len(answer.halves) != len(halves):
+            raise ToruaError("internal", f"shards {shards} answered {len(answer.halves)} halves for {len(halves)}")
+        return list(answer.halves), {p.shard: ToruaError(p.error_code, p.error_message) for p in answer.parts if p.error_code}
 
     def _peer_timeout(self) -> float:
         return self.node.config.graph_peer_timeout

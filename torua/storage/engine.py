@@ -118,6 +118,11 @@ class TransactionalEngine(ShardEngine, Protocol):
         """Just before the commit: persist what changed in its state since `before`."""
         ...
 
+    def settled(self) -> None:
+        """Just after the writer's transaction ended (committed or rolled back): what
+        its readers see may have changed (a cache of committed rows is dropped here)."""
+        ...
+
     def holds_data(self) -> bool:
         """Whether a snapshot of the copy may hold chunks of its formats (a node that does
         not install them may copy the shard otherwise). Called from any thread."""

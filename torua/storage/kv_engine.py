@@ -154,6 +154,9 @@ class KvEngine:
         for key, value, ctype in rows:
             _put_row(conn, state, key, value, ctype)
 
+    def settled(self) -> None:
+        pass  # nothing cached outside the transaction's state
+
     def save(self, conn: sqlite3.Connection, before: KvCounters, after: KvCounters) -> None:
         if after.keys != before.keys:
             conn.execute("UPDATE meta SET value = ? WHERE name = 'keys'", (after.keys,))

@@ -726,8 +726,10 @@ class ShardWriter:
                     conn.execute("ROLLBACK")
                 except sqlite3.Error:
                     pass
+            self._settled()
             self._fail(batch, exc)
             return
+        self._settled()
         self._commits += 1
         failed = self._followers.apply(state.unapplied, state.last_seq)
         self._state = state
@@ -736,6 +738,13 @@ class ShardWriter:
                 if err is None and name in failed:
                     result, err = None, failed[name]
             self._post(req, result, err)
+
+    def _settled(self) -> None:
+        for engine in self._transactional:
+            try:
+                engine.settled()
+            except Exception:  # never the writer thread's end: its callers would wait for ever
+                log.exception("shard %d: the %s engine failed after a transaction", self.shard_id, engine.name)
 
     def _close_engines(self) -> None:
         for engine in self._engines.values():
