@@ -313,6 +313,46 @@ async def test_a_batch_with_a_failing_document_writes_the_others(rag_cluster):
                 await js.delete_stream("TEST_BATCH")
 
 
+async def test_a_document_whose_last_try_was_cut_short_counts_as_failed(rag_cluster):
+    """A worker that dies during a document's last try never says how it went: the
+    consumer delivers the message once more than the tries (`torua.rag.queue`), and the
+    worker that gets that delivery counts the document as failed, without trying it,
+    so its job ends. Real JetStream messages of a stream and consumer of the test's own
+    (max_deliver = tries + 1, as the queue's), taken by a `Worker` in this process; the
+    first delivery is left unacknowledged, as a killed worker leaves it."""
+    from nats.js.api import StreamConfig
+
+    from torua.protocol.codec import encode
+    from torua.protocol.messages import RagJob
+    from torua.rag import queue
+    from torua.rag.engines import Engines
+    from torua.rag.worker import Worker
+
+    async with Client(rag_cluster.nats_url) as db:
+        rag = db.rag("rag-cut-short")
+        await rag.create(**SETTINGS)
+        js = db._nc.jetstream()
+        await js.add_stream(StreamConfig(name="TEST_CUT", subjects=["test.cut"]))
+        try:
+            await js.publish("test.cut", encode(RagJob("c1", "rag-cut-short", "curie", PEOPLE[0][1])))
+            config = queue.consumer_config(ack_wait=1.0, tries=1)
+            assert config.max_deliver == 2
+            pulled = await js.pull_subscribe("test.cut", durable="test-cut", config=config)
+            first = await pulled.fetch(1, timeout=5)
+            assert first[0].metadata.num_delivered == 1  # taken, never acknowledged: its worker "died"
+            again = await pulled.fetch(1, timeout=10)  # redelivered once ack_wait passed
+            assert again[0].metadata.num_delivered == 2
+            worker = Worker(db, Engines(load=False), tries=1)
+            await worker.take_many(again)
+            assert (worker.done, worker.failed) == (0, 1)
+            failed = await db.graph("rag-cut-short").get_vertex("j/c1/failed")
+            assert "gave up after 1 tries" in failed["properties"]["first_error"] and "stopped before it finished" in failed["properties"]["first_error"]
+            assert await rag.document("curie") is None  # not tried again
+            assert (await pulled.consumer_info()).num_ack_pending == 0
+        finally:
+            await js.delete_stream("TEST_CUT")
+
+
 async def test_a_document_sent_again_rewrites_only_its_changed_chunks(rag_cluster):
     async with Client(rag_cluster.nats_url) as db:
         rag = db.rag("rag-again")

@@ -6,7 +6,9 @@ redelivered after a worker died mid-document writes the same graph again.
 The order, for a document d:
 
 1. d's `Document` vertex is marked `ingesting` (its chunk list stays the one it
-   had): a query shows a document's chunks only while it is `complete`;
+   had): a query shows a document's chunks only while it is `complete` (a new
+   document's vertex is written with its chunks' vertices in step 2 instead: no
+   query shows it before step 4 anyway);
 2. each new chunk's entities gain its support (the first chunk makes an entity,
    with its name's embedding), then the chunk's vertex (text, offsets, embedding,
    and the entities and relations it supports, for its removal), its `HAS_CHUNK`
@@ -60,12 +62,13 @@ def _now() -> str:
 @dataclass(frozen=True)
 class Planned:
     """A document ready to write: its plan, metadata, the embedding of each entity's
-    name, and the chunk hashes it held before (`CorpusWriter.previous_chunks`)."""
+    name, and the chunk hashes it held before (`CorpusWriter.previous_chunks`; None:
+    it was not there)."""
 
     plan: DocumentPlan
     metadata: dict[str, Any]
     name_vectors: dict[str, np.ndarray]
-    previous: list[str]
+    previous: list[str] | None
 
 
 class CorpusWriter:
@@ -77,14 +80,15 @@ class CorpusWriter:
         vertex = await self.graph.get_vertex(schema.document_vertex(document_id))
         return None if vertex is None else vertex["properties"]
 
-    async def previous_chunks(self, document_id: str) -> list[str]:
+    async def previous_chunks(self, document_id: str) -> list[str] | None:
+        """The chunk hashes the document holds; None when it is not there."""
         held = await self.document(document_id)
-        return list(held.get("chunks") or []) if held else []
+        return None if held is None else list(held.get("chunks") or [])
 
     async def _mark(self, document_id: str, status: str, chunks: list[str], metadata: dict[str, Any]) -> None:
         await self.graph.put_many([_document(document_id, status, chunks, metadata)])
 
-    async def previous_chunks_of(self, document_ids: Sequence[str]) -> list[list[str]]:
+    async def previous_chunks_of(self, document_ids: Sequence[str]) -> list[list[str] | None]:
         """`previous_chunks` of each document, read at once."""
         return await each([self.previous_chunks(d) for d in document_ids])
 
@@ -95,10 +99,13 @@ class CorpusWriter:
         Each document id once (two versions of one are written in turn)."""
         if len({p.plan.document_id for p in documents}) != len(documents):
             raise ValueError("a batch names each document once")
-        await self.graph.put_many([_document(p.plan.document_id, "ingesting", p.previous, p.metadata) for p in documents])
+        marks = [_document(p.plan.document_id, "ingesting", p.previous or [], p.metadata) for p in documents]
+        held = [mark for mark, p in zip(marks, documents) if p.previous is not None]
+        if held:  # first: a query stops showing these; a new one goes with its chunks below (no query shows it before step 4)
+            await self.graph.put_many(held)
         entities: dict[str, SupportItem] = {}
         relations: dict[tuple[str, str], SupportItem] = {}
-        vertices: list[VertexData] = []
+        vertices: list[VertexData] = [mark for mark, p in zip(marks, documents) if p.previous is None]  # before their HAS_CHUNK edges
         has_chunk: list[EdgeData] = []
         mentions: list[EdgeData] = []
         for p in documents:

@@ -10,7 +10,10 @@ idempotent). A document that fails for good (bad input, its corpus deleted) is
 terminated, not redelivered; one that fails for a while (a node failing over) is
 delivered again after a pause, at most `MAX_DELIVER` times in all (a worker's
 `--tries`): on its last try a document that fails again counts as failed in its
-job (with its error), so the job ends instead of waiting for ever.
+job (with its error), so the job ends instead of waiting for ever. The consumer
+delivers a message once more than that (`max_deliver` = tries + 1): a worker that
+died during the last try never said so, and the extra delivery lets the next
+worker count the document as failed without trying it again.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ def stream_config() -> api.StreamConfig:
 
 def consumer_config(ack_wait: float = ACK_WAIT, tries: int = MAX_DELIVER) -> api.ConsumerConfig:
     return api.ConsumerConfig(
-        durable_name=CONSUMER, ack_policy=api.AckPolicy.EXPLICIT, ack_wait=ack_wait, max_deliver=tries,
+        durable_name=CONSUMER, ack_policy=api.AckPolicy.EXPLICIT, ack_wait=ack_wait, max_deliver=tries + 1,
         filter_subject=f"{SUBJECTS}.>", max_ack_pending=1000,
     )
 
@@ -69,11 +72,12 @@ async def publish(js: Any, job: RagJob) -> None:
 async def pull(js: Any, ack_wait: float = ACK_WAIT, tries: int = MAX_DELIVER) -> tuple[Any, int]:
     """The workers' shared pull subscription (its consumer made with `ack_wait` and
     `tries` if it is not there yet), and the tries its consumer allows (the first
-    worker's value holds)."""
+    worker's value holds: its `max_deliver` less the delivery kept for counting a
+    document whose last try's worker died)."""
     await ensure_stream(js)
     pulled = await js.pull_subscribe(f"{SUBJECTS}.>", durable=CONSUMER, stream=STREAM, config=consumer_config(ack_wait, tries))
     try:
         allowed = (await pulled.consumer_info()).config.max_deliver
     except Exception:  # not answered now: this worker's own value (the consumer's is read again at its next start)
         allowed = tries
-    return pulled, allowed if allowed and allowed > 0 else tries
+    return pulled, max(1, allowed - 1) if allowed and allowed > 0 else tries

@@ -164,6 +164,10 @@ class Worker:
             except ToruaError as exc:
                 log.warning("garbage on the ingestion queue (%s): dropped", exc.message)
                 await msg.term()
+        for msg, job in jobs:
+            if _deliveries(msg) > self.tries:  # the delivery kept for this: its last try's worker died before it said how it went
+                await self._fail(msg, job, f"gave up after {self.tries} tries (the worker of the last one stopped before it finished)")
+        jobs = [(msg, job) for msg, job in jobs if _deliveries(msg) <= self.tries]
         others = [(msg, job) for msg, job in jobs if job.task != RagTask.DOCUMENT]
         batches = together([(msg, job) for msg, job in jobs if job.task == RagTask.DOCUMENT], self.batch)
         await asyncio.gather(*(self.take(msg, job) for msg, job in others), self._take_batches(batches))
@@ -304,7 +308,7 @@ class Worker:
         for job, held in zip(jobs, previous):
             try:
                 async with self.planning:
-                    plan = await asyncio.to_thread(plan_document, job.id, job.text, settings.chunking(), embedder, extractor, resolver, held)
+                    plan = await asyncio.to_thread(plan_document, job.id, job.text, settings.chunking(), embedder, extractor, resolver, held or ())
                     names = sorted(plan.entities)
                     vectors = await asyncio.to_thread(embedder.embed, [plan.entities[n][1] for n in names])
             except Exception as exc:
