@@ -101,6 +101,21 @@ def test_nested_garbage_is_refused():
         decode(ShardMap, data)
 
 
+@pytest.mark.parametrize("vector, taken", [([0.5, 1.5], [0.5, 1.5]), ([1, 2.5], [1.0, 2.5]), ([], []), ([0.5, True], None), ([0.5, "1"], None)])
+def test_a_list_of_numbers_is_taken_as_floats_and_anything_else_refused(vector, taken):
+    """Floats pass in one pass (an embedding of 384); ints become floats; a bool or
+    text in the list is refused, naming its field."""
+    from torua.protocol.messages import VertexData
+
+    data = msgpack.packb({"v": 1, "id": "a", "embedding": vector})
+    if taken is None:
+        with pytest.raises(ToruaError, match="VertexData.embedding"):
+            decode(VertexData, data)
+    else:
+        got = decode(VertexData, data).embedding
+        assert got == taken and all(type(x) is float for x in got)
+
+
 def _nested(depth: int) -> dict:
     out: dict = {}
     for _ in range(depth):

@@ -41,6 +41,13 @@ def test_vertex_ids_follow_the_key_rules(vid, error):
             rules.validate_vertex_id(vid)
 
 
+@pytest.mark.parametrize("vector", [[0.5, -2.0], [1, 2.5], [1e308, 1e308], [-1e308, -1e308]])
+def test_vectors_of_finite_numbers_are_taken_as_floats(vector):
+    """Whether checked in one pass (floats with a finite sum) or the long way (ints;
+    finite numbers whose sum overflows)."""
+    assert rules.validate_vector(vector, 2, "v") == [float(x) for x in vector]
+
+
 def test_a_vertex_lives_in_the_shard_of_its_graph_and_id():
     for vid in ["a", "a/b", "数字"]:
         assert rules.vertex_shard("people", vid, 16) == shard_for_key(f"people/{vid}", 16)
@@ -55,6 +62,8 @@ def test_a_vertex_lives_in_the_shard_of_its_graph_and_id():
         (lambda: rules.vertex("v", "L", {}, [1.0, 2.0], 0), "bad_request", "no vectors"),
         (lambda: rules.vertex("v", "L", {}, [1.0, "x"], 2), "bad_request", "list of numbers"),
         (lambda: rules.vertex("v", "L", {}, [True, 1], 2), "bad_request", "list of numbers"),
+        (lambda: rules.vertex("v", "L", {}, [1.0, float("nan")], 2), "bad_request", "finite numbers only"),
+        (lambda: rules.vertex("v", "L", {}, [float("-inf"), 1.0], 2), "bad_request", "finite numbers only"),
         (lambda: rules.vertex("v", "x" * 257, {}, None, 0), "bad_request", "label must be at most 256"),
         (lambda: rules.vertex("v", "a\nb", {}, None, 0), "bad_request", "printable"),
         (lambda: rules.edge("a", "", "b"), "bad_request", "type must not be empty"),

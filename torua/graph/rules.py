@@ -130,6 +130,8 @@ def validate_vector(vector: object, vector_dim: int, what: str) -> list[float]:
     """`vector_dim` finite numbers (a graph without vectors, vector_dim 0, takes none)."""
     if vector_dim == 0:
         raise ToruaError("bad_request", f"{what}: the graph has no vectors (vector_dim 0); create it with a vector_dim")
+    if type(vector) is list and len(vector) == vector_dim and all(type(x) is float for x in vector) and math.isfinite(sum(vector)):
+        return list(vector)  # the common case, checked in one pass (a sum that overflows goes the long way)
     if not isinstance(vector, list) or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in vector):
         raise ToruaError("bad_request", f"{what} must be a list of numbers")
     if len(vector) != vector_dim:

@@ -353,6 +353,7 @@ def _checker(hint: Any) -> Checker:
         item = _checker(item_hint)
         make = tuple if origin is tuple else list
         nested = dataclasses.is_dataclass(item_hint)
+        exact = _EXACT.get(item)
 
         def check_list(value: Any, where: str) -> Any:
             if not isinstance(value, (list, tuple)):
@@ -362,6 +363,8 @@ def _checker(hint: Any) -> Checker:
             if nested:  # items share `where`: their builder is looked up once
                 build = _builder(item_hint, where)
                 return make(build(v) if v.__class__ is dict else item(v, where) for v in value)
+            if exact is not None and all(v.__class__ is exact for v in value):  # an embedding: 384 floats in one pass
+                return make(value)
             return make(item(v, where) for v in value)
 
         return check_list

@@ -115,13 +115,13 @@ class CorpusWriter:
                 for eid, count in item.mentions.items():
                     kind, name = p.plan.entities[eid]
                     entities.setdefault(eid, SupportItem(
-                        eid, label=schema.ENTITY, properties={"name": name, "type": kind}, embedding=[float(x) for x in p.name_vectors[eid]],
+                        eid, label=schema.ENTITY, properties={"name": name, "type": kind}, embedding=np.asarray(p.name_vectors[eid], dtype=np.float64).tolist(),
                     ))
                     entities[eid].added[cid] = json.dumps({"mentions": count})
                 for (src, dst), predicates in item.relations.items():
                     relations.setdefault((src, dst), SupportItem(src, schema.RELATED, dst)).added[cid] = json.dumps(dict(predicates))
                 vertices.append(VertexData(cid, schema.CHUNK, _chunk_properties(d, item.chunk, sorted(item.mentions), sorted(item.relations)),
-                                           [float(x) for x in item.embedding]))
+                                           np.asarray(item.embedding, dtype=np.float64).tolist()))
                 has_chunk.append(EdgeData(schema.document_vertex(d), schema.HAS_CHUNK, cid))
                 mentions += [EdgeData(cid, schema.MENTIONS, eid, {"count": n}) for eid, n in item.mentions.items()]
         if entities:
