@@ -126,3 +126,38 @@ async def test_two_holders_of_overlapping_keys_in_any_order_do_not_deadlock() ->
     async with asyncio.timeout(10):
         await asyncio.gather(hold([("v", "a"), ("v", "b")]), hold([("v", "b"), ("v", "a")]), hold([("v", "b")]))
     assert len(locks) == 0
+
+
+async def test_a_waiter_cancelled_before_or_after_its_turn_leaves_the_key_to_the_next() -> None:
+    locks = KeyLocks()
+    got: list[str] = []
+    go = asyncio.Event()
+    go.set()
+
+    async def holder(name: str, until: asyncio.Event) -> None:
+        async with locks.hold(("v", "a")):
+            got.append(name)
+            await until.wait()
+
+    async with asyncio.timeout(10):
+        release = asyncio.Event()
+        first = asyncio.ensure_future(holder("first", release))
+        await asyncio.sleep(0)
+        waiting, third = asyncio.ensure_future(holder("cancelled while waiting", go)), asyncio.ensure_future(holder("third", go))
+        await asyncio.sleep(0)
+        waiting.cancel()  # before its turn
+        release.set()
+        await asyncio.gather(first, third)
+        assert waiting.cancelled() and got == ["first", "third"]
+
+        release = asyncio.Event()
+        a = asyncio.ensure_future(holder("a", release))
+        await asyncio.sleep(0)
+        b, c = asyncio.ensure_future(holder("cancelled on its turn", go)), asyncio.ensure_future(holder("c", go))
+        await asyncio.sleep(0)
+        release.set()
+        await asyncio.sleep(0)  # a leaves and hands the key to b, which has not run yet
+        b.cancel()
+        await asyncio.gather(a, c)
+        assert b.cancelled() and got[2:] == ["a", "c"]
+        assert len(locks) == 0

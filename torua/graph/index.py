@@ -322,13 +322,15 @@ class GraphIndex:
     def _mark(self, rebuild: str = "", reopen: bool = False) -> None:
         """The index is behind (or must be rebuilt, or reopened): wake its catch-up."""
         with self._cond:
+            news = not self._behind or (rebuild and not self._rebuild) or (reopen and not self._reopen)
             self._behind = True
             self._rebuild = self._rebuild or rebuild
             self._reopen = self._reopen or reopen
             if self._thread is None and not self._stopping:
                 self._thread = threading.Thread(target=self._catch_up_main, name=f"shard-{self.shard_id}-graph-index", daemon=True)
                 self._thread.start()
-            self._cond.notify_all()
+            if news:  # else the catch-up, waiting for its shard to go idle, wakes on its own timeout and looks again
+                self._cond.notify_all()
 
     def install(self, chunk: Chunk) -> None:
         raise UnknownChunkFormat(f"the graph index installs no chunks (it is built from the rows), not {chunk.format!r}")
