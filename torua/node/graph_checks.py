@@ -32,8 +32,8 @@ MAX_IMPORT_LINES = 10000  # vertices, or edges, in one import batch to one shard
 def canonical_properties(properties: object, max_bytes: int) -> str:
     """Properties as stored: a JSON object, keys sorted, no spaces; `value_too_large`
     above `max_bytes` of UTF-8."""
-    if properties is None:
-        properties = {}
+    if properties is None or (properties.__class__ is dict and not properties):
+        return "{}"  # most edges' (an import's, a GraphRAG ingest's MENTIONS)
     if not isinstance(properties, dict) or not all(isinstance(k, str) for k in properties):
         raise ToruaError("bad_request", "properties must be a JSON object")
     try:

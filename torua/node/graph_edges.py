@@ -93,6 +93,8 @@ def _committed(row: EdgeRow | None, token: int) -> bool:
 
 
 def _json(text: str) -> dict[str, Any]:
+    if text == "{}":
+        return {}
     value = json.loads(text)
     return value if isinstance(value, dict) else {}
 

@@ -100,13 +100,28 @@ def _plain(value: Any) -> Any:
     return value
 
 
+@cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
+def _packable(value: Any) -> Any:
+    """msgpack's `default`: a nested dataclass as the map of its fields (msgpack walks
+    the lists and maps itself; `to_dict` walked them in Python, 2.7x the time for a
+    reply of 500 edge halves)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        names = _field_names(type(value))
+        fields = value.__dict__
+        return fields if len(fields) == len(names) else {name: getattr(value, name) for name in names}
+    raise TypeError(f"can not serialize {type(value).__name__!r} object")
+
+
 def encode(msg: Any) -> bytes:
     """msgpack of `to_dict(msg)`; `bad_request` naming the field msgpack cannot carry."""
-    data = to_dict(msg)
     try:
-        return msgpack.packb(data, use_bin_type=True)
+        return msgpack.packb({"v": PROTOCOL_VERSION, **_packable(msg)}, use_bin_type=True, default=_packable)
     except (OverflowError, ValueError, TypeError):  # msgpack's "out of range", "recursion limit", "can not serialize"
-        for name, value in data.items():
+        for name, value in to_dict(msg).items():
             check_plain(value, f"{type(msg).__name__}.{name}")
         raise  # nothing a sender could have put there: a bug of ours
 
