@@ -20,9 +20,9 @@ The order, for a document d:
 4. d's vertex is written `complete` with its chunk list: the commit point.
 
 A worker writes the documents it planned together as one batch (`write`): each
-step for all of them at once, one request per shard, so a document costs a
-fraction of the requests it would alone (the nodes' time goes mostly per request,
-not per row). A document is still complete only at its own step 4.
+step for all of them at once, one request per shard, so a document of a batch of
+16 costs ~10 requests instead of ~18 alone. A document is still complete only at
+its own step 4.
 
 A delete marks d `deleting`, removes each chunk as in step 3, then d's vertex.
 """

@@ -62,7 +62,8 @@ class Worker:
         self.client = client
         self.ack_wait = ack_wait
         self.tries = tries  # the queue's consumer's, once taking (the first worker's value holds)
-        self.batch = max(1, min(BATCH, documents // IN_FLIGHT))
+        self.in_flight = min(IN_FLIGHT, documents)
+        self.batch = max(1, min(BATCH, documents // self.in_flight))
         self.planning = asyncio.Lock()  # one document's models' work at a time
         self.busy: dict[tuple[str, str], tuple[asyncio.Lock, list[int]]] = {}  # (corpus, document id) -> its lock, its users
         self.metrics = metrics or WorkerMetrics()
@@ -126,14 +127,14 @@ class Worker:
 
     async def _take_until(self, stop: asyncio.Event, pulled: Any) -> None:
         """Take up to `batch` messages at a time (`take_many`), while fewer than
-        `IN_FLIGHT` batches are being ingested: a busy queue then fills each batch
+        `in_flight` batches are being ingested: a busy queue then fills each batch
         (what came while the others were planned and written), and a quiet one is
         taken a message at a time. At a stop (or a cancel) the ones in progress are
         cancelled: unacknowledged, they are redelivered."""
         running: set[asyncio.Future[None]] = set()
         try:
             while not stop.is_set():
-                if len(running) >= IN_FLIGHT:
+                if len(running) >= self.in_flight:
                     await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
                     continue
                 try:
