@@ -194,11 +194,11 @@ def test_graph_bench_reports_every_figure_beside_its_anchor(tmp_path):
 
 
 def test_rag_bench_reports_every_figure_beside_its_anchor(tmp_path):
-    """`torua bench --rag`, tiny: ingestion beside the pipeline in one process, delete beside
+    """`torua bench --rag`, tiny (6 documents, twice): ingestion beside the pipeline in one process, delete beside
     ingest, the community run, every mode's p50/p99 at each concurrency with hybrid beside
     naive; nothing left running. No timing thresholds."""
     out_json = tmp_path / "rag.json"
-    code, output, seen = run_bench(tmp_path, ["--rag", "--rag-documents", "12", "--rag-queries", "4", "--rag-deletes", "2",
+    code, output, seen = run_bench(tmp_path, ["--rag", "--rag-documents", "6", "--rag-copies", "2", "--rag-queries", "4", "--rag-deletes", "2",
                                               "--rag-concurrency", "1,2", "--json", str(out_json)])
     assert code == 0, output[-5000:]
     doc = json.loads(out_json.read_text())
@@ -206,7 +206,8 @@ def test_rag_bench_reports_every_figure_beside_its_anchor(tmp_path):
     assert [f for f, _ in figures] == ["ingest", "delete", "hybrid", "hybrid"], figures
     for f in doc["figures"]:
         assert f["torua"] > 0 and f["anchor"] > 0 and f["ratio"] == round(f["torua"] / f["anchor"], 3) and isinstance(f["met"], bool), f
-    assert doc["anchor"]["documents"] == doc["torua"]["ingest"]["documents"] == 12
+    assert doc["anchor"]["documents"] == doc["torua"]["ingest"]["documents"] == doc["settings"]["documents"] == 12  # 6, twice
+    assert doc["settings"]["copies"] == 2 and "(2 copies of each)" in output
     assert doc["torua"]["delete"]["documents"] == 2
     assert doc["torua"]["communities"]["communities"] >= 1 and doc["torua"]["counts"]["vertices"] > 12
     assert {(q["mode"], q["concurrency"]) for q in doc["torua"]["queries"]} == {(m, c) for m in ("naive", "local", "global", "hybrid") for c in (1, 2)}

@@ -50,10 +50,24 @@ def add_rag_bench_arguments(p) -> None:
     p.add_argument("--rag", action="store_true",
                    help="instead: GraphRAG ingestion, deletion, communities and query figures beside the pipeline run in one process")
     p.add_argument("--rag-documents", type=int, default=0, help="documents of the frozen set to ingest (--rag) [default 0: all 450]")
+    p.add_argument("--rag-copies", type=int, default=1,
+                   help="ingest the documents this many times, each copy under ids of its own (--rag; the anchor too): a larger corpus, "
+                        "where the shards' index builds at the end weigh less [default 1, at most 20]")
     p.add_argument("--rag-workers", type=int, default=2, help="torua workers (--rag) [default 2]")
     p.add_argument("--rag-queries", type=int, default=100, help="queries per mode and concurrency (--rag) [default 100]")
     p.add_argument("--rag-deletes", type=int, default=20, help="documents deleted and ingested again, one at a time (--rag) [default 20]")
     p.add_argument("--rag-concurrency", default="1,16", help="comma-separated concurrencies of the query figures (--rag) [default 1,16]")
+
+
+def copies_of(documents: list[dict], copies: int) -> list[dict]:
+    """`documents` `copies` times, the first as they are, each further copy's ids
+    ending in ``~<copy>``: the same text, new documents (new chunk vertices; their
+    entities and relations gain support).
+
+    >>> [d["id"] for d in copies_of([{"id": "a", "text": "x"}, {"id": "b", "text": "y"}], 2)]
+    ['a', 'b', 'a~1', 'b~1']
+    """
+    return [{**d, "id": d["id"] if copy == 0 else f"{d['id']}~{copy}"} for copy in range(copies) for d in documents]
 
 
 def met(figure: str, ratio: float | None) -> bool | None:
@@ -232,14 +246,16 @@ def run_rag_bench(args) -> int:
         concurrencies = sorted({int(c) for c in str(args.rag_concurrency).split(",") if c.strip()})
     except ValueError:
         concurrencies = []
-    if not concurrencies or min(concurrencies) < 1 or args.rag_queries < 1 or args.rag_deletes < 0 or args.rag_documents < 0 or not 1 <= args.rag_workers <= 64:
-        print("torua bench --rag: --rag-concurrency needs positive integers, --rag-queries >= 1, --rag-workers 1..64, the rest >= 0", file=sys.stderr)
+    if not concurrencies or min(concurrencies) < 1 or args.rag_queries < 1 or args.rag_deletes < 0 or args.rag_documents < 0 or not 1 <= args.rag_workers <= 64 \
+            or not 1 <= args.rag_copies <= 20:
+        print("torua bench --rag: --rag-concurrency needs positive integers, --rag-queries >= 1, --rag-workers 1..64, --rag-copies 1..20, the rest >= 0",
+              file=sys.stderr)
         return 2
     if args.nats_url is not None or args.http is not None:
         print("torua bench --rag starts its own cluster (no --nats-url/--http)", file=sys.stderr)
         return 2
     frozen = eval_set.load()
-    documents = frozen["documents"][: args.rag_documents or None]
+    documents = copies_of(frozen["documents"][: args.rag_documents or None], args.rag_copies)
     questions = [q["question"] for q in frozen["questions"]]
 
     def run(stack: Stack, workdir: Path) -> int:
@@ -259,12 +275,13 @@ def run_rag_bench(args) -> int:
         say(f"torua bench: Torua ready at {http}")
         torua = asyncio.run(RagSide(http, stack.api_key, say).run(documents, questions, min(args.rag_deletes, len(documents)), args.rag_queries, concurrencies))
         rows = figures(torua, anchor, concurrencies)
-        header = (f"torua bench --rag: {len(documents)} documents of the frozen multi-hop set ({anchor['chunks']} chunks), {len(questions)} questions; "
+        copies = f" ({args.rag_copies} copies of each)" if args.rag_copies > 1 else ""
+        header = (f"torua bench --rag: {len(documents)} documents of the frozen multi-hop set{copies} ({anchor['chunks']} chunks), {len(questions)} questions; "
                   f"{NODES} nodes, {SHARDS} shards, 1 copy, {args.rag_workers} workers (1 embedder thread each), commit={args.commit}; "
                   f"anchor: the pipeline in one process, embedder on {anchor['threads']} threads; {psutil.cpu_count()} CPUs; "
                   f"{time.perf_counter() - started:.0f} s")
         say("\n" + report(rows, torua, header) + "\n")
-        doc = {"settings": {"documents": len(documents), "workers": args.rag_workers, "queries": args.rag_queries, "deletes": args.rag_deletes,
+        doc = {"settings": {"documents": len(documents), "copies": args.rag_copies, "workers": args.rag_workers, "queries": args.rag_queries, "deletes": args.rag_deletes,
                             "concurrency": concurrencies, "nodes": NODES, "shards": SHARDS, "commit": args.commit, **SETTINGS},
                "figures": rows, "torua": torua, "anchor": anchor, "workdir": str(workdir), "nats_url": nats_url}
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
