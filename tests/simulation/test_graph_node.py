@@ -343,6 +343,41 @@ async def test_an_edge_message_naming_several_shards_of_a_node_is_answered_shard
 
 
 @pytest.mark.timeout(90)
+async def test_an_edge_left_behind_its_support_is_put_right_by_the_sweep(tmp_path):
+    """A support change logged whose edge step never ran (its request failed and was
+    never sent again) leaves the edge's weight behind its chunks: the primary's sweep
+    (`SupportWork.repair`) puts it from the support as it is."""
+    from torua.protocol.messages import SupportItem
+    from torua.storage.operations import SupportChange
+
+    cluster = SimCluster(tmp_path, sim_seed(), nodes=2, shards=4, replicas=1, graph_repair_interval=0.2)
+    try:
+        await cluster.start()
+        async with asyncio.timeout(60):
+            g = graph_client(cluster)
+            a, b = ids_on_other_shards(2, 4)
+            for v in (a, b):
+                await g.put_vertex(v, "Entity")
+            await g.call(g.shard(a), GraphOp.SUPPORT, supports=[SupportItem(a, "RELATED", b, added={"c1": "{}"})])
+            assert [(e.dst, e.weight) for e in await g.edges(a)] == [(b, 1.0)]
+            node = cluster.nodes[cluster.map.shards[g.shard(a)].primary]
+            await node.write(g.shard(a), [SupportChange(GRAPH.uid, a, "RELATED", b, added={"c2": '{"marry": 1}'})], "a change whose edge step never ran")
+            assert [(e.dst, e.weight) for e in await g.edges(a)] == [(b, 1.0)]  # behind its two chunks
+            # the sweep runs this every 30 s on each primary (here the graph is not in the
+            # catalog, which the sweep would take for a deleted graph: the repair is asked alone)
+            assert node.graph.edges.on_sweep == node.graph.supports.repair
+            rows = node.holdings[g.shard(a)].store.engine("graph")
+            assert rows.stale_supports() == [(GRAPH.uid, (a, "RELATED", b))]
+            await node.graph.supports.repair(g.shard(a), rows)
+            edges = await g.edges(a)
+            assert [(e.dst, e.weight, e.properties) for e in edges] == [(b, 2.0, {"support": 2, "chunks": ["c1", "c2"], "predicates": {"marry": 1}})]
+            assert rows.stale_supports() == []
+            await settled(cluster)
+    finally:
+        await cluster.stop()
+
+
+@pytest.mark.timeout(90)
 async def test_steps_a_peer_missed_are_finished_by_repair_once_it_is_back(tmp_path):
     cluster = SimCluster(tmp_path, sim_seed(), nodes=3, shards=3, replicas=1, graph_repair_interval=0.2, graph_peer_timeout=0.3)
     try:

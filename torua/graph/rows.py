@@ -769,6 +769,18 @@ class GraphRows:
         params.append(limit)
         return [(r[0], _edge(r[1:])) for r in self._reader().execute(sql, params)]
 
+    def stale_supports(self, limit: int = 200) -> list[tuple[str, EdgeKey]]:
+        """Supported edges (with their graph's uid) whose out-half is not committed or
+        weighs other than their number of chunks: what a support change leaves when its
+        edge step never ran (GraphRAG's repair, torua.node.graph_support). The weight
+        only: a change that swaps chunks one for one is not seen here."""
+        sql = (
+            "SELECT s.uid, s.src, s.type, s.dst FROM g_support s LEFT JOIN g_edge e ON e.uid = s.uid AND e.src = s.src AND e.type = s.type AND e.dst = s.dst"
+            " WHERE s.type != '' GROUP BY s.uid, s.src, s.type, s.dst"
+            " HAVING MAX(e.out_state) IS NULL OR MAX(e.out_state) != 'committed' OR MAX(e.weight) != COUNT(*) LIMIT ?"
+        )
+        return [(r[0], (r[1], r[2], r[3])) for r in self._reader().execute(sql, (limit,))]
+
     def outbox(self, limit: int = 1000) -> list[OutboxTask]:
         rows = self._reader().execute("SELECT uid, kind, src, type, dst, token FROM g_outbox ORDER BY uid, kind, src, type, dst, token LIMIT ?", (limit,))
         return [OutboxTask(r[0], r[1], r[2], r[3], r[4], int(r[5])) for r in rows]

@@ -97,6 +97,7 @@ class GraphService:
         self.locks = KeyLocks()
         self.edges = EdgeWork(node, self.locks)
         self.supports = SupportWork(self)
+        self.edges.on_sweep = self.supports.repair
         self.answered: Answered[GraphReply] = Answered()
         self.served: collections.Counter[tuple[str, str]] = collections.Counter()  # (op, ok | error code), for /metrics
 

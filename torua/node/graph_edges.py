@@ -108,6 +108,7 @@ class EdgeWork:
         self._kick = asyncio.Event()
         self.nc: Any = None
         self._swept = -math.inf  # when the graphs were last compared with the catalog (monotonic)
+        self.on_sweep: Any = None  # async (shard_id, rows) -> None, run at each sweep on every primary (GraphRAG's support repair)
         self.mux = NodeMux(self._node_of, self._send_node, self._send)
         self.lanes = PeerLanes(self.mux.send, node.tasks.spawn)
 
@@ -460,6 +461,8 @@ class EdgeWork:
             try:
                 if sweep:
                     await self.drop_orphaned(holding.shard_id, rows)
+                    if self.on_sweep is not None:
+                        await self.on_sweep(holding.shard_id, rows)
                 await self.repair(holding.shard_id, rows)
             except ToruaError as exc:
                 log.info("graph repair of shard %d stopped: %s", holding.shard_id, exc.message)

@@ -18,6 +18,8 @@ dst's shard) puts the edge right.
 from __future__ import annotations
 
 import json
+import logging
+from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
 from torua.graph import rules
@@ -25,16 +27,20 @@ from torua.graph import support as decide
 from torua.graph.edges import cascade
 from torua.graph.rows import GraphRows
 from torua.node import graph_checks as checks
-from torua.node.graph_edges import EdgeSpec, ensure_ops, vertex_lock
+from torua.node.graph_edges import EdgeSpec, ensure_ops, ref_of, vertex_lock
 from torua.protocol.errors import ToruaError
 from torua.protocol.messages import GraphReply, GraphRequest, SupportItem, VertexData
+from torua.protocol.vocabulary import GraphOp
 from torua.storage.operations import Operation, VertexPut
 from torua.storage.shard_store import ShardStore
 
 if TYPE_CHECKING:
     from torua.node.graph import GraphService
 
+log = logging.getLogger("torua.node.graph")
+
 MAX_ITEMS = 1000  # targets one support request changes
+REPAIR_EDGES = 200  # supported edges one sweep of a shard puts right at most
 MAX_CHUNKS = 1000  # chunks one item adds or removes
 MAX_NOTE_BYTES = 4096
 
@@ -161,3 +167,25 @@ class SupportWork:
                 failed = next((o for o in outcomes if o is not None), None)
                 if failed is not None:
                     raise failed  # the support is logged: the same request again puts the edge right
+
+    async def repair(self, shard_id: int, rows: GraphRows) -> None:
+        """Put right the supported edges whose weight is behind their support (a change
+        whose edge step failed and was never sent again: a job given up), from the
+        support as it is, one edge at a time (one whose dst is gone must not hold up the
+        others; it is tried again at the next sweep). Called by the edge repair's sweep
+        on each primary (`EdgeWork.on_sweep`)."""
+        stale = rows.stale_supports(limit=REPAIR_EDGES)
+        if not stale:
+            return
+        graphs = {g.uid: g for g in rows.graphs() if not g.dropped}
+        by_graph: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
+        for uid, key in stale:
+            if uid in graphs:
+                by_graph[uid].append(key)
+        for uid, keys in by_graph.items():
+            for key in keys:
+                request = GraphRequest(GraphOp.SUPPORT, shard_id, self.node.epoch, ref_of(graphs[uid]), supports=[SupportItem(*key)])
+                try:
+                    await self._edges(request, rows, [(0, (key, {}, []))], [0])
+                except ToruaError as exc:
+                    log.debug("shard %d: the supported edge %s could not be put right yet: %s", shard_id, key, exc.message)
