@@ -770,14 +770,15 @@ class GraphRows:
         return [(r[0], _edge(r[1:])) for r in self._reader().execute(sql, params)]
 
     def stale_supports(self, limit: int = 200) -> list[tuple[str, EdgeKey]]:
-        """Supported edges (with their graph's uid) whose out-half is not committed or
-        weighs other than their number of chunks: what a support change leaves when its
-        edge step never ran (GraphRAG's repair, torua.node.graph_support). The weight
-        only: a change that swaps chunks one for one is not seen here."""
+        """Supported edges (with their graph's uid) without an out-half, or whose committed
+        one weighs other than their number of chunks: what a support change leaves when
+        its edge step never ran (GraphRAG's repair, torua.node.graph_support). A pending
+        or removing half is on its way (the edge repair drives it); the weight only: a
+        change that swaps chunks one for one is not seen here."""
         sql = (
             "SELECT s.uid, s.src, s.type, s.dst FROM g_support s LEFT JOIN g_edge e ON e.uid = s.uid AND e.src = s.src AND e.type = s.type AND e.dst = s.dst"
             " WHERE s.type != '' GROUP BY s.uid, s.src, s.type, s.dst"
-            " HAVING MAX(e.out_state) IS NULL OR MAX(e.out_state) != 'committed' OR MAX(e.weight) != COUNT(*) LIMIT ?"
+            " HAVING MAX(e.out_state) IS NULL OR (MAX(e.out_state) = 'committed' AND MAX(e.weight) != COUNT(*)) LIMIT ?"
         )
         return [(r[0], (r[1], r[2], r[3])) for r in self._reader().execute(sql, (limit,))]
 
