@@ -44,3 +44,24 @@ def test_help_from_the_command_line(command):
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"usage: torua {command}")
     assert "Traceback" not in done.stderr
+
+
+def test_a_reader_that_leaves_early_ends_a_command_quietly():
+    """`torua ... | head`: the pipe closed under the command's output is no traceback
+    (exit 141, as a Unix tool's SIGPIPE), whatever command wrote it."""
+    script = (
+        "import sys\n"
+        "from torua.cli import main as cli\n"
+        "def write(args):\n"
+        "    while True:\n"
+        "        print('a line of output ' * 8)\n"
+        "cli._dispatch = write\n"
+        "sys.exit(cli.main(['status']))\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None
+    proc.stdout.read(10)
+    proc.stdout.close()  # the reader leaves
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 141, err.decode()
+    assert b"Traceback" not in err and b"BrokenPipe" not in err, err.decode()

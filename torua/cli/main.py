@@ -104,6 +104,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `torua ... | head`: the reader left; say nothing more (as a Unix tool does)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python's flush at exit would fail again
+        return 141
 
 
 def _dispatch(args: argparse.Namespace) -> int:
