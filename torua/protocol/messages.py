@@ -557,7 +557,9 @@ class GraphHit:
 class ShardHits:
     """One shard's answer within a `vector.search` or `text.search` sent for several
     shards of one node (`GraphRequest.shards`): its hits, best first, or why that
-    shard could not answer (the sender asks that shard on its own then)."""
+    shard could not answer (the sender asks that shard on its own then). Within an
+    edge op sent for several shards (torua.node.node_mux): only the shards refused,
+    with no hits."""
 
     shard: int
     hits: list[GraphHit] = field(default_factory=list)
@@ -643,7 +645,7 @@ class GraphRequest:
     halves: list[EdgeHalf] = field(default_factory=list)  # edge.attach|detach|drop|check|confirm, in batches
     timeout: float = 0.0  # vector.search, text.*, cypher: seconds the sender waits for the answer (0: the node's default)
     request_id: str = ""  # vertex.put, edge.put: the same on every retry of one write (a retry is answered as the first attempt was)
-    shards: list[int] = field(default_factory=list)  # vector.search, text.search: these shards of the node at once (one `parts` each)
+    shards: list[int] = field(default_factory=list)  # vector.search, text.search, the edge ops between primaries: these shards of the node at once
     api_key: str = ""  # torua.Client's one-hop request (subject app.graph): its API key, which the node checks
     supports: list[SupportItem] = field(default_factory=list)  # support: changes of targets whose src is on this shard
 
@@ -671,7 +673,7 @@ class GraphReply:
     seq: int = 0  # a write's seq in the shard's log
     halves: list[EdgeHalf] = field(default_factory=list)  # edge.attach|detach|drop|check|confirm: one per half asked
     truncated: bool = False  # neighbours: `limit` cut the edges returned
-    parts: list[ShardHits] = field(default_factory=list)  # vector.search, text.search for `shards`: one per shard asked
+    parts: list[ShardHits] = field(default_factory=list)  # for `shards`: a search's, one per shard asked; an edge op's, one per shard refused
     support: list[int] = field(default_factory=list)  # support: how many chunks support each target after its change
 
 
