@@ -100,7 +100,7 @@ class NodeConfig(Common):
     graph_buffer_pool: int = field(default=256, metadata={"help": f"MiB of buffer pool for each shard copy's graph index (Kuzu), {GRAPH_BUFFER_POOL_MIB[0]} to {GRAPH_BUFFER_POOL_MIB[1]}"})
     graph_max_db_size: int = field(default=8192, metadata={"help": f"MiB of address space each shard copy's graph index may map (its largest size), {GRAPH_MAX_DB_SIZE_MIB[0]} to {GRAPH_MAX_DB_SIZE_MIB[1]}"})
     graph_threads: int = field(default=1, metadata={"help": f"threads each shard copy's graph index may use for one query, {GRAPH_THREADS[0]} to {GRAPH_THREADS[1]}"})
-    graph_vector_memory: int = field(default=64, metadata={"help": f"MiB of each graph's vectors each shard copy keeps in memory to search them exactly ({GRAPH_VECTOR_MEMORY_MIB[0]} to {GRAPH_VECTOR_MEMORY_MIB[1]}; above it, or 0, its HNSW index answers)"})
+    graph_vector_memory: int = field(default=64, metadata={"help": f"MiB of each graph's vectors each shard copy keeps in memory to search them exactly ({GRAPH_VECTOR_MEMORY_MIB[0]} to {GRAPH_VECTOR_MEMORY_MIB[1]}; above it, or 0, its HNSW index answers once the graph holds 5000 vectors on the copy, an exact scan below)"})
 
     def __post_init__(self) -> None:
         if self.data_dir == Path(""):

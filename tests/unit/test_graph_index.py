@@ -293,6 +293,7 @@ async def test_vector_search_scores_and_label_filter(tmp_path: Path, monkeypatch
     if path != "memory":
         monkeypatch.setattr(kuzu_index.VectorCache, "fits", staticmethod(lambda count, dim, budget: False))
     monkeypatch.setattr(kuzu_index, "EXACT_VECTOR_BELOW", 10 if path == "hnsw" else 5000)
+    monkeypatch.setattr(kuzu_index, "HNSW_FROM", 10 if path == "hnsw" else 5000)
     rng = np.random.default_rng(1)
     vectors = rng.normal(size=(120, DIM)).astype(np.float32)
     store, index = open_shard(tmp_path / "s", idle_s=3600)
@@ -315,6 +316,39 @@ async def test_vector_search_scores_and_label_filter(tmp_path: Path, monkeypatch
                 assert json.loads(props) == {"i": i} and (not label or got_label == label)
         with pytest.raises(QueryRefused, match=f"{DIM} numbers"):
             await index.vector_search("g1", [1.0], 5)
+        assert index._kuzu is not None and index._kuzu.vector_indexed() == ({"g1"} if path == "hnsw" else set())
+    finally:
+        await store.close()
+
+
+async def test_a_graph_gets_its_hnsw_index_once_it_holds_enough_vectors_and_no_query_waits_for_it(tmp_path: Path, monkeypatch) -> None:
+    """Below HNSW_FROM vectors a graph has no HNSW index (an exact scan answers, and a
+    write costs less); once its writes bring it there, the index is built again when the
+    shard is idle, with it, while queries keep answering from the index as it is."""
+    monkeypatch.setattr(kuzu_index, "HNSW_FROM", 40)
+    monkeypatch.setattr(kuzu_index, "EXACT_VECTOR_BELOW", 40)
+    monkeypatch.setattr(kuzu_index.VectorCache, "fits", staticmethod(lambda count, dim, budget: False))
+    rng = np.random.default_rng(3)
+    vectors = rng.normal(size=(50, DIM)).astype(np.float32)
+    store, index = open_shard(tmp_path / "s", lazy_ops=100, busy_ops=10**6, idle_s=3600)
+    try:
+        await write(store, index, [GraphEnsure("g1", "g", DIM, "cosine", [])] + [VertexPut("g1", f"v{i}", "A", "{}", [float(x) for x in vectors[i]]) for i in range(30)])
+        query = [float(x) for x in vectors[7]]
+        assert (await index.vector_search("g1", query, 1))[0][0] == "v7"  # the first file, built for the query
+        assert index._kuzu is not None and index._kuzu.vector_indexed() == set()
+        for i in range(30, 50):  # one op at a time, applied at once by the writer: 50 vectors now
+            await write(store, index, [VertexPut("g1", f"v{i}", "A", "{}", [float(x) for x in vectors[i]])])
+        assert index.stats()["behind"] == 0 and index.stats()["builds"] == 1, "a query would have waited for the new index"
+        assert (await index.vector_search("g1", [float(x) for x in vectors[42]], 1))[0][0] == "v42"  # the exact scan, no HNSW yet
+        assert index._upgrade
+        index.idle_s = 0.05  # the shard goes idle: the catch-up builds the file again, with the HNSW index
+        with index._cond:
+            index._cond.notify_all()
+        wait_until(lambda: index._kuzu is not None and index._kuzu.vector_indexed() == {"g1"}, 60, "the HNSW index to be built")
+        assert index.stats()["builds"] == 2 and not index._upgrade
+        hits = await index.vector_search("g1", [float(x) for x in vectors[42]], 3)
+        assert hits[0][0] == "v42" and hits[0][2] == pytest.approx(1.0, abs=1e-4)
+        assert index.dump("g1", soon()) == expected_now(store, "g1")
     finally:
         await store.close()
 

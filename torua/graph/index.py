@@ -223,6 +223,7 @@ class GraphIndex:
         # may not hold yet comes through apply: new ones, and the log's replay on open)
         self._graph_given: dict[str, int] = {}
         self._rebuild = ""  # why the file must be built again ("": it need not)
+        self._upgrade = ""  # why a build would serve better (a graph outgrew exact vector search): done when idle, no query waits for it
         self._behind = False  # the writer left ops to the catch-up
         self._waiting = 0  # queries waiting for the index to catch up
         self._last_write = time.monotonic()
@@ -308,7 +309,10 @@ class GraphIndex:
             try:
                 with self._gate.shared():
                     kuzu.apply(batch, through)
-                if kuzu.wal_bytes() > self.wal_limit:
+                    outgrown = "" if self._upgrade else kuzu.wants_rebuild()
+                if outgrown:
+                    self._mark(upgrade=outgrown)
+                elif kuzu.wal_bytes() > self.wal_limit:
                     self._mark(reopen=True)
                 return
             except Exception as exc:
@@ -319,13 +323,15 @@ class GraphIndex:
                 self._write.release()
         self._mark()
 
-    def _mark(self, rebuild: str = "", reopen: bool = False) -> None:
-        """The index is behind (or must be rebuilt, or reopened): wake its catch-up."""
+    def _mark(self, rebuild: str = "", reopen: bool = False, upgrade: str = "") -> None:
+        """The index is behind (or must be rebuilt, or reopened, or would gain from a
+        build when idle): wake its catch-up."""
         with self._cond:
-            news = not self._behind or (rebuild and not self._rebuild) or (reopen and not self._reopen)
-            self._behind = True
+            news = not self._behind or (rebuild and not self._rebuild) or (reopen and not self._reopen) or (upgrade and not self._upgrade)
+            self._behind = self._behind or not upgrade
             self._rebuild = self._rebuild or rebuild
             self._reopen = self._reopen or reopen
+            self._upgrade = self._upgrade or upgrade
             if self._thread is None and not self._stopping:
                 self._thread = threading.Thread(target=self._catch_up_main, name=f"shard-{self.shard_id}-graph-index", daemon=True)
                 self._thread.start()
@@ -376,9 +382,9 @@ class GraphIndex:
                     # to a shard usually come in a stream (an import, an ingest), and a file
                     # built after the first few is built again after the rest
                     wait = idle_wait(self.idle_s, self._idle_cost, self._last_bulk or self._kuzu is None)
-                    if self._reopen or (self._behind and (self._waiting or idle >= wait)):
+                    if self._reopen or (self._behind and (self._waiting or idle >= wait)) or (self._upgrade and not self._waiting and idle >= wait):
                         break
-                    self._cond.wait(timeout=max(0.01, wait - idle) if self._behind else None)
+                    self._cond.wait(timeout=max(0.01, wait - idle) if self._behind or self._upgrade else None)
                 if self._stopping:
                     return
                 reopen, self._reopen = self._reopen, False
@@ -426,20 +432,21 @@ class GraphIndex:
         when the index is there (or there is nothing to index)."""
         with self._write:
             with self._cond:
-                kuzu, rebuild = self._kuzu, self._rebuild
+                kuzu, rebuild = self._kuzu, self._rebuild or ("" if self._waiting else self._upgrade)
             applied = kuzu.applied_seq if kuzu is not None else None
             with _read(self._reader()) as conn:
                 base, last = _log_bounds(conn)
                 if kuzu is None and not rebuild and not self.rows.graphs(conn):
                     return True  # no file, and nothing to index: stays without one
-                gap, gap_vectors = _gap(conn, applied) if applied is not None and applied < last else (0, 0)
+                indexed = kuzu.vector_indexed() if kuzu is not None else set()
+                gap, gap_vectors = _gap(conn, applied, indexed) if applied is not None and applied < last else (0, 0)
             rows, vectors = gap, gap_vectors  # a rebuild copies what the gap adds too
             if kuzu is not None and gap:
                 with self._gate.shared():
                     for uid in list(kuzu.graphs):
                         counts = kuzu.counts(uid)
                         rows += counts.get("vertices", 0) + counts.get("edges", 0)
-                        vectors += counts.get("embeddings", 0)
+                        vectors += counts.get("embeddings", 0) if uid in indexed else 0
             plan = plan_catch_up(
                 applied=applied, committed=last, log_base=base, gap_ops=gap, rows=rows, vectors=vectors, must_rebuild=rebuild, gap_vectors=gap_vectors,
             )
@@ -468,11 +475,16 @@ class GraphIndex:
         try:
             with self._gate.exclusive() if kuzu.changes_tables(mine) else self._gate.shared():
                 kuzu.apply(mine, through=int(page[-1][0]))
+                outgrown = "" if self._upgrade else kuzu.wants_rebuild()
         except Exception as exc:
             with self._cond:
                 self._rebuild = f"replaying seqs {page[0][0]} to {page[-1][0]} failed: {exc}"
             raise
         self.replayed_ops += len(mine)
+        if outgrown:
+            with self._cond:
+                self._upgrade = outgrown
+            return
         if kuzu.wal_bytes() > self.wal_limit:
             with self._gate.exclusive():
                 kuzu.reopen()
@@ -510,7 +522,7 @@ class GraphIndex:
             kuzu = KuzuGraphs.open(self.path, self.limits, self.shard_id, create=False)
             with self._cond:
                 self._kuzu = kuzu
-                self._rebuild = ""
+                self._rebuild = self._upgrade = ""
                 self.builds += 1
         log.info("shard %d: graph index built at seq %d (%d graphs) in %.1f s (%.2f s of CPU)", self.shard_id, seq, len(graphs), time.monotonic() - started,
                  time.thread_time() - cpu)
@@ -622,16 +634,17 @@ class GraphIndex:
         return self._query(lambda kz: kz.dump(uid), {}, deadline)
 
 
-def _gap(conn: sqlite3.Connection, applied: int) -> tuple[int, int]:
-    """(ops in the log after `applied`, how many of them put a vertex with an embedding),
-    the second read from at most GAP_SCAN ops and scaled to the rest."""
+def _gap(conn: sqlite3.Connection, applied: int, indexed: set[str]) -> tuple[int, int]:
+    """(ops in the log after `applied`, how many of them put a vertex with an embedding
+    into a graph of `indexed`: one with an HNSW index, where each costs more), the second
+    read from at most GAP_SCAN ops and scaled to the rest."""
     ops = int(conn.execute("SELECT count(*) FROM oplog WHERE seq > ?", (applied,)).fetchone()[0])
     scanned = vectors = 0
     for (blob,) in conn.execute("SELECT op FROM oplog WHERE seq > ? ORDER BY seq LIMIT ?", (applied, GAP_SCAN)):
         scanned += 1
         if operation_type(blob) == VertexPut.TYPE:
             op = decode_operation(blob)
-            vectors += isinstance(op, VertexPut) and op.embedding is not None
+            vectors += isinstance(op, VertexPut) and op.embedding is not None and op.uid in indexed
     return ops, vectors if scanned >= ops or not scanned else vectors * ops // scanned
 
 
