@@ -57,7 +57,7 @@ from torua.graph.indexing import (
     plan_catch_up,
     retry_delay,
 )
-from torua.graph.kuzu_index import WAL_CHECKPOINT_BYTES, BuildStopped, IndexDamaged, KuzuGraphs, QueryRefused, warm_up
+from torua.graph.kuzu_index import WAL_CHECKPOINT_BYTES, BuildStopped, IndexDamaged, KuzuGraphs, QueryRefused
 from torua.storage.engine import Chunk, EngineContext, EngineKind, UnknownChunkFormat
 from torua.storage.operations import (
     EdgeDelete,
@@ -298,8 +298,6 @@ class GraphIndex:
                 self._recent.append((now, len(batch)))
         if kuzu is None and not batch:
             return  # nothing held, nothing given
-        if kuzu is None:
-            warm_up()
         # No file yet (the shard's first graph data): the catch-up builds it, once the
         # shard is idle or a query needs it (built here, a busy shard built it twice).
         # A graph's tables created or dropped: the catch-up does it (it reopens the database).

@@ -173,22 +173,6 @@ def _rows(conn: kuzu.Connection, query: str | PreparedStatement, params: dict[st
             r.close()
 
 
-_warming = threading.Lock()
-_warmed = False
-
-
-def warm_up() -> None:
-    """Make pyarrow's first table in a background thread, once per process: pyarrow
-    imports pandas then (~0.3 s of CPU), which a node's first index build would
-    otherwise pay while its shard waits for it."""
-    global _warmed
-    with _warming:
-        if _warmed:
-            return
-        _warmed = True
-    threading.Thread(target=lambda: pa.array([0]), name="torua-arrow-warm-up", daemon=True).start()
-
-
 def _schema(conn: kuzu.Connection, g: GraphTables) -> None:
     """The graph's tables (in or outside a transaction); no indexes."""
     _rows(conn, f"CREATE NODE TABLE IF NOT EXISTS {g.V}(id STRING PRIMARY KEY, label STRING, props STRING, text STRING, stub BOOLEAN)")

@@ -35,6 +35,7 @@ from torua.bus import close_connection, connect
 from torua.key_ring import KeyRing
 from torua.config import NodeConfig
 from torua.kv_rules import payload_room, servable_content_type
+from torua.arrow_only import keep_pandas_out
 from torua.graph.vector_cache import single_threaded_blas
 from torua.leadership import accept_term
 from torua.metrics import LiveCollector, metrics_server, registry_of
@@ -671,6 +672,7 @@ async def run_node(config: NodeConfig, stop: StopRequest) -> None:
     """`torua node`: claim the data dir (refused with `DirTaken` if another process
     holds it, before anything is written or bound), then serve until `stop`."""
     single_threaded_blas()
+    keep_pandas_out()
     node = Node(config)
     node._claim_data_dir()  # held until the process ends, whatever ends it
     async with metrics_server(registry_of(LiveCollector(lambda: node_families(node.snapshot()))), config.metrics_host, config.metrics_port):

@@ -370,9 +370,11 @@ def _deliveries(msg: Any) -> int:
 
 async def run_worker(config: Any, stop: Any) -> None:
     """The `torua worker` process: connect, load the engines, take documents until stopped."""
+    from torua.arrow_only import keep_pandas_out
     from torua.bus import connect
     from torua.stopping import unless_stopped
 
+    keep_pandas_out()  # community runs hand Kuzu Arrow tables
     nc = await unless_stopped(connect(config.nats_url, f"torua-worker-{config.id}", config.connect_timeout, auth=config.nats_auth()), stop.event)
     try:
         client = await Client(config.nats_url, nc=nc, api_key=config.api_key()).connect()
