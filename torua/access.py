@@ -93,6 +93,8 @@ APP_OPERATIONS: dict[str, dict[str, str]] = {
         "support": "vertex_put",
         # a batch of vertices and edges for one shard (`Graph.put_many`, a worker's writes per document)
         "import": "graph_import",
+        # the edges of several vertices of one shard (`Graph.edges_of`, a GraphRAG query's hops): reads, as a page of edges is
+        "neighbours": "graph_edges",
     },
 }
 

@@ -44,6 +44,11 @@ RAG_QUEUE = (
     "$JS.API.CONSUMER.CREATE.TORUA_RAG", "$JS.API.CONSUMER.CREATE.TORUA_RAG.>", "$JS.API.CONSUMER.DURABLE.CREATE.TORUA_RAG.>",
     "$JS.API.CONSUMER.INFO.TORUA_RAG.>", "$JS.API.CONSUMER.MSG.NEXT.TORUA_RAG.>", "$JS.ACK.TORUA_RAG.>",
 )
+# Which version of each document is written (torua.rag.claims): the workers' bucket torua_rag_claims.
+RAG_CLAIMS = (
+    "$KV.torua_rag_claims.>", "$JS.API.STREAM.CREATE.KV_torua_rag_claims", "$JS.API.STREAM.INFO.KV_torua_rag_claims",
+    "$JS.API.DIRECT.GET.KV_torua_rag_claims.>", "$JS.API.STREAM.MSG.GET.KV_torua_rag_claims",
+)
 # The API keys (torua_keys): only gateways read and write them.
 KEYS_READ_WRITE = ("$KV.torua_keys.>", *watch_bucket("torua_keys"))
 
@@ -112,8 +117,8 @@ def permissions(role: Role, node_id: str = "") -> Permissions:
         )
     if role == "worker":
         return Permissions(
-            "GraphRAG workers: the ingestion queue, the gateways' GraphRAG calls, corpus graphs through the public NATS API and one hop (with their API key)",
-            ("torua.api.>", "torua.node.*.app.graph", *RAG_QUEUE, *MAP_READ, *CATALOG_READ),
+            "GraphRAG workers: the ingestion queue and its documents' claims, the gateways' GraphRAG calls, corpus graphs through the public NATS API and one hop (with their API key)",
+            ("torua.api.>", "torua.node.*.app.graph", *RAG_QUEUE, *RAG_CLAIMS, *MAP_READ, *CATALOG_READ),
             ("torua.rag.api", "torua.cluster.map", "_INBOX.>"),
             True,
         )

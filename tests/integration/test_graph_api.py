@@ -16,6 +16,8 @@ import pytest
 
 from tests.support.processes import Cluster
 from torua import Client, ToruaError
+from torua.graph import rules
+from torua.protocol.vocabulary import GraphOp
 
 NDJSON = {"Content-Type": "application/x-ndjson"}
 
@@ -276,6 +278,58 @@ async def test_put_many_writes_vertices_then_edges_in_batches_per_shard(shared_c
             await g.put_many([VertexData("v/x", "Chunk", {}, [1.0, 2.0, 3.0])])
         assert bad.value.code == "bad_request"
         assert await g.get_vertex("v/x") is None
+
+
+async def test_edges_of_many_vertices_are_each_ones_first_page(shared_cluster, monkeypatch):
+    """`Graph.edges_of` (a GraphRAG query's hops): one request per shard, and for each
+    id exactly the first page `edges` gives it, in order, however many it has; a shard
+    whose hop is cut short is read id by id; a missing vertex has none; through the
+    gateway alike."""
+    from torua.graph import client as graph_client
+    from torua.protocol.messages import EdgeData, VertexData
+
+    async with Client(shared_cluster.nats_url) as db:
+        g = db.graph("api-edges-of")
+        await g.create()
+        hubs = [f"hub/{i}" for i in range(6)]
+        leaves = [f"leaf/{i}" for i in range(30)]
+        edges = [EdgeData(leaf, "mentions", hub) for n, hub in enumerate(hubs) for leaf in leaves[: 3 + 5 * n]]
+        edges += [EdgeData(leaf, "other", hubs[0]) for leaf in leaves[:4]] + [EdgeData(hubs[1], "mentions", leaf) for leaf in leaves[:7]]
+        await g.put_many([VertexData(v, "V") for v in hubs + leaves], edges)
+        asked = hubs + ["nobody"]
+
+        async def one_by_one(direction: str, type: str | None, limit: int) -> dict:
+            out = {}
+            for v in asked:
+                try:
+                    out[v] = (await g.edges(v, direction=direction, type=type, limit=limit))[0]
+                except ToruaError:
+                    out[v] = []
+            return out
+
+        for direction, type, limit in (("in", "mentions", 1000), ("in", "mentions", 10), ("in", None, 5), ("out", "mentions", 3), ("out", None, 100)):
+            expected = await one_by_one(direction, type, limit)
+            assert await g.edges_of(asked, direction, type, limit) == expected, (direction, type, limit)
+        assert sum(len(v) for v in expected.values()) > 0
+        calls = []
+        to_shard = graph_client.Graph._to_shard
+
+        async def counted(self, shard, op, entry, **fields):
+            calls.append(op)
+            return await to_shard(self, shard, op, entry, **fields)
+
+        monkeypatch.setattr(graph_client.Graph, "_to_shard", counted)
+        await g.edges_of(hubs, "in", "mentions", 1000)
+        assert len(calls) <= len({rules.vertex_shard("api-edges-of", h, shared_cluster.shards) for h in hubs}) and set(calls) == {GraphOp.NEIGHBOURS}
+        monkeypatch.setattr(graph_client, "HOP_EDGES", 8)  # every shard's hop cut short: read id by id, the same
+        assert await g.edges_of(asked, "in", "mentions", 1000) == await one_by_one("in", "mentions", 1000)
+        assert GraphOp.EDGES in calls
+        with pytest.raises(ToruaError) as both:
+            await g.edges_of(hubs, "both")
+        assert both.value.code == "bad_request"
+    async with GatewayOnly(shared_cluster.nats_url) as db:
+        g = db.graph("api-edges-of")
+        assert await g.edges_of(asked, "in", "mentions", 10) == await one_by_one("in", "mentions", 10)
 
 
 class GatewayOnly(Client):

@@ -7,6 +7,7 @@ ingest of the others makes; a worker killed mid-job loses nothing
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import subprocess
@@ -17,6 +18,7 @@ import pytest
 
 from torua.ports import free_port
 from tests.support.processes import Cluster, ProcessGroup, start_nats, torua_command, wait_until
+from tests.support.sim_cluster import wait_for
 from torua import Client, ToruaError
 from torua.protocol.messages import SupportItem
 from torua.storage.writer import DB_FILENAME
@@ -351,6 +353,112 @@ async def test_a_document_whose_last_try_was_cut_short_counts_as_failed(rag_clus
             assert (await pulled.consumer_info()).num_ack_pending == 0
         finally:
             await js.delete_stream("TEST_CUT")
+
+
+async def test_versions_of_a_document_are_written_in_the_order_they_were_sent(rag_cluster):
+    """Two workers may hold two versions of one document, or a version may come back
+    (its worker died) after a newer one was written: the claims (torua.rag.claims)
+    keep the queue's order. An older version after a newer one is not written (and
+    counts as done in its job); a newer one waits while an older one is written; a
+    delete comes after the versions sent before it (they are then not written) and
+    before those sent after it. Real JetStream messages of a stream of the test's
+    own, the claims in the cluster's bucket, a `Worker` in this process."""
+    from nats.js.api import StreamConfig
+
+    from torua.protocol.codec import encode
+    from torua.protocol.messages import RagJob
+    from torua.rag.claim_store import ClaimStore
+    from torua.rag.claims import message_version
+    from torua.rag.engines import Engines
+    from torua.rag.service import CorpusService
+    from torua.rag.worker import Worker
+
+    def version_text(n: int) -> str:
+        return f"Marie Curie was born in Warsaw. This is version {n} of the note about her."
+
+    async with Client(rag_cluster.nats_url) as db:
+        rag = db.rag("rag-order")
+        await rag.create(**SETTINGS)
+        js = db._nc.jetstream()
+        await js.add_stream(StreamConfig(name="TEST_ORDER", subjects=["test.order"]))
+
+        async def text_now() -> str | None:
+            held = await rag.document("note")
+            if held is None or held["status"] != "complete":
+                return None
+            chunks = [await db.graph("rag-order").get_vertex(f"c/note/{h}") for h in held["chunks"]]
+            return " ".join(c["properties"]["text"] for c in chunks if c is not None)
+
+        async def done(job: str) -> int:
+            return (await db.graph("rag-order").support([SupportItem(f"j/{job}")]))[0]
+
+        try:
+            pulled = await js.pull_subscribe("test.order", durable="test-order")
+
+            async def send(versions: range) -> list:
+                for n in versions:
+                    await js.publish("test.order", encode(RagJob(f"v{n}", "rag-order", "note", version_text(n))))
+                taken: list = []
+                while len(taken) < len(versions):
+                    taken += await pulled.fetch(len(versions) - len(taken), timeout=5)
+                assert [m.metadata.sequence.stream for m in taken] == list(versions)
+                return taken
+
+            messages = await send(range(1, 5))
+            worker = Worker(db, Engines(load=False), stream="TEST_ORDER")
+            assert worker.claims is not None
+            decisions: list[str] = []
+            claim = worker.claims.claim
+
+            async def recorded(*args):
+                decisions.append(await claim(*args))
+                return decisions[-1]
+
+            worker.claims.claim = recorded  # type: ignore[method-assign]
+
+            # version 2 is written first; version 1 comes back after it: not written, done in its job
+            await worker.take_many([messages[1]])
+            assert "version 2" in (await text_now() or "")
+            await worker.take_many([messages[0]])
+            assert decisions == ["take", "superseded"]
+            assert "version 2" in (await text_now() or "") and await done("v1") == 1
+
+            # an older version being written (a claim held by version 5, between messages 2 and 3): version 3 waits for it
+            other = ClaimStore(js, stream="TEST_ORDER")
+            assert await other.claim("rag-order", "note", message_version(2) + 1) == "take"
+            taking = asyncio.ensure_future(worker.take_many([messages[2]]))
+            await wait_for(lambda: "wait" in decisions, 30, "version 3 to find an older version being written")
+            assert not taking.done() and "version 2" in (await text_now() or "")
+            await other.release("rag-order", "note", message_version(2) + 1, written=False)
+            await asyncio.wait_for(taking, 60)
+            assert "version 3" in (await text_now() or "")
+
+            # a delete after message 4 was sent (not written yet): message 4 is then not written, message 5 sent after it is
+            service = CorpusService(db, "rag-order", claims=ClaimStore(js, stream="TEST_ORDER"))
+            assert await service.delete_document("note") is True
+            assert await rag.document("note") is None
+            await worker.take_many([messages[3]])
+            assert decisions[-1] == "superseded" and await rag.document("note") is None and await done("v4") == 1
+            await worker.take_many(await send(range(5, 6)))
+            assert decisions[-1] == "take" and "version 5" in (await text_now() or "")
+
+            # in a batch: a version superseded by a newer one being written (held by version 100 here) is left
+            # out, the batch's other document is written
+            assert await other.claim("rag-order", "note", 100) == "take"
+            await js.publish("test.order", encode(RagJob("v6", "rag-order", "other", "Pierre Curie was born in Paris.")))
+            batch: list = []
+            await js.publish("test.order", encode(RagJob("v7", "rag-order", "note", version_text(7))))
+            while len(batch) < 2:
+                batch += await pulled.fetch(2 - len(batch), timeout=5)
+            decisions.clear()
+            await worker.take_many(batch)
+            assert sorted(decisions) == ["superseded", "take"]
+            assert "version 5" in (await text_now() or "") and (await rag.document("other") or {}).get("status") == "complete"
+            assert await done("v6") == 1 and await done("v7") == 1
+            await other.release("rag-order", "note", 100, written=False)
+            assert (await pulled.consumer_info()).num_ack_pending == 0
+        finally:
+            await js.delete_stream("TEST_ORDER")
 
 
 async def test_a_document_sent_again_rewrites_only_its_changed_chunks(rag_cluster):

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from torua.client import Client
 
 MAX_SUPPORT_ITEMS = 1000  # per request (torua.node.graph_support.MAX_ITEMS)
+HOP_EDGES = 100_000  # edges one `edges_of` request asks a shard for at most (torua.node.graph_checks.MAX_HOP_EDGES)
 
 
 def _size(item: VertexData | EdgeData) -> int:
@@ -205,6 +206,50 @@ class Graph:
         reply = await self._direct(vertex_id, GraphOp.EDGES, entry, id=vertex_id, direction=way, types=types, limit=limit, cursor=cursor or "")
         edges = [{"src": e.src, "type": e.type, "dst": e.dst, "weight": e.weight, "properties": e.properties} for e in reply.edges]
         return edges, reply.next_cursor or None
+
+    async def edges_of(self, ids: Sequence[str], direction: str = "out", type: str | None = None, limit: int = 100) -> dict[str, list[dict[str, Any]]]:
+        """The first page of `limit` edges of each of `ids` (`direction` "out" or "in"),
+        as `edges` gives it, read with one request per shard (a traversal hop over the
+        ids that shard holds) instead of one per id; a shard whose hop would return more
+        edges than one may is read id by id. An id that is not a vertex has none."""
+        way = rules.validate_direction(direction)
+        if way.value not in ("out", "in"):
+            raise ToruaError("bad_request", "edges_of reads one direction: out or in")
+        for vertex_id in ids:
+            rules.validate_vertex_id(vertex_id)
+        types = [rules.validate_type(type)] if type else []
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= rules.MAX_EDGES_PAGE:
+            raise ToruaError("bad_request", f"limit must be an integer from 1 to {rules.MAX_EDGES_PAGE}")
+        unique = list(dict.fromkeys(ids))
+
+        async def page_of(vertex_id: str) -> list[dict[str, Any]]:
+            try:
+                return (await self.edges(vertex_id, direction, type, limit))[0]
+            except ToruaError as exc:
+                if exc.code != "not_found":
+                    raise
+                return []
+
+        entry = await self._one_hop()
+        if entry is None:
+            return dict(zip(unique, await asyncio.gather(*(page_of(i) for i in unique))))
+        shards: dict[int, list[str]] = {}
+        for vertex_id in unique:
+            shards.setdefault(rules.vertex_shard(self.name, vertex_id, self._num_shards()), []).append(vertex_id)
+        out: dict[str, list[dict[str, Any]]] = {i: [] for i in unique}
+
+        async def hop(shard: int, part: list[str]) -> None:
+            reply = await self._to_shard(shard, GraphOp.NEIGHBOURS, entry, ids=part, direction=way, types=types, limit=min(HOP_EDGES, limit * len(part)))
+            if reply.truncated:
+                out.update(zip(part, await asyncio.gather(*(page_of(i) for i in part))))
+                return
+            for e in reply.edges:  # each id's edges in a row, in the order of its pages
+                page = out[e.src if way.value == "out" else e.dst]
+                if len(page) < limit:
+                    page.append({"src": e.src, "type": e.type, "dst": e.dst, "weight": e.weight, "properties": e.properties})
+
+        await asyncio.gather(*(hop(shard, part) for shard, part in shards.items()))
+        return out
 
     async def support(self, items: list[SupportItem]) -> list[int]:
         """GraphRAG's evidence (`SupportItem`: chunks added to and removed from the

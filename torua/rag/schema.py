@@ -31,6 +31,18 @@ def document_vertex(document_id: str) -> str:
     return f"d/{document_id}"
 
 
+def chunk_document(chunk_vertex: str) -> str | None:
+    """The document id a chunk's vertex id names (`c/<document id>/<hash>`, as
+    `torua.rag.chunking.Chunk.vertex_id` makes it), None for another id.
+
+    >>> chunk_document("c/notes/a/1f2e3d4c5b6a7980"), chunk_document("e/person/ada")
+    ('notes/a', None)
+    """
+    if not chunk_vertex.startswith("c/") or chunk_vertex.count("/") < 2:
+        return None
+    return chunk_vertex[2:].rsplit("/", 1)[0]
+
+
 def job_vertex(job: str) -> str:
     return f"j/{job}"
 

@@ -13,6 +13,7 @@ progress, delete a document, query.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,8 @@ from torua.protocol.errors import ToruaError
 from torua.protocol.messages import RagJob, RagRequest, SupportItem
 from torua.protocol.vocabulary import RagTask
 from torua.rag import answers, community_build, queue, resolution, retrieval, schema
+from torua.rag.claim_store import ClaimStore
+from torua.rag.claims import delete_version
 from torua.rag.corpus import CorpusSettings
 from torua.rag.engines import Engines
 from torua.rag.ingest import CorpusWriter
@@ -28,6 +31,8 @@ from torua.rag.rules import FILTERED_CANDIDATES, GLOBAL_COMMUNITIES, MAX_DOCUMEN
 
 if TYPE_CHECKING:
     from torua.client import Client
+
+DELETE_WAIT_S = 3.0  # a delete waits this long at most for the version of its document being written
 
 
 def document_job(job: str, corpus: str, n: int, document: Any) -> RagJob:
@@ -53,13 +58,15 @@ def document_job(job: str, corpus: str, n: int, document: Any) -> RagJob:
 
 
 class CorpusService:
-    def __init__(self, client: "Client", name: str, engines: Any = None) -> None:
+    def __init__(self, client: "Client", name: str, engines: Any = None, claims: ClaimStore | None = None) -> None:
         """`engines`: the worker's models (`torua.rag.engines.Engines`); None: made
-        when a query first needs them."""
+        when a query first needs them. `claims`: the documents' (torua.rag.claims);
+        None: a delete does not wait for a version being written."""
         self.client = client
         self.graph = client.graph(name)
         self.name = self.graph.name
         self.engines = engines if engines is not None else Engines(load=False)
+        self.claims = claims
 
     async def create(self, **settings: Any) -> dict[str, Any]:
         """Create the corpus (its graph, with the corpus vertex holding `settings`);
@@ -140,9 +147,28 @@ class CorpusService:
 
     async def delete_document(self, document_id: str) -> bool:
         """Remove the document, its chunks and its share of every entity and relation
-        (no re-index); False when there was no such document."""
+        (no re-index); False when there was no such document. In the queue's order
+        (torua.rag.claims): after the version being written, if any (waiting at most
+        `DELETE_WAIT_S`), and before any version sent after it; one sent before it and
+        not written yet is then not written. When a version sent after it is written
+        (or being written) already, that one stands."""
         await self.settings()
-        return await CorpusWriter(self.graph).delete(schema.validate_document_id(document_id))
+        document_id = schema.validate_document_id(document_id)
+        if self.claims is None:
+            return await CorpusWriter(self.graph).delete(document_id)
+        version = delete_version(await self.claims.last_version())
+        decision = await self.claims.claim_waiting(self.name, document_id, version, time.monotonic() + DELETE_WAIT_S)
+        if decision == "wait":
+            raise ToruaError("unavailable", f"a version of document {document_id!r} is still being written; try again")
+        if decision == "superseded":
+            return False  # a version sent after this delete is there, or on its way: it stands
+        deleted = False
+        try:
+            found = await CorpusWriter(self.graph).delete(document_id)
+            deleted = True
+        finally:
+            await self.claims.release(self.name, document_id, version, written=deleted)
+        return found
 
     async def query(self, question: str, mode: str = "naive", k: int = 10, answer: bool = False, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
         """``{"chunks": [{"id", "document_id", "text", "score", "start", "end"}], "entities",
@@ -217,17 +243,20 @@ class CorpusService:
     async def _local(self, question: str, vector: list[float], settings: CorpusSettings) -> tuple[list[tuple[str, float]], list[dict[str, Any]], list[dict[str, Any]]]:
         """Chunks ranked by the entities they mention, from the question's entities out
         (torua.rag.retrieval), with the entities and relations that ranked them."""
-        found = (await asyncio.to_thread(self._extract, question, settings)).mentions
-        named = [resolution.entity_id(m.type, m.text) for m in found]
-        nearest = await self.graph.vector_search(vector, k=retrieval.SEEDS, label=schema.ENTITY)
-        present = await asyncio.gather(*(self.graph.get_vertex(id) for id in named))
+        async def by_name() -> tuple[list[str], list[Any]]:
+            found = (await asyncio.to_thread(self._extract, question, settings)).mentions
+            named = [resolution.entity_id(m.type, m.text) for m in found]
+            return named, await asyncio.gather(*(self.graph.get_vertex(id) for id in named))
+
+        # the question's named entities and the entities nearest it, at once
+        (named, present), nearest = await asyncio.gather(by_name(), self.graph.vector_search(vector, k=retrieval.SEEDS, label=schema.ENTITY))
         seed_scores = retrieval.seeds([id for id, v in zip(named, present) if v is not None], [(h["id"], float(h["score"])) for h in nearest])
         pages = await asyncio.gather(*(self.graph.edges(id, direction="both", type=schema.RELATED, limit=100) for id in seed_scores))
         edges = {(e["src"], e["dst"]): e for page, _ in pages for e in page}
         scores = retrieval.expand(seed_scores, [(src, dst, float(e["weight"])) for (src, dst), e in edges.items()])
         top = dict(sorted(scores.items(), key=lambda item: -item[1])[: 4 * retrieval.SEEDS])
-        mentioned = await asyncio.gather(*(self.graph.edges(id, direction="in", type=schema.MENTIONS, limit=1000) for id in top))
-        ranked = retrieval.chunk_scores(top, [(e["src"], id) for id, (page, _) in zip(top, mentioned) for e in page])
+        mentioned = await self.graph.edges_of(list(top), direction="in", type=schema.MENTIONS, limit=1000)
+        ranked = retrieval.chunk_scores(top, [(e["src"], id) for id in top for e in mentioned[id]])
         entities = [{"id": id, "score": round(score, 6), "seed": id in seed_scores} for id, score in top.items()]
         relations = [
             {"src": src, "dst": dst, "weight": e["weight"], "predicates": e["properties"].get("predicates", {})}
@@ -238,28 +267,34 @@ class CorpusService:
     async def _bridge(self, first: list[str]) -> list[tuple[str, float]]:
         """The second hop from the chunks found first: the chunks that mention the
         entities those mention (torua.rag.retrieval.bridge)."""
-        pages = await asyncio.gather(*(self.graph.edges(c, direction="out", type=schema.MENTIONS, limit=100) for c in first))
+        pages = await self.graph.edges_of(first, direction="out", type=schema.MENTIONS, limit=100)
         entities: dict[str, int] = {}
-        for rank, (page, _) in enumerate(pages, start=1):
-            for e in page:
+        for rank, chunk in enumerate(dict.fromkeys(first), start=1):
+            for e in pages[chunk]:
                 entities.setdefault(e["dst"], rank)  # the best chunk that mentions it
-        mentioned = await asyncio.gather(*(self.graph.edges(e, direction="in", type=schema.MENTIONS, limit=1000) for e in entities))
-        return retrieval.bridge(entities, {e: [m["src"] for m in page] for e, (page, _) in zip(entities, mentioned)}, set(first))
+        mentioned = await self.graph.edges_of(list(entities), direction="in", type=schema.MENTIONS, limit=1000)
+        return retrieval.bridge(entities, {e: [m["src"] for m in mentioned[e]] for e in entities}, set(first))
 
     async def _visible(self, ranked: list[tuple[str, float]], k: int, metadata: dict[str, Any]) -> list[dict[str, Any]]:
         """The first `k` of `ranked` (chunk id, score) whose document is complete and holds
         them now (not one being written, deleted or replaced) and whose metadata holds
         `metadata`, with their text. Read a page at a time (twice what is still wanted):
-        most queries need only their first page, not every candidate."""
+        most queries need only their first page, not every candidate. A page's chunks
+        and the documents their ids name are read at once (a chunk's own
+        `document_id` is the one checked: one its id does not name is read after)."""
         chunks: list[dict[str, Any]] = []
         held: dict[str, Any] = {}
         start = 0
         while start < len(ranked) and len(chunks) < k:
             page = ranked[start : start + 2 * (k - len(chunks))]
             start += len(page)
-            vertices = await asyncio.gather(*(self.graph.get_vertex(id) for id, _ in page))
+            named = list(dict.fromkeys(d for id, _ in page if (d := schema.chunk_document(id)) is not None and d not in held))
+            found = await asyncio.gather(*(self.graph.get_vertex(id) for id, _ in page), *(self.graph.get_vertex(schema.document_vertex(d)) for d in named))
+            vertices = found[: len(page)]
+            held.update(zip(named, found[len(page) :]))
             docs = list({v["properties"].get("document_id") for v in vertices if v is not None} - held.keys())
-            held.update(zip(docs, await asyncio.gather(*(self.graph.get_vertex(schema.document_vertex(d)) for d in docs))))
+            if docs:
+                held.update(zip(docs, await asyncio.gather(*(self.graph.get_vertex(schema.document_vertex(d)) for d in docs))))
             for (id, score), vertex in zip(page, vertices):
                 if vertex is None:
                     continue
@@ -293,12 +328,13 @@ class CorpusService:
 class RagService:
     """A worker's answers to `RagRequest`s."""
 
-    def __init__(self, client: "Client", engines: Any = None) -> None:
+    def __init__(self, client: "Client", engines: Any = None, claims: ClaimStore | None = None) -> None:
         self.client = client
         self.engines = engines if engines is not None else Engines(load=False)
+        self.claims = claims
 
     def corpus(self, name: str) -> CorpusService:
-        return CorpusService(self.client, name, self.engines)  # light: made for each call, nothing kept per corpus
+        return CorpusService(self.client, name, self.engines, self.claims)  # light: made for each call, nothing kept per corpus
 
     async def answer(self, request: RagRequest) -> dict[str, Any]:
         corpus = self.corpus(request.corpus)

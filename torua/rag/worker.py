@@ -35,6 +35,8 @@ from torua.protocol.errors import ToruaError
 from torua.protocol.messages import RagJob, RagReply, RagRequest, SupportItem
 from torua.protocol.vocabulary import RagTask
 from torua.rag import community_build, queue, schema
+from torua.rag.claim_store import ClaimStore
+from torua.rag.claims import Decision, message_version
 from torua.rag.corpus import CorpusSettings
 from torua.rag.engines import Engines
 from torua.rag.ingest import CorpusWriter, Planned
@@ -57,7 +59,7 @@ API_QUEUE = "torua-rag"
 class Worker:
     def __init__(
         self, client: Client, engines: Engines, ack_wait: float = queue.ACK_WAIT, metrics: WorkerMetrics | None = None, documents: int = 32,
-        tries: int = queue.MAX_DELIVER,
+        tries: int = queue.MAX_DELIVER, stream: str = queue.STREAM,
     ) -> None:
         self.client = client
         self.ack_wait = ack_wait
@@ -72,12 +74,15 @@ class Worker:
         self.done = 0
         self.failed = 0
         self.calls: set[asyncio.Future[Any]] = set()  # GraphRAG calls being answered (cancelled at a stop)
+        nc = client._nc
+        # which version of a document may be written (torua.rag.claims); None without JetStream
+        self.claims: ClaimStore | None = ClaimStore(nc.jetstream(), stale_after=3 * ack_wait, stream=stream) if nc is not None else None
 
     async def serve_api(self) -> Any:
         """Answer the gateways' `RagRequest`s (one queue group: any worker answers one)."""
         nc = self.client._nc
         assert nc is not None
-        service = RagService(self.client, self.engines)
+        service = RagService(self.client, self.engines, self.claims)
 
         async def on_request(msg: Any) -> None:
             try:
@@ -178,29 +183,48 @@ class Worker:
             await self._take_batch(batch)
 
     async def _take_batch(self, batch: list[tuple[Any, RagJob]]) -> None:
-        """Documents of one corpus written together, then acknowledged. A document whose
-        planning fails is left out and taken on its own afterwards; when the writes
-        fail, each document is taken on its own (its error is then its own)."""
+        """Documents of one corpus written together, then acknowledged. Each document's
+        claim is taken first (torua.rag.claims): one superseded by a newer version is
+        not written, one an older version is being written of waits, on its own,
+        afterwards. A document whose planning fails is left out and taken on its own
+        afterwards; when the writes fail, each document is taken on its own (its error
+        is then its own)."""
         if len(batch) == 1:
             await self.take(*batch[0])
             return
         beats = [asyncio.ensure_future(self._still_working(msg)) for msg, _ in batch]
         started = time.monotonic()
+        claimed: list[tuple[Any, RagJob]] = []
+        later: list[tuple[Any, RagJob]] = []
+        left: list[RagJob] | None = []
         try:
-            async with self._holding([(job.corpus, job.id) for _, job in batch]):
-                left = await self._ingest_documents([job for _, job in batch])
-        except Exception as exc:
-            log.info("%d documents of corpus %s written together failed (%s); writing each on its own", len(batch), batch[0][1].corpus, exc)
-            left = None
+            try:
+                decisions = await asyncio.gather(*(self._claim(msg, job) for msg, job in batch))
+            except ToruaError as exc:
+                log.info("the claims of %d documents of corpus %s could not be taken (%s); taking each on its own", len(batch), batch[0][1].corpus, exc.message)
+                decisions = ["wait"] * len(batch)
+            for (msg, job), decision in zip(batch, decisions):
+                if decision == "superseded":
+                    await self._superseded(msg, job, started)
+                else:
+                    (claimed if decision == "take" else later).append((msg, job))
+            if claimed:
+                try:
+                    async with self._holding([(job.corpus, job.id) for _, job in claimed]):
+                        left = await self._ingest_documents([job for _, job in claimed])
+                except Exception as exc:
+                    log.info("%d documents of corpus %s written together failed (%s); writing each on its own", len(claimed), batch[0][1].corpus, exc)
+                    left = None
+                await asyncio.gather(*(self._release(msg, job, written=left is not None and job not in left) for msg, job in claimed))
         finally:
             for beat in beats:
                 beat.cancel()
-        alone = batch if left is None else [(msg, job) for msg, job in batch if job in left]
-        for msg, job in batch:
+        alone = claimed if left is None else [(msg, job) for msg, job in claimed if job in left]
+        for msg, job in claimed:
             if (msg, job) not in alone:
                 await msg.ack_sync()
                 self._done(started)
-        await asyncio.gather(*(self.take(msg, job) for msg, job in alone))
+        await asyncio.gather(*(self.take(msg, job) for msg, job in alone + later))
 
     def _done(self, started: float) -> None:
         self.done += 1
@@ -209,11 +233,25 @@ class Worker:
 
     async def take(self, msg: Any, job: RagJob) -> None:
         """One message: its document written (or its task done), then acknowledged; or
-        let go (see queue)."""
+        let go (see queue). A document's claim is taken first, waiting while an older
+        version is written (torua.rag.claims)."""
         beat = asyncio.ensure_future(self._still_working(msg))
         started = time.monotonic()
         try:
-            await self.ingest(job)
+            if job.task == RagTask.DOCUMENT:
+                decision = await self._claim(msg, job, wait_s=self._claim_wait_s())
+                if decision == "superseded":
+                    await self._superseded(msg, job, started)
+                    return
+                if decision == "wait":
+                    raise ToruaError("unavailable", "an older version of the document is still being written")
+            written = False
+            try:
+                await self.ingest(job)
+                written = True
+            finally:
+                if job.task == RagTask.DOCUMENT:
+                    await self._release(msg, job, written)
         except ToruaError as exc:
             if exc.code in FOR_GOOD:
                 await self._fail(msg, job, exc.message)
@@ -229,6 +267,35 @@ class Worker:
         await msg.ack_sync()
         if job.task == RagTask.DOCUMENT:
             self._done(started)
+
+    def _claim_wait_s(self) -> float:
+        return (self.claims.stale_after if self.claims is not None else 0.0) + self.ack_wait
+
+    async def _claim(self, msg: Any, job: RagJob, wait_s: float | None = None) -> Decision:
+        """Take the claim of the message's version of its document (with `wait_s`, waiting
+        that long at most while an older version is written)."""
+        version = _version(msg, self.claims)
+        if not version or self.claims is None:
+            return "take"  # not a message of the queue: no order to keep
+        if wait_s is None:
+            return await self.claims.claim(job.corpus, job.id, version)
+        return await self.claims.claim_waiting(job.corpus, job.id, version, time.monotonic() + wait_s)
+
+    async def _release(self, msg: Any, job: RagJob, written: bool) -> None:
+        version = _version(msg, self.claims)
+        if version and self.claims is not None:
+            await self.claims.release(job.corpus, job.id, version, written)
+
+    async def _superseded(self, msg: Any, job: RagJob, started: float) -> None:
+        """Not written (a newer version is, or will be; or the document was deleted after
+        this one was sent): done in its job all the same."""
+        log.info("document %r of corpus %s (job %s): a newer version of it is written, or it was deleted after this one was sent: this one is not written",
+                 job.id, job.corpus, job.job)
+        await self._record([job])
+        await msg.ack_sync()
+        self.done += 1
+        self.metrics.documents.labels("superseded").inc()
+        self.metrics.seconds.observe(time.monotonic() - started)
 
     async def _fail(self, msg: Any, job: RagJob, error: str) -> None:
         """The document counts as failed in its job (with `error`) and leaves the queue."""
@@ -358,6 +425,17 @@ def together(jobs: list[tuple[Any, RagJob]], most: int) -> list[list[tuple[Any, 
             batches.append(batch)
         batch.append((msg, job))
     return batches
+
+
+def _version(msg: Any, claims: ClaimStore | None) -> int:
+    """The message's version of its document (torua.rag.claims.message_version of its
+    stream sequence); 0 for a message that is not the queue's."""
+    try:
+        if claims is None or msg.metadata.stream != claims.stream:
+            return 0
+        return message_version(int(msg.metadata.sequence.stream))
+    except Exception:
+        return 0
 
 
 def _deliveries(msg: Any) -> int:

@@ -1,0 +1,51 @@
+"""Which version of a document a worker may write (`torua.rag.claims`), as a table of
+cases over plain data."""
+
+from __future__ import annotations
+
+import pytest
+
+from torua.rag.claims import DocumentClaim, decide, delete_version, message_version, released, taken
+
+STALE = 60.0
+NOW = 1000.0
+FRESH = DocumentClaim(held=0, done=0)
+
+
+@pytest.mark.parametrize(
+    "claim, version, now, expected, why",
+    [
+        (None, 8, NOW, "take", "the document's first version"),
+        (FRESH, 8, NOW, "take", "nothing held, nothing written"),
+        (DocumentClaim(0, 6), 8, NOW, "take", "an older version is written: this one replaces it"),
+        (DocumentClaim(0, 8), 8, NOW, "superseded", "this very version is written already (a late redelivery)"),
+        (DocumentClaim(0, 10), 8, NOW, "superseded", "a newer version is written"),
+        (DocumentClaim(0, 9), 8, NOW, "superseded", "the document was deleted after this version was sent"),
+        (DocumentClaim(8, 6, NOW - 5), 8, NOW, "take", "this version holds it: its redelivery goes on"),
+        (DocumentClaim(10, 6, NOW - 5), 8, NOW, "superseded", "a newer version is being written"),
+        (DocumentClaim(10, 6, NOW - 500), 8, NOW, "superseded", "a newer one, even silent: its message is still on the queue"),
+        (DocumentClaim(6, 4, NOW - 5), 8, NOW, "wait", "an older version is being written"),
+        (DocumentClaim(6, 4, NOW - STALE), 8, NOW, "wait", "held exactly as long as may be"),
+        (DocumentClaim(6, 4, NOW - STALE - 1), 8, NOW, "take", "the older one's writer went silent: taken over"),
+        (DocumentClaim(6, 4, NOW - 5), delete_version(5), NOW, "wait", "a delete waits for the version being written too"),
+        (DocumentClaim(0, 12), delete_version(5), NOW, "superseded", "a version sent after the delete is written: it stands"),
+        (DocumentClaim(0, message_version(5)), delete_version(5), NOW, "take", "the delete comes after the last message"),
+    ],
+)
+def test_decide(claim, version, now, expected, why) -> None:
+    assert decide(claim, version, now, STALE) == expected, why
+
+
+def test_a_claim_taken_and_let_go() -> None:
+    claim = taken(DocumentClaim(0, 6), 8, NOW)
+    assert claim == DocumentClaim(8, 6, NOW)
+    assert released(claim, 8, written=True) == DocumentClaim(0, 8)
+    assert released(claim, 8, written=False) == DocumentClaim(0, 6), "a version given up moves nothing on"
+    assert released(claim, 10, written=True) is None, "a version that does not hold it leaves it as it is"
+    assert released(taken(DocumentClaim(0, 12), 8, NOW), 8, written=True) == DocumentClaim(0, 12), "done never goes back"
+
+
+def test_versions_keep_the_queues_order_and_a_delete_sits_between_two_messages() -> None:
+    assert [message_version(s) for s in (1, 2, 3)] == [2, 4, 6]
+    assert message_version(3) < delete_version(3) < message_version(4)
+    assert delete_version(0) < message_version(1)

@@ -1,0 +1,117 @@
+"""Documents' claims in the JetStream KV bucket `torua.rag.claims.CLAIMS_BUCKET`, read
+and changed by compare-and-set on their revision (the decisions are
+`torua.rag.claims`'; this module is their I/O)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from nats.errors import Error as NatsError
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
+
+from torua.protocol.codec import decode, encode
+from torua.protocol.errors import ToruaError
+from torua.rag import queue
+from torua.rag.claims import CLAIM_TTL_S, CLAIMS_BUCKET, Decision, DocumentClaim, claim_key, decide, released, taken
+
+log = logging.getLogger("torua.worker")
+
+TRIES = 20  # compare-and-set rounds before a change gives up (others changed the claim each time)
+WAIT_FIRST_S, WAIT_MOST_S = 0.05, 1.0  # polling a claim held by an older version: from this, doubling up to that
+
+
+class ClaimStore:
+    def __init__(self, js: Any, stale_after: float = 3 * queue.ACK_WAIT, stream: str = queue.STREAM) -> None:
+        self.js = js
+        self.stale_after = stale_after
+        self.stream = stream  # the queue whose sequences are the versions
+        self._kv: Any = None
+
+    async def _bucket(self) -> Any:
+        if self._kv is None:
+            try:
+                self._kv = await self.js.key_value(CLAIMS_BUCKET)
+            except BucketNotFoundError:
+                self._kv = await self.js.create_key_value(bucket=CLAIMS_BUCKET, history=1, ttl=CLAIM_TTL_S, description="Torua GraphRAG: which version of each document is written")
+        return self._kv
+
+    async def _read(self, key: str) -> tuple[DocumentClaim | None, int]:
+        kv = await self._bucket()
+        try:
+            entry = await kv.get(key)
+        except KeyNotFoundError:
+            return None, 0
+        if not entry.value:  # deleted or purged
+            return None, int(entry.revision or 0)
+        try:
+            return decode(DocumentClaim, entry.value), int(entry.revision)
+        except ToruaError as exc:
+            log.warning("the claim %s cannot be read (%s): taken as none", key, exc.message)
+            return None, int(entry.revision)
+
+    async def _write(self, key: str, claim: DocumentClaim, revision: int) -> bool:
+        """False when the claim changed since `revision` was read."""
+        kv = await self._bucket()
+        try:
+            if revision:
+                await kv.update(key, encode(claim), last=revision)
+            else:
+                await kv.create(key, encode(claim))
+        except KeyWrongLastSequenceError:
+            return False
+        return True
+
+    async def claim(self, corpus: str, document_id: str, version: int) -> Decision:
+        """`decide` on the claim as it is; `take` having taken it."""
+        key = claim_key(corpus, document_id)
+        try:
+            for _ in range(TRIES):
+                held, revision = await self._read(key)
+                decision = decide(held, version, time.time(), self.stale_after)
+                if decision != "take":
+                    return decision
+                if await self._write(key, taken(held, version, time.time()), revision):
+                    return "take"
+        except NatsError as exc:
+            raise ToruaError("unavailable", f"the claims of documents cannot be read or written now ({exc or type(exc).__name__})") from None
+        raise ToruaError("unavailable", f"the claim of document {document_id!r} kept changing; try again")
+
+    async def claim_waiting(self, corpus: str, document_id: str, version: int, deadline: float) -> Decision:
+        """`claim`, waiting while an older version is written (at most until `deadline`,
+        monotonic: then `wait`)."""
+        pause = WAIT_FIRST_S
+        while True:
+            decision = await self.claim(corpus, document_id, version)
+            if decision != "wait" or time.monotonic() + pause > deadline:
+                return decision
+            await asyncio.sleep(pause)
+            pause = min(WAIT_MOST_S, 2 * pause)
+
+    async def release(self, corpus: str, document_id: str, version: int, written: bool) -> None:
+        """Let the claim go (`done` moved on to `version` when `written`); nothing when
+        another version holds it now. A failure is logged: the claim is then taken over
+        once it is `stale_after` old."""
+        key = claim_key(corpus, document_id)
+        try:
+            for _ in range(TRIES):
+                held, revision = await self._read(key)
+                after = released(held, version, written) if held is not None else None
+                if after is None or await self._write(key, after, revision):
+                    return
+        except NatsError as exc:
+            log.warning("the claim of document %r of corpus %s could not be let go (%s); it goes stale", document_id, corpus, exc or type(exc).__name__)
+            return
+        log.warning("the claim of document %r of corpus %s kept changing; it goes stale", document_id, corpus)
+
+    async def last_version(self) -> int:
+        """The newest version on the queue (its stream's last sequence): a delete comes after it."""
+        try:
+            info = await self.js.stream_info(self.stream)
+        except NotFoundError:
+            return 0  # nothing was ever queued
+        except NatsError as exc:
+            raise ToruaError("unavailable", f"the ingestion queue cannot be read now ({exc or type(exc).__name__})") from None
+        return int(info.state.last_seq or 0)

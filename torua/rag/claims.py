@@ -1,0 +1,115 @@
+"""Which version of a document a worker may write, and when: the order the queue
+gave them (docs/design/graphrag.md section 4, "Versions of one document").
+
+A version of document d is a message of the ingestion queue; its `version` is twice
+the message's sequence in the `TORUA_RAG` stream (`message_version`), which grows in
+the order the gateways published them. Two workers may hold two versions of d at once (sent twice
+in a row), and a version whose worker died comes back after a newer one was
+written; written as they came, the older could end up the one d holds.
+
+Each document has a `DocumentClaim` in the JetStream KV bucket `CLAIMS_BUCKET`
+(compare-and-set on its revision): the version being written (`held`, 0: none, and
+since when), and the newest version written or deleted (`done`). Before writing a
+version a worker asks `decide`:
+
+- `superseded`: a version at least as new is written (or d was deleted after this
+  one was sent), or a newer one is being written (its message stays on the queue
+  until it is, so it will be): this one is not written, and counts as done in its
+  job (what it asked for is there, or will be, in a newer form);
+- `take`: no version is being written, or this one is (a redelivery of it), or an
+  older one's writer has held it longer than `stale_after` without ending (its
+  worker died, and its message's redelivery has not come within that time): the
+  worker claims d (`taken`) and writes it, then lets it go (`released`, `done`
+  moved on once written);
+- `wait`: an older version is being written: this one waits until it ends (the
+  worker holds no claim meanwhile, so two workers never wait for each other).
+
+A delete (`DELETE /rag/{g}/documents/{id}`) takes d's claim with a version between
+the queue's last sequence and the next (`delete_version`): every version sent
+before it is then superseded, every one sent after it is written after it.
+
+Left open: a worker paused longer than `stale_after` (SIGSTOP) that wakes up while a
+newer version is being written goes on writing its own; fencing its writes would
+need the graph's writes to check the claim (a token per document on the nodes).
+
+>>> c = DocumentClaim(held=0, done=5)
+>>> decide(None, 7, now=100.0, stale_after=60.0), decide(c, 7, 100.0, 60.0), decide(c, 5, 100.0, 60.0), decide(c, 4, 100.0, 60.0)
+('take', 'take', 'superseded', 'superseded')
+>>> busy = taken(c, 7, now=100.0)
+>>> decide(busy, 7, 130.0, 60.0), decide(busy, 6, 130.0, 60.0), decide(busy, 9, 130.0, 60.0), decide(busy, 9, 161.0, 60.0)
+('take', 'superseded', 'wait', 'take')
+>>> released(busy, 7, written=True), released(busy, 7, written=False), released(busy, 8, written=True)
+(DocumentClaim(held=0, done=7, held_since=0.0), DocumentClaim(held=0, done=5, held_since=0.0), None)
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Literal
+
+CLAIMS_BUCKET = "torua_rag_claims"
+CLAIM_TTL_S = 24 * 3600.0  # a document's claim is forgotten this long after its last change (no version of it is on the queue by then)
+
+Decision = Literal["take", "superseded", "wait"]
+
+
+@dataclass(frozen=True)
+class DocumentClaim:
+    """One document's claim (a record of `CLAIMS_BUCKET`, encoded by the codec)."""
+
+    held: int = 0  # the version being written (its queue sequence); 0: none
+    done: int = 0  # the newest version written, or the queue sequence a delete came after
+    held_since: float = 0.0  # when `held` was taken (the taker's wall clock, seconds)
+
+
+def message_version(sequence: int) -> int:
+    """The version of the message with this stream sequence (from 1)."""
+    return 2 * sequence
+
+
+def delete_version(last_sequence: int) -> int:
+    """The version of a delete that comes after the message with `last_sequence` (0:
+    none yet) and before the next.
+
+    >>> message_version(7) < delete_version(7) < message_version(8)
+    True
+    """
+    return 2 * last_sequence + 1
+
+
+def decide(claim: DocumentClaim | None, version: int, now: float, stale_after: float) -> Decision:
+    """What a worker does with `version` of a document whose claim is `claim` (None: none yet)."""
+    if claim is None:
+        return "take"
+    if claim.done >= version:
+        return "superseded"
+    if claim.held in (0, version):
+        return "take"
+    if claim.held > version:
+        return "superseded"
+    if now - claim.held_since > stale_after:
+        return "take"
+    return "wait"
+
+
+def taken(claim: DocumentClaim | None, version: int, now: float) -> DocumentClaim:
+    return DocumentClaim(held=version, done=claim.done if claim is not None else 0, held_since=now)
+
+
+def released(claim: DocumentClaim, version: int, written: bool) -> DocumentClaim | None:
+    """The claim once `version` is written (or given up: `written` False); None when it is
+    not held by `version` any more (taken over: left as it is)."""
+    if claim.held != version:
+        return None
+    return DocumentClaim(held=0, done=max(claim.done, version) if written else claim.done)
+
+
+def claim_key(corpus: str, document_id: str) -> str:
+    """The bucket key of a document: a hash (corpus names and document ids are any text,
+    keys are subject tokens).
+
+    >>> claim_key("papers", "a/b c"), len(claim_key("x", "y"))
+    ('ae4e8c089447c3242c0393f6de4133bb1299b123e6890f01c2037176aa3f8c90', 64)
+    """
+    return hashlib.sha256(f"{corpus}\0{document_id}".encode("utf-8", "surrogatepass")).hexdigest()
