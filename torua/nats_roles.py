@@ -118,8 +118,8 @@ def permissions(role: Role, node_id: str = "") -> Permissions:
     if role == "worker":
         return Permissions(
             "GraphRAG workers: the ingestion queue and its documents' claims, the gateways' GraphRAG calls, corpus graphs through the public NATS API and one hop (with their API key)",
-            ("torua.api.>", "torua.node.*.app.graph", *RAG_QUEUE, *RAG_CLAIMS, *MAP_READ, *CATALOG_READ),
-            ("torua.rag.api", "torua.cluster.map", "_INBOX.>"),
+            ("torua.api.>", "torua.node.*.app.graph", "torua.rag.names.>", *RAG_QUEUE, *RAG_CLAIMS, *MAP_READ, *CATALOG_READ),
+            ("torua.rag.api", "torua.rag.names.>", "torua.cluster.map", "_INBOX.>"),
             True,
         )
     if role == "client" and node_id:

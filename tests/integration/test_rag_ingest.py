@@ -461,6 +461,56 @@ async def test_versions_of_a_document_are_written_in_the_order_they_were_sent(ra
             await js.delete_stream("TEST_ORDER")
 
 
+async def test_a_near_name_merges_with_an_entity_another_worker_made_or_the_corpus_holds(rag_cluster):
+    """Each worker's resolver learns the entities other workers make (`EntityNames` on
+    torua.rag.names.<corpus>) and, when it first meets a corpus, the corpus's own: "Marie
+    Curiee" met by worker B, or by a worker started afterwards, is the entity "Marie
+    Curie" worker A made, not a new one. Workers in this process, real JetStream
+    messages of a stream of the test's own."""
+    from nats.js.api import StreamConfig
+
+    from torua.protocol.codec import encode
+    from torua.protocol.messages import RagJob
+    from torua.rag.engines import Engines
+    from torua.rag.worker import Worker
+
+    async with Client(rag_cluster.nats_url) as db:
+        rag = db.rag("rag-names")
+        await rag.create(**SETTINGS)
+        graph = db.graph("rag-names")
+        js = db._nc.jetstream()
+        await js.add_stream(StreamConfig(name="TEST_NAMES", subjects=["test.names"]))
+        pulled = await js.pull_subscribe("test.names", durable="test-names")
+
+        async def ingest_by(worker: Worker, document_id: str, text: str) -> None:
+            await js.publish("test.names", encode(RagJob("n1", "rag-names", document_id, text)))
+            await worker.take_many(await pulled.fetch(1, timeout=5))
+            assert (await rag.document(document_id) or {}).get("status") == "complete"
+
+        try:
+            engines = Engines(load=False)
+            a, b = Worker(db, engines, stream="TEST_NAMES"), Worker(db, engines, stream="TEST_NAMES")
+            subscriptions = [await a.listen_names(), await b.listen_names()]
+            await ingest_by(b, "paris", "Paris is the capital of France.")  # b knows the corpus (no person in it yet)
+            assert "rag-names" in b.seeded
+            await db._nc.publish("torua.rag.names.rag-names", b"not a message")  # garbage: dropped, the workers go on
+            await ingest_by(a, "born", "Marie Curie was born in Warsaw.")
+            await wait_for(lambda: any(e == "e/person/marie curie" for e, _ in b.heard.get("rag-names", [])), 30, "b to hear of Marie Curie")
+            await ingest_by(b, "moved", "Marie Curiee moved to Paris in 1891.")
+            assert await graph.get_vertex("e/person/marie curiee") is None
+            mentioned = {e["src"] for e in (await graph.edges("e/person/marie curie", direction="in", type="MENTIONS"))[0]}
+            assert any(c.startswith("c/moved/") for c in mentioned), mentioned
+            later = Worker(db, engines, stream="TEST_NAMES")  # started afterwards: reads the corpus's entities first
+            await ingest_by(later, "visit", "Albert Einstein visited Marie Curiee in Paris.")
+            assert await graph.get_vertex("e/person/marie curiee") is None
+            mentioned = {e["src"] for e in (await graph.edges("e/person/marie curie", direction="in", type="MENTIONS"))[0]}
+            assert any(c.startswith("c/visit/") for c in mentioned), mentioned
+            for subscription in subscriptions:
+                await subscription.unsubscribe()
+        finally:
+            await js.delete_stream("TEST_NAMES")
+
+
 async def test_a_document_sent_again_rewrites_only_its_changed_chunks(rag_cluster):
     async with Client(rag_cluster.nats_url) as db:
         rag = db.rag("rag-again")

@@ -678,6 +678,17 @@ class GraphReply:
 
 
 @dataclass(frozen=True)
+class EntityNames:
+    """Entities a worker's resolver made for corpus `corpus` (subject
+    ``torua.rag.names.<corpus>``, core NATS, from every worker to every worker): the
+    others' resolvers learn them, so a near name another worker meets merges with
+    them (torua.rag.resolution). `entities`: (entity vertex id, its name)."""
+
+    corpus: str
+    entities: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class RagJob:
     """One document of a GraphRAG ingestion job, on the JetStream work queue
     ``TORUA_RAG`` (subject ``torua.rag.jobs.<corpus>``), taken by one `torua worker`

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 from collections import defaultdict
 from typing import Any
 
@@ -31,6 +32,10 @@ PAGE = 5000  # rows a shard answers per Cypher page (its cap is 10,000)
 _EDGES = (
     "MATCH (a:Vertex)-[e:Edge]->(b:Vertex) WHERE NOT a.stub AND e.type = $type AND (a.id > $a OR (a.id = $a AND b.id > $b)) "
     "RETURN a.id, b.id, e.weight ORDER BY a.id, b.id LIMIT {page}"
+)
+_NAMED = (
+    "MATCH (v:Vertex) WHERE NOT v.stub AND v.label = $label AND (v.id > $a OR (v.id = $a AND '' > $b)) "
+    "RETURN v.id, '', v.props ORDER BY v.id LIMIT {page}"
 )
 _LABELLED = (
     "MATCH (v:Vertex) WHERE NOT v.stub AND v.label = $label AND (v.id > $a OR (v.id = $a AND '' > $b)) "
@@ -66,6 +71,19 @@ async def scan_edges(graph: Graph, type: str, page: int = PAGE) -> list[tuple[st
 async def scan_ids(graph: Graph, label: str, page: int = PAGE) -> list[str]:
     """The ids of every vertex with `label`."""
     return [str(row[0]) for row in await _pages(graph, _LABELLED, {"label": label}, page)]
+
+
+async def scan_names(graph: Graph, page: int = PAGE) -> list[tuple[str, str]]:
+    """(id, name) of every entity of the corpus (a worker's resolver learns them)."""
+    out: list[tuple[str, str]] = []
+    for id, _, props in await _pages(graph, _NAMED, {"label": schema.ENTITY}, page):
+        try:
+            held = json.loads(props) if isinstance(props, str) and props else props
+        except ValueError:
+            held = None
+        name = held.get("name") if isinstance(held, dict) else None
+        out.append((str(id), str(name) if isinstance(name, str) and name else str(id).split("/", 2)[-1]))
+    return out
 
 
 def run_prefix(run: str) -> str:

@@ -88,8 +88,25 @@ class Resolver:
         self.threshold = threshold
         self.entities: dict[str, Entity] = {}
         self._names: dict[str, dict[str, str]] = {}  # group -> normalised name or alias -> id
+        self.fresh: list[Entity] = []  # entities made by `resolve` since the caller last took them (to tell others)
         for entity in known:
             self._add(entity)
+
+    def learn(self, entity_id: str, name: str) -> bool:
+        """Know an entity someone else made (`e/{group}/{name}`: a corpus's vertex, another
+        worker's new one); False when it was known or is not an entity id.
+
+        >>> r = Resolver()
+        >>> r.learn("e/person/marie curie", "Marie Curie"), r.learn("e/person/marie curie", "M. Curie"), r.learn("c/x/1", "x")
+        (True, False, False)
+        >>> r.resolve("PERSON", "Marie Curiee"), r.resolve("PERSON", "Curie"), r.fresh
+        ('e/person/marie curie', 'e/person/marie curie', [])
+        """
+        parts = entity_id.split("/", 2)
+        if len(parts) != 3 or parts[0] != "e" or not parts[2] or entity_id in self.entities:
+            return False
+        self._add(Entity(entity_id, parts[1], name))
+        return True
 
     def _add(self, entity: Entity) -> None:
         self.entities[entity.id] = entity
@@ -106,8 +123,10 @@ class Resolver:
         names = self._names.setdefault(group, {})
         found = names.get(key) or self._surname(group, key) or self._closest(names, key)
         if found is None:
-            self._add(Entity(f"e/{group}/{key}", group, name.strip()))
-            return f"e/{group}/{key}"
+            entity = Entity(f"e/{group}/{key}", group, name.strip())
+            self._add(entity)
+            self.fresh.append(entity)
+            return entity.id
         names[key] = found
         self.entities[found].aliases.add(key)
         return found

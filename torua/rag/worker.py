@@ -10,10 +10,11 @@ documents are written together (`CorpusWriter.write`: one request per shard and
 step for the batch), while the next batch is planned. A batch that fails is
 taken again one document at a time, so one bad document fails alone. The event loop
 keeps the NATS connection and the `in_progress` signals going meanwhile.
-Each corpus's entity resolver lives as long as the worker: it learns the names it
-has seen, so later documents merge with them (another worker's names it does not
-know: two workers may make two near names two entities; the resolution doc says
-when that matters).
+Each corpus's entity resolver lives as long as the worker: it first learns the
+corpus's entities (their names, read from the graph), then the names it meets and
+the entities other workers make (`torua.rag.names.<corpus>`, `EntityNames`), so
+a near name merges with an entity whoever made it (two workers meeting two near
+new names at the same moment may still make two entities).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from torua.client import Client
 from torua.metrics import WorkerMetrics, metrics_server
 from torua.protocol.codec import decode, encode
 from torua.protocol.errors import ToruaError
-from torua.protocol.messages import RagJob, RagReply, RagRequest, SupportItem
+from torua.protocol.messages import EntityNames, RagJob, RagReply, RagRequest, SupportItem
 from torua.protocol.vocabulary import RagTask
 from torua.rag import community_build, queue, schema
 from torua.rag.claim_store import ClaimStore
@@ -54,6 +55,9 @@ QUEUE_READ_S = 5.0  # how often the queue's depth is read for /metrics
 OPS = frozenset({"create", "get", "documents", "job", "delete_document", "query", "communities"})
 API_SUBJECT = "torua.rag.api"  # RagRequest -> RagReply, from the gateways
 API_QUEUE = "torua-rag"
+NAMES_SUBJECT = "torua.rag.names"  # .<corpus>: EntityNames, from every worker to every worker
+SEED_TIMEOUT_S = 60.0  # reading a corpus's entity names for a resolver, at most
+SEED_RETRY_S = 30.0  # a read that failed is tried again this long after, at the next document
 
 
 class Worker:
@@ -71,6 +75,9 @@ class Worker:
         self.metrics = metrics or WorkerMetrics()
         self.engines = engines
         self.resolvers: dict[str, Resolver] = {}
+        self.heard: dict[str, list[tuple[str, str]]] = {}  # corpus -> entities to learn (read from its graph, told by other workers)
+        self.seeded: set[str] = set()  # corpora whose entities the resolver has read
+        self.seed_after: dict[str, float] = {}  # corpus -> when its entities may be read again (a read failed)
         self.done = 0
         self.failed = 0
         self.calls: set[asyncio.Future[Any]] = set()  # GraphRAG calls being answered (cancelled at a stop)
@@ -108,9 +115,58 @@ class Worker:
 
         return await nc.subscribe(API_SUBJECT, queue=API_QUEUE, cb=on_message)
 
+    async def listen_names(self) -> Any:
+        """Learn the entities other workers make (`EntityNames`), for the corpora this
+        worker has a resolver of (the others read them from the graph when they first
+        need them)."""
+        nc = self.client._nc
+        assert nc is not None
+
+        async def on_names(msg: Any) -> None:
+            try:
+                told = decode(EntityNames, msg.data)
+            except ToruaError as exc:
+                log.warning("garbage on %s (%s): dropped", msg.subject, exc.message)
+                return
+            if told.corpus in self.resolvers:
+                self.heard.setdefault(told.corpus, []).extend(told.entities)
+
+        return await nc.subscribe(f"{NAMES_SUBJECT}.>", cb=on_names)
+
+    async def _resolver(self, corpus: str, graph: Any) -> Resolver:
+        """The corpus's resolver; the first time (and again after a failed read), the
+        corpus's entities are read for it to learn (before the next document is planned)."""
+        resolver = self.resolvers.setdefault(corpus, Resolver())
+        if corpus not in self.seeded and time.monotonic() >= self.seed_after.get(corpus, 0.0):
+            try:
+                names = await asyncio.wait_for(community_build.scan_names(graph), SEED_TIMEOUT_S)
+            except Exception as exc:  # the corpus's indexes catching up, a node failing over: the resolver goes on with what it knows
+                log.warning("the entities of corpus %s could not be read for its resolver (%s); trying again in %g s", corpus, exc or type(exc).__name__, SEED_RETRY_S)
+                self.seed_after[corpus] = time.monotonic() + SEED_RETRY_S
+            else:
+                self.heard.setdefault(corpus, []).extend(names)
+                self.seeded.add(corpus)
+        return resolver
+
+    def _learn(self, corpus: str, resolver: Resolver) -> None:
+        """What the resolver has been told, learnt (never while a plan uses it)."""
+        for entity_id, name in self.heard.pop(corpus, []):
+            resolver.learn(entity_id, name)
+
+    async def _tell(self, corpus: str, resolver: Resolver) -> None:
+        """The entities the resolver made, to the other workers (best effort)."""
+        fresh, resolver.fresh = resolver.fresh, []
+        nc = self.client._nc
+        if not fresh or nc is None:
+            return
+        for start in range(0, len(fresh), 1000):
+            with contextlib.suppress(Exception):
+                await nc.publish(f"{NAMES_SUBJECT}.{corpus}", encode(EntityNames(corpus, [(e.id, e.name) for e in fresh[start : start + 1000]])))
+
     async def run(self, stop: asyncio.Event) -> None:
         nc = self.client._nc
         assert nc is not None
+        await self.listen_names()
         js = nc.jetstream()
         pulled, allowed = await queue.pull(js, self.ack_wait, self.tries)
         self.tries = min(self.tries, allowed)
@@ -368,7 +424,7 @@ class Worker:
         settings = await self._settings(graph, corpus)
         writer = CorpusWriter(graph)
         previous = await writer.previous_chunks_of([job.id for job in jobs])
-        resolver = self.resolvers.setdefault(corpus, Resolver())
+        resolver = await self._resolver(corpus, graph)
         embedder, extractor = self.engines.embedder_for(settings), self.engines.extractor_for(settings)
         planned: list[Planned] = []
         written: list[RagJob] = []
@@ -376,7 +432,11 @@ class Worker:
         for job, held in zip(jobs, previous):
             try:
                 async with self.planning:
-                    plan = await asyncio.to_thread(plan_document, job.id, job.text, settings.chunking(), embedder, extractor, resolver, held or ())
+                    self._learn(corpus, resolver)
+                    try:
+                        plan = await asyncio.to_thread(plan_document, job.id, job.text, settings.chunking(), embedder, extractor, resolver, held or ())
+                    finally:
+                        await self._tell(corpus, resolver)
                     names = sorted(plan.entities)
                     vectors = await asyncio.to_thread(embedder.embed, [plan.entities[n][1] for n in names])
             except Exception as exc:
