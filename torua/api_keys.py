@@ -46,6 +46,7 @@ MAX_BYTES = 1 << 30
 
 # `torua up` keeps its admin key here, in the data dir; torua.Client and the CLI find it.
 ADMIN_KEY_FILE = "secrets/admin.key"
+WORKER_KEY_FILE = "secrets/worker.key"  # torua up's GraphRAG workers' key: role write (they read and write corpora, never the cluster)
 
 NEEDS_KEY = "this request needs an API key: send the header Authorization: Bearer <key> (torua auth create makes keys)"
 NOT_VALID = "the API key is not valid (unknown, revoked or mistyped)"
@@ -180,6 +181,10 @@ def parse_token(token: str) -> tuple[str, str]:
 
 def admin_key_path(data_dir: str | os.PathLike) -> Path:
     return Path(data_dir) / ADMIN_KEY_FILE
+
+
+def worker_key_path(data_dir: str | os.PathLike) -> Path:
+    return Path(data_dir) / WORKER_KEY_FILE
 
 
 def discovered_token(environ: Mapping[str, str] | None = None) -> str:

@@ -194,21 +194,22 @@ class GatewayConfig(Common):
     tls_key: str = field(default="", metadata={"help": "the key of --tls-cert (PEM)"})
     insecure: bool = field(default=False, metadata={"help": "serve REST and the NATS API without API keys: anyone who reaches them may do anything (a laptop only)"})
     admin_key_file: str = field(default="", metadata={"help": "an admin API key kept in this file (made, 0600, if missing) is put in the key store at start: the first key of a cluster (torua up passes <data dir>/secrets/admin.key)"})
+    worker_key_file: str = field(default="", metadata={"help": "an API key of role write kept in this file (made, 0600, if missing) is put in the key store at start: the GraphRAG workers' (torua up passes <data dir>/secrets/worker.key, and gives it to its workers)"})
 
     def validate(self) -> None:
         super().validate()
-        if self.insecure and self.admin_key_file:
-            raise ConfigError("admin_key_file makes an API key, and insecure turns API keys off: give one of them")
-        if self.admin_key_file and Path(self.admin_key_file).exists():
-            from torua.api_keys import parse_token
-            from torua.protocol.errors import ToruaError
+        for name in ("admin_key_file", "worker_key_file"):
+            path = getattr(self, name)
+            if self.insecure and path:
+                raise ConfigError(f"{name} makes an API key, and insecure turns API keys off: give one of them")
+            if path and Path(path).exists():
+                from torua.api_keys import parse_token
+                from torua.protocol.errors import ToruaError
 
-            try:
-                parse_token(Path(self.admin_key_file).read_text())
-            except (OSError, UnicodeDecodeError, ToruaError):
-                raise ConfigError(
-                    f"admin_key_file {self.admin_key_file} holds no API key (torua_<id>_<secret>): remove it to have one made, or put one there"
-                ) from None
+                try:
+                    parse_token(Path(path).read_text())
+                except (OSError, UnicodeDecodeError, ToruaError):
+                    raise ConfigError(f"{name} {path} holds no API key (torua_<id>_<secret>): remove it to have one made, or put one there") from None
         if not 1 <= self.max_import_bytes <= MAX_IMPORT_BYTES_CEILING:
             raise ConfigError(f"max_import_bytes must be from 1 to {MAX_IMPORT_BYTES_CEILING}")
         if not 0 <= self.port <= 65535:

@@ -128,10 +128,11 @@ class KeyRing(BucketMirror[ApiKey]):
             raise ToruaError("unavailable", "the API key store is not read yet", retry_after=1.0)
         return sorted(self.entries.values(), key=lambda k: (k.created_at, k.id))
 
-    async def ensure(self, token: str, name: str, now: float) -> bool:
-        """The admin key `token` (a file `torua up` wrote) is in the store: stored now if it
-        was not. A key once revoked stays revoked. True if this call stored it."""
-        record = api_keys.record_of(token, name, "admin", now)
+    async def ensure(self, token: str, name: str, now: float, role: str = "admin") -> bool:
+        """The key `token` (a file `torua up` wrote: the admin key, the workers' key) is in
+        the store with `role`: stored now if it was not. A key once revoked stays revoked.
+        True if this call stored it."""
+        record = api_keys.record_of(token, name, role, now)
         if await self._read(record.id) is not None:
             return False
         return await self._create(record)
@@ -139,11 +140,17 @@ class KeyRing(BucketMirror[ApiKey]):
 
 def admin_key_token(path: Path) -> str:
     """The admin key kept in `path`, made (0600, its directory 0700) when there is none."""
+    return key_token(path, "admin", "admin")
+
+
+def key_token(path: Path, name: str, role: str) -> str:
+    """The key kept in `path`, made (0600, its directory 0700) with `name` and `role` when
+    there is none."""
     if path.exists():
         token = path.read_text().strip()
         api_keys.parse_token(token)  # a file that holds no key: unauthorized, said at start
         return token
-    token, _ = api_keys.new_key("admin", "admin", None, 0.0)
+    token, _ = api_keys.new_key(name, role, None, 0.0)
     private_dir(path.parent)
     write_file(path, (token + "\n").encode())
     return token

@@ -20,7 +20,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from torua.api_keys import admin_key_path
+from torua.api_keys import admin_key_path, parse_token, worker_key_path
 from torua.cli.up import torua_command
 from tests.support.processes import free_port, wait_until
 
@@ -211,6 +211,13 @@ def test_up_runs_a_cluster_and_ctrl_c_stops_every_process(tmp_path):
         for role in ("coordinator", "node --id n1", "node --id n2", "node --id n3", "gateway"):
             assert any(f"torua {role}" in line for line in cmdlines), (role, cmdlines)
         assert any("nats-server" in line for line in cmdlines)
+        # its GraphRAG worker reads and writes with a key of its own, of role write: not the admin key
+        worker_key = worker_key_path(up.data_dir)
+        assert any("torua worker" in line and f"--api-key-file {worker_key}" in line for line in cmdlines), cmdlines
+        keys = {k["name"]: k for k in up.get_json("/auth/keys")["keys"]}
+        assert keys["workers"]["role"] == "write" and keys["workers"]["id"] == parse_token(worker_key.read_text())[0], keys
+        status, _ = http("POST", up.base + "/auth/keys", json.dumps({"name": "x", "role": "read"}).encode(), worker_key.read_text().strip())
+        assert status == 403
         assert up.http("PUT", "/data/survives/restart", b"still here")[0] == 204
         assert up.stop() == 0
 
@@ -411,7 +418,7 @@ def test_the_embedded_nats_takes_only_the_keys_of_the_data_dir_each_role_its_own
         kept = {p.name: p.read_bytes() for p in secrets.iterdir()}
         assert set(kept) == {
             "nats-coordinator.nk", "nats-gateway.nk", "nats-client.nk", "nats-worker.nk", "nats-node-n1.nk", "nats-node-n2.nk", "nats-node-n3.nk",
-            "admin.key",
+            "admin.key", "worker.key",
         }
         assert all(oct(p.stat().st_mode & 0o777) == "0o600" for p in secrets.iterdir())
 

@@ -159,3 +159,11 @@ def test_api_key_switches_of_the_gateway(tmp_path):
     key_file.write_text("not a key\n")
     with pytest.raises(ConfigError, match="holds no API key"):
         gateway("--admin-key-file", str(key_file))
+    # the workers' key (role write), as the admin key
+    worker_file = tmp_path / "worker.key"
+    with pytest.raises(ConfigError, match="worker_key_file makes an API key.*give one of them"):
+        gateway("--insecure", "--worker-key-file", str(worker_file))
+    assert gateway("--worker-key-file", str(worker_file)).worker_key_file == str(worker_file)
+    worker_file.write_text("torua_nope\n")
+    with pytest.raises(ConfigError, match=f"worker_key_file {worker_file} holds no API key"):
+        gateway("--worker-key-file", str(worker_file))

@@ -33,9 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from torua import dir_lock, local_tls, nats_keys
-from torua.api_keys import admin_key_path
+from torua.api_keys import admin_key_path, worker_key_path
 from torua.protocol.errors import ToruaError
-from torua.key_ring import admin_key_token
+from torua.key_ring import key_token
 from torua.cli import readiness
 from torua.cli.up_plan import (
     ChildSpec,
@@ -145,6 +145,7 @@ class LocalCluster:
         self.lock: dir_lock.DirLock | None = None
         self.tls: local_tls.LocalTls | None = None  # with --tls, once made
         self.admin_token = ""  # the admin API key, once made (not with --insecure)
+        self.worker_token = ""  # the workers' API key (role write), once made
         embedded_tls = getattr(args, "tls", False) and not args.nats_url
         self.nats_url = args.nats_url or f"{'tls' if embedded_tls else 'nats'}://127.0.0.1:{args.nats_port}"
         self.nodes: dict[str, Path] = {}
@@ -226,12 +227,18 @@ class LocalCluster:
             nats_keys.write_auth_conf(self.data_dir)
             self.specs = with_nats_keys(self.specs, self.data_dir)
         if self.api_keys:
-            try:
-                self.admin_token = admin_key_token(admin_key_path(self.data_dir))  # made on the first start, kept after
-            except (OSError, UnicodeDecodeError, ToruaError):
-                raise StartFailed(f"{admin_key_path(self.data_dir)} holds no API key: remove it to have a new admin key made") from None
-            self.specs = with_role_args(self.specs, ("gateway",), ("--admin-key-file", str(admin_key_path(self.data_dir))))
-            self.specs = with_role_args(self.specs, ("worker",), ("--api-key-file", str(admin_key_path(self.data_dir))))
+            for path, name, role in ((admin_key_path(self.data_dir), "admin", "admin"), (worker_key_path(self.data_dir), "workers", "write")):
+                try:
+                    token = key_token(path, name, role)  # made on the first start, kept after
+                except (OSError, UnicodeDecodeError, ToruaError):
+                    raise StartFailed(f"{path} holds no API key: remove it to have a new {role} key made") from None
+                if role == "admin":
+                    self.admin_token = token
+                else:
+                    self.worker_token = token
+            self.specs = with_role_args(self.specs, ("gateway",), ("--admin-key-file", str(admin_key_path(self.data_dir)), "--worker-key-file", str(worker_key_path(self.data_dir))))
+            # the workers read and write corpora with a key of role write: never the cluster's settings or keys
+            self.specs = with_role_args(self.specs, ("worker",), ("--api-key-file", str(worker_key_path(self.data_dir))))
         else:
             self.specs = with_role_args(self.specs, ("gateway", "node"), ("--insecure",))
         if getattr(a, "tls", False):
@@ -314,7 +321,8 @@ class LocalCluster:
                 return 1
             if not ready:
                 health = self._get("/cluster/health")
-                if health and health.get("shards_total", 0) > 0 and health.get("shards_unassigned") == 0 and health.get("status") == "green":
+                workers_in = not self.worker_token or self._get("/cluster/health", self.worker_token) is not None  # the workers' key is stored
+                if health and health.get("shards_total", 0) > 0 and health.get("shards_unassigned") == 0 and health.get("status") == "green" and workers_in:
                     print("Torua is ready. Ctrl-C stops everything.", flush=True)
                     ready = True
                     continue
@@ -355,10 +363,12 @@ class LocalCluster:
             return f"; its log {child.log_path} is empty"
         return f"; the end of its log {child.log_path}:\n" + "\n".join(f"  | {line}" for line in lines)
 
-    def _get(self, path: str) -> dict[str, Any] | None:
+    def _get(self, path: str, token: str = "") -> dict[str, Any] | None:
+        """`path` read with `token` (the admin key by default); None when it failed."""
         try:
             context = ssl.create_default_context(cafile=str(self.tls.ca)) if self.tls else None
-            headers = {"Authorization": f"Bearer {self.admin_token}"} if self.admin_token else {}
+            token = token or self.admin_token
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
             with urllib.request.urlopen(urllib.request.Request(f"{self.base_url}{path}", headers=headers), timeout=1, context=context) as resp:
                 return json.loads(resp.read())
         except Exception:

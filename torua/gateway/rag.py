@@ -22,6 +22,8 @@ from torua.graph.imports import LineSplitter
 from torua.protocol.codec import decode, encode
 from torua.protocol.errors import ToruaError
 from torua.protocol.messages import RagReply, RagRequest
+from torua.rag import schema
+from torua.rag.corpus import CorpusSettings
 from torua.rag.queue import MAX_DOCUMENT_BYTES
 from torua.rag.service import document_job
 
@@ -56,7 +58,12 @@ class RagEndpoints:
                          llm_model: str | None = None, embedding_model: str | None = None) -> dict[str, Any]:
         given = {"chunk_tokens": chunk_tokens, "overlap_tokens": overlap_tokens, "embedder": embedder, "extractor": extractor, "dim": dim,
                  "llm_url": llm_url, "llm_model": llm_model, "embedding_model": embedding_model}
-        return await self._rag(RagRequest("create", graph, settings={k: v for k, v in given.items() if v is not None}))
+        settings = {k: v for k, v in given.items() if v is not None}
+        # The corpus's graph is made here, where the caller's key was checked for it: the
+        # workers' own key may only read and write corpora (role write), not make graphs.
+        wanted = CorpusSettings.of(settings)
+        await self.graph_create(graph, vector_dim=wanted.dim, metric="cosine", text_properties=list(schema.TEXT_PROPERTIES))  # type: ignore[attr-defined]
+        return await self._rag(RagRequest("create", graph, settings=settings))
 
     async def rag_get(self, graph: str) -> dict[str, Any]:
         return await self._rag(RagRequest("get", graph))

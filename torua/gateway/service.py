@@ -40,7 +40,7 @@ from torua.kv_rules import servable_content_type, shard_for_key, validate_conten
 from torua.api_keys import NEEDS_KEY, ApiKey, Scope, bearer_token, check_role
 from torua.access import RULES
 from torua.gateway.audit import ADMIN_OPERATIONS, AuditTrail
-from torua.key_ring import KeyRing, admin_key_token
+from torua.key_ring import KeyRing, key_token
 from torua.listen import listen, server_tls
 from torua.listing import list_keys
 from torua.metrics import GatewayMetrics, metrics_server
@@ -169,7 +169,7 @@ class Gateway(GraphEndpoints, RagEndpoints):
         self.audit = AuditTrail(config.audit_log)
         # API keys (torua.api_keys); None: --insecure, every request may do anything
         self.keys: KeyRing | None = None if config.insecure else KeyRing(nc)
-        self._admin_key: asyncio.Task[None] | None = None
+        self._file_keys: list[asyncio.Task[None]] = []  # storing the keys of --admin-key-file and --worker-key-file
 
     def audited(self, op: str, arguments: Mapping[str, Any], who: str, outcome: str) -> None:
         """An admin call has ended (torua.gateway.audit): its line in the trail, and counted."""
@@ -183,25 +183,26 @@ class Gateway(GraphEndpoints, RagEndpoints):
             log.warning("--insecure: REST and the NATS API take requests without an API key; anyone who reaches them may do anything")
             return
         await self.keys.start()
-        if self.config.admin_key_file:
-            token = admin_key_token(Path(self.config.admin_key_file))  # made now if missing
-            self._admin_key = asyncio.ensure_future(self._store_admin_key(token))
+        for path, name, role in ((self.config.admin_key_file, "admin", "admin"), (self.config.worker_key_file, "workers", "write")):
+            if path:
+                token = key_token(Path(path), name, role)  # made now if missing
+                self._file_keys.append(asyncio.ensure_future(self._store_file_key(token, path, name, role)))
 
-    async def _store_admin_key(self, token: str) -> None:
-        """Put the admin key of --admin-key-file in the store, once the coordinator has made it."""
+    async def _store_file_key(self, token: str, path: str, name: str, role: str) -> None:
+        """Put the key of `path` in the store with `role`, once the coordinator has made it."""
         assert self.keys is not None
         while True:
             try:
-                if await self.keys.ensure(token, "admin", time.time()):
-                    log.info("admin API key of %s stored", self.config.admin_key_file)
+                if await self.keys.ensure(token, name, time.time(), role):
+                    log.info("%s API key of %s stored", role, path)
                 return
             except ToruaError as exc:
-                log.debug("admin key not stored yet: %s", exc.message)
+                log.debug("the key of %s is not stored yet: %s", path, exc.message)
             await asyncio.sleep(1.0)
 
     async def stop(self) -> None:
-        if self._admin_key is not None:
-            await cancel_and_wait(self._admin_key, 3.0, "storing the admin key")
+        for task in self._file_keys:
+            await cancel_and_wait(task, 3.0, "storing a key of a file")
         if self.keys is not None:
             await self.keys.stop()
         await self.graphs.stop()

@@ -72,7 +72,16 @@ class CorpusService:
         """Create the corpus (its graph, with the corpus vertex holding `settings`);
         `created` False when it exists with these settings, `conflict` with others."""
         wanted = CorpusSettings.of(settings)
-        await self.graph.create(vector_dim=wanted.dim, metric="cosine", text_properties=schema.TEXT_PROPERTIES)
+        try:
+            graph = await self.graph.info()
+        except ToruaError as exc:
+            if exc.code != "not_found":
+                raise
+            # a gateway makes the graph before it asks a worker: made here only when called otherwise (with a key that may)
+            await self.graph.create(vector_dim=wanted.dim, metric="cosine", text_properties=schema.TEXT_PROPERTIES)
+        else:
+            if (graph.get("vector_dim"), graph.get("metric"), sorted(graph.get("text_properties") or [])) != (wanted.dim, "cosine", sorted(schema.TEXT_PROPERTIES)):
+                raise ToruaError("conflict", f"{self.name!r} is a graph with other settings than a corpus needs: {graph}")
         held = await self.graph.get_vertex(schema.CORPUS_VERTEX)
         if held is not None:
             if CorpusSettings.of(held["properties"]) != wanted:
