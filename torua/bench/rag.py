@@ -130,11 +130,12 @@ class RagSide:
             await asyncio.sleep(POLL_S)
 
     async def searchable(self, timeout: float = 900.0) -> None:
-        """A query answers (after a bulk ingest each shard's index catches up first)."""
+        """A hybrid query answers (after a bulk ingest each shard's index catches up first:
+        hybrid reads the vector and the full-text index)."""
         deadline = time.monotonic() + timeout
         while True:
             assert self.session is not None
-            async with self.session.post(f"{self.http}/rag/{CORPUS}/query", json={"question": "ready?", "k": 1}) as resp:
+            async with self.session.post(f"{self.http}/rag/{CORPUS}/query", json={"question": "ready?", "k": 1, "mode": "hybrid"}) as resp:
                 if resp.status == 200:
                     return
                 if resp.status not in (503, 504) or time.monotonic() > deadline:
