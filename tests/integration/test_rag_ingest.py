@@ -495,7 +495,7 @@ async def test_a_near_name_merges_with_an_entity_another_worker_made_or_the_corp
             assert "rag-names" in b.seeded
             await db._nc.publish("torua.rag.names.rag-names", b"not a message")  # garbage: dropped, the workers go on
             await ingest_by(a, "born", "Marie Curie was born in Warsaw.")
-            await wait_for(lambda: any(e == "e/person/marie curie" for e, _ in b.heard.get("rag-names", [])), 30, "b to hear of Marie Curie")
+            await wait_for(lambda: "e/person/marie curie" in b.resolvers["rag-names"].entities, 30, "b to hear of Marie Curie")
             await ingest_by(b, "moved", "Marie Curiee moved to Paris in 1891.")
             assert await graph.get_vertex("e/person/marie curiee") is None
             mentioned = {e["src"] for e in (await graph.edges("e/person/marie curie", direction="in", type="MENTIONS"))[0]}

@@ -128,8 +128,14 @@ class Worker:
             except ToruaError as exc:
                 log.warning("garbage on %s (%s): dropped", msg.subject, exc.message)
                 return
-            if told.corpus in self.resolvers:
+            resolver = self.resolvers.get(told.corpus)
+            if resolver is None:
+                return
+            if self.planning.locked():  # a plan may be using it: learnt before the next one
                 self.heard.setdefault(told.corpus, []).extend(told.entities)
+            else:
+                for entity_id, name in told.entities:
+                    resolver.learn(entity_id, name)
 
         return await nc.subscribe(f"{NAMES_SUBJECT}.>", cb=on_names)
 
