@@ -312,15 +312,23 @@ async def test_edges_of_many_vertices_are_each_ones_first_page(shared_cluster, m
             assert await g.edges_of(asked, direction, type, limit) == expected, (direction, type, limit)
         assert sum(len(v) for v in expected.values()) > 0
         calls = []
+        sent = []  # edges the nodes answered
         to_shard = graph_client.Graph._to_shard
 
         async def counted(self, shard, op, entry, **fields):
             calls.append(op)
-            return await to_shard(self, shard, op, entry, **fields)
+            reply = await to_shard(self, shard, op, entry, **fields)
+            sent.extend(reply.edges)
+            return reply
 
         monkeypatch.setattr(graph_client.Graph, "_to_shard", counted)
         await g.edges_of(hubs, "in", "mentions", 1000)
         assert len(calls) <= len({rules.vertex_shard("api-edges-of", h, shared_cluster.shards) for h in hubs}) and set(calls) == {GraphOp.NEIGHBOURS}
+        sent.clear()
+        firsts = await g.edges_of(asked, "in", "mentions", 4)
+        assert len(sent) == sum(len(page) for page in firsts.values()) == 3 + 4 * 5, "each vertex's page is cut on its node, not after it was sent"
+        assert firsts == await one_by_one("in", "mentions", 4)
+        calls.clear()
         monkeypatch.setattr(graph_client, "HOP_EDGES", 8)  # every shard's hop cut short: read id by id, the same
         assert await g.edges_of(asked, "in", "mentions", 1000) == await one_by_one("in", "mentions", 1000)
         assert GraphOp.EDGES in calls

@@ -239,7 +239,7 @@ class Graph:
         out: dict[str, list[dict[str, Any]]] = {i: [] for i in unique}
 
         async def hop(shard: int, part: list[str]) -> None:
-            reply = await self._to_shard(shard, GraphOp.NEIGHBOURS, entry, ids=part, direction=way, types=types, limit=min(HOP_EDGES, limit * len(part)))
+            reply = await self._to_shard(shard, GraphOp.NEIGHBOURS, entry, ids=part, direction=way, types=types, limit=min(HOP_EDGES, limit * len(part)), each=limit)
             if reply.truncated:
                 out.update(zip(part, await asyncio.gather(*(page_of(i) for i in part))))
                 return

@@ -727,15 +727,26 @@ class GraphRows:
                 return [row for _, row in found[:limit]], _make_cursor(last_phase, last.type, other)
         return [row for _, row in found], ""
 
-    def neighbours(self, uid: str, ids: Sequence[str], direction: str, types: Sequence[str] = (), limit: int = 1000) -> tuple[list[EdgeRow], bool]:
+    def neighbours(
+        self, uid: str, ids: Sequence[str], direction: str, types: Sequence[str] = (), limit: int = 1000, each: int = 0,
+    ) -> tuple[list[EdgeRow], bool]:
         """The visible edges of every id in `ids` (one traversal hop), at most `limit`
-        of them; True when there were more."""
+        of them; True when there were more. With `each`, at most that many of each id
+        (its first page of `edges`: not a cut `limit` reports)."""
         conn = self._reader()
         phases = {"out": ["o"], "in": ["i"], "both": ["o", "i"]}[direction]
         found: list[EdgeRow] = []
         for id in dict.fromkeys(ids):
+            mine = 0
             for phase in phases:
-                found.extend(_phase_rows(conn, uid, id, phase, types, None, limit - len(found) + 1, skip_loops=direction == "both"))
+                want = limit - len(found) + 1
+                if each:
+                    want = min(want, each - mine)
+                    if want <= 0:
+                        break
+                rows = _phase_rows(conn, uid, id, phase, types, None, want, skip_loops=direction == "both")
+                found.extend(rows)
+                mine += len(rows)
                 if len(found) > limit:
                     return found[:limit], True
         return found, False

@@ -388,11 +388,13 @@ class GraphService:
         ids = checks.ids_in_shard(request.graph.name, request.ids, request.shard_id, self.node.num_shards)
         types = rules.validate_types(list(request.types))
         limit = checks.limit_in(request.limit, checks.MAX_HOP_EDGES)
+        if not isinstance(request.each, int) or not 0 <= request.each <= checks.MAX_HOP_EDGES:
+            raise ToruaError("bad_request", f"each must be 0 (no bound) to {checks.MAX_HOP_EDGES}")
         rows = self._reading(request)
         uid = request.graph.uid
         found = rows.vertices(uid, ids, request.with_embedding)
         present = [i for i in dict.fromkeys(ids) if i in found]
-        edges, truncated = rows.neighbours(uid, present, Direction(request.direction), types, limit)
+        edges, truncated = rows.neighbours(uid, present, Direction(request.direction), types, limit, request.each)
         return GraphReply(
             True, self.node.epoch, vertices=[vertex_data(found[i]) for i in present], missing=[i for i in dict.fromkeys(ids) if i not in found],
             edges=[edge_data(e) for e in edges], truncated=truncated,

@@ -630,6 +630,7 @@ class GraphRequest:
     direction: Direction = Direction.OUT
     types: list[str] = field(default_factory=list)  # edge types to follow; empty: every type
     limit: int = 1000
+    each: int = 0  # neighbours: at most this many edges of each id, its first page (0: only `limit` bounds them)
     cursor: str = ""  # edges: where the previous page ended ("" from the start)
     with_embedding: bool = False  # vertex.get, vertices: include embeddings
     vertices: list[VertexData] = field(default_factory=list)  # import
