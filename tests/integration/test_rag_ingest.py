@@ -456,7 +456,19 @@ async def test_versions_of_a_document_are_written_in_the_order_they_were_sent(ra
             assert "version 5" in (await text_now() or "") and (await rag.document("other") or {}).get("status") == "complete"
             assert await done("v6") == 1 and await done("v7") == 1
             await other.release("rag-order", "note", 100, written=False)
+
             assert (await pulled.consumer_info()).num_ack_pending == 0
+
+            # the queue made again (its sequences start again): its first message is not "older" than what was written
+            await js.delete_stream("TEST_ORDER")
+            await js.add_stream(StreamConfig(name="TEST_ORDER", subjects=["test.order"]))
+            await js.publish("test.order", encode(RagJob("v8", "rag-order", "note", version_text(8))))
+            again = await js.pull_subscribe("test.order", durable="test-order-again")
+            first = await again.fetch(1, timeout=5)
+            assert first[0].metadata.sequence.stream == 1
+            decisions.clear()
+            await worker.take_many(first)
+            assert decisions[-1] == "take" and "version 8" in (await text_now() or "")
         finally:
             await js.delete_stream("TEST_ORDER")
 

@@ -36,6 +36,20 @@ def test_decide(claim, version, now, expected, why) -> None:
     assert decide(claim, version, now, STALE) == expected, why
 
 
+@pytest.mark.parametrize(
+    "claim, expected, why",
+    [
+        (DocumentClaim(0, 90, queue="q1"), "take", "written from a queue made before this one: its sequences do not compare"),
+        (DocumentClaim(90, 4, NOW - 5, queue="q1"), "take", "held by a version of an earlier queue"),
+        (DocumentClaim(0, 90, queue="q2"), "superseded", "the same queue: compared"),
+    ],
+)
+def test_a_claim_of_an_earlier_queue_is_as_none(claim, expected, why) -> None:
+    assert decide(claim, 8, NOW, STALE, queue="q2") == expected, why
+    if expected == "take":
+        assert taken(claim, 8, NOW, "q2") == DocumentClaim(8, 0, NOW, "q2"), "nothing of the earlier queue is kept"
+
+
 def test_a_claim_taken_and_let_go() -> None:
     claim = taken(DocumentClaim(0, 6), 8, NOW)
     assert claim == DocumentClaim(8, 6, NOW)

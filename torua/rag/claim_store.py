@@ -29,6 +29,7 @@ class ClaimStore:
         self.stale_after = stale_after
         self.stream = stream  # the queue whose sequences are the versions
         self._kv: Any = None
+        self._queue = ""  # that stream's creation time (a stream made again starts its sequences again), once read
 
     async def _bucket(self) -> Any:
         if self._kv is None:
@@ -64,16 +65,33 @@ class ClaimStore:
             return False
         return True
 
+    async def _queue_id(self, again: bool = False) -> str:
+        if not self._queue or again:
+            try:
+                info = await self.js.stream_info(self.stream)
+            except NotFoundError:
+                return ""
+            self._queue = str(info.created or "")
+        return self._queue
+
     async def claim(self, corpus: str, document_id: str, version: int) -> Decision:
-        """`decide` on the claim as it is; `take` having taken it."""
+        """`decide` on the claim as it is; `take` having taken it. A version found
+        superseded is decided again once the queue's identity is read again: the stream
+        may have been made again since it was read (its sequences start again)."""
         key = claim_key(corpus, document_id)
+        rechecked = False
         try:
             for _ in range(TRIES):
+                queue_id = await self._queue_id()
                 held, revision = await self._read(key)
-                decision = decide(held, version, time.time(), self.stale_after)
+                decision = decide(held, version, time.time(), self.stale_after, queue_id)
+                if decision == "superseded" and not rechecked:
+                    rechecked = True
+                    if await self._queue_id(again=True) != queue_id:
+                        continue
                 if decision != "take":
                     return decision
-                if await self._write(key, taken(held, version, time.time()), revision):
+                if await self._write(key, taken(held, version, time.time(), queue_id), revision):
                     return "take"
         except NatsError as exc:
             raise ToruaError("unavailable", f"the claims of documents cannot be read or written now ({exc or type(exc).__name__})") from None
@@ -114,4 +132,5 @@ class ClaimStore:
             return 0  # nothing was ever queued
         except NatsError as exc:
             raise ToruaError("unavailable", f"the ingestion queue cannot be read now ({exc or type(exc).__name__})") from None
+        self._queue = str(info.created or "")
         return int(info.state.last_seq or 0)

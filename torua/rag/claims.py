@@ -39,7 +39,7 @@ need the graph's writes to check the claim (a token per document on the nodes).
 >>> decide(busy, 7, 130.0, 60.0), decide(busy, 6, 130.0, 60.0), decide(busy, 9, 130.0, 60.0), decide(busy, 9, 161.0, 60.0)
 ('take', 'superseded', 'wait', 'take')
 >>> released(busy, 7, written=True), released(busy, 7, written=False), released(busy, 8, written=True)
-(DocumentClaim(held=0, done=7, held_since=0.0), DocumentClaim(held=0, done=5, held_since=0.0), None)
+(DocumentClaim(held=0, done=7, held_since=0.0, queue=''), DocumentClaim(held=0, done=5, held_since=0.0, queue=''), None)
 """
 
 from __future__ import annotations
@@ -61,6 +61,7 @@ class DocumentClaim:
     held: int = 0  # the version being written (its queue sequence); 0: none
     done: int = 0  # the newest version written, or the queue sequence a delete came after
     held_since: float = 0.0  # when `held` was taken (the taker's wall clock, seconds)
+    queue: str = ""  # the queue the versions are of (its stream's creation time): a stream made again starts its sequences again
 
 
 def message_version(sequence: int) -> int:
@@ -78,9 +79,14 @@ def delete_version(last_sequence: int) -> int:
     return 2 * last_sequence + 1
 
 
-def decide(claim: DocumentClaim | None, version: int, now: float, stale_after: float) -> Decision:
-    """What a worker does with `version` of a document whose claim is `claim` (None: none yet)."""
-    if claim is None:
+def decide(claim: DocumentClaim | None, version: int, now: float, stale_after: float, queue: str = "") -> Decision:
+    """What a worker does with `version` (of `queue`) of a document whose claim is `claim`
+    (None: none yet; a claim of another queue is as none: its versions do not compare).
+
+    >>> decide(DocumentClaim(held=0, done=90, queue="q1"), 8, 0.0, 60.0, "q2"), decide(DocumentClaim(held=0, done=90, queue="q1"), 8, 0.0, 60.0, "q1")
+    ('take', 'superseded')
+    """
+    if claim is None or claim.queue != queue:
         return "take"
     if claim.done >= version:
         return "superseded"
@@ -93,8 +99,8 @@ def decide(claim: DocumentClaim | None, version: int, now: float, stale_after: f
     return "wait"
 
 
-def taken(claim: DocumentClaim | None, version: int, now: float) -> DocumentClaim:
-    return DocumentClaim(held=version, done=claim.done if claim is not None else 0, held_since=now)
+def taken(claim: DocumentClaim | None, version: int, now: float, queue: str = "") -> DocumentClaim:
+    return DocumentClaim(held=version, done=claim.done if claim is not None and claim.queue == queue else 0, held_since=now, queue=queue)
 
 
 def released(claim: DocumentClaim, version: int, written: bool) -> DocumentClaim | None:
@@ -102,7 +108,7 @@ def released(claim: DocumentClaim, version: int, written: bool) -> DocumentClaim
     not held by `version` any more (taken over: left as it is)."""
     if claim.held != version:
         return None
-    return DocumentClaim(held=0, done=max(claim.done, version) if written else claim.done)
+    return DocumentClaim(held=0, done=max(claim.done, version) if written else claim.done, queue=claim.queue)
 
 
 def claim_key(corpus: str, document_id: str) -> str:
