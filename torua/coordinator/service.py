@@ -58,6 +58,7 @@ from torua.protocol.messages import (
 log = logging.getLogger("torua.coordinator")
 
 REFUSAL_LOG_EVERY = 30.0  # seconds between two log lines about one node's refused heartbeats
+REPLAN_AFTER_ABORT_S = 2.0  # placement looks again this long after a move was aborted (its cause may be passing)
 
 
 class Coordinator:
@@ -88,6 +89,7 @@ class Coordinator:
         # After a restart, nodes are `unknown` until they beat again; judging shards
         # before then would mark every one of them unavailable for a moment.
         self._settle_until = 0.0
+        self._replan_after = 0.0  # placement plans no moves before this (monotonic): just after an aborted one
         # every lease grant sent and what heartbeats say nodes hold: how long a failover
         # or hand-off must wait for an old primary's lease to run out
         self.leases = LeaseLedger()
@@ -412,7 +414,7 @@ class Coordinator:
         self._resume_moves()
         if self.replicas.replicated():
             await self.replicas.reconcile()
-        elif self.needs_rebalance and not self.moves and not self.pending and not self.resuming:
+        elif self.needs_rebalance and not self.moves and not self.pending and not self.resuming and time.monotonic() >= self._replan_after:
             self.needs_rebalance = False
             self._plan_moves()
         self._start_moves()
@@ -608,6 +610,11 @@ class Coordinator:
         except Exception as exc:
             log.warning("abort: could not publish map: %s", exc)
         self.moves.pop(move.shard_id, None)
+        # What placement wanted still stands: plan again shortly (the cause, a copy not yet
+        # serving after a coordinator's restart, a node busy, may be gone by then). Before,
+        # nothing planned again until a node came or went: a cluster stayed unbalanced.
+        self._replan_after = time.monotonic() + REPLAN_AFTER_ABORT_S
+        self.replan_soon()
 
     def _moves_in_the_map(self) -> dict[int, tuple[str, str, float]]:
         """Moves a previous leader left in flight: the map names their source (the
