@@ -186,19 +186,14 @@ def _present_indexes(conn: kuzu.Connection) -> set[tuple[str, str]]:
     return {(r[0], r[1]) for r in _rows(conn, "CALL SHOW_INDEXES() RETURN *")}
 
 
-def _indexes(conn: kuzu.Connection, g: GraphTables, vectors: int) -> bool:
+def _indexes(conn: kuzu.Connection, g: GraphTables, vectors: int) -> None:
     """The graph's FTS index, and its HNSW index once it holds `HNSW_FROM` `vectors`, if
-    missing (outside a transaction: Kuzu creates indexes only in auto-commit mode).
-    Whether the graph has an HNSW index."""
+    missing (outside a transaction: Kuzu creates indexes only in auto-commit mode)."""
     present = _present_indexes(conn)
     if g.text_properties and (g.V, g.fts) not in present:
         _rows(conn, f"CALL CREATE_FTS_INDEX('{g.V}', '{g.fts}', ['text'])")
-    if not g.vector_dim:
-        return False
-    if (g.Emb, g.hnsw) not in present and vectors >= HNSW_FROM:
+    if g.vector_dim and (g.Emb, g.hnsw) not in present and vectors >= HNSW_FROM:
         _rows(conn, f"CALL CREATE_VECTOR_INDEX('{g.Emb}', '{g.hnsw}', 'embedding', metric := '{g.metric}')")
-        return True
-    return (g.Emb, g.hnsw) in present
 
 
 def _edge_key(src: str, type_: str, dst: str) -> str:
@@ -523,7 +518,7 @@ class KuzuGraphs:
         else:
             assert isinstance(op, GraphDrop)
             g = self.graphs[op.uid]
-            present = {(r[0], r[1]) for r in _rows(c, "CALL SHOW_INDEXES() RETURN *")}
+            present = _present_indexes(c)
             if (g.V, g.fts) in present:
                 _rows(c, f"CALL DROP_FTS_INDEX('{g.V}', '{g.fts}')")
             if (g.Emb, g.hnsw) in present:

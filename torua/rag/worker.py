@@ -131,11 +131,9 @@ class Worker:
             resolver = self.resolvers.get(told.corpus)
             if resolver is None:
                 return
-            if self.planning.locked():  # a plan may be using it: learnt before the next one
-                self.heard.setdefault(told.corpus, []).extend(told.entities)
-            else:
-                for entity_id, name in told.entities:
-                    resolver.learn(entity_id, name)
+            self.heard.setdefault(told.corpus, []).extend(told.entities)
+            if not self.planning.locked():  # else a plan may be using it: learnt before the next one
+                self._learn(told.corpus, resolver)
 
         return await nc.subscribe(f"{NAMES_SUBJECT}.>", cb=on_names)
 
