@@ -36,7 +36,7 @@ from torua.coordinator.replicas import ReplicaKeeper
 from torua.coordinator.senders import heartbeat_refusal
 from torua.cluster_settings import CONFIG_FLAGS, ClusterSettings, from_config as settings_from_config
 from torua.coordinator.settings import SettingsKeeper
-from torua.coordinator.state_store import ClusterState
+from torua.coordinator.state_store import ClusterState, MapWrittenUnseen
 from torua.replication.lease import LeaseSettings, lease_time
 from torua.replication.lease_ledger import LeaseLedger
 from torua.protocol import subjects
@@ -474,19 +474,31 @@ class Coordinator:
         overwrite each other; a failed write leaves the old map in force.
         """
         assert self.state is not None and self.nc is not None
+        adopted = False
         async with self._map_lock:
-            self.check_leading()
-            changed = change(self.map)
-            if changed is None or changed is self.map:
-                return False
-            stamped = replace(changed, epoch=(self.map.epoch if self.map else 0) + 1, leader=self.config.id, term=self.term)
-            new_map = shardmap.with_shard_epochs(self.map, stamped)
-            await self.state.save_map(new_map)
-            self.map = new_map
-        log.info("shard map epoch %d", new_map.epoch, extra={"epoch": new_map.epoch})
-        if announce:
+            for attempt in range(2):
+                self.check_leading()
+                changed = change(self.map)
+                if changed is None or changed is self.map:
+                    break
+                stamped = replace(changed, epoch=(self.map.epoch if self.map else 0) + 1, leader=self.config.id, term=self.term)
+                new_map = shardmap.with_shard_epochs(self.map, stamped)
+                try:
+                    await self.state.save_map(new_map)
+                except MapWrittenUnseen as unseen:
+                    # An earlier write of this lead landed though its answer was lost:
+                    # that map is in force (and never announced); change it instead.
+                    if attempt:
+                        raise
+                    log.warning("shard map epoch %d, written by this coordinator, had not been seen; going on from it", unseen.stored.epoch)
+                    self.map, adopted = unseen.stored, True
+                    continue
+                self.map, adopted = new_map, True
+                log.info("shard map epoch %d", new_map.epoch, extra={"epoch": new_map.epoch})
+                break
+        if adopted and announce:
             await self.announce()
-        return True
+        return adopted
 
     async def announce(self) -> None:
         assert self.nc is not None

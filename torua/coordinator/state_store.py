@@ -3,17 +3,22 @@ registry. A restarted coordinator resumes from here without reshuffling. The
 coordinator also makes the graph catalog's bucket (`open_graph_catalog`).
 
 Map writes are compare-and-set on the revision this coordinator last wrote, so a
-second writer is noticed instead of silently overwritten.
+second writer is noticed instead of silently overwritten. A write whose answer was
+lost (a timeout while JetStream changes stream leaders, as when a NATS partition
+heals) may have landed all the same: the stored map then is this lead's own, and the
+coordinator goes on from it (`MapWrittenUnseen`) instead of failing every write after.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 
 from nats.aio.client import Client as NATS
+from nats.errors import TimeoutError as NatsTimeout
 from nats.js.client import JetStreamContext
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from torua.protocol import subjects
@@ -49,6 +54,23 @@ async def open_key_store(js: JetStreamContext, replicas: int = 1) -> KeyValue:
         return await js.create_key_value(bucket=subjects.KEYS_BUCKET, history=1, replicas=replicas, description="Torua API keys")
 
 
+class MapWrittenUnseen(Exception):
+    """The stored map is not the revision this coordinator last saw but a later one
+    written by this same lead (leader and term), whose answer was lost: `stored` is the
+    map in force, the one to change next."""
+
+    def __init__(self, stored: ShardMap) -> None:
+        super().__init__(f"shard map epoch {stored.epoch} was written by this lead unseen")
+        self.stored = stored
+
+
+def written_by_same_lead(stored: ShardMap | None, writing: ShardMap) -> bool:
+    """May a map found in place of the expected revision be this lead's own lost write?
+    Only if the same coordinator wrote it in the same term: any other writer means
+    another lead, and the write must fail."""
+    return stored is not None and stored.leader == writing.leader and stored.term == writing.term
+
+
 class ClusterState:
     def __init__(self, kv: KeyValue, js: JetStreamContext) -> None:
         self._kv = kv
@@ -72,21 +94,40 @@ class ClusterState:
         return cls(kv, js)
 
     async def load_map(self) -> ShardMap | None:
+        stored = await self._stored_map()
+        if stored is None:
+            return None
+        self._map_revision = stored[1]
+        return decode(ShardMap, stored[0])
+
+    async def _stored_map(self) -> tuple[bytes, int] | None:
         try:
             entry = await self._kv.get(subjects.MAP_KEY)
         except KeyNotFoundError:
             return None
-        if not entry.value:
-            return None
-        self._map_revision = entry.revision
-        return decode(ShardMap, entry.value)
+        return (entry.value, entry.revision or 0) if entry.value else None
 
     async def save_map(self, shard_map: ShardMap) -> None:
+        """Compare-and-set on the revision last read or written. `MapWrittenUnseen` if
+        the stored map is a later one of this same lead (a write whose answer was lost);
+        `KeyWrongLastSequenceError` if another coordinator wrote it."""
         data = encode(shard_map)
-        if self._map_revision is None:
-            self._map_revision = await self._kv.create(subjects.MAP_KEY, data)
-        else:
-            self._map_revision = await self._kv.update(subjects.MAP_KEY, data, last=self._map_revision)
+        try:
+            if self._map_revision is None:
+                self._map_revision = await self._kv.create(subjects.MAP_KEY, data)
+            else:
+                self._map_revision = await self._kv.update(subjects.MAP_KEY, data, last=self._map_revision)
+        except (KeyWrongLastSequenceError, NatsTimeout, asyncio.TimeoutError):
+            stored = await self._stored_map()
+            if stored is None:
+                raise
+            found = decode(ShardMap, stored[0])
+            if not written_by_same_lead(found, shard_map):
+                raise
+            self._map_revision = stored[1]
+            if stored[0] != data:
+                raise MapWrittenUnseen(found) from None
+            log.info("shard map epoch %d had landed; only its answer was lost", shard_map.epoch)
 
     async def load_nodes(self) -> dict[str, dict]:
         nodes: dict[str, dict] = {}
