@@ -149,7 +149,7 @@ class CoordinatorConfig(Common):
     max_moves: int = field(default=2, metadata={"help": "shard moves running at once"})
     move_timeout: float = field(default=120.0, metadata={"help": "seconds a single move step may take before the move is aborted"})
     leader_lease: float = field(default=3.0, metadata={"help": "seconds the leading coordinator's lease lasts unrenewed; a standby takes over after it"})
-    kv_replicas: int = field(default=1, metadata={"help": "copies of Torua's JetStream buckets across the NATS cluster (1, 3 or 5), when they are first made"})
+    kv_replicas: int = field(default=1, metadata={"help": "copies of Torua's JetStream buckets and GraphRAG queue across the NATS cluster (1, 3 or 5); one found with fewer is raised to it"})
     disk_low_watermark: float = field(default=85.0, metadata={"help": "disk use (%) above which a node takes no new copies"})
     disk_high_watermark: float = field(default=90.0, metadata={"help": "disk use (%) above which copies move off a node"})
 

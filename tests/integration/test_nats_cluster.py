@@ -13,6 +13,9 @@ import nats
 import pytest
 
 from torua.coordinator.state_store import ClusterState
+from torua.rag import queue as rag_queue
+from torua.rag.claim_store import open_claims
+from torua.rag.claims import CLAIMS_BUCKET
 from torua.protocol import subjects
 from torua.protocol.codec import decode
 from torua.protocol.messages import ShardMap
@@ -59,11 +62,43 @@ def check_acked(c: Cluster, writer: Writer) -> None:
         assert c.request("GET", f"/data/{key}")[:2] == (200, value), key
 
 
+def copies(url: str) -> dict[str, int]:
+    """The copies of each JetStream stream (the buckets' too) across the NATS cluster."""
+    async def read() -> dict[str, int]:
+        nc = await nats.connect(servers=url.split(","), connect_timeout=2, allow_reconnect=False)
+        try:
+            return {s.config.name: s.config.num_replicas for s in await nc.jetstream(timeout=3).streams_info()}
+        finally:
+            await nc.close()
+
+    return asyncio.run(read())
+
+
+def made_first_with_one_copy(url: str) -> None:
+    """The GraphRAG queue and claims, as a worker that came before the coordinator makes them."""
+    async def make() -> None:
+        nc = await nats.connect(servers=url.split(","), connect_timeout=2, allow_reconnect=False)
+        try:
+            js = nc.jetstream(timeout=5)
+            await rag_queue.ensure_stream(js)
+            await open_claims(js)
+            await js.publish(rag_queue.subject("early"), b"queued before the coordinator", stream=rag_queue.STREAM)
+        finally:
+            await nc.close()
+
+    asyncio.run(make())
+
+
 @pytest.mark.timeout(240)
 def test_torua_keeps_serving_when_a_nats_server_is_killed_or_paused(group, nats3):
+    made_first_with_one_copy(nats3.url())
+    assert copies(nats3.url())[rag_queue.STREAM] == 1
     c = Cluster(group, nats3.url(), replicas=2)
     c.extra_args = lambda who: ["--kv-replicas", "3"] if who.startswith("c") else []
     c.start(nodes=3, coordinators=2)
+    # Every stream has three copies: those the coordinator made, and the two a worker made first, raised.
+    held = copies(nats3.url())
+    assert held == {name: 3 for name in held} and {rag_queue.STREAM, f"KV_{CLAIMS_BUCKET}", "KV_torua_cluster", "KV_torua_leader"} <= set(held), held
     writer = Writer(c, "nats-loss")
     writer.start()
     report = []

@@ -183,6 +183,7 @@ class MemoryBus:
         self._requests: dict[tuple[str, str], Envelope] = {}  # (inbox, receiver) -> request delivered, until answered
         self._ids = itertools.count(1)
         self.buckets: dict[str, _Bucket] = {}
+        self.streams: dict[str, api.StreamConfig] = {}  # streams other than the KV buckets: their configuration
 
     # ------------------------------------------------------------ processes
 
@@ -516,8 +517,23 @@ class _Bucket:
 
 
 class MemoryJetStream:
+    """JetStream KV buckets; other streams (the GraphRAG queue the coordinator makes)
+    hold only their configuration: nothing in the simulations publishes to them."""
+
     def __init__(self, client: MemoryClient) -> None:
         self._client = client
+
+    async def add_stream(self, config: api.StreamConfig) -> api.StreamInfo:
+        await self._client.bus.wait_running(self._client.name)
+        held = self._client.bus.streams.setdefault(config.name, config)
+        return api.StreamInfo(config=held, state=api.StreamState(messages=0, bytes=0, first_seq=0, last_seq=0, consumer_count=0))
+
+    async def update_stream(self, config: api.StreamConfig) -> api.StreamInfo:
+        await self._client.bus.wait_running(self._client.name)
+        if config.name not in self._client.bus.streams:
+            raise NotFoundError(code=404, err_code=10059, description="stream not found")
+        self._client.bus.streams[config.name] = config
+        return await self.stream_info(config.name)
 
     async def key_value(self, bucket: str) -> "MemoryKeyValue":
         await self._client.bus.wait_running(self._client.name)
@@ -538,6 +554,8 @@ class MemoryJetStream:
         `subjects_filter`, `state.subjects` counts one message per matching key."""
         await self._client.bus.wait_running(self._client.name)
         bucket = self._client.bus.buckets.get(name[3:]) if name.startswith("KV_") else None
+        if bucket is None and name in self._client.bus.streams:
+            return api.StreamInfo(config=self._client.bus.streams[name], state=api.StreamState(messages=0, bytes=0, first_seq=0, last_seq=0, consumer_count=0))
         if bucket is None:
             raise NotFoundError(code=404, err_code=10059, description="stream not found")
         base = f"$KV.{bucket.name}."

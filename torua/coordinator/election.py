@@ -27,7 +27,7 @@ from torua.bus import close_connection, connect
 from torua.config import CoordinatorConfig
 from torua.coordinator.metrics import CoordinatorSnapshot, coordinator_families
 from torua.coordinator.service import Coordinator
-from torua.coordinator.state_store import keys_with_prefix
+from torua.coordinator.state_store import keep_replicas, keys_with_prefix
 from torua.leadership import LeaderTiming, leader_step, leads_until
 from torua.metrics import LiveCollector, metrics_server, registry_of
 from torua.protocol import subjects
@@ -70,6 +70,7 @@ class LeaderLease:
                     "bucket %s expires entries after %gs, not the configured leader_lease %gs; using %gs",
                     subjects.LEADER_BUCKET, ttl, config.leader_lease, ttl,
                 )
+            await keep_replicas(js, f"KV_{subjects.LEADER_BUCKET}", config.kv_replicas)
             return cls(kv, js, config.id, ttl)
         except BucketNotFoundError:
             kv = await js.create_key_value(

@@ -1,6 +1,9 @@
 """The cluster's own state in a JetStream KV bucket: the shard map and the node
 registry. A restarted coordinator resumes from here without reshuffling. The
-coordinator also makes the graph catalog's bucket (`open_graph_catalog`).
+coordinator also makes the graph catalog's and the API keys' buckets, the GraphRAG
+queue and its claims bucket, each with `--kv-replicas` copies across the NATS
+cluster; one found with fewer (made before with a lower setting, or by a worker or
+gateway that came first) is raised to it (`keep_replicas`).
 
 Map writes are compare-and-set on the revision this coordinator last wrote, so a
 second writer is noticed instead of silently overwritten. A write whose answer was
@@ -16,6 +19,7 @@ import json
 import logging
 
 from nats.aio.client import Client as NATS
+from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.client import JetStreamContext
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError
@@ -24,6 +28,9 @@ from nats.js.kv import KeyValue
 from torua.protocol import subjects
 from torua.protocol.codec import decode, encode
 from torua.protocol.messages import ShardMap
+from torua.rag import queue as rag_queue
+from torua.rag.claim_store import open_claims
+from torua.rag.claims import CLAIMS_BUCKET
 
 log = logging.getLogger("torua.coordinator.state")
 
@@ -35,6 +42,24 @@ async def keys_with_prefix(js: JetStreamContext, bucket: str, prefix: str) -> li
     base = f"$KV.{bucket}."
     info = await js.stream_info(f"KV_{bucket}", subjects_filter=f"{base}{prefix}>")
     return sorted(subject[len(base):] for subject in (info.state.subjects or {}))
+
+
+async def keep_replicas(js: JetStreamContext, stream: str, replicas: int) -> None:
+    """Raise the copies of `stream` to `replicas` if it has fewer (JetStream copies its
+    data to the new peers; a stream is never lowered here). A refusal (too few NATS
+    servers) is logged: the stream serves on with the copies it has."""
+    info = await js.stream_info(stream)
+    held = info.config.num_replicas or 1
+    if held >= replicas:
+        return
+    config = info.config
+    config.num_replicas = replicas
+    try:
+        await js.update_stream(config)
+    except NatsError as exc:
+        log.warning("stream %s keeps %d copies: raising them to %d was refused (%s)", stream, held, replicas, exc)
+        return
+    log.info("stream %s: %d -> %d copies", stream, held, replicas)
 
 
 async def open_graph_catalog(js: JetStreamContext, replicas: int = 1) -> KeyValue:
@@ -91,6 +116,11 @@ class ClusterState:
             kv = await js.create_key_value(bucket=subjects.CLUSTER_BUCKET, history=5, replicas=replicas, description="Torua cluster state")
         await open_graph_catalog(js, replicas)
         await open_key_store(js, replicas)
+        await rag_queue.ensure_stream(js, replicas)
+        await open_claims(js, replicas)
+        for bucket in (subjects.CLUSTER_BUCKET, subjects.GRAPH_BUCKET, subjects.KEYS_BUCKET, CLAIMS_BUCKET):
+            await keep_replicas(js, f"KV_{bucket}", replicas)
+        await keep_replicas(js, rag_queue.STREAM, replicas)
         return cls(kv, js)
 
     async def load_map(self) -> ShardMap | None:

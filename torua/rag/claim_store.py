@@ -23,6 +23,16 @@ TRIES = 20  # compare-and-set rounds before a change gives up (others changed th
 WAIT_FIRST_S, WAIT_MOST_S = 0.05, 1.0  # polling a claim held by an older version: from this, doubling up to that
 
 
+async def open_claims(js: Any, replicas: int = 1) -> Any:
+    """The claims bucket, made with `replicas` copies on first use."""
+    try:
+        return await js.key_value(CLAIMS_BUCKET)
+    except BucketNotFoundError:
+        return await js.create_key_value(
+            bucket=CLAIMS_BUCKET, history=1, ttl=CLAIM_TTL_S, replicas=replicas, description="Torua GraphRAG: which version of each document is written",
+        )
+
+
 class ClaimStore:
     def __init__(self, js: Any, stale_after: float = 3 * queue.ACK_WAIT, stream: str = queue.STREAM) -> None:
         self.js = js
@@ -33,10 +43,7 @@ class ClaimStore:
 
     async def _bucket(self) -> Any:
         if self._kv is None:
-            try:
-                self._kv = await self.js.key_value(CLAIMS_BUCKET)
-            except BucketNotFoundError:
-                self._kv = await self.js.create_key_value(bucket=CLAIMS_BUCKET, history=1, ttl=CLAIM_TTL_S, description="Torua GraphRAG: which version of each document is written")
+            self._kv = await open_claims(self.js)
         return self._kv
 
     async def _read(self, key: str) -> tuple[DocumentClaim | None, int]:

@@ -39,10 +39,10 @@ def subject(corpus: str) -> str:
     return f"{SUBJECTS}.{corpus}"
 
 
-def stream_config() -> api.StreamConfig:
+def stream_config(replicas: int = 1) -> api.StreamConfig:
     return api.StreamConfig(
         name=STREAM, subjects=[f"{SUBJECTS}.>"], retention=api.RetentionPolicy.WORK_QUEUE, storage=api.StorageType.FILE,
-        description="Torua GraphRAG ingestion: one document per message (torua worker)",
+        description="Torua GraphRAG ingestion: one document per message (torua worker)", num_replicas=replicas,
     )
 
 
@@ -53,10 +53,12 @@ def consumer_config(ack_wait: float = ACK_WAIT, tries: int = MAX_DELIVER) -> api
     )
 
 
-async def ensure_stream(js: Any) -> None:
-    """The stream exists (made if not; one made by another process is used as it is)."""
+async def ensure_stream(js: Any, replicas: int = 1) -> None:
+    """The stream exists (made with `replicas` copies if not; one made by another
+    process is used as it is: the coordinator makes it with the cluster's copies at
+    its start, and raises the copies of one a worker or gateway made first)."""
     try:
-        await js.add_stream(stream_config())
+        await js.add_stream(stream_config(replicas))
     except BadRequestError as exc:
         if getattr(exc, "err_code", None) != 10058:  # stream name already in use
             raise
