@@ -19,6 +19,7 @@ import pytest
 from tests.support.graph_row_ops import IDS, TYPES, UIDS, graph_rows, random_ops
 from tests.support.processes import wait_until
 import torua.graph.rows as graph_rows_module
+from torua.graph import support
 from torua.graph.rows import (
     ROWS_FORMAT,
     EdgeRow,
@@ -532,3 +533,38 @@ async def test_rows_and_log_agree_after_kills_at_any_moment(tmp_path: Path, chil
             await replay.close()
         assert graph_rows(d) == graph_rows(tmp_path / f"replay{round_}")  # the rows are exactly the log's
     assert json.dumps(graph_rows(d), default=repr) != json.dumps({"g_graph": [], "g_vertex": [], "g_edge": [], "g_outbox": []})
+
+
+@pytest.mark.parametrize("seed", range(4))
+async def test_the_support_a_change_reads_is_its_count_and_the_chunks_it_names(store: ShardStore, monkeypatch: pytest.MonkeyPatch, seed: int) -> None:
+    """`support_held` (what a change of a vertex's support reads: a count, and only the
+    chunks the change names) agrees with `supports` (every chunk), and `size_after` over
+    it with `after` over the whole support; in pages smaller than the keys and pairs."""
+    rng = random.Random(seed)
+    chunks = [f"c{i}" for i in range(40)]
+    keys = [(src, "", "") for src in IDS] + [(src, "RELATED", dst) for src in IDS[:3] for dst in IDS[:3]]
+    await store.apply_all([
+        SupportChange("u1", *key, added={c: json.dumps({"n": rng.randint(1, 3)}) for c in rng.sample(chunks, rng.randint(0, 30))})
+        for key in keys
+    ])
+    monkeypatch.setattr(graph_rows_module, "KEYS_AT_ONCE", 3)
+    monkeypatch.setattr(graph_rows_module, "CHUNK_PAIRS_AT_ONCE", 5)
+    graph = rows_of(store)
+    everything = graph.supports("u1", keys)
+    for _ in range(20):
+        asked = rng.sample(keys, rng.randint(1, len(keys)))
+        changes = {}
+        for key in asked:
+            named = rng.sample(chunks, rng.randint(0, 12))
+            cut = rng.randint(0, len(named))
+            changes[key] = ({c: "{}" for c in named[:cut]}, named[cut:])
+        held = graph.support_held("u1", {key: [*added, *removed] for key, (added, removed) in changes.items()})
+        assert set(held) == {key for key in asked if everything.get(key)}
+        for key, (added, removed) in changes.items():
+            current = everything.get(key, {})
+            count, notes = held.get(key, (0, {}))
+            assert count == len(current)
+            assert notes == {c: current[c] for c in [*added, *removed] if c in current}
+            assert support.size_after(count, notes, added, removed) == len(support.after(current, added, removed))
+            assert support.change("u1", key, notes, added, removed) == support.change("u1", key, current, added, removed)
+    assert graph.support_held("u9", {keys[0]: ["c1"]}) == {}

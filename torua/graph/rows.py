@@ -45,7 +45,7 @@ import json
 import sqlite3
 import struct
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -185,6 +185,7 @@ class OutboxTask:
 _EDGE_COLUMNS = "src, type, dst, properties, weight, out_state, out_token, in_state, in_token"
 MAX_CACHED_GRAPHS = 10000  # graph settings a copy keeps in memory at most (`GraphRows.graph`)
 KEYS_AT_ONCE = 300  # edge keys per read (3 parameters each: under the 999 of older SQLite builds)
+CHUNK_PAIRS_AT_ONCE = 240  # (key, chunk) pairs per read (4 parameters each)
 EdgeKey = tuple[str, str, str]
 
 
@@ -670,6 +671,31 @@ class GraphRows:
             for src, type, dst, chunk, note in conn.execute(sql, (*_flat(part), uid)):
                 found.setdefault((src, type, dst), {})[chunk] = note
         return found
+
+    def support_held(self, uid: str, wanted: Mapping[EdgeKey, Iterable[str]]) -> dict[EdgeKey, tuple[int, dict[str, str]]]:
+        """For each key (as in `supports`) that has any evidence: how many chunks it has,
+        and the notes of those of its `wanted` chunks it has. What a change needs, where
+        `supports` reads every chunk (an entity met in every document has one per chunk)."""
+        conn = self._reader()
+        keys = list(dict.fromkeys(wanted))
+        counts: dict[EdgeKey, int] = {}
+        for start in range(0, len(keys), KEYS_AT_ONCE):
+            part = keys[start : start + KEYS_AT_ONCE]
+            sql = _by_key_sql("SELECT g_support.src, g_support.type, g_support.dst, count(*) FROM", "g_support", len(part))
+            for src, type, dst, n in conn.execute(sql + " GROUP BY g_support.src, g_support.type, g_support.dst", (*_flat(part), uid)):
+                counts[(src, type, dst)] = int(n)
+        pairs = list(dict.fromkeys((*key, chunk) for key in keys if key in counts for chunk in wanted[key]))
+        notes: dict[EdgeKey, dict[str, str]] = {}
+        for start in range(0, len(pairs), CHUNK_PAIRS_AT_ONCE):
+            part = pairs[start : start + CHUNK_PAIRS_AT_ONCE]
+            values = ", ".join("(?, ?, ?, ?)" for _ in part)
+            sql = (
+                f"SELECT s.src, s.type, s.dst, s.chunk, s.note FROM (VALUES {values}) AS k JOIN g_support s ON s.uid = ? "
+                "AND s.src = k.column1 AND s.type = k.column2 AND s.dst = k.column3 AND s.chunk = k.column4"
+            )
+            for src, type, dst, chunk, note in conn.execute(sql, (*(field for pair in part for field in pair), uid)):
+                notes.setdefault((src, type, dst), {})[chunk] = note
+        return {key: (n, notes.get(key, {})) for key, n in counts.items()}
 
     def dropped_tokens(self, uid: str, keys: Iterable[EdgeKey]) -> dict[EdgeKey, int]:
         """For each of `keys` whose drop task the outbox holds, the newest incarnation it

@@ -39,6 +39,18 @@ def after(current: Mapping[str, str], added: Mapping[str, str], removed: Iterabl
     return out
 
 
+def size_after(count: int, held: Mapping[str, str], added: Mapping[str, str], removed: Iterable[str]) -> int:
+    """`len(after(current, added, removed))` from `count` = `len(current)` and `held`:
+    the part of `current` among the chunks `added` and `removed` name (all `after`
+    needs to know of a support that may hold thousands of chunks).
+
+    >>> size_after(1800, {"c1": "{}"}, {"c1": "{}", "c2": "{}"}, ["c9"])
+    1801
+    """
+    gone = sum(1 for c in set(removed) if c in held and c not in added)
+    return count - gone + sum(1 for c in added if c not in held)
+
+
 def change(uid: str, key: tuple[str, str, str], current: Mapping[str, str], added: Mapping[str, str], removed: Iterable[str]) -> SupportChange | None:
     """The op that makes `current` into `after(...)`, holding only what changes; None
     when nothing does (a repeated change logs nothing).

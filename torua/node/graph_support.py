@@ -116,19 +116,19 @@ class SupportWork:
         uid = request.graph.uid
         cascaded = False
         async with self.locks.hold(*(vertex_lock(uid, key[0]) for _, (key, _, _) in items)):
-            current = rows.supports(uid, [key for _, (key, _, _) in items])
+            # only the chunks the change names, and a count: an entity's support can hold a chunk of every document
+            current = rows.support_held(uid, {key: [*added, *removed] for _, (key, added, removed) in items})
             present = rows.vertices(uid, [key[0] for _, (key, _, _) in items])
             ops: list[Operation] = []
             for i, (key, added, removed) in items:
-                held = current.get(key, {})
+                count, held = current.get(key, (0, {}))
                 change = decide.change(uid, key, held, added, removed)
-                now = decide.after(held, added, removed)
-                sizes[i] = len(now)
+                now = sizes[i] = decide.size_after(count, held, added, removed)
                 if change is not None:
                     ops.append(change)
                 if now and key[0] not in present:
                     ops.append(puts[i])
-                elif not now and held and key[0] in present:  # its last chunk went now (a vertex nothing ever supported stays)
+                elif not now and count and key[0] in present:  # its last chunk went now (a vertex nothing ever supported stays)
                     ops.extend(cascade(uid, key[0], rows.edges_of(uid, key[0])))
                     cascaded = True
             if ops:
