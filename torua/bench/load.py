@@ -74,6 +74,30 @@ async def measure(name: str, op: Op, requests: int, concurrency: int, warmup: in
     if warmup:
         await drive(op, warmup, concurrency, start=requests)
     latencies, errors, first_error, seconds = await drive(op, requests, concurrency)
+    return _result(name, concurrency, requests, latencies, errors, first_error, seconds)
+
+
+async def measure_in_turns(ops: dict[str, Op], requests: int, concurrency: int, warmup: int, rounds: int = 4) -> dict[str, Result]:
+    """`measure` of each of `ops`, taking turns: each round runs a share of every op's
+    `requests` in order, so that what drifts during the run (a machine that gets
+    busier, indexes settling) weighs on every op alike and a ratio between two of
+    them is not an artefact of which ran first. Op i of a round is request i of its
+    share, counted from where the round starts (requests differ between rounds)."""
+    for op in ops.values():
+        if warmup:
+            await drive(op, warmup, concurrency, start=requests)
+    runs: dict[str, tuple[list[float], int, str | None, float]] = {name: ([], 0, None, 0.0) for name in ops}
+    rounds = max(1, min(rounds, requests))
+    for r in range(rounds):
+        start, end = requests * r // rounds, requests * (r + 1) // rounds
+        for name, op in ops.items():
+            latencies, errors, first_error, seconds = await drive(op, end - start, concurrency, start=start)
+            held = runs[name]
+            runs[name] = (held[0] + latencies, held[1] + errors, held[2] or first_error, held[3] + seconds)
+    return {name: _result(name, concurrency, requests, *runs[name]) for name in ops}
+
+
+def _result(name: str, concurrency: int, requests: int, latencies: list[float], errors: int, first_error: str | None, seconds: float) -> Result:
     ordered = sorted(latencies)
     ms = 1000.0
     return Result(
