@@ -213,15 +213,16 @@ class CorpusService:
             ranked = [(h["id"], float(h["score"])) for h in hits]
         elif mode == "local":
             ranked, entities, relations = await self._local(question, vector, settings)
-        else:  # hybrid: the local ranking, and vector, BM25 and the bridge from the vector's best, at once
-            async def first_hop() -> tuple[list[str], list[str], list[tuple[str, float]]]:
-                vector_hits, text_hits = await asyncio.gather(
-                    self.graph.vector_search(vector, k=wide, label=schema.CHUNK), self.graph.text_search(question, k=wide, label=schema.CHUNK),
-                )
-                vector_ids = [h["id"] for h in vector_hits]
-                return vector_ids, [h["id"] for h in text_hits], await self._bridge(vector_ids[: retrieval.BRIDGE_FROM])
+        else:  # hybrid: the local ranking, BM25, and vector then the bridge from the vector's best, at once
+            async def vector_and_bridge() -> tuple[list[str], list[tuple[str, float]]]:
+                # the bridge needs only the vector's hits: it does not wait for BM25's two rounds
+                vector_ids = [h["id"] for h in await self.graph.vector_search(vector, k=wide, label=schema.CHUNK)]
+                return vector_ids, await self._bridge(vector_ids[: retrieval.BRIDGE_FROM])
 
-            (local, entities, relations), (vector_ids, text_ids, bridged) = await asyncio.gather(self._local(question, vector, settings), first_hop())
+            (local, entities, relations), (vector_ids, bridged), text_hits = await asyncio.gather(
+                self._local(question, vector, settings), vector_and_bridge(), self.graph.text_search(question, k=wide, label=schema.CHUNK),
+            )
+            text_ids = [h["id"] for h in text_hits]
             fused = retrieval.rrf([vector_ids, text_ids, [c for c, _ in local[:wide]]])
             ranked = retrieval.first_and_second_hop(fused, bridged, k)
         chunks = await self._visible(ranked[:wide], k, metadata or {})
