@@ -549,6 +549,15 @@ class MemoryJetStream:
         found = self._client.bus.buckets.setdefault(name, _Bucket(name))
         return MemoryKeyValue(self._client, found)
 
+    async def get_last_msg(self, stream_name: str, subject: str, direct: bool = False) -> api.RawStreamMsg:
+        """A KV bucket's entry read as its stream's last message on `subject` (``$KV.<bucket>.<key>``)."""
+        await self._client.bus.wait_running(self._client.name)
+        bucket = self._client.bus.buckets.get(stream_name[3:]) if stream_name.startswith("KV_") else None
+        found = bucket.entries.get(subject[len(f"$KV.{bucket.name}."):]) if bucket is not None else None
+        if found is None:
+            raise NotFoundError(code=404, err_code=10037, description="no message found")
+        return api.RawStreamMsg(subject=subject, seq=found[1], data=found[0])
+
     async def stream_info(self, name: str, subjects_filter: str | None = None) -> api.StreamInfo:
         """A KV bucket's stream (``KV_<bucket>``, subjects ``$KV.<bucket>.<key>``); with
         `subjects_filter`, `state.subjects` counts one message per matching key."""

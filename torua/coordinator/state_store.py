@@ -8,8 +8,9 @@ gateway that came first) is raised to it (`keep_replicas`).
 Map writes are compare-and-set on the revision this coordinator last wrote, so a
 second writer is noticed instead of silently overwritten. A write whose answer was
 lost (a timeout while JetStream changes stream leaders, as when a NATS partition
-heals) may have landed all the same: the stored map then is this lead's own, and the
-coordinator goes on from it (`MapWrittenUnseen`) instead of failing every write after.
+heals) may have landed all the same: the stored map, read from the stream's leader,
+then is this lead's own, and the coordinator goes on from it (`MapWrittenUnseen`)
+instead of failing every write after.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.client import JetStreamContext
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
 from nats.js.kv import KeyValue
 
 from torua.protocol import subjects
@@ -137,6 +138,20 @@ class ClusterState:
             return None
         return (entry.value, entry.revision or 0) if entry.value else None
 
+    async def _leader_map(self) -> tuple[bytes, int] | None:
+        """The stored map as the stream's leader holds it. A KV get may be answered by
+        any replica (direct get): one that is behind, or cut off on the minority side of
+        a partition, would show the write it was asked about as missing, or a write that
+        never reached the majority as the map. Without a leader this times out."""
+        bucket = subjects.CLUSTER_BUCKET
+        try:
+            msg = await self._js.get_last_msg(f"KV_{bucket}", f"$KV.{bucket}.{subjects.MAP_KEY}")
+        except NotFoundError:
+            return None
+        if not msg.data or (msg.headers or {}).get("KV-Operation"):  # deleted or purged
+            return None
+        return msg.data, int(msg.seq or 0)
+
     async def save_map(self, shard_map: ShardMap) -> None:
         """Compare-and-set on the revision last read or written. `MapWrittenUnseen` if
         the stored map is a later one of this same lead (a write whose answer was lost);
@@ -148,7 +163,7 @@ class ClusterState:
             else:
                 self._map_revision = await self._kv.update(subjects.MAP_KEY, data, last=self._map_revision)
         except (KeyWrongLastSequenceError, NatsTimeout, asyncio.TimeoutError):
-            stored = await self._stored_map()
+            stored = await self._leader_map()
             if stored is None:
                 raise
             found = decode(ShardMap, stored[0])
