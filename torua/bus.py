@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from nats.aio.client import Client as NATS
+from nats.js.errors import BucketNotFoundError
 
 from torua.stopping import bounded, within
 
@@ -21,6 +22,15 @@ log = logging.getLogger("torua.bus")
 
 PING_INTERVAL = 2
 MAX_OUTSTANDING_PINGS = 2
+
+
+async def open_bucket(js: Any, bucket: str, replicas: int = 1, **config: Any) -> Any:
+    """JetStream KV bucket `bucket`, made with `replicas` copies and `config` (history,
+    ttl, description) if it is not there yet; one made before is used as it is."""
+    try:
+        return await js.key_value(bucket)
+    except BucketNotFoundError:
+        return await js.create_key_value(bucket=bucket, replicas=replicas, **config)
 
 
 class NatsUnreachable(RuntimeError):

@@ -23,9 +23,10 @@ from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.client import JetStreamContext
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
 from nats.js.kv import KeyValue
 
+from torua.bus import open_bucket
 from torua.protocol import subjects
 from torua.protocol.codec import decode, encode
 from torua.protocol.messages import ShardMap
@@ -66,18 +67,12 @@ async def keep_replicas(js: JetStreamContext, stream: str, replicas: int) -> Non
 async def open_graph_catalog(js: JetStreamContext, replicas: int = 1) -> KeyValue:
     """The catalog of named graphs (torua.graph.catalog), made here on first use, as the
     cluster's own state is: gateways and clients only read it and create its keys."""
-    try:
-        return await js.key_value(subjects.GRAPH_BUCKET)
-    except BucketNotFoundError:
-        return await js.create_key_value(bucket=subjects.GRAPH_BUCKET, history=1, replicas=replicas, description="Torua graph catalog")
+    return await open_bucket(js, subjects.GRAPH_BUCKET, replicas, history=1, description="Torua graph catalog")
 
 
 async def open_key_store(js: JetStreamContext, replicas: int = 1) -> KeyValue:
     """The API keys (torua.api_keys), made here on first use: gateways read and write them."""
-    try:
-        return await js.key_value(subjects.KEYS_BUCKET)
-    except BucketNotFoundError:
-        return await js.create_key_value(bucket=subjects.KEYS_BUCKET, history=1, replicas=replicas, description="Torua API keys")
+    return await open_bucket(js, subjects.KEYS_BUCKET, replicas, history=1, description="Torua API keys")
 
 
 class MapWrittenUnseen(Exception):
@@ -111,10 +106,7 @@ class ClusterState:
     async def open(cls, nc: NATS, replicas: int = 1) -> "ClusterState":
         """The bucket, made on first use with `replicas` copies across the NATS cluster."""
         js = nc.jetstream()
-        try:
-            kv = await js.key_value(subjects.CLUSTER_BUCKET)
-        except BucketNotFoundError:
-            kv = await js.create_key_value(bucket=subjects.CLUSTER_BUCKET, history=5, replicas=replicas, description="Torua cluster state")
+        kv = await open_bucket(js, subjects.CLUSTER_BUCKET, replicas, history=5, description="Torua cluster state")
         await open_graph_catalog(js, replicas)
         await open_key_store(js, replicas)
         await rag_queue.ensure_stream(js, replicas)

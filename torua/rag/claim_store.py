@@ -10,8 +10,9 @@ import time
 from typing import Any
 
 from nats.errors import Error as NatsError
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
 
+from torua.bus import open_bucket
 from torua.protocol.codec import decode, encode
 from torua.protocol.errors import ToruaError
 from torua.rag import queue
@@ -25,12 +26,7 @@ WAIT_FIRST_S, WAIT_MOST_S = 0.05, 1.0  # polling a claim held by an older versio
 
 async def open_claims(js: Any, replicas: int = 1) -> Any:
     """The claims bucket, made with `replicas` copies on first use."""
-    try:
-        return await js.key_value(CLAIMS_BUCKET)
-    except BucketNotFoundError:
-        return await js.create_key_value(
-            bucket=CLAIMS_BUCKET, history=1, ttl=CLAIM_TTL_S, replicas=replicas, description="Torua GraphRAG: which version of each document is written",
-        )
+    return await open_bucket(js, CLAIMS_BUCKET, replicas, history=1, ttl=CLAIM_TTL_S, description="Torua GraphRAG: which version of each document is written")
 
 
 class ClaimStore:
