@@ -11,8 +11,10 @@ import asyncio
 import json
 import sqlite3
 import subprocess
+import threading
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,6 +23,8 @@ from tests.support.processes import Cluster, ProcessGroup, start_nats, torua_com
 from tests.support.sim_cluster import wait_for
 from torua import Client, ToruaError
 from torua.protocol.messages import SupportItem
+from torua.rag.engines import Engines
+from torua.rag.service import CorpusService
 from torua.storage.writer import DB_FILENAME
 
 PEOPLE = [
@@ -140,6 +144,48 @@ async def test_documents_are_ingested_by_workers_and_naive_query_finds_them(rag_
         with pytest.raises(ToruaError) as missing:
             await db.rag("rag-nowhere").add(docs(["curie"]))
         assert missing.value.code == "not_found"
+
+
+async def test_bm25_and_the_question_entities_do_not_wait_for_the_question_embedding(rag_cluster):
+    """A hybrid query starts BM25's two rounds and the question's entity extraction at
+    once, beside the embedder: an embedder that answers only once both started would
+    hold up a query that waited for it first (it gives up after 30 s)."""
+    async with Client(rag_cluster.nats_url) as db:
+        await db.rag("rag-overlap").create(**SETTINGS)
+        await ingest(db, "rag-overlap", docs(["lovelace", "turing"]))
+        real = Engines(load=False)
+        started = {"bm25": threading.Event(), "entities": threading.Event()}
+
+        class Waiting:
+            def embed(self, texts: list[str]) -> Any:
+                for step, event in started.items():
+                    if not event.wait(30):
+                        raise AssertionError(f"the query waited for the embedding before {step}")
+                return real.embedder.embed(texts)
+
+        class Extracting:
+            def extract(self, texts: list[str]) -> Any:
+                started["entities"].set()
+                return real.extractor.extract(texts)
+
+        class Watched(Engines):
+            def embedder_for(self, settings: Any) -> Any:
+                return Waiting()
+
+            def extractor_for(self, settings: Any) -> Any:
+                return Extracting()
+
+        corpus = CorpusService(db, "rag-overlap", Watched(load=False))
+        text_search = corpus.graph.text_search
+
+        async def bm25(*args: Any, **kwargs: Any) -> Any:
+            started["bm25"].set()
+            return await text_search(*args, **kwargs)
+
+        corpus.graph.text_search = bm25  # type: ignore[method-assign]
+        async with asyncio.timeout(60):
+            answer = await corpus.query("Where was the mathematician who worked with Charles Babbage born?", mode="hybrid", k=3)
+        assert any(c["document_id"] == "lovelace" and "born in London" in c["text"] for c in answer["chunks"]), answer["chunks"]
 
 
 async def test_communities_partition_the_entity_graph_and_global_queries_read_their_summaries(rag_cluster):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from torua.protocol.errors import ToruaError
@@ -201,35 +202,50 @@ class CorpusService:
         settings = await self.settings()
         if answer and not settings.answers():
             raise ToruaError("bad_request", f"corpus {self.name!r} has no chat model: answers need its llm_url and llm_model settings")
-        vector = await asyncio.to_thread(self._embed, question, settings)
+        # the question's embedding, awaited only where a step needs it: BM25 and the
+        # question's entities do not, so they start at once (beside the embedder)
+        embedding = asyncio.ensure_future(asyncio.to_thread(self._embed, question, settings))
         wide = min(1000, (FILTERED_CANDIDATES if metadata else 4) * k)
-        entities: list[dict[str, Any]] = []
-        relations: list[dict[str, Any]] = []
-        communities: list[dict[str, Any]] = []
-        if mode == "global":
-            ranked, communities, entities = await self._global(vector)
-        elif mode == "naive":
-            hits = await self.graph.vector_search(vector, k=wide, label=schema.CHUNK)
-            ranked = [(h["id"], float(h["score"])) for h in hits]
-        elif mode == "local":
-            ranked, entities, relations = await self._local(question, vector, settings)
-        else:  # hybrid: the local ranking, BM25, and vector then the bridge from the vector's best, at once
-            async def vector_and_bridge() -> tuple[list[str], list[tuple[str, float]]]:
-                # the bridge needs only the vector's hits: it does not wait for BM25's two rounds
-                vector_ids = [h["id"] for h in await self.graph.vector_search(vector, k=wide, label=schema.CHUNK)]
-                return vector_ids, await self._bridge(vector_ids[: retrieval.BRIDGE_FROM])
-
-            (local, entities, relations), (vector_ids, bridged), text_hits = await asyncio.gather(
-                self._local(question, vector, settings), vector_and_bridge(), self.graph.text_search(question, k=wide, label=schema.CHUNK),
-            )
-            text_ids = [h["id"] for h in text_hits]
-            fused = retrieval.rrf([vector_ids, text_ids, [c for c, _ in local[:wide]]])
-            ranked = retrieval.first_and_second_hop(fused, bridged, k)
+        try:
+            ranked, entities, relations, communities = await self._ranked(question, mode, k, wide, settings, embedding)
+        finally:
+            if not embedding.done():
+                embedding.cancel()  # a step failed before it needed it
+            elif not embedding.cancelled():
+                embedding.exception()  # its failure was either raised above or does not matter now
         chunks = await self._visible(ranked[:wide], k, metadata or {})
         out = {"chunks": chunks, "entities": entities, "relations": relations, "communities": communities}
         if answer:
             out.update(await self._answer(question, chunks, settings))
         return out
+
+    async def _ranked(
+        self, question: str, mode: str, k: int, wide: int, settings: CorpusSettings, embedding: Awaitable[list[float]],
+    ) -> tuple[list[tuple[str, float]], list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+        """`mode`'s ranking of chunks (id, score), best first (`wide` of them from each
+        search), and its entities, relations and communities."""
+        if mode == "global":
+            ranked, communities, entities = await self._global(await embedding)
+            return ranked, entities, [], communities
+        if mode == "naive":
+            hits = await self.graph.vector_search(await embedding, k=wide, label=schema.CHUNK)
+            return [(h["id"], float(h["score"])) for h in hits], [], [], []
+        if mode == "local":
+            ranked, entities, relations = await self._local(question, embedding, settings)
+            return ranked, entities, relations, []
+
+        # hybrid: the local ranking, BM25, and vector then the bridge from the vector's best, at once
+        async def vector_and_bridge() -> tuple[list[str], list[tuple[str, float]]]:
+            # the bridge needs only the vector's hits: it does not wait for BM25's two rounds
+            vector_ids = [h["id"] for h in await self.graph.vector_search(await embedding, k=wide, label=schema.CHUNK)]
+            return vector_ids, await self._bridge(vector_ids[: retrieval.BRIDGE_FROM])
+
+        (local, entities, relations), (vector_ids, bridged), text_hits = await asyncio.gather(
+            self._local(question, embedding, settings), vector_and_bridge(), self.graph.text_search(question, k=wide, label=schema.CHUNK),
+        )
+        text_ids = [h["id"] for h in text_hits]
+        fused = retrieval.rrf([vector_ids, text_ids, [c for c, _ in local[:wide]]])
+        return retrieval.first_and_second_hop(fused, bridged, k), entities, relations, []
 
     async def _global(self, vector: list[float]) -> tuple[list[tuple[str, float]], list[dict[str, Any]], list[dict[str, Any]]]:
         """The communities whose summaries are nearest the question (of the run in use),
@@ -250,7 +266,7 @@ class CorpusService:
         entities = [{"id": e, "community": c["id"]} for c in communities for e in c["entities"]]
         return ranked, communities, entities
 
-    async def _local(self, question: str, vector: list[float], settings: CorpusSettings) -> tuple[list[tuple[str, float]], list[dict[str, Any]], list[dict[str, Any]]]:
+    async def _local(self, question: str, embedding: Awaitable[list[float]], settings: CorpusSettings) -> tuple[list[tuple[str, float]], list[dict[str, Any]], list[dict[str, Any]]]:
         """Chunks ranked by the entities they mention, from the question's entities out
         (torua.rag.retrieval), with the entities and relations that ranked them."""
         async def by_name() -> tuple[list[str], list[Any]]:
@@ -259,7 +275,10 @@ class CorpusService:
             return named, await asyncio.gather(*(self.graph.get_vertex(id) for id in named))
 
         # the question's named entities and the entities nearest it, at once
-        (named, present), nearest = await asyncio.gather(by_name(), self.graph.vector_search(vector, k=retrieval.SEEDS, label=schema.ENTITY))
+        async def nearest_entities() -> list[dict[str, Any]]:
+            return await self.graph.vector_search(await embedding, k=retrieval.SEEDS, label=schema.ENTITY)
+
+        (named, present), nearest = await asyncio.gather(by_name(), nearest_entities())
         seed_scores = retrieval.seeds([id for id, v in zip(named, present) if v is not None], [(h["id"], float(h["score"])) for h in nearest])
         pages = await asyncio.gather(*(self.graph.edges(id, direction="both", type=schema.RELATED, limit=100) for id in seed_scores))
         edges = {(e["src"], e["dst"]): e for page, _ in pages for e in page}
