@@ -18,11 +18,11 @@ from tests.support.graph_client import (
 )
 from tests.support.graph_row_ops import graph_rows
 from tests.support.sim_cluster import SimCluster, sim_seed, wait_for
-from torua.graph.search import merge_hits
+from torua.graph.search import merge_hits, sum_text_stats
 from torua.graph.rules import vertex_shard
 from torua.protocol.errors import ToruaError
-from torua.protocol.messages import EdgeData, EdgeHalf, GraphRef, GraphRequest, ShardMap, VertexData
-from torua.protocol.vocabulary import GraphOp
+from torua.protocol.messages import EdgeData, EdgeHalf, GraphHit, GraphRef, GraphRequest, ShardHits, ShardMap, VertexData
+from torua.protocol.vocabulary import Direction, GraphOp
 
 GRAPH = GraphRef("people", "uid-1", vector_dim=2)
 
@@ -30,6 +30,10 @@ GRAPH = GraphRef("people", "uid-1", vector_dim=2)
 def graph_client(cluster: SimCluster, graph: GraphRef = GRAPH) -> GraphClient:
     assert cluster.gateway is not None
     return GraphClient(cluster.gateway.router, graph)
+
+
+def hits_of(parts: dict[int, ShardHits]) -> dict[int, list[GraphHit]]:
+    return {shard: part.hits for shard, part in parts.items()}
 
 
 def ids_on_other_shards(n: int, shards: int, name: str = "people") -> list[str]:
@@ -338,6 +342,12 @@ async def test_an_edge_message_naming_several_shards_of_a_node_is_answered_shard
                 await g.call(mine[0], GraphOp.EDGE_ATTACH, shards=[mine[0]], halves=halves[:2])
             with pytest.raises(ToruaError, match="take several shards"):
                 await g.call(mine[0], GraphOp.EDGE_PUT, shards=mine[:2], edge=EdgeData(src, "knows", dsts[0]))
+            # A traversal hop over several shards of the node: their rows and edges, a part for the one it does not lead.
+            hop = await g.call(mine[0], GraphOp.NEIGHBOURS, shards=[mine[0], mine[1], other], ids=dsts, direction=Direction.IN)
+            assert sorted(v.id for v in hop.vertices) == sorted(dsts[:2]) and sorted((e.src, e.dst) for e in hop.edges) == sorted((src, d) for d in dsts[:2])
+            assert [(p.shard, p.error_code) for p in hop.parts] == [(other, "moved")]
+            with pytest.raises(ToruaError, match="which shards does not name"):
+                await g.call(mine[0], GraphOp.NEIGHBOURS, shards=mine[:2], ids=dsts, direction=Direction.IN)
     finally:
         await cluster.stop()
 
@@ -438,6 +448,18 @@ async def test_vector_text_and_cypher_queries_go_to_the_index_and_see_every_ackn
             docs = sum(s.docs for s in stats)
             term_docs = {t: sum(s.term_docs.get(t, 0) for s in stats) for t in ("quick", "fox")}
             assert docs == 4 and term_docs == {"quick": 2, "fox": 2}
+            # The gateway asks each node once for the statistics of the shards it leads: the same sums.
+            gateway = cluster.gateway
+            assert gateway is not None
+            sent: list[list[int]] = []
+
+            def build_stats(shard: int, epoch: int, left: float) -> GraphRequest:
+                sent.append([shard])
+                return GraphRequest(GraphOp.TEXT_STATS, shard, epoch, graph, query="quick fox", timeout=left)
+
+            parts = await gateway._graph_search_all(build_stats, asyncio.get_running_loop().time() + 10)
+            assert sorted(parts) == [0, 1] and len(sent) == len({e.primary for e in gateway.router.shard_map().shards})
+            assert sum(p.docs for p in parts.values()) == 4 and sum_text_stats((p.docs, p.term_docs) for p in parts.values()).term_docs == term_docs
             found = []
             for shard in range(2):
                 found += (await g.call(shard, GraphOp.TEXT_SEARCH, query="quick fox", k=3, docs=docs, term_docs=term_docs)).hits
@@ -493,7 +515,7 @@ async def test_a_search_of_several_shards_answers_a_part_per_shard_and_the_gatew
                 return GraphRequest(GraphOp.VECTOR_SEARCH, shard, epoch, ref, vector=[1.0, 3.0], k=3, timeout=left)
 
             deadline = asyncio.get_running_loop().time() + 10
-            assert merge_hits(await gateway._graph_search_all(build, deadline), 3) == merge_hits(alone, 3)
+            assert merge_hits(hits_of(await gateway._graph_search_all(build, deadline)), 3) == merge_hits(alone, 3)
             stale = replace(shard_map, shards=[replace(e, primary=leader) for e in shard_map.shards])
 
             async def stale_map() -> ShardMap:
@@ -509,7 +531,7 @@ async def test_a_search_of_several_shards_answers_a_part_per_shard_and_the_gatew
 
             monkeypatch.setattr(gateway, "_graph_ask", counted)
             deadline = asyncio.get_running_loop().time() + 10
-            assert merge_hits(await gateway._graph_search_all(build, deadline), 3) == merge_hits(alone, 3)
+            assert merge_hits(hits_of(await gateway._graph_search_all(build, deadline)), 3) == merge_hits(alone, 3)
             assert sent[0] == [0, 1, 2, 3] and sorted(s for part in sent[1:] for s in part) == others
             # With no time left to ask them again, the refusal itself is the answer, naming its shard.
             monkeypatch.setattr("torua.gateway.graphs.SEARCH_RETRY_S", 3600.0)

@@ -29,7 +29,7 @@ from torua.graph.search import concat_rows, merge_hits, sum_counts, sum_text_sta
 from torua.graph.traversal import PathSearch, ShardAnswer, ShardCall, Traversal
 from torua.gateway.params import NdjsonBody
 from torua.protocol.errors import HTTP_STATUS, ToruaError
-from torua.protocol.messages import EdgeData, GraphHit, GraphReply, GraphRequest, VertexData
+from torua.protocol.messages import EdgeData, GraphHit, GraphReply, GraphRequest, ShardHits, VertexData
 from torua.protocol.vocabulary import GraphOp
 from torua.routing import RETRY_AFTER_SECONDS
 
@@ -143,21 +143,22 @@ class GraphEndpoints:
 
         return dict(zip(shards, await gather_or_raise(ask(s) for s in shards)))
 
-    async def _graph_search_all(self, build: Callable[[int, int, float], GraphRequest], deadline: float) -> dict[int, list[GraphHit]]:
-        """A vector or text search on every shard, one request per node naming the
-        shards it leads (`shards`): fewer messages, and the node searches them at once.
+    async def _graph_search_all(self, build: Callable[[int, int, float], GraphRequest], deadline: float) -> dict[int, ShardHits]:
+        """A vector or text search (or text statistics) on every shard, one request per
+        node naming the shards it leads (`shards`): fewer messages, and the node
+        searches them at once.
         A shard its node did not search (moved since the map was read, its index
         behind, a node of an older release that answers no parts) is asked on its own
         with what is left of the deadline, as `_graph_query_all` asks; its refusal then
         is the answer. With less than `SEARCH_RETRY_S` left, the first refusal is the
-        answer (a retry could only time out, and would hide why). Every shard's hits,
-        by shard."""
+        answer (a retry could only time out, and would hide why). Every shard's
+        answer, by shard."""
         loop = asyncio.get_running_loop()
         shard_map = await self._map()
         by_node: dict[str | None, list[int]] = {}
         for shard in range(shard_map.num_shards):
             by_node.setdefault(shard_map.entry(shard).primary, []).append(shard)
-        hits: dict[int, list[GraphHit]] = {}
+        hits: dict[int, ShardHits] = {}
         failed: dict[int, ToruaError] = {}
 
         def left() -> float:
@@ -177,7 +178,7 @@ class GraphEndpoints:
                 elif part.error_code:
                     failed[shard] = ToruaError(part.error_code, part.error_message)
                 else:
-                    hits[shard] = part.hits
+                    hits[shard] = part
 
         await asyncio.gather(*(ask_node(shards) for node, shards in by_node.items() if node is not None))
         again = sorted([*failed, *by_node.get(None, [])])
@@ -185,7 +186,7 @@ class GraphEndpoints:
             raise first_error([failed[s] for s in sorted(failed)])
         if again:
             replies = await gather_or_raise(self._graph_ask(s, lambda epoch, s=s: build(s, epoch, left()), left(), patient=True) for s in again)
-            hits.update({s: r.hits for s, r in zip(again, replies)})
+            hits.update({s: ShardHits(s, r.hits, docs=r.docs, term_docs=r.term_docs) for s, r in zip(again, replies)})
         return hits
 
     async def _graph_drive(self, planner: Traversal | PathSearch, entry: CatalogEntry, deadline: float) -> bool:
@@ -409,7 +410,7 @@ class GraphEndpoints:
         hits = await self._graph_search_all(
             lambda shard, epoch, left: GraphRequest(GraphOp.VECTOR_SEARCH, shard, epoch, ref, vector=query, k=k, label=label or "", timeout=left), deadline,
         )
-        return {"hits": [hit_view(h) for h in merge_hits(hits, k)]}
+        return {"hits": [hit_view(h) for h in merge_hits({s: p.hits for s, p in hits.items()}, k)]}
 
     async def graph_text_search(self, graph: str, query: str, k: int = 10, label: str | None = None) -> dict[str, Any]:
         """Two rounds: every shard's statistics for the query's terms, summed; then every
@@ -419,10 +420,10 @@ class GraphEndpoints:
             raise ToruaError("bad_request", f"graph {graph} has no text_properties to search; create it with text_properties")
         ref, loop = entry.ref(), asyncio.get_running_loop()
         deadline = loop.time() + self.config.request_timeout
-        stats = await self._graph_query_all(
+        stats = await self._graph_search_all(
             lambda shard, epoch, left: GraphRequest(GraphOp.TEXT_STATS, shard, epoch, ref, query=query, label=label or "", timeout=left), deadline,
         )
-        total = sum_text_stats((r.docs, r.term_docs) for r in stats.values())
+        total = sum_text_stats((p.docs, p.term_docs) for p in stats.values())
         if total.docs == 0:
             return {"hits": []}
         hits = await self._graph_search_all(
@@ -431,7 +432,7 @@ class GraphEndpoints:
             ),
             deadline,
         )
-        return {"hits": [hit_view(h) for h in merge_hits(hits, k)]}
+        return {"hits": [hit_view(h) for h in merge_hits({s: p.hits for s, p in hits.items()}, k)]}
 
     async def graph_cypher(self, graph: str, query: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         """The query on every shard's part of the graph; each shard's rows with its number."""

@@ -209,9 +209,12 @@ class Graph:
 
     async def edges_of(self, ids: Sequence[str], direction: str = "out", type: str | None = None, limit: int = 100) -> dict[str, list[dict[str, Any]]]:
         """The first page of `limit` edges of each of `ids` (`direction` "out" or "in"),
-        as `edges` gives it, read with one request per shard (a traversal hop over the
-        ids that shard holds) instead of one per id; a shard whose hop would return more
-        edges than one may is read id by id. An id that is not a vertex has none."""
+        as `edges` gives it, read with one request per node (a traversal hop over the
+        ids the shards it leads hold, by the shard map) instead of one per id; a shard
+        whose hop would return more edges than one may is read id by id, and one its
+        node did not serve (moved meanwhile), or every shard of a node that refused
+        the request (a node of an older release), is asked on its own. An id that is
+        not a vertex has none."""
         way = rules.validate_direction(direction)
         if way.value not in ("out", "in"):
             raise ToruaError("bad_request", "edges_of reads one direction: out or in")
@@ -238,8 +241,8 @@ class Graph:
             shards.setdefault(rules.vertex_shard(self.name, vertex_id, self._num_shards()), []).append(vertex_id)
         out: dict[str, list[dict[str, Any]]] = {i: [] for i in unique}
 
-        async def hop(shard: int, part: list[str]) -> None:
-            reply = await self._to_shard(shard, GraphOp.NEIGHBOURS, entry, ids=part, direction=way, types=types, limit=min(HOP_EDGES, limit * len(part)), each=limit)
+        async def take(reply: GraphReply, part: list[str]) -> None:
+            """The reply's edges of `part` into `out`; when it was cut short, `part` read id by id."""
             if reply.truncated:
                 out.update(zip(part, await asyncio.gather(*(page_of(i) for i in part))))
                 return
@@ -248,8 +251,44 @@ class Graph:
                 if len(page) < limit:
                     page.append({"src": e.src, "type": e.type, "dst": e.dst, "weight": e.weight, "properties": e.properties})
 
-        await asyncio.gather(*(hop(shard, part) for shard, part in shards.items()))
+        async def hop(shard: int, part: list[str]) -> None:
+            reply = await self._to_shard(shard, GraphOp.NEIGHBOURS, entry, ids=part, direction=way, types=types, limit=min(HOP_EDGES, limit * len(part)), each=limit)
+            await take(reply, part)
+
+        async def node_hop(held: list[int]) -> None:
+            if len(held) == 1:
+                return await hop(held[0], shards[held[0]])
+            part = [i for shard in held for i in shards[shard]]
+            try:
+                reply = await self._to_shard(
+                    held[0], GraphOp.NEIGHBOURS, entry, ids=part, shards=held, direction=way, types=types, limit=min(HOP_EDGES, limit * len(part)), each=limit,
+                )
+            except ToruaError as exc:
+                if exc.code == "timeout":
+                    raise  # asking again would only wait again
+                await asyncio.gather(*(hop(shard, shards[shard]) for shard in held))
+                return
+            refused = {p.shard for p in reply.parts}
+            served = [i for shard in held if shard not in refused for i in shards[shard]]
+            await asyncio.gather(take(reply, served), *(hop(shard, shards[shard]) for shard in sorted(refused)))
+
+        await asyncio.gather(*(node_hop(held) for held in self._by_node(shards)))
         return out
+
+    def _by_node(self, shards: Iterable[int]) -> list[list[int]]:
+        """`shards` grouped by the node that leads them (the client's shard map); a shard
+        with no primary on its own."""
+        c = self.client
+        assert c._maps is not None and c._maps.current is not None
+        groups: dict[str, list[int]] = {}
+        alone: list[list[int]] = []
+        for shard in shards:
+            primary = c._maps.current.entry(shard).primary
+            if primary is None:
+                alone.append([shard])
+            else:
+                groups.setdefault(primary, []).append(shard)
+        return [*groups.values(), *alone]
 
     async def support(self, items: list[SupportItem]) -> list[int]:
         """GraphRAG's evidence (`SupportItem`: chunks added to and removed from the

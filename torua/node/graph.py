@@ -77,7 +77,7 @@ REMEMBERED = frozenset({GraphOp.VERTEX_PUT, GraphOp.EDGE_PUT})
 MAX_REQUEST_ID = 128
 INDEX_QUERIES = frozenset({GraphOp.VECTOR_SEARCH, GraphOp.TEXT_STATS, GraphOp.TEXT_SEARCH, GraphOp.CYPHER})
 MAX_SHARDS_AT_ONCE = 4096
-SEARCHES = frozenset({GraphOp.VECTOR_SEARCH, GraphOp.TEXT_SEARCH})  # may name several shards of the node (`shards`)
+SEARCHES = frozenset({GraphOp.VECTOR_SEARCH, GraphOp.TEXT_SEARCH, GraphOp.TEXT_STATS})  # may name several shards of the node (`shards`)
 # The edge protocol's messages between primaries, which may name several shards of the
 # node too (torua.node.node_mux): the end of each half whose shard answers it.
 EDGE_ENDS = {GraphOp.EDGE_ATTACH: "dst", GraphOp.EDGE_CONFIRM: "dst", GraphOp.EDGE_DETACH: "dst", GraphOp.EDGE_DROP: "src", GraphOp.EDGE_CHECK: "src"}
@@ -182,21 +182,24 @@ class GraphService:
         }
 
     async def _each_shard(self, request: GraphRequest) -> GraphReply:
-        """A search for several shards of this node at once (one request per node
-        instead of one per shard): each shard searched as on its own, concurrently,
-        and answered in a part of its own, its refusal included."""
-        if request.op not in SEARCHES and request.op not in EDGE_ENDS:
-            raise ToruaError("bad_request", f"only {', '.join(sorted(SEARCHES | set(EDGE_ENDS)))} take several shards")
+        """A search (or text statistics) for several shards of this node at once (one
+        request per node instead of one per shard): each shard searched as on its own,
+        concurrently, and answered in a part of its own, its refusal included."""
+        if request.op not in SEARCHES and request.op not in EDGE_ENDS and request.op != GraphOp.NEIGHBOURS:
+            raise ToruaError("bad_request", f"only {', '.join(sorted(SEARCHES | set(EDGE_ENDS) | {GraphOp.NEIGHBOURS}))} take several shards")
         if len(set(request.shards)) != len(request.shards) or len(request.shards) > MAX_SHARDS_AT_ONCE:
             raise ToruaError("bad_request", f"shards names a shard twice, or more than {MAX_SHARDS_AT_ONCE}")
         for shard in request.shards:
             validate_shard(shard, self.node.num_shards)
         if request.op in EDGE_ENDS:
             return await self._edge_parts(request)
+        if request.op == GraphOp.NEIGHBOURS:
+            return await self._neighbour_parts(request)
 
         async def one(shard: int) -> ShardHits:
             try:
-                return ShardHits(shard, (await self.handle(replace(request, shard_id=shard, shards=[]))).hits)
+                reply = await self.handle(replace(request, shard_id=shard, shards=[]))
+                return ShardHits(shard, reply.hits, docs=reply.docs, term_docs=reply.term_docs)
             except ToruaError as exc:
                 return ShardHits(shard, [], exc.code, exc.message)
             except ShardClosed as exc:
@@ -237,6 +240,34 @@ class GraphService:
 
         parts = await asyncio.gather(*(one(shard, indexes) for shard, indexes in by_shard.items()))
         return GraphReply(True, self.node.epoch, halves=answers, parts=[p for p in parts if p.error_code])
+
+    async def _neighbour_parts(self, request: GraphRequest) -> GraphReply:
+        """One traversal hop over ids of several shards of this node (a client's
+        `Graph.edges_of`): each shard's ids read as a request of its own for that shard
+        would be (each with `limit`), concurrently; one answer of their rows and edges,
+        shard after shard (`truncated` if any shard's was), and a part naming each
+        shard that could not serve its own (the sender asks those on their own)."""
+        by_shard: dict[int, list[str]] = {}
+        for id in request.ids:
+            by_shard.setdefault(rules.vertex_shard(request.graph.name, rules.validate_vertex_id(id), self.node.num_shards), []).append(id)
+        strays = sorted(set(by_shard) - set(request.shards))
+        if strays:
+            raise ToruaError("bad_request", f"ids on shard {strays[0]}, which shards does not name")
+
+        async def one(shard: int, ids: list[str]) -> GraphReply | ShardHits:
+            try:
+                return await self.handle(replace(request, shard_id=shard, shards=[], ids=ids))
+            except ToruaError as exc:
+                return ShardHits(shard, [], exc.code, exc.message)
+            except ShardClosed as exc:
+                return ShardHits(shard, [], "moved", f"node {self.node.config.id} no longer serves shard {shard} ({exc})")
+
+        answers = await asyncio.gather(*(one(shard, ids) for shard, ids in sorted(by_shard.items())))
+        read = [a for a in answers if isinstance(a, GraphReply)]
+        return GraphReply(
+            True, self.node.epoch, vertices=[v for a in read for v in a.vertices], missing=[i for a in read for i in a.missing],
+            edges=[e for a in read for e in a.edges], truncated=any(a.truncated for a in read), parts=[a for a in answers if isinstance(a, ShardHits)],
+        )
 
     # ------------------------------------------------------------- helpers
 

@@ -555,16 +555,18 @@ class GraphHit:
 
 @dataclass(frozen=True)
 class ShardHits:
-    """One shard's answer within a `vector.search` or `text.search` sent for several
-    shards of one node (`GraphRequest.shards`): its hits, best first, or why that
-    shard could not answer (the sender asks that shard on its own then). Within an
-    edge op sent for several shards (torua.node.node_mux): only the shards refused,
-    with no hits."""
+    """One shard's answer within a `vector.search`, `text.search` or `text.stats` sent
+    for several shards of one node (`GraphRequest.shards`): its hits, best first, or
+    its text statistics, or why that shard could not answer (the sender asks that
+    shard on its own then). Within an edge op sent for several shards
+    (torua.node.node_mux): only the shards refused, with no hits."""
 
     shard: int
     hits: list[GraphHit] = field(default_factory=list)
     error_code: str = ""
     error_message: str = ""
+    docs: int = 0  # text.stats: the shard's vertices with text ...
+    term_docs: dict[str, int] = field(default_factory=dict)  # ... and those holding each query term
 
 
 @dataclass(frozen=True)
