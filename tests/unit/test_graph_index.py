@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 
 from tests.support import graph_rows_model
-from tests.support.graph_index_shard import expected_now, open_shard, write
+from tests.support.graph_index_shard import SMALL, expected_now, open_shard, write
 from tests.support.graph_ops import DIM, WORDS, ensure, random_ops
 from tests.support.processes import wait_until
-from torua.graph import kuzu_index
+from torua.graph import index_templates, kuzu_index
 from torua.graph.index import FILENAME, IndexBehind, QueryRefused
-from torua.graph.indexing import IndexLimits
+from torua.graph.indexing import GraphSpec, IndexLimits
 from torua.storage.operations import EdgePut, GraphDrop, GraphEnsure, KvPut, VertexDelete, VertexPut
 
 
@@ -72,6 +72,52 @@ async def test_op_by_op_holds_what_the_rows_hold_and_a_rebuild_holds_the_same(tm
         assert await text_scores(index) == scores  # the full-text index built before its rows were copied in scores as one grown op by op
     finally:
         await store.close()
+
+
+async def test_a_rebuild_starts_from_the_empty_file_of_its_graphs_and_holds_what_one_from_nothing_holds(tmp_path: Path, monkeypatch) -> None:
+    """Shards of one node holding the same graphs build from copies of one empty file
+    (torua.graph.index_templates): the same rows and BM25 scores as a build from
+    nothing; a copy that does not open fails that build and the next makes the file again."""
+    ops = random_ops(random.Random(11), 120, uids=("g1", "g2"))
+    dumps, scores = {}, {}
+    for shard in ("a", "b"):
+        store, index = open_shard(tmp_path / shard, lazy_ops=1, idle_s=3600)  # every batch left to the catch-up: built from the rows
+        try:
+            for batch in chunks(ops, random.Random(3)):
+                await write(store, index, batch)
+            dumps[shard] = {uid: index.dump(uid, soon()) for uid in ("g1", "g2")}
+            assert dumps[shard] == {uid: expected_now(store, uid) for uid in ("g1", "g2")}
+            scores[shard] = await text_scores(index)
+            assert index.stats()["builds"] >= 1
+        finally:
+            await store.close()
+    templates = tmp_path / index_templates.DIRECTORY
+    assert [p.suffix for p in templates.iterdir()] == [".kuzu"]  # one file for both shards (the same two graphs)
+    assert dumps["a"] == dumps["b"] and scores["a"] == scores["b"] and sum(len(h) for h in scores["a"].values()) >= 3
+
+    def unavailable(self, graphs, make):
+        raise OSError("no room for it")
+
+    monkeypatch.setattr(index_templates.IndexTemplates, "path_for", unavailable)
+    (tmp_path / "a" / FILENAME).unlink()
+    store, index = open_shard(tmp_path / "a", create=False, idle_s=3600)
+    try:  # built from nothing
+        assert {uid: index.dump(uid, soon()) for uid in ("g1", "g2")} == dumps["a"] and await text_scores(index) == scores["a"]
+    finally:
+        await store.close()
+    monkeypatch.undo()
+
+    assert not any(templates.iterdir())  # a build that could not copy it forgets it: the next one makes it again
+    held = index_templates.IndexTemplates.in_dir(templates)
+    spec = [GraphSpec(uid, f"name-{uid}", DIM, "cosine", ("title", "body")) for uid in ("g1", "g2")]  # the shards' graphs
+    kuzu_index.KuzuGraphs.build(tmp_path / "x.kuzu", SMALL, 7, 1, spec, lambda uid: ((), ()), templates=held)
+    template = next(templates.iterdir())
+    template.write_bytes(b"not a kuzu database" * 100)
+    with pytest.raises(RuntimeError):
+        kuzu_index.KuzuGraphs.build(tmp_path / "x.kuzu", SMALL, 7, 1, spec, lambda uid: ((), ()), templates=held)
+    assert not template.exists() and not (tmp_path / "x.kuzu").exists()
+    kuzu_index.KuzuGraphs.build(tmp_path / "x.kuzu", SMALL, 7, 1, spec, lambda uid: ((), ()), templates=held)
+    assert template.exists() and (tmp_path / "x.kuzu").exists()
 
 
 async def text_scores(index) -> dict[tuple[str, str], list[tuple[str, float]]]:
@@ -504,7 +550,7 @@ async def test_writes_and_escapes_are_refused(two_graphs, tmp_path: Path, query:
     with pytest.raises(QueryRefused) as refused:
         await two_graphs.cypher("g1", query.replace("{tmp}", str(tmp_path)))
     assert refusal == "refused" or refusal in str(refused.value), str(refused.value)
-    assert {p.name for p in tmp_path.iterdir()} <= {"s", "escape.csv"}  # no file written
+    assert {p.name for p in tmp_path.iterdir()} <= {"s", "escape.csv", index_templates.DIRECTORY}  # no file written (the builds' empty files are ours)
     columns, rows, _ = await two_graphs.cypher("g1", "MATCH (v:Vertex) RETURN count(*) AS n")
     assert rows == [[4]]  # a, b, c and the stub of far (pend's out-half is pending): nothing changed
 

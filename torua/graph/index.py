@@ -16,7 +16,8 @@ The graph's rows are the truth (SQLite, in the writer's transaction, read throug
   `idle_s`, or longer after a bulk write, before its first file, or after a costly
   catch-up (`idle_wait`). Catching up replays
   the log after `applied_seq`, or builds the index again (`plan_catch_up`).
-- **Rebuild**: from the rows, into a fresh file (`KuzuGraphs.build`, `COPY FROM`
+- **Rebuild**: from the rows, into a fresh file (`KuzuGraphs.build`: a copy of the
+  empty file of the shard's graphs, `torua.graph.index_templates`, then `COPY FROM`
   pyarrow tables, then indexes), renamed into place: when the file is missing, does
   not open, is marked risky (a graph's creation or drop, or a swap, cut short), is
   behind the log's start or ahead of its end, when an apply failed, or when
@@ -57,6 +58,7 @@ from torua.graph.indexing import (
     plan_catch_up,
     retry_delay,
 )
+from torua.graph.index_templates import DIRECTORY as TEMPLATES, IndexTemplates
 from torua.graph.kuzu_index import WAL_CHECKPOINT_BYTES, BuildStopped, IndexDamaged, KuzuGraphs, QueryRefused
 from torua.storage.engine import Chunk, EngineContext, EngineKind, UnknownChunkFormat
 from torua.storage.operations import (
@@ -204,6 +206,8 @@ class GraphIndex:
     ) -> None:
         self.shard_id = context.shard_id
         self.path = Path(context.directory) / FILENAME
+        # beside the shard directories: the node's shards share the empty files their builds start from
+        self.templates = IndexTemplates.in_dir(Path(context.directory).parent / TEMPLATES)
         self.rows = rows
         self.limits = limits
         # Kuzu keeps what the WAL holds in the buffer pool until it is folded in: fold well below the pool.
@@ -498,7 +502,7 @@ class GraphIndex:
             KuzuGraphs.build(
                 fresh, self.limits, self.shard_id, seq, graphs,
                 lambda uid: (self.rows.vertices(conn, uid), self.rows.edges(conn, uid)),
-                stop=lambda: self._stopping,
+                stop=lambda: self._stopping, templates=self.templates,
             )
         directory = self.path.parent
         with self._gate.exclusive():

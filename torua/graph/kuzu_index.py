@@ -38,9 +38,11 @@ import datetime
 import decimal
 import importlib.util  # noqa: F401  kuzu 0.11.3 uses importlib.util without importing it (COPY FROM a pyarrow table)
 import json
+import logging
 import math
 import os
 import re
+import shutil
 import threading
 import time
 import uuid
@@ -54,6 +56,7 @@ import numpy as np
 import pyarrow as pa
 from kuzu.prepared_statement import PreparedStatement
 
+from torua.graph.index_templates import IndexTemplates, template_key
 from torua.graph.vector_cache import VECTOR_CACHE_REBUILD_S, VectorCache
 from torua.graph.cypher_gate import CypherRefused, first_clause_refusal, map_labels, plan_refusal
 from torua.graph.indexing import (
@@ -90,6 +93,8 @@ __all__ = [
     "QueryRefused",
 ]
 
+log = logging.getLogger("torua.graph")
+
 KUZU_VERSION = kuzu.__version__
 WAL_CHECKPOINT_BYTES = 64 << 20  # reopen (folding the WAL in) past this
 PREPARED_PER_THREAD = 64  # prepared statements a read connection keeps (our own queries, a few per graph)
@@ -104,6 +109,7 @@ STEMS_KEPT = 50_000  # words whose stems a shard's index remembers
 TERM_ROWS_KEPT = 200_000  # FTS rows of recent query words a shard's index remembers until its next write
 COPY_ROWS = 50_000  # rows per COPY when building
 RISKY_SUFFIX = ".risky"
+TEMPLATE_SHARD = -1  # the shard number in an empty index file (torua.graph.index_templates); a build from it sets its own
 _RESERVED = re.compile(r"(?i)(v|e|p|emb)_\d+|indexmeta|indexgraphs|(fts|hnsw)_\d+")
 
 
@@ -638,29 +644,40 @@ class KuzuGraphs:
         graphs: Sequence[GraphSpec],
         rows: Callable[[str], tuple[Iterable[VertexRow], Iterable[EdgeRow]]],
         stop: Callable[[], bool] = lambda: False,
+        templates: IndexTemplates | None = None,
     ) -> None:
         """Write a new index file at `path` (any file there is removed) holding `graphs`
-        with the rows `rows(uid)` gives, at `seq`: tables and full-text indexes, `COPY
-        FROM` pyarrow tables, then vector indexes; closed (a complete file) when it returns. `BuildStopped` (the file
+        with the rows `rows(uid)` gives, at `seq`: tables and full-text indexes (from a
+        copy of the empty file of these graphs, when `templates` holds one or can make
+        it: torua.graph.index_templates), `COPY FROM` pyarrow tables, then vector
+        indexes; closed (a complete file) when it returns. `BuildStopped` (the file
         removed) once `stop()` says so."""
         cls.remove_files(path)
+        copied = False
+        key = template_key([KUZU_VERSION, [[g.uid, g.name, int(g.vector_dim), g.metric, list(g.text_properties)] for g in graphs]])
+        if templates is not None and graphs:
+            try:
+                template = templates.path_for(key, lambda fresh: cls.build(fresh, limits, TEMPLATE_SHARD, 0, graphs, lambda uid: ((), ())))
+                shutil.copyfile(template, path)
+                copied = True
+            except (OSError, RuntimeError, IndexDamaged) as exc:
+                log.warning("shard %d: the empty index file to build from could not be made or copied (%s); building from nothing", shard_id, exc)
+                templates.forget(key)
+                cls.remove_files(path)
         self = cls(path, limits, shard_id)
         try:
             self._open_handle()
-            self._load(create=True)
             c = self._writer
             assert c is not None
+            if copied:
+                _rows(c, "MATCH (m:IndexMeta {k: 'shard_id'}) SET m.v = $s", {"s": shard_id})
+                self._load(create=False)
+                tables = [self.graphs[spec.uid] for spec in graphs]
+            else:
+                self._load(create=True)
+                tables = [self._made(c, n, spec) for n, spec in enumerate(graphs, start=1)]
             built: list[tuple[GraphTables, int]] = []
-            for n, spec in enumerate(graphs, start=1):
-                g = GraphTables(spec.uid, n, spec.name, int(spec.vector_dim), spec.metric if spec.metric in ("cosine", "l2") else "cosine", tuple(spec.text_properties))
-                _schema(c, g)
-                if g.text_properties:
-                    # on the empty table, which the COPYs then fill: the same scores as
-                    # indexing the rows after them, for a third less CPU (~25 ms of ~70
-                    # at 100 rows, 30 of 115 at 5000) and less of the buffer pool
-                    _text_index(c, g)
-                _rows(c, "CREATE (:IndexGraphs {uid: $uid, n: $n, name: $name, vector_dim: $dim, metric: $metric, text_properties: $tp})",
-                      {"uid": g.uid, "n": g.n, "name": g.name, "dim": g.vector_dim, "metric": g.metric, "tp": json.dumps(list(g.text_properties))})
+            for g in tables:
                 vertices, edges = rows(g.uid)
                 built.append((g, self._copy_graph(c, g, vertices, edges, stop)))
             for g, vectors in built:
@@ -679,10 +696,26 @@ class KuzuGraphs:
                     f"node's --graph-max-db-size of {self.limits.max_db_bytes >> 20} MiB per shard copy (start the node with a larger one)"
                 )
             _fsync(path)
-        except BaseException:
+        except BaseException as exc:
             self._close_handle()
             cls.remove_files(path)
+            if copied and templates is not None and not isinstance(exc, BuildStopped):
+                templates.forget(key)  # in case the copy was the cause: the next build makes it again
             raise
+
+    @staticmethod
+    def _made(c: kuzu.Connection, n: int, spec: GraphSpec) -> GraphTables:
+        """Graph `spec`'s tables and full-text index, empty, as its `n`th graph."""
+        g = GraphTables(spec.uid, n, spec.name, int(spec.vector_dim), spec.metric if spec.metric in ("cosine", "l2") else "cosine", tuple(spec.text_properties))
+        _schema(c, g)
+        if g.text_properties:
+            # on the empty table, which the COPYs then fill: the same scores as indexing
+            # the rows after them, for a third less CPU (~25 ms of ~70 at 100 rows, 30 of
+            # 115 at 5000) and less of the buffer pool
+            _text_index(c, g)
+        _rows(c, "CREATE (:IndexGraphs {uid: $uid, n: $n, name: $name, vector_dim: $dim, metric: $metric, text_properties: $tp})",
+              {"uid": g.uid, "n": g.n, "name": g.name, "dim": g.vector_dim, "metric": g.metric, "tp": json.dumps(list(g.text_properties))})
+        return g
 
     def _copy_graph(self, c: kuzu.Connection, g: GraphTables, vertices: Iterable[VertexRow], edges: Iterable[EdgeRow], stop: Callable[[], bool]) -> int:
         """Copy the graph's rows in; how many vectors it holds."""
