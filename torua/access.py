@@ -93,8 +93,10 @@ APP_OPERATIONS: dict[str, dict[str, str]] = {
         "support": "vertex_put",
         # a batch of vertices and edges for one shard (`Graph.put_many`, a worker's writes per document)
         "import": "graph_import",
-        # the edges of several vertices of one shard (`Graph.edges_of`, a GraphRAG query's hops): reads, as a page of edges is
+        # the edges of several vertices of the shards of one node (`Graph.edges_of`, a GraphRAG query's hops): reads, as a page of edges is
         "neighbours": "graph_edges",
+        # the rows of several vertices of the shards of one node (`Graph.get_vertices`, a GraphRAG query's chunks): reads, as a vertex get is
+        "vertices": "vertex_get",
     },
 }
 

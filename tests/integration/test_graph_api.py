@@ -356,6 +356,46 @@ async def test_edges_of_many_vertices_are_each_ones_first_page(shared_cluster, m
         assert await g.edges_of(asked, "in", "mentions", 10) == await one_by_one("in", "mentions", 10)
 
 
+async def test_get_vertices_reads_many_ids_with_one_request_per_node(shared_cluster, monkeypatch):
+    """`Graph.get_vertices` (a GraphRAG query's chunks and documents): each id's vertex
+    as `get_vertex` gives it, None for one that is not there, one request per node;
+    a shard its node does not lead is asked on its own; through the gateway alike."""
+    from torua.graph import client as graph_client
+    from torua.protocol.messages import VertexData
+
+    async with Client(shared_cluster.nats_url) as db:
+        g = db.graph("api-get-vertices")
+        await g.create()
+        ids = [f"v/{i}" for i in range(40)] + ["ü/ñ", "with space"]
+        await g.put_many([VertexData(v, "V", {"n": n, "name": v}) for n, v in enumerate(ids)])
+        asked = ids + ["nobody", ids[0]]
+        expected = {v: await g.get_vertex(v) for v in asked}
+        assert expected["nobody"] is None and expected["v/3"] == {"id": "v/3", "label": "V", "properties": {"n": 3, "name": "v/3"}}
+        calls = []
+        to_shard = graph_client.Graph._to_shard
+
+        async def counted(self, shard, op, entry, **fields):
+            calls.append((op, fields.get("shards") or [shard]))
+            return await to_shard(self, shard, op, entry, **fields)
+
+        monkeypatch.setattr(graph_client.Graph, "_to_shard", counted)
+        assert await g.get_vertices(asked) == expected
+        shard_map = db._maps.current
+        held = {rules.vertex_shard("api-get-vertices", v, shared_cluster.shards) for v in asked}
+        assert len(calls) == len({shard_map.entry(s).primary for s in held}) < len(held) and {op for op, _ in calls} == {GraphOp.VERTICES}
+        calls.clear()
+        monkeypatch.setattr(graph_client.Graph, "_by_node", lambda self, shards: [sorted(shards)])  # a stale map: one node leads every shard
+        assert await g.get_vertices(asked) == expected
+        first = calls[0][1]
+        led = {s for s in first if shard_map.entry(s).primary == shard_map.entry(first[0]).primary}
+        assert len(first) > len(led) and sorted(shards[0] for _, shards in calls[1:]) == sorted(set(first) - led)
+        with pytest.raises(ToruaError) as bad:
+            await g.get_vertices(["ok", ""])
+        assert bad.value.code == "bad_request"
+    async with GatewayOnly(shared_cluster.nats_url) as db:
+        assert await db.graph("api-get-vertices").get_vertices(asked) == expected
+
+
 class GatewayOnly(Client):
     """A client that cannot go to the nodes (as one without the shard map or JetStream access)."""
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Iterable
 
 from nats.errors import Error as NatsError
@@ -236,9 +236,6 @@ class Graph:
         entry = await self._one_hop()
         if entry is None:
             return dict(zip(unique, await asyncio.gather(*(page_of(i) for i in unique))))
-        shards: dict[int, list[str]] = {}
-        for vertex_id in unique:
-            shards.setdefault(rules.vertex_shard(self.name, vertex_id, self._num_shards()), []).append(vertex_id)
         out: dict[str, list[dict[str, Any]]] = {i: [] for i in unique}
 
         async def take(reply: GraphReply, part: list[str]) -> None:
@@ -251,29 +248,62 @@ class Graph:
                 if len(page) < limit:
                     page.append({"src": e.src, "type": e.type, "dst": e.dst, "weight": e.weight, "properties": e.properties})
 
-        async def hop(shard: int, part: list[str]) -> None:
-            reply = await self._to_shard(shard, GraphOp.NEIGHBOURS, entry, ids=part, direction=way, types=types, limit=min(HOP_EDGES, limit * len(part)), each=limit)
-            await take(reply, part)
+        answers = await self._read_by_node(
+            entry, GraphOp.NEIGHBOURS, unique, lambda part: {"direction": way, "types": types, "limit": min(HOP_EDGES, limit * len(part)), "each": limit},
+        )
+        await asyncio.gather(*(take(reply, part) for reply, part in answers))
+        return out
 
-        async def node_hop(held: list[int]) -> None:
+    async def get_vertices(self, ids: Sequence[str]) -> dict[str, dict[str, Any] | None]:
+        """Each of `ids`' vertex as `get_vertex` gives it (None: there is no such
+        vertex), read with one request per node (the ids of the shards it leads)
+        instead of one per id (a GraphRAG query's chunks and documents)."""
+        for vertex_id in ids:
+            rules.validate_vertex_id(vertex_id)
+        unique = list(dict.fromkeys(ids))
+        entry = await self._one_hop()
+        if entry is None:
+            return dict(zip(unique, await asyncio.gather(*(self.get_vertex(i) for i in unique))))
+        out: dict[str, dict[str, Any] | None] = dict.fromkeys(unique)
+        for reply, _ in await self._read_by_node(entry, GraphOp.VERTICES, unique, lambda part: {}):
+            out.update({v.id: {"id": v.id, "label": v.label, "properties": v.properties} for v in reply.vertices})
+        return out
+
+    async def _read_by_node(
+        self, entry: CatalogEntry, op: GraphOp, ids: list[str], fields: Callable[[list[str]], dict[str, Any]],
+    ) -> list[tuple[GraphReply, list[str]]]:
+        """`op` (a read of `ids`) with one request per node, naming the shards it leads
+        (by the shard map) and carrying `fields(its ids)`: each answer with the ids it
+        read. A shard its node did not serve (moved meanwhile), or every shard of a
+        node that refused the request (a node of an older release), is asked on its
+        own; a request that timed out fails the read (asking again would only wait
+        again)."""
+        by_shard: dict[int, list[str]] = {}
+        for vertex_id in ids:
+            by_shard.setdefault(rules.vertex_shard(self.name, vertex_id, self._num_shards()), []).append(vertex_id)
+        answers: list[tuple[GraphReply, list[str]]] = []
+
+        async def alone(shard: int) -> None:
+            part = by_shard[shard]
+            answers.append((await self._to_shard(shard, op, entry, ids=part, **fields(part)), part))
+
+        async def node(held: list[int]) -> None:
             if len(held) == 1:
-                return await hop(held[0], shards[held[0]])
-            part = [i for shard in held for i in shards[shard]]
+                return await alone(held[0])
+            part = [i for shard in held for i in by_shard[shard]]
             try:
-                reply = await self._to_shard(
-                    held[0], GraphOp.NEIGHBOURS, entry, ids=part, shards=held, direction=way, types=types, limit=min(HOP_EDGES, limit * len(part)), each=limit,
-                )
+                reply = await self._to_shard(held[0], op, entry, ids=part, shards=held, **fields(part))
             except ToruaError as exc:
                 if exc.code == "timeout":
-                    raise  # asking again would only wait again
-                await asyncio.gather(*(hop(shard, shards[shard]) for shard in held))
+                    raise
+                await asyncio.gather(*(alone(shard) for shard in held))
                 return
             refused = {p.shard for p in reply.parts}
-            served = [i for shard in held if shard not in refused for i in shards[shard]]
-            await asyncio.gather(take(reply, served), *(hop(shard, shards[shard]) for shard in sorted(refused)))
+            answers.append((reply, [i for shard in held if shard not in refused for i in by_shard[shard]]))
+            await asyncio.gather(*(alone(shard) for shard in sorted(refused)))
 
-        await asyncio.gather(*(node_hop(held) for held in self._by_node(shards)))
-        return out
+        await asyncio.gather(*(node(held) for held in self._by_node(by_shard)))
+        return answers
 
     def _by_node(self, shards: Iterable[int]) -> list[list[int]]:
         """`shards` grouped by the node that leads them (the client's shard map); a shard

@@ -78,6 +78,7 @@ MAX_REQUEST_ID = 128
 INDEX_QUERIES = frozenset({GraphOp.VECTOR_SEARCH, GraphOp.TEXT_STATS, GraphOp.TEXT_SEARCH, GraphOp.CYPHER})
 MAX_SHARDS_AT_ONCE = 4096
 SEARCHES = frozenset({GraphOp.VECTOR_SEARCH, GraphOp.TEXT_SEARCH, GraphOp.TEXT_STATS})  # may name several shards of the node (`shards`)
+ID_READS = frozenset({GraphOp.VERTICES, GraphOp.NEIGHBOURS})  # so may these: the ids of those shards
 # The edge protocol's messages between primaries, which may name several shards of the
 # node too (torua.node.node_mux): the end of each half whose shard answers it.
 EDGE_ENDS = {GraphOp.EDGE_ATTACH: "dst", GraphOp.EDGE_CONFIRM: "dst", GraphOp.EDGE_DETACH: "dst", GraphOp.EDGE_DROP: "src", GraphOp.EDGE_CHECK: "src"}
@@ -185,16 +186,16 @@ class GraphService:
         """A search (or text statistics) for several shards of this node at once (one
         request per node instead of one per shard): each shard searched as on its own,
         concurrently, and answered in a part of its own, its refusal included."""
-        if request.op not in SEARCHES and request.op not in EDGE_ENDS and request.op != GraphOp.NEIGHBOURS:
-            raise ToruaError("bad_request", f"only {', '.join(sorted(SEARCHES | set(EDGE_ENDS) | {GraphOp.NEIGHBOURS}))} take several shards")
+        if request.op not in SEARCHES and request.op not in EDGE_ENDS and request.op not in ID_READS:
+            raise ToruaError("bad_request", f"only {', '.join(sorted(SEARCHES | set(EDGE_ENDS) | ID_READS))} take several shards")
         if len(set(request.shards)) != len(request.shards) or len(request.shards) > MAX_SHARDS_AT_ONCE:
             raise ToruaError("bad_request", f"shards names a shard twice, or more than {MAX_SHARDS_AT_ONCE}")
         for shard in request.shards:
             validate_shard(shard, self.node.num_shards)
         if request.op in EDGE_ENDS:
             return await self._edge_parts(request)
-        if request.op == GraphOp.NEIGHBOURS:
-            return await self._neighbour_parts(request)
+        if request.op in ID_READS:
+            return await self._id_parts(request)
 
         async def one(shard: int) -> ShardHits:
             try:
@@ -241,12 +242,13 @@ class GraphService:
         parts = await asyncio.gather(*(one(shard, indexes) for shard, indexes in by_shard.items()))
         return GraphReply(True, self.node.epoch, halves=answers, parts=[p for p in parts if p.error_code])
 
-    async def _neighbour_parts(self, request: GraphRequest) -> GraphReply:
-        """One traversal hop over ids of several shards of this node (a client's
-        `Graph.edges_of`): each shard's ids read as a request of its own for that shard
-        would be (each with `limit`), concurrently; one answer of their rows and edges,
-        shard after shard (`truncated` if any shard's was), and a part naming each
-        shard that could not serve its own (the sender asks those on their own)."""
+    async def _id_parts(self, request: GraphRequest) -> GraphReply:
+        """A read of ids of several shards of this node (`vertices`, or `neighbours`: one
+        traversal hop; a client's `Graph.get_vertices` and `Graph.edges_of`): each
+        shard's ids read as a request of its own for that shard would be (a hop's with
+        its `limit`), concurrently; one answer of their rows (and edges), shard after
+        shard (`truncated` if any shard's was), and a part naming each shard that could
+        not serve its own (the sender asks those on their own)."""
         by_shard: dict[int, list[str]] = {}
         for id in request.ids:
             by_shard.setdefault(rules.vertex_shard(request.graph.name, rules.validate_vertex_id(id), self.node.num_shards), []).append(id)

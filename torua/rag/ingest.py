@@ -62,7 +62,7 @@ def _now() -> str:
 @dataclass(frozen=True)
 class Planned:
     """A document ready to write: its plan, metadata, the embedding of each entity's
-    name, and the chunk hashes it held before (`CorpusWriter.previous_chunks`; None:
+    name, and the chunk hashes it held before (`CorpusWriter.previous_chunks_of`; None:
     it was not there)."""
 
     plan: DocumentPlan
@@ -80,17 +80,14 @@ class CorpusWriter:
         vertex = await self.graph.get_vertex(schema.document_vertex(document_id))
         return None if vertex is None else vertex["properties"]
 
-    async def previous_chunks(self, document_id: str) -> list[str] | None:
-        """The chunk hashes the document holds; None when it is not there."""
-        held = await self.document(document_id)
-        return None if held is None else list(held.get("chunks") or [])
-
     async def _mark(self, document_id: str, status: str, chunks: list[str], metadata: dict[str, Any]) -> None:
         await self.graph.put_many([_document(document_id, status, chunks, metadata)])
 
     async def previous_chunks_of(self, document_ids: Sequence[str]) -> list[list[str] | None]:
-        """`previous_chunks` of each document, read at once."""
-        return await each([self.previous_chunks(d) for d in document_ids])
+        """The chunk hashes each document holds (None: it is not there), read at once
+        (one request per node)."""
+        held = await self.graph.get_vertices([schema.document_vertex(d) for d in document_ids])
+        return [None if (v := held[schema.document_vertex(d)]) is None else list(v["properties"].get("chunks") or []) for d in document_ids]
 
     async def write(self, documents: Sequence[Planned]) -> None:
         """Planned documents into the graph (the module's steps 1 to 4), each step for

@@ -272,7 +272,8 @@ class CorpusService:
         async def by_name() -> tuple[list[str], list[Any]]:
             found = (await asyncio.to_thread(self._extract, question, settings)).mentions
             named = [resolution.entity_id(m.type, m.text) for m in found]
-            return named, await asyncio.gather(*(self.graph.get_vertex(id) for id in named))
+            found = await self.graph.get_vertices(named)
+            return named, [found[id] for id in named]
 
         # the question's named entities and the entities nearest it, at once
         async def nearest_entities() -> list[dict[str, Any]]:
@@ -309,8 +310,9 @@ class CorpusService:
         them now (not one being written, deleted or replaced) and whose metadata holds
         `metadata`, with their text. Read a page at a time (twice what is still wanted):
         most queries need only their first page, not every candidate. A page's chunks
-        and the documents their ids name are read at once (a chunk's own
-        `document_id` is the one checked: one its id does not name is read after)."""
+        and the documents their ids name are read at once, one request per node (a
+        chunk's own `document_id` is the one checked: one its id does not name is read
+        after)."""
         chunks: list[dict[str, Any]] = []
         held: dict[str, Any] = {}
         start = 0
@@ -318,12 +320,13 @@ class CorpusService:
             page = ranked[start : start + 2 * (k - len(chunks))]
             start += len(page)
             named = list(dict.fromkeys(d for id, _ in page if (d := schema.chunk_document(id)) is not None and d not in held))
-            found = await asyncio.gather(*(self.graph.get_vertex(id) for id, _ in page), *(self.graph.get_vertex(schema.document_vertex(d)) for d in named))
-            vertices = found[: len(page)]
-            held.update(zip(named, found[len(page) :]))
+            found = await self.graph.get_vertices([id for id, _ in page] + [schema.document_vertex(d) for d in named])
+            vertices = [found[id] for id, _ in page]
+            held.update((d, found[schema.document_vertex(d)]) for d in named)
             docs = list({v["properties"].get("document_id") for v in vertices if v is not None} - held.keys())
             if docs:
-                held.update(zip(docs, await asyncio.gather(*(self.graph.get_vertex(schema.document_vertex(d)) for d in docs))))
+                more = await self.graph.get_vertices([schema.document_vertex(d) for d in docs])
+                held.update((d, more[schema.document_vertex(d)]) for d in docs)
             for (id, score), vertex in zip(page, vertices):
                 if vertex is None:
                     continue
