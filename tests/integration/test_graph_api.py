@@ -389,6 +389,18 @@ async def test_get_vertices_reads_many_ids_with_one_request_per_node(shared_clus
         first = calls[0][1]
         led = {s for s in first if shard_map.entry(s).primary == shard_map.entry(first[0]).primary}
         assert len(first) > len(led) and sorted(shards[0] for _, shards in calls[1:]) == sorted(set(first) - led)
+        monkeypatch.undo()
+        calls.clear()
+
+        async def older_node(self, shard, op, entry, **fields):  # a node of an older release takes shards for searches only
+            calls.append((op, fields.get("shards") or [shard]))
+            if fields.get("shards"):
+                raise ToruaError("bad_request", "only text.search, vector.search take several shards")
+            return await to_shard(self, shard, op, entry, **fields)
+
+        monkeypatch.setattr(graph_client.Graph, "_to_shard", older_node)
+        assert await g.get_vertices(asked) == expected
+        assert sorted(shards[0] for _, shards in calls if len(shards) == 1) == sorted(held)  # each shard then asked alone
         with pytest.raises(ToruaError) as bad:
             await g.get_vertices(["ok", ""])
         assert bad.value.code == "bad_request"
