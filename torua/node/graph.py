@@ -185,7 +185,9 @@ class GraphService:
     async def _each_shard(self, request: GraphRequest) -> GraphReply:
         """A search (or text statistics) for several shards of this node at once (one
         request per node instead of one per shard): each shard searched as on its own,
-        concurrently, and answered in a part of its own, its refusal included."""
+        concurrently, and answered in a part of its own, its refusal included. The
+        edge protocol's messages (`_edge_parts`) and reads of ids (`_id_parts`) for
+        several shards go their own ways."""
         if request.op not in SEARCHES and request.op not in EDGE_ENDS and request.op not in ID_READS:
             raise ToruaError("bad_request", f"only {', '.join(sorted(SEARCHES | set(EDGE_ENDS) | ID_READS))} take several shards")
         if len(set(request.shards)) != len(request.shards) or len(request.shards) > MAX_SHARDS_AT_ONCE:

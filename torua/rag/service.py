@@ -270,8 +270,8 @@ class CorpusService:
         """Chunks ranked by the entities they mention, from the question's entities out
         (torua.rag.retrieval), with the entities and relations that ranked them."""
         async def by_name() -> tuple[list[str], list[Any]]:
-            found = (await asyncio.to_thread(self._extract, question, settings)).mentions
-            named = [resolution.entity_id(m.type, m.text) for m in found]
+            mentions = (await asyncio.to_thread(self._extract, question, settings)).mentions
+            named = [resolution.entity_id(m.type, m.text) for m in mentions]
             found = await self.graph.get_vertices(named)
             return named, [found[id] for id in named]
 
