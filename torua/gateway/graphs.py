@@ -158,7 +158,7 @@ class GraphEndpoints:
         by_node: dict[str | None, list[int]] = {}
         for shard in range(shard_map.num_shards):
             by_node.setdefault(shard_map.entry(shard).primary, []).append(shard)
-        hits: dict[int, ShardHits] = {}
+        parts: dict[int, ShardHits] = {}
         failed: dict[int, ToruaError] = {}
 
         def left() -> float:
@@ -170,15 +170,15 @@ class GraphEndpoints:
             except ToruaError as exc:
                 failed.update({shard: exc for shard in shards})
                 return
-            parts = {p.shard: p for p in reply.parts}
+            answered = {p.shard: p for p in reply.parts}
             for shard in shards:
-                part = parts.get(shard)
+                part = answered.get(shard)
                 if part is None:
                     failed[shard] = ToruaError("unavailable", f"the node of shard {shard} did not search it", retry_after=RETRY_AFTER_SECONDS)
                 elif part.error_code:
                     failed[shard] = ToruaError(part.error_code, part.error_message)
                 else:
-                    hits[shard] = part
+                    parts[shard] = part
 
         await asyncio.gather(*(ask_node(shards) for node, shards in by_node.items() if node is not None))
         again = sorted([*failed, *by_node.get(None, [])])
@@ -186,8 +186,8 @@ class GraphEndpoints:
             raise first_error([failed[s] for s in sorted(failed)])
         if again:
             replies = await gather_or_raise(self._graph_ask(s, lambda epoch, s=s: build(s, epoch, left()), left(), patient=True) for s in again)
-            hits.update({s: ShardHits(s, r.hits, docs=r.docs, term_docs=r.term_docs) for s, r in zip(again, replies)})
-        return hits
+            parts.update({s: ShardHits(s, r.hits, docs=r.docs, term_docs=r.term_docs) for s, r in zip(again, replies)})
+        return parts
 
     async def _graph_drive(self, planner: Traversal | PathSearch, entry: CatalogEntry, deadline: float) -> bool:
         """Run a planner's hops, each hop's requests at once, until it is done (False)

@@ -653,9 +653,9 @@ class KuzuGraphs:
         indexes; closed (a complete file) when it returns. `BuildStopped` (the file
         removed) once `stop()` says so."""
         cls.remove_files(path)
-        copied = False
-        key = template_key([KUZU_VERSION, [[g.uid, g.name, int(g.vector_dim), g.metric, list(g.text_properties)] for g in graphs]])
+        copied, key = False, ""
         if templates is not None and graphs:
+            key = template_key([KUZU_VERSION, [[g.uid, g.name, int(g.vector_dim), g.metric, list(g.text_properties)] for g in graphs]])
             try:
                 template = templates.path_for(key, lambda fresh: cls.build(fresh, limits, TEMPLATE_SHARD, 0, graphs, lambda uid: ((), ())))
                 shutil.copyfile(template, path)
