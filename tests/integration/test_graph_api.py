@@ -280,6 +280,61 @@ async def test_put_many_writes_vertices_then_edges_in_batches_per_shard(shared_c
         assert await g.get_vertex("v/x") is None
 
 
+async def test_a_fenced_graphs_writes_are_refused_once_the_fence_passed_and_change_nothing(shared_cluster):
+    """`Graph.fenced` (a GraphRAG worker's writes of a document whose claim it holds,
+    torua.rag.claims): every write straight to a node carries the fence, and a node
+    whose clock is past it refuses the write (`fenced`) and applies none of it; reads
+    are not fenced; a fence that is not a time is a bad request; a client that would
+    write through the gateway (which carries no fence) is refused."""
+    import time
+
+    from torua.protocol.messages import EdgeData, SupportItem, VertexData
+
+    async with Client(shared_cluster.nats_url) as db:
+        g = db.graph("api-fenced")
+        await g.create()
+        await g.put_vertex("a", "V", {"x": 1})
+        await g.put_vertex("b", "V")
+        fence = [time.time() + 3600]
+        live = g.fenced(lambda: fence[0])
+        assert await live.put_vertex("c", "V") is True
+        assert await live.put_edge("a", "t", "c") is True
+        fence[0] = time.time() - 1
+        writes = {
+            "vertex put": lambda: live.put_vertex("a", "V", {"x": 2}),
+            "vertex delete": lambda: live.delete_vertex("b"),
+            "edge put": lambda: live.put_edge("a", "t", "b"),
+            "edge delete": lambda: live.delete_edge("a", "t", "c"),
+            "put_many": lambda: live.put_many([VertexData("d", "V", {})]),
+            "put_many edges": lambda: live.put_many(edges=[EdgeData("b", "t", "a")]),
+            "support": lambda: live.support([SupportItem("a", added={"c/1": "{}"})]),
+        }
+        for what, write in writes.items():
+            with pytest.raises(ToruaError) as refused:
+                await write()
+            assert refused.value.code == "fenced" and "nothing was applied" in refused.value.message, what
+        assert await live.get_vertex("a") == {"id": "a", "label": "V", "properties": {"x": 1}}, "read through the fenced graph, unchanged"
+        assert await g.get_vertex("b") is not None and await g.get_vertex("d") is None
+        assert [e["dst"] for e in (await g.edges("a"))[0]] == ["c"] and (await g.edges("b"))[0] == []
+        assert await g.support([SupportItem("a")]) == [0]
+        assert (await g.info())["counts"]["vertices"] == 3
+
+        entry = await g._entry()
+        shard = rules.vertex_shard("api-fenced", "a", g._num_shards())
+        for bad in (-1.0, "soon"):
+            with pytest.raises(ToruaError) as wrong:
+                await g._to_shard(shard, GraphOp.VERTEX_PUT, entry, vertex=VertexData("a", "V", {"x": 3}), not_after=bad)
+            assert wrong.value.code == "bad_request", bad
+        assert (await g.get_vertex("a"))["properties"] == {"x": 1}
+
+    async with GatewayOnly(shared_cluster.nats_url) as gateway_only:
+        with pytest.raises(ToruaError) as through_gateway:
+            await gateway_only.graph("api-fenced").fenced(lambda: time.time() + 3600).put_vertex("e", "V")
+        assert through_gateway.value.code == "unavailable" and "fenced" in through_gateway.value.message
+    async with Client(shared_cluster.nats_url) as db:
+        assert await db.graph("api-fenced").get_vertex("e") is None
+
+
 async def test_edges_of_many_vertices_are_each_ones_first_page(shared_cluster, monkeypatch):
     """`Graph.edges_of` (a GraphRAG query's hops): one request per node, and for each
     id exactly the first page `edges` gives it, in order, however many it has; a shard

@@ -519,6 +519,110 @@ async def test_versions_of_a_document_are_written_in_the_order_they_were_sent(ra
             await js.delete_stream("TEST_ORDER")
 
 
+async def test_a_worker_paused_past_its_claim_is_fenced_off_and_the_next_version_cleans_up_after_it(rag_cluster, monkeypatch):
+    """A worker stopped in the middle of version 1 (its chunks and their entity support
+    written, the relations' not yet) and not renewing its claim: version 2's worker
+    waits until that claim is stale, takes it over, removes whatever version 1 left
+    (the document is not complete) and writes version 2. When the first worker wakes
+    up, its next write carries a fence that has passed and the node refuses it: the
+    graph is exactly what a fresh ingest of version 2 makes, and version 1's message,
+    delivered again, is superseded. Two `Worker`s in this process, each with its own
+    connection and claims, on a stream of the test's own; the pause holds the first
+    one's writes and its claim renewals (what SIGSTOP of its process would)."""
+    from nats.js.api import StreamConfig
+
+    from torua.graph.client import Graph
+    from torua.protocol.codec import encode
+    from torua.protocol.messages import RagJob
+    from torua.rag.worker import Worker
+
+    texts = ["Marie Curie was born in Warsaw. Marie Curie moved to Paris. Marie Curie won the Nobel Prize.",
+             "Albert Einstein was born in Ulm. Albert Einstein moved to Berlin. Albert Einstein worked in Bern.",
+             "Alan Turing was born in London. Alan Turing studied at Cambridge. Alan Turing moved to Manchester."]
+    async with Client(rag_cluster.nats_url) as db, Client(rag_cluster.nats_url) as first_db, Client(rag_cluster.nats_url) as second_db:
+        rag = db.rag("rag-pause")
+        await rag.create(**SETTINGS)
+        js = db._nc.jetstream()
+        await js.add_stream(StreamConfig(name="TEST_PAUSE", subjects=["test.pause"]))
+        try:
+            for n, text in enumerate(texts):
+                await js.publish("test.pause", encode(RagJob(f"p{n}", "rag-pause", "note", text)))
+            pulled = await js.pull_subscribe("test.pause", durable="test-pause")
+            messages: list = []
+            while len(messages) < 3:
+                messages += await pulled.fetch(3 - len(messages), timeout=5)
+            first = Worker(first_db, Engines(load=False), ack_wait=1.5, stream="TEST_PAUSE")  # its claims go stale 3 s after their last renewal
+            second = Worker(second_db, Engines(load=False), ack_wait=1.5, stream="TEST_PAUSE")
+            await first.take_many([messages[0]])
+            assert (await rag.document("note") or {}).get("status") == "complete"
+
+            paused, woken = asyncio.Event(), asyncio.Event()
+            calls: list[str] = []
+            refused: list[str] = []
+            support = Graph.support
+
+            async def held_support(self: Graph, items: list) -> list[int]:
+                if self.client is first_db and self._not_after is not None and self.name == "rag-pause":
+                    calls.append("support")
+                    if len(calls) == 2:  # version 1's relations: its chunks and their entities' support are in
+                        paused.set()
+                        await woken.wait()
+                        try:
+                            return await support(self, items)
+                        except ToruaError as exc:
+                            refused.append(exc.code)
+                            raise
+                return await support(self, items)
+
+            renew = first.claims.renew
+
+            async def held_renew(*args: Any) -> bool:
+                if paused.is_set():
+                    await woken.wait()
+                return await renew(*args)
+
+            monkeypatch.setattr(Graph, "support", held_support)
+            first.claims.renew = held_renew  # type: ignore[method-assign]
+            writing_first = asyncio.ensure_future(first.take_many([messages[1]]))
+            await asyncio.wait_for(paused.wait(), 60)
+            assert (await rag.document("note") or {}).get("status") == "ingesting"
+            held = await db.graph("rag-pause").get_vertex("e/person/albert einstein")
+            assert held is not None, "version 1's entities are written before the pause"
+
+            await asyncio.wait_for(second.take_many([messages[2]]), 60)  # waits for the first's claim to go stale
+            document = await rag.document("note")
+            assert document is not None and document["status"] == "complete"
+            woken.set()
+            await asyncio.wait_for(writing_first, 60)
+            assert refused == ["fenced"], "the first worker's write after its claim went stale is refused"
+            assert await rag.document("note") == document, "and changes nothing"
+
+            again = await pulled.fetch(1, timeout=10)  # version 1 again (given back after its failure)
+            assert again[0].metadata.sequence.stream == 2
+            await second.take_many(again)
+            assert (await pulled.consumer_info()).num_ack_pending == 0
+            assert await rag.document("note") == document, "version 1, delivered again, is superseded"
+        finally:
+            await js.delete_stream("TEST_PAUSE")
+        await db.rag("rag-pause-fresh").create(**SETTINGS)
+        await ingest(db, "rag-pause-fresh", [{"id": "note", "text": texts[2]}])
+        uids = {name: (await db.graph(name).info())["uid"] for name in ("rag-pause", "rag-pause-fresh")}
+
+    def same() -> dict | None:  # removed chunks' in-halves on other shards go by their outbox, a moment later
+        both = {name: corpus_rows(rag_cluster, uid) for name, uid in uids.items()}
+        return both if both["rag-pause"] == both["rag-pause-fresh"] else None
+
+    try:
+        both = wait_until(same, 20, "the graph to be a fresh ingest of version 2")
+    except AssertionError:
+        both = {name: corpus_rows(rag_cluster, uid) for name, uid in uids.items()}
+        for part in ("vertices", "edges", "supports"):
+            assert both["rag-pause"][part] == both["rag-pause-fresh"][part], part
+        raise
+    assert any(r[0] == "e/person/alan turing" for r in both["rag-pause"]["vertices"])
+    assert {r[1] for r in both["rag-pause"]["supports"]} == {"", "RELATED"}, "entities' and relations' support both there"
+
+
 async def test_a_near_name_merges_with_an_entity_another_worker_made_or_the_corpus_holds(rag_cluster):
     """Each worker's resolver learns the entities other workers make (`EntityNames` on
     torua.rag.names.<corpus>) and, when it first meets a corpus, the corpus's own: "Marie

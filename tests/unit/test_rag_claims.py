@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from torua.rag.claims import DocumentClaim, decide, delete_version, message_version, released, taken
+from torua.rag.claims import DocumentClaim, decide, delete_version, fence_deadline, message_version, released, renewed, taken
 
 STALE = 60.0
 NOW = 1000.0
@@ -63,3 +63,44 @@ def test_versions_keep_the_queues_order_and_a_delete_sits_between_two_messages()
     assert [message_version(s) for s in (1, 2, 3)] == [2, 4, 6]
     assert message_version(3) < delete_version(3) < message_version(4)
     assert delete_version(0) < message_version(1)
+
+
+@pytest.mark.parametrize(
+    "claim, holder, expected, why",
+    [
+        (DocumentClaim(8, 6, NOW - 5, holder="w1"), "w1", "take", "this worker holds this version: its own redelivery goes on"),
+        (DocumentClaim(8, 6, NOW - 5, holder="w1"), "w2", "wait", "another worker holds it, and may only be paused: its writes are not fenced off yet"),
+        (DocumentClaim(8, 6, NOW - STALE, holder="w1"), "w2", "wait", "renewed exactly as long ago as may be"),
+        (DocumentClaim(8, 6, NOW - STALE - 1, holder="w1"), "w2", "take", "not renewed for longer: its fence passed half of stale_after ago"),
+        (DocumentClaim(8, 6, NOW - 5), "w2", "take", "a claim of an older release names no holder: its redelivery goes on as it did"),
+        (DocumentClaim(10, 6, NOW - 5, holder="w1"), "w2", "superseded", "a newer version is being written, whoever holds it"),
+        (DocumentClaim(6, 4, NOW - 5, holder="w2"), "w2", "wait", "this worker holds an older version: this one waits for it as for any"),
+    ],
+)
+def test_a_version_another_worker_holds_is_waited_for_until_stale(claim, holder, expected, why) -> None:
+    assert decide(claim, 8, NOW, STALE, holder=holder) == expected, why
+
+
+@pytest.mark.parametrize(
+    "claim, version, holder, expected, why",
+    [
+        (DocumentClaim(8, 6, NOW - 20, holder="w1"), 8, "w1", DocumentClaim(8, 6, NOW, holder="w1"), "held: since moves on, nothing else"),
+        (DocumentClaim(8, 6, NOW - 20, holder="w2"), 8, "w1", None, "taken over by another worker"),
+        (DocumentClaim(10, 6, NOW - 20, holder="w1"), 8, "w1", None, "a newer version took it (this worker's, even)"),
+        (DocumentClaim(0, 8), 8, "w1", None, "let go"),
+        (DocumentClaim(8, 6, NOW - 20), 8, "w1", None, "an older release's claim (no holder) is not this worker's to renew"),
+    ],
+)
+def test_renewed(claim, version, holder, expected, why) -> None:
+    assert renewed(claim, version, holder, NOW) == expected, why
+
+
+def test_a_claims_fence_passes_half_of_stale_after_before_another_worker_may_take_it() -> None:
+    since = NOW - 100
+    claim = taken(DocumentClaim(0, 6), 8, since, holder="w1")
+    fence = fence_deadline(since, STALE)
+    assert fence == since + STALE / 2
+    assert decide(claim, 8, fence + STALE / 2, STALE, holder="w2") == "wait", "nobody else writes while the fence allows the holder's writes, give or take half of stale_after"
+    assert decide(claim, 10, fence + STALE / 2 + 1, STALE, holder="w2") == "take"
+    assert released(claim, 8, written=True, holder="w2") is None, "another worker cannot let it go"
+    assert released(claim, 8, written=True, holder="w1") == DocumentClaim(0, 8)

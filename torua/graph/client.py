@@ -62,12 +62,34 @@ def _vertex(reply: GraphReply, with_embedding: bool) -> dict[str, Any] | None:
     return out
 
 
+# the writes a fenced graph's requests carry their fence in (`Graph.fenced`)
+FENCED_OPS = frozenset({GraphOp.VERTEX_PUT, GraphOp.VERTEX_DELETE, GraphOp.EDGE_PUT, GraphOp.EDGE_DELETE, GraphOp.IMPORT, GraphOp.SUPPORT})
+
+
 class Graph:
     """One graph of the cluster (it need not exist yet: `create` makes it)."""
 
     def __init__(self, client: "Client", name: str) -> None:
         self.client = client
         self.name = rules.validate_graph_name(name)
+        self._not_after: Callable[[], float] | None = None
+
+    def fenced(self, not_after: Callable[[], float]) -> "Graph":
+        """This graph, its writes fenced: each one straight to its node (never through
+        a gateway) carries `not_after()` (Unix seconds, read as it is sent), and the
+        node refuses it (`fenced`) once its clock is past that. A GraphRAG worker's
+        writes of a document it may lose to another worker (torua.rag.claims)."""
+        other = Graph(self.client, self.name)
+        other._not_after = not_after
+        return other
+
+    def _fence(self, op: GraphOp) -> dict[str, float]:
+        return {"not_after": self._not_after()} if self._not_after is not None and op in FENCED_OPS else {}
+
+    def _unfenced(self, what: str) -> None:
+        """A write through the gateway, which carries no fence: refused for a fenced graph."""
+        if self._not_after is not None:
+            raise ToruaError("unavailable", f"a fenced {what} goes straight to its node: this client cannot read the shard map or the graph catalog")
 
     # ------------------------------------------------------------ plumbing
 
@@ -100,7 +122,7 @@ class Graph:
         ref = entry.ref()
         try:
             reply = await c._router.call(
-                shard, lambda epoch: GraphRequest(op, shard, epoch, ref, **fields), c.timeout, kind="graph", reply_type=GraphReply,
+                shard, lambda epoch: GraphRequest(op, shard, epoch, ref, **fields, **self._fence(op)), c.timeout, kind="graph", reply_type=GraphReply,
             )
         except NatsError as exc:
             from torua.client import nats_error
@@ -139,6 +161,7 @@ class Graph:
         """Create or replace the vertex (its edges stay); True if it did not exist."""
         entry = await self._one_hop()
         if entry is None:
+            self._unfenced("vertex put")
             rules.vertex(vertex_id, label, properties, None, 0)  # what can be checked without the graph's vector_dim
             data = await self._api("vertex.put", {"id": vertex_id, "label": label, "properties": properties, "embedding": embedding})
             return bool(data.get("created"))
@@ -169,6 +192,7 @@ class Graph:
         rules.validate_vertex_id(vertex_id)
         entry = await self._one_hop()
         if entry is None:
+            self._unfenced("vertex delete")
             await self._api("vertex.delete", {"id": vertex_id})
         else:
             await self._direct(vertex_id, GraphOp.VERTEX_DELETE, entry, id=vertex_id)
@@ -178,6 +202,7 @@ class Graph:
         edge = rules.edge(src, type, dst, properties, weight)
         entry = await self._one_hop()
         if entry is None:
+            self._unfenced("edge put")
             data = await self._api("edge.put", {"src": src, "type": type, "dst": dst, "properties": properties, "weight": edge.weight})
             return bool(data.get("created"))
         return (await self._direct(edge.src, GraphOp.EDGE_PUT, entry, edge=edge, request_id=uuid.uuid4().hex)).created
@@ -186,6 +211,7 @@ class Graph:
         edge = rules.edge(src, type, dst)
         entry = await self._one_hop()
         if entry is None:
+            self._unfenced("edge delete")
             await self._api("edge.delete", {"src": src, "type": type, "dst": dst})
         else:
             await self._direct(edge.src, GraphOp.EDGE_DELETE, entry, edge=edge)

@@ -23,6 +23,7 @@ import collections
 import functools
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -143,6 +144,7 @@ class GraphService:
         handler = self._handlers.get(request.op)
         if handler is None:
             raise ToruaError("bad_request", f"unknown graph operation {request.op!r}")
+        checks.fence(request.not_after, time.time(), request.op in WRITES)
         if request.shards:
             return await self._each_shard(request)
         if not request.request_id or request.op not in REMEMBERED:

@@ -18,6 +18,7 @@ torua.protocol.errors.ToruaError: bad_request: vertex 'ada' of graph 'people' be
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 
 from torua.graph import rules
@@ -44,6 +45,24 @@ def canonical_properties(properties: object, max_bytes: int) -> str:
     if size > max_bytes:
         raise ToruaError("value_too_large", f"properties are {size} bytes of JSON; the limit is {max_bytes}")
     return text
+
+
+def fence(not_after: object, now: float, writes: bool) -> None:
+    """A request's fence (`GraphRequest.not_after`, Unix seconds; 0: none) checked: a
+    write is refused (`fenced`, nothing applied) once `now` is past it. A GraphRAG
+    worker's writes carry the fence of its document's claim (torua.rag.claims).
+
+    >>> fence(0.0, 100.0, True), fence(100.0, 100.0, True), fence(50.0, 100.0, False)
+    (None, None, None)
+    >>> fence(99.5, 100.0, True)
+    Traceback (most recent call last):
+    ...
+    torua.protocol.errors.ToruaError: fenced: the write's fence passed 0.5 s ago (its writer's claim may be another's by now): nothing was applied
+    """
+    if not isinstance(not_after, (int, float)) or isinstance(not_after, bool) or not math.isfinite(not_after) or not_after < 0:
+        raise ToruaError("bad_request", "not_after must be a finite number of seconds (Unix time), or 0 for no fence")
+    if writes and not_after and now > not_after:
+        raise ToruaError("fenced", f"the write's fence passed {now - not_after:.1f} s ago (its writer's claim may be another's by now): nothing was applied")
 
 
 def vertex_in_shard(graph: str, id: object, shard_id: int, num_shards: int, what: str = "id") -> str:

@@ -21,6 +21,7 @@ HTTP_STATUS: dict[str, int] = {
     "method_not_allowed": 405,
     "request_timeout": 408,
     "conflict": 409,
+    "fenced": 409,
     "value_too_large": 413,
     "uri_too_long": 414,
     "unsupported_media_type": 415,

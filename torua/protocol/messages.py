@@ -651,6 +651,7 @@ class GraphRequest:
     shards: list[int] = field(default_factory=list)  # vector.search, text.search, the edge ops between primaries: these shards of the node at once
     api_key: str = ""  # torua.Client's one-hop request (subject app.graph): its API key, which the node checks
     supports: list[SupportItem] = field(default_factory=list)  # support: changes of targets whose src is on this shard
+    not_after: float = 0.0  # a write: refused (`fenced`) once the node's wall clock (Unix seconds) is past it; 0: no fence
 
 
 @dataclass(frozen=True)

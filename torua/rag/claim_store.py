@@ -1,12 +1,17 @@
 """Documents' claims in the JetStream KV bucket `torua.rag.claims.CLAIMS_BUCKET`, read
 and changed by compare-and-set on their revision (the decisions are
-`torua.rag.claims`'; this module is their I/O)."""
+`torua.rag.claims`'; this module is their I/O). A store is one holder: the claims it
+takes are renewed while their versions are written (`keeping`), which gives the
+fence those writes carry."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from nats.errors import Error as NatsError
@@ -16,12 +21,15 @@ from torua.bus import open_bucket
 from torua.protocol.codec import decode, encode
 from torua.protocol.errors import ToruaError
 from torua.rag import queue
-from torua.rag.claims import CLAIM_TTL_S, CLAIMS_BUCKET, Decision, DocumentClaim, claim_key, decide, released, taken
+from torua.rag.claims import CLAIM_TTL_S, CLAIMS_BUCKET, Decision, DocumentClaim, claim_key, decide, fence_deadline, released, renewed, taken
 
 log = logging.getLogger("torua.worker")
 
 TRIES = 20  # compare-and-set rounds before a change gives up (others changed the claim each time)
 WAIT_FIRST_S, WAIT_MOST_S = 0.05, 1.0  # polling a claim held by an older version: from this, doubling up to that
+RENEWALS = 6  # a claim held is renewed this many times per `stale_after` (three times per half: its fence)
+
+Held = tuple[str, str, int]  # (corpus, document id, version): a claim this store took
 
 
 async def open_claims(js: Any, replicas: int = 1) -> Any:
@@ -30,12 +38,14 @@ async def open_claims(js: Any, replicas: int = 1) -> Any:
 
 
 class ClaimStore:
-    def __init__(self, js: Any, stale_after: float = 3 * queue.ACK_WAIT, stream: str = queue.STREAM) -> None:
+    def __init__(self, js: Any, stale_after: float = 2 * queue.ACK_WAIT, stream: str = queue.STREAM) -> None:
         self.js = js
         self.stale_after = stale_after
         self.stream = stream  # the queue whose sequences are the versions
+        self.holder = uuid.uuid4().hex  # this store, in the claims it takes
         self._kv: Any = None
         self._queue = ""  # that stream's creation time (a stream made again starts its sequences again), once read
+        self._since: dict[Held, float] = {}  # the claims this store holds: when each was taken or last renewed (wall clock)
 
     async def _bucket(self) -> Any:
         if self._kv is None:
@@ -87,14 +97,16 @@ class ClaimStore:
             for _ in range(TRIES):
                 queue_id = await self._queue_id()
                 held, revision = await self._read(key)
-                decision = decide(held, version, time.time(), self.stale_after, queue_id)
+                decision = decide(held, version, time.time(), self.stale_after, queue_id, self.holder)
                 if decision == "superseded" and not rechecked:
                     rechecked = True
                     if await self._queue_id(again=True) != queue_id:
                         continue
                 if decision != "take":
                     return decision
-                if await self._write(key, taken(held, version, time.time(), queue_id), revision):
+                now = time.time()
+                if await self._write(key, taken(held, version, now, queue_id, self.holder), revision):
+                    self._since[(corpus, document_id, version)] = now
                     return "take"
         except NatsError as exc:
             raise ToruaError("unavailable", f"the claims of documents cannot be read or written now ({exc or type(exc).__name__})") from None
@@ -116,16 +128,59 @@ class ClaimStore:
         another version holds it now. A failure is logged: the claim is then taken over
         once it is `stale_after` old."""
         key = claim_key(corpus, document_id)
+        self._since.pop((corpus, document_id, version), None)
         try:
             for _ in range(TRIES):
                 held, revision = await self._read(key)
-                after = released(held, version, written) if held is not None else None
+                after = released(held, version, written, self.holder) if held is not None else None
                 if after is None or await self._write(key, after, revision):
                     return
         except NatsError as exc:
             log.warning("the claim of document %r of corpus %s could not be let go (%s); it goes stale", document_id, corpus, exc or type(exc).__name__)
             return
         log.warning("the claim of document %r of corpus %s kept changing; it goes stale", document_id, corpus)
+
+    async def renew(self, corpus: str, document_id: str, version: int) -> bool:
+        """Hold the claim from now on (its fence moves on); False when it is not this
+        store's any more (taken over, or let go) or cannot be written now (its fence
+        then stays where it was: the writes stop once it passes)."""
+        key = claim_key(corpus, document_id)
+        if (corpus, document_id, version) not in self._since:
+            return False
+        try:
+            held, revision = await self._read(key)
+            now = time.time()
+            after = renewed(held, version, self.holder, now) if held is not None else None
+            if after is None or not await self._write(key, after, revision):
+                return False
+        except NatsError as exc:
+            log.info("the claim of document %r of corpus %s could not be renewed (%s)", document_id, corpus, exc or type(exc).__name__)
+            return False
+        if (corpus, document_id, version) in self._since:  # not let go meanwhile
+            self._since[(corpus, document_id, version)] = now
+        return True
+
+    def not_after(self, held: Sequence[Held]) -> float:
+        """The fence of writes of these claims (wall clock): the earliest of their
+        `fence_deadline`s; long past for a claim this store does not hold."""
+        return min(fence_deadline(self._since.get(h, 0.0), self.stale_after) for h in held)
+
+    @contextlib.asynccontextmanager
+    async def keeping(self, held: Sequence[Held]) -> AsyncIterator[Callable[[], float]]:
+        """While inside, the claims `held` (taken by this store) are renewed every
+        `stale_after / RENEWALS`; yields their fence (`not_after`), for the writes."""
+        held = list(held)
+
+        async def renewing() -> None:
+            while True:
+                await asyncio.sleep(self.stale_after / RENEWALS)
+                await asyncio.gather(*(self.renew(*h) for h in held))
+
+        task = asyncio.ensure_future(renewing())
+        try:
+            yield lambda: self.not_after(held)
+        finally:
+            task.cancel()
 
     async def last_version(self) -> int:
         """The newest version on the queue (its stream's last sequence): a delete comes after it."""

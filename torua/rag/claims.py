@@ -16,21 +16,29 @@ version a worker asks `decide`:
   one was sent), or a newer one is being written (its message stays on the queue
   until it is, so it will be): this one is not written, and counts as done in its
   job (what it asked for is there, or will be, in a newer form);
-- `take`: no version is being written, or this one is (a redelivery of it), or an
-  older one's writer has held it longer than `stale_after` without ending (its
-  worker died, and its message's redelivery has not come within that time): the
-  worker claims d (`taken`) and writes it, then lets it go (`released`, `done`
-  moved on once written);
-- `wait`: an older version is being written: this one waits until it ends (the
-  worker holds no claim meanwhile, so two workers never wait for each other).
+- `take`: no version is being written, or this one is by this worker (a redelivery
+  of it), or an older one's writer (or another writer of this one) has not renewed
+  the claim for longer than `stale_after` (its worker died or stopped): the worker
+  claims d (`taken`) and writes it, then lets it go (`released`, `done` moved on
+  once written);
+- `wait`: an older version is being written, or this one by another worker: this
+  one waits until it ends or goes stale (the worker holds no claim meanwhile, so
+  two workers never wait for each other).
 
 A delete (`DELETE /rag/{g}/documents/{id}`) takes d's claim with a version between
 the queue's last sequence and the next (`delete_version`): every version sent
 before it is then superseded, every one sent after it is written after it.
 
-Left open: a worker paused longer than `stale_after` (SIGSTOP) that wakes up while a
-newer version is being written goes on writing its own; fencing its writes would
-need the graph's writes to check the claim (a token per document on the nodes).
+A claim names its holder (one per `ClaimStore`, i.e. per worker process), so a
+redelivery of the version another worker holds (its worker paused or cut off, not
+only dead) waits until the claim is stale like an older version's. The holder
+renews it (`renewed`) every sixth of `stale_after` while it writes, and every write
+it sends carries a fence (`fence_deadline`: the last renewal plus half of
+`stale_after`), after which the nodes refuse it (`fenced`). A worker paused past its
+claim therefore wakes up to writes that are refused: they could only land before the
+claim went stale, i.e. before any other version was taken, as long as the nodes'
+clocks are within half of `stale_after` of the workers' (docs/design/graphrag.md
+section 4).
 
 >>> c = DocumentClaim(held=0, done=5)
 >>> decide(None, 7, now=100.0, stale_after=60.0), decide(c, 7, 100.0, 60.0), decide(c, 5, 100.0, 60.0), decide(c, 4, 100.0, 60.0)
@@ -39,13 +47,18 @@ need the graph's writes to check the claim (a token per document on the nodes).
 >>> decide(busy, 7, 130.0, 60.0), decide(busy, 6, 130.0, 60.0), decide(busy, 9, 130.0, 60.0), decide(busy, 9, 161.0, 60.0)
 ('take', 'superseded', 'wait', 'take')
 >>> released(busy, 7, written=True), released(busy, 7, written=False), released(busy, 8, written=True)
-(DocumentClaim(held=0, done=7, held_since=0.0, queue=''), DocumentClaim(held=0, done=5, held_since=0.0, queue=''), None)
+(DocumentClaim(held=0, done=7, held_since=0.0, queue='', holder=''), DocumentClaim(held=0, done=5, held_since=0.0, queue='', holder=''), None)
+>>> mine = taken(c, 7, now=100.0, holder="w1")
+>>> decide(mine, 7, 130.0, 60.0, holder="w1"), decide(mine, 7, 130.0, 60.0, holder="w2"), decide(mine, 7, 161.0, 60.0, holder="w2")
+('take', 'wait', 'take')
+>>> renewed(mine, 7, "w1", now=150.0).held_since, renewed(mine, 7, "w2", now=150.0), fence_deadline(150.0, 60.0)
+(150.0, None, 180.0)
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 CLAIMS_BUCKET = "torua_rag_claims"
@@ -62,6 +75,7 @@ class DocumentClaim:
     done: int = 0  # the newest version written, or the queue sequence a delete came after
     held_since: float = 0.0  # when `held` was taken (the taker's wall clock, seconds)
     queue: str = ""  # the queue the versions are of (its stream's creation time): a stream made again starts its sequences again
+    holder: str = ""  # who holds `held` (a worker's `ClaimStore`); "": a claim of an older release
 
 
 def message_version(sequence: int) -> int:
@@ -79,9 +93,11 @@ def delete_version(last_sequence: int) -> int:
     return 2 * last_sequence + 1
 
 
-def decide(claim: DocumentClaim | None, version: int, now: float, stale_after: float, queue: str = "") -> Decision:
-    """What a worker does with `version` (of `queue`) of a document whose claim is `claim`
+def decide(claim: DocumentClaim | None, version: int, now: float, stale_after: float, queue: str = "", holder: str = "") -> Decision:
+    """What `holder` does with `version` (of `queue`) of a document whose claim is `claim`
     (None: none yet; a claim of another queue is as none: its versions do not compare).
+    The version held by another holder is waited for as an older one is: its writer
+    may be paused, and its writes are fenced only once the claim is stale.
 
     >>> decide(DocumentClaim(held=0, done=90, queue="q1"), 8, 0.0, 60.0, "q2"), decide(DocumentClaim(held=0, done=90, queue="q1"), 8, 0.0, 60.0, "q1")
     ('take', 'superseded')
@@ -90,7 +106,7 @@ def decide(claim: DocumentClaim | None, version: int, now: float, stale_after: f
         return "take"
     if claim.done >= version:
         return "superseded"
-    if claim.held in (0, version):
+    if claim.held == 0 or (claim.held == version and claim.holder in ("", holder)):
         return "take"
     if claim.held > version:
         return "superseded"
@@ -99,16 +115,35 @@ def decide(claim: DocumentClaim | None, version: int, now: float, stale_after: f
     return "wait"
 
 
-def taken(claim: DocumentClaim | None, version: int, now: float, queue: str = "") -> DocumentClaim:
-    return DocumentClaim(held=version, done=claim.done if claim is not None and claim.queue == queue else 0, held_since=now, queue=queue)
+def taken(claim: DocumentClaim | None, version: int, now: float, queue: str = "", holder: str = "") -> DocumentClaim:
+    return DocumentClaim(held=version, done=claim.done if claim is not None and claim.queue == queue else 0, held_since=now, queue=queue, holder=holder)
 
 
-def released(claim: DocumentClaim, version: int, written: bool) -> DocumentClaim | None:
+def _holds(claim: DocumentClaim, version: int, holder: str) -> bool:
+    return claim.held == version and claim.holder in ("", holder)
+
+
+def released(claim: DocumentClaim, version: int, written: bool, holder: str = "") -> DocumentClaim | None:
     """The claim once `version` is written (or given up: `written` False); None when it is
-    not held by `version` any more (taken over: left as it is)."""
-    if claim.held != version:
+    not held by `version` of `holder` any more (taken over: left as it is)."""
+    if not _holds(claim, version, holder):
         return None
     return DocumentClaim(held=0, done=max(claim.done, version) if written else claim.done, queue=claim.queue)
+
+
+def renewed(claim: DocumentClaim, version: int, holder: str, now: float) -> DocumentClaim | None:
+    """The claim `holder` still holds for `version`, held since `now` (None: it was taken
+    over, or let go). A claim of an older release (no holder) is not renewed."""
+    if claim.held != version or not holder or claim.holder != holder:
+        return None
+    return replace(claim, held_since=now)
+
+
+def fence_deadline(since: float, stale_after: float) -> float:
+    """The wall-clock time after which the nodes refuse the writes of a claim renewed at
+    `since`: half of `stale_after` before another worker may take it over, which leaves
+    that half for the clocks of nodes and workers to differ."""
+    return since + stale_after / 2
 
 
 def claim_key(corpus: str, document_id: str) -> str:

@@ -5,15 +5,20 @@ redelivered after a worker died mid-document writes the same graph again.
 
 The order, for a document d:
 
+0. when d's stored vertex is not `complete` (a writer, or a delete, stopped before
+   its end: killed, or paused past its claim and fenced off), every chunk it lists
+   or links (`HAS_CHUNK`) goes first, as in step 3, and d is written as new (its
+   worker planned it so): such a chunk may have lost part of its support, or have
+   given support it does not list;
 1. d's `Document` vertex is marked `ingesting` (its chunk list stays the one it
-   had): a query shows a document's chunks only while it is `complete` (a new
-   document's vertex is written with its chunks' vertices in step 2 instead: no
-   query shows it before step 4 anyway);
+   had: a query shows a document's chunks only while it is `complete`), with its
+   new chunks' vertices (text, offsets, embedding, and the entities and relations
+   each supports, for its removal) and then their `HAS_CHUNK` edges, in one
+   `Graph.put_many` (an import batch per shard): a chunk is linked to d before it
+   gives any support, so step 0 finds whatever an unfinished writer left;
 2. each new chunk's entities gain its support (the first chunk makes an entity,
-   with its name's embedding), then the chunk's vertex (text, offsets, embedding,
-   and the entities and relations it supports, for its removal), its `HAS_CHUNK`
-   and `MENTIONS` edges (the chunks' vertices, then these edges, in one
-   `Graph.put_many`: an import batch per shard), and the relations' support;
+   with its name's embedding), then the chunks' `MENTIONS` edges, then the
+   relations' support;
 3. kept chunks get their new offsets; chunks d no longer has lose what they
    supported (relations, then entities: an entity or relation nothing else supports
    goes) and go;
@@ -22,7 +27,9 @@ The order, for a document d:
 A worker writes the documents it planned together as one batch (`write`): each
 step for all of them at once, one request per shard, so a document of a batch of
 16 costs ~10 requests instead of ~18 alone. A document is still complete only at
-its own step 4.
+its own step 4. Its writes are fenced by its claim (torua.rag.claims): a worker
+that lost the claim (paused past it) has them refused, so no two versions' steps
+interleave.
 
 A delete marks d `deleting`, removes each chunk as in step 3, then d's vertex.
 """
@@ -60,15 +67,23 @@ def _now() -> str:
 
 
 @dataclass(frozen=True)
+class Previous:
+    """What a document's stored vertex holds before a version is written."""
+
+    chunks: list[str]  # the chunk hashes it lists
+    complete: bool  # False: a writer (or a delete) stopped before its end; the version is then planned as new (step 0)
+
+
+@dataclass(frozen=True)
 class Planned:
     """A document ready to write: its plan, metadata, the embedding of each entity's
-    name, and the chunk hashes it held before (`CorpusWriter.previous_chunks_of`; None:
-    it was not there)."""
+    name, and what it held before (`CorpusWriter.previous_chunks_of`; None: it was
+    not there). Planned against `previous.chunks` when complete, else against none."""
 
     plan: DocumentPlan
     metadata: dict[str, Any]
     name_vectors: dict[str, np.ndarray]
-    previous: list[str] | None
+    previous: Previous | None
 
 
 class CorpusWriter:
@@ -83,11 +98,15 @@ class CorpusWriter:
     async def _mark(self, document_id: str, status: str, chunks: list[str], metadata: dict[str, Any]) -> None:
         await self.graph.put_many([_document(document_id, status, chunks, metadata)])
 
-    async def previous_chunks_of(self, document_ids: Sequence[str]) -> list[list[str] | None]:
-        """The chunk hashes each document holds (None: it is not there), read at once
-        (one request per node)."""
+    async def previous_chunks_of(self, document_ids: Sequence[str]) -> list[Previous | None]:
+        """What each document holds (None: it is not there), read at once (one request
+        per node)."""
         held = await self.graph.get_vertices([schema.document_vertex(d) for d in document_ids])
-        return [None if (v := held[schema.document_vertex(d)]) is None else list(v["properties"].get("chunks") or []) for d in document_ids]
+        return [
+            None if (v := held[schema.document_vertex(d)]) is None
+            else Previous(list(v["properties"].get("chunks") or []), v["properties"].get("status") == "complete")
+            for d in document_ids
+        ]
 
     async def write(self, documents: Sequence[Planned]) -> None:
         """Planned documents into the graph (the module's steps 1 to 4), each step for
@@ -96,13 +115,15 @@ class CorpusWriter:
         Each document id once (two versions of one are written in turn)."""
         if len({p.plan.document_id for p in documents}) != len(documents):
             raise ValueError("a batch names each document once")
-        marks = [_document(p.plan.document_id, "ingesting", p.previous or [], p.metadata) for p in documents]
-        held = [mark for mark, p in zip(marks, documents) if p.previous is not None]
-        if held:  # first: a query stops showing these; a new one goes with its chunks below (no query shows it before step 4)
-            await self.graph.put_many(held)
+        unfinished = [p for p in documents if p.previous is not None and not p.previous.complete]
+        if unfinished:  # step 0
+            await asyncio.gather(*(self._remove_chunks(p.plan.document_id, p.previous.chunks) for p in unfinished if p.previous is not None))
+        vertices: list[VertexData] = [  # marks first: before their HAS_CHUNK edges
+            _document(p.plan.document_id, "ingesting", p.previous.chunks if p.previous is not None and p.previous.complete else [], p.metadata)
+            for p in documents
+        ]
         entities: dict[str, SupportItem] = {}
         relations: dict[tuple[str, str], SupportItem] = {}
-        vertices: list[VertexData] = [mark for mark, p in zip(marks, documents) if p.previous is None]  # before their HAS_CHUNK edges
         has_chunk: list[EdgeData] = []
         mentions: list[EdgeData] = []
         for p in documents:
@@ -121,9 +142,11 @@ class CorpusWriter:
                                            np.asarray(item.embedding, dtype=np.float64).tolist()))
                 has_chunk.append(EdgeData(schema.document_vertex(d), schema.HAS_CHUNK, cid))
                 mentions += [EdgeData(cid, schema.MENTIONS, eid, {"count": n}) for eid, n in item.mentions.items()]
+        await self.graph.put_many(vertices, has_chunk)
         if entities:
             await self.graph.support(list(entities.values()))
-        await self.graph.put_many(vertices, has_chunk + mentions)
+        if mentions:
+            await self.graph.put_many((), mentions)
         if relations:
             await self.graph.support(list(relations.values()))
         d_of = [p.plan.document_id for p in documents]
@@ -165,10 +188,16 @@ class CorpusWriter:
             return False
         chunks = list(held.get("chunks") or [])
         await self._mark(document_id, "deleting", chunks, held.get("metadata") or {})
-        linked = await self._linked_chunks(document_id)
-        await each([self._remove_chunk(vid) for vid in dict.fromkeys([f"c/{document_id}/{h}" for h in chunks] + linked)])
+        await self._remove_chunks(document_id, chunks)
         await self.graph.delete_vertex(schema.document_vertex(document_id))
         return True
+
+    async def _remove_chunks(self, document_id: str, chunks: list[str]) -> None:
+        """Remove the chunks the document lists (`chunks`, their hashes) and every one its
+        `HAS_CHUNK` edges reach (a writer that stopped before its end made chunks it
+        does not list)."""
+        linked = await self._linked_chunks(document_id)
+        await each([self._remove_chunk(vid) for vid in dict.fromkeys([f"c/{document_id}/{h}" for h in chunks] + linked)])
 
     async def _linked_chunks(self, document_id: str) -> list[str]:
         """The chunk ids the document's `HAS_CHUNK` edges reach, every page."""

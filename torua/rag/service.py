@@ -174,7 +174,8 @@ class CorpusService:
             return False  # a version sent after this delete is there, or on its way: it stands
         deleted = False
         try:
-            found = await CorpusWriter(self.graph).delete(document_id)
+            async with self.claims.keeping([(self.name, document_id, version)]) as fence:  # its writes fenced as a worker's
+                found = await CorpusWriter(self.graph.fenced(fence)).delete(document_id)
             deleted = True
         finally:
             await self.claims.release(self.name, document_id, version, written=deleted)

@@ -24,7 +24,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from nats.errors import TimeoutError as NatsTimeout
@@ -83,7 +83,7 @@ class Worker:
         self.calls: set[asyncio.Future[Any]] = set()  # GraphRAG calls being answered (cancelled at a stop)
         nc = client._nc
         # which version of a document may be written (torua.rag.claims); None without JetStream
-        self.claims: ClaimStore | None = ClaimStore(nc.jetstream(), stale_after=3 * ack_wait, stream=stream) if nc is not None else None
+        self.claims: ClaimStore | None = ClaimStore(nc.jetstream(), stale_after=2 * ack_wait, stream=stream) if nc is not None else None
 
     async def serve_api(self) -> Any:
         """Answer the gateways' `RagRequest`s (one queue group: any worker answers one)."""
@@ -270,8 +270,8 @@ class Worker:
                     (claimed if decision == "take" else later).append((msg, job))
             if claimed:
                 try:
-                    async with self._holding([(job.corpus, job.id) for _, job in claimed]):
-                        left = await self._ingest_documents([job for _, job in claimed])
+                    async with self._holding([(job.corpus, job.id) for _, job in claimed]), self._kept(claimed) as fence:
+                        left = await self._ingest_documents([job for _, job in claimed], fence)
                 except Exception as exc:
                     log.info("%d documents of corpus %s written together failed (%s); writing each on its own", len(claimed), batch[0][1].corpus, exc)
                     left = None
@@ -307,7 +307,8 @@ class Worker:
                     raise ToruaError("unavailable", "an older version of the document is still being written")
             written = False
             try:
-                await self.ingest(job)
+                async with self._kept([(msg, job)] if job.task == RagTask.DOCUMENT else []) as fence:
+                    await self.ingest(job, fence)
                 written = True
             finally:
                 if job.task == RagTask.DOCUMENT:
@@ -340,6 +341,17 @@ class Worker:
         if wait_s is None:
             return await self.claims.claim(job.corpus, job.id, version)
         return await self.claims.claim_waiting(job.corpus, job.id, version, time.monotonic() + wait_s)
+
+    @contextlib.asynccontextmanager
+    async def _kept(self, claimed: list[tuple[Any, RagJob]]) -> AsyncIterator[Callable[[], float] | None]:
+        """The claims of these documents renewed while inside; yields the fence of their
+        writes (torua.rag.claims; None: no claims, nothing to fence)."""
+        held = [(job.corpus, job.id, version) for msg, job in claimed if (version := _version(msg, self.claims))]
+        if not held or self.claims is None:
+            yield None
+            return
+        async with self.claims.keeping(held) as fence:
+            yield fence
 
     async def _release(self, msg: Any, job: RagJob, written: bool) -> None:
         version = _version(msg, self.claims)
@@ -407,7 +419,8 @@ class Worker:
                 if not users[0]:
                     del self.busy[key]
 
-    async def ingest(self, job: RagJob) -> None:
+    async def ingest(self, job: RagJob, fence: Callable[[], float] | None = None) -> None:
+        """One job (its document, with its writes fenced by `fence`, or its task)."""
         async with self._holding([(job.corpus, job.id)]):
             if job.task == RagTask.COMMUNITIES:
                 graph = self.client.graph(job.corpus)
@@ -416,17 +429,18 @@ class Worker:
                 await community_build.build(graph, self.engines.embedder_for(settings), job.job, summarise)
                 await self._record([job])
             else:
-                await self._ingest_documents([job])
+                await self._ingest_documents([job], fence)
 
-    async def _ingest_documents(self, jobs: list[RagJob]) -> list[RagJob]:
+    async def _ingest_documents(self, jobs: list[RagJob], fence: Callable[[], float] | None = None) -> list[RagJob]:
         """Documents of one corpus, each named once: planned one after another (the
-        models are the worker's), then written together (`CorpusWriter.write`). Of
-        several, those whose planning fails are left out and returned (one alone
-        raises its error)."""
+        models are the worker's), then written together (`CorpusWriter.write`, each
+        write carrying `fence`: the nodes refuse it once the claims may have gone to
+        another worker). Of several, those whose planning fails are left out and
+        returned (one alone raises its error)."""
         corpus = jobs[0].corpus
         graph = self.client.graph(corpus)
         settings = await self._settings(graph, corpus)
-        writer = CorpusWriter(graph)
+        writer = CorpusWriter(graph if fence is None else graph.fenced(fence))
         previous = await writer.previous_chunks_of([job.id for job in jobs])
         resolver = await self._resolver(corpus, graph)
         embedder, extractor = self.engines.embedder_for(settings), self.engines.extractor_for(settings)
@@ -438,7 +452,8 @@ class Worker:
                 async with self.planning:
                     self._learn(corpus, resolver)
                     try:
-                        plan = await asyncio.to_thread(plan_document, job.id, job.text, settings.chunking(), embedder, extractor, resolver, held or ())
+                        plan = await asyncio.to_thread(plan_document, job.id, job.text, settings.chunking(), embedder, extractor, resolver,
+                                                     held.chunks if held is not None and held.complete else ())  # an unfinished one is written as new
                     finally:
                         await self._tell(corpus, resolver)
                     names = sorted(plan.entities)
