@@ -84,6 +84,30 @@ async def test_entities_live_while_a_chunk_supports_them_and_relations_weigh_the
         assert (await g.get_vertex(b))["label"] == "Entity"
 
 
+async def test_a_relations_share_removed_after_its_src_entity_went_is_logged_not_refused(shared_cluster):
+    """The chunks of one document removed at once (a delete, a version written again
+    after one that stopped half-way): one chunk's removal may delete an entity before
+    another removes its share of a relation of it. That removal is not refused (the
+    writer would fail for good on it) and leaves no support behind: the entity made
+    again by the same chunks weighs its relation as anew."""
+    async with Client(shared_cluster.nats_url) as db:
+        g = db.graph("sup-gone-src")
+        await g.create(vector_dim=3)
+        a, b = on_other_shards("sup-gone-src", 2)
+        await g.support([entity(a, ["c1", "c2"]), entity(b, ["c1", "c2"])])
+        await g.support([related(a, b, {"c1": {"knows": 1}, "c2": {"knows": 1}})])
+        assert await g.support([related(a, b, removed=["c1"]), entity(a, removed=["c1"])]) == [1, 1]
+        assert await g.support([entity(a, removed=["c2"])]) == [0]  # c2's removal of a, before its removal of (a, b)
+        assert await g.get_vertex(a) is None
+        assert await g.support([related(a, b, removed=["c2"])]) == [0]
+        with pytest.raises(ToruaError) as adding:
+            await g.support([related(a, b, {"c3": {"knows": 1}})])
+        assert adding.value.code == "not_found" and a in adding.value.message, "adding to a relation of a missing entity still is an error"
+        await g.support([entity(a, ["c2"])])
+        assert await g.support([related(a, b, {"c2": {"knows": 1}})]) == [1], "nothing of the removed support came back"
+        assert [(e["dst"], e["weight"]) for e in await out_edges(g, a)] == [(b, 1.0)]
+
+
 async def _empty(awaitable) -> bool:
     return not await awaitable
 

@@ -12,6 +12,7 @@ import json
 import sqlite3
 import subprocess
 import threading
+import time
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -536,9 +537,14 @@ async def test_a_worker_paused_past_its_claim_is_fenced_off_and_the_next_version
     from torua.protocol.messages import RagJob
     from torua.rag.worker import Worker
 
-    texts = ["Marie Curie was born in Warsaw. Marie Curie moved to Paris. Marie Curie won the Nobel Prize.",
-             "Albert Einstein was born in Ulm. Albert Einstein moved to Berlin. Albert Einstein worked in Bern.",
-             "Alan Turing was born in London. Alan Turing studied at Cambridge. Alan Turing moved to Manchester."]
+    names = ["Marie Curie", "Albert Einstein", "Alan Turing", "Ada Lovelace", "Charles Darwin", "Emmy Noether", "Niels Bohr", "Lise Meitner"]
+    places = ["Paris", "Berlin", "London", "Vienna", "Rome", "Madrid", "Prague", "Oslo"]
+
+    def version(v: int) -> str:
+        return f"This is version {v} of the note. " + " ".join(
+            f"{names[i % 8]} travelled to {places[(i // 8 + v) % 8]} with {names[(i // 8 + 3) % 8]}." for i in range(64))
+
+    texts = [version(0), version(1), version(9)]
     async with Client(rag_cluster.nats_url) as db, Client(rag_cluster.nats_url) as first_db, Client(rag_cluster.nats_url) as second_db:
         rag = db.rag("rag-pause")
         await rag.create(**SETTINGS)
@@ -621,6 +627,135 @@ async def test_a_worker_paused_past_its_claim_is_fenced_off_and_the_next_version
         raise
     assert any(r[0] == "e/person/alan turing" for r in both["rag-pause"]["vertices"])
     assert {r[1] for r in both["rag-pause"]["supports"]} == {"", "RELATED"}, "entities' and relations' support both there"
+
+
+async def test_a_worker_stopped_with_sigstop_mid_document_is_fenced_off_when_it_wakes(rag_cluster):
+    """Real processes: the worker writing version 1 of a long document is stopped
+    (SIGSTOP) and version 2 is sent; the other worker waits until the stopped one's
+    claim is stale, takes it over, removes what version 1 left and writes version 2.
+    The stopped worker is woken at once, before its requests time out: its next write
+    carries a fence that has passed and the node refuses it (`fenced`), and its
+    message, delivered again, is superseded. The document is version 2, the queue
+    empty, the graph what a fresh ingest of version 2 makes. Two workers of a short
+    ack wait (their claims go stale 2 s after their last renewal) do it; the module's
+    two are stopped meanwhile, so versions go straight on the queue and progress is
+    read from the graph (the gateway's GraphRAG calls go to the workers)."""
+    from torua.protocol.codec import decode, encode
+    from torua.protocol.messages import RagJob
+    from torua.rag import queue
+    from torua.rag.claims import CLAIMS_BUCKET, DocumentClaim, claim_key
+
+    names = ["Marie Curie", "Albert Einstein", "Alan Turing", "Ada Lovelace", "Charles Darwin", "Emmy Noether", "Niels Bohr", "Lise Meitner"]
+    places = ["Paris", "Berlin", "London", "Vienna", "Rome", "Madrid", "Prague", "Oslo"]
+
+    def version(v: int) -> str:
+        return f"This is version {v} of the note. " + " ".join(
+            f"{names[i % 8]} travelled to {places[(i // 8 + v) % 8]} with {names[(i // 8 + 3) % 8]}." for i in range(64))
+
+    module_workers = [p for p in rag_cluster.group.procs if p.name.startswith("worker-") and p.alive()]
+    ours = {name: rag_cluster.start_worker(name, ["--ack-wait", "1"]) for name in ("s1", "s2")}
+    stopped: list = []
+    try:
+        await asyncio.to_thread(wait_until, lambda: all("worker ready" in w.log() for w in ours.values()), 60, "the two workers")
+        async with Client(rag_cluster.nats_url) as db:
+            rag, g, js = db.rag("rag-stop"), db.graph("rag-stop"), db._nc.jetstream()
+            await rag.create(**SETTINGS)
+            for worker in module_workers:
+                worker.pause()
+            stopped += module_workers
+            claims = await js.key_value(CLAIMS_BUCKET)
+
+            async def send(v: int) -> None:
+                await js.publish(queue.subject("rag-stop"), encode(RagJob(f"stop-{v}", "rag-stop", "note", version(v))), stream=queue.STREAM)
+
+            async def status() -> str | None:
+                held = await g.get_vertex("d/note")
+                return None if held is None else held["properties"]["status"]
+
+            async def is_version(v: int) -> bool:
+                held = await g.get_vertex("d/note")
+                if held is None or held["properties"]["status"] != "complete":
+                    return False
+                chunks = await g.get_vertices([f"c/note/{h}" for h in held["properties"]["chunks"]])
+                return f"version {v} of" in " ".join(c["properties"]["text"] for c in chunks.values() if c is not None)
+
+            async def claim() -> DocumentClaim:
+                return decode(DocumentClaim, (await claims.get(claim_key("rag-stop", "note"))).value)
+
+            await send(0)
+            await _until(lambda: is_version(0), 60, "version 0")
+            writer = None
+            for v in range(1, 5):  # until the stop lands while version v is being written
+                await send(v)
+                await _until(lambda: _status_is(status, "ingesting"), 60, f"version {v} to be written")
+                writer = ours[(await claim()).holder.split(":")[0]]
+                writer.pause()
+                stopped.append(writer)
+                if not await _turns(status, "complete", 0.3):
+                    break
+                writer.resume()  # it ended before the stop: again
+                stopped.remove(writer)
+                await _until(lambda: is_version(v), 60, f"version {v} to be complete")
+            assert writer in stopped, "a worker was stopped while it wrote a version"
+            paused_at = time.monotonic()
+            await send(9)
+            await _until(lambda: _taken_from(claim, writer), 30, "the other worker to take the claim over")
+            writer.resume()
+            stopped.remove(writer)
+            assert time.monotonic() - paused_at < 5, "woken before its requests time out (the client's 5 s)"
+            await _until(lambda: is_version(9), 60, "version 9 to be written")
+
+            async def queue_empty() -> bool:
+                info = await js.consumer_info(queue.STREAM, queue.CONSUMER)
+                return info.num_pending == 0 and info.num_ack_pending == 0
+
+            await _until(queue_empty, 60, "every message of the queue to be acknowledged (the stopped one's superseded)")
+            assert await is_version(9), "the stopped writer changed nothing once awake"
+            assert "fenced" in writer.log(), "its write after waking was refused by the fence"
+            for worker in module_workers:
+                worker.resume()
+            stopped = []
+            await db.rag("rag-stop-fresh").create(**SETTINGS)
+            await ingest(db, "rag-stop-fresh", [{"id": "note", "text": version(9)}])
+            uids = {name: (await db.graph(name).info())["uid"] for name in ("rag-stop", "rag-stop-fresh")}
+    finally:
+        for worker in stopped:
+            worker.resume()
+        for worker in ours.values():
+            worker.terminate()
+
+    def same() -> dict | None:
+        both = {name: corpus_rows(rag_cluster, uid) for name, uid in uids.items()}
+        return both if both["rag-stop"] == both["rag-stop-fresh"] else None
+
+    try:
+        wait_until(same, 20, "the graph to be a fresh ingest of the last version")
+    except AssertionError:
+        both = {name: corpus_rows(rag_cluster, uid) for name, uid in uids.items()}
+        for part in ("vertices", "edges", "supports"):
+            assert both["rag-stop"][part] == both["rag-stop-fresh"][part], part
+        raise
+
+
+async def _taken_from(claim, writer) -> bool:
+    held = await claim()
+    return held.held != 0 and not held.holder.startswith(writer.name.removeprefix("worker-") + ":")
+
+
+async def _status_is(status, expected: str) -> bool:
+    return await status() == expected
+
+
+async def _turns(status, expected: str, within: float) -> bool:
+    """Whether the document's status becomes `expected` within `within` seconds (polled)."""
+    import time
+
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if await status() == expected:
+            return True
+        await asyncio.sleep(0.05)
+    return False
 
 
 async def test_a_near_name_merges_with_an_entity_another_worker_made_or_the_corpus_holds(rag_cluster):

@@ -75,6 +75,8 @@ def test_versions_keep_the_queues_order_and_a_delete_sits_between_two_messages()
         (DocumentClaim(8, 6, NOW - 5), "w2", "take", "a claim of an older release names no holder: its redelivery goes on as it did"),
         (DocumentClaim(10, 6, NOW - 5, holder="w1"), "w2", "superseded", "a newer version is being written, whoever holds it"),
         (DocumentClaim(6, 4, NOW - 5, holder="w2"), "w2", "wait", "this worker holds an older version: this one waits for it as for any"),
+        (DocumentClaim(8, 6, NOW - 2 * STALE, holder="w1", stale_after=3 * STALE), "w2", "wait", "stale by the taker's measure, not by its holder's (whose fence is later)"),
+        (DocumentClaim(8, 6, NOW - STALE / 2, holder="w1", stale_after=STALE / 4), "w2", "take", "stale by its holder's shorter measure"),
     ],
 )
 def test_a_version_another_worker_holds_is_waited_for_until_stale(claim, holder, expected, why) -> None:
@@ -97,10 +99,11 @@ def test_renewed(claim, version, holder, expected, why) -> None:
 
 def test_a_claims_fence_passes_half_of_stale_after_before_another_worker_may_take_it() -> None:
     since = NOW - 100
-    claim = taken(DocumentClaim(0, 6), 8, since, holder="w1")
+    claim = taken(DocumentClaim(0, 6), 8, since, holder="w1", stale_after=STALE)
     fence = fence_deadline(since, STALE)
     assert fence == since + STALE / 2
     assert decide(claim, 8, fence + STALE / 2, STALE, holder="w2") == "wait", "nobody else writes while the fence allows the holder's writes, give or take half of stale_after"
     assert decide(claim, 10, fence + STALE / 2 + 1, STALE, holder="w2") == "take"
+    assert decide(claim, 10, fence + STALE / 2, 0.1 * STALE, holder="w2") == "wait", "a taker of a shorter stale_after goes by the holder's"
     assert released(claim, 8, written=True, holder="w2") is None, "another worker cannot let it go"
     assert released(claim, 8, written=True, holder="w1") == DocumentClaim(0, 8)

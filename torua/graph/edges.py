@@ -57,9 +57,10 @@ def needs_new_incarnation(row: EdgeRow | None, token: int, answer: HalfState) ->
     """A put that found the edge committed (incarnation `token`) asked B to attach it
     again: must it start a new incarnation? When B no longer holds it (dst deleted,
     perhaps put again: its drop of `token` is on its way here and would remove the
-    half) and the half is still the one asked about. The new one's attach says
-    whether dst exists now."""
-    return answer == HalfState.MISSING and row is not None and row.out_state == "committed" and row.out_token == token
+    half) and the half is still the one asked about, or gone (that drop came
+    meanwhile: the put holds the edge's lock, so nothing else removed it). The new
+    one's attach says whether dst exists now; a src deleted meanwhile fails it."""
+    return answer == HalfState.MISSING and (row is None or (row.out_state == "committed" and row.out_token == token))
 
 
 def local_put_ops(uid: str, src: str, type: str, dst: str, properties: str, weight: float, row: EdgeRow | None) -> list[Operation]:

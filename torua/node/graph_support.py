@@ -141,7 +141,10 @@ class SupportWork:
         async with self.locks.hold(*(support_lock(uid, key) for _, (key, _, _) in items)):
             async with self.locks.hold(*{vertex_lock(uid, key[0]) for _, (key, _, _) in items}):
                 present = rows.vertices(uid, [key[0] for _, (key, _, _) in items])
-                missing = next((key[0] for _, (key, _, _) in items if key[0] not in present), None)
+                # a change that only removes chunks of an edge whose src is gone is logged (its edge went
+                # with src): chunks of one document removed at once may delete an entity before one of
+                # them removes its share of a relation of it
+                missing = next((key[0] for _, (key, added, _) in items if added and key[0] not in present), None)
                 if missing is not None:
                     raise ToruaError("not_found", f"vertex {missing!r} (src) is not in graph {request.graph.name!r}")
                 current = rows.supports(uid, [key for _, (key, _, _) in items])
@@ -153,6 +156,8 @@ class SupportWork:
             for i, (key, _, _) in items:
                 support = now.get(key, {})
                 sizes[i] = len(support)
+                if key[0] not in present:
+                    continue  # src and its edges are gone: nothing to put or delete
                 if support:
                     properties, weight = decide.relation(support)
                     wanted.append(EdgeSpec(*key, checks.canonical_properties(properties, self.service._max_properties()), weight))

@@ -38,11 +38,11 @@ async def open_claims(js: Any, replicas: int = 1) -> Any:
 
 
 class ClaimStore:
-    def __init__(self, js: Any, stale_after: float = 2 * queue.ACK_WAIT, stream: str = queue.STREAM) -> None:
+    def __init__(self, js: Any, stale_after: float = 2 * queue.ACK_WAIT, stream: str = queue.STREAM, name: str = "") -> None:
         self.js = js
         self.stale_after = stale_after
         self.stream = stream  # the queue whose sequences are the versions
-        self.holder = uuid.uuid4().hex  # this store, in the claims it takes
+        self.holder = f"{name}:{uuid.uuid4().hex[:12]}"  # this store, in the claims it takes (`name`: its worker's id, for people)
         self._kv: Any = None
         self._queue = ""  # that stream's creation time (a stream made again starts its sequences again), once read
         self._since: dict[Held, float] = {}  # the claims this store holds: when each was taken or last renewed (wall clock)
@@ -105,7 +105,7 @@ class ClaimStore:
                 if decision != "take":
                     return decision
                 now = time.time()
-                if await self._write(key, taken(held, version, now, queue_id, self.holder), revision):
+                if await self._write(key, taken(held, version, now, queue_id, self.holder, self.stale_after), revision):
                     self._since[(corpus, document_id, version)] = now
                     return "take"
         except NatsError as exc:

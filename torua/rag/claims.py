@@ -29,12 +29,13 @@ A delete (`DELETE /rag/{g}/documents/{id}`) takes d's claim with a version betwe
 the queue's last sequence and the next (`delete_version`): every version sent
 before it is then superseded, every one sent after it is written after it.
 
-A claim names its holder (one per `ClaimStore`, i.e. per worker process), so a
-redelivery of the version another worker holds (its worker paused or cut off, not
-only dead) waits until the claim is stale like an older version's. The holder
-renews it (`renewed`) every sixth of `stale_after` while it writes, and every write
-it sends carries a fence (`fence_deadline`: the last renewal plus half of
-`stale_after`), after which the nodes refuse it (`fenced`). A worker paused past its
+A claim names its holder (one per `ClaimStore`, i.e. per worker process) and the
+holder's `stale_after`, so a redelivery of the version another worker holds (its
+worker paused or cut off, not only dead) waits until the claim is stale like an
+older version's, by the holder's measure. The holder renews it (`renewed`) every
+sixth of `stale_after` while it writes, and every write it sends carries a fence
+(`fence_deadline`: the last renewal plus half of `stale_after`), after which the
+nodes refuse it (`fenced`). A worker paused past its
 claim therefore wakes up to writes that are refused: they could only land before the
 claim went stale, i.e. before any other version was taken, as long as the nodes'
 clocks are within half of `stale_after` of the workers' (docs/design/graphrag.md
@@ -47,7 +48,7 @@ section 4).
 >>> decide(busy, 7, 130.0, 60.0), decide(busy, 6, 130.0, 60.0), decide(busy, 9, 130.0, 60.0), decide(busy, 9, 161.0, 60.0)
 ('take', 'superseded', 'wait', 'take')
 >>> released(busy, 7, written=True), released(busy, 7, written=False), released(busy, 8, written=True)
-(DocumentClaim(held=0, done=7, held_since=0.0, queue='', holder=''), DocumentClaim(held=0, done=5, held_since=0.0, queue='', holder=''), None)
+(DocumentClaim(held=0, done=7, held_since=0.0, queue='', holder='', stale_after=0.0), DocumentClaim(held=0, done=5, held_since=0.0, queue='', holder='', stale_after=0.0), None)
 >>> mine = taken(c, 7, now=100.0, holder="w1")
 >>> decide(mine, 7, 130.0, 60.0, holder="w1"), decide(mine, 7, 130.0, 60.0, holder="w2"), decide(mine, 7, 161.0, 60.0, holder="w2")
 ('take', 'wait', 'take')
@@ -75,7 +76,8 @@ class DocumentClaim:
     done: int = 0  # the newest version written, or the queue sequence a delete came after
     held_since: float = 0.0  # when `held` was taken (the taker's wall clock, seconds)
     queue: str = ""  # the queue the versions are of (its stream's creation time): a stream made again starts its sequences again
-    holder: str = ""  # who holds `held` (a worker's `ClaimStore`); "": a claim of an older release
+    holder: str = ""  # who holds `held` (a worker's `ClaimStore`: its worker's id and a token); "": a claim of an older release
+    stale_after: float = 0.0  # how long the holder's claim stands unrenewed (its fence is half of it); 0: the taker's own (an older release)
 
 
 def message_version(sequence: int) -> int:
@@ -110,13 +112,15 @@ def decide(claim: DocumentClaim | None, version: int, now: float, stale_after: f
         return "take"
     if claim.held > version:
         return "superseded"
-    if now - claim.held_since > stale_after:
+    if now - claim.held_since > (claim.stale_after or stale_after):  # the holder's: its fence is half of its own
         return "take"
     return "wait"
 
 
-def taken(claim: DocumentClaim | None, version: int, now: float, queue: str = "", holder: str = "") -> DocumentClaim:
-    return DocumentClaim(held=version, done=claim.done if claim is not None and claim.queue == queue else 0, held_since=now, queue=queue, holder=holder)
+def taken(claim: DocumentClaim | None, version: int, now: float, queue: str = "", holder: str = "", stale_after: float = 0.0) -> DocumentClaim:
+    return DocumentClaim(
+        held=version, done=claim.done if claim is not None and claim.queue == queue else 0, held_since=now, queue=queue, holder=holder, stale_after=stale_after,
+    )
 
 
 def _holds(claim: DocumentClaim, version: int, holder: str) -> bool:

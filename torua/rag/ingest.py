@@ -6,19 +6,19 @@ redelivered after a worker died mid-document writes the same graph again.
 The order, for a document d:
 
 0. when d's stored vertex is not `complete` (a writer, or a delete, stopped before
-   its end: killed, or paused past its claim and fenced off), every chunk it lists
-   or links (`HAS_CHUNK`) goes first, as in step 3, and d is written as new (its
-   worker planned it so): such a chunk may have lost part of its support, or have
-   given support it does not list;
-1. d's `Document` vertex is marked `ingesting` (its chunk list stays the one it
-   had: a query shows a document's chunks only while it is `complete`), with its
-   new chunks' vertices (text, offsets, embedding, and the entities and relations
-   each supports, for its removal) and then their `HAS_CHUNK` edges, in one
-   `Graph.put_many` (an import batch per shard): a chunk is linked to d before it
-   gives any support, so step 0 finds whatever an unfinished writer left;
-2. each new chunk's entities gain its support (the first chunk makes an entity,
-   with its name's embedding), then the chunks' `MENTIONS` edges, then the
-   relations' support;
+   its end: killed, or paused past its claim and fenced off), every chunk it lists,
+   plans or links (`HAS_CHUNK`) goes first, as in step 3, and d is written as new
+   (its worker planned it so): such a chunk may have lost part of its support, or
+   have given support it does not list;
+1. d's `Document` vertex is marked `ingesting`: its chunk list stays the one it had
+   (a query shows a document's chunks only while it is `complete`), and it names the
+   chunks this version adds (`planned`), so step 0 finds each of them, even one whose
+   `HAS_CHUNK` edge was never written;
+2. the new chunks' vertices (text, offsets, embedding, and the entities and
+   relations each supports, for its removal), then their `HAS_CHUNK` edges, in one
+   `Graph.put_many` (an import batch per shard); then each new chunk's entities
+   gain its support (the first chunk makes an entity, with its name's embedding),
+   then the chunks' `MENTIONS` edges, then the relations' support;
 3. kept chunks get their new offsets; chunks d no longer has lose what they
    supported (relations, then entities: an entity or relation nothing else supports
    goes) and go;
@@ -40,7 +40,7 @@ import asyncio
 import datetime as dt
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -72,6 +72,7 @@ class Previous:
 
     chunks: list[str]  # the chunk hashes it lists
     complete: bool  # False: a writer (or a delete) stopped before its end; the version is then planned as new (step 0)
+    planned: list[str] = field(default_factory=list)  # not complete: the chunk hashes the writer that stopped was adding
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,7 @@ class CorpusWriter:
         held = await self.graph.get_vertices([schema.document_vertex(d) for d in document_ids])
         return [
             None if (v := held[schema.document_vertex(d)]) is None
-            else Previous(list(v["properties"].get("chunks") or []), v["properties"].get("status") == "complete")
+            else Previous(list(v["properties"].get("chunks") or []), v["properties"].get("status") == "complete", list(v["properties"].get("planned") or []))
             for d in document_ids
         ]
 
@@ -117,11 +118,13 @@ class CorpusWriter:
             raise ValueError("a batch names each document once")
         unfinished = [p for p in documents if p.previous is not None and not p.previous.complete]
         if unfinished:  # step 0
-            await asyncio.gather(*(self._remove_chunks(p.plan.document_id, p.previous.chunks) for p in unfinished if p.previous is not None))
-        vertices: list[VertexData] = [  # marks first: before their HAS_CHUNK edges
-            _document(p.plan.document_id, "ingesting", p.previous.chunks if p.previous is not None and p.previous.complete else [], p.metadata)
+            await asyncio.gather(*(self._remove_chunks(p.plan.document_id, p.previous.chunks + p.previous.planned) for p in unfinished if p.previous is not None))
+        await self.graph.put_many([  # step 1
+            _document(p.plan.document_id, "ingesting", p.previous.chunks if p.previous is not None and p.previous.complete else [], p.metadata,
+                      planned=[item.chunk.hash for item in p.plan.new])
             for p in documents
-        ]
+        ])
+        vertices: list[VertexData] = []
         entities: dict[str, SupportItem] = {}
         relations: dict[tuple[str, str], SupportItem] = {}
         has_chunk: list[EdgeData] = []
@@ -186,16 +189,16 @@ class CorpusWriter:
         held = await self.document(document_id)
         if held is None:
             return False
-        chunks = list(held.get("chunks") or [])
+        chunks = list(held.get("chunks") or []) + list(held.get("planned") or [])
         await self._mark(document_id, "deleting", chunks, held.get("metadata") or {})
         await self._remove_chunks(document_id, chunks)
         await self.graph.delete_vertex(schema.document_vertex(document_id))
         return True
 
     async def _remove_chunks(self, document_id: str, chunks: list[str]) -> None:
-        """Remove the chunks the document lists (`chunks`, their hashes) and every one its
-        `HAS_CHUNK` edges reach (a writer that stopped before its end made chunks it
-        does not list)."""
+        """Remove the chunks the document lists or plans (`chunks`, their hashes) and
+        every one its `HAS_CHUNK` edges reach (a writer of an older release that stopped
+        before its end made chunks the vertex does not name)."""
         linked = await self._linked_chunks(document_id)
         await each([self._remove_chunk(vid) for vid in dict.fromkeys([f"c/{document_id}/{h}" for h in chunks] + linked)])
 
@@ -210,8 +213,11 @@ class CorpusWriter:
                 return out
 
 
-def _document(document_id: str, status: str, chunks: list[str], metadata: dict[str, Any]) -> VertexData:
-    return VertexData(schema.document_vertex(document_id), schema.DOCUMENT, {"status": status, "chunks": chunks, "metadata": metadata, "updated_at": _now()})
+def _document(document_id: str, status: str, chunks: list[str], metadata: dict[str, Any], planned: list[str] | None = None) -> VertexData:
+    properties = {"status": status, "chunks": chunks, "metadata": metadata, "updated_at": _now()}
+    if planned is not None:
+        properties["planned"] = planned
+    return VertexData(schema.document_vertex(document_id), schema.DOCUMENT, properties)
 
 
 def _chunk_properties(document_id: str, chunk: Chunk, entities: list[str], relations: list[tuple[str, str]]) -> dict[str, Any]:

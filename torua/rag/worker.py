@@ -63,7 +63,7 @@ SEED_RETRY_S = 30.0  # a read that failed is tried again this long after, at the
 class Worker:
     def __init__(
         self, client: Client, engines: Engines, ack_wait: float = queue.ACK_WAIT, metrics: WorkerMetrics | None = None, documents: int = 32,
-        tries: int = queue.MAX_DELIVER, stream: str = queue.STREAM,
+        tries: int = queue.MAX_DELIVER, stream: str = queue.STREAM, name: str = "",
     ) -> None:
         self.client = client
         self.ack_wait = ack_wait
@@ -83,7 +83,7 @@ class Worker:
         self.calls: set[asyncio.Future[Any]] = set()  # GraphRAG calls being answered (cancelled at a stop)
         nc = client._nc
         # which version of a document may be written (torua.rag.claims); None without JetStream
-        self.claims: ClaimStore | None = ClaimStore(nc.jetstream(), stale_after=2 * ack_wait, stream=stream) if nc is not None else None
+        self.claims: ClaimStore | None = ClaimStore(nc.jetstream(), stale_after=2 * ack_wait, stream=stream, name=name) if nc is not None else None
 
     async def serve_api(self) -> Any:
         """Answer the gateways' `RagRequest`s (one queue group: any worker answers one)."""
@@ -536,7 +536,7 @@ async def run_worker(config: Any, stop: Any) -> None:
     try:
         client = await Client(config.nats_url, nc=nc, api_key=config.api_key()).connect()
         engines = await asyncio.to_thread(Engines, config.threads)
-        worker = Worker(client, engines, config.ack_wait, documents=config.documents, tries=config.tries)
+        worker = Worker(client, engines, config.ack_wait, documents=config.documents, tries=config.tries, name=config.id)
         async with metrics_server(worker.metrics.registry, config.metrics_host, config.metrics_port):
             await worker.serve_api()
             task = asyncio.ensure_future(worker.run(stop.event))
