@@ -64,6 +64,17 @@ def docs(names: list[str] | None = None) -> list[dict]:
     return [{"id": name, "text": text, "metadata": {"person": name}} for name, text in PEOPLE if names is None or name in names]
 
 
+NAMES = ["Marie Curie", "Albert Einstein", "Alan Turing", "Ada Lovelace", "Charles Darwin", "Emmy Noether", "Niels Bohr", "Lise Meitner"]
+PLACES = ["Paris", "Berlin", "London", "Vienna", "Rome", "Madrid", "Prague", "Oslo"]
+
+
+def note_version(v: int, sentences: int = 64) -> str:
+    """Version `v` of a long note: the same people and places in every version, its
+    sentences the same as version v + 8's but the first."""
+    return f"This is version {v} of the note. " + " ".join(
+        f"{NAMES[i % 8]} travelled to {PLACES[(i // 8 + v) % 8]} with {NAMES[(i // 8 + 3) % 8]}." for i in range(sentences))
+
+
 def corpus_rows(cluster: Cluster, uid: str) -> dict[str, set]:
     """Every vertex, edge row and support row of graph `uid` in every primary copy's files
     (job vertices and the corpus vertex left out: they are not the corpus's content)."""
@@ -82,6 +93,24 @@ def corpus_rows(cluster: Cluster, uid: str) -> dict[str, set]:
                     out["edges"].add(("in", src, type, dst, in_state, properties, weight))
             out["supports"] |= {r for r in conn.execute("SELECT src, type, dst, chunk, note FROM g_support WHERE uid = ?", (uid,)) if not r[0].startswith("j/")}
     return out
+
+
+def same_corpora(cluster: Cluster, uids: dict[str, str], what: str) -> dict[str, dict[str, set]]:
+    """The rows of two corpora (`uids`: name -> graph uid) once they are equal (a removed
+    chunk's in-halves on other shards go by its outbox, a moment later); on a timeout,
+    the part that differs fails with its difference."""
+    def same() -> dict | None:
+        both = {name: corpus_rows(cluster, uid) for name, uid in uids.items()}
+        first, second = both.values()
+        return both if first == second else None
+
+    try:
+        return wait_until(same, 20, what)
+    except AssertionError:
+        first, second = (corpus_rows(cluster, uid) for uid in uids.values())
+        for part in ("vertices", "edges", "supports"):
+            assert first[part] == second[part], part
+        raise
 
 
 def _untimed(properties: str) -> str:
@@ -537,14 +566,7 @@ async def test_a_worker_paused_past_its_claim_is_fenced_off_and_the_next_version
     from torua.protocol.messages import RagJob
     from torua.rag.worker import Worker
 
-    names = ["Marie Curie", "Albert Einstein", "Alan Turing", "Ada Lovelace", "Charles Darwin", "Emmy Noether", "Niels Bohr", "Lise Meitner"]
-    places = ["Paris", "Berlin", "London", "Vienna", "Rome", "Madrid", "Prague", "Oslo"]
-
-    def version(v: int) -> str:
-        return f"This is version {v} of the note. " + " ".join(
-            f"{names[i % 8]} travelled to {places[(i // 8 + v) % 8]} with {names[(i // 8 + 3) % 8]}." for i in range(64))
-
-    texts = [version(0), version(1), version(9)]
+    texts = [note_version(0, 24), note_version(1, 24), note_version(9, 24)]  # 9 shares all but its first sentence with 1
     async with Client(rag_cluster.nats_url) as db, Client(rag_cluster.nats_url) as first_db, Client(rag_cluster.nats_url) as second_db:
         rag = db.rag("rag-pause")
         await rag.create(**SETTINGS)
@@ -561,6 +583,11 @@ async def test_a_worker_paused_past_its_claim_is_fenced_off_and_the_next_version
             second = Worker(second_db, Engines(load=False), ack_wait=1.5, stream="TEST_PAUSE")
             await first.take_many([messages[0]])
             assert (await rag.document("note") or {}).get("status") == "complete"
+
+            async def curie_support() -> int:
+                return (await db.graph("rag-pause").support([SupportItem("e/person/marie curie")]))[0]
+
+            before = await curie_support()
 
             paused, woken = asyncio.Event(), asyncio.Event()
             calls: list[str] = []
@@ -591,9 +618,11 @@ async def test_a_worker_paused_past_its_claim_is_fenced_off_and_the_next_version
             first.claims.renew = held_renew  # type: ignore[method-assign]
             writing_first = asyncio.ensure_future(first.take_many([messages[1]]))
             await asyncio.wait_for(paused.wait(), 60)
-            assert (await rag.document("note") or {}).get("status") == "ingesting"
-            held = await db.graph("rag-pause").get_vertex("e/person/albert einstein")
-            assert held is not None, "version 1's entities are written before the pause"
+            marked = await rag.document("note") or {}
+            assert marked.get("status") == "ingesting" and marked.get("planned")
+            first_chunk = await db.graph("rag-pause").get_vertex(f"c/note/{marked['planned'][0]}")
+            assert first_chunk is not None and "version 1" in first_chunk["properties"]["text"], "version 1's chunks are written before the pause"
+            assert await curie_support() > before, "and their entities' support"
 
             await asyncio.wait_for(second.take_many([messages[2]]), 60)  # waits for the first's claim to go stale
             document = await rag.document("note")
@@ -614,17 +643,7 @@ async def test_a_worker_paused_past_its_claim_is_fenced_off_and_the_next_version
         await ingest(db, "rag-pause-fresh", [{"id": "note", "text": texts[2]}])
         uids = {name: (await db.graph(name).info())["uid"] for name in ("rag-pause", "rag-pause-fresh")}
 
-    def same() -> dict | None:  # removed chunks' in-halves on other shards go by their outbox, a moment later
-        both = {name: corpus_rows(rag_cluster, uid) for name, uid in uids.items()}
-        return both if both["rag-pause"] == both["rag-pause-fresh"] else None
-
-    try:
-        both = wait_until(same, 20, "the graph to be a fresh ingest of version 2")
-    except AssertionError:
-        both = {name: corpus_rows(rag_cluster, uid) for name, uid in uids.items()}
-        for part in ("vertices", "edges", "supports"):
-            assert both["rag-pause"][part] == both["rag-pause-fresh"][part], part
-        raise
+    both = same_corpora(rag_cluster, uids, "the graph to be a fresh ingest of version 2")
     assert any(r[0] == "e/person/alan turing" for r in both["rag-pause"]["vertices"])
     assert {r[1] for r in both["rag-pause"]["supports"]} == {"", "RELATED"}, "entities' and relations' support both there"
 
@@ -645,13 +664,6 @@ async def test_a_worker_stopped_with_sigstop_mid_document_is_fenced_off_when_it_
     from torua.rag import queue
     from torua.rag.claims import CLAIMS_BUCKET, DocumentClaim, claim_key
 
-    names = ["Marie Curie", "Albert Einstein", "Alan Turing", "Ada Lovelace", "Charles Darwin", "Emmy Noether", "Niels Bohr", "Lise Meitner"]
-    places = ["Paris", "Berlin", "London", "Vienna", "Rome", "Madrid", "Prague", "Oslo"]
-
-    def version(v: int) -> str:
-        return f"This is version {v} of the note. " + " ".join(
-            f"{names[i % 8]} travelled to {places[(i // 8 + v) % 8]} with {names[(i // 8 + 3) % 8]}." for i in range(64))
-
     module_workers = [p for p in rag_cluster.group.procs if p.name.startswith("worker-") and p.alive()]
     ours = {name: rag_cluster.start_worker(name, ["--ack-wait", "1"]) for name in ("s1", "s2")}
     stopped: list = []
@@ -666,7 +678,7 @@ async def test_a_worker_stopped_with_sigstop_mid_document_is_fenced_off_when_it_
             claims = await js.key_value(CLAIMS_BUCKET)
 
             async def send(v: int) -> None:
-                await js.publish(queue.subject("rag-stop"), encode(RagJob(f"stop-{v}", "rag-stop", "note", version(v))), stream=queue.STREAM)
+                await js.publish(queue.subject("rag-stop"), encode(RagJob(f"stop-{v}", "rag-stop", "note", note_version(v))), stream=queue.STREAM)
 
             async def status() -> str | None:
                 held = await g.get_vertex("d/note")
@@ -688,16 +700,17 @@ async def test_a_worker_stopped_with_sigstop_mid_document_is_fenced_off_when_it_
             for v in range(1, 5):  # until the stop lands while version v is being written
                 await send(v)
                 await _until(lambda: _status_is(status, "ingesting"), 60, f"version {v} to be written")
-                writer = ours[(await claim()).holder.split(":")[0]]
-                writer.pause()
-                stopped.append(writer)
-                if not await _turns(status, "complete", 0.3):
-                    break
-                writer.resume()  # it ended before the stop: again
-                stopped.remove(writer)
+                writer = ours.get((await claim()).holder.split(":")[0])
+                if writer is not None:
+                    writer.pause()
+                    paused_at = time.monotonic()
+                    stopped.append(writer)
+                    if not await _turns(status, "complete", 0.3):
+                        break
+                    writer.resume()  # it ended before the stop: again
+                    stopped.remove(writer)
                 await _until(lambda: is_version(v), 60, f"version {v} to be complete")
-            assert writer in stopped, "a worker was stopped while it wrote a version"
-            paused_at = time.monotonic()
+            assert writer is not None and writer in stopped, "a worker was stopped while it wrote a version"
             await send(9)
             await _until(lambda: _taken_from(claim, writer), 30, "the other worker to take the claim over")
             writer.resume()
@@ -716,7 +729,7 @@ async def test_a_worker_stopped_with_sigstop_mid_document_is_fenced_off_when_it_
                 worker.resume()
             stopped = []
             await db.rag("rag-stop-fresh").create(**SETTINGS)
-            await ingest(db, "rag-stop-fresh", [{"id": "note", "text": version(9)}])
+            await ingest(db, "rag-stop-fresh", [{"id": "note", "text": note_version(9)}])
             uids = {name: (await db.graph(name).info())["uid"] for name in ("rag-stop", "rag-stop-fresh")}
     finally:
         for worker in stopped:
@@ -724,17 +737,7 @@ async def test_a_worker_stopped_with_sigstop_mid_document_is_fenced_off_when_it_
         for worker in ours.values():
             worker.terminate()
 
-    def same() -> dict | None:
-        both = {name: corpus_rows(rag_cluster, uid) for name, uid in uids.items()}
-        return both if both["rag-stop"] == both["rag-stop-fresh"] else None
-
-    try:
-        wait_until(same, 20, "the graph to be a fresh ingest of the last version")
-    except AssertionError:
-        both = {name: corpus_rows(rag_cluster, uid) for name, uid in uids.items()}
-        for part in ("vertices", "edges", "supports"):
-            assert both["rag-stop"][part] == both["rag-stop-fresh"][part], part
-        raise
+    same_corpora(rag_cluster, uids, "the graph to be a fresh ingest of the last version")
 
 
 async def _taken_from(claim, writer) -> bool:
@@ -848,17 +851,7 @@ async def test_deleting_half_the_documents_leaves_the_graph_a_fresh_ingest_of_th
         await ingest(db, "rag-half", docs(kept))
         uids = {name: (await db.graph(name).info())["uid"] for name in ("rag-all", "rag-half")}
 
-    def same() -> dict | None:  # a deleted chunk's in-halves on other shards go by its outbox, a moment later
-        both = {name: corpus_rows(rag_cluster, uid) for name, uid in uids.items()}
-        return both if both["rag-all"] == both["rag-half"] else None
-
-    try:
-        both = wait_until(same, 20, "the graph after the deletes to be the fresh ingest's")
-    except AssertionError:
-        both = {name: corpus_rows(rag_cluster, uid) for name, uid in uids.items()}
-        for part in ("vertices", "edges", "supports"):
-            assert both["rag-all"][part] == both["rag-half"][part], part
-        raise
+    both = same_corpora(rag_cluster, uids, "the graph after the deletes to be the fresh ingest's")
     assert both["rag-half"]["vertices"] and both["rag-half"]["supports"] and both["rag-half"]["edges"]
     assert {state for kind, *_, state, _, _ in both["rag-all"]["edges"]} <= {"committed", "confirmed"}  # every edge settled
     assert not any(r[0] in ("e/place/ulm", "e/place/atlantis", "c/darwin/ffffffffffffffff") for r in both["rag-all"]["vertices"])  # only the deleted named them

@@ -78,7 +78,7 @@ class Previous:
 @dataclass(frozen=True)
 class Planned:
     """A document ready to write: its plan, metadata, the embedding of each entity's
-    name, and what it held before (`CorpusWriter.previous_chunks_of`; None: it was
+    name, and what it held before (`CorpusWriter.previous_of`; None: it was
     not there). Planned against `previous.chunks` when complete, else against none."""
 
     plan: DocumentPlan
@@ -99,7 +99,7 @@ class CorpusWriter:
     async def _mark(self, document_id: str, status: str, chunks: list[str], metadata: dict[str, Any]) -> None:
         await self.graph.put_many([_document(document_id, status, chunks, metadata)])
 
-    async def previous_chunks_of(self, document_ids: Sequence[str]) -> list[Previous | None]:
+    async def previous_of(self, document_ids: Sequence[str]) -> list[Previous | None]:
         """What each document holds (None: it is not there), read at once (one request
         per node)."""
         held = await self.graph.get_vertices([schema.document_vertex(d) for d in document_ids])

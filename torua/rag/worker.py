@@ -270,7 +270,7 @@ class Worker:
                     (claimed if decision == "take" else later).append((msg, job))
             if claimed:
                 try:
-                    async with self._holding([(job.corpus, job.id) for _, job in claimed]), self._kept(claimed) as fence:
+                    async with self._kept(claimed) as fence, self._holding([(job.corpus, job.id) for _, job in claimed]):  # renewed while it waits its turn too
                         left = await self._ingest_documents([job for _, job in claimed], fence)
                 except Exception as exc:
                     log.info("%d documents of corpus %s written together failed (%s); writing each on its own", len(claimed), batch[0][1].corpus, exc)
@@ -441,7 +441,7 @@ class Worker:
         graph = self.client.graph(corpus)
         settings = await self._settings(graph, corpus)
         writer = CorpusWriter(graph if fence is None else graph.fenced(fence))
-        previous = await writer.previous_chunks_of([job.id for job in jobs])
+        previous = await writer.previous_of([job.id for job in jobs])
         resolver = await self._resolver(corpus, graph)
         embedder, extractor = self.engines.embedder_for(settings), self.engines.extractor_for(settings)
         planned: list[Planned] = []
