@@ -35,11 +35,10 @@ worker paused or cut off, not only dead) waits until the claim is stale like an
 older version's, by the holder's measure. The holder renews it (`renewed`) every
 sixth of `stale_after` while it writes, and every write it sends carries a fence
 (`fence_deadline`: the last renewal plus half of `stale_after`), after which the
-nodes refuse it (`fenced`). A worker paused past its
-claim therefore wakes up to writes that are refused: they could only land before the
-claim went stale, i.e. before any other version was taken, as long as the nodes'
-clocks are within half of `stale_after` of the workers' (docs/design/graphrag.md
-section 4).
+nodes refuse it (`fenced`). A worker paused past its claim therefore wakes up to
+writes that are refused: they could only land before the claim went stale, i.e.
+before any other version was taken, as long as the nodes' clocks are within half
+of `stale_after` of the workers' (docs/design/graphrag.md section 4).
 
 >>> c = DocumentClaim(held=0, done=5)
 >>> decide(None, 7, now=100.0, stale_after=60.0), decide(c, 7, 100.0, 60.0), decide(c, 5, 100.0, 60.0), decide(c, 4, 100.0, 60.0)
@@ -74,7 +73,7 @@ class DocumentClaim:
 
     held: int = 0  # the version being written (its queue sequence); 0: none
     done: int = 0  # the newest version written, or the queue sequence a delete came after
-    held_since: float = 0.0  # when `held` was taken (the taker's wall clock, seconds)
+    held_since: float = 0.0  # when `held` was taken or last renewed (the holder's wall clock, seconds)
     queue: str = ""  # the queue the versions are of (its stream's creation time): a stream made again starts its sequences again
     holder: str = ""  # who holds `held` (a worker's `ClaimStore`: its worker's id and a token); "": a claim of an older release
     stale_after: float = 0.0  # how long the holder's claim stands unrenewed (its fence is half of it); 0: the taker's own (an older release)
@@ -95,6 +94,11 @@ def delete_version(last_sequence: int) -> int:
     return 2 * last_sequence + 1
 
 
+def _holds(claim: DocumentClaim, version: int, holder: str) -> bool:
+    """`version` is held by `holder` (or by a worker of an older release, which names none)."""
+    return claim.held == version and claim.holder in ("", holder)
+
+
 def decide(claim: DocumentClaim | None, version: int, now: float, stale_after: float, queue: str = "", holder: str = "") -> Decision:
     """What `holder` does with `version` (of `queue`) of a document whose claim is `claim`
     (None: none yet; a claim of another queue is as none: its versions do not compare).
@@ -108,7 +112,7 @@ def decide(claim: DocumentClaim | None, version: int, now: float, stale_after: f
         return "take"
     if claim.done >= version:
         return "superseded"
-    if claim.held == 0 or (claim.held == version and claim.holder in ("", holder)):
+    if claim.held == 0 or _holds(claim, version, holder):
         return "take"
     if claim.held > version:
         return "superseded"
@@ -121,10 +125,6 @@ def taken(claim: DocumentClaim | None, version: int, now: float, queue: str = ""
     return DocumentClaim(
         held=version, done=claim.done if claim is not None and claim.queue == queue else 0, held_since=now, queue=queue, holder=holder, stale_after=stale_after,
     )
-
-
-def _holds(claim: DocumentClaim, version: int, holder: str) -> bool:
-    return claim.held == version and claim.holder in ("", holder)
 
 
 def released(claim: DocumentClaim, version: int, written: bool, holder: str = "") -> DocumentClaim | None:
