@@ -22,7 +22,7 @@ from pathlib import Path
 
 import psutil
 
-from torua.bench.procs import Stack
+from torua.bench.procs import Stack, run_async
 from torua.client import Client
 from torua.keys import shard_for_key
 from torua.protocol.errors import ToruaError
@@ -129,7 +129,7 @@ def run_failover(args) -> int:
                     out.append(r)
             return out
 
-        results = asyncio.run(rounds())
+        results = run_async(rounds())
         worst = max((r["max_s"] or 0) for r in results)
         print(f"torua bench --failover: worst {worst} s against the target {TARGET:g} s "
               f"({'met' if worst < TARGET else 'missed'})", flush=True)

@@ -34,7 +34,7 @@ import psutil
 from torua.bench.graph_data import exact_top_k, generate, recall, write_files
 from torua.bench.load import Result, measure, percentile
 from torua.bench.report import meets, ratio as _ratio
-from torua.bench.procs import BenchError, Stack, in_own_stack
+from torua.bench.procs import BenchError, Stack, in_own_stack, run_async
 from torua.graph.kuzu_index import VECTOR_EFS
 
 GRAPH = "bench-graph"
@@ -357,7 +357,7 @@ def run_graph_bench(args) -> int:
         say(f"torua bench: starting torua up ({NODES} nodes, {SHARDS} shards, 1 copy, commit={args.commit})")
         http = stack.start_torua(nats_url, args.commit, nodes=NODES, shards=SHARDS, replicas=1)
         say(f"torua bench: Torua ready at {http}")
-        torua = asyncio.run(ToruaSide(http, nats_url, stack.api_key).run(data, paths, args.graph_queries, say))
+        torua = run_async(ToruaSide(http, nats_url, stack.api_key).run(data, paths, args.graph_queries, say))
         import urllib.request
 
         with urllib.request.urlopen(urllib.request.Request(f"{http}/shards", headers=stack.auth_headers), timeout=10) as resp:

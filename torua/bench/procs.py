@@ -7,6 +7,8 @@ NATS last) with a grace period, then SIGKILL.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ctypes
 import shutil
 import signal
@@ -15,8 +17,9 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any, TypeVar
 
 from torua.api_keys import admin_key_path
 from torua.cli.up import nats_config, nats_server_binary, torua_command, wait_for_port
@@ -196,6 +199,55 @@ class Stack:
 
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
+
+
+T = TypeVar("T")
+CLEANUP_S = 10.0  # what a bench's asynchronous part gets to end after Ctrl-C, and its tasks left after it
+
+
+def run_async(main: Coroutine[Any, Any, T]) -> T:
+    """Run a bench's asynchronous part (as `asyncio.run` does) so that Ctrl-C or SIGTERM
+    stops it within bounds: the signal cancels it (its `finally` blocks run), it gets
+    `CLEANUP_S` to end, the tasks left after it `CLEANUP_S` more, then
+    KeyboardInterrupt (which `in_own_stack` answers). A KeyboardInterrupt raised in
+    the middle of the event loop, as `_interrupt` raises it elsewhere, left
+    `asyncio.run` waiting without end for the cleanup of a task it cancelled."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    task = loop.create_task(main)
+    interrupted = False
+
+    def interrupt() -> None:
+        nonlocal interrupted
+        if not interrupted:
+            interrupted = True
+            task.cancel()
+            loop.call_later(CLEANUP_S, loop.stop)
+
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in previous:
+        loop.add_signal_handler(sig, interrupt)
+    try:
+        return loop.run_until_complete(task)
+    except (asyncio.CancelledError, RuntimeError):  # RuntimeError: stopped before it ended
+        if interrupted:
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        for sig in previous:
+            loop.remove_signal_handler(sig)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        left = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        for t in left:
+            t.cancel()
+        with contextlib.suppress(Exception):
+            if left:
+                loop.run_until_complete(asyncio.wait(left, timeout=CLEANUP_S))
+            loop.run_until_complete(asyncio.wait_for(loop.shutdown_asyncgens(), CLEANUP_S))
+            loop.run_until_complete(asyncio.wait_for(loop.shutdown_default_executor(), CLEANUP_S))
+        asyncio.set_event_loop(None)
+        loop.close()
 
 
 def in_own_stack(prefix: str, insecure: bool, body: "Callable[[Stack, Path], int]") -> int:

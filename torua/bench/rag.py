@@ -32,7 +32,7 @@ import psutil
 
 from torua.bench.load import measure_in_turns
 from torua.bench.report import meets, ratio as _ratio
-from torua.bench.procs import BenchError, Stack, in_own_stack
+from torua.bench.procs import BenchError, Stack, in_own_stack, run_async
 
 CORPUS = "bench-rag"
 NODES, SHARDS = 3, 16
@@ -288,7 +288,7 @@ def run_rag_bench(args) -> int:
         say(f"torua bench: starting torua up ({NODES} nodes, {SHARDS} shards, 1 copy, {args.rag_workers} workers, commit={args.commit})")
         http = stack.start_torua(nats_url, args.commit, nodes=NODES, shards=SHARDS, replicas=1, workers=args.rag_workers)
         say(f"torua bench: Torua ready at {http}")
-        torua = asyncio.run(RagSide(http, stack.api_key, say).run(documents, questions, min(args.rag_deletes, len(documents)), args.rag_queries, concurrencies))
+        torua = run_async(RagSide(http, stack.api_key, say).run(documents, questions, min(args.rag_deletes, len(documents)), args.rag_queries, concurrencies))
         rows = figures(torua, anchor, concurrencies)
         copies = f" ({args.rag_copies} copies of each)" if args.rag_copies > 1 else ""
         header = (f"torua bench --rag: {len(documents)} documents of the frozen multi-hop set{copies} ({anchor['chunks']} chunks), {len(questions)} questions; "

@@ -11,14 +11,13 @@ the end, also on Ctrl-C or an error.
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
 from pathlib import Path
 
 from torua.api_keys import discovered_token
 from torua.bench.load import Result, measure
-from torua.bench.procs import Stack, in_own_stack
+from torua.bench.procs import Stack, in_own_stack, run_async
 from torua.bench.report import machine_info, table, write_json
 from torua.bench.targets import ANCHORS, ORDER, TORUA, Targets
 from torua.cli.up import nats_server_binary
@@ -140,7 +139,7 @@ def run_bench(args) -> int:
         version = subprocess.run([nats_server_binary(), "--version"], capture_output=True, text=True, timeout=10).stdout.strip()
         machine = machine_info(version, workdir)
         print(f"torua bench: Torua {durability['torua']}; JetStream anchor {durability['jetstream']}", flush=True)
-        results, client_mode = asyncio.run(_measure(args, urls, names, concurrencies, stack.api_key))
+        results, client_mode = run_async(_measure(args, urls, names, concurrencies, stack.api_key))
         header = (
             f"torua bench: {args.requests} requests per figure (+{min(args.warmup, args.requests)} warm-up), "
             f"{args.value_size}-byte values, loopback; {machine['cpu_count']} CPUs, Python {machine['python']}, {machine['nats_server']}, "
