@@ -74,6 +74,24 @@ async def test_op_by_op_holds_what_the_rows_hold_and_a_rebuild_holds_the_same(tm
         await store.close()
 
 
+@pytest.mark.parametrize("copy_rows", [1, 3, 50_000])
+async def test_a_rebuild_copied_in_batches_of_any_size_holds_the_rows_and_their_stubs(tmp_path: Path, monkeypatch, copy_rows: int) -> None:
+    """A build copies vertices in batches of `COPY_ROWS` and the stubs with the last:
+    whatever the batches, the index holds every vertex, edge and stub the rows give."""
+    monkeypatch.setattr(kuzu_index, "COPY_ROWS", copy_rows)
+    store, index = open_shard(tmp_path / "s", lazy_ops=1, idle_s=3600)  # every batch left to the catch-up: built from the rows
+    try:
+        for batch in chunks(random_ops(random.Random(5), 120, uids=("g1",)), random.Random(5)):
+            await write(store, index, batch)
+        dumped = index.dump("g1", soon())
+        assert dumped == expected_now(store, "g1")
+        assert index.stats()["builds"] >= 1
+        stubs = {v[0] for v in dumped["vertices"] if v[-1] is True}
+        assert len(stubs) >= 2 and len(dumped["vertices"]) - len(stubs) > 3 and len(dumped["edges"]) >= 10  # several batches of 1 or 3
+    finally:
+        await store.close()
+
+
 async def test_a_rebuild_starts_from_the_empty_file_of_its_graphs_and_holds_what_one_from_nothing_holds(tmp_path: Path, monkeypatch) -> None:
     """Shards of one node holding the same graphs build from copies of one empty file
     (torua.graph.index_templates): the same rows and BM25 scores as a build from
