@@ -108,10 +108,13 @@ class Up:
         return next(c for c in psutil.Process(self.proc.pid).children() if all(has(c.cmdline(), w) for w in words))
 
     def stop(self, sig: int = signal.SIGINT) -> int:
+        """Stop it; every child it started has exited when it returns (not later, of
+        the signal the kernel sends an orphan)."""
         self.remember_children()
         self.proc.send_signal(sig)
         code = self.proc.wait(60)
-        wait_until(lambda: not any(_running(c) for c in self._children.values()), 20, "every child of torua up gone")
+        left = [" ".join(c.cmdline()) for c in self._children.values() if _running(c)]
+        assert not left, f"still running when torua up returned: {left}"
         return code
 
     def kill_all(self) -> None:
@@ -220,6 +223,10 @@ def test_up_runs_a_cluster_and_ctrl_c_stops_every_process(tmp_path):
         assert status == 403
         assert up.http("PUT", "/data/survives/restart", b"still here")[0] == 204
         assert up.stop() == 0
+        # its worker was stopped while NATS still served (NATS goes last), not cut off by it
+        worker_log = (up.data_dir / "logs" / "worker-w1.log").read_text()
+        stopping = worker_log.find("SIGTERM received")
+        assert stopping >= 0 and "disconnected from NATS" not in worker_log[:stopping], worker_log[-2000:]
 
         up = Up(tmp_path / "data", up.http_port, up.nats_port)
         up.wait_ready()

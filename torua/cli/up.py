@@ -55,6 +55,8 @@ NATS_MAX_PAYLOAD = 16 << 20  # an 8 MiB value plus its envelope fits with room t
 # Seconds each group of processes gets to stop (gateway, coordinators, nodes, NATS)
 # before it is killed; every torua process bounds its own stop too (torua.stopping).
 STOP_WAIT = 15.0
+# The order `torua up` stops its children in, by name prefix (`stop_group`).
+STOP_ORDER = (("gateway", "worker-"), ("coordinator",), ("node-",), ("nats-server",))
 # Not ready this long after start: say which shards wait for which node (again when it changes).
 NOTICE_AFTER = 5.0
 TAIL_LINES = 15
@@ -412,16 +414,19 @@ class LocalCluster:
     # -------------------------------------------------------------- stop
 
     def stop(self) -> None:
-        """Front to back, NATS last so the others can say goodbye, each group bounded.
-        The coordinators go before the nodes: when the whole cluster stops, a node
-        has nobody to hand its primaries to, and without a coordinator it does not
-        wait to try."""
+        """Front to back, NATS last so the others can say goodbye, each group bounded,
+        and returns once every child has exited. The GraphRAG workers go with the
+        gateway, while the nodes and NATS still serve: a document being written is
+        written or left to the queue, not cut off by NATS going first. The
+        coordinators go before the nodes: when the whole cluster stops, a node has
+        nobody to hand its primaries to, and without a coordinator it does not wait
+        to try. A child of a kind no group names goes with the first."""
         self.stopping = True
         for c in self.children:  # a paused process (or a paused NATS) would hold the stop up
             if c.proc.poll() is None:
                 c.proc.send_signal(signal.SIGCONT)
-        for group in (("gateway",), ("coordinator",), ("node-",), ("nats-server",)):
-            members = [c for c in self.children if c.name.startswith(group)]
+        for n, group in enumerate(STOP_ORDER):
+            members = [c for c in self.children if stop_group(c.name) == n]
             for c in members:
                 if c.proc.poll() is None:
                     c.proc.send_signal(signal.SIGTERM)
@@ -435,6 +440,16 @@ class LocalCluster:
                     c.proc.wait()
         if self.lock is not None:
             self.lock.release()
+
+
+def stop_group(name: str) -> int:
+    """Which group of `STOP_ORDER` the child `name` stops with (a name no group
+    names: the first).
+
+    >>> [stop_group(n) for n in ("gateway", "worker-w2", "coordinator-c1", "node-n3", "nats-server", "other")]
+    [0, 0, 1, 2, 3, 0]
+    """
+    return next((n for n, group in enumerate(STOP_ORDER) if name.startswith(group)), 0)
 
 
 def _held_by(directory: Path) -> str:
