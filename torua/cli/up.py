@@ -52,7 +52,7 @@ from torua.cli.up_plan import (
 from torua.ports import port_free
 
 NATS_MAX_PAYLOAD = 16 << 20  # an 8 MiB value plus its envelope fits with room to spare
-# Seconds each group of processes gets to stop (gateway, coordinators, nodes, NATS)
+# Seconds each group of processes gets to stop (gateway and workers, coordinators, nodes, NATS)
 # before it is killed; every torua process bounds its own stop too (torua.stopping).
 STOP_WAIT = 15.0
 # The order `torua up` stops its children in, by name prefix (`stop_group`).

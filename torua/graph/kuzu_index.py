@@ -720,8 +720,8 @@ class KuzuGraphs:
     def _copy_graph(self, c: kuzu.Connection, g: GraphTables, vertices: Iterable[VertexRow], edges: Iterable[EdgeRow], stop: Callable[[], bool]) -> int:
         """Copy the graph's rows in; how many vectors it holds. The stubs (the other
         ends of visible edges that are not vertices here) go in the last vertex COPY:
-        each COPY costs Kuzu ~10 ms whatever it holds, a fifth of building a small
-        shard's index."""
+        each COPY costs Kuzu ~10 ms whatever it holds, about a tenth of building a
+        small shard's index."""
         ids: set[str] = set()
         batch: list[VertexRow] = []
         vectors = 0
