@@ -76,7 +76,7 @@ VALUES = [
 ]
 
 
-@pytest.mark.parametrize("value,limit,expected", VALUES, ids=repr)
+@pytest.mark.parametrize("value,limit,expected", VALUES, ids=lambda v: repr(bytes(v)) if isinstance(v, memoryview) else repr(v))
 def test_values(value, limit, expected):
     if isinstance(expected, str):
         assert code_of(validate_value, value, limit) == expected
