@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import os
 import random
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from urllib.parse import quote
 
 import pytest
 
+from tests.support import shard_db
 from tests.support.history import Op, check_key, value_of
 from tests.support.processes import Cluster, Proc, wait_until
 
@@ -132,13 +132,7 @@ def healed(c: Cluster, node_id: str, pid: int) -> bool:
 
 def copy_value(c: Cluster, node_id: str, shard_id: int, key: str) -> bytes | None:
     """A key straight from one node's SQLite file for that shard (read-only)."""
-    db = c.group.workdir / node_id / "shards" / str(shard_id) / "shard.db"
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
-    try:
-        row = conn.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
-        return None if row is None else bytes(row[0])
-    finally:
-        conn.close()
+    return shard_db.copy_value(c.group.workdir, node_id, shard_id, key)
 
 
 @pytest.mark.timeout(300)

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 from torua.keys import shard_for_key
+from tests.support import shard_db
 from tests.support.processes import Cluster, wait_until
 
 
 def oplog_rows(db_path) -> int:
-    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
-    try:
-        return conn.execute("SELECT count(*) FROM oplog").fetchone()[0]
-    finally:
-        conn.close()
+    return shard_db.query(db_path, "SELECT count(*) FROM oplog")[0][0]
 
 
 def test_log_is_trimmed_and_a_trimmed_shard_still_moves_with_all_its_data(group, nats_url):

@@ -5,21 +5,14 @@ its share of primaries again by planned hand-off, no copy moved."""
 
 from __future__ import annotations
 
-import sqlite3
-
+from tests.support import shard_db
 from tests.support.processes import Cluster, wait_until
 from tests.support.writer import Writer
 
 
 def copy_value(group, node_id: str, shard_id: int, key: str) -> bytes | None:
     """Read a key straight from a node's SQLite file for that shard."""
-    db = group.workdir / node_id / "shards" / str(shard_id) / "shard.db"
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        row = conn.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
-        return None if row is None else bytes(row[0])
-    finally:
-        conn.close()
+    return shard_db.copy_value(group.workdir, node_id, shard_id, key)
 
 
 def test_every_acknowledged_write_is_on_every_in_sync_copy(group, nats_url):
@@ -341,13 +334,9 @@ def test_a_replica_behind_the_trimmed_log_copies_the_shard_again(group, nats_url
 
     def logs_trimmed() -> bool:
         for s in c.json("GET", "/shards")[1]["shards"]:
-            db = group.workdir / s["primary"] / "shards" / str(s["shard_id"]) / "shard.db"
-            conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-            try:
-                if conn.execute("SELECT count(*) FROM oplog").fetchone()[0] > 20:
-                    return False
-            finally:
-                conn.close()
+            db = shard_db.shard_db(group.workdir, s["primary"], s["shard_id"])
+            if shard_db.query(db, "SELECT count(*) FROM oplog")[0][0] > 20:
+                return False
         return True
 
     wait_until(logs_trimmed, 30, "every primary's log trimmed past what n3 has")
