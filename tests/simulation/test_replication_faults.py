@@ -8,6 +8,7 @@ to replay its choices.
 from __future__ import annotations
 
 import asyncio
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from torua.protocol import subjects
 from torua.protocol.codec import decode, encode
 from torua.protocol.messages import KvReply, KvRequest
 from torua.storage.shard_store import ShardStore
+from torua.storage.writer import DB_FILENAME
 from tests.support.memory_bus import Envelope
 from tests.support.sim_cluster import KeyWriter, SimCluster, check_history, sim_seed, summarize_ops, wait_for
 
@@ -127,9 +129,9 @@ async def test_paused_primary_is_replaced_and_refuses_what_it_held(cluster, monk
         logged: list[tuple[Path, str]] = []
         apply = ShardStore.apply
 
-        async def recording_apply(store: ShardStore, op):
+        async def recording_apply(store: ShardStore, op, check=None):
             logged.append((store.directory, getattr(op, "key", "")))
-            return await apply(store, op)
+            return await apply(store, op, check)
 
         monkeypatch.setattr(ShardStore, "apply", recording_apply)
 
@@ -367,6 +369,45 @@ async def test_recopy_recovers_from_a_lost_message(cluster):
             await cluster.wait_green(8.0)
         except AssertionError as exc:
             raise AssertionError(f"{exc}\nstuck: {cluster.stuck_copies()}") from None
+
+
+async def test_a_primary_that_hands_off_follows_its_successor_without_a_copy(tmp_path):
+    """Shard 0's primary dies: its replica is promoted (at the seq it had) and takes
+    writes; the old primary returns as a replica and catches up. Then the leader hands
+    the shard off (a planned stop): it becomes a replica holding exactly its
+    successor's history, and must catch up from the log, not copy the shard again
+    (its shard.db stays the same file). It used to claim the shard epoch it last
+    followed at (a copy that led since recorded none), which counted the first
+    promotion's seq against it: every planned hand-off after a failover copied the
+    shard again whole. `test_recopy_recovers_from_a_lost_message` is the other side:
+    a tail past the promotion still copies again."""
+    cluster = SimCluster(tmp_path, sim_seed(), nodes=2, shards=1, replicas=2)
+    try:
+        await cluster.start()
+        async with asyncio.timeout(60):
+            first, second = cluster.map.shards[0].primary, cluster.map.shards[0].replicas[0]
+            assert first is not None
+            await cluster.crash(first)
+            await wait_for(lambda: cluster.map.shards[0].primary == second, 10, f"failover to {second}")
+            keys = [f"key-{i}" for i in range(20)]
+            for k in keys:
+                await cluster.put(k, b"after the failover")
+            await cluster.restart(first)
+            await wait_green(cluster, caught_up=True)
+            leader = cluster.nodes[second]
+            assert cluster.map.shards[0].primary == second and leader.holdings[0].store is not None
+            db = leader.holdings[0].store.directory / DB_FILENAME
+            file = os.stat(db).st_ino
+            await leader.hand_off()
+            await wait_for(lambda: cluster.map.shards[0].primary == first and cluster.green(caught_up=True), HEAL_TIMEOUT, f"{first} leading, {second} caught up")
+            assert leader.holdings[0].role == "replica"
+            assert os.stat(db).st_ino == file, f"{second} copied the shard again after handing it off"
+            for k in keys:
+                assert await cluster.read_definitely(k) == b"after the failover"
+            copies, problems = cluster.compare_copies()
+            assert copies == 1 and not problems, problems
+    finally:
+        await cluster.stop()
 
 
 def copies_held(cluster: SimCluster, node_id: str) -> dict[int, str]:

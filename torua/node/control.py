@@ -20,7 +20,7 @@ from torua.kv_rules import validate_shard
 from torua.node.command_checks import assignment_refusal, destructive_refusal
 from torua.node import copy as shard_copy
 from torua.node.replies import reply
-from torua.node.replication import is_incomplete, notify, set_incomplete
+from torua.node.replication import is_incomplete, notify, set_incomplete, write_synced_epoch
 from torua.node.roles import next_role, serves_copy_source
 from torua.node.shard_files import ShardFiles
 from torua.node.tasks import Tasks
@@ -107,6 +107,7 @@ class ShardControl:
             holding = self.node.holding(shard_id)
             async with holding.lock:
                 replica = item.role == "replica"
+                serving_before = holding.role in ("primary", "frozen")
                 if holding.role == "absent":
                     directory = self.files.directory(shard_id)
                     on_disk = self.files.exists(shard_id)
@@ -130,9 +131,19 @@ class ShardControl:
                     holding.role = next_role(holding.role, "assign_replica")
                 elif holding.role in ("copying", "retired", "replica"):
                     holding.role = next_role(holding.role, "assign")
+                moved_on = holding.shard_epoch != item.shard_epoch or not serving_before
                 if holding.shard_epoch != item.shard_epoch:
                     holding.lease_until = 0.0  # a lease belongs to one primary incarnation
                 holding.shard_epoch = item.shard_epoch
+                if not replica and moved_on:
+                    # A primary's copy is the shard's history at its shard epoch. Recorded as a
+                    # replica's is once it caught up (`read_synced_epoch`), so that when a
+                    # hand-off or a failover makes it a replica, its primary judges it from
+                    # this epoch: it catches up unless it holds a tail past the promotion
+                    # (torua.replication.rejoin). Unrecorded, it claimed the epoch it last
+                    # followed at (0 for a copy that always led) and was copied again whole
+                    # after every planned hand-off past an older promotion.
+                    write_synced_epoch(self.files.directory(shard_id), item.shard_epoch)
                 holding.primary = item.primary
                 holding.in_sync = list(item.in_sync) or [self.node.config.id]
                 holding.replicas = list(item.replicas)

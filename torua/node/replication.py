@@ -224,12 +224,18 @@ class Replication:
         nc = node.nc
         assert nc is not None
         directory = self.files.directory(holding.shard_id)
-        synced = read_synced_epoch(directory)  # the shard epoch this copy last caught up at
+        synced = read_synced_epoch(directory)  # the shard epoch this copy was last in step at
+        read_at = holding.shard_epoch  # the shard epoch when `synced` was read
         refused_at = -math.inf  # when an op this release cannot apply was last logged
         while holding.role == "replica" and not self.tasks.stopping.is_set():
             store, primary = holding.store, holding.primary
             if store is None or primary is None or primary == node.config.id:
                 return
+            if holding.shard_epoch != read_at:
+                # The map changed while this fetch waited: the copy may have led meanwhile
+                # (promoted, then handed off before this loop looked), and a primary records
+                # its own epoch (ShardControl.assign).
+                synced, read_at = read_synced_epoch(directory), holding.shard_epoch
             request = LogRequest(
                 holding.shard_id,
                 store.applied_seq(),  # acknowledges what every engine of this copy has applied
@@ -291,7 +297,7 @@ class Replication:
                 log.info("shard %d: replica caught up with %s at seq %d", holding.shard_id, primary, chunk.last_seq, extra={"shard": holding.shard_id})
             if synced != holding.shard_epoch:
                 write_synced_epoch(directory, holding.shard_epoch)
-                synced = holding.shard_epoch
+                synced = read_at = holding.shard_epoch
 
     async def _recopy(self, holding: "Holding", primary: str) -> None:
         node = self.node
