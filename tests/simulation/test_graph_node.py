@@ -113,61 +113,6 @@ async def test_vertices_and_edges_across_shards(tmp_path):
 
 
 @pytest.mark.timeout(90)
-async def test_a_write_whose_fence_passes_while_it_waits_is_refused_where_it_would_be_logged(tmp_path):
-    """A GraphRAG worker's write carries a fence (`not_after`). One that passed it on
-    arrival and then waited (here for a vertex lock another write holds) until the
-    fence passed is refused where its ops would be logged (`fence_when_logged`):
-    nothing of it is logged, whatever kind of write it is. Without the second check
-    each of these writes would land after the claim could be another worker's."""
-    import time
-
-    from torua.node.graph_edges import vertex_lock
-    from torua.protocol.messages import SupportItem
-
-    cluster = SimCluster(tmp_path, sim_seed(), nodes=2, shards=2, replicas=1)
-    try:
-        await cluster.start()
-        async with asyncio.timeout(60):
-            g = graph_client(cluster)
-            a, b = ids_on_other_shards(2, 2)
-            await g.put_vertex(a, "V", {"x": 1})
-            await g.put_vertex(b, "V")
-            await g.put_edge(a, "old", b)
-            shard = g.shard(a)
-            node = cluster.nodes[cluster.map.shards[shard].primary]
-            store = node.holdings[shard].store
-            writes = {
-                "vertex.put": dict(op=GraphOp.VERTEX_PUT, vertex=VertexData(a, "V", {"x": 2})),
-                "vertex.delete": dict(op=GraphOp.VERTEX_DELETE, id=a),
-                "edge.put": dict(op=GraphOp.EDGE_PUT, edge=EdgeData(a, "new", b)),
-                "edge.delete": dict(op=GraphOp.EDGE_DELETE, edge=EdgeData(a, "old", b)),
-                "import": dict(op=GraphOp.IMPORT, vertices=[VertexData(a, "V", {"x": 3})], edges=[EdgeData(a, "imported", b)]),
-                "support": dict(op=GraphOp.SUPPORT, supports=[SupportItem(a, added={"c/1": "{}"})]),
-            }
-            for what, fields in writes.items():
-                before = store.last_seq()
-                fields = dict(fields)
-                op = fields.pop("op")
-                async with node.graph.locks.hold(vertex_lock(GRAPH.uid, a)):
-                    fence = time.time() + 0.5
-                    sent = asyncio.ensure_future(g.call(shard, op, not_after=fence, **fields))
-                    await wait_for(lambda: node.graph.locks.waiting(vertex_lock(GRAPH.uid, a)) or sent.done(), 5, f"{what} waiting for the lock")
-                    assert not sent.done(), f"{what} answered before it took the lock: {sent.result() if not sent.exception() else sent.exception()}"
-                    await wait_for(lambda: time.time() > fence, 5, "the fence to pass")
-                with pytest.raises(ToruaError) as refused:
-                    await sent
-                assert refused.value.code == "fenced" and "before it was logged" in refused.value.message, (what, refused.value)
-                assert store.last_seq() == before, f"{what} logged ops past its fence"
-            assert (await g.get_vertex(a)).properties == {"x": 1}
-            assert [(e.type, e.dst) for e in await g.edges(a)] == [("old", b)]
-            # the same write with a fence that holds is applied
-            assert (await g.call(shard, GraphOp.VERTEX_PUT, not_after=time.time() + 60, vertex=VertexData(a, "V", {"x": 4}))).seq > before
-            assert (await g.get_vertex(a)).properties == {"x": 4}
-    finally:
-        await cluster.stop()
-
-
-@pytest.mark.timeout(90)
 async def test_a_retried_write_is_answered_as_its_first_attempt(tmp_path):
     """A gateway retries a write whose attempt timed out while the node went on with it;
     the retry (same request_id) must not answer created=False for the vertex or edge

@@ -129,9 +129,9 @@ async def test_paused_primary_is_replaced_and_refuses_what_it_held(cluster, monk
         logged: list[tuple[Path, str]] = []
         apply = ShardStore.apply
 
-        async def recording_apply(store: ShardStore, op, check=None):
+        async def recording_apply(store: ShardStore, op):
             logged.append((store.directory, getattr(op, "key", "")))
-            return await apply(store, op, check)
+            return await apply(store, op)
 
         monkeypatch.setattr(ShardStore, "apply", recording_apply)
 

@@ -321,41 +321,6 @@ async def test_per_request_error_does_not_fail_batch(store: ShardStore) -> None:
     assert store.stats().keys == 2
 
 
-async def test_a_check_runs_where_the_op_is_logged_and_its_refusal_fails_that_request_alone(store: ShardStore) -> None:
-    """`check` (a write's fence, torua.node.graph_checks.fence_when_logged) runs in the
-    writer's transaction, after every request queued before it: one that raises logs
-    nothing of its request, in the same batch as requests that commit."""
-    ext = external(store)
-    ext.execute("BEGIN IMMEDIATE")  # the writer waits for the lock: the requests below share one batch
-    seen: list[int] = []
-
-    def passed() -> None:
-        seen.append(store.last_seq())
-
-    def refused() -> None:
-        seen.append(store.last_seq())
-        raise RuntimeError("fence passed")
-
-    async def release() -> None:
-        ext.execute("COMMIT")
-
-    commits_before = store.commits
-    results = await asyncio.gather(
-        store.apply(KvPut("a", b"a")),
-        store.apply_all([KvPut("b", b"b"), KvPut("c", b"c")], check=refused),
-        store.apply(KvPut("d", b"d"), check=passed),
-        store.apply_all([KvPut("e", b"e"), KvPut("f", b"f")], check=passed),
-        release(),
-        return_exceptions=True,
-    )
-    ext.close()
-    assert results[0] == 1 and isinstance(results[1], RuntimeError) and results[2] == 2 and results[3] == [3, 4]
-    assert store.commits == commits_before + 1
-    assert seen == [0, 0, 0]  # run inside the transaction, before its commit
-    assert [store.get(k) is not None for k in "abcdef"] == [True, False, False, True, True, True]
-    assert [op.key for _, op in all_log(store)] == ["a", "d", "e", "f"]
-
-
 # -------------------------------------------------------------------- log
 
 

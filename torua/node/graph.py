@@ -300,7 +300,7 @@ class GraphService:
         store, rows = writing(self.node, request)
         async with self.locks.hold(vertex_lock(op.uid, op.id)):
             created = rows.vertex(op.uid, op.id) is None
-            seq = await self.node.write(request.shard_id, [*ensure_ops(rows, request.graph), op], "graph vertex.put", request.not_after)
+            seq = await self.node.write(request.shard_id, [*ensure_ops(rows, request.graph), op], "graph vertex.put")
         return GraphReply(True, self.node.epoch, created=created, seq=seq)
 
     def vertex_op(self, request: GraphRequest, vertex: VertexData) -> VertexPut:
@@ -329,7 +329,7 @@ class GraphService:
             ops = cascade(uid, id, rows.edges_of(uid, id))
             if len(ops) == 1 and rows.vertex(uid, id) is None:
                 return GraphReply(True, self.node.epoch, seq=store.last_seq())
-            seq = await self.node.write(request.shard_id, ops, "graph vertex.delete", request.not_after)
+            seq = await self.node.write(request.shard_id, ops, "graph vertex.delete")
         if len(ops) > 1:
             self.edges.kick()  # its outbox
         return GraphReply(True, self.node.epoch, seq=seq)
@@ -358,23 +358,22 @@ class GraphService:
         spec = self.edge_spec(request, request.edge)
         store, rows = writing(self.node, request)
         if self.dst_shard(request, spec.dst) == request.shard_id:
-            outcomes, created, seq = await self.local_edge_puts(request, rows, [spec], "graph edge.put", request.not_after)
+            outcomes, created, seq = await self.local_edge_puts(request, rows, [spec], "graph edge.put")
             if outcomes[0] is not None:
                 raise outcomes[0]
             return GraphReply(True, self.node.epoch, created=created[0], seq=seq)
         before = rows.edge(request.graph.uid, *spec.key)
-        outcome = (await self.edges.put_many(request.shard_id, request.graph, rows, [spec], request.not_after))[0]
+        outcome = (await self.edges.put_many(request.shard_id, request.graph, rows, [spec]))[0]
         if outcome is not None:
             raise outcome
         return GraphReply(True, self.node.epoch, created=before is None or before.out_state != "committed", seq=store.last_seq())
 
     async def local_edge_puts(
-        self, request: GraphRequest, rows: GraphRows, specs: Sequence[EdgeSpec], what: str = "graph import", not_after: float = 0.0
+        self, request: GraphRequest, rows: GraphRows, specs: Sequence[EdgeSpec], what: str = "graph import"
     ) -> tuple[list[ToruaError | None], list[bool], int]:
         """Edges whose ends are both on this shard, in one write: each one's outcome
         (None: done), whether it is new (its out-half was not committed), and the
-        shard's seq after them. A batch naming an edge twice: the last one wins.
-        `not_after`: the fence checked where they are logged (`Node.write`)."""
+        shard's seq after them. A batch naming an edge twice: the last one wins."""
         uid = request.graph.uid
         last = {spec.key: i for i, spec in enumerate(specs)}
         outcomes: list[ToruaError | None] = [None] * len(specs)
@@ -391,7 +390,7 @@ class GraphService:
                     ops.extend(local_put_ops(uid, spec.src, spec.type, spec.dst, spec.properties, spec.weight, stored.get(spec.key)))
             created = [(row := stored.get(spec.key)) is None or row.out_state != "committed" for spec in specs]
             if ops:
-                seq = await self.node.write(request.shard_id, [*ensure_ops(rows, request.graph), *ops], what, not_after)
+                seq = await self.node.write(request.shard_id, [*ensure_ops(rows, request.graph), *ops], what)
             else:
                 seq = self.node.holdings[request.shard_id].store.last_seq()  # type: ignore[union-attr]
         return outcomes, created, seq
@@ -399,7 +398,7 @@ class GraphService:
     async def edge_delete(self, request: GraphRequest) -> GraphReply:
         spec = self.edge_spec(request, request.edge)
         store, rows = writing(self.node, request)
-        await self.edges.delete(request.shard_id, request.graph, rows, spec, request.not_after)
+        await self.edges.delete(request.shard_id, request.graph, rows, spec)
         return GraphReply(True, self.node.epoch, seq=store.last_seq())
 
     def dst_shard(self, request: GraphRequest, dst: str) -> int:
@@ -460,7 +459,7 @@ class GraphService:
                 stored = rows.vertices(uid, [op.id for op in vertex_ops], with_embedding=True)
                 changed = [op for op in vertex_ops if not same_vertex(stored.get(op.id), op)]
                 if changed:
-                    await self.node.write(request.shard_id, [*ensure_ops(rows, request.graph), *changed], "graph import", request.not_after)
+                    await self.node.write(request.shard_id, [*ensure_ops(rows, request.graph), *changed], "graph import")
         specs: list[tuple[int, EdgeSpec]] = []
         for index, edge in enumerate(request.edges):
             try:
@@ -470,9 +469,9 @@ class GraphService:
         local = [(i, s) for i, s in specs if self.dst_shard(request, s.dst) == request.shard_id]
         remote = [(i, s) for i, s in specs if self.dst_shard(request, s.dst) != request.shard_id]
         edges_ok = 0
-        outcomes = (await self.local_edge_puts(request, rows, [s for _, s in local], not_after=request.not_after))[0] if local else []
+        outcomes = (await self.local_edge_puts(request, rows, [s for _, s in local]))[0] if local else []
         if remote:
-            outcomes += await self.edges.put_many(request.shard_id, request.graph, rows, [s for _, s in remote], request.not_after)
+            outcomes += await self.edges.put_many(request.shard_id, request.graph, rows, [s for _, s in remote])
         for (index, _), outcome in zip([*local, *remote], outcomes):
             if outcome is None:
                 edges_ok += 1

@@ -65,26 +65,6 @@ def fence(not_after: object, now: float, writes: bool) -> None:
         raise ToruaError("fenced", f"the write's fence passed {now - not_after:.1f} s ago (its writer's claim may be another's by now): nothing was applied")
 
 
-def fence_when_logged(not_after: float, now: float) -> None:
-    """The same fence checked again where a write is logged (in the writer's thread,
-    inside the transaction that commits it: `Node.write`): a write that passed
-    `fence` on arrival and then waited past its fence (a lock, a busy writer) is
-    refused there, not logged. A request of several writes (an import batch, an edge
-    put's steps) keeps those logged before the fence passed.
-
-    >>> fence_when_logged(0.0, 100.0), fence_when_logged(100.0, 100.0)
-    (None, None)
-    >>> fence_when_logged(99.0, 100.0)
-    Traceback (most recent call last):
-    ...
-    torua.protocol.errors.ToruaError: fenced: the write's fence passed 1.0 s ago, before it was logged (its writer's claim may be another's by now): it was not applied
-    """
-    if not_after and now > not_after:
-        raise ToruaError(
-            "fenced", f"the write's fence passed {now - not_after:.1f} s ago, before it was logged (its writer's claim may be another's by now): it was not applied"
-        )
-
-
 def vertex_in_shard(graph: str, id: object, shard_id: int, num_shards: int, what: str = "id") -> str:
     """`id` checked, and (when the shard count is known) held by `shard_id`."""
     checked = rules.validate_vertex_id(id, what)

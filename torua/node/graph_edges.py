@@ -191,13 +191,9 @@ class EdgeWork:
 
     # ------------------------------------------------------------ A: put
 
-    async def put_many(
-        self, shard_id: int, graph: GraphRef, rows: GraphRows, specs: Sequence[EdgeSpec], not_after: float = 0.0
-    ) -> list[ToruaError | None]:
+    async def put_many(self, shard_id: int, graph: GraphRef, rows: GraphRows, specs: Sequence[EdgeSpec]) -> list[ToruaError | None]:
         """Put edges whose src is on `shard_id` (this node its primary) and whose dst is
-        on another shard: each one's outcome (None: done). `not_after`: the request's
-        fence, checked where each new incarnation is logged (`Node.write`); the steps
-        after that finish what was decided before it passed, as repair would."""
+        on another shard: each one's outcome (None: done)."""
         uid = graph.uid
         outcomes: list[ToruaError | None] = [None] * len(specs)
         last: dict[tuple[str, str, str], int] = {}
@@ -228,7 +224,7 @@ class EdgeWork:
                             verify.append((i, row.out_token))
                     if ops:
                         before = ensure_ops(rows, graph)
-                        seq = await self.node.write(shard_id, [*before, *ops], "graph edge.put", not_after)
+                        seq = await self.node.write(shard_id, [*before, *ops], "graph edge.put")
                         first = seq - len(ops) + 1  # one op each, consecutive seqs in one transaction
                         started = [(i, first + n) for n, i in enumerate(wanted)]
                 if not started and not verify:
@@ -319,15 +315,14 @@ class EdgeWork:
 
     # ------------------------------------------------------------ A: delete
 
-    async def delete(self, shard_id: int, graph: GraphRef, rows: GraphRows, spec: EdgeSpec, not_after: float = 0.0) -> None:
-        """`not_after`: as for `put_many` (checked where the first step is logged)."""
+    async def delete(self, shard_id: int, graph: GraphRef, rows: GraphRows, spec: EdgeSpec) -> None:
         uid = graph.uid
         async with self.locks.hold(edge_lock(uid, spec.key)):
             async with self.locks.hold(vertex_lock(uid, spec.src)):
                 row = rows.edge(uid, *spec.key)
                 ops = decide.delete_ops(uid, row)
                 if ops:
-                    await self.node.write(shard_id, ops, "graph edge.delete", not_after)
+                    await self.node.write(shard_id, ops, "graph edge.delete")
             if row is None or row.out_state is None or row.in_state is not None:
                 return  # nothing here, or both halves were here and are gone
             await self._detach_and_settle(shard_id, graph, rows, [(row, row.out_token)], raise_errors=True)

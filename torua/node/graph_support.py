@@ -132,7 +132,7 @@ class SupportWork:
                     ops.extend(cascade(uid, key[0], rows.edges_of(uid, key[0])))
                     cascaded = True
             if ops:
-                await self.node.write(request.shard_id, [*ensure_ops(rows, request.graph), *ops], "graph support", request.not_after)
+                await self.node.write(request.shard_id, [*ensure_ops(rows, request.graph), *ops], "graph support")
         if cascaded:
             self.service.edges.kick()  # the deleted vertices' outbox
 
@@ -150,10 +150,8 @@ class SupportWork:
                 current = rows.supports(uid, [key for _, (key, _, _) in items])
                 ops = [op for _, (key, added, removed) in items if (op := decide.change(uid, key, current.get(key, {}), added, removed)) is not None]
                 if ops:
-                    await self.node.write(request.shard_id, [*ensure_ops(rows, request.graph), *ops], "graph support", request.not_after)
+                    await self.node.write(request.shard_id, [*ensure_ops(rows, request.graph), *ops], "graph support")
                 now = rows.supports(uid, [key for _, (key, _, _) in items])
-            # The edges follow the support as it is now, as the sweep's repair puts them:
-            # derived, not a decision of this request, so not fenced (`not_after`).
             wanted: list[EdgeSpec] = []
             for i, (key, _, _) in items:
                 support = now.get(key, {})

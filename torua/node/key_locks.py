@@ -32,10 +32,6 @@ class KeyLocks:
     def __len__(self) -> int:
         return len(self._held)
 
-    def waiting(self, key: Hashable) -> int:
-        """How many wait for `key` now (0: free, or held with nobody waiting)."""
-        return len(self._held.get(key, ()))
-
     @asynccontextmanager
     async def hold(self, *keys: Hashable) -> AsyncIterator[None]:
         taken: list[Hashable] = []

@@ -43,7 +43,6 @@ from torua.node.broadcast import apply_settings, on_broadcast
 from torua.graph.index import GraphIndex, limits_from_config
 from torua.graph.rows import GraphRows, IndexRows
 from torua.node.control import ShardControl
-from torua.node.graph_checks import fence_when_logged
 from torua.node.graph import GraphService
 from torua.node.kv_checks import MAX_LIST_LIMIT, operation_for
 from torua.node.metrics import CopySnapshot, NodeSnapshot, node_families
@@ -133,10 +132,6 @@ class Holding:
             self.metered_leading = leading
             self.ops, self.writes = RateMeter(), RateMeter()
         return self.ops, self.writes
-
-
-def _fence_now(not_after: float) -> None:
-    fence_when_logged(not_after, time.time())
 
 
 class Node:
@@ -545,25 +540,22 @@ class Node:
             writes_meter.record(now)
         return holding.store
 
-    async def write(self, shard_id: int, operations: Sequence[Operation], what: str, not_after: float = 0.0) -> int:
+    async def write(self, shard_id: int, operations: Sequence[Operation], what: str) -> int:
         """The write path every kind of request shares: fence and meter (`admit`), log and
         apply `operations` in order (one seq each, in one transaction), wake the
         replicas' fetches, and return the last seq once every in-sync replica has it.
-        A frozen copy (a move's last step) waits for the writes in flight here.
-        `not_after` (a GraphRAG worker's fence, Unix seconds; 0: none) is checked in
-        the writer's transaction, right before the ops are logged (`fence_when_logged`)."""
+        A frozen copy (a move's last step) waits for the writes in flight here."""
         if not operations:
             raise ValueError("a write needs at least one operation")
         store = self.admit(shard_id, what, writes=True)
         holding = self.holdings[shard_id]
         holding.inflight += 1
         holding.idle.clear()
-        check = functools.partial(_fence_now, not_after) if not_after else None
         try:
             if len(operations) == 1:
-                seq = await store.apply(operations[0], check)
+                seq = await store.apply(operations[0])
             else:
-                seq = (await store.apply_all(operations, check))[-1]
+                seq = (await store.apply_all(operations))[-1]
             notify(holding, "new_data")
             if len(holding.in_sync) > 1 or holding.joining:
                 await self.replication.wait_for_replicas(holding, seq)

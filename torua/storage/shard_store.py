@@ -14,7 +14,7 @@ opened with `engines=` and reached with `engine(name)`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -151,14 +151,13 @@ class ShardStore:
 
     # ---------------------------------------------------------------- writes
 
-    async def apply(self, op: Operation, check: Callable[[], None] | None = None) -> int:
-        """Log and apply ``op`` under the next seq; returns that seq. `check` runs right
-        before it is logged, in the writer's transaction (ShardWriter.apply)."""
-        return await self.writer.apply(op, check)
+    async def apply(self, op: Operation) -> int:
+        """Log and apply ``op`` under the next seq; returns that seq."""
+        return await self.writer.apply(op)
 
-    async def apply_all(self, ops: Sequence[Operation], check: Callable[[], None] | None = None) -> list[int]:
+    async def apply_all(self, ops: Sequence[Operation]) -> list[int]:
         """Log and apply ``ops`` under the next seqs, in one transaction; returns their seqs."""
-        return await self.writer.apply_all(ops, check)
+        return await self.writer.apply_all(ops)
 
     async def apply_at(self, seq: int, op: Operation) -> None:
         """Apply an op copied from another replica under its original seq.

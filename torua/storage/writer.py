@@ -415,16 +415,11 @@ class ShardWriter:
             self._queue.put(_Request(fn, loop, fut))
         return await fut
 
-    async def apply(self, op: Operation, check: Callable[[], None] | None = None) -> int:
+    async def apply(self, op: Operation) -> int:
         """Log and apply ``op`` under the next seq; returns that seq.
-        Seqs are assigned in the order of apply() calls. `check`, if given, runs in
-        the writer's thread right before the op is logged, inside the transaction
-        that commits it: an exception it raises fails this request alone, nothing
-        of it logged (a write's fence, torua.node.graph_checks.fence_when_logged)."""
+        Seqs are assigned in the order of apply() calls."""
 
         def fn(conn: sqlite3.Connection, state: _State) -> int:
-            if check is not None:
-                check()
             seq = state.last_seq + 1
             self._log_and_apply(conn, state, seq, op)
             return seq
@@ -432,14 +427,12 @@ class ShardWriter:
         result: int = await self._submit(fn)
         return result
 
-    async def apply_all(self, ops: Sequence[Operation], check: Callable[[], None] | None = None) -> list[int]:
+    async def apply_all(self, ops: Sequence[Operation]) -> list[int]:
         """Log and apply `ops` under the next seqs, in order, in one transaction (all of
-        them or, if one is refused, none); returns their seqs. `check`: as for `apply`."""
+        them or, if one is refused, none); returns their seqs."""
         run = list(ops)
 
         def fn(conn: sqlite3.Connection, state: _State) -> list[int]:
-            if check is not None:
-                check()
             seqs = []
             for op in run:
                 seq = state.last_seq + 1
