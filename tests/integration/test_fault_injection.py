@@ -130,11 +130,6 @@ def healed(c: Cluster, node_id: str, pid: int) -> bool:
     return n["status"] == "healthy" and n["pid"] == pid and n["missed_heartbeats"] == 0
 
 
-def copy_value(c: Cluster, node_id: str, shard_id: int, key: str) -> bytes | None:
-    """A key straight from one node's SQLite file for that shard (read-only)."""
-    return shard_db.copy_value(c.group.workdir, node_id, shard_id, key)
-
-
 @pytest.mark.timeout(300)
 def test_acknowledged_writes_survive_kills_and_pauses(group, nats_url):
     seed = int(os.environ.get("TORUA_FAULT_SEED") or random.SystemRandom().randrange(2**32))
@@ -226,10 +221,10 @@ def test_acknowledged_writes_survive_kills_and_pauses(group, nats_url):
         for node_id in [entry["primary"], *entry["replicas"]]:
             copy_checks += 1
             try:
-                wait_until(lambda: copy_value(c, node_id, shard_id, key) == value, 10, "copies to agree", interval=0.1)
+                wait_until(lambda: shard_db.copy_value(c.group.workdir, node_id, shard_id, key) == value, 10, "copies to agree", interval=0.1)
             except AssertionError:
                 try:
-                    got = copy_value(c, node_id, shard_id, key)
+                    got = shard_db.copy_value(c.group.workdir, node_id, shard_id, key)
                 except Exception as exc:  # no such file or table: the copy is not there at all
                     got = f"unreadable ({type(exc).__name__}: {exc})"
                 problems.append(f"DIVERGED: {key} (shard {shard_id}) served as {value!r}, but the copy on {node_id} holds {got!r}; shard {entry}")

@@ -10,11 +10,6 @@ from tests.support.processes import Cluster, wait_until
 from tests.support.writer import Writer
 
 
-def copy_value(group, node_id: str, shard_id: int, key: str) -> bytes | None:
-    """Read a key straight from a node's SQLite file for that shard."""
-    return shard_db.copy_value(group.workdir, node_id, shard_id, key)
-
-
 def test_every_acknowledged_write_is_on_every_in_sync_copy(group, nats_url):
     c = Cluster(group, nats_url, replicas=2).start(nodes=3)
     shards = c.json("GET", "/shards")[1]
@@ -29,7 +24,7 @@ def test_every_acknowledged_write_is_on_every_in_sync_copy(group, nats_url):
     for i in range(60):
         loc = c.location(f"r-{i}")
         replica = shard_map[loc["shard_id"]]["replicas"][0]
-        assert copy_value(group, replica, loc["shard_id"], f"r-{i}") == f"v{i}".encode()
+        assert shard_db.copy_value(group.workdir, replica, loc["shard_id"], f"r-{i}") == f"v{i}".encode()
     counts = {n: 0 for n in c.nodes}
     for s in shard_map.values():
         for n in [s["primary"], *s["replicas"]]:
@@ -65,7 +60,7 @@ def test_a_dead_replica_leaves_the_in_sync_set_and_catches_up_when_back(group, n
     for key, value in writer.acked.items():
         loc = c.location(key)
         for node_id in [shard_map[loc["shard_id"]]["primary"], *shard_map[loc["shard_id"]]["replicas"]]:
-            assert copy_value(group, node_id, loc["shard_id"], key) == value, (key, node_id)
+            assert shard_db.copy_value(group.workdir, node_id, loc["shard_id"], key) == value, (key, node_id)
 
 
 def primaries_of(c, node_id: str) -> set[int]:
@@ -317,7 +312,7 @@ def test_changing_the_replication_factor_adds_copies(group, nats_url):
     shard_map = {s["shard_id"]: s for s in c.json("GET", "/shards")[1]["shards"]}
     for i in range(40):
         loc = c.location(f"rf-{i}")
-        assert copy_value(group, shard_map[loc["shard_id"]]["replicas"][0], loc["shard_id"], f"rf-{i}") == f"v{i}".encode()
+        assert shard_db.copy_value(group.workdir, shard_map[loc["shard_id"]]["replicas"][0], loc["shard_id"], f"rf-{i}") == f"v{i}".encode()
 
 
 def test_a_replica_behind_the_trimmed_log_copies_the_shard_again(group, nats_url):
@@ -347,4 +342,4 @@ def test_a_replica_behind_the_trimmed_log_copies_the_shard_again(group, nats_url
     for i in range(400):
         loc = c.location(f"trim-{i}")
         if "n3" in [shard_map[loc["shard_id"]]["primary"], *shard_map[loc["shard_id"]]["replicas"]]:
-            assert copy_value(group, "n3", loc["shard_id"], f"trim-{i}") == f"v{i}".encode()
+            assert shard_db.copy_value(group.workdir, "n3", loc["shard_id"], f"trim-{i}") == f"v{i}".encode()

@@ -1,7 +1,7 @@
 """Reading a node's shard.db straight from its file, from the test process.
 
-The node may be writing the file, or replacing it (a copy re-copied after a
-hand-off is removed and made again), while a test reads it: opening or reading then
+The node may be writing the file, or replacing it (a copy copied again is
+removed and made anew), while a test reads it: opening or reading then
 fails now and then with `sqlite3.OperationalError` ("disk I/O error" once in CI,
 on a copy re-copied a moment before). Such an error is retried until a deadline;
 what the read returns is asserted by the caller as before."""
