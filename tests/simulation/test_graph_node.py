@@ -20,6 +20,7 @@ from tests.support.graph_row_ops import graph_rows
 from tests.support.sim_cluster import SimCluster, sim_seed, wait_for
 from torua.graph.search import merge_hits, sum_text_stats
 from torua.graph.rules import vertex_shard
+from torua.node.graph_edges import vertex_lock
 from torua.protocol.errors import ToruaError
 from torua.protocol.messages import EdgeData, EdgeHalf, GraphHit, GraphRef, GraphRequest, ShardHits, ShardMap, VertexData
 from torua.protocol.vocabulary import Direction, GraphOp
@@ -670,5 +671,53 @@ async def test_a_put_of_a_committed_edge_after_its_dst_was_deleted(tmp_path, dst
             assert [(e.src, e.dst) for e in await g.edges(a)] == expected
             if dst_again:
                 assert [(e.src, e.dst) for e in await g.edges(b, "in")] == expected
+    finally:
+        await cluster.stop()
+
+
+@pytest.mark.timeout(90)
+async def test_a_drop_that_lands_while_a_put_asks_dst_shard_again_leaves_the_edge_put(tmp_path):
+    """The race GraphRAG's re-ingest hit (a chunk deleted, put again, and its
+    `HAS_CHUNK` edge put again at once): src's shard finds the edge committed and
+    asks dst's shard to attach that incarnation again; before dst's shard looks,
+    its drop of that incarnation reaches src's shard (which removes the out-half)
+    and leaves its outbox, so the attach is answered `attached`. The put must not
+    fail with dst "not in graph" (dst is there): it puts a new incarnation."""
+    cluster = SimCluster(tmp_path, sim_seed(), nodes=2, shards=2, replicas=1, graph_repair_interval=0.2, graph_peer_timeout=5.0)
+    try:
+        await cluster.start()
+        async with asyncio.timeout(60):
+            g = graph_client(cluster)
+            a, b = ids_on_other_shards(2, 2)
+            node_a = cluster.map.shards[g.shard(a)].primary
+            node_b = cluster.map.shards[g.shard(b)].primary
+            assert node_a is not None and node_b is not None and node_a != node_b
+            await g.put_vertex(a)
+            await g.put_vertex(b)
+            assert (await g.put_edge(a, "knows", b, {"w": 1})).created
+            await settled(cluster)
+            cluster.bus.set_faults(node_b, node_a, drop=1.0, subject=f"torua.node.{node_a}.graph")  # the drop waits in b's outbox
+            await g.delete_vertex(b)
+            await g.put_vertex(b)
+            assert half_rows(cluster, (a, "knows", b))["out"] is not None  # src's shard still holds the committed half
+            attaches: list[object] = []
+            cluster.bus.taps.append(
+                lambda env: attaches.append(env)
+                if env.outcome == "delivered" and (env.src, env.dst, env.subject) == (node_a, node_b, f"torua.node.{node_b}.graph")
+                else None
+            )
+            b_node = cluster.nodes[node_b]
+            async with b_node.graph.locks.hold(vertex_lock(GRAPH.uid, b)):  # dst's shard busy with b: the attach waits
+                patient = GraphClient(g.router, GRAPH, timeout=30.0)  # one attempt: a retry would find the drop done
+                put = asyncio.ensure_future(patient.put_edge(a, "knows", b, {"w": 1}))
+                await wait_for(lambda: attaches, 10, "the attach at dst's shard")
+                cluster.bus.clear_faults()
+                b_rows = b_node.holdings[g.shard(b)].store.engine("graph")
+                await wait_for(lambda: not b_rows.outbox() and half_rows(cluster, (a, "knows", b))["out"] is None, 10, "the drop delivered")
+            await put
+            scan = await settled(cluster)
+            assert scan.problems(GRAPH.name, 2) == []
+            assert [(e.src, e.dst) for e in await g.edges(a)] == [(a, b)]
+            assert [(e.src, e.dst) for e in await g.edges(b, "in")] == [(a, b)]
     finally:
         await cluster.stop()

@@ -193,7 +193,8 @@ def test_a_vertex_delete_removes_every_half_and_leaves_a_task_for_each_held_else
         (out("committed", 4), 4, HalfState.ATTACHED, False),  # there as asked
         (out("committed", 6), 4, HalfState.MISSING, False),  # changed meanwhile
         (None, 4, HalfState.MISSING, True),  # gone meanwhile (the drop came): dst may be there again, the new one's attach says
-        (None, 4, HalfState.ATTACHED, False),  # B holds it: nothing to start again (settling finds the half gone)
+        (None, 4, HalfState.ATTACHED, True),  # the drop came before B looked (its task done, B attached 4 again): a new one
+        (None, 4, HalfState.NEWER, True),  # gone here whatever B holds: the new one's token is above every older one
     ],
 )
 def test_a_put_of_a_committed_edge_starts_again_when_dst_shard_no_longer_holds_it(row, token, answer, expected) -> None:

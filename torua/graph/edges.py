@@ -55,12 +55,16 @@ def put_ops(uid: str, src: str, type: str, dst: str, properties: str, weight: fl
 
 def needs_new_incarnation(row: EdgeRow | None, token: int, answer: HalfState) -> bool:
     """A put that found the edge committed (incarnation `token`) asked B to attach it
-    again: must it start a new incarnation? When B no longer holds it (dst deleted,
-    perhaps put again: its drop of `token` is on its way here and would remove the
-    half) and the half is still the one asked about, or gone (that drop came
-    meanwhile: the put holds the edge's lock, so nothing else removed it). The new
-    one's attach says whether dst exists now; a src deleted meanwhile fails it."""
-    return answer == HalfState.MISSING and (row is None or (row.out_state == "committed" and row.out_token == token))
+    again: must it start a new incarnation? When the half is gone, whatever B
+    answered: only a drop (or src's delete) removes it while the put holds the
+    edge's lock, and the drop may have landed after B answered `missing` or before B
+    looked (its outbox task done, B then holds `token` again: `attached`); the new
+    incarnation's attach says whether dst exists now, and a src deleted meanwhile
+    fails it. And when B no longer holds it (dst deleted, perhaps put again: its drop
+    of `token` is on its way here) and the half is still the one asked about."""
+    if row is None:
+        return True
+    return answer == HalfState.MISSING and row.out_state == "committed" and row.out_token == token
 
 
 def local_put_ops(uid: str, src: str, type: str, dst: str, properties: str, weight: float, row: EdgeRow | None) -> list[Operation]:
