@@ -161,6 +161,9 @@ class ModelRowSource:
         for src, typ, dst, halves, state, props, weight in conn.execute("SELECT src, type, dst, halves, state, properties, weight FROM mg_edge WHERE uid = ? ORDER BY src, type, dst", (uid,)):
             yield EdgeRow(src, typ, dst, halves, state, props, weight)
 
+    def holds_rows(self, conn: sqlite3.Connection, uids: Sequence[str]) -> bool:
+        return any(conn.execute(f"SELECT 1 FROM {t} WHERE uid = ? LIMIT 1", (uid,)).fetchone() for uid in uids for t in ("mg_vertex", "mg_edge"))
+
     def described(self, conn: sqlite3.Connection, uid: str, ids: Sequence[str]) -> dict[str, tuple[str, str]]:
         rows = (conn.execute("SELECT id, label, properties FROM mg_vertex WHERE uid = ? AND id = ?", (uid, vid)).fetchone() for vid in dict.fromkeys(ids))
         return {vid: (label or "", props or "{}") for vid, label, props in filter(None, rows)}

@@ -548,7 +548,12 @@ class GraphIndex:
             return
         with _read(self._reader()) as conn:
             _, target = _log_bounds(conn)
-            empty = not self.rows.graphs(conn)
+            # Without a file, the graphs asked about holding no rows here (only created:
+            # a graph's first write to the shard): the answer is empty, and nothing is built
+            # for it (a new corpus's first worker read every shard's entities, and built an
+            # empty file on each that had its graph, which then applied each small write at once).
+            live = [g.uid for g in self.rows.graphs(conn)]
+            empty = not self.rows.holds_rows(conn, [u for u in live if u == uid] if uid else live)
         with self._cond:
             if uid:
                 target = min(target, self._graph_given.get(uid, 0))

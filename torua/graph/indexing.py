@@ -104,6 +104,10 @@ class GraphRowSource(Protocol):
 
     def edges(self, conn: sqlite3.Connection, uid: str) -> Iterable[EdgeRow]: ...
 
+    def holds_rows(self, conn: sqlite3.Connection, uids: Sequence[str]) -> bool:
+        """Whether any of graphs `uids` holds a vertex or an edge row here."""
+        ...
+
     def described(self, conn: sqlite3.Connection, uid: str, ids: Sequence[str]) -> dict[str, tuple[str, str]]:
         """(label, properties JSON) of the vertices among `ids` that the rows hold."""
         ...

@@ -329,6 +329,12 @@ class IndexRows:
             halves = "both" if edge.out_state and edge.in_state else "out" if edge.out_state else "in"
             yield indexing.EdgeRow(edge.src, edge.type, edge.dst, halves, edge.out_state or "committed", edge.properties, edge.weight)
 
+    def holds_rows(self, conn: sqlite3.Connection, uids: Sequence[str]) -> bool:
+        return any(
+            conn.execute(f"SELECT 1 FROM {table} WHERE uid = ? LIMIT 1", (uid,)).fetchone() is not None
+            for uid in uids for table in ("g_vertex", "g_edge")
+        )
+
     def described(self, conn: sqlite3.Connection, uid: str, ids: Sequence[str]) -> dict[str, tuple[str, str]]:
         found: dict[str, tuple[str, str]] = {}
         unique = list(dict.fromkeys(ids))
