@@ -634,6 +634,18 @@ async def test_a_move_and_a_failover_carry_the_graph_and_its_index(tmp_path):
         await cluster.stop()
 
 
+async def edge_across_two_nodes(cluster: SimCluster, g: GraphClient) -> tuple[str, str, str, str]:
+    """Vertices a and b put on shards led by different nodes (of a 2-shard cluster),
+    and a new edge (a, "knows", b) {"w": 1}: (a, b, a's node, b's node)."""
+    a, b = ids_on_other_shards(2, 2)
+    node_a, node_b = cluster.map.shards[g.shard(a)].primary, cluster.map.shards[g.shard(b)].primary
+    assert node_a is not None and node_b is not None and node_a != node_b
+    await g.put_vertex(a)
+    await g.put_vertex(b)
+    assert (await g.put_edge(a, "knows", b, {"w": 1})).created
+    return a, b, node_a, node_b
+
+
 @pytest.mark.timeout(90)
 @pytest.mark.parametrize("dst_again", [False, True], ids=["dst gone", "dst deleted and put again"])
 async def test_a_put_of_a_committed_edge_after_its_dst_was_deleted(tmp_path, dst_again):
@@ -647,13 +659,7 @@ async def test_a_put_of_a_committed_edge_after_its_dst_was_deleted(tmp_path, dst
         await cluster.start()
         async with asyncio.timeout(60):
             g = graph_client(cluster)
-            a, b = ids_on_other_shards(2, 2)
-            node_a = cluster.map.shards[vertex_shard(GRAPH.name, a, 2)].primary
-            node_b = cluster.map.shards[vertex_shard(GRAPH.name, b, 2)].primary
-            assert node_a != node_b
-            await g.put_vertex(a)
-            await g.put_vertex(b)
-            assert (await g.put_edge(a, "knows", b, {"w": 1})).created
+            a, b, node_a, node_b = await edge_across_two_nodes(cluster, g)
             # dst's shard cannot reach src's: the drop task waits in its outbox
             cluster.bus.set_faults(node_b, node_a, drop=1.0, subject=f"torua.node.{node_a}.graph")
             await g.delete_vertex(b)
@@ -688,13 +694,7 @@ async def test_a_drop_that_lands_while_a_put_asks_dst_shard_again_leaves_the_edg
         await cluster.start()
         async with asyncio.timeout(60):
             g = graph_client(cluster)
-            a, b = ids_on_other_shards(2, 2)
-            node_a = cluster.map.shards[g.shard(a)].primary
-            node_b = cluster.map.shards[g.shard(b)].primary
-            assert node_a is not None and node_b is not None and node_a != node_b
-            await g.put_vertex(a)
-            await g.put_vertex(b)
-            assert (await g.put_edge(a, "knows", b, {"w": 1})).created
+            a, b, node_a, node_b = await edge_across_two_nodes(cluster, g)
             await settled(cluster)
             cluster.bus.set_faults(node_b, node_a, drop=1.0, subject=f"torua.node.{node_a}.graph")  # the drop waits in b's outbox
             await g.delete_vertex(b)
