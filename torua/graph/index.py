@@ -548,10 +548,10 @@ class GraphIndex:
             return
         with _read(self._reader()) as conn:
             _, target = _log_bounds(conn)
-            # Without a file, the graphs asked about holding no rows here (only created:
-            # a graph's first write to the shard): the answer is empty, and nothing is built
-            # for it (a new corpus's first worker read every shard's entities, and built an
-            # empty file on each that had its graph, which then applied each small write at once).
+            # No file yet, and the graphs asked about hold no vertex or edge row here (their
+            # tables made by a write that left none, or every row deleted): the answer is
+            # empty and nothing is built for it (a new corpus's first worker read every
+            # shard's entities, and built files that then applied each small write at once).
             live = [g.uid for g in self.rows.graphs(conn)]
             empty = not self.rows.holds_rows(conn, [u for u in live if u == uid] if uid else live)
         with self._cond:
