@@ -110,8 +110,8 @@ SCHEMAS: dict[str, Schema] = {
         {
             "id": STR,
             "status": {
-                "enum": ["unknown", "healthy", "unhealthy", "draining", "drained", "evacuating", "evacuated"],
-                "description": "the health, except for a healthy node being drained or evacuated",
+                "enum": ["unknown", "healthy", "unhealthy", "draining", "drained", "evacuating", "evacuated", "maintenance"],
+                "description": "the health, except for a healthy node being drained, evacuated or in maintenance",
             },
             "health": {"enum": ["unknown", "healthy", "unhealthy"]},
             "shards": {**INT, "description": "how many shards it holds"},
