@@ -900,6 +900,11 @@ def test_the_rest_api_walks_a_corpus(rag_cluster):
     bad = lines + b'{"text": ""}\n'
     status, refused, _ = c.request("POST", "/rag/rag-rest/documents", bad, {"Content-Type": "application/x-ndjson"})
     assert status == 400 and b"document 3" in refused, refused  # nothing queued
+    too_big = lines + json.dumps({"id": "huge", "text": "word " * (190 << 10)}).encode() + b"\n"  # 950 KiB of text
+    status, refused, _ = c.request("POST", "/rag/rag-rest/documents", too_big, {"Content-Type": "application/x-ndjson"})
+    assert status == 413 and b"line 3: a document holds at most 921600 bytes of text" in refused, refused
+    status, refused, _ = c.request("POST", "/rag/rag-nowhere/documents", lines, {"Content-Type": "application/x-ndjson"})
+    assert status == 404 and b"rag-nowhere" in refused, refused
     status, body, _ = c.request("POST", "/rag/rag-rest/documents", lines, {"Content-Type": "application/x-ndjson"})
     accepted = json.loads(body)
     assert status == 202 and accepted["documents"] == 2, body
@@ -932,6 +937,7 @@ def test_the_rest_api_walks_a_corpus(rag_cluster):
     assert c.request("DELETE", "/rag/rag-rest/documents/darwin")[0] == 204
     assert c.json("GET", "/graphs/rag-rest/vertices/d%2Fdarwin")[0] == 404
     assert c.json("GET", "/rag/rag-nowhere")[0] == 404
+    assert c.request("DELETE", "/rag/rag-nowhere/documents/darwin")[0] == 404
     assert c.json("GET", "/rag/rag-rest/jobs/nope")[0] == 404
 
 
