@@ -6,6 +6,7 @@ import json
 import threading
 
 from tests.support.processes import wait_until
+from torua.graph.rules import vertex_shard
 from tests.support.writer import Writer
 
 
@@ -25,6 +26,7 @@ def node_status(c, node_id: str) -> str:
 def test_killed_node_keeps_its_shards_which_answer_503_until_it_returns(cluster):
     c = cluster
     written = write_keys(c, 120)
+    assert c.json("PUT", "/graphs/g", {})[0] == 201
     before = c.json("GET", "/shards")[1]["shards"]
     victim_shards = {s["shard_id"] for s in before if s["primary"] == "n2"}
     assert victim_shards
@@ -47,6 +49,19 @@ def test_killed_node_keeps_its_shards_which_answer_503_until_it_returns(cluster)
             assert "Retry-After" in headers
         else:
             assert (status, body) == (200, value)
+    # A graph import: lines only for the dead node's shards are refused whole with its
+    # error (503), not answered 200 with every line failed; beside a live shard's line,
+    # that line is applied and the dead shard's named as not.
+    on_dead = [v for v in (f"v{i}" for i in range(200)) if vertex_shard("g", v, c.shards) in victim_shards][:2]
+    alive = next(v for v in (f"v{i}" for i in range(200)) if vertex_shard("g", v, c.shards) not in victim_shards)
+    body = "".join(json.dumps({"vertex": {"id": v}}) + "\n" for v in on_dead).encode()
+    status, answer, headers = c.request("POST", "/graphs/g/import", body, {"Content-Type": "application/x-ndjson"})
+    assert status == 503 and json.loads(answer)["error"]["code"] == "unavailable" and "Retry-After" in headers, (status, answer)
+    body = "".join(json.dumps({"vertex": {"id": v}}) + "\n" for v in (alive, on_dead[0])).encode()
+    status, answer, _ = c.request("POST", "/graphs/g/import", body, {"Content-Type": "application/x-ndjson"})
+    outcome = json.loads(answer)
+    assert status == 200 and outcome["vertices"] == 1 and [e["line"] for e in outcome["errors"]] == [2], outcome
+    assert c.json("GET", f"/graphs/g/vertices/{alive}")[0] == 200
     # Never opened empty elsewhere: the dead node still holds them.
     after = c.json("GET", "/shards")[1]["shards"]
     assert {s["shard_id"] for s in after if s["primary"] == "n2"} == victim_shards
