@@ -35,6 +35,7 @@ import psutil
 import pyarrow as pa
 
 from torua.bench.load import percentile
+from torua.gc_settings import settle_gc
 
 COPY_ROWS = 200_000
 
@@ -165,4 +166,5 @@ def main(workdir: Path) -> None:
 
 
 if __name__ == "__main__":
+    settle_gc()  # as a Torua process does (torua.gc_settings): the ratio compares like with like
     main(Path(sys.argv[1]))

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import psutil
 
+from torua.gc_settings import settle_gc
 from torua.rag.chunking import ChunkSettings
 from torua.rag.onnx_embedder import OnnxEmbedder
 from torua.rag.pipeline import plan_document
@@ -54,4 +55,5 @@ def main(workdir: Path) -> None:
 
 
 if __name__ == "__main__":
+    settle_gc()  # as a Torua process does (torua.gc_settings): the ratio compares like with like
     main(Path(sys.argv[1]))

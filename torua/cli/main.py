@@ -11,6 +11,7 @@ from typing import Any, Coroutine
 
 from torua import __version__
 from torua.config import DEFAULT_NATS_URL, ConfigError, CoordinatorConfig, GatewayConfig, NodeConfig, WorkerConfig, add_arguments, build
+from torua.gc_settings import settle_gc
 
 
 def _env(name: str, default: str) -> str:
@@ -116,6 +117,11 @@ def _dispatch(args: argparse.Namespace) -> int:
     from torua.listen import CannotListen
     from torua.logs import setup_logging
 
+    if args.command in ("up", "coordinator", "node", "gateway", "worker"):
+        try:
+            settle_gc()  # up: refused before it starts anything, as its children would refuse it
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
     if args.command == "up":
         from torua.cli.up import run_up
 
