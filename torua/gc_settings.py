@@ -5,12 +5,12 @@ dicts, dataclass instances) have been made than freed. A node decoding an import
 batch (thousands of edges, each a few objects) passes that many times per request,
 and every tenth pass walks the older generation too: in `torua bench --graph` at a
 fifth of its size, the nodes ran ~4,000 collections each, 12% of their CPU, and
-found 28 to 55 objects of cyclic garbage in all (Torua's messages and rows are
-freed by reference counting). Each role process (`torua node`, `gateway`,
+freed 7,000 to 10,000 objects in all (cycles; Torua's messages and rows are freed
+by reference counting as they go). Each role process (`torua node`, `gateway`,
 `coordinator`, `worker`) and the benchmark's anchors (so that a ratio compares like
 with like) run the youngest generation's collection after `GC_THRESHOLD` instead;
-the older generations keep Python's factors. Cyclic garbage, where some is made
-(an exception kept with its traceback), waits longer but is still collected.
+the older generations keep Python's factors. Cyclic garbage waits longer (the
+youngest generation holds up to that many objects) and is collected.
 `TORUA_GC_THRESHOLD` sets another value (700: Python's own).
 
 >>> import gc

@@ -6,8 +6,8 @@ import json
 import threading
 
 from tests.support.processes import wait_until
-from torua.graph.rules import vertex_shard
 from tests.support.writer import Writer
+from torua.graph.rules import vertex_shard
 
 
 def write_keys(c, n: int, prefix: str = "k") -> dict[str, bytes]:
