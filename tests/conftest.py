@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -9,6 +10,17 @@ from pathlib import Path
 import pytest
 
 from tests.support.processes import Cluster, ProcessGroup, start_nats
+
+
+def pytest_configure(config):
+    """SIGTERM stops a run as Ctrl-C does, so fixtures stop what they started
+    (scripts/test sends it to the unit and simulation run beside the integration
+    tests when it is stopped early)."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def _group():
