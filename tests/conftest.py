@@ -29,7 +29,7 @@ def _group():
     try:
         yield g
     finally:
-        g.stop_all()
+        g.kill_all()
         shutil.rmtree(workdir, ignore_errors=True)
 
 

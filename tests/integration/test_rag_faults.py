@@ -30,7 +30,7 @@ def replicated(tmp_path) -> Cluster:
         wait_until(lambda: all("worker ready" in w.log() for w in workers), 60, "the workers to load their models")
         yield cluster
     finally:
-        group.stop_all()
+        group.kill_all()
 
 
 def primary_rows(cluster: Cluster, uid: str) -> tuple[dict, dict, set, set]:

@@ -57,7 +57,7 @@ def rag_cluster(tmp_path_factory) -> Cluster:
         wait_until(lambda: all("worker ready" in w.log() for w in workers), 60, "the workers to load their models")
         yield cluster
     finally:
-        group.stop_all()
+        group.kill_all()
 
 
 def docs(names: list[str] | None = None) -> list[dict]:
