@@ -407,6 +407,9 @@ async def test_what_repair_visits_and_counts(store: ShardStore) -> None:
     )
     assert graph.edge("u1", "alice", "knows", "c") == EdgeRow("alice", "knows", "c", "{}", 1.0, "committed", 1, None, 0)
     assert graph.vertices("u1", ["alice", "nobody", "alice"]).keys() == {"alice"}
+    assert graph.existing("u1", ["alice", "nobody", "alice"]) == {"alice"}
+    assert graph.existing("u1", [f"v{i}" for i in range(1200)] + ["alice"]) == {"alice"}  # over several reads
+    assert graph.existing("u2", ["alice"]) == set()
     assert graph.stats() == {"graphs": 1, "vertices": 1, "edges": 1, "outbox": 1}
 
 

@@ -645,6 +645,19 @@ class GraphRows:
                 found[row[0]] = _vertex(row)
         return found
 
+    def existing(self, uid: str, ids: Iterable[str]) -> set[str]:
+        """Which of `ids` are vertices held here: read from the primary key's index
+        alone, where `vertices` also reads each row (a chunk's text, an entity's
+        properties). What the edge protocol and support changes ask."""
+        conn = self._reader()
+        found: set[str] = set()
+        unique = list(dict.fromkeys(ids))
+        for start in range(0, len(unique), 500):
+            part = unique[start : start + 500]
+            sql = f"SELECT id FROM g_vertex WHERE uid = ? AND id IN ({', '.join('?' for _ in part)})"
+            found.update(row[0] for row in conn.execute(sql, (uid, *part)))
+        return found
+
     def edge(self, uid: str, src: str, type: str, dst: str) -> EdgeRow | None:
         """The row of one edge, whatever its halves' states."""
         row = self._reader().execute(

@@ -379,7 +379,7 @@ class GraphService:
         outcomes: list[ToruaError | None] = [None] * len(specs)
         ends = [id for spec in specs for id in (spec.src, spec.dst)]
         async with self.locks.hold(*{vertex_lock(uid, id) for id in ends}):
-            found = rows.vertices(uid, ends)
+            found = rows.existing(uid, ends)
             stored = rows.edges_by_key(uid, last)
             ops: list[Operation] = []
             for i, spec in enumerate(specs):

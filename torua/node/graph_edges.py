@@ -206,7 +206,7 @@ class EdgeWork:
                 started: list[tuple[int, int]] = []  # (spec index, token)
                 verify: list[tuple[int, int]] = []  # committed as asked: B is asked to attach that incarnation again
                 async with self.locks.hold(*{vertex_lock(uid, specs[i].src) for i in todo}):
-                    present = rows.vertices(uid, [specs[i].src for i in todo])
+                    present = rows.existing(uid, [specs[i].src for i in todo])
                     stored = rows.edges_by_key(uid, (specs[i].key for i in todo))
                     ops: list[Operation] = []
                     wanted: list[int] = []
@@ -264,7 +264,7 @@ class EdgeWork:
         answered = [r for r in results if not isinstance(r[3], ToruaError)]
         again: list[int] = []
         async with self.locks.hold(*{vertex_lock(uid, r[0].src) for r in answered}):
-            present = rows.vertices(uid, [r[0].src for r in answered])
+            present = rows.existing(uid, [r[0].src for r in answered])
             stored = rows.edges_by_key(uid, (r[0].key for r in answered))
             ops: list[Operation] = []
             for spec, token, index, answer in results:
@@ -377,7 +377,7 @@ class EdgeWork:
         props = [checks.canonical_properties(h.properties, limit) for h in halves]
         weights = [rules.validate_weight(h.weight) for h in halves]
         async with self.locks.hold(*{vertex_lock(uid, h.dst) for h in halves}):
-            present = {} if dropped else rows.vertices(uid, [h.dst for h in halves])
+            present = set() if dropped else rows.existing(uid, [h.dst for h in halves])
             keys = [(h.src, h.type, h.dst) for h in halves]
             stored, drops = rows.edges_by_key(uid, keys), rows.dropped_tokens(uid, keys)
             states: list[HalfState] = []

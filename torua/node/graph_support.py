@@ -118,7 +118,7 @@ class SupportWork:
         async with self.locks.hold(*(vertex_lock(uid, key[0]) for _, (key, _, _) in items)):
             # only the chunks the change names, and a count: an entity's support can hold a chunk of every document
             current = rows.support_held(uid, {key: [*added, *removed] for _, (key, added, removed) in items})
-            present = rows.vertices(uid, [key[0] for _, (key, _, _) in items])
+            present = rows.existing(uid, [key[0] for _, (key, _, _) in items])
             ops: list[Operation] = []
             for i, (key, added, removed) in items:
                 count, held = current.get(key, (0, {}))
@@ -140,7 +140,7 @@ class SupportWork:
         uid = request.graph.uid
         async with self.locks.hold(*(support_lock(uid, key) for _, (key, _, _) in items)):
             async with self.locks.hold(*{vertex_lock(uid, key[0]) for _, (key, _, _) in items}):
-                present = rows.vertices(uid, [key[0] for _, (key, _, _) in items])
+                present = rows.existing(uid, [key[0] for _, (key, _, _) in items])
                 # a change that only removes chunks of an edge whose src is gone is logged (its edge went
                 # with src): chunks of one document removed at once may delete an entity before one of
                 # them removes its share of a relation of it
