@@ -238,7 +238,7 @@ class WorkerConfig(Common):
     threads: int = field(default=1, metadata={"help": "threads of the embedder (onnxruntime) in this worker"})
     api_key_file: str = field(default="", metadata={"help": "a file holding the API key the worker calls the cluster with (corpus graphs: admin to create them, write to ingest; empty: $TORUA_API_KEY, else the admin key of ./torua-data); torua up passes the workers' key it makes (secrets/worker.key, role write)"})
     ack_wait: float = field(default=60.0, metadata={"help": "seconds a document may go without a sign of life from its worker before another worker takes it (set when the queue's consumer is made: the first worker's value holds); this worker's claims on documents go stale after twice it unrenewed, and the nodes refuse its writes of a document one ack wait after the claim's last renewal"})
-    documents: int = field(default=32, metadata={"help": "documents this worker ingests at once, in batches of up to half of them (at most 16) written together (their models' work one at a time)"})
+    documents: int = field(default=64, metadata={"help": "documents this worker ingests at once, in batches of up to half of them (at most 32) written together (their models' work one at a time)"})
     tries: int = field(default=20, metadata={"help": "times a document is tried (a retryable failure, a worker that died) before it counts as failed in its job (set when the queue's consumer is made: the first worker's value holds)"})
 
     def validate(self) -> None:

@@ -49,7 +49,7 @@ log = logging.getLogger("torua.worker")
 
 FOR_GOOD = frozenset({"bad_request", "not_found", "value_too_large", "conflict", "forbidden", "unauthorized"})
 RETRY_DELAY_S = 2.0
-BATCH = 16  # documents of one corpus planned, then written together, at most
+BATCH = 32  # documents of one corpus planned, then written together, at most
 IN_FLIGHT = 2  # batches at once: one planned while the other is written
 QUEUE_READ_S = 5.0  # how often the queue's depth is read for /metrics
 OPS = frozenset({"create", "get", "documents", "job", "delete_document", "query", "communities"})
