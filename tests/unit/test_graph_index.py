@@ -21,7 +21,7 @@ from tests.support.graph_ops import DIM, WORDS, ensure, random_ops
 from tests.support.processes import wait_until
 from torua.graph import index_templates, kuzu_index
 from torua.graph.index import FILENAME, IndexBehind, QueryRefused
-from torua.graph.indexing import GraphSpec, IndexLimits
+from torua.graph.indexing import BULK_IDLE_FACTOR, GraphSpec, IndexLimits
 from torua.storage.operations import EdgePut, GraphDrop, GraphEnsure, KvPut, VertexDelete, VertexPut
 
 
@@ -191,6 +191,31 @@ async def test_a_busy_shard_leaves_small_writes_to_the_catch_up_and_a_query_stil
         assert index.stats()["behind"] == 1 and index.stats()["applied_seq"] == seq
         assert len(await index.text_search("a", "fox", 20)) == 13
         assert index.stats()["applied_seq"] == store.last_seq()
+    finally:
+        await store.close()
+
+
+async def test_writes_left_behind_on_a_busy_shard_make_the_catch_up_wait_as_after_a_bulk_write(tmp_path: Path) -> None:
+    """While a shard is quiet its index catches up on its own after `idle_s`; small
+    writes left behind because the shard is busy make it wait `BULK_IDLE_FACTOR` times
+    that, as a bulk write does: the next writes are likely on their way (a GraphRAG
+    ingest rebuilt such a shard's index between a worker's batches, then again at its
+    end). A quiet write after them brings the shorter wait back."""
+    store, index = open_shard(tmp_path / "s", lazy_ops=8, busy_ops=10, busy_window_s=3600, idle_s=3600)
+    try:
+        fox = '{"t": "fox"}'
+        await write(store, index, [GraphEnsure("a", "a", 0, "cosine", ["t"]), VertexPut("a", "p", "L", fox)])
+        index.dump("a", soon())  # the shard's first file, built for the first query
+        await write(store, index, [VertexPut("a", f"q{i}", "L", fox) for i in range(4)])
+        assert index.stats()["behind"] == 0 and index.catch_up_wait() == 3600  # quiet: applied at once
+        await write(store, index, [VertexPut("a", f"s{i}", "L", fox) for i in range(8)])  # 2 + 4 + 8 > 10 in the window
+        assert index.stats()["behind"] == 1 and index.catch_up_wait() == 3600 * BULK_IDLE_FACTOR
+        await write(store, index, [VertexPut("a", f"big{i}", "L", fox) for i in range(9)])  # more than lazy_ops: a bulk write
+        assert index.catch_up_wait() == 3600 * BULK_IDLE_FACTOR
+        index.busy_ops = 10**6  # the shard quiet again
+        await write(store, index, [VertexPut("a", "t", "L", fox)])
+        assert index.catch_up_wait() == 3600
+        assert len(await index.text_search("a", "fox", 50)) == 23  # every acknowledged write, once a query needs them
     finally:
         await store.close()
 

@@ -13,8 +13,8 @@ The graph's rows are the truth (SQLite, in the writer's transaction, read throug
   marked behind and the writer goes on at SQLite's speed. A query that needs the
   index first brings it up to the rows' seq (`wait_current`, within its deadline);
   an index left behind catches up on its own once its shard has been idle for
-  `idle_s`, or longer after a bulk write, before its first file, or after a costly
-  catch-up (`idle_wait`). Catching up replays
+  `idle_s`, or longer after a write left behind (a bulk one, or one on a busy
+  shard), before its first file, or after a costly catch-up (`idle_wait`). Catching up replays
   the log after `applied_seq`, or builds the index again (`plan_catch_up`).
 - **Rebuild**: from the rows, into a fresh file (`KuzuGraphs.build`: a copy of the
   empty file of the shard's graphs, `torua.graph.index_templates`, then `COPY FROM`
@@ -231,7 +231,7 @@ class GraphIndex:
         self._behind = False  # the writer left ops to the catch-up
         self._waiting = 0  # queries waiting for the index to catch up
         self._last_write = time.monotonic()
-        self._last_bulk = False  # the last batch handed over was a bulk one (more than `lazy_ops` ops)
+        self._last_bulk = False  # the last batch handed over was left behind: a bulk one (more than `lazy_ops` ops), or on a busy shard
         self._failure = ""  # the last catch-up that failed, and why
         self._failures = 0  # catch-ups failed in a row
         self._idle_cost = 0.0  # seconds the last catch-up on idle (no query waiting) took
@@ -294,10 +294,13 @@ class GraphIndex:
             behind = kuzu is None or bool(self._rebuild) or self._behind or kuzu.applied_seq < self._given
             self._given = max(self._given, through)
             now = self._last_write = time.monotonic()
-            self._last_bulk = len(batch) > self.lazy_ops
             while self._recent and self._recent[0][0] < now - self.busy_window_s:
                 self._recent.popleft()
             now_or_later = apply_now(len(batch), sum(n for _, n in self._recent), lazy_ops=self.lazy_ops, busy_ops=self.busy_ops)
+            # left behind as a bulk write is: a busy shard's next writes are on their way too (a
+            # GraphRAG ingest's shard, idle for a second between a worker's batches, rebuilt its
+            # index in the middle of the ingest and again at its end)
+            self._last_bulk = not now_or_later
             if batch:
                 self._recent.append((now, len(batch)))
         if kuzu is None and not batch:
@@ -380,10 +383,7 @@ class GraphIndex:
             with self._cond:
                 while not self._stopping:
                     idle = time.monotonic() - self._last_write
-                    # a shard's first file waits as after a bulk write: a graph's first writes
-                    # to a shard usually come in a stream (an import, an ingest), and a file
-                    # built after the first few is built again after the rest
-                    wait = idle_wait(self.idle_s, self._idle_cost, self._last_bulk or self._kuzu is None)
+                    wait = self._catch_up_wait()
                     if self._reopen or (self._behind and (self._waiting or idle >= wait)) or (self._upgrade and not self._waiting and idle >= wait):
                         break
                     self._cond.wait(timeout=max(0.01, wait - idle) if self._behind or self._upgrade else None)
@@ -423,6 +423,18 @@ class GraphIndex:
                         self._cond.wait(timeout=until - time.monotonic())
             else:
                 self._failures = 0
+
+    def catch_up_wait(self) -> float:
+        """Seconds its shard must be idle before the index, when left behind, catches up
+        on its own (`idle_wait`)."""
+        with self._cond:
+            return self._catch_up_wait()
+
+    def _catch_up_wait(self) -> float:
+        # a shard's first file waits as after a bulk write: a graph's first writes to a
+        # shard usually come in a stream (an import, an ingest), and a file built after
+        # the first few is built again after the rest
+        return idle_wait(self.idle_s, self._idle_cost, self._last_bulk or self._kuzu is None)
 
     def _fold_wal(self) -> None:
         with self._write, self._gate.exclusive():

@@ -351,8 +351,9 @@ BULK_IDLE_FACTOR = 3.0  # after a bulk write, an index waits this many times `id
 
 def idle_wait(idle_s: float, last_catch_up_s: float, bulk: bool = False) -> float:
     """How long a shard must have been idle before its index, left behind, catches up on
-    its own: `idle_s` (`BULK_IDLE_FACTOR` times that when its last write was a bulk
-    one, an import's: the next request of the import is likely on its way), or
+    its own: `idle_s` (`BULK_IDLE_FACTOR` times that when its last write was left
+    behind, a bulk one or one on a busy shard: an import's or an ingest's next
+    request is likely on its way), or
     `IDLE_COST_FACTOR` times what its last catch-up on idle took (at most
     `IDLE_MAX_S`). During an import that pauses now and then, each catch-up is undone
     by the next request's writes, and a rebuild copies the whole shard copy: waiting
