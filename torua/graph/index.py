@@ -297,9 +297,9 @@ class GraphIndex:
             while self._recent and self._recent[0][0] < now - self.busy_window_s:
                 self._recent.popleft()
             now_or_later = apply_now(len(batch), sum(n for _, n in self._recent), lazy_ops=self.lazy_ops, busy_ops=self.busy_ops)
-            # left behind as a bulk write is: a busy shard's next writes are on their way too (a
-            # GraphRAG ingest's shard, idle for a second between a worker's batches, rebuilt its
-            # index in the middle of the ingest and again at its end)
+            # a write left behind because the shard is busy counts as a bulk one: its next writes
+            # are likely on their way too (waiting one idle second, a GraphRAG ingest's shard
+            # rebuilt its index between a worker's batches and again at the ingest's end)
             self._last_bulk = not now_or_later
             if batch:
                 self._recent.append((now, len(batch)))
