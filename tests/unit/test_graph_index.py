@@ -20,9 +20,10 @@ from tests.support.graph_index_shard import SMALL, expected_now, open_shard, wri
 from tests.support.graph_ops import DIM, WORDS, ensure, random_ops
 from tests.support.processes import wait_until
 from torua.graph import index_templates, kuzu_index
-from torua.graph.index import FILENAME, IndexBehind, QueryRefused
+from torua.graph.index import FILENAME, GraphIndex, IndexBehind, QueryRefused
 from torua.graph.indexing import BULK_IDLE_FACTOR, GraphSpec, IndexLimits
 from torua.storage.operations import EdgePut, GraphDrop, GraphEnsure, KvPut, VertexDelete, VertexPut
+from torua.storage.shard_store import ShardStore
 
 
 @pytest.fixture(autouse=True)
@@ -174,20 +175,34 @@ async def test_a_query_waits_only_for_the_writes_to_its_own_graph(tmp_path: Path
         await store.close()
 
 
+FOX = '{"t": "fox"}'
+
+
+async def a_shard_with_its_first_file(tmp_path: Path) -> tuple[ShardStore, GraphIndex]:
+    """A shard busy above 10 graph ops (in a window that never ends), small batches up
+    to 8, whose index file was built for a first query, then 4 vertices written: 6
+    ops, each applied at once while the shard is quiet."""
+    store, index = open_shard(tmp_path / "s", lazy_ops=8, busy_ops=10, busy_window_s=3600, idle_s=3600)
+    try:
+        await write(store, index, [GraphEnsure("a", "a", 0, "cosine", ["t"]), VertexPut("a", "p", "L", FOX)])
+        index.dump("a", soon())  # the shard's first file, built for the first query
+        await write(store, index, [VertexPut("a", f"q{i}", "L", FOX) for i in range(4)])
+    except BaseException:
+        await store.close()
+        raise
+    return store, index
+
+
 async def test_a_busy_shard_leaves_small_writes_to_the_catch_up_and_a_query_still_sees_them(tmp_path: Path) -> None:
     """Small batches are applied at once while the shard is quiet; once more than
     `busy_ops` graph ops came within the window, they are left behind (the writer goes
     on at SQLite's speed) and a query brings the index up to every acknowledged write."""
-    store, index = open_shard(tmp_path / "s", lazy_ops=8, busy_ops=10, busy_window_s=3600, idle_s=3600)
+    store, index = await a_shard_with_its_first_file(tmp_path)
     try:
-        fox = '{"t": "fox"}'
-        await write(store, index, [GraphEnsure("a", "a", 0, "cosine", ["t"]), VertexPut("a", "p", "L", fox)])
-        index.dump("a", soon())  # the shard's first file, built for the first query
-        await write(store, index, [VertexPut("a", f"q{i}", "L", fox) for i in range(4)])
-        await write(store, index, [VertexPut("a", f"r{i}", "L", fox) for i in range(4)])
+        await write(store, index, [VertexPut("a", f"r{i}", "L", FOX) for i in range(4)])
         assert index.stats()["behind"] == 0 and index.stats()["applied_seq"] == store.last_seq()  # quiet: applied at once
         seq = store.last_seq()
-        await write(store, index, [VertexPut("a", f"s{i}", "L", fox) for i in range(4)])  # 2 + 4 + 4 + 4 > 10 in the window
+        await write(store, index, [VertexPut("a", f"s{i}", "L", FOX) for i in range(4)])  # 2 + 4 + 4 + 4 > 10 in the window
         assert index.stats()["behind"] == 1 and index.stats()["applied_seq"] == seq
         assert len(await index.text_search("a", "fox", 20)) == 13
         assert index.stats()["applied_seq"] == store.last_seq()
@@ -201,19 +216,15 @@ async def test_writes_left_behind_on_a_busy_shard_make_the_catch_up_wait_as_afte
     that, as a bulk write does: the next writes are likely on their way (a GraphRAG
     ingest rebuilt such a shard's index between a worker's batches, then again at its
     end). A quiet write after them brings the shorter wait back."""
-    store, index = open_shard(tmp_path / "s", lazy_ops=8, busy_ops=10, busy_window_s=3600, idle_s=3600)
+    store, index = await a_shard_with_its_first_file(tmp_path)
     try:
-        fox = '{"t": "fox"}'
-        await write(store, index, [GraphEnsure("a", "a", 0, "cosine", ["t"]), VertexPut("a", "p", "L", fox)])
-        index.dump("a", soon())  # the shard's first file, built for the first query
-        await write(store, index, [VertexPut("a", f"q{i}", "L", fox) for i in range(4)])
         assert index.stats()["behind"] == 0 and index.catch_up_wait() == 3600  # quiet: applied at once
-        await write(store, index, [VertexPut("a", f"s{i}", "L", fox) for i in range(8)])  # 2 + 4 + 8 > 10 in the window
+        await write(store, index, [VertexPut("a", f"s{i}", "L", FOX) for i in range(8)])  # 2 + 4 + 8 > 10 in the window
         assert index.stats()["behind"] == 1 and index.catch_up_wait() == 3600 * BULK_IDLE_FACTOR
-        await write(store, index, [VertexPut("a", f"big{i}", "L", fox) for i in range(9)])  # more than lazy_ops: a bulk write
+        await write(store, index, [VertexPut("a", f"big{i}", "L", FOX) for i in range(9)])  # more than lazy_ops: a bulk write
         assert index.catch_up_wait() == 3600 * BULK_IDLE_FACTOR
         index.busy_ops = 10**6  # the shard quiet again
-        await write(store, index, [VertexPut("a", "t", "L", fox)])
+        await write(store, index, [VertexPut("a", "t", "L", FOX)])
         assert index.catch_up_wait() == 3600
         assert len(await index.text_search("a", "fox", 50)) == 23  # every acknowledged write, once a query needs them
     finally:

@@ -635,28 +635,21 @@ class GraphRows:
     def vertices(self, uid: str, ids: Sequence[str], with_embedding: bool = False) -> dict[str, VertexRow]:
         """The vertices among `ids` held here, by id."""
         columns = "id, label, properties" + (", embedding" if with_embedding else "")
-        conn = self._reader()
-        found: dict[str, VertexRow] = {}
-        unique = list(dict.fromkeys(ids))
-        for start in range(0, len(unique), 500):
-            part = unique[start : start + 500]
-            sql = f"SELECT {columns} FROM g_vertex WHERE uid = ? AND id IN ({', '.join('?' for _ in part)})"
-            for row in conn.execute(sql, (uid, *part)):
-                found[row[0]] = _vertex(row)
-        return found
+        return {row[0]: _vertex(row) for row in self._vertex_rows(columns, uid, ids)}
 
     def existing(self, uid: str, ids: Iterable[str]) -> set[str]:
         """Which of `ids` are vertices held here: read from the primary key's index
         alone, where `vertices` also reads each row (a chunk's text, an entity's
         properties). What the edge protocol and support changes ask."""
+        return {row[0] for row in self._vertex_rows("id", uid, ids)}
+
+    def _vertex_rows(self, columns: str, uid: str, ids: Iterable[str]) -> Iterator[Sequence[Any]]:
+        """`columns` of the vertices among `ids` held here, 500 ids per read."""
         conn = self._reader()
-        found: set[str] = set()
         unique = list(dict.fromkeys(ids))
         for start in range(0, len(unique), 500):
             part = unique[start : start + 500]
-            sql = f"SELECT id FROM g_vertex WHERE uid = ? AND id IN ({', '.join('?' for _ in part)})"
-            found.update(row[0] for row in conn.execute(sql, (uid, *part)))
-        return found
+            yield from conn.execute(f"SELECT {columns} FROM g_vertex WHERE uid = ? AND id IN ({', '.join('?' for _ in part)})", (uid, *part))
 
     def edge(self, uid: str, src: str, type: str, dst: str) -> EdgeRow | None:
         """The row of one edge, whatever its halves' states."""
