@@ -18,6 +18,7 @@ from tests.support.graph_client import (
     GraphClient,
     GraphScan,
     graph_copies_compared,
+    logged_for,
     primaries,
     scan_rows,
 )
@@ -135,7 +136,11 @@ async def test_edges_across_shards_converge_under_loss_pause_and_crash(tmp_path)
                 outcomes[f"{a.kind}:{a.outcome}"] = outcomes.get(f"{a.kind}:{a.outcome}", 0) + 1
             print(f"attempts {outcomes}; {len(scan.edges())} edges, {len(scan.vertices)} vertices at the end; {checked} acknowledged edges checked; bus {cluster.bus.stats}")
             assert checked > 10, "too few acknowledged edges to check: the scenario tested little"
-            assert not problems + missing, f"seed {seed}:\n" + "\n".join(problems + missing)
+            if problems + missing:
+                named = {k for k in keys if any(str(k) in p for p in problems + missing)}
+                trace = logged_for(cluster, named | {(end,) for k in named for end in (k[0], k[2])})
+                lines = [f"{a.kind} {a.target} {a.started:.2f}-{a.finished:.2f}s: {a.outcome}" for a in history.attempts if a.target in named or any(a.target == (end,) for k in named for end in (k[0], k[2]))]
+                raise AssertionError(f"seed {seed}:\n" + "\n".join(problems + missing + ["attempts:", *lines, "logged:", *trace]))
             await cluster.wait_green(HEAL_TIMEOUT, caught_up=True)
             assert cluster.compare_copies()[1] == [] and await graph_copies_compared(cluster) == []
     finally:

@@ -202,3 +202,28 @@ def primaries(cluster: Any) -> dict[int, object]:
         assert store is not None
         out[e.shard_id] = store
     return out
+
+
+def logged_for(cluster: Any, names: Iterable[tuple[str, ...]]) -> list[str]:
+    """Every op in every copy's log (each node of a `SimCluster`) naming one of `names`
+    (an edge key, or a vertex as `(id,)`), in log order: what a failed check of those
+    edges or vertices prints, to tell which write left them as they are."""
+    wanted = {tuple(n) for n in names}
+    out: list[str] = []
+    for node_id, node in sorted(cluster.nodes.items()):
+        for shard_id, holding in sorted(node.holdings.items()):
+            store = holding.store
+            if store is None or store.closed:
+                continue
+            after = store.base_seq()
+            out.append(f"{node_id} shard {shard_id} ({holding.role}, epoch {holding.shard_epoch}, log from {after + 1} to {store.last_seq()}):")
+            while True:
+                page = store.read_log(after, max_ops=5000)
+                if not page:
+                    break
+                for seq, op in page:
+                    key = (getattr(op, "src", None), getattr(op, "type", None), getattr(op, "dst", None))
+                    if key in wanted or (getattr(op, "id", None),) in wanted:
+                        out.append(f"  {seq}: {op}")
+                after = page[-1][0]
+    return out

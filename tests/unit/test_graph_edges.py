@@ -161,6 +161,12 @@ def test_dst_shard_after_check(row, state, token, expected) -> None:
     assert decide.after_check("u", row, 5, state, token, '{"p":1}', 2.0) == expected
 
 
+@pytest.mark.parametrize("state, token", [(HalfState.COMMITTED, 5), (HalfState.PENDING, 5), (HalfState.ABSENT, 0), (HalfState.COMMITTED, 7)])
+def test_dst_shard_leaves_an_in_half_attached_since_it_asked_for_the_next_round(state, token) -> None:
+    # the answer may be about an in-half a detach removed, this one a late attach of its incarnation
+    assert decide.after_check("u", in_("attached", 5), 5, state, token, '{"p":1}', 2.0, attached_since=True) == []
+
+
 def test_check_answers_the_out_half() -> None:
     assert decide.check_answer(None) == (HalfState.ABSENT, 0)
     assert decide.check_answer(in_("attached", 5)) == (HalfState.ABSENT, 0)

@@ -21,7 +21,9 @@ of the put that made its out-half pending on A), and every message names it:
 - Repair: A drives its pending and removing halves again; B asks A about each
   in-half A has not confirmed (`edge.check`): kept and confirmed when A holds it
   committed with the same token, left while A is between steps with that token,
-  removed otherwise (`after_check`).
+  removed otherwise (`after_check`). An in-half an attach wrote while the answer
+  was on its way is left for the next round: the answer may be about the one a
+  detach removed meanwhile.
 
 Tokens only grow for an edge on A, so a late message (an attach overtaken by a
 detach, a drop for an older incarnation) changes nothing it should not.
@@ -148,11 +150,18 @@ def on_confirm(uid: str, row: EdgeRow | None, token: int) -> list[Operation]:
     return [EdgePut(uid, row.src, row.type, row.dst, "in", row.properties, row.weight, state="committed", token=token)]
 
 
-def after_check(uid: str, row: EdgeRow | None, token: int, answer_state: HalfState, answer_token: int, properties: str, weight: float) -> list[Operation]:
+def after_check(
+    uid: str, row: EdgeRow | None, token: int, answer_state: HalfState, answer_token: int, properties: str, weight: float, attached_since: bool = False
+) -> list[Operation]:
     """B, having asked A about its attached in-half of incarnation `token`: confirm it
     (A holds it committed, same token: with A's properties), leave it (A is between
-    steps with that token: pending or removing), or remove it (anything else)."""
-    if row is None or row.in_state != ATTACHED or row.in_token != token:
+    steps with that token: pending or removing), or remove it (anything else).
+
+    `attached_since`: an attach wrote the in-half after the question left. The answer
+    may be about an in-half that a detach removed meanwhile, the one held now being a
+    late attach of the same incarnation (`torua.node.edge_questions`): the next round
+    asks again."""
+    if row is None or row.in_state != ATTACHED or row.in_token != token or attached_since:
         return []  # it changed meanwhile: the next round looks again
     if answer_token == token and answer_state == HalfState.COMMITTED:
         return [EdgePut(uid, row.src, row.type, row.dst, "in", properties, weight, state="committed", token=token)]
