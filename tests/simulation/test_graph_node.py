@@ -23,7 +23,8 @@ from torua.graph.rules import vertex_shard
 from torua.node.graph_edges import vertex_lock
 from torua.protocol.errors import ToruaError
 from torua.protocol.messages import EdgeData, EdgeHalf, GraphHit, GraphRef, GraphRequest, ShardHits, ShardMap, VertexData
-from torua.protocol.vocabulary import Direction, GraphOp
+from torua.protocol.vocabulary import Direction, GraphOp, HalfState
+from torua.storage.operations import EdgePut
 
 GRAPH = GraphRef("people", "uid-1", vector_dim=2)
 
@@ -724,15 +725,16 @@ async def test_a_drop_that_lands_while_a_put_asks_dst_shard_again_leaves_the_edg
 
 
 @pytest.mark.timeout(90)
-async def test_a_check_answer_confirms_no_in_half_attached_again_since_it_was_asked(tmp_path):
+async def test_an_attach_overtaken_by_its_detach_holds_nothing_a_late_answer_could_confirm(tmp_path):
     """Repair on dst's shard asks src's shard about the in-halves it holds attached
     (`edge.check`); src's shard answers "committed", then src is deleted. Its detach
     reaches dst's shard before the answer is acted on (the round waits for another
-    vertex of its batch) and removes one in-half, and an attach of that incarnation
-    sent before the delete (a put asking dst's shard to hold it again) lands after
-    the detach. The answer was about the in-half that went: confirming the one
-    attached since would leave an in-half with no out-half that nothing removes.
-    Found by test_graph_edge_faults (seed 475066384) on CI."""
+    vertex of its batch) and removes one in-half; an attach of that incarnation sent
+    before the delete (a put asking dst's shard to hold it again) lands after the
+    detach. Held anew, the in-half would look like the one asked about, and the
+    answer, about the edge that went, would confirm it: a half with no out-half,
+    which nothing removes. Found by test_graph_edge_faults (seed 475066384) on CI.
+    dst's shard now attaches no incarnation it was told to detach."""
     cluster = SimCluster(tmp_path, sim_seed(), nodes=2, shards=2, replicas=1, graph_repair_interval=3600, graph_peer_timeout=5.0)
     try:
         await cluster.start()
@@ -752,28 +754,27 @@ async def test_a_check_answer_confirms_no_in_half_attached_again_since_it_was_as
             for e in (e0, e1):
                 await g.put_edge(*e, {"w": 1})
                 tokens[e] = half_rows(cluster, e)["out"][1]  # type: ignore[index]
-                # its confirm lost: dst's shard holds the in-half attached
-                await g.call(b_shard, GraphOp.EDGE_DETACH, halves=[EdgeHalf(*e, token=tokens[e])])
-                await g.call(b_shard, GraphOp.EDGE_ATTACH, halves=[EdgeHalf(*e, token=tokens[e], properties={"w": 1})])
+            b_node = cluster.nodes[node_b]
+            b_rows = b_node.holdings[b_shard].store.engine("graph")
+            # their confirms lost: dst's shard holds the in-halves attached
+            await b_node.write(b_shard, [EdgePut(GRAPH.uid, *e, "in", '{"w":1}', 1.0, state="pending", token=tokens[e]) for e in (e0, e1)], "test")
+            for e in (e0, e1):
                 assert half_rows(cluster, e) == {"out": ("committed", tokens[e]), "in": ("attached", tokens[e])}
             answers: list[object] = []
             cluster.bus.taps.append(
                 lambda env: answers.append(env) if env.outcome == "delivered" and (env.src, env.dst) == (node_a, node_b) and env.subject.startswith("_INBOX.") else None
             )
-            b_node = cluster.nodes[node_b]
-            b_rows = b_node.holdings[b_shard].store.engine("graph")
             async with b_node.graph.locks.hold(vertex_lock(GRAPH.uid, b0)):
                 round_ = asyncio.ensure_future(b_node.graph.edges.repair(b_shard, b_rows))
                 await wait_for(lambda: answers, 10, "src's shard answering the check")
                 await g.delete_vertex(a1)
                 await wait_for(lambda: half_rows(cluster, e1) == {"out": None, "in": None}, 10, "the delete's detach at dst's shard")
-                late = await g.call(b_shard, GraphOp.EDGE_ATTACH, halves=[EdgeHalf(*e1, token=tokens[e1], properties={"w": 1})])
-                assert [h.state for h in late.halves] == ["attached"]
+                for state in (HalfState.PENDING, HalfState.COMMITTED):  # a put's first attach, a put of the committed edge
+                    late = await g.call(b_shard, GraphOp.EDGE_ATTACH, halves=[EdgeHalf(*e1, token=tokens[e1], state=state, properties={"w": 1})])
+                    assert [h.state for h in late.halves] == ["absent"]
                 assert not round_.done()
             await round_
             assert half_rows(cluster, e0)["in"] == ("confirmed", tokens[e0])  # the answer settles what it was about
-            assert half_rows(cluster, e1) == {"out": None, "in": ("attached", tokens[e1])}  # and leaves the rest to the next round
-            await b_node.graph.edges.repair(b_shard, b_rows)
             assert half_rows(cluster, e1) == {"out": None, "in": None}
             scan = scan_rows(primaries(cluster), GRAPH.uid)  # type: ignore[arg-type]
             assert scan.problems(GRAPH.name, 2) == [] and scan.unsettled() == []

@@ -74,6 +74,38 @@ def test_dst_shard_refuses_an_incarnation_it_dropped(row, token, dropped, expect
 
 
 @pytest.mark.parametrize(
+    "row, exists, dropped, expected_state, expected_ops",
+    [
+        (in_("confirmed", 5), True, 0, HalfState.ATTACHED, []),  # held as asked: nothing changes
+        (in_("attached", 5), True, 0, HalfState.ATTACHED, []),
+        (in_("confirmed", 5, '{"old":1}'), True, 0, HalfState.ATTACHED, [EdgePut("u", *KEY, "in", "{}", 1.0, state="committed", token=5)]),
+        # not held: a detach of 5 may have come first (src deleted); never attached anew
+        (None, True, 0, HalfState.ABSENT, []),
+        (in_("confirmed", 3), True, 0, HalfState.ABSENT, []),
+        (in_("attached", 9), True, 0, HalfState.NEWER, []),
+        (None, False, 0, HalfState.MISSING, []),  # dst gone
+        (None, True, 5, HalfState.MISSING, []),  # its drop on the way
+    ],
+)
+def test_dst_shard_asked_about_a_committed_incarnation_keeps_it_only_if_held(row, exists, dropped, expected_state, expected_ops) -> None:
+    assert decide.on_attach("u", KEY, row, exists, 5, "{}", 1.0, dropped, held_only=True) == (expected_state, expected_ops)
+
+
+@pytest.mark.parametrize(
+    "row, token, detached, expected_state, expected_ops",
+    [
+        # src's shard logged 5 gone and said so: an attach of 5 or older is one its detach overtook
+        (None, 5, 5, HalfState.ABSENT, []),
+        (None, 4, 5, HalfState.ABSENT, []),
+        (in_("attached", 9), 5, 5, HalfState.NEWER, []),
+        (None, 6, 5, HalfState.ATTACHED, [EdgePut("u", *KEY, "in", "{}", 1.0, state="pending", token=6)]),  # a newer put: fine
+    ],
+)
+def test_dst_shard_attaches_no_incarnation_it_was_told_to_detach(row, token, detached, expected_state, expected_ops) -> None:
+    assert decide.on_attach("u", KEY, row, True, token, "{}", 1.0, detached=detached) == (expected_state, expected_ops)
+
+
+@pytest.mark.parametrize(
     "row, token, removes",
     [
         (None, 5, False),
@@ -113,6 +145,8 @@ def test_src_shard_on_drop(row, token, removes) -> None:
         (out("pending", 5), HalfState.MISSING, True, [EdgeDelete("u", *KEY, "out")], "not_found", "dst"),
         (out("pending", 7), HalfState.MISSING, True, [], "not_found", "dst"),
         (out("pending", 5), HalfState.NEWER, True, [], "conflict", ""),
+        (None, HalfState.ABSENT, False, [], "not_found", "src"),  # B was told to detach it: src deleted meanwhile
+        (out("pending", 5), HalfState.ABSENT, True, [EdgeDelete("u", *KEY, "out")], "not_found", "dst"),  # never left pending for good
     ],
 )
 def test_src_shard_after_attach(row, answer, src_exists, ops, error, missing) -> None:
@@ -161,11 +195,6 @@ def test_dst_shard_after_check(row, state, token, expected) -> None:
     assert decide.after_check("u", row, 5, state, token, '{"p":1}', 2.0) == expected
 
 
-@pytest.mark.parametrize("state, token", [(HalfState.COMMITTED, 5), (HalfState.PENDING, 5), (HalfState.ABSENT, 0), (HalfState.COMMITTED, 7)])
-def test_dst_shard_leaves_an_in_half_attached_since_it_asked_for_the_next_round(state, token) -> None:
-    # the answer may be about an in-half a detach removed, this one a late attach of its incarnation
-    assert decide.after_check("u", in_("attached", 5), 5, state, token, '{"p":1}', 2.0, attached_since=True) == []
-
 
 def test_check_answers_the_out_half() -> None:
     assert decide.check_answer(None) == (HalfState.ABSENT, 0)
@@ -196,6 +225,8 @@ def test_a_vertex_delete_removes_every_half_and_leaves_a_task_for_each_held_else
     "row, token, answer, expected",
     [
         (out("committed", 4), 4, HalfState.MISSING, True),  # B no longer holds 4 (dst deleted, maybe put again): a new one
+        (out("committed", 4), 4, HalfState.ABSENT, True),  # B holds no in-half of 4 (it never attaches it anew): a new one
+        (out("committed", 6), 4, HalfState.ABSENT, False),  # changed meanwhile
         (out("committed", 4), 4, HalfState.ATTACHED, False),  # there as asked
         (out("committed", 6), 4, HalfState.MISSING, False),  # changed meanwhile
         (None, 4, HalfState.MISSING, True),  # gone meanwhile (the drop came): dst may be there again, the new one's attach says

@@ -21,9 +21,11 @@ of the put that made its out-half pending on A), and every message names it:
 - Repair: A drives its pending and removing halves again; B asks A about each
   in-half A has not confirmed (`edge.check`): kept and confirmed when A holds it
   committed with the same token, left while A is between steps with that token,
-  removed otherwise (`after_check`). An in-half an attach wrote while the answer
-  was on its way is left for the next round: the answer may be about the one a
-  detach removed meanwhile.
+  removed otherwise (`after_check`).
+- B remembers (in memory) the newest incarnation of each edge it was told to
+  detach and never attaches it, or an older one, again (`on_attach`'s
+  `detached`): an attach overtaken by that detach would hold an in-half a late
+  confirm or check answer could confirm, with no out-half left.
 
 Tokens only grow for an edge on A, so a late message (an attach overtaken by a
 detach, a drop for an older incarnation) changes nothing it should not.
@@ -47,9 +49,9 @@ def put_ops(uid: str, src: str, type: str, dst: str, properties: str, weight: fl
     incarnation, pending (its token is the op's seq). Nothing when the edge is
     already committed with these properties (an import run twice logs nothing); but
     only B knows whether dst still exists, and a delete of dst may have left a drop
-    of that incarnation on its way here, so A then asks B to attach that same
-    incarnation again (`edge.attach` is idempotent) before it answers, and starts a
-    new one if B answers `missing` (`needs_new_incarnation`)."""
+    of that incarnation on its way here, so A then asks B whether it still holds
+    that incarnation (`on_attach`'s `held_only`) before it answers, and starts a
+    new one if B answers `missing` or `absent` (`needs_new_incarnation`)."""
     if row is not None and row.out_state == "committed" and row.properties == properties and row.weight == weight:
         return []
     return [EdgePut(uid, src, type, dst, "out", properties, weight, state="pending")]
@@ -62,11 +64,13 @@ def needs_new_incarnation(row: EdgeRow | None, token: int, answer: HalfState) ->
     edge's lock, and the drop may have landed after B answered `missing` or before B
     looked (its outbox task done, B then holds `token` again: `attached`); the new
     incarnation's attach says whether dst exists now, and a src deleted meanwhile
-    fails it. And when B no longer holds it (dst deleted, perhaps put again: its drop
-    of `token` is on its way here) and the half is still the one asked about."""
+    fails it. And when B no longer holds it (`missing`: dst deleted, perhaps put
+    again, its drop of `token` on its way here; `absent`: B holds no in-half of that
+    incarnation, see `on_attach`'s `held_only`) and the half is still the one asked
+    about."""
     if row is None:
         return True
-    return answer == HalfState.MISSING and row.out_state == "committed" and row.out_token == token
+    return answer in (HalfState.MISSING, HalfState.ABSENT) and row.out_state == "committed" and row.out_token == token
 
 
 def local_put_ops(uid: str, src: str, type: str, dst: str, properties: str, weight: float, row: EdgeRow | None) -> list[Operation]:
@@ -102,7 +106,8 @@ def cascade(uid: str, id: str, rows: Sequence[EdgeRow]) -> list[Operation]:
 
 
 def on_attach(
-    uid: str, key: tuple[str, str, str], row: EdgeRow | None, dst_exists: bool, token: int, properties: str, weight: float, dropped: int = 0
+    uid: str, key: tuple[str, str, str], row: EdgeRow | None, dst_exists: bool, token: int, properties: str, weight: float, dropped: int = 0,
+    held_only: bool = False, detached: int = 0,
 ) -> tuple[HalfState, list[Operation]]:
     """B, asked to hold the in-half of edge `key`'s incarnation `token`: what it
     answers, and logs. An in-half confirmed for this token stays confirmed.
@@ -111,16 +116,29 @@ def on_attach(
     are `missing`, even once dst exists again, since the drop on its way to A
     would remove the out-half and leave this in-half alone.
 
+    `detached`: the newest incarnation of the edge this shard was told to detach
+    (`torua.node.detached`): A logged it gone, and every older one, so an attach of
+    one of those is late, overtaken by the detach (`absent`, nothing held).
+    `held_only`: A holds `token` committed and asks again (a put of an edge that is
+    there as it is; the half's state in the request is `committed`). B keeps an
+    in-half of that incarnation it holds, and never attaches it anew (`absent`):
+    its in-half went only by a message B acted on (a detach, dst's delete), and
+    held anew it would be a half whose out-half may be gone.
+
     >>> on_attach("u", ("a", "knows", "b"), None, True, 5, "{}", 1.0)
     ('attached', [EdgePut(uid='u', src='a', type='knows', dst='b', halves='in', properties='{}', weight=1.0, state='pending', token=5)])
     >>> on_attach("u", ("a", "knows", "b"), EdgeRow("a", "knows", "b", "{}", 1.0, None, 0, "attached", 9), True, 5, "{}", 1.0)
     ('newer', [])
+    >>> on_attach("u", ("a", "knows", "b"), None, True, 5, "{}", 1.0, held_only=True), on_attach("u", ("a", "knows", "b"), None, True, 5, "{}", 1.0, detached=5)
+    (('absent', []), ('absent', []))
     """
     if not dst_exists or token <= dropped:
         return HalfState.MISSING, []
     held = row is not None and row.in_state is not None
     if held and row.in_token > token:  # type: ignore[union-attr]
         return HalfState.NEWER, []  # a late attach of an older incarnation
+    if token <= detached or (held_only and not (held and row.in_token == token)):  # type: ignore[union-attr]
+        return HalfState.ABSENT, []
     if held and row.in_token == token and row.properties == properties and row.weight == weight:  # type: ignore[union-attr]
         return HalfState.ATTACHED, []  # again: nothing changes
     confirmed = held and row.in_state == CONFIRMED and row.in_token == token  # type: ignore[union-attr]
@@ -150,18 +168,11 @@ def on_confirm(uid: str, row: EdgeRow | None, token: int) -> list[Operation]:
     return [EdgePut(uid, row.src, row.type, row.dst, "in", row.properties, row.weight, state="committed", token=token)]
 
 
-def after_check(
-    uid: str, row: EdgeRow | None, token: int, answer_state: HalfState, answer_token: int, properties: str, weight: float, attached_since: bool = False
-) -> list[Operation]:
+def after_check(uid: str, row: EdgeRow | None, token: int, answer_state: HalfState, answer_token: int, properties: str, weight: float) -> list[Operation]:
     """B, having asked A about its attached in-half of incarnation `token`: confirm it
     (A holds it committed, same token: with A's properties), leave it (A is between
-    steps with that token: pending or removing), or remove it (anything else).
-
-    `attached_since`: an attach wrote the in-half after the question left. The answer
-    may be about an in-half that a detach removed meanwhile, the one held now being a
-    late attach of the same incarnation (`torua.node.edge_questions`): the next round
-    asks again."""
-    if row is None or row.in_state != ATTACHED or row.in_token != token or attached_since:
+    steps with that token: pending or removing), or remove it (anything else)."""
+    if row is None or row.in_state != ATTACHED or row.in_token != token:
         return []  # it changed meanwhile: the next round looks again
     if answer_token == token and answer_state == HalfState.COMMITTED:
         return [EdgePut(uid, row.src, row.type, row.dst, "in", properties, weight, state="committed", token=token)]
@@ -212,6 +223,9 @@ def after_attach(uid: str, row: EdgeRow | None, token: int, answer: HalfState, s
     if answer == HalfState.MISSING:
         ops: list[Operation] = [EdgeDelete(uid, row.src, row.type, row.dst, "out")] if pending and row is not None else []
         return Outcome(ops, "not_found", "dst")
+    if answer == HalfState.ABSENT:  # B was told to detach it: it went here meanwhile (src deleted)
+        ops = [EdgeDelete(uid, row.src, row.type, row.dst, "out")] if pending and row is not None else []
+        return Outcome(ops, "not_found", "dst" if src_exists else "src")
     # NEWER: B holds an incarnation this shard does not: B's repair removes it, then
     # the attach goes through. Until then the half stays pending.
     return Outcome([], "conflict")

@@ -36,7 +36,7 @@ from torua.graph import edges as decide
 from torua.graph import rules
 from torua.graph.rows import ATTACHED, ENGINE, EdgeRow, GraphRows, GraphSettings
 from torua.node import graph_checks as checks
-from torua.node.edge_questions import EdgeQuestions
+from torua.node.detached import Detached
 from torua.node.graph_catalog import SWEEP_SECONDS, catalog_uids, orphaned
 from torua.node.key_locks import KeyLocks
 from torua.node.node_mux import NodeMux
@@ -111,7 +111,7 @@ class EdgeWork:
         self._swept = -math.inf  # when the graphs were last compared with the catalog (monotonic)
         self.on_sweep: Any = None  # async (shard_id, rows) -> None, run at each sweep on every primary (GraphRAG's support repair)
         self.mux = NodeMux(self._node_of, self._send_node, self._send)
-        self.questions = EdgeQuestions()  # the in-halves repair is asking about (`edge.check`)
+        self.detached = Detached()  # B: the incarnations it was told to detach (never attached again)
         self.lanes = PeerLanes(self.mux.send, node.tasks.spawn)
 
     # ------------------------------------------------------------- lifecycle
@@ -255,7 +255,11 @@ class EdgeWork:
             by_shard[self._shard_of(graph, item[0].dst)].append(item)
 
         async def one(peer: int, items: list[tuple[EdgeSpec, int, Any]]) -> list[tuple[EdgeSpec, int, Any, HalfState | ToruaError]]:
-            halves = [EdgeHalf(s.src, s.type, s.dst, token, HalfState.PENDING, _json(s.properties), s.weight) for s, token, _ in items]
+            # a put of an edge committed as asked asks B whether it still holds that incarnation (`committed`: never attached anew)
+            halves = [
+                EdgeHalf(s.src, s.type, s.dst, token, HalfState.COMMITTED if i in verifying else HalfState.PENDING, _json(s.properties), s.weight)
+                for s, token, i in items
+            ]
             try:
                 answers = await self.ask(peer, GraphOp.EDGE_ATTACH, graph, halves, self._peer_timeout())
             except ToruaError as exc:
@@ -371,7 +375,8 @@ class EdgeWork:
         return list(request.halves)
 
     async def attach(self, request: GraphRequest) -> GraphReply:
-        """B: hold the in-halves whose dst exists here (`missing` otherwise)."""
+        """B: hold the in-halves whose dst exists here (`missing` otherwise); those asked
+        about as `committed` only if held already (`absent` otherwise)."""
         halves = self._halves(request, "dst")
         store, rows, dropped = self._writing(request)
         uid = request.graph.uid
@@ -384,14 +389,12 @@ class EdgeWork:
             stored, drops = rows.edges_by_key(uid, keys), rows.dropped_tokens(uid, keys)
             states: list[HalfState] = []
             ops: list[Operation] = []
-            written: list[tuple[str, str, str]] = []
             for half, key, p, w in zip(halves, keys, props, weights):
-                state, mine = decide.on_attach(uid, key, stored.get(key), half.dst in present, half.token, p, w, drops.get(key, 0))
+                held_only = half.state == HalfState.COMMITTED
+                detached = self.detached.token(request.shard_id, uid, key)
+                state, mine = decide.on_attach(uid, key, stored.get(key), half.dst in present, half.token, p, w, drops.get(key, 0), held_only, detached)
                 states.append(state)
                 ops.extend(mine)
-                if mine:
-                    written.append(key)
-            self.questions.attached(request.shard_id, uid, written)
             if ops:
                 await self.node.write(request.shard_id, [*ensure_ops(rows, request.graph), *ops], "graph edge.attach")
         return GraphReply(True, self.node.epoch, halves=[EdgeHalf(h.src, h.type, h.dst, h.token, s) for h, s in zip(halves, states)], seq=store.last_seq())
@@ -401,18 +404,21 @@ class EdgeWork:
         return await self._each_half(request, "dst", decide.on_confirm)
 
     async def detach(self, request: GraphRequest) -> GraphReply:
-        """B: remove the in-halves of these incarnations (or older)."""
-        return await self._each_half(request, "dst", decide.on_detach)
+        """B: remove the in-halves of these incarnations (or older), and attach none of
+        them again (`torua.node.detached`)."""
+        return await self._each_half(request, "dst", decide.on_detach, remember=True)
 
     async def drop(self, request: GraphRequest) -> GraphReply:
         """A: dst is gone; remove the out-halves of these incarnations (or older)."""
         return await self._each_half(request, "src", decide.on_drop)
 
-    async def _each_half(self, request: GraphRequest, end: str, decision: Any) -> GraphReply:
+    async def _each_half(self, request: GraphRequest, end: str, decision: Any, remember: bool = False) -> GraphReply:
         halves = self._halves(request, end)
         store, rows, _ = self._writing(request)
         uid = request.graph.uid
         async with self.locks.hold(*{vertex_lock(uid, getattr(h, end)) for h in halves}):
+            if remember:
+                self.detached.record(request.shard_id, uid, (((h.src, h.type, h.dst), h.token) for h in halves))
             stored = rows.edges_by_key(uid, ((h.src, h.type, h.dst) for h in halves))
             ops = [op for h in halves for op in decision(uid, stored.get((h.src, h.type, h.dst)), h.token)]
             if ops:
@@ -531,25 +537,23 @@ class EdgeWork:
         for row in attached:
             by_shard[self._shard_of(graph, row.src)].append(row)
         for peer, items in by_shard.items():
-            with self.questions.asking((shard_id, uid, r.key) for r in items):
-                try:
-                    answers = await self.ask(peer, GraphOp.EDGE_CHECK, graph, [EdgeHalf(r.src, r.type, r.dst, r.in_token) for r in items], self._peer_timeout())
-                except ToruaError as exc:
-                    log.debug("shard %d: cannot check in-halves with shard %d: %s", shard_id, peer, exc.message)
-                    continue
-                limit = self.node.config.graph_max_properties_bytes
-                async with self.locks.hold(*{vertex_lock(uid, r.dst) for r in items}):
-                    ops: list[Operation] = []
-                    stored = rows.edges_by_key(uid, (r.key for r in items))
-                    for row, answer in zip(items, answers):
-                        try:
-                            props = checks.canonical_properties(answer.properties, limit)
-                        except ToruaError:
-                            props = row.properties
-                        since = self.questions.attached_since(shard_id, uid, row.key)
-                        ops += decide.after_check(uid, stored.get(row.key), row.in_token, answer.state, answer.token, props, answer.weight, since)
-                    if ops:
-                        await self.node.write(shard_id, ops, "graph repair")
+            try:
+                answers = await self.ask(peer, GraphOp.EDGE_CHECK, graph, [EdgeHalf(r.src, r.type, r.dst, r.in_token) for r in items], self._peer_timeout())
+            except ToruaError as exc:
+                log.debug("shard %d: cannot check in-halves with shard %d: %s", shard_id, peer, exc.message)
+                continue
+            limit = self.node.config.graph_max_properties_bytes
+            async with self.locks.hold(*{vertex_lock(uid, r.dst) for r in items}):
+                ops: list[Operation] = []
+                stored = rows.edges_by_key(uid, (r.key for r in items))
+                for row, answer in zip(items, answers):
+                    try:
+                        props = checks.canonical_properties(answer.properties, limit)
+                    except ToruaError:
+                        props = row.properties
+                    ops += decide.after_check(uid, stored.get(row.key), row.in_token, answer.state, answer.token, props, answer.weight)
+                if ops:
+                    await self.node.write(shard_id, ops, "graph repair")
 
     async def _send_outbox(self, shard_id: int, rows: GraphRows, graphs: dict[str, GraphSettings]) -> None:
         tasks = rows.outbox(limit=REPAIR_ROWS)

@@ -155,9 +155,12 @@ class GraphOp(Vocabulary):
 class HalfState(Vocabulary):
     """`EdgeHalf.state`, between the primaries of an edge's two shards
     (docs/design/graph.md, section 4). In an `edge.check` answer: the out-half on src's
-    shard (absent, pending, committed, removing). In an `edge.attach` answer: what
-    dst's shard did (attached; missing: dst is not there; newer: it holds a newer
-    incarnation of the edge). In an `edge.detach` or `edge.drop` answer: done."""
+    shard (absent, pending, committed, removing). In an `edge.attach` request:
+    pending (hold it), or committed (src's shard holds it committed: keep it if
+    held, never attach it anew). In an `edge.attach` answer: what dst's shard did
+    (attached; missing: dst is not there; newer: it holds a newer incarnation of
+    the edge; absent: asked as committed, not held). In an `edge.detach` or
+    `edge.drop` answer: done."""
 
     ABSENT = "absent"
     PENDING = "pending"
