@@ -159,8 +159,8 @@ class HalfState(Vocabulary):
     pending (hold it), or committed (src's shard holds it committed: keep it if
     held, never attach it anew). In an `edge.attach` answer: what dst's shard did
     (attached; missing: dst is not there; newer: it holds a newer incarnation of
-    the edge; absent: asked as committed, not held). In an `edge.detach` or
-    `edge.drop` answer: done."""
+    the edge; absent: not held when asked as committed, or an incarnation it was
+    told to detach). In an `edge.detach` or `edge.drop` answer: done."""
 
     ABSENT = "absent"
     PENDING = "pending"
