@@ -18,6 +18,7 @@ from tests.support.graph_client import (
     GraphClient,
     GraphScan,
     graph_copies_compared,
+    in_catalog,
     logged_for,
     primaries,
     scan_rows,
@@ -81,6 +82,7 @@ async def test_edges_across_shards_converge_under_loss_pause_and_crash(tmp_path)
         async with asyncio.timeout(135):
             assert cluster.gateway is not None
             g = GraphClient(cluster.gateway.router, GRAPH, timeout=3.0)
+            await in_catalog(cluster, GRAPH)
             for v in VERTICES:
                 await g.put_vertex(v, "V")
             owned = [[(rng.choice(VERTICES), f"t{w}", rng.choice(VERTICES)) for _ in range(20)] for w in range(3)]

@@ -5,6 +5,7 @@ edge invariant of BRIEF section 8."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -19,6 +20,7 @@ from torua.protocol.messages import (
     GraphRequest,
     VertexData,
 )
+from torua.protocol.subjects import GRAPH_BUCKET
 from torua.protocol.vocabulary import GraphOp
 from torua.routing import ShardRouter
 from torua.storage.shard_store import ShardStore
@@ -202,6 +204,15 @@ def primaries(cluster: Any) -> dict[int, object]:
         assert store is not None
         out[e.shard_id] = store
     return out
+
+
+async def in_catalog(cluster: Any, graph: GraphRef) -> None:
+    """Put `graph` into the catalog of a `SimCluster` (what `PUT /graphs/{g}` does), so
+    that its primaries keep its rows: every `SWEEP_SECONDS` (30 s) each drops the
+    graphs the catalog does not hold (torua.node.graph_catalog), and a scenario that
+    runs that long on a slow machine would lose its graph halfway."""
+    kv = await cluster.gateway.nc.jetstream().key_value(GRAPH_BUCKET)
+    await kv.put(graph.name, json.dumps({"name": graph.name, "uid": graph.uid}).encode())
 
 
 def logged_for(cluster: Any, names: Iterable[tuple[str, ...]]) -> list[str]:
