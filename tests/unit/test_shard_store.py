@@ -213,6 +213,31 @@ async def test_close_finishes_queued_writes(tmp_path: Path) -> None:
         await s2.close()
 
 
+async def test_a_database_whose_first_commit_never_came_is_no_copy_and_is_made_anew(tmp_path: Path) -> None:
+    """A kill between the creation of shard.db and its first commit (tables and meta)
+    leaves a file that holds nothing: it is no copy, so the node creates it anew
+    (found when such a replica refused every assignment after its restart)."""
+    d = tmp_path / "s3"
+    d.mkdir()
+    conn = sqlite3.connect(d / DB_FILENAME)
+    conn.execute("PRAGMA journal_mode = WAL")  # what the writer does before its first transaction
+    conn.close()
+    assert (d / DB_FILENAME).is_file() and not ShardStore.exists(d)
+    with pytest.raises(ShardMissing):
+        ShardStore.open(d, 3)
+    s = ShardStore.open(d, 3, create=True)
+    try:
+        await s.apply(KvPut("k", b"v"))
+    finally:
+        await s.close()
+    assert ShardStore.exists(d)
+    s = ShardStore.open(d, 3)
+    try:
+        assert s.last_seq() == 1
+    finally:
+        await s.close()
+
+
 async def test_exists_and_destroy(tmp_path: Path) -> None:
     d = tmp_path / "shards" / "s9"
     assert not ShardStore.exists(d)

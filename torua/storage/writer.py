@@ -785,7 +785,21 @@ class ShardWriter:
 
     @staticmethod
     def exists(directory: Path) -> bool:
-        return (Path(directory) / DB_FILENAME).is_file()
+        """Whether `directory` holds a copy: a database whose first transaction (its
+        tables and meta) committed. A file left by a crash between its creation and
+        that commit holds nothing and is no copy (`open` with `create` makes it anew);
+        one that cannot be read here counts as a copy (`open` says what is wrong)."""
+        path = Path(directory) / DB_FILENAME
+        if not path.is_file():
+            return False
+        try:
+            conn = sqlite3.connect(_db_uri(path, "rw"), uri=True, timeout=_BUSY_TIMEOUT_S)
+            try:
+                return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone() is not None
+            finally:
+                conn.close()
+        except sqlite3.Error:
+            return True
 
     @staticmethod
     def destroy(directory: Path) -> None:
