@@ -177,17 +177,22 @@ async def test_an_operation_out_of_its_vocabulary_is_refused_and_changes_nothing
 
 @pytest.mark.parametrize("seed", range(5))
 async def test_copies_fed_the_same_operations_hold_the_same_rows(tmp_path: Path, seed: int) -> None:
+    """In batches (runs of edge puts go in one executemany), all at once as a replica,
+    and one at a time: the same rows."""
     ops = random_ops(random.Random(seed), 400, supports=True)
-    one, two = open_store(tmp_path / "one"), open_store(tmp_path / "two")
+    one, two, three = open_store(tmp_path / "one"), open_store(tmp_path / "two"), open_store(tmp_path / "three")
     try:
-        for start in range(0, len(ops), 37):  # one in batches, the other one at a time, as a replica
+        for start in range(0, len(ops), 37):
             await one.apply_all(ops[start : start + 37])
         await two.apply_many_at([(seq, op) for seq, op in enumerate(ops, 1)])
-        assert one.last_seq() == two.last_seq() == len(ops)
+        for op in ops:
+            await three.apply(op)
+        assert one.last_seq() == two.last_seq() == three.last_seq() == len(ops)
     finally:
         await one.close()
         await two.close()
-    assert graph_rows(tmp_path / "one") == graph_rows(tmp_path / "two")
+        await three.close()
+    assert graph_rows(tmp_path / "one") == graph_rows(tmp_path / "two") == graph_rows(tmp_path / "three")
     assert any(graph_rows(tmp_path / "one").values()) and graph_rows(tmp_path / "one")["g_support"]
 
 

@@ -382,37 +382,39 @@ def _apply_vertex_delete(conn: sqlite3.Connection, seq: int, op: VertexDelete) -
     conn.execute("DELETE FROM g_vertex WHERE uid = ? AND id = ?", (op.uid, op.id))
 
 
-def _apply_edge_put(conn: sqlite3.Connection, seq: int, op: EdgePut) -> None:
+_EDGE_PUT_SQL = {
+    "out": "INSERT INTO g_edge(uid, src, type, dst, out_state, out_token, in_state, in_token, properties, weight) "
+    "VALUES (?, ?, ?, ?, ?, ?, NULL, 0, ?, ?) ON CONFLICT(uid, src, type, dst) DO UPDATE SET "
+    "out_state = excluded.out_state, out_token = excluded.out_token, properties = excluded.properties, weight = excluded.weight",
+    # the in-half has no state of its own: "committed" records that src's shard confirmed it
+    "in": "INSERT INTO g_edge(uid, src, type, dst, out_state, out_token, in_state, in_token, properties, weight) "
+    "VALUES (?, ?, ?, ?, NULL, 0, ?, ?, ?, ?) ON CONFLICT(uid, src, type, dst) DO UPDATE SET "
+    "in_state = excluded.in_state, in_token = excluded.in_token, properties = excluded.properties, weight = excluded.weight",
+    # both endpoints here: one row, both halves, nothing to agree with elsewhere
+    "both": "INSERT INTO g_edge(uid, src, type, dst, out_state, out_token, in_state, in_token, properties, weight) "
+    "VALUES (?, ?, ?, ?, 'committed', ?, 'confirmed', ?, ?, ?) ON CONFLICT(uid, src, type, dst) DO UPDATE SET "
+    "out_state = excluded.out_state, out_token = excluded.out_token, in_state = excluded.in_state, "
+    "in_token = excluded.in_token, properties = excluded.properties, weight = excluded.weight",
+}
+
+
+def _edge_put_row(seq: int, op: EdgePut) -> tuple[Any, ...]:
+    """The parameters of `_EDGE_PUT_SQL[op.halves]` for `op` at `seq` (checked)."""
     if op.halves not in HALVES:
         raise ValueError(f"graph.edge.put: halves must be one of {HALVES}, not {op.halves!r}")
     if op.state not in OUT_STATES:
         raise ValueError(f"graph.edge.put: state must be one of {OUT_STATES}, not {op.state!r}")
     token = op.token or seq  # 0: this operation makes a new incarnation of the edge
-    key = (op.uid, op.src, op.type, op.dst)
     if op.halves == "out":
-        conn.execute(
-            "INSERT INTO g_edge(uid, src, type, dst, out_state, out_token, in_state, in_token, properties, weight) "
-            "VALUES (?, ?, ?, ?, ?, ?, NULL, 0, ?, ?) ON CONFLICT(uid, src, type, dst) DO UPDATE SET "
-            "out_state = excluded.out_state, out_token = excluded.out_token, properties = excluded.properties, weight = excluded.weight",
-            (*key, op.state, token, op.properties, op.weight),
-        )
-    elif op.halves == "in":
-        # the in-half has no state of its own: "committed" records that src's shard confirmed it
-        in_state = CONFIRMED if op.state == "committed" else ATTACHED
-        conn.execute(
-            "INSERT INTO g_edge(uid, src, type, dst, out_state, out_token, in_state, in_token, properties, weight) "
-            "VALUES (?, ?, ?, ?, NULL, 0, ?, ?, ?, ?) ON CONFLICT(uid, src, type, dst) DO UPDATE SET "
-            "in_state = excluded.in_state, in_token = excluded.in_token, properties = excluded.properties, weight = excluded.weight",
-            (*key, in_state, token, op.properties, op.weight),
-        )
-    else:  # both endpoints here: one row, both halves, nothing to agree with elsewhere
-        conn.execute(
-            "INSERT INTO g_edge(uid, src, type, dst, out_state, out_token, in_state, in_token, properties, weight) "
-            "VALUES (?, ?, ?, ?, 'committed', ?, 'confirmed', ?, ?, ?) ON CONFLICT(uid, src, type, dst) DO UPDATE SET "
-            "out_state = excluded.out_state, out_token = excluded.out_token, in_state = excluded.in_state, "
-            "in_token = excluded.in_token, properties = excluded.properties, weight = excluded.weight",
-            (*key, token, token, op.properties, op.weight),
-        )
+        return (op.uid, op.src, op.type, op.dst, op.state, token, op.properties, op.weight)
+    if op.halves == "in":
+        return (op.uid, op.src, op.type, op.dst, CONFIRMED if op.state == "committed" else ATTACHED, token, op.properties, op.weight)
+    return (op.uid, op.src, op.type, op.dst, token, token, op.properties, op.weight)
+
+
+def _apply_edge_put(conn: sqlite3.Connection, seq: int, op: EdgePut) -> None:
+    row = _edge_put_row(seq, op)
+    conn.execute(_EDGE_PUT_SQL[op.halves], row)
 
 
 def _apply_edge_delete(conn: sqlite3.Connection, seq: int, op: EdgeDelete) -> None:
@@ -515,13 +517,31 @@ class GraphRows:
         return None  # no counters: graph counts are read when asked (stats)
 
     def apply(self, conn: sqlite3.Connection, state: None, batch: Sequence[tuple[int, Operation]]) -> None:
+        # A run of edge puts of the same halves (a batch of an import's or the edge
+        # protocol's steps) is one executemany: the same rows, in order, for about a
+        # third of the time of one execute each.
+        run: list[tuple[Any, ...]] = []
+        halves = ""
         for seq, op in batch:
+            if type(op) is EdgePut:
+                row = _edge_put_row(seq, op)
+                if op.halves != halves and run:
+                    conn.executemany(_EDGE_PUT_SQL[halves], run)
+                    run = []
+                halves = op.halves
+                run.append(row)
+                continue
+            if run:
+                conn.executemany(_EDGE_PUT_SQL[halves], run)
+                run = []
             if isinstance(op, (GraphEnsure, GraphDrop)):
                 self._changing()
             handler = HANDLERS.get(type(op))
             if handler is None:
                 raise TypeError(f"the graph engine cannot apply operation type {type(op).__name__}")
             handler(conn, seq, op)
+        if run:
+            conn.executemany(_EDGE_PUT_SQL[halves], run)
 
     def install(self, conn: sqlite3.Connection, state: None, chunk: Chunk) -> None:
         self._changing()

@@ -421,7 +421,7 @@ class ShardWriter:
 
         def fn(conn: sqlite3.Connection, state: _State) -> int:
             seq = state.last_seq + 1
-            self._log_and_apply(conn, state, seq, op)
+            self._log_and_apply(conn, state, [(seq, op, None)])
             return seq
 
         result: int = await self._submit(fn)
@@ -433,12 +433,9 @@ class ShardWriter:
         run = list(ops)
 
         def fn(conn: sqlite3.Connection, state: _State) -> list[int]:
-            seqs = []
-            for op in run:
-                seq = state.last_seq + 1
-                self._log_and_apply(conn, state, seq, op)
-                seqs.append(seq)
-            return seqs
+            first = state.last_seq + 1
+            self._log_and_apply(conn, state, [(first + n, op, None) for n, op in enumerate(run)])
+            return list(range(first, first + len(run)))
 
         result: list[int] = await self._submit(fn)
         return result
@@ -462,42 +459,58 @@ class ShardWriter:
 
     async def _apply_run(self, run: list[tuple[int, Operation, bytes | None]]) -> None:
         def fn(conn: sqlite3.Connection, state: _State) -> None:
-            for seq, op, blob in run:
-                if seq <= state.last_seq:
+            fresh, last = [], state.last_seq
+            for item in run:
+                if item[0] <= last:
                     continue
-                if seq != state.last_seq + 1:
-                    raise SeqGap(f"shard {self.shard_id}: got op {seq}, expected {state.last_seq + 1}")
-                self._log_and_apply(conn, state, seq, op, blob)
+                if item[0] != last + 1:
+                    raise SeqGap(f"shard {self.shard_id}: got op {item[0]}, expected {last + 1}")
+                fresh.append(item)
+                last = item[0]
+            if fresh:
+                self._log_and_apply(conn, state, fresh)
 
         await self._submit(fn)
 
-    def _log_and_apply(self, conn: sqlite3.Connection, state: _State, seq: int, op: Operation, blob: bytes | None = None) -> None:
-        """Log `op` as `blob` (the bytes another replica logged, kept as they are: they may
-        hold fields of a newer release that `op` does not; or `op` encoded), and have each
-        of its engines open here apply it: now (a transactional engine) or after the
-        commit (a follower). Its first engine must be open; the others (derived ones,
-        `OPERATION_ENGINES`) apply it where they are."""
-        names = engines_of(op)
-        if names[0] not in self._engines:
-            raise TypeError(f"shard {self.shard_id} has no {names[0]!r} engine to apply {type(op).__name__}")
-        if blob is None:
-            blob = encode_operation(op)  # validates field types
-        for name in names:
-            engine = self._engines.get(name)
-            if engine is None:
-                continue
+    def _log_and_apply(self, conn: sqlite3.Connection, state: _State, run: Sequence[tuple[int, Operation, bytes | None]]) -> None:
+        """Log each (seq, op, blob) of `run` (consecutive seqs after `last_seq`) as `blob`
+        (the bytes another replica logged, kept as they are: they may hold fields of a
+        newer release that `op` does not; or, None, `op` encoded), and have each of its
+        engines open here apply it: now (a transactional engine) or after the commit (a
+        follower). Its first engine must be open; the others (derived ones,
+        `OPERATION_ENGINES`) apply it where they are. Each engine gets its ops of the run
+        in one `apply`, in seq order, and the log rows go in one `executemany`: the
+        same writes as one op at a time (each engine's tables are its own), in about
+        half the time for a batch of edge halves."""
+        if not run:
+            return
+        by_engine: dict[str, list[tuple[int, Operation]]] = {}
+        rows: list[tuple[int, bytes]] = []
+        for seq, op, blob in run:
+            names = engines_of(op)
+            if names[0] not in self._engines:
+                raise TypeError(f"shard {self.shard_id} has no {names[0]!r} engine to apply {type(op).__name__}")
+            if blob is None:
+                blob = encode_operation(op)  # validates field types
+            for name in names:
+                if name in self._engines:
+                    by_engine.setdefault(name, []).append((seq, op))
+            rows.append((seq, blob))
+        for name, batch in by_engine.items():
+            engine = self._engines[name]
             if engine.kind == "transactional":
-                engine.apply(conn, state.engines[name], [(seq, op)])  # type: ignore[call-arg]
+                engine.apply(conn, state.engines[name], batch)  # type: ignore[call-arg]
             else:
-                self._hold(conn, state, name)
-                state.unapplied[name].append((seq, op))
-        conn.execute("INSERT INTO oplog(seq, op) VALUES (?, ?)", (seq, blob))
-        state.last_seq = seq
+                self._hold(conn, state, name, batch[0][0] - 1)
+                state.unapplied[name].extend(batch)
+        conn.executemany("INSERT INTO oplog(seq, op) VALUES (?, ?)", rows)
+        state.last_seq = run[-1][0]
 
-    def _hold(self, conn: sqlite3.Connection, state: _State, name: str) -> None:
-        """Record, with the first op or chunk a follower gets, that it holds data from here on."""
+    def _hold(self, conn: sqlite3.Connection, state: _State, name: str, since: int | None = None) -> None:
+        """Record, with the first op or chunk a follower gets, that it holds data from here
+        on: after seq `since` (the last seq before that op; default `last_seq`)."""
         if name not in state.held:
-            conn.execute("INSERT INTO meta(name, value) VALUES (?, ?)", (_HELD + name, state.last_seq))
+            conn.execute("INSERT INTO meta(name, value) VALUES (?, ?)", (_HELD + name, state.last_seq if since is None else since))
             state.held = state.held | {name}
 
     async def install_chunks(self, chunks: Sequence[Chunk]) -> None:
