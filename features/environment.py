@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "support"))
@@ -70,15 +69,7 @@ def cluster_settings_of(feature) -> dict[str, int]:
     return settings
 
 
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
 def before_all(context):
-    # SIGTERM stops a run as Ctrl-C does, so that after_all stops every cluster
-    # (scripts/test sends it to the features it runs beside the integration tests
-    # when it is stopped early).
-    signal.signal(signal.SIGTERM, _interrupt)
     # Clusters still to stop at the end, whatever happens to a feature's hooks.
     context.clusters = []
     context.shared_cluster = start_cluster()
