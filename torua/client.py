@@ -258,5 +258,6 @@ class Client:
             raise ToruaError("internal", f"{call}: the gateway's answer is not a map")
         if "error" in data:
             err = data["error"] if isinstance(data["error"], dict) else {}
-            raise ToruaError(err.get("code", "internal"), err.get("message", ""))
+            fields = err.get("fields")
+            raise ToruaError(err.get("code", "internal"), err.get("message", ""), fields=fields if isinstance(fields, dict) else None)
         return data

@@ -253,6 +253,31 @@ async def test_the_client_goes_one_hop_for_vertices_and_edges(shared_cluster):
         assert f'op="{op}"' not in metrics, op
 
 
+async def test_searches_without_properties_answer_the_same_hits_without_them(shared_cluster):
+    """`"properties": false` (what GraphRAG's rankings ask: ids and scores, where a
+    chunk's whole text is most of a hit): the same ids, labels and scores, no
+    properties; over REST, the NATS API (`torua.Client`) alike. A value that is not a
+    boolean is refused."""
+    c = shared_cluster
+    assert c.json("PUT", "/graphs/api-bare", {"vector_dim": 2, "text_properties": ["text"]})[0] in (200, 201)
+    lines = [{"vertex": {"id": f"v/{i}", "label": "Note", "properties": {"text": f"note {i} about stars", "n": i}, "embedding": [1, i / 10]}} for i in range(12)]
+    assert json.loads(c.request("POST", "/graphs/api-bare/import", ndjson(lines), NDJSON)[1])["vertices"] == 12
+    for target, body in [("search/vector", {"vector": [1, 0.3], "k": 5}), ("search/text", {"query": "stars", "k": 5})]:
+        status, full = c.json("POST", f"/graphs/api-bare/{target}", body)
+        status_bare, bare = c.json("POST", f"/graphs/api-bare/{target}", {**body, "properties": False})
+        assert status == status_bare == 200, (full, bare)
+        assert len(full["hits"]) == 5 and all(h["properties"]["text"].startswith("note") for h in full["hits"]), full
+        assert bare["hits"] == [{k: v for k, v in h.items() if k != "properties"} for h in full["hits"]], (full, bare)
+        status, refused = c.json("POST", f"/graphs/api-bare/{target}", {**body, "properties": "no"})
+        assert status == 400 and "properties" in refused["error"]["message"], refused
+    async with Client(c.nats_url) as db:
+        g = db.graph("api-bare")
+        full_hits = await g.vector_search([1, 0.3], k=3)
+        bare_hits = await g.vector_search([1, 0.3], k=3, properties=False)
+        assert bare_hits == [{k: v for k, v in h.items() if k != "properties"} for h in full_hits] and "properties" in full_hits[0]
+        assert [h["id"] for h in await g.text_search("stars", k=3, properties=False)] == [h["id"] for h in await g.text_search("stars", k=3)]
+
+
 async def test_put_many_writes_vertices_then_edges_in_batches_per_shard(shared_cluster, monkeypatch):
     """`Graph.put_many` (a GraphRAG worker's writes of one document): vertices, then
     edges, as import batches straight to the shards' primaries, cut to fit a message;

@@ -11,8 +11,10 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from torua.graph.client import Graph
 from torua.graph.rules import vertex_shard
 from torua.graph.search import concat_rows, merge_hits, sum_counts, sum_text_stats
+from torua.protocol.errors import ToruaError
 from torua.protocol.messages import GraphHit
 
 
@@ -107,3 +109,26 @@ def test_counts_and_rows():
     columns, rows = concat_rows({0: (["a", "b"], [[1, 2]]), 1: ([], []), 2: (["a", "b"], [[3, 4], [5, 6]])})
     assert columns == ["a", "b"]
     assert rows == [{"shard": 0, "values": [1, 2]}, {"shard": 2, "values": [3, 4]}, {"shard": 2, "values": [5, 6]}]
+
+
+class _GatewayBeforeProperties:
+    """What a gateway of a release before the searches' `properties` field answers:
+    it refuses the field it does not know (as `check_fields` does) and sends hits
+    with their properties."""
+
+    def __init__(self) -> None:
+        self.asked: list[dict] = []
+
+    async def _api(self, call: str, payload: dict) -> dict:
+        self.asked.append(payload)
+        if "properties" in payload:
+            raise ToruaError("bad_request", "unknown field(s) properties; expected graph, vector, k, label", fields={"properties": "unknown field"})
+        return {"hits": [{"id": "a", "label": "L", "score": 0.5, "properties": {"text": "long"}}]}
+
+
+async def test_a_search_without_properties_through_an_older_gateway_asks_again_without_the_field() -> None:
+    gateway = _GatewayBeforeProperties()
+    graph = Graph(gateway, "g")  # type: ignore[arg-type]
+    assert await graph.vector_search([1.0], k=1, properties=False) == [{"id": "a", "label": "L", "score": 0.5}]
+    assert [("properties" in p) for p in gateway.asked] == [True, False]
+    assert await graph.text_search("x", k=1) == [{"id": "a", "label": "L", "score": 0.5, "properties": {"text": "long"}}]

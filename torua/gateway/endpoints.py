@@ -530,6 +530,7 @@ HOPS = Param(
 PROPERTIES = Param("properties", JsonObject(), doc=f"a JSON object of at most {graph_rules.MAX_PROPERTIES_BYTES} bytes (413 above)")
 K = Param("k", Integer(1, graph_rules.MAX_K), default=10, doc="how many hits, best first")
 LABEL_FILTER = Param("label", Text(max_length=graph_rules.MAX_LABEL_CHARS), doc="only vertices with this label")
+HIT_PROPERTIES = Param("properties", Boolean(), default=True, doc="false: hits without their properties (id, label and score only: less to read and send)")
 GRAPH_ERRORS = ("not_found", "unavailable", "timeout")
 
 GRAPH: tuple[Endpoint, ...] = (
@@ -724,7 +725,7 @@ GRAPH: tuple[Endpoint, ...] = (
     Endpoint(
         "graph_vector_search",
         "graph_vector_search",
-        (GRAPH_NAME, Param("vector", Numbers(), required=True, doc="vector_dim numbers"), K, LABEL_FILTER),
+        (GRAPH_NAME, Param("vector", Numbers(), required=True, doc="vector_dim numbers"), K, LABEL_FILTER, HIT_PROPERTIES),
         json_reply("Hits", "the k nearest vertices over every shard, best first"),
         (Route("POST", "/graphs/{graph}/search/vector", "Nearest vertices by embedding (score: cosine similarity, or -distance for l2)"),),
         nats="graph.search.vector",
@@ -734,7 +735,7 @@ GRAPH: tuple[Endpoint, ...] = (
     Endpoint(
         "graph_text_search",
         "graph_text_search",
-        (GRAPH_NAME, Param("query", Text(min_length=1, max_length=graph_rules.MAX_QUERY_CHARS), required=True), K, LABEL_FILTER),
+        (GRAPH_NAME, Param("query", Text(min_length=1, max_length=graph_rules.MAX_QUERY_CHARS), required=True), K, LABEL_FILTER, HIT_PROPERTIES),
         json_reply("Hits", "the k best vertices over every shard, best first"),
         (Route("POST", "/graphs/{graph}/search/text", "Full-text search over the graph's text_properties (BM25 with statistics of every shard)"),),
         nats="graph.search.text",

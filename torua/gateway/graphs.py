@@ -60,7 +60,9 @@ def edge_view(e: EdgeData) -> dict[str, Any]:
 SEARCH_RETRY_S = 0.25  # the least time left for which a search asks a shard its node did not search again
 
 
-def hit_view(h: GraphHit) -> dict[str, Any]:
+def hit_view(h: GraphHit, properties: bool = True) -> dict[str, Any]:
+    if not properties:  # what a node of a release before the request's `properties` sent is dropped here
+        return {"id": h.id, "label": h.label, "score": h.score}
     return {"id": h.id, "label": h.label, "score": h.score, "properties": h.properties}
 
 
@@ -402,17 +404,21 @@ class GraphEndpoints:
         cut = "; some vertex had more edges than one hop reads, so one may exist" if result.incomplete else ""
         raise ToruaError("not_found", f"no path from {source!r} to {target!r} within {max_hops} hops{cut}")
 
-    async def graph_vector_search(self, graph: str, vector: list[float], k: int = 10, label: str | None = None) -> dict[str, Any]:
-        """Every shard's k nearest, merged (`torua.graph.search.merge_hits`)."""
+    async def graph_vector_search(self, graph: str, vector: list[float], k: int = 10, label: str | None = None, properties: bool = True) -> dict[str, Any]:
+        """Every shard's k nearest, merged (`torua.graph.search.merge_hits`); without
+        `properties`, ids, labels and scores only."""
         entry = await self._graph_entry(graph)
         query = rules.validate_vector(vector, entry.settings.vector_dim, "vector")
         ref, deadline = entry.ref(), asyncio.get_running_loop().time() + self.config.request_timeout
         hits = await self._graph_search_all(
-            lambda shard, epoch, left: GraphRequest(GraphOp.VECTOR_SEARCH, shard, epoch, ref, vector=query, k=k, label=label or "", timeout=left), deadline,
+            lambda shard, epoch, left: GraphRequest(
+                GraphOp.VECTOR_SEARCH, shard, epoch, ref, vector=query, k=k, label=label or "", timeout=left, properties=properties,
+            ),
+            deadline,
         )
-        return {"hits": [hit_view(h) for h in merge_hits({s: p.hits for s, p in hits.items()}, k)]}
+        return {"hits": [hit_view(h, properties) for h in merge_hits({s: p.hits for s, p in hits.items()}, k)]}
 
-    async def graph_text_search(self, graph: str, query: str, k: int = 10, label: str | None = None) -> dict[str, Any]:
+    async def graph_text_search(self, graph: str, query: str, k: int = 10, label: str | None = None, properties: bool = True) -> dict[str, Any]:
         """Two rounds: every shard's statistics for the query's terms, summed; then every
         shard scores with those and its hits are merged (`torua.graph.search`)."""
         entry = await self._graph_entry(graph)
@@ -429,10 +435,11 @@ class GraphEndpoints:
         hits = await self._graph_search_all(
             lambda shard, epoch, left: GraphRequest(
                 GraphOp.TEXT_SEARCH, shard, epoch, ref, query=query, k=k, label=label or "", docs=total.docs, term_docs=total.term_docs, timeout=left,
+                properties=properties,
             ),
             deadline,
         )
-        return {"hits": [hit_view(h) for h in merge_hits({s: p.hits for s, p in hits.items()}, k)]}
+        return {"hits": [hit_view(h, properties) for h in merge_hits({s: p.hits for s, p in hits.items()}, k)]}
 
     async def graph_cypher(self, graph: str, query: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         """The query on every shard's part of the graph; each shard's rows with its number."""

@@ -439,13 +439,27 @@ class Graph:
                 return None
             raise
 
-    async def vector_search(self, vector: list[float], k: int = 10, label: str | None = None) -> list[dict[str, Any]]:
-        """The `k` nearest vertices, best first: ``[{"id", "label", "score", "properties"}]``."""
-        return (await self._api("search.vector", {"vector": vector, "k": k, "label": label}))["hits"]
+    async def vector_search(self, vector: list[float], k: int = 10, label: str | None = None, properties: bool = True) -> list[dict[str, Any]]:
+        """The `k` nearest vertices, best first: ``[{"id", "label", "score", "properties"}]``
+        (without `properties`: no ``"properties"``, less for every shard to read and send)."""
+        return await self._search("search.vector", {"vector": vector, "k": k, "label": label}, properties)
 
-    async def text_search(self, query: str, k: int = 10, label: str | None = None) -> list[dict[str, Any]]:
-        """The `k` best matches of the graph's text_properties, best first."""
-        return (await self._api("search.text", {"query": query, "k": k, "label": label}))["hits"]
+    async def text_search(self, query: str, k: int = 10, label: str | None = None, properties: bool = True) -> list[dict[str, Any]]:
+        """The `k` best matches of the graph's text_properties, best first (as `vector_search`)."""
+        return await self._search("search.text", {"query": query, "k": k, "label": label}, properties)
+
+    async def _search(self, call: str, payload: dict[str, Any], properties: bool) -> list[dict[str, Any]]:
+        if properties:
+            return (await self._api(call, payload))["hits"]
+        try:
+            hits = (await self._api(call, {**payload, "properties": False}))["hits"]
+        except ToruaError as exc:
+            if exc.code != "bad_request" or "properties" not in exc.fields:
+                raise
+            hits = (await self._api(call, payload))["hits"]  # a gateway of a release before the field (it refuses unknown ones)
+        for hit in hits:
+            hit.pop("properties", None)
+        return hits
 
     async def cypher(self, query: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         """A read-only Cypher query on every shard: ``{"columns", "rows": [{"shard", "values"}], "truncated"}``."""

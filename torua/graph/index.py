@@ -605,11 +605,14 @@ class GraphIndex:
             await loop.run_in_executor(_waiters(), self.wait_current, deadline, uid)
         return await loop.run_in_executor(_executor(), self._query, fn, empty, deadline, uid)
 
-    async def vector_search(self, uid: str, vector: Sequence[float], k: int, label: str = "", *, timeout: float = 5.0) -> list[tuple[str, str, float, str]]:
-        """Top `k` (id, label, score, properties JSON) of graph `uid` on this shard, best first."""
-        return await self._run(lambda kz: self._described(uid, kz.vector_search(uid, vector, k, label)), [], timeout, uid)
+    async def vector_search(
+        self, uid: str, vector: Sequence[float], k: int, label: str = "", *, timeout: float = 5.0, properties: bool = True,
+    ) -> list[tuple[str, str, float, str]]:
+        """Top `k` (id, label, score, properties JSON: "{}" without `properties`) of graph
+        `uid` on this shard, best first."""
+        return await self._run(lambda kz: self._described(uid, kz.vector_search(uid, vector, k, label), properties), [], timeout, uid)
 
-    def _described(self, uid: str, ranked: list[tuple[str, float]]) -> list[tuple[str, str, float, str]]:
+    def _described(self, uid: str, ranked: list[tuple[str, float]], properties: bool = True) -> list[tuple[str, str, float, str]]:
         """Ranked ids with their label and properties, read from the rows in one query
         (the truth, and one lookup where Kuzu takes one per id); an id whose vertex the
         rows no longer hold (deleted since the index's seq) is left out."""
@@ -617,18 +620,19 @@ class GraphIndex:
             return []
         with _read(self._reader()) as conn:
             info = self.rows.described(conn, uid, [vid for vid, _ in ranked])
-        return [(vid, info[vid][0], score, info[vid][1]) for vid, score in ranked if vid in info]
+        return [(vid, info[vid][0], score, info[vid][1] if properties else "{}") for vid, score in ranked if vid in info]
 
     async def text_stats(self, uid: str, query: str, *, timeout: float = 5.0) -> tuple[int, dict[str, int]]:
         """(document count, documents per query term) of graph `uid` on this shard."""
         return await self._run(lambda kz: kz.text_stats(uid, query), (0, {}), timeout, uid)
 
     async def text_search(
-        self, uid: str, query: str, k: int, label: str = "", docs: int = 0, term_docs: dict[str, int] | None = None, *, timeout: float = 5.0
+        self, uid: str, query: str, k: int, label: str = "", docs: int = 0, term_docs: dict[str, int] | None = None, *, timeout: float = 5.0,
+        properties: bool = True,
     ) -> list[tuple[str, str, float, str]]:
         """Top `k` by BM25 with the global IDF of `docs` and `term_docs` (sums of every
         shard's `text_stats`; this shard's own when empty)."""
-        return await self._run(lambda kz: self._described(uid, kz.text_search(uid, query, k, label, docs, term_docs or {})), [], timeout, uid)
+        return await self._run(lambda kz: self._described(uid, kz.text_search(uid, query, k, label, docs, term_docs or {}), properties), [], timeout, uid)
 
     async def cypher(
         self, uid: str, query: str, params: dict[str, Any] | None = None, *, row_cap: int = 10_000, timeout: float = 5.0

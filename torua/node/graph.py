@@ -515,16 +515,16 @@ class GraphService:
         try:
             if request.op == GraphOp.VECTOR_SEARCH:
                 vector = rules.validate_vector(request.vector, request.graph.vector_dim, "vector")
-                hits = await index.vector_search(uid, vector, checks.limit_in(request.k, rules.MAX_K, "k"), label, timeout=timeout)
-                return GraphReply(True, self.node.epoch, hits=[GraphHit(i, l, s, json.loads(p)) for i, l, s, p in hits])
+                hits = await index.vector_search(uid, vector, checks.limit_in(request.k, rules.MAX_K, "k"), label, timeout=timeout, properties=request.properties)
+                return GraphReply(True, self.node.epoch, hits=_hits(hits, request.properties))
             query = self._query_text(request.query)
             if request.op == GraphOp.TEXT_STATS:
                 docs, term_docs = await index.text_stats(uid, query, timeout=timeout)
                 return GraphReply(True, self.node.epoch, docs=docs, term_docs=term_docs)
             if request.op == GraphOp.TEXT_SEARCH:
                 k = checks.limit_in(request.k, rules.MAX_K, "k")
-                hits = await index.text_search(uid, query, k, label, request.docs, dict(request.term_docs), timeout=timeout)
-                return GraphReply(True, self.node.epoch, hits=[GraphHit(i, l, s, json.loads(p)) for i, l, s, p in hits])
+                hits = await index.text_search(uid, query, k, label, request.docs, dict(request.term_docs), timeout=timeout, properties=request.properties)
+                return GraphReply(True, self.node.epoch, hits=_hits(hits, request.properties))
             columns, rows, truncated = await index.cypher(uid, query, dict(request.params), timeout=timeout)
             return GraphReply(True, self.node.epoch, columns=columns, rows=rows, truncated=truncated)
         except QueryRefused as exc:
@@ -542,6 +542,14 @@ class GraphService:
 
 
 # ------------------------------------------------------------------ helpers
+
+
+def _hits(hits: list[tuple[str, str, float, str]], properties: bool) -> list[GraphHit]:
+    """A search's hits as sent: with their properties parsed, or none (a caller that
+    wants only ids and scores: a chunk's whole text is most of a hit)."""
+    if not properties:
+        return [GraphHit(i, l, s) for i, l, s, _ in hits]
+    return [GraphHit(i, l, s, json.loads(p)) for i, l, s, p in hits]
 
 
 def index_query_seconds(sent: float) -> float:

@@ -229,7 +229,7 @@ class CorpusService:
             ranked, communities, entities = await self._global(await embedding)
             return ranked, entities, [], communities
         if mode == "naive":
-            hits = await self.graph.vector_search(await embedding, k=wide, label=schema.CHUNK)
+            hits = await self.graph.vector_search(await embedding, k=wide, label=schema.CHUNK, properties=False)
             return [(h["id"], float(h["score"])) for h in hits], [], [], []
         if mode == "local":
             ranked, entities, relations = await self._local(question, embedding, settings)
@@ -238,11 +238,11 @@ class CorpusService:
         # hybrid: the local ranking, BM25, and vector then the bridge from the vector's best, at once
         async def vector_and_bridge() -> tuple[list[str], list[tuple[str, float]]]:
             # the bridge needs only the vector's hits: it does not wait for BM25's two rounds
-            vector_ids = [h["id"] for h in await self.graph.vector_search(await embedding, k=wide, label=schema.CHUNK)]
+            vector_ids = [h["id"] for h in await self.graph.vector_search(await embedding, k=wide, label=schema.CHUNK, properties=False)]
             return vector_ids, await self._bridge(vector_ids[: retrieval.BRIDGE_FROM])
 
         (local, entities, relations), (vector_ids, bridged), text_hits = await asyncio.gather(
-            self._local(question, embedding, settings), vector_and_bridge(), self.graph.text_search(question, k=wide, label=schema.CHUNK),
+            self._local(question, embedding, settings), vector_and_bridge(), self.graph.text_search(question, k=wide, label=schema.CHUNK, properties=False),
         )
         text_ids = [h["id"] for h in text_hits]
         fused = retrieval.rrf([vector_ids, text_ids, [c for c, _ in local[:wide]]])
@@ -278,7 +278,7 @@ class CorpusService:
 
         # the question's named entities and the entities nearest it, at once
         async def nearest_entities() -> list[dict[str, Any]]:
-            return await self.graph.vector_search(await embedding, k=retrieval.SEEDS, label=schema.ENTITY)
+            return await self.graph.vector_search(await embedding, k=retrieval.SEEDS, label=schema.ENTITY, properties=False)
 
         (named, present), nearest = await asyncio.gather(by_name(), nearest_entities())
         seed_scores = retrieval.seeds([id for id, v in zip(named, present) if v is not None], [(h["id"], float(h["score"])) for h in nearest])
