@@ -93,6 +93,18 @@ def test_spacy_finds_entities_triples_and_cooccurrences(extractor):
     assert ("Berlin", "Germany") in pairs and ("Marie Curie", "France") not in pairs  # other sentences
 
 
+def test_a_question_s_mentions_from_the_entity_recognizer_alone_are_those_of_a_whole_extraction(extractor):
+    """A query reads only its question's mentions: the recognizer alone finds the same
+    ones as the whole pipeline, for every question of the frozen eval set."""
+    from torua.rag import eval_set
+
+    questions = [q["question"] for q in eval_set.load()["questions"]]
+    assert len(questions) == 363
+    whole = [m.mentions for m in extractor.extract(questions)]
+    assert [extractor.mentions(q) for q in questions] == whole
+    assert sum(map(len, whole)) > len(questions)  # questions do name entities
+
+
 def test_a_document_is_planned_and_sent_again_only_its_new_chunks_are_embedded(embedder, extractor):
     counting = Counting(embedder)
     settings = ChunkSettings(chunk_tokens=32, overlap_tokens=0)

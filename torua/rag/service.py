@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from torua.protocol.errors import ToruaError
@@ -271,7 +271,7 @@ class CorpusService:
         """Chunks ranked by the entities they mention, from the question's entities out
         (torua.rag.retrieval), with the entities and relations that ranked them."""
         async def by_name() -> tuple[list[str], list[Any]]:
-            mentions = (await asyncio.to_thread(self._extract, question, settings)).mentions
+            mentions = await asyncio.to_thread(self._mentions, question, settings)
             named = [resolution.entity_id(m.type, m.text) for m in mentions]
             found = await self.graph.get_vertices(named)
             return named, [found[id] for id in named]
@@ -346,8 +346,12 @@ class CorpusService:
     def _embed(self, text: str, settings: CorpusSettings) -> list[float]:
         return [float(x) for x in self.engines.embedder_for(settings).embed([text])[0]]
 
-    def _extract(self, text: str, settings: CorpusSettings) -> Any:
-        return self.engines.extractor_for(settings).extract([text])[0]
+    def _mentions(self, text: str, settings: CorpusSettings) -> Sequence[Any]:
+        """The question's mentions: from the extractor's `mentions` where it has one (spaCy:
+        its entity recognizer alone), else from a whole extraction."""
+        extractor = self.engines.extractor_for(settings)
+        mentions = getattr(extractor, "mentions", None)
+        return mentions(text) if mentions is not None else extractor.extract([text])[0].mentions
 
     async def _answer(self, question: str, chunks: list[dict[str, Any]], settings: CorpusSettings) -> dict[str, Any]:
         """The chat model's answer from the chunks, and the chunk ids it cites."""
