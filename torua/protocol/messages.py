@@ -652,7 +652,7 @@ class GraphRequest:
     api_key: str = ""  # torua.Client's one-hop request (subject app.graph): its API key, which the node checks
     supports: list[SupportItem] = field(default_factory=list)  # support: changes of targets whose src is on this shard
     not_after: float = 0.0  # a write: refused (`fenced`) once the node's wall clock (Unix seconds) is past it; 0: no fence
-    properties: bool = True  # vector.search, text.search: hits with their properties (False: "{}" each, neither read nor sent)
+    properties: bool = True  # vector.search, text.search: hits with their properties (False: "{}" each, neither parsed nor sent)
 
 
 @dataclass(frozen=True)
