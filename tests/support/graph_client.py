@@ -5,11 +5,12 @@ edge invariant of BRIEF section 8."""
 
 from __future__ import annotations
 
-import json
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from torua.graph.catalog import GraphSettings, new_entry
 from torua.graph.rows import ATTACHED, EdgeRow, GraphRows, read_rows
 from torua.graph.rules import vertex_shard
 from torua.protocol.errors import ToruaError
@@ -211,8 +212,9 @@ async def in_catalog(cluster: Any, graph: GraphRef) -> None:
     that its primaries keep its rows: every `SWEEP_SECONDS` (30 s) each drops the
     graphs the catalog does not hold (torua.node.graph_catalog), and a scenario that
     runs that long on a slow machine would lose its graph halfway."""
+    settings = GraphSettings.checked(graph.vector_dim, str(graph.metric), list(graph.text_properties))
     kv = await cluster.gateway.nc.jetstream().key_value(GRAPH_BUCKET)
-    await kv.put(graph.name, json.dumps({"name": graph.name, "uid": graph.uid}).encode())
+    await kv.put(graph.name, new_entry(graph.name, settings, graph.uid, time.time()).to_json())
 
 
 def logged_for(cluster: Any, names: Iterable[tuple[str, ...]]) -> list[str]:

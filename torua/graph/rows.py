@@ -412,11 +412,6 @@ def _edge_put_row(seq: int, op: EdgePut) -> tuple[Any, ...]:
     return (op.uid, op.src, op.type, op.dst, token, token, op.properties, op.weight)
 
 
-def _apply_edge_put(conn: sqlite3.Connection, seq: int, op: EdgePut) -> None:
-    row = _edge_put_row(seq, op)
-    conn.execute(_EDGE_PUT_SQL[op.halves], row)
-
-
 def _apply_edge_delete(conn: sqlite3.Connection, seq: int, op: EdgeDelete) -> None:
     if op.halves not in HALVES:
         raise ValueError(f"graph.edge.delete: halves must be one of {HALVES}, not {op.halves!r}")
@@ -451,13 +446,13 @@ def _apply_support(conn: sqlite3.Connection, seq: int, op: SupportChange) -> Non
     )
 
 
-# One handler per operation type this engine takes (OPERATION_ENGINES[type][0] == "graph").
+# One handler per operation type this engine takes (OPERATION_ENGINES[type][0] == "graph"),
+# but EdgePut: `GraphRows.apply` writes runs of those with `_EDGE_PUT_SQL` and `_edge_put_row`.
 HANDLERS: dict[type[Any], Callable[[sqlite3.Connection, int, Any], None]] = {
     GraphEnsure: _apply_ensure,
     GraphDrop: _apply_drop,
     VertexPut: _apply_vertex_put,
     VertexDelete: _apply_vertex_delete,
-    EdgePut: _apply_edge_put,
     EdgeDelete: _apply_edge_delete,
     OutboxDone: _apply_outbox_done,
     SupportChange: _apply_support,
