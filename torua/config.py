@@ -240,6 +240,7 @@ class WorkerConfig(Common):
     ack_wait: float = field(default=60.0, metadata={"help": "seconds a document may go without a sign of life from its worker before another worker takes it (set when the queue's consumer is made: the first worker's value holds); this worker's claims on documents go stale after twice it unrenewed, and the nodes refuse its writes of a document one ack wait after the claim's last renewal"})
     documents: int = field(default=64, metadata={"help": "documents this worker ingests at once, in batches of up to half of them (at most 32) written together (their models' work one at a time)"})
     tries: int = field(default=20, metadata={"help": "times a document is tried (a retryable failure, a worker that died) before it counts as failed in its job (set when the queue's consumer is made: the first worker's value holds)"})
+    request_timeout: float = field(default=5.0, metadata={"help": "seconds each of the worker's requests to the cluster may take (up to 600) before it fails as a timeout (retryable: the document is tried again)"})
 
     def validate(self) -> None:
         super().validate()
@@ -253,6 +254,8 @@ class WorkerConfig(Common):
             raise ConfigError("documents must be 1..256")
         if not 1 <= self.tries <= 1000:
             raise ConfigError("tries must be 1..1000")
+        if not 0 < self.request_timeout <= 600:
+            raise ConfigError("request_timeout must be more than 0 and at most 600 seconds")
         if self.api_key_file:
             from torua.api_keys import parse_token
             from torua.protocol.errors import ToruaError

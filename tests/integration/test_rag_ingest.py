@@ -648,6 +648,9 @@ async def test_a_worker_paused_past_its_claim_is_fenced_off_and_the_next_version
     assert {r[1] for r in both["rag-pause"]["supports"]} == {"", "RELATED"}, "entities' and relations' support both there"
 
 
+REQUEST_SECONDS = 20
+
+
 async def test_a_worker_stopped_with_sigstop_mid_document_is_fenced_off_when_it_wakes(rag_cluster):
     """Real processes: the worker writing version 1 of a long document is stopped
     (SIGSTOP) and version 2 is sent; the other worker waits until the stopped one's
@@ -665,10 +668,12 @@ async def test_a_worker_stopped_with_sigstop_mid_document_is_fenced_off_when_it_
     from torua.rag.claims import CLAIMS_BUCKET, DocumentClaim, claim_key
 
     module_workers = [p for p in rag_cluster.group.procs if p.name.startswith("worker-") and p.alive()]
-    ours = {name: rag_cluster.start_worker(name, ["--ack-wait", "1"]) for name in ("s1", "s2")}
+    # requests of 20 s (not the default 5): the takeover below must end before they time out, also on a busy machine
+    ours = {name: rag_cluster.start_worker(name, ["--ack-wait", "1", "--request-timeout", str(REQUEST_SECONDS)]) for name in ("s1", "s2")}
     stopped: list = []
     try:
         await asyncio.to_thread(wait_until, lambda: all("worker ready" in w.log() for w in ours.values()), 60, "the two workers")
+        assert all(f"time out after {REQUEST_SECONDS:g} s" in w.log() for w in ours.values())
         async with Client(rag_cluster.nats_url) as db:
             rag, g, js = db.rag("rag-stop"), db.graph("rag-stop"), db._nc.jetstream()
             await rag.create(**SETTINGS)
@@ -715,7 +720,7 @@ async def test_a_worker_stopped_with_sigstop_mid_document_is_fenced_off_when_it_
             await _until(lambda: _taken_from(claim, writer), 30, "the other worker to take the claim over")
             writer.resume()
             stopped.remove(writer)
-            assert time.monotonic() - paused_at < 5, "woken before its requests time out (the client's 5 s)"
+            assert time.monotonic() - paused_at < REQUEST_SECONDS, "woken before its requests time out (--request-timeout)"
             await _until(lambda: is_version(9), 60, "version 9 to be written")
 
             async def queue_empty() -> bool:
@@ -774,7 +779,7 @@ async def test_a_near_name_merges_with_an_entity_another_worker_made_or_the_corp
     from torua.rag.engines import Engines
     from torua.rag.worker import Worker
 
-    async with Client(rag_cluster.nats_url) as db:
+    async with Client(rag_cluster.nats_url, timeout=REQUEST_SECONDS) as db:  # the workers' requests: seeding reads every shard
         rag = db.rag("rag-names")
         await rag.create(**SETTINGS)
         graph = db.graph("rag-names")

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from torua.config import ConfigError, CoordinatorConfig, GatewayConfig, NodeConfig, add_arguments, build
+from torua.config import ConfigError, CoordinatorConfig, GatewayConfig, NodeConfig, WorkerConfig, add_arguments, build
 
 
 def parse(cls, argv, env=None):
@@ -117,6 +117,11 @@ LIMITS = [
     ("gateway-value-limit-zero", GatewayConfig, ["--max-value-bytes", "0"], {}, "max_value_bytes must be from 1 to"),
     ("gateway-value-limit-above-nats", GatewayConfig, ["--max-value-bytes", str(1 << 30)], {}, "max_value_bytes must be from 1 to"),
     ("gateway-value-limit-env", GatewayConfig, [], {"TORUA_MAX_VALUE_BYTES": "4096"}, ("max_value_bytes", 4096)),
+    ("worker-default-request-timeout", WorkerConfig, [], {}, ("request_timeout", 5.0)),
+    ("worker-request-timeout-flag", WorkerConfig, ["--request-timeout", "20"], {}, ("request_timeout", 20.0)),
+    ("worker-request-timeout-env", WorkerConfig, [], {"TORUA_REQUEST_TIMEOUT": "12.5"}, ("request_timeout", 12.5)),
+    ("worker-request-timeout-zero", WorkerConfig, ["--request-timeout", "0"], {}, "request_timeout must be more than 0"),
+    ("worker-request-timeout-over-ten-minutes", WorkerConfig, ["--request-timeout", "601"], {}, "at most 600 seconds"),
 ]
 
 

@@ -175,7 +175,7 @@ class Worker:
         pulled, allowed = await queue.pull(js, self.ack_wait, self.tries)
         self.tries = min(self.tries, allowed)
         watch = asyncio.ensure_future(self._watch_queue(pulled))
-        log.info("worker ready: taking documents from %s", queue.STREAM)
+        log.info("worker ready: taking documents from %s (requests to the cluster time out after %g s)", queue.STREAM, self.client.timeout)
         try:
             await self._take_until(stop, pulled)
         finally:
@@ -534,7 +534,7 @@ async def run_worker(config: Any, stop: Any) -> None:
     keep_pandas_out()  # community runs hand Kuzu Arrow tables
     nc = await unless_stopped(connect(config.nats_url, f"torua-worker-{config.id}", config.connect_timeout, auth=config.nats_auth()), stop.event)
     try:
-        client = await Client(config.nats_url, nc=nc, api_key=config.api_key()).connect()
+        client = await Client(config.nats_url, timeout=config.request_timeout, nc=nc, api_key=config.api_key()).connect()
         engines = await asyncio.to_thread(Engines, config.threads)
         worker = Worker(client, engines, config.ack_wait, documents=config.documents, tries=config.tries, name=config.id)
         async with metrics_server(worker.metrics.registry, config.metrics_host, config.metrics_port):
