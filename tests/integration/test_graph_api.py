@@ -375,6 +375,8 @@ async def test_edges_of_many_vertices_are_each_ones_first_page(shared_cluster, m
         leaves = [f"leaf/{i}" for i in range(30)]
         edges = [EdgeData(leaf, "mentions", hub) for n, hub in enumerate(hubs) for leaf in leaves[: 3 + 5 * n]]
         edges += [EdgeData(leaf, "other", hubs[0]) for leaf in leaves[:4]] + [EdgeData(hubs[1], "mentions", leaf) for leaf in leaves[:7]]
+        # edges between the ids asked (in both one's and the other's page with "both"), and a loop
+        edges += [EdgeData(hubs[2], "mentions", hubs[3]), EdgeData(hubs[3], "other", hubs[2]), EdgeData(hubs[4], "mentions", hubs[4]), EdgeData(hubs[1], "other", hubs[5])]
         await g.put_many([VertexData(v, "V") for v in hubs + leaves], edges)
         asked = hubs + ["nobody"]
 
@@ -387,7 +389,10 @@ async def test_edges_of_many_vertices_are_each_ones_first_page(shared_cluster, m
                     out[v] = []
             return out
 
-        for direction, type, limit in (("in", "mentions", 1000), ("in", "mentions", 10), ("in", None, 5), ("out", "mentions", 3), ("out", None, 100)):
+        for direction, type, limit in (
+            ("in", "mentions", 1000), ("in", "mentions", 10), ("in", None, 5), ("out", "mentions", 3), ("out", None, 100),
+            ("both", None, 1000), ("both", "mentions", 1000), ("both", None, 9), ("both", "other", 2), ("both", None, 1),
+        ):
             expected = await one_by_one(direction, type, limit)
             assert await g.edges_of(asked, direction, type, limit) == expected, (direction, type, limit)
         assert sum(len(v) for v in expected.values()) > 0
@@ -428,12 +433,20 @@ async def test_edges_of_many_vertices_are_each_ones_first_page(shared_cluster, m
         monkeypatch.setattr(graph_client, "HOP_EDGES", 8)  # every shard's hop cut short: read id by id, the same
         assert await g.edges_of(asked, "in", "mentions", 1000) == await one_by_one("in", "mentions", 1000)
         assert GraphOp.EDGES in {op for op, _ in calls}
-        with pytest.raises(ToruaError) as both:
-            await g.edges_of(hubs, "both")
-        assert both.value.code == "bad_request"
+        assert await g.edges_of(asked, "both", None, 1000) == await one_by_one("both", None, 1000)
+        monkeypatch.undo()
+        calls.clear()
+        monkeypatch.setattr(graph_client.Graph, "_to_shard", counted)
+        both = await g.edges_of(asked, "both", None, 1000)
+        assert {op for op, _ in calls} == {GraphOp.NEIGHBOURS}, "both directions in one hop per node too"
+        assert ("hub/2", "mentions", "hub/3") in {(e["src"], e["type"], e["dst"]) for e in both["hub/3"]} & {(e["src"], e["type"], e["dst"]) for e in both["hub/2"]}
+        with pytest.raises(ToruaError) as sideways:
+            await g.edges_of(hubs, "sideways")
+        assert sideways.value.code == "bad_request"
     async with GatewayOnly(shared_cluster.nats_url) as db:
         g = db.graph("api-edges-of")
         assert await g.edges_of(asked, "in", "mentions", 10) == await one_by_one("in", "mentions", 10)
+        assert await g.edges_of(asked, "both", None, 9) == await one_by_one("both", None, 9)
 
 
 async def test_get_vertices_reads_many_ids_with_one_request_per_node(shared_cluster, monkeypatch):

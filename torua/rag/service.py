@@ -282,8 +282,8 @@ class CorpusService:
 
         (named, present), nearest = await asyncio.gather(by_name(), nearest_entities())
         seed_scores = retrieval.seeds([id for id, v in zip(named, present) if v is not None], [(h["id"], float(h["score"])) for h in nearest])
-        pages = await asyncio.gather(*(self.graph.edges(id, direction="both", type=schema.RELATED, limit=100) for id in seed_scores))
-        edges = {(e["src"], e["dst"]): e for page, _ in pages for e in page}
+        related = await self.graph.edges_of(list(seed_scores), direction="both", type=schema.RELATED, limit=100)
+        edges = {(e["src"], e["dst"]): e for id in seed_scores for e in related[id]}
         scores = retrieval.expand(seed_scores, [(src, dst, float(e["weight"])) for (src, dst), e in edges.items()])
         top = dict(sorted(scores.items(), key=lambda item: -item[1])[: 4 * retrieval.SEEDS])
         mentioned = await self.graph.edges_of(list(top), direction="in", type=schema.MENTIONS, limit=1000)
