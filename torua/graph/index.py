@@ -597,6 +597,11 @@ class GraphIndex:
             kuzu = self._kuzu
             return fn(kuzu) if kuzu is not None else empty
 
+    async def query(self, fn: Callable[[KuzuGraphs], T], empty: T, timeout: float, uid: str) -> T:
+        """`fn` (a query of the `*_query` makers) on a query thread, once the index holds
+        every write to graph `uid` acknowledged so far; `empty` without an index file."""
+        return await self._run(fn, empty, timeout, uid)
+
     async def _run(self, fn: Callable[[KuzuGraphs], T], empty: T, timeout: float, uid: str) -> T:
         """`fn` on a query thread once the index holds every write to graph `uid` acknowledged so far."""
         deadline = time.monotonic() + timeout
@@ -605,12 +610,34 @@ class GraphIndex:
             await loop.run_in_executor(_waiters(), self.wait_current, deadline, uid)
         return await loop.run_in_executor(_executor(), self._query, fn, empty, deadline, uid)
 
+    def current_for(self, uid: str) -> bool:
+        """Whether a query of graph `uid` may run now, the index holding every write to it
+        handed over so far (`query_now` then does not wait)."""
+        return self._holds_writes_to(uid)
+
+    def query_now(self, fn: Callable[[KuzuGraphs], T], empty: T, deadline: float, uid: str) -> T:
+        """`fn` (a query of this module's `*_query` makers) in the calling thread, once the
+        index is current for graph `uid` (`IndexBehind` at `deadline`): for a caller that
+        runs several shards' queries in one thread hop (`run_together`)."""
+        return self._query(fn, empty, deadline, uid)
+
+    def vector_query(self, uid: str, vector: Sequence[float], k: int, label: str = "", properties: bool = True) -> Callable[[KuzuGraphs], list[tuple[str, str, float, str]]]:
+        return lambda kz: self._described(uid, kz.vector_search(uid, vector, k, label), properties)
+
+    def text_stats_query(self, uid: str, query: str) -> Callable[[KuzuGraphs], tuple[int, dict[str, int]]]:
+        return lambda kz: kz.text_stats(uid, query)
+
+    def text_search_query(
+        self, uid: str, query: str, k: int, label: str = "", docs: int = 0, term_docs: dict[str, int] | None = None, properties: bool = True,
+    ) -> Callable[[KuzuGraphs], list[tuple[str, str, float, str]]]:
+        return lambda kz: self._described(uid, kz.text_search(uid, query, k, label, docs, term_docs or {}), properties)
+
     async def vector_search(
         self, uid: str, vector: Sequence[float], k: int, label: str = "", *, timeout: float = 5.0, properties: bool = True,
     ) -> list[tuple[str, str, float, str]]:
         """Top `k` (id, label, score, properties JSON: "{}" without `properties`) of graph
         `uid` on this shard, best first."""
-        return await self._run(lambda kz: self._described(uid, kz.vector_search(uid, vector, k, label), properties), [], timeout, uid)
+        return await self._run(self.vector_query(uid, vector, k, label, properties), [], timeout, uid)
 
     def _described(self, uid: str, ranked: list[tuple[str, float]], properties: bool = True) -> list[tuple[str, str, float, str]]:
         """Ranked ids with their label and properties, read from the rows in one query
@@ -624,7 +651,7 @@ class GraphIndex:
 
     async def text_stats(self, uid: str, query: str, *, timeout: float = 5.0) -> tuple[int, dict[str, int]]:
         """(document count, documents per query term) of graph `uid` on this shard."""
-        return await self._run(lambda kz: kz.text_stats(uid, query), (0, {}), timeout, uid)
+        return await self._run(self.text_stats_query(uid, query), (0, {}), timeout, uid)
 
     async def text_search(
         self, uid: str, query: str, k: int, label: str = "", docs: int = 0, term_docs: dict[str, int] | None = None, *, timeout: float = 5.0,
@@ -632,7 +659,7 @@ class GraphIndex:
     ) -> list[tuple[str, str, float, str]]:
         """Top `k` by BM25 with the global IDF of `docs` and `term_docs` (sums of every
         shard's `text_stats`; this shard's own when empty)."""
-        return await self._run(lambda kz: self._described(uid, kz.text_search(uid, query, k, label, docs, term_docs or {}), properties), [], timeout, uid)
+        return await self._run(self.text_search_query(uid, query, k, label, docs, term_docs, properties), [], timeout, uid)
 
     async def cypher(
         self, uid: str, query: str, params: dict[str, Any] | None = None, *, row_cap: int = 10_000, timeout: float = 5.0
@@ -655,6 +682,27 @@ class GraphIndex:
     def dump(self, uid: str, deadline: float) -> dict[str, set[tuple[Any, ...]]]:
         """Every row of graph `uid` in the index, once it is current (tests)."""
         return self._query(lambda kz: kz.dump(uid), {}, deadline)
+
+
+async def run_together(calls: Sequence[Callable[[], Any]]) -> list[Any]:
+    """`calls` (each an index's `query_now`, for an index `current_for` its graph) one
+    after the other on one query thread: one hop from the event loop for the searches
+    of several shards of a node, where each shard's own took a hop (a thread's wake-up,
+    a future, a callback) of its own. Each call's result, or the exception it raised."""
+
+    if not calls:
+        return []
+
+    def run() -> list[Any]:
+        out: list[Any] = []
+        for call in calls:
+            try:
+                out.append(call())
+            except Exception as exc:
+                out.append(exc)
+        return out
+
+    return await asyncio.get_running_loop().run_in_executor(_executor(), run)
 
 
 def _gap(conn: sqlite3.Connection, applied: int, indexed: set[str]) -> tuple[int, int]:

@@ -25,12 +25,12 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from torua.graph import rules
 from torua.graph.edges import cascade, local_put_ops
-from torua.graph.index import ENGINE_NAME, GraphIndex, IndexBehind, QueryRefused
+from torua.graph.index import ENGINE_NAME, GraphIndex, IndexBehind, QueryRefused, run_together
 from torua.graph.search import merge_hits
 from torua.graph.rows import ENGINE, EdgeRow, GraphRows, VertexRow, pack_vector
 from torua.kv_rules import validate_shard
@@ -186,8 +186,11 @@ class GraphService:
 
     async def _each_shard(self, request: GraphRequest) -> GraphReply:
         """A search (or text statistics) for several shards of this node at once (one
-        request per node instead of one per shard): each shard searched as on its own,
-        concurrently, and answered in a part of its own, its refusal included. The
+        request per node instead of one per shard), checked once: each shard searched as
+        on its own and answered in a part of its own, its refusal included; the shards
+        whose index is current one after the other in one thread hop (each shard's hop of
+        its own was most of a small shard's search), the others each once its index has
+        caught up. The
         edge protocol's messages (`_edge_parts`) and reads of ids (`_id_parts`) for
         several shards go their own ways."""
         if request.op not in SEARCHES and request.op not in EDGE_ENDS and request.op not in ID_READS:
@@ -200,17 +203,41 @@ class GraphService:
             return await self._edge_parts(request)
         if request.op in ID_READS:
             return await self._id_parts(request)
+        uid, timeout = request.graph.uid, index_query_seconds(request.timeout)
+        try:
+            search = self._search(request)
+        except ToruaError as exc:  # the request's own fault: every shard's answer, as each shard's own request would say
+            parts = [ShardHits(s, [], exc.code, exc.message) for s in request.shards]
+        else:
+            # The shards whose index is current are searched one after the other in one
+            # thread hop (`run_together`), each one whose index must catch up first on its own.
+            found: dict[int, ShardHits] = {}
+            ready: list[tuple[int, GraphIndex]] = []
+            behind: list[tuple[int, GraphIndex]] = []
+            for shard in request.shards:
+                try:
+                    index = self._index_of(shard, request)
+                except ToruaError as exc:
+                    found[shard] = ShardHits(shard, [], exc.code, exc.message)
+                    continue
+                except ShardClosed as exc:
+                    found[shard] = ShardHits(shard, [], "moved", self._gone(shard, exc))
+                    continue
+                (ready if index.current_for(uid) else behind).append((shard, index))
 
-        async def one(shard: int) -> ShardHits:
-            try:
-                reply = await self.handle(replace(request, shard_id=shard, shards=[]))
-                return ShardHits(shard, reply.hits, docs=reply.docs, term_docs=reply.term_docs)
-            except ToruaError as exc:
-                return ShardHits(shard, [], exc.code, exc.message)
-            except ShardClosed as exc:
-                return ShardHits(shard, [], "moved", f"node {self.node.config.id} no longer serves shard {shard} ({exc})")
+            async def alone(shard: int, index: GraphIndex) -> ShardHits:
+                try:
+                    result = await index.query(search.fn(index), search.empty, timeout, uid)
+                except Exception as exc:
+                    result = exc
+                return self._search_part(shard, request, result)
 
-        parts = await asyncio.gather(*(one(s) for s in request.shards))
+            deadline = time.monotonic() + timeout
+            together = run_together([functools.partial(index.query_now, search.fn(index), search.empty, deadline, uid) for _, index in ready])
+            results, late = await asyncio.gather(together, asyncio.gather(*(alone(shard, index) for shard, index in behind)))
+            found.update((shard, self._search_part(shard, request, result)) for (shard, _), result in zip(ready, results))
+            found.update((part.shard, part) for part in late)
+            parts = [found[s] for s in request.shards]
         # Only this node's k best can be among the k best of all: the rest stay home.
         best = {h.id for h in merge_hits({p.shard: p.hits for p in parts}, request.k)}
         return GraphReply(True, self.node.epoch, parts=[replace(p, hits=[h for h in p.hits if h.id in best]) for p in parts])
@@ -238,7 +265,7 @@ class GraphService:
             except ToruaError as exc:
                 return ShardHits(shard, [], exc.code, exc.message)
             except ShardClosed as exc:
-                return ShardHits(shard, [], "moved", f"node {self.node.config.id} no longer serves shard {shard} ({exc})")
+                return ShardHits(shard, [], "moved", self._gone(shard, exc))
             for i, half in zip(indexes, reply.halves):
                 answers[i] = half
             return ShardHits(shard)
@@ -266,7 +293,7 @@ class GraphService:
             except ToruaError as exc:
                 return ShardHits(shard, [], exc.code, exc.message)
             except ShardClosed as exc:
-                return ShardHits(shard, [], "moved", f"node {self.node.config.id} no longer serves shard {shard} ({exc})")
+                return ShardHits(shard, [], "moved", self._gone(shard, exc))
 
         answers = await asyncio.gather(*(one(shard, ids) for shard, ids in sorted(by_shard.items())))
         read = [a for a in answers if isinstance(a, GraphReply)]
@@ -505,32 +532,69 @@ class GraphService:
     async def index_query(self, request: GraphRequest) -> GraphReply:
         """Vector, text and Cypher queries: the Kuzu index's (torua.graph.index), which
         first catches up with every write acknowledged before the query came."""
-        store = self.node.admit(request.shard_id, f"graph {request.op}", writes=False, eventual=request.eventual)
-        index = next((e for e in store.writer.engines if e.name == INDEX_ENGINE), None)
-        if not isinstance(index, GraphIndex):
-            raise ToruaError("unavailable", f"node {self.node.config.id} has no graph index (vector, text and Cypher queries) for shard {request.shard_id}")
-        self._reading(request)  # a graph deleted here: not_found
+        index = self._index_of(request.shard_id, request)
         uid, timeout = request.graph.uid, index_query_seconds(request.timeout)
-        label = rules.validate_label(request.label, "label")
         try:
-            if request.op == GraphOp.VECTOR_SEARCH:
-                vector = rules.validate_vector(request.vector, request.graph.vector_dim, "vector")
-                hits = await index.vector_search(uid, vector, checks.limit_in(request.k, rules.MAX_K, "k"), label, timeout=timeout, properties=request.properties)
-                return GraphReply(True, self.node.epoch, hits=_hits(hits, request.properties))
+            if request.op in SEARCHES:
+                search = self._search(request)
+                return self._search_reply(request, await index.query(search.fn(index), search.empty, timeout, uid))
             query = self._query_text(request.query)
-            if request.op == GraphOp.TEXT_STATS:
-                docs, term_docs = await index.text_stats(uid, query, timeout=timeout)
-                return GraphReply(True, self.node.epoch, docs=docs, term_docs=term_docs)
-            if request.op == GraphOp.TEXT_SEARCH:
-                k = checks.limit_in(request.k, rules.MAX_K, "k")
-                hits = await index.text_search(uid, query, k, label, request.docs, dict(request.term_docs), timeout=timeout, properties=request.properties)
-                return GraphReply(True, self.node.epoch, hits=_hits(hits, request.properties))
             columns, rows, truncated = await index.cypher(uid, query, dict(request.params), timeout=timeout)
             return GraphReply(True, self.node.epoch, columns=columns, rows=rows, truncated=truncated)
         except QueryRefused as exc:
             raise ToruaError("bad_request", str(exc)) from None
         except IndexBehind as exc:
             raise ToruaError("unavailable", str(exc), retry_after=1.0) from None
+
+    def _index_of(self, shard_id: int, request: GraphRequest) -> GraphIndex:
+        """The index of the copy of `shard_id` that may serve `request` (an index query):
+        the copy's fence (`moved`, `stale_epoch`), `unavailable` for a copy without an
+        index, `not_found` for a graph deleted here."""
+        store = self.node.admit(shard_id, f"graph {request.op}", writes=False, eventual=request.eventual)
+        index = next((e for e in store.writer.engines if e.name == INDEX_ENGINE), None)
+        if not isinstance(index, GraphIndex):
+            raise ToruaError("unavailable", f"node {self.node.config.id} has no graph index (vector, text and Cypher queries) for shard {shard_id}")
+        settings = rows_of(store).graph(request.graph.uid)
+        if settings is not None and settings.dropped:
+            raise _deleted(request)
+        return index
+
+    def _search(self, request: GraphRequest) -> "_Search":
+        """A vector search, text statistics or text search as the request asks it, checked
+        (the same for every shard it names): what each shard's index runs."""
+        uid, label = request.graph.uid, rules.validate_label(request.label, "label")
+        if request.op == GraphOp.VECTOR_SEARCH:
+            vector = rules.validate_vector(request.vector, request.graph.vector_dim, "vector")
+            k = checks.limit_in(request.k, rules.MAX_K, "k")
+            return _Search(lambda index: index.vector_query(uid, vector, k, label, request.properties), [])
+        query = self._query_text(request.query)
+        if request.op == GraphOp.TEXT_STATS:
+            return _Search(lambda index: index.text_stats_query(uid, query), (0, {}))
+        k = checks.limit_in(request.k, rules.MAX_K, "k")
+        term_docs = dict(request.term_docs)
+        return _Search(lambda index: index.text_search_query(uid, query, k, label, request.docs, term_docs, request.properties), [])
+
+    def _search_reply(self, request: GraphRequest, result: Any) -> GraphReply:
+        if request.op == GraphOp.TEXT_STATS:
+            docs, term_docs = result
+            return GraphReply(True, self.node.epoch, docs=docs, term_docs=term_docs)
+        return GraphReply(True, self.node.epoch, hits=_hits(result, request.properties))
+
+    def _search_part(self, shard: int, request: GraphRequest, result: Any) -> ShardHits:
+        """One shard's part of a search of several (`run_together`'s result, or what it raised)."""
+        if isinstance(result, IndexBehind):
+            return ShardHits(shard, [], "unavailable", str(result))
+        if isinstance(result, ToruaError):
+            return ShardHits(shard, [], result.code, result.message)
+        if isinstance(result, ShardClosed):
+            return ShardHits(shard, [], "moved", self._gone(shard, result))
+        if isinstance(result, BaseException):
+            raise result
+        reply = self._search_reply(request, result)
+        return ShardHits(shard, reply.hits, docs=reply.docs, term_docs=reply.term_docs)
+
+    def _gone(self, shard: int, exc: ShardClosed) -> str:
+        return f"node {self.node.config.id} no longer serves shard {shard} ({exc})"
 
     @staticmethod
     def _query_text(query: object) -> str:
@@ -542,6 +606,15 @@ class GraphService:
 
 
 # ------------------------------------------------------------------ helpers
+
+
+@dataclass(frozen=True)
+class _Search:
+    """A checked search: the query each shard's index runs (`fn(index)`), and its answer
+    where the shard holds no index file (nothing to search)."""
+
+    fn: Callable[[GraphIndex], Callable[[Any], Any]]
+    empty: Any
 
 
 def _hits(hits: list[tuple[str, str, float, str]], properties: bool) -> list[GraphHit]:
