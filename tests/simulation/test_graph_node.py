@@ -505,6 +505,9 @@ async def test_a_search_of_several_shards_answers_a_part_per_shard_and_the_gatew
             assert sorted(parts) == sorted(mine + others[:1]) and parts[others[0]].error_code and not parts[others[0]].hits
             assert merge_hits({s: parts[s].hits for s in mine}, 3) == merge_hits({s: alone[s] for s in mine}, 3)
             assert sum(len(parts[s].hits) for s in mine) == 3  # only the node's 3 best travel
+            # A vector of the wrong size, checked once for the request: each shard's part says so, as each shard alone would.
+            wrong = await g.call(0, GraphOp.VECTOR_SEARCH, vector=[1.0, 3.0, 0.0], k=3, shards=mine)
+            assert [(p.shard, p.error_code, "graph vectors have 2" in p.error_message, p.hits) for p in wrong.parts] == [(s, "bad_request", True, []) for s in mine]
             for bad in ({"shards": [0, 0]}, {"shards": [0, 9]}, {"op": GraphOp.CYPHER, "query": "RETURN 1", "shards": [0]}):
                 op = bad.pop("op", GraphOp.VECTOR_SEARCH)
                 with pytest.raises(ToruaError) as refused:
