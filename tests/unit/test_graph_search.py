@@ -11,7 +11,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from torua.graph.client import Graph
+from torua.graph.client import Graph, pages_both
 from torua.graph.rules import vertex_shard
 from torua.graph.search import concat_rows, merge_hits, sum_counts, sum_text_stats
 from torua.protocol.errors import ToruaError
@@ -132,3 +132,22 @@ async def test_a_search_without_properties_through_an_older_gateway_asks_again_w
     assert await graph.vector_search([1.0], k=1, properties=False) == [{"id": "a", "label": "L", "score": 0.5}]
     assert [("properties" in p) for p in gateway.asked] == [True, False]
     assert await graph.text_search("x", k=1) == [{"id": "a", "label": "L", "score": 0.5, "properties": {"text": "long"}}]
+
+
+def _e(src: str, dst: str, type: str = "r") -> dict:
+    return {"src": src, "type": type, "dst": dst}
+
+
+@pytest.mark.parametrize(
+    "outgoing,incoming,limit,page",
+    [
+        ([_e("a", "b")], [_e("x", "a")], 5, [_e("a", "b"), _e("x", "a")]),  # out-edges first
+        ([_e("a", "a"), _e("a", "b")], [_e("a", "a"), _e("x", "a")], 5, [_e("a", "a"), _e("a", "b"), _e("x", "a")]),  # a loop once
+        ([_e("a", "b"), _e("a", "c")], [_e("x", "a")], 2, [_e("a", "b"), _e("a", "c")]),  # cut among the out-edges
+        ([_e("a", "b")], [_e("x", "a"), _e("y", "a")], 2, [_e("a", "b"), _e("x", "a")]),  # cut among the in-edges
+        ([], [_e("a", "a")], 5, [_e("a", "a")]),  # a loop only the in-edges hold (its out-half not committed) stays
+        ([], [], 5, []),
+    ],
+)
+def test_a_page_in_both_directions_is_the_out_page_then_the_in_page_without_loops_twice(outgoing, incoming, limit, page):
+    assert pages_both(["a"], {"a": outgoing}, {"a": incoming}, limit) == {"a": page}

@@ -46,28 +46,20 @@ MAX_SUPPORT_ITEMS = 1000  # per request (torua.node.graph_support.MAX_ITEMS)
 HOP_EDGES = 100_000  # edges one `edges_of` request asks a shard for at most (torua.node.graph_checks.MAX_HOP_EDGES)
 
 
-def pages_both(ids: Sequence[str], edges: Iterable[EdgeData], limit: int) -> dict[str, list[dict[str, Any]]]:
+def pages_both(ids: Sequence[str], outgoing: dict[str, list[dict[str, Any]]], incoming: dict[str, list[dict[str, Any]]], limit: int) -> dict[str, list[dict[str, Any]]]:
     """Each of `ids`' first page of `limit` edges in both directions, as `edges` gives it
-    (its out-edges by type then dst, then its in-edges by type then src, a loop once
-    among the out-edges), from a hop's `edges`: each id's first page, with an edge
-    between two of the ids once in each one's page. An edge of an id that another id's
-    page brought sorts after that id's own page when it is not in it (its page was cut
-    there), so it is cut again.
+    (its out-edges, then its in-edges, a loop once among the out-edges), from its first
+    pages of `limit` out-edges and in-edges.
 
-    >>> e = [EdgeData("a", "r", "b"), EdgeData("b", "r", "c"), EdgeData("a", "r", "b"), EdgeData("x", "r", "a"), EdgeData("a", "r", "a")]
-    >>> {i: [(p["src"], p["dst"]) for p in page] for i, page in pages_both(["a", "b"], e, 3).items()}
-    {'a': [('a', 'a'), ('a', 'b'), ('x', 'a')], 'b': [('b', 'c'), ('a', 'b')]}
+    >>> e = lambda s, d: {"src": s, "type": "r", "dst": d}
+    >>> pages_both(["a"], {"a": [e("a", "a"), e("a", "b")]}, {"a": [e("a", "a"), e("x", "a")]}, 3)["a"] == [e("a", "a"), e("a", "b"), e("x", "a")]
+    True
     """
-    asked = set(ids)
-    found: dict[str, dict[tuple[str, str, str], EdgeData]] = {i: {} for i in ids}
-    for e in edges:
-        for end in {e.src, e.dst} & asked:
-            found[end].setdefault((e.src, e.type, e.dst), e)
     out: dict[str, list[dict[str, Any]]] = {}
-    for vertex_id, held in found.items():
-        outgoing = sorted((e for e in held.values() if e.src == vertex_id), key=lambda e: (e.type, e.dst))
-        incoming = sorted((e for e in held.values() if e.dst == vertex_id and e.src != vertex_id), key=lambda e: (e.type, e.src))
-        out[vertex_id] = [{"src": e.src, "type": e.type, "dst": e.dst, "weight": e.weight, "properties": e.properties} for e in (outgoing + incoming)[:limit]]
+    for vertex_id in ids:
+        mine = outgoing[vertex_id]
+        loops = {(e["src"], e["type"], e["dst"]) for e in mine if e["src"] == e["dst"]}
+        out[vertex_id] = (mine + [e for e in incoming[vertex_id] if (e["src"], e["type"], e["dst"]) not in loops])[:limit]
     return out
 
 
@@ -265,10 +257,14 @@ class Graph:
         a shard whose hop would return more edges than one may is read id by id, and
         one its node did not serve (moved meanwhile), or every shard of a node that
         refused the request (a node of an older release), is asked on its own. An id
-        that is not a vertex has none. With "both", an edge between two of `ids` comes
-        in the hop once for each: each id's page is put back in the order `edges`
-        gives (`pages_both`)."""
+        that is not a vertex has none. "both" reads the out-edges and the in-edges so
+        (a hop in both directions could not tell which of two asked ids an edge between
+        them was read for) and puts each id's page together (`pages_both`)."""
         way = rules.validate_direction(direction)
+        if way.value == "both":
+            unique = list(dict.fromkeys(ids))
+            outgoing, incoming = await asyncio.gather(self.edges_of(unique, "out", type, limit), self.edges_of(unique, "in", type, limit))
+            return pages_both(unique, outgoing, incoming, limit)
         for vertex_id in ids:
             rules.validate_vertex_id(vertex_id)
         types = [rules.validate_type(type)] if type else []
@@ -293,9 +289,6 @@ class Graph:
             """The reply's edges of `part` into `out`; when it was cut short, `part` read id by id."""
             if reply.truncated:
                 out.update(zip(part, await asyncio.gather(*(page_of(i) for i in part))))
-                return
-            if way.value == "both":
-                out.update(pages_both(part, reply.edges, limit))
                 return
             for e in reply.edges:  # each id's edges in a row, in the order of its pages
                 page = out[e.src if way.value == "out" else e.dst]
