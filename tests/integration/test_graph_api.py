@@ -364,7 +364,9 @@ async def test_edges_of_many_vertices_are_each_ones_first_page(shared_cluster, m
     """`Graph.edges_of` (a GraphRAG query's hops): one request per node, and for each
     id exactly the first page `edges` gives it, in order, however many it has; a shard
     whose hop is cut short is read id by id, one its node does not lead is asked on
-    its own; a missing vertex has none; through the gateway alike."""
+    its own; a missing vertex has none; in both directions too (an edge between two
+    of the ids in both one's and the other's page, a loop once); through the gateway
+    alike."""
     from torua.graph import client as graph_client
     from torua.protocol.messages import EdgeData, VertexData
 
@@ -438,7 +440,7 @@ async def test_edges_of_many_vertices_are_each_ones_first_page(shared_cluster, m
         calls.clear()
         monkeypatch.setattr(graph_client.Graph, "_to_shard", counted)
         both = await g.edges_of(asked, "both", None, 1000)
-        assert {op for op, _ in calls} == {GraphOp.NEIGHBOURS}, "both directions in one hop per node too"
+        assert {op for op, _ in calls} == {GraphOp.NEIGHBOURS}, "out and in, each a hop per node"
         assert ("hub/2", "mentions", "hub/3") in {(e["src"], e["type"], e["dst"]) for e in both["hub/3"]} & {(e["src"], e["type"], e["dst"]) for e in both["hub/2"]}
         with pytest.raises(ToruaError) as sideways:
             await g.edges_of(hubs, "sideways")
