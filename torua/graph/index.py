@@ -591,35 +591,29 @@ class GraphIndex:
             finally:
                 self._waiting -= 1
 
-    def _query(self, fn: Callable[[KuzuGraphs], T], empty: T, deadline: float, uid: str = "") -> T:
+    def query_now(self, fn: Callable[[KuzuGraphs], T], empty: T, deadline: float, uid: str = "") -> T:
+        """`fn` (a query of the `*_query` makers) in the calling thread, once the index
+        holds every write to graph `uid` acknowledged so far (`IndexBehind` at
+        `deadline`); `empty` without an index file. A query thread's work (`query`), or
+        one of several shards' queries in one thread hop (`run_together`)."""
         self.wait_current(deadline, uid)
         with self._gate.shared():
             kuzu = self._kuzu
             return fn(kuzu) if kuzu is not None else empty
 
     async def query(self, fn: Callable[[KuzuGraphs], T], empty: T, timeout: float, uid: str) -> T:
-        """`fn` (a query of the `*_query` makers) on a query thread, once the index holds
-        every write to graph `uid` acknowledged so far; `empty` without an index file."""
-        return await self._run(fn, empty, timeout, uid)
-
-    async def _run(self, fn: Callable[[KuzuGraphs], T], empty: T, timeout: float, uid: str) -> T:
-        """`fn` on a query thread once the index holds every write to graph `uid` acknowledged so far."""
+        """`query_now` on a query thread, waiting for the index to catch up (if it must)
+        on a thread that only waits."""
         deadline = time.monotonic() + timeout
         loop = asyncio.get_running_loop()
         if not self._holds_writes_to(uid):
             await loop.run_in_executor(_waiters(), self.wait_current, deadline, uid)
-        return await loop.run_in_executor(_executor(), self._query, fn, empty, deadline, uid)
+        return await loop.run_in_executor(_executor(), self.query_now, fn, empty, deadline, uid)
 
     def current_for(self, uid: str) -> bool:
         """Whether a query of graph `uid` may run now, the index holding every write to it
         handed over so far (`query_now` then does not wait)."""
         return self._holds_writes_to(uid)
-
-    def query_now(self, fn: Callable[[KuzuGraphs], T], empty: T, deadline: float, uid: str) -> T:
-        """`fn` (a query of this module's `*_query` makers) in the calling thread, once the
-        index is current for graph `uid` (`IndexBehind` at `deadline`): for a caller that
-        runs several shards' queries in one thread hop (`run_together`)."""
-        return self._query(fn, empty, deadline, uid)
 
     def vector_query(self, uid: str, vector: Sequence[float], k: int, label: str = "", properties: bool = True) -> Callable[[KuzuGraphs], list[tuple[str, str, float, str]]]:
         return lambda kz: self._described(uid, kz.vector_search(uid, vector, k, label), properties)
@@ -637,7 +631,7 @@ class GraphIndex:
     ) -> list[tuple[str, str, float, str]]:
         """Top `k` (id, label, score, properties JSON: "{}" without `properties`) of graph
         `uid` on this shard, best first."""
-        return await self._run(self.vector_query(uid, vector, k, label, properties), [], timeout, uid)
+        return await self.query(self.vector_query(uid, vector, k, label, properties), [], timeout, uid)
 
     def _described(self, uid: str, ranked: list[tuple[str, float]], properties: bool = True) -> list[tuple[str, str, float, str]]:
         """Ranked ids with their label and properties, read from the rows in one query
@@ -651,7 +645,7 @@ class GraphIndex:
 
     async def text_stats(self, uid: str, query: str, *, timeout: float = 5.0) -> tuple[int, dict[str, int]]:
         """(document count, documents per query term) of graph `uid` on this shard."""
-        return await self._run(self.text_stats_query(uid, query), (0, {}), timeout, uid)
+        return await self.query(self.text_stats_query(uid, query), (0, {}), timeout, uid)
 
     async def text_search(
         self, uid: str, query: str, k: int, label: str = "", docs: int = 0, term_docs: dict[str, int] | None = None, *, timeout: float = 5.0,
@@ -659,7 +653,7 @@ class GraphIndex:
     ) -> list[tuple[str, str, float, str]]:
         """Top `k` by BM25 with the global IDF of `docs` and `term_docs` (sums of every
         shard's `text_stats`; this shard's own when empty)."""
-        return await self._run(self.text_search_query(uid, query, k, label, docs, term_docs, properties), [], timeout, uid)
+        return await self.query(self.text_search_query(uid, query, k, label, docs, term_docs, properties), [], timeout, uid)
 
     async def cypher(
         self, uid: str, query: str, params: dict[str, Any] | None = None, *, row_cap: int = 10_000, timeout: float = 5.0
@@ -673,15 +667,15 @@ class GraphIndex:
 
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(_waiters(), self.wait_current, deadline, uid)
-        return await loop.run_in_executor(_executor(), self._query, run, ([], [], False), deadline, uid)
+        return await loop.run_in_executor(_executor(), self.query_now, run, ([], [], False), deadline, uid)
 
     async def graph_counts(self, uid: str, *, timeout: float = 5.0) -> dict[str, int]:
         """vertices, stubs, edges, hidden_halves (and embeddings) of graph `uid` in the index."""
-        return await self._run(lambda kz: kz.counts(uid), {}, timeout, uid)
+        return await self.query(lambda kz: kz.counts(uid), {}, timeout, uid)
 
     def dump(self, uid: str, deadline: float) -> dict[str, set[tuple[Any, ...]]]:
         """Every row of graph `uid` in the index, once it is current (tests)."""
-        return self._query(lambda kz: kz.dump(uid), {}, deadline)
+        return self.query_now(lambda kz: kz.dump(uid), {}, deadline)
 
 
 async def run_together(calls: Sequence[Callable[[], Any]]) -> list[Any]:
