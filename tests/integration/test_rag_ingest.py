@@ -1008,3 +1008,21 @@ def test_torua_rag_eval_ingests_the_frozen_set_and_scores_each_mode(rag_cluster)
     assert bad.returncode == 1 and b"unknown eval mode" in bad.stderr
     alone = run_torua("rag", "eval", "--nats-url", rag_cluster.nats_url, "rag-eval", "--documents", "5")
     assert alone.returncode == 1 and b"--documents picks what --ingest sends" in alone.stderr
+
+
+async def test_a_version_this_worker_writes_already_is_not_taken_again_by_it(rag_cluster):
+    """A message delivered again while the worker still writes its first delivery: the
+    claim says `wait` (taken twice, the first release left the second's writes without a
+    fence: fenced, counted failed, on CI), and once the first is written, `superseded`.
+    Real JetStream claims."""
+    from torua.rag.claim_store import ClaimStore
+
+    async with Client(rag_cluster.nats_url) as db:
+        js = db._nc.jetstream()
+        mine, other = ClaimStore(js, stale_after=60, name="t1"), ClaimStore(js, stale_after=60, name="t2")
+        assert await mine.claim("rag-twice", "doc", 7) == "take"
+        assert await mine.claim("rag-twice", "doc", 7) == "wait"
+        assert await other.claim("rag-twice", "doc", 7) == "wait"
+        await mine.release("rag-twice", "doc", 7, written=True)
+        assert await mine.claim("rag-twice", "doc", 7) == "superseded"
+        assert await mine.claim("rag-twice", "doc", 8) == "take"
