@@ -19,7 +19,7 @@ from tests.support import graph_rows_model
 from tests.support.graph_index_shard import SMALL, expected_now, open_shard, write
 from tests.support.graph_ops import DIM, WORDS, ensure, random_ops
 from tests.support.processes import wait_until
-from torua.graph import index_templates, kuzu_index
+from torua.graph import index as index_module, index_templates, kuzu_index
 from torua.graph.index import FILENAME, GraphIndex, IndexBehind, QueryRefused
 from torua.graph.indexing import BULK_IDLE_FACTOR, GraphSpec, IndexLimits
 from torua.storage.operations import EdgePut, GraphDrop, GraphEnsure, KvPut, VertexDelete, VertexPut
@@ -295,6 +295,27 @@ async def test_an_index_left_behind_catches_up_on_its_own_once_its_shard_is_idle
         assert index.dump("g1", soon()) == expected_now(store, "g1")
     finally:
         await store.close()
+
+
+async def test_every_shards_build_runs_in_the_processs_few_build_threads(tmp_path: Path, caplog) -> None:
+    """Each shard's catch-up hands its rebuild to the process's build threads: a build in
+    a thread that never built before touches ~47 MiB of fresh memory (a malloc arena of
+    its own), and builds of many shards at once fought for the GIL and the cores."""
+    shards = [open_shard(tmp_path / f"s{i}", lazy_ops=4, idle_s=3600) for i in range(3)]
+    caplog.set_level("INFO", logger="torua.graph")
+    try:
+        for i, (store, index) in enumerate(shards):
+            await write(store, index, [ensure()] + [VertexPut("g1", f"v{i}-{j}", "L", "{}") for j in range(20)])
+            assert index.stats()["behind"] == 1
+        for store, index in shards:  # a query brings each one up to its rows: a build
+            assert index.dump("g1", soon()) == expected_now(store, "g1")
+        built = [r for r in caplog.records if "graph index built" in r.getMessage()]
+        assert len(built) == 3
+        assert {r.threadName.rsplit("_", 1)[0] for r in built} == {"graph-index-build"}
+        assert len({r.thread for r in built}) <= index_module.BUILD_THREADS
+    finally:
+        for store, _ in shards:
+            await store.close()
 
 
 async def test_catching_up_replays_the_log_when_that_is_cheaper(tmp_path: Path) -> None:
