@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "support"))
@@ -70,6 +71,13 @@ def cluster_settings_of(feature) -> dict[str, int]:
 
 
 def before_all(context):
+    # SIGTERM stops the run as Ctrl-C does: behave then runs after_all, which stops every
+    # cluster (scripts/test sends it to the features run beside the integration tests
+    # when it is stopped early).
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
     # Clusters still to stop at the end, whatever happens to a feature's hooks.
     context.clusters = []
     context.shared_cluster = start_cluster()
