@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -316,6 +317,24 @@ async def test_every_shards_build_runs_in_the_processs_few_build_threads(tmp_pat
     finally:
         for store, _ in shards:
             await store.close()
+
+
+async def test_an_index_closed_while_its_build_waits_for_a_build_thread_closes_without_building(tmp_path: Path, caplog) -> None:
+    store, index = open_shard(tmp_path / "s", lazy_ops=4, idle_s=3600)
+    caplog.set_level("INFO", logger="torua.graph")
+    release = threading.Event()
+    busy = [index_module._builders().submit(release.wait, 60) for _ in range(index_module.BUILD_THREADS)]  # other shards' builds
+    try:
+        await write(store, index, [ensure()] + [VertexPut("g1", f"v{j}", "L", "{}") for j in range(20)])
+        with pytest.raises(IndexBehind):
+            index.wait_current(time.monotonic() + 0.5, "g1")  # its catch-up queued a build
+        wait_until(lambda: index._queued is not None, 10, "the build queued")
+        await store.close()  # returns while the build threads are still busy
+        assert not release.is_set() and not any(f.done() for f in busy)
+        assert not [r for r in caplog.records if "graph index built" in r.getMessage()]
+    finally:
+        release.set()
+        await store.close()
 
 
 async def test_catching_up_replays_the_log_when_that_is_cheaper(tmp_path: Path) -> None:

@@ -257,6 +257,7 @@ class GraphIndex:
         self._reopen = False
         self._stopping = False
         self._thread: threading.Thread | None = None
+        self._queued: concurrent.futures.Future[None] | None = None  # its build, waiting for a build thread
         self.builds = 0
         self.replayed_ops = 0
         KuzuGraphs.remove_files(Path(str(self.path) + BUILD_SUFFIX))  # a build cut short
@@ -386,8 +387,10 @@ class GraphIndex:
     def close(self) -> None:
         with self._cond:
             self._stopping = True
-            thread = self._thread
+            thread, queued = self._thread, self._queued
             self._cond.notify_all()
+        if queued is not None:
+            queued.cancel()  # not started yet: other shards' builds may be ahead of it
         if thread is not None:
             thread.join()
         with self._write, self._gate.exclusive():
@@ -490,8 +493,25 @@ class GraphIndex:
                 self._replay(kuzu, applied)
                 return False
             log.info("shard %d: building the graph index again (%s)", self.shard_id, plan.reason)
-            _builders().submit(self._build).result()  # in the node's build threads (BUILD_THREADS)
+            self._build_in_turn()
             return False
+
+    def _build_in_turn(self) -> None:
+        """`_build` in one of the process's build threads (`BUILD_THREADS`), once the
+        builds queued before it are done; `BuildStopped` when the index closes first."""
+        future = _builders().submit(self._build)
+        with self._cond:
+            self._queued = future
+            stopping = self._stopping
+        if stopping:
+            future.cancel()
+        try:
+            future.result()
+        except concurrent.futures.CancelledError:
+            raise BuildStopped() from None
+        finally:
+            with self._cond:
+                self._queued = None
 
     def _replay(self, kuzu: KuzuGraphs, applied: int) -> None:
         with _read(self._reader()) as conn:

@@ -677,7 +677,7 @@ class KuzuGraphs:
                 self._load(create=True)
                 tables = [self._made(c, n, spec) for n, spec in enumerate(graphs, start=1)]
             # One transaction for every COPY and the file's seq (each COPY committed on its
-            # own cost ~3 ms more of a small shard's ~100 ms build); indexes after it (Kuzu
+            # own cost ~10 ms more of a small shard's ~110 ms build); indexes after it (Kuzu
             # creates them only in auto-commit mode). A build that fails is removed whole.
             built: list[tuple[GraphTables, int]] = []
             _rows(c, "BEGIN TRANSACTION")
