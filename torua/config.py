@@ -34,6 +34,7 @@ MAX_PROPERTIES_BYTES_CEILING = 4 << 20
 GRAPH_BUFFER_POOL_MIB = (16, 65536)
 GRAPH_MAX_DB_SIZE_MIB = (64, 1 << 22)  # up to 4 TiB; Kuzu's own default (8 TiB each) fails the 16th database
 GRAPH_THREADS = (1, 64)
+MALLOC_ARENAS = (0, 64)
 GRAPH_VECTOR_MEMORY_MIB = (0, 65536)
 
 
@@ -101,6 +102,7 @@ class NodeConfig(Common):
     graph_max_db_size: int = field(default=8192, metadata={"help": f"MiB of address space each shard copy's graph index may map (its largest size), {GRAPH_MAX_DB_SIZE_MIB[0]} to {GRAPH_MAX_DB_SIZE_MIB[1]}"})
     graph_threads: int = field(default=1, metadata={"help": f"threads each shard copy's graph index may use for one query, {GRAPH_THREADS[0]} to {GRAPH_THREADS[1]}"})
     graph_vector_memory: int = field(default=64, metadata={"help": f"MiB of each graph's vectors each shard copy keeps in memory to search them exactly ({GRAPH_VECTOR_MEMORY_MIB[0]} to {GRAPH_VECTOR_MEMORY_MIB[1]}; above it, or 0, its HNSW index answers once the graph holds 5000 vectors on the copy, an exact scan below)"})
+    malloc_arenas: int = field(default=2, metadata={"help": f"malloc arenas of the node process (glibc; {MALLOC_ARENAS[0]} to {MALLOC_ARENAS[1]}, 0: glibc's default of 8 per core; MALLOC_ARENA_MAX, when set, wins): fewer hold less memory freed by its many threads"})
 
     def __post_init__(self) -> None:
         if self.data_dir == Path(""):
@@ -131,7 +133,8 @@ class NodeConfig(Common):
             raise ConfigError("graph_peer_timeout must be more than 0 and at most 60 seconds")
         if not 0 < self.graph_repair_interval <= 3600:
             raise ConfigError("graph_repair_interval must be more than 0 and at most 3600 seconds")
-        for name, (low, high) in (("graph_buffer_pool", GRAPH_BUFFER_POOL_MIB), ("graph_max_db_size", GRAPH_MAX_DB_SIZE_MIB), ("graph_threads", GRAPH_THREADS), ("graph_vector_memory", GRAPH_VECTOR_MEMORY_MIB)):
+        for name, (low, high) in (("graph_buffer_pool", GRAPH_BUFFER_POOL_MIB), ("graph_max_db_size", GRAPH_MAX_DB_SIZE_MIB), ("graph_threads", GRAPH_THREADS), ("graph_vector_memory", GRAPH_VECTOR_MEMORY_MIB),
+                                  ("malloc_arenas", MALLOC_ARENAS)):
             if not low <= getattr(self, name) <= high:
                 raise ConfigError(f"{name} must be from {low} to {high}")
 
