@@ -20,7 +20,6 @@ False
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 from collections.abc import Mapping
 
@@ -37,7 +36,7 @@ def limit_arenas(arenas: int, environ: Mapping[str, str] | None = None) -> bool:
     if arenas <= 0 or "MALLOC_ARENA_MAX" in environ:
         return False
     try:
-        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or None).mallopt
+        mallopt = ctypes.CDLL(None).mallopt  # the C library the process runs on
     except (OSError, AttributeError):
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
