@@ -38,7 +38,7 @@ from pathlib import Path
 
 import msgpack
 
-from torua.graph.rows import _EDGE_PUT_SQL, _SCHEMA, _by_key_sql
+from torua.graph.rows import EDGE_PUT_SQL, SCHEMA, by_key_sql
 from torua.storage.operations import EdgePut, encode_operation
 
 BATCH = 500  # edges per import batch and per message between the shards (torua.node.peer_lanes)
@@ -53,7 +53,7 @@ class Shard:
         self.conn = sqlite3.connect(path, isolation_level=None)
         self.conn.execute("PRAGMA journal_mode = WAL")
         self.conn.execute("PRAGMA synchronous = NORMAL")
-        for statement in (*_SCHEMA, "CREATE TABLE oplog (seq INTEGER PRIMARY KEY, op BLOB NOT NULL)"):
+        for statement in (*SCHEMA, "CREATE TABLE oplog (seq INTEGER PRIMARY KEY, op BLOB NOT NULL)"):
             self.conn.execute(statement)
         self.seq = 0
         with self.transaction():
@@ -80,7 +80,7 @@ class Shard:
         found = {}
         for start in range(0, len(keys), 300):
             part = keys[start : start + 300]
-            sql = _by_key_sql("SELECT g_edge.src, g_edge.type, g_edge.dst, out_state, out_token, in_state, in_token FROM", "g_edge", len(part))
+            sql = by_key_sql("SELECT g_edge.src, g_edge.type, g_edge.dst, out_state, out_token, in_state, in_token FROM", "g_edge", len(part))
             for row in self.conn.execute(sql, (*(x for key in part for x in key), UID)):
                 found[row[:3]] = row
         return found
@@ -118,21 +118,21 @@ def per_edge_ops(a: Shard, b: Shard, batch: Sequence[Edge]) -> None:
     with a.transaction():
         first = a.log(ops("out", "pending", [0] * len(batch)))
         tokens = [first + i for i in range(len(batch))]
-        a.conn.executemany(_EDGE_PUT_SQL["out"], ((UID, *e, "pending", token, "{}", 1.0) for e, token in zip(batch, tokens)))
+        a.conn.executemany(EDGE_PUT_SQL["out"], ((UID, *e, "pending", token, "{}", 1.0) for e, token in zip(batch, tokens)))
     b.existing([e[2] for e in batch])
     b.halves(batch)
     with b.transaction():
         b.log(ops("in", "pending", tokens))
-        b.conn.executemany(_EDGE_PUT_SQL["in"], ((UID, *e, "attached", token, "{}", 1.0) for e, token in zip(batch, tokens)))
+        b.conn.executemany(EDGE_PUT_SQL["in"], ((UID, *e, "attached", token, "{}", 1.0) for e, token in zip(batch, tokens)))
     a.existing([e[0] for e in batch])
     a.halves(batch)
     with a.transaction():
         a.log(ops("out", "committed", tokens))
-        a.conn.executemany(_EDGE_PUT_SQL["out"], ((UID, *e, "committed", token, "{}", 1.0) for e, token in zip(batch, tokens)))
+        a.conn.executemany(EDGE_PUT_SQL["out"], ((UID, *e, "committed", token, "{}", 1.0) for e, token in zip(batch, tokens)))
     b.halves(batch)
     with b.transaction():
         b.log(ops("in", "committed", tokens))
-        b.conn.executemany(_EDGE_PUT_SQL["in"], ((UID, *e, "confirmed", token, "{}", 1.0) for e, token in zip(batch, tokens)))
+        b.conn.executemany(EDGE_PUT_SQL["in"], ((UID, *e, "confirmed", token, "{}", 1.0) for e, token in zip(batch, tokens)))
 
 
 def _many(op: str, batch: Sequence[Edge], **fields: object) -> bytes:
@@ -145,12 +145,12 @@ def ops_of_many_edges(a: Shard, b: Shard, batch: Sequence[Edge]) -> None:
     a.halves(batch)
     with a.transaction():
         token = a.log([_many("graph.edge.put_many", batch, halves="out", state="pending")])
-        a.conn.executemany(_EDGE_PUT_SQL["out"], ((UID, *e, "pending", token, "{}", 1.0) for e in batch))
+        a.conn.executemany(EDGE_PUT_SQL["out"], ((UID, *e, "pending", token, "{}", 1.0) for e in batch))
     b.existing([e[2] for e in batch])
     b.halves(batch)
     with b.transaction():
         b.log([_many("graph.edge.put_many", batch, halves="in", state="pending", token=token)])
-        b.conn.executemany(_EDGE_PUT_SQL["in"], ((UID, *e, "attached", token, "{}", 1.0) for e in batch))
+        b.conn.executemany(EDGE_PUT_SQL["in"], ((UID, *e, "attached", token, "{}", 1.0) for e in batch))
     with a.transaction():  # every half B attached: those still pending this token are committed
         a.log([msgpack.packb({"op": "graph.edge.commit_many", "uid": UID, "token": token, "src": [e[0] for e in batch], "type": [e[1] for e in batch], "dst": [e[2] for e in batch]})])
         a.conn.executemany(
@@ -169,10 +169,10 @@ def floor(a: Shard, b: Shard, batch: Sequence[Edge]) -> None:
     _read_both_ends(a, b, batch)
     with a.transaction():
         token = a.log([_many("graph.edge.put_many", batch, halves="out", state="committed")])
-        a.conn.executemany(_EDGE_PUT_SQL["out"], ((UID, *e, "committed", token, "{}", 1.0) for e in batch))
+        a.conn.executemany(EDGE_PUT_SQL["out"], ((UID, *e, "committed", token, "{}", 1.0) for e in batch))
     with b.transaction():
         b.log([_many("graph.edge.put_many", batch, halves="in", state="committed", token=token)])
-        b.conn.executemany(_EDGE_PUT_SQL["in"], ((UID, *e, "confirmed", token, "{}", 1.0) for e in batch))
+        b.conn.executemany(EDGE_PUT_SQL["in"], ((UID, *e, "confirmed", token, "{}", 1.0) for e in batch))
 
 
 WAYS: dict[str, Callable[[Shard, Shard, Sequence[Edge]], None]] = {

@@ -57,6 +57,7 @@ from torua.storage.engine import Chunk, EngineContext, EngineKind
 from torua.storage.operations import EdgeDelete, EdgePut, GraphDrop, GraphEnsure, Operation, OutboxDone, SupportChange, VertexDelete, VertexPut
 
 __all__ = [
+    "EDGE_PUT_SQL",
     "ENGINE",
     "EdgeRow",
     "GraphRows",
@@ -65,7 +66,9 @@ __all__ = [
     "OutboxTask",
     "ROWS_FORMAT",
     "RowView",
+    "SCHEMA",
     "VertexRow",
+    "by_key_sql",
     "pack_vector",
     "read_rows",
     "unpack_vector",
@@ -79,7 +82,7 @@ ATTACHED, CONFIRMED = "attached", "confirmed"
 HALVES = ("out", "in", "both")
 OUTBOX_KINDS = ("detach", "drop")
 
-_SCHEMA = (
+SCHEMA = (
     "CREATE TABLE IF NOT EXISTS g_graph (uid TEXT PRIMARY KEY, name TEXT NOT NULL, vector_dim INTEGER NOT NULL,"
     " metric TEXT NOT NULL, text_properties TEXT NOT NULL, dropped INTEGER NOT NULL DEFAULT 0)",
     # the embedding last: a read that does not select it never pages it in
@@ -189,7 +192,7 @@ CHUNK_PAIRS_AT_ONCE = 240  # (key, chunk) pairs per read (4 parameters each)
 EdgeKey = tuple[str, str, str]
 
 
-def _by_key_sql(select: str, table: str, count: int) -> str:
+def by_key_sql(select: str, table: str, count: int) -> str:
     """`select` over the rows of `table` whose (uid, src, type, dst) is ? and one of
     `count` keys: a join with the keys as VALUES, so that each key is one search of the
     primary key (`(src, type, dst) IN (VALUES ...)` scans the whole graph instead).
@@ -382,7 +385,7 @@ def _apply_vertex_delete(conn: sqlite3.Connection, seq: int, op: VertexDelete) -
     conn.execute("DELETE FROM g_vertex WHERE uid = ? AND id = ?", (op.uid, op.id))
 
 
-_EDGE_PUT_SQL = {
+EDGE_PUT_SQL = {
     "out": "INSERT INTO g_edge(uid, src, type, dst, out_state, out_token, in_state, in_token, properties, weight) "
     "VALUES (?, ?, ?, ?, ?, ?, NULL, 0, ?, ?) ON CONFLICT(uid, src, type, dst) DO UPDATE SET "
     "out_state = excluded.out_state, out_token = excluded.out_token, properties = excluded.properties, weight = excluded.weight",
@@ -399,7 +402,7 @@ _EDGE_PUT_SQL = {
 
 
 def _edge_put_row(seq: int, op: EdgePut) -> tuple[Any, ...]:
-    """The parameters of `_EDGE_PUT_SQL[op.halves]` for `op` at `seq` (checked)."""
+    """The parameters of `EDGE_PUT_SQL[op.halves]` for `op` at `seq` (checked)."""
     if op.halves not in HALVES:
         raise ValueError(f"graph.edge.put: halves must be one of {HALVES}, not {op.halves!r}")
     if op.state not in OUT_STATES:
@@ -447,7 +450,7 @@ def _apply_support(conn: sqlite3.Connection, seq: int, op: SupportChange) -> Non
 
 
 # One handler per operation type this engine takes (OPERATION_ENGINES[type][0] == "graph"),
-# but EdgePut: `GraphRows.apply` writes runs of those with `_EDGE_PUT_SQL` and `_edge_put_row`.
+# but EdgePut: `GraphRows.apply` writes runs of those with `EDGE_PUT_SQL` and `_edge_put_row`.
 HANDLERS: dict[type[Any], Callable[[sqlite3.Connection, int, Any], None]] = {
     GraphEnsure: _apply_ensure,
     GraphDrop: _apply_drop,
@@ -507,7 +510,7 @@ class GraphRows:
 
     def load(self, conn: sqlite3.Connection, create: bool) -> None:
         # Always: a copy made before the graph existed gets its (empty) tables now.
-        for statement in _SCHEMA:
+        for statement in SCHEMA:
             conn.execute(statement)
         return None  # no counters: graph counts are read when asked (stats)
 
@@ -521,13 +524,13 @@ class GraphRows:
             if type(op) is EdgePut:
                 row = _edge_put_row(seq, op)
                 if op.halves != halves and run:
-                    conn.executemany(_EDGE_PUT_SQL[halves], run)
+                    conn.executemany(EDGE_PUT_SQL[halves], run)
                     run = []
                 halves = op.halves
                 run.append(row)
                 continue
             if run:
-                conn.executemany(_EDGE_PUT_SQL[halves], run)
+                conn.executemany(EDGE_PUT_SQL[halves], run)
                 run = []
             if isinstance(op, (GraphEnsure, GraphDrop)):
                 self._changing()
@@ -536,7 +539,7 @@ class GraphRows:
                 raise TypeError(f"the graph engine cannot apply operation type {type(op).__name__}")
             handler(conn, seq, op)
         if run:
-            conn.executemany(_EDGE_PUT_SQL[halves], run)
+            conn.executemany(EDGE_PUT_SQL[halves], run)
 
     def install(self, conn: sqlite3.Connection, state: None, chunk: Chunk) -> None:
         self._changing()
@@ -681,7 +684,7 @@ class GraphRows:
         found: dict[EdgeKey, EdgeRow] = {}
         for start in range(0, len(unique), KEYS_AT_ONCE):
             part = unique[start : start + KEYS_AT_ONCE]
-            for row in conn.execute(_by_key_sql(f"SELECT {_EDGE_COLUMNS} FROM", "g_edge", len(part)), (*_flat(part), uid)):
+            for row in conn.execute(by_key_sql(f"SELECT {_EDGE_COLUMNS} FROM", "g_edge", len(part)), (*_flat(part), uid)):
                 edge = _edge(row)
                 found[edge.key] = edge
         return found
@@ -694,7 +697,7 @@ class GraphRows:
         found: dict[EdgeKey, dict[str, str]] = {}
         for start in range(0, len(unique), KEYS_AT_ONCE):
             part = unique[start : start + KEYS_AT_ONCE]
-            sql = _by_key_sql("SELECT g_support.src, g_support.type, g_support.dst, chunk, note FROM", "g_support", len(part))
+            sql = by_key_sql("SELECT g_support.src, g_support.type, g_support.dst, chunk, note FROM", "g_support", len(part))
             for src, type, dst, chunk, note in conn.execute(sql, (*_flat(part), uid)):
                 found.setdefault((src, type, dst), {})[chunk] = note
         return found
@@ -708,7 +711,7 @@ class GraphRows:
         counts: dict[EdgeKey, int] = {}
         for start in range(0, len(keys), KEYS_AT_ONCE):
             part = keys[start : start + KEYS_AT_ONCE]
-            sql = _by_key_sql("SELECT g_support.src, g_support.type, g_support.dst, count(*) FROM", "g_support", len(part))
+            sql = by_key_sql("SELECT g_support.src, g_support.type, g_support.dst, count(*) FROM", "g_support", len(part))
             for src, type, dst, n in conn.execute(sql + " GROUP BY g_support.src, g_support.type, g_support.dst", (*_flat(part), uid)):
                 counts[(src, type, dst)] = int(n)
         pairs = list(dict.fromkeys((*key, chunk) for key in keys if key in counts for chunk in wanted[key]))
@@ -732,7 +735,7 @@ class GraphRows:
         found: dict[EdgeKey, int] = {}
         for start in range(0, len(unique), KEYS_AT_ONCE):
             part = unique[start : start + KEYS_AT_ONCE]
-            sql = _by_key_sql("SELECT src, type, dst, max(token) FROM", "g_outbox", len(part)) + " AND kind = 'drop' GROUP BY src, type, dst"
+            sql = by_key_sql("SELECT src, type, dst, max(token) FROM", "g_outbox", len(part)) + " AND kind = 'drop' GROUP BY src, type, dst"
             for src, type, dst, token in conn.execute(sql, (*_flat(part), uid)):
                 found[(src, type, dst)] = int(token)
         return found
