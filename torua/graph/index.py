@@ -115,40 +115,33 @@ def limits_from_config(config: Any) -> IndexLimits:
     )
 
 
-_pool: concurrent.futures.ThreadPoolExecutor | None = None
+_pools: dict[str, concurrent.futures.ThreadPoolExecutor] = {}
 _pool_lock = threading.Lock()
 
 
-def _executor() -> concurrent.futures.ThreadPoolExecutor:
-    global _pool
+def _shared_pool(name: str, threads: int) -> concurrent.futures.ThreadPoolExecutor:
+    """The process's pool `name` (its threads' name prefix), made on first use."""
     with _pool_lock:
-        if _pool is None:
-            _pool = concurrent.futures.ThreadPoolExecutor(QUERY_THREADS, thread_name_prefix="graph-index")
-        return _pool
+        pool = _pools.get(name)
+        if pool is None:
+            pool = _pools[name] = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix=name)
+        return pool
 
 
-_wait_pool: concurrent.futures.ThreadPoolExecutor | None = None
+def _executor() -> concurrent.futures.ThreadPoolExecutor:
+    """Threads that run Kuzu queries (`QUERY_THREADS`)."""
+    return _shared_pool("graph-index", QUERY_THREADS)
 
 
 def _waiters() -> concurrent.futures.ThreadPoolExecutor:
     """Threads that only wait for an index to catch up (on a condition), so that queries
     waiting for one shard's index never hold the query threads another shard's need."""
-    global _wait_pool
-    with _pool_lock:
-        if _wait_pool is None:
-            _wait_pool = concurrent.futures.ThreadPoolExecutor(WAIT_THREADS, thread_name_prefix="graph-index-wait")
-        return _wait_pool
-
-
-_build_pool: concurrent.futures.ThreadPoolExecutor | None = None
+    return _shared_pool("graph-index-wait", WAIT_THREADS)
 
 
 def _builders() -> concurrent.futures.ThreadPoolExecutor:
-    global _build_pool
-    with _pool_lock:
-        if _build_pool is None:
-            _build_pool = concurrent.futures.ThreadPoolExecutor(BUILD_THREADS, thread_name_prefix="graph-index-build")
-        return _build_pool
+    """Threads that build indexes, every shard copy's in turn (`BUILD_THREADS`)."""
+    return _shared_pool("graph-index-build", BUILD_THREADS)
 
 
 class _Gate:
