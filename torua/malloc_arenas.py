@@ -1,7 +1,7 @@
 """How many malloc arenas a node process keeps (glibc's `M_ARENA_MAX`).
 
-glibc gives a thread that allocates while the arenas are busy an arena of its own,
-up to eight per core, and memory freed in an arena stays with it. A node runs a
+glibc gives each thread that allocates an arena of its own, up to eight per core
+(then threads share them), and memory freed in an arena stays with it. A node runs a
 writer thread and an index catch-up thread per shard copy, query threads and
 Kuzu's own, and Kuzu touches tens of MiB whenever it opens a database: after
 `torua bench --rag`'s ingest the three nodes held 1,936 and 2,083 MiB with glibc's
