@@ -119,3 +119,28 @@ async def test_a_copy_whose_store_is_closing_still_heartbeats_and_refuses_reques
                 assert (reply.ok, reply.error_code) == (False, "moved"), (request.op, reply)
     finally:
         await cluster.stop()
+
+
+@pytest.mark.timeout(60)
+async def test_a_copy_that_told_a_failover_its_position_keeps_itself_whole_until_the_outcome(tmp_path):
+    """`shard.position` (what a failover asks the in-sync replicas) records when and under
+    which primary the copy answered: until a map names another primary (or the hold
+    passes) the copy does not destroy itself to copy again (rejoin.may_recopy). Only a
+    hand-off's freeze recorded it before; a CI run lost a corpus's first shard when a
+    replica re-copied itself while the failover that promoted it was on its way."""
+    cluster = SimCluster(tmp_path, sim_seed(), nodes=2, shards=1, replicas=2)
+    try:
+        await cluster.start()
+        async with asyncio.timeout(30):
+            entry = cluster.map.shards[0]
+            replica = next(n for n in entry.in_sync if n != entry.primary)
+            holding = cluster.nodes[replica].holdings[0]
+            assert holding.position_told is None
+            assert cluster.gateway is not None
+            msg = await cluster.gateway.nc.request(subjects.node(replica, "shard.position"), encode(ShardCommand(0, 0)), timeout=2)
+            reply = decode(ShardCommandReply, msg.data)
+            assert reply.ok and reply.last_seq == holding.store.last_seq()
+            told = holding.position_told
+            assert told is not None and told[0] == cluster.nodes[replica].epoch and told[2] == entry.primary
+    finally:
+        await cluster.stop()

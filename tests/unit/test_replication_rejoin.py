@@ -83,15 +83,21 @@ def test_capped_history_never_answers_above_the_full_one():
 
 
 @pytest.mark.parametrize(
-    ("told_epoch", "map_epoch", "told_at", "now", "allowed"),
+    ("told_epoch", "map_epoch", "told_at", "now", "primaries", "allowed"),
     [
-        (None, 3, 0.0, 0.0, True),  # never asked for its position: re-copy as before
-        (5, 5, 100.0, 100.1, False),  # asked at the current epoch: the promotion may be on its way
-        (5, 4, 100.0, 100.1, False),  # an older map still: keep waiting
-        (5, 6, 100.0, 100.1, True),  # the map after the failover came: still a replica, so re-copy
-        (5, 5, 100.0, 100.0 + POSITION_HOLD_S, True),  # no newer map within the hold: the failover did not happen
-        (5, 5, 100.0, 100.0 + POSITION_HOLD_S - 0.01, False),
+        (None, 3, 0.0, 0.0, ("n1", "n1"), True),  # never asked for its position: re-copy as before
+        (5, 5, 100.0, 100.1, ("n1", "n1"), False),  # asked at the current epoch: the promotion may be on its way
+        (5, 4, 100.0, 100.1, ("n1", "n1"), False),  # an older map still: keep waiting
+        (5, 6, 100.0, 100.1, ("n1", "n2"), True),  # the map after the failover came, naming another primary: still a replica, so re-copy
+        # A newer map that names the same primary: another shard's failover (a paused node led
+        # both; seen in CI, the copy re-copied, then promoted empty): keep waiting
+        (5, 6, 100.0, 100.1, ("n1", "n1"), False),
+        (5, 6, 100.0, 100.1, (None, "n1"), True),  # told by an older release (no primary recorded): any newer map
+        (5, 5, 100.0, 100.0 + POSITION_HOLD_S, ("n1", "n1"), True),  # no outcome within the hold: the failover did not happen
+        (5, 6, 100.0, 100.0 + POSITION_HOLD_S, ("n1", "n1"), True),
+        (5, 5, 100.0, 100.0 + POSITION_HOLD_S - 0.01, ("n1", "n1"), False),
     ],
 )
-def test_a_copy_that_told_a_failover_its_position_keeps_itself_whole_until_the_next_map(told_epoch, map_epoch, told_at, now, allowed):
-    assert may_recopy(told_epoch, map_epoch, told_at, now) is allowed
+def test_a_copy_that_told_a_failover_its_position_keeps_itself_whole_until_a_map_names_the_outcome(told_epoch, map_epoch, told_at, now, primaries, allowed):
+    told_primary, primary = primaries
+    assert may_recopy(told_epoch, map_epoch, told_at, now, told_primary=told_primary, primary=primary) is allowed

@@ -199,7 +199,7 @@ class ShardControl:
         holding.role = next_role(holding.role, "freeze")
         self.set_frozen_marker(command.shard_id, True)
         await holding.idle.wait()
-        holding.position_told = (self.node.epoch, time.monotonic())
+        holding.position_told = (self.node.epoch, time.monotonic(), holding.primary)
         return ShardCommandReply(True, command.shard_id, last_seq=holding.store.last_seq())
 
     async def unfreeze(self, command: ShardCommand) -> ShardCommandReply:
@@ -235,6 +235,9 @@ class ShardControl:
             raise ToruaError("moved", f"shard {command.shard_id} is not here")
         if not holding.complete:
             raise ToruaError("conflict", f"the copy of shard {command.shard_id} on {self.node.config.id} is refilling from its primary and may miss writes")
+        # a failover may promote it on what it says: it keeps itself whole (no re-copy)
+        # until a map names the failover's outcome (rejoin.may_recopy)
+        holding.position_told = (self.node.epoch, time.monotonic(), holding.primary)
         return ShardCommandReply(True, command.shard_id, last_seq=holding.store.last_seq())
 
     def command_budget(self) -> float:

@@ -260,7 +260,7 @@ class Replication:
                 if holding.role != "replica":
                     continue  # retired or promoted meanwhile: nothing to copy again
                 told = holding.position_told
-                if told is not None and not may_recopy(told[0], node.epoch, told[1], time.monotonic()):
+                if told is not None and not may_recopy(told[0], node.epoch, told[1], time.monotonic(), told_primary=told[2], primary=holding.primary):
                     await asyncio.sleep(0.1)  # a failover may be promoting this copy: keep it whole until the map says
                     continue
                 log.info("shard %d: copy %s; copying it again from %s", holding.shard_id, chunk.error_code, primary, extra={"shard": holding.shard_id})

@@ -42,6 +42,7 @@ from torua.metrics import LiveCollector, metrics_server, registry_of
 from torua.node.broadcast import apply_settings, on_broadcast
 from torua.graph.index import GraphIndex, limits_from_config
 from torua.graph.rows import GraphRows, IndexRows
+from torua.malloc_arenas import arenas_in_use
 from torua.node.control import ShardControl
 from torua.node.graph import GraphService
 from torua.node.kv_checks import MAX_LIST_LIMIT, operation_for
@@ -110,9 +111,10 @@ class Holding:
     # False while a replica recreated empty (or copied again) has not caught up with its
     # primary: not in sync, never promoted (an INCOMPLETE file in the shard dir says so)
     complete: bool = True
-    # (map epoch, monotonic time) when this copy last told a failover its position
-    # (`shard.position`): it keeps itself whole until a newer map (rejoin.may_recopy)
-    position_told: tuple[int, float] | None = None
+    # (map epoch, monotonic time, the shard's primary then) when this copy last told a
+    # failover its position (`shard.position`, or a hand-off's freeze): it keeps itself
+    # whole until a newer map names another primary (rejoin.may_recopy)
+    position_told: tuple[int, float, str | None] | None = None
     # the counts of the last heartbeat that could read them (a store being closed cannot)
     last_stats: ShardStats | None = None
     # KV operations this copy served lately, all and writes (heartbeat ops_rate / write_rate)
@@ -232,7 +234,7 @@ class Node:
         self.tasks.spawn(self._heartbeat_loop())
         self.tasks.spawn(self._log_retention_loop())
         await self.graph.edges.start(self.nc)  # finds other shards' primaries; repairs edges across shards
-        log.info("node %s serving on %s, data in %s", node, self.config.nats_url, self.config.data_dir)
+        log.info("node %s serving on %s, data in %s (%s)", node, self.config.nats_url, self.config.data_dir, arenas_in_use())
 
     async def run(self, stop: StopRequest) -> None:
         """Serve until `stop` (SIGINT/SIGTERM, installed by the caller before anything

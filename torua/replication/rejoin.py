@@ -74,22 +74,31 @@ def rejoin_plan(local_last_seq: int | None, promoted_at_seq: int | None, primary
 POSITION_HOLD_S = 10.0
 
 
-def may_recopy(told_position_at_epoch: int | None, map_epoch: int, told_at: float, now: float, hold_s: float = POSITION_HOLD_S) -> bool:
+def may_recopy(
+    told_position_at_epoch: int | None, map_epoch: int, told_at: float, now: float, hold_s: float = POSITION_HOLD_S,
+    told_primary: str | None = None, primary: str | None = None,
+) -> bool:
     """May a replica destroy its copy to copy it again (its primary said `diverged` or
     `truncated`)? Not while a failover may be promoting it: after it answered
-    `shard.position` at map epoch `told_position_at_epoch`, it waits for a newer map
-    (which makes it primary, and stops its follower, or names another), or `hold_s`.
-    Re-copying at once lost the data of a copy promoted a moment later.
+    `shard.position` (or froze for a hand-off) at map epoch `told_position_at_epoch`,
+    when its shard's primary was `told_primary`, it waits for a newer map that names
+    another primary (which makes it primary, and stops its follower, or names another),
+    or `hold_s`. A newer map that still names the same primary is another shard's
+    change (two failovers at once: a node paused under load led both), not this
+    failover's outcome. Re-copying at once lost the data of a copy promoted a moment later.
 
     >>> may_recopy(None, 7, 0.0, 100.0)
     True
     >>> may_recopy(7, 7, 99.0, 100.0)   # told its position at epoch 7, no newer map yet
     False
-    >>> may_recopy(7, 8, 99.0, 100.0)   # the newer map came, and it is still a replica
+    >>> may_recopy(7, 8, 99.0, 100.0, told_primary="n1", primary="n2")   # the failover's map came, and it is still a replica
     True
+    >>> may_recopy(7, 8, 99.0, 100.0, told_primary="n1", primary="n1")   # a newer map, the same primary: the failover may be on its way
+    False
     >>> may_recopy(7, 7, 80.0, 100.0)   # no newer map within the hold
     True
     """
     if told_position_at_epoch is None:
         return True
-    return map_epoch > told_position_at_epoch or now - told_at >= hold_s
+    newer = map_epoch > told_position_at_epoch and (told_primary is None or primary != told_primary)
+    return newer or now - told_at >= hold_s
