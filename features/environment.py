@@ -71,9 +71,8 @@ def cluster_settings_of(feature) -> dict[str, int]:
 
 
 def before_all(context):
-    # SIGTERM stops the run as Ctrl-C does: behave then runs after_all, which stops every
-    # cluster (scripts/test sends it to the features run beside the integration tests
-    # when it is stopped early).
+    # SIGTERM (a CI runner or a script stopping the run) stops it as Ctrl-C does: behave
+    # then runs after_all, which stops every cluster.
     def interrupt(signum, frame):
         raise KeyboardInterrupt
 

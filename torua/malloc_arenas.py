@@ -23,9 +23,19 @@ import ctypes
 import os
 from collections.abc import Mapping
 
-__all__ = ["M_ARENA_MAX", "limit_arenas"]
+__all__ = ["M_ARENA_MAX", "arenas_in_use", "limit_arenas"]
 
 M_ARENA_MAX = -8  # mallopt's parameter number (malloc.h)
+_limited_to = 0  # the limit this process set (0: none)
+
+
+def arenas_in_use() -> str:
+    """What the process's malloc arenas are, for its log.
+
+    >>> arenas_in_use() in ("malloc arenas: glibc's default or MALLOC_ARENA_MAX", "malloc arenas: at most 2")
+    True
+    """
+    return f"malloc arenas: at most {_limited_to}" if _limited_to else "malloc arenas: glibc's default or MALLOC_ARENA_MAX"
 
 
 def limit_arenas(arenas: int, environ: Mapping[str, str] | None = None) -> bool:
@@ -41,4 +51,8 @@ def limit_arenas(arenas: int, environ: Mapping[str, str] | None = None) -> bool:
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
-    return mallopt(M_ARENA_MAX, int(arenas)) == 1
+    if mallopt(M_ARENA_MAX, int(arenas)) != 1:
+        return False
+    global _limited_to
+    _limited_to = int(arenas)
+    return True

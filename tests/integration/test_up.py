@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import queue
 import re
 import signal
@@ -227,6 +228,10 @@ def test_up_runs_a_cluster_and_ctrl_c_stops_every_process(tmp_path):
         worker_log = (up.data_dir / "logs" / "worker-w1.log").read_text()
         stopping = worker_log.find("SIGTERM received")
         assert stopping >= 0 and "disconnected from NATS" not in worker_log[:stopping], worker_log[-2000:]
+        # each node limited its malloc arenas (--malloc-arenas, default 2) where glibc lets it
+        arenas = "at most 2" if platform.libc_ver()[0] == "glibc" else "glibc's default or MALLOC_ARENA_MAX"
+        for n in ("n1", "n2", "n3"):
+            assert f"(malloc arenas: {arenas})" in (up.data_dir / "logs" / f"node-{n}.log").read_text()
 
         up = Up(tmp_path / "data", up.http_port, up.nats_port)
         up.wait_ready()

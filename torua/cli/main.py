@@ -136,10 +136,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         if args.command == "node":
             from torua.malloc_arenas import limit_arenas
 
-            limited = limit_arenas(config.malloc_arenas)  # before any thread of its own starts
+            limit_arenas(config.malloc_arenas)  # before any thread of its own starts; its serving line says which
         setup_logging(config.log_level, config.log_format, args.command, getattr(config, "id", ""))
-        if args.command == "node":
-            logging.getLogger("torua.node").info("malloc arenas: %s", f"at most {config.malloc_arenas}" if limited else "glibc's default or MALLOC_ARENA_MAX")
         try:
             asyncio.run(_run_role(args.command, config))
         except (NatsUnreachable, DirLockError, CannotListen) as exc:
