@@ -91,7 +91,8 @@ GAP_SCAN = 20000  # log rows read to tell how many of a gap's ops carry an embed
 QUERY_THREADS = 4
 WAIT_THREADS = 64
 # Threads that build the node's indexes (every shard copy's builds queue for them). Few,
-# and the same ones: glibc gives each thread that allocates a malloc arena of its own,
+# and the same ones: glibc gives each thread that allocates a malloc arena of its own
+# (up to 8 per core; a node limits them, --malloc-arenas, but may be run with glibc's default),
 # and a build's Kuzu `Database()` touches ~47 MiB of fresh memory in a thread that never
 # built before (12,000 page faults, ~35 ms more CPU than in a thread that did). Built
 # in each shard's own catch-up thread, the 16 builds at the end of `torua bench --rag`'s
