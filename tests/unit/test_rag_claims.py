@@ -84,6 +84,20 @@ def test_a_version_another_worker_holds_is_waited_for_until_stale(claim, holder,
 
 
 @pytest.mark.parametrize(
+    "claim, why",
+    [
+        (DocumentClaim(8, 6, NOW - 5, holder="w1"), "held by this worker for this version: a redelivery would take it again"),
+        (DocumentClaim(8, 6, NOW - 2 * STALE, holder="w1"), "stale, but the first delivery still writes here"),
+        (DocumentClaim(0, 6), "let go meanwhile (nothing held)"),
+        (None, "no claim read"),
+    ],
+)
+def test_a_version_this_worker_has_in_hand_waits_whatever_the_claim_says(claim, why) -> None:
+    assert decide(claim, 8, NOW, STALE, holder="w1", in_hand=True) == "wait", why
+    assert decide(claim, 8, NOW, STALE, holder="w1") == "take", "not in hand: taken"
+
+
+@pytest.mark.parametrize(
     "claim, version, holder, expected, why",
     [
         (DocumentClaim(8, 6, NOW - 20, holder="w1"), 8, "w1", DocumentClaim(8, 6, NOW, holder="w1"), "held: since moves on, nothing else"),

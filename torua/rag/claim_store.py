@@ -92,17 +92,13 @@ class ClaimStore:
         superseded is decided again once the queue's identity is read again: the stream
         may have been made again since it was read (its sequences start again)."""
         key = claim_key(corpus, document_id)
-        if (corpus, document_id, version) in self._since:
-            # This process writes that version already: the same message delivered again
-            # while its first delivery is in hand. Taken again, the first one's release
-            # would leave the second's writes without a fence (fenced, counted failed).
-            return "wait"
+        in_hand = (corpus, document_id, version) in self._since
         rechecked = False
         try:
             for _ in range(TRIES):
                 queue_id = await self._queue_id()
                 held, revision = await self._read(key)
-                decision = decide(held, version, time.time(), self.stale_after, queue_id, self.holder)
+                decision = decide(held, version, time.time(), self.stale_after, queue_id, self.holder, in_hand)
                 if decision == "superseded" and not rechecked:
                     rechecked = True
                     if await self._queue_id(again=True) != queue_id:

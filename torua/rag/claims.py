@@ -99,15 +99,26 @@ def _holds(claim: DocumentClaim, version: int, holder: str) -> bool:
     return claim.held == version and claim.holder in ("", holder)
 
 
-def decide(claim: DocumentClaim | None, version: int, now: float, stale_after: float, queue: str = "", holder: str = "") -> Decision:
+def decide(
+    claim: DocumentClaim | None, version: int, now: float, stale_after: float, queue: str = "", holder: str = "", in_hand: bool = False,
+) -> Decision:
     """What `holder` does with `version` (of `queue`) of a document whose claim is `claim`
     (None: none yet; a claim of another queue is as none: its versions do not compare).
     The version held by another holder is waited for as an older one is: its writer
     may be paused, and its writes are fenced only once the claim is stale.
 
+    `in_hand`: the holder writes this version already (the same message delivered
+    again while its first delivery is in hand): it waits, whatever the claim says.
+    Taken again, the first delivery's release would leave the second's writes without
+    a fence (fenced, counted failed).
+
     >>> decide(DocumentClaim(held=0, done=90, queue="q1"), 8, 0.0, 60.0, "q2"), decide(DocumentClaim(held=0, done=90, queue="q1"), 8, 0.0, 60.0, "q1")
     ('take', 'superseded')
+    >>> decide(taken(None, 8, 0.0, holder="w1"), 8, 1.0, 60.0, holder="w1", in_hand=True)
+    'wait'
     """
+    if in_hand:
+        return "wait"
     if claim is None or claim.queue != queue:
         return "take"
     if claim.done >= version:
