@@ -442,6 +442,10 @@ class LocalCluster:
         self.stopped: dict[str, psutil.Process] = {}
         # Process name ("node-n4", "coordinator-c1") -> its /metrics port.
         self.metrics_ports: dict[str, int] = {}
+        # Processes killed, stopped, paused or started here so far; and the map epoch
+        # last seen settled for STABLE_S, with this count then (see _wait_settled).
+        self.disturbances = 0
+        self.stable_at: tuple[Any, int] | None = None
 
     @property
     def logs(self) -> Path:
@@ -596,6 +600,7 @@ class LocalCluster:
         argv = proc.cmdline()
         self.known.setdefault(proc.pid, proc)
         self.killed[node_id] = argv
+        self.disturbances += 1
         proc.send_signal(signal.SIGKILL)
         wait_until(lambda: not _alive(proc), 10, f"node {node_id} (pid {proc.pid}) to die")
         return argv
@@ -610,6 +615,7 @@ class LocalCluster:
         self.known.setdefault(proc.pid, proc)
         self.killed[node_id] = argv
         self.stopped[node_id] = proc
+        self.disturbances += 1
         proc.send_signal(signal.SIGTERM)
         return proc
 
@@ -693,12 +699,14 @@ class LocalCluster:
             popen = subprocess.Popen(argv, cwd=self.tmp, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         self.extra.append(popen)
         self.known[popen.pid] = psutil.Process(popen.pid)
+        self.disturbances += 1
         return popen
 
     def pause_node(self, node_id: str) -> psutil.Process:
         proc = self.require_node_process(node_id)
         proc.suspend()
         self.paused.append(proc)
+        self.disturbances += 1
         return proc
 
     def resume_node(self, node_id: str) -> psutil.Process:
@@ -735,6 +743,7 @@ class LocalCluster:
         argv = proc.cmdline()
         self.known.setdefault(proc.pid, proc)
         self.killed_coordinators[coordinator_id] = argv
+        self.disturbances += 1
         proc.send_signal(signal.SIGKILL)
         wait_until(lambda: not _alive(proc), 10, f"coordinator {coordinator_id} (pid {proc.pid}) to die")
         return argv
@@ -748,6 +757,7 @@ class LocalCluster:
         proc = self.require_coordinator_process(coordinator_id)
         proc.suspend()
         self.paused.append(proc)
+        self.disturbances += 1
         return proc
 
     def resume_coordinator(self, coordinator_id: str) -> psutil.Process:
@@ -811,8 +821,13 @@ class LocalCluster:
     def _wait_settled(self) -> None:
         """Until `settled` holds, and still holds with the same map `STABLE_S` later: after
         a hand-off, the old primary's next heartbeats may say its copy must be filled
-        again (yellow a moment after green)."""
+        again (yellow a moment after green). A map already seen settled that long (by the
+        restore before), with no process killed, stopped, paused or started since, need
+        not be watched again: it is settled now, and nothing changed it."""
         since: list[tuple[Any, float]] = []  # (map epoch, when first seen settled at it)
+        if self.stable_at is not None and self.stable_at[1] == self.disturbances:
+            since.append((self.stable_at[0], float("-inf")))
+        self.stable_at = None
 
         def stable() -> Any:
             state = self.settled()
@@ -822,7 +837,10 @@ class LocalCluster:
             epoch, now = self.gateway.health().get("epoch"), time.monotonic()
             if not since or since[0][0] != epoch:
                 since[:] = [(epoch, now)]
-            return now - since[0][1] >= STABLE_S or Seen({"settled at epoch": epoch, "for seconds": round(now - since[0][1], 2)})
+            if now - since[0][1] >= STABLE_S:
+                self.stable_at = (epoch, self.disturbances)
+                return True
+            return Seen({"settled at epoch": epoch, "for seconds": round(now - since[0][1], 2)})
 
         wait_until(
             stable, SETTLE_TIMEOUT,
