@@ -29,7 +29,7 @@ from tests.support.processes import free_port, wait_until
 class Up:
     """A `torua up` whose output is read line by line on a thread, so every wait has a deadline."""
 
-    def __init__(self, data_dir: Path, http_port: int, nats_port: int, *extra: str, nodes: int = 3) -> None:
+    def __init__(self, data_dir: Path, http_port: int, nats_port: int, *extra: str, nodes: int = 3, env: dict[str, str] | None = None) -> None:
         self.http_port, self.nats_port = http_port, nats_port
         self.data_dir = data_dir
         self.proc = subprocess.Popen(
@@ -37,7 +37,7 @@ class Up:
                 "up", "--nodes", str(nodes), "--shards", "8", "--data-dir", str(data_dir), "--port", str(http_port),
                 "--nats-port", str(nats_port), "--heartbeat-interval", "0.25", *extra,
             ],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, env={**os.environ, **(env or {})},
         )
         self.lines: list[str] = []
         self._queue: queue.Queue[str | None] = queue.Queue()
@@ -296,12 +296,14 @@ def test_a_child_that_dies_while_starting_is_shown_with_its_log(tmp_path):
     data_dir = tmp_path / "data"
     (data_dir / "n1").mkdir(parents=True)
     (data_dir / "n1" / "node.json").write_text("{garbage")
-    up = Up(data_dir, free_port(), free_port(), "--ready-timeout", "5")
+    # the coordinator forms over n2 and n3 after its formation timeout (4 s here, 10 by
+    # default), so the cluster is not ready at the ready timeout (2 s), which it reports
+    up = Up(data_dir, free_port(), free_port(), "--ready-timeout", "2", env={"TORUA_FORMATION_TIMEOUT": "4"})
     try:
-        up.wait_ready(60)  # formed over n2 and n3 after the formation timeout (10 s)
+        up.wait_ready(60)
         out = up.output
         assert re.search(r"node-n1 \(pid \d+\) exited with code 1; the end of its log .*/logs/node-n1\.log:\n  \| torua node: .*node\.json is unreadable", out), out
-        assert "the cluster is not ready after 5s (still running" in out
+        assert "the cluster is not ready after 2s (still running" in out
         logs = re.search(r"logs: (\S+)/<process>\.log, one per process: (.*)", out)
         assert logs, out
         for name in logs.group(2).split(", "):
