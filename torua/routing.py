@@ -188,16 +188,14 @@ class ShardRouter:
             except ToruaError as exc:
                 if exc.code == "unknown_shard":
                     raise
-                # The map may change soon (formation, a first holder); wait for it within the
-                # deadline. A shard whose only copy is down answers at once: it comes back
-                # when its node does (seconds at least), and its 503 says when to try again.
+                # The map may change soon (formation, node back); wait for it within the deadline.
                 last_error = exc
                 if self.maps.current is None:  # the cluster is forming: wait for its first map
                     await self.maps.wait_newer(-1, min(remaining, 0.25))
                     continue
                 epoch = self.maps.current.epoch
                 await self.maps.refresh()  # a newer map may be stored and its announcement not read yet
-                if self.maps.current.epoch == epoch and not self._down(shard_id):
+                if self.maps.current.epoch == epoch:
                     await self.maps.wait_newer(epoch, min(remaining, 0.25))
                 if self.maps.current.epoch == epoch:
                     raise exc
@@ -234,11 +232,6 @@ class ShardRouter:
             await asyncio.sleep(min(backoff, max(0.0, deadline - time.monotonic())))
             backoff = min(backoff * 2, 0.2)
             await self.maps.refresh()
-
-    def _down(self, shard_id: int) -> bool:
-        """Whether the map in hand says `shard_id` lives only on a node that is down."""
-        current = self.maps.current
-        return current is not None and 0 <= shard_id < current.num_shards and current.entry(shard_id).state == ShardState.UNAVAILABLE
 
     def _holder(self, shard_id: int) -> ShardEntry:
         shard_map = self.shard_map()
