@@ -179,7 +179,8 @@ async def test_documents_are_ingested_by_workers_and_naive_query_finds_them(rag_
 async def test_bm25_and_the_question_entities_do_not_wait_for_the_question_embedding(rag_cluster):
     """A hybrid query starts BM25's two rounds and the question's entity extraction at
     once, beside the embedder: an embedder that answers only once both started would
-    hold up a query that waited for it first (it gives up after 30 s)."""
+    hold up a query that waited for it first (it gives up after 30 s). It reads the
+    chunks that mention its local entities and its bridge's entities in one hop."""
     async with Client(rag_cluster.nats_url) as db:
         await db.rag("rag-overlap").create(**SETTINGS)
         await ingest(db, "rag-overlap", docs(["lovelace", "turing"]))
@@ -213,9 +214,19 @@ async def test_bm25_and_the_question_entities_do_not_wait_for_the_question_embed
             return await text_search(*args, **kwargs)
 
         corpus.graph.text_search = bm25  # type: ignore[method-assign]
+        edges_of, hops = corpus.graph.edges_of, []
+
+        async def counted(ids: Any, direction: str = "out", type: str | None = None, limit: int = 100) -> Any:
+            hops.append((direction, type, len(ids)))
+            return await edges_of(ids, direction, type, limit)
+
+        corpus.graph.edges_of = counted  # type: ignore[method-assign]
+        question = "Where was the mathematician who worked with Charles Babbage born?"
         async with asyncio.timeout(60):
-            answer = await corpus.query("Where was the mathematician who worked with Charles Babbage born?", mode="hybrid", k=3)
+            answer = await corpus.query(question, mode="hybrid", k=3)
         assert any(c["document_id"] == "lovelace" and "born in London" in c["text"] for c in answer["chunks"]), answer["chunks"]
+        mentions_in = [n for direction, type, n in hops if (direction, type) == ("in", "MENTIONS")]
+        assert len(mentions_in) == 1 and mentions_in[0] >= len(answer["entities"]), hops  # local's entities and the bridge's, in one hop
 
 
 async def test_communities_partition_the_entity_graph_and_global_queries_read_their_summaries(rag_cluster):

@@ -235,15 +235,21 @@ class CorpusService:
             ranked, entities, relations = await self._local(question, embedding, settings)
             return ranked, entities, relations, []
 
-        # hybrid: the local ranking, BM25, and vector then the bridge from the vector's best, at once
-        async def vector_and_bridge() -> tuple[list[str], list[tuple[str, float]]]:
+        # hybrid: the local ranking's entities, BM25, and vector then the entities of the
+        # vector's best (the bridge), at once; then the chunks that mention the entities
+        # of both, in one read
+        async def vector_and_bridge() -> tuple[list[str], dict[str, int]]:
             # the bridge needs only the vector's hits: it does not wait for BM25's two rounds
             vector_ids = [h["id"] for h in await self.graph.vector_search(await embedding, k=wide, label=schema.CHUNK, properties=False)]
-            return vector_ids, await self._bridge(vector_ids[: retrieval.BRIDGE_FROM])
+            return vector_ids, await self._bridge_entities(vector_ids[: retrieval.BRIDGE_FROM])
 
-        (local, entities, relations), (vector_ids, bridged), text_hits = await asyncio.gather(
-            self._local(question, embedding, settings), vector_and_bridge(), self.graph.text_search(question, k=wide, label=schema.CHUNK, properties=False),
+        (seed_scores, top, edges), (vector_ids, bridging), text_hits = await asyncio.gather(
+            self._local_entities(question, embedding, settings), vector_and_bridge(),
+            self.graph.text_search(question, k=wide, label=schema.CHUNK, properties=False),
         )
+        mentioned = await self._mentioned([*top, *bridging])
+        local, entities, relations = _local_ranking(seed_scores, top, edges, mentioned)
+        bridged = retrieval.bridge(bridging, {e: mentioned[e] for e in bridging}, set(vector_ids[: retrieval.BRIDGE_FROM]))
         text_ids = [h["id"] for h in text_hits]
         fused = retrieval.rrf([vector_ids, text_ids, [c for c, _ in local[:wide]]])
         return retrieval.first_and_second_hop(fused, bridged, k), entities, relations, []
@@ -270,6 +276,14 @@ class CorpusService:
     async def _local(self, question: str, embedding: Awaitable[list[float]], settings: CorpusSettings) -> tuple[list[tuple[str, float]], list[dict[str, Any]], list[dict[str, Any]]]:
         """Chunks ranked by the entities they mention, from the question's entities out
         (torua.rag.retrieval), with the entities and relations that ranked them."""
+        seed_scores, top, edges = await self._local_entities(question, embedding, settings)
+        return _local_ranking(seed_scores, top, edges, await self._mentioned(list(top)))
+
+    async def _local_entities(
+        self, question: str, embedding: Awaitable[list[float]], settings: CorpusSettings,
+    ) -> tuple[dict[str, float], dict[str, float], dict[tuple[str, str], dict[str, Any]]]:
+        """A local query's seeds (scores), its entities (the seeds and their neighbours,
+        best first, with scores) and the relations between them, by (src, dst)."""
         async def by_name() -> tuple[list[str], list[Any]]:
             mentions = await asyncio.to_thread(self._mentions, question, settings)
             named = [resolution.entity_id(m.type, m.text) for m in mentions]
@@ -286,25 +300,22 @@ class CorpusService:
         edges = {(e["src"], e["dst"]): e for id in seed_scores for e in related[id]}
         scores = retrieval.expand(seed_scores, [(src, dst, float(e["weight"])) for (src, dst), e in edges.items()])
         top = dict(sorted(scores.items(), key=lambda item: -item[1])[: 4 * retrieval.SEEDS])
-        mentioned = await self.graph.edges_of(list(top), direction="in", type=schema.MENTIONS, limit=1000)
-        ranked = retrieval.chunk_scores(top, [(e["src"], id) for id in top for e in mentioned[id]])
-        entities = [{"id": id, "score": round(score, 6), "seed": id in seed_scores} for id, score in top.items()]
-        relations = [
-            {"src": src, "dst": dst, "weight": e["weight"], "predicates": e["properties"].get("predicates", {})}
-            for (src, dst), e in edges.items() if src in top and dst in top
-        ]
-        return ranked, entities, relations
+        return seed_scores, top, edges
 
-    async def _bridge(self, first: list[str]) -> list[tuple[str, float]]:
-        """The second hop from the chunks found first: the chunks that mention the
-        entities those mention (torua.rag.retrieval.bridge)."""
+    async def _mentioned(self, entities: list[str]) -> dict[str, list[str]]:
+        """The chunks that mention each of `entities` (at most 1000 each), in one read."""
+        pages = await self.graph.edges_of(list(dict.fromkeys(entities)), direction="in", type=schema.MENTIONS, limit=1000)
+        return {id: [e["src"] for e in page] for id, page in pages.items()}
+
+    async def _bridge_entities(self, first: list[str]) -> dict[str, int]:
+        """The entities the chunks found first mention, each with the rank of the best
+        such chunk: where the second hop starts (torua.rag.retrieval.bridge)."""
         pages = await self.graph.edges_of(first, direction="out", type=schema.MENTIONS, limit=100)
         entities: dict[str, int] = {}
         for rank, chunk in enumerate(dict.fromkeys(first), start=1):
             for e in pages[chunk]:
                 entities.setdefault(e["dst"], rank)  # the best chunk that mentions it
-        mentioned = await self.graph.edges_of(list(entities), direction="in", type=schema.MENTIONS, limit=1000)
-        return retrieval.bridge(entities, {e: [m["src"] for m in mentioned[e]] for e in entities}, set(first))
+        return entities
 
     async def _visible(self, ranked: list[tuple[str, float]], k: int, metadata: dict[str, Any]) -> list[dict[str, Any]]:
         """The first `k` of `ranked` (chunk id, score) whose document is complete and holds
@@ -393,3 +404,17 @@ class RagService:
         if request.op == "query":
             return await corpus.query(request.question, request.mode, request.k, request.answer, request.metadata or None)
         raise ToruaError("bad_request", f"unknown GraphRAG call {request.op!r}")
+
+
+def _local_ranking(
+    seed_scores: dict[str, float], top: dict[str, float], edges: dict[tuple[str, str], dict[str, Any]], mentioned: dict[str, list[str]],
+) -> tuple[list[tuple[str, float]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """A local query's chunks ranked by the entities of `top` they mention
+    (`mentioned`: entity -> its chunks), with those entities and the relations between them."""
+    ranked = retrieval.chunk_scores(top, [(chunk, id) for id in top for chunk in mentioned[id]])
+    entities = [{"id": id, "score": round(score, 6), "seed": id in seed_scores} for id, score in top.items()]
+    relations = [
+        {"src": src, "dst": dst, "weight": e["weight"], "predicates": e["properties"].get("predicates", {})}
+        for (src, dst), e in edges.items() if src in top and dst in top
+    ]
+    return ranked, entities, relations
