@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 RRF_K = 60
 NEIGHBOUR_SHARE = 0.5
@@ -95,6 +96,27 @@ def chunk_scores(entity_scores: Mapping[str, float], mentions: Iterable[tuple[st
         if entity in entity_scores:
             scores[chunk] += entity_scores[entity]
     return sorted(scores.items(), key=lambda item: (-item[1], item[0]))
+
+
+def local_ranking(
+    seeds: Mapping[str, float], entities: Mapping[str, float], relations: Mapping[tuple[str, str], Mapping[str, Any]], mentions: Mapping[str, Sequence[str]],
+) -> tuple[list[tuple[str, float]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """A local query's answer: its chunks by the `entities` (the seeds and their
+    neighbours, with scores) they mention (`mentions`: entity -> its chunks), those
+    entities (`seed`: one of `seeds`), and the `relations` (edges by (src, dst)) between two of them.
+
+    >>> ranked, ents, rels = local_ranking({"a": 1.0}, {"a": 1.0, "b": 0.5}, {("a", "b"): {"weight": 2.0, "properties": {}}, ("a", "z"): {"weight": 1.0, "properties": {}}},
+    ...                                    {"a": ["c1"], "b": ["c1", "c2"]})
+    >>> ranked, [(e["id"], e["seed"]) for e in ents], [(r["src"], r["dst"]) for r in rels]
+    ([('c1', 1.5), ('c2', 0.5)], [('a', True), ('b', False)], [('a', 'b')])
+    """
+    ranked = chunk_scores(entities, [(chunk, id) for id in entities for chunk in mentions[id]])
+    described = [{"id": id, "score": round(score, 6), "seed": id in seeds} for id, score in entities.items()]
+    between = [
+        {"src": src, "dst": dst, "weight": e["weight"], "predicates": e["properties"].get("predicates", {})}
+        for (src, dst), e in relations.items() if src in entities and dst in entities
+    ]
+    return ranked, described, between
 
 
 def bridge(entities: Mapping[str, int], mentions: Mapping[str, Sequence[str]], skip: set[str]) -> list[tuple[str, float]]:

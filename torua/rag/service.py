@@ -248,7 +248,7 @@ class CorpusService:
             self.graph.text_search(question, k=wide, label=schema.CHUNK, properties=False),
         )
         mentioned = await self._mentioned([*top, *bridging])
-        local, entities, relations = _local_ranking(seed_scores, top, edges, mentioned)
+        local, entities, relations = retrieval.local_ranking(seed_scores, top, edges, mentioned)
         bridged = retrieval.bridge(bridging, {e: mentioned[e] for e in bridging}, set(vector_ids[: retrieval.BRIDGE_FROM]))
         text_ids = [h["id"] for h in text_hits]
         fused = retrieval.rrf([vector_ids, text_ids, [c for c, _ in local[:wide]]])
@@ -277,7 +277,7 @@ class CorpusService:
         """Chunks ranked by the entities they mention, from the question's entities out
         (torua.rag.retrieval), with the entities and relations that ranked them."""
         seed_scores, top, edges = await self._local_entities(question, embedding, settings)
-        return _local_ranking(seed_scores, top, edges, await self._mentioned(list(top)))
+        return retrieval.local_ranking(seed_scores, top, edges, await self._mentioned(list(top)))
 
     async def _local_entities(
         self, question: str, embedding: Awaitable[list[float]], settings: CorpusSettings,
@@ -405,16 +405,3 @@ class RagService:
             return await corpus.query(request.question, request.mode, request.k, request.answer, request.metadata or None)
         raise ToruaError("bad_request", f"unknown GraphRAG call {request.op!r}")
 
-
-def _local_ranking(
-    seed_scores: dict[str, float], top: dict[str, float], edges: dict[tuple[str, str], dict[str, Any]], mentioned: dict[str, list[str]],
-) -> tuple[list[tuple[str, float]], list[dict[str, Any]], list[dict[str, Any]]]:
-    """A local query's chunks ranked by the entities of `top` they mention
-    (`mentioned`: entity -> its chunks), with those entities and the relations between them."""
-    ranked = retrieval.chunk_scores(top, [(chunk, id) for id in top for chunk in mentioned[id]])
-    entities = [{"id": id, "score": round(score, 6), "seed": id in seed_scores} for id, score in top.items()]
-    relations = [
-        {"src": src, "dst": dst, "weight": e["weight"], "predicates": e["properties"].get("predicates", {})}
-        for (src, dst), e in edges.items() if src in top and dst in top
-    ]
-    return ranked, entities, relations
